@@ -1,0 +1,109 @@
+# certsync — one GNU Makefile, pkg-config for every dependency, objects under build/.
+#
+#   make run     install what is missing, build, reconcile examples/ with the built-in CA
+#   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), e2e suite
+#   make bench   performance figures (never part of make test)
+#   make lint    clang-format check and banned calls
+
+BUILD   ?= build
+SAN     ?=
+WERROR  ?=
+OPT     ?= -O2
+
+PKGS     := yaml-0.1 libcurl openssl jansson libgit2 libmicrohttpd
+TESTPKGS := cmocka
+# Debian packages: what `make deps` installs when something is missing.
+DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
+             libjansson-dev libgit2-dev libmicrohttpd-dev
+DEB_TEST  := libcmocka-dev python3 python3-pytest prometheus curl
+PYTHON    := /usr/bin/python3
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(if $(WERROR),-Werror) $(CFLAGS) \
+             $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined) \
+             -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -pthread -MMD -MP
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+LDFLAGS_ALL = $(if $(SAN),-fsanitize=address,undefined) $(LDFLAGS)
+
+LIB_SRC := $(sort $(shell find util manifests state reconciler -name '*.c' ! -path 'reconciler/cmd/*'))
+CMD_SRC := $(sort $(wildcard reconciler/cmd/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CMD_OBJ := $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+
+.PHONY: all deps test-deps run test unit e2e bench lint clean asan valgrind
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/certsync
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libcertsync.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/certsync: $(CMD_OBJ) $(BUILD)/libcertsync.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CMD_OBJ) $(BUILD)/libcertsync.a $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/libcertsync.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(UNIT_HELPERS) $(BUILD)/libcertsync.a $(LDLIBS_ALL) \
+		$(shell pkg-config --libs $(TESTPKGS) 2>/dev/null)
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d)
+
+# ---- dependencies: install only what is missing (apt-get; sudo when not root) ----
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+define need_debs
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
+endef
+
+deps:
+	$(call need_debs,$(DEB_BUILD))
+
+test-deps: deps
+	$(call need_debs,$(DEB_TEST))
+
+# ---- the main job on the built-in CA issuer ----
+RUN_DIR ?= $(CURDIR)/.run
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/run.sh $(BUILD)/certsync $(RUN_DIR)
+
+# ---- tests ----
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+e2e: $(BUILD)/certsync
+	cd tests/e2e && CERTSYNC_BIN=$(abspath $(BUILD)/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+# make test: -Werror everywhere; unit tests and e2e under ASan+UBSan, then e2e on the plain build.
+test: test-deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 unit
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 e2e \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	@$(MAKE) --no-print-directory WERROR=1 e2e
+
+bench: deps
+	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all
+	@$(PYTHON) bench/bench.py build/bench/certsync
+
+valgrind: $(BUILD)/certsync $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do valgrind -q --error-exitcode=9 --leak-check=full $$t >/dev/null; done; echo "valgrind: clean"
+
+BANNED := '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|tmpnam)\s*\('
+lint:
+	@! grep -nE $(BANNED) $(LIB_SRC) $(CMD_SRC) || (echo "lint: banned call" && false)
+	@clang-format --dry-run --Werror $(LIB_SRC) $(CMD_SRC) $(shell find util manifests state reconciler -name '*.h') && echo "lint: ok"
+
+clean:
+	rm -rf build .run

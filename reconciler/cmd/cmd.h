@@ -1,0 +1,91 @@
+/* The command-line front end: shared options and the subcommand table. */
+#ifndef CS_RECONCILER_CMD_CMD_H
+#define CS_RECONCILER_CMD_CMD_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+
+#include "../../state/state.h"
+#include "../config.h"
+#include "../plan.h"
+#include "../reconcile.h"
+
+/* Exit codes (docs/cli.md). */
+enum {
+	EXIT_OK = 0,        /* success; plan: no changes */
+	EXIT_FAIL = 1,      /* error, invalid input, or a certificate failed */
+	EXIT_CHANGES = 2,   /* plan --detailed-exitcode: the plan has changes */
+	EXIT_USAGE = 64,    /* bad command line (sysexits EX_USAGE) */
+};
+
+/* Options every subcommand accepts. */
+struct cmd_globals {
+	const char *config;
+	const char *repo, *ref, *path, *state, *output_root;
+	int verbose;
+	const char *log_format;
+};
+
+struct cmd {
+	const char *name;
+	const char *summary;
+	int (*run)(struct cmd_globals *g, int argc, char **argv);
+	const char *usage;
+};
+
+/* getopt_long ids for the global options (> 255 so they never clash with short options). */
+enum {
+	OPT_CONFIG = 256, OPT_REPO, OPT_REF, OPT_PATH, OPT_STATE, OPT_OUTPUT_ROOT, OPT_LOG_FORMAT, OPT_HELP,
+	OPT__GLOBAL_END
+};
+
+#define CMD_GLOBAL_OPTIONS                                                                                   \
+	{"config", required_argument, NULL, OPT_CONFIG}, {"repo", required_argument, NULL, OPT_REPO},        \
+	{"ref", required_argument, NULL, OPT_REF}, {"path", required_argument, NULL, OPT_PATH},              \
+	{"state", required_argument, NULL, OPT_STATE}, {"output-root", required_argument, NULL, OPT_OUTPUT_ROOT}, \
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, {"help", no_argument, NULL, OPT_HELP},      \
+	{"verbose", no_argument, NULL, 'v'}
+
+/*
+ * Handles a global option from getopt_long (returns 1 if it was one, 0 if
+ * not, -1 after printing help: the caller exits 0).
+ */
+int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const char *arg);
+
+/* (Re)configures logging from --log-format/-v/$CERTSYNC_LOG_FORMAT; exits 64 on a bad format. */
+void cmd_setup_logging(const struct cmd_globals *g);
+
+/* Prints "error: <msg>" on stderr and returns EXIT_FAIL. */
+int cmd_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints usage for a bad command line and returns EXIT_USAGE. */
+int cmd_usage_error(const struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Loads the config named by g (default ./certsync.yaml or $CERTSYNC_CONFIG) with overrides; prints diagnostics. */
+int cmd_load_config(const struct cmd_globals *g, struct config **out);
+
+/* The pieces every command that reads manifests needs. */
+struct cmd_source {
+	struct gitsrc *git;
+	char commit[41];
+	struct desired desired;
+};
+
+/* Opens the source, resolves the ref and loads the desired set. Prints the error. */
+int cmd_open_source(const struct config *cfg, const char *commit_or_null, struct cmd_source *out);
+void cmd_source_free(struct cmd_source *s);
+
+/* Reads the state without locking (plan, state list). A missing state is an empty one with has_state = 0. */
+int cmd_read_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state);
+
+/* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
+int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);
+
+/* Set by SIGINT/SIGTERM: finish the current step and stop. */
+extern volatile sig_atomic_t cmd_stop;
+void cmd_install_signals(void);
+
+extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_state, cmd_version;
+
+#endif

@@ -1,0 +1,218 @@
+/* certsync apply [PLAN]: make it so, journaling every step. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../util/err.h"
+#include "../../util/fsutil.h"
+#include "../../util/log.h"
+#include "../../util/util.h"
+#include "../engine.h"
+#include "../source/gitsrc.h"
+#include "cmd.h"
+
+#define PLAN_FILE_MAX (16 * 1024 * 1024)
+
+enum { OPT_PARALLELISM = OPT__GLOBAL_END, OPT_ALLOW_PARTIAL, OPT_WAIT, OPT_RETRY, OPT_REFRESH, OPT_NO_COLOR };
+
+struct apply_args {
+	const char *plan_file;
+	int parallelism, allow_partial, retry_failed, refresh, no_color;
+	int64_t wait;
+};
+
+/* A saved plan is only good for the state and commit it was made against (Terraform's "stale plan"). */
+static int apply_check_stale(const struct plan *p, const struct state *st, int has_state, const char *commit)
+{
+	if (p->has_state != has_state || (has_state && (strcmp(p->lineage, st->lineage) || p->serial != st->serial))) {
+		if (!p->has_state)
+			return cs_error(CS_ECONFLICT,
+					"stale plan: it was made with no state, but the state now exists (lineage %.8s, serial %llu); run certsync plan again",
+					st->lineage, (unsigned long long)st->serial);
+		if (!has_state)
+			return cs_error(CS_ECONFLICT, "stale plan: it was made for state lineage %.8s, but there is no state now; run certsync plan again", p->lineage);
+		return cs_error(CS_ECONFLICT,
+				"stale plan: it was made for state lineage %.8s serial %llu, but the state is now lineage %.8s serial %llu; run certsync plan again",
+				p->lineage, (unsigned long long)p->serial, st->lineage, (unsigned long long)st->serial);
+	}
+	if (!util_streq(p->commit, commit))
+		return cs_error(CS_ECONFLICT,
+				"stale plan: it was made at commit %.12s, but the source is now at %.12s; run certsync plan again",
+				p->commit ? p->commit : "?", commit);
+	return 0;
+}
+
+static int apply_load_plan(const char *path, struct plan **out)
+{
+	struct buf b = BUF_INIT;
+	int rc = fsutil_read_file(path, PLAN_FILE_MAX, &b);
+
+	if (!rc)
+		rc = plan_from_json(b.data, b.len, path, out);
+	buf_free(&b);
+	return rc;
+}
+
+static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct apply_args *a)
+{
+	static const struct option opts[] = {
+		CMD_GLOBAL_OPTIONS,
+		{"parallelism", required_argument, NULL, OPT_PARALLELISM},
+		{"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL},
+		{"wait", required_argument, NULL, OPT_WAIT},
+		{"retry-failed", no_argument, NULL, OPT_RETRY},
+		{"refresh", no_argument, NULL, OPT_REFRESH},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+	char *end;
+	long n;
+
+	memset(a, 0, sizeof(*a));
+	a->parallelism = 4;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		int r = cmd_global_opt(g, &cmd_apply, opt, optarg);
+
+		if (r < 0)
+			return -1;
+		if (r)
+			continue;
+		switch (opt) {
+		case OPT_PARALLELISM:
+			n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 64)
+				return cmd_usage_error(&cmd_apply, "--parallelism takes a number from 1 to 64");
+			a->parallelism = (int)n;
+			break;
+		case OPT_ALLOW_PARTIAL: a->allow_partial = 1; break;
+		case OPT_WAIT:
+			if (util_parse_duration(optarg, &a->wait))
+				return cmd_usage_error(&cmd_apply, "--wait: %s", cs_errmsg());
+			break;
+		case OPT_RETRY: a->retry_failed = 1; break;
+		case OPT_REFRESH: a->refresh = 1; break;
+		case OPT_NO_COLOR: a->no_color = 1; break;
+		default: return cmd_usage_error(&cmd_apply, "unknown option");
+		}
+	}
+	if (optind < argc)
+		a->plan_file = argv[optind++];
+	if (optind < argc)
+		return cmd_usage_error(&cmd_apply, "unexpected argument \"%s\"", argv[optind]);
+	return 0;
+}
+
+static void apply_summary(const struct engine_result *r, const struct plan *p)
+{
+	printf("\nApply complete: %zu done, %zu pending, %zu failed", r->done, r->pending, r->failed);
+	if (r->skipped)
+		printf(", %zu not started (interrupted)", r->skipped);
+	printf(".\n");
+	if (r->pending)
+		printf("%zu certificate%s wait%s for the provider; run certsync apply again (or apply --wait DURATION) to finish.\n",
+		       r->pending, r->pending == 1 ? "" : "s", r->pending == 1 ? "s" : "");
+	if (r->deferred)
+		printf("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for this apply; run apply again to continue.\n",
+		       r->deferred, r->deferred == 1 ? "" : "s", p->max_paid);
+}
+
+static int apply_run(struct cmd_globals *g, int argc, char **argv)
+{
+	struct apply_args a;
+	struct config *cfg = NULL;
+	struct cmd_source src;
+	struct state_backend *be = NULL;
+	struct state *st = NULL;
+	struct plan *p = NULL;
+	struct reconcile_opts ro;
+	struct engine_opts eo;
+	struct engine_result res;
+	int has_state = 0, rc, status = EXIT_FAIL;
+
+	memset(&src, 0, sizeof(src));
+	memset(&res, 0, sizeof(res));
+	if ((rc = apply_parse(g, argc, argv, &a)))
+		return rc < 0 ? EXIT_OK : rc;
+	cmd_setup_logging(g);
+	cmd_install_signals();
+	if (cmd_load_config(g, &cfg))
+		goto out;
+	has_state = fsutil_exists(cfg->state_path);
+	if ((rc = state_file_open(cfg->state_path, &be)) || (rc = state_lock(be, "apply")) ||
+	    (rc = state_load(be, &st))) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	has_state = has_state || state_cert_count(st) > 0;
+	if (a.plan_file) {
+		char head[41];
+
+		if (apply_load_plan(a.plan_file, &p) || reconcile_open_source(cfg, &src.git) ||
+		    gitsrc_resolve(src.git, cfg->source.ref, head) || apply_check_stale(p, st, has_state, head) ||
+		    (rc = reconcile_desired(cfg, src.git, head, NULL, &src.desired))) {
+			cmd_fail("%s", cs_errmsg());
+			goto out;
+		}
+		memcpy(src.commit, head, sizeof(head));
+		for (size_t i = 0; i < src.desired.diags.n; i++)
+			diags_add(&p->errors, src.desired.diags.v[i].file, src.desired.diags.v[i].line,
+				  src.desired.diags.v[i].col, "%s", src.desired.diags.v[i].msg);
+	} else {
+		memset(&ro, 0, sizeof(ro));
+		ro.now = util_now();
+		ro.refresh = a.refresh;
+		ro.retry_failed = a.retry_failed;
+		if (cmd_open_source(cfg, NULL, &src))
+			goto out;
+		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro, &p)) {
+			cmd_fail("%s", cs_errmsg());
+			goto out;
+		}
+	}
+	cmd_print_plan(p, "text", a.no_color, 0, stdout);
+	if (src.desired.diags.n && !a.allow_partial) {
+		cmd_fail("%zu problem%s in the manifests at %.12s: nothing applied (fix them, or apply --allow-partial to apply the valid certificates)",
+			 src.desired.diags.n, src.desired.diags.n == 1 ? "" : "s", src.commit);
+		goto out;
+	}
+	memset(&eo, 0, sizeof(eo));
+	eo.parallelism = a.parallelism;
+	eo.wait = a.wait;
+	eo.stop = (volatile int *)&cmd_stop;
+	rc = engine_apply(cfg, be, st, p, src.desired.specs, src.desired.n_specs, &eo, &res);
+	if (rc) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	state_set_source(st, gitsrc_display(src.git), cfg->source.ref, src.commit);
+	if (state_save(be, st)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (plan_has_changes(p) || res.done || res.failed)
+		apply_summary(&res, p);
+	status = res.failed || res.deferred || res.skipped || src.desired.diags.n ? EXIT_FAIL : EXIT_OK;
+out:
+	state_unlock(be);
+	state_backend_free(be);
+	state_free(st);
+	plan_free(p);
+	cmd_source_free(&src);
+	config_free(cfg);
+	return status;
+}
+
+const struct cmd cmd_apply = {
+	"apply",
+	"Apply the changes of a fresh plan, or of a plan saved with \"plan --out FILE\" (refused when stale).\n"
+	"Options:\n"
+	"  --parallelism N   certificates worked on at once (default 4)\n"
+	"  --wait DURATION   keep polling certificates that wait for the provider, up to DURATION\n"
+	"  --allow-partial   apply the valid certificates of a revision that has invalid manifests\n"
+	"  --retry-failed    retry certificates whose last attempt failed permanently\n"
+	"  --refresh         ask the providers about recorded certificates first",
+	apply_run,
+	"apply [PLAN.json] [--parallelism N] [--wait DURATION] [--allow-partial] [--retry-failed]",
+};

@@ -1,0 +1,114 @@
+/* certsync plan: what apply would do, in text, JSON or Markdown. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../util/err.h"
+#include "../../util/fsutil.h"
+#include "../../util/util.h"
+#include "../source/gitsrc.h"
+#include "cmd.h"
+
+enum { OPT_OUT = OPT__GLOBAL_END, OPT_FORMAT, OPT_DETAILED, OPT_REFRESH, OPT_RETRY, OPT_NO_COLOR, OPT_ASCII };
+
+enum plan_format { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT__MAX };
+static const char *const format_names[FMT__MAX] = {"text", "json", "markdown"};
+
+static int plan_run(struct cmd_globals *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CMD_GLOBAL_OPTIONS,
+		{"out", required_argument, NULL, OPT_OUT},
+		{"format", required_argument, NULL, OPT_FORMAT},
+		{"detailed-exitcode", no_argument, NULL, OPT_DETAILED},
+		{"refresh", no_argument, NULL, OPT_REFRESH},
+		{"retry-failed", no_argument, NULL, OPT_RETRY},
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"ascii", no_argument, NULL, OPT_ASCII},
+		{NULL, 0, NULL, 0},
+	};
+	struct config *cfg = NULL;
+	struct cmd_source src;
+	struct state_backend *be = NULL;
+	struct state *st = NULL;
+	struct plan *p = NULL;
+	struct reconcile_opts ro;
+	const char *out_path = NULL;
+	int format = FMT_TEXT, detailed = 0, no_color = 0, ascii = 0, has_state = 0, opt, status = EXIT_FAIL;
+	struct buf b = BUF_INIT;
+
+	memset(&src, 0, sizeof(src));
+	memset(&ro, 0, sizeof(ro));
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		int r = cmd_global_opt(g, &cmd_plan, opt, optarg);
+
+		if (r < 0)
+			return EXIT_OK;
+		if (r)
+			continue;
+		switch (opt) {
+		case OPT_OUT: out_path = optarg; break;
+		case OPT_FORMAT:
+			for (format = 0; format < FMT__MAX && strcmp(optarg, format_names[format]); format++)
+				;
+			if (format == FMT__MAX)
+				return cmd_usage_error(&cmd_plan, "unknown format \"%s\" (text, json, markdown)", optarg);
+			break;
+		case OPT_DETAILED: detailed = 1; break;
+		case OPT_REFRESH: ro.refresh = 1; break;
+		case OPT_RETRY: ro.retry_failed = 1; break;
+		case OPT_NO_COLOR: no_color = 1; break;
+		case OPT_ASCII: ascii = 1; break;
+		default: return cmd_usage_error(&cmd_plan, "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cmd_usage_error(&cmd_plan, "unexpected argument \"%s\"", argv[optind]);
+	cmd_setup_logging(g);
+	ro.now = util_now();
+	if (cmd_load_config(g, &cfg) || cmd_open_source(cfg, NULL, &src) || cmd_read_state(cfg, &be, &st, &has_state))
+		goto out;
+	if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro, &p)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (cmd_print_plan(p, format_names[format], no_color, ascii, stdout)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (out_path) {
+		if (plan_render_json(p, &b) || fsutil_write_atomic(out_path, b.data, b.len, 0644)) {
+			cmd_fail("writing the plan: %s", cs_errmsg());
+			goto out;
+		}
+		fprintf(stderr, "Saved the plan to %s: apply it with \"certsync apply %s\".\n", out_path, out_path);
+	}
+	if (p->errors.n)
+		status = EXIT_FAIL;
+	else
+		status = detailed && plan_has_changes(p) ? EXIT_CHANGES : EXIT_OK;
+out:
+	buf_free(&b);
+	plan_free(p);
+	state_free(st);
+	state_backend_free(be);
+	cmd_source_free(&src);
+	config_free(cfg);
+	return status;
+}
+
+const struct cmd cmd_plan = {
+	"plan",
+	"Show what apply would change: creates, replacements, renewals, resumes, reinstalls, removals, paid orders.\n"
+	"Options:\n"
+	"  --format text|json|markdown   output format (default text)\n"
+	"  --out FILE                    also save the plan as JSON, for \"certsync apply FILE\"\n"
+	"  --detailed-exitcode           exit 2 when the plan has changes (0 none, 1 error)\n"
+	"  --refresh                     ask the providers about recorded certificates (drift)\n"
+	"  --retry-failed                plan failed certificates again\n"
+	"  --no-color, --ascii           plain text output",
+	plan_run,
+	"plan [--format text|json|markdown] [--out FILE] [--detailed-exitcode] [--refresh]",
+};

@@ -1,0 +1,103 @@
+/*
+ * The operator's config (certsync.yaml, DESIGN §1): trusted with credentials,
+ * endpoints, paths and hooks. Parsed with the manifests' YAML tree so errors
+ * read the same (file:line:col), all of them in one run.
+ */
+#ifndef CS_RECONCILER_CONFIG_H
+#define CS_RECONCILER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../manifests/manifest.h"
+#include "../util/buf.h"
+#include "../util/diag.h"
+
+/* A credential reference: {env: NAME}, {file: PATH}, or a literal (non-secret values only). */
+enum cred_kind { CRED_NONE, CRED_LITERAL, CRED_ENV, CRED_FILE, CRED__MAX };
+
+struct cred {
+	enum cred_kind kind;
+	char *ref;      /* env name, absolute file path, or the literal */
+	char *where;    /* "certsync.yaml:12:5" for messages */
+};
+
+/*
+ * Reads a credential into out (which the caller must buf_wipe). Files must
+ * not be group/world readable; a trailing newline is stripped. Errors name
+ * the reference and `what`, never the value.
+ */
+int config_cred_read(const struct cred *c, const char *what, struct buf *out);
+
+struct provider_ops;
+
+struct issuer {
+	char *name;
+	const struct provider_ops *ops;
+	void *priv;     /* the provider's parsed config (ops->config_free) */
+	int line, col;
+};
+
+struct config {
+	char *path;             /* the config file */
+	char *dir;              /* its directory (relative paths resolve against it) */
+	struct {
+		char *repo;     /* URL, or absolute local path */
+		char *ref;
+		char *path;     /* manifests folder inside the repo ("" = root) */
+		int64_t interval;
+		struct cred token;
+		char *cache_dir;
+		char *ca_file;
+	} source;
+	char *state_path;
+	char *key_dir;          /* 0700 directory for keys that must survive a pending order */
+	char *output_root;
+	struct issuer *issuers; size_t n_issuers;
+	struct {
+		char *listen;
+		char *public_url;
+		struct cred webhook_secret;
+	} server;
+	struct {
+		int prune;
+		int max_paid_orders;
+	} policy;
+	struct {
+		char **on_change; size_t n_on_change; /* argv */
+		int64_t timeout;
+	} hooks;
+};
+
+/*
+ * Loads and validates the config. Every problem is a diagnostic in d;
+ * returns CS_EINVALID if there was any (then *out is NULL), CS_ENOTFOUND if
+ * the file does not exist.
+ */
+int config_load(const char *path, struct config **out, struct diags *d);
+
+/* Builds a config from YAML text (tests); `path` names it in diagnostics. */
+int config_parse(const char *path, const char *data, size_t len, struct config **out, struct diags *d);
+
+void config_free(struct config *c);
+
+/*
+ * Parses a credential node: a map {env: NAME} or {file: PATH} (relative to
+ * the config file), or — only when allow_literal — a plain scalar. Adds a
+ * diagnostic and returns CS_EINVALID otherwise.
+ */
+int config_parse_cred(const struct ynode *n, const char *file, const char *what, int allow_literal,
+		      struct diags *d, struct cred *out);
+void config_cred_free(struct cred *c);
+
+/* A path from the config file, made absolute against the config file's directory. Caller frees. */
+char *config_resolve_path(const char *config_file, const char *path);
+
+/* The issuer named name, or NULL. */
+const struct issuer *config_issuer(const struct config *c, const char *name);
+
+/* Applies command-line overrides (any may be NULL). Paths are taken relative to the cwd. */
+void config_override(struct config *c, const char *repo, const char *ref, const char *path, const char *state,
+		     const char *output_root);
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * The apply engine: a small pool of worker threads, one certificate at a
+ * time each, every step journaled. Records are created or looked up in the
+ * main thread before the workers start, so workers never touch the state's
+ * map except to forget a removed record (under the engine lock).
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../util/crypto.h"
+#include "../util/fsutil.h"
+#include "../util/err.h"
+#include "../util/log.h"
+#include "../util/util.h"
+#include "hooks.h"
+#include "outputs.h"
+#include "provider.h"
+
+#define ENGINE_MAX_PARALLELISM 64
+#define ENGINE_BACKOFF_BASE 30
+#define ENGINE_BACKOFF_MAX 3600
+
+struct engine_job {
+	const struct plan_change *change;
+	const struct cert_spec *spec;
+	struct state_cert *rec;
+};
+
+struct engine {
+	const struct config *cfg;
+	struct state_backend *be;
+	struct state *st;
+	const struct engine_opts *opts;
+	pthread_mutex_t mu;
+	struct engine_job *jobs;
+	size_t n_jobs, next;
+	struct engine_result res;
+	int fatal;
+	int64_t deadline; /* apply --wait: keep polling pending steps until then */
+};
+
+void material_init(struct material *m)
+{
+	buf_init(&m->cert, 0);
+	buf_init(&m->key, 0);
+	buf_init(&m->ca, 0);
+}
+
+void material_wipe(struct material *m)
+{
+	buf_free(&m->cert);
+	buf_wipe(&m->key);
+	buf_free(&m->ca);
+}
+
+int material_present(const struct material *m)
+{
+	return m->cert.len > 0 && m->key.len > 0;
+}
+
+/* ---------- services for drivers ---------- */
+
+int engine_journal(struct step_ctx *ctx)
+{
+	struct engine *e = ctx->engine;
+	int rc;
+
+	pthread_mutex_lock(&e->mu);
+	rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
+	if (rc)
+		e->fatal = 1;
+	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
+const char *engine_key_dir(struct step_ctx *ctx)
+{
+	if (fsutil_mkdir_p(ctx->cfg->key_dir, 0700) == 0)
+		chmod(ctx->cfg->key_dir, 0700);
+	return ctx->cfg->key_dir;
+}
+
+int engine_installed_key(struct step_ctx *ctx, struct buf *out)
+{
+	if (!ctx->rec->output_dir)
+		return cs_error(CS_ENOTFOUND, "%s: no installed key", ctx->rec->name);
+	return outputs_read_key(ctx->cfg->output_root, ctx->rec->output_dir, out);
+}
+
+/* Checks that the material is a certificate for the spec's names with its own key. */
+static int engine_check_material(struct step_ctx *ctx, struct crypto_cert_info *info)
+{
+	struct crypto_cert *leaf = NULL;
+	struct crypto_key *key = NULL;
+	int rc;
+
+	if ((rc = crypto_cert_from_pem(ctx->mat.cert.data, ctx->mat.cert.len, "certificate", &leaf)) ||
+	    (rc = crypto_key_from_pem(ctx->mat.key.data, ctx->mat.key.len, "private key", &key)))
+		goto out;
+	if (!crypto_cert_matches_key(leaf, key)) {
+		rc = cs_error(CS_EINVALID, "%s: the certificate does not match its private key; not installed",
+			      ctx->rec->name);
+		goto out;
+	}
+	rc = crypto_cert_info(leaf, info);
+out:
+	crypto_cert_free(leaf);
+	crypto_key_free(key);
+	return rc;
+}
+
+int engine_install(struct step_ctx *ctx)
+{
+	struct state_cert *rec = ctx->rec;
+	struct crypto_cert_info info;
+	struct state_cert old;
+	int moved, rc;
+
+	memset(&info, 0, sizeof(info));
+	if (!material_present(&ctx->mat))
+		return cs_error(CS_ERROR, "%s: nothing to install", rec->name);
+	if ((rc = engine_check_material(ctx, &info)))
+		goto out;
+	memset(&old, 0, sizeof(old));
+	old.output_dir = rec->output_dir;
+	old.out_generation = rec->out_generation;
+	moved = rec->output_dir && strcmp(rec->output_dir, ctx->spec->output_dir);
+	if (moved) {
+		old.output_dir = xstrdup(rec->output_dir);
+		old.out_generation = xstrdup(rec->out_generation);
+		state_str_set(&rec->out_generation, NULL);
+	}
+	rc = outputs_publish(ctx->cfg->output_root, ctx->spec->output_dir, &ctx->mat.cert, &ctx->mat.key,
+			     &ctx->mat.ca, rec);
+	if (!rc) {
+		state_str_set(&rec->output_dir, ctx->spec->output_dir);
+		state_str_set(&rec->serial, info.serial);
+		state_str_set(&rec->fingerprint, info.fingerprint);
+		rec->not_before = info.not_before;
+		rec->not_after = info.not_after;
+		state_cert_event(rec, ctx->now, "installed certificate %s (expires %lld)", info.serial,
+				 (long long)info.not_after);
+		if (moved)
+			outputs_remove(ctx->cfg->output_root, &old);
+	} else if (moved) {
+		state_str_set(&rec->out_generation, old.out_generation);
+	}
+	if (moved) {
+		free(old.output_dir);
+		free(old.out_generation);
+	}
+out:
+	crypto_cert_info_free(&info);
+	buf_wipe(&ctx->mat.key);
+	return rc;
+}
+
+/* ---------- one certificate ---------- */
+
+static int64_t engine_backoff(int attempts)
+{
+	int64_t d = ENGINE_BACKOFF_BASE;
+	unsigned char r;
+
+	for (int i = 1; i < attempts && d < ENGINE_BACKOFF_MAX; i++)
+		d *= 2;
+	if (d > ENGINE_BACKOFF_MAX)
+		d = ENGINE_BACKOFF_MAX;
+	if (crypto_random(&r, 1) == 0)
+		d += d * r / 1024; /* up to +25% jitter */
+	return d;
+}
+
+static void engine_count(struct engine *e, size_t *field)
+{
+	pthread_mutex_lock(&e->mu);
+	(*field)++;
+	pthread_mutex_unlock(&e->mu);
+}
+
+static int engine_stopping(const struct engine *e)
+{
+	return e->fatal || (e->opts->stop && *e->opts->stop);
+}
+
+/* Sleeps until t or until a stop is requested. */
+static void engine_sleep_until(struct engine *e, int64_t t)
+{
+	while (!engine_stopping(e) && util_now() < t) {
+		struct timespec ts = {0, 200 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void engine_start_change(struct step_ctx *ctx, const struct plan_change *ch)
+{
+	struct state_cert *rec = ctx->rec;
+
+	if (ch->kind == CHANGE_RESUME) {
+		if (rec->phase == PHASE_FAILED) {
+			rec->phase = PHASE_PENDING;
+			rec->attempts = 0;
+		}
+		state_cert_event(rec, ctx->now, "resuming %s at step %s", rec->change ? rec->change : "change",
+				 rec->step);
+		return;
+	}
+	state_str_set(&rec->change, plan_change_name(ch->kind));
+	state_str_set(&rec->step, ch->n_steps ? ch->steps[0] : NULL);
+	state_str_set(&rec->issuer, ctx->spec->issuer);
+	state_str_set(&rec->provider, ctx->issuer->ops->type);
+	state_str_set(&rec->target_hash, ctx->spec->hash);
+	if (!rec->output_dir)
+		state_str_set(&rec->output_dir, ctx->spec->output_dir);
+	rec->phase = PHASE_PENDING;
+	rec->attempts = 0;
+	rec->next_try = 0;
+	state_cert_event(rec, ctx->now, "%s started: %s", rec->change, ch->reason ? ch->reason : "");
+}
+
+static void engine_finish(struct step_ctx *ctx)
+{
+	struct state_cert *rec = ctx->rec;
+
+	state_cert_event(rec, ctx->now, "%s done", rec->change ? rec->change : "change");
+	state_str_set(&rec->spec_hash, rec->target_hash ? rec->target_hash : ctx->spec->hash);
+	state_str_set(&rec->target_hash, NULL);
+	state_str_set(&rec->change, NULL);
+	state_str_set(&rec->step, NULL);
+	rec->phase = PHASE_READY;
+	rec->attempts = 0;
+	rec->next_try = 0;
+	rec->last_success = ctx->now;
+	state_cert_set_error(rec, 0, NULL);
+}
+
+static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
+{
+	struct state_cert *rec = ctx->rec;
+	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
+
+	state_cert_set_error(rec, ctx->now, msg);
+	if (rc == CS_ETRANSIENT) {
+		rec->attempts++;
+		rec->next_try = ctx->now + engine_backoff(rec->attempts);
+		state_cert_event(rec, ctx->now, "step %s failed (attempt %d), retrying later: %s", rec->step,
+				 rec->attempts, msg);
+		log_emit(LV_WARN, &ctx->log, "step failed, will retry: %s", msg);
+	} else {
+		rec->phase = PHASE_FAILED;
+		state_cert_event(rec, ctx->now, "step %s failed: %s", rec->step, msg);
+		log_emit(LV_ERROR, &ctx->log, "failed: %s", msg);
+	}
+	engine_journal(ctx);
+	engine_count(e, &e->res.failed);
+}
+
+static void engine_remove(struct engine *e, struct step_ctx *ctx)
+{
+	int rc = 0;
+
+	if (ctx->issuer && ctx->issuer->ops->release)
+		rc = ctx->issuer->ops->release(ctx);
+	if (!rc)
+		rc = outputs_remove(e->cfg->output_root, ctx->rec);
+	if (rc) {
+		log_emit(LV_ERROR, &ctx->log, "remove failed: %s", cs_errmsg());
+		engine_count(e, &e->res.failed);
+		return;
+	}
+	pthread_mutex_lock(&e->mu);
+	rc = state_journal(e->be, e->st, ctx->rec->name, NULL);
+	if (!rc) {
+		state_cert_remove(e->st, ctx->rec->name);
+		e->res.done++;
+	} else {
+		e->fatal = 1;
+		e->res.failed++;
+	}
+	pthread_mutex_unlock(&e->mu);
+	if (!rc)
+		log_emit(LV_INFO, &ctx->log, "removed (outputs deleted, record forgotten)");
+}
+
+static void engine_run_job(struct engine *e, struct engine_job *job)
+{
+	struct step_ctx ctx;
+	enum step_status status;
+	int rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cfg = e->cfg;
+	ctx.spec = job->spec;
+	ctx.rec = job->rec;
+	ctx.kind = job->change->kind;
+	ctx.engine = e;
+	ctx.now = util_now();
+	ctx.issuer = config_issuer(e->cfg, job->spec ? job->spec->issuer : job->rec->issuer);
+	ctx.log.cert = job->rec->name;
+	ctx.log.issuer = ctx.issuer ? ctx.issuer->name : job->rec->issuer;
+	material_init(&ctx.mat);
+	if (job->change->kind == CHANGE_REMOVE) {
+		engine_remove(e, &ctx);
+		goto out;
+	}
+	engine_start_change(&ctx, job->change);
+	if (engine_journal(&ctx))
+		goto out;
+	for (;;) {
+		if (engine_stopping(e)) {
+			engine_count(e, &e->res.skipped);
+			break;
+		}
+		ctx.now = util_now();
+		ctx.log.step = ctx.rec->step;
+		log_emit(LV_DEBUG, &ctx.log, "running step");
+		cs_error_clear();
+		rc = ctx.issuer->ops->step(&ctx, &status);
+		ctx.now = util_now();
+		if (rc) {
+			engine_fail(e, &ctx, rc);
+			break;
+		}
+		if (status == STEP_DONE) {
+			engine_finish(&ctx);
+			if (engine_journal(&ctx))
+				break;
+			log_emit(LV_INFO, &ctx.log, "%s complete: serial %s, expires in %lldd", job->change->kind == CHANGE_RESUME ? "resume" : plan_change_name(job->change->kind),
+				 ctx.rec->serial ? ctx.rec->serial : "?",
+				 (long long)((ctx.rec->not_after - ctx.now) / 86400));
+			engine_count(e, &e->res.done);
+			hooks_on_change(e->cfg, ctx.rec->name, ctx.rec->output_dir);
+			break;
+		}
+		if (status == STEP_WAIT) {
+			ctx.rec->next_try = ctx.wait_until;
+			if (engine_journal(&ctx))
+				break;
+			if (e->deadline && ctx.wait_until <= e->deadline) {
+				engine_sleep_until(e, ctx.wait_until);
+				continue;
+			}
+			log_emit(LV_INFO, &ctx.log, "waiting for the provider; the next apply resumes it");
+			engine_count(e, &e->res.pending);
+			break;
+		}
+		ctx.rec->attempts = 0;
+		if (engine_journal(&ctx))
+			break;
+	}
+out:
+	material_wipe(&ctx.mat);
+}
+
+static void *engine_worker(void *arg)
+{
+	struct engine *e = arg;
+
+	for (;;) {
+		struct engine_job *job = NULL;
+
+		pthread_mutex_lock(&e->mu);
+		if (e->next < e->n_jobs)
+			job = &e->jobs[e->next++];
+		pthread_mutex_unlock(&e->mu);
+		if (!job)
+			break;
+		if (engine_stopping(e)) {
+			engine_count(e, &e->res.skipped);
+			continue;
+		}
+		engine_run_job(e, job);
+	}
+	return NULL;
+}
+
+static int engine_spec_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct cert_spec *const *)elem)->name);
+}
+
+static int engine_spec_sort(const void *a, const void *b)
+{
+	return strcmp((*(struct cert_spec *const *)a)->name, (*(struct cert_spec *const *)b)->name);
+}
+
+/* Builds the job list in the main thread: looks up specs, creates records. */
+static int engine_prepare(struct engine *e, const struct plan *plan, struct cert_spec *const *specs, size_t n_specs)
+{
+	struct cert_spec **sorted = xcalloc(n_specs + 1, sizeof(*sorted));
+	int rc = 0;
+
+	memcpy(sorted, specs, n_specs * sizeof(*sorted));
+	qsort(sorted, n_specs, sizeof(*sorted), engine_spec_sort);
+	e->jobs = xcalloc(plan->n_changes + 1, sizeof(*e->jobs));
+	for (size_t i = 0; i < plan->n_changes; i++) {
+		const struct plan_change *ch = &plan->changes[i];
+		struct cert_spec **found;
+		struct engine_job *job;
+
+		if (ch->kind == CHANGE_NONE || ch->kind == CHANGE_ORPHAN)
+			continue;
+		if (ch->deferred) {
+			e->res.deferred++;
+			continue;
+		}
+		job = &e->jobs[e->n_jobs];
+		job->change = ch;
+		if (ch->kind == CHANGE_REMOVE) {
+			if (!(job->rec = state_cert_get(e->st, ch->name)))
+				continue;
+			e->n_jobs++;
+			continue;
+		}
+		found = bsearch(ch->name, sorted, n_specs, sizeof(*sorted), engine_spec_cmp);
+		if (!found) {
+			rc = cs_error(CS_ECONFLICT, "%s: in the plan but not in the manifests at this commit", ch->name);
+			goto out;
+		}
+		if (!config_issuer(e->cfg, (*found)->issuer)) {
+			rc = cs_error(CS_EINVALID, "%s: issuer %s is not configured", ch->name, (*found)->issuer);
+			goto out;
+		}
+		job->spec = *found;
+		job->rec = state_cert_put(e->st, ch->name);
+		if (ch->kind == CHANGE_RESUME && !job->rec->step) {
+			rc = cs_error(CS_ECONFLICT, "%s: nothing to resume (stale plan?)", ch->name);
+			goto out;
+		}
+		e->n_jobs++;
+	}
+out:
+	free(sorted);
+	return rc;
+}
+
+int engine_apply(const struct config *cfg, struct state_backend *be, struct state *st, const struct plan *plan,
+		 struct cert_spec *const *specs, size_t n_specs, const struct engine_opts *opts,
+		 struct engine_result *res)
+{
+	struct engine e;
+	pthread_t threads[ENGINE_MAX_PARALLELISM];
+	size_t n_threads;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	e.cfg = cfg;
+	e.be = be;
+	e.st = st;
+	e.opts = opts;
+	pthread_mutex_init(&e.mu, NULL);
+	if (opts->wait > 0)
+		e.deadline = util_now() + opts->wait;
+	if ((rc = engine_prepare(&e, plan, specs, n_specs)))
+		goto out;
+	n_threads = opts->parallelism > 0 ? (size_t)opts->parallelism : 4;
+	if (n_threads > ENGINE_MAX_PARALLELISM)
+		n_threads = ENGINE_MAX_PARALLELISM;
+	if (n_threads > e.n_jobs)
+		n_threads = e.n_jobs;
+	for (size_t i = 0; i < n_threads; i++) {
+		if (pthread_create(&threads[i], NULL, engine_worker, &e)) {
+			n_threads = i;
+			break;
+		}
+	}
+	if (n_threads == 0)
+		engine_worker(&e);
+	for (size_t i = 0; i < n_threads; i++)
+		pthread_join(threads[i], NULL);
+	if (e.fatal)
+		rc = cs_error(CS_ERROR, "state could not be written; stopped (%s)", cs_errmsg());
+out:
+	*res = e.res;
+	free(e.jobs);
+	pthread_mutex_destroy(&e.mu);
+	return rc;
+}

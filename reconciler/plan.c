@@ -1,0 +1,369 @@
+/*
+ * The diff: desired × recorded × observed → changes. Pure: no I/O, no clock
+ * (now comes in), deterministic order. O(n) with hash lookups.
+ */
+#include "plan.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/err.h"
+#include "../util/util.h"
+
+int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec)
+{
+	int64_t before;
+
+	if (!rec || rec->not_after <= 0)
+		return 0;
+	before = spec ? spec->renew_before : 0;
+	if (before <= 0)
+		before = (rec->not_after - rec->not_before) / 3;
+	return rec->not_after - before;
+}
+
+static struct plan_change *plan_add(struct plan *p, size_t *cap, const char *name, enum change_kind kind)
+{
+	struct plan_change *c;
+
+	util_grow(&p->changes, cap, p->n_changes + 1, sizeof(*p->changes));
+	c = &p->changes[p->n_changes++];
+	memset(c, 0, sizeof(*c));
+	c->name = xstrdup(name);
+	c->kind = kind;
+	return c;
+}
+
+static void plan_reason(struct plan_change *c, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void plan_reason(struct plan_change *c, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	c->reason = xvasprintf(fmt, ap);
+	va_end(ap);
+	c->reason_code = xstrdup(code);
+}
+
+static void plan_copy_spec_info(struct plan_change *c, const struct cert_spec *s)
+{
+	c->issuer = xstrdup(s->issuer);
+	c->file = xstrdup(s->file);
+	c->line = s->line;
+	if (s->n_labels) {
+		c->labels = xcalloc(s->n_labels, sizeof(*c->labels));
+		for (size_t i = 0; i < s->n_labels; i++) {
+			c->labels[i].key = xstrdup(s->labels[i].key);
+			c->labels[i].value = xstrdup(s->labels[i].value);
+		}
+		c->n_labels = s->n_labels;
+	}
+}
+
+/* Human form of a remaining time: "12d", "5h", "expired 3d ago". */
+static void plan_fmt_left(int64_t left, char out[48])
+{
+	char d[32];
+
+	util_fmt_duration(left < 0 ? -left : left, d);
+	if (left < 0)
+		snprintf(out, 48, "expired %s ago", d);
+	else
+		snprintf(out, 48, "expires in %s", d);
+}
+
+/* Decides the change for a certificate that is both desired and recorded. */
+static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, const struct cert_spec *s,
+		     const struct state_cert *rec, enum output_status out, const struct plan_drift *drift)
+{
+	const char *want = rec->target_hash ? rec->target_hash : rec->spec_hash;
+	int same_issuer = util_streq(rec->issuer, s->issuer);
+	struct plan_change *c;
+	int64_t renew_at;
+
+	if (rec->phase != PHASE_READY && rec->step && same_issuer && util_streq(want, s->hash)) {
+		/* A change towards exactly this spec is under way (or failed): carry on with it. */
+		if (rec->phase == PHASE_FAILED && !in->retry_failed) {
+			plan_add_warning(p, "%s: failed at step %s: %s (not retried: change the manifest or apply --retry-failed)",
+					 s->name, rec->step, rec->last_error ? rec->last_error : "error");
+			p->counts[CHANGE_NONE]++;
+			return;
+		}
+		c = plan_add(p, cap, s->name, CHANGE_RESUME);
+		if (rec->phase == PHASE_FAILED)
+			plan_reason(c, "retry_failed", "retrying failed step %s (--retry-failed)", rec->step);
+		else if (rec->attempts)
+			plan_reason(c, "pending", "%s in progress: step %s (%d failed attempts)",
+				    rec->change ? rec->change : "change", rec->step, rec->attempts);
+		else
+			plan_reason(c, "pending", "%s in progress: step %s", rec->change ? rec->change : "change",
+				    rec->step);
+	} else if (!same_issuer || !util_streq(rec->spec_hash, s->hash) || (rec->phase != PHASE_READY && rec->step)) {
+		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
+		if (!same_issuer)
+			plan_reason(c, "issuer_changed", "issuer changed from %s to %s", rec->issuer ? rec->issuer : "?",
+				    s->issuer);
+		else
+			plan_reason(c, "spec_changed", "names, key or validity changed");
+	} else if (drift && drift->needs_new) {
+		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
+		plan_reason(c, "drift", "%s", drift->what);
+	} else if (out == OUTPUT_MISSING) {
+		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
+		plan_reason(c, "output_missing", "output files are missing");
+	} else if (out == OUTPUT_ALTERED) {
+		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
+		plan_reason(c, "output_altered", "output files do not match the installed certificate");
+	} else if (!util_streq(rec->output_dir, s->output_dir)) {
+		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
+		plan_reason(c, "output_moved", "output directory changed from %s to %s",
+			    rec->output_dir ? rec->output_dir : "?", s->output_dir);
+	} else if ((renew_at = plan_renewal_time(s, rec)) && in->now >= renew_at) {
+		char left[48], before[32];
+
+		c = plan_add(p, cap, s->name, CHANGE_RENEW);
+		plan_fmt_left(rec->not_after - in->now, left);
+		util_fmt_duration(rec->not_after - renew_at, before);
+		plan_reason(c, rec->not_after <= in->now ? "expired" : "renewal_due", "%s (renewBefore %s)", left,
+			    before);
+	} else {
+		if (drift && drift->what)
+			plan_add_warning(p, "%s: %s", s->name, drift->what);
+		p->counts[CHANGE_NONE]++;
+		return;
+	}
+	plan_copy_spec_info(c, s);
+}
+
+static int plan_drift_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct plan_drift *)elem)->name);
+}
+
+static int plan_cmp(const void *a, const void *b)
+{
+	const struct plan_change *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* Fills steps, provider and paid flags from the provider planner, then applies the paid cap. */
+static int plan_fill_steps(const struct plan_input *in, struct plan *p, struct cert_spec *const *by_name_spec,
+			   struct state_cert *const *by_name_rec)
+{
+	for (size_t i = 0; i < p->n_changes; i++) {
+		struct plan_change *c = &p->changes[i];
+		struct plan_steps ps;
+		const char *provider = NULL;
+		int rc;
+
+		memset(&ps, 0, sizeof(ps));
+		if (c->kind == CHANGE_ORPHAN)
+			continue;
+		if (c->kind == CHANGE_REMOVE) {
+			ps.steps[ps.n++] = "release";
+			ps.steps[ps.n++] = "delete-outputs";
+			ps.steps[ps.n++] = "forget";
+			provider = by_name_rec[i] ? by_name_rec[i]->provider : NULL;
+		} else if (in->steps_fn) {
+			rc = in->steps_fn(in->steps_arg, c->issuer, c->kind, by_name_spec[i], by_name_rec[i], &provider,
+					  &ps);
+			if (rc)
+				return rc;
+		}
+		for (size_t k = 0; k < ps.n && k < PLAN_MAX_STEPS; k++)
+			c->steps[c->n_steps++] = xstrdup(ps.steps[k]);
+		c->provider = xstrdup(provider);
+		if (ps.paid) {
+			c->paid = 1;
+			c->product = xstrdup(ps.product);
+			if (p->paid >= (size_t)in->max_paid) {
+				c->deferred = 1;
+				p->deferred++;
+			} else {
+				p->paid++;
+			}
+		}
+	}
+	return 0;
+}
+
+int plan_diff(const struct plan_input *in, struct plan **out)
+{
+	struct plan *p = xcalloc(1, sizeof(*p));
+	size_t cap = 0, nbucket = 1;
+	size_t *bucket = NULL; /* open addressing over desired specs, by name: index + 1 */
+	struct cert_spec **spec_for = NULL;
+	struct state_cert **rec_for = NULL;
+	int rc = 0;
+
+	p->repo = xstrdup(in->repo);
+	p->ref = xstrdup(in->ref);
+	p->commit = xstrdup(in->commit);
+	p->max_paid = in->max_paid;
+	if (in->state) {
+		p->has_state = 1;
+		memcpy(p->lineage, in->state->lineage, sizeof(p->lineage));
+		p->serial = in->state->serial;
+	}
+	while (nbucket < 2 * (in->n_desired + 1))
+		nbucket *= 2;
+	bucket = xcalloc(nbucket, sizeof(*bucket));
+	for (size_t i = 0; i < in->n_desired; i++) {
+		size_t h = util_hash_str(in->desired[i]->name) & (nbucket - 1);
+
+		while (bucket[h])
+			h = (h + 1) & (nbucket - 1);
+		bucket[h] = i + 1;
+	}
+	/* Recorded certificates: same as desired → decide; absent → remove or orphan. */
+	for (size_t r = 0; r < in->n_recorded; r++) {
+		const struct state_cert *rec = in->recorded[r];
+		const struct plan_drift *drift = NULL;
+		size_t h = util_hash_str(rec->name) & (nbucket - 1);
+		const struct cert_spec *s = NULL;
+
+		while (bucket[h]) {
+			if (!strcmp(in->desired[bucket[h] - 1]->name, rec->name)) {
+				s = in->desired[bucket[h] - 1];
+				break;
+			}
+			h = (h + 1) & (nbucket - 1);
+		}
+		if (in->n_drift)
+			drift = bsearch(rec->name, in->drift, in->n_drift, sizeof(*in->drift), plan_drift_cmp);
+		if (s) {
+			plan_one(in, p, &cap, s, rec, in->outputs ? in->outputs[r] : OUTPUT_OK, drift);
+		} else {
+			struct plan_change *c = plan_add(p, &cap, rec->name, in->prune ? CHANGE_REMOVE : CHANGE_ORPHAN);
+
+			if (in->prune)
+				plan_reason(c, "not_in_manifests", "not in the manifests (policy.prune): outputs deleted, record forgotten");
+			else
+				plan_reason(c, "not_in_manifests", "not in the manifests; kept because policy.prune is off");
+			c->issuer = xstrdup(rec->issuer);
+		}
+	}
+	/* Desired certificates with no record: create. */
+	for (size_t i = 0; i < in->n_desired; i++) {
+		const struct cert_spec *s = in->desired[i];
+		struct plan_change *c;
+
+		if (in->state && state_cert_get(in->state, s->name))
+			continue;
+		c = plan_add(p, &cap, s->name, CHANGE_CREATE);
+		plan_reason(c, "new", "new certificate");
+		plan_copy_spec_info(c, s);
+	}
+	qsort(p->changes, p->n_changes, sizeof(*p->changes), plan_cmp);
+	/* Look up each change's spec and record once, for the provider planner. */
+	spec_for = xcalloc(p->n_changes + 1, sizeof(*spec_for));
+	rec_for = xcalloc(p->n_changes + 1, sizeof(*rec_for));
+	for (size_t i = 0; i < p->n_changes; i++) {
+		size_t h = util_hash_str(p->changes[i].name) & (nbucket - 1);
+
+		while (bucket[h]) {
+			if (!strcmp(in->desired[bucket[h] - 1]->name, p->changes[i].name)) {
+				spec_for[i] = in->desired[bucket[h] - 1];
+				break;
+			}
+			h = (h + 1) & (nbucket - 1);
+		}
+		rec_for[i] = in->state ? state_cert_get(in->state, p->changes[i].name) : NULL;
+		p->counts[p->changes[i].kind]++;
+	}
+	rc = plan_fill_steps(in, p, spec_for, rec_for);
+	free(bucket);
+	free(spec_for);
+	free(rec_for);
+	if (rc) {
+		plan_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+static void plan_diff_add(struct plan_field_diff **out, size_t *n, size_t *cap, const char *field, const char *fmt,
+			  ...) __attribute__((format(printf, 5, 6)));
+
+static void plan_diff_add(struct plan_field_diff **out, size_t *n, size_t *cap, const char *field, const char *fmt,
+			  ...)
+{
+	va_list ap;
+
+	util_grow(out, cap, *n + 1, sizeof(**out));
+	(*out)[*n].field = xstrdup(field);
+	va_start(ap, fmt);
+	(*out)[*n].text = xvasprintf(fmt, ap);
+	va_end(ap);
+	(*n)++;
+}
+
+static const char *plan_or_none(const char *s)
+{
+	return s ? s : "(none)";
+}
+
+static void plan_fmt_dur(int64_t s, char out[32])
+{
+	if (s <= 0)
+		snprintf(out, 32, "(default)");
+	else
+		util_fmt_duration(s, out);
+}
+
+void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct plan_field_diff **out, size_t *n)
+{
+	static const char *const alg[KEYALG__MAX] = {"RSA", "ECDSA"};
+	static const char *const rot[ROTATE__MAX] = {"Always", "Never"};
+	size_t cap = 0, i = 0, j = 0;
+	char x[32], y[32];
+
+	*out = NULL;
+	*n = 0;
+	if (!util_streq(a->issuer, b->issuer))
+		plan_diff_add(out, n, &cap, "issuer", "%s → %s", a->issuer, b->issuer);
+	if (!util_streq(a->common_name, b->common_name))
+		plan_diff_add(out, n, &cap, "commonName", "%s → %s", plan_or_none(a->common_name),
+			      plan_or_none(b->common_name));
+	/* Both name lists are sorted: one merge pass gives removals and additions. */
+	while (i < a->n_dns || j < b->n_dns) {
+		int c = i >= a->n_dns ? 1 : j >= b->n_dns ? -1 : strcmp(a->dns_names[i], b->dns_names[j]);
+
+		if (c < 0)
+			plan_diff_add(out, n, &cap, "dnsNames", "- %s", a->dns_names[i++]);
+		else if (c > 0)
+			plan_diff_add(out, n, &cap, "dnsNames", "+ %s", b->dns_names[j++]);
+		else
+			i++, j++;
+	}
+	if (!util_streq(a->domain, b->domain))
+		plan_diff_add(out, n, &cap, "domain", "%s → %s", plan_or_none(a->domain), plan_or_none(b->domain));
+	if (a->key_alg != b->key_alg || a->key_size != b->key_size)
+		plan_diff_add(out, n, &cap, "privateKey", "%s %d → %s %d", alg[a->key_alg], a->key_size,
+			      alg[b->key_alg], b->key_size);
+	if (a->rotation != b->rotation)
+		plan_diff_add(out, n, &cap, "privateKey.rotationPolicy", "%s → %s", rot[a->rotation], rot[b->rotation]);
+	if (a->duration != b->duration) {
+		plan_fmt_dur(a->duration, x);
+		plan_fmt_dur(b->duration, y);
+		plan_diff_add(out, n, &cap, "duration", "%s → %s", x, y);
+	}
+	if (a->renew_before != b->renew_before) {
+		plan_fmt_dur(a->renew_before, x);
+		plan_fmt_dur(b->renew_before, y);
+		plan_diff_add(out, n, &cap, "renewBefore", "%s → %s", x, y);
+	}
+	if (a->auto_renew != b->auto_renew)
+		plan_diff_add(out, n, &cap, "autoRenew", "%s → %s", a->auto_renew ? "true" : "false",
+			      b->auto_renew ? "true" : "false");
+	if (!util_streq(a->validation, b->validation))
+		plan_diff_add(out, n, &cap, "validation.method", "%s → %s", plan_or_none(a->validation),
+			      plan_or_none(b->validation));
+	if (!util_streq(a->output_dir, b->output_dir))
+		plan_diff_add(out, n, &cap, "output.directory", "%s → %s", a->output_dir, b->output_dir);
+}

@@ -1,0 +1,131 @@
+/*
+ * Plans: the pure diff of desired (manifests) × recorded (state) × observed
+ * (outputs on disk, provider refresh) into changes, and their renderings
+ * (text, JSON, Markdown). No I/O in the diff: same inputs, same plan.
+ */
+#ifndef CS_RECONCILER_PLAN_H
+#define CS_RECONCILER_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../manifests/manifest.h"
+#include "../state/state.h"
+#include "../util/buf.h"
+#include "../util/diag.h"
+
+#define PLAN_FORMAT_VERSION "1.0"
+#define PLAN_MAX_STEPS 16
+
+enum change_kind {
+	CHANGE_NONE,
+	CHANGE_CREATE,
+	CHANGE_REPLACE,
+	CHANGE_RENEW,
+	CHANGE_RESUME,
+	CHANGE_REINSTALL,
+	CHANGE_REMOVE,
+	CHANGE_ORPHAN,   /* in state, not in manifests, and prune is off: reported, nothing done */
+	CHANGE__MAX
+};
+
+const char *plan_change_name(enum change_kind k);
+int plan_change_parse(const char *s, enum change_kind *out);
+
+/* What is on disk for a recorded certificate (observed before the diff). */
+enum output_status { OUTPUT_OK, OUTPUT_MISSING, OUTPUT_ALTERED, OUTPUT__MAX };
+
+/* Provider drift found by refresh (plan --refresh). */
+struct plan_drift {
+	const char *name;
+	char *what;      /* "certificate 123 is gone at the provider" */
+	int needs_new;   /* the recorded certificate is unusable: plan a create */
+};
+
+struct plan_field_diff {
+	char *field;     /* "dnsNames" */
+	char *text;      /* "+ api.example.com", "ECDSA 256 → RSA 2048" */
+};
+
+struct plan_change {
+	char *name;
+	enum change_kind kind;
+	char *reason;    /* human sentence: "dnsNames changed", "expires in 12d (renewBefore 30d)" */
+	char *reason_code; /* machine: "spec_changed", "renewal_due", "output_missing", ... */
+	char *issuer;
+	char *provider;
+	char *steps[PLAN_MAX_STEPS]; size_t n_steps;
+	int paid;        /* spends money */
+	char *product;   /* what is bought, for paid changes */
+	int deferred;    /* paid, but beyond policy.maxPaidOrders: not applied this run */
+	struct plan_field_diff *diffs; size_t n_diffs;
+	struct label *labels; size_t n_labels; /* copies */
+	char *file; int line; /* manifest location, when in manifests */
+};
+
+struct plan {
+	char *repo, *ref, *commit;
+	char *base_commit;     /* PR plans: the merge base */
+	int has_state;
+	char lineage[37];
+	uint64_t serial;
+	struct plan_change *changes; size_t n_changes; /* sorted by name; CHANGE_NONE is only counted */
+	size_t counts[CHANGE__MAX];
+	size_t paid, deferred;
+	int max_paid;
+	struct diags errors;   /* validation errors of the revision */
+	char **warnings; size_t n_warnings;
+};
+
+/* The provider side of planning: which steps a change takes. */
+struct plan_steps {
+	const char *steps[PLAN_MAX_STEPS];
+	size_t n;
+	int paid;
+	const char *product;
+};
+
+/* Resolves an issuer name to its step planner; returns 0 or CS_ENOTFOUND. Supplied by the caller. */
+typedef int (*plan_steps_fn)(void *arg, const char *issuer, enum change_kind kind, const struct cert_spec *spec,
+			     const struct state_cert *rec, const char **provider, struct plan_steps *out);
+
+struct plan_input {
+	struct cert_spec *const *desired; size_t n_desired;  /* valid specs only */
+	const struct state *state;                           /* may be NULL (no state) */
+	const enum output_status *outputs;                   /* per recorded cert, same order as state_cert_list; NULL = not observed */
+	struct state_cert *const *recorded; size_t n_recorded; /* state_cert_list(state) */
+	const struct plan_drift *drift; size_t n_drift;       /* sorted by name */
+	int64_t now;
+	int prune;
+	int max_paid;
+	int retry_failed;
+	plan_steps_fn steps_fn; void *steps_arg;
+	const char *repo, *ref, *commit;
+};
+
+/* Pure: builds the plan. The caller owns *out (plan_free). */
+int plan_diff(const struct plan_input *in, struct plan **out);
+
+/* When renewal of rec is due given spec (renewBefore or 1/3 of the lifetime); 0 if unknown. */
+int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec);
+
+/* Field-level differences between two specs (PR plans and replace reasons). */
+void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct plan_field_diff **out, size_t *n);
+
+void plan_add_warning(struct plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void plan_free(struct plan *p);
+
+/* 1 if the plan would change anything (exit code 2 with --detailed-exitcode). */
+int plan_has_changes(const struct plan *p);
+
+/* Renderers. Text flags: colour (only ever asked for on a TTY), ASCII symbols instead of ↻. */
+#define PLAN_TEXT_COLOR 1
+#define PLAN_TEXT_ASCII 2
+int plan_render_text(const struct plan *p, int flags, struct buf *out);
+int plan_render_json(const struct plan *p, struct buf *out);
+int plan_render_markdown(const struct plan *p, struct buf *out);
+
+/* Reads a plan written by plan_render_json (for `apply plan.json`). CS_EINVALID naming origin. */
+int plan_from_json(const char *data, size_t len, const char *origin, struct plan **out);
+
+#endif

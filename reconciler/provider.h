@@ -1,0 +1,107 @@
+/*
+ * Provider drivers (DESIGN §4): one table of function pointers per provider
+ * type. The engine never compares provider names; it plans through ops->plan
+ * and drives a certificate by calling ops->step until the record has no step
+ * left. Drivers live in reconciler/providers/<type>.c and are listed in
+ * reconciler/providers/registry.c.
+ */
+#ifndef CS_RECONCILER_PROVIDER_H
+#define CS_RECONCILER_PROVIDER_H
+
+#include <stdint.h>
+
+#include "../manifests/manifest.h"
+#include "../state/state.h"
+#include "../util/buf.h"
+#include "../util/diag.h"
+#include "../util/log.h"
+#include "config.h"
+#include "plan.h"
+
+/* Certificate material to install. key is a secret: the engine wipes it. */
+struct material {
+	struct buf cert;  /* leaf + intermediates, PEM */
+	struct buf key;   /* private key, PEM */
+	struct buf ca;    /* issuing CA / root(s), PEM */
+};
+
+void material_init(struct material *m);
+void material_wipe(struct material *m);
+int material_present(const struct material *m);
+
+enum step_status {
+	STEP_CONTINUE, /* this step is done; rec->step names the next one */
+	STEP_DONE,     /* the change is complete (certificate installed) */
+	STEP_WAIT,     /* waiting for the provider; try again at ctx->wait_until */
+	STEP__MAX
+};
+
+struct engine;
+
+/* Everything a driver's step sees. Only rec and mat are the driver's to change. */
+struct step_ctx {
+	const struct config *cfg;
+	const struct issuer *issuer;
+	const struct cert_spec *spec;  /* the desired spec (NULL for removals) */
+	struct state_cert *rec;        /* this certificate's record; rec->step is the step to run */
+	enum change_kind kind;         /* the change being applied */
+	int64_t now;
+	int64_t wait_until;            /* out, with STEP_WAIT */
+	struct material mat;           /* filled by the driver before calling engine_install() */
+	struct log_ctx log;            /* certificate/issuer/step for log_emit */
+	struct engine *engine;
+};
+
+struct provider_ops {
+	const char *type; /* the `type:` of an issuer in config */
+
+	/* Parses the issuer's config map (everything but `type`). Diagnostics in d; *priv on success. */
+	int (*config_parse)(const struct ynode *node, const char *file, const char *name, struct diags *d, void **priv);
+	void (*config_free)(void *priv);
+
+	/* The issuer's own checks on a manifest (domain constraints, wildcard rules). May be NULL. */
+	void (*check_spec)(const struct issuer *is, const struct cert_spec *s, struct diags *d);
+
+	/* The steps a change takes (pure). */
+	int (*plan)(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
+		    const struct state_cert *rec, struct plan_steps *out);
+
+	/*
+	 * Runs ctx->rec->step. Returns 0 with *status, CS_ETRANSIENT (retried with
+	 * backoff) or another code (permanent: the certificate is FAILED). The
+	 * error text is set with cs_error() and never holds a secret.
+	 */
+	int (*step)(struct step_ctx *ctx, enum step_status *status);
+
+	/* Observes a recorded certificate at the provider (plan --refresh). May be NULL. Fills drift->what when drifted. */
+	int (*refresh)(const struct issuer *is, const struct state_cert *rec, int64_t now, struct plan_drift *drift);
+
+	/* Cleans provider-side leftovers (placed tokens) of a record being removed. May be NULL. */
+	int (*release)(struct step_ctx *ctx);
+};
+
+/* The driver for an issuer type, or NULL. */
+const struct provider_ops *provider_find(const char *type);
+
+/* "ca, dnsimple, digicert" for messages. */
+const char *provider_type_list(void);
+
+/* ---------- engine services for drivers ---------- */
+
+/* Durably records ctx->rec now (write-ahead before a paid request). */
+int engine_journal(struct step_ctx *ctx);
+
+/*
+ * Publishes ctx->mat into the certificate's output directory (fresh directory
+ * + atomic symlink swap), records serial, validity, fingerprint and the
+ * output signature in ctx->rec, and queues the on-change hook. Wipes the key.
+ */
+int engine_install(struct step_ctx *ctx);
+
+/* Reads the currently installed private key (rotationPolicy: Never). CS_ENOTFOUND if none. */
+int engine_installed_key(struct step_ctx *ctx, struct buf *out);
+
+/* The 0700 directory for keys that must survive between runs (created on demand). */
+const char *engine_key_dir(struct step_ctx *ctx);
+
+#endif

@@ -1,0 +1,340 @@
+/* Manifests at a commit → desired set → plan. */
+#include "reconcile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/err.h"
+#include "../util/log.h"
+#include "../util/util.h"
+#include "outputs.h"
+#include "provider.h"
+
+/* ---------- the parse cache: blob id → specs and diagnostics ---------- */
+
+struct cache_entry {
+	char oid[41];
+	char *path;             /* the file path the diagnostics name */
+	struct cert_spec **specs; size_t n;
+	struct diags diags;
+	int used;               /* seen in the current load (mark for eviction) */
+};
+
+struct spec_cache {
+	struct cache_entry *v; /* open addressing */
+	size_t cap, n;
+};
+
+struct spec_cache *spec_cache_new(void)
+{
+	struct spec_cache *c = xcalloc(1, sizeof(*c));
+
+	c->cap = 64;
+	c->v = xcalloc(c->cap, sizeof(*c->v));
+	return c;
+}
+
+static void cache_entry_clear(struct cache_entry *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		cert_spec_free(e->specs[i]);
+	free(e->specs);
+	free(e->path);
+	diags_free(&e->diags);
+	memset(e, 0, sizeof(*e));
+}
+
+void spec_cache_free(struct spec_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->cap; i++)
+		if (c->v[i].oid[0])
+			cache_entry_clear(&c->v[i]);
+	free(c->v);
+	free(c);
+}
+
+static struct cache_entry *cache_slot(struct spec_cache *c, const char *oid)
+{
+	size_t h = util_hash_str(oid) & (c->cap - 1);
+
+	while (c->v[h].oid[0] && strcmp(c->v[h].oid, oid))
+		h = (h + 1) & (c->cap - 1);
+	return &c->v[h];
+}
+
+static void cache_grow(struct spec_cache *c)
+{
+	struct cache_entry *old = c->v;
+	size_t oldcap = c->cap;
+
+	c->cap *= 2;
+	c->v = xcalloc(c->cap, sizeof(*c->v));
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].oid[0])
+			*cache_slot(c, old[i].oid) = old[i];
+	free(old);
+}
+
+/* Drops the entries not used by the last load, so the cache follows the repository. */
+static void cache_evict_unused(struct spec_cache *c)
+{
+	struct cache_entry *old = c->v;
+	size_t oldcap = c->cap;
+
+	c->v = xcalloc(c->cap, sizeof(*c->v));
+	c->n = 0;
+	for (size_t i = 0; i < oldcap; i++) {
+		if (!old[i].oid[0])
+			continue;
+		if (!old[i].used) {
+			cache_entry_clear(&old[i]);
+			continue;
+		}
+		old[i].used = 0;
+		*cache_slot(c, old[i].oid) = old[i];
+		c->n++;
+	}
+	free(old);
+}
+
+/* ---------- desired set ---------- */
+
+struct check_arg {
+	const struct config *cfg;
+};
+
+static int check_issuer_exists(void *arg, const char *issuer)
+{
+	const struct check_arg *a = arg;
+
+	return config_issuer(a->cfg, issuer) != NULL;
+}
+
+static void check_issuer(void *arg, const struct cert_spec *s, struct diags *d)
+{
+	const struct check_arg *a = arg;
+	const struct issuer *is = config_issuer(a->cfg, s->issuer);
+
+	if (is && is->priv && is->ops->check_spec)
+		is->ops->check_spec(is, s, d);
+}
+
+static int spec_name_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct cert_spec *const *)a)->name, (*(struct cert_spec *const *)b)->name);
+}
+
+static int reconcile_parse_file(struct gitsrc *g, const struct gitsrc_file *f, struct cache_entry *e)
+{
+	struct buf b = BUF_INIT;
+	int rc;
+
+	memcpy(e->oid, f->oid, sizeof(e->oid));
+	e->path = xstrdup(f->path);
+	rc = gitsrc_read_blob(g, f->oid, f->path, MANIFEST_MAX_FILE_BYTES, &b);
+	if (rc == CS_EINVALID) {
+		diags_add(&e->diags, f->path, 0, 0, "file is %zu bytes; the limit is %d", f->size,
+			  MANIFEST_MAX_FILE_BYTES);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	manifest_parse_file(f->path, b.data, b.len, &e->specs, &e->n, &e->diags);
+	buf_free(&b);
+	return 0;
+}
+
+int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
+		      struct desired *out)
+{
+	struct spec_cache *own = NULL;
+	struct gitsrc_file *files = NULL;
+	size_t n_files = 0, cap = 0, n_all = 0;
+	struct cert_spec **all = NULL;
+	unsigned char *bad = NULL;
+	struct check_arg arg = {cfg};
+	struct manifest_ctx mctx = {check_issuer_exists, check_issuer, &arg};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->commit, sizeof(out->commit), "%s", commit);
+	if (!cache)
+		cache = own = spec_cache_new();
+	if ((rc = gitsrc_list(g, commit, cfg->source.path, &files, &n_files)))
+		goto out;
+	out->n_files = n_files;
+	for (size_t i = 0; i < n_files; i++) {
+		struct cache_entry *e;
+
+		if ((cache->n + 1) * 2 > cache->cap)
+			cache_grow(cache);
+		e = cache_slot(cache, files[i].oid);
+		if (!e->oid[0]) {
+			if ((rc = reconcile_parse_file(g, &files[i], e))) {
+				cache_entry_clear(e);
+				goto out;
+			}
+			cache->n++;
+		}
+		e->used = 1;
+		/* The same blob may sit at two paths: diagnostics name this one. */
+		for (size_t k = 0; k < e->diags.n; k++)
+			diags_add(&out->diags, files[i].path, e->diags.v[k].line, e->diags.v[k].col, "%s", e->diags.v[k].msg);
+		util_grow(&all, &cap, n_all + e->n, sizeof(*all));
+		for (size_t k = 0; k < e->n; k++)
+			all[n_all++] = e->specs[k];
+	}
+	bad = xcalloc(n_all + 1, 1);
+	manifest_check_set(all, n_all, &mctx, bad, &out->diags);
+	out->specs = xcalloc(n_all + 1, sizeof(*out->specs));
+	for (size_t i = 0; i < n_all; i++) {
+		if (bad[i])
+			out->n_invalid++;
+		else
+			out->specs[out->n_specs++] = all[i];
+	}
+	qsort(out->specs, out->n_specs, sizeof(*out->specs), spec_name_cmp);
+	diags_sort(&out->diags);
+	if (!own)
+		cache_evict_unused(cache);
+out:
+	gitsrc_files_free(files, n_files);
+	free(all);
+	free(bad);
+	out->owned = own; /* specs are borrowed from the cache: a private one lives as long as out */
+	return rc;
+}
+
+void desired_free(struct desired *d)
+{
+	free(d->specs);
+	diags_free(&d->diags);
+	spec_cache_free(d->owned);
+	memset(d, 0, sizeof(*d));
+}
+
+/* ---------- plan ---------- */
+
+static int reconcile_steps(void *arg, const char *issuer, enum change_kind kind, const struct cert_spec *spec,
+			   const struct state_cert *rec, const char **provider, struct plan_steps *out)
+{
+	const struct config *cfg = arg;
+	const struct issuer *is = config_issuer(cfg, issuer);
+
+	if (!is || !is->priv)
+		return cs_error(CS_EINVALID, "issuer %s is not configured", issuer ? issuer : "(none)");
+	*provider = is->ops->type;
+	return is->ops->plan(is, kind, spec, rec, out);
+}
+
+static int drift_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_drift *)a)->name, ((const struct plan_drift *)b)->name);
+}
+
+/* Asks each recorded certificate's provider what it sees (plan --refresh). */
+static void reconcile_refresh(const struct config *cfg, struct state_cert *const *recs, size_t n, int64_t now,
+			      struct plan_drift **out, size_t *n_out, struct plan *warn_to)
+{
+	size_t cap = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct issuer *is = recs[i]->issuer ? config_issuer(cfg, recs[i]->issuer) : NULL;
+		struct plan_drift d;
+
+		if (!is || !is->priv || !is->ops->refresh || recs[i]->phase != PHASE_READY)
+			continue;
+		memset(&d, 0, sizeof(d));
+		d.name = recs[i]->name;
+		if (is->ops->refresh(is, recs[i], now, &d)) {
+			plan_add_warning(warn_to, "%s: refresh failed: %s", recs[i]->name, cs_errmsg());
+			free(d.what);
+			continue;
+		}
+		if (!d.what)
+			continue;
+		util_grow(out, &cap, *n_out + 1, sizeof(**out));
+		(*out)[(*n_out)++] = d;
+	}
+	qsort(*out, *n_out, sizeof(**out), drift_cmp);
+}
+
+int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
+		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out)
+{
+	struct plan_input in;
+	struct state_cert **recs = NULL;
+	enum output_status *outs = NULL;
+	struct plan_drift *drift = NULL;
+	struct plan *warnings = xcalloc(1, sizeof(*warnings));
+	size_t n_recs = 0, n_drift = 0;
+	int rc;
+
+	memset(&in, 0, sizeof(in));
+	if (st)
+		recs = state_cert_list(st, &n_recs);
+	outs = xcalloc(n_recs + 1, sizeof(*outs));
+	for (size_t i = 0; i < n_recs; i++)
+		outs[i] = recs[i]->out_generation ? outputs_check(cfg->output_root, recs[i]) : OUTPUT_OK;
+	if (o->refresh)
+		reconcile_refresh(cfg, recs, n_recs, o->now, &drift, &n_drift, warnings);
+	in.desired = des->specs;
+	in.n_desired = des->n_specs;
+	in.state = has_state ? st : NULL;
+	in.recorded = recs;
+	in.n_recorded = n_recs;
+	in.outputs = outs;
+	in.drift = drift;
+	in.n_drift = n_drift;
+	in.now = o->now;
+	in.prune = cfg->policy.prune;
+	in.max_paid = cfg->policy.max_paid_orders;
+	in.retry_failed = o->retry_failed;
+	in.steps_fn = reconcile_steps;
+	in.steps_arg = (void *)cfg;
+	in.repo = repo;
+	in.ref = ref;
+	in.commit = des->commit;
+	rc = plan_diff(&in, out);
+	if (!rc) {
+		for (size_t i = 0; i < des->diags.n; i++) {
+			const struct diag *g = &des->diags.v[i];
+
+			diags_add(&(*out)->errors, g->file, g->line, g->col, "%s", g->msg);
+		}
+		for (size_t i = 0; i < warnings->n_warnings; i++)
+			plan_add_warning(*out, "%s", warnings->warnings[i]);
+	}
+	for (size_t i = 0; i < n_drift; i++)
+		free(drift[i].what);
+	free(drift);
+	free(recs);
+	free(outs);
+	plan_free(warnings);
+	return rc;
+}
+
+int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
+{
+	struct gitsrc_opts o;
+	struct buf token = BUF_INIT;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.repo = cfg->source.repo;
+	o.cache_dir = cfg->source.cache_dir;
+	o.ca_file = cfg->source.ca_file;
+	if (cfg->source.token.kind != CRED_NONE) {
+		if ((rc = config_cred_read(&cfg->source.token, "source.token", &token)))
+			return rc;
+		log_add_secret(token.data);
+		o.token = token.data;
+	}
+	rc = gitsrc_open(&o, out);
+	buf_wipe(&token);
+	return rc;
+}

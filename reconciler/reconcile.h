@@ -1,0 +1,55 @@
+/*
+ * The pipeline shared by validate, plan, apply and run: manifests at a
+ * commit (parsed once per blob id) → desired set; desired × state × outputs
+ * (× provider refresh) → plan.
+ */
+#ifndef CS_RECONCILER_RECONCILE_H
+#define CS_RECONCILER_RECONCILE_H
+
+#include <stddef.h>
+
+#include "../manifests/manifest.h"
+#include "../state/state.h"
+#include "../util/diag.h"
+#include "config.h"
+#include "plan.h"
+#include "source/gitsrc.h"
+
+/* Parsed manifests by blob id, kept across reconciles (the daemon) or for one run (the CLI). */
+struct spec_cache;
+struct spec_cache *spec_cache_new(void);
+void spec_cache_free(struct spec_cache *c);
+
+/* The desired set at one commit. */
+struct desired {
+	char commit[41];
+	size_t n_files;
+	struct cert_spec **specs; size_t n_specs; /* valid specs, sorted by name (borrowed from the cache) */
+	size_t n_invalid;                          /* documents or certificates left out for errors */
+	struct diags diags;                         /* every problem, sorted by file:line:col */
+	struct spec_cache *owned;                   /* the private cache when none was given */
+};
+
+/*
+ * Reads and checks the manifests under cfg->source.path at commit. Files
+ * whose blob id is in cache are not parsed again. Problems go to
+ * out->diags; returns an error only when the source itself failed.
+ */
+int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
+		      struct desired *out);
+void desired_free(struct desired *d);
+
+struct reconcile_opts {
+	int refresh;       /* ask providers about recorded certificates */
+	int retry_failed;
+	int64_t now;
+};
+
+/* Observes outputs (and the providers with refresh) and diffs. */
+int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
+		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out);
+
+/* Opens the configured source (URL or path) with the config's cache dir, token and CA file. */
+int reconcile_open_source(const struct config *cfg, struct gitsrc **out);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * The git source (libgit2, owned by reconciler/source/gitsrc.c): opens a local
+ * repository or a bare clone of a remote one kept in a cache directory,
+ * resolves a ref to a commit, lists and reads manifest blobs from the
+ * commit's tree (never a working tree), and lists files changed between two
+ * commits.
+ */
+#ifndef CS_RECONCILER_SOURCE_GITSRC_H
+#define CS_RECONCILER_SOURCE_GITSRC_H
+
+#include <stddef.h>
+
+#include "../../util/buf.h"
+
+#define GITSRC_MAX_FILES 100000
+
+struct gitsrc;
+
+struct gitsrc_opts {
+	const char *repo;      /* local path (worktree or bare) or URL: file://, git://, https://, http:// */
+	const char *cache_dir; /* where remote repositories are cloned (bare); required for URLs */
+	const char *token;     /* https token (sent as basic auth password), may be NULL; never logged */
+	const char *ca_file;   /* extra CA bundle for https, may be NULL */
+};
+
+/*
+ * Opens the source. For a URL: clones it bare into cache_dir (a directory
+ * name derived from the URL, credentials stripped) on first use, then
+ * fetches on every open. For a local path: opens it as is (no fetch).
+ * Errors name the repository (URL without credentials) and libgit2's message.
+ */
+int gitsrc_open(const struct gitsrc_opts *opts, struct gitsrc **out);
+void gitsrc_free(struct gitsrc *g);
+
+/* Fetches again (remote repositories only; a no-op for local ones). CS_ETRANSIENT on network errors. */
+int gitsrc_fetch(struct gitsrc *g);
+
+/*
+ * Resolves ref (branch name, tag, full or abbreviated commit id, "HEAD", or
+ * any revparse expression) to a commit id (40 hex + NUL). For remote
+ * repositories a branch name resolves to the fetched remote branch.
+ * CS_ENOTFOUND with a message naming the ref.
+ */
+int gitsrc_resolve(struct gitsrc *g, const char *ref, char out[41]);
+
+/* The merge base of two commits (for PR plans). */
+int gitsrc_merge_base(struct gitsrc *g, const char *a, const char *b, char out[41]);
+
+struct gitsrc_file {
+	char *path;     /* path inside the repository ("certificates/web/a.yaml") */
+	char oid[41];   /* blob id */
+	size_t size;
+};
+
+/*
+ * Lists the *.yaml / *.yml blobs under dir (recursive; "" or "." = the whole
+ * tree) at commit, sorted by path. A missing dir is CS_ENOTFOUND with a
+ * message. Symlinks and submodules are skipped. *out is freed with gitsrc_files_free.
+ */
+int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n);
+void gitsrc_files_free(struct gitsrc_file *v, size_t n);
+
+/* Reads a blob into out (bounded by max: CS_EINVALID naming path if larger). */
+int gitsrc_read_blob(struct gitsrc *g, const char *oid, const char *path, size_t max, struct buf *out);
+
+/*
+ * Lists the paths under dir whose blob changed between two commits (added,
+ * modified, deleted, renamed: both sides), sorted, no duplicates.
+ */
+int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const char *dir, char ***paths, size_t *n);
+void gitsrc_paths_free(char **paths, size_t n);
+
+/* The repository as displayed: a URL without credentials, or the local path. */
+const char *gitsrc_display(const struct gitsrc *g);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * State: the recorded truth of what certsync did (DESIGN §3). One JSON
+ * document (jansson, owned by state/state_json.c) behind a small backend
+ * interface; the local file backend writes atomically, keeps a backup, holds
+ * an flock for a whole apply and journals every step.
+ */
+#ifndef CS_STATE_STATE_H
+#define CS_STATE_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+#define STATE_VERSION 1
+#define STATE_MAX_BYTES (256u * 1024 * 1024)
+#define STATE_HISTORY_MAX 10
+#define STATE_WEBHOOK_IDS_MAX 1000
+#define STATE_MAX_TOKENS 200
+
+enum cert_phase {
+	PHASE_PENDING,  /* steps remain (state_cert.step says which) */
+	PHASE_READY,    /* installed and in sync */
+	PHASE_FAILED,   /* a step failed permanently; needs a spec change or --retry-failed */
+	PHASE__MAX
+};
+
+const char *state_phase_name(enum cert_phase p);
+int state_phase_parse(const char *s, enum cert_phase *out);
+
+struct state_kv {
+	char *key;
+	char *value;
+};
+
+/* A validation token placed somewhere that must be removed afterwards. */
+struct state_token {
+	char *method;    /* "dns-txt-token", "http-token" */
+	char *name;      /* the DNS name or host it validates */
+	char *location;  /* record FQDN or file path */
+	char *ref;       /* provider reference (zone record id), may be NULL */
+	char *issuer;    /* the DNS driver's issuer name, may be NULL */
+	int64_t placed_at;
+};
+
+struct state_event {
+	int64_t time;
+	char *what;
+};
+
+/* Signature of an output file at install: a cheap "unchanged?" check before hashing. */
+struct state_filesig {
+	int64_t size;
+	int64_t mtime_ns;
+	int64_t ino;
+};
+
+#define STATE_OUT_FILES 3 /* tls.crt, tls.key, ca.crt */
+
+struct state_cert {
+	char *name;
+	char *issuer;         /* config issuer name */
+	char *provider;       /* provider type ("ca", "dnsimple", ...) */
+	char *spec_hash;      /* cert_spec.hash the current certificate was made from */
+	char *target_hash;    /* cert_spec.hash the change in progress works towards (NULL when ready) */
+	char *output_dir;     /* relative to the output root */
+	enum cert_phase phase;
+	char *change;         /* change in progress ("create", "renew", ...), NULL when ready */
+	char *step;           /* next step to run, NULL when ready */
+	int attempts;         /* failed tries of the current step */
+	int64_t next_try;     /* do not retry before (unix s), 0 = now */
+	struct state_kv *ids; size_t n_ids;  /* provider-owned data: ids, intents (sorted by key) */
+	char *serial;
+	int64_t not_before, not_after;
+	char *fingerprint;    /* SHA-256 of the installed leaf (hex) */
+	char *out_hash;       /* SHA-256 over the installed output files' contents */
+	struct state_filesig out_sig[STATE_OUT_FILES];
+	char *out_generation; /* name of the published directory behind the symlink */
+	struct state_token *tokens; size_t n_tokens;
+	char *last_error;
+	int64_t last_error_time;
+	int64_t last_success;
+	struct state_event history[STATE_HISTORY_MAX]; size_t n_history; /* oldest first */
+};
+
+struct state {
+	int version;
+	char lineage[37];
+	uint64_t serial;
+	char *source_url, *source_ref, *source_commit;
+	/* certificates: hash map by name (internal) */
+	struct state_map *certs;
+	/* per-issuer account data (never secrets): issuer name -> kv list */
+	struct state_account *accounts; size_t n_accounts;
+	/* recently seen webhook request identifiers, oldest first, bounded */
+	char **webhook_ids; size_t n_webhook_ids;
+};
+
+/* A new empty state with a fresh lineage and serial 0. */
+struct state *state_new(void);
+void state_free(struct state *st);
+
+void state_set_source(struct state *st, const char *url, const char *ref, const char *commit);
+
+/* Certificate records. Names are unique. */
+struct state_cert *state_cert_get(const struct state *st, const char *name);
+struct state_cert *state_cert_put(struct state *st, const char *name); /* get or create (phase PENDING) */
+int state_cert_remove(struct state *st, const char *name);             /* CS_ENOTFOUND if absent */
+size_t state_cert_count(const struct state *st);
+/* Records sorted by name; the array is the caller's to free (not the records). */
+struct state_cert **state_cert_list(const struct state *st, size_t *n);
+
+/* Provider-owned key/value data on a record. get returns NULL when absent; set(NULL) deletes. */
+const char *state_cert_id(const struct state_cert *c, const char *key);
+void state_cert_set_id(struct state_cert *c, const char *key, const char *value);
+
+/* Appends to the record's bounded history (drops the oldest). */
+void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Sets/clears last_error (and its time). */
+void state_cert_set_error(struct state_cert *c, int64_t when, const char *msg);
+
+/* Tokens. add copies the strings; remove by index keeps order. */
+void state_cert_add_token(struct state_cert *c, const struct state_token *t);
+void state_cert_remove_token(struct state_cert *c, size_t i);
+
+/* Sets a string field (frees the old value, copies the new; NULL clears). */
+void state_str_set(char **field, const char *value);
+
+/* Deep copy of a record (for plan-time snapshots). */
+struct state_cert *state_cert_clone(const struct state_cert *c);
+void state_cert_free(struct state_cert *c);
+
+/* Per-issuer account data. */
+const char *state_account_get(const struct state *st, const char *issuer, const char *key);
+void state_account_set(struct state *st, const char *issuer, const char *key, const char *value);
+
+/* Webhook dedupe: 1 if id was seen (and records it when not), bounded to STATE_WEBHOOK_IDS_MAX. */
+int state_webhook_seen(struct state *st, const char *id);
+
+/* JSON encoding (stable key order, certificates sorted by name). */
+int state_to_json(const struct state *st, struct buf *out);
+/* One record as a compact JSON object (journal lines, `state show`). */
+int state_cert_to_json(const struct state_cert *c, int pretty, struct buf *out);
+/*
+ * Decodes a state document. `origin` names it in messages. Unknown version,
+ * corrupt JSON and missing/mistyped fields are CS_EINVALID with a message
+ * ("state.json:12:3: ..."); the caller adds the backup hint.
+ */
+int state_from_json(const char *data, size_t len, const char *origin, struct state **out);
+
+/* ---------- backends ---------- */
+
+struct state_backend;
+
+struct state_backend_ops {
+	const char *name;
+	/* Takes the exclusive lock for `operation` ("apply", "run", "state rm"); CS_ELOCKED names the holder. */
+	int (*lock)(struct state_backend *be, const char *operation);
+	void (*unlock)(struct state_backend *be);
+	/* Loads the state (journal replayed). A missing state is a fresh one, not an error. */
+	int (*load)(struct state_backend *be, struct state **out);
+	/* Writes the whole state atomically (serial + 1), keeps the previous as a backup, empties the journal. */
+	int (*save)(struct state_backend *be, struct state *st);
+	/*
+	 * Durably records one certificate's new record (or its removal when rec is
+	 * NULL) before returning (serial + 1). Cost follows the record, not the state.
+	 */
+	int (*journal)(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec);
+	void (*free)(struct state_backend *be);
+};
+
+struct state_backend {
+	const struct state_backend_ops *ops;
+};
+
+/*
+ * The local file backend: state at path (mode 0600), backup at
+ * path + ".backup", journal at path + ".journal", lock at path + ".lock".
+ */
+int state_file_open(const char *path, struct state_backend **out);
+
+/* Wrappers over ops (NULL-safe free). */
+int state_lock(struct state_backend *be, const char *operation);
+void state_unlock(struct state_backend *be);
+int state_load(struct state_backend *be, struct state **out);
+int state_save(struct state_backend *be, struct state *st);
+int state_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec);
+void state_backend_free(struct state_backend *be);
+
+#endif

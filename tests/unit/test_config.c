@@ -1,0 +1,261 @@
+/* certsync.yaml: schema, defaults, credential references, error quality. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../reconciler/config.h"
+#include "../../reconciler/provider.h"
+#include "../../util/buf.h"
+#include "../../util/err.h"
+#include "../../util/util.h"
+#include "testutil.h"
+
+static const char *good =
+	"source:\n"
+	"  repo: repo\n"
+	"  ref: main\n"
+	"  path: certificates\n"
+	"  interval: 2m\n"
+	"state:\n"
+	"  path: /var/lib/certsync/state.json\n"
+	"output:\n"
+	"  root: certs\n"
+	"issuers:\n"
+	"  internal:\n"
+	"    type: ca\n"
+	"    generate: {dir: ca}\n"
+	"  self:\n"
+	"    type: ca\n"
+	"    selfSigned: true\n"
+	"    duration: 30d\n"
+	"policy:\n"
+	"  prune: true\n"
+	"  maxPaidOrders: 3\n"
+	"hooks:\n"
+	"  onChange: [/usr/sbin/nginx, -s, reload]\n";
+
+/* Parses text as /etc/certsync/certsync.yaml; returns the config (or NULL) and the diagnostics as lines. */
+static struct config *parse(const char *text, char **diag_text)
+{
+	struct diags d = DIAGS_INIT;
+	struct config *c = NULL;
+	struct buf b = BUF_INIT;
+
+	config_parse("/etc/certsync/certsync.yaml", text, strlen(text), &c, &d);
+	for (size_t i = 0; i < d.n; i++) {
+		char *s = diag_format(&d.v[i]);
+
+		buf_printf(&b, "%s\n", s);
+		free(s);
+	}
+	*diag_text = buf_detach(&b);
+	diags_free(&d);
+	return c;
+}
+
+static void test_config_parses_every_section(void **state)
+{
+	char *diag;
+	struct config *c = parse(good, &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_non_null(c);
+	assert_string_equal(c->source.repo, "/etc/certsync/repo");
+	assert_string_equal(c->source.ref, "main");
+	assert_string_equal(c->source.path, "certificates");
+	assert_int_equal(c->source.interval, 120);
+	assert_string_equal(c->state_path, "/var/lib/certsync/state.json");
+	assert_string_equal(c->key_dir, "/var/lib/certsync/keys");
+	assert_string_equal(c->source.cache_dir, "/var/lib/certsync/cache");
+	assert_string_equal(c->output_root, "/etc/certsync/certs");
+	assert_int_equal(c->n_issuers, 2);
+	assert_non_null(config_issuer(c, "internal"));
+	assert_string_equal(config_issuer(c, "self")->ops->type, "ca");
+	assert_null(config_issuer(c, "nope"));
+	assert_int_equal(c->policy.prune, 1);
+	assert_int_equal(c->policy.max_paid_orders, 3);
+	assert_int_equal(c->hooks.n_on_change, 3);
+	assert_string_equal(c->hooks.on_change[2], "reload");
+	assert_null(c->hooks.on_change[3]);
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_defaults(void **state)
+{
+	char *diag;
+	struct config *c = parse("source: {repo: https://git.example.com/certs.git}\nstate: {path: s/state.json}\n"
+				 "output: {root: /srv/certs}\nissuers: {ca: {type: ca, selfSigned: true}}\n",
+				 &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_string_equal(c->source.repo, "https://git.example.com/certs.git");
+	assert_string_equal(c->source.ref, "HEAD");
+	assert_string_equal(c->source.path, "");
+	assert_int_equal(c->source.interval, 60);
+	assert_int_equal(c->policy.max_paid_orders, 10);
+	assert_int_equal(c->policy.prune, 0);
+	assert_string_equal(c->server.listen, "127.0.0.1:9402");
+	assert_string_equal(c->state_path, "/etc/certsync/s/state.json");
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_reports_all_problems_with_positions(void **state)
+{
+	char *diag;
+	struct config *c = parse("source:\n"
+				 "  repo: repo\n"
+				 "  reff: main\n"
+				 "  interval: soon\n"
+				 "state: {path: s.json}\n"
+				 "output: {root: out}\n"
+				 "issuers:\n"
+				 "  internal:\n"
+				 "    type: acme\n"
+				 "  self:\n"
+				 "    type: ca\n"
+				 "policy:\n"
+				 "  maxPaidOrders: lots\n"
+				 "  prune: yes\n",
+				 &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_string_equal(diag,
+		"/etc/certsync/certsync.yaml:3:3: unknown field \"reff\" in source (did you mean \"ref\"?)\n"
+		"/etc/certsync/certsync.yaml:4:13: source.interval: \"soon\" is not a duration (use units d, h, m, s: \"720h\", \"30d\", \"1h30m\")\n"
+		"/etc/certsync/certsync.yaml:9:11: issuers.internal.type: unknown issuer type \"acme\" (known types: ca)\n"
+		"/etc/certsync/certsync.yaml:11:5: issuers.self: give exactly one of ca: {certFile, keyFile}, generate: {dir}, or selfSigned: true\n"
+		"/etc/certsync/certsync.yaml:13:18: policy.maxPaidOrders: expected an integer, got \"lots\"\n"
+		"/etc/certsync/certsync.yaml:14:10: policy.prune: expected true or false, got \"yes\"\n");
+	free(diag);
+}
+
+static void test_config_requires_sections(void **state)
+{
+	char *diag;
+	struct config *c = parse("policy: {prune: false}\n", &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_non_null(strstr(diag, "missing required section \"source\""));
+	assert_non_null(strstr(diag, "missing required section \"state\""));
+	assert_non_null(strstr(diag, "missing required section \"output\""));
+	assert_non_null(strstr(diag, "missing required section \"issuers\""));
+	free(diag);
+}
+
+static void test_config_refuses_inline_secrets(void **state)
+{
+	char *diag;
+	struct config *c = parse("source: {repo: https://x.test/r.git, token: ghp_secret123}\nstate: {path: s.json}\n"
+				 "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n",
+				 &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_non_null(strstr(diag, "1:38: source.token: a secret cannot be written in the config"));
+	assert_null(strstr(diag, "ghp_secret123"));
+	free(diag);
+}
+
+static void test_config_cred_env_and_file(void **state)
+{
+	char *dir = test_mkdtemp();
+	char *ok = test_write(dir, "token", "s3cret-token\n", 0600);
+	char *open_file = test_write(dir, "open", "s3cret-token\n", 0644);
+	struct cred c = {CRED_ENV, (char *)"CERTSYNC_TEST_TOKEN", (char *)"c.yaml:1:1"};
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	unsetenv("CERTSYNC_TEST_TOKEN");
+	assert_int_equal(config_cred_read(&c, "source.token", &b), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "CERTSYNC_TEST_TOKEN"));
+	setenv("CERTSYNC_TEST_TOKEN", "env-value", 1);
+	assert_int_equal(config_cred_read(&c, "source.token", &b), 0);
+	assert_string_equal(b.data, "env-value");
+	buf_wipe(&b);
+	c.kind = CRED_FILE;
+	c.ref = ok;
+	assert_int_equal(config_cred_read(&c, "source.token", &b), 0);
+	assert_string_equal(b.data, "s3cret-token"); /* trailing newline stripped */
+	buf_wipe(&b);
+	c.ref = open_file;
+	assert_int_equal(config_cred_read(&c, "source.token", &b), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "readable by group or others"));
+	assert_null(strstr(cs_errmsg(), "s3cret"));
+	buf_wipe(&b);
+	unsetenv("CERTSYNC_TEST_TOKEN");
+	free(ok);
+	free(open_file);
+	test_rmdir(dir);
+}
+
+static void test_config_overrides(void **state)
+{
+	char *diag;
+	struct config *c = parse(good, &diag);
+
+	(void)state;
+	config_override(c, "https://git.example.com/other.git", "feature-x", "certs", "/tmp/st/state.json", NULL);
+	assert_string_equal(c->source.repo, "https://git.example.com/other.git");
+	assert_string_equal(c->source.ref, "feature-x");
+	assert_string_equal(c->source.path, "certs");
+	assert_string_equal(c->state_path, "/tmp/st/state.json");
+	assert_string_equal(c->key_dir, "/tmp/st/keys");
+	assert_string_equal(c->output_root, "/etc/certsync/certs");
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_load_missing_file(void **state)
+{
+	struct diags d = DIAGS_INIT;
+	struct config *c = NULL;
+
+	(void)state;
+	assert_int_equal(config_load("/nonexistent/certsync.yaml", &c, &d), CS_ENOTFOUND);
+	assert_non_null(strstr(cs_errmsg(), "/nonexistent/certsync.yaml"));
+	assert_null(c);
+	diags_free(&d);
+}
+
+static void test_config_duplicate_issuer_and_bad_hook(void **state)
+{
+	char *diag;
+	struct config *c = parse("source: {repo: r}\nstate: {path: s.json}\noutput: {root: out}\n"
+				 "issuers:\n  a: {type: ca, selfSigned: true}\n  a: {type: ca, selfSigned: true}\n"
+				 "hooks: {onChange: [nginx, -s, reload]}\n",
+				 &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_non_null(strstr(diag, "duplicate"));
+	assert_non_null(strstr(diag, "7:20: hooks.onChange: the command must be an absolute path"));
+	free(diag);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_parses_every_section),
+		cmocka_unit_test(test_config_defaults),
+		cmocka_unit_test(test_config_reports_all_problems_with_positions),
+		cmocka_unit_test(test_config_requires_sections),
+		cmocka_unit_test(test_config_refuses_inline_secrets),
+		cmocka_unit_test(test_config_cred_env_and_file),
+		cmocka_unit_test(test_config_overrides),
+		cmocka_unit_test(test_config_load_missing_file),
+		cmocka_unit_test(test_config_duplicate_issuer_and_bad_hook),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,590 @@
+/* The diff: every change kind, the paid cap, purity, order; golden plans. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../manifests/manifest.h"
+#include "../../reconciler/plan.h"
+#include "../../state/state.h"
+#include "../../util/buf.h"
+#include "../../util/util.h"
+#include "testutil.h"
+
+#define NOW INT64_C(1800000000) /* 2027-01-15T08:00:00Z: fixed, so goldens never move */
+#define DAY 86400
+
+struct fixture {
+	struct cert_spec **specs;
+	size_t n;
+	struct state *st;
+	enum output_status outputs[32];
+	struct plan_input in;
+};
+
+static int fake_steps(void *arg, const char *issuer, enum change_kind kind, const struct cert_spec *spec,
+		      const struct state_cert *rec, const char **provider, struct plan_steps *out)
+{
+	(void)arg;
+	(void)kind;
+	(void)spec;
+	(void)rec;
+	memset(out, 0, sizeof(*out));
+	if (issuer && !strcmp(issuer, "paid")) {
+		*provider = "digicert";
+		out->steps[out->n++] = "place-token";
+		out->steps[out->n++] = "order";
+		out->steps[out->n++] = "install";
+		out->paid = 1;
+		out->product = "ssl_dv_geotrust";
+		return 0;
+	}
+	*provider = "ca";
+	out->steps[out->n++] = "issue";
+	out->steps[out->n++] = "install";
+	return 0;
+}
+
+/* Parses one manifest document for name with the given issuer, names and extra spec lines. */
+static struct cert_spec *spec(const char *name, const char *issuer, const char *names, const char *extra)
+{
+	char *yaml = xasprintf("apiVersion: certsync/v1\nkind: Certificate\nmetadata:\n  name: %s\n  labels: {team: web}\n"
+			       "spec:\n  issuer: %s\n  dnsNames: [%s]\n%s",
+			       name, issuer, names, extra ? extra : "");
+	struct diags d = DIAGS_INIT;
+	struct cert_spec **v = NULL, *s;
+	size_t n = 0;
+	char *file = xasprintf("certs/%s.yaml", name);
+
+	manifest_parse_file(file, yaml, strlen(yaml), &v, &n, &d);
+	if (d.n)
+		diags_print(&d, stderr);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(n, 1);
+	s = v[0];
+	free(v);
+	free(yaml);
+	free(file);
+	diags_free(&d);
+	return s;
+}
+
+static void add_spec(struct fixture *f, struct cert_spec *s)
+{
+	f->specs = xrealloc(f->specs, (f->n + 1) * sizeof(*f->specs));
+	f->specs[f->n++] = s;
+}
+
+/* A record that is in sync with s: installed 10 days ago, 90-day lifetime. */
+static struct state_cert *record(struct fixture *f, const struct cert_spec *s)
+{
+	struct state_cert *r = state_cert_put(f->st, s->name);
+
+	state_str_set(&r->issuer, s->issuer);
+	state_str_set(&r->provider, "ca");
+	state_str_set(&r->spec_hash, s->hash);
+	state_str_set(&r->output_dir, s->output_dir);
+	state_str_set(&r->out_generation, ".x.000000000000");
+	r->phase = PHASE_READY;
+	r->not_before = NOW - 10 * DAY;
+	r->not_after = NOW + 80 * DAY;
+	return r;
+}
+
+static struct state_cert *orphan_record(struct fixture *f, const char *name)
+{
+	struct state_cert *r = state_cert_put(f->st, name);
+
+	state_str_set(&r->issuer, "internal");
+	state_str_set(&r->provider, "ca");
+	state_str_set(&r->spec_hash, "00");
+	state_str_set(&r->output_dir, name);
+	r->phase = PHASE_READY;
+	r->not_before = NOW - 10 * DAY;
+	r->not_after = NOW + 80 * DAY;
+	return r;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+
+	f->st = state_new();
+	memcpy(f->st->lineage, "11111111-2222-4333-8444-555555555555", 37);
+	f->st->serial = 7;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < f->n; i++)
+		cert_spec_free(f->specs[i]);
+	free(f->specs);
+	state_free(f->st);
+	free(f);
+	return 0;
+}
+
+static struct state_cert **recorded_list;
+
+/* Runs the diff over the fixture (outputs[] indexes follow state_cert_list order). */
+static struct plan *diff(struct fixture *f, int prune, int max_paid, int retry)
+{
+	struct plan *p = NULL;
+	size_t n_rec = 0;
+
+	free(recorded_list);
+	recorded_list = state_cert_list(f->st, &n_rec);
+	memset(&f->in, 0, sizeof(f->in));
+	f->in.desired = f->specs;
+	f->in.n_desired = f->n;
+	f->in.state = f->st;
+	f->in.recorded = recorded_list;
+	f->in.n_recorded = n_rec;
+	f->in.outputs = f->outputs;
+	f->in.now = NOW;
+	f->in.prune = prune;
+	f->in.max_paid = max_paid;
+	f->in.retry_failed = retry;
+	f->in.steps_fn = fake_steps;
+	f->in.repo = "/srv/certs.git";
+	f->in.ref = "main";
+	f->in.commit = "0123456789abcdef0123456789abcdef01234567";
+	assert_int_equal(plan_diff(&f->in, &p), 0);
+	return p;
+}
+
+static const struct plan_change *find(const struct plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_changes; i++)
+		if (!strcmp(p->changes[i].name, name))
+			return &p->changes[i];
+	return NULL;
+}
+
+static void test_plan_creates_new_certificate(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+	const struct plan_change *c;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	c = find(p, "www");
+	assert_non_null(c);
+	assert_int_equal(c->kind, CHANGE_CREATE);
+	assert_string_equal(c->reason_code, "new");
+	assert_int_equal(c->n_steps, 2);
+	assert_string_equal(c->steps[0], "issue");
+	assert_string_equal(c->provider, "ca");
+	assert_int_equal(p->counts[CHANGE_CREATE], 1);
+	assert_true(plan_has_changes(p));
+	plan_free(p);
+}
+
+static void test_plan_in_sync_is_no_change(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	record(f, f->specs[0]);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->counts[CHANGE_NONE], 1);
+	assert_false(plan_has_changes(p));
+	plan_free(p);
+}
+
+static void test_plan_replaces_when_names_change(void **state)
+{
+	struct fixture *f = *state;
+	struct cert_spec *old = spec("www", "internal", "www.example.com", NULL);
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com, api.example.com", NULL));
+	record(f, old);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_REPLACE);
+	assert_string_equal(p->changes[0].reason_code, "spec_changed");
+	cert_spec_free(old);
+	plan_free(p);
+}
+
+static void test_plan_cosmetic_edit_is_no_change(void **state)
+{
+	struct fixture *f = *state;
+	struct cert_spec *old = spec("www", "internal", "b.example.com, a.example.com", "  renewBefore: 720h\n");
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "A.example.com, b.example.com.", "  renewBefore: 30d\n"));
+	record(f, old);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	cert_spec_free(old);
+	plan_free(p);
+}
+
+static void test_plan_replaces_when_issuer_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "other", "www.example.com", NULL));
+	state_str_set(&record(f, f->specs[0])->issuer, "internal");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_REPLACE);
+	assert_string_equal(p->changes[0].reason_code, "issuer_changed");
+	plan_free(p);
+}
+
+static void test_plan_renews_inside_window(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", "  renewBefore: 90d\n"));
+	record(f, f->specs[0]); /* expires in 80d < 90d */
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	assert_string_equal(p->changes[0].reason_code, "renewal_due");
+	assert_string_equal(p->changes[0].reason, "expires in 80d (renewBefore 90d)");
+	plan_free(p);
+}
+
+static void test_plan_does_not_renew_outside_window(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", "  renewBefore: 79d\n"));
+	record(f, f->specs[0]);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	plan_free(p);
+}
+
+static void test_plan_renews_at_one_third_by_default(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	r->not_before = NOW - 61 * DAY; /* 90-day lifetime, 29 days left < 30 */
+	r->not_after = NOW + 29 * DAY;
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	plan_free(p);
+	r->not_after = NOW + 31 * DAY;
+	r->not_before = NOW - 59 * DAY;
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	plan_free(p);
+}
+
+static void test_plan_renews_expired(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	r->not_after = NOW - 3 * DAY;
+	r->not_before = NOW - 93 * DAY;
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	assert_string_equal(p->changes[0].reason_code, "expired");
+	assert_non_null(strstr(p->changes[0].reason, "expired 3d ago"));
+	plan_free(p);
+}
+
+static void test_plan_resumes_pending_step(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	r->phase = PHASE_PENDING;
+	state_str_set(&r->step, "install");
+	state_str_set(&r->change, "create");
+	state_str_set(&r->target_hash, f->specs[0]->hash);
+	state_str_set(&r->spec_hash, NULL);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_RESUME);
+	assert_string_equal(p->changes[0].reason, "create in progress: step install");
+	plan_free(p);
+}
+
+static void test_plan_replaces_when_spec_changes_mid_change(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	r->phase = PHASE_PENDING;
+	state_str_set(&r->step, "install");
+	state_str_set(&r->target_hash, "ffff");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_REPLACE);
+	plan_free(p);
+}
+
+static void test_plan_failed_is_not_retried_without_flag(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	r->phase = PHASE_FAILED;
+	state_str_set(&r->step, "issue");
+	state_str_set(&r->target_hash, f->specs[0]->hash);
+	state_str_set(&r->last_error, "CA key unreadable");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_warnings, 1);
+	assert_non_null(strstr(p->warnings[0], "CA key unreadable"));
+	plan_free(p);
+	p = diff(f, 0, 10, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_RESUME);
+	assert_string_equal(p->changes[0].reason_code, "retry_failed");
+	plan_free(p);
+}
+
+static void test_plan_reinstalls_missing_or_altered_outputs(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("a", "internal", "a.example.com", NULL));
+	add_spec(f, spec("b", "internal", "b.example.com", NULL));
+	record(f, f->specs[0]);
+	record(f, f->specs[1]);
+	f->outputs[0] = OUTPUT_MISSING; /* state_cert_list is sorted: a, b */
+	f->outputs[1] = OUTPUT_ALTERED;
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 2);
+	assert_int_equal(find(p, "a")->kind, CHANGE_REINSTALL);
+	assert_string_equal(find(p, "a")->reason_code, "output_missing");
+	assert_string_equal(find(p, "b")->reason_code, "output_altered");
+	plan_free(p);
+}
+
+static void test_plan_reinstalls_when_output_moves(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", "  output: {directory: web/www}\n"));
+	state_str_set(&record(f, f->specs[0])->output_dir, "www");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_REINSTALL);
+	assert_string_equal(p->changes[0].reason_code, "output_moved");
+	plan_free(p);
+}
+
+static void test_plan_removes_with_prune_and_orphans_without(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	orphan_record(f, "gone");
+	p = diff(f, 1, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_REMOVE);
+	assert_int_equal(p->changes[0].n_steps, 3);
+	assert_true(plan_has_changes(p));
+	plan_free(p);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_ORPHAN);
+	assert_int_equal(p->changes[0].n_steps, 0);
+	assert_false(plan_has_changes(p));
+	plan_free(p);
+}
+
+static void test_plan_caps_paid_orders(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("p1", "paid", "p1.example.com", NULL));
+	add_spec(f, spec("p2", "paid", "p2.example.com", NULL));
+	add_spec(f, spec("p3", "paid", "p3.example.com", NULL));
+	add_spec(f, spec("free", "internal", "free.example.com", NULL));
+	p = diff(f, 0, 2, 0);
+	assert_int_equal(p->paid, 2);
+	assert_int_equal(p->deferred, 1);
+	assert_true(find(p, "p1")->paid && !find(p, "p1")->deferred);
+	assert_true(find(p, "p3")->paid && find(p, "p3")->deferred);
+	assert_false(find(p, "free")->paid);
+	assert_string_equal(find(p, "p2")->product, "ssl_dv_geotrust");
+	plan_free(p);
+}
+
+/* Builds a fixture with one certificate per change kind. */
+static void build_every_kind(struct fixture *f)
+{
+	struct cert_spec *old = spec("replace-me", "internal", "old.example.com", NULL);
+	struct state_cert *r;
+
+	add_spec(f, spec("create-me", "internal", "new.example.com", NULL));
+	add_spec(f, spec("keep-me", "internal", "keep.example.com", NULL));
+	add_spec(f, spec("paid-one", "paid", "shop.example.com", NULL));
+	add_spec(f, spec("reinstall-me", "internal", "re.example.com", NULL));
+	add_spec(f, spec("renew-me", "internal", "renew.example.com", "  renewBefore: 90d\n"));
+	add_spec(f, spec("replace-me", "internal", "old.example.com, new.example.com", NULL));
+	add_spec(f, spec("resume-me", "internal", "resume.example.com", NULL));
+	record(f, f->specs[1]);
+	record(f, f->specs[3]);
+	record(f, f->specs[4]);
+	record(f, old);
+	r = record(f, f->specs[6]);
+	r->phase = PHASE_PENDING;
+	state_str_set(&r->step, "install");
+	state_str_set(&r->change, "renew");
+	state_str_set(&r->target_hash, f->specs[6]->hash);
+	r->attempts = 2;
+	orphan_record(f, "remove-me");
+	cert_spec_free(old);
+}
+
+static void test_plan_golden_every_kind(void **state)
+{
+	struct fixture *f = *state;
+	struct buf b = BUF_INIT;
+	struct plan *p;
+
+	build_every_kind(f);
+	/* state_cert_list order: keep-me, reinstall-me, remove-me, renew-me, replace-me, resume-me */
+	f->outputs[1] = OUTPUT_MISSING;
+	p = diff(f, 1, 10, 0);
+	assert_int_equal(p->counts[CHANGE_CREATE], 2);
+	assert_int_equal(p->counts[CHANGE_REPLACE], 1);
+	assert_int_equal(p->counts[CHANGE_RENEW], 1);
+	assert_int_equal(p->counts[CHANGE_RESUME], 1);
+	assert_int_equal(p->counts[CHANGE_REINSTALL], 1);
+	assert_int_equal(p->counts[CHANGE_REMOVE], 1);
+	assert_int_equal(p->counts[CHANGE_NONE], 1);
+	for (size_t i = 1; i < p->n_changes; i++)
+		assert_true(strcmp(p->changes[i - 1].name, p->changes[i].name) < 0);
+	assert_int_equal(plan_render_json(p, &b), 0);
+	test_golden("tests/golden/diff/every-kind.json", b.data, b.len);
+	buf_clear(&b);
+	assert_int_equal(plan_render_text(p, PLAN_TEXT_ASCII, &b), 0);
+	test_golden("tests/golden/diff/every-kind.txt", b.data, b.len);
+	buf_clear(&b);
+	assert_int_equal(plan_render_markdown(p, &b), 0);
+	test_golden("tests/golden/diff/every-kind.md", b.data, b.len);
+	buf_free(&b);
+	plan_free(p);
+}
+
+static void test_plan_is_pure_and_deterministic(void **state)
+{
+	struct fixture *f = *state;
+	struct buf a = BUF_INIT, b = BUF_INIT;
+	struct plan *p1, *p2;
+
+	build_every_kind(f);
+	p1 = diff(f, 1, 10, 0);
+	p2 = diff(f, 1, 10, 0);
+	plan_render_json(p1, &a);
+	plan_render_json(p2, &b);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.data, b.data, a.len);
+	buf_free(&a);
+	buf_free(&b);
+	plan_free(p1);
+	plan_free(p2);
+}
+
+static void test_plan_spec_diff_lists_fields(void **state)
+{
+	struct cert_spec *a = spec("www", "internal", "www.example.com, old.example.com", NULL);
+	struct cert_spec *b = spec("www", "internal", "www.example.com, api.example.com",
+				   "  privateKey: {algorithm: RSA, size: 3072}\n");
+	struct plan_field_diff *d = NULL;
+	size_t n = 0;
+
+	(void)state;
+	plan_spec_diff(a, b, &d, &n);
+	assert_int_equal(n, 3);
+	assert_string_equal(d[0].field, "dnsNames");
+	assert_string_equal(d[0].text, "+ api.example.com");
+	assert_string_equal(d[1].text, "- old.example.com");
+	assert_string_equal(d[2].field, "privateKey");
+	assert_string_equal(d[2].text, "ECDSA 256 → RSA 3072");
+	for (size_t i = 0; i < n; i++) {
+		free(d[i].field);
+		free(d[i].text);
+	}
+	free(d);
+	cert_spec_free(a);
+	cert_spec_free(b);
+}
+
+static void test_plan_scales_linearly(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+	char name[32], host[64];
+
+	/* 5,000 certificates, half recorded: must finish instantly (a quadratic diff would not). */
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), "cert-%05d", i);
+		snprintf(host, sizeof(host), "h%d.example.com", i);
+		add_spec(f, spec(name, "internal", host, NULL));
+		if (i % 2)
+			record(f, f->specs[f->n - 1]);
+	}
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->counts[CHANGE_CREATE], 2500);
+	assert_int_equal(p->counts[CHANGE_NONE], 2500);
+	plan_free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_plan_creates_new_certificate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_in_sync_is_no_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_replaces_when_names_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_cosmetic_edit_is_no_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_replaces_when_issuer_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_renews_inside_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_does_not_renew_outside_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_renews_at_one_third_by_default, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_renews_expired, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_resumes_pending_step, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_replaces_when_spec_changes_mid_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_failed_is_not_retried_without_flag, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_reinstalls_missing_or_altered_outputs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_reinstalls_when_output_moves, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_removes_with_prune_and_orphans_without, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_caps_paid_orders, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_golden_every_kind, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_is_pure_and_deterministic, setup, teardown),
+		cmocka_unit_test(test_plan_spec_diff_lists_fields),
+		cmocka_unit_test_setup_teardown(test_plan_scales_linearly, setup, teardown),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+
+	free(recorded_list);
+	return rc;
+}

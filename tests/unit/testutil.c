@@ -1,0 +1,91 @@
+/* Shared unit-test helpers (linked into every test binary). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../util/buf.h"
+#include "../../util/fsutil.h"
+#include "../../util/util.h"
+#include "testutil.h"
+
+char *test_mkdtemp(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *t = xasprintf("%s/certsync-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+
+	if (!mkdtemp(t))
+		fail_msg("mkdtemp failed");
+	return t;
+}
+
+void test_rmdir(char *dir)
+{
+	if (dir)
+		fsutil_rm_rf(dir);
+	free(dir);
+}
+
+char *test_write(const char *dir, const char *name, const char *text, int mode)
+{
+	char *p = fsutil_join(dir, name);
+	char *parent = fsutil_dirname(p);
+
+	fsutil_mkdir_p(parent, 0755);
+	free(parent);
+	unlink(p);
+	assert_int_equal(fsutil_write_new(p, text, strlen(text), (mode_t)mode), 0);
+	chmod(p, (mode_t)mode);
+	return p;
+}
+
+const char *test_srcdir(void)
+{
+	const char *s = getenv("CERTSYNC_SRCDIR");
+
+	return s && *s ? s : ".";
+}
+
+void test_golden(const char *rel, const char *text, size_t len)
+{
+	char *path = fsutil_join(test_srcdir(), rel);
+	struct buf want = BUF_INIT;
+	const char *upd = getenv("CERTSYNC_UPDATE_GOLDEN");
+
+	if (upd && !strcmp(upd, "1")) {
+		char *dir = fsutil_dirname(path);
+
+		fsutil_mkdir_p(dir, 0755);
+		free(dir);
+		assert_int_equal(fsutil_write_atomic(path, text, len, 0644), 0);
+		free(path);
+		return;
+	}
+	if (fsutil_read_file(path, 0, &want)) {
+		free(path);
+		fail_msg("golden file %s missing (run with CERTSYNC_UPDATE_GOLDEN=1 to create it)", rel);
+	}
+	if (want.len != len || memcmp(want.data, text, len)) {
+		char *got = xasprintf("%s.got", path);
+		char *cmd;
+
+		fsutil_write_atomic(got, text, len, 0644);
+		cmd = xasprintf("diff -u '%s' '%s' >&2", path, got);
+		if (system(cmd) == -1)
+			perror("diff");
+		free(cmd);
+		free(got);
+		buf_free(&want);
+		free(path);
+		fail_msg("output differs from golden file %s", rel);
+	}
+	buf_free(&want);
+	free(path);
+}

@@ -1,0 +1,113 @@
+/* Cryptography for certsync, the one owner of OpenSSL: keys, CSRs, signing, hashes, PEM. */
+#ifndef CS_UTIL_CRYPTO_H
+#define CS_UTIL_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+enum crypto_alg { CRYPTO_RSA, CRYPTO_ECDSA, CRYPTO__MAX };
+
+struct crypto_key;  /* a private key (opaque) */
+struct crypto_cert; /* an X.509 certificate (opaque) */
+
+/* What certsync needs to know about a certificate. Strings owned by the struct. */
+struct crypto_cert_info {
+	char serial[130];      /* lowercase hex, no leading zeros */
+	char fingerprint[65];  /* lowercase hex SHA-256 of the DER encoding */
+	int64_t not_before;    /* unix seconds */
+	int64_t not_after;
+	char *subject_cn;      /* NULL when absent */
+	char *issuer_cn;       /* NULL when absent */
+	char **dns_names;      /* SAN dNSNames, in certificate order */
+	size_t n_dns;
+	int is_ca;
+};
+
+void crypto_cert_info_free(struct crypto_cert_info *info);
+
+/*
+ * Generates a key: RSA with size 2048/3072/4096, or ECDSA with size 256/384
+ * (P-256/P-384). Other sizes are CS_EINVALID. Caller frees with crypto_key_free.
+ */
+int crypto_key_generate(enum crypto_alg alg, int size, struct crypto_key **out);
+
+/* Parses a PEM private key (PKCS#8, PKCS#1 or SEC1). CS_EINVALID with a message naming `what`. */
+int crypto_key_from_pem(const char *pem, size_t len, const char *what, struct crypto_key **out);
+
+/* Writes the key as unencrypted PKCS#8 PEM. The caller must buf_wipe() out. */
+int crypto_key_to_pem(const struct crypto_key *key, struct buf *out);
+
+/* Algorithm and size (bits for RSA, curve bits for ECDSA) of a key. */
+void crypto_key_describe(const struct crypto_key *key, enum crypto_alg *alg, int *size);
+
+/* Frees and cleanses a key. NULL is a no-op. */
+void crypto_key_free(struct crypto_key *key);
+
+/*
+ * Creates a PEM CSR signed by key (SHA-256), subject CN = cn, with a
+ * subjectAltName extension holding every name in sans (DNS names).
+ */
+int crypto_csr_create(const struct crypto_key *key, const char *cn, const char *const *sans, size_t n_sans,
+		      struct buf *pem_out);
+
+/*
+ * Signs a CSR as a CA would: verifies the CSR's own signature, copies its
+ * subject CN and SAN extension, sets a random 128-bit serial, validity
+ * [not_before, not_after], keyUsage/extendedKeyUsage for a TLS server, AKI/SKI.
+ * CS_EINVALID if the CSR is malformed or its signature is wrong.
+ */
+int crypto_sign_csr(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key, const char *csr_pem, size_t csr_len,
+		    int64_t not_before, int64_t not_after, struct crypto_cert **out);
+
+/* Creates a self-signed CA certificate (basicConstraints CA:TRUE, keyCertSign) for key. */
+int crypto_ca_create(const struct crypto_key *key, const char *cn, int64_t not_before, int64_t not_after,
+		     struct crypto_cert **out);
+
+/* Creates a self-signed leaf certificate for key with cn and sans (the `selfSigned` issuer mode). */
+int crypto_self_signed(const struct crypto_key *key, const char *cn, const char *const *sans, size_t n_sans,
+		       int64_t not_before, int64_t not_after, struct crypto_cert **out);
+
+/* Parses the first certificate of a PEM text. CS_EINVALID naming `what` if there is none. */
+int crypto_cert_from_pem(const char *pem, size_t len, const char *what, struct crypto_cert **out);
+
+/* Parses every certificate of a PEM text (in order). *out is an array the caller frees with crypto_certs_free. */
+int crypto_certs_from_pem(const char *pem, size_t len, const char *what, struct crypto_cert ***out, size_t *n);
+void crypto_certs_free(struct crypto_cert **v, size_t n);
+
+/* Appends the certificate as PEM (ending in a newline) to out. */
+int crypto_cert_to_pem(const struct crypto_cert *cert, struct buf *out);
+
+int crypto_cert_info(const struct crypto_cert *cert, struct crypto_cert_info *out);
+
+/* 1 if cert's public key is key's public key, else 0. */
+int crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto_key *key);
+
+/* 1 if cert was signed by issuer's key (signature check only), else 0. */
+int crypto_cert_signed_by(const struct crypto_cert *cert, const struct crypto_cert *issuer);
+
+void crypto_cert_free(struct crypto_cert *cert);
+
+/* Hashes. Hex outputs are lowercase and NUL-terminated. */
+void crypto_sha256(const void *data, size_t len, unsigned char out[32]);
+void crypto_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Incremental SHA-256 (for hashing several pieces without concatenating). */
+struct crypto_sha256_ctx;
+struct crypto_sha256_ctx *crypto_sha256_begin(void);
+void crypto_sha256_update(struct crypto_sha256_ctx *c, const void *data, size_t len);
+void crypto_sha256_end_hex(struct crypto_sha256_ctx *c, char out[65]); /* frees c */
+
+void crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len, unsigned char out[32]);
+
+/* Fills out with n cryptographically random bytes. CS_ERROR if the RNG fails. */
+int crypto_random(void *out, size_t n);
+
+/* A random RFC 4122 version-4 UUID string (lineage, idempotency ids). */
+int crypto_uuid(char out[37]);
+
+/* Overwrites memory so the compiler cannot drop it (OPENSSL_cleanse). */
+void crypto_wipe(void *p, size_t n);
+
+#endif

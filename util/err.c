@@ -1,0 +1,41 @@
+/* The per-thread last error message behind cs_error(). */
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char last_msg[2048];
+
+int cs_error(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *cs_errmsg(void)
+{
+	return last_msg;
+}
+
+void cs_error_clear(void)
+{
+	last_msg[0] = '\0';
+}
+
+const char *cs_strcode(int code)
+{
+	switch (code) {
+	case CS_OK: return "ok";
+	case CS_ENOTFOUND: return "not_found";
+	case CS_EINVALID: return "invalid";
+	case CS_ECONFLICT: return "conflict";
+	case CS_EAUTH: return "auth";
+	case CS_ETRANSIENT: return "transient";
+	case CS_ELOCKED: return "locked";
+	default: return "error";
+	}
+}

@@ -1,0 +1,242 @@
+/* Bounded reads, atomic writes and directory helpers. */
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "util.h"
+
+int fsutil_read_file(const char *path, size_t max, struct buf *out)
+{
+	int fd = -1, rc = 0;
+	struct stat st;
+	char chunk[65536];
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return cs_error(CS_ENOTFOUND, "%s: no such file", path);
+		return cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		rc = cs_error(CS_EINVALID, "%s: is a directory", path);
+		goto out;
+	}
+	if (max && st.st_size > (off_t)max) {
+		rc = cs_error(CS_EINVALID, "%s: file is %lld bytes; the limit is %zu", path, (long long)st.st_size, max);
+		goto out;
+	}
+	buf_init(out, max);
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (buf_append(out, chunk, (size_t)n)) {
+			rc = cs_error(CS_EINVALID, "%s: file is larger than the limit of %zu bytes", path, max);
+			goto out;
+		}
+	}
+	if (!out->data)
+		buf_append(out, "", 0);
+out:
+	if (rc)
+		buf_free(out);
+	close(fd);
+	return rc;
+}
+
+static int fsutil_write_fd(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fsutil_write_new(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+
+	if (fd < 0)
+		return cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+	if (fchmod(fd, mode) || fsutil_write_fd(fd, data, len) || fsync(fd)) {
+		int e = errno;
+
+		close(fd);
+		unlink(path);
+		return cs_error(CS_ERROR, "%s: %s", path, strerror(e));
+	}
+	if (close(fd))
+		return cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+int fsutil_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return cs_error(CS_ERROR, "%s: %s", dir, strerror(errno));
+	if (fsync(fd) && errno != EINVAL) {
+		int e = errno;
+
+		close(fd);
+		return cs_error(CS_ERROR, "%s: fsync: %s", dir, strerror(e));
+	}
+	close(fd);
+	return 0;
+}
+
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	static atomic_uint counter;
+	char *tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+	char *dir = fsutil_dirname(path);
+	int rc;
+
+	unlink(tmp);
+	if ((rc = fsutil_write_new(tmp, data, len, mode)))
+		goto out;
+	if (rename(tmp, path)) {
+		rc = cs_error(CS_ERROR, "%s: rename: %s", path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	rc = fsutil_fsync_dir(dir);
+out:
+	free(tmp);
+	free(dir);
+	return rc;
+}
+
+int fsutil_mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+
+	for (char *s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+			struct stat st;
+
+			*s = '\0';
+			if (mkdir(p, mode) && errno != EEXIST) {
+				rc = cs_error(CS_ERROR, "%s: mkdir: %s", p, strerror(errno));
+				goto out;
+			}
+			if (stat(p, &st) || !S_ISDIR(st.st_mode)) {
+				rc = cs_error(CS_ERROR, "%s: not a directory", p);
+				goto out;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+out:
+	free(p);
+	return rc;
+}
+
+int fsutil_rm_rf(const char *path)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	if (lstat(path, &st))
+		return errno == ENOENT ? 0 : cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlink(path) && errno != ENOENT)
+			return cs_error(CS_ERROR, "%s: unlink: %s", path, strerror(errno));
+		return 0;
+	}
+	if (!(d = opendir(path)))
+		return cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+	while ((e = readdir(d))) {
+		char *child;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		child = fsutil_join(path, e->d_name);
+		rc = fsutil_rm_rf(child);
+		free(child);
+		if (rc)
+			break;
+	}
+	closedir(d);
+	if (!rc && rmdir(path) && errno != ENOENT)
+		rc = cs_error(CS_ERROR, "%s: rmdir: %s", path, strerror(errno));
+	return rc;
+}
+
+char *fsutil_join(const char *a, const char *b)
+{
+	size_t la = strlen(a);
+
+	if (b[0] == '/' || la == 0)
+		return xstrdup(b);
+	if (a[la - 1] == '/')
+		return xasprintf("%s%s", a, b);
+	return xasprintf("%s/%s", a, b);
+}
+
+char *fsutil_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return xstrdup(".");
+	if (slash == path)
+		return xstrdup("/");
+	return xstrndup(path, (size_t)(slash - path));
+}
+
+char *fsutil_abspath(const char *base_dir, const char *path)
+{
+	char cwd[4096];
+
+	if (path[0] == '/')
+		return xstrdup(path);
+	if (base_dir && base_dir[0] == '/')
+		return fsutil_join(base_dir, path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return xstrdup(path);
+	if (base_dir && *base_dir && strcmp(base_dir, ".")) {
+		char *b = fsutil_join(cwd, base_dir), *r = fsutil_join(b, path);
+
+		free(b);
+		return r;
+	}
+	return fsutil_join(cwd, path);
+}
+
+int fsutil_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}

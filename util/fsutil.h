@@ -1,0 +1,41 @@
+/* Files: bounded reads, atomic writes (temp, fsync, rename, fsync dir), directories. */
+#ifndef CS_UTIL_FSUTIL_H
+#define CS_UTIL_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+/* Reads a whole file into out (cap max). CS_ENOTFOUND if missing, CS_EINVALID if larger. */
+int fsutil_read_file(const char *path, size_t max, struct buf *out);
+
+/*
+ * Replaces path atomically with data: writes "<path>.tmp.<pid>.<n>" in the same
+ * directory with `mode`, fsyncs it, renames it over path, fsyncs the directory.
+ * On error nothing at path has changed.
+ */
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Writes a new file (must not exist: O_EXCL) with mode, fsynced. */
+int fsutil_write_new(const char *path, const void *data, size_t len, mode_t mode);
+
+int fsutil_fsync_dir(const char *dir);
+int fsutil_mkdir_p(const char *path, mode_t mode);
+
+/* Removes a file or a directory tree; a missing path is success. */
+int fsutil_rm_rf(const char *path);
+
+/* a + "/" + b (b absolute: b). Caller frees. */
+char *fsutil_join(const char *a, const char *b);
+
+/* Directory part of path ("." if none). Caller frees. */
+char *fsutil_dirname(const char *path);
+
+/* path made absolute against base_dir when relative. Caller frees. */
+char *fsutil_abspath(const char *base_dir, const char *path);
+
+/* 1 if path exists (lstat), else 0. */
+int fsutil_exists(const char *path);
+
+#endif
