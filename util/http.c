@@ -1,0 +1,419 @@
+/* The HTTP client: the only file that includes libcurl. */
+#include "http.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "util.h"
+
+#define HTTP_POOL_MAX 64
+
+struct http_client {
+	struct http_client_opts o;
+	char *user_agent, *ca_file;
+	pthread_mutex_t mu;
+	CURL *pool[HTTP_POOL_MAX];
+	size_t n_pool;
+	struct http_ratelimit rl; /* last seen */
+	http_observer_fn observer;
+	void *observer_arg;
+};
+
+static pthread_once_t http_once = PTHREAD_ONCE_INIT;
+static CURLcode http_init_rc;
+
+static void http_global_init(void)
+{
+	http_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int http_client_new(const struct http_client_opts *opts, struct http_client **out)
+{
+	struct http_client *c;
+
+	pthread_once(&http_once, http_global_init);
+	if (http_init_rc != CURLE_OK)
+		return cs_error(CS_ERROR, "libcurl initialisation failed: %s", curl_easy_strerror(http_init_rc));
+	c = xcalloc(1, sizeof(*c));
+	if (opts)
+		c->o = *opts;
+	c->user_agent = xstrdup(c->o.user_agent ? c->o.user_agent : "certsync");
+	c->ca_file = xstrdup(c->o.ca_file);
+	if (!c->o.connect_timeout_ms)
+		c->o.connect_timeout_ms = 10000;
+	if (!c->o.timeout_ms)
+		c->o.timeout_ms = 60000;
+	if (!c->o.max_retries)
+		c->o.max_retries = 4;
+	if (c->o.max_retries < 0)
+		c->o.max_retries = 0;
+	if (!c->o.max_inline_wait)
+		c->o.max_inline_wait = 30;
+	if (!c->o.max_body)
+		c->o.max_body = HTTP_MAX_BODY;
+	pthread_mutex_init(&c->mu, NULL);
+	*out = c;
+	return 0;
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_pool; i++)
+		curl_easy_cleanup(c->pool[i]);
+	pthread_mutex_destroy(&c->mu);
+	free(c->user_agent);
+	free(c->ca_file);
+	free(c);
+}
+
+void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *arg)
+{
+	c->observer = fn;
+	c->observer_arg = arg;
+}
+
+void http_client_ratelimit(struct http_client *c, struct http_ratelimit *out)
+{
+	pthread_mutex_lock(&c->mu);
+	*out = c->rl;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static CURL *http_take(struct http_client *c)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	if (c->n_pool)
+		h = c->pool[--c->n_pool];
+	pthread_mutex_unlock(&c->mu);
+	return h ? h : curl_easy_init();
+}
+
+static void http_give(struct http_client *c, CURL *h)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->n_pool < HTTP_POOL_MAX) {
+		c->pool[c->n_pool++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+void http_response_free(struct http_response *res)
+{
+	buf_free(&res->body);
+	free(res->content_type);
+	free(res->request_id);
+	res->content_type = res->request_id = NULL;
+}
+
+/* ---------- parsing ---------- */
+
+int64_t http_parse_retry_after(const char *value, int64_t now)
+{
+	static const char *const months[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	struct tm tm;
+	char mon[4] = "", tz[4] = "";
+	char *end;
+	long long secs;
+	int day, year, h, m, s;
+
+	while (value && isspace((unsigned char)*value))
+		value++;
+	if (!value || !*value)
+		return 0;
+	if (isdigit((unsigned char)*value)) {
+		secs = strtoll(value, &end, 10);
+		while (isspace((unsigned char)*end))
+			end++;
+		if (*end || secs < 0 || secs > 30LL * 86400)
+			return 0;
+		return now + secs;
+	}
+	/* IMF-fixdate: "Mon, 01 Jun 2026 00:00:00 GMT" */
+	if (sscanf(value, "%*3s, %d %3s %d %d:%d:%d %3s", &day, mon, &year, &h, &m, &s, tz) != 7 || strcmp(tz, "GMT"))
+		return 0;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_mon = -1;
+	for (int i = 0; i < 12; i++)
+		if (!strcmp(mon, months[i]))
+			tm.tm_mon = i;
+	if (tm.tm_mon < 0 || day < 1 || day > 31 || h > 23 || m > 59 || s > 60)
+		return 0;
+	tm.tm_mday = day;
+	tm.tm_year = year - 1900;
+	tm.tm_hour = h;
+	tm.tm_min = m;
+	tm.tm_sec = s;
+	return (int64_t)timegm(&tm);
+}
+
+struct http_call {
+	struct http_response *res;
+	size_t max;
+	int overflow;
+};
+
+static size_t http_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct http_call *call = arg;
+	size_t len = size * n;
+
+	if (call->res->body.len + len > call->max) {
+		call->overflow = 1;
+		return 0;
+	}
+	buf_append(&call->res->body, p, len);
+	return len;
+}
+
+/* "name: value" with the name matched case-insensitively: returns the trimmed value or NULL. */
+static char *http_header_value(const char *line, size_t len, const char *name)
+{
+	size_t nl = strlen(name);
+	const char *v, *e;
+
+	if (len <= nl || strncasecmp(line, name, nl) || line[nl] != ':')
+		return NULL;
+	v = line + nl + 1;
+	e = line + len;
+	while (v < e && isspace((unsigned char)*v))
+		v++;
+	while (e > v && isspace((unsigned char)e[-1]))
+		e--;
+	return xstrndup(v, (size_t)(e - v));
+}
+
+static size_t http_on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct http_call *call = arg;
+	struct http_response *r = call->res;
+	size_t len = size * n;
+	char *v;
+
+	if (len >= 5 && !strncmp(p, "HTTP/", 5)) {
+		/* A new response (after 100 Continue): forget the previous headers. */
+		free(r->content_type);
+		free(r->request_id);
+		r->content_type = r->request_id = NULL;
+		memset(&r->rl, 0, sizeof(r->rl));
+		r->retry_after = 0;
+		return len;
+	}
+	if ((v = http_header_value(p, len, "x-ratelimit-limit"))) {
+		r->rl.limit = strtol(v, NULL, 10);
+		r->rl.have = 1;
+	} else if ((v = http_header_value(p, len, "x-ratelimit-remaining"))) {
+		r->rl.remaining = strtol(v, NULL, 10);
+		r->rl.have = 1;
+	} else if ((v = http_header_value(p, len, "x-ratelimit-reset"))) {
+		r->rl.reset = strtoll(v, NULL, 10);
+	} else if ((v = http_header_value(p, len, "retry-after"))) {
+		r->retry_after = http_parse_retry_after(v, util_now());
+	} else if ((v = http_header_value(p, len, "content-type"))) {
+		for (char *q = v; *q; q++)
+			*q = (char)tolower((unsigned char)*q);
+		free(r->content_type);
+		r->content_type = v;
+		v = NULL;
+	} else if ((v = http_header_value(p, len, "x-request-id"))) {
+		free(r->request_id);
+		r->request_id = v;
+		v = NULL;
+	}
+	free(v);
+	return len;
+}
+
+int http_is_html(const struct http_response *res)
+{
+	const char *b = res->body.data;
+
+	if (res->content_type && strstr(res->content_type, "text/html"))
+		return 1;
+	while (b && isspace((unsigned char)*b))
+		b++;
+	return b && (!strncasecmp(b, "<!doctype html", 14) || !strncasecmp(b, "<html", 5));
+}
+
+/* The path of a URL (no scheme, host, credentials or query), for messages. */
+static void http_url_path(const char *url, char *out, size_t n)
+{
+	const char *p = strstr(url, "://");
+	size_t len;
+
+	p = p ? strchr(p + 3, '/') : url;
+	if (!p)
+		p = "/";
+	len = strcspn(p, "?#");
+	snprintf(out, n, "%.*s", (int)len, p);
+}
+
+/* ---------- one attempt ---------- */
+
+static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_request *req, struct http_response *res,
+			     int *overflow)
+{
+	struct curl_slist *hdrs = NULL;
+	struct http_call call = {res, c->o.max_body, 0};
+	CURLcode cc;
+
+	curl_easy_reset(h);
+	buf_free(&res->body);
+	buf_init(&res->body, 0);
+	free(res->content_type);
+	free(res->request_id);
+	res->content_type = res->request_id = NULL;
+	memset(&res->rl, 0, sizeof(res->rl));
+	res->retry_after = 0;
+	res->status = 0;
+	for (size_t i = 0; i < HTTP_MAX_HEADERS && req->headers[i]; i++)
+		hdrs = curl_slist_append(hdrs, req->headers[i]);
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_setopt(h, CURLOPT_URL, req->url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->o.connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->o.timeout_ms);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &call);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &call);
+	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	if (!strcmp(req->method, "GET")) {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+		if (req->body || strcmp(req->method, "DELETE")) {
+			curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+			curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(req->body ? req->body_len : 0));
+		}
+	}
+	cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
+	curl_slist_free_all(hdrs);
+	*overflow = call.overflow;
+	if (!res->body.data)
+		buf_append(&res->body, "", 0);
+	return cc;
+}
+
+/* 1 if curl failed before the request could have reached the server. */
+static int http_not_sent(CURLcode cc)
+{
+	return cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_COULDNT_RESOLVE_PROXY;
+}
+
+static int64_t http_backoff(int attempt)
+{
+	int64_t base = 1;
+	unsigned char r = 0;
+
+	for (int i = 0; i < attempt && base < 32; i++)
+		base *= 2;
+	crypto_random(&r, 1);
+	return base + (base * r) / 512; /* + up to 50 % jitter */
+}
+
+static void http_sleep(int64_t secs)
+{
+	struct timespec ts = {(time_t)secs, 0};
+
+	while (nanosleep(&ts, &ts))
+		;
+}
+
+int http_do(struct http_client *c, const struct http_request *req, struct http_response *res)
+{
+	CURL *h = http_take(c);
+	char path[512];
+	int rc = 0, overflow = 0;
+
+	memset(res, 0, sizeof(*res));
+	http_url_path(req->url, path, sizeof(path));
+	if (!h)
+		return cs_error(CS_ERROR, "%s: cannot create an HTTP handle", req->op);
+	for (int attempt = 0;; attempt++) {
+		int64_t t0 = util_mono_ms(), now, wait;
+		int transient, retryable;
+		CURLcode cc;
+
+		/* The provider said the budget is spent: wait for the window instead of earning a 429. */
+		pthread_mutex_lock(&c->mu);
+		wait = c->rl.have && c->rl.remaining <= 0 && c->rl.reset > util_now() ? c->rl.reset - util_now() : 0;
+		pthread_mutex_unlock(&c->mu);
+		if (wait > c->o.max_inline_wait) {
+			res->retry_after = util_now() + wait;
+			rc = cs_error(CS_ETRANSIENT, "%s: rate limit budget spent until the window resets in %llds",
+				      req->op, (long long)wait);
+			break;
+		}
+		if (wait > 0)
+			http_sleep(wait);
+		res->attempts++;
+		cc = http_attempt(c, h, req, res, &overflow);
+		now = util_now();
+		if (c->observer)
+			c->observer(c->observer_arg, req->op, cc == CURLE_OK ? res->status : 0, util_mono_ms() - t0);
+		if (res->rl.have) {
+			pthread_mutex_lock(&c->mu);
+			c->rl = res->rl;
+			pthread_mutex_unlock(&c->mu);
+		}
+		if (overflow) {
+			rc = cs_error(CS_EINVALID, "%s: %s %s: response larger than %zu bytes", req->op, req->method, path,
+				      c->o.max_body);
+			break;
+		}
+		transient = cc != CURLE_OK || res->status == 429 || res->status >= 500;
+		if (!transient)
+			break;
+		retryable = req->retry == HTTP_RETRY_SAFE || http_not_sent(cc) || res->status == 429;
+		if (cc != CURLE_OK)
+			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: %s", req->op, req->method, path, curl_easy_strerror(cc));
+		else if (http_is_html(res))
+			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld (HTML error page)", req->op, req->method, path,
+				      res->status);
+		else
+			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld%s%.200s", req->op, req->method, path, res->status,
+				      res->body.len ? ": " : "", res->body.len ? res->body.data : "");
+		if (!retryable || attempt >= c->o.max_retries)
+			break;
+		if (res->retry_after > now)
+			wait = res->retry_after - now;
+		else if (res->status == 429 && res->rl.have && res->rl.remaining <= 0 && res->rl.reset > now)
+			wait = res->rl.reset - now;
+		else
+			wait = http_backoff(attempt);
+		if (wait > c->o.max_inline_wait) {
+			res->retry_after = now + wait;
+			break;
+		}
+		http_sleep(wait);
+		rc = 0;
+	}
+	if (rc == CS_ETRANSIENT && !res->retry_after)
+		res->retry_after = util_now() + http_backoff(res->attempts);
+	http_give(c, h);
+	return rc;
+}
