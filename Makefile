@@ -18,13 +18,14 @@ DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl
 DEB_TEST  := libcmocka-dev python3 python3-pytest prometheus curl
 PYTHON    := /usr/bin/python3
 
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(if $(WERROR),-Werror) $(CFLAGS) \
-             $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined) \
+             $(if $(SAN),$(SANFLAGS)) \
              -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -pthread -MMD -MP
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
-LDFLAGS_ALL = $(if $(SAN),-fsanitize=address,undefined) $(LDFLAGS)
+LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 
 LIB_SRC := $(sort $(shell find util manifests state reconciler -name '*.c' ! -path 'reconciler/cmd/*'))
 CMD_SRC := $(sort $(wildcard reconciler/cmd/*.c))
