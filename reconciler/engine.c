@@ -477,6 +477,9 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 		pthread_join(threads[i], NULL);
 	if (e.fatal)
 		rc = cs_error(CS_ERROR, "state could not be written; stopped (%s)", cs_errmsg());
+	for (size_t i = 0; i < cfg->n_issuers; i++)
+		if (cfg->issuers[i].priv && cfg->issuers[i].ops->end_run)
+			cfg->issuers[i].ops->end_run(&cfg->issuers[i]);
 out:
 	*res = e.res;
 	free(e.jobs);

@@ -52,6 +52,25 @@ struct step_ctx {
 	struct engine *engine;
 };
 
+/*
+ * A DNS driver: places and removes TXT records for other providers'
+ * validation tokens. *ref (caller frees) identifies the record for removal.
+ */
+struct dns_driver {
+	int (*txt_create)(const struct issuer *is, const char *fqdn, const char *value, char **ref);
+	int (*txt_delete)(const struct issuer *is, const char *fqdn, const char *value, const char *ref);
+};
+
+/* What a webhook delivery asks for: the certificates to reconcile now. */
+struct webhook_result {
+	int duplicate;     /* already seen (request_identifier): nothing to do */
+	int ignored;       /* not an event this provider acts on */
+	char *event;       /* the event name, for metrics (caller frees) */
+	char **names; size_t n_names; /* certificate names to reconcile (caller frees) */
+};
+
+void webhook_result_free(struct webhook_result *r);
+
 struct provider_ops {
 	const char *type; /* the `type:` of an issuer in config */
 
@@ -78,6 +97,20 @@ struct provider_ops {
 
 	/* Cleans provider-side leftovers (placed tokens) of a record being removed. May be NULL. */
 	int (*release)(struct step_ctx *ctx);
+
+	/*
+	 * Handles a webhook delivery (body bounded by the caller). Never trusts
+	 * the payload's data: it only says which certificates to look at again.
+	 * Deduplicates through st. May be NULL.
+	 */
+	int (*webhook)(const struct issuer *is, const char *body, size_t len, struct state *st,
+		       struct webhook_result *out);
+
+	/* The DNS driver this provider offers to others, or NULL. */
+	const struct dns_driver *dns;
+
+	/* Frees per-run resources (HTTP connections, cached lists) at the end of a run. May be NULL. */
+	void (*end_run)(const struct issuer *is);
 };
 
 /* The driver for an issuer type, or NULL. */

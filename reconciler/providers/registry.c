@@ -3,10 +3,11 @@
 
 #include <string.h>
 
-extern const struct provider_ops provider_ca;
+extern const struct provider_ops provider_ca, provider_dnsimple;
 
 static const struct provider_ops *const providers[] = {
 	&provider_ca,
+	&provider_dnsimple,
 };
 
 const struct provider_ops *provider_find(const char *type)
@@ -19,5 +20,5 @@ const struct provider_ops *provider_find(const char *type)
 
 const char *provider_type_list(void)
 {
-	return "known types: ca";
+	return "known types: ca, dnsimple";
 }

@@ -1,0 +1,112 @@
+/*
+ * The DNSimple driver's private interface (shared by dnsimple*.c):
+ * Let's Encrypt certificates through DNSimple API v2
+ * (../shared/api/dnsimple.md), its zone records as a DNS driver, webhooks.
+ */
+#ifndef CS_RECONCILER_PROVIDERS_DNSIMPLE_H
+#define CS_RECONCILER_PROVIDERS_DNSIMPLE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../util/buf.h"
+#include "../../util/http.h"
+#include "../config.h"
+#include "../provider.h"
+
+#define DNSIMPLE_DEFAULT_URL "https://api.dnsimple.com"
+#define DNSIMPLE_SANDBOX_URL "https://api.sandbox.dnsimple.com"
+#define DNSIMPLE_MAX_PAGES 1000
+
+/* A DNSimple certificate as listed or fetched (only what the driver uses). */
+struct dnsimple_cert {
+	long long id;
+	char *state;
+	char *name;
+	char *common_name;
+	char **alt; size_t n_alt; /* sorted, lowercase */
+	int auto_renew;
+	int64_t expires_at;       /* 0 while not issued */
+};
+
+void dnsimple_cert_clear(struct dnsimple_cert *c);
+
+/* Per-domain certificate list cached for one run. */
+struct dnsimple_list {
+	char *domain;
+	struct dnsimple_cert *v; size_t n;
+};
+
+struct dnsimple {
+	char *name;               /* issuer name */
+	struct cred account, token;
+	char *base_url;           /* without /v2 */
+	char *ca_file;
+	char *sig_alg;            /* "ECDSA" or "RSA" */
+	char **zones; size_t n_zones;
+	int64_t poll_min, poll_max;
+	pthread_mutex_t mu;       /* guards everything below */
+	int open;                 /* the per-run session is set up */
+	char *account_id;
+	char *auth;               /* "Authorization: Bearer …" (secret) */
+	struct http_client *http;
+	struct dnsimple_list *lists; size_t n_lists;
+};
+
+/* Mapping of a spec onto DNSimple's purchase fields (pure). */
+struct dnsimple_order {
+	char *domain;
+	char *name;               /* "www", "api", "*", "" */
+	char *common_name;
+	char **alt; size_t n_alt; /* alternate_names, sorted */
+};
+
+/*
+ * Maps s onto a DNSimple order within the spec's domain (or the longest of
+ * zones that is a suffix of the common name). Returns 0, or CS_EINVALID with
+ * a reason in err.
+ */
+int dnsimple_map(const struct cert_spec *s, char *const *zones, size_t n_zones, struct dnsimple_order *out,
+		 char *err, size_t errlen);
+void dnsimple_order_free(struct dnsimple_order *o);
+
+/* 1 if c is for exactly the order's common name and alternate names. */
+int dnsimple_matches(const struct dnsimple_cert *c, const struct dnsimple_order *o);
+
+/* State classes (2.2). */
+int dnsimple_state_terminal(const char *state);
+int dnsimple_state_pending(const char *state);
+
+/* ---------- API (dnsimple_api.c) ---------- */
+
+/* Opens the run's session: reads the credentials, creates the HTTP client. */
+int dnsimple_session(struct dnsimple *d);
+void dnsimple_session_end(struct dnsimple *d);
+
+/* Every certificate of domain (all pages), cached for the run unless fresh. The list stays owned by d. */
+int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, const struct dnsimple_list **out);
+int dnsimple_get_cert(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out);
+int dnsimple_purchase(struct dnsimple *d, const struct dnsimple_order *o, int auto_renew, long long *cert_id);
+int dnsimple_issue(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out);
+int dnsimple_renew_purchase(struct dnsimple *d, const char *domain, long long old_id, int auto_renew,
+			    long long *renewal_id, long long *new_id);
+int dnsimple_renew_issue(struct dnsimple *d, const char *domain, long long old_id, long long renewal_id,
+			 struct dnsimple_cert *out);
+/* Downloads the chain and the key into m (cert = server + chain, ca = root or the chain's top). */
+int dnsimple_download(struct dnsimple *d, const char *domain, long long id, struct material *m);
+
+/* Zone records (the DNS driver). */
+int dnsimple_txt_create(const struct issuer *is, const char *fqdn, const char *value, char **ref);
+int dnsimple_txt_delete(const struct issuer *is, const char *fqdn, const char *value, const char *ref);
+
+/* Webhooks. */
+int dnsimple_webhook(const struct issuer *is, const char *body, size_t len, struct state *st,
+		     struct webhook_result *out);
+/* Makes sure the account has a webhook for url (list, create if missing; warn if suppressed). */
+int dnsimple_ensure_webhook(const struct issuer *is, const char *url);
+
+/* Parses a Certificate object (jansson value passed as void* to keep jansson out of headers). */
+int dnsimple_parse_cert(const void *json_obj, const char *what, struct dnsimple_cert *out);
+
+#endif
