@@ -32,6 +32,9 @@ struct gitsrc_opts {
 int gitsrc_open(const struct gitsrc_opts *opts, struct gitsrc **out);
 void gitsrc_free(struct gitsrc *g);
 
+/* Releases libgit2's global state at exit (after the last gitsrc is freed). */
+void gitsrc_global_shutdown(void);
+
 /* Fetches again (remote repositories only; a no-op for local ones). CS_ETRANSIENT on network errors. */
 int gitsrc_fetch(struct gitsrc *g);
 

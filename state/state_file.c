@@ -1,0 +1,496 @@
+/* The local file backend: atomic saves with a backup, an append-only journal, and an flock naming its holder. */
+#include "state.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/crypto.h"
+#include "../util/err.h"
+#include "../util/fsutil.h"
+#include "../util/util.h"
+#include "state_int.h"
+
+#define STATE_FILE_MODE 0600
+#define STATE_DIR_MODE 0700
+#define STATE_LOCKINFO_MAX 65536
+
+struct state_file {
+	struct state_backend base; /* first: the ops are handed a struct state_backend * */
+	char *path, *backup, *journal, *lockpath, *dir;
+	int lock_fd;          /* held while locked, -1 otherwise */
+	int journal_fd;       /* opened on the first append, -1 otherwise */
+	pthread_mutex_t mu;   /* serialises appends and saves (the journal fd and st->serial) */
+};
+
+static struct state_file *state_file_of(struct state_backend *be)
+{
+	return (struct state_file *)be;
+}
+
+/* Creates the state's directory (0700) when it is missing; an existing one is left as it is. */
+static int state_file_mkdir(const struct state_file *sf)
+{
+	int rc;
+
+	if (fsutil_exists(sf->dir))
+		return 0;
+	if ((rc = fsutil_mkdir_p(sf->dir, STATE_DIR_MODE)))
+		return rc;
+	if (chmod(sf->dir, STATE_DIR_MODE))
+		return cs_error(CS_ERROR, "%s: chmod: %s", sf->dir, strerror(errno));
+	return 0;
+}
+
+static int state_file_write_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* ---------- lock ---------- */
+
+static char *state_file_user(void)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+	const char *env;
+
+	if (getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) == 0 && res && res->pw_name)
+		return xstrdup(res->pw_name);
+	if ((env = getenv("USER")) && *env)
+		return xstrdup(env);
+	return xasprintf("uid %ld", (long)geteuid());
+}
+
+static int state_file_write_lockinfo(struct state_file *sf, int fd, const char *operation)
+{
+	struct state_lockinfo li = {0};
+	struct buf b = BUF_INIT;
+	char host[256] = "unknown", id[37];
+	int rc = 0;
+
+	if ((rc = crypto_uuid(id)))
+		goto out;
+	if (gethostname(host, sizeof(host)) == 0)
+		host[sizeof(host) - 1] = '\0';
+	li.id = id;
+	li.operation = (char *)operation;
+	li.pid = (int64_t)getpid();
+	li.host = host;
+	li.user = state_file_user();
+	li.created = util_now();
+	li.version = "certsync";
+	state_lockinfo_encode(&li, &b);
+	if (ftruncate(fd, 0) || pwrite(fd, b.data, b.len, 0) != (ssize_t)b.len)
+		rc = cs_error(CS_ERROR, "%s: %s", sf->lockpath, strerror(errno));
+out:
+	free(li.user);
+	buf_free(&b);
+	return rc;
+}
+
+/*
+ * CS_ELOCKED naming the holder. The holder writes its details just after it
+ * takes the lock, so an empty file is retried briefly before giving up on them.
+ */
+static int state_file_locked(struct state_file *sf, int fd)
+{
+	struct state_lockinfo li = {0};
+	char *data = xmalloc(STATE_LOCKINFO_MAX);
+	char since[32];
+	int rc;
+
+	for (int tries = 0; tries < 20; tries++) {
+		ssize_t n = pread(fd, data, STATE_LOCKINFO_MAX, 0);
+		struct timespec ts = {0, 10 * 1000 * 1000};
+
+		if (n > 0 && state_lockinfo_decode(data, (size_t)n, &li) == 0 && li.operation)
+			break;
+		state_lockinfo_clear(&li);
+		nanosleep(&ts, NULL);
+	}
+	if (!li.operation) {
+		rc = cs_error(CS_ELOCKED, "%s: state is locked by another process (no holder details in %s)", sf->path,
+			      sf->lockpath);
+		goto out;
+	}
+	util_fmt_time(li.created, since);
+	rc = cs_error(CS_ELOCKED, "%s: state is locked by %s (pid %lld on host %s, user %s) since %s; lock id %s",
+		      sf->path, li.operation, (long long)li.pid, li.host ? li.host : "?", li.user ? li.user : "?",
+		      li.created ? since : "an unknown time", li.id ? li.id : "?");
+out:
+	state_lockinfo_clear(&li);
+	free(data);
+	return rc;
+}
+
+static int state_file_lock(struct state_backend *be, const char *operation)
+{
+	struct state_file *sf = state_file_of(be);
+	int fd = -1, rc = 0, r;
+
+	assert(sf->lock_fd < 0);
+	if ((rc = state_file_mkdir(sf)))
+		goto out;
+	if ((fd = open(sf->lockpath, O_RDWR | O_CREAT | O_CLOEXEC, STATE_FILE_MODE)) < 0) {
+		rc = cs_error(CS_ERROR, "%s: %s", sf->lockpath, strerror(errno));
+		goto out;
+	}
+	(void)fchmod(fd, STATE_FILE_MODE); /* best effort: the file may belong to another user */
+	while ((r = flock(fd, LOCK_EX | LOCK_NB)) && errno == EINTR)
+		;
+	if (r) {
+		rc = errno == EWOULDBLOCK ? state_file_locked(sf, fd)
+					  : cs_error(CS_ERROR, "%s: flock: %s", sf->lockpath, strerror(errno));
+		goto out;
+	}
+	if ((rc = state_file_write_lockinfo(sf, fd, operation))) {
+		flock(fd, LOCK_UN);
+		goto out;
+	}
+	sf->lock_fd = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void state_file_unlock(struct state_backend *be)
+{
+	struct state_file *sf = state_file_of(be);
+
+	if (sf->lock_fd < 0)
+		return;
+	if (ftruncate(sf->lock_fd, 0)) {
+		/* the details are only informative; the lock goes away with the flock */
+	}
+	flock(sf->lock_fd, LOCK_UN);
+	close(sf->lock_fd);
+	sf->lock_fd = -1;
+}
+
+/* ---------- journal ---------- */
+
+/*
+ * Cuts a final line that has no '\n' (a crash mid-append: never acknowledged),
+ * so that the next append does not glue onto it. Called with the lock held.
+ */
+static int state_file_trim_tail(const struct state_file *sf, int fd)
+{
+	struct stat st;
+	char chunk[4096];
+	off_t pos, keep = 0;
+
+	if (fstat(fd, &st))
+		return cs_error(CS_ERROR, "%s: %s", sf->journal, strerror(errno));
+	for (pos = st.st_size; pos > 0 && !keep;) {
+		size_t n = pos > (off_t)sizeof(chunk) ? sizeof(chunk) : (size_t)pos;
+
+		pos -= (off_t)n;
+		if (pread(fd, chunk, n, pos) != (ssize_t)n)
+			return cs_error(CS_ERROR, "%s: read: %s", sf->journal, strerror(errno));
+		for (size_t i = n; i > 0; i--) {
+			if (chunk[i - 1] == '\n') {
+				keep = pos + (off_t)i;
+				break;
+			}
+		}
+	}
+	if (keep == st.st_size)
+		return 0;
+	if (ftruncate(fd, keep) || fsync(fd))
+		return cs_error(CS_ERROR, "%s: truncate: %s", sf->journal, strerror(errno));
+	return 0;
+}
+
+static int state_file_journal_open(struct state_file *sf)
+{
+	int fd = -1, rc = 0;
+
+	if (sf->journal_fd >= 0)
+		return 0;
+	if ((rc = state_file_mkdir(sf)))
+		goto out;
+	if ((fd = open(sf->journal, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, STATE_FILE_MODE)) < 0 ||
+	    fchmod(fd, STATE_FILE_MODE)) {
+		rc = cs_error(CS_ERROR, "%s: %s", sf->journal, strerror(errno));
+		goto out;
+	}
+	/* The directory entry must be durable before the first acknowledged line. */
+	if ((rc = state_file_trim_tail(sf, fd)) || (rc = fsutil_fsync_dir(sf->dir)))
+		goto out;
+	sf->journal_fd = fd;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void state_file_journal_close(struct state_file *sf)
+{
+	if (sf->journal_fd >= 0)
+		close(sf->journal_fd);
+	sf->journal_fd = -1;
+}
+
+static int state_file_journal(struct state_backend *be, struct state *st, const char *name,
+			      const struct state_cert *rec)
+{
+	struct state_file *sf = state_file_of(be);
+	struct buf line = BUF_INIT;
+	uint64_t serial;
+	off_t end;
+	int rc = 0;
+
+	pthread_mutex_lock(&sf->mu);
+	if ((rc = state_file_journal_open(sf)))
+		goto out;
+	serial = st->serial + 1;
+	state_journal_encode(serial, name, rec, &line);
+	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 ||
+	    state_file_write_all(sf->journal_fd, line.data, line.len) || fdatasync(sf->journal_fd)) {
+		rc = cs_error(CS_ERROR, "%s: append: %s", sf->journal, strerror(errno));
+		if (end >= 0 && ftruncate(sf->journal_fd, end))
+			end = -1; /* nothing more to do: the next open trims a partial line anyway */
+		state_file_journal_close(sf); /* the next append re-checks the tail */
+		goto out;
+	}
+	st->serial = serial;
+out:
+	pthread_mutex_unlock(&sf->mu);
+	buf_free(&line);
+	return rc;
+}
+
+/* Applies one journal line when it is newer than the state. */
+static int state_file_replay_line(struct state_file *sf, struct state *st, const char *line, size_t len,
+				  size_t lineno)
+{
+	struct state_cert *rec = NULL;
+	char *name = NULL;
+	uint64_t serial = 0;
+	int rc;
+
+	if ((rc = state_journal_decode(line, len, sf->journal, lineno, &serial, &name, &rec)))
+		goto out;
+	if (serial <= st->serial)
+		goto out;
+	if (rec) {
+		state_cert_adopt(st, rec);
+		rec = NULL;
+	} else if (state_cert_get(st, name)) {
+		state_cert_remove(st, name);
+	}
+	st->serial = serial;
+out:
+	state_cert_free(rec);
+	free(name);
+	return rc;
+}
+
+static int state_file_replay(struct state_file *sf, struct state *st)
+{
+	struct buf data = BUF_INIT;
+	const char *p, *end;
+	size_t lineno = 0;
+	int rc;
+
+	rc = fsutil_read_file(sf->journal, STATE_MAX_BYTES, &data);
+	if (rc == CS_ENOTFOUND) {
+		rc = 0;
+		goto out;
+	}
+	if (rc)
+		goto out;
+	for (p = data.data, end = p + data.len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		lineno++;
+		if (!nl)
+			break; /* a final line cut short by a crash: it was never acknowledged */
+		if (nl > p && (rc = state_file_replay_line(sf, st, p, (size_t)(nl - p), lineno)))
+			goto out;
+		p = nl + 1;
+	}
+out:
+	buf_free(&data);
+	return rc;
+}
+
+/* ---------- load / save ---------- */
+
+/* Re-raises the current (decode) error with the backup named. */
+static int state_file_backup_hint(const struct state_file *sf, int code)
+{
+	char *msg = xstrdup(cs_errmsg());
+	int rc;
+
+	if (fsutil_exists(sf->backup))
+		rc = cs_error(code, "%s (the previous state is in %s)", msg, sf->backup);
+	else
+		rc = cs_error(code, "%s (and there is no backup at %s)", msg, sf->backup);
+	free(msg);
+	return rc;
+}
+
+static int state_file_load(struct state_backend *be, struct state **out)
+{
+	struct state_file *sf = state_file_of(be);
+	struct buf data = BUF_INIT;
+	struct state *st = NULL;
+	int rc, refused = 0;
+
+	rc = fsutil_read_file(sf->path, STATE_MAX_BYTES, &data);
+	if (rc == CS_ENOTFOUND) {
+		st = state_new();
+		rc = 0;
+	} else if (rc) {
+		goto out;
+	} else if ((rc = state_decode(data.data, data.len, sf->path, &st, &refused))) {
+		if (!refused)
+			rc = state_file_backup_hint(sf, rc);
+		goto out;
+	}
+	if ((rc = state_file_replay(sf, st)))
+		goto out;
+	*out = st;
+	st = NULL;
+out:
+	state_free(st);
+	buf_free(&data);
+	return rc;
+}
+
+static int state_file_save(struct state_backend *be, struct state *st)
+{
+	struct state_file *sf = state_file_of(be);
+	struct buf doc = BUF_INIT, old = BUF_INIT;
+	uint64_t prev = st->serial;
+	int rc;
+
+	pthread_mutex_lock(&sf->mu);
+	if ((rc = state_file_mkdir(sf)))
+		goto out;
+	st->serial++;
+	state_to_json(st, &doc);
+	rc = fsutil_read_file(sf->path, STATE_MAX_BYTES, &old);
+	if (rc == CS_ENOTFOUND)
+		rc = 0;
+	else if (rc || (rc = fsutil_write_atomic(sf->backup, old.data, old.len, STATE_FILE_MODE)))
+		goto out;
+	if ((rc = fsutil_write_atomic(sf->path, doc.data, doc.len, STATE_FILE_MODE)))
+		goto out;
+	/* The journal's serials are all below the saved one now: removing it is tidiness, not correctness. */
+	state_file_journal_close(sf);
+	unlink(sf->journal);
+out:
+	if (rc)
+		st->serial = prev;
+	pthread_mutex_unlock(&sf->mu);
+	buf_free(&doc);
+	buf_free(&old);
+	return rc;
+}
+
+/* ---------- the backend ---------- */
+
+static void state_file_free(struct state_backend *be)
+{
+	struct state_file *sf = state_file_of(be);
+
+	state_file_unlock(be);
+	state_file_journal_close(sf);
+	pthread_mutex_destroy(&sf->mu);
+	free(sf->path);
+	free(sf->backup);
+	free(sf->journal);
+	free(sf->lockpath);
+	free(sf->dir);
+	free(sf);
+}
+
+static const struct state_backend_ops state_file_ops = {
+	.name = "file",
+	.lock = state_file_lock,
+	.unlock = state_file_unlock,
+	.load = state_file_load,
+	.save = state_file_save,
+	.journal = state_file_journal,
+	.free = state_file_free,
+};
+
+int state_file_open(const char *path, struct state_backend **out)
+{
+	struct state_file *sf;
+
+	if (!path || !*path)
+		return cs_error(CS_EINVALID, "state path is empty");
+	sf = xcalloc(1, sizeof(*sf));
+	sf->base.ops = &state_file_ops;
+	sf->path = xstrdup(path);
+	sf->backup = xasprintf("%s.backup", path);
+	sf->journal = xasprintf("%s.journal", path);
+	sf->lockpath = xasprintf("%s.lock", path);
+	sf->dir = fsutil_dirname(path);
+	sf->lock_fd = -1;
+	sf->journal_fd = -1;
+	pthread_mutex_init(&sf->mu, NULL);
+	*out = &sf->base;
+	return 0;
+}
+
+/* ---------- wrappers ---------- */
+
+int state_lock(struct state_backend *be, const char *operation)
+{
+	return be->ops->lock(be, operation);
+}
+
+void state_unlock(struct state_backend *be)
+{
+	if (be)
+		be->ops->unlock(be);
+}
+
+int state_load(struct state_backend *be, struct state **out)
+{
+	return be->ops->load(be, out);
+}
+
+int state_save(struct state_backend *be, struct state *st)
+{
+	return be->ops->save(be, st);
+}
+
+int state_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec)
+{
+	return be->ops->journal(be, st, name, rec);
+}
+
+void state_backend_free(struct state_backend *be)
+{
+	if (be)
+		be->ops->free(be);
+}

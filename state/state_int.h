@@ -1,0 +1,112 @@
+/*
+ * Internals shared by state.c, state_json.c and state_file.c only: the
+ * account type, the sorted key/value helpers, record adoption, and the
+ * journal-line and lock-info codecs (jansson stays inside state_json.c).
+ */
+#ifndef CS_STATE_STATE_INT_H
+#define CS_STATE_STATE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+#include "state.h"
+
+/* One issuer's account data: key/value pairs sorted by key. st->accounts is sorted by issuer. */
+struct state_account {
+	char *issuer;
+	struct state_kv *kv;
+	size_t n_kv;
+};
+
+/* ---------- field tables: one description of each object, for the writer and the reader ---------- */
+
+enum state_fkind {
+	SF_STR,     /* char *, omitted when NULL or empty */
+	SF_TIME,    /* int64_t unix seconds as an RFC 3339 string, omitted when 0 */
+	SF_INT,     /* int >= 0, omitted when 0 */
+	SF_I64,     /* int64_t, always written */
+	SF_PHASE,   /* enum cert_phase as its name, always written */
+	SF_IDS,     /* struct state_kv ids/n_ids as an object of strings */
+	SF_SIG,     /* out_sig[STATE_OUT_FILES] */
+	SF_TOKENS,  /* tokens/n_tokens */
+	SF_HISTORY, /* history/n_history */
+	SF__MAX
+};
+
+struct state_field {
+	const char *name;
+	enum state_fkind kind;
+	size_t off;   /* in the struct the table describes */
+	int required; /* the reader refuses an object without it */
+};
+
+/* In file order. */
+extern const struct state_field state_cert_fields[];   /* struct state_cert */
+extern const size_t state_n_cert_fields;
+extern const struct state_field state_token_fields[];  /* struct state_token */
+extern const size_t state_n_token_fields;
+extern const struct state_field state_sig_fields[];    /* struct state_filesig */
+extern const size_t state_n_sig_fields;
+extern const struct state_field state_event_fields[];  /* struct state_event */
+extern const size_t state_n_event_fields;
+
+/* Length of the valid UTF-8 sequence at s (n bytes left, n >= 1), 0 if invalid (jansson's rules). */
+size_t state_utf8_len(const unsigned char *s, size_t n);
+
+/* ---------- helpers ---------- */
+
+/* Sets key to a copy of value in the key-sorted array *v (n entries); NULL value deletes. */
+void state_kv_set(struct state_kv **v, size_t *n, const char *key, const char *value);
+
+/* The value for key in a key-sorted array, or NULL (binary search). */
+const char *state_kv_get(const struct state_kv *v, size_t n, const char *key);
+
+/* A new empty record named name (phase PENDING), not in any state. Free with state_cert_free. */
+struct state_cert *state_cert_new(const char *name);
+
+/*
+ * Puts rec into st under rec->name, taking ownership; a record already under
+ * that name is freed and replaced (pointers to it become invalid).
+ */
+void state_cert_adopt(struct state *st, struct state_cert *rec);
+
+/* Makes room for n records without rehashing (a hint; decoding a big state). */
+void state_cert_reserve(struct state *st, size_t n);
+
+/* An empty state with an all-zero lineage (the decoder fills it in). */
+struct state *state_alloc(void);
+
+/*
+ * state_from_json, telling apart a version refusal (*version_refused = 1) from
+ * corrupt content, so the file backend adds the backup hint only to the latter.
+ */
+int state_decode(const char *data, size_t len, const char *origin, struct state **out, int *version_refused);
+
+/* Appends one journal line, `{"serial":N,"name":"x","record":{...}|null}` and '\n', to out. */
+void state_journal_encode(uint64_t serial, const char *name, const struct state_cert *rec, struct buf *out);
+
+/*
+ * Decodes one journal line (without its '\n'). *rec is NULL for a removal;
+ * *name and *rec are the caller's. CS_EINVALID with "origin:lineno: ...".
+ */
+int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial,
+			 char **name, struct state_cert **rec);
+
+/* Who holds the state lock (the JSON written into the lock file). */
+struct state_lockinfo {
+	char *id;
+	char *operation;
+	int64_t pid;
+	char *host;
+	char *user;
+	int64_t created;
+	char *version;
+};
+
+void state_lockinfo_encode(const struct state_lockinfo *li, struct buf *out);
+/* CS_EINVALID (no message worth showing) when data is not a lock-info object. */
+int state_lockinfo_decode(const char *data, size_t len, struct state_lockinfo *out);
+void state_lockinfo_clear(struct state_lockinfo *li);
+
+#endif

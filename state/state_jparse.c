@@ -1,0 +1,369 @@
+/* A strict JSON pull parser: the state's fast path (see state_jparse.h). */
+#include "state_jparse.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "state_int.h"
+
+void state_jp_init(struct state_jp *jp, const char *data, size_t len)
+{
+	memset(jp, 0, sizeof(*jp));
+	jp->start = jp->p = data;
+	jp->end = data + len;
+	buf_init(&jp->key, 0);
+	buf_init(&jp->str, 0);
+}
+
+void state_jp_free(struct state_jp *jp)
+{
+	buf_free(&jp->key);
+	buf_free(&jp->str);
+}
+
+static int state_jp_fail(struct state_jp *jp, const char *at, const char *what)
+{
+	if (!jp->err_at) {
+		jp->err_at = at;
+		jp->err = what;
+	}
+	return -1;
+}
+
+static void state_jp_ws(struct state_jp *jp)
+{
+	while (jp->p < jp->end && (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\t' || *jp->p == '\r'))
+		jp->p++;
+}
+
+static int state_jp_hex4(const char *s, unsigned *out)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = s[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static void state_jp_put_utf8(struct buf *b, unsigned cp)
+{
+	char u[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | (cp >> 6));
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | (cp >> 12));
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		u[0] = (char)(0xf0 | (cp >> 18));
+		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[3] = (char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	buf_append(b, u, n);
+}
+
+/* A \u escape at jp->p (just after the backslash and 'u'), surrogate pairs joined. */
+static int state_jp_unicode(struct state_jp *jp, struct buf *out)
+{
+	const char *at = jp->p - 2;
+	unsigned cp, lo;
+
+	if (jp->end - jp->p < 4 || state_jp_hex4(jp->p, &cp))
+		return state_jp_fail(jp, at, "invalid \\u escape");
+	jp->p += 4;
+	if (cp >= 0xdc00 && cp <= 0xdfff)
+		return state_jp_fail(jp, at, "invalid Unicode (a lone low surrogate)");
+	if (cp >= 0xd800 && cp <= 0xdbff) {
+		if (jp->end - jp->p < 6 || jp->p[0] != '\\' || jp->p[1] != 'u' || state_jp_hex4(jp->p + 2, &lo) ||
+		    lo < 0xdc00 || lo > 0xdfff)
+			return state_jp_fail(jp, at, "invalid Unicode (a high surrogate without its pair)");
+		jp->p += 6;
+		cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+	}
+	if (cp == 0)
+		return state_jp_fail(jp, at, "\\u0000 is not allowed");
+	state_jp_put_utf8(out, cp);
+	return 0;
+}
+
+static int state_jp_escape(struct state_jp *jp, struct buf *out)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	const char *hit;
+
+	if (jp->p + 1 >= jp->end)
+		return state_jp_fail(jp, jp->p, "premature end of input in a string");
+	jp->p += 2;
+	if (jp->p[-1] == 'u')
+		return state_jp_unicode(jp, out);
+	if (!(hit = memchr(from, jp->p[-1], sizeof(from) - 1)))
+		return state_jp_fail(jp, jp->p - 2, "invalid escape");
+	buf_append(out, &to[hit - from], 1);
+	return 0;
+}
+
+/* 1 for the bytes a string may hold as they are (printable ASCII but '"' and '\\'). */
+static const unsigned char state_jp_plain[256] = {
+	['\x20'] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20..0x2f, '"' is 0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x30..0x3f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x40..0x4f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,             /* 0x50..0x5f, '\\' is 0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x60..0x6f */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x70..0x7f */
+};
+
+/* A string literal at jp->p (on the opening quote) into out, NUL-terminated. */
+static int state_jp_string(struct state_jp *jp, struct buf *out)
+{
+	const char *run;
+
+	buf_clear(out);
+	buf_append(out, "", 0);
+	run = ++jp->p;
+	for (;;) {
+		unsigned char c;
+		size_t len;
+
+		while (jp->p < jp->end && state_jp_plain[(unsigned char)*jp->p])
+			jp->p++;
+		if (jp->p >= jp->end)
+			return state_jp_fail(jp, jp->p, "premature end of input in a string");
+		c = (unsigned char)*jp->p;
+		if (c == '"' || c == '\\') {
+			buf_append(out, run, (size_t)(jp->p - run));
+			if (c == '"')
+				break;
+			if (state_jp_escape(jp, out))
+				return -1;
+			run = jp->p;
+		} else if (c < 0x20) {
+			return state_jp_fail(jp, jp->p, "control character in a string");
+		} else if (c < 0x80) {
+			jp->p++;
+		} else if ((len = state_utf8_len((const unsigned char *)jp->p, (size_t)(jp->end - jp->p)))) {
+			jp->p += len;
+		} else {
+			return state_jp_fail(jp, jp->p, "invalid UTF-8 in a string");
+		}
+	}
+	jp->p++;
+	return 0;
+}
+
+static int state_jp_digits(struct state_jp *jp)
+{
+	const char *s = jp->p;
+
+	while (jp->p < jp->end && *jp->p >= '0' && *jp->p <= '9')
+		jp->p++;
+	return jp->p > s ? 0 : state_jp_fail(jp, jp->p, "invalid number");
+}
+
+static int state_jp_number(struct state_jp *jp, enum state_jt *type)
+{
+	const char *s = jp->p;
+	unsigned long long v = 0, limit;
+	int neg = 0;
+
+	if (*jp->p == '-') {
+		neg = 1;
+		jp->p++;
+	}
+	if (jp->p < jp->end && *jp->p == '0')
+		jp->p++;
+	else if (state_jp_digits(jp))
+		return -1;
+	if (jp->p < jp->end && (*jp->p == '.' || *jp->p == 'e' || *jp->p == 'E')) {
+		if (*jp->p == '.') {
+			jp->p++;
+			if (state_jp_digits(jp))
+				return -1;
+		}
+		if (jp->p < jp->end && (*jp->p == 'e' || *jp->p == 'E')) {
+			jp->p++;
+			if (jp->p < jp->end && (*jp->p == '+' || *jp->p == '-'))
+				jp->p++;
+			if (state_jp_digits(jp))
+				return -1;
+		}
+		*type = STATE_JT_REAL;
+		return 0;
+	}
+	limit = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+	for (const char *d = s + neg; d < jp->p; d++) {
+		unsigned digit = (unsigned)(*d - '0');
+
+		if (v > (limit - digit) / 10)
+			return state_jp_fail(jp, s, "too big integer");
+		v = v * 10 + digit;
+	}
+	jp->num = neg ? (v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v) : (long long)v;
+	*type = STATE_JT_INTEGER;
+	return 0;
+}
+
+static int state_jp_literal(struct state_jp *jp, const char *word, enum state_jt t, enum state_jt *type)
+{
+	size_t n = strlen(word);
+
+	if ((size_t)(jp->end - jp->p) < n || memcmp(jp->p, word, n))
+		return state_jp_fail(jp, jp->p, "invalid token");
+	jp->p += n;
+	*type = t;
+	return 0;
+}
+
+static int state_jp_open(struct state_jp *jp, enum state_jt t, enum state_jt *type)
+{
+	if (++jp->depth > STATE_JP_MAX_DEPTH)
+		return state_jp_fail(jp, jp->p, "maximum nesting depth reached");
+	jp->p++;
+	*type = t;
+	return 0;
+}
+
+int state_jp_value(struct state_jp *jp, enum state_jt *type)
+{
+	if (jp->err_at)
+		return -1;
+	state_jp_ws(jp);
+	if (jp->p >= jp->end)
+		return state_jp_fail(jp, jp->p, "premature end of input");
+	switch (*jp->p) {
+	case '{':
+		return state_jp_open(jp, STATE_JT_OBJECT, type);
+	case '[':
+		return state_jp_open(jp, STATE_JT_ARRAY, type);
+	case '"':
+		*type = STATE_JT_STRING;
+		return state_jp_string(jp, &jp->str);
+	case 't':
+		return state_jp_literal(jp, "true", STATE_JT_TRUE, type);
+	case 'f':
+		return state_jp_literal(jp, "false", STATE_JT_FALSE, type);
+	case 'n':
+		return state_jp_literal(jp, "null", STATE_JT_NULL, type);
+	default:
+		if (*jp->p == '-' || (*jp->p >= '0' && *jp->p <= '9'))
+			return state_jp_number(jp, type);
+		return state_jp_fail(jp, jp->p, "invalid token");
+	}
+}
+
+/* Before the next item of a container closed by `close`: 1 = an item follows, 0 = closed. */
+static int state_jp_next(struct state_jp *jp, size_t *n, char close)
+{
+	if (jp->err_at)
+		return -1;
+	state_jp_ws(jp);
+	if (jp->p >= jp->end)
+		return state_jp_fail(jp, jp->p, "premature end of input");
+	if (*jp->p == close) {
+		jp->p++;
+		jp->depth--;
+		return 0;
+	}
+	if (*n) {
+		if (*jp->p != ',')
+			return state_jp_fail(jp, jp->p, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+		jp->p++;
+		state_jp_ws(jp);
+	}
+	(*n)++;
+	return 1;
+}
+
+int state_jp_member(struct state_jp *jp, size_t *n)
+{
+	int more = state_jp_next(jp, n, '}');
+
+	if (more <= 0)
+		return more;
+	if (jp->p >= jp->end || *jp->p != '"')
+		return state_jp_fail(jp, jp->p, "string or '}' expected");
+	if (state_jp_string(jp, &jp->key))
+		return -1;
+	state_jp_ws(jp);
+	if (jp->p >= jp->end || *jp->p != ':')
+		return state_jp_fail(jp, jp->p, "':' expected");
+	jp->p++;
+	return 1;
+}
+
+int state_jp_element(struct state_jp *jp, size_t *n)
+{
+	int more = state_jp_next(jp, n, ']');
+
+	if (more > 0 && jp->p < jp->end && *jp->p == ']')
+		return state_jp_fail(jp, jp->p, "a value expected after ','");
+	return more;
+}
+
+int state_jp_skip(struct state_jp *jp, enum state_jt type)
+{
+	size_t n = 0;
+	enum state_jt t;
+	int more;
+
+	if (type == STATE_JT_OBJECT) {
+		while ((more = state_jp_member(jp, &n)) > 0) {
+			if (state_jp_value(jp, &t) || state_jp_skip(jp, t))
+				return -1;
+		}
+		return more;
+	}
+	if (type == STATE_JT_ARRAY) {
+		while ((more = state_jp_element(jp, &n)) > 0) {
+			if (state_jp_value(jp, &t) || state_jp_skip(jp, t))
+				return -1;
+		}
+		return more;
+	}
+	return jp->err_at ? -1 : 0;
+}
+
+int state_jp_finish(struct state_jp *jp)
+{
+	if (jp->err_at)
+		return -1;
+	state_jp_ws(jp);
+	if (jp->p < jp->end)
+		return state_jp_fail(jp, jp->p, "end of file expected");
+	return 0;
+}
+
+void state_jp_where(const struct state_jp *jp, int *line, int *col)
+{
+	const char *at = jp->err_at ? jp->err_at : jp->p, *bol = jp->start;
+
+	*line = 1;
+	for (const char *s = jp->start; s < at; s++) {
+		if (*s == '\n') {
+			(*line)++;
+			bol = s + 1;
+		}
+	}
+	*col = (int)(at - bol) + 1;
+}

@@ -1,0 +1,209 @@
+/* The DNSimple driver's pure parts: name mapping, response parsing quirks, webhook routing and dedupe. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../manifests/manifest.h"
+#include "../../reconciler/providers/dnsimple.h"
+#include "../../state/state.h"
+#include "../../util/util.h"
+
+static struct cert_spec *spec(const char *cn, const char *names, const char *domain)
+{
+	char *yaml = xasprintf("apiVersion: certsync/v1\nkind: Certificate\nmetadata: {name: x}\n"
+			       "spec:\n  issuer: dns\n  commonName: \"%s\"\n  dnsNames: [%s]\n%s%s%s",
+			       cn, names, domain ? "  domain: " : "", domain ? domain : "", domain ? "\n" : "");
+	struct diags d = DIAGS_INIT;
+	struct cert_spec **v = NULL, *s;
+	size_t n = 0;
+
+	manifest_parse_file("x.yaml", yaml, strlen(yaml), &v, &n, &d);
+	if (d.n)
+		diags_print(&d, stderr);
+	assert_int_equal(n, 1);
+	s = v[0];
+	free(v);
+	free(yaml);
+	diags_free(&d);
+	return s;
+}
+
+static void test_dnsimple_maps_www_and_apex_to_www(void **state)
+{
+	struct cert_spec *s = spec("www.pizza.company", "www.pizza.company, pizza.company", "pizza.company");
+	struct dnsimple_order o;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(dnsimple_map(s, NULL, 0, &o, err, sizeof(err)), 0);
+	assert_string_equal(o.domain, "pizza.company");
+	assert_string_equal(o.name, "www");
+	assert_int_equal(o.n_alt, 0); /* "www" covers the apex */
+	dnsimple_order_free(&o);
+	cert_spec_free(s);
+}
+
+static void test_dnsimple_maps_custom_name_and_sans(void **state)
+{
+	struct cert_spec *s = spec("api.pizza.company", "status.pizza.company, docs.pizza.company", "pizza.company");
+	struct dnsimple_order o;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(dnsimple_map(s, NULL, 0, &o, err, sizeof(err)), 0);
+	assert_string_equal(o.name, "api");
+	assert_int_equal(o.n_alt, 2);
+	assert_string_equal(o.alt[0], "docs.pizza.company");
+	assert_string_equal(o.alt[1], "status.pizza.company");
+	dnsimple_order_free(&o);
+	cert_spec_free(s);
+}
+
+static void test_dnsimple_maps_wildcard(void **state)
+{
+	struct cert_spec *s = spec("*.pizza.company", "\"*.pizza.company\"", NULL);
+	char *zones[] = {(char *)"company", (char *)"pizza.company"};
+	struct dnsimple_order o;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(dnsimple_map(s, zones, 2, &o, err, sizeof(err)), 0);
+	assert_string_equal(o.domain, "pizza.company"); /* the longest zone */
+	assert_string_equal(o.name, "*");
+	dnsimple_order_free(&o);
+	cert_spec_free(s);
+}
+
+static void test_dnsimple_rejects_names_outside_the_domain(void **state)
+{
+	struct cert_spec *s = spec("www.pizza.company", "shop.other.test", "pizza.company");
+	struct dnsimple_order o;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(dnsimple_map(s, NULL, 0, &o, err, sizeof(err)), CS_EINVALID);
+	assert_string_equal(err, "shop.other.test is not within the DNSimple domain pizza.company");
+	dnsimple_order_free(&o);
+	cert_spec_free(s);
+	s = spec("www.pizza.company", "www.pizza.company", NULL);
+	assert_int_equal(dnsimple_map(s, NULL, 0, &o, err, sizeof(err)), CS_EINVALID);
+	assert_non_null(strstr(err, "spec.domain is required"));
+	dnsimple_order_free(&o);
+	cert_spec_free(s);
+}
+
+static void test_dnsimple_parses_certificate_quirks(void **state)
+{
+	/* csr null, expires_at null, deprecated and unknown fields, upper-case names. */
+	json_t *j = json_loads("{\"id\":101967,\"domain_id\":289333,\"contact_id\":2511,\"name\":\"www\","
+			       "\"common_name\":\"WWW.bingo.pizza\",\"years\":1,\"csr\":null,\"state\":\"requesting\","
+			       "\"auto_renew\":false,\"alternate_names\":[\"b.bingo.pizza\",\"A.bingo.pizza\"],"
+			       "\"authority_identifier\":\"letsencrypt\",\"expires_at\":null,\"expires_on\":null,"
+			       "\"brand_new_field\":{\"x\":1}}",
+			       0, NULL);
+	struct dnsimple_cert c;
+
+	(void)state;
+	assert_int_equal(dnsimple_parse_cert(j, "test", &c), 0);
+	assert_int_equal(c.id, 101967);
+	assert_string_equal(c.state, "requesting");
+	assert_string_equal(c.common_name, "www.bingo.pizza");
+	assert_int_equal(c.n_alt, 2);
+	assert_string_equal(c.alt[0], "a.bingo.pizza");
+	assert_int_equal(c.expires_at, 0);
+	assert_true(dnsimple_state_pending(c.state));
+	dnsimple_cert_clear(&c);
+	json_decref(j);
+	j = json_loads("{\"id\":5,\"state\":\"issued\",\"common_name\":\"a.b\",\"expires_at\":\"2020-09-16T18:10:13Z\"}", 0,
+		       NULL);
+	assert_int_equal(dnsimple_parse_cert(j, "test", &c), 0);
+	assert_int_equal(c.expires_at, 1600279813);
+	dnsimple_cert_clear(&c);
+	json_decref(j);
+	j = json_loads("{\"state\":\"issued\"}", 0, NULL);
+	assert_int_equal(dnsimple_parse_cert(j, "getCertificate", &c), CS_ETRANSIENT);
+	json_decref(j);
+}
+
+static void test_dnsimple_terminal_states(void **state)
+{
+	(void)state;
+	assert_true(dnsimple_state_terminal("failed"));
+	assert_true(dnsimple_state_terminal("cancelled"));
+	assert_true(dnsimple_state_terminal("refunded"));
+	assert_true(dnsimple_state_terminal("rejected"));
+	assert_false(dnsimple_state_terminal("requesting"));
+	assert_true(dnsimple_state_pending("submitted"));
+	assert_false(dnsimple_state_pending("issued"));
+}
+
+static const char *delivery(const char *rid, const char *event, long long id)
+{
+	static char b[1024];
+
+	snprintf(b, sizeof(b),
+		 "{\"data\": {\"certificate\": {\"id\": %lld, \"state\": \"issued\", \"common_name\": \"www.bingo.pizza\","
+		 " \"alternate_names\": []}}, \"name\": \"%s\", \"actor\": {\"id\": \"system\", \"entity\": \"dnsimple\"},"
+		 " \"account\": {\"id\": 5623}, \"api_version\": \"v2\", \"request_identifier\": \"%s\"}",
+		 id, event, rid);
+	return b;
+}
+
+static void test_dnsimple_webhook_routes_dedupes_and_ignores(void **state)
+{
+	struct state *st = state_new();
+	struct state_cert *r = state_cert_put(st, "shop-www"), *other = state_cert_put(st, "other");
+	struct issuer is = {(char *)"dns", NULL, NULL, 0, 0};
+	struct webhook_result w;
+	const char *b;
+
+	(void)state;
+	state_str_set(&r->issuer, "dns");
+	state_cert_set_id(r, "dnsimple.pending_id", "101967");
+	state_str_set(&other->issuer, "dns");
+	state_cert_set_id(other, "dnsimple.certificate_id", "7");
+	b = delivery("2092d585-bd6c-40ba-b0ac-bd7ebab8b4b1", "certificate.issue", 101967);
+	assert_int_equal(dnsimple_webhook(&is, b, strlen(b), st, &w), 0);
+	assert_false(w.duplicate);
+	assert_int_equal(w.n_names, 1);
+	assert_string_equal(w.names[0], "shop-www");
+	assert_string_equal(w.event, "certificate.issue");
+	webhook_result_free(&w);
+	/* the same delivery again: a duplicate, nothing to do */
+	assert_int_equal(dnsimple_webhook(&is, b, strlen(b), st, &w), 0);
+	assert_true(w.duplicate);
+	assert_int_equal(w.n_names, 0);
+	webhook_result_free(&w);
+	/* an unknown event is acknowledged and ignored */
+	b = delivery("rid-2", "zone.create", 101967);
+	assert_int_equal(dnsimple_webhook(&is, b, strlen(b), st, &w), 0);
+	assert_true(w.ignored);
+	webhook_result_free(&w);
+	/* malformed bodies are refused */
+	assert_int_equal(dnsimple_webhook(&is, "{not json", 9, st, &w), CS_EINVALID);
+	webhook_result_free(&w);
+	assert_int_equal(dnsimple_webhook(&is, "{\"name\":\"certificate.issue\"}", 29, st, &w), CS_EINVALID);
+	webhook_result_free(&w);
+	state_free(st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dnsimple_maps_www_and_apex_to_www),
+		cmocka_unit_test(test_dnsimple_maps_custom_name_and_sans),
+		cmocka_unit_test(test_dnsimple_maps_wildcard),
+		cmocka_unit_test(test_dnsimple_rejects_names_outside_the_domain),
+		cmocka_unit_test(test_dnsimple_parses_certificate_quirks),
+		cmocka_unit_test(test_dnsimple_terminal_states),
+		cmocka_unit_test(test_dnsimple_webhook_routes_dedupes_and_ignores),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
