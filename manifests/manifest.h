@@ -101,6 +101,7 @@ struct cert_spec {
 	struct label *labels; size_t n_labels;   /* sorted by key */
 	char *issuer; int issuer_line, issuer_col;
 	char *common_name;
+	int common_name_set; /* commonName was written (else it is the first dnsName) */
 	char **dns_names; size_t n_dns;          /* normalised set, includes common_name */
 	char *domain;        /* NULL when not given */
 	int auto_renew;      /* 0/1 */
@@ -113,8 +114,9 @@ struct cert_spec {
 	int output_line, output_col;
 	/*
 	 * SHA-256 (hex) of the fields whose change needs a new certificate:
-	 * issuer, commonName, dnsNames, domain, key algorithm and size, duration,
-	 * validation method. Cosmetic edits (order, case, "720h" vs "30d") do not move it.
+	 * issuer, commonName (when written), the set of dnsNames, domain, key
+	 * algorithm and size, duration, validation method. Cosmetic edits (order,
+	 * case, trailing dots, "720h" vs "30d") do not move it.
 	 */
 	char hash[65];
 };

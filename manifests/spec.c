@@ -87,6 +87,7 @@ static void f_common_name(struct doc *c, const struct ynode *n)
 	}
 	c->cn_node = n;
 	c->s->common_name = lower(s);
+	c->s->common_name_set = 1;
 }
 
 static void f_dns_names(struct doc *c, const struct ynode *n)
@@ -449,8 +450,11 @@ static void spec_hash(struct cert_spec *s)
 	/* Each field is tagged and terminated by a byte no value can contain. */
 	crypto_sha256_update(h, "issuer=", 7);
 	crypto_sha256_update(h, s->issuer, strlen(s->issuer) + 1);
+	/* A defaulted common name follows the order of dnsNames, which is cosmetic. */
 	crypto_sha256_update(h, "cn=", 3);
-	crypto_sha256_update(h, s->common_name, strlen(s->common_name) + 1);
+	if (s->common_name_set)
+		crypto_sha256_update(h, s->common_name, strlen(s->common_name));
+	crypto_sha256_update(h, "\0", 1);
 	crypto_sha256_update(h, "dns=", 4);
 	for (size_t i = 0; i < s->n_dns; i++)
 		crypto_sha256_update(h, s->dns_names[i], strlen(s->dns_names[i]) + 1);

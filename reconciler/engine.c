@@ -7,6 +7,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,7 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 {
 	struct step_ctx ctx;
 	enum step_status status;
+	char step[64] = ""; /* a copy: the record's step string changes under the driver */
 	int rc;
 
 	memset(&ctx, 0, sizeof(ctx));
@@ -319,7 +321,8 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 			break;
 		}
 		ctx.now = util_now();
-		ctx.log.step = ctx.rec->step;
+		snprintf(step, sizeof(step), "%s", ctx.rec->step ? ctx.rec->step : "");
+		ctx.log.step = step;
 		log_emit(LV_DEBUG, &ctx.log, "running step");
 		cs_error_clear();
 		rc = ctx.issuer->ops->step(&ctx, &status);
@@ -332,6 +335,7 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 			engine_finish(&ctx);
 			if (engine_journal(&ctx))
 				break;
+			ctx.log.step = NULL;
 			log_emit(LV_INFO, &ctx.log, "%s complete: serial %s, expires in %lldd", job->change->kind == CHANGE_RESUME ? "resume" : plan_change_name(job->change->kind),
 				 ctx.rec->serial ? ctx.rec->serial : "?",
 				 (long long)((ctx.rec->not_after - ctx.now) / 86400));

@@ -12,6 +12,7 @@
 #include "../../manifests/manifest.h"
 #include "../../reconciler/providers/dnsimple.h"
 #include "../../state/state.h"
+#include "../../util/err.h"
 #include "../../util/util.h"
 
 static struct cert_spec *spec(const char *cn, const char *names, const char *domain)

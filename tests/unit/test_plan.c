@@ -22,7 +22,7 @@ struct fixture {
 	struct cert_spec **specs;
 	size_t n;
 	struct state *st;
-	enum output_status outputs[32];
+	enum output_status outputs[8192];
 	struct plan_input in;
 };
 
