@@ -265,6 +265,7 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 
 static void engine_remove(struct engine *e, struct step_ctx *ctx)
 {
+	char *name = xstrdup(ctx->rec->name); /* the record is freed once forgotten */
 	int rc = 0;
 
 	if (ctx->issuer && ctx->issuer->ops->release)
@@ -274,12 +275,15 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 	if (rc) {
 		log_emit(LV_ERROR, &ctx->log, "remove failed: %s", cs_errmsg());
 		engine_count(e, &e->res.failed);
+		free(name);
 		return;
 	}
+	ctx->log.cert = name;
 	pthread_mutex_lock(&e->mu);
-	rc = state_journal(e->be, e->st, ctx->rec->name, NULL);
+	rc = state_journal(e->be, e->st, name, NULL);
 	if (!rc) {
-		state_cert_remove(e->st, ctx->rec->name);
+		state_cert_remove(e->st, name);
+		ctx->rec = NULL;
 		e->res.done++;
 	} else {
 		e->fatal = 1;
@@ -288,6 +292,7 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 	pthread_mutex_unlock(&e->mu);
 	if (!rc)
 		log_emit(LV_INFO, &ctx->log, "removed (outputs deleted, record forgotten)");
+	free(name);
 }
 
 static void engine_run_job(struct engine *e, struct engine_job *job)

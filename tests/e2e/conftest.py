@@ -167,7 +167,7 @@ def pubkey(path, is_key):
     return r.stdout
 
 
-def check_outputs(d, names):
+def check_outputs(d, names, valid_for=86400):
     """tls.crt/tls.key/ca.crt are a valid, matching, verifying set for names."""
     d = Path(d)
     crt, key, ca = d / "tls.crt", d / "tls.key", d / "ca.crt"
@@ -178,4 +178,4 @@ def check_outputs(d, names):
     assert cert_names(crt) == sorted(names)
     r = openssl("verify", "-CAfile", str(ca), str(crt))
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
-    assert openssl("x509", "-in", str(crt), "-noout", "-checkend", "86400").returncode == 0
+    assert openssl("x509", "-in", str(crt), "-noout", "-checkend", str(valid_for)).returncode == 0

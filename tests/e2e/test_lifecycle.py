@@ -54,6 +54,7 @@ def test_full_lifecycle(env):
 def test_orphan_without_prune_is_kept(env):
     env.write_config(prune=False)
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.write("README.md", "certificates live here\n")  # keeps the folder in git
     env.repo.commit()
     env.run("apply", check=0)
     env.repo.remove("a.yaml")
@@ -77,18 +78,21 @@ def test_cosmetic_edit_plans_nothing(env):
 
 
 def test_renew_when_inside_renew_before(env):
-    env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra="duration: 720h"))
+    # The issuer gives 2h certificates; renewBefore 3h puts the certificate inside its window.
+    env.write_config(extra_issuers="short:\n  type: ca\n  generate: {dir: ca2}\n  duration: 2h\n")
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"], issuer="short", extra="renewBefore: 30m"))
     env.repo.commit()
     env.run("apply", check=0)
+    env.run("plan", "--detailed-exitcode", check=0)
     serial = cert_serial(env.cert_dir("a") / "tls.crt")
-    env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra="duration: 720h\nrenewBefore: 800h"))
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"], issuer="short", extra="renewBefore: 3h"))
     env.repo.commit("renew early")
     plan = env.plan_json()
     assert [(c["name"], c["action"]) for c in plan["changes"]] == [("a", "renew")]
     assert plan["changes"][0]["reason_code"] == "renewal_due"
     env.run("apply", check=0)
     assert cert_serial(env.cert_dir("a") / "tls.crt") != serial
-    check_outputs(env.cert_dir("a"), ["a.example.test"])
+    check_outputs(env.cert_dir("a"), ["a.example.test"], valid_for=3600)
 
 
 def test_reinstall_when_output_missing_or_altered(env):

@@ -132,7 +132,8 @@ def test_invalid_revision_applies_nothing_unless_allow_partial(env):
 def test_validate_reports_every_problem_with_positions(env):
     env.repo.write("one.yaml", manifest("dup", ["a.example.test"]) + "---\n" +
                    manifest("x", ["x.example.test"], issuer="nosuch"))
-    env.repo.write("two.yaml", manifest("dup", ["b.example.test"], extra="privateKey: {algorithm: RSA, size: 1024}"))
+    env.repo.write("two.yaml", manifest("dup", ["b.example.test"]) + "---\n" +
+                   manifest("k", ["k.example.test"], extra="privateKey: {algorithm: RSA, size: 1024}"))
     env.repo.commit()
     r = env.run("validate", check=1)
     lines = r.out.strip().splitlines()
