@@ -129,7 +129,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct reconcile_opts ro;
 	struct engine_opts eo;
 	struct engine_result res;
-	int has_state = 0, rc, status = EXIT_FAIL;
+	int has_state = 0, changed = 0, rc, status = EXIT_FAIL;
 
 	memset(&src, 0, sizeof(src));
 	memset(&res, 0, sizeof(res));
@@ -186,8 +186,12 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
+	/* Nothing happened and nothing moved: leave the state (and its serial) alone. */
+	if (res.done || res.failed || res.pending || res.skipped || !util_streq(st->source_commit, src.commit) ||
+	    !util_streq(st->source_url, gitsrc_display(src.git)))
+		changed = 1;
 	state_set_source(st, gitsrc_display(src.git), cfg->source.ref, src.commit);
-	if (state_save(be, st)) {
+	if (changed && state_save(be, st)) {
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}

@@ -58,8 +58,11 @@ def test_second_apply_is_refused_while_one_runs(env):
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
     env.repo.commit()
     first = env.popen("apply")
+    lock = env.state.with_name("state.json.lock")
     try:
         deadline = time.time() + 20
+        while time.time() < deadline and not (lock.exists() and lock.stat().st_size > 0):
+            time.sleep(0.02)
         second = None
         while time.time() < deadline:
             second = env.run("apply")
