@@ -397,7 +397,7 @@ static void read_metadata(struct doc *c, const struct ynode *n)
 		doc_diag(c, n, "metadata: missing required field \"name\"");
 	} else if ((s = doc_string(c, v, "metadata.name"))) {
 		if ((why = check_object_name(s)))
-			doc_diag(c, v, "metadata.name: \"%s\" %s", s, why);
+			doc_diag(c, v, "metadata.name: \"%s\" is not a valid name: %s", s, why);
 		else
 			c->s->name = xstrdup(s);
 		c->s->line = v->line;
@@ -477,7 +477,7 @@ static void check_spec(struct doc *c, const struct ynode *spec_node)
 {
 	struct cert_spec *s = c->s;
 
-	if (!s->common_name && !s->n_dns && !c->names_node && !c->cn_node) {
+	if (!s->common_name && !s->n_dns && !ynode_get(spec_node, "dnsNames") && !ynode_get(spec_node, "commonName")) {
 		doc_diag(c, spec_node, "spec: give commonName or dnsNames (at least one name)");
 		return;
 	}
@@ -530,7 +530,8 @@ static struct cert_spec *read_document(const char *file, const struct ydoc *yd, 
 	memset(&c, 0, sizeof(c));
 	c.file = file;
 	c.d = d;
-	if (!root)
+	if (!root || (root->type == YNODE_SCALAR && !root->quoted &&
+		      (!*root->str || !strcmp(root->str, "~") || !strcmp(root->str, "null"))))
 		return NULL; /* an empty document (a trailing ---) */
 	if (root->type != YNODE_MAP) {
 		diags_add(d, file, root->line, root->col, "document %zu: expected a Certificate (a map), got %s", index + 1,

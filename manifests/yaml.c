@@ -89,10 +89,19 @@ static void yp_diag(struct yparse *y, const yaml_mark_t *m, const char *fmt, con
 	y->failed = 1;
 }
 
-/* Core tags only: a custom !tag is an error, since it would change meaning silently. */
+/* Core schema tags only: a custom or binary tag would change a value's meaning silently. */
 static int tag_ok(const yaml_char_t *tag)
 {
-	return !tag || !strncmp((const char *)tag, "tag:yaml.org,2002:", 18) || !strcmp((const char *)tag, "!");
+	static const char *const core[] = {"str", "int", "bool", "null", "float", "map", "seq", NULL};
+
+	if (!tag || !strcmp((const char *)tag, "!"))
+		return 1;
+	if (strncmp((const char *)tag, "tag:yaml.org,2002:", 18))
+		return 0;
+	for (size_t i = 0; core[i]; i++)
+		if (!strcmp((const char *)tag + 18, core[i]))
+			return 1;
+	return 0;
 }
 
 static struct ynode *yp_node(struct yparse *y, yaml_event_t *ev);
