@@ -406,8 +406,10 @@ static int engine_prepare(struct engine *e, const struct plan *plan, struct cert
 	struct cert_spec **sorted = xcalloc(n_specs + 1, sizeof(*sorted));
 	int rc = 0;
 
-	memcpy(sorted, specs, n_specs * sizeof(*sorted));
-	qsort(sorted, n_specs, sizeof(*sorted), engine_spec_sort);
+	if (n_specs) {
+		memcpy(sorted, specs, n_specs * sizeof(*sorted));
+		qsort(sorted, n_specs, sizeof(*sorted), engine_spec_sort);
+	}
 	e->jobs = xcalloc(plan->n_changes + 1, sizeof(*e->jobs));
 	for (size_t i = 0; i < plan->n_changes; i++) {
 		const struct plan_change *ch = &plan->changes[i];

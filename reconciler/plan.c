@@ -258,7 +258,8 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 		plan_reason(c, "new", "new certificate");
 		plan_copy_spec_info(c, s);
 	}
-	qsort(p->changes, p->n_changes, sizeof(*p->changes), plan_cmp);
+	if (p->n_changes)
+		qsort(p->changes, p->n_changes, sizeof(*p->changes), plan_cmp);
 	/* Look up each change's spec and record once, for the provider planner. */
 	spec_for = xcalloc(p->n_changes + 1, sizeof(*spec_for));
 	rec_for = xcalloc(p->n_changes + 1, sizeof(*rec_for));

@@ -288,7 +288,8 @@ static int pj_changes(const struct pj *j, const json_t *root, struct plan *p)
 		if ((rc = pj_change(j, v, path, &p->changes[i])))
 			return rc;
 	}
-	qsort(p->changes, p->n_changes, sizeof(*p->changes), pj_change_cmp);
+	if (p->n_changes)
+		qsort(p->changes, p->n_changes, sizeof(*p->changes), pj_change_cmp);
 	for (i = 1; i < p->n_changes; i++)
 		if (!strcmp(p->changes[i - 1].name, p->changes[i].name))
 			return pj_fail(j, "changes", NULL, "certificate \"%s\" appears twice", p->changes[i].name);

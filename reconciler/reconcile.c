@@ -195,7 +195,8 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 		else
 			out->specs[out->n_specs++] = all[i];
 	}
-	qsort(out->specs, out->n_specs, sizeof(*out->specs), spec_name_cmp);
+	if (out->n_specs)
+		qsort(out->specs, out->n_specs, sizeof(*out->specs), spec_name_cmp);
 	diags_sort(&out->diags);
 	if (!own)
 		cache_evict_unused(cache);
@@ -260,7 +261,8 @@ static void reconcile_refresh(const struct config *cfg, struct state_cert *const
 		util_grow(out, &cap, *n_out + 1, sizeof(**out));
 		(*out)[(*n_out)++] = d;
 	}
-	qsort(*out, *n_out, sizeof(**out), drift_cmp);
+	if (*n_out)
+		qsort(*out, *n_out, sizeof(**out), drift_cmp);
 }
 
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
