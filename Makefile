@@ -82,16 +82,17 @@ run: deps
 
 # ---- tests ----
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
 e2e: $(BUILD)/certsync
-	cd tests/e2e && CERTSYNC_BIN=$(abspath $(BUILD)/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	cd tests/e2e && LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp CERTSYNC_BIN=$(abspath $(BUILD)/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
 # make test: -Werror everywhere; unit tests and e2e under ASan+UBSan, then e2e on the plain build.
 test: test-deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 unit
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 e2e \
-		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 	@$(MAKE) --no-print-directory WERROR=1 e2e
 
 bench: deps

@@ -397,7 +397,8 @@ int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gi
 			      GITSRC_MAX_FILES, dir);
 		goto out;
 	}
-	qsort(w.v, w.n, sizeof(*w.v), file_cmp);
+	if (w.n)
+		qsort(w.v, w.n, sizeof(*w.v), file_cmp);
 	*out = w.v;
 	*n = w.n;
 	w.v = NULL;
