@@ -477,7 +477,7 @@ static void check_spec(struct doc *c, const struct ynode *spec_node)
 {
 	struct cert_spec *s = c->s;
 
-	if (!s->common_name && !s->n_dns && !ynode_get(spec_node, "dnsNames") && !ynode_get(spec_node, "commonName")) {
+	if (!s->common_name && !s->n_dns && !c->errors) {
 		doc_diag(c, spec_node, "spec: give commonName or dnsNames (at least one name)");
 		return;
 	}

@@ -31,6 +31,8 @@ struct engine_job {
 	const struct plan_change *change;
 	const struct cert_spec *spec;
 	struct state_cert *rec;
+	int created; /* the record was made for this job (dropped again if the job never starts) */
+	int started;
 };
 
 struct engine {
@@ -303,6 +305,7 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 	int rc;
 
 	memset(&ctx, 0, sizeof(ctx));
+	job->started = 1;
 	ctx.cfg = e->cfg;
 	ctx.spec = job->spec;
 	ctx.rec = job->rec;
@@ -440,6 +443,7 @@ static int engine_prepare(struct engine *e, const struct plan *plan, struct cert
 			goto out;
 		}
 		job->spec = *found;
+		job->created = state_cert_get(e->st, ch->name) == NULL;
 		job->rec = state_cert_put(e->st, ch->name);
 		if (ch->kind == CHANGE_RESUME && !job->rec->step) {
 			rc = cs_error(CS_ECONFLICT, "%s: nothing to resume (stale plan?)", ch->name);
@@ -486,6 +490,10 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 		engine_worker(&e);
 	for (size_t i = 0; i < n_threads; i++)
 		pthread_join(threads[i], NULL);
+	/* Records made for jobs an interruption kept from starting were never journaled: drop them. */
+	for (size_t i = 0; i < e.n_jobs; i++)
+		if (e.jobs[i].created && !e.jobs[i].started)
+			state_cert_remove(st, e.jobs[i].change->name);
 	if (e.fatal)
 		rc = cs_error(CS_ERROR, "state could not be written; stopped (%s)", cs_errmsg());
 	for (size_t i = 0; i < cfg->n_issuers; i++)

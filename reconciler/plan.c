@@ -125,6 +125,9 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 		char left[48], before[32];
 
 		c = plan_add(p, cap, s->name, CHANGE_RENEW);
+		if (rec->not_after - renew_at >= rec->not_after - rec->not_before)
+			plan_add_warning(p, "%s: renewBefore is at least the certificate's whole lifetime, so it is renewed on every apply",
+					 s->name);
 		plan_fmt_left(rec->not_after - in->now, left);
 		util_fmt_duration(rec->not_after - renew_at, before);
 		plan_reason(c, rec->not_after <= in->now ? "expired" : "renewal_due", "%s (renewBefore %s)", left,
@@ -243,7 +246,7 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 			if (in->prune)
 				plan_reason(c, "not_in_manifests", "not in the manifests (policy.prune): outputs deleted, record forgotten");
 			else
-				plan_reason(c, "not_in_manifests", "not in the manifests; kept because policy.prune is off");
+				plan_reason(c, "not_in_manifests", "not in the manifests; kept (policy.prune is off, or the revision has errors)");
 			c->issuer = xstrdup(rec->issuer);
 		}
 	}

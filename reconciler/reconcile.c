@@ -293,7 +293,8 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	in.drift = drift;
 	in.n_drift = n_drift;
 	in.now = o->now;
-	in.prune = cfg->policy.prune;
+	/* A revision with errors never removes: an invalid manifest is not a deleted one. */
+	in.prune = cfg->policy.prune && des->diags.n == 0;
 	in.max_paid = cfg->policy.max_paid_orders;
 	in.retry_failed = o->retry_failed;
 	in.steps_fn = reconcile_steps;

@@ -181,3 +181,18 @@ def test_corrupt_state_is_refused_naming_the_backup(env):
     env.state.write_text('{"version": 99}')
     r = env.run("apply", check=1)
     assert "version 99" in r.err, r
+
+
+def test_invalid_manifest_is_never_pruned(env):
+    """With prune on, a manifest that becomes invalid is not a deleted one: its certificate stays."""
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.write("b.yaml", manifest("b", ["b.example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)
+    env.repo.write("b.yaml", manifest("b", ["b..example.test"]))
+    env.repo.commit("break b")
+    plan = env.plan_json()
+    assert [(c["name"], c["action"]) for c in plan["changes"]] == [("b", "orphan")]
+    env.run("apply", "--allow-partial", check=1)
+    check_outputs(env.cert_dir("b"), ["b.example.test"])
+    assert "b" in env.state_json()["certificates"]
