@@ -191,7 +191,8 @@ def test_invalid_manifest_is_never_pruned(env):
     env.run("apply", check=0)
     env.repo.write("b.yaml", manifest("b", ["b..example.test"]))
     env.repo.commit("break b")
-    plan = env.plan_json()
+    plan = json.loads(env.run("plan", "--format", "json", check=1).out)
+    assert plan["summary"]["errors"] == 1
     assert [(c["name"], c["action"]) for c in plan["changes"]] == [("b", "orphan")]
     env.run("apply", "--allow-partial", check=1)
     check_outputs(env.cert_dir("b"), ["b.example.test"])
