@@ -74,7 +74,7 @@ static void dnsimple_parse_zones(struct dnsimple *d, const struct ynode *v, cons
 static int dnsimple_config(const struct ynode *node, const char *file, const char *name, struct diags *dg, void **priv)
 {
 	static const char *const keys[] = {"type", "account", "token", "baseURL", "sandbox", "signatureAlgorithm",
-					   "zones", "caFile", "pollInterval", NULL};
+					   "zones", "caFile", "pollInterval", "timeout", NULL};
 	struct dnsimple *d = xcalloc(1, sizeof(*d));
 	char *what = xasprintf("issuers.%s", name);
 	const struct ynode *v;
@@ -121,6 +121,9 @@ static int dnsimple_config(const struct ynode *node, const char *file, const cha
 		d->ca_file = config_resolve_path(file, s);
 	if ((v = ynode_get(node, "pollInterval")))
 		ynode_duration(v, file, "pollInterval", dg, &d->poll_min);
+	d->timeout = 60;
+	if ((v = ynode_get(node, "timeout")))
+		ynode_duration(v, file, "timeout", dg, &d->timeout);
 	free(what);
 	if (dg->n > before) {
 		dnsimple_free(d);

@@ -46,6 +46,7 @@ struct dnsimple {
 	char *sig_alg;            /* "ECDSA" or "RSA" */
 	char **zones; size_t n_zones;
 	int64_t poll_min, poll_max;
+	int64_t timeout;          /* per request, seconds */
 	pthread_mutex_t mu;       /* guards everything below */
 	int open;                 /* the per-run session is set up */
 	char *account_id;

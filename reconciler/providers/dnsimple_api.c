@@ -52,6 +52,7 @@ int dnsimple_session(struct dnsimple *d)
 	memset(&ho, 0, sizeof(ho));
 	ho.user_agent = "certsync/" CERTSYNC_VERSION;
 	ho.ca_file = d->ca_file;
+	ho.timeout_ms = d->timeout * 1000;
 	if ((rc = http_client_new(&ho, &d->http)))
 		goto out;
 	d->account_id = xstrdup(acc.data);
@@ -314,10 +315,10 @@ static int dnsimple_fetch_list(struct dnsimple *d, const char *domain, struct dn
 			l->n++;
 		}
 		pg = json_object_get(r.json, "pagination");
-		total_pages = json_integer_value(json_object_get(pg, "total_pages"));
-		reply_free(&r);
 		/* No pagination object: a single page (§5.3). */
-		if (!json_is_object(pg) || page >= total_pages)
+		total_pages = json_is_object(pg) ? json_integer_value(json_object_get(pg, "total_pages")) : 0;
+		reply_free(&r);
+		if (page >= total_pages)
 			break;
 	}
 	return 0;

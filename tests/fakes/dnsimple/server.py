@@ -440,6 +440,11 @@ class Handler(BaseHTTPRequestHandler):
             if e.errors is not None:
                 err["errors"] = e.errors
             return self.send(e.status, err, headers=rl_headers)
+        if fault and fault["mode"] == "hang_after":
+            # the request took effect, but the answer never comes (a crash window for clients)
+            time.sleep(fault.get("seconds", 30))
+            self.close_connection = True
+            return
         if fault and fault["mode"] == "extra_fields" and out is not None:
             add_extra_fields(out)
         if fault and fault["mode"] == "empty_body":
