@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -283,3 +284,37 @@ def test_token_never_appears_anywhere(denv, sim):
     for text in outs:
         assert TOKEN not in text
         assert "wrong-token-value-xyz" not in text
+
+
+def test_rate_limit_budget_is_respected_without_429s(denv, sim):
+    """With 3 requests left in the window, certsync waits for the reset instead of earning 429s."""
+    sim.ctl("ratelimit", {"limit": 2400, "remaining": 3, "reset_in": 3})
+    denv.repo.write("www.yaml", www())
+    denv.repo.commit()
+    t0 = time.time()
+    denv.run("apply", "--wait", "60s", check=0)
+    assert time.time() - t0 >= 2
+    assert sim.count("_ratelimited") == 0
+    assert sim.count("purchaseLetsencryptCertificate") == 1
+
+
+def test_refresh_shows_drift_at_the_provider(denv, sim):
+    denv.repo.write("www.yaml", www())
+    denv.repo.commit()
+    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("plan", "--refresh", "--detailed-exitcode", check=0)
+    cid = int(denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.certificate_id"])
+    sim.ctl("certificate_state", {"id": cid, "state": "refunded"})
+    plan = denv.plan_json("--refresh")
+    ch = plan["changes"][0]
+    assert ch["action"] == "replace" and ch["reason_code"] == "drift" and "refunded" in ch["reason"], ch
+    assert denv.plan_json()["changes"] == []  # without --refresh nothing is asked
+
+
+def test_simulator_zone_records_behave_like_dnsimple(denv, sim):
+    """The quirks the DNS driver relies on: quoted TXT content, duplicates refused."""
+    rec = sim.api("POST", "zones/pizza.company/records", {"name": "_dnsauth.www", "type": "TXT", "content": "tok"})
+    assert rec["data"]["content"] == '"tok"'  # DNSimple returns TXT content quoted
+    with pytest.raises(urllib.error.HTTPError) as e:
+        sim.api("POST", "zones/pizza.company/records", {"name": "_dnsauth.www", "type": "TXT", "content": "tok"})
+    assert e.value.code == 400

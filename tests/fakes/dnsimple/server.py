@@ -401,6 +401,9 @@ class Handler(BaseHTTPRequestHandler):
                           "authorization": bool(self.headers.get("Authorization")),
                           "body": raw.decode(errors="replace")})
             rl = S.rl
+            if time.time() >= rl["reset"]:  # a new window
+                rl["remaining"] = rl["limit"]
+                rl["reset"] = int(time.time()) + 3600
             rl_headers = [("X-RateLimit-Limit", str(rl["limit"])), ("x-ratelimit-remaining", str(max(rl["remaining"] - 1, 0))),
                           ("X-Ratelimit-Reset", str(rl["reset"]))]
             fault = next((f for f in S.faults if f["endpoint"] in ("*", op) and f.get("count", 1) != 0), None)
@@ -409,6 +412,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {S.a.token}":
             return self.send(401, {"message": "Authentication failed"}, headers=rl_headers)
         if rl["remaining"] <= 0:
+            with LOCK:
+                S.counters["_ratelimited"] = S.counters.get("_ratelimited", 0) + 1
             return self.send(429, {"message": "quota exceeded"}, headers=rl_headers)
         rl["remaining"] -= 1
         if fault:
