@@ -51,22 +51,6 @@ static int state_file_mkdir(const struct state_file *sf)
 	return 0;
 }
 
-static int state_file_write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* ---------- lock ---------- */
 
 static char *state_file_user(void)
@@ -270,7 +254,7 @@ static int state_file_journal(struct state_backend *be, struct state *st, const 
 	serial = st->serial + 1;
 	state_journal_encode(serial, name, rec, &line);
 	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 ||
-	    state_file_write_all(sf->journal_fd, line.data, line.len) || fdatasync(sf->journal_fd)) {
+	    fsutil_write_all(sf->journal_fd, line.data, line.len) || fdatasync(sf->journal_fd)) {
 		rc = cs_error(CS_ERROR, "%s: append: %s", sf->journal, strerror(errno));
 		if (end >= 0 && ftruncate(sf->journal_fd, end))
 			end = -1; /* nothing more to do: the next open trims a partial line anyway */

@@ -57,7 +57,7 @@ out:
 	return rc;
 }
 
-static int fsutil_write_fd(int fd, const void *data, size_t len)
+int fsutil_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 
@@ -81,7 +81,7 @@ int fsutil_write_new(const char *path, const void *data, size_t len, mode_t mode
 
 	if (fd < 0)
 		return cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
-	if (fchmod(fd, mode) || fsutil_write_fd(fd, data, len) || fsync(fd)) {
+	if (fchmod(fd, mode) || fsutil_write_all(fd, data, len) || fsync(fd)) {
 		int e = errno;
 
 		close(fd);

@@ -17,6 +17,9 @@ int fsutil_read_file(const char *path, size_t max, struct buf *out);
  */
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* Writes all of data to fd, retrying short writes and EINTR. 0 or -1 (errno set). */
+int fsutil_write_all(int fd, const void *data, size_t len);
+
 /* Writes a new file (must not exist: O_EXCL) with mode, fsynced. */
 int fsutil_write_new(const char *path, const void *data, size_t len, mode_t mode);
 

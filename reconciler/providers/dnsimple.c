@@ -462,11 +462,13 @@ static int step_download(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	return 0;
 }
 
-static int step_install(struct step_ctx *ctx, enum step_status *st)
+static int step_install(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
 	long long id = rec_id(ctx->rec, ID_PENDING);
 	int rc;
 
+	(void)d;
+	(void)o;
 	if (!material_present(&ctx->mat)) {
 		next(ctx, "download", st); /* resumed: the material was only in memory */
 		return 0;
@@ -559,39 +561,44 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 	return 0;
 }
 
+typedef int (*dnsimple_step_fn)(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o,
+				enum step_status *st);
+
+static const struct {
+	const char *name;
+	dnsimple_step_fn run;
+} dnsimple_steps[] = {
+	{"find", step_find},
+	{"purchase", step_purchase},
+	{"issue", step_issue},
+	{"await", step_await},
+	{"download", step_download},
+	{"install", step_install},
+	{"renew-purchase", step_renew_purchase},
+	{"renew-issue", step_renew_issue},
+	{"find-renewal", step_find_renewal},
+};
+
 static int dnsimple_step(struct step_ctx *ctx, enum step_status *st)
 {
 	struct dnsimple *d = ctx->issuer->priv;
 	struct dnsimple_order o;
 	const char *step = ctx->rec->step ? ctx->rec->step : "";
+	dnsimple_step_fn run = NULL;
 	char err[256];
 	int rc;
 
-	if (!strcmp(step, "install"))
-		return step_install(ctx, st);
+	for (size_t i = 0; i < sizeof(dnsimple_steps) / sizeof(dnsimple_steps[0]) && !run; i++)
+		if (!strcmp(step, dnsimple_steps[i].name))
+			run = dnsimple_steps[i].run;
+	if (!run)
+		return cs_error(CS_EINVALID, "%s: the dnsimple issuer has no step \"%s\"", ctx->rec->name, step);
 	if (dnsimple_map(ctx->spec, d->zones, d->n_zones, &o, err, sizeof(err)))
 		return cs_error(CS_EINVALID, "%s: %s", ctx->rec->name, err);
-	if ((rc = dnsimple_session(d)))
-		goto out;
-	if (!strcmp(step, "find"))
-		rc = step_find(ctx, d, &o, st);
-	else if (!strcmp(step, "purchase"))
-		rc = step_purchase(ctx, d, &o, st);
-	else if (!strcmp(step, "issue"))
-		rc = step_issue(ctx, d, &o, st);
-	else if (!strcmp(step, "await"))
-		rc = step_await(ctx, d, &o, st);
-	else if (!strcmp(step, "download"))
-		rc = step_download(ctx, d, &o, st);
-	else if (!strcmp(step, "renew-purchase"))
-		rc = step_renew_purchase(ctx, d, &o, st);
-	else if (!strcmp(step, "renew-issue"))
-		rc = step_renew_issue(ctx, d, &o, st);
-	else if (!strcmp(step, "find-renewal"))
-		rc = step_find_renewal(ctx, d, &o, st);
-	else
-		rc = cs_error(CS_EINVALID, "%s: the dnsimple issuer has no step \"%s\"", ctx->rec->name, step);
-out:
+	/* install needs no session: the material is already in memory */
+	rc = strcmp(step, "install") ? dnsimple_session(d) : 0;
+	if (!rc)
+		rc = run(ctx, d, &o, st);
 	dnsimple_order_free(&o);
 	return rc;
 }

@@ -156,8 +156,8 @@ static int dnsimple_fail(struct dnsimple *d, const char *op, const struct dnsimp
 
 /*
  * One API call. path is relative to /v2/ (already formatted, no secrets).
- * Returns 0 with the reply for 2xx, the mapped error otherwise (reply still
- * filled so callers can look at 400/428 bodies).
+ * Returns 0 with the reply for 2xx, the mapped error otherwise (then only
+ * out->status is kept).
  */
 static int dnsimple_call(struct dnsimple *d, const char *op, const char *method, const char *path, json_t *body,
 			 enum http_retry retry, struct dnsimple_reply *out)
@@ -205,6 +205,11 @@ static int dnsimple_call(struct dnsimple *d, const char *op, const char *method,
 		goto out;
 	}
 out:
+	if (rc) {
+		/* callers only look at the status of a failed call */
+		json_decref(out->json);
+		out->json = out->data = NULL;
+	}
 	http_response_free(&res);
 	free(payload);
 	free(url);
