@@ -318,3 +318,45 @@ def test_simulator_zone_records_behave_like_dnsimple(denv, sim):
     with pytest.raises(urllib.error.HTTPError) as e:
         sim.api("POST", "zones/pizza.company/records", {"name": "_dnsauth.www", "type": "TXT", "content": "tok"})
     assert e.value.code == 400
+
+
+def test_simulator_delivers_webhooks_with_duplicates_and_unknown_events(denv, sim):
+    """certificate.issue deliveries (as DNSimple sends them) reach a registered URL, replays included."""
+    import http.server
+    import threading
+
+    got = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        sim.api("POST", "webhooks", {"url": f"http://127.0.0.1:{srv.server_address[1]}/webhooks/dnsimple/s3cret"})
+        denv.repo.write("www.yaml", www())
+        denv.repo.commit()
+        denv.run("apply", "--wait", "60s", check=0)
+        deadline = time.time() + 10
+        while time.time() < deadline and not got:
+            time.sleep(0.05)
+        assert got and got[0]["name"] == "certificate.issue"
+        assert got[0]["data"]["certificate"]["id"] == int(
+            denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.certificate_id"])
+        sim.ctl("webhook_replay", {"mode": "duplicate"})
+        sim.ctl("webhook_replay", {"mode": "unknown_event"})
+        deadline = time.time() + 10
+        while time.time() < deadline and len(got) < 4:
+            time.sleep(0.05)
+        ids = [g["request_identifier"] for g in got]
+        assert ids.count(got[0]["request_identifier"]) == 3  # at-least-once: the same event again
+        assert any(g["name"] == "sim.unknown_event" for g in got)
+    finally:
+        srv.shutdown()
