@@ -58,7 +58,7 @@ static void cmd_print_help(const struct cmd *c, FILE *out)
 		"  --state FILE         override state.path\n"
 		"  --output-root DIR    override output.root\n"
 		"  --log-format FMT     text (default) or json ($CERTSYNC_LOG_FORMAT)\n"
-		"  -v, --verbose        more logging (repeat for debug)\n"
+		"  -v, --verbose        debug logging\n"
 		"  --help               this help\n"
 		"\nexit codes: 0 success, 1 error or failed certificate, 2 plan has changes (--detailed-exitcode),\n"
 		"            64 bad command line\n");
@@ -154,8 +154,9 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 static void main_usage(FILE *out)
 {
 	fprintf(out, "usage: certsync [--config FILE] <command> [options]\n\ncommands:\n");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) /* first line of each summary */
+		fprintf(out, "  %-10s %.*s\n", commands[i]->name, (int)strcspn(commands[i]->summary, "\n"),
+			commands[i]->summary);
 	fprintf(out, "\nRun 'certsync <command> --help' for a command's options.\n"
 		     "exit codes: 0 success, 1 error or failed certificate, 2 plan has changes (--detailed-exitcode),\n"
 		     "            64 bad command line\n");
