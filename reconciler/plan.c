@@ -211,6 +211,7 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 		p->has_state = 1;
 		memcpy(p->lineage, in->state->lineage, sizeof(p->lineage));
 		p->serial = in->state->serial;
+		p->applied_commit = xstrdup(in->state->source_commit);
 	}
 	while (nbucket < 2 * (in->n_desired + 1))
 		nbucket *= 2;

@@ -66,6 +66,7 @@ struct plan_change {
 struct plan {
 	char *repo, *ref, *commit;
 	char *base_commit;     /* PR plans: the merge base */
+	char *applied_commit;  /* the commit the state was last applied at, when known */
 	int has_state;
 	char lineage[37];
 	uint64_t serial;

@@ -343,7 +343,8 @@ static int pj_source_state(const struct pj *j, const json_t *root, struct plan *
 	if ((rc = pj_get(j, root, "", "state", JSON_OBJECT, 0, &st)) || !st)
 		return rc;
 	if ((rc = pj_str(j, st, "state", "lineage", 1, &lineage)) ||
-	    (rc = pj_int(j, st, "state", "serial", 1, LLONG_MAX, &serial)))
+	    (rc = pj_int(j, st, "state", "serial", 1, LLONG_MAX, &serial)) ||
+	    (rc = pj_str(j, st, "state", "applied_commit", 0, &p->applied_commit)))
 		goto out;
 	if (strlen(lineage) >= sizeof(p->lineage)) {
 		rc = pj_fail(j, "state", "lineage", "\"%s\" is not a lineage id", lineage);

@@ -107,7 +107,12 @@ static void md_source(const struct plan *p, struct buf *b)
 	if (p->has_state) {
 		buf_puts(b, "- **State**: lineage ");
 		plan_put_prefix(b, p->lineage, 8, PUT_MD);
-		buf_printf(b, ", serial %" PRIu64 "\n", p->serial);
+		buf_printf(b, ", serial %" PRIu64, p->serial);
+		if (p->applied_commit) {
+			buf_puts(b, ", last applied sha1:");
+			plan_put_prefix(b, p->applied_commit, 12, PUT_MD);
+		}
+		buf_puts(b, "\n");
 	} else {
 		buf_puts(b, "- **State**: none (renewals and pending work are not shown without state)\n");
 	}

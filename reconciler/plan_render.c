@@ -86,6 +86,7 @@ void plan_free(struct plan *p)
 	free(p->ref);
 	free(p->commit);
 	free(p->base_commit);
+	free(p->applied_commit);
 	for (size_t i = 0; i < p->n_changes; i++)
 		plan_change_clear(&p->changes[i]);
 	free(p->changes);
@@ -434,6 +435,7 @@ int plan_render_json(const struct plan *p, struct buf *out)
 		jw_open(&w, "state", '{');
 		jw_str(&w, "lineage", p->lineage);
 		jw_num(&w, "serial", p->serial);
+		jw_str(&w, "applied_commit", p->applied_commit);
 		jw_close(&w, '}');
 	} else {
 		jw_key(&w, "state");

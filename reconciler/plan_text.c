@@ -68,7 +68,12 @@ static void text_header(const struct plan *p, struct buf *b, enum put_mode mode)
 	if (p->has_state) {
 		buf_puts(b, ", state ");
 		plan_put_prefix(b, p->lineage, 8, mode);
-		buf_printf(b, " serial %" PRIu64 "\n", p->serial);
+		buf_printf(b, " serial %" PRIu64, p->serial);
+		if (p->applied_commit) {
+			buf_puts(b, ", last applied ");
+			plan_put_prefix(b, p->applied_commit, 12, mode);
+		}
+		buf_puts(b, "\n");
 	} else {
 		buf_puts(b, ", no state\n");
 	}

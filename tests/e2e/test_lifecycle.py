@@ -27,6 +27,8 @@ def test_full_lifecycle(env):
 
     r = env.run("plan", "--detailed-exitcode", check=0)
     assert "No changes" in r.out, r
+    assert f"last applied {commit[:12]}" in r.out, r
+    assert env.plan_json()["state"]["applied_commit"] == commit
 
     # Edit the SANs: a replacement with a new certificate for the new names.
     old_serial = cert_serial(env.cert_dir("www") / "tls.crt")
