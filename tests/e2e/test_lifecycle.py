@@ -209,3 +209,36 @@ def test_text_plan_has_no_colour_when_not_a_tty(env):
     env.repo.commit()
     r = env.run("plan", check=0)
     assert "\x1b[" not in r.out
+
+
+def test_ca_from_files_and_self_signed(env):
+    from conftest import openssl
+    ca_dir = env.dir / "myca"
+    ca_dir.mkdir()
+    r = openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                "-subj", "/CN=Operator CA", "-keyout", str(ca_dir / "ca.key"), "-out", str(ca_dir / "ca.crt"),
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    assert r.returncode == 0, r.stderr
+    (ca_dir / "ca.key").chmod(0o600)
+    env.write_config(extra_issuers="""\
+        files:
+          type: ca
+          ca: {certFile: myca/ca.crt, keyFile: myca/ca.key}
+        self:
+          type: ca
+          selfSigned: true
+        """)
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"], issuer="files"))
+    env.repo.write("s.yaml", manifest("s", ["s.example.test"], issuer="self"))
+    env.repo.commit()
+    env.run("apply", check=0)
+    check_outputs(env.cert_dir("a"), ["a.example.test"])
+    assert (env.cert_dir("a") / "ca.crt").read_text() == (ca_dir / "ca.crt").read_text()
+    check_outputs(env.cert_dir("s"), ["s.example.test"])  # ca.crt is the certificate itself
+    # a CA key others can read is refused, naming the file, and nothing is issued with it
+    (ca_dir / "ca.key").chmod(0o644)
+    env.repo.write("b.yaml", manifest("b", ["b.example.test"], issuer="files"))
+    env.repo.commit()
+    r = env.run("apply", check=1)
+    assert "readable by group or others" in r.err and "ca.key" in r.err, r
+    assert not env.cert_dir("b").exists()
