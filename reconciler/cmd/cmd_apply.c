@@ -191,7 +191,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	if (res.done || res.failed || res.pending || res.skipped || !util_streq(st->source_commit, src.commit) ||
 	    !util_streq(st->source_url, gitsrc_display(src.git)))
 		changed = 1;
-	state_set_source(st, gitsrc_display(src.git), cfg->source.ref, src.commit);
+	state_set_source(st, gitsrc_display(src.git), p->ref && *p->ref ? p->ref : cfg->source.ref, src.commit);
 	if (changed && state_save(be, st)) {
 		cmd_fail("%s", cs_errmsg());
 		goto out;

@@ -153,8 +153,9 @@ static int ca_generate(struct ca_issuer *ci)
 	    (rc = crypto_ca_create(key, cn, now - 3600, now + CA_ROOT_LIFETIME, &cert)) ||
 	    (rc = crypto_key_to_pem(key, &kp)) || (rc = crypto_cert_to_pem(cert, &cp)))
 		goto out;
-	if ((rc = fsutil_write_new(ci->key_file, kp.data, kp.len, 0600)) ||
-	    (rc = fsutil_write_atomic(ci->cert_file, cp.data, cp.len, 0644)))
+	/* Certificate first: a crash before the key is written just generates again next time. */
+	if ((rc = fsutil_write_atomic(ci->cert_file, cp.data, cp.len, 0644)) ||
+	    (rc = fsutil_write_new(ci->key_file, kp.data, kp.len, 0600)))
 		goto out;
 	log_info("issuer %s: generated a new CA in %s", ci->name, ci->dir);
 out:
