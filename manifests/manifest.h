@@ -16,7 +16,7 @@
 #define MANIFEST_MAX_FILE_BYTES (1024 * 1024)
 #define MANIFEST_MAX_DOCS 1000
 #define MANIFEST_MAX_DEPTH 64
-#define MANIFEST_MAX_NAME 253     /* metadata.name, DNS-1123 subdomain */
+#define MANIFEST_MAX_NAME 253 /* metadata.name, DNS-1123 subdomain */
 #define MANIFEST_MAX_DNS_NAMES 100
 
 /* ---------- YAML node tree (also used by the config parser) ---------- */
@@ -25,22 +25,22 @@ enum ynode_type { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ, YNODE__MAX };
 
 struct ynode {
 	enum ynode_type type;
-	int line, col;      /* 1-based position of the node's first character */
-	char *str;          /* scalars: the value (NUL-terminated, UTF-8) */
+	int line, col; /* 1-based position of the node's first character */
+	char *str;     /* scalars: the value (NUL-terminated, UTF-8) */
 	size_t len;
-	int quoted;         /* scalars: written with quotes (so "yes" stays a string) */
-	struct ynode **kv;  /* maps: keys and values alternating (kv[2i] key, kv[2i+1] value) */
+	int quoted;	      /* scalars: written with quotes (so "yes" stays a string) */
+	struct ynode **kv;    /* maps: keys and values alternating (kv[2i] key, kv[2i+1] value) */
 	struct ynode **items; /* sequences: the elements */
-	size_t n;           /* maps: number of pairs; sequences: number of items */
+	size_t n;	      /* maps: number of pairs; sequences: number of items */
 };
 
 struct ydoc {
 	struct ynode *root; /* NULL for an empty document */
-	int line, col;      /* where the document starts */
+	int line, col;	    /* where the document starts */
 };
 
 struct yfile {
-	char *path;         /* as given (used in every diagnostic) */
+	char *path; /* as given (used in every diagnostic) */
 	struct ydoc *docs;
 	size_t n_docs;
 };
@@ -95,22 +95,27 @@ struct label {
  * durations in seconds; algorithm as an enum; output directory cleaned.
  */
 struct cert_spec {
-	char *name;          /* metadata.name */
-	char *file;          /* file the document came from (path inside the repo) */
-	int line, col;       /* position of the document's metadata.name value */
-	struct label *labels; size_t n_labels;   /* sorted by key */
-	char *issuer; int issuer_line, issuer_col;
+	char *name;    /* metadata.name */
+	char *file;    /* file the document came from (path inside the repo) */
+	int line, col; /* position of the document's metadata.name value */
+	struct label *labels;
+	size_t n_labels; /* sorted by key */
+	char *issuer;
+	int issuer_line, issuer_col;
 	char *common_name;
 	int common_name_set; /* commonName was written (else it is the first dnsName) */
-	char **dns_names; size_t n_dns;          /* normalised set, includes common_name */
-	char *domain;        /* NULL when not given */
-	int auto_renew;      /* 0/1 */
-	int auto_renew_set;  /* 1 if the manifest said it */
-	int64_t duration;    /* requested lifetime in seconds; 0 = issuer default */
+	char **dns_names;
+	size_t n_dns;	      /* normalised set, includes common_name */
+	char *domain;	      /* NULL when not given */
+	int auto_renew;	      /* 0/1 */
+	int auto_renew_set;   /* 1 if the manifest said it */
+	int64_t duration;     /* requested lifetime in seconds; 0 = issuer default */
 	int64_t renew_before; /* seconds; 0 = one third of the lifetime */
-	enum key_alg key_alg; int key_size; enum key_rotation rotation;
-	char *validation;    /* validation.method; NULL = issuer default */
-	char *output_dir;    /* relative, cleaned ("a/b"); default metadata.name */
+	enum key_alg key_alg;
+	int key_size;
+	enum key_rotation rotation;
+	char *validation; /* validation.method; NULL = issuer default */
+	char *output_dir; /* relative, cleaned ("a/b"); default metadata.name */
 	int output_line, output_col;
 	/*
 	 * SHA-256 (hex) of the fields whose change needs a new certificate:

@@ -486,8 +486,9 @@ static void check_spec(struct doc *c, const struct ynode *spec_node)
 						  : (s->key_size == 256 || s->key_size == 384);
 
 		if (!ok)
-			doc_diag(c, c->size_node, "spec.privateKey.size: %d is not a valid %s key size (%s)", s->key_size,
-				 s->key_alg == KEYALG_RSA ? "RSA" : "ECDSA", s->key_alg == KEYALG_RSA ? "2048, 3072, 4096" : "256, 384");
+			doc_diag(c, c->size_node, "spec.privateKey.size: %d is not a valid %s key size (%s)",
+				 s->key_size, s->key_alg == KEYALG_RSA ? "RSA" : "ECDSA",
+				 s->key_alg == KEYALG_RSA ? "2048, 3072, 4096" : "256, 384");
 	}
 	if (s->duration && s->renew_before && s->renew_before >= s->duration)
 		doc_diag(c, c->renew_node, "spec.renewBefore: must be shorter than spec.duration");
@@ -534,8 +535,8 @@ static struct cert_spec *read_document(const char *file, const struct ydoc *yd, 
 		      (!*root->str || !strcmp(root->str, "~") || !strcmp(root->str, "null"))))
 		return NULL; /* an empty document (a trailing ---) */
 	if (root->type != YNODE_MAP) {
-		diags_add(d, file, root->line, root->col, "document %zu: expected a Certificate (a map), got %s", index + 1,
-			  root->type == YNODE_SEQ ? "a list" : "a scalar");
+		diags_add(d, file, root->line, root->col, "document %zu: expected a Certificate (a map), got %s",
+			  index + 1, root->type == YNODE_SEQ ? "a list" : "a scalar");
 		return NULL;
 	}
 	c.s = xcalloc(1, sizeof(*c.s));
@@ -674,10 +675,12 @@ int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct ma
 		if (prev != (size_t)-1) {
 			const struct cert_spec *p = specs[prev];
 
-			diags_add(d, s->file, s->line, s->col, "duplicate certificate name \"%s\" (also defined at %s:%d:%d)",
-				  s->name, p->file, p->line, p->col);
-			diags_add(d, p->file, p->line, p->col, "duplicate certificate name \"%s\" (also defined at %s:%d:%d)",
-				  p->name, s->file, s->line, s->col);
+			diags_add(d, s->file, s->line, s->col,
+				  "duplicate certificate name \"%s\" (also defined at %s:%d:%d)", s->name, p->file,
+				  p->line, p->col);
+			diags_add(d, p->file, p->line, p->col,
+				  "duplicate certificate name \"%s\" (also defined at %s:%d:%d)", p->name, s->file,
+				  s->line, s->col);
 			bad[i] = bad[prev] = 1;
 		}
 	}
@@ -686,7 +689,8 @@ int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct ma
 		size_t prev = table_put(&dirs, s->output_dir, i);
 
 		if (prev != (size_t)-1 && !bad[i]) {
-			diags_add(d, s->file, s->output_line ? s->output_line : s->line, s->output_line ? s->output_col : s->col,
+			diags_add(d, s->file, s->output_line ? s->output_line : s->line,
+				  s->output_line ? s->output_col : s->col,
 				  "output directory \"%s\" is also used by certificate \"%s\" (%s:%d)", s->output_dir,
 				  specs[prev]->name, specs[prev]->file, specs[prev]->line);
 			bad[i] = 1;
@@ -703,10 +707,11 @@ int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct ma
 			*slash = '\0';
 			other = table_get(&dirs, p);
 			if (other != (size_t)-1 && other != i) {
-				diags_add(d, s->file, s->output_line ? s->output_line : s->line,
-					  s->output_line ? s->output_col : s->col,
-					  "output directory \"%s\" is inside the output directory of certificate \"%s\"",
-					  s->output_dir, specs[other]->name);
+				diags_add(
+					d, s->file, s->output_line ? s->output_line : s->line,
+					s->output_line ? s->output_col : s->col,
+					"output directory \"%s\" is inside the output directory of certificate \"%s\"",
+					s->output_dir, specs[other]->name);
 				bad[i] = 1;
 				break;
 			}
@@ -720,8 +725,8 @@ int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct ma
 		if (!ctx || !ctx->issuer_exists)
 			continue;
 		if (!ctx->issuer_exists(ctx->arg, s->issuer)) {
-			diags_add(d, s->file, s->issuer_line, s->issuer_col, "spec.issuer: unknown issuer \"%s\" (not in the config)",
-				  s->issuer);
+			diags_add(d, s->file, s->issuer_line, s->issuer_col,
+				  "spec.issuer: unknown issuer \"%s\" (not in the config)", s->issuer);
 			bad[i] = 1;
 			continue;
 		}

@@ -52,7 +52,11 @@ static int utf8_check(const char *s, size_t len, int *line, int *col, unsigned c
 
 	while (p < end) {
 		unsigned char b = *p;
-		size_t need = b < 0x80 ? 0 : (b & 0xe0) == 0xc0 ? 1 : (b & 0xf0) == 0xe0 ? 2 : (b & 0xf8) == 0xf0 ? 3 : 9;
+		size_t need = b < 0x80		   ? 0
+			      : (b & 0xe0) == 0xc0 ? 1
+			      : (b & 0xf0) == 0xe0 ? 2
+			      : (b & 0xf8) == 0xf0 ? 3
+						   : 9;
 		uint32_t cp = need == 0 ? b : need == 1 ? b & 0x1f : need == 2 ? b & 0x0f : b & 0x07;
 
 		if (need == 9 || need > (size_t)(end - p - 1))
@@ -62,8 +66,8 @@ static int utf8_check(const char *s, size_t len, int *line, int *col, unsigned c
 				goto bad;
 			cp = (cp << 6) | (p[i] & 0x3f);
 		}
-		if ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
+		if ((need == 1 && cp < 0x80) || (need == 2 && cp < 0x800) ||
+		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
 			goto bad;
 		if (b == '\n') {
 			l++;
@@ -204,9 +208,7 @@ static struct ynode *yp_node(struct yparse *y, yaml_event_t *ev)
 		anchor = ev->data.mapping_start.anchor;
 		tag = ev->data.mapping_start.tag;
 		break;
-	default:
-		yp_diag(y, &ev->start_mark, "unexpected YAML event%s", "");
-		return NULL;
+	default: yp_diag(y, &ev->start_mark, "unexpected YAML event%s", ""); return NULL;
 	}
 	if (anchor) {
 		yp_diag(y, &ev->start_mark, "YAML anchors and aliases are not allowed%s", "");
@@ -223,7 +225,8 @@ static struct ynode *yp_node(struct yparse *y, yaml_event_t *ev)
 	n->len = ev->data.scalar.length;
 	n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
 		    ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE ||
-		    ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE || ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE ||
+		    ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
+		    ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE ||
 		    (tag && !strcmp((const char *)tag, "tag:yaml.org,2002:str"));
 	return n;
 }
@@ -282,11 +285,8 @@ int manifest_yaml_parse(const char *path, const char *data, size_t len, struct y
 			y.depth = 0;
 			f->docs[f->n_docs - 1].root = yp_node(&y, &ev);
 			break;
-		case YAML_STREAM_END_EVENT:
-			done = 1;
-			break;
-		default:
-			break;
+		case YAML_STREAM_END_EVENT: done = 1; break;
+		default: break;
 		}
 		yaml_event_delete(&ev);
 	}

@@ -62,7 +62,8 @@ int ynode_check_keys(const struct ynode *map, const char *const *allowed, const 
 			const struct ynode *prev = map->kv[2 * j];
 
 			if (prev->type == YNODE_SCALAR && !strcmp(prev->str, k->str)) {
-				diags_add(d, file, k->line, k->col, "duplicate key \"%s\" (first at line %d)", k->str, prev->line);
+				diags_add(d, file, k->line, k->col, "duplicate key \"%s\" (first at line %d)", k->str,
+					  prev->line);
 				problems++;
 				break;
 			}
@@ -73,8 +74,8 @@ int ynode_check_keys(const struct ynode *map, const char *const *allowed, const 
 			const char *s = suggest(k->str, allowed);
 
 			if (s)
-				diags_add(d, file, k->line, k->col, "unknown field \"%s\" in %s (did you mean \"%s\"?)", k->str,
-					  where, s);
+				diags_add(d, file, k->line, k->col, "unknown field \"%s\" in %s (did you mean \"%s\"?)",
+					  k->str, where, s);
 			else
 				diags_add(d, file, k->line, k->col, "unknown field \"%s\" in %s", k->str, where);
 			problems++;

@@ -48,7 +48,8 @@ int config_parse_cred(const struct ynode *n, const char *file, const char *what,
 	if (n->type == YNODE_SCALAR) {
 		if (!allow_literal) {
 			diags_add(d, file, n->line, n->col,
-				  "%s: a secret cannot be written in the config; use {env: NAME} or {file: PATH}", what);
+				  "%s: a secret cannot be written in the config; use {env: NAME} or {file: PATH}",
+				  what);
 			return CS_EINVALID;
 		}
 		out->kind = CRED_LITERAL;
@@ -90,15 +91,14 @@ int config_cred_read(const struct cred *c, const char *what, struct buf *out)
 
 	buf_init(out, CRED_MAX_BYTES);
 	switch (c->kind) {
-	case CRED_NONE:
-		return cs_error(CS_ENOTFOUND, "%s: no credential configured", what);
-	case CRED_LITERAL:
-		return buf_puts(out, c->ref);
+	case CRED_NONE: return cs_error(CS_ENOTFOUND, "%s: no credential configured", what);
+	case CRED_LITERAL: return buf_puts(out, c->ref);
 	case CRED_ENV: {
 		const char *v = getenv(c->ref);
 
 		if (!v || !*v)
-			return cs_error(CS_EINVALID, "%s: environment variable %s (%s) is not set", what, c->ref, c->where);
+			return cs_error(CS_EINVALID, "%s: environment variable %s (%s) is not set", what, c->ref,
+					c->where);
 		return buf_puts(out, v);
 	}
 	case CRED_FILE:
@@ -117,8 +117,7 @@ int config_cred_read(const struct cred *c, const char *what, struct buf *out)
 			return cs_error(CS_EINVALID, "%s: %s is empty (%s)", what, c->ref, c->where);
 		}
 		return 0;
-	default:
-		break;
+	default: break;
 	}
 	return cs_error(CS_ERROR, "%s: bad credential", what);
 }
@@ -270,13 +269,13 @@ static void config_parse_issuers(struct config *c, const struct ynode *n, const 
 
 		for (size_t j = 0; j < i; j++) {
 			if (!strcmp(n->kv[2 * j]->str, k->str)) {
-				diags_add(d, file, k->line, k->col, "duplicate issuer \"%s\" (first at line %d)", k->str,
-					  n->kv[2 * j]->line);
+				diags_add(d, file, k->line, k->col, "duplicate issuer \"%s\" (first at line %d)",
+					  k->str, n->kv[2 * j]->line);
 				goto next;
 			}
 		}
 		config_parse_issuer(c, k, n->kv[2 * i + 1], file, d);
-next:;
+	next:;
 	}
 }
 

@@ -18,8 +18,8 @@ enum cred_kind { CRED_NONE, CRED_LITERAL, CRED_ENV, CRED_FILE, CRED__MAX };
 
 struct cred {
 	enum cred_kind kind;
-	char *ref;      /* env name, absolute file path, or the literal */
-	char *where;    /* "certsync.yaml:12:5" for messages */
+	char *ref;   /* env name, absolute file path, or the literal */
+	char *where; /* "certsync.yaml:12:5" for messages */
 };
 
 /*
@@ -34,26 +34,27 @@ struct provider_ops;
 struct issuer {
 	char *name;
 	const struct provider_ops *ops;
-	void *priv;     /* the provider's parsed config (ops->config_free) */
+	void *priv; /* the provider's parsed config (ops->config_free) */
 	int line, col;
 };
 
 struct config {
-	char *path;             /* the config file */
-	char *dir;              /* its directory (relative paths resolve against it) */
+	char *path; /* the config file */
+	char *dir;  /* its directory (relative paths resolve against it) */
 	struct {
-		char *repo;     /* URL, or absolute local path */
+		char *repo; /* URL, or absolute local path */
 		char *ref;
-		char *path;     /* manifests folder inside the repo ("" = root) */
+		char *path; /* manifests folder inside the repo ("" = root) */
 		int64_t interval;
 		struct cred token;
 		char *cache_dir;
 		char *ca_file;
 	} source;
 	char *state_path;
-	char *key_dir;          /* 0700 directory for keys that must survive a pending order */
+	char *key_dir; /* 0700 directory for keys that must survive a pending order */
 	char *output_root;
-	struct issuer *issuers; size_t n_issuers;
+	struct issuer *issuers;
+	size_t n_issuers;
 	struct {
 		char *listen;
 		char *public_url;
@@ -64,7 +65,8 @@ struct config {
 		int max_paid_orders;
 	} policy;
 	struct {
-		char **on_change; size_t n_on_change; /* argv */
+		char **on_change;
+		size_t n_on_change; /* argv */
 		int64_t timeout;
 	} hooks;
 };
@@ -86,8 +88,8 @@ void config_free(struct config *c);
  * the config file), or — only when allow_literal — a plain scalar. Adds a
  * diagnostic and returns CS_EINVALID otherwise.
  */
-int config_parse_cred(const struct ynode *n, const char *file, const char *what, int allow_literal,
-		      struct diags *d, struct cred *out);
+int config_parse_cred(const struct ynode *n, const char *file, const char *what, int allow_literal, struct diags *d,
+		      struct cred *out);
 void config_cred_free(struct cred *c);
 
 /* A path from the config file, made absolute against the config file's directory. Caller frees. */

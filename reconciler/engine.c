@@ -139,8 +139,8 @@ int engine_install(struct step_ctx *ctx)
 		old.out_generation = xstrdup(rec->out_generation);
 		state_str_set(&rec->out_generation, NULL);
 	}
-	rc = outputs_publish(ctx->cfg->output_root, ctx->spec->output_dir, &ctx->mat.cert, &ctx->mat.key,
-			     &ctx->mat.ca, rec);
+	rc = outputs_publish(ctx->cfg->output_root, ctx->spec->output_dir, &ctx->mat.cert, &ctx->mat.key, &ctx->mat.ca,
+			     rec);
 	if (!rc) {
 		state_str_set(&rec->output_dir, ctx->spec->output_dir);
 		state_str_set(&rec->serial, info.serial);
@@ -344,7 +344,8 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 			if (engine_journal(&ctx))
 				break;
 			ctx.log.step = NULL;
-			log_emit(LV_INFO, &ctx.log, "%s complete: serial %s, expires in %lldd", job->change->kind == CHANGE_RESUME ? "resume" : plan_change_name(job->change->kind),
+			log_emit(LV_INFO, &ctx.log, "%s complete: serial %s, expires in %lldd",
+				 job->change->kind == CHANGE_RESUME ? "resume" : plan_change_name(job->change->kind),
 				 ctx.rec->serial ? ctx.rec->serial : "?",
 				 (long long)((ctx.rec->not_after - ctx.now) / 86400));
 			engine_count(e, &e->res.done);
@@ -435,7 +436,8 @@ static int engine_prepare(struct engine *e, const struct plan *plan, struct cert
 		}
 		found = bsearch(ch->name, sorted, n_specs, sizeof(*sorted), engine_spec_cmp);
 		if (!found) {
-			rc = cs_error(CS_ECONFLICT, "%s: in the plan but not in the manifests at this commit", ch->name);
+			rc = cs_error(CS_ECONFLICT, "%s: in the plan but not in the manifests at this commit",
+				      ch->name);
 			goto out;
 		}
 		if (!config_issuer(e->cfg, (*found)->issuer)) {

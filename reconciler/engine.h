@@ -15,17 +15,17 @@
 #include "plan.h"
 
 struct engine_opts {
-	int parallelism;      /* worker threads (default 4) */
-	int64_t wait;         /* seconds to keep polling pending steps (apply --wait) */
-	volatile int *stop;   /* set by a signal: finish the current step, take no more work */
+	int parallelism;    /* worker threads (default 4) */
+	int64_t wait;	    /* seconds to keep polling pending steps (apply --wait) */
+	volatile int *stop; /* set by a signal: finish the current step, take no more work */
 };
 
 struct engine_result {
-	size_t done;      /* changes completed */
-	size_t pending;   /* waiting on the provider (resumed by the next apply) */
-	size_t failed;    /* failed this run (transient or permanent) */
-	size_t deferred;  /* paid changes over the cap */
-	size_t skipped;   /* not started (stop requested) */
+	size_t done;	 /* changes completed */
+	size_t pending;	 /* waiting on the provider (resumed by the next apply) */
+	size_t failed;	 /* failed this run (transient or permanent) */
+	size_t deferred; /* paid changes over the cap */
+	size_t skipped;	 /* not started (stop requested) */
 };
 
 /*

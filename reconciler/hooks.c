@@ -64,8 +64,8 @@ int hooks_on_change(const struct config *cfg, const char *name, const char *outp
 		if (util_mono_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			rc = cs_error(CS_ETRANSIENT, "hook %s timed out after %llds and was killed", cfg->hooks.on_change[0],
-				      (long long)cfg->hooks.timeout);
+			rc = cs_error(CS_ETRANSIENT, "hook %s timed out after %llds and was killed",
+				      cfg->hooks.on_change[0], (long long)cfg->hooks.timeout);
 			goto out;
 		}
 		nanosleep(&ts, NULL);

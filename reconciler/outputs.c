@@ -148,8 +148,8 @@ int outputs_publish(const char *root, const char *dir, const struct buf *cert, c
 		goto out;
 	link = fsutil_join(parent, base);
 	if (lstat(link, &st) == 0 && !S_ISLNK(st.st_mode)) {
-		rc = cs_error(CS_ECONFLICT, "output %s exists and was not created by certsync (not a symlink); move it away",
-			      link);
+		rc = cs_error(CS_ECONFLICT,
+			      "output %s exists and was not created by certsync (not a symlink); move it away", link);
 		goto out;
 	}
 	if ((rc = crypto_random(rnd, sizeof(rnd))))

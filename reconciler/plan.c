@@ -87,8 +87,10 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	if (rec->phase != PHASE_READY && rec->step && same_issuer && util_streq(want, s->hash)) {
 		/* A change towards exactly this spec is under way (or failed): carry on with it. */
 		if (rec->phase == PHASE_FAILED && !in->retry_failed) {
-			plan_add_warning(p, "%s: failed at step %s: %s (not retried: change the manifest or apply --retry-failed)",
-					 s->name, rec->step, rec->last_error ? rec->last_error : "error");
+			plan_add_warning(
+				p,
+				"%s: failed at step %s: %s (not retried: change the manifest or apply --retry-failed)",
+				s->name, rec->step, rec->last_error ? rec->last_error : "error");
 			p->counts[CHANGE_NONE]++;
 			return;
 		}
@@ -104,8 +106,8 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	} else if (!same_issuer || !util_streq(rec->spec_hash, s->hash) || (rec->phase != PHASE_READY && rec->step)) {
 		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
 		if (!same_issuer)
-			plan_reason(c, "issuer_changed", "issuer changed from %s to %s", rec->issuer ? rec->issuer : "?",
-				    s->issuer);
+			plan_reason(c, "issuer_changed", "issuer changed from %s to %s",
+				    rec->issuer ? rec->issuer : "?", s->issuer);
 		else
 			plan_reason(c, "spec_changed", "names, key or validity changed");
 	} else if (drift && drift->needs_new) {
@@ -126,7 +128,9 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 
 		c = plan_add(p, cap, s->name, CHANGE_RENEW);
 		if (rec->not_after - renew_at >= rec->not_after - rec->not_before)
-			plan_add_warning(p, "%s: renewBefore is at least the certificate's whole lifetime, so it is renewed on every apply",
+			plan_add_warning(p,
+					 "%s: renewBefore is at least the certificate's whole lifetime, so it is "
+					 "renewed on every apply",
 					 s->name);
 		plan_fmt_left(rec->not_after - in->now, left);
 		util_fmt_duration(rec->not_after - renew_at, before);
@@ -245,9 +249,12 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 			struct plan_change *c = plan_add(p, &cap, rec->name, in->prune ? CHANGE_REMOVE : CHANGE_ORPHAN);
 
 			if (in->prune)
-				plan_reason(c, "not_in_manifests", "not in the manifests (policy.prune): outputs deleted, record forgotten");
+				plan_reason(c, "not_in_manifests",
+					    "not in the manifests (policy.prune): outputs deleted, record forgotten");
 			else
-				plan_reason(c, "not_in_manifests", "not in the manifests; kept (policy.prune is off, or the revision has errors)");
+				plan_reason(
+					c, "not_in_manifests",
+					"not in the manifests; kept (policy.prune is off, or the revision has errors)");
 			c->issuer = xstrdup(rec->issuer);
 		}
 	}
@@ -292,11 +299,10 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 	return 0;
 }
 
-static void plan_diff_add(struct plan_field_diff **out, size_t *n, size_t *cap, const char *field, const char *fmt,
-			  ...) __attribute__((format(printf, 5, 6)));
+static void plan_diff_add(struct plan_field_diff **out, size_t *n, size_t *cap, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
-static void plan_diff_add(struct plan_field_diff **out, size_t *n, size_t *cap, const char *field, const char *fmt,
-			  ...)
+static void plan_diff_add(struct plan_field_diff **out, size_t *n, size_t *cap, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 

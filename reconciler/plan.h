@@ -25,7 +25,7 @@ enum change_kind {
 	CHANGE_RESUME,
 	CHANGE_REINSTALL,
 	CHANGE_REMOVE,
-	CHANGE_ORPHAN,   /* in state, not in manifests, and prune is off: reported, nothing done */
+	CHANGE_ORPHAN, /* in state, not in manifests, and prune is off: reported, nothing done */
 	CHANGE__MAX
 };
 
@@ -38,44 +38,50 @@ enum output_status { OUTPUT_OK, OUTPUT_MISSING, OUTPUT_ALTERED, OUTPUT__MAX };
 /* Provider drift found by refresh (plan --refresh). */
 struct plan_drift {
 	const char *name;
-	char *what;      /* "certificate 123 is gone at the provider" */
-	int needs_new;   /* the recorded certificate is unusable: plan a create */
+	char *what;    /* "certificate 123 is gone at the provider" */
+	int needs_new; /* the recorded certificate is unusable: plan a create */
 };
 
 struct plan_field_diff {
-	char *field;     /* "dnsNames" */
-	char *text;      /* "+ api.example.com", "ECDSA 256 → RSA 2048" */
+	char *field; /* "dnsNames" */
+	char *text;  /* "+ api.example.com", "ECDSA 256 → RSA 2048" */
 };
 
 struct plan_change {
 	char *name;
 	enum change_kind kind;
-	char *reason;    /* human sentence: "dnsNames changed", "expires in 12d (renewBefore 30d)" */
+	char *reason;	   /* human sentence: "dnsNames changed", "expires in 12d (renewBefore 30d)" */
 	char *reason_code; /* machine: "spec_changed", "renewal_due", "output_missing", ... */
 	char *issuer;
 	char *provider;
-	char *steps[PLAN_MAX_STEPS]; size_t n_steps;
-	int paid;        /* spends money */
-	char *product;   /* what is bought, for paid changes */
-	int deferred;    /* paid, but beyond policy.maxPaidOrders: not applied this run */
-	struct plan_field_diff *diffs; size_t n_diffs;
-	struct label *labels; size_t n_labels; /* copies */
-	char *file; int line; /* manifest location, when in manifests */
+	char *steps[PLAN_MAX_STEPS];
+	size_t n_steps;
+	int paid;      /* spends money */
+	char *product; /* what is bought, for paid changes */
+	int deferred;  /* paid, but beyond policy.maxPaidOrders: not applied this run */
+	struct plan_field_diff *diffs;
+	size_t n_diffs;
+	struct label *labels;
+	size_t n_labels; /* copies */
+	char *file;
+	int line; /* manifest location, when in manifests */
 };
 
 struct plan {
 	char *repo, *ref, *commit;
-	char *base_commit;     /* PR plans: the merge base */
-	char *applied_commit;  /* the commit the state was last applied at, when known */
+	char *base_commit;    /* PR plans: the merge base */
+	char *applied_commit; /* the commit the state was last applied at, when known */
 	int has_state;
 	char lineage[37];
 	uint64_t serial;
-	struct plan_change *changes; size_t n_changes; /* sorted by name; CHANGE_NONE is only counted */
+	struct plan_change *changes;
+	size_t n_changes; /* sorted by name; CHANGE_NONE is only counted */
 	size_t counts[CHANGE__MAX];
 	size_t paid, deferred;
 	int max_paid;
-	struct diags errors;   /* validation errors of the revision */
-	char **warnings; size_t n_warnings;
+	struct diags errors; /* validation errors of the revision */
+	char **warnings;
+	size_t n_warnings;
 };
 
 /* The provider side of planning: which steps a change takes. */
@@ -91,16 +97,20 @@ typedef int (*plan_steps_fn)(void *arg, const char *issuer, enum change_kind kin
 			     const struct state_cert *rec, const char **provider, struct plan_steps *out);
 
 struct plan_input {
-	struct cert_spec *const *desired; size_t n_desired;  /* valid specs only */
-	const struct state *state;                           /* may be NULL (no state) */
-	const enum output_status *outputs;                   /* per recorded cert, same order as state_cert_list; NULL = not observed */
-	struct state_cert *const *recorded; size_t n_recorded; /* state_cert_list(state) */
-	const struct plan_drift *drift; size_t n_drift;       /* sorted by name */
+	struct cert_spec *const *desired;
+	size_t n_desired;		   /* valid specs only */
+	const struct state *state;	   /* may be NULL (no state) */
+	const enum output_status *outputs; /* per recorded cert, same order as state_cert_list; NULL = not observed */
+	struct state_cert *const *recorded;
+	size_t n_recorded; /* state_cert_list(state) */
+	const struct plan_drift *drift;
+	size_t n_drift; /* sorted by name */
 	int64_t now;
 	int prune;
 	int max_paid;
 	int retry_failed;
-	plan_steps_fn steps_fn; void *steps_arg;
+	plan_steps_fn steps_fn;
+	void *steps_arg;
 	const char *repo, *ref, *commit;
 };
 

@@ -62,9 +62,9 @@ static int pj_get(const struct pj *j, const json_t *obj, const char *path, const
 {
 	json_t *v = json_object_get(obj, key);
 	static const char *const want[] = {
-		[JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array", [JSON_STRING] = "a string",
+		[JSON_OBJECT] = "an object",   [JSON_ARRAY] = "an array", [JSON_STRING] = "a string",
 		[JSON_INTEGER] = "an integer", [JSON_TRUE] = "a boolean", [JSON_FALSE] = "a boolean",
-		[JSON_REAL] = "a number", [JSON_NULL] = "null",
+		[JSON_REAL] = "a number",      [JSON_NULL] = "null",
 	};
 
 	*out = NULL;
@@ -90,8 +90,8 @@ static int pj_str(const struct pj *j, const json_t *obj, const char *path, const
 	return 0;
 }
 
-static int pj_int(const struct pj *j, const json_t *obj, const char *path, const char *key, int required,
-		  long long max, long long *out)
+static int pj_int(const struct pj *j, const json_t *obj, const char *path, const char *key, int required, long long max,
+		  long long *out)
 {
 	json_t *v;
 	int rc = pj_get(j, obj, path, key, JSON_INTEGER, required, &v);
@@ -115,16 +115,15 @@ struct pj_field {
 	size_t off;
 };
 
-#define CF(key, kind, req, member) {key, kind, req, offsetof(struct plan_change, member)}
+#define CF(key, kind, req, member)                                                                                     \
+	{                                                                                                              \
+		key, kind, req, offsetof(struct plan_change, member)                                                   \
+	}
 static const struct pj_field change_fields[] = {
-	CF("reason", PJ_STR, 0, reason),
-	CF("reason_code", PJ_STR, 0, reason_code),
-	CF("issuer", PJ_STR, 0, issuer),
-	CF("provider", PJ_STR, 0, provider),
-	CF("paid", PJ_BOOL, 1, paid),
-	CF("product", PJ_STR, 0, product),
-	CF("deferred", PJ_BOOL, 1, deferred),
-	CF("file", PJ_STR, 0, file),
+	CF("reason", PJ_STR, 0, reason),      CF("reason_code", PJ_STR, 0, reason_code),
+	CF("issuer", PJ_STR, 0, issuer),      CF("provider", PJ_STR, 0, provider),
+	CF("paid", PJ_BOOL, 1, paid),	      CF("product", PJ_STR, 0, product),
+	CF("deferred", PJ_BOOL, 1, deferred), CF("file", PJ_STR, 0, file),
 	CF("line", PJ_INT, 0, line),
 };
 #undef CF
@@ -139,9 +138,7 @@ static int pj_fields(const struct pj *j, const json_t *obj, const char *path, co
 		int rc = 0;
 
 		switch (f[i].kind) {
-		case PJ_STR:
-			rc = pj_str(j, obj, path, f[i].key, f[i].required, (char **)(void *)at);
-			break;
+		case PJ_STR: rc = pj_str(j, obj, path, f[i].key, f[i].required, (char **)(void *)at); break;
 		case PJ_BOOL:
 			if (!(rc = pj_get(j, obj, path, f[i].key, JSON_TRUE, f[i].required, &v)) && v)
 				*(int *)(void *)at = json_is_true(v);
@@ -321,7 +318,8 @@ static int pj_version(const struct pj *j, const json_t *root)
 	if (s[0] < '0' || s[0] > '9' || !end2 || *end2)
 		rc = pj_fail(j, "", "format_version", "expected a version such as \"1.0\", got \"%s\"", s);
 	else if (major != 1)
-		rc = cs_error(CS_EINVALID, "%s: plan format %s is not supported (this certsync reads 1.x)", j->origin, s);
+		rc = cs_error(CS_EINVALID, "%s: plan format %s is not supported (this certsync reads 1.x)", j->origin,
+			      s);
 	free(s);
 	return rc;
 }
@@ -334,7 +332,8 @@ static int pj_source_state(const struct pj *j, const json_t *root, struct plan *
 	int rc;
 
 	if ((rc = pj_get(j, root, "", "source", JSON_OBJECT, 1, &src)) ||
-	    (rc = pj_str(j, src, "source", "repo", 0, &p->repo)) || (rc = pj_str(j, src, "source", "ref", 0, &p->ref)) ||
+	    (rc = pj_str(j, src, "source", "repo", 0, &p->repo)) ||
+	    (rc = pj_str(j, src, "source", "ref", 0, &p->ref)) ||
 	    (rc = pj_str(j, src, "source", "commit", 0, &p->commit)) ||
 	    (rc = pj_str(j, src, "source", "base_commit", 0, &p->base_commit)))
 		return rc;
@@ -427,8 +426,8 @@ static int pj_summary(const struct pj *j, const json_t *root, struct plan *p)
 		if ((rc = pj_int(j, sum, "summary", key, 1, LLONG_MAX, &v)))
 			return rc;
 		if ((size_t)v != p->counts[k])
-			return pj_fail(j, "summary", key, "%lld does not match the %zu %s changes listed", v, p->counts[k],
-				       key);
+			return pj_fail(j, "summary", key, "%lld does not match the %zu %s changes listed", v,
+				       p->counts[k], key);
 	}
 	if ((rc = pj_int(j, sum, "summary", "paid", 1, LLONG_MAX, &v)))
 		return rc;

@@ -55,7 +55,8 @@ static void md_verdict(const struct plan *p, const struct plan_tally *t, struct 
 	if (p->errors.n) {
 		size_t files = md_error_files(&p->errors);
 
-		buf_printf(b, "**certsync plan: errors**: %zu %s", p->errors.n, md_plural(p->errors.n, "problem", "problems"));
+		buf_printf(b, "**certsync plan: errors**: %zu %s", p->errors.n,
+			   md_plural(p->errors.n, "problem", "problems"));
 		if (files)
 			buf_printf(b, " in %zu %s", files, md_plural(files, "manifest", "manifests"));
 		buf_puts(b, " — nothing will be applied\n");
@@ -124,7 +125,8 @@ static void md_table(const struct plan *p, const struct plan_tally *t, struct bu
 	for (int k = CHANGE_CREATE; k <= CHANGE_ORPHAN; k++)
 		if (t->n[k])
 			buf_printf(b, "| <code>%s</code> %s | %zu |\n", md_symbols[k],
-				   k == CHANGE_ORPHAN ? "orphaned (kept: prune is off)" : plan_change_name((enum change_kind)k),
+				   k == CHANGE_ORPHAN ? "orphaned (kept: prune is off)"
+						      : plan_change_name((enum change_kind)k),
 				   t->n[k]);
 	buf_printf(b, "| unchanged | %zu |\n", t->n[CHANGE_NONE]);
 	buf_printf(b, "| paid orders | %zu (limit %d) |\n", t->paid, p->max_paid);

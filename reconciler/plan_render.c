@@ -1,4 +1,5 @@
-/* Plans: change names, lifetime, what the renderers share, and the JSON rendering (text and Markdown have their own files). */
+/* Plans: change names, lifetime, what the renderers share, and the JSON rendering (text and Markdown have their own
+ * files). */
 #include "plan.h"
 #include "plan_render_int.h"
 

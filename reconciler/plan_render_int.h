@@ -13,7 +13,7 @@
 struct plan_tally {
 	size_t n[CHANGE__MAX];
 	size_t paid, deferred; /* paid counts only the orders made this run; deferred ones are apart */
-	int any;               /* a change other than an orphan */
+	int any;	       /* a change other than an orphan */
 };
 
 void plan_tally(const struct plan *p, struct plan_tally *t);
@@ -22,9 +22,9 @@ void plan_tally(const struct plan *p, struct plan_tally *t);
 const struct plan_change **plan_sorted(const struct plan *p, size_t *n);
 
 enum put_mode {
-	PUT_TEXT,       /* control characters (C0, DEL, C1) as \xNN / \uNNNN */
+	PUT_TEXT,	/* control characters (C0, DEL, C1) as \xNN / \uNNNN */
 	PUT_TEXT_ASCII, /* same, and → spelled -> */
-	PUT_MD,         /* HTML/Markdown specials as entities, newlines as spaces */
+	PUT_MD,		/* HTML/Markdown specials as entities, newlines as spaces */
 };
 
 /*

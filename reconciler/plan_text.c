@@ -139,9 +139,11 @@ static void text_summary(const struct plan *p, const struct plan_tally *t, int f
 		buf_puts(b, ".\n");
 	} else {
 		text_styled(b, flags, ANSI_BOLD, "Plan:", PUT_TEXT);
-		buf_printf(b, " %zu to create, %zu to replace, %zu to renew, %zu to resume, %zu to reinstall, %zu to remove",
-			   t->n[CHANGE_CREATE], t->n[CHANGE_REPLACE], t->n[CHANGE_RENEW], t->n[CHANGE_RESUME],
-			   t->n[CHANGE_REINSTALL], t->n[CHANGE_REMOVE]);
+		buf_printf(
+			b,
+			" %zu to create, %zu to replace, %zu to renew, %zu to resume, %zu to reinstall, %zu to remove",
+			t->n[CHANGE_CREATE], t->n[CHANGE_REPLACE], t->n[CHANGE_RENEW], t->n[CHANGE_RESUME],
+			t->n[CHANGE_REINSTALL], t->n[CHANGE_REMOVE]);
 		if (t->n[CHANGE_ORPHAN])
 			buf_printf(b, "; %zu orphaned", t->n[CHANGE_ORPHAN]);
 		if (t->paid || t->deferred)
@@ -152,8 +154,9 @@ static void text_summary(const struct plan *p, const struct plan_tally *t, int f
 	}
 	if (p->errors.n) {
 		text_styled(b, flags, ANSI_BOLD ANSI_RED, "Errors:", PUT_TEXT);
-		buf_printf(b, " %zu problem%s in the manifests: apply changes nothing from this revision unless "
-			      "--allow-partial is given.\n",
+		buf_printf(b,
+			   " %zu problem%s in the manifests: apply changes nothing from this revision unless "
+			   "--allow-partial is given.\n",
 			   p->errors.n, p->errors.n == 1 ? "" : "s");
 	}
 }

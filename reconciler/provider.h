@@ -20,9 +20,9 @@
 
 /* Certificate material to install. key is a secret: the engine wipes it. */
 struct material {
-	struct buf cert;  /* leaf + intermediates, PEM */
-	struct buf key;   /* private key, PEM */
-	struct buf ca;    /* issuing CA / root(s), PEM */
+	struct buf cert; /* leaf + intermediates, PEM */
+	struct buf key;	 /* private key, PEM */
+	struct buf ca;	 /* issuing CA / root(s), PEM */
 };
 
 void material_init(struct material *m);
@@ -42,13 +42,13 @@ struct engine;
 struct step_ctx {
 	const struct config *cfg;
 	const struct issuer *issuer;
-	const struct cert_spec *spec;  /* the desired spec (NULL for removals) */
-	struct state_cert *rec;        /* this certificate's record; rec->step is the step to run */
-	enum change_kind kind;         /* the change being applied */
+	const struct cert_spec *spec; /* the desired spec (NULL for removals) */
+	struct state_cert *rec;	      /* this certificate's record; rec->step is the step to run */
+	enum change_kind kind;	      /* the change being applied */
 	int64_t now;
-	int64_t wait_until;            /* out, with STEP_WAIT */
-	struct material mat;           /* filled by the driver before calling engine_install() */
-	struct log_ctx log;            /* certificate/issuer/step for log_emit */
+	int64_t wait_until;  /* out, with STEP_WAIT */
+	struct material mat; /* filled by the driver before calling engine_install() */
+	struct log_ctx log;  /* certificate/issuer/step for log_emit */
 	struct engine *engine;
 };
 
@@ -63,10 +63,11 @@ struct dns_driver {
 
 /* What a webhook delivery asks for: the certificates to reconcile now. */
 struct webhook_result {
-	int duplicate;     /* already seen (request_identifier): nothing to do */
-	int ignored;       /* not an event this provider acts on */
-	char *event;       /* the event name, for metrics (caller frees) */
-	char **names; size_t n_names; /* certificate names to reconcile (caller frees) */
+	int duplicate; /* already seen (request_identifier): nothing to do */
+	int ignored;   /* not an event this provider acts on */
+	char *event;   /* the event name, for metrics (caller frees) */
+	char **names;
+	size_t n_names; /* certificate names to reconcile (caller frees) */
 };
 
 void webhook_result_free(struct webhook_result *r);
@@ -92,7 +93,8 @@ struct provider_ops {
 	 */
 	int (*step)(struct step_ctx *ctx, enum step_status *status);
 
-	/* Observes a recorded certificate at the provider (plan --refresh). May be NULL. Fills drift->what when drifted. */
+	/* Observes a recorded certificate at the provider (plan --refresh). May be NULL. Fills drift->what when
+	 * drifted. */
 	int (*refresh)(const struct issuer *is, const struct state_cert *rec, int64_t now, struct plan_drift *drift);
 
 	/* Cleans provider-side leftovers (placed tokens) of a record being removed. May be NULL. */

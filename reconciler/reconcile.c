@@ -14,10 +14,11 @@
 
 struct cache_entry {
 	char oid[41];
-	char *path;             /* the file path the diagnostics name */
-	struct cert_spec **specs; size_t n;
+	char *path; /* the file path the diagnostics name */
+	struct cert_spec **specs;
+	size_t n;
 	struct diags diags;
-	int used;               /* seen in the current load (mark for eviction) */
+	int used; /* seen in the current load (mark for eviction) */
 };
 
 struct spec_cache {
@@ -181,7 +182,8 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 		e->used = 1;
 		/* The same blob may sit at two paths: diagnostics name this one. */
 		for (size_t k = 0; k < e->diags.n; k++)
-			diags_add(&out->diags, files[i].path, e->diags.v[k].line, e->diags.v[k].col, "%s", e->diags.v[k].msg);
+			diags_add(&out->diags, files[i].path, e->diags.v[k].line, e->diags.v[k].col, "%s",
+				  e->diags.v[k].msg);
 		util_grow(&all, &cap, n_all + e->n, sizeof(*all));
 		for (size_t k = 0; k < e->n; k++)
 			all[n_all++] = e->specs[k];

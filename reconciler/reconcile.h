@@ -24,10 +24,11 @@ void spec_cache_free(struct spec_cache *c);
 struct desired {
 	char commit[41];
 	size_t n_files;
-	struct cert_spec **specs; size_t n_specs; /* valid specs, sorted by name (borrowed from the cache) */
-	size_t n_invalid;                          /* documents or certificates left out for errors */
-	struct diags diags;                         /* every problem, sorted by file:line:col */
-	struct spec_cache *owned;                   /* the private cache when none was given */
+	struct cert_spec **specs;
+	size_t n_specs;		  /* valid specs, sorted by name (borrowed from the cache) */
+	size_t n_invalid;	  /* documents or certificates left out for errors */
+	struct diags diags;	  /* every problem, sorted by file:line:col */
+	struct spec_cache *owned; /* the private cache when none was given */
 };
 
 /*
@@ -40,7 +41,7 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 void desired_free(struct desired *d);
 
 struct reconcile_opts {
-	int refresh;       /* ask providers about recorded certificates */
+	int refresh; /* ask providers about recorded certificates */
 	int retry_failed;
 	int64_t now;
 };

@@ -19,9 +19,9 @@
 #define STATE_MAX_TOKENS 200
 
 enum cert_phase {
-	PHASE_PENDING,  /* steps remain (state_cert.step says which) */
-	PHASE_READY,    /* installed and in sync */
-	PHASE_FAILED,   /* a step failed permanently; needs a spec change or --retry-failed */
+	PHASE_PENDING, /* steps remain (state_cert.step says which) */
+	PHASE_READY,   /* installed and in sync */
+	PHASE_FAILED,  /* a step failed permanently; needs a spec change or --retry-failed */
 	PHASE__MAX
 };
 
@@ -35,11 +35,11 @@ struct state_kv {
 
 /* A validation token placed somewhere that must be removed afterwards. */
 struct state_token {
-	char *method;    /* "dns-txt-token", "http-token" */
-	char *name;      /* the DNS name or host it validates */
-	char *location;  /* record FQDN or file path */
-	char *ref;       /* provider reference (zone record id), may be NULL */
-	char *issuer;    /* the DNS driver's issuer name, may be NULL */
+	char *method;	/* "dns-txt-token", "http-token" */
+	char *name;	/* the DNS name or host it validates */
+	char *location; /* record FQDN or file path */
+	char *ref;	/* provider reference (zone record id), may be NULL */
+	char *issuer;	/* the DNS driver's issuer name, may be NULL */
 	int64_t placed_at;
 };
 
@@ -59,28 +59,31 @@ struct state_filesig {
 
 struct state_cert {
 	char *name;
-	char *issuer;         /* config issuer name */
-	char *provider;       /* provider type ("ca", "dnsimple", ...) */
-	char *spec_hash;      /* cert_spec.hash the current certificate was made from */
-	char *target_hash;    /* cert_spec.hash the change in progress works towards (NULL when ready) */
-	char *output_dir;     /* relative to the output root */
+	char *issuer;	   /* config issuer name */
+	char *provider;	   /* provider type ("ca", "dnsimple", ...) */
+	char *spec_hash;   /* cert_spec.hash the current certificate was made from */
+	char *target_hash; /* cert_spec.hash the change in progress works towards (NULL when ready) */
+	char *output_dir;  /* relative to the output root */
 	enum cert_phase phase;
-	char *change;         /* change in progress ("create", "renew", ...), NULL when ready */
-	char *step;           /* next step to run, NULL when ready */
-	int attempts;         /* failed tries of the current step */
-	int64_t next_try;     /* do not retry before (unix s), 0 = now */
-	struct state_kv *ids; size_t n_ids;  /* provider-owned data: ids, intents (sorted by key) */
+	char *change;	  /* change in progress ("create", "renew", ...), NULL when ready */
+	char *step;	  /* next step to run, NULL when ready */
+	int attempts;	  /* failed tries of the current step */
+	int64_t next_try; /* do not retry before (unix s), 0 = now */
+	struct state_kv *ids;
+	size_t n_ids; /* provider-owned data: ids, intents (sorted by key) */
 	char *serial;
 	int64_t not_before, not_after;
-	char *fingerprint;    /* SHA-256 of the installed leaf (hex) */
-	char *out_hash;       /* SHA-256 over the installed output files' contents */
+	char *fingerprint; /* SHA-256 of the installed leaf (hex) */
+	char *out_hash;	   /* SHA-256 over the installed output files' contents */
 	struct state_filesig out_sig[STATE_OUT_FILES];
 	char *out_generation; /* name of the published directory behind the symlink */
-	struct state_token *tokens; size_t n_tokens;
+	struct state_token *tokens;
+	size_t n_tokens;
 	char *last_error;
 	int64_t last_error_time;
 	int64_t last_success;
-	struct state_event history[STATE_HISTORY_MAX]; size_t n_history; /* oldest first */
+	struct state_event history[STATE_HISTORY_MAX];
+	size_t n_history; /* oldest first */
 };
 
 struct state {
@@ -91,9 +94,11 @@ struct state {
 	/* certificates: hash map by name (internal) */
 	struct state_map *certs;
 	/* per-issuer account data (never secrets): issuer name -> kv list */
-	struct state_account *accounts; size_t n_accounts;
+	struct state_account *accounts;
+	size_t n_accounts;
 	/* recently seen webhook request identifiers, oldest first, bounded */
-	char **webhook_ids; size_t n_webhook_ids;
+	char **webhook_ids;
+	size_t n_webhook_ids;
 };
 
 /* A new empty state with a fresh lineage and serial 0. */
@@ -105,7 +110,7 @@ void state_set_source(struct state *st, const char *url, const char *ref, const 
 /* Certificate records. Names are unique. */
 struct state_cert *state_cert_get(const struct state *st, const char *name);
 struct state_cert *state_cert_put(struct state *st, const char *name); /* get or create (phase PENDING) */
-int state_cert_remove(struct state *st, const char *name);             /* CS_ENOTFOUND if absent */
+int state_cert_remove(struct state *st, const char *name);	       /* CS_ENOTFOUND if absent */
 size_t state_cert_count(const struct state *st);
 /* Records sorted by name; the array is the caller's to free (not the records). */
 struct state_cert **state_cert_list(const struct state *st, size_t *n);

@@ -27,9 +27,9 @@
 struct state_file {
 	struct state_backend base; /* first: the ops are handed a struct state_backend * */
 	char *path, *backup, *journal, *lockpath, *dir;
-	int lock_fd;          /* held while locked, -1 otherwise */
-	int journal_fd;       /* opened on the first append, -1 otherwise */
-	pthread_mutex_t mu;   /* serialises appends and saves (the journal fd and st->serial) */
+	int lock_fd;	    /* held while locked, -1 otherwise */
+	int journal_fd;	    /* opened on the first append, -1 otherwise */
+	pthread_mutex_t mu; /* serialises appends and saves (the journal fd and st->serial) */
 };
 
 static struct state_file *state_file_of(struct state_backend *be)
@@ -253,11 +253,11 @@ static int state_file_journal(struct state_backend *be, struct state *st, const 
 		goto out;
 	serial = st->serial + 1;
 	state_journal_encode(serial, name, rec, &line);
-	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 ||
-	    fsutil_write_all(sf->journal_fd, line.data, line.len) || fdatasync(sf->journal_fd)) {
+	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 || fsutil_write_all(sf->journal_fd, line.data, line.len) ||
+	    fdatasync(sf->journal_fd)) {
 		rc = cs_error(CS_ERROR, "%s: append: %s", sf->journal, strerror(errno));
 		if (end >= 0 && ftruncate(sf->journal_fd, end))
-			end = -1; /* nothing more to do: the next open trims a partial line anyway */
+			end = -1;	      /* nothing more to do: the next open trims a partial line anyway */
 		state_file_journal_close(sf); /* the next append re-checks the tail */
 		goto out;
 	}
@@ -269,8 +269,7 @@ out:
 }
 
 /* Applies one journal line when it is newer than the state. */
-static int state_file_replay_line(struct state_file *sf, struct state *st, const char *line, size_t len,
-				  size_t lineno)
+static int state_file_replay_line(struct state_file *sf, struct state *st, const char *line, size_t len, size_t lineno)
 {
 	struct state_cert *rec = NULL;
 	char *name = NULL;

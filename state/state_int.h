@@ -22,13 +22,13 @@ struct state_account {
 /* ---------- field tables: one description of each object, for the writer and the reader ---------- */
 
 enum state_fkind {
-	SF_STR,     /* char *, omitted when NULL or empty */
+	SF_STR,	    /* char *, omitted when NULL or empty */
 	SF_TIME,    /* int64_t unix seconds as an RFC 3339 string, omitted when 0 */
-	SF_INT,     /* int >= 0, omitted when 0 */
-	SF_I64,     /* int64_t, always written */
+	SF_INT,	    /* int >= 0, omitted when 0 */
+	SF_I64,	    /* int64_t, always written */
 	SF_PHASE,   /* enum cert_phase as its name, always written */
-	SF_IDS,     /* struct state_kv ids/n_ids as an object of strings */
-	SF_SIG,     /* out_sig[STATE_OUT_FILES] */
+	SF_IDS,	    /* struct state_kv ids/n_ids as an object of strings */
+	SF_SIG,	    /* out_sig[STATE_OUT_FILES] */
 	SF_TOKENS,  /* tokens/n_tokens */
 	SF_HISTORY, /* history/n_history */
 	SF__MAX
@@ -42,13 +42,13 @@ struct state_field {
 };
 
 /* In file order. */
-extern const struct state_field state_cert_fields[];   /* struct state_cert */
+extern const struct state_field state_cert_fields[]; /* struct state_cert */
 extern const size_t state_n_cert_fields;
-extern const struct state_field state_token_fields[];  /* struct state_token */
+extern const struct state_field state_token_fields[]; /* struct state_token */
 extern const size_t state_n_token_fields;
-extern const struct state_field state_sig_fields[];    /* struct state_filesig */
+extern const struct state_field state_sig_fields[]; /* struct state_filesig */
 extern const size_t state_n_sig_fields;
-extern const struct state_field state_event_fields[];  /* struct state_event */
+extern const struct state_field state_event_fields[]; /* struct state_event */
 extern const size_t state_n_event_fields;
 
 /* Length of the valid UTF-8 sequence at s (n bytes left, n >= 1), 0 if invalid (jansson's rules). */
@@ -90,8 +90,8 @@ void state_journal_encode(uint64_t serial, const char *name, const struct state_
  * Decodes one journal line (without its '\n'). *rec is NULL for a removal;
  * *name and *rec are the caller's. CS_EINVALID with "origin:lineno: ...".
  */
-int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial,
-			 char **name, struct state_cert **rec);
+int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial, char **name,
+			 struct state_cert **rec);
 
 /* Who holds the state lock (the JSON written into the lock file). */
 struct state_lockinfo {

@@ -126,12 +126,102 @@ static int state_jp_escape(struct state_jp *jp, struct buf *out)
 
 /* 1 for the bytes a string may hold as they are (printable ASCII but '"' and '\\'). */
 static const unsigned char state_jp_plain[256] = {
-	['\x20'] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20..0x2f, '"' is 0 */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x30..0x3f */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x40..0x4f */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,             /* 0x50..0x5f, '\\' is 0 */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x60..0x6f */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x70..0x7f */
+	['\x20'] = 1,
+	1,
+	0,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1, /* 0x20..0x2f, '"' is 0 */
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1, /* 0x30..0x3f */
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1, /* 0x40..0x4f */
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	0,
+	1,
+	1,
+	1, /* 0x50..0x5f, '\\' is 0 */
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1, /* 0x60..0x6f */
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1,
+	1, /* 0x70..0x7f */
 };
 
 /* A string literal at jp->p (on the opening quote) into out, NUL-terminated. */
@@ -252,19 +342,12 @@ int state_jp_value(struct state_jp *jp, enum state_jt *type)
 	if (jp->p >= jp->end)
 		return state_jp_fail(jp, jp->p, "premature end of input");
 	switch (*jp->p) {
-	case '{':
-		return state_jp_open(jp, STATE_JT_OBJECT, type);
-	case '[':
-		return state_jp_open(jp, STATE_JT_ARRAY, type);
-	case '"':
-		*type = STATE_JT_STRING;
-		return state_jp_string(jp, &jp->str);
-	case 't':
-		return state_jp_literal(jp, "true", STATE_JT_TRUE, type);
-	case 'f':
-		return state_jp_literal(jp, "false", STATE_JT_FALSE, type);
-	case 'n':
-		return state_jp_literal(jp, "null", STATE_JT_NULL, type);
+	case '{': return state_jp_open(jp, STATE_JT_OBJECT, type);
+	case '[': return state_jp_open(jp, STATE_JT_ARRAY, type);
+	case '"': *type = STATE_JT_STRING; return state_jp_string(jp, &jp->str);
+	case 't': return state_jp_literal(jp, "true", STATE_JT_TRUE, type);
+	case 'f': return state_jp_literal(jp, "false", STATE_JT_FALSE, type);
+	case 'n': return state_jp_literal(jp, "null", STATE_JT_NULL, type);
 	default:
 		if (*jp->p == '-' || (*jp->p >= '0' && *jp->p <= '9'))
 			return state_jp_number(jp, type);

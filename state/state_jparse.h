@@ -15,9 +15,9 @@
 #define STATE_JP_MAX_DEPTH 512
 
 enum state_jt {
-	STATE_JT_OBJECT, /* '{' consumed: read it with state_jp_member() */
-	STATE_JT_ARRAY,  /* '[' consumed: read it with state_jp_element() */
-	STATE_JT_STRING, /* in jp->str */
+	STATE_JT_OBJECT,  /* '{' consumed: read it with state_jp_member() */
+	STATE_JT_ARRAY,	  /* '[' consumed: read it with state_jp_element() */
+	STATE_JT_STRING,  /* in jp->str */
 	STATE_JT_INTEGER, /* in jp->num */
 	STATE_JT_REAL,
 	STATE_JT_TRUE,
@@ -29,9 +29,9 @@ enum state_jt {
 struct state_jp {
 	const char *start, *p, *end;
 	int depth;
-	struct buf key;     /* the last object key (NUL-terminated) */
-	struct buf str;     /* the last string value (NUL-terminated) */
-	long long num;      /* the last integer value */
+	struct buf key;	    /* the last object key (NUL-terminated) */
+	struct buf str;	    /* the last string value (NUL-terminated) */
+	long long num;	    /* the last integer value */
 	const char *err_at; /* where the syntax error is, NULL while there is none */
 	const char *err;    /* what it is (static text) */
 };

@@ -29,7 +29,7 @@ struct jd {
 	struct state_jp jp;
 	const char *origin;
 	const char *cert; /* record name, or NULL */
-	size_t line;      /* journal line, or 0 */
+	size_t line;	  /* journal line, or 0 */
 };
 
 static void jd_init(struct jd *d, const char *data, size_t len, const char *origin, size_t line)
@@ -183,7 +183,8 @@ static int jd_tokens(struct jd *d, struct state_cert *c)
 		}
 		memset(&c->tokens[c->n_tokens], 0, sizeof(c->tokens[0]));
 		c->n_tokens++; /* counted first so that a half-decoded token is freed too */
-		if ((rc = jd_object(d, &c->tokens[i - 1], state_token_fields, state_n_token_fields, "tokens", (long)i - 1)))
+		if ((rc = jd_object(d, &c->tokens[i - 1], state_token_fields, state_n_token_fields, "tokens",
+				    (long)i - 1)))
 			break;
 	}
 	return rc;
@@ -235,7 +236,7 @@ static const char *const jd_expected[SF__MAX] = {
 
 /* The JSON type each kind takes. */
 static const enum state_jt jd_type[SF__MAX] = {
-	[SF_STR] = STATE_JT_STRING,  [SF_TIME] = STATE_JT_STRING, [SF_INT] = STATE_JT_INTEGER,
+	[SF_STR] = STATE_JT_STRING,  [SF_TIME] = STATE_JT_STRING,  [SF_INT] = STATE_JT_INTEGER,
 	[SF_I64] = STATE_JT_INTEGER, [SF_PHASE] = STATE_JT_STRING, [SF_IDS] = STATE_JT_OBJECT,
 	[SF_SIG] = STATE_JT_ARRAY,   [SF_TOKENS] = STATE_JT_ARRAY, [SF_HISTORY] = STATE_JT_ARRAY,
 };
@@ -254,35 +255,26 @@ static int jd_field(struct jd *d, void *obj, const struct state_field *f, const 
 	if (t != jd_type[f->kind])
 		return jd_fail(d, parent, index, f->name, jd_expected[f->kind]);
 	switch (f->kind) {
-	case SF_STR:
-		state_str_set(FIELD(obj, f, char *), d->jp.str.data);
-		return 0;
+	case SF_STR: state_str_set(FIELD(obj, f, char *), d->jp.str.data); return 0;
 	case SF_TIME:
-		return util_parse_time(d->jp.str.data, FIELD(obj, f, int64_t)) ? jd_fail(d, parent, index, f->name,
-											   jd_expected[f->kind])
-										: 0;
+		return util_parse_time(d->jp.str.data, FIELD(obj, f, int64_t))
+			       ? jd_fail(d, parent, index, f->name, jd_expected[f->kind])
+			       : 0;
 	case SF_INT:
 		if (d->jp.num < 0 || d->jp.num > INT_MAX)
 			return jd_fail(d, parent, index, f->name, jd_expected[f->kind]);
 		*FIELD(obj, f, int) = (int)d->jp.num;
 		return 0;
-	case SF_I64:
-		*FIELD(obj, f, int64_t) = (int64_t)d->jp.num;
-		return 0;
+	case SF_I64: *FIELD(obj, f, int64_t) = (int64_t)d->jp.num; return 0;
 	case SF_PHASE:
-		return state_phase_parse(d->jp.str.data, &c->phase) ? jd_fail(d, parent, index, f->name,
-									    jd_expected[f->kind])
-								 : 0;
-	case SF_IDS:
-		return jd_kv(d, parent, f->name, &c->ids, &c->n_ids);
-	case SF_SIG:
-		return jd_sig(d, c->out_sig);
-	case SF_TOKENS:
-		return jd_tokens(d, c);
-	case SF_HISTORY:
-		return jd_history(d, c);
-	case SF__MAX:
-		break;
+		return state_phase_parse(d->jp.str.data, &c->phase)
+			       ? jd_fail(d, parent, index, f->name, jd_expected[f->kind])
+			       : 0;
+	case SF_IDS: return jd_kv(d, parent, f->name, &c->ids, &c->n_ids);
+	case SF_SIG: return jd_sig(d, c->out_sig);
+	case SF_TOKENS: return jd_tokens(d, c);
+	case SF_HISTORY: return jd_history(d, c);
+	case SF__MAX: break;
 	}
 	return 0;
 }
@@ -483,8 +475,8 @@ static const struct jd_top_member {
 	const char *name;
 	int (*decode)(struct jd *d, struct jd_top *top);
 } jd_top_members[] = {
-	{"version", jd_top_version},   {"lineage", jd_top_lineage},   {"serial", jd_top_serial},
-	{"source", jd_top_source},     {"certificates", jd_top_certs}, {"accounts", jd_top_accounts},
+	{"version", jd_top_version},	  {"lineage", jd_top_lineage},	  {"serial", jd_top_serial},
+	{"source", jd_top_source},	  {"certificates", jd_top_certs}, {"accounts", jd_top_accounts},
 	{"webhook_ids", jd_top_webhooks},
 };
 
@@ -625,8 +617,8 @@ static int jd_entry_member(struct jd *d, struct jd_entry *e)
 	return rc;
 }
 
-int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial,
-			 char **name, struct state_cert **rec)
+int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial, char **name,
+			 struct state_cert **rec)
 {
 	struct jd d;
 	struct jd_entry e = {0, NULL, NULL, 0};

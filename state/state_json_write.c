@@ -15,7 +15,10 @@
 
 /* ---------- the field tables ---------- */
 
-#define SF(type, field, kind, req) {#field, kind, offsetof(type, field), req}
+#define SF(type, field, kind, req)                                                                                     \
+	{                                                                                                              \
+#field, kind, offsetof(type, field), req                                                               \
+	}
 
 const struct state_field state_cert_fields[] = {
 	SF(struct state_cert, issuer, SF_STR, 0),
@@ -45,12 +48,9 @@ const struct state_field state_cert_fields[] = {
 const size_t state_n_cert_fields = sizeof(state_cert_fields) / sizeof(state_cert_fields[0]);
 
 const struct state_field state_token_fields[] = {
-	SF(struct state_token, method, SF_STR, 1),
-	SF(struct state_token, name, SF_STR, 1),
-	SF(struct state_token, location, SF_STR, 1),
-	SF(struct state_token, ref, SF_STR, 0),
-	SF(struct state_token, issuer, SF_STR, 0),
-	SF(struct state_token, placed_at, SF_TIME, 0),
+	SF(struct state_token, method, SF_STR, 1),   SF(struct state_token, name, SF_STR, 1),
+	SF(struct state_token, location, SF_STR, 1), SF(struct state_token, ref, SF_STR, 0),
+	SF(struct state_token, issuer, SF_STR, 0),   SF(struct state_token, placed_at, SF_TIME, 0),
 };
 const size_t state_n_token_fields = sizeof(state_token_fields) / sizeof(state_token_fields[0]);
 
@@ -102,7 +102,7 @@ struct jw {
 	struct buf *b;
 	int pretty;
 	int depth;
-	int first;  /* nothing written yet in the open container */
+	int first;   /* nothing written yet in the open container */
 	int inline_; /* the open container is a leaf object kept on one line */
 };
 
@@ -306,9 +306,7 @@ static void jw_field(struct jw *w, const void *obj, const struct state_field *f)
 	int i;
 
 	switch (f->kind) {
-	case SF_STR:
-		jw_kstr(w, f->name, *CFIELD(obj, f, char *));
-		break;
+	case SF_STR: jw_kstr(w, f->name, *CFIELD(obj, f, char *)); break;
 	case SF_TIME:
 		if ((t = *CFIELD(obj, f, int64_t))) {
 			jw_key(w, f->name);
@@ -348,8 +346,7 @@ static void jw_field(struct jw *w, const void *obj, const struct state_field *f)
 		jw_array(w, f->name, c->history, c->n_history, sizeof(c->history[0]), state_event_fields,
 			 state_n_event_fields);
 		break;
-	case SF__MAX:
-		break;
+	case SF__MAX: break;
 	}
 }
 

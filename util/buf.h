@@ -6,13 +6,16 @@
 #include <stddef.h>
 
 struct buf {
-	char *data;  /* always NUL-terminated when non-NULL */
+	char *data; /* always NUL-terminated when non-NULL */
 	size_t len;
 	size_t cap;
-	size_t max;  /* 0 = unbounded (our own output); inputs always set a cap */
+	size_t max; /* 0 = unbounded (our own output); inputs always set a cap */
 };
 
-#define BUF_INIT {NULL, 0, 0, 0}
+#define BUF_INIT                                                                                                       \
+	{                                                                                                              \
+		NULL, 0, 0, 0                                                                                          \
+	}
 
 /* Empties b and sets its cap (0 = unbounded). */
 void buf_init(struct buf *b, size_t max);

@@ -67,8 +67,8 @@ int crypto_uuid(char out[37])
 		return rc;
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
-		 b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 	return 0;
 }
 
@@ -354,8 +354,9 @@ int crypto_cert_info(const struct crypto_cert *cert, struct crypto_cert_info *ou
 			GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
 
 			if (g->type == GEN_DNS)
-				out->dns_names[out->n_dns++] = xstrndup((const char *)ASN1_STRING_get0_data(g->d.dNSName),
-									 (size_t)ASN1_STRING_length(g->d.dNSName));
+				out->dns_names[out->n_dns++] =
+					xstrndup((const char *)ASN1_STRING_get0_data(g->d.dNSName),
+						 (size_t)ASN1_STRING_length(g->d.dNSName));
 		}
 		GENERAL_NAMES_free(sans);
 	}
@@ -491,9 +492,10 @@ static X509 *cert_base(EVP_PKEY *pub, int64_t not_before, int64_t not_after)
 static int leaf_exts(X509 *x, X509 *issuer, EVP_PKEY *pub, GENERAL_NAMES *gens)
 {
 	const char *ku = EVP_PKEY_base_id(pub) == EVP_PKEY_RSA ? "critical,digitalSignature,keyEncipherment"
-							      : "critical,digitalSignature";
+							       : "critical,digitalSignature";
 
-	return add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") && add_ext(x, issuer, NID_key_usage, ku) &&
+	return add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") &&
+	       add_ext(x, issuer, NID_key_usage, ku) &&
 	       add_ext(x, issuer, NID_ext_key_usage, "serverAuth,clientAuth") &&
 	       add_ext(x, issuer, NID_subject_key_identifier, "hash") &&
 	       add_ext(x, issuer, NID_authority_key_identifier, "keyid:always") &&

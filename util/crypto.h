@@ -14,13 +14,13 @@ struct crypto_cert; /* an X.509 certificate (opaque) */
 
 /* What certsync needs to know about a certificate. Strings owned by the struct. */
 struct crypto_cert_info {
-	char serial[130];      /* lowercase hex, no leading zeros */
-	char fingerprint[65];  /* lowercase hex SHA-256 of the DER encoding */
-	int64_t not_before;    /* unix seconds */
+	char serial[130];     /* lowercase hex, no leading zeros */
+	char fingerprint[65]; /* lowercase hex SHA-256 of the DER encoding */
+	int64_t not_before;   /* unix seconds */
 	int64_t not_after;
-	char *subject_cn;      /* NULL when absent */
-	char *issuer_cn;       /* NULL when absent */
-	char **dns_names;      /* SAN dNSNames, in certificate order */
+	char *subject_cn; /* NULL when absent */
+	char *issuer_cn;  /* NULL when absent */
+	char **dns_names; /* SAN dNSNames, in certificate order */
 	size_t n_dns;
 	int is_ca;
 };
@@ -58,8 +58,8 @@ int crypto_csr_create(const struct crypto_key *key, const char *cn, const char *
  * [not_before, not_after], keyUsage/extendedKeyUsage for a TLS server, AKI/SKI.
  * CS_EINVALID if the CSR is malformed or its signature is wrong.
  */
-int crypto_sign_csr(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key, const char *csr_pem, size_t csr_len,
-		    int64_t not_before, int64_t not_after, struct crypto_cert **out);
+int crypto_sign_csr(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key, const char *csr_pem,
+		    size_t csr_len, int64_t not_before, int64_t not_after, struct crypto_cert **out);
 
 /* Creates a self-signed CA certificate (basicConstraints CA:TRUE, keyCertSign) for key. */
 int crypto_ca_create(const struct crypto_key *key, const char *cn, int64_t not_before, int64_t not_after,

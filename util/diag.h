@@ -17,7 +17,10 @@ struct diags {
 	size_t n, cap;
 };
 
-#define DIAGS_INIT {NULL, 0, 0}
+#define DIAGS_INIT                                                                                                     \
+	{                                                                                                              \
+		NULL, 0, 0                                                                                             \
+	}
 
 void diags_add(struct diags *d, const char *file, int line, int col, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));

@@ -11,11 +11,11 @@
  */
 enum {
 	CS_OK = 0,
-	CS_ERROR = -1,      /* anything else: I/O, library failure */
+	CS_ERROR = -1,	    /* anything else: I/O, library failure */
 	CS_ENOTFOUND = -2,  /* the thing asked for does not exist */
 	CS_EINVALID = -3,   /* bad input: file, response, argument */
 	CS_ECONFLICT = -4,  /* stale plan, duplicate, wrong lineage */
-	CS_EAUTH = -5,      /* credentials refused by a provider */
+	CS_EAUTH = -5,	    /* credentials refused by a provider */
 	CS_ETRANSIENT = -6, /* try again later: timeout, 429, 5xx */
 	CS_ELOCKED = -7,    /* another process holds the state lock */
 };

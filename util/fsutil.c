@@ -32,7 +32,8 @@ int fsutil_read_file(const char *path, size_t max, struct buf *out)
 		goto out;
 	}
 	if (max && st.st_size > (off_t)max) {
-		rc = cs_error(CS_EINVALID, "%s: file is %lld bytes; the limit is %zu", path, (long long)st.st_size, max);
+		rc = cs_error(CS_EINVALID, "%s: file is %lld bytes; the limit is %zu", path, (long long)st.st_size,
+			      max);
 		goto out;
 	}
 	buf_init(out, max);
@@ -136,7 +137,7 @@ int fsutil_mkdir_p(const char *path, mode_t mode)
 	char *p = xstrdup(path);
 	int rc = 0;
 
-	for (char *s = p + 1; ; s++) {
+	for (char *s = p + 1;; s++) {
 		if (*s == '/' || *s == '\0') {
 			char c = *s;
 			struct stat st;

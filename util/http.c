@@ -381,8 +381,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			pthread_mutex_unlock(&c->mu);
 		}
 		if (overflow) {
-			rc = cs_error(CS_EINVALID, "%s: %s %s: response larger than %zu bytes", req->op, req->method, path,
-				      c->o.max_body);
+			rc = cs_error(CS_EINVALID, "%s: %s %s: response larger than %zu bytes", req->op, req->method,
+				      path, c->o.max_body);
 			break;
 		}
 		transient = cc != CURLE_OK || res->status == 429 || res->status >= 500;
@@ -390,13 +390,14 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			break;
 		retryable = req->retry == HTTP_RETRY_SAFE || http_not_sent(cc) || res->status == 429;
 		if (cc != CURLE_OK)
-			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: %s", req->op, req->method, path, curl_easy_strerror(cc));
+			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: %s", req->op, req->method, path,
+				      curl_easy_strerror(cc));
 		else if (http_is_html(res))
-			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld (HTML error page)", req->op, req->method, path,
-				      res->status);
+			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld (HTML error page)", req->op, req->method,
+				      path, res->status);
 		else
-			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld%s%.200s", req->op, req->method, path, res->status,
-				      res->body.len ? ": " : "", res->body.len ? res->body.data : "");
+			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld%s%.200s", req->op, req->method, path,
+				      res->status, res->body.len ? ": " : "", res->body.len ? res->body.data : "");
 		if (!retryable || attempt >= c->o.max_retries)
 			break;
 		if (res->retry_after > now)

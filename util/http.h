@@ -20,13 +20,13 @@
 struct http_client;
 
 struct http_client_opts {
-	const char *user_agent;  /* "certsync/0.1.0" */
-	const char *ca_file;     /* extra trust anchors (PEM), NULL = system */
+	const char *user_agent;	 /* "certsync/0.1.0" */
+	const char *ca_file;	 /* extra trust anchors (PEM), NULL = system */
 	long connect_timeout_ms; /* default 10 s */
-	long timeout_ms;         /* whole request, default 60 s */
-	int max_retries;         /* for retry-safe requests, default 4 */
+	long timeout_ms;	 /* whole request, default 60 s */
+	int max_retries;	 /* for retry-safe requests, default 4 */
 	int64_t max_inline_wait; /* longest Retry-After/backoff slept in place (s), default 30 */
-	size_t max_body;         /* default HTTP_MAX_BODY */
+	size_t max_body;	 /* default HTTP_MAX_BODY */
 };
 
 /* Creates a client; connections are reused across requests and threads (an internal pool). */
@@ -39,29 +39,29 @@ enum http_retry {
 };
 
 struct http_request {
-	const char *op;          /* what it is, for messages: "dnsimple listCertificates" */
-	const char *method;      /* "GET", "POST", "PUT", "DELETE" */
+	const char *op;	    /* what it is, for messages: "dnsimple listCertificates" */
+	const char *method; /* "GET", "POST", "PUT", "DELETE" */
 	const char *url;
 	const char *headers[HTTP_MAX_HEADERS]; /* "Name: value", NULL-terminated; may hold secrets */
-	const char *body;        /* may be NULL */
+	const char *body;		       /* may be NULL */
 	size_t body_len;
 	enum http_retry retry;
 };
 
 struct http_ratelimit {
-	int have;                /* the response carried the headers */
+	int have; /* the response carried the headers */
 	long limit, remaining;
-	int64_t reset;           /* unix seconds */
+	int64_t reset; /* unix seconds */
 };
 
 struct http_response {
 	long status;
-	struct buf body;         /* bounded; NUL-terminated */
-	char *content_type;      /* lowercased, may be NULL */
-	char *request_id;        /* X-Request-Id (or similar), may be NULL */
+	struct buf body;    /* bounded; NUL-terminated */
+	char *content_type; /* lowercased, may be NULL */
+	char *request_id;   /* X-Request-Id (or similar), may be NULL */
 	struct http_ratelimit rl;
-	int64_t retry_after;     /* absolute unix seconds, 0 if absent */
-	int attempts;            /* how many requests were sent */
+	int64_t retry_after; /* absolute unix seconds, 0 if absent */
+	int attempts;	     /* how many requests were sent */
 };
 
 /*

@@ -21,8 +21,7 @@ void log_setup(enum log_format fmt, enum log_level level, FILE *out);
 /* Parses "text"/"json". 0 or CS_EINVALID. */
 int log_parse_format(const char *s, enum log_format *out);
 
-void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) log_emit(LV_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_emit(LV_WARN, NULL, __VA_ARGS__)

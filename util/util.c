@@ -239,7 +239,8 @@ int util_parse_duration(const char *s, int64_t *out)
 	*out = total;
 	return 0;
 bad:
-	return cs_error(CS_EINVALID, "\"%s\" is not a duration (use units d, h, m, s: \"720h\", \"30d\", \"1h30m\")", s);
+	return cs_error(CS_EINVALID, "\"%s\" is not a duration (use units d, h, m, s: \"720h\", \"30d\", \"1h30m\")",
+			s);
 }
 
 void util_fmt_duration(int64_t s, char out[32])

@@ -13,10 +13,10 @@
 
 /* Exit codes (docs/cli.md). */
 enum {
-	EXIT_OK = 0,        /* success; plan: no changes */
-	EXIT_FAIL = 1,      /* error, invalid input, or a certificate failed */
-	EXIT_CHANGES = 2,   /* plan --detailed-exitcode: the plan has changes */
-	EXIT_USAGE = 64,    /* bad command line (sysexits EX_USAGE) */
+	EXIT_OK = 0,	  /* success; plan: no changes */
+	EXIT_FAIL = 1,	  /* error, invalid input, or a certificate failed */
+	EXIT_CHANGES = 2, /* plan --detailed-exitcode: the plan has changes */
+	EXIT_USAGE = 64,  /* bad command line (sysexits EX_USAGE) */
 };
 
 /* Options every subcommand accepts. */
@@ -36,16 +36,26 @@ struct cmd {
 
 /* getopt_long ids for the global options (> 255 so they never clash with short options). */
 enum {
-	OPT_CONFIG = 256, OPT_REPO, OPT_REF, OPT_PATH, OPT_STATE, OPT_OUTPUT_ROOT, OPT_LOG_FORMAT, OPT_HELP,
+	OPT_CONFIG = 256,
+	OPT_REPO,
+	OPT_REF,
+	OPT_PATH,
+	OPT_STATE,
+	OPT_OUTPUT_ROOT,
+	OPT_LOG_FORMAT,
+	OPT_HELP,
 	OPT__GLOBAL_END
 };
 
-#define CMD_GLOBAL_OPTIONS                                                                                   \
-	{"config", required_argument, NULL, OPT_CONFIG}, {"repo", required_argument, NULL, OPT_REPO},        \
-	{"ref", required_argument, NULL, OPT_REF}, {"path", required_argument, NULL, OPT_PATH},              \
-	{"state", required_argument, NULL, OPT_STATE}, {"output-root", required_argument, NULL, OPT_OUTPUT_ROOT}, \
-	{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, {"help", no_argument, NULL, OPT_HELP},      \
-	{"verbose", no_argument, NULL, 'v'}
+#define CMD_GLOBAL_OPTIONS                                                                                             \
+	{"config", required_argument, NULL, OPT_CONFIG}, {"repo", required_argument, NULL, OPT_REPO},                  \
+		{"ref", required_argument, NULL, OPT_REF}, {"path", required_argument, NULL, OPT_PATH},                \
+		{"state", required_argument, NULL, OPT_STATE},                                                         \
+		{"output-root", required_argument, NULL, OPT_OUTPUT_ROOT},                                             \
+		{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, {"help", no_argument, NULL, OPT_HELP},        \
+	{                                                                                                              \
+		"verbose", no_argument, NULL, 'v'                                                                      \
+	}
 
 /*
  * Handles a global option from getopt_long (returns 1 if it was one, 0 if

@@ -27,17 +27,23 @@ static int apply_check_stale(const struct plan *p, const struct state *st, int h
 	if (p->has_state != has_state || (has_state && (strcmp(p->lineage, st->lineage) || p->serial != st->serial))) {
 		if (!p->has_state)
 			return cs_error(CS_ECONFLICT,
-					"stale plan: it was made with no state, but the state now exists (lineage %.8s, serial %llu); run certsync plan again",
+					"stale plan: it was made with no state, but the state now exists (lineage "
+					"%.8s, serial %llu); run certsync plan again",
 					st->lineage, (unsigned long long)st->serial);
 		if (!has_state)
-			return cs_error(CS_ECONFLICT, "stale plan: it was made for state lineage %.8s, but there is no state now; run certsync plan again", p->lineage);
+			return cs_error(CS_ECONFLICT,
+					"stale plan: it was made for state lineage %.8s, but there is no state now; "
+					"run certsync plan again",
+					p->lineage);
 		return cs_error(CS_ECONFLICT,
-				"stale plan: it was made for state lineage %.8s serial %llu, but the state is now lineage %.8s serial %llu; run certsync plan again",
+				"stale plan: it was made for state lineage %.8s serial %llu, but the state is now "
+				"lineage %.8s serial %llu; run certsync plan again",
 				p->lineage, (unsigned long long)p->serial, st->lineage, (unsigned long long)st->serial);
 	}
 	if (!util_streq(p->commit, commit))
 		return cs_error(CS_ECONFLICT,
-				"stale plan: it was made at commit %.12s, but the source is now at %.12s; run certsync plan again",
+				"stale plan: it was made at commit %.12s, but the source is now at %.12s; run certsync "
+				"plan again",
 				p->commit ? p->commit : "?", commit);
 	return 0;
 }
@@ -111,10 +117,12 @@ static void apply_summary(const struct engine_result *r, const struct plan *p)
 		printf(", %zu not started (interrupted)", r->skipped);
 	printf(".\n");
 	if (r->pending)
-		printf("%zu certificate%s wait%s for the provider; run certsync apply again (or apply --wait DURATION) to finish.\n",
+		printf("%zu certificate%s wait%s for the provider; run certsync apply again (or apply --wait DURATION) "
+		       "to finish.\n",
 		       r->pending, r->pending == 1 ? "" : "s", r->pending == 1 ? "s" : "");
 	if (r->deferred)
-		printf("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for this apply; run apply again to continue.\n",
+		printf("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for this apply; run apply again "
+		       "to continue.\n",
 		       r->deferred, r->deferred == 1 ? "" : "s", p->max_paid);
 }
 
@@ -151,7 +159,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 
 		/* The plan names the ref it was made at: --ref need not be repeated. */
 		if (apply_load_plan(a.plan_file, &p) || reconcile_open_source(cfg, &src.git) ||
-		    gitsrc_resolve(src.git, p->ref && *p->ref ? p->ref : cfg->source.ref, head) || apply_check_stale(p, st, has_state, head) ||
+		    gitsrc_resolve(src.git, p->ref && *p->ref ? p->ref : cfg->source.ref, head) ||
+		    apply_check_stale(p, st, has_state, head) ||
 		    (rc = reconcile_desired(cfg, src.git, head, NULL, &src.desired))) {
 			cmd_fail("%s", cs_errmsg());
 			goto out;
@@ -167,14 +176,16 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		ro.retry_failed = a.retry_failed;
 		if (cmd_open_source(cfg, NULL, &src))
 			goto out;
-		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro, &p)) {
+		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro,
+				   &p)) {
 			cmd_fail("%s", cs_errmsg());
 			goto out;
 		}
 	}
 	cmd_print_plan(p, "text", a.no_color, 0, stdout);
 	if (src.desired.diags.n && !a.allow_partial) {
-		cmd_fail("%zu problem%s in the manifests at %.12s: nothing applied (fix them, or apply --allow-partial to apply the valid certificates)",
+		cmd_fail("%zu problem%s in the manifests at %.12s: nothing applied (fix them, or apply --allow-partial "
+			 "to apply the valid certificates)",
 			 src.desired.diags.n, src.desired.diags.n == 1 ? "" : "s", src.commit);
 		goto out;
 	}

@@ -54,7 +54,8 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 			for (format = 0; format < FMT__MAX && strcmp(optarg, format_names[format]); format++)
 				;
 			if (format == FMT__MAX)
-				return cmd_usage_error(&cmd_plan, "unknown format \"%s\" (text, json, markdown)", optarg);
+				return cmd_usage_error(&cmd_plan, "unknown format \"%s\" (text, json, markdown)",
+						       optarg);
 			break;
 		case OPT_DETAILED: detailed = 1; break;
 		case OPT_REFRESH: ro.refresh = 1; break;

@@ -31,7 +31,8 @@ static int validate_run(struct cmd_globals *g, int argc, char **argv)
 		goto out;
 	diags_print(&src.desired.diags, stdout);
 	if (src.desired.diags.n) {
-		fprintf(stderr, "error: %zu problem%s in the manifests at %.12s (%zu valid certificate%s in %zu file%s)\n",
+		fprintf(stderr,
+			"error: %zu problem%s in the manifests at %.12s (%zu valid certificate%s in %zu file%s)\n",
 			src.desired.diags.n, src.desired.diags.n == 1 ? "" : "s", src.commit, src.desired.n_specs,
 			src.desired.n_specs == 1 ? "" : "s", src.desired.n_files, src.desired.n_files == 1 ? "" : "s");
 		goto out;
@@ -47,6 +48,8 @@ out:
 }
 
 const struct cmd cmd_validate = {
-	"validate", "Check the config and the manifests at the ref; change nothing. Exit 1 on any problem.",
-	validate_run, "validate [--config FILE] [--ref REF]",
+	"validate",
+	"Check the config and the manifests at the ref; change nothing. Exit 1 on any problem.",
+	validate_run,
+	"validate [--config FILE] [--ref REF]",
 };

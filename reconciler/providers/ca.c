@@ -30,12 +30,12 @@ struct ca_issuer {
 	char *cert_file, *key_file; /* CA_FILES; CA_GENERATE: <dir>/ca.crt, <dir>/ca.key */
 	char *dir;
 	int64_t duration;
-	pthread_mutex_t mu;  /* guards the loaded CA below */
+	pthread_mutex_t mu; /* guards the loaded CA below */
 	int loaded;
 	struct crypto_cert *ca;
 	struct crypto_key *ca_key;
-	struct buf chain;    /* intermediates between the leaf and the root, PEM */
-	struct buf root;     /* ca.crt contents */
+	struct buf chain; /* intermediates between the leaf and the root, PEM */
+	struct buf root;  /* ca.crt contents */
 };
 
 static void ca_config_free(void *priv)
@@ -80,7 +80,8 @@ static int ca_config_parse(const struct ynode *node, const char *file, const cha
 	modes = !!ca + !!gen + !!selfsigned;
 	if (modes != 1) {
 		diags_add(d, file, node->line, node->col,
-			  "%s: give exactly one of ca: {certFile, keyFile}, generate: {dir}, or selfSigned: true", what);
+			  "%s: give exactly one of ca: {certFile, keyFile}, generate: {dir}, or selfSigned: true",
+			  what);
 		goto out;
 	}
 	if (ca && !ynode_expect(ca, YNODE_MAP, file, "ca", d)) {
@@ -121,7 +122,8 @@ static void ca_check_spec(const struct issuer *is, const struct cert_spec *s, st
 {
 	if (s->validation)
 		diags_add(d, s->file, s->line, s->col,
-			  "certificate \"%s\": spec.validation does not apply to issuer %s (type ca)", s->name, is->name);
+			  "certificate \"%s\": spec.validation does not apply to issuer %s (type ca)", s->name,
+			  is->name);
 }
 
 static int ca_plan(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
@@ -181,8 +183,9 @@ static int ca_load(struct ca_issuer *ci)
 	if (ci->mode == CA_GENERATE && !fsutil_exists(ci->key_file) && (rc = ca_generate(ci)))
 		goto out;
 	if (stat(ci->key_file, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-		rc = cs_error(CS_EINVALID, "issuer %s: CA key %s is readable by group or others (mode %04o); chmod 600 it",
-			      ci->name, ci->key_file, (unsigned)(st.st_mode & 07777));
+		rc = cs_error(CS_EINVALID,
+			      "issuer %s: CA key %s is readable by group or others (mode %04o); chmod 600 it", ci->name,
+			      ci->key_file, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
 	if ((rc = fsutil_read_file(ci->key_file, CA_MAX_PEM, &kp)) ||
@@ -261,7 +264,8 @@ static int ca_issue(struct step_ctx *ctx)
 	if (rc || (rc = ca_key(ctx, &key)))
 		goto out;
 	if (ci->mode == CA_SELF_SIGNED) {
-		rc = crypto_self_signed(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, nb, na, &leaf);
+		rc = crypto_self_signed(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, nb, na,
+					&leaf);
 	} else if (!(rc = crypto_csr_create(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, &csr))) {
 		rc = crypto_sign_csr(ci->ca, ci->ca_key, csr.data, csr.len, nb, na, &leaf);
 	}

@@ -73,8 +73,9 @@ static void dnsimple_parse_zones(struct dnsimple *d, const struct ynode *v, cons
 
 static int dnsimple_config(const struct ynode *node, const char *file, const char *name, struct diags *dg, void **priv)
 {
-	static const char *const keys[] = {"type", "account", "token", "baseURL", "sandbox", "signatureAlgorithm",
-					   "zones", "caFile", "pollInterval", "timeout", NULL};
+	static const char *const keys[] = {
+		"type",	 "account", "token",	    "baseURL", "sandbox", "signatureAlgorithm",
+		"zones", "caFile",  "pollInterval", "timeout", NULL};
 	struct dnsimple *d = xcalloc(1, sizeof(*d));
 	char *what = xasprintf("issuers.%s", name);
 	const struct ynode *v;
@@ -91,11 +92,13 @@ static int dnsimple_config(const struct ynode *node, const char *file, const cha
 	if ((v = ynode_get(node, "account")))
 		config_parse_cred(v, file, "account", 1, dg, &d->account);
 	else
-		diags_add(dg, file, node->line, node->col, "%s: account is required (the numeric id, or {env: DNSIMPLE_ACCOUNT})", what);
+		diags_add(dg, file, node->line, node->col,
+			  "%s: account is required (the numeric id, or {env: DNSIMPLE_ACCOUNT})", what);
 	if ((v = ynode_get(node, "token")))
 		config_parse_cred(v, file, "token", 0, dg, &d->token);
 	else
-		diags_add(dg, file, node->line, node->col, "%s: token is required ({env: DNSIMPLE_TOKEN} or {file: PATH})", what);
+		diags_add(dg, file, node->line, node->col,
+			  "%s: token is required ({env: DNSIMPLE_TOKEN} or {file: PATH})", what);
 	if ((v = ynode_get(node, "sandbox")))
 		ynode_bool(v, file, "sandbox", dg, &sandbox);
 	if ((v = ynode_get(node, "baseURL")) && !ynode_string(v, file, "baseURL", dg, &s)) {
@@ -336,7 +339,8 @@ static int dnsimple_follow(struct step_ctx *ctx, const struct dnsimple_cert *c, 
 	else if (dnsimple_state_terminal(c->state)) {
 		state_str_set(&ctx->rec->step, "find");
 		return cs_error(CS_EINVALID,
-				"DNSimple certificate %lld for %s is %s: not purchased again; change the manifest or apply --retry-failed",
+				"DNSimple certificate %lld for %s is %s: not purchased again; change the manifest or "
+				"apply --retry-failed",
 				c->id, c->common_name, c->state);
 	} else
 		next(ctx, "await", st);
@@ -433,8 +437,8 @@ static int step_await(struct step_ctx *ctx, struct dnsimple *d, const struct dns
 
 	if (rc == CS_ENOTFOUND) {
 		state_str_set(&ctx->rec->step, "find");
-		return cs_error(CS_ETRANSIENT, "%s: DNSimple certificate %lld disappeared; looking again", ctx->rec->name,
-				rec_id(ctx->rec, ID_PENDING));
+		return cs_error(CS_ETRANSIENT, "%s: DNSimple certificate %lld disappeared; looking again",
+				ctx->rec->name, rec_id(ctx->rec, ID_PENDING));
 	}
 	if (rc)
 		return rc;
@@ -554,7 +558,8 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 		return 0;
 	}
 	if (ctx->rec->not_after - ctx->now < AUTO_RENEW_WARN)
-		log_emit(LV_WARN, &ctx->log, "DNSimple has not auto-renewed this certificate and it expires in %lld days",
+		log_emit(LV_WARN, &ctx->log,
+			 "DNSimple has not auto-renewed this certificate and it expires in %lld days",
 			 (long long)((ctx->rec->not_after - ctx->now) / 86400));
 	ctx->wait_until = ctx->now + 6 * 3600;
 	*st = STEP_WAIT;
@@ -605,7 +610,8 @@ static int dnsimple_step(struct step_ctx *ctx, enum step_status *st)
 
 /* ---------- refresh ---------- */
 
-static int dnsimple_refresh(const struct issuer *is, const struct state_cert *rec, int64_t now, struct plan_drift *drift)
+static int dnsimple_refresh(const struct issuer *is, const struct state_cert *rec, int64_t now,
+			    struct plan_drift *drift)
 {
 	struct dnsimple *d = is->priv;
 	const char *domain = state_cert_id(rec, ID_DOMAIN);
@@ -630,7 +636,8 @@ static int dnsimple_refresh(const struct issuer *is, const struct state_cert *re
 		drift->what = xasprintf("DNSimple certificate %lld is %s", id, c.state);
 		drift->needs_new = 1;
 	} else if (c.expires_at && rec->not_after && c.expires_at != rec->not_after) {
-		drift->what = xasprintf("DNSimple certificate %lld expires at a different time than the installed one", id);
+		drift->what =
+			xasprintf("DNSimple certificate %lld expires at a different time than the installed one", id);
 	}
 	dnsimple_cert_clear(&c);
 	return 0;

@@ -25,9 +25,10 @@ struct dnsimple_cert {
 	char *state;
 	char *name;
 	char *common_name;
-	char **alt; size_t n_alt; /* sorted, lowercase */
+	char **alt;
+	size_t n_alt; /* sorted, lowercase */
 	int auto_renew;
-	int64_t expires_at;       /* 0 while not issued */
+	int64_t expires_at; /* 0 while not issued */
 };
 
 void dnsimple_cert_clear(struct dnsimple_cert *c);
@@ -35,32 +36,36 @@ void dnsimple_cert_clear(struct dnsimple_cert *c);
 /* Per-domain certificate list cached for one run. */
 struct dnsimple_list {
 	char *domain;
-	struct dnsimple_cert *v; size_t n;
+	struct dnsimple_cert *v;
+	size_t n;
 };
 
 struct dnsimple {
-	char *name;               /* issuer name */
+	char *name; /* issuer name */
 	struct cred account, token;
-	char *base_url;           /* without /v2 */
+	char *base_url; /* without /v2 */
 	char *ca_file;
-	char *sig_alg;            /* "ECDSA" or "RSA" */
-	char **zones; size_t n_zones;
+	char *sig_alg; /* "ECDSA" or "RSA" */
+	char **zones;
+	size_t n_zones;
 	int64_t poll_min, poll_max;
-	int64_t timeout;          /* per request, seconds */
-	pthread_mutex_t mu;       /* guards everything below */
-	int open;                 /* the per-run session is set up */
+	int64_t timeout;    /* per request, seconds */
+	pthread_mutex_t mu; /* guards everything below */
+	int open;	    /* the per-run session is set up */
 	char *account_id;
-	char *auth;               /* "Authorization: Bearer …" (secret) */
+	char *auth; /* "Authorization: Bearer …" (secret) */
 	struct http_client *http;
-	struct dnsimple_list *lists; size_t n_lists;
+	struct dnsimple_list *lists;
+	size_t n_lists;
 };
 
 /* Mapping of a spec onto DNSimple's purchase fields (pure). */
 struct dnsimple_order {
 	char *domain;
-	char *name;               /* "www", "api", "*", "" */
+	char *name; /* "www", "api", "*", "" */
 	char *common_name;
-	char **alt; size_t n_alt; /* alternate_names, sorted */
+	char **alt;
+	size_t n_alt; /* alternate_names, sorted */
 };
 
 /*
@@ -68,8 +73,8 @@ struct dnsimple_order {
  * zones that is a suffix of the common name). Returns 0, or CS_EINVALID with
  * a reason in err.
  */
-int dnsimple_map(const struct cert_spec *s, char *const *zones, size_t n_zones, struct dnsimple_order *out,
-		 char *err, size_t errlen);
+int dnsimple_map(const struct cert_spec *s, char *const *zones, size_t n_zones, struct dnsimple_order *out, char *err,
+		 size_t errlen);
 void dnsimple_order_free(struct dnsimple_order *o);
 
 /* 1 if c is for exactly the order's common name and alternate names. */

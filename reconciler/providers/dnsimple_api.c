@@ -92,8 +92,8 @@ void dnsimple_session_end(struct dnsimple *d)
 
 struct dnsimple_reply {
 	long status;
-	json_t *json;  /* the whole body, NULL when empty */
-	json_t *data;  /* borrowed: json["data"] */
+	json_t *json; /* the whole body, NULL when empty */
+	json_t *data; /* borrowed: json["data"] */
 };
 
 static void reply_free(struct dnsimple_reply *r)
@@ -113,10 +113,10 @@ static void dnsimple_error_text(const json_t *j, char *out, size_t n)
 	snprintf(out, n, "%s", msg ? msg : "no message");
 	if (!json_is_object(errs))
 		return;
-	json_object_foreach(errs, field, v)
-	{
-		const char *text = json_is_string(v) ? json_string_value(v)
-			: json_is_array(v) ? json_string_value(json_array_get(v, 0)) : NULL;
+	json_object_foreach (errs, field, v) {
+		const char *text = json_is_string(v)  ? json_string_value(v)
+				   : json_is_array(v) ? json_string_value(json_array_get(v, 0))
+						      : NULL;
 
 		used = strlen(out);
 		if (text && used + 8 < n)
@@ -138,15 +138,14 @@ static int dnsimple_fail(struct dnsimple *d, const char *op, const struct dnsimp
 		snprintf(text, sizeof(text), "no error body");
 	switch (r->status) {
 	case 401:
-		return cs_error(CS_EAUTH, "issuer %s: DNSimple refused the credentials (%s: HTTP 401 %s)", d->name, op, text);
-	case 403:
-		return cs_error(CS_EAUTH, "issuer %s: the DNSimple token lacks a permission (%s: HTTP 403 %s)", d->name, op,
+		return cs_error(CS_EAUTH, "issuer %s: DNSimple refused the credentials (%s: HTTP 401 %s)", d->name, op,
 				text);
-	case 404:
-		return cs_error(CS_ENOTFOUND, "issuer %s: %s: HTTP 404 %s", d->name, op, text);
+	case 403:
+		return cs_error(CS_EAUTH, "issuer %s: the DNSimple token lacks a permission (%s: HTTP 403 %s)", d->name,
+				op, text);
+	case 404: return cs_error(CS_ENOTFOUND, "issuer %s: %s: HTTP 404 %s", d->name, op, text);
 	case 428:
-	case 429:
-		return cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text);
+	case 429: return cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text);
 	default:
 		if (r->status >= 500)
 			return cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text);
@@ -190,8 +189,8 @@ static int dnsimple_call(struct dnsimple *d, const char *op, const char *method,
 	if (res.body.len) {
 		out->json = json_loadb(res.body.data, res.body.len, 0, &je);
 		if (!out->json && res.status >= 200 && res.status < 300) {
-			rc = cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld with a body that is not JSON (%s%s)", d->name,
-				      op, res.status, http_is_html(&res) ? "HTML page; " : "", je.text);
+			rc = cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld with a body that is not JSON (%s%s)",
+				      d->name, op, res.status, http_is_html(&res) ? "HTML page; " : "", je.text);
 			goto out;
 		}
 		out->data = json_object_get(out->json, "data");
@@ -261,13 +260,13 @@ int dnsimple_parse_cert(const void *json_obj, const char *what, struct dnsimple_
 	out->auto_renew = json_is_true(json_object_get(o, "auto_renew"));
 	if (dnsimple_time(json_object_get(o, "expires_at"), &out->expires_at)) {
 		dnsimple_cert_clear(out);
-		return cs_error(CS_ETRANSIENT, "%s: certificate %lld has a bad expires_at", what, (long long)json_integer_value(id));
+		return cs_error(CS_ETRANSIENT, "%s: certificate %lld has a bad expires_at", what,
+				(long long)json_integer_value(id));
 	}
 	alt = json_object_get(o, "alternate_names");
 	if (json_is_array(alt)) {
 		out->alt = xcalloc(json_array_size(alt) + 1, sizeof(char *));
-		json_array_foreach(alt, i, v)
-		{
+		json_array_foreach (alt, i, v) {
 			if (json_is_string(v))
 				out->alt[out->n_alt++] = lower_dup(json_string_value(v));
 		}
@@ -310,8 +309,7 @@ static int dnsimple_fetch_list(struct dnsimple *d, const char *domain, struct dn
 			reply_free(&r);
 			return cs_error(CS_ETRANSIENT, "issuer %s: listCertificates: \"data\" is not a list", d->name);
 		}
-		json_array_foreach(r.data, i, v)
-		{
+		json_array_foreach (r.data, i, v) {
 			util_grow(&l->v, &cap, l->n + 1, sizeof(*l->v));
 			if ((rc = dnsimple_parse_cert(v, "listCertificates", &l->v[l->n]))) {
 				reply_free(&r);
@@ -393,7 +391,8 @@ int dnsimple_purchase(struct dnsimple *d, const struct dnsimple_order *o, int au
 		if (json_is_integer(cid))
 			*cert_id = json_integer_value(cid);
 		else
-			rc = cs_error(CS_ETRANSIENT, "issuer %s: purchaseLetsencryptCertificate: no certificate_id in the response",
+			rc = cs_error(CS_ETRANSIENT,
+				      "issuer %s: purchaseLetsencryptCertificate: no certificate_id in the response",
 				      d->name);
 	}
 	reply_free(&r);
@@ -427,7 +426,8 @@ int dnsimple_renew_purchase(struct dnsimple *d, const char *domain, long long ol
 
 	json_object_set_new(body, "auto_renew", json_boolean(auto_renew));
 	json_object_set_new(body, "signature_algorithm", json_string(d->sig_alg));
-	rc = dnsimple_call(d, "dnsimple purchaseRenewalLetsencryptCertificate", "POST", path, body, HTTP_RETRY_NEVER, &r);
+	rc = dnsimple_call(d, "dnsimple purchaseRenewalLetsencryptCertificate", "POST", path, body, HTTP_RETRY_NEVER,
+			   &r);
 	if (!rc) {
 		rid = json_object_get(r.data, "id");
 		nid = json_object_get(r.data, "new_certificate_id");
@@ -435,7 +435,8 @@ int dnsimple_renew_purchase(struct dnsimple *d, const char *domain, long long ol
 			*renewal_id = json_integer_value(rid);
 			*new_id = json_integer_value(nid);
 		} else {
-			rc = cs_error(CS_ETRANSIENT, "issuer %s: purchaseRenewalLetsencryptCertificate: no id/new_certificate_id",
+			rc = cs_error(CS_ETRANSIENT,
+				      "issuer %s: purchaseRenewalLetsencryptCertificate: no id/new_certificate_id",
 				      d->name);
 		}
 	}
@@ -452,7 +453,8 @@ int dnsimple_renew_issue(struct dnsimple *d, const char *domain, long long old_i
 	json_t *body = json_object();
 	char *path = xasprintf("%s/domains/%s/certificates/letsencrypt/%lld/renewals/%lld/issue", d->account_id, domain,
 			       old_id, renewal_id);
-	int rc = dnsimple_call(d, "dnsimple issueRenewalLetsencryptCertificate", "POST", path, body, HTTP_RETRY_NEVER, &r);
+	int rc = dnsimple_call(d, "dnsimple issueRenewalLetsencryptCertificate", "POST", path, body, HTTP_RETRY_NEVER,
+			       &r);
 
 	if (!rc)
 		rc = dnsimple_parse_cert(r.data, "issueRenewalLetsencryptCertificate", out);
@@ -489,14 +491,14 @@ int dnsimple_download(struct dnsimple *d, const char *domain, long long id, stru
 	root = json_string_value(json_object_get(r.data, "root")); /* may be null */
 	chain = json_object_get(r.data, "chain");
 	if (!server || !json_is_array(chain)) {
-		rc = cs_error(CS_ETRANSIENT, "issuer %s: downloadCertificate: missing \"server\" or \"chain\"", d->name);
+		rc = cs_error(CS_ETRANSIENT, "issuer %s: downloadCertificate: missing \"server\" or \"chain\"",
+			      d->name);
 		goto out;
 	}
 	buf_clear(&m->cert);
 	buf_clear(&m->ca);
 	pem_append(&m->cert, server);
-	json_array_foreach(chain, i, v)
-	{
+	json_array_foreach (chain, i, v) {
 		if (json_is_string(v))
 			pem_append(&m->cert, json_string_value(v));
 	}
@@ -581,8 +583,7 @@ static int dnsimple_txt_find(struct dnsimple *d, const char *zone, const char *n
 	if (rc)
 		return rc;
 	rc = CS_ENOTFOUND;
-	json_array_foreach(r.data, i, v)
-	{
+	json_array_foreach (r.data, i, v) {
 		const char *n = json_string_value(json_object_get(v, "name"));
 		const char *c = json_string_value(json_object_get(v, "content"));
 		char *plain = c ? txt_unquote(c) : NULL;
@@ -608,8 +609,8 @@ static int dnsimple_zone_and_name(struct dnsimple *d, const char *fqdn, const ch
 
 	*zone = dnsimple_zone_for(d, fqdn);
 	if (!*zone)
-		return cs_error(CS_EINVALID, "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name, fqdn,
-				d->name);
+		return cs_error(CS_EINVALID, "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name,
+				fqdn, d->name);
 	zl = strlen(*zone);
 	*name = zl == fl ? xstrdup("") : xstrndup(fqdn, fl - zl - 1);
 	return 0;
@@ -709,14 +710,14 @@ int dnsimple_ensure_webhook(const struct issuer *is, const char *url)
 	rc = dnsimple_call(d, "dnsimple listWebhooks", "GET", path, NULL, HTTP_RETRY_SAFE, &r);
 	if (rc)
 		goto out;
-	json_array_foreach(r.data, i, v)
-	{
+	json_array_foreach (r.data, i, v) {
 		const char *u = json_string_value(json_object_get(v, "url"));
 
 		if (u && !strcmp(u, url)) {
 			found = 1;
 			if (json_is_string(json_object_get(v, "suppressed_at")))
-				log_warn("issuer %s: DNSimple suppressed certsync's webhook at %s; clear it in the DNSimple UI",
+				log_warn("issuer %s: DNSimple suppressed certsync's webhook at %s; clear it in the "
+					 "DNSimple UI",
 					 d->name, json_string_value(json_object_get(v, "suppressed_at")));
 		}
 	}

@@ -41,8 +41,8 @@ int dnsimple_webhook(const struct issuer *is, const char *body, size_t len, stru
 	memset(out, 0, sizeof(*out));
 	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(j)) {
-		rc = cs_error(CS_EINVALID, "dnsimple webhook: body is not a JSON object (%d:%d: %s)", je.line, je.column,
-			      je.text);
+		rc = cs_error(CS_EINVALID, "dnsimple webhook: body is not a JSON object (%d:%d: %s)", je.line,
+			      je.column, je.text);
 		goto out;
 	}
 	name = json_string_value(json_object_get(j, "name"));

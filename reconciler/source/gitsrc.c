@@ -18,9 +18,9 @@
 
 struct gitsrc {
 	git_repository *repo;
-	char *display;   /* URL without credentials, or the local path */
-	char *url;       /* remote URL (NULL for a local repository) */
-	char *token;     /* https token, wiped on free */
+	char *display; /* URL without credentials, or the local path */
+	char *url;     /* remote URL (NULL for a local repository) */
+	char *token;   /* https token, wiped on free */
 	int remote;
 	int auth_attempts; /* per fetch: libgit2 asks again on every refusal */
 };
@@ -185,7 +185,8 @@ int gitsrc_open(const struct gitsrc_opts *opts, struct gitsrc **out)
 	if (!gitsrc_is_url(opts->repo)) {
 		g->display = xstrdup(opts->repo);
 		if (git_repository_open_ext(&g->repo, opts->repo, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL))
-			rc = cs_error(CS_ENOTFOUND, "git: %s is not a git repository (%s)", opts->repo, gitsrc_errmsg(g));
+			rc = cs_error(CS_ENOTFOUND, "git: %s is not a git repository (%s)", opts->repo,
+				      gitsrc_errmsg(g));
 		goto out;
 	}
 	g->url = xstrdup(opts->repo);
@@ -271,7 +272,8 @@ int gitsrc_resolve(struct gitsrc *g, const char *ref, char out[41])
 		}
 		if (!found && !strcmp(ref, "HEAD")) {
 			/* HEAD of a bare mirror: the remote's default branch if we know it, else main/master. */
-			const char *heads[] = {"refs/remotes/origin/HEAD", "refs/remotes/origin/main", "refs/remotes/origin/master"};
+			const char *heads[] = {"refs/remotes/origin/HEAD", "refs/remotes/origin/main",
+					       "refs/remotes/origin/master"};
 
 			for (size_t i = 0; i < 3 && !found; i++) {
 				if (!git_revparse_single(&obj, g->repo, heads[i]) && !gitsrc_peel_commit(obj, out))
@@ -429,7 +431,8 @@ int gitsrc_read_blob(struct gitsrc *g, const char *oid, const char *path, size_t
 		return cs_error(CS_ENOTFOUND, "git: %s: %s: blob %.12s: %s", g->display, path, oid, gitsrc_errmsg(g));
 	size = git_blob_rawsize(b);
 	if (max && size > max) {
-		rc = cs_error(CS_EINVALID, "%s: file is %llu bytes; the limit is %zu", path, (unsigned long long)size, max);
+		rc = cs_error(CS_EINVALID, "%s: file is %llu bytes; the limit is %zu", path, (unsigned long long)size,
+			      max);
 		goto out;
 	}
 	buf_init(out, 0);

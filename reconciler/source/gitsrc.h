@@ -50,8 +50,8 @@ int gitsrc_resolve(struct gitsrc *g, const char *ref, char out[41]);
 int gitsrc_merge_base(struct gitsrc *g, const char *a, const char *b, char out[41]);
 
 struct gitsrc_file {
-	char *path;     /* path inside the repository ("certificates/web/a.yaml") */
-	char oid[41];   /* blob id */
+	char *path;   /* path inside the repository ("certificates/web/a.yaml") */
+	char oid[41]; /* blob id */
 	size_t size;
 };
 
