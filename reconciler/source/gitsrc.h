@@ -20,7 +20,7 @@ struct gitsrc_opts {
 	const char *repo;      /* local path (worktree or bare) or URL: file://, git://, https://, http:// */
 	const char *cache_dir; /* where remote repositories are cloned (bare); required for URLs */
 	const char *token;     /* https token (sent as basic auth password), may be NULL; never logged */
-	const char *ca_file;   /* extra CA bundle for https, may be NULL */
+	const char *ca_file;   /* CA bundle for https, may be NULL; process-wide, replaces the system bundle */
 };
 
 /*
@@ -28,14 +28,21 @@ struct gitsrc_opts {
  * name derived from the URL, credentials stripped) on first use, then
  * fetches on every open. For a local path: opens it as is (no fetch).
  * Errors name the repository (URL without credentials) and libgit2's message.
+ * CS_ENOTFOUND (no repository at a local path), CS_EINVALID (unsupported
+ * scheme, no cache_dir, bad ca_file), or the codes of gitsrc_fetch.
  */
 int gitsrc_open(const struct gitsrc_opts *opts, struct gitsrc **out);
 void gitsrc_free(struct gitsrc *g);
 
-/* Releases libgit2's global state at exit (after the last gitsrc is freed). */
+/* Releases libgit2's global state at exit, after the last gitsrc is freed (a later open initialises it again). */
 void gitsrc_global_shutdown(void);
 
-/* Fetches again (remote repositories only; a no-op for local ones). CS_ETRANSIENT on network errors. */
+/*
+ * Fetches again (remote repositories only; a no-op for local ones). On
+ * failure the clone keeps the previous revision. CS_ETRANSIENT on network
+ * errors, CS_EAUTH when the server refuses the credentials (the token is
+ * offered 3 times at most), CS_ERROR for a bad server certificate.
+ */
 int gitsrc_fetch(struct gitsrc *g);
 
 /*
@@ -46,7 +53,10 @@ int gitsrc_fetch(struct gitsrc *g);
  */
 int gitsrc_resolve(struct gitsrc *g, const char *ref, char out[41]);
 
-/* The merge base of two commits (for PR plans). */
+/*
+ * The merge base of two commits (for PR plans). Here and below, a commit
+ * argument is a full commit id or anything gitsrc_resolve accepts.
+ */
 int gitsrc_merge_base(struct gitsrc *g, const char *a, const char *b, char out[41]);
 
 struct gitsrc_file {
@@ -63,7 +73,11 @@ struct gitsrc_file {
 int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n);
 void gitsrc_files_free(struct gitsrc_file *v, size_t n);
 
-/* Reads a blob into out (bounded by max: CS_EINVALID naming path if larger). */
+/*
+ * Reads a blob into out (bounded by max, 0 = no bound: CS_EINVALID
+ * "path: file is N bytes; the limit is M" if larger, checked before copying).
+ * out is overwritten (pass an empty buffer), caller frees with buf_free.
+ */
 int gitsrc_read_blob(struct gitsrc *g, const char *oid, const char *path, size_t max, struct buf *out);
 
 /*
