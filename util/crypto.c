@@ -1,78 +1,68 @@
-/* Cryptography: the only file that includes OpenSSL (keys, CSRs, signing, hashes, PEM). */
+/* Cryptography, OpenSSL's owner (with crypto_x509.c): errors, hashes, randomness, private keys. */
 #include "crypto.h"
 
 #include <openssl/bio.h>
-#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "crypto_int.h"
 #include "err.h"
 #include "util.h"
-
-struct crypto_key {
-	EVP_PKEY *pkey;
-};
-
-struct crypto_cert {
-	X509 *x;
-};
 
 struct crypto_sha256_ctx {
 	EVP_MD_CTX *md;
 };
 
-/* The OpenSSL reason for the last failure (and clears the queue). */
-static const char *ossl_reason(void)
-{
-	static _Thread_local char buf[256];
-	unsigned long e = ERR_get_error();
+/* The key kinds certsync generates; everything else is refused. */
+static const struct key_kind {
+	enum crypto_alg alg;
+	int size;
+	const char *type;  /* OpenSSL key type */
+	const char *group; /* EC curve, NULL for RSA */
+} key_kinds[] = {
+	{CRYPTO_RSA, 2048, "RSA", NULL},    {CRYPTO_RSA, 3072, "RSA", NULL},	{CRYPTO_RSA, 4096, "RSA", NULL},
+	{CRYPTO_ECDSA, 256, "EC", "P-256"}, {CRYPTO_ECDSA, 384, "EC", "P-384"},
+};
 
-	if (!e)
-		snprintf(buf, sizeof(buf), "unknown OpenSSL error");
-	else
-		ERR_error_string_n(e, buf, sizeof(buf));
+static const char *const alg_names[CRYPTO__MAX] = {[CRYPTO_RSA] = "RSA", [CRYPTO_ECDSA] = "ECDSA"};
+
+/* The EC curves a loaded key may use (a CA key may be P-521; certsync never generates one). */
+static const char *const ec_groups[] = {"prime256v1", "P-256", "secp384r1", "P-384", "secp521r1", "P-521"};
+
+/* ---------- shared helpers ---------- */
+
+/*
+ * The first error of the queue says what went wrong, except that OpenSSL 3's
+ * decoder framework puts a bare "unsupported" first when it could not decode
+ * an input; the more useful ASN.1 reason ("wrong tag") then follows it.
+ */
+int crypto_ossl_fail(int code, const char *fmt, ...)
+{
+	unsigned long e = ERR_get_error(), next;
+	const char *reason;
+	char what[512];
+	va_list ap;
+
+	while (e && ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER && (next = ERR_get_error()))
+		e = next;
+	reason = e ? ERR_reason_error_string(e) : NULL;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
 	ERR_clear_error();
-	return buf;
+	return cs_error(code, "%s: %s", what, reason ? reason : "unknown OpenSSL error");
 }
 
-void crypto_wipe(void *p, size_t n)
-{
-	if (p && n)
-		OPENSSL_cleanse(p, n);
-}
-
-int crypto_random(void *out, size_t n)
-{
-	if (RAND_bytes(out, (int)n) != 1)
-		return cs_error(CS_ERROR, "random number generator failed: %s", ossl_reason());
-	return 0;
-}
-
-int crypto_uuid(char out[37])
-{
-	unsigned char b[16];
-	int rc = crypto_random(b, sizeof(b));
-
-	if (rc)
-		return rc;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-		 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-	return 0;
-}
-
-static void hex(const unsigned char *in, size_t n, char *out)
+void crypto_hex(const unsigned char *in, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
@@ -83,11 +73,77 @@ static void hex(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+const EVP_MD *crypto_sig_md(const EVP_PKEY *key)
+{
+	int bits = EVP_PKEY_get_bits(key);
+
+	if (!EVP_PKEY_is_a(key, "EC") || bits <= 256)
+		return EVP_sha256();
+	return bits <= 384 ? EVP_sha384() : EVP_sha512();
+}
+
+int crypto_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	if (u)
+		*(int *)u = 1;
+	return -1;
+}
+
+/* Hashing cannot fail short of a broken OpenSSL install; like xmalloc, give up loudly. */
+static void must(int ok, const char *what)
+{
+	if (ok)
+		return;
+	fprintf(stderr, "certsync: fatal: %s failed in OpenSSL\n", what);
+	abort();
+}
+
+void crypto_wipe(void *p, size_t n)
+{
+	if (p && n)
+		OPENSSL_cleanse(p, n);
+}
+
+int crypto_random(void *out, size_t n)
+{
+	unsigned char *p = out;
+
+	while (n) {
+		int chunk = n > INT_MAX ? INT_MAX : (int)n;
+
+		if (RAND_bytes(p, chunk) != 1)
+			return crypto_ossl_fail(CS_ERROR, "the random number generator failed");
+		p += chunk;
+		n -= (size_t)chunk;
+	}
+	return 0;
+}
+
+int crypto_uuid(char out[37])
+{
+	unsigned char b[16];
+	char h[33];
+	int rc;
+
+	if ((rc = crypto_random(b, sizeof(b))))
+		return rc;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	crypto_hex(b, sizeof(b), h);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+	return 0;
+}
+
+/* ---------- hashes ---------- */
+
 void crypto_sha256(const void *data, size_t len, unsigned char out[32])
 {
 	unsigned int n = 32;
 
-	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+	must(EVP_Digest(len ? data : "", len, out, &n, EVP_sha256(), NULL) == 1, "SHA-256");
 }
 
 void crypto_sha256_hex(const void *data, size_t len, char out[65])
@@ -95,7 +151,7 @@ void crypto_sha256_hex(const void *data, size_t len, char out[65])
 	unsigned char d[32];
 
 	crypto_sha256(data, len, d);
-	hex(d, 32, out);
+	crypto_hex(d, sizeof(d), out);
 }
 
 struct crypto_sha256_ctx *crypto_sha256_begin(void)
@@ -103,14 +159,14 @@ struct crypto_sha256_ctx *crypto_sha256_begin(void)
 	struct crypto_sha256_ctx *c = xcalloc(1, sizeof(*c));
 
 	c->md = EVP_MD_CTX_new();
-	if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
-		abort();
+	must(c->md && EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) == 1, "SHA-256");
 	return c;
 }
 
 void crypto_sha256_update(struct crypto_sha256_ctx *c, const void *data, size_t len)
 {
-	EVP_DigestUpdate(c->md, data, len);
+	if (len)
+		must(EVP_DigestUpdate(c->md, data, len) == 1, "SHA-256");
 }
 
 void crypto_sha256_end_hex(struct crypto_sha256_ctx *c, char out[65])
@@ -118,80 +174,184 @@ void crypto_sha256_end_hex(struct crypto_sha256_ctx *c, char out[65])
 	unsigned char d[32];
 	unsigned int n = 32;
 
-	EVP_DigestFinal_ex(c->md, d, &n);
-	hex(d, 32, out);
+	must(EVP_DigestFinal_ex(c->md, d, &n) == 1, "SHA-256");
+	crypto_hex(d, sizeof(d), out);
 	EVP_MD_CTX_free(c->md);
 	free(c);
 }
 
 void crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len, unsigned char out[32])
 {
-	unsigned int n = 32;
+	size_t n = 0;
 
-	HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, out, &n);
+	must(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key_len ? key : "", key_len, msg_len ? msg : "", msg_len,
+		       out, 32, &n) != NULL &&
+		     n == 32,
+	     "HMAC-SHA256");
 }
 
-/* ---------- keys ---------- */
+/* ---------- private keys ---------- */
+
+static struct crypto_key *key_wrap(EVP_PKEY *pk)
+{
+	struct crypto_key *k = xcalloc(1, sizeof(*k));
+
+	k->pkey = pk;
+	return k;
+}
 
 int crypto_key_generate(enum crypto_alg alg, int size, struct crypto_key **out)
 {
+	const struct key_kind *kind = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
 	EVP_PKEY *pk = NULL;
+	OSSL_PARAM params[2];
+	size_t bits = (size_t)size;
+	int rc = 0;
 
-	if (alg == CRYPTO_RSA && (size == 2048 || size == 3072 || size == 4096))
-		pk = EVP_RSA_gen((unsigned)size);
-	else if (alg == CRYPTO_ECDSA && (size == 256 || size == 384))
-		pk = EVP_EC_gen(size == 256 ? "P-256" : "P-384");
+	for (size_t i = 0; i < sizeof(key_kinds) / sizeof(key_kinds[0]); i++)
+		if (key_kinds[i].alg == alg && key_kinds[i].size == size)
+			kind = &key_kinds[i];
+	if (!kind) {
+		rc = cs_error(CS_EINVALID, "unsupported key: %s %d",
+			      (unsigned)alg < CRYPTO__MAX ? alg_names[alg] : "unknown algorithm", size);
+		goto out;
+	}
+	if (kind->group)
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)kind->group, 0);
 	else
-		return cs_error(CS_EINVALID, "unsupported key: %s %d", alg == CRYPTO_RSA ? "RSA" : "ECDSA", size);
-	if (!pk)
-		return cs_error(CS_ERROR, "key generation failed: %s", ossl_reason());
-	*out = xcalloc(1, sizeof(**out));
-	(*out)->pkey = pk;
-	return 0;
+		params[0] = OSSL_PARAM_construct_size_t(OSSL_PKEY_PARAM_RSA_BITS, &bits);
+	params[1] = OSSL_PARAM_construct_end();
+	if (!(ctx = EVP_PKEY_CTX_new_from_name(NULL, kind->type, NULL)) || EVP_PKEY_keygen_init(ctx) != 1 ||
+	    EVP_PKEY_CTX_set_params(ctx, params) != 1 || EVP_PKEY_generate(ctx, &pk) != 1) {
+		rc = crypto_ossl_fail(CS_ERROR, "generating a %s %d key", alg_names[alg], size);
+		goto out;
+	}
+	*out = key_wrap(pk);
+	pk = NULL;
+out:
+	EVP_PKEY_free(pk);
+	EVP_PKEY_CTX_free(ctx);
+	return rc;
+}
+
+/* Refuses key types certsync cannot sign with (Ed25519, RSA-PSS, odd curves). */
+static int key_check_type(EVP_PKEY *pk, const char *what)
+{
+	char group[64];
+
+	if (EVP_PKEY_is_a(pk, "RSA"))
+		return 0;
+	if (!EVP_PKEY_is_a(pk, "EC"))
+		return cs_error(CS_EINVALID, "%s: unsupported private key type %s (RSA or ECDSA expected)", what,
+				EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "unknown");
+	if (EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL) != 1) {
+		ERR_clear_error();
+		return cs_error(CS_EINVALID, "%s: the EC key has no named curve", what);
+	}
+	for (size_t i = 0; i < sizeof(ec_groups) / sizeof(ec_groups[0]); i++)
+		if (!strcmp(group, ec_groups[i]))
+			return 0;
+	return cs_error(CS_EINVALID, "%s: unsupported EC curve %s (P-256, P-384 or P-521 expected)", what, group);
 }
 
 int crypto_key_from_pem(const char *pem, size_t len, const char *what, struct crypto_key **out)
 {
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
-	EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	BIO *b = NULL;
+	EVP_PKEY *pk = NULL;
+	int asked = 0, rc = 0;
 
-	BIO_free(b);
-	if (!pk) {
-		ERR_clear_error();
-		return cs_error(CS_EINVALID, "%s: not a PEM private key", what);
+	if (len > INT_MAX) {
+		rc = cs_error(CS_EINVALID, "%s: too large for a private key", what);
+		goto out;
 	}
-	*out = xcalloc(1, sizeof(**out));
-	(*out)->pkey = pk;
-	return 0;
+	if (!len || !memmem(pem, len, "-----BEGIN ", 11)) {
+		rc = cs_error(CS_EINVALID, "%s: not a PEM private key: no BEGIN line", what);
+		goto out;
+	}
+	if (!(b = BIO_new_mem_buf(pem, (int)len))) {
+		rc = crypto_ossl_fail(CS_ERROR, "%s: reading a private key", what);
+		goto out;
+	}
+	/* the callback keeps OpenSSL from prompting on the terminal for an encrypted key */
+	if (!(pk = PEM_read_bio_PrivateKey(b, NULL, crypto_no_passphrase, &asked))) {
+		if (asked) {
+			ERR_clear_error();
+			rc = cs_error(CS_EINVALID, "%s: the private key is encrypted; certsync needs it unencrypted",
+				      what);
+		} else {
+			rc = crypto_ossl_fail(CS_EINVALID, "%s: not a PEM private key", what);
+		}
+		goto out;
+	}
+	if ((rc = key_check_type(pk, what)))
+		goto out;
+	*out = key_wrap(pk);
+	pk = NULL;
+out:
+	EVP_PKEY_free(pk);
+	BIO_free(b);
+	ERR_clear_error();
+	return rc;
 }
 
-/* Copies a memory BIO into out. */
-static int bio_to_buf(BIO *b, struct buf *out)
+/*
+ * Appends secret bytes to out so that no unwiped copy is left behind: if out
+ * must grow, the old and new contents go into one fresh allocation and the
+ * old one is wiped (a plain realloc would free the old bytes as they are).
+ */
+static int append_secret(struct buf *out, const char *p, size_t n)
 {
-	char *p = NULL;
-	long n = BIO_get_mem_data(b, &p);
+	struct buf grown;
+	size_t total = out->len + n;
+	char *joined = NULL;
+	int rc = 0;
 
-	return n > 0 ? buf_append(out, p, (size_t)n) : cs_error(CS_ERROR, "empty PEM output");
+	if (out->data && out->cap > total)
+		return buf_append(out, p, n);
+	buf_init(&grown, out->max);
+	joined = xmalloc(total + 1);
+	if (out->len)
+		memcpy(joined, out->data, out->len);
+	memcpy(joined + out->len, p, n);
+	if ((rc = buf_append(&grown, joined, total))) {
+		buf_wipe(&grown);
+		goto out;
+	}
+	buf_wipe(out);
+	*out = grown;
+out:
+	crypto_wipe(joined, total);
+	free(joined);
+	return rc;
 }
 
 int crypto_key_to_pem(const struct crypto_key *key, struct buf *out)
 {
-	BIO *b = BIO_new(BIO_s_secmem());
-	int rc;
+	BIO *b = NULL;
+	char *p = NULL;
+	long n;
+	int rc = 0;
 
-	if (!b)
-		b = BIO_new(BIO_s_mem());
-	if (!b || PEM_write_bio_PrivateKey(b, key->pkey, NULL, NULL, 0, NULL, NULL) != 1)
-		rc = cs_error(CS_ERROR, "writing a private key: %s", ossl_reason());
-	else
-		rc = bio_to_buf(b, out);
+	/* a secure-memory BIO is cleansed when freed */
+	if (!(b = BIO_new(BIO_s_secmem())) ||
+	    PEM_write_bio_PKCS8PrivateKey(b, key->pkey, NULL, NULL, 0, NULL, NULL) != 1) {
+		rc = crypto_ossl_fail(CS_ERROR, "writing a private key as PEM");
+		goto out;
+	}
+	if ((n = BIO_get_mem_data(b, &p)) <= 0) {
+		rc = cs_error(CS_ERROR, "writing a private key as PEM: no output");
+		goto out;
+	}
+	rc = append_secret(out, p, (size_t)n);
+out:
 	BIO_free(b);
 	return rc;
 }
 
 void crypto_key_describe(const struct crypto_key *key, enum crypto_alg *alg, int *size)
 {
-	*alg = EVP_PKEY_base_id(key->pkey) == EVP_PKEY_RSA ? CRYPTO_RSA : CRYPTO_ECDSA;
+	*alg = EVP_PKEY_is_a(key->pkey, "RSA") ? CRYPTO_RSA : CRYPTO_ECDSA;
 	*size = EVP_PKEY_get_bits(key->pkey);
 }
 
@@ -199,388 +359,7 @@ void crypto_key_free(struct crypto_key *key)
 {
 	if (!key)
 		return;
-	EVP_PKEY_free(key->pkey);
+	EVP_PKEY_free(key->pkey); /* OpenSSL clears the private components as it frees them */
+	OPENSSL_cleanse(key, sizeof(*key));
 	free(key);
-}
-
-/* ---------- certificates ---------- */
-
-static struct crypto_cert *cert_wrap(X509 *x)
-{
-	struct crypto_cert *c = xcalloc(1, sizeof(*c));
-
-	c->x = x;
-	return c;
-}
-
-void crypto_cert_free(struct crypto_cert *cert)
-{
-	if (!cert)
-		return;
-	X509_free(cert->x);
-	free(cert);
-}
-
-void crypto_certs_free(struct crypto_cert **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		crypto_cert_free(v[i]);
-	free(v);
-}
-
-int crypto_certs_from_pem(const char *pem, size_t len, const char *what, struct crypto_cert ***out, size_t *n)
-{
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
-	struct crypto_cert **v = NULL;
-	size_t cnt = 0, cap = 0;
-	X509 *x;
-
-	while (b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-		util_grow(&v, &cap, cnt + 1, sizeof(*v));
-		v[cnt++] = cert_wrap(x);
-	}
-	ERR_clear_error();
-	BIO_free(b);
-	if (!cnt) {
-		free(v);
-		return cs_error(CS_EINVALID, "%s: no PEM certificate found", what);
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
-}
-
-int crypto_cert_from_pem(const char *pem, size_t len, const char *what, struct crypto_cert **out)
-{
-	struct crypto_cert **v = NULL;
-	size_t n = 0;
-	int rc = crypto_certs_from_pem(pem, len, what, &v, &n);
-
-	if (rc)
-		return rc;
-	*out = v[0];
-	v[0] = NULL;
-	crypto_certs_free(v, n);
-	return 0;
-}
-
-int crypto_cert_to_pem(const struct crypto_cert *cert, struct buf *out)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	int rc;
-
-	if (!b || PEM_write_bio_X509(b, cert->x) != 1)
-		rc = cs_error(CS_ERROR, "writing a certificate: %s", ossl_reason());
-	else
-		rc = bio_to_buf(b, out);
-	BIO_free(b);
-	return rc;
-}
-
-static int64_t asn1_time(const ASN1_TIME *t)
-{
-	struct tm tm;
-
-	if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
-		return 0;
-	return (int64_t)timegm(&tm);
-}
-
-static char *name_cn(const X509_NAME *nm)
-{
-	int i = nm ? X509_NAME_get_index_by_NID(nm, NID_commonName, -1) : -1;
-	const ASN1_STRING *s;
-	unsigned char *utf8 = NULL;
-	int n;
-	char *r;
-
-	if (i < 0)
-		return NULL;
-	s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i));
-	n = ASN1_STRING_to_UTF8(&utf8, s);
-	if (n < 0)
-		return NULL;
-	r = xstrndup((char *)utf8, (size_t)n);
-	OPENSSL_free(utf8);
-	return r;
-}
-
-void crypto_cert_info_free(struct crypto_cert_info *info)
-{
-	free(info->subject_cn);
-	free(info->issuer_cn);
-	for (size_t i = 0; i < info->n_dns; i++)
-		free(info->dns_names[i]);
-	free(info->dns_names);
-	memset(info, 0, sizeof(*info));
-}
-
-int crypto_cert_info(const struct crypto_cert *cert, struct crypto_cert_info *out)
-{
-	X509 *x = cert->x;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
-	BIGNUM *bn = sn ? ASN1_INTEGER_to_BN(sn, NULL) : NULL;
-	char *bnhex = bn ? BN_bn2hex(bn) : NULL;
-	GENERAL_NAMES *sans;
-
-	memset(out, 0, sizeof(*out));
-	if (bnhex) {
-		const char *p = bnhex;
-
-		while (*p == '0' && p[1])
-			p++;
-		snprintf(out->serial, sizeof(out->serial), "%s", p);
-		for (char *q = out->serial; *q; q++)
-			if (*q >= 'A' && *q <= 'F')
-				*q = (char)(*q - 'A' + 'a');
-	}
-	OPENSSL_free(bnhex);
-	BN_free(bn);
-	X509_digest(x, EVP_sha256(), md, &mdlen);
-	hex(md, mdlen, out->fingerprint);
-	out->not_before = asn1_time(X509_get0_notBefore(x));
-	out->not_after = asn1_time(X509_get0_notAfter(x));
-	out->subject_cn = name_cn(X509_get_subject_name(x));
-	out->issuer_cn = name_cn(X509_get_issuer_name(x));
-	out->is_ca = X509_check_ca(x) > 0;
-	sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-	if (sans) {
-		int n = sk_GENERAL_NAME_num(sans);
-
-		out->dns_names = xcalloc((size_t)n + 1, sizeof(char *));
-		for (int i = 0; i < n; i++) {
-			GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
-
-			if (g->type == GEN_DNS)
-				out->dns_names[out->n_dns++] =
-					xstrndup((const char *)ASN1_STRING_get0_data(g->d.dNSName),
-						 (size_t)ASN1_STRING_length(g->d.dNSName));
-		}
-		GENERAL_NAMES_free(sans);
-	}
-	ERR_clear_error();
-	return 0;
-}
-
-int crypto_cert_matches_key(const struct crypto_cert *cert, const struct crypto_key *key)
-{
-	EVP_PKEY *pub = X509_get0_pubkey(cert->x);
-	int r = pub && EVP_PKEY_eq(pub, key->pkey) == 1;
-
-	ERR_clear_error();
-	return r;
-}
-
-int crypto_cert_signed_by(const struct crypto_cert *cert, const struct crypto_cert *issuer)
-{
-	EVP_PKEY *pub = X509_get0_pubkey(issuer->x);
-	int r = pub && X509_verify(cert->x, pub) == 1;
-
-	ERR_clear_error();
-	return r;
-}
-
-/* ---------- building certificates ---------- */
-
-static GENERAL_NAMES *sans_build(const char *const *sans, size_t n)
-{
-	GENERAL_NAMES *gens = GENERAL_NAMES_new();
-
-	for (size_t i = 0; gens && i < n; i++) {
-		GENERAL_NAME *g = GENERAL_NAME_new();
-		ASN1_IA5STRING *s = ASN1_IA5STRING_new();
-
-		if (!g || !s || !ASN1_STRING_set(s, sans[i], (int)strlen(sans[i]))) {
-			GENERAL_NAME_free(g);
-			ASN1_IA5STRING_free(s);
-			GENERAL_NAMES_free(gens);
-			return NULL;
-		}
-		GENERAL_NAME_set0_value(g, GEN_DNS, s);
-		sk_GENERAL_NAME_push(gens, g);
-	}
-	return gens;
-}
-
-static int set_cn(X509_NAME *nm, const char *cn)
-{
-	return X509_NAME_add_entry_by_NID(nm, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) == 1;
-}
-
-static const EVP_MD *sig_md(EVP_PKEY *k)
-{
-	if (EVP_PKEY_base_id(k) == EVP_PKEY_EC && EVP_PKEY_get_bits(k) > 256)
-		return EVP_sha384();
-	return EVP_sha256();
-}
-
-int crypto_csr_create(const struct crypto_key *key, const char *cn, const char *const *sans, size_t n_sans,
-		      struct buf *pem_out)
-{
-	X509_REQ *req = X509_REQ_new();
-	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
-	GENERAL_NAMES *gens = sans_build(sans, n_sans);
-	X509_EXTENSION *ext = NULL;
-	BIO *b = BIO_new(BIO_s_mem());
-	int rc = 0;
-
-	if (!req || !exts || !gens || !b || X509_REQ_set_version(req, 0) != 1 ||
-	    !set_cn(X509_REQ_get_subject_name(req), cn) || X509_REQ_set_pubkey(req, key->pkey) != 1 ||
-	    !(ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens)) || !sk_X509_EXTENSION_push(exts, ext) ||
-	    X509_REQ_add_extensions(req, exts) != 1 || X509_REQ_sign(req, key->pkey, sig_md(key->pkey)) <= 0 ||
-	    PEM_write_bio_X509_REQ(b, req) != 1) {
-		if (exts && ext && sk_X509_EXTENSION_num(exts) == 0)
-			X509_EXTENSION_free(ext);
-		rc = cs_error(CS_ERROR, "creating a CSR for %s: %s", cn, ossl_reason());
-	} else {
-		rc = bio_to_buf(b, pem_out);
-	}
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	GENERAL_NAMES_free(gens);
-	X509_REQ_free(req);
-	BIO_free(b);
-	return rc;
-}
-
-static int set_serial(X509 *x)
-{
-	unsigned char r[16];
-	BIGNUM *bn;
-	int ok;
-
-	if (crypto_random(r, sizeof(r)))
-		return 0;
-	r[0] &= 0x7f; /* positive */
-	r[0] |= 0x01; /* and never short */
-	bn = BN_bin2bn(r, sizeof(r), NULL);
-	ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
-	BN_free(bn);
-	return ok;
-}
-
-static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX ctx;
-	X509_EXTENSION *e;
-	int ok;
-
-	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-	e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-	if (!e)
-		return 0;
-	ok = X509_add_ext(x, e, -1) == 1;
-	X509_EXTENSION_free(e);
-	return ok;
-}
-
-/* The common body of every certificate we make: version, serial, validity, key. */
-static X509 *cert_base(EVP_PKEY *pub, int64_t not_before, int64_t not_after)
-{
-	X509 *x = X509_new();
-
-	if (!x || X509_set_version(x, 2) != 1 || !set_serial(x) ||
-	    !ASN1_TIME_set(X509_getm_notBefore(x), (time_t)not_before) ||
-	    !ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) || X509_set_pubkey(x, pub) != 1) {
-		X509_free(x);
-		return NULL;
-	}
-	return x;
-}
-
-static int leaf_exts(X509 *x, X509 *issuer, EVP_PKEY *pub, GENERAL_NAMES *gens)
-{
-	const char *ku = EVP_PKEY_base_id(pub) == EVP_PKEY_RSA ? "critical,digitalSignature,keyEncipherment"
-							       : "critical,digitalSignature";
-
-	return add_ext(x, issuer, NID_basic_constraints, "critical,CA:FALSE") &&
-	       add_ext(x, issuer, NID_key_usage, ku) &&
-	       add_ext(x, issuer, NID_ext_key_usage, "serverAuth,clientAuth") &&
-	       add_ext(x, issuer, NID_subject_key_identifier, "hash") &&
-	       add_ext(x, issuer, NID_authority_key_identifier, "keyid:always") &&
-	       (!gens || X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1);
-}
-
-int crypto_sign_csr(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key, const char *csr_pem,
-		    size_t csr_len, int64_t not_before, int64_t not_after, struct crypto_cert **out)
-{
-	BIO *b = BIO_new_mem_buf(csr_pem, (int)csr_len);
-	X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
-	EVP_PKEY *pub = req ? X509_REQ_get0_pubkey(req) : NULL;
-	STACK_OF(X509_EXTENSION) *exts = NULL;
-	GENERAL_NAMES *gens = NULL;
-	X509 *x = NULL;
-	int rc = 0;
-
-	BIO_free(b);
-	if (!req || !pub) {
-		ERR_clear_error();
-		rc = cs_error(CS_EINVALID, "the CSR cannot be parsed");
-		goto out;
-	}
-	if (X509_REQ_verify(req, pub) != 1) {
-		ERR_clear_error();
-		rc = cs_error(CS_EINVALID, "the CSR's signature is not valid");
-		goto out;
-	}
-	exts = X509_REQ_get_extensions(req);
-	for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts); i++) {
-		X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
-
-		if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) == NID_subject_alt_name)
-			gens = X509V3_EXT_d2i(e);
-	}
-	x = cert_base(pub, not_before, not_after);
-	if (!x || X509_set_subject_name(x, X509_REQ_get_subject_name(req)) != 1 ||
-	    X509_set_issuer_name(x, X509_get_subject_name(ca_cert->x)) != 1 || !leaf_exts(x, ca_cert->x, pub, gens) ||
-	    X509_sign(x, ca_key->pkey, sig_md(ca_key->pkey)) <= 0) {
-		rc = cs_error(CS_ERROR, "signing a certificate: %s", ossl_reason());
-		goto out;
-	}
-	*out = cert_wrap(x);
-	x = NULL;
-out:
-	X509_free(x);
-	GENERAL_NAMES_free(gens);
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	X509_REQ_free(req);
-	return rc;
-}
-
-int crypto_ca_create(const struct crypto_key *key, const char *cn, int64_t not_before, int64_t not_after,
-		     struct crypto_cert **out)
-{
-	X509 *x = cert_base(key->pkey, not_before, not_after);
-
-	if (!x || !set_cn(X509_get_subject_name(x), cn) || X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 ||
-	    !add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE") ||
-	    !add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature") ||
-	    !add_ext(x, x, NID_subject_key_identifier, "hash") ||
-	    !add_ext(x, x, NID_authority_key_identifier, "keyid:always") ||
-	    X509_sign(x, key->pkey, sig_md(key->pkey)) <= 0) {
-		X509_free(x);
-		return cs_error(CS_ERROR, "creating a CA certificate: %s", ossl_reason());
-	}
-	*out = cert_wrap(x);
-	return 0;
-}
-
-int crypto_self_signed(const struct crypto_key *key, const char *cn, const char *const *sans, size_t n_sans,
-		       int64_t not_before, int64_t not_after, struct crypto_cert **out)
-{
-	GENERAL_NAMES *gens = sans_build(sans, n_sans);
-	X509 *x = cert_base(key->pkey, not_before, not_after);
-	int rc = 0;
-
-	if (!gens || !x || !set_cn(X509_get_subject_name(x), cn) ||
-	    X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 || !leaf_exts(x, x, key->pkey, gens) ||
-	    X509_sign(x, key->pkey, sig_md(key->pkey)) <= 0) {
-		X509_free(x);
-		rc = cs_error(CS_ERROR, "creating a self-signed certificate: %s", ossl_reason());
-	} else {
-		*out = cert_wrap(x);
-	}
-	GENERAL_NAMES_free(gens);
-	return rc;
 }
