@@ -1,0 +1,122 @@
+"""Fault injection and the rate limiter of the DigiCert simulator.
+
+Faults are switched on per operation (or "*") through /_sim/fault. Rate limits
+follow digicert.md §1: rolling windows counted per API key (1000 requests per
+3 minutes and 100 per 5 seconds by default); over either, every request gets
+429 request_limit_exceeded.
+"""
+import collections
+import threading
+import time
+
+# Modes that answer instead of running the operation.
+PRE_MODES = {"500_html", "502_html", "503_html", "timeout", "close", "429"}
+# Modes that run the operation, then spoil or withhold the answer.
+POST_MODES = {"hang_after", "truncated_json", "short_body", "empty_body", "extra_fields"}
+MODES = PRE_MODES | POST_MODES
+
+HTML_500 = (b"<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n"
+            b"<body><h1>Internal Server Error</h1><p>The server encountered an internal error and was unable "
+            b"to complete your request.</p></body></html>\n")
+HTML_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+            b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n")
+HTML_503 = (b"<html>\r\n<head><title>503 Service Unavailable</title></head>\r\n<body>\r\n"
+            b"<center><h1>503 Service Unavailable</h1></center>\r\n</body>\r\n</html>\r\n")
+
+
+class FaultError(ValueError):
+    pass
+
+
+class Faults:
+    """An ordered list of armed faults; the first one matching an operation applies."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items = []
+
+    def add(self, spec):
+        mode = spec.get("mode")
+        if mode not in MODES:
+            raise FaultError(f"unknown fault mode {mode!r}; known: {sorted(MODES)}")
+        count = spec.get("count", -1)
+        f = {"endpoint": spec.get("endpoint") or "*", "mode": mode, "count": -1 if count is None else int(count),
+             "skip": int(spec.get("skip", 0)), "seconds": spec.get("seconds"), "hits": 0}
+        with self.lock:
+            self.items.append(f)
+        return dict(f)
+
+    def clear(self, endpoint=None):
+        with self.lock:
+            self.items = [f for f in self.items if endpoint is not None and f["endpoint"] != endpoint]
+
+    def list(self):
+        with self.lock:
+            return [dict(f) for f in self.items]
+
+    def take(self, op):
+        """The fault for one request of operation op (None for none), consuming one use."""
+        with self.lock:
+            for f in self.items:
+                if f["endpoint"] not in ("*", op) or f["count"] == 0:
+                    continue
+                if f["skip"] > 0:
+                    f["skip"] -= 1
+                    continue
+                if f["count"] > 0:
+                    f["count"] -= 1
+                f["hits"] += 1
+                return dict(f)
+        return None
+
+
+def add_extra_fields(obj):
+    """Unknown fields in every JSON object of a response (clients must ignore them)."""
+    if isinstance(obj, dict):
+        for v in list(obj.values()):
+            add_extra_fields(v)
+        obj["sim_unknown_field"] = "ignore me"
+        obj["zz_future_attribute"] = {"nested": [1, 2, 3]}
+    elif isinstance(obj, list):
+        for v in obj:
+            add_extra_fields(v)
+    return obj
+
+
+DEFAULT_LIMITS = [[1000, 180.0], [100, 5.0]]
+
+
+class RateLimiter:
+    """Rolling windows per API key: [[requests, seconds], ...]; a request passes only if every window has room."""
+
+    def __init__(self, limits=None):
+        self.lock = threading.Lock()
+        self.limits = [list(x) for x in (limits or DEFAULT_LIMITS)]
+        self.hits = collections.defaultdict(collections.deque)
+
+    def set(self, limits):
+        with self.lock:
+            self.limits = [[int(n), float(s)] for n, s in limits]
+            self.hits.clear()
+
+    def reset(self):
+        with self.lock:
+            self.hits.clear()
+
+    def take(self, key, now=None):
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            q = self.hits[key]
+            longest = max((s for _, s in self.limits), default=0)
+            while q and q[0] <= now - longest:
+                q.popleft()
+            for n, s in self.limits:
+                recent = sum(1 for t in q if t > now - s) if s < longest else len(q)
+                if recent >= n:
+                    return False
+            q.append(now)
+            return True
+
+    def view(self):
+        with self.lock:
+            return {"limits": [list(x) for x in self.limits]}
