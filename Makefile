@@ -35,7 +35,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
-.PHONY: all deps test-deps run test unit e2e bench lint clean asan valgrind
+.PHONY: all deps test-deps run test unit fakes e2e bench lint clean asan valgrind
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/certsync
@@ -84,11 +84,16 @@ run: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
+# The simulators' own self-tests (both are named test_sim.py: importlib mode keeps them apart).
+fakes:
+	$(PYTHON) -m pytest -q -p no:cacheprovider --import-mode=importlib tests/fakes
+
 e2e: $(BUILD)/certsync
 	cd tests/e2e && LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp CERTSYNC_BIN=$(abspath $(BUILD)/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
 # make test: -Werror everywhere; unit tests and e2e under ASan+UBSan, then e2e on the plain build.
 test: test-deps
+	@$(MAKE) --no-print-directory fakes
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 unit
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 e2e \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

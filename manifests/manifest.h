@@ -148,13 +148,21 @@ struct manifest_ctx {
 	/* The issuer's own checks on a spec (e.g. domain constraints); adds diagnostics. May be NULL. */
 	void (*issuer_check)(void *arg, const struct cert_spec *s, struct diags *d);
 	void *arg;
+	/*
+	 * The i-th configured issuer name, NULL past the last: lists them and
+	 * suggests the closest in "unknown issuer" messages. May be NULL.
+	 */
+	const char *(*issuer_at)(void *arg, size_t i);
 };
 
 /*
  * Checks across documents: duplicate metadata.name (both locations named),
- * two certificates writing the same output directory, unknown issuers (with
- * a suggestion), and the issuer's own checks. Returns the number of problems.
- * Specs with problems are flagged in bad[i] = 1 (array of n, caller-owned).
+ * two certificates writing the same output directory or one inside the
+ * other's (both named), unknown issuers (with the configured ones and a
+ * suggestion), and the issuer's own checks for the others. Linear in n
+ * (hash tables). Returns the number of problems (diagnostics added).
+ * Specs with problems are flagged in bad[i] = 1 (array of n, caller-owned;
+ * other entries are left as they were).
  */
 int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct manifest_ctx *ctx, unsigned char *bad,
 		       struct diags *d);

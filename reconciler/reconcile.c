@@ -122,6 +122,13 @@ static void check_issuer(void *arg, const struct cert_spec *s, struct diags *d)
 		is->ops->check_spec(is, s, d);
 }
 
+static const char *check_issuer_at(void *arg, size_t i)
+{
+	const struct check_arg *a = arg;
+
+	return i < a->cfg->n_issuers ? a->cfg->issuers[i].name : NULL;
+}
+
 static int spec_name_cmp(const void *a, const void *b)
 {
 	return strcmp((*(struct cert_spec *const *)a)->name, (*(struct cert_spec *const *)b)->name);
@@ -156,7 +163,7 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 	struct cert_spec **all = NULL;
 	unsigned char *bad = NULL;
 	struct check_arg arg = {cfg};
-	struct manifest_ctx mctx = {check_issuer_exists, check_issuer, &arg};
+	struct manifest_ctx mctx = {check_issuer_exists, check_issuer, &arg, check_issuer_at};
 	int rc;
 
 	memset(out, 0, sizeof(*out));
