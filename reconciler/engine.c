@@ -349,7 +349,17 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 				 ctx.rec->serial ? ctx.rec->serial : "?",
 				 (long long)((ctx.rec->not_after - ctx.now) / 86400));
 			engine_count(e, &e->res.done);
-			hooks_on_change(e->cfg, ctx.rec->name, ctx.rec->output_dir);
+			/* A failed hook is owed: `run` tries it again with backoff (the certificate is installed). */
+			if (hooks_on_change(e->cfg, ctx.rec->name, ctx.rec->output_dir)) {
+				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_RETRY, "1");
+				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_ATTEMPTS, "1");
+				engine_journal(&ctx);
+			} else if (state_cert_id(ctx.rec, ENGINE_ID_HOOK_RETRY)) {
+				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_RETRY, NULL);
+				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_ATTEMPTS, NULL);
+				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_NEXT, NULL);
+				engine_journal(&ctx);
+			}
 			break;
 		}
 		if (status == STEP_WAIT) {

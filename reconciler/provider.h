@@ -108,6 +108,14 @@ struct provider_ops {
 	int (*webhook)(const struct issuer *is, const char *body, size_t len, struct state *st,
 		       struct webhook_result *out);
 
+	/*
+	 * Makes sure the provider account delivers webhooks to url (list, create
+	 * if missing; warns when the provider suppressed it). For `certsync run`
+	 * with server.publicURL. The url holds the webhook secret: never log it.
+	 * May be NULL.
+	 */
+	int (*ensure_webhook)(const struct issuer *is, const char *url);
+
 	/* The DNS driver this provider offers to others, or NULL. */
 	const struct dns_driver *dns;
 
@@ -132,6 +140,14 @@ int engine_journal(struct step_ctx *ctx);
  * output signature in ctx->rec, and queues the on-change hook. Wipes the key.
  */
 int engine_install(struct step_ctx *ctx);
+
+/*
+ * Record ids the engine keeps for a failed on-change hook, so that the daemon
+ * runs it again with backoff (ENGINE_ID_HOOK_RETRY is "1" while one is owed).
+ */
+#define ENGINE_ID_HOOK_RETRY "hooks.retry"
+#define ENGINE_ID_HOOK_ATTEMPTS "hooks.attempts"
+#define ENGINE_ID_HOOK_NEXT "hooks.next_try"
 
 /* Reads the currently installed private key (rotationPolicy: Never). CS_ENOTFOUND if none. */
 int engine_installed_key(struct step_ctx *ctx, struct buf *out);

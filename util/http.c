@@ -27,6 +27,9 @@ struct http_client {
 };
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
+/* The process-wide observer (the daemon's metrics): set once before any request. */
+static http_observer_fn http_global_observer;
+static void *http_global_observer_arg;
 static CURLcode http_init_rc;
 
 static void http_global_init(void)
@@ -79,6 +82,12 @@ void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *
 {
 	c->observer = fn;
 	c->observer_arg = arg;
+}
+
+void http_set_global_observer(http_observer_fn fn, void *arg)
+{
+	http_global_observer = fn;
+	http_global_observer_arg = arg;
 }
 
 void http_client_ratelimit(struct http_client *c, struct http_ratelimit *out)
@@ -375,6 +384,9 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		now = util_now();
 		if (c->observer)
 			c->observer(c->observer_arg, req->op, cc == CURLE_OK ? res->status : 0, util_mono_ms() - t0);
+		if (http_global_observer)
+			http_global_observer(http_global_observer_arg, req->op, cc == CURLE_OK ? res->status : 0,
+					     util_mono_ms() - t0);
 		if (res->rl.have) {
 			pthread_mutex_lock(&c->mu);
 			c->rl = res->rl;

@@ -88,4 +88,11 @@ int64_t http_parse_retry_after(const char *value, int64_t now);
 typedef void (*http_observer_fn)(void *arg, const char *op, long status, int64_t ms);
 void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *arg);
 
+/*
+ * The same for every client of the process (clients are made per provider
+ * session, so the daemon's metrics hook in here). Set it before the first
+ * request; fn must be thread-safe. NULL removes it.
+ */
+void http_set_global_observer(http_observer_fn fn, void *arg);
+
 #endif

@@ -96,6 +96,6 @@ int cmd_print_plan(const struct plan *p, const char *format, int no_color, int a
 extern volatile sig_atomic_t cmd_stop;
 void cmd_install_signals(void);
 
-extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_state, cmd_version;
+extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_run, cmd_state, cmd_version;
 
 #endif

@@ -14,7 +14,7 @@
 volatile sig_atomic_t cmd_stop;
 
 static const struct cmd *const commands[] = {
-	&cmd_validate, &cmd_plan, &cmd_apply, &cmd_state, &cmd_version,
+	&cmd_validate, &cmd_plan, &cmd_apply, &cmd_run, &cmd_state, &cmd_version,
 };
 
 static void on_stop(int sig)
@@ -57,7 +57,7 @@ static void cmd_print_help(const struct cmd *c, FILE *out)
 		"  --path DIR           override source.path (manifests folder in the repository)\n"
 		"  --state FILE         override state.path\n"
 		"  --output-root DIR    override output.root\n"
-		"  --log-format FMT     text (default) or json ($CERTSYNC_LOG_FORMAT)\n"
+		"  --log-format FMT     text or json ($CERTSYNC_LOG_FORMAT; default text, json for run)\n"
 		"  -v, --verbose        debug logging\n"
 		"  --help               this help\n"
 		"\nexit codes: 0 success, 1 error or failed certificate, 2 plan has changes (--detailed-exitcode),\n"

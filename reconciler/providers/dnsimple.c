@@ -660,6 +660,7 @@ const struct provider_ops provider_dnsimple = {
 	.refresh = dnsimple_refresh,
 	.release = NULL,
 	.webhook = dnsimple_webhook,
+	.ensure_webhook = dnsimple_ensure_webhook,
 	.dns = &dnsimple_dns,
 	.end_run = dnsimple_end_run,
 };

@@ -1,0 +1,100 @@
+/* certsync run: the long-running reconciler (Kubernetes sidecar, systemd service). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../util/err.h"
+#include "../../util/log.h"
+#include "../daemon.h"
+#include "cmd.h"
+
+enum { OPT_PARALLELISM = OPT__GLOBAL_END, OPT_ALLOW_PARTIAL };
+
+/* Loads the config, logging every diagnostic (the daemon's stderr is one log line per event). */
+static int run_load_config(void *arg, struct config **out)
+{
+	const struct cmd_globals *g = arg;
+	struct diags d = DIAGS_INIT;
+	const char *path = g->config ? g->config : getenv("CERTSYNC_CONFIG");
+	int rc;
+
+	if (!path || !*path)
+		path = "certsync.yaml";
+	rc = config_load(path, out, &d);
+	if (rc == CS_ENOTFOUND) {
+		log_error("%s", cs_errmsg());
+	} else if (rc) {
+		for (size_t i = 0; i < d.n; i++) {
+			char *m = diag_format(&d.v[i]);
+
+			log_error("%s", m);
+			free(m);
+		}
+		log_error("%s: %zu problem%s in the config", path, d.n, d.n == 1 ? "" : "s");
+	} else {
+		config_override(*out, g->repo, g->ref, g->path, g->state, g->output_root);
+	}
+	diags_free(&d);
+	return rc;
+}
+
+static int run_run(struct cmd_globals *g, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		CMD_GLOBAL_OPTIONS,
+		{"parallelism", required_argument, NULL, OPT_PARALLELISM},
+		{"allow-partial", no_argument, NULL, OPT_ALLOW_PARTIAL},
+		{NULL, 0, NULL, 0},
+	};
+	struct daemon_opts o;
+	struct config *cfg = NULL;
+	int opt;
+	char *end;
+	long n;
+
+	memset(&o, 0, sizeof(o));
+	o.parallelism = 4;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+		int r = cmd_global_opt(g, &cmd_run, opt, optarg);
+
+		if (r < 0)
+			return EXIT_OK;
+		if (r)
+			continue;
+		switch (opt) {
+		case OPT_PARALLELISM:
+			n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 64)
+				return cmd_usage_error(&cmd_run, "--parallelism takes a number from 1 to 64");
+			o.parallelism = (int)n;
+			break;
+		case OPT_ALLOW_PARTIAL: o.allow_partial = 1; break;
+		default: return cmd_usage_error(&cmd_run, "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cmd_usage_error(&cmd_run, "unexpected argument \"%s\"", argv[optind]);
+	/* A daemon logs JSON unless told otherwise (log collectors read one object per line). */
+	if (!g->log_format && !getenv("CERTSYNC_LOG_FORMAT"))
+		g->log_format = "json";
+	cmd_setup_logging(g);
+	if (run_load_config(g, &cfg))
+		return EXIT_FAIL;
+	o.load_config = run_load_config;
+	o.load_arg = g;
+	return daemon_run(cfg, &o) ? EXIT_FAIL : EXIT_OK;
+}
+
+const struct cmd cmd_run = {
+	"run",
+	"Run as a daemon: follow the source, reconcile when something is due, serve webhooks, /healthz, /readyz\n"
+	"and /metrics on server.listen. SIGTERM/SIGINT stop (state saved), SIGHUP reloads the config, SIGUSR1\n"
+	"reconciles now. Logs are JSON lines on stderr unless --log-format text.\n"
+	"Options:\n"
+	"  --parallelism N   certificates worked on at once (default 4)\n"
+	"  --allow-partial   apply the valid certificates of a revision that has invalid manifests\n"
+	"                    (without it such a revision only renews, resumes and reinstalls)",
+	run_run,
+	"run [--config FILE] [--parallelism N] [--allow-partial] [--log-format json|text]",
+};

@@ -1,0 +1,399 @@
+/* The `certsync run` loop: signals, the source, the schedule and the HTTP server's lifecycle. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../util/crypto.h"
+#include "../util/err.h"
+#include "../util/fsutil.h"
+#include "../util/http.h"
+#include "../util/log.h"
+#include "../util/util.h"
+#include "daemon_int.h"
+#include "metrics.h"
+#include "provider.h"
+
+#define DAEMON_MAX_SLEEP_MS (3600 * 1000)
+
+volatile sig_atomic_t daemon_stop_flag;
+static volatile sig_atomic_t daemon_hup_flag, daemon_usr1_flag;
+static int wake_pipe[2] = {-1, -1};
+
+/* ---------- signals and waking up ---------- */
+
+static void daemon_wake(void)
+{
+	int saved = errno;
+
+	if (wake_pipe[1] >= 0 && write(wake_pipe[1], "w", 1) < 0) {
+		/* full pipe: a wake-up is already pending */
+	}
+	errno = saved;
+}
+
+static void daemon_notify(void *arg)
+{
+	(void)arg;
+	daemon_wake();
+}
+
+/* Signals only set flags (and wake the loop through the pipe); the loop acts on them. */
+static void daemon_on_signal(int sig)
+{
+	if (sig == SIGTERM || sig == SIGINT)
+		daemon_stop_flag = 1;
+	else if (sig == SIGHUP)
+		daemon_hup_flag = 1;
+	else if (sig == SIGUSR1)
+		daemon_usr1_flag = 1;
+	daemon_wake();
+}
+
+static int daemon_signals(void)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+	struct sigaction sa;
+
+	if (pipe(wake_pipe))
+		return cs_error(CS_ERROR, "pipe: %s", strerror(errno));
+	for (int i = 0; i < 2; i++) {
+		fcntl(wake_pipe[i], F_SETFL, fcntl(wake_pipe[i], F_GETFL) | O_NONBLOCK);
+		fcntl(wake_pipe[i], F_SETFD, FD_CLOEXEC);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = daemon_on_signal;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static void daemon_signals_end(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (wake_pipe[i] >= 0)
+			close(wake_pipe[i]);
+		wake_pipe[i] = -1;
+	}
+}
+
+/* Sleeps until `until` (unix s) or until a signal or a webhook wakes us. */
+static void daemon_wait(int64_t until)
+{
+	struct pollfd p = {wake_pipe[0], POLLIN, 0};
+	int64_t ms = (until - util_now()) * 1000;
+	char drain[64];
+
+	if (ms > DAEMON_MAX_SLEEP_MS)
+		ms = DAEMON_MAX_SLEEP_MS;
+	if (ms > 0 && !daemon_stop_flag && !daemon_hup_flag && !daemon_usr1_flag)
+		poll(&p, 1, (int)ms);
+	while (read(wake_pipe[0], drain, sizeof(drain)) > 0) {
+	}
+}
+
+/* ---------- helpers ---------- */
+
+static void daemon_metrics_observer(void *arg, const char *op, long status, int64_t ms)
+{
+	(void)arg;
+	(void)ms;
+	metrics_provider_request(op, status);
+}
+
+char *daemon_revision(const char *ref, const char *commit)
+{
+	const char *r = ref && *ref ? ref : "HEAD";
+
+	if (!strncmp(r, "refs/heads/", 11))
+		r += 11;
+	return xasprintf("%s@sha1:%s", r, commit);
+}
+
+int64_t daemon_renewal_jitter(const char *name, int64_t not_before, int64_t not_after, int64_t renew_at)
+{
+	int64_t span = (not_after - not_before) / 50;
+
+	if (span > 6 * 3600)
+		span = 6 * 3600;
+	if (span > (not_after - renew_at) / 4)
+		span = (not_after - renew_at) / 4;
+	if (span <= 0)
+		return 0;
+	return (int64_t)(util_hash_str(name) % 1000) * span / 1000;
+}
+
+/* interval ± 10%, so a fleet of sidecars does not fetch in step. */
+static int64_t daemon_jittered_interval(int64_t interval)
+{
+	unsigned char r = 128;
+	int64_t spread = interval / 10;
+
+	if (interval <= 0)
+		interval = 60;
+	crypto_random(&r, 1);
+	return interval - spread + (spread * 2 * r) / 255;
+}
+
+/* ---------- the source ---------- */
+
+static void daemon_fetch_failed(struct daemon *d, int64_t now)
+{
+	char *rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
+
+	if (!util_streq(d->fetch_error, cs_errmsg()) || d->fetch_ok)
+		log_warn("source fetch failed (serving %s): %s", rev ? rev : "no revision yet", cs_errmsg());
+	free(d->fetch_error);
+	d->fetch_error = xstrdup(cs_errmsg());
+	d->fetch_ok = 0;
+	metrics_fetch(0, now, rev);
+	free(rev);
+}
+
+/* Loads the manifests of a new commit; the old desired set stays on failure. */
+static int daemon_load_commit(struct daemon *d, const char *commit)
+{
+	struct desired des;
+	int rc;
+
+	if ((rc = reconcile_desired(d->cfg, d->git, commit, d->cache, &des)))
+		return rc;
+	if (d->have_des)
+		desired_free(&d->des);
+	d->des = des;
+	d->have_des = 1;
+	memcpy(d->commit, commit, sizeof(d->commit));
+	for (size_t i = 0; i < des.diags.n; i++) {
+		char *m = diag_format(&des.diags.v[i]);
+
+		log_error("%s", m);
+		free(m);
+	}
+	return 0;
+}
+
+/* Fetches and resolves the ref; a new commit is loaded and makes a reason to reconcile. */
+static void daemon_fetch(struct daemon *d, int64_t now)
+{
+	char commit[41], *rev;
+
+	cs_error_clear();
+	if (!d->git && reconcile_open_source(d->cfg, &d->git)) {
+		d->git = NULL;
+		daemon_fetch_failed(d, now);
+		return;
+	}
+	if (gitsrc_fetch(d->git) || gitsrc_resolve(d->git, d->cfg->source.ref, commit)) {
+		daemon_fetch_failed(d, now);
+		return;
+	}
+	if (strcmp(commit, d->commit) || !d->have_des) {
+		if (daemon_load_commit(d, commit)) {
+			daemon_fetch_failed(d, now);
+			return;
+		}
+		rev = daemon_revision(d->cfg->source.ref, commit);
+		log_info("source at %s: %zu certificates, %zu problems", rev, d->des.n_specs, d->des.diags.n);
+		free(rev);
+		d->kick = 1;
+	}
+	if (!d->fetch_ok && d->fetch_error)
+		log_info("source fetch works again");
+	free(d->fetch_error);
+	d->fetch_error = NULL;
+	d->fetch_ok = 1;
+	rev = daemon_revision(d->cfg->source.ref, d->commit);
+	metrics_fetch(1, now, rev);
+	free(rev);
+}
+
+static void daemon_source_reset(struct daemon *d)
+{
+	if (d->have_des)
+		desired_free(&d->des);
+	d->have_des = 0;
+	spec_cache_free(d->cache);
+	d->cache = spec_cache_new();
+	gitsrc_free(d->git);
+	d->git = NULL;
+	d->commit[0] = 0;
+}
+
+/* ---------- config ---------- */
+
+static int daemon_apply_secret(struct daemon *d)
+{
+	struct buf sec = BUF_INIT;
+	int rc = 0;
+
+	if (d->cfg->server.webhook_secret.kind == CRED_NONE) {
+		http_server_set_secret(d->srv, NULL);
+		return 0;
+	}
+	if ((rc = config_cred_read(&d->cfg->server.webhook_secret, "server.webhookSecret", &sec))) {
+		log_error("%s; webhooks are refused", cs_errmsg());
+		http_server_set_secret(d->srv, NULL);
+	} else {
+		log_add_secret(sec.data);
+		http_server_set_secret(d->srv, sec.data);
+	}
+	buf_wipe(&sec);
+	return rc;
+}
+
+/* SIGHUP: load the config again; swap only when it is valid. */
+static void daemon_reload(struct daemon *d)
+{
+	struct config *n = NULL;
+
+	log_info("SIGHUP: reading the config again");
+	if (d->opts->load_config(d->opts->load_arg, &n)) {
+		log_error("the new config is invalid; keeping the running one");
+		return;
+	}
+	if (!util_streq(n->state_path, d->cfg->state_path)) {
+		log_warn("state.path changed: it takes effect after a restart (the state lock is held)");
+		state_str_set(&n->state_path, d->cfg->state_path);
+	}
+	if (!util_streq(n->server.listen, d->cfg->server.listen))
+		log_warn("server.listen changed: it takes effect after a restart");
+	daemon_source_reset(d);
+	config_free(d->cfg);
+	d->cfg = n;
+	daemon_apply_secret(d);
+	daemon_register_webhooks(d);
+	d->next_fetch = 0;
+	d->kick = 1;
+	log_info("config reloaded");
+}
+
+/* ---------- the loop ---------- */
+
+static int daemon_start(struct daemon *d)
+{
+	struct http_server_opts so;
+	int rc;
+
+	d->has_state = fsutil_exists(d->cfg->state_path);
+	if ((rc = state_file_open(d->cfg->state_path, &d->be)) || (rc = state_lock(d->be, "run")) ||
+	    (rc = state_load(d->be, &d->st))) {
+		log_error("%s", cs_errmsg());
+		return rc;
+	}
+	d->has_state = d->has_state || state_cert_count(d->st) > 0;
+	d->state_ok = 1;
+	memset(&so, 0, sizeof(so));
+	so.listen = d->cfg->server.listen;
+	so.notify = daemon_notify;
+	if ((rc = http_server_start(&so, &d->srv))) {
+		log_error("%s", cs_errmsg());
+		return rc;
+	}
+	http_server_set_ready(d->srv, 0, "starting: no reconcile yet");
+	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret>",
+		 d->cfg->server.listen, http_server_port(d->srv));
+	daemon_apply_secret(d);
+	d->cache = spec_cache_new();
+	daemon_register_webhooks(d);
+	d->kick = 1;
+	return 0;
+}
+
+static void daemon_step(struct daemon *d)
+{
+	int64_t now = util_now();
+
+	if (daemon_hup_flag) {
+		daemon_hup_flag = 0;
+		daemon_reload(d);
+	}
+	if (daemon_usr1_flag) {
+		daemon_usr1_flag = 0;
+		log_info("SIGUSR1: reconciling now");
+		d->kick = d->force = 1;
+		d->next_fetch = 0;
+	}
+	if (now >= d->next_fetch) {
+		d->next_fetch = now + daemon_jittered_interval(d->cfg->source.interval);
+		daemon_fetch(d, now);
+		d->kick = 1; /* outputs may have drifted: a pure plan is cheap */
+	}
+	daemon_webhooks(d);
+	if (d->next_due && now >= d->next_due)
+		d->kick = 1;
+	if ((d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
+		daemon_pass(d);
+	daemon_hooks(d, util_now());
+	if (d->dirty) {
+		if (state_save(d->be, d->st)) {
+			log_error("%s", cs_errmsg());
+			d->state_ok = 0;
+		} else {
+			d->dirty = 0;
+			d->has_state = 1;
+		}
+	}
+	daemon_observe(d, util_now());
+}
+
+static void daemon_free(struct daemon *d)
+{
+	http_server_stop(d->srv);
+	state_unlock(d->be);
+	state_backend_free(d->be);
+	state_free(d->st);
+	if (d->have_des)
+		desired_free(&d->des);
+	spec_cache_free(d->cache);
+	gitsrc_free(d->git);
+	for (size_t i = 0; i < d->n_forced; i++)
+		free(d->forced[i]);
+	free(d->forced);
+	free(d->fetch_error);
+	config_free(d->cfg);
+}
+
+int daemon_run(struct config *cfg, const struct daemon_opts *o)
+{
+	struct daemon d;
+	int rc;
+
+	memset(&d, 0, sizeof(d));
+	d.cfg = cfg;
+	d.opts = o;
+	daemon_stop_flag = daemon_hup_flag = daemon_usr1_flag = 0;
+	metrics_reset();
+	http_set_global_observer(daemon_metrics_observer, NULL);
+	if ((rc = daemon_signals()) || (rc = daemon_start(&d)))
+		goto out;
+	log_info("certsync run: following %s (ref %s, every %llds)", d.cfg->source.repo, d.cfg->source.ref,
+		 (long long)d.cfg->source.interval);
+	while (!daemon_stop_flag) {
+		int64_t wake;
+
+		daemon_step(&d);
+		wake = d.next_fetch;
+		if (d.next_due && d.next_due < wake)
+			wake = d.next_due;
+		daemon_wait(wake);
+	}
+	log_info("stopping: saving state");
+	if (state_save(d.be, d.st)) {
+		log_error("%s", cs_errmsg());
+		rc = CS_ERROR;
+	} else {
+		log_info("stopped");
+	}
+out:
+	http_set_global_observer(NULL, NULL);
+	daemon_free(&d);
+	daemon_signals_end();
+	return rc;
+}

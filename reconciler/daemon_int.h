@@ -1,0 +1,55 @@
+/* The daemon's private state, shared by daemon.c (loop, signals, source) and daemon_pass.c (reconcile, webhooks). */
+#ifndef CS_RECONCILER_DAEMON_INT_H
+#define CS_RECONCILER_DAEMON_INT_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "daemon.h"
+#include "reconcile.h"
+#include "server/http_server.h"
+#include "source/gitsrc.h"
+
+struct daemon {
+	struct config *cfg;
+	const struct daemon_opts *opts;
+	struct state_backend *be;
+	struct state *st;
+	int has_state;
+	struct gitsrc *git;
+	struct spec_cache *cache;
+	struct desired des;
+	int have_des;
+	char commit[41]; /* the last good revision */
+	char *fetch_error;
+	int fetch_ok;
+	struct http_server *srv;
+	int64_t next_fetch;
+	int64_t next_due; /* earliest future time something is due (0 = nothing) */
+	int first_done;	  /* a complete reconcile pass happened */
+	int state_ok;	  /* the last state write succeeded and its directory is writable */
+	int dirty;	  /* state changed outside the engine (webhook ids): save it */
+	int kick;	  /* reconcile now (start, new commit, SIGUSR1, interval tick) */
+	int force;	  /* SIGUSR1: ignore backoff */
+	char **forced;	  /* certificates a webhook asked about: ignore their backoff */
+	size_t n_forced, cap_forced;
+};
+
+extern volatile sig_atomic_t daemon_stop_flag;
+
+/* One reconcile pass: plan, keep what is due, apply, save. */
+void daemon_pass(struct daemon *d);
+
+/* Handles the queued webhook deliveries (names go to d->forced). */
+void daemon_webhooks(struct daemon *d);
+
+/* Runs owed on-change hooks whose retry time has come. */
+void daemon_hooks(struct daemon *d, int64_t now);
+
+/* Recomputes d->next_due, the per-certificate metrics and readiness. */
+void daemon_observe(struct daemon *d, int64_t now);
+
+/* Registers the webhook URL with every issuer that can (server.publicURL). */
+void daemon_register_webhooks(struct daemon *d);
+
+#endif

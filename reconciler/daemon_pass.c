@@ -1,0 +1,440 @@
+/* The daemon's work: reconcile passes (only what is due), webhook deliveries, owed hooks, metrics snapshots. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../util/crypto.h"
+#include "../util/err.h"
+#include "../util/fsutil.h"
+#include "../util/log.h"
+#include "../util/util.h"
+#include "daemon_int.h"
+#include "engine.h"
+#include "hooks.h"
+#include "metrics.h"
+#include "provider.h"
+
+#define HOOK_BACKOFF_BASE 30
+#define HOOK_BACKOFF_MAX 3600
+#define WEBHOOK_BATCH 64
+
+/* ---------- which certificates a webhook or SIGUSR1 pushed ---------- */
+
+static int daemon_is_forced(const struct daemon *d, const char *name)
+{
+	if (d->force)
+		return 1;
+	for (size_t i = 0; i < d->n_forced; i++)
+		if (!strcmp(d->forced[i], name))
+			return 1;
+	return 0;
+}
+
+static void daemon_force(struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_forced; i++)
+		if (!strcmp(d->forced[i], name))
+			return;
+	util_grow(&d->forced, &d->cap_forced, d->n_forced + 1, sizeof(*d->forced));
+	d->forced[d->n_forced++] = xstrdup(name);
+}
+
+static void daemon_forced_clear(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_forced; i++)
+		free(d->forced[i]);
+	d->n_forced = 0;
+	d->force = 0;
+}
+
+static const struct cert_spec *daemon_spec(const struct daemon *d, const char *name)
+{
+	size_t lo = 0, hi = d->des.n_specs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, d->des.specs[mid]->name);
+
+		if (!c)
+			return d->des.specs[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* When a ready certificate's renewal is due, jitter included (0 = unknown). */
+static int64_t daemon_renew_at(const struct cert_spec *s, const struct state_cert *rec)
+{
+	int64_t at = plan_renewal_time(s, rec);
+
+	if (!at)
+		return 0;
+	return at + daemon_renewal_jitter(rec->name, rec->not_before, rec->not_after, at);
+}
+
+/*
+ * Keeps only the changes that are due: a pending step waits for its
+ * next-try time (backoff) unless a webhook or SIGUSR1 asked about it; a
+ * renewal waits for its jittered time; a revision with invalid manifests only
+ * maintains what exists (renew, resume, reinstall). Returns what is left.
+ */
+static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
+{
+	int partial_block = d->des.diags.n && !d->opts->allow_partial;
+	size_t todo = 0;
+
+	for (size_t i = 0; i < p->n_changes; i++) {
+		struct plan_change *c = &p->changes[i];
+		const struct state_cert *rec = state_cert_get(d->st, c->name);
+
+		if (c->kind == CHANGE_NONE || c->kind == CHANGE_ORPHAN || c->deferred)
+			continue;
+		if (partial_block &&
+		    (c->kind == CHANGE_CREATE || c->kind == CHANGE_REPLACE || c->kind == CHANGE_REMOVE)) {
+			c->kind = CHANGE_NONE;
+			continue;
+		}
+		if (c->kind == CHANGE_RESUME && rec && rec->next_try > now && !daemon_is_forced(d, c->name)) {
+			c->kind = CHANGE_NONE;
+			continue;
+		}
+		if (c->kind == CHANGE_RENEW && rec && rec->not_after > now) {
+			const struct cert_spec *s = daemon_spec(d, c->name);
+			int64_t at = s ? daemon_renew_at(s, rec) : 0;
+
+			if (at && now < at) {
+				c->kind = CHANGE_NONE;
+				continue;
+			}
+		}
+		todo++;
+	}
+	return todo;
+}
+
+/* ---------- a reconcile pass ---------- */
+
+static void daemon_apply(struct daemon *d, struct plan *p, size_t todo)
+{
+	struct engine_opts eo;
+	struct engine_result res;
+	int64_t t0 = util_mono_ms();
+	int rc;
+
+	log_info("reconciling %zu change%s at %.12s", todo, todo == 1 ? "" : "s", d->commit);
+	memset(&eo, 0, sizeof(eo));
+	memset(&res, 0, sizeof(res));
+	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;
+	eo.stop = (volatile int *)&daemon_stop_flag;
+	rc = engine_apply(d->cfg, d->be, d->st, p, d->des.specs, d->des.n_specs, &eo, &res);
+	if (rc) {
+		log_error("%s", cs_errmsg());
+		d->state_ok = 0;
+	}
+	state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
+	if (state_save(d->be, d->st)) {
+		log_error("%s", cs_errmsg());
+		d->state_ok = 0;
+	} else {
+		d->has_state = 1;
+		d->dirty = 0;
+		if (!rc)
+			d->state_ok = 1;
+	}
+	metrics_reconcile(rc || res.failed ? "failure" : "success", (double)(util_mono_ms() - t0) / 1000.0);
+	log_info("reconcile done: %zu done, %zu pending, %zu failed%s%s", res.done, res.pending, res.failed,
+		 res.deferred ? ", paid orders deferred by policy.maxPaidOrders" : "",
+		 res.skipped ? ", interrupted" : "");
+}
+
+void daemon_pass(struct daemon *d)
+{
+	struct reconcile_opts ro;
+	struct plan *p = NULL;
+	int64_t now = util_now();
+	size_t todo;
+
+	d->kick = 0;
+	memset(&ro, 0, sizeof(ro));
+	ro.now = now;
+	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro,
+			   &p)) {
+		log_error("plan: %s", cs_errmsg());
+		goto out;
+	}
+	todo = daemon_filter(d, p, now);
+	if (todo) {
+		daemon_apply(d, p, todo);
+	} else if (!util_streq(d->st->source_commit, d->commit)) {
+		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
+		d->dirty = 1;
+	}
+	if (!daemon_stop_flag)
+		d->first_done = 1;
+out:
+	daemon_forced_clear(d);
+	plan_free(p);
+}
+
+/* ---------- webhooks ---------- */
+
+/* Event names become a label: only known ones are kept (a forged name cannot grow the series). */
+static const char *daemon_event_label(const char *ev)
+{
+	static const char *const known[] = {
+		"certificate.issue",
+		"certificate.reissue",
+		"certificate.remove_private_key",
+		"certificate.auto_renewal_enable",
+		"certificate.auto_renewal_disable",
+		"certificate.auto_renewal_failed",
+		"webhook.create",
+		"webhook.delete",
+		NULL,
+	};
+
+	for (size_t i = 0; ev && known[i]; i++)
+		if (!strcmp(ev, known[i]))
+			return known[i];
+	return ev ? "other" : "unknown";
+}
+
+/*
+ * The issuer a delivery is for: the path names an issuer, or a provider type
+ * (the first issuer of that type; several of one type register by name).
+ */
+static const struct issuer *daemon_webhook_issuer(const struct daemon *d, const char *seg)
+{
+	for (int by_type = 0; by_type < 2; by_type++)
+		for (size_t i = 0; i < d->cfg->n_issuers; i++) {
+			const struct issuer *is = &d->cfg->issuers[i];
+
+			if (is->priv && is->ops->webhook && !strcmp(by_type ? is->ops->type : is->name, seg))
+				return is;
+		}
+	return NULL;
+}
+
+static void daemon_webhook_one(struct daemon *d, const struct webhook_delivery *w)
+{
+	const struct issuer *is = daemon_webhook_issuer(d, w->provider);
+	struct webhook_result r;
+	const char *outcome;
+	int rc;
+
+	if (!is) {
+		metrics_webhook_event("unknown", "unknown", "unknown_provider");
+		return;
+	}
+	cs_error_clear();
+	memset(&r, 0, sizeof(r));
+	rc = is->ops->webhook(is, w->body, w->len, d->st, &r);
+	if (rc) {
+		outcome = "malformed";
+		log_debug("webhook for issuer %s refused: %s", is->name, cs_errmsg());
+	} else if (r.duplicate) {
+		outcome = "duplicate";
+	} else if (r.ignored) {
+		outcome = "ignored";
+		d->dirty = 1; /* the request id is recorded as seen */
+	} else {
+		outcome = "accepted";
+		d->dirty = 1;
+		for (size_t k = 0; k < r.n_names; k++) {
+			struct log_ctx lc = {r.names[k], is->name, NULL, NULL};
+
+			log_emit(LV_INFO, &lc, "webhook %s: reconciling now", daemon_event_label(r.event));
+			daemon_force(d, r.names[k]);
+		}
+	}
+	metrics_webhook_event(is->ops->type, rc ? "unknown" : daemon_event_label(r.event), outcome);
+	webhook_result_free(&r);
+}
+
+void daemon_webhooks(struct daemon *d)
+{
+	struct webhook_delivery batch[WEBHOOK_BATCH];
+	size_t n;
+
+	while ((n = http_server_take(d->srv, batch, WEBHOOK_BATCH)) > 0) {
+		for (size_t i = 0; i < n; i++) {
+			daemon_webhook_one(d, &batch[i]);
+			free(batch[i].body);
+		}
+	}
+}
+
+/* ---------- owed on-change hooks ---------- */
+
+void daemon_hooks(struct daemon *d, int64_t now)
+{
+	size_t n = 0;
+	struct state_cert **recs;
+
+	if (!d->cfg->hooks.n_on_change)
+		return;
+	recs = state_cert_list(d->st, &n);
+	for (size_t i = 0; i < n && !daemon_stop_flag; i++) {
+		struct state_cert *r = recs[i];
+		const char *next = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
+		const char *att = state_cert_id(r, ENGINE_ID_HOOK_ATTEMPTS);
+		long long attempts = att ? strtoll(att, NULL, 10) : 0;
+		char buf[32];
+
+		if (!state_cert_id(r, ENGINE_ID_HOOK_RETRY) || r->phase != PHASE_READY)
+			continue;
+		if (next && strtoll(next, NULL, 10) > now)
+			continue;
+		if (next && !hooks_on_change(d->cfg, r->name, r->output_dir)) {
+			state_cert_set_id(r, ENGINE_ID_HOOK_RETRY, NULL);
+			state_cert_set_id(r, ENGINE_ID_HOOK_ATTEMPTS, NULL);
+			state_cert_set_id(r, ENGINE_ID_HOOK_NEXT, NULL);
+		} else {
+			int64_t wait = HOOK_BACKOFF_BASE;
+
+			for (long long k = 1; k < attempts && wait < HOOK_BACKOFF_MAX; k++)
+				wait *= 2;
+			if (wait > HOOK_BACKOFF_MAX)
+				wait = HOOK_BACKOFF_MAX;
+			snprintf(buf, sizeof(buf), "%lld", attempts + (next ? 1 : 0));
+			state_cert_set_id(r, ENGINE_ID_HOOK_ATTEMPTS, buf);
+			snprintf(buf, sizeof(buf), "%lld", (long long)(now + wait));
+			state_cert_set_id(r, ENGINE_ID_HOOK_NEXT, buf);
+		}
+		d->dirty = 1;
+	}
+	free(recs);
+}
+
+/* ---------- observation: schedule, metrics, readiness ---------- */
+
+static void daemon_due(int64_t *due, int64_t t, int64_t now)
+{
+	if (t > now && (!*due || t < *due))
+		*due = t;
+}
+
+static int daemon_cert_ready(const struct state_cert *r, const struct cert_spec *s, int64_t now)
+{
+	if (!r)
+		return -1;
+	if (r->phase == PHASE_FAILED)
+		return 0;
+	if (!r->fingerprint || r->not_after <= now)
+		return r->phase == PHASE_PENDING && !r->fingerprint && !r->attempts ? -1 : 0;
+	if (r->phase == PHASE_READY)
+		return !s || util_streq(r->spec_hash, s->hash);
+	/* pending: a renewal or a resume with the installed certificate still good for this spec */
+	return s && util_streq(r->spec_hash, s->hash);
+}
+
+static void daemon_cert_snapshot(const struct state_cert *r, const struct cert_spec *s, const char *name,
+				 int64_t now, struct metrics_cert *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->name = xstrdup(name);
+	m->issuer = xstrdup(s ? s->issuer : r && r->issuer ? r->issuer : "");
+	m->ready = daemon_cert_ready(r, s, now);
+	if (!r)
+		return;
+	if (r->fingerprint) {
+		m->not_before = r->not_before;
+		m->not_after = r->not_after;
+		m->renewal_time = s ? daemon_renew_at(s, r) : 0;
+	}
+	m->last_success = r->last_success;
+	m->next_attempt = r->phase == PHASE_PENDING && r->step ? (r->next_try ? r->next_try : now) : 0;
+	m->failed_attempts = r->attempts;
+}
+
+void daemon_observe(struct daemon *d, int64_t now)
+{
+	size_t n = 0, k = 0;
+	struct state_cert **recs = state_cert_list(d->st, &n);
+	struct metrics_cert *m = xcalloc(n + d->des.n_specs + 1, sizeof(*m));
+	int64_t due = 0;
+	char *detail, *dir, *rev;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct state_cert *r = recs[i];
+		const struct cert_spec *s = d->have_des ? daemon_spec(d, r->name) : NULL;
+		const char *hn = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
+
+		if (r->phase == PHASE_PENDING && r->step)
+			daemon_due(&due, r->next_try, now);
+		if (r->phase == PHASE_READY && s && r->fingerprint)
+			daemon_due(&due, daemon_renew_at(s, r), now);
+		if (hn)
+			daemon_due(&due, strtoll(hn, NULL, 10), now);
+		daemon_cert_snapshot(r, s, r->name, now, &m[k++]);
+	}
+	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++)
+		if (!state_cert_get(d->st, d->des.specs[i]->name))
+			daemon_cert_snapshot(NULL, d->des.specs[i], d->des.specs[i]->name, now, &m[k++]);
+	free(recs);
+	d->next_due = due;
+	metrics_set_certs(m, k);
+	metrics_set_state_serial(d->st->serial);
+	dir = fsutil_dirname(d->cfg->state_path);
+	if (access(dir, W_OK))
+		d->state_ok = 0;
+	else if (!d->state_ok && !d->dirty)
+		d->state_ok = 1;
+	free(dir);
+	metrics_set_ready(d->first_done && d->state_ok);
+	rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : xstrdup("none");
+	detail = xasprintf("revision: %s\nsource: %s%s\nstate: %s\nreconciled: %s", rev, d->fetch_ok ? "ok" : "fetch failing: ",
+			   d->fetch_ok ? "" : (d->fetch_error ? d->fetch_error : "not fetched yet"),
+			   d->state_ok ? "writable" : "NOT writable", d->first_done ? "yes" : "not yet");
+	http_server_set_ready(d->srv, d->first_done && d->state_ok, detail);
+	free(detail);
+	free(rev);
+}
+
+/* ---------- webhook registration ---------- */
+
+void daemon_register_webhooks(struct daemon *d)
+{
+	struct buf sec = BUF_INIT;
+	const char *base = d->cfg->server.public_url;
+	size_t blen;
+
+	if (!base || !*base)
+		return;
+	if (d->cfg->server.webhook_secret.kind == CRED_NONE) {
+		log_warn("server.publicURL is set but server.webhookSecret is not: no webhook registered");
+		return;
+	}
+	if (config_cred_read(&d->cfg->server.webhook_secret, "server.webhookSecret", &sec)) {
+		log_error("%s", cs_errmsg());
+		return;
+	}
+	blen = strlen(base);
+	while (blen && base[blen - 1] == '/')
+		blen--;
+	for (size_t i = 0; i < d->cfg->n_issuers; i++) {
+		const struct issuer *is = &d->cfg->issuers[i];
+		size_t n_type = 0;
+		char *url;
+
+		if (!is->priv || !is->ops->ensure_webhook)
+			continue;
+		for (size_t k = 0; k < d->cfg->n_issuers; k++)
+			n_type += d->cfg->issuers[k].ops == is->ops;
+		/* Several issuers of one type each get their own path (the issuer's name). */
+		url = xasprintf("%.*s/webhooks/%s/%s", (int)blen, base, n_type > 1 ? is->name : is->ops->type,
+				sec.data);
+		cs_error_clear();
+		if (is->ops->ensure_webhook(is, url))
+			log_warn("issuer %s: webhook registration failed (polling still works): %s", is->name,
+				 cs_errmsg());
+		if (is->ops->end_run)
+			is->ops->end_run(is);
+		crypto_wipe(url, strlen(url));
+		free(url);
+	}
+	buf_wipe(&sec);
+}

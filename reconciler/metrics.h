@@ -1,0 +1,60 @@
+/*
+ * The daemon's metrics (DESIGN §5): one process-wide registry, updated by the
+ * loop, the HTTP client observer and the webhook path, rendered in the
+ * Prometheus text format (version 0.0.4) with the certsync_ prefix and
+ * cert-manager's shapes (docs/metrics.md). Thread-safe; no library types.
+ */
+#ifndef CS_RECONCILER_METRICS_H
+#define CS_RECONCILER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+/* Distinct label sets kept per counter family; more are folded into one "other" series. */
+#define METRICS_MAX_SERIES 256
+
+/* One certificate's gauges (a snapshot the loop takes after each reconcile). */
+struct metrics_cert {
+	char *name, *issuer;
+	int ready;		/* 1 True, 0 False, -1 Unknown */
+	int64_t not_before;	/* 0 = no certificate installed */
+	int64_t not_after;	/* expiration */
+	int64_t renewal_time;	/* when a renewal becomes due (jitter included), 0 = unknown */
+	int64_t last_success;	/* last completed change, 0 = never */
+	int64_t next_attempt;	/* pending step's next try, 0 = none */
+	int failed_attempts;	/* of the current step */
+};
+
+void metrics_cert_clear(struct metrics_cert *c);
+
+/* Forgets everything (tests, and a fresh daemon). */
+void metrics_reset(void);
+
+/* An HTTP request to a provider: op is "provider operation" (http_request.op), status 0 = no response. */
+void metrics_provider_request(const char *op, long status);
+
+/* A webhook delivery: provider type, event name (bounded by the caller) and outcome. */
+void metrics_webhook_event(const char *provider, const char *event, const char *outcome);
+
+/* A reconcile pass that applied changes: result "success" or "failure", duration in seconds. */
+void metrics_reconcile(const char *result, double seconds);
+
+/* A source fetch at `when`: ok or not; revision "branch@sha1:<hex>" of the last good commit (NULL = none). */
+void metrics_fetch(int ok, int64_t when, const char *revision);
+
+/* Readiness and the state's serial, as gauges. */
+void metrics_set_ready(int ready);
+void metrics_set_state_serial(uint64_t serial);
+
+/* Replaces the per-certificate snapshot; takes ownership of v (and its strings). */
+void metrics_set_certs(struct metrics_cert *v, size_t n);
+
+/* Appends the whole exposition to out. 0, or CS_EINVALID when out's cap is reached. */
+int metrics_render(struct buf *out);
+
+/* Escapes a label value for the text format (\\, \", \n) into out. */
+void metrics_escape_label(struct buf *out, const char *value);
+
+#endif
