@@ -15,7 +15,7 @@ TESTPKGS := cmocka
 # Debian packages: what `make deps` installs when something is missing.
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
              libjansson-dev libgit2-dev libmicrohttpd-dev
-DEB_TEST  := libcmocka-dev python3 python3-pytest curl
+DEB_TEST  := libcmocka-dev python3 python3-pytest curl prometheus wrk
 PYTHON    := /usr/bin/python3
 
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -20,6 +20,7 @@
 #include "provider.h"
 
 #define DAEMON_MAX_SLEEP_MS (3600 * 1000)
+#define DAEMON_SAVE_EVERY 2
 
 volatile sig_atomic_t daemon_stop_flag;
 static volatile sig_atomic_t daemon_hup_flag, daemon_usr1_flag;
@@ -309,6 +310,7 @@ static int daemon_start(struct daemon *d)
 static void daemon_step(struct daemon *d)
 {
 	int64_t now = util_now();
+	int force;
 
 	if (daemon_hup_flag) {
 		daemon_hup_flag = 0;
@@ -328,10 +330,14 @@ static void daemon_step(struct daemon *d)
 	daemon_webhooks(d);
 	if (d->next_due && now >= d->next_due)
 		d->kick = 1;
+	force = d->force;
 	if ((d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
 		daemon_pass(d);
-	daemon_hooks(d, util_now());
-	if (d->dirty) {
+	daemon_hooks(d, util_now(), force);
+	d->force = 0;
+	/* Seen webhook ids only spare a repeat look at the provider: batching their writes loses nothing. */
+	if (d->dirty && util_now() >= d->next_save) {
+		d->next_save = util_now() + DAEMON_SAVE_EVERY;
 		if (state_save(d->be, d->st)) {
 			log_error("%s", cs_errmsg());
 			d->state_ok = 0;
@@ -382,6 +388,8 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 		wake = d.next_fetch;
 		if (d.next_due && d.next_due < wake)
 			wake = d.next_due;
+		if (d.dirty && d.next_save < wake)
+			wake = d.next_save;
 		daemon_wait(wake);
 	}
 	log_info("stopping: saving state");

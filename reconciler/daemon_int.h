@@ -29,6 +29,7 @@ struct daemon {
 	int first_done;	  /* a complete reconcile pass happened */
 	int state_ok;	  /* the last state write succeeded and its directory is writable */
 	int dirty;	  /* state changed outside the engine (webhook ids): save it */
+	int64_t next_save; /* dirty state is written at most every DAEMON_SAVE_EVERY seconds */
 	int kick;	  /* reconcile now (start, new commit, SIGUSR1, interval tick) */
 	int force;	  /* SIGUSR1: ignore backoff */
 	char **forced;	  /* certificates a webhook asked about: ignore their backoff */
@@ -43,8 +44,8 @@ void daemon_pass(struct daemon *d);
 /* Handles the queued webhook deliveries (names go to d->forced). */
 void daemon_webhooks(struct daemon *d);
 
-/* Runs owed on-change hooks whose retry time has come. */
-void daemon_hooks(struct daemon *d, int64_t now);
+/* Runs owed on-change hooks whose retry time has come (all of them with force: SIGUSR1). */
+void daemon_hooks(struct daemon *d, int64_t now, int force);
 
 /* Recomputes d->next_due, the per-certificate metrics and readiness. */
 void daemon_observe(struct daemon *d, int64_t now);

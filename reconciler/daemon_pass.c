@@ -269,7 +269,7 @@ void daemon_webhooks(struct daemon *d)
 
 /* ---------- owed on-change hooks ---------- */
 
-void daemon_hooks(struct daemon *d, int64_t now)
+void daemon_hooks(struct daemon *d, int64_t now, int force)
 {
 	size_t n = 0;
 	struct state_cert **recs;
@@ -286,7 +286,7 @@ void daemon_hooks(struct daemon *d, int64_t now)
 
 		if (!state_cert_id(r, ENGINE_ID_HOOK_RETRY) || r->phase != PHASE_READY)
 			continue;
-		if (next && strtoll(next, NULL, 10) > now)
+		if (next && strtoll(next, NULL, 10) > now && !force)
 			continue;
 		if (next && !hooks_on_change(d->cfg, r->name, r->output_dir)) {
 			state_cert_set_id(r, ENGINE_ID_HOOK_RETRY, NULL);

@@ -17,6 +17,7 @@
 #include "../metrics.h"
 
 #define SERVER_QUEUE_BYTES (16u * 1024 * 1024)
+#define SERVER_MAX_DRAIN (1024 * 1024)
 
 struct http_server {
 	struct MHD_Daemon *d;
@@ -199,7 +200,8 @@ static enum MHD_Result srv_webhook_start(struct http_server *s, struct MHD_Conne
 		metrics_webhook_event("any", "unknown", "forged");
 		return srv_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 	}
-	if (cl && strtoull(cl, NULL, 10) > SERVER_MAX_WEBHOOK_BODY) {
+	/* A little over the cap is read and dropped so the client gets its 413; far over, the connection is cut. */
+	if (cl && strtoull(cl, NULL, 10) > SERVER_MAX_DRAIN) {
 		metrics_webhook_event(provider, "unknown", "oversized");
 		return srv_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large\n");
 	}
