@@ -160,8 +160,7 @@ void daemon_pass(struct daemon *d)
 	d->kick = 0;
 	memset(&ro, 0, sizeof(ro));
 	ro.now = now;
-	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro,
-			   &p)) {
+	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro, &p)) {
 		log_error("plan: %s", cs_errmsg());
 		goto out;
 	}
@@ -331,8 +330,8 @@ static int daemon_cert_ready(const struct state_cert *r, const struct cert_spec 
 	return s && util_streq(r->spec_hash, s->hash);
 }
 
-static void daemon_cert_snapshot(const struct state_cert *r, const struct cert_spec *s, const char *name,
-				 int64_t now, struct metrics_cert *m)
+static void daemon_cert_snapshot(const struct state_cert *r, const struct cert_spec *s, const char *name, int64_t now,
+				 struct metrics_cert *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->name = xstrdup(name);
@@ -386,7 +385,8 @@ void daemon_observe(struct daemon *d, int64_t now)
 	free(dir);
 	metrics_set_ready(d->first_done && d->state_ok);
 	rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : xstrdup("none");
-	detail = xasprintf("revision: %s\nsource: %s%s\nstate: %s\nreconciled: %s", rev, d->fetch_ok ? "ok" : "fetch failing: ",
+	detail = xasprintf("revision: %s\nsource: %s%s\nstate: %s\nreconciled: %s", rev,
+			   d->fetch_ok ? "ok" : "fetch failing: ",
 			   d->fetch_ok ? "" : (d->fetch_error ? d->fetch_error : "not fetched yet"),
 			   d->state_ok ? "writable" : "NOT writable", d->first_done ? "yes" : "not yet");
 	http_server_set_ready(d->srv, d->first_done && d->state_ok, detail);

@@ -240,7 +240,8 @@ static void render_counter(struct buf *b, const char *name, const char *help, co
 }
 
 /* name{name="...",issuer="..."<extra>} value, for every certificate where pick() gives a value. */
-static void render_cert_gauge(struct buf *b, const char *name, const char *help, int (*pick)(const struct metrics_cert *, double *))
+static void render_cert_gauge(struct buf *b, const char *name, const char *help,
+			      int (*pick)(const struct metrics_cert *, double *))
 {
 	double v;
 

@@ -18,13 +18,13 @@
 /* One certificate's gauges (a snapshot the loop takes after each reconcile). */
 struct metrics_cert {
 	char *name, *issuer;
-	int ready;		/* 1 True, 0 False, -1 Unknown */
-	int64_t not_before;	/* 0 = no certificate installed */
-	int64_t not_after;	/* expiration */
-	int64_t renewal_time;	/* when a renewal becomes due (jitter included), 0 = unknown */
-	int64_t last_success;	/* last completed change, 0 = never */
-	int64_t next_attempt;	/* pending step's next try, 0 = none */
-	int failed_attempts;	/* of the current step */
+	int ready;	      /* 1 True, 0 False, -1 Unknown */
+	int64_t not_before;   /* 0 = no certificate installed */
+	int64_t not_after;    /* expiration */
+	int64_t renewal_time; /* when a renewal becomes due (jitter included), 0 = unknown */
+	int64_t last_success; /* last completed change, 0 = never */
+	int64_t next_attempt; /* pending step's next try, 0 = none */
+	int failed_attempts;  /* of the current step */
 };
 
 void metrics_cert_clear(struct metrics_cert *c);
