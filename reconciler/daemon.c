@@ -377,6 +377,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	daemon_stop_flag = daemon_hup_flag = daemon_usr1_flag = 0;
 	metrics_reset();
 	http_set_global_observer(daemon_metrics_observer, NULL);
+	http_set_abort_flag((volatile int *)&daemon_stop_flag);
 	if ((rc = daemon_signals()) || (rc = daemon_start(&d)))
 		goto out;
 	log_info("certsync run: following %s (ref %s, every %llds)", d.cfg->source.repo, d.cfg->source.ref,
@@ -401,6 +402,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	}
 out:
 	http_set_global_observer(NULL, NULL);
+	http_set_abort_flag(NULL);
 	daemon_free(&d);
 	daemon_signals_end();
 	return rc;

@@ -249,6 +249,14 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 	struct state_cert *rec = ctx->rec;
 	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
 
+	if (rc == CS_ETRANSIENT && e->opts->stop && *e->opts->stop) {
+		/* Cut short by a stop request (run's SIGTERM): not a failure, the next run retries at once. */
+		state_cert_event(rec, ctx->now, "step %s interrupted by a stop request", rec->step);
+		log_emit(LV_INFO, &ctx->log, "step interrupted by a stop request; it is resumed on the next run");
+		engine_journal(ctx);
+		engine_count(e, &e->res.skipped);
+		return;
+	}
 	state_cert_set_error(rec, ctx->now, msg);
 	if (rc == CS_ETRANSIENT) {
 		rec->attempts++;

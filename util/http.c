@@ -30,6 +30,8 @@ static pthread_once_t http_once = PTHREAD_ONCE_INIT;
 /* The process-wide observer (the daemon's metrics): set once before any request. */
 static http_observer_fn http_global_observer;
 static void *http_global_observer_arg;
+/* Set by the daemon's SIGTERM: requests in flight end within about a second, nothing is retried. */
+static volatile int *http_abort_flag;
 static CURLcode http_init_rc;
 
 static void http_global_init(void)
@@ -82,6 +84,27 @@ void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *
 {
 	c->observer = fn;
 	c->observer_arg = arg;
+}
+
+void http_set_abort_flag(volatile int *flag)
+{
+	http_abort_flag = flag;
+}
+
+static int http_aborted(void)
+{
+	return http_abort_flag && *http_abort_flag;
+}
+
+/* curl calls this about once a second even on a silent connection: a stop request ends the transfer. */
+static int http_on_progress(void *p, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+	(void)p;
+	(void)dlt;
+	(void)dln;
+	(void)ult;
+	(void)uln;
+	return http_aborted();
 }
 
 void http_set_global_observer(http_observer_fn fn, void *arg)
@@ -309,6 +332,8 @@ static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_r
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &call);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, http_on_progress);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, http_abort_flag ? 0L : 1L);
 	if (!strcmp(req->method, "GET")) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -344,12 +369,16 @@ static int64_t http_backoff(int attempt)
 	return base + (base * r) / 512; /* + up to 50 % jitter */
 }
 
+/* Sleeps secs, in slices so that a stop request (http_set_abort_flag) cuts it short. */
 static void http_sleep(int64_t secs)
 {
-	struct timespec ts = {(time_t)secs, 0};
+	int64_t end = util_mono_ms() + secs * 1000;
 
-	while (nanosleep(&ts, &ts))
-		;
+	while (!http_aborted() && util_mono_ms() < end) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
 }
 
 int http_do(struct http_client *c, const struct http_request *req, struct http_response *res)
@@ -410,7 +439,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		else
 			rc = cs_error(CS_ETRANSIENT, "%s: %s %s: HTTP %ld%s%.200s", req->op, req->method, path,
 				      res->status, res->body.len ? ": " : "", res->body.len ? res->body.data : "");
-		if (!retryable || attempt >= c->o.max_retries)
+		if (!retryable || attempt >= c->o.max_retries || http_aborted())
 			break;
 		if (res->retry_after > now)
 			wait = res->retry_after - now;
@@ -423,6 +452,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			break;
 		}
 		http_sleep(wait);
+		if (http_aborted())
+			break;
 		rc = 0;
 	}
 	if (rc == CS_ETRANSIENT && !res->retry_after)

@@ -89,6 +89,13 @@ typedef void (*http_observer_fn)(void *arg, const char *op, long status, int64_t
 void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *arg);
 
 /*
+ * A process-wide stop flag (the daemon's SIGTERM): while *flag is non-zero,
+ * requests in flight are aborted within about a second (CS_ETRANSIENT),
+ * nothing is retried and no backoff is slept. NULL removes it.
+ */
+void http_set_abort_flag(volatile int *flag);
+
+/*
  * The same for every client of the process (clients are made per provider
  * session, so the daemon's metrics hook in here). Set it before the first
  * request; fn must be thread-safe. NULL removes it.
