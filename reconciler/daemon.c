@@ -102,11 +102,13 @@ static void daemon_wait(int64_t until)
 
 /* ---------- helpers ---------- */
 
-static void daemon_metrics_observer(void *arg, const char *op, long status, int64_t ms)
+static void daemon_metrics_observer(void *arg, const char *op, long status, int64_t ms, const struct http_ratelimit *rl)
 {
 	(void)arg;
 	(void)ms;
 	metrics_provider_request(op, status);
+	if (rl)
+		metrics_provider_ratelimit(op, rl->limit, rl->remaining, rl->reset);
 }
 
 char *daemon_revision(const char *ref, const char *commit)

@@ -22,6 +22,7 @@ struct counter {
 
 static const double reconcile_buckets[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 #define N_BUCKETS (sizeof(reconcile_buckets) / sizeof(reconcile_buckets[0]))
+#define METRICS_MAX_PROVIDERS 16
 
 static struct {
 	pthread_mutex_t mu;
@@ -35,6 +36,12 @@ static struct {
 	uint64_t serial;
 	struct metrics_cert *certs;
 	size_t n_certs;
+	struct {
+		char provider[32];
+		long limit, remaining;
+		int64_t reset;
+	} rl[METRICS_MAX_PROVIDERS];
+	size_t n_rl;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void metrics_cert_clear(struct metrics_cert *c)
@@ -68,6 +75,7 @@ void metrics_reset(void)
 	free(M.revision);
 	M.revision = NULL;
 	M.serial = 0;
+	M.n_rl = 0;
 	for (size_t i = 0; i < M.n_certs; i++)
 		metrics_cert_clear(&M.certs[i]);
 	free(M.certs);
@@ -133,13 +141,40 @@ static void counter_add(struct counter *c, const char *const *kv, const char *co
 	c->v[c->n++] = d;
 }
 
+/* The provider of an HTTP client op ("dnsimple listCertificates" -> "dnsimple"); returns the operation. */
+static const char *op_split(const char *op, char provider[32])
+{
+	const char *sp = op ? strchr(op, ' ') : NULL;
+
+	snprintf(provider, 32, "%.*s", sp ? (int)(sp - op) : 7, sp ? op : "unknown");
+	return sp ? sp + 1 : "request";
+}
+
+void metrics_provider_ratelimit(const char *op, long limit, long remaining, int64_t reset)
+{
+	char provider[32];
+	size_t i;
+
+	op_split(op, provider);
+	pthread_mutex_lock(&M.mu);
+	for (i = 0; i < M.n_rl && strcmp(M.rl[i].provider, provider); i++)
+		;
+	if (i < METRICS_MAX_PROVIDERS) {
+		memcpy(M.rl[i].provider, provider, sizeof(provider));
+		M.rl[i].limit = limit;
+		M.rl[i].remaining = remaining;
+		M.rl[i].reset = reset;
+		if (i == M.n_rl)
+			M.n_rl++;
+	}
+	pthread_mutex_unlock(&M.mu);
+}
+
 void metrics_provider_request(const char *op, long status)
 {
 	char provider[32], code[24];
-	const char *sp = op ? strchr(op, ' ') : NULL;
-	const char *operation = sp ? sp + 1 : "request";
+	const char *operation = op_split(op, provider);
 
-	snprintf(provider, sizeof(provider), "%.*s", sp ? (int)(sp - op) : 7, sp ? op : "unknown");
 	if (status > 0)
 		snprintf(code, sizeof(code), "%ld", status);
 	else
@@ -369,6 +404,25 @@ static void render_source(struct buf *b)
 	render_counter(b, "certsync_source_fetches_total", "Source fetches by result.", &M.fetches);
 }
 
+static void render_ratelimits(struct buf *b)
+{
+	family(b, "certsync_provider_ratelimit_limit", "gauge",
+	       "The request budget per window the provider last reported (X-RateLimit-Limit).");
+	for (size_t i = 0; i < M.n_rl; i++)
+		buf_printf(b, "certsync_provider_ratelimit_limit{provider=\"%s\"} %ld\n", M.rl[i].provider,
+			   M.rl[i].limit);
+	family(b, "certsync_provider_ratelimit_remaining", "gauge",
+	       "Requests left in the provider's current window, as last reported (X-RateLimit-Remaining).");
+	for (size_t i = 0; i < M.n_rl; i++)
+		buf_printf(b, "certsync_provider_ratelimit_remaining{provider=\"%s\"} %ld\n", M.rl[i].provider,
+			   M.rl[i].remaining);
+	family(b, "certsync_provider_ratelimit_reset_timestamp_seconds", "gauge",
+	       "When the provider's current rate-limit window resets, in unix seconds.");
+	for (size_t i = 0; i < M.n_rl; i++)
+		buf_printf(b, "certsync_provider_ratelimit_reset_timestamp_seconds{provider=\"%s\"} %lld\n",
+			   M.rl[i].provider, (long long)M.rl[i].reset);
+}
+
 int metrics_render(struct buf *out)
 {
 	struct buf b = BUF_INIT;
@@ -386,6 +440,7 @@ int metrics_render(struct buf *out)
 	render_counter(&b, "certsync_provider_requests_total",
 		       "HTTP requests to providers by provider, operation and status code (none = no response).",
 		       &M.provider_requests);
+	render_ratelimits(&b);
 	render_counter(&b, "certsync_webhook_events_total", "Webhook deliveries by provider, event and outcome.",
 		       &M.webhook_events);
 	render_source(&b);

@@ -35,6 +35,9 @@ void metrics_reset(void);
 /* An HTTP request to a provider: op is "provider operation" (http_request.op), status 0 = no response. */
 void metrics_provider_request(const char *op, long status);
 
+/* The rate-limit budget a provider reported (op as above: the provider is its first word). */
+void metrics_provider_ratelimit(const char *op, long limit, long remaining, int64_t reset);
+
 /* A webhook delivery: provider type, event name (bounded by the caller) and outcome. */
 void metrics_webhook_event(const char *provider, const char *event, const char *outcome);
 

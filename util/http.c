@@ -28,7 +28,7 @@ struct http_client {
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
 /* The process-wide observer (the daemon's metrics): set once before any request. */
-static http_observer_fn http_global_observer;
+static http_global_observer_fn http_global_observer;
 static void *http_global_observer_arg;
 /* Set by the daemon's SIGTERM: requests in flight end within about a second, nothing is retried. */
 static volatile int *http_abort_flag;
@@ -107,7 +107,7 @@ static int http_on_progress(void *p, curl_off_t dlt, curl_off_t dln, curl_off_t 
 	return http_aborted();
 }
 
-void http_set_global_observer(http_observer_fn fn, void *arg)
+void http_set_global_observer(http_global_observer_fn fn, void *arg)
 {
 	http_global_observer = fn;
 	http_global_observer_arg = arg;
@@ -415,7 +415,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			c->observer(c->observer_arg, req->op, cc == CURLE_OK ? res->status : 0, util_mono_ms() - t0);
 		if (http_global_observer)
 			http_global_observer(http_global_observer_arg, req->op, cc == CURLE_OK ? res->status : 0,
-					     util_mono_ms() - t0);
+					     util_mono_ms() - t0, res->rl.have ? &res->rl : NULL);
 		if (res->rl.have) {
 			pthread_mutex_lock(&c->mu);
 			c->rl = res->rl;

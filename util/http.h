@@ -97,9 +97,12 @@ void http_set_abort_flag(volatile int *flag);
 
 /*
  * The same for every client of the process (clients are made per provider
- * session, so the daemon's metrics hook in here). Set it before the first
+ * session, so the daemon's metrics hook in here), with the rate-limit state
+ * of the response (NULL when it carried none). Set it before the first
  * request; fn must be thread-safe. NULL removes it.
  */
-void http_set_global_observer(http_observer_fn fn, void *arg);
+typedef void (*http_global_observer_fn)(void *arg, const char *op, long status, int64_t ms,
+					const struct http_ratelimit *rl);
+void http_set_global_observer(http_global_observer_fn fn, void *arg);
 
 #endif

@@ -518,6 +518,8 @@ def test_metrics_pass_promtool(env, sim, token_env, daemons):
         assert family in text, family
     assert d.metric("certsync_provider_requests_total", provider="dnsimple",
                     operation="purchaseLetsencryptCertificate", code="201") == 1
+    remaining = d.metric("certsync_provider_ratelimit_remaining", provider="dnsimple")
+    assert remaining is not None and 0 < remaining < d.metric("certsync_provider_ratelimit_limit", provider="dnsimple")
     exp = d.metric("certsync_certificate_expiration_timestamp_seconds", name="a", issuer="internal")
     assert exp and exp > time.time() + 80 * 86400
     renew = d.metric("certsync_certificate_renewal_timestamp_seconds", name="a")

@@ -138,7 +138,12 @@ static void test_metrics_counters_histogram_and_source(void **s)
 	metrics_reconcile("failure", 400);
 	metrics_fetch(1, 1700000000, "main@sha1:0123456789abcdef0123456789abcdef01234567");
 	metrics_fetch(0, 1700000060, NULL);
+	metrics_provider_ratelimit("dnsimple listCertificates", 2400, 2390, 1700003600);
+	metrics_provider_ratelimit("dnsimple getCertificate", 2400, 2389, 1700003600);
 	text = render();
+	assert_non_null(find_line(text, "certsync_provider_ratelimit_remaining{provider=\"dnsimple\"} 2389"));
+	assert_non_null(find_line(text, "certsync_provider_ratelimit_limit{provider=\"dnsimple\"} 2400"));
+	assert_non_null(find_line(text, "certsync_provider_ratelimit_reset_timestamp_seconds{provider=\"dnsimple\"} 1700003600"));
 	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"dnsimple\",operation=\"listCertificates\",code=\"200\"} 2"));
 	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"dnsimple\",operation=\"getCertificate\",code=\"none\"} 1"));
 	assert_non_null(find_line(text, "certsync_webhook_events_total{provider=\"dnsimple\",event=\"certificate.issue\",outcome=\"accepted\"} 1"));
