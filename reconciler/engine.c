@@ -372,6 +372,7 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 		}
 		if (status == STEP_WAIT) {
 			ctx.rec->next_try = ctx.wait_until;
+			ctx.rec->attempts = 0; /* the provider took the request: real progress */
 			if (engine_journal(&ctx))
 				break;
 			if (e->deadline && ctx.wait_until <= e->deadline) {
@@ -382,7 +383,11 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 			engine_count(e, &e->res.pending);
 			break;
 		}
-		ctx.rec->attempts = 0;
+		/*
+		 * attempts is not reset on STEP_CONTINUE: a driver whose failing step
+		 * starts over at a lookup (find → purchase fails → find) would
+		 * otherwise never back off further than the first delay.
+		 */
 		if (engine_journal(&ctx))
 			break;
 	}

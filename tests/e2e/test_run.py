@@ -1,5 +1,6 @@
 """certsync run (the daemon / sidecar) end to end: a real git repository, the real binary, the DNSimple
 simulator, HTTP endpoints, signals, webhooks and metrics."""
+import datetime
 import http.client
 import json
 import os
@@ -21,6 +22,10 @@ from test_dnsimple import TOKEN, Sim, check_dnsimple_outputs, www
 
 SECRET = "wh-secret-4f1d2a9c7b"
 DNS_NAMES = ["pizza.company", "shop.pizza.company", "www.pizza.company"]
+
+
+def ts(rfc3339):
+    return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def free_port():
@@ -609,3 +614,35 @@ def test_webhook_endpoint_throughput_with_wrk(env, sim, token_env, daemons, tmp_
         time.sleep(0.2)
     assert d.get("/healthz")[0] == 200 and d.proc.poll() is None
     assert sim.count("getCertificate") == 0  # one unknown certificate id: nothing to look at
+
+
+def test_a_failing_certificate_backs_off_alone_while_the_others_go_on(env, sim, token_env, daemons):
+    run_config(env, interval="1s", extra_issuers=dns_issuer(sim, poll="1s"))
+    sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": "500_html", "count": -1})
+    env.repo.write("www.yaml", www())
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    d = daemons(env)
+    d.wait_ready()
+    check_outputs(env.cert_dir("a"), ["a.example.test"])  # the other certificate went on
+    rec = env.state_json()["certificates"]["shop-www"]
+    assert rec["phase"] == "pending" and rec["attempts"] == 1, rec
+    first_wait = ts(rec["next_try"]) - time.time()
+    assert 20 < first_wait <= 30 * 1.25 + 1, rec
+    assert d.metric("certsync_certificate_failed_attempts", name="shop-www") == 1
+    assert d.metric("certsync_certificate_next_attempt_timestamp_seconds", name="shop-www") == ts(rec["next_try"])
+    assert d.metric("certsync_certificate_ready_status", name="shop-www", condition="False") == 1
+    # Several fetch intervals go by: no retry before the recorded next-try time (and no busy loop).
+    tries = sim.count("purchaseLetsencryptCertificate")
+    time.sleep(3.5)
+    assert sim.count("purchaseLetsencryptCertificate") == tries
+    # SIGUSR1 retries now; the backoff doubles and stays recorded.
+    n = len(d.messages())
+    d.signal(signal.SIGUSR1)
+    d.wait_log(r"reconcile done", start=n)
+    rec2 = env.state_json()["certificates"]["shop-www"]
+    assert rec2["attempts"] == 2 and ts(rec2["next_try"]) - time.time() > 45, json.dumps(rec2, indent=1)
+    sim.ctl("fault", method="DELETE")
+    d.signal(signal.SIGUSR1)
+    d.wait_log(r"(create|resume) complete", start=n, timeout=30)
+    check_dnsimple_outputs(env.cert_dir("shop-www"), DNS_NAMES)
