@@ -16,6 +16,7 @@
 #include "../util/log.h"
 #include "../util/util.h"
 #include "daemon_int.h"
+#include "hooks.h"
 #include "metrics.h"
 #include "provider.h"
 
@@ -380,6 +381,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	metrics_reset();
 	http_set_global_observer(daemon_metrics_observer, NULL);
 	http_set_abort_flag((volatile int *)&daemon_stop_flag);
+	hooks_set_stop_flag((volatile int *)&daemon_stop_flag);
 	if ((rc = daemon_signals()) || (rc = daemon_start(&d)))
 		goto out;
 	log_info("certsync run: following %s (ref %s, every %llds)", d.cfg->source.repo, d.cfg->source.ref,
@@ -405,6 +407,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 out:
 	http_set_global_observer(NULL, NULL);
 	http_set_abort_flag(NULL);
+	hooks_set_stop_flag(NULL);
 	daemon_free(&d);
 	daemon_signals_end();
 	return rc;

@@ -16,6 +16,15 @@
 
 extern char **environ;
 
+/* The daemon's stop flag: a running hook then gets HOOKS_STOP_GRACE_MS more, not its whole timeout. */
+#define HOOKS_STOP_GRACE_MS 5000
+static volatile int *hooks_stop;
+
+void hooks_set_stop_flag(volatile int *flag)
+{
+	hooks_stop = flag;
+}
+
 /* environ plus our variables; the strings we add are freed by the caller (first n_own entries). */
 static char **hooks_env(const char *const *own, size_t n_own)
 {
@@ -61,11 +70,19 @@ int hooks_on_change(const struct config *cfg, const char *name, const char *outp
 	while ((w = waitpid(pid, &status, WNOHANG)) == 0) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 
+		if (hooks_stop && *hooks_stop && deadline > util_mono_ms() + HOOKS_STOP_GRACE_MS)
+			deadline = util_mono_ms() + HOOKS_STOP_GRACE_MS;
 		if (util_mono_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			rc = cs_error(CS_ETRANSIENT, "hook %s timed out after %llds and was killed",
-				      cfg->hooks.on_change[0], (long long)cfg->hooks.timeout);
+			if (hooks_stop && *hooks_stop)
+				rc = cs_error(CS_ETRANSIENT,
+					      "hook %s was killed: certsync is stopping (it is owed and "
+					      "retried later)",
+					      cfg->hooks.on_change[0]);
+			else
+				rc = cs_error(CS_ETRANSIENT, "hook %s timed out after %llds and was killed",
+					      cfg->hooks.on_change[0], (long long)cfg->hooks.timeout);
 			goto out;
 		}
 		nanosleep(&ts, NULL);

@@ -12,4 +12,11 @@
  */
 int hooks_on_change(const struct config *cfg, const char *name, const char *output_dir);
 
+/*
+ * A process-wide stop flag (the daemon's SIGTERM): once *flag is set, a
+ * running hook gets at most 5 more seconds before it is killed (and then
+ * counts as failed, so it is owed). NULL removes it.
+ */
+void hooks_set_stop_flag(volatile int *flag);
+
 #endif

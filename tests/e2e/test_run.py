@@ -646,3 +646,26 @@ def test_a_failing_certificate_backs_off_alone_while_the_others_go_on(env, sim, 
     d.signal(signal.SIGUSR1)
     d.wait_log(r"(create|resume) complete", start=n, timeout=30)
     check_dnsimple_outputs(env.cert_dir("shop-www"), DNS_NAMES)
+
+
+def test_sigterm_while_a_hook_hangs_still_stops_within_ten_seconds(env, daemons, tmp_path):
+    hook = tmp_path / "hang.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {tmp_path / 'started'}\nexec sleep 60\n")
+    hook.chmod(0o755)
+    run_config(env, interval="1h", extra=f"""\
+        hooks:
+          onChange: ["{hook}"]
+          timeout: 2m
+        """)
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    d = daemons(env)
+    deadline = time.time() + 20
+    while not (tmp_path / "started").exists():
+        assert time.time() < deadline, d.raw
+        time.sleep(0.05)
+    code, took = d.stop(timeout=15)
+    assert code == 0 and took < 10, (code, took)
+    assert any("certsync is stopping" in m for m in d.messages()), d.messages()
+    rec = env.state_json()["certificates"]["a"]
+    assert rec["phase"] == "ready" and rec["ids"]["hooks.retry"] == "1"  # installed; the hook is owed
