@@ -289,6 +289,19 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 	ynode_check_keys(n, keys, file, "server", d);
 	config_str(n, "listen", file, "server.listen", d, &c->server.listen);
 	config_str(n, "publicURL", file, "server.publicURL", d, &c->server.public_url);
+	/* Caught here, with a position, rather than when `run` starts listening or registers. */
+	if (c->server.listen && (v = ynode_get(n, "listen"))) {
+		const char *colon = strrchr(c->server.listen, ':');
+
+		if (!colon || !colon[1] || colon[strspn(colon + 1, "0123456789") + 1] ||
+		    strtol(colon + 1, NULL, 10) > 65535)
+			diags_add(d, file, v->line, v->col, "server.listen: expected HOST:PORT, got \"%s\"",
+				  c->server.listen);
+	}
+	if (c->server.public_url && (v = ynode_get(n, "publicURL")) &&
+	    strncmp(c->server.public_url, "https://", 8) && strncmp(c->server.public_url, "http://", 7))
+		diags_add(d, file, v->line, v->col, "server.publicURL: expected an https:// URL, got \"%s\"",
+			  c->server.public_url);
 	if ((v = ynode_get(n, "webhookSecret")))
 		config_parse_cred(v, file, "server.webhookSecret", 0, d, &c->server.webhook_secret);
 }

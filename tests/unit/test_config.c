@@ -243,6 +243,29 @@ static void test_config_duplicate_issuer_and_bad_hook(void **state)
 	free(diag);
 }
 
+static void test_config_checks_server_listen_and_public_url(void **state)
+{
+	char *diag;
+	struct config *c = parse("source: {repo: r}\nstate: {path: s.json}\noutput: {root: out}\n"
+				 "issuers:\n  a: {type: ca, selfSigned: true}\n"
+				 "server: {listen: localhost, publicURL: \"ftp://x\"}\n",
+				 &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_non_null(strstr(diag, "6:18: server.listen: expected HOST:PORT, got \"localhost\""));
+	assert_non_null(strstr(diag, "6:40: server.publicURL: expected an https:// URL"));
+	free(diag);
+	c = parse("source: {repo: r}\nstate: {path: s.json}\noutput: {root: out}\n"
+		  "issuers:\n  a: {type: ca, selfSigned: true}\n"
+		  "server: {listen: \"[::1]:9402\", publicURL: https://certsync.example.com}\n",
+		  &diag);
+	assert_non_null(c);
+	assert_string_equal(c->server.listen, "[::1]:9402");
+	config_free(c);
+	free(diag);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +278,7 @@ int main(void)
 		cmocka_unit_test(test_config_overrides),
 		cmocka_unit_test(test_config_load_missing_file),
 		cmocka_unit_test(test_config_duplicate_issuer_and_bad_hook),
+		cmocka_unit_test(test_config_checks_server_listen_and_public_url),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
