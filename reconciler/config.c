@@ -298,8 +298,8 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 			diags_add(d, file, v->line, v->col, "server.listen: expected HOST:PORT, got \"%s\"",
 				  c->server.listen);
 	}
-	if (c->server.public_url && (v = ynode_get(n, "publicURL")) &&
-	    strncmp(c->server.public_url, "https://", 8) && strncmp(c->server.public_url, "http://", 7))
+	if (c->server.public_url && (v = ynode_get(n, "publicURL")) && strncmp(c->server.public_url, "https://", 8) &&
+	    strncmp(c->server.public_url, "http://", 7))
 		diags_add(d, file, v->line, v->col, "server.publicURL: expected an https:// URL, got \"%s\"",
 			  c->server.public_url);
 	if ((v = ynode_get(n, "webhookSecret")))
