@@ -669,3 +669,14 @@ def test_sigterm_while_a_hook_hangs_still_stops_within_ten_seconds(env, daemons,
     assert any("certsync is stopping" in m for m in d.messages()), d.messages()
     rec = env.state_json()["certificates"]["a"]
     assert rec["phase"] == "ready" and rec["ids"]["hooks.retry"] == "1"  # installed; the hook is owed
+
+
+def test_log_format_text_for_humans(env, daemons):
+    run_config(env, interval="1h")
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    d = daemons(env, args=("--log-format", "text"))
+    d.wait_ready()
+    assert d.stop()[0] == 0
+    assert d.raw and all(re.match(r"^\d{4}-\d\d-\d\dT[\d:]+Z (info|warn|error|debug) ", l) for l in d.raw), d.raw
+    assert any("[a] create complete" in l for l in d.raw), d.raw
