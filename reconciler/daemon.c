@@ -189,10 +189,13 @@ static void daemon_fetch(struct daemon *d, int64_t now)
 	char commit[41], *rev;
 
 	cs_error_clear();
-	if (!d->git && reconcile_open_source(d->cfg, &d->git)) {
-		d->git = NULL;
-		daemon_fetch_failed(d, now);
-		return;
+	if (!d->git) {
+		if (reconcile_open_source(d->cfg, &d->git)) {
+			d->git = NULL;
+			daemon_fetch_failed(d, now);
+			return;
+		}
+		log_info("source %s opened", gitsrc_display(d->git)); /* the display form has no credentials */
 	}
 	if (gitsrc_fetch(d->git) || gitsrc_resolve(d->git, d->cfg->source.ref, commit)) {
 		daemon_fetch_failed(d, now);
@@ -384,8 +387,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	hooks_set_stop_flag((volatile int *)&daemon_stop_flag);
 	if ((rc = daemon_signals()) || (rc = daemon_start(&d)))
 		goto out;
-	log_info("certsync run: following %s (ref %s, every %llds)", d.cfg->source.repo, d.cfg->source.ref,
-		 (long long)d.cfg->source.interval);
+	log_info("certsync run: following ref %s every %llds", d.cfg->source.ref, (long long)d.cfg->source.interval);
 	while (!daemon_stop_flag) {
 		int64_t wake;
 
