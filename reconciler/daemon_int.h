@@ -25,14 +25,17 @@ struct daemon {
 	int fetch_ok;
 	struct http_server *srv;
 	int64_t next_fetch;
-	int64_t next_due;  /* earliest future time something is due (0 = nothing) */
-	int first_done;	   /* a complete reconcile pass happened */
-	int state_ok;	   /* the last state write succeeded and its directory is writable */
-	int dirty;	   /* state changed outside the engine (webhook ids): save it */
-	int64_t next_save; /* dirty state is written at most every DAEMON_SAVE_EVERY seconds */
-	int kick;	   /* reconcile now (start, new commit, SIGUSR1, interval tick) */
-	int force;	   /* SIGUSR1: ignore backoff */
-	char **forced;	   /* certificates a webhook asked about: ignore their backoff */
+	int64_t next_due;	/* earliest future time something is due (0 = nothing) */
+	int first_done;		/* a complete reconcile pass happened */
+	int state_ok;		/* the last state write succeeded and its directory is writable */
+	int dirty;		/* state changed outside the engine (webhook ids): save it */
+	int64_t next_save;	/* dirty state is written at most every DAEMON_SAVE_EVERY seconds */
+	int kick;		/* reconcile now (start, new commit, SIGUSR1, interval tick) */
+	int force;		/* SIGUSR1: ignore backoff */
+	char budget_commit[41]; /* the revision paid_used counts for */
+	int paid_used;		/* paid creates/replaces applied for it (policy.maxPaidOrders per revision) */
+	int budget_warned;
+	char **forced; /* certificates a webhook asked about: ignore their backoff */
 	size_t n_forced, cap_forced;
 };
 

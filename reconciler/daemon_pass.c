@@ -76,6 +76,30 @@ static int64_t daemon_renew_at(const struct cert_spec *s, const struct state_cer
 }
 
 /*
+ * policy.maxPaidOrders holds per revision, not per pass: otherwise a commit
+ * adding 500 certificates would be bought 10 at a time, one batch per
+ * interval. New certificates and replacements beyond the cap wait for the next
+ * revision (or a restart); renewals and resumes are only capped per pass.
+ * Returns 1 if the change may go ahead.
+ */
+static int daemon_budget(struct daemon *d, const struct plan_change *c, size_t *over)
+{
+	if (!c->paid || (c->kind != CHANGE_CREATE && c->kind != CHANGE_REPLACE))
+		return 1;
+	if (strcmp(d->budget_commit, d->commit)) {
+		memcpy(d->budget_commit, d->commit, sizeof(d->budget_commit));
+		d->paid_used = 0;
+		d->budget_warned = 0;
+	}
+	if (d->paid_used >= d->cfg->policy.max_paid_orders) {
+		(*over)++;
+		return 0;
+	}
+	d->paid_used++;
+	return 1;
+}
+
+/*
  * Keeps only the changes that are due: a pending step waits for its
  * next-try time (backoff) unless a webhook or SIGUSR1 asked about it; a
  * renewal waits for its jittered time; a revision with invalid manifests only
@@ -84,7 +108,7 @@ static int64_t daemon_renew_at(const struct cert_spec *s, const struct state_cer
 static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 {
 	int partial_block = d->des.diags.n && !d->opts->allow_partial;
-	size_t todo = 0;
+	size_t todo = 0, over = 0;
 
 	for (size_t i = 0; i < p->n_changes; i++) {
 		struct plan_change *c = &p->changes[i];
@@ -110,7 +134,17 @@ static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 				continue;
 			}
 		}
+		if (!daemon_budget(d, c, &over)) {
+			c->kind = CHANGE_NONE;
+			continue;
+		}
 		todo++;
+	}
+	if (over && !d->budget_warned) {
+		log_warn("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for revision %.12s; a new "
+			 "commit (or a restart) continues",
+			 over, over == 1 ? "" : "s", d->cfg->policy.max_paid_orders, d->commit);
+		d->budget_warned = 1;
 	}
 	return todo;
 }

@@ -680,3 +680,24 @@ def test_log_format_text_for_humans(env, daemons):
     assert d.stop()[0] == 0
     assert d.raw and all(re.match(r"^\d{4}-\d\d-\d\dT[\d:]+Z (info|warn|error|debug) ", l) for l in d.raw), d.raw
     assert any("[a] create complete" in l for l in d.raw), d.raw
+
+
+def test_max_paid_orders_holds_per_revision_not_per_pass(env, sim, token_env, daemons):
+    run_config(env, interval="1s", extra_issuers=dns_issuer(sim, poll="1s"))
+    env.config.write_text(env.config.read_text().replace("policy:\n", "policy:\n  maxPaidOrders: 1\n", 1))
+    for n in ("a", "b"):
+        env.repo.write(f"{n}.yaml", manifest(n, [f"{n}.pizza.company"], issuer="dns"))
+    env.repo.commit()
+    d = daemons(env)
+    d.wait_ready()
+    d.wait_log(r"1 paid order deferred: policy.maxPaidOrders \(1\) reached for revision")
+    time.sleep(3.5)  # several intervals: the other one is still not bought
+    assert sim.count("purchaseLetsencryptCertificate") == 1
+    env.repo.write("note.txt", "a new revision\n")
+    env.repo.commit("another commit")
+    deadline = time.time() + 30
+    while sim.count("purchaseLetsencryptCertificate") < 2:
+        assert time.time() < deadline, d.messages()
+        time.sleep(0.1)
+    time.sleep(2)
+    assert sim.count("purchaseLetsencryptCertificate") == 2
