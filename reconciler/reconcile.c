@@ -330,6 +330,43 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	return rc;
 }
 
+int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *base,
+		      const struct desired *head, const struct state *st, int64_t now, struct plan **out)
+{
+	struct plan_pr_input in;
+	int rc;
+
+	memset(&in, 0, sizeof(in));
+	in.base = base->specs;
+	in.n_base = base->n_specs;
+	in.head = head->specs;
+	in.n_head = head->n_specs;
+	in.state = st;
+	in.now = now;
+	/* As apply would: a head with errors never removes. */
+	in.prune = cfg->policy.prune && head->diags.n == 0;
+	in.max_paid = cfg->policy.max_paid_orders;
+	in.steps_fn = reconcile_steps;
+	in.steps_arg = (void *)cfg;
+	in.repo = repo;
+	in.ref = ref;
+	in.commit = head->commit;
+	in.base_commit = base->commit;
+	if ((rc = plan_pr_diff(&in, out)))
+		return rc;
+	for (size_t i = 0; i < head->diags.n; i++) {
+		const struct diag *g = &head->diags.v[i];
+
+		diags_add(&(*out)->errors, g->file, g->line, g->col, "%s", g->msg);
+	}
+	/* Spending beyond the cap is a review problem, not something to find out at apply time. */
+	if ((*out)->deferred)
+		diags_add(&(*out)->errors, "", 0, 0,
+			  "%zu paid orders, over policy.maxPaidOrders (%d): raise the limit or split the change",
+			  (*out)->paid + (*out)->deferred, cfg->policy.max_paid_orders);
+	return 0;
+}
+
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
 {
 	struct gitsrc_opts o;

@@ -1,4 +1,5 @@
 /* certsync: entry point, subcommand table, shared command-line plumbing. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,29 @@ int main(int argc, char **argv)
 	return rc;
 }
 
+/* GitHub's job summary: the Markdown plan appended to $GITHUB_STEP_SUMMARY when it is set. */
+static int cmd_step_summary(const struct plan *p)
+{
+	const char *path = getenv("GITHUB_STEP_SUMMARY");
+	struct buf b = BUF_INIT;
+	FILE *f;
+	int rc;
+
+	if (!path || !path[0])
+		return 0;
+	if ((rc = plan_render_markdown(p, &b)))
+		return rc;
+	f = fopen(path, "a");
+	if (!f) {
+		buf_free(&b);
+		return cs_error(CS_ERROR, "GITHUB_STEP_SUMMARY %s: %s", path, strerror(errno));
+	}
+	rc = fwrite(b.data, 1, b.len, f) != b.len;
+	rc |= fclose(f) != 0;
+	buf_free(&b);
+	return rc ? cs_error(CS_ERROR, "GITHUB_STEP_SUMMARY %s: write failed", path) : 0;
+}
+
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out)
 {
 	struct buf b = BUF_INIT;
@@ -246,11 +270,15 @@ int cmd_print_plan(const struct plan *p, const char *format, int no_color, int a
 		rc = plan_render_json(p, &b);
 	else if (!strcmp(format, "markdown"))
 		rc = plan_render_markdown(p, &b);
+	else if (!strcmp(format, "github"))
+		rc = plan_render_github(p, &b);
 	else
 		rc = plan_render_text(p, flags, &b);
 	if (!rc)
 		fwrite(b.data, 1, b.len, out);
 	fflush(out);
 	buf_free(&b);
+	if (!rc && !strcmp(format, "github"))
+		rc = cmd_step_summary(p);
 	return rc;
 }
