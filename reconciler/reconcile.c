@@ -1,8 +1,11 @@
 /* Manifests at a commit → desired set → plan. */
 #include "reconcile.h"
 
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../util/err.h"
 #include "../util/log.h"
@@ -274,6 +277,61 @@ static void reconcile_refresh(const struct config *cfg, struct state_cert *const
 		qsort(*out, *n_out, sizeof(**out), drift_cmp);
 }
 
+/* One slice of the output checks (they are syscalls only: threads overlap them). */
+struct check_slice {
+	int rootfd;
+	const char *root;
+	struct state_cert *const *recs;
+	enum output_status *outs;
+	size_t from, to;
+};
+
+static void *reconcile_check_slice(void *arg)
+{
+	const struct check_slice *c = arg;
+
+	for (size_t i = c->from; i < c->to; i++)
+		c->outs[i] = c->recs[i]->out_generation ? outputs_check_at(c->rootfd, c->root, c->recs[i]) : OUTPUT_OK;
+	return NULL;
+}
+
+#define CHECK_THREADS_MAX 4
+#define CHECK_PER_THREAD_MIN 1024
+
+static void reconcile_check_outputs(const char *root, struct state_cert *const *recs, size_t n,
+				    enum output_status *outs)
+{
+	struct check_slice s[CHECK_THREADS_MAX];
+	pthread_t tid[CHECK_THREADS_MAX];
+	int started[CHECK_THREADS_MAX] = {0};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t k = n / CHECK_PER_THREAD_MIN;
+	int rootfd;
+
+	if (!n)
+		return;
+	rootfd = outputs_root_open(root);
+	if (k > CHECK_THREADS_MAX)
+		k = CHECK_THREADS_MAX;
+	if (cpus > 0 && k > (size_t)cpus)
+		k = (size_t)cpus;
+	if (k < 1)
+		k = 1;
+	for (size_t t = 0; t < k; t++) {
+		s[t] = (struct check_slice){rootfd, root, recs, outs, n * t / k, n * (t + 1) / k};
+		/* Slice 0 runs here; a thread that cannot start runs its slice here too. */
+		started[t] = t > 0 && pthread_create(&tid[t], NULL, reconcile_check_slice, &s[t]) == 0;
+	}
+	for (size_t t = 0; t < k; t++)
+		if (!started[t])
+			reconcile_check_slice(&s[t]);
+	for (size_t t = 0; t < k; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+	if (rootfd >= 0)
+		close(rootfd);
+}
+
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out)
 {
@@ -283,14 +341,16 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	struct plan_drift *drift = NULL;
 	struct plan *warnings = xcalloc(1, sizeof(*warnings));
 	size_t n_recs = 0, n_drift = 0;
+	int64_t t0;
 	int rc;
 
 	memset(&in, 0, sizeof(in));
 	if (st)
 		recs = state_cert_list(st, &n_recs);
 	outs = xcalloc(n_recs + 1, sizeof(*outs));
-	for (size_t i = 0; i < n_recs; i++)
-		outs[i] = recs[i]->out_generation ? outputs_check(cfg->output_root, recs[i]) : OUTPUT_OK;
+	t0 = util_mono_ms();
+	reconcile_check_outputs(cfg->output_root, recs, n_recs, outs);
+	log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n_recs, util_mono_ms() - t0);
 	if (o->refresh)
 		reconcile_refresh(cfg, recs, n_recs, o->now, &drift, &n_drift, warnings);
 	in.desired = des->specs;

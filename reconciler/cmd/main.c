@@ -1,5 +1,6 @@
 /* certsync: entry point, subcommand table, shared command-line plumbing. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,13 +119,21 @@ int cmd_open_source(const struct config *cfg, const char *commit_or_null, struct
 {
 	int rc;
 
+	int64_t t0 = util_mono_ms(), t1;
+
 	memset(out, 0, sizeof(*out));
 	if ((rc = reconcile_open_source(cfg, &out->git)) ||
-	    (rc = gitsrc_resolve(out->git, commit_or_null ? commit_or_null : cfg->source.ref, out->commit)) ||
-	    (rc = reconcile_desired(cfg, out->git, out->commit, NULL, &out->desired))) {
+	    (rc = gitsrc_resolve(out->git, commit_or_null ? commit_or_null : cfg->source.ref, out->commit))) {
 		cmd_fail("%s", cs_errmsg());
 		return rc;
 	}
+	t1 = util_mono_ms();
+	if ((rc = reconcile_desired(cfg, out->git, out->commit, NULL, &out->desired))) {
+		cmd_fail("%s", cs_errmsg());
+		return rc;
+	}
+	log_debug("source opened in %" PRId64 " ms; %zu manifests read in %" PRId64 " ms", t1 - t0,
+		  out->desired.n_files, util_mono_ms() - t1);
 	return 0;
 }
 
@@ -139,6 +148,8 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 {
 	int rc;
 
+	int64_t t0 = util_mono_ms();
+
 	*st = NULL;
 	*has_state = access(cfg->state_path, F_OK) == 0;
 	if ((rc = state_file_open(cfg->state_path, be)) || (rc = state_load(*be, st))) {
@@ -149,6 +160,7 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 	}
 	if (!*has_state && state_cert_count(*st) > 0)
 		*has_state = 1; /* recovered from the journal alone */
+	log_debug("state: %zu certificates loaded in %" PRId64 " ms", state_cert_count(*st), util_mono_ms() - t0);
 	return 0;
 }
 
