@@ -332,6 +332,21 @@ static void reconcile_check_outputs(const char *root, struct state_cert *const *
 		close(rootfd);
 }
 
+enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n_out)
+{
+	size_t n = 0;
+	struct state_cert **recs = st ? state_cert_list(st, &n) : NULL;
+	enum output_status *outs = xcalloc(n + 1, sizeof(*outs));
+	int64_t t0 = util_mono_ms();
+
+	reconcile_check_outputs(cfg->output_root, recs, n, outs);
+	log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
+	free(recs);
+	if (n_out)
+		*n_out = n;
+	return outs;
+}
+
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out)
 {
@@ -341,16 +356,17 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	struct plan_drift *drift = NULL;
 	struct plan *warnings = xcalloc(1, sizeof(*warnings));
 	size_t n_recs = 0, n_drift = 0;
-	int64_t t0;
 	int rc;
 
 	memset(&in, 0, sizeof(in));
 	if (st)
 		recs = state_cert_list(st, &n_recs);
-	outs = xcalloc(n_recs + 1, sizeof(*outs));
-	t0 = util_mono_ms();
-	reconcile_check_outputs(cfg->output_root, recs, n_recs, outs);
-	log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n_recs, util_mono_ms() - t0);
+	if (o->observed) {
+		outs = xmalloc((n_recs + 1) * sizeof(*outs));
+		memcpy(outs, o->observed, n_recs * sizeof(*outs));
+	} else {
+		outs = reconcile_observe(cfg, st, NULL);
+	}
 	if (o->refresh)
 		reconcile_refresh(cfg, recs, n_recs, o->now, &drift, &n_drift, warnings);
 	in.desired = des->specs;

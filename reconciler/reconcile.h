@@ -44,7 +44,16 @@ struct reconcile_opts {
 	int refresh; /* ask providers about recorded certificates */
 	int retry_failed;
 	int64_t now;
+	/* The outputs already observed (reconcile_observe on the same state), or NULL. */
+	const enum output_status *observed;
 };
+
+/*
+ * Observes every recorded certificate's outputs on disk, in
+ * state_cert_list order (caller frees; *n may be NULL). Needs only the
+ * state, so a caller can run it while the manifests load.
+ */
+enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n);
 
 /* Observes outputs (and the providers with refresh) and diffs. */
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,

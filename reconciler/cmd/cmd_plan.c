@@ -1,4 +1,5 @@
 /* certsync plan: what apply would do, in text, JSON or Markdown. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,56 @@ out:
 	return rc;
 }
 
+/* The state and the outputs it records, loaded beside the manifests (they do not depend on them). */
+struct plan_bg {
+	const struct config *cfg;
+	struct state_backend *be;
+	struct state *st;
+	int has_state, rc;
+	enum output_status *observed;
+	char err[1024];
+};
+
+static void *plan_bg_run(void *arg)
+{
+	struct plan_bg *b = arg;
+
+	if ((b->rc = cmd_load_state(b->cfg, &b->be, &b->st, &b->has_state)))
+		snprintf(b->err, sizeof(b->err), "%s", cs_errmsg());
+	else
+		b->observed = reconcile_observe(b->cfg, b->st, NULL);
+	return NULL;
+}
+
+/*
+ * Manifests (parsing) and state + outputs (decoding, stat calls) are
+ * independent until the diff: on a 10,000-certificate repository running
+ * them side by side takes the shorter off the wall time.
+ */
+static int plan_load(const struct config *cfg, struct cmd_source *src, struct state_backend **be, struct state **st,
+		     int *has_state, enum output_status **observed)
+{
+	struct plan_bg b;
+	pthread_t t;
+	int threaded, rc;
+
+	memset(&b, 0, sizeof(b));
+	b.cfg = cfg;
+	threaded = pthread_create(&t, NULL, plan_bg_run, &b) == 0;
+	rc = cmd_open_source(cfg, NULL, src);
+	if (threaded)
+		pthread_join(t, NULL);
+	else
+		plan_bg_run(&b);
+	*be = b.be;
+	*st = b.st;
+	*has_state = b.has_state;
+	*observed = b.observed;
+	if (!rc && b.rc)
+		cmd_fail("%s", b.err);
+	return rc ? rc : b.rc;
+}
+
 static int plan_run(struct cmd_globals *g, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -86,6 +137,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	struct plan *p = NULL;
 	struct reconcile_opts ro;
 	const char *out_path = NULL, *base_ref = NULL, *head_ref = NULL;
+	enum output_status *observed = NULL;
 	int format = FMT_TEXT, detailed = 0, no_color = 0, ascii = 0, has_state = 0, opt, status = EXIT_FAIL;
 	struct buf b = BUF_INIT;
 
@@ -133,8 +185,9 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		if (plan_pr(g, cfg, base_ref, head_ref ? head_ref : cfg->source.ref, &p))
 			goto out;
 	} else {
-		if (cmd_open_source(cfg, NULL, &src) || cmd_read_state(cfg, &be, &st, &has_state))
+		if (plan_load(cfg, &src, &be, &st, &has_state, &observed))
 			goto out;
+		ro.observed = observed;
 		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro,
 				   &p)) {
 			cmd_fail("%s", cs_errmsg());
@@ -157,6 +210,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	else
 		status = detailed && plan_has_changes(p) ? EXIT_CHANGES : EXIT_OK;
 out:
+	free(observed);
 	buf_free(&b);
 	plan_free(p);
 	state_free(st);

@@ -146,6 +146,15 @@ void cmd_source_free(struct cmd_source *s)
 
 int cmd_read_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state)
 {
+	int rc = cmd_load_state(cfg, be, st, has_state);
+
+	if (rc)
+		cmd_fail("%s", cs_errmsg());
+	return rc;
+}
+
+int cmd_load_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state)
+{
 	int rc;
 
 	int64_t t0 = util_mono_ms();
@@ -153,7 +162,6 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 	*st = NULL;
 	*has_state = access(cfg->state_path, F_OK) == 0;
 	if ((rc = state_file_open(cfg->state_path, be)) || (rc = state_load(*be, st))) {
-		cmd_fail("%s", cs_errmsg());
 		state_backend_free(*be);
 		*be = NULL;
 		return rc;
