@@ -358,3 +358,18 @@ def test_ci_script_as_the_workflows_run_it(pr, tmp_path):
     assert "**certsync plan: errors**" in md.read_text()
     p, _, _ = run_script(pr, tmp_path, github=False)
     assert p.returncode == 1 and "::error" not in p.stdout and "error: certificates/bad.yaml:7:14" in p.stdout
+
+
+def test_repo_option_reads_another_checkout_or_a_url(pr, tmp_path):
+    """--repo PATH|URL overrides source.repo: a CI checkout, or a clone of a URL."""
+    pr.repo.write("new.yaml", www("new", ["new.example.com"]))
+    pr.repo.commit()
+    import shutil
+    other = tmp_path / "ci-checkout"
+    shutil.copytree(pr.repo.path, other)
+    pr.repo.write("later.yaml", www("later", ["later.example.com"]))  # not in the copy
+    pr.repo.commit()
+    for repo in (str(other), f"file://{other}"):
+        r = pr.run("plan", "--repo", repo, "--base", "main", "--head", "feature", "--format", "json")
+        assert r.code == 0, r
+        assert [c["name"] for c in json.loads(r.out)["changes"]] == ["new"], repo
