@@ -77,6 +77,19 @@ struct digicert {
 	pthread_mutex_t file_mu; /* serialises fileauth.txt edits between workers */
 };
 
+/* ---------- config (digicert_config.c) ---------- */
+
+/* provider_ops.config_parse / config_free / config_check / check_spec of the digicert type. */
+int digicert_config_parse(const struct ynode *node, const char *file, const char *name, struct diags *d, void **priv);
+void digicert_config_free(void *priv);
+void digicert_config_check(const struct config *cfg, const struct issuer *is, const char *file, struct diags *d);
+void digicert_check_spec(const struct issuer *is, const struct cert_spec *s, struct diags *d);
+
+/* The method for a certificate: spec.validation.method, else the issuer's. */
+enum digicert_method digicert_spec_method(const struct digicert *dc, const struct cert_spec *s);
+/* "dns-txt-token" / "http-token". */
+const char *digicert_method_name(enum digicert_method m);
+
 /* What an order is for (pure input to the body builder). */
 struct digicert_order_req {
 	const char *product;
