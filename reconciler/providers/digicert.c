@@ -159,8 +159,13 @@ static int token_usable(struct step_ctx *ctx, const struct digicert *dc, const s
 	int64_t t = digicert_token_time(placed);
 	int ok;
 
-	if (!t || ctx->now - t > DIGICERT_TOKEN_MAX_AGE)
+	if (!t)
 		return 0;
+	if (ctx->now - t > DIGICERT_TOKEN_MAX_AGE) {
+		log_emit(LV_INFO, &ctx->log, "the placed request token is %lld days old; placing a new one",
+			 (long long)((ctx->now - t) / 86400));
+		return 0;
+	}
 	expected_token(dc, placed, csr, want);
 	ok = !strcmp(want, placed);
 	crypto_wipe(want, sizeof(want));
@@ -249,6 +254,23 @@ out:
 	return rc;
 }
 
+/* Drops old entries that name the very record or line just placed again (same token in the same second). */
+static void forget_replaced(struct step_ctx *ctx, size_t *n_old)
+{
+	for (size_t i = *n_old; i-- > 0;) {
+		const struct state_token *o = &ctx->rec->tokens[i];
+		int same = 0;
+
+		for (size_t k = *n_old; k < ctx->rec->n_tokens && !same; k++)
+			same = util_streq(o->location, ctx->rec->tokens[k].location) &&
+			       util_streq(o->ref, ctx->rec->tokens[k].ref);
+		if (same) {
+			state_cert_remove_token(ctx->rec, i);
+			(*n_old)--;
+		}
+	}
+}
+
 /* Places a fresh token for every name (one per location), then removes the older ones. */
 static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
@@ -288,6 +310,7 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	}
 	/* Older tokens (a previous attempt, an expired timestamp) go once the new ones are out. */
 	state_cert_set_id(ctx->rec, ID_TOKEN, token);
+	forget_replaced(ctx, &n_old);
 	if (remove_tokens(ctx, dc, n_old))
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	log_emit(LV_INFO, &ctx->log, "placed the DigiCert request token (%s) for %zu name%s", digicert_method_name(m),

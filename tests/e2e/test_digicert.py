@@ -290,3 +290,55 @@ def test_no_secret_appears_anywhere(denv, dc, dns):
     assert '"msg"' in text or "level" in text  # the JSON log was captured
     for secret in (API_KEY, auth_key, key_body, key_body[:40]):
         assert secret not in text
+
+
+def test_failed_token_cleanup_is_retried_on_the_next_apply(denv, dc, dns):
+    # DNSimple refuses deletions for two minutes: more than certsync waits in place.
+    dns.ctl("fault", {"endpoint": "deleteZoneRecord", "mode": "429", "retry_after": "120"})
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    r = denv.run("apply")
+    assert "could not remove a placed DigiCert token" in r.err, r
+    check_digicert_outputs(denv.cert_dir("shop"), NAMES)  # installed all the same
+    rec = denv.state_json()["certificates"]["shop"]
+    assert rec["step"] == "cleanup" and len(rec["tokens"]) == 3 and len(dns.txt()) == 3
+    assert denv.plan_json()["changes"][0]["action"] == "resume"
+    dns.ctl("fault", method="DELETE")
+    r = denv.run("apply", check=0)
+    assert dns.txt() == [] and not denv.state_json()["certificates"]["shop"].get("tokens"), r
+    assert dc.count("order_create") == 1
+    denv.run("plan", "--detailed-exitcode", check=0)
+
+
+def test_removing_a_certificate_removes_its_placed_tokens(denv, dc, dns, web):
+    dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # stays pending, tokens out
+    denv.repo.write("shop.yaml", shop("validation: {method: http-token}\n"))
+    denv.repo.commit()
+    denv.run("apply", check=0)
+    assert web.fileauth().exists() and len(denv.state_json()["certificates"]["shop"]["tokens"]) == 1
+    denv.repo.remove("shop.yaml")
+    denv.repo.write("other.yaml", manifest("other", ["other.test"]))
+    denv.repo.commit()
+    r = denv.run("apply", check=0)
+    assert "shop" not in denv.state_json()["certificates"], r
+    assert not web.fileauth().exists()
+    assert not list((denv.state.parent / "keys").glob("*"))
+
+
+def test_a_token_older_than_25_days_is_placed_again(denv, dc, dns):
+    dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # the order stays pending
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    denv.run("apply", check=0)
+    st = denv.state_json()
+    old = st["certificates"]["shop"]["ids"]["digicert.token"]
+    aged = "20" + time.strftime("%y%m%d%H%M%S", time.gmtime(time.time() - 26 * 86400)) + old[14:]
+    st["certificates"]["shop"]["ids"]["digicert.token"] = aged
+    denv.state.write_text(json.dumps(st))
+    time.sleep(1.1)  # a token is per second: the new one must differ from the first
+    r = denv.run("apply", check=0)
+    assert "days old; placing a new one" in r.err, r
+    new = denv.state_json()["certificates"]["shop"]["ids"]["digicert.token"]
+    assert new not in (old, aged) and abs(int(new[:8]) - int(time.strftime("%Y%m%d", time.gmtime()))) <= 1
+    assert {v for _, v in dns.txt()} == {new}
+    assert dc.count("order_create") == 1
