@@ -342,3 +342,37 @@ def test_a_token_older_than_25_days_is_placed_again(denv, dc, dns):
     assert new not in (old, aged) and abs(int(new[:8]) - int(time.strftime("%Y%m%d", time.gmtime()))) <= 1
     assert {v for _, v in dns.txt()} == {new}
     assert dc.count("order_create") == 1
+
+
+def test_reinstall_downloads_again_and_keeps_the_key(denv, dc):
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    denv.run("apply", check=0)
+    d = denv.cert_dir("shop")
+    serial, key = cert_serial(d / "tls.crt"), pubkey(d / "tls.key", True)
+    (d / "tls.crt").write_text("tampered\n")
+    plan = denv.plan_json()
+    assert plan["changes"][0]["action"] == "reinstall" and not plan["changes"][0]["paid"]
+    assert plan["changes"][0]["steps"] == ["download", "install"]
+    r = denv.run("apply", check=0)
+    assert "1 done" in r.out, r
+    assert cert_serial(d / "tls.crt") == serial and pubkey(d / "tls.key", True) == key
+    assert dc.count("order_create") == 1 and dc.count("download_certificate") == 1
+    check_digicert_outputs(d, NAMES)
+
+
+def test_several_ttl_authkeys_the_longest_is_named_in_the_order(denv, dc):
+    import urllib.request
+    dc.ctl("authkey", method="DELETE")
+    ids = []
+    for days in (5, 90):
+        req = urllib.request.Request(f"{dc.url}/services/v2/account/auth-key/{days}", data=b"", method="POST",
+                                     headers={"X-DC-DEVKEY": API_KEY, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            ids.append(json.loads(resp.read())["auth_key_id"])
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    r = denv.run("apply", check=0)
+    assert "1 done" in r.out, r
+    assert str(order_bodies(dc)[0]["auth_key_id"]) == str(ids[1])
+    assert dc.count("immediate_issued") == 1 and dc.count("auth_key_create") == 2  # the test's own two
