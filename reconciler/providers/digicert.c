@@ -288,6 +288,10 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	}
 	if ((rc = digicert_auth_key(dc)))
 		goto out;
+	/* Old tokens whose removal keeps failing must not pile up past the state's bound. */
+	if (ctx->rec->n_tokens + s->n_dns > STATE_MAX_TOKENS && (rc = remove_tokens(ctx, dc, ctx->rec->n_tokens)))
+		goto out;
+	n_old = ctx->rec->n_tokens;
 	digicert_timestamp(ctx->now - DIGICERT_TOKEN_MARGIN, ts);
 	digicert_request_token(dc->auth_key, strlen(dc->auth_key), ts, csr.data, csr.len, token);
 	for (size_t i = 0; i < s->n_dns; i++) {
