@@ -622,6 +622,36 @@ static int digicert_release(struct step_ctx *ctx)
 	return rc;
 }
 
+/* plan --refresh: a revoked, expired or vanished order needs a new certificate. */
+static int digicert_refresh(const struct issuer *is, const struct state_cert *rec, int64_t now,
+			    struct plan_drift *drift)
+{
+	struct digicert *dc = is->priv;
+	long long id = rec_id(rec, ID_INSTALLED_ORDER);
+	struct digicert_order o;
+	int rc;
+
+	(void)now;
+	if (!id)
+		return 0;
+	if ((rc = digicert_session(dc)))
+		return rc;
+	rc = digicert_order_info(dc, id, &o);
+	if (rc == CS_ENOTFOUND) {
+		drift->what = xasprintf("DigiCert order %lld is gone", id);
+		drift->needs_new = 1;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (digicert_status_terminal(o.status) && o.status && strcmp(o.status, "expired")) {
+		drift->what = xasprintf("DigiCert order %lld is %s", id, o.status);
+		drift->needs_new = 1;
+	}
+	digicert_order_clear(&o);
+	return 0;
+}
+
 static void digicert_end_run(const struct issuer *is)
 {
 	digicert_session_end(is->priv);
@@ -635,7 +665,7 @@ const struct provider_ops provider_digicert = {
 	.check_spec = digicert_check_spec,
 	.plan = digicert_plan,
 	.step = digicert_step,
-	.refresh = NULL,
+	.refresh = digicert_refresh,
 	.release = digicert_release,
 	.webhook = NULL,
 	.dns = NULL,

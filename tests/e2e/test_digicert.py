@@ -272,7 +272,7 @@ def test_no_secret_appears_anywhere(denv, dc, dns):
     denv.repo.commit()
     outs = []
     for args in (["plan", "--format", "json"], ["apply", "-v", "--log-format", "json"],
-                 ["state", "show", "shop"], ["plan"], ["plan", "--format", "markdown"]):
+                 ["state", "show", "shop"], ["plan", "--refresh"], ["plan", "--format", "markdown"]):
         r = denv.run(*args)
         outs += [r.out, r.err]
     assert dc.count("auth_key_create") == 1
@@ -374,3 +374,15 @@ def test_several_ttl_authkeys_the_longest_is_named_in_the_order(denv, dc):
     assert "1 done" in r.out, r
     assert str(order_bodies(dc)[0]["auth_key_id"]) == str(ids[1])
     assert dc.count("immediate_issued") == 1 and dc.count("auth_key_create") == 2  # the test's own two
+
+
+def test_refresh_notices_a_revoked_order(denv, dc):
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    denv.run("apply", check=0)
+    denv.run("plan", "--refresh", "--detailed-exitcode", check=0)
+    oid = int(denv.state_json()["certificates"]["shop"]["ids"]["digicert.installed_order_id"])
+    dc.ctl("order_status", {"id": oid, "status": "revoked"})
+    ch = denv.plan_json("--refresh")["changes"][0]
+    assert ch["action"] == "replace" and ch["reason_code"] == "drift" and "revoked" in ch["reason"], ch
+    assert denv.plan_json()["changes"] == []  # without --refresh nothing is asked
