@@ -389,3 +389,19 @@ def test_refresh_notices_a_revoked_order(denv, dc):
     ch = denv.plan_json("--refresh")["changes"][0]
     assert ch["action"] == "replace" and ch["reason_code"] == "drift" and "revoked" in ch["reason"], ch
     assert denv.plan_json()["changes"] == []  # without --refresh nothing is asked
+
+
+def test_certificates_in_parallel_share_the_zone_and_the_webroot(denv, dc, dns, web):
+    denv.repo.write("shop.yaml", shop())
+    for n in ("api", "blog", "mail"):
+        denv.repo.write(f"{n}.yaml", manifest(n, [f"{n}.pizza.company"], issuer="dc",
+                                               extra="validation: {method: http-token}\n"))
+    denv.repo.commit()
+    r = denv.run("apply", "--parallelism", "4", check=0)
+    assert "4 done" in r.out, r
+    assert dc.count("order_create") == 4 and dc.count("immediate_issued") == 4
+    for n in ("api", "blog", "mail"):
+        check_digicert_outputs(denv.cert_dir(n), [f"{n}.pizza.company"])
+    check_digicert_outputs(denv.cert_dir("shop"), NAMES)
+    assert dns.txt() == [] and not web.fileauth().exists()
+    assert dc.count("auth_keys_list") == 1  # the AuthKey is read once per run
