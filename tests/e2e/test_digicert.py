@@ -153,6 +153,8 @@ def test_a_stale_authkey_leaves_the_order_pending_until_fixed(denv, dc, dns):
     assert "1 done" in r.out, r
     assert "does not match the account's AuthKey" in r.err, r
     assert dc.count("order_create") == 1 and dc.count("check_dcv") >= 1
+    # check-dcv is a bodiless PUT: Content-Length: 0 and a User-Agent, as the doc asks (§1)
+    assert dc.count("_missing_content_length") == 0 and dc.count("_missing_user_agent") == 0
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)
     assert dns.txt() == []
     assert not list((denv.state.parent / "keys").glob("*"))
