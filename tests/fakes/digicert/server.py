@@ -266,6 +266,10 @@ class Handler(BaseHTTPRequestHandler):
             if isinstance(obj, (dict, list)):
                 data = compact(faults.add_extra_fields(obj))
             return self.respond(status, data, ctype, entry=entry)
+        if mode == "stale_auth_key":
+            if isinstance(obj, (dict, list)):
+                data = compact(faults.stale_auth_keys(obj))
+            return self.respond(status, data, ctype, entry=entry)
         if mode == "truncated_json":  # consistent headers, a body cut in the middle
             return self.respond(status, data[: len(data) // 2], ctype, entry=entry)
         if mode == "short_body":  # Content-Length of the whole body, half of it sent, connection closed
