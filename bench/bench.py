@@ -93,6 +93,16 @@ def provider_rows(binary, tmp, rows):
                  "4 + polls", verdict(r["per_cert"] <= 6)))
     ops = ", ".join(f"{k} {v / n:g}" for k, v in sorted(r["by_op"].items()))
     rows.append(("  per cert, by operation", ops, "", ""))
+    r = providers.digicert_apply(binary, tmp, n, LATENCY, PARALLELISM)
+    rows.append((f"apply, {n} new certs, DigiCert sim (TXT via DNSimple sim), {LATENCY * 1000:.0f} ms/request, "
+                 f"parallelism {PARALLELISM}",
+                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)", "≤ 2x bound",
+                 verdict(r["wall"] <= 2 * r["bound"])))
+    orders = r["dc"].get("POST /order/certificate/{product}", 0)
+    authkey = sum(v for k, v in r["dc"].items() if "auth-key" in k)
+    dns = sum(r["dns"].values())
+    rows.append(("DigiCert requests per issued cert", f"{orders / n:g} order + {dns / n:g} DNS; AuthKey {authkey} "
+                 "per run", "1 order (+ DNS create/delete), AuthKey once", verdict(orders == n and authkey <= 2)))
     # Rate-limited: 50 requests per 10 s window (DNSimple's 2,400/hour, compressed 7.2x).
     rl = providers.dnsimple_rate_limited(binary, tmp, 20 if QUICK else 60, limit=50, window=10)
     rows.append((f"apply, {rl['n']} certs, DNSimple sim limited to {rl['limit']}/{rl['window']} s",

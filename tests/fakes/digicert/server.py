@@ -182,6 +182,9 @@ class Handler(BaseHTTPRequestHandler):
         route, found = api.match(self.command, sub.rstrip("/") or "/") if sub is not None else (None, [])
         role, devkey = self.role()
         entry = self.begin(route, path, query, raw, devkey)
+        latency = float(sim.config.get("latency") or 0)
+        if latency > 0:
+            time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
         if role is None:
             sim.bump("_unauthorized")
             if devkey == "missing":
