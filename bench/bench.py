@@ -1,12 +1,22 @@
 #!/usr/bin/env python3
-"""make bench: engine figures on generated repositories (not part of make test).
+"""make bench: certsync measured against DESIGN §10 (never part of make test).
 
-Prints one table: no-op plan wall time and peak RSS (state present, no
-refresh) for 1,000 and 10,000 certificates, one and ten per file; the plan
-after a one-file commit; the apply of 1,000 new certificates on the built-in
-CA. Each figure is the median of several runs; the machine and commit are
-printed. The provider-side figures of issue #7 (simulator latency, requests
-per certificate, webhook throughput) are not measured here yet.
+Prints one table:
+- no-op plan wall time and peak RSS (state present, no refresh) for 1,000 and
+  10,000 certificates, one and ten per file;
+- the plan after a one-file commit in those repositories;
+- apply of 1,000 new certificates on the built-in CA;
+- apply of 1,000 new certificates against the DNSimple and DigiCert
+  simulators with 50 ms injected per request, beside the bound
+  request-count x latency / parallelism;
+- provider requests per issued certificate;
+- apply against a rate-limited DNSimple simulator: share of the allowed rate
+  used, 429s;
+- the webhook endpoint's throughput on loopback (wrk, when installed).
+
+Each engine figure is the median of BENCH_RUNS runs (default 5); provider
+figures are one run each (they take minutes). The machine and the commit are
+printed. BENCH_QUICK=1 runs smaller provider figures (100 certificates).
 """
 import os
 import platform
@@ -19,7 +29,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import providers  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+LATENCY = 0.05
+PARALLELISM = int(os.environ.get("BENCH_PARALLELISM", "8"))
+GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
+               GIT_COMMITTER_EMAIL="b@b")
 
 
 def measure(cmd, cwd):
@@ -35,42 +53,80 @@ def measure(cmd, cwd):
     return statistics.median(walls), statistics.median(rss)
 
 
+def verdict(ok):
+    return "met" if ok else "NOT met"
+
+
+def engine_rows(binary, tmp, rows):
+    for n, per_file in ((1000, 10), (1000, 1), (10000, 10), (10000, 1)):
+        d = tmp / f"r{n}-{per_file}"
+        subprocess.run([sys.executable, str(HERE / "gen_repo.py"), str(d), str(n), "--per-file", str(per_file)],
+                       check=True)
+        cfg = ["--config", "certsync.yaml"]
+        t0 = time.perf_counter()
+        subprocess.run([binary, "apply", *cfg, "--parallelism", "2"], cwd=d, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        apply_s = time.perf_counter() - t0
+        wall, rss = measure([binary, "plan", *cfg], d)
+        big = n == 10000
+        rows.append((f"no-op plan, {n} certs, {per_file}/file", f"{wall:.3f} s, {rss:.1f} MiB",
+                     "≤ 0.5 s, ≤ 64 MiB" if big else "", verdict(wall <= 0.5 and rss <= 64) if big else ""))
+        # One-file commit: one certificate's renewBefore (a setting: no new certificate).
+        f = sorted((d / "repo" / "certificates").rglob("*.yaml"))[0]
+        f.write_text(f.read_text().replace("renewBefore: 720h", "renewBefore: 30d", 1))
+        subprocess.run(["git", "-C", str(d / "repo"), "commit", "-qam", "one file"], check=True, env=GIT_ENV)
+        wall, rss = measure([binary, "plan", *cfg], d)
+        rows.append((f"plan after a one-file commit, {n} certs, {per_file}/file", f"{wall:.3f} s, {rss:.1f} MiB",
+                     "≤ 0.05 s" if big else "", verdict(wall <= 0.05) if big else ""))
+        if n == 1000 and per_file == 10:
+            rows.append(("apply, 1000 new certs, built-in CA, parallelism 2", f"{apply_s:.2f} s", "", ""))
+        shutil.rmtree(d)
+
+
+def provider_rows(binary, tmp, rows):
+    n = 100 if QUICK else 1000
+    r = providers.dnsimple_apply(binary, tmp, n, LATENCY, PARALLELISM)
+    rows.append((f"apply, {n} new certs, DNSimple sim, {LATENCY * 1000:.0f} ms/request, parallelism {PARALLELISM}",
+                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)", "≤ 2x bound",
+                 verdict(r["wall"] <= 2 * r["bound"])))
+    rows.append(("DNSimple requests per issued cert (apply --wait, polling)", f"{r['per_cert']:.2f}",
+                 "4 + polls", verdict(r["per_cert"] <= 6)))
+    ops = ", ".join(f"{k} {v / n:g}" for k, v in sorted(r["by_op"].items()))
+    rows.append(("  per cert, by operation", ops, "", ""))
+    r = providers.digicert_apply(binary, tmp, n, LATENCY, PARALLELISM)
+    rows.append((f"apply, {n} new certs, DigiCert sim (TXT via DNSimple sim), {LATENCY * 1000:.0f} ms/request, "
+                 f"parallelism {PARALLELISM}",
+                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)", "≤ 2x bound",
+                 verdict(r["wall"] <= 2 * r["bound"])))
+    orders = r["dc"].get("POST /order/certificate/{product}", 0)
+    authkey = sum(v for k, v in r["dc"].items() if "auth-key" in k)
+    dns = sum(r["dns"].values())
+    rows.append(("DigiCert requests per issued cert", f"{orders / n:g} order + {dns / n:g} DNS; AuthKey {authkey} "
+                 "per run", "1 order (+ DNS create/delete), AuthKey once", verdict(orders == n and authkey <= 2)))
+    # Rate-limited: 50 requests per 10 s window (DNSimple's 2,400/hour, compressed 7.2x).
+    rl = providers.dnsimple_rate_limited(binary, tmp, 20 if QUICK else 60, limit=50, window=10)
+    rows.append((f"apply, {rl['n']} certs, DNSimple sim limited to {rl['limit']}/{rl['window']} s",
+                 f"{rl['used'] * 100:.0f}% of the allowed rate, {rl['429']} 429s, {rl['wall']:.0f} s",
+                 "≥ 90%, 0 429s", verdict(rl["used"] >= 0.9 and rl["429"] == 0)))
+
+
 def main():
     binary = str(Path(sys.argv[1]).resolve())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                            text=True).stdout.strip()
     print(f"certsync bench: commit {commit}, {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.platform()}, median of {RUNS} runs")
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="certsync-bench-"))
     try:
-        for n, per_file in ((1000, 10), (1000, 1), (10000, 10), (10000, 1)):
-            d = tmp / f"r{n}-{per_file}"
-            subprocess.run([sys.executable, str(HERE / "gen_repo.py"), str(d), str(n), "--per-file", str(per_file)],
-                           check=True)
-            cfg = ["--config", "certsync.yaml"]
-            t0 = time.perf_counter()
-            subprocess.run([binary, "apply", *cfg, "--parallelism", "2"], cwd=d, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            apply_s = time.perf_counter() - t0
-            wall, rss = measure([binary, "plan", *cfg], d)
-            rows.append((f"no-op plan, {n} certs, {per_file}/file", f"{wall:.3f} s", f"{rss:.1f} MiB"))
-            # one-file commit: change one certificate's renewBefore (a cosmetic edit: no new certificate)
-            f = sorted((d / "repo" / "certificates").rglob("*.yaml"))[0]
-            f.write_text(f.read_text().replace("renewBefore: 720h", "renewBefore: 30d", 1))
-            subprocess.run(["git", "-C", str(d / "repo"), "commit", "-qam", "one file"], check=True,
-                           env=dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
-                                    GIT_COMMITTER_EMAIL="b@b"))
-            wall, rss = measure([binary, "plan", *cfg], d)
-            rows.append((f"plan after a one-file commit, {n} certs, {per_file}/file", f"{wall:.3f} s", f"{rss:.1f} MiB"))
-            if n == 1000 and per_file == 10:
-                rows.append(("apply, 1000 new certificates, built-in CA, parallelism 2", f"{apply_s:.2f} s", "-"))
-            shutil.rmtree(d)
+        engine_rows(binary, tmp, rows)
+        provider_rows(binary, tmp, rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    w = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{w}}  {'wall':>10}  {'peak RSS':>10}")
-    for name, wall, rss in rows:
-        print(f"{name:<{w}}  {wall:>10}  {rss:>10}")
+    widths = [max(len(r[i]) for r in rows + [("measure", "result", "target", "")]) for i in range(4)]
+    print(f"{'measure':<{widths[0]}}  {'result':<{widths[1]}}  {'target':<{widths[2]}}  verdict")
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,18 @@ GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@exam
                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.test")
 
 
-def doc(i):
+def doc(i, issuer="internal", domain=None):
+    if domain:  # a provider's zone: every name inside it
+        return (
+            "apiVersion: certsync/v1\n"
+            "kind: Certificate\n"
+            "metadata:\n"
+            f"  name: cert-{i:05d}\n"
+            "spec:\n"
+            f"  issuer: {issuer}\n"
+            f"  dnsNames: [host-{i}.{domain}]\n"
+            f"  output: {{directory: cert-{i:05d}}}\n"
+        )
     return (
         "apiVersion: certsync/v1\n"
         "kind: Certificate\n"
@@ -38,6 +49,8 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("n", type=int)
     ap.add_argument("--per-file", type=int, default=1)
+    ap.add_argument("--issuer", default="internal", help="the issuer the manifests name")
+    ap.add_argument("--domain", default=None, help="put every name in this domain (provider benches)")
     a = ap.parse_args()
     root = Path(a.dir)
     repo = root / "repo"
@@ -46,7 +59,7 @@ def main():
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
     for start in range(0, a.n, a.per_file):
-        docs = [doc(i) for i in range(start, min(a.n, start + a.per_file))]
+        docs = [doc(i, a.issuer, a.domain) for i in range(start, min(a.n, start + a.per_file))]
         sub = certs / f"team-{(start // a.per_file) % 17}"
         sub.mkdir(exist_ok=True)
         (sub / f"certs-{start:05d}.yaml").write_text("---\n".join(docs))

@@ -99,6 +99,7 @@ static void field_path(char *what, size_t size, const char *where, const char *n
 	size_t a = where ? strlen(where) : 0, b = strlen(name);
 
 	assert(a + b + 2 <= size);
+	(void)size; /* only the assert reads it */
 	if (a) {
 		memcpy(what, where, a);
 		what[a++] = '.';

@@ -411,6 +411,9 @@ int config_parse(const char *path, const char *data, size_t len, struct config *
 		config_parse_issuers(c, v, path, d);
 	else
 		diags_add(d, path, 1, 1, "missing required section \"issuers\"");
+	for (size_t i = 0; i < c->n_issuers; i++)
+		if (c->issuers[i].priv && c->issuers[i].ops->config_check)
+			c->issuers[i].ops->config_check(c, &c->issuers[i], path, d);
 	if ((v = ynode_get(root, "server")))
 		config_parse_server(c, v, path, d);
 	if ((v = ynode_get(root, "policy")))

@@ -33,6 +33,9 @@ struct engine_job {
 	struct state_cert *rec;
 	int created; /* the record was made for this job (dropped again if the job never starts) */
 	int started;
+	/* A job waiting on its provider (apply --wait) is parked, and its worker takes other jobs. */
+	struct step_ctx ctx;
+	int64_t wake_at; /* parked until then (unix seconds) */
 };
 
 struct engine {
@@ -43,6 +46,9 @@ struct engine {
 	pthread_mutex_t mu;
 	struct engine_job *jobs;
 	size_t n_jobs, next;
+	pthread_cond_t cv;	    /* a job was parked or finished */
+	struct engine_job **parked; /* jobs waiting on their provider */
+	size_t n_parked, running;
 	struct engine_result res;
 	int fatal;
 	int64_t deadline; /* apply --wait: keep polling pending steps until then */
@@ -192,16 +198,6 @@ static int engine_stopping(const struct engine *e)
 	return e->fatal || (e->opts->stop && *e->opts->stop);
 }
 
-/* Sleeps until t or until a stop is requested. */
-static void engine_sleep_until(struct engine *e, int64_t t)
-{
-	while (!engine_stopping(e) && util_now() < t) {
-		struct timespec ts = {0, 200 * 1000 * 1000};
-
-		nanosleep(&ts, NULL);
-	}
-}
-
 static void engine_start_change(struct step_ctx *ctx, const struct plan_change *ch)
 {
 	struct state_cert *rec = ctx->rec;
@@ -305,81 +301,89 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 	free(name);
 }
 
-static void engine_run_job(struct engine *e, struct engine_job *job)
+/*
+ * Runs a job's steps until it is done, failed, or waits on its provider.
+ * Returns 1 when the job waits within apply --wait: the caller parks it
+ * (job->wake_at) and runs other jobs meanwhile; the job's context is kept.
+ */
+static int engine_run_job(struct engine *e, struct engine_job *job)
 {
-	struct step_ctx ctx;
+	struct step_ctx *ctx = &job->ctx;
 	enum step_status status;
 	char step[64] = ""; /* a copy: the record's step string changes under the driver */
 	int rc;
 
-	memset(&ctx, 0, sizeof(ctx));
-	job->started = 1;
-	ctx.cfg = e->cfg;
-	ctx.spec = job->spec;
-	ctx.rec = job->rec;
-	ctx.kind = job->change->kind;
-	ctx.engine = e;
-	ctx.now = util_now();
-	ctx.issuer = config_issuer(e->cfg, job->spec ? job->spec->issuer : job->rec->issuer);
-	ctx.log.cert = job->rec->name;
-	ctx.log.issuer = ctx.issuer ? ctx.issuer->name : job->rec->issuer;
-	material_init(&ctx.mat);
-	if (job->change->kind == CHANGE_REMOVE) {
-		engine_remove(e, &ctx);
-		goto out;
+	if (!job->started) {
+		memset(ctx, 0, sizeof(*ctx));
+		job->started = 1;
+		ctx->cfg = e->cfg;
+		ctx->spec = job->spec;
+		ctx->rec = job->rec;
+		ctx->kind = job->change->kind;
+		ctx->engine = e;
+		ctx->now = util_now();
+		ctx->issuer = config_issuer(e->cfg, job->spec ? job->spec->issuer : job->rec->issuer);
+		ctx->log.cert = job->rec->name;
+		ctx->log.issuer = ctx->issuer ? ctx->issuer->name : job->rec->issuer;
+		material_init(&ctx->mat);
+		if (job->change->kind == CHANGE_REMOVE) {
+			engine_remove(e, ctx);
+			goto out;
+		}
+		engine_start_change(ctx, job->change);
+		if (engine_journal(ctx))
+			goto out;
 	}
-	engine_start_change(&ctx, job->change);
-	if (engine_journal(&ctx))
-		goto out;
 	for (;;) {
 		if (engine_stopping(e)) {
 			engine_count(e, &e->res.skipped);
 			break;
 		}
-		ctx.now = util_now();
-		snprintf(step, sizeof(step), "%s", ctx.rec->step ? ctx.rec->step : "");
-		ctx.log.step = step;
-		log_emit(LV_DEBUG, &ctx.log, "running step");
+		ctx->now = util_now();
+		snprintf(step, sizeof(step), "%s", ctx->rec->step ? ctx->rec->step : "");
+		ctx->log.step = step;
+		log_emit(LV_DEBUG, &ctx->log, "running step");
 		cs_error_clear();
-		rc = ctx.issuer->ops->step(&ctx, &status);
-		ctx.now = util_now();
+		rc = ctx->issuer->ops->step(ctx, &status);
+		ctx->now = util_now();
 		if (rc) {
-			engine_fail(e, &ctx, rc);
+			engine_fail(e, ctx, rc);
 			break;
 		}
 		if (status == STEP_DONE) {
-			engine_finish(&ctx);
-			if (engine_journal(&ctx))
+			engine_finish(ctx);
+			if (engine_journal(ctx))
 				break;
-			ctx.log.step = NULL;
-			log_emit(LV_INFO, &ctx.log, "%s complete: serial %s, expires in %lldd",
+			ctx->log.step = NULL;
+			log_emit(LV_INFO, &ctx->log, "%s complete: serial %s, expires in %lldd",
 				 job->change->kind == CHANGE_RESUME ? "resume" : plan_change_name(job->change->kind),
-				 ctx.rec->serial ? ctx.rec->serial : "?",
-				 (long long)((ctx.rec->not_after - ctx.now) / 86400));
+				 ctx->rec->serial ? ctx->rec->serial : "?",
+				 (long long)((ctx->rec->not_after - ctx->now) / 86400));
 			engine_count(e, &e->res.done);
 			/* A failed hook is owed: `run` tries it again with backoff (the certificate is installed). */
-			if (hooks_on_change(e->cfg, ctx.rec->name, ctx.rec->output_dir)) {
-				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_RETRY, "1");
-				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_ATTEMPTS, "1");
-				engine_journal(&ctx);
-			} else if (state_cert_id(ctx.rec, ENGINE_ID_HOOK_RETRY)) {
-				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_RETRY, NULL);
-				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_ATTEMPTS, NULL);
-				state_cert_set_id(ctx.rec, ENGINE_ID_HOOK_NEXT, NULL);
-				engine_journal(&ctx);
+			if (hooks_on_change(e->cfg, ctx->rec->name, ctx->rec->output_dir)) {
+				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_RETRY, "1");
+				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_ATTEMPTS, "1");
+				engine_journal(ctx);
+			} else if (state_cert_id(ctx->rec, ENGINE_ID_HOOK_RETRY)) {
+				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_RETRY, NULL);
+				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_ATTEMPTS, NULL);
+				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_NEXT, NULL);
+				engine_journal(ctx);
 			}
 			break;
 		}
 		if (status == STEP_WAIT) {
-			ctx.rec->next_try = ctx.wait_until;
-			ctx.rec->attempts = 0; /* the provider took the request: real progress */
-			if (engine_journal(&ctx))
+			ctx->rec->next_try = ctx->wait_until;
+			ctx->rec->attempts = 0; /* the provider took the request: real progress */
+			if (engine_journal(ctx))
 				break;
-			if (e->deadline && ctx.wait_until <= e->deadline) {
-				engine_sleep_until(e, ctx.wait_until);
-				continue;
+			if (e->deadline && ctx->wait_until <= e->deadline) {
+				job->wake_at = ctx->wait_until;
+				ctx->log.step = NULL;
+				return 1;
 			}
-			log_emit(LV_INFO, &ctx.log, "waiting for the provider; the next apply resumes it");
+			log_emit(LV_INFO, &ctx->log, "waiting for the provider; the next apply resumes it");
 			engine_count(e, &e->res.pending);
 			break;
 		}
@@ -388,32 +392,82 @@ static void engine_run_job(struct engine *e, struct engine_job *job)
 		 * starts over at a lookup (find → purchase fails → find) would
 		 * otherwise never back off further than the first delay.
 		 */
-		if (engine_journal(&ctx))
+		if (engine_journal(ctx))
 			break;
 	}
 out:
-	material_wipe(&ctx.mat);
+	ctx->log.step = NULL;
+	material_wipe(&ctx->mat);
+	return 0;
+}
+
+/*
+ * The next job for a worker (under e->mu): a fresh one, else the parked job
+ * that wakes first once its time has come. Waits while parked jobs sleep or
+ * other workers may still park theirs; NULL when everything is finished.
+ */
+static struct engine_job *engine_next_job(struct engine *e)
+{
+	for (;;) {
+		size_t first = 0;
+		int64_t now = util_now();
+
+		if (e->next < e->n_jobs && !engine_stopping(e))
+			return &e->jobs[e->next++];
+		if (e->next < e->n_jobs) {
+			/* Stopping: never-started jobs are counted skipped, one by one. */
+			e->next++;
+			e->res.skipped++;
+			continue;
+		}
+		for (size_t i = 1; i < e->n_parked; i++)
+			if (e->parked[i]->wake_at < e->parked[first]->wake_at)
+				first = i;
+		if (e->n_parked && (e->parked[first]->wake_at <= now || engine_stopping(e))) {
+			struct engine_job *job = e->parked[first];
+
+			e->parked[first] = e->parked[--e->n_parked];
+			return job;
+		}
+		if (!e->n_parked && !e->running)
+			return NULL;
+		{
+			/* Short slices: a stop request is a flag set by a signal handler, not a broadcast. */
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 200 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+		}
+	}
 }
 
 static void *engine_worker(void *arg)
 {
 	struct engine *e = arg;
 
+	pthread_mutex_lock(&e->mu);
 	for (;;) {
-		struct engine_job *job = NULL;
+		struct engine_job *job = engine_next_job(e);
+		int parked;
 
-		pthread_mutex_lock(&e->mu);
-		if (e->next < e->n_jobs)
-			job = &e->jobs[e->next++];
-		pthread_mutex_unlock(&e->mu);
 		if (!job)
 			break;
-		if (engine_stopping(e)) {
-			engine_count(e, &e->res.skipped);
-			continue;
-		}
-		engine_run_job(e, job);
+		e->running++;
+		pthread_mutex_unlock(&e->mu);
+		parked = engine_run_job(e, job);
+		pthread_mutex_lock(&e->mu);
+		e->running--;
+		if (parked)
+			e->parked[e->n_parked++] = job;
+		pthread_cond_broadcast(&e->cv);
 	}
+	pthread_cond_broadcast(&e->cv);
+	pthread_mutex_unlock(&e->mu);
 	return NULL;
 }
 
@@ -496,10 +550,12 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 	e.st = st;
 	e.opts = opts;
 	pthread_mutex_init(&e.mu, NULL);
+	pthread_cond_init(&e.cv, NULL);
 	if (opts->wait > 0)
 		e.deadline = util_now() + opts->wait;
 	if ((rc = engine_prepare(&e, plan, specs, n_specs)))
 		goto out;
+	e.parked = xcalloc(e.n_jobs + 1, sizeof(*e.parked));
 	n_threads = opts->parallelism > 0 ? (size_t)opts->parallelism : 4;
 	if (n_threads > ENGINE_MAX_PARALLELISM)
 		n_threads = ENGINE_MAX_PARALLELISM;
@@ -527,6 +583,8 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 out:
 	*res = e.res;
 	free(e.jobs);
+	free(e.parked);
+	pthread_cond_destroy(&e.cv);
 	pthread_mutex_destroy(&e.mu);
 	return rc;
 }

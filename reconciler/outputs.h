@@ -27,6 +27,10 @@ int outputs_publish(const char *root, const char *dir, const struct buf *cert, c
 /* Whether rec's installed files are present and unaltered (cheap stat check first, hash on doubt). */
 enum output_status outputs_check(const char *root, const struct state_cert *rec);
 
+/* The same against root opened once with outputs_root_open (-1 if it could not be: all missing). */
+int outputs_root_open(const char *root);
+enum output_status outputs_check_at(int rootfd, const char *root, const struct state_cert *rec);
+
 /* Deletes rec's published directory and symlink (only what certsync created). */
 int outputs_remove(const char *root, const struct state_cert *rec);
 

@@ -378,3 +378,239 @@ void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct
 	if (!util_streq(a->output_dir, b->output_dir))
 		plan_diff_add(out, n, &cap, "output.directory", "%s → %s", a->output_dir, b->output_dir);
 }
+
+/* ---------- pull-request plans: manifests at base × manifests at head ---------- */
+
+static int plan_change_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct plan_change *const *)a)->name, (*(struct plan_change *const *)b)->name);
+}
+
+static int plan_spec_name_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct cert_spec *const *)elem)->name);
+}
+
+static const struct cert_spec *plan_spec_find(struct cert_spec *const *v, size_t n, const char *name)
+{
+	struct cert_spec *const *s = n ? bsearch(name, v, n, sizeof(*v), plan_spec_name_cmp) : NULL;
+
+	return s ? *s : NULL;
+}
+
+/* A spec present on both sides: replace (new certificate), reinstall (moved) or a note (settings only). */
+static void plan_pr_both(struct plan *p, size_t *cap, const struct cert_spec *a, const struct cert_spec *b)
+{
+	struct plan_field_diff *d;
+	size_t n;
+	struct plan_change *c;
+
+	plan_spec_diff(a, b, &d, &n);
+	if (strcmp(a->hash, b->hash)) {
+		c = plan_add(p, cap, b->name, CHANGE_REPLACE);
+		if (!util_streq(a->issuer, b->issuer))
+			plan_reason(c, "issuer_changed", "issuer changed from %s to %s", a->issuer, b->issuer);
+		else
+			plan_reason(c, "spec_changed", "names, key or validity changed");
+	} else if (!util_streq(a->output_dir, b->output_dir)) {
+		c = plan_add(p, cap, b->name, CHANGE_REINSTALL);
+		plan_reason(c, "output_moved", "output directory changed from %s to %s", a->output_dir, b->output_dir);
+	} else {
+		/* renewBefore, autoRenew, rotationPolicy: nothing is issued now; say what changed. */
+		for (size_t i = 0; i < n; i++)
+			plan_add_warning(p, "%s: %s: %s (takes effect at the next renewal; nothing is issued now)",
+					 b->name, d[i].field, d[i].text);
+		for (size_t i = 0; i < n; i++) {
+			free(d[i].field);
+			free(d[i].text);
+		}
+		free(d);
+		return;
+	}
+	c->diffs = d;
+	c->n_diffs = n;
+	plan_copy_spec_info(c, b);
+}
+
+/* Moves the renewals and pending work the state shows for specs the change leaves alone. */
+static int plan_pr_state_work(const struct plan_pr_input *in, struct plan *p, size_t *cap)
+{
+	struct plan_input si;
+	struct plan *sp = NULL;
+	struct state_cert **recs;
+	size_t n_recs = 0, n_before = p->n_changes;
+	int rc;
+
+	memset(&si, 0, sizeof(si));
+	recs = state_cert_list(in->state, &n_recs);
+	si.desired = in->head;
+	si.n_desired = in->n_head;
+	si.state = in->state;
+	si.recorded = recs;
+	si.n_recorded = n_recs;
+	si.now = in->now;
+	si.max_paid = in->max_paid;
+	rc = plan_diff(&si, &sp);
+	free(recs);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < sp->n_changes; i++) {
+		struct plan_change *c = &sp->changes[i];
+		int taken = 0;
+
+		if (c->kind != CHANGE_RENEW && c->kind != CHANGE_RESUME)
+			continue;
+		for (size_t k = 0; k < n_before && !taken; k++)
+			taken = !strcmp(p->changes[k].name, c->name);
+		if (taken)
+			continue;
+		util_grow(&p->changes, cap, p->n_changes + 1, sizeof(*p->changes));
+		p->changes[p->n_changes++] = *c;
+		memset(c, 0, sizeof(*c));
+	}
+	for (size_t i = 0; i < sp->n_warnings; i++)
+		plan_add_warning(p, "%s", sp->warnings[i]);
+	plan_free(sp);
+	return 0;
+}
+
+int plan_pr_diff(const struct plan_pr_input *in, struct plan **out)
+{
+	struct plan *p = xcalloc(1, sizeof(*p));
+	struct plan_input steps_in;
+	struct plan_change **order = NULL;
+	struct plan_change *sorted = NULL;
+	struct cert_spec **spec_for = NULL;
+	struct state_cert **rec_for = NULL;
+	size_t cap = 0, i = 0, j = 0, n_created, first_create, in_head = 0;
+	const char **renamed_to = NULL; /* per removal: the created name it was renamed to */
+	int rc = 0;
+
+	p->repo = xstrdup(in->repo);
+	p->ref = xstrdup(in->ref);
+	p->commit = xstrdup(in->commit);
+	p->base_commit = xstrdup(in->base_commit);
+	p->max_paid = in->max_paid;
+	if (in->state) {
+		p->has_state = 1;
+		memcpy(p->lineage, in->state->lineage, sizeof(p->lineage));
+		p->serial = in->state->serial;
+		p->applied_commit = xstrdup(in->state->source_commit);
+	}
+	/* Both sides are sorted by name: one merge pass; removals first, creations after. */
+	while (i < in->n_base || j < in->n_head) {
+		int c = i >= in->n_base ? 1 : j >= in->n_head ? -1 : strcmp(in->base[i]->name, in->head[j]->name);
+
+		if (c < 0)
+			plan_add(p, &cap, in->base[i++]->name, CHANGE_REMOVE);
+		else if (c == 0)
+			plan_pr_both(p, &cap, in->base[i++], in->head[j++]);
+		else
+			j++;
+	}
+	first_create = p->n_changes;
+	for (j = 0; j < in->n_head; j++)
+		if (!plan_spec_find(in->base, in->n_base, in->head[j]->name))
+			plan_add(p, &cap, in->head[j]->name, CHANGE_CREATE);
+	n_created = p->n_changes - first_create;
+	/* Renames: a removed spec and a created one with the same hash are the same certificate renamed. */
+	renamed_to = xcalloc(first_create + 1, sizeof(*renamed_to));
+	for (size_t k = first_create; k < first_create + n_created; k++) {
+		struct plan_change *c = &p->changes[k];
+		const struct cert_spec *s = plan_spec_find(in->head, in->n_head, c->name);
+		const char *from = NULL;
+
+		for (size_t r = 0; r < first_create && !from; r++) {
+			const struct cert_spec *old;
+
+			if (p->changes[r].kind != CHANGE_REMOVE || renamed_to[r])
+				continue;
+			old = plan_spec_find(in->base, in->n_base, p->changes[r].name);
+			if (!strcmp(old->hash, s->hash)) {
+				renamed_to[r] = s->name;
+				from = old->name;
+			}
+		}
+		if (from)
+			plan_reason(c, "renamed",
+				    "renamed from %s: same spec, new name, so a new certificate is issued (and %s's is "
+				    "removed)",
+				    from, from);
+		else
+			plan_reason(c, "new", "new certificate");
+		plan_copy_spec_info(c, s);
+	}
+	for (size_t r = 0; r < first_create; r++) {
+		struct plan_change *c = &p->changes[r];
+		const struct cert_spec *old;
+
+		if (c->kind != CHANGE_REMOVE)
+			continue;
+		old = plan_spec_find(in->base, in->n_base, c->name);
+		if (!in->prune)
+			c->kind = CHANGE_ORPHAN;
+		if (renamed_to[r] && in->prune)
+			plan_reason(c, "renamed", "renamed to %s: outputs deleted, record forgotten", renamed_to[r]);
+		else if (renamed_to[r])
+			plan_reason(
+				c, "renamed",
+				"renamed to %s; the old name is kept (policy.prune is off, or the revision has errors)",
+				renamed_to[r]);
+		else if (in->prune)
+			plan_reason(c, "not_in_manifests",
+				    "not in the manifests (policy.prune): outputs deleted, record forgotten");
+		else
+			plan_reason(c, "not_in_manifests",
+				    "not in the manifests; kept (policy.prune is off, or the revision has errors)");
+		c->issuer = xstrdup(old->issuer);
+		c->file = xstrdup(old->file);
+		c->line = old->line;
+	}
+	free(renamed_to);
+	if (in->state && (rc = plan_pr_state_work(in, p, &cap)))
+		goto out;
+	/* Sort by name; steps, providers and the paid cap in that order, as plan_diff does. */
+	order = xcalloc(p->n_changes + 1, sizeof(*order));
+	for (size_t k = 0; k < p->n_changes; k++)
+		order[k] = &p->changes[k];
+	qsort(order, p->n_changes, sizeof(*order), plan_change_ptr_cmp);
+	sorted = xcalloc(p->n_changes + 1, sizeof(*sorted));
+	for (size_t k = 0; k < p->n_changes; k++)
+		sorted[k] = *order[k];
+	free(p->changes);
+	p->changes = sorted;
+	spec_for = xcalloc(p->n_changes + 1, sizeof(*spec_for));
+	rec_for = xcalloc(p->n_changes + 1, sizeof(*rec_for));
+	for (size_t k = 0; k < p->n_changes; k++) {
+		struct plan_change *c = &p->changes[k];
+
+		spec_for[k] = (struct cert_spec *)plan_spec_find(in->head, in->n_head, c->name);
+		rec_for[k] = in->state ? state_cert_get(in->state, c->name) : NULL;
+		p->counts[c->kind]++;
+		in_head += spec_for[k] != NULL;
+		/* Renewals and resumes were planned against the state: plan their steps afresh here. */
+		for (size_t s = 0; s < c->n_steps; s++)
+			free(c->steps[s]);
+		c->n_steps = 0;
+		free(c->provider);
+		free(c->product);
+		c->provider = c->product = NULL;
+		c->paid = c->deferred = 0;
+	}
+	p->counts[CHANGE_NONE] = in->n_head - in_head;
+	memset(&steps_in, 0, sizeof(steps_in));
+	steps_in.steps_fn = in->steps_fn;
+	steps_in.steps_arg = in->steps_arg;
+	steps_in.max_paid = in->max_paid;
+	rc = plan_fill_steps(&steps_in, p, spec_for, rec_for);
+out:
+	free(order);
+	free(spec_for);
+	free(rec_for);
+	if (rc) {
+		plan_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}

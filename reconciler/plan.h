@@ -117,6 +117,29 @@ struct plan_input {
 /* Pure: builds the plan. The caller owns *out (plan_free). */
 int plan_diff(const struct plan_input *in, struct plan **out);
 
+/* A pull-request plan: the manifests at the merge base against those at head. */
+struct plan_pr_input {
+	struct cert_spec *const *base;
+	size_t n_base; /* valid specs at the merge base, sorted by name */
+	struct cert_spec *const *head;
+	size_t n_head;		   /* valid specs at head, sorted by name */
+	const struct state *state; /* optional: adds renewals due and pending work */
+	int64_t now;
+	int prune; /* removals are removes (else orphans) */
+	int max_paid;
+	plan_steps_fn steps_fn;
+	void *steps_arg;
+	const char *repo, *ref, *commit, *base_commit;
+};
+
+/*
+ * Pure: creates, replaces (with field differences), output moves, removals
+ * and renames (a removed and a created spec with the same hash) between two
+ * revisions. Setting-only edits (renewBefore, autoRenew, rotationPolicy)
+ * become warnings: nothing is issued for them.
+ */
+int plan_pr_diff(const struct plan_pr_input *in, struct plan **out);
+
 /* When renewal of rec is due given spec (renewBefore or 1/3 of the lifetime); 0 if unknown. */
 int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec);
 
@@ -135,6 +158,8 @@ int plan_has_changes(const struct plan *p);
 int plan_render_text(const struct plan *p, int flags, struct buf *out);
 int plan_render_json(const struct plan *p, struct buf *out);
 int plan_render_markdown(const struct plan *p, struct buf *out);
+/* GitHub Actions: ::error/::warning/::notice workflow commands, then the ASCII text plan. */
+int plan_render_github(const struct plan *p, struct buf *out);
 
 /* Reads a plan written by plan_render_json (for `apply plan.json`). CS_EINVALID naming origin. */
 int plan_from_json(const char *data, size_t len, const char *origin, struct plan **out);

@@ -79,6 +79,12 @@ struct provider_ops {
 	int (*config_parse)(const struct ynode *node, const char *file, const char *name, struct diags *d, void **priv);
 	void (*config_free)(void *priv);
 
+	/*
+	 * Checks references to other issuers once every issuer is parsed (a DNS
+	 * driver named by a validation block). Diagnostics in d. May be NULL.
+	 */
+	void (*config_check)(const struct config *cfg, const struct issuer *is, const char *file, struct diags *d);
+
 	/* The issuer's own checks on a manifest (domain constraints, wildcard rules). May be NULL. */
 	void (*check_spec)(const struct issuer *is, const struct cert_spec *s, struct diags *d);
 
@@ -126,7 +132,7 @@ struct provider_ops {
 /* The driver for an issuer type, or NULL. */
 const struct provider_ops *provider_find(const char *type);
 
-/* "ca, dnsimple, digicert" for messages. */
+/* "known types: ca, dnsimple, digicert" for messages. */
 const char *provider_type_list(void);
 
 /* ---------- engine services for drivers ---------- */

@@ -1,8 +1,11 @@
 /* Manifests at a commit → desired set → plan. */
 #include "reconcile.h"
 
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../util/err.h"
 #include "../util/log.h"
@@ -274,6 +277,76 @@ static void reconcile_refresh(const struct config *cfg, struct state_cert *const
 		qsort(*out, *n_out, sizeof(**out), drift_cmp);
 }
 
+/* One slice of the output checks (they are syscalls only: threads overlap them). */
+struct check_slice {
+	int rootfd;
+	const char *root;
+	struct state_cert *const *recs;
+	enum output_status *outs;
+	size_t from, to;
+};
+
+static void *reconcile_check_slice(void *arg)
+{
+	const struct check_slice *c = arg;
+
+	for (size_t i = c->from; i < c->to; i++)
+		c->outs[i] = c->recs[i]->out_generation ? outputs_check_at(c->rootfd, c->root, c->recs[i]) : OUTPUT_OK;
+	return NULL;
+}
+
+#define CHECK_THREADS_MAX 4
+#define CHECK_PER_THREAD_MIN 1024
+
+static void reconcile_check_outputs(const char *root, struct state_cert *const *recs, size_t n,
+				    enum output_status *outs)
+{
+	struct check_slice s[CHECK_THREADS_MAX];
+	pthread_t tid[CHECK_THREADS_MAX];
+	int started[CHECK_THREADS_MAX] = {0};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t k = n / CHECK_PER_THREAD_MIN;
+	int rootfd;
+
+	if (!n)
+		return;
+	rootfd = outputs_root_open(root);
+	if (k > CHECK_THREADS_MAX)
+		k = CHECK_THREADS_MAX;
+	if (cpus > 0 && k > (size_t)cpus)
+		k = (size_t)cpus;
+	if (k < 1)
+		k = 1;
+	for (size_t t = 0; t < k; t++) {
+		s[t] = (struct check_slice){rootfd, root, recs, outs, n * t / k, n * (t + 1) / k};
+		/* Slice 0 runs here; a thread that cannot start runs its slice here too. */
+		started[t] = t > 0 && pthread_create(&tid[t], NULL, reconcile_check_slice, &s[t]) == 0;
+	}
+	for (size_t t = 0; t < k; t++)
+		if (!started[t])
+			reconcile_check_slice(&s[t]);
+	for (size_t t = 0; t < k; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+	if (rootfd >= 0)
+		close(rootfd);
+}
+
+enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n_out)
+{
+	size_t n = 0;
+	struct state_cert **recs = st ? state_cert_list(st, &n) : NULL;
+	enum output_status *outs = xcalloc(n + 1, sizeof(*outs));
+	int64_t t0 = util_mono_ms();
+
+	reconcile_check_outputs(cfg->output_root, recs, n, outs);
+	log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
+	free(recs);
+	if (n_out)
+		*n_out = n;
+	return outs;
+}
+
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out)
 {
@@ -288,9 +361,12 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	memset(&in, 0, sizeof(in));
 	if (st)
 		recs = state_cert_list(st, &n_recs);
-	outs = xcalloc(n_recs + 1, sizeof(*outs));
-	for (size_t i = 0; i < n_recs; i++)
-		outs[i] = recs[i]->out_generation ? outputs_check(cfg->output_root, recs[i]) : OUTPUT_OK;
+	if (o->observed) {
+		outs = xmalloc((n_recs + 1) * sizeof(*outs));
+		memcpy(outs, o->observed, n_recs * sizeof(*outs));
+	} else {
+		outs = reconcile_observe(cfg, st, NULL);
+	}
 	if (o->refresh)
 		reconcile_refresh(cfg, recs, n_recs, o->now, &drift, &n_drift, warnings);
 	in.desired = des->specs;
@@ -328,6 +404,43 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	free(outs);
 	plan_free(warnings);
 	return rc;
+}
+
+int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *base,
+		      const struct desired *head, const struct state *st, int64_t now, struct plan **out)
+{
+	struct plan_pr_input in;
+	int rc;
+
+	memset(&in, 0, sizeof(in));
+	in.base = base->specs;
+	in.n_base = base->n_specs;
+	in.head = head->specs;
+	in.n_head = head->n_specs;
+	in.state = st;
+	in.now = now;
+	/* As apply would: a head with errors never removes. */
+	in.prune = cfg->policy.prune && head->diags.n == 0;
+	in.max_paid = cfg->policy.max_paid_orders;
+	in.steps_fn = reconcile_steps;
+	in.steps_arg = (void *)cfg;
+	in.repo = repo;
+	in.ref = ref;
+	in.commit = head->commit;
+	in.base_commit = base->commit;
+	if ((rc = plan_pr_diff(&in, out)))
+		return rc;
+	for (size_t i = 0; i < head->diags.n; i++) {
+		const struct diag *g = &head->diags.v[i];
+
+		diags_add(&(*out)->errors, g->file, g->line, g->col, "%s", g->msg);
+	}
+	/* Spending beyond the cap is a review problem, not something to find out at apply time. */
+	if ((*out)->deferred)
+		diags_add(&(*out)->errors, "", 0, 0,
+			  "%zu paid orders, over policy.maxPaidOrders (%d): raise the limit or split the change",
+			  (*out)->paid + (*out)->deferred, cfg->policy.max_paid_orders);
+	return 0;
 }
 
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out)

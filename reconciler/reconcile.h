@@ -44,11 +44,28 @@ struct reconcile_opts {
 	int refresh; /* ask providers about recorded certificates */
 	int retry_failed;
 	int64_t now;
+	/* The outputs already observed (reconcile_observe on the same state), or NULL. */
+	const enum output_status *observed;
 };
+
+/*
+ * Observes every recorded certificate's outputs on disk, in
+ * state_cert_list order (caller frees; *n may be NULL). Needs only the
+ * state, so a caller can run it while the manifests load.
+ */
+enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n);
 
 /* Observes outputs (and the providers with refresh) and diffs. */
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out);
+
+/*
+ * A pull-request plan: base (the merge base's desired set) against head,
+ * with head's validation errors; paid orders over policy.maxPaidOrders are
+ * an error. st (may be NULL) adds renewals due and pending work.
+ */
+int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *base,
+		      const struct desired *head, const struct state *st, int64_t now, struct plan **out);
 
 /* Opens the configured source (URL or path) with the config's cache dir, token and CA file. */
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out);

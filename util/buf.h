@@ -21,6 +21,9 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 
 /* Appends n bytes. CS_EINVALID (message "exceeds N bytes") past b->max. */
+/* Makes room for extra more bytes (and the NUL); CS_EINVALID past max. */
+int buf_reserve(struct buf *b, size_t extra);
+
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -3,16 +3,20 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_msg[2048];
 
 int cs_error(int code, const char *fmt, ...)
 {
+	char tmp[sizeof(last_msg)];
 	va_list ap;
 
+	/* Through a copy: callers prefix the previous message (cs_error(rc, "x: %s", cs_errmsg())). */
 	va_start(ap, fmt);
-	vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	memcpy(last_msg, tmp, sizeof(last_msg));
 	return code;
 }
 

@@ -37,6 +37,19 @@ int fsutil_read_file(const char *path, size_t max, struct buf *out)
 		goto out;
 	}
 	buf_init(out, max);
+	/* Read straight into a buffer of the file's size (a 12 MB state file is not copied twice). */
+	if (S_ISREG(st.st_mode) && st.st_size > 0 && buf_reserve(out, (size_t)st.st_size) == 0) {
+		while (out->len + 1 < out->cap && (n = read(fd, out->data + out->len, out->cap - out->len - 1)) != 0) {
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				rc = cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+				goto out;
+			}
+			out->len += (size_t)n;
+		}
+		out->data[out->len] = '\0';
+	}
 	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)

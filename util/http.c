@@ -21,7 +21,8 @@ struct http_client {
 	pthread_mutex_t mu;
 	CURL *pool[HTTP_POOL_MAX];
 	size_t n_pool;
-	struct http_ratelimit rl; /* last seen */
+	struct http_ratelimit rl; /* last seen, less the requests sent since (the budget left to spend) */
+	long inflight;		  /* requests sent and not answered yet */
 	http_observer_fn observer;
 	void *observer_arg;
 };
@@ -396,18 +397,31 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		int transient, retryable;
 		CURLcode cc;
 
-		/* The provider said the budget is spent: wait for the window instead of earning a 429. */
-		pthread_mutex_lock(&c->mu);
-		wait = c->rl.have && c->rl.remaining <= 0 && c->rl.reset > util_now() ? c->rl.reset - util_now() : 0;
-		pthread_mutex_unlock(&c->mu);
-		if (wait > c->o.max_inline_wait) {
-			res->retry_after = util_now() + wait;
+		/*
+		 * The provider said the budget is spent: wait for the window instead
+		 * of earning a 429. Each request takes its unit of budget before it
+		 * is sent, so parallel workers never overspend what is left.
+		 */
+		for (;;) {
+			pthread_mutex_lock(&c->mu);
+			now = util_now();
+			wait = c->rl.have && c->rl.remaining <= 0 && c->rl.reset > now ? c->rl.reset - now : 0;
+			if (!wait) {
+				if (c->rl.have && c->rl.reset > now)
+					c->rl.remaining--;
+				c->inflight++;
+			}
+			pthread_mutex_unlock(&c->mu);
+			if (!wait || wait > c->o.max_inline_wait || http_aborted())
+				break;
+			http_sleep(wait);
+		}
+		if (wait) {
+			res->retry_after = now + wait;
 			rc = cs_error(CS_ETRANSIENT, "%s: rate limit budget spent until the window resets in %llds",
 				      req->op, (long long)wait);
 			break;
 		}
-		if (wait > 0)
-			http_sleep(wait);
 		res->attempts++;
 		cc = http_attempt(c, h, req, res, &overflow);
 		now = util_now();
@@ -416,11 +430,25 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		if (http_global_observer)
 			http_global_observer(http_global_observer_arg, req->op, cc == CURLE_OK ? res->status : 0,
 					     util_mono_ms() - t0, res->rl.have ? &res->rl : NULL);
+		pthread_mutex_lock(&c->mu);
+		c->inflight--;
 		if (res->rl.have) {
-			pthread_mutex_lock(&c->mu);
-			c->rl = res->rl;
-			pthread_mutex_unlock(&c->mu);
+			/*
+			 * The answer counts this request; the others still in flight
+			 * will spend theirs. Answers arrive out of order: within one
+			 * window only a lower count is news.
+			 */
+			long left = res->rl.remaining - c->inflight;
+
+			if (!c->rl.have || res->rl.reset > c->rl.reset) {
+				c->rl = res->rl;
+				c->rl.remaining = left;
+			} else if (res->rl.reset == c->rl.reset && left < c->rl.remaining) {
+				c->rl.remaining = left;
+			}
+			c->rl.limit = res->rl.limit;
 		}
+		pthread_mutex_unlock(&c->mu);
 		if (overflow) {
 			rc = cs_error(CS_EINVALID, "%s: %s %s: response larger than %zu bytes", req->op, req->method,
 				      path, c->o.max_body);

@@ -88,6 +88,8 @@ void cmd_source_free(struct cmd_source *s);
 
 /* Reads the state without locking (plan, state list). A missing state is an empty one with has_state = 0. */
 int cmd_read_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state);
+/* The same, printing nothing: the error is in cs_errmsg() (for a helper thread). */
+int cmd_load_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state);
 
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);

@@ -1,4 +1,6 @@
 /* certsync: entry point, subcommand table, shared command-line plumbing. */
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,13 +119,21 @@ int cmd_open_source(const struct config *cfg, const char *commit_or_null, struct
 {
 	int rc;
 
+	int64_t t0 = util_mono_ms(), t1;
+
 	memset(out, 0, sizeof(*out));
 	if ((rc = reconcile_open_source(cfg, &out->git)) ||
-	    (rc = gitsrc_resolve(out->git, commit_or_null ? commit_or_null : cfg->source.ref, out->commit)) ||
-	    (rc = reconcile_desired(cfg, out->git, out->commit, NULL, &out->desired))) {
+	    (rc = gitsrc_resolve(out->git, commit_or_null ? commit_or_null : cfg->source.ref, out->commit))) {
 		cmd_fail("%s", cs_errmsg());
 		return rc;
 	}
+	t1 = util_mono_ms();
+	if ((rc = reconcile_desired(cfg, out->git, out->commit, NULL, &out->desired))) {
+		cmd_fail("%s", cs_errmsg());
+		return rc;
+	}
+	log_debug("source opened in %" PRId64 " ms; %zu manifests read in %" PRId64 " ms", t1 - t0,
+		  out->desired.n_files, util_mono_ms() - t1);
 	return 0;
 }
 
@@ -136,18 +146,29 @@ void cmd_source_free(struct cmd_source *s)
 
 int cmd_read_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state)
 {
+	int rc = cmd_load_state(cfg, be, st, has_state);
+
+	if (rc)
+		cmd_fail("%s", cs_errmsg());
+	return rc;
+}
+
+int cmd_load_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state)
+{
 	int rc;
+
+	int64_t t0 = util_mono_ms();
 
 	*st = NULL;
 	*has_state = access(cfg->state_path, F_OK) == 0;
 	if ((rc = state_file_open(cfg->state_path, be)) || (rc = state_load(*be, st))) {
-		cmd_fail("%s", cs_errmsg());
 		state_backend_free(*be);
 		*be = NULL;
 		return rc;
 	}
 	if (!*has_state && state_cert_count(*st) > 0)
 		*has_state = 1; /* recovered from the journal alone */
+	log_debug("state: %zu certificates loaded in %" PRId64 " ms", state_cert_count(*st), util_mono_ms() - t0);
 	return 0;
 }
 
@@ -235,6 +256,29 @@ int main(int argc, char **argv)
 	return rc;
 }
 
+/* GitHub's job summary: the Markdown plan appended to $GITHUB_STEP_SUMMARY when it is set. */
+static int cmd_step_summary(const struct plan *p)
+{
+	const char *path = getenv("GITHUB_STEP_SUMMARY");
+	struct buf b = BUF_INIT;
+	FILE *f;
+	int rc;
+
+	if (!path || !path[0])
+		return 0;
+	if ((rc = plan_render_markdown(p, &b)))
+		return rc;
+	f = fopen(path, "a");
+	if (!f) {
+		buf_free(&b);
+		return cs_error(CS_ERROR, "GITHUB_STEP_SUMMARY %s: %s", path, strerror(errno));
+	}
+	rc = fwrite(b.data, 1, b.len, f) != b.len;
+	rc |= fclose(f) != 0;
+	buf_free(&b);
+	return rc ? cs_error(CS_ERROR, "GITHUB_STEP_SUMMARY %s: write failed", path) : 0;
+}
+
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out)
 {
 	struct buf b = BUF_INIT;
@@ -246,11 +290,15 @@ int cmd_print_plan(const struct plan *p, const char *format, int no_color, int a
 		rc = plan_render_json(p, &b);
 	else if (!strcmp(format, "markdown"))
 		rc = plan_render_markdown(p, &b);
+	else if (!strcmp(format, "github"))
+		rc = plan_render_github(p, &b);
 	else
 		rc = plan_render_text(p, flags, &b);
 	if (!rc)
 		fwrite(b.data, 1, b.len, out);
 	fflush(out);
 	buf_free(&b);
+	if (!rc && !strcmp(format, "github"))
+		rc = cmd_step_summary(p);
 	return rc;
 }

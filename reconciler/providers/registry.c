@@ -3,11 +3,12 @@
 
 #include <string.h>
 
-extern const struct provider_ops provider_ca, provider_dnsimple;
+extern const struct provider_ops provider_ca, provider_dnsimple, provider_digicert;
 
 static const struct provider_ops *const providers[] = {
 	&provider_ca,
 	&provider_dnsimple,
+	&provider_digicert,
 };
 
 const struct provider_ops *provider_find(const char *type)
@@ -20,5 +21,5 @@ const struct provider_ops *provider_find(const char *type)
 
 const char *provider_type_list(void)
 {
-	return "known types: ca, dnsimple";
+	return "known types: ca, dnsimple, digicert";
 }

@@ -364,3 +364,25 @@ def test_simulator_delivers_webhooks_with_duplicates_and_unknown_events(denv, si
         assert any(g["name"] == "sim.unknown_event" for g in got)
     finally:
         srv.shutdown()
+
+
+def test_a_waiting_certificate_frees_its_worker(denv, sim):
+    """apply --wait with one worker: while one certificate waits for issuance, the others go on.
+
+    Asserted on the order of the simulator's requests, not on time: every
+    purchase comes before the first download, which a worker that slept
+    through its certificate's wait could not do.
+    """
+    sim.ctl("issue_delay", {"seconds": 1.5})
+    for i in range(3):
+        denv.repo.write(f"c{i}.yaml", manifest(f"c{i}", [f"c{i}.pizza.company"], issuer="dns"))
+    denv.repo.commit()
+    r = denv.run("apply", "--wait", "120s", "--parallelism", "1", check=0)
+    assert "3 done" in r.out, r
+    ops = [e["op"] for e in sim.ctl("log")]
+    purchases = [i for i, op in enumerate(ops) if op == "purchaseLetsencryptCertificate"]
+    downloads = [i for i, op in enumerate(ops) if op == "downloadCertificate"]
+    assert len(purchases) == 3 and len(downloads) == 3, ops
+    assert max(purchases) < min(downloads), ops
+    for i in range(3):
+        check_dnsimple_outputs(denv.cert_dir(f"c{i}"), [f"c{i}.pizza.company"])

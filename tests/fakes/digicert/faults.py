@@ -12,7 +12,7 @@ import time
 # Modes that answer instead of running the operation.
 PRE_MODES = {"500_html", "502_html", "503_html", "timeout", "close", "429"}
 # Modes that run the operation, then spoil or withhold the answer.
-POST_MODES = {"hang_after", "truncated_json", "short_body", "empty_body", "extra_fields"}
+POST_MODES = {"hang_after", "truncated_json", "short_body", "empty_body", "extra_fields", "stale_auth_key"}
 MODES = PRE_MODES | POST_MODES
 
 HTML_500 = (b"<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n"
@@ -80,6 +80,21 @@ def add_extra_fields(obj):
     elif isinstance(obj, list):
         for v in obj:
             add_extra_fields(v)
+    return obj
+
+
+def stale_auth_keys(obj):
+    """Every auth_key value in a response replaced by one that does not verify: a client holding a stale key
+    (read just before a rotation) makes tokens DigiCert rejects, and must recover once it reads the real one."""
+    if isinstance(obj, dict):
+        for k, v in list(obj.items()):
+            if k == "auth_key" and isinstance(v, str):
+                obj[k] = "stale-" + v[::-1]
+            else:
+                stale_auth_keys(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            stale_auth_keys(v)
     return obj
 
 

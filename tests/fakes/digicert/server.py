@@ -182,6 +182,9 @@ class Handler(BaseHTTPRequestHandler):
         route, found = api.match(self.command, sub.rstrip("/") or "/") if sub is not None else (None, [])
         role, devkey = self.role()
         entry = self.begin(route, path, query, raw, devkey)
+        latency = float(sim.config.get("latency") or 0)
+        if latency > 0:
+            time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
         if role is None:
             sim.bump("_unauthorized")
             if devkey == "missing":
@@ -265,6 +268,10 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "extra_fields":
             if isinstance(obj, (dict, list)):
                 data = compact(faults.add_extra_fields(obj))
+            return self.respond(status, data, ctype, entry=entry)
+        if mode == "stale_auth_key":
+            if isinstance(obj, (dict, list)):
+                data = compact(faults.stale_auth_keys(obj))
             return self.respond(status, data, ctype, entry=entry)
         if mode == "truncated_json":  # consistent headers, a body cut in the middle
             return self.respond(status, data[: len(data) // 2], ctype, entry=entry)

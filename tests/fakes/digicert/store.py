@@ -51,6 +51,7 @@ DEFAULT_CONFIG = {
     "timeout_seconds": 30,          # default sleep of the timeout / hang_after faults
     "require_json_content_type": True,
     "rate_limits": [list(x) for x in faults.DEFAULT_LIMITS],
+    "latency": 0.0,                 # seconds added to every API request (make bench injects 50 ms)
 }
 ALNUM = string.ascii_letters + string.digits
 

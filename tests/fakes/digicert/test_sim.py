@@ -692,6 +692,10 @@ def test_faults(sim):
     sim.c.sim("POST", "fault", {"endpoint": "order_info", "mode": "extra_fields", "count": 1})
     st, body, _ = sim.c.call("GET", path)
     assert body["sim_unknown_field"] and body["certificate"]["zz_future_attribute"]
+    real = sim.c.call("GET", "/account/auth-keys")[1]["auth_keys"][0]["auth_key"]
+    sim.c.sim("POST", "fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key", "count": 1})
+    stale = sim.c.call("GET", "/account/auth-keys")[1]["auth_keys"][0]["auth_key"]
+    assert stale != real and sim.c.call("GET", "/account/auth-keys")[1]["auth_keys"][0]["auth_key"] == real
     sim.c.sim("POST", "fault", {"endpoint": "order_create", "mode": "429", "count": 1})
     st, body, _ = sim.c.call("POST", "/order/certificate/ssl_dv_geotrust", order_body("dns.test", csr))
     assert st == 429 and codes(body) == ["request_limit_exceeded"]
@@ -704,7 +708,7 @@ def test_faults(sim):
     sim.c.sim("DELETE", "fault")
     assert sim.c.sim("GET", "fault")["faults"] == []
     cnt = sim.c.sim("GET", "counters")
-    assert cnt["order_info"] == 7 and cnt["_faults"] == 7
+    assert cnt["order_info"] == 7 and cnt["_faults"] == 8
     log = sim.c.sim("GET", "log?op=order_info")
     assert [e["fault"] for e in log][:2] == ["500_html", None] and log[0]["headers"]["X-DC-DEVKEY"] == "<redacted>"
 

@@ -167,6 +167,9 @@ class Handler(BaseHTTPRequestHandler):
         sim = self.sim
         route, found = api.match(self.command, path)
         entry = self.begin(route, path, query, raw)
+        latency = float(sim.config["latency"])
+        if latency > 0:
+            time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
         principal = self.principal()
         window = sim.rate if principal else sim.rate_unauth
         if not window.take():
@@ -280,6 +283,8 @@ def parse_args(argv=None):
     ap.add_argument("--domain", action="append", default=[], help="a domain (and its zone); repeatable")
     ap.add_argument("--zone", action="append", default=[], help="a zone without a domain; repeatable")
     ap.add_argument("--rate-limit", type=int, default=2400, help="authenticated requests per hour")
+    ap.add_argument("--rate-window", type=int, default=3600,
+                    help="seconds per rate-limit window (DNSimple: one hour; make bench compresses it)")
     ap.add_argument("--unauth-rate-limit", type=int, default=30, help="unauthenticated requests per hour")
     ap.add_argument("--dump-state", action="store_true", help="write STATE_DIR/state.json after every write")
     ap.add_argument("--verbose", action="store_true", help="log requests to stderr")

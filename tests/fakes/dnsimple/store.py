@@ -37,6 +37,7 @@ DEFAULT_CONFIG = {
     "acme_txt_records": False,     # True: _acme-challenge TXT records appear in the zone while requesting
     "per_page_default": 30,
     "per_page_max": 100,
+    "latency": 0.0,                # seconds added to every API request (make bench injects 50 ms)
 }
 DEFAULT_PLAN = {"letsencrypt": True, "wildcard": True, "san": True, "custom_name": True, "regions": True}
 
@@ -110,7 +111,7 @@ class Sim:
             self.certs, self.renewals, self.webhooks = {}, {}, {}
             self.counters, self.log = {}, []
             self.faults.clear()
-            self.rate = RateWindow(self.args.rate_limit)
+            self.rate = RateWindow(self.args.rate_limit, getattr(self.args, "rate_window", 3600))
             self.rate_unauth = RateWindow(self.args.unauth_rate_limit)
             self.deliverer.reset()
             for d in self.args.domain:

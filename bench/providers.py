@@ -1,0 +1,142 @@
+"""Provider-side figures for make bench: applies against the simulators with
+injected latency, requests per issued certificate, and rate-limit use.
+
+Each function starts its own simulator, generates a repository, runs the real
+binary and reads the simulator's counters. Nothing here is a test: the
+figures are printed, and compared with DESIGN §10 by the caller.
+"""
+import json
+import re
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FAKES = HERE.parent / "tests" / "fakes"
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+TOKEN = "bench-token-0123456789"
+
+
+class Sim:
+    """A simulator process on an ephemeral loopback port."""
+
+    def __init__(self, script, args):
+        self.proc = subprocess.Popen([PYTHON, str(script), "--port", "0", *args], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY "):
+            raise SystemExit(f"bench: {script} did not start: {line!r}")
+        self.url = line.split()[1]
+
+    def ctl(self, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + "/_sim/" + path, data=data, method="POST" if data else "GET")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+
+    def api_requests(self):
+        """Requests to the provider API by route ("POST /v2/{account}/..."), from the simulator's counters."""
+        return {k: v for k, v in self.ctl("counters").items() if re.match(r"(GET|POST|PUT|PATCH|DELETE) /", k)}
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def gen(d, n, issuer, domain):
+    subprocess.run([sys.executable, str(HERE / "gen_repo.py"), str(d), str(n), "--per-file", "10", "--issuer", issuer,
+                    "--domain", domain], check=True)
+
+
+def write_config(d, issuers, max_paid):
+    (d / "certsync.yaml").write_text(
+        "source: {repo: repo, ref: main, path: certificates}\n"
+        "state: {path: state/state.json}\n"
+        "output: {root: certs}\n"
+        "issuers:\n" + issuers +
+        f"policy: {{prune: true, maxPaidOrders: {max_paid}}}\n")
+
+
+def apply(binary, d, parallelism, env):
+    t0 = time.perf_counter()
+    r = subprocess.run([binary, "apply", "--config", "certsync.yaml", "--parallelism", str(parallelism), "--wait",
+                        "3600s"], cwd=d, capture_output=True, text=True, env=dict(os.environ, **env))
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"bench: apply failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return wall
+
+
+def dnsimple_apply(binary, tmp, n, latency, parallelism, rate_limit=10**9, rate_window=3600):
+    """Applies n new certificates through the DNSimple simulator. Returns the figures."""
+    d = tmp / f"dnsimple-{n}-{rate_limit}"
+    sim = Sim(FAKES / "dnsimple" / "server.py",
+              ["--state-dir", str(tmp / f"sim-dnsimple-{n}-{rate_limit}"), "--token", TOKEN, "--account", "1010",
+               "--domain", "bench.test", "--rate-limit", str(rate_limit), "--rate-window", str(rate_window)])
+    try:
+        sim.ctl("config", {"latency": latency})
+        gen(d, n, "dns", "bench.test")
+        write_config(d, "  dns:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: BENCH_DNSIMPLE_TOKEN}\n"
+                     f"    baseURL: {sim.url}\n    zones: [bench.test]\n    pollInterval: 1s\n", n + 10)
+        wall = apply(binary, d, parallelism, {"BENCH_DNSIMPLE_TOKEN": TOKEN})
+        counters = sim.ctl("counters")
+        reqs = sim.api_requests()
+        total = sum(reqs.values())
+        return {"wall": wall, "requests": total, "per_cert": total / n, "by_op": reqs,
+                "bound": total * latency / parallelism, "429": counters.get("_ratelimited", 0)}
+    finally:
+        sim.stop()
+
+
+def dnsimple_rate_limited(binary, tmp, n, limit, window):
+    """Applies n certificates through a simulator allowing limit requests per window seconds.
+
+    used = requests / (allowed rate x elapsed), with the elapsed time counted
+    from the first request to the last whole window the run needed: a fixed
+    window lets a run start with a full budget, so raw requests / wall would
+    flatter it.
+    """
+    r = dnsimple_apply(binary, tmp, n, 0.0, 4, rate_limit=limit, rate_window=window)
+    windows = max(1, -(-r["requests"] // limit))  # ceil: the windows the requests needed at best
+    spent = max(r["wall"], (windows - 1) * window)
+    return {"n": n, "limit": limit, "window": window, "wall": r["wall"], "429": r["429"],
+            "used": min(1.0, r["requests"] / (limit / window * spent)) if spent else 1.0,
+            "requests": r["requests"]}
+
+
+DC_KEY = "bench-digicert-devkey-0123456789"
+
+
+def digicert_apply(binary, tmp, n, latency, parallelism):
+    """Applies n new certificates through the DigiCert simulator, tokens placed as TXT records through the
+    DNSimple simulator's zone API (the DNS the DigiCert simulator reads). Both get the latency."""
+    d = tmp / f"digicert-{n}"
+    dns = Sim(FAKES / "dnsimple" / "server.py",
+              ["--state-dir", str(tmp / "sim-dc-dns"), "--token", TOKEN, "--account", "1010", "--domain",
+               "bench.test", "--rate-limit", str(10**9)])
+    dc = None
+    try:
+        dc = Sim(FAKES / "digicert" / "server.py",
+                 ["--state-dir", str(tmp / "sim-dc"), "--api-key", DC_KEY, "--dns-url", dns.url,
+                  "--rate-limit", f"{10**9}/1"])
+        dns.ctl("config", {"latency": latency})
+        dc.ctl("config", {"latency": latency})
+        gen(d, n, "dc", "bench.test")
+        write_config(d, "  dns:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: BENCH_DNSIMPLE_TOKEN}\n"
+                     f"    baseURL: {dns.url}\n    zones: [bench.test]\n"
+                     "  dc:\n    type: digicert\n    apiKey: {env: BENCH_DIGICERT_KEY}\n"
+                     f"    baseURL: {dc.url}/services/v2\n    product: ssl_dv_geotrust\n    skipApproval: true\n"
+                     "    validation: {method: dns-txt-token, dns: {issuer: dns, label: '@'}}\n"
+                     "    pollInterval: 1s\n", n + 10)
+        wall = apply(binary, d, parallelism, {"BENCH_DNSIMPLE_TOKEN": TOKEN, "BENCH_DIGICERT_KEY": DC_KEY})
+        dc_reqs, dns_reqs = dc.api_requests(), dns.api_requests()
+        total = sum(dc_reqs.values()) + sum(dns_reqs.values())
+        return {"wall": wall, "requests": total, "per_cert": total / n, "dc": dc_reqs, "dns": dns_reqs,
+                "bound": total * latency / parallelism,
+                "429": dc.ctl("counters").get("_ratelimited", 0) + dns.ctl("counters").get("_ratelimited", 0)}
+    finally:
+        if dc:
+            dc.stop()
+        dns.stop()

@@ -1,0 +1,673 @@
+/*
+ * The digicert issuer: CertCentral DV certificates issued at once against an
+ * AuthKey request token (seed 2, ../shared/api/digicert.md). Steps:
+ *
+ *   create/replace/renew: prepare → place → order (paid, write-ahead) → await → download → install → cleanup
+ *   reinstall: download → install
+ *
+ * "find" is the crash recovery of an order: it lists the account's orders by
+ * the alternative_order_id journaled before the request and adopts the one
+ * it finds instead of ordering again.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../util/crypto.h"
+#include "../../util/err.h"
+#include "../../util/fsutil.h"
+#include "../../util/log.h"
+#include "../../util/util.h"
+#include "digicert.h"
+
+#define ID_ORDER "digicert.order_id"
+#define ID_CERT "digicert.certificate_id"
+#define ID_INSTALLED_ORDER "digicert.installed_order_id"
+#define ID_INSTALLED_CERT "digicert.installed_certificate_id"
+#define ID_INTENT "digicert.alternative_order_id"
+#define ID_TOKEN "digicert.token"
+#define ID_POLLS "digicert.polls"
+#define KEY_MAX (64 * 1024)
+
+/* ---------- plan ---------- */
+
+static const char *const seq_order[] = {"prepare", "place", "order", "await", "download", "install", "cleanup", NULL};
+static const char *const seq_recover[] = {"find", "await", "download", "install", "cleanup", NULL};
+static const char *const seq_reinstall[] = {"download", "install", NULL};
+
+static int digicert_plan(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
+			 const struct state_cert *rec, struct plan_steps *out)
+{
+	const struct digicert *dc = is->priv;
+	const char *const *seq = kind == CHANGE_REINSTALL ? seq_reinstall : seq_order;
+	size_t start = 0;
+
+	(void)s;
+	memset(out, 0, sizeof(*out));
+	if (kind == CHANGE_RESUME && rec && rec->step) {
+		const char *const *seqs[] = {seq_order, seq_recover, seq_reinstall};
+
+		for (size_t k = 0; k < 3; k++) {
+			for (start = 0; seqs[k][start] && strcmp(seqs[k][start], rec->step); start++)
+				;
+			if (seqs[k][start]) {
+				seq = seqs[k];
+				break;
+			}
+		}
+		if (!seq[start])
+			start = 0;
+	}
+	for (size_t i = start; seq[i] && out->n < PLAN_MAX_STEPS; i++) {
+		out->steps[out->n++] = seq[i];
+		if (!strcmp(seq[i], "order"))
+			out->paid = 1;
+	}
+	if (out->paid)
+		out->product = dc->product;
+	return 0;
+}
+
+/* ---------- step helpers ---------- */
+
+static long long rec_id(const struct state_cert *rec, const char *key)
+{
+	const char *v = state_cert_id(rec, key);
+
+	return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static void rec_set_id(struct state_cert *rec, const char *key, long long v)
+{
+	char b[32];
+
+	if (!v) {
+		state_cert_set_id(rec, key, NULL);
+		return;
+	}
+	snprintf(b, sizeof(b), "%lld", v);
+	state_cert_set_id(rec, key, b);
+}
+
+static void next(struct step_ctx *ctx, const char *step, enum step_status *st)
+{
+	state_str_set(&ctx->rec->step, step);
+	*st = STEP_CONTINUE;
+}
+
+static void poll_later(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	long long polls = rec_id(ctx->rec, ID_POLLS);
+	int64_t wait = dc->poll_min;
+
+	for (long long i = 0; i < polls && wait < dc->poll_max; i++)
+		wait *= 2;
+	if (wait > dc->poll_max)
+		wait = dc->poll_max;
+	rec_set_id(ctx->rec, ID_POLLS, polls + 1);
+	ctx->wait_until = ctx->now + wait;
+	*st = STEP_WAIT;
+}
+
+/* <keydir>/digicert-<name>.<ext>: the pending order's key and CSR (never in state). */
+static char *key_path(struct step_ctx *ctx, const char *ext)
+{
+	char *base = xasprintf("digicert-%s.%s", ctx->rec->name, ext), *p;
+
+	for (p = base; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	p = fsutil_join(engine_key_dir(ctx), base);
+	free(base);
+	return p;
+}
+
+static int read_keyfile(struct step_ctx *ctx, const char *ext, struct buf *out)
+{
+	char *path = key_path(ctx, ext);
+	int rc = fsutil_read_file(path, KEY_MAX, out);
+
+	free(path);
+	return rc;
+}
+
+static void remove_keyfiles(struct step_ctx *ctx)
+{
+	char *k = key_path(ctx, "key"), *c = key_path(ctx, "csr");
+
+	fsutil_rm_rf(k);
+	fsutil_rm_rf(c);
+	free(k);
+	free(c);
+}
+
+/* The token the current AuthKey makes for the CSR at the placed token's timestamp. */
+static void expected_token(const struct digicert *dc, const char *placed, const struct buf *csr,
+			   char out[DIGICERT_TOKEN_LEN + 1])
+{
+	digicert_request_token(dc->auth_key, strlen(dc->auth_key), placed, csr->data, csr->len, out);
+}
+
+/*
+ * 1 if the placed token is still good for an order: present, younger than
+ * 25 days, and made with the AuthKey DigiCert has now (a rotated key voids it).
+ */
+static int token_usable(struct step_ctx *ctx, const struct digicert *dc, const struct buf *csr)
+{
+	const char *placed = state_cert_id(ctx->rec, ID_TOKEN);
+	char want[DIGICERT_TOKEN_LEN + 1];
+	int64_t t = digicert_token_time(placed);
+	int ok;
+
+	if (!t)
+		return 0;
+	if (ctx->now - t > DIGICERT_TOKEN_MAX_AGE) {
+		log_emit(LV_INFO, &ctx->log, "the placed request token is %lld days old; placing a new one",
+			 (long long)((ctx->now - t) / 86400));
+		return 0;
+	}
+	expected_token(dc, placed, csr, want);
+	ok = !strcmp(want, placed);
+	crypto_wipe(want, sizeof(want));
+	if (!ok)
+		log_emit(LV_WARN, &ctx->log,
+			 "the placed request token does not match the account's AuthKey (rotated?); "
+			 "placing a new one");
+	return ok;
+}
+
+/* Removes the placed tokens [0, upto); keeps (for a later retry) those whose removal fails. */
+static int remove_tokens(struct step_ctx *ctx, struct digicert *dc, size_t upto)
+{
+	const char *current = state_cert_id(ctx->rec, ID_TOKEN);
+	char *first_err = NULL;
+	int rc = 0;
+
+	for (size_t i = upto; i-- > 0;) {
+		int r = digicert_dcv_remove(ctx, dc, &ctx->rec->tokens[i], current);
+
+		if (r) {
+			if (!first_err)
+				first_err = xstrdup(cs_errmsg());
+			rc = r;
+			continue;
+		}
+		state_cert_remove_token(ctx->rec, i);
+	}
+	if (rc)
+		cs_error(CS_ETRANSIENT, "%s: could not remove a placed DigiCert token (kept in state, retried): %s",
+			 ctx->rec->name, first_err);
+	free(first_err);
+	return rc ? CS_ETRANSIENT : 0;
+}
+
+/* ---------- steps ---------- */
+
+/* The key for this order: the installed one when rotation is Never and it still fits, else a new one. */
+static int order_key(struct step_ctx *ctx, struct crypto_key **out)
+{
+	const struct cert_spec *s = ctx->spec;
+	enum crypto_alg want = s->key_alg == KEYALG_RSA ? CRYPTO_RSA : CRYPTO_ECDSA, alg;
+	struct buf kp = BUF_INIT;
+	int size;
+
+	if (s->rotation == ROTATE_NEVER && engine_installed_key(ctx, &kp) == 0 &&
+	    crypto_key_from_pem(kp.data, kp.len, "installed key", out) == 0) {
+		crypto_key_describe(*out, &alg, &size);
+		buf_wipe(&kp);
+		if (alg == want && size == s->key_size)
+			return 0;
+		crypto_key_free(*out);
+		*out = NULL;
+	}
+	buf_wipe(&kp);
+	return crypto_key_generate(want, s->key_size, out);
+}
+
+static int step_prepare(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	const struct cert_spec *s = ctx->spec;
+	struct crypto_key *key = NULL;
+	struct buf kp = BUF_INIT, csr = BUF_INIT;
+	char *kpath = key_path(ctx, "key"), *cpath = key_path(ctx, "csr");
+	int rc;
+
+	(void)dc;
+	if ((rc = order_key(ctx, &key)) || (rc = crypto_key_to_pem(key, &kp)) ||
+	    (rc = crypto_csr_create(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, &csr)))
+		goto out;
+	/* The key must outlive a pending order: 0600 in the 0700 key directory, never in state. */
+	if ((rc = fsutil_write_atomic(kpath, kp.data, kp.len, 0600)) ||
+	    (rc = fsutil_write_atomic(cpath, csr.data, csr.len, 0600)))
+		goto out;
+	state_cert_set_id(ctx->rec, ID_ORDER, NULL);
+	state_cert_set_id(ctx->rec, ID_CERT, NULL);
+	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
+	next(ctx, "place", st);
+out:
+	free(kpath);
+	free(cpath);
+	buf_wipe(&kp);
+	buf_free(&csr);
+	crypto_key_free(key);
+	return rc;
+}
+
+/* Drops old entries that name the very record or line just placed again (same token in the same second). */
+static void forget_replaced(struct step_ctx *ctx, size_t *n_old)
+{
+	for (size_t i = *n_old; i-- > 0;) {
+		const struct state_token *o = &ctx->rec->tokens[i];
+		int same = 0;
+
+		for (size_t k = *n_old; k < ctx->rec->n_tokens && !same; k++)
+			same = util_streq(o->location, ctx->rec->tokens[k].location) &&
+			       util_streq(o->ref, ctx->rec->tokens[k].ref);
+		if (same) {
+			state_cert_remove_token(ctx->rec, i);
+			(*n_old)--;
+		}
+	}
+}
+
+/* Places a fresh token for every name (one per location), then removes the older ones. */
+static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	const struct cert_spec *s = ctx->spec;
+	enum digicert_method m = digicert_spec_method(dc, s);
+	char ts[DIGICERT_TS_LEN + 1], token[DIGICERT_TOKEN_LEN + 1];
+	struct buf csr = BUF_INIT;
+	size_t n_old = ctx->rec->n_tokens;
+	int rc;
+
+	if (read_keyfile(ctx, "csr", &csr)) {
+		log_emit(LV_WARN, &ctx->log, "the pending key or CSR is gone; starting the order over");
+		next(ctx, "prepare", st);
+		return 0;
+	}
+	if ((rc = digicert_auth_key(dc)))
+		goto out;
+	/* Old tokens whose removal keeps failing must not pile up past the state's bound. */
+	if (ctx->rec->n_tokens + s->n_dns > STATE_MAX_TOKENS && (rc = remove_tokens(ctx, dc, ctx->rec->n_tokens)))
+		goto out;
+	n_old = ctx->rec->n_tokens;
+	digicert_timestamp(ctx->now - DIGICERT_TOKEN_MARGIN, ts);
+	digicert_request_token(dc->auth_key, strlen(dc->auth_key), ts, csr.data, csr.len, token);
+	for (size_t i = 0; i < s->n_dns; i++) {
+		char *loc = digicert_dcv_location(dc, m, s->dns_names[i]);
+		struct state_token t;
+		int dup = 0;
+
+		for (size_t k = n_old; k < ctx->rec->n_tokens && loc; k++)
+			dup |= util_streq(ctx->rec->tokens[k].location, loc);
+		free(loc);
+		if (dup)
+			continue; /* *.x and x share a TXT owner; one webroot serves several names */
+		if ((rc = digicert_dcv_place(ctx, dc, m, s->dns_names[i], token, &t)))
+			goto out;
+		state_cert_add_token(ctx->rec, &t);
+		digicert_token_clear(&t);
+		/* journaled at once: a crash now still knows what to clean up */
+		if ((rc = engine_journal(ctx)))
+			goto out;
+	}
+	/* Older tokens (a previous attempt, an expired timestamp) go once the new ones are out. */
+	state_cert_set_id(ctx->rec, ID_TOKEN, token);
+	forget_replaced(ctx, &n_old);
+	if (remove_tokens(ctx, dc, n_old))
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
+	log_emit(LV_INFO, &ctx->log, "placed the DigiCert request token (%s) for %zu name%s", digicert_method_name(m),
+		 s->n_dns, s->n_dns == 1 ? "" : "s");
+	next(ctx, rec_id(ctx->rec, ID_ORDER) ? "await" : "order", st);
+out:
+	buf_free(&csr);
+	return rc;
+}
+
+/* Takes the chain into ctx->mat with the pending key from the key directory. */
+static int take_material(struct step_ctx *ctx, const char *chain, int reinstall)
+{
+	int rc;
+
+	material_wipe(&ctx->mat);
+	material_init(&ctx->mat);
+	if ((rc = digicert_split_chain(chain, strlen(chain), &ctx->mat.cert, &ctx->mat.ca)))
+		return rc;
+	rc = read_keyfile(ctx, "key", &ctx->mat.key);
+	if (rc && reinstall)
+		rc = engine_installed_key(ctx, &ctx->mat.key);
+	if (rc)
+		return cs_error(CS_EINVALID,
+				"%s: the private key for this DigiCert certificate is gone (not in the key directory "
+				"nor the outputs); remove the certificate's state record to order a new one",
+				ctx->rec->name);
+	return 0;
+}
+
+/* What to do with an order (ours, adopted or followed). */
+static int follow(struct step_ctx *ctx, struct digicert *dc, const struct digicert_order *o, enum step_status *st)
+{
+	if (o->id)
+		rec_set_id(ctx->rec, ID_ORDER, o->id);
+	if (o->certificate_id)
+		rec_set_id(ctx->rec, ID_CERT, o->certificate_id);
+	if (o->chain) {
+		int rc = take_material(ctx, o->chain, 0);
+
+		if (rc)
+			return rc;
+		next(ctx, "install", st);
+		return 0;
+	}
+	if (util_streq(o->status, "issued")) {
+		next(ctx, "download", st);
+		return 0;
+	}
+	if (digicert_status_terminal(o->status)) {
+		state_str_set(&ctx->rec->step, "prepare");
+		return cs_error(CS_EINVALID,
+				"%s: DigiCert order %lld is %s (issuer %s): not ordered again; change the manifest or "
+				"apply --retry-failed",
+				ctx->rec->name, rec_id(ctx->rec, ID_ORDER), o->status, dc->name);
+	}
+	state_str_set(&ctx->rec->step, "await");
+	poll_later(ctx, dc, st);
+	return 0;
+}
+
+static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	const struct cert_spec *s = ctx->spec;
+	struct digicert_order_req req;
+	struct digicert_order o;
+	struct buf csr = BUF_INIT;
+	char alt[37];
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (read_keyfile(ctx, "csr", &csr)) {
+		next(ctx, "prepare", st);
+		return 0;
+	}
+	if ((rc = digicert_auth_key(dc)))
+		goto out;
+	if (!token_usable(ctx, dc, &csr)) {
+		next(ctx, "place", st);
+		goto out;
+	}
+	/* Write-ahead: the id and the step "find" are durable before DigiCert hears of the order. */
+	if (state_cert_id(ctx->rec, ID_INTENT))
+		snprintf(alt, sizeof(alt), "%s", state_cert_id(ctx->rec, ID_INTENT));
+	else if ((rc = crypto_uuid(alt)))
+		goto out;
+	state_cert_set_id(ctx->rec, ID_INTENT, alt);
+	state_str_set(&ctx->rec->step, "find");
+	if ((rc = engine_journal(ctx)))
+		goto out;
+	memset(&req, 0, sizeof(req));
+	req.product = dc->product;
+	req.common_name = s->common_name;
+	req.dns_names = s->dns_names;
+	req.n_dns = s->n_dns;
+	req.csr = csr.data;
+	req.dcv_method = digicert_method_name(digicert_spec_method(dc, s));
+	req.alternative_order_id = alt;
+	if (util_streq(ctx->rec->change, plan_change_name(CHANGE_RENEW)))
+		req.renewal_of = rec_id(ctx->rec, ID_INSTALLED_ORDER);
+	req.auth_key_id = dc->auth_key_select ? dc->auth_key_id : NULL;
+	if ((rc = digicert_order_create(dc, &req, &o)))
+		goto out; /* the step stays "find": a retry looks before it orders */
+	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	rec_set_id(ctx->rec, ID_POLLS, 0);
+	state_cert_event(ctx->rec, ctx->now, "ordered DigiCert certificate: order %lld%s", o.id,
+			 o.chain ? " (issued at once)" : " (pending)");
+	log_emit(LV_INFO, &ctx->log, "DigiCert order %lld %s", o.id,
+		 o.chain ? "issued at once" : "is pending; following it");
+	if (o.chain) {
+		rc = follow(ctx, dc, &o, st);
+	} else {
+		rec_set_id(ctx->rec, ID_ORDER, o.id);
+		rec_set_id(ctx->rec, ID_CERT, o.certificate_id);
+		next(ctx, "await", st);
+	}
+out:
+	digicert_order_clear(&o);
+	buf_free(&csr);
+	return rc;
+}
+
+static int step_find(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	const char *alt = state_cert_id(ctx->rec, ID_INTENT);
+	struct digicert_order o;
+	int rc;
+
+	if (!alt) {
+		next(ctx, rec_id(ctx->rec, ID_ORDER) ? "await" : "order", st);
+		return 0;
+	}
+	rc = digicert_order_find(dc, alt, &o);
+	if (rc == CS_ENOTFOUND) {
+		next(ctx, "order", st); /* the order never reached DigiCert: send it (same id) */
+		return 0;
+	}
+	if (rc)
+		return rc;
+	log_emit(LV_INFO, &ctx->log, "adopting DigiCert order %lld (%s) instead of ordering again", o.id,
+		 o.status ? o.status : "?");
+	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	rec_set_id(ctx->rec, ID_ORDER, o.id);
+	rec_set_id(ctx->rec, ID_CERT, o.certificate_id);
+	next(ctx, "await", st);
+	digicert_order_clear(&o);
+	return 0;
+}
+
+static int step_await(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	long long id = rec_id(ctx->rec, ID_ORDER);
+	struct digicert_order o, chk;
+	struct buf csr = BUF_INIT;
+	int rc;
+
+	memset(&chk, 0, sizeof(chk));
+	if (!id) {
+		next(ctx, "find", st);
+		return 0;
+	}
+	if ((rc = digicert_order_info(dc, id, &o)))
+		return rc;
+	if (util_streq(o.status, "issued") || digicert_status_terminal(o.status)) {
+		rc = follow(ctx, dc, &o, st);
+		goto out;
+	}
+	/* Still pending: make sure what DigiCert should find is a token it can verify, then ask it to look. */
+	if (ctx->rec->n_tokens && !read_keyfile(ctx, "csr", &csr)) {
+		if ((rc = digicert_auth_key(dc)))
+			goto out;
+		if (!token_usable(ctx, dc, &csr)) {
+			next(ctx, "place", st);
+			goto out;
+		}
+	}
+	rc = digicert_check_dcv(dc, id, &chk);
+	if (rc == 1 || (!rc && !util_streq(chk.status, "issued"))) {
+		rc = 0;
+		poll_later(ctx, dc, st);
+		goto out;
+	}
+	if (rc)
+		goto out;
+	if (chk.certificate_id)
+		rec_set_id(ctx->rec, ID_CERT, chk.certificate_id);
+	log_emit(LV_INFO, &ctx->log, "DigiCert order %lld is issued", id);
+	next(ctx, "download", st);
+out:
+	digicert_order_clear(&o);
+	digicert_order_clear(&chk);
+	buf_free(&csr);
+	return rc;
+}
+
+static int step_download(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	int reinstall = !rec_id(ctx->rec, ID_ORDER);
+	long long cid = reinstall ? rec_id(ctx->rec, ID_INSTALLED_CERT) : rec_id(ctx->rec, ID_CERT);
+	struct buf cert = BUF_INIT, ca = BUF_INIT, all = BUF_INIT;
+	struct digicert_order o;
+	int rc;
+
+	if (!cid && !reinstall) {
+		/* the certificate id comes with the order info once issued */
+		if ((rc = digicert_order_info(dc, rec_id(ctx->rec, ID_ORDER), &o)))
+			return rc;
+		cid = o.certificate_id;
+		digicert_order_clear(&o);
+	}
+	if (!cid)
+		return cs_error(CS_EINVALID, "%s: no DigiCert certificate id recorded to download", ctx->rec->name);
+	if ((rc = digicert_download(dc, cid, &cert, &ca)))
+		goto out;
+	buf_append(&all, cert.data, cert.len);
+	buf_append(&all, ca.data, ca.len);
+	if ((rc = take_material(ctx, all.data, reinstall)))
+		goto out;
+	rec_set_id(ctx->rec, ID_CERT, cid);
+	next(ctx, "install", st);
+out:
+	buf_free(&cert);
+	buf_free(&ca);
+	buf_free(&all);
+	return rc;
+}
+
+static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	long long order = rec_id(ctx->rec, ID_ORDER), cert = rec_id(ctx->rec, ID_CERT);
+	int rc;
+
+	(void)dc;
+	if (!material_present(&ctx->mat)) {
+		next(ctx, "download", st); /* resumed: the chain was only in memory */
+		return 0;
+	}
+	if ((rc = engine_install(ctx)))
+		return rc;
+	if (order) {
+		rec_set_id(ctx->rec, ID_INSTALLED_ORDER, order);
+		rec_set_id(ctx->rec, ID_INSTALLED_CERT, cert);
+	}
+	state_cert_set_id(ctx->rec, ID_ORDER, NULL);
+	state_cert_set_id(ctx->rec, ID_CERT, NULL);
+	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
+	remove_keyfiles(ctx); /* the key now lives in the outputs only */
+	if (!ctx->rec->n_tokens) {
+		*st = STEP_DONE;
+		return 0;
+	}
+	next(ctx, "cleanup", st);
+	return 0;
+}
+
+static int step_cleanup(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	int rc = remove_tokens(ctx, dc, ctx->rec->n_tokens);
+
+	if (rc)
+		return rc; /* CS_ETRANSIENT: the next apply tries again */
+	state_cert_set_id(ctx->rec, ID_TOKEN, NULL);
+	log_emit(LV_INFO, &ctx->log, "removed the DigiCert request tokens");
+	*st = STEP_DONE;
+	return 0;
+}
+
+typedef int (*digicert_step_fn)(struct step_ctx *ctx, struct digicert *dc, enum step_status *st);
+
+static const struct {
+	const char *name;
+	digicert_step_fn run;
+	int needs_session;
+} digicert_steps[] = {
+	{"prepare", step_prepare, 0}, {"place", step_place, 1},	    {"order", step_order, 1},
+	{"find", step_find, 1},	      {"await", step_await, 1},	    {"download", step_download, 1},
+	{"install", step_install, 0}, {"cleanup", step_cleanup, 0},
+};
+
+static int digicert_step(struct step_ctx *ctx, enum step_status *st)
+{
+	struct digicert *dc = ctx->issuer->priv;
+	const char *step = ctx->rec->step ? ctx->rec->step : "";
+
+	for (size_t i = 0; i < sizeof(digicert_steps) / sizeof(digicert_steps[0]); i++) {
+		int rc;
+
+		if (strcmp(step, digicert_steps[i].name))
+			continue;
+		if (digicert_steps[i].needs_session && (rc = digicert_session(dc)))
+			return rc;
+		return digicert_steps[i].run(ctx, dc, st);
+	}
+	return cs_error(CS_EINVALID, "%s: the digicert issuer has no step \"%s\"", ctx->rec->name, step);
+}
+
+/* Removal: placed tokens and a pending key go too (a pending order is left alone: never cancelled). */
+static int digicert_release(struct step_ctx *ctx)
+{
+	struct digicert *dc = ctx->issuer->priv;
+	int rc = remove_tokens(ctx, dc, ctx->rec->n_tokens);
+
+	if (!rc)
+		remove_keyfiles(ctx);
+	return rc;
+}
+
+/* plan --refresh: a revoked, expired or vanished order needs a new certificate. */
+static int digicert_refresh(const struct issuer *is, const struct state_cert *rec, int64_t now,
+			    struct plan_drift *drift)
+{
+	struct digicert *dc = is->priv;
+	long long id = rec_id(rec, ID_INSTALLED_ORDER);
+	struct digicert_order o;
+	int rc;
+
+	(void)now;
+	if (!id)
+		return 0;
+	if ((rc = digicert_session(dc)))
+		return rc;
+	rc = digicert_order_info(dc, id, &o);
+	if (rc == CS_ENOTFOUND) {
+		drift->what = xasprintf("DigiCert order %lld is gone", id);
+		drift->needs_new = 1;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (digicert_status_terminal(o.status) && o.status && strcmp(o.status, "expired")) {
+		drift->what = xasprintf("DigiCert order %lld is %s", id, o.status);
+		drift->needs_new = 1;
+	}
+	digicert_order_clear(&o);
+	return 0;
+}
+
+static void digicert_end_run(const struct issuer *is)
+{
+	digicert_session_end(is->priv);
+}
+
+const struct provider_ops provider_digicert = {
+	.type = "digicert",
+	.config_parse = digicert_config_parse,
+	.config_free = digicert_config_free,
+	.config_check = digicert_config_check,
+	.check_spec = digicert_check_spec,
+	.plan = digicert_plan,
+	.step = digicert_step,
+	.refresh = digicert_refresh,
+	.release = digicert_release,
+	.webhook = NULL,
+	.dns = NULL,
+	.end_run = digicert_end_run,
+};
