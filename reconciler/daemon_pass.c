@@ -381,6 +381,7 @@ static void daemon_cert_snapshot(const struct state_cert *r, const struct cert_s
 	m->last_success = r->last_success;
 	m->next_attempt = r->phase == PHASE_PENDING && r->step ? (r->next_try ? r->next_try : now) : 0;
 	m->failed_attempts = r->attempts;
+	m->last_failure = r->last_error ? r->last_error_time : 0;
 }
 
 void daemon_observe(struct daemon *d, int64_t now)

@@ -322,6 +322,12 @@ static int pick_next_attempt(const struct metrics_cert *c, double *v)
 	return c->next_attempt > 0;
 }
 
+static int pick_last_failure(const struct metrics_cert *c, double *v)
+{
+	*v = (double)c->last_failure;
+	return c->last_failure > 0;
+}
+
 static int pick_failed(const struct metrics_cert *c, double *v)
 {
 	*v = c->failed_attempts;
@@ -363,6 +369,9 @@ static void render_certs(struct buf *b)
 	render_cert_gauge(b, "certsync_certificate_next_attempt_timestamp_seconds",
 			  "When the pending or failing step of the certificate is tried next, in unix seconds.",
 			  pick_next_attempt);
+	render_cert_gauge(b, "certsync_certificate_last_failure_timestamp_seconds",
+			  "When a step of the certificate last failed (cleared by a success), in unix seconds.",
+			  pick_last_failure);
 	render_cert_gauge(b, "certsync_certificate_failed_attempts",
 			  "Failed attempts of the certificate's current step (0 when none failed).", pick_failed);
 }

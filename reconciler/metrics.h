@@ -25,6 +25,7 @@ struct metrics_cert {
 	int64_t last_success; /* last completed change, 0 = never */
 	int64_t next_attempt; /* pending step's next try, 0 = none */
 	int failed_attempts;  /* of the current step */
+	int64_t last_failure; /* when a step last failed, 0 = never (or cleared by a success) */
 };
 
 void metrics_cert_clear(struct metrics_cert *c);

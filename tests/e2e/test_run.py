@@ -639,6 +639,7 @@ def test_a_failing_certificate_backs_off_alone_while_the_others_go_on(env, sim, 
     first_wait = ts(rec["next_try"]) - time.time()
     assert 20 < first_wait <= 30 * 1.25 + 1, rec
     assert d.metric("certsync_certificate_failed_attempts", name="shop-www") == 1
+    assert abs(d.metric("certsync_certificate_last_failure_timestamp_seconds", name="shop-www") - time.time()) < 30
     assert d.metric("certsync_certificate_next_attempt_timestamp_seconds", name="shop-www") == ts(rec["next_try"])
     assert d.metric("certsync_certificate_ready_status", name="shop-www", condition="False") == 1
     # Several fetch intervals go by: no retry before the recorded next-try time (and no busy loop).

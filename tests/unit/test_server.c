@@ -109,6 +109,7 @@ static void test_metrics_render_certificate_gauges(void **s)
 	c[1].ready = -1;
 	c[1].next_attempt = 1234;
 	c[1].failed_attempts = 2;
+	c[1].last_failure = 1200;
 	metrics_set_certs(c, 2);
 	text = render();
 	assert_non_null(find_line(text, "certsync_certificate_expiration_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 2000"));
@@ -118,6 +119,8 @@ static void test_metrics_render_certificate_gauges(void **s)
 	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"new\",issuer=\"internal\",condition=\"Unknown\"} 1"));
 	assert_non_null(find_line(text, "certsync_certificate_next_attempt_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1234"));
 	assert_non_null(find_line(text, "certsync_certificate_failed_attempts{name=\"new\",issuer=\"internal\"} 2"));
+	assert_non_null(find_line(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1200"));
+	assert_null(strstr(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"shop-www\""));
 	/* no certificate yet: no expiry series for it */
 	assert_null(strstr(text, "certsync_certificate_expiration_timestamp_seconds{name=\"new\""));
 	free(text);
