@@ -103,6 +103,11 @@ def provider_rows(binary, tmp, rows):
     dns = sum(r["dns"].values())
     rows.append(("DigiCert requests per issued cert", f"{orders / n:g} order + {dns / n:g} DNS; AuthKey {authkey} "
                  "per run", "1 order (+ DNS create/delete), AuthKey once", verdict(orders == n and authkey <= 2)))
+    w = providers.webhook_throughput(binary, tmp)
+    errs = w["non2xx"] or w["socket_errors"] or not w["alive"]
+    rows.append(("webhook endpoint, loopback, wrk -t2 -c16 (certsync run)",
+                 f"{w['rate']:.0f} req/s, {w['non2xx']} non-2xx{', socket errors ' + w['socket_errors'] if w['socket_errors'] else ''}",
+                 "≥ 5000 req/s, no errors", verdict(w["rate"] >= 5000 and not errs)))
     # Rate-limited: 50 requests per 10 s window (DNSimple's 2,400/hour, compressed 7.2x).
     rl = providers.dnsimple_rate_limited(binary, tmp, 20 if QUICK else 60, limit=50, window=10)
     rows.append((f"apply, {rl['n']} certs, DNSimple sim limited to {rl['limit']}/{rl['window']} s",

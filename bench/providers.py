@@ -140,3 +140,64 @@ def digicert_apply(binary, tmp, n, latency, parallelism):
         if dc:
             dc.stop()
         dns.stop()
+
+
+WEBHOOK_SECRET = "bench-webhook-secret-0123"
+
+
+def webhook_throughput(binary, tmp, seconds=5, connections=16):
+    """wrk against `certsync run`'s webhook endpoint on loopback: valid certificate.issue deliveries
+    (one request_identifier, so after the first they are duplicates the loop drops), all answered."""
+    import shutil
+    import socket
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise SystemExit("bench: wrk is missing (Debian package wrk; make test-deps installs it)")
+    d = tmp / "webhook"
+    sim = Sim(FAKES / "dnsimple" / "server.py",
+              ["--state-dir", str(tmp / "sim-webhook"), "--token", TOKEN, "--account", "1010", "--domain",
+               "bench.test", "--rate-limit", str(10**9)])
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = None
+    try:
+        gen(d, 10, "dns", "bench.test")
+        write_config(d, "  dns:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: BENCH_DNSIMPLE_TOKEN}\n"
+                     f"    baseURL: {sim.url}\n    zones: [bench.test]\n    pollInterval: 1s\n", 20)
+        cfg = d / "certsync.yaml"
+        cfg.write_text(cfg.read_text().replace("path: certificates}", "path: certificates, interval: 1h}")
+                       + f"server:\n  listen: 127.0.0.1:{port}\n  webhookSecret: {{env: BENCH_WEBHOOK_SECRET}}\n")
+        env = dict(os.environ, BENCH_DNSIMPLE_TOKEN=TOKEN, BENCH_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        proc = subprocess.Popen([binary, "run", "--config", "certsync.yaml"], cwd=d, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit("bench: certsync run did not become ready")
+            time.sleep(0.2)
+        script = d / "post.lua"
+        script.write_text('wrk.method = "POST"\n'
+                          'wrk.body = \'{"name":"certificate.issue","request_identifier":"bench-1",'
+                          '"data":{"certificate":{"id":1}}}\'\n'
+                          'wrk.headers["Content-Type"] = "application/json"\n')
+        r = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
+                            f"http://127.0.0.1:{port}/webhooks/dnsimple/{WEBHOOK_SECRET}"],
+                           capture_output=True, text=True, timeout=seconds + 60)
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", r.stdout).group(1))
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+        errors = re.search(r"Socket errors: (.*)", r.stdout)
+        return {"rate": rate, "non2xx": int(non2xx.group(1)) if non2xx else 0,
+                "socket_errors": errors.group(1) if errors else "", "alive": proc.poll() is None}
+    finally:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        sim.stop()

@@ -585,8 +585,10 @@ def test_ten_thousand_webhook_posts_leave_it_running_with_bounded_memory(env, si
     assert d.stop()[0] == 0
 
 
-def test_webhook_endpoint_throughput_with_wrk(env, sim, token_env, daemons, tmp_path):
-    """DESIGN §10: >= 5,000 webhook req/s on loopback, no errors (a lower floor under sanitizers)."""
+def test_webhook_endpoint_under_wrk_load(env, sim, token_env, daemons, tmp_path):
+    """wrk hammers the webhook endpoint: no socket errors, every non-2xx is the deliberate 503 backpressure the
+    queue_full counter shows, and the process stays up. The throughput figure itself (DESIGN §10: >= 5,000 req/s)
+    is measured by make bench, never asserted here: make test must not depend on timing."""
     wrk = shutil.which("wrk")
     assert wrk, "wrk is missing (Debian package wrk; make test-deps installs it)"
     run_config(env, interval="1h", extra_issuers=dns_issuer(sim, poll="1s"))
@@ -605,17 +607,10 @@ def test_webhook_endpoint_throughput_with_wrk(env, sim, token_env, daemons, tmp_
     assert r.returncode == 0, r.stderr
     assert "Socket errors" not in r.stdout, r.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", r.stdout).group(1))
+    assert rate > 0, r.stdout
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
-    if "ASAN_OPTIONS" in os.environ:
-        # Sanitized, the loop handles fewer deliveries than wrk sends: the queue fills and the excess is
-        # answered 503 (DNSimple delivers again). Every such answer must be that deliberate backpressure.
-        floor = 1000
-        busy = d.metric("certsync_webhook_events_total", outcome="queue_full") or 0
-        assert (int(non2xx.group(1)) if non2xx else 0) == busy, (r.stdout, busy)
-    else:
-        floor = 5000
-        assert not non2xx, r.stdout
-    assert rate >= floor, r.stdout
+    busy = d.metric("certsync_webhook_events_total", outcome="queue_full") or 0
+    assert (int(non2xx.group(1)) if non2xx else 0) == busy, (r.stdout, busy)
     print(f"webhook POSTs: {rate:.0f} req/s")
     deadline = time.time() + 30
     while (d.metric("certsync_webhook_events_total", outcome="duplicate") or 0) < rate * 3 * 0.5:
