@@ -23,6 +23,22 @@ int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert 
 	return rec->not_after - before;
 }
 
+/* What every plan says about where it comes from. */
+static void plan_header(struct plan *p, const char *repo, const char *ref, const char *commit, const struct state *st,
+			int max_paid)
+{
+	p->repo = xstrdup(repo);
+	p->ref = xstrdup(ref);
+	p->commit = xstrdup(commit);
+	p->max_paid = max_paid;
+	if (st) {
+		p->has_state = 1;
+		memcpy(p->lineage, st->lineage, sizeof(p->lineage));
+		p->serial = st->serial;
+		p->applied_commit = xstrdup(st->source_commit);
+	}
+}
+
 static struct plan_change *plan_add(struct plan *p, size_t *cap, const char *name, enum change_kind kind)
 {
 	struct plan_change *c;
@@ -207,16 +223,7 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 	struct state_cert **rec_for = NULL;
 	int rc = 0;
 
-	p->repo = xstrdup(in->repo);
-	p->ref = xstrdup(in->ref);
-	p->commit = xstrdup(in->commit);
-	p->max_paid = in->max_paid;
-	if (in->state) {
-		p->has_state = 1;
-		memcpy(p->lineage, in->state->lineage, sizeof(p->lineage));
-		p->serial = in->state->serial;
-		p->applied_commit = xstrdup(in->state->source_commit);
-	}
+	plan_header(p, in->repo, in->ref, in->commit, in->state, in->max_paid);
 	while (nbucket < 2 * (in->n_desired + 1))
 		nbucket *= 2;
 	bucket = xcalloc(nbucket, sizeof(*bucket));
@@ -486,17 +493,8 @@ int plan_pr_diff(const struct plan_pr_input *in, struct plan **out)
 	const char **renamed_to = NULL; /* per removal: the created name it was renamed to */
 	int rc = 0;
 
-	p->repo = xstrdup(in->repo);
-	p->ref = xstrdup(in->ref);
-	p->commit = xstrdup(in->commit);
+	plan_header(p, in->repo, in->ref, in->commit, in->state, in->max_paid);
 	p->base_commit = xstrdup(in->base_commit);
-	p->max_paid = in->max_paid;
-	if (in->state) {
-		p->has_state = 1;
-		memcpy(p->lineage, in->state->lineage, sizeof(p->lineage));
-		p->serial = in->state->serial;
-		p->applied_commit = xstrdup(in->state->source_commit);
-	}
 	/* Both sides are sorted by name: one merge pass; removals first, creations after. */
 	while (i < in->n_base || j < in->n_head) {
 		int c = i >= in->n_base ? 1 : j >= in->n_head ? -1 : strcmp(in->base[i]->name, in->head[j]->name);

@@ -161,4 +161,19 @@ int engine_installed_key(struct step_ctx *ctx, struct buf *out);
 /* The 0700 directory for keys that must survive between runs (created on demand). */
 const char *engine_key_dir(struct step_ctx *ctx);
 
+/* ---------- step helpers for drivers (providers/steps.c) ---------- */
+
+/* A numeric provider id recorded under key (0 when absent); setting 0 removes it. */
+long long step_id_num(const struct state_cert *rec, const char *key);
+void step_set_id_num(struct state_cert *rec, const char *key, long long v);
+
+/* This step is done: rec->step becomes step. */
+void step_next(struct step_ctx *ctx, const char *step, enum step_status *st);
+
+/*
+ * Asks to be called again later: min × 2^polls, capped at max, where polls
+ * (counted under polls_key in the record) is how often it was asked before.
+ */
+void step_poll_later(struct step_ctx *ctx, const char *polls_key, int64_t min, int64_t max, enum step_status *st);
+
 #endif

@@ -382,6 +382,24 @@ static void http_sleep(int64_t secs)
 	}
 }
 
+void http_request_json(struct http_request *req, const char *op, const char *method, const char *url, const char *auth,
+		       const char *body, enum http_retry retry)
+{
+	size_t h = 0;
+
+	memset(req, 0, sizeof(*req));
+	req->op = op;
+	req->method = method;
+	req->url = url;
+	if (auth)
+		req->headers[h++] = auth;
+	req->headers[h++] = "Accept: application/json";
+	req->headers[h++] = "Content-Type: application/json";
+	req->body = body;
+	req->body_len = body ? strlen(body) : 0;
+	req->retry = retry;
+}
+
 int http_do(struct http_client *c, const struct http_request *req, struct http_response *res)
 {
 	CURL *h = http_take(c);

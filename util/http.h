@@ -65,6 +65,13 @@ struct http_response {
 };
 
 /*
+ * Fills req for a JSON API call: Accept and Content-Type application/json,
+ * and auth (a whole "Name: value" header, may be NULL; a secret) first.
+ */
+void http_request_json(struct http_request *req, const char *op, const char *method, const char *url, const char *auth,
+		       const char *body, enum http_retry retry);
+
+/*
  * Performs the request. Returns 0 when a response arrived (check
  * res->status: 4xx/5xx are the caller's to interpret), CS_ETRANSIENT when
  * the request failed transiently (network, timeout, 429/5xx after the

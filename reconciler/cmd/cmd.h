@@ -74,6 +74,11 @@ int cmd_usage_error(const struct cmd *c, const char *fmt, ...) __attribute__((fo
 
 /* Loads the config named by g (default ./certsync.yaml or $CERTSYNC_CONFIG) with overrides; prints diagnostics. */
 int cmd_load_config(const struct cmd_globals *g, struct config **out);
+/* The same, with the diagnostics as log lines (to_log: the daemon) or printed (0). */
+int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_log);
+
+/* Parses --parallelism (1..64) into *out; a bad value prints usage and returns EXIT_USAGE. */
+int cmd_parse_parallelism(const struct cmd *c, const char *arg, int *out);
 
 /* The pieces every command that reads manifests needs. */
 struct cmd_source {

@@ -72,8 +72,6 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 		{NULL, 0, NULL, 0},
 	};
 	int opt;
-	char *end;
-	long n;
 
 	memset(a, 0, sizeof(*a));
 	a->parallelism = 4;
@@ -87,10 +85,8 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 			continue;
 		switch (opt) {
 		case OPT_PARALLELISM:
-			n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64)
-				return cmd_usage_error(&cmd_apply, "--parallelism takes a number from 1 to 64");
-			a->parallelism = (int)n;
+			if (cmd_parse_parallelism(&cmd_apply, optarg, &a->parallelism))
+				return EXIT_USAGE;
 			break;
 		case OPT_ALLOW_PARTIAL: a->allow_partial = 1; break;
 		case OPT_WAIT:

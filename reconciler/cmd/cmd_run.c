@@ -13,29 +13,7 @@ enum { OPT_PARALLELISM = OPT__GLOBAL_END, OPT_ALLOW_PARTIAL };
 /* Loads the config, logging every diagnostic (the daemon's stderr is one log line per event). */
 static int run_load_config(void *arg, struct config **out)
 {
-	const struct cmd_globals *g = arg;
-	struct diags d = DIAGS_INIT;
-	const char *path = g->config ? g->config : getenv("CERTSYNC_CONFIG");
-	int rc;
-
-	if (!path || !*path)
-		path = "certsync.yaml";
-	rc = config_load(path, out, &d);
-	if (rc == CS_ENOTFOUND) {
-		log_error("%s", cs_errmsg());
-	} else if (rc) {
-		for (size_t i = 0; i < d.n; i++) {
-			char *m = diag_format(&d.v[i]);
-
-			log_error("%s", m);
-			free(m);
-		}
-		log_error("%s: %zu problem%s in the config", path, d.n, d.n == 1 ? "" : "s");
-	} else {
-		config_override(*out, g->repo, g->ref, g->path, g->state, g->output_root);
-	}
-	diags_free(&d);
-	return rc;
+	return cmd_load_config_to(arg, out, 1);
 }
 
 static int run_run(struct cmd_globals *g, int argc, char **argv)
@@ -49,8 +27,6 @@ static int run_run(struct cmd_globals *g, int argc, char **argv)
 	struct daemon_opts o;
 	struct config *cfg = NULL;
 	int opt;
-	char *end;
-	long n;
 
 	memset(&o, 0, sizeof(o));
 	o.parallelism = 4;
@@ -64,10 +40,8 @@ static int run_run(struct cmd_globals *g, int argc, char **argv)
 			continue;
 		switch (opt) {
 		case OPT_PARALLELISM:
-			n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64)
-				return cmd_usage_error(&cmd_run, "--parallelism takes a number from 1 to 64");
-			o.parallelism = (int)n;
+			if (cmd_parse_parallelism(&cmd_run, optarg, &o.parallelism))
+				return EXIT_USAGE;
 			break;
 		case OPT_ALLOW_PARTIAL: o.allow_partial = 1; break;
 		default: return cmd_usage_error(&cmd_run, "unknown option");

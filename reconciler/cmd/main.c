@@ -78,6 +78,17 @@ int cmd_usage_error(const struct cmd *c, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cmd_parse_parallelism(const struct cmd *c, const char *arg, int *out)
+{
+	char *end;
+	long n = strtol(arg, &end, 10);
+
+	if (end == arg || *end || n < 1 || n > 64)
+		return cmd_usage_error(c, "--parallelism takes a number from 1 to 64");
+	*out = (int)n;
+	return 0;
+}
+
 int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const char *arg)
 {
 	switch (opt) {
@@ -96,6 +107,11 @@ int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const ch
 
 int cmd_load_config(const struct cmd_globals *g, struct config **out)
 {
+	return cmd_load_config_to(g, out, 0);
+}
+
+int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_log)
+{
 	struct diags d = DIAGS_INIT;
 	const char *path = g->config ? g->config : getenv("CERTSYNC_CONFIG");
 	int rc;
@@ -103,8 +119,18 @@ int cmd_load_config(const struct cmd_globals *g, struct config **out)
 	if (!path || !*path)
 		path = "certsync.yaml";
 	rc = config_load(path, out, &d);
-	if (rc == CS_ENOTFOUND) {
+	if (rc == CS_ENOTFOUND && to_log) {
+		log_error("%s", cs_errmsg());
+	} else if (rc == CS_ENOTFOUND) {
 		cmd_fail("%s", cs_errmsg());
+	} else if (rc && to_log) {
+		for (size_t i = 0; i < d.n; i++) {
+			char *m = diag_format(&d.v[i]);
+
+			log_error("%s", m);
+			free(m);
+		}
+		log_error("%s: %zu problem%s in the config", path, d.n, d.n == 1 ? "" : "s");
 	} else if (rc) {
 		diags_print(&d, stderr);
 		fprintf(stderr, "error: %s: %zu problem%s in the config\n", path, d.n, d.n == 1 ? "" : "s");
@@ -117,9 +143,8 @@ int cmd_load_config(const struct cmd_globals *g, struct config **out)
 
 int cmd_open_source(const struct config *cfg, const char *commit_or_null, struct cmd_source *out)
 {
-	int rc;
-
 	int64_t t0 = util_mono_ms(), t1;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = reconcile_open_source(cfg, &out->git)) ||

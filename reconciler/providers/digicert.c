@@ -70,45 +70,6 @@ static int digicert_plan(const struct issuer *is, enum change_kind kind, const s
 
 /* ---------- step helpers ---------- */
 
-static long long rec_id(const struct state_cert *rec, const char *key)
-{
-	const char *v = state_cert_id(rec, key);
-
-	return v ? strtoll(v, NULL, 10) : 0;
-}
-
-static void rec_set_id(struct state_cert *rec, const char *key, long long v)
-{
-	char b[32];
-
-	if (!v) {
-		state_cert_set_id(rec, key, NULL);
-		return;
-	}
-	snprintf(b, sizeof(b), "%lld", v);
-	state_cert_set_id(rec, key, b);
-}
-
-static void next(struct step_ctx *ctx, const char *step, enum step_status *st)
-{
-	state_str_set(&ctx->rec->step, step);
-	*st = STEP_CONTINUE;
-}
-
-static void poll_later(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
-{
-	long long polls = rec_id(ctx->rec, ID_POLLS);
-	int64_t wait = dc->poll_min;
-
-	for (long long i = 0; i < polls && wait < dc->poll_max; i++)
-		wait *= 2;
-	if (wait > dc->poll_max)
-		wait = dc->poll_max;
-	rec_set_id(ctx->rec, ID_POLLS, polls + 1);
-	ctx->wait_until = ctx->now + wait;
-	*st = STEP_WAIT;
-}
-
 /* <keydir>/digicert-<name>.<ext>: the pending order's key and CSR (never in state). */
 static char *key_path(struct step_ctx *ctx, const char *ext)
 {
@@ -244,7 +205,7 @@ static int step_prepare(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	state_cert_set_id(ctx->rec, ID_CERT, NULL);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
 	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
-	next(ctx, "place", st);
+	step_next(ctx, "place", st);
 out:
 	free(kpath);
 	free(cpath);
@@ -283,7 +244,7 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 
 	if (read_keyfile(ctx, "csr", &csr)) {
 		log_emit(LV_WARN, &ctx->log, "the pending key or CSR is gone; starting the order over");
-		next(ctx, "prepare", st);
+		step_next(ctx, "prepare", st);
 		return 0;
 	}
 	if ((rc = digicert_auth_key(dc)))
@@ -319,7 +280,7 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	log_emit(LV_INFO, &ctx->log, "placed the DigiCert request token (%s) for %zu name%s", digicert_method_name(m),
 		 s->n_dns, s->n_dns == 1 ? "" : "s");
-	next(ctx, rec_id(ctx->rec, ID_ORDER) ? "await" : "order", st);
+	step_next(ctx, step_id_num(ctx->rec, ID_ORDER) ? "await" : "order", st);
 out:
 	buf_free(&csr);
 	return rc;
@@ -349,19 +310,19 @@ static int take_material(struct step_ctx *ctx, const char *chain, int reinstall)
 static int follow(struct step_ctx *ctx, struct digicert *dc, const struct digicert_order *o, enum step_status *st)
 {
 	if (o->id)
-		rec_set_id(ctx->rec, ID_ORDER, o->id);
+		step_set_id_num(ctx->rec, ID_ORDER, o->id);
 	if (o->certificate_id)
-		rec_set_id(ctx->rec, ID_CERT, o->certificate_id);
+		step_set_id_num(ctx->rec, ID_CERT, o->certificate_id);
 	if (o->chain) {
 		int rc = take_material(ctx, o->chain, 0);
 
 		if (rc)
 			return rc;
-		next(ctx, "install", st);
+		step_next(ctx, "install", st);
 		return 0;
 	}
 	if (util_streq(o->status, "issued")) {
-		next(ctx, "download", st);
+		step_next(ctx, "download", st);
 		return 0;
 	}
 	if (digicert_status_terminal(o->status)) {
@@ -369,10 +330,10 @@ static int follow(struct step_ctx *ctx, struct digicert *dc, const struct digice
 		return cs_error(CS_EINVALID,
 				"%s: DigiCert order %lld is %s (issuer %s): not ordered again; change the manifest or "
 				"apply --retry-failed",
-				ctx->rec->name, rec_id(ctx->rec, ID_ORDER), o->status, dc->name);
+				ctx->rec->name, step_id_num(ctx->rec, ID_ORDER), o->status, dc->name);
 	}
 	state_str_set(&ctx->rec->step, "await");
-	poll_later(ctx, dc, st);
+	step_poll_later(ctx, ID_POLLS, dc->poll_min, dc->poll_max, st);
 	return 0;
 }
 
@@ -387,13 +348,13 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 
 	memset(&o, 0, sizeof(o));
 	if (read_keyfile(ctx, "csr", &csr)) {
-		next(ctx, "prepare", st);
+		step_next(ctx, "prepare", st);
 		return 0;
 	}
 	if ((rc = digicert_auth_key(dc)))
 		goto out;
 	if (!token_usable(ctx, dc, &csr)) {
-		next(ctx, "place", st);
+		step_next(ctx, "place", st);
 		goto out;
 	}
 	/* Write-ahead: the id and the step "find" are durable before DigiCert hears of the order. */
@@ -414,12 +375,12 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	req.dcv_method = digicert_method_name(digicert_spec_method(dc, s));
 	req.alternative_order_id = alt;
 	if (util_streq(ctx->rec->change, plan_change_name(CHANGE_RENEW)))
-		req.renewal_of = rec_id(ctx->rec, ID_INSTALLED_ORDER);
+		req.renewal_of = step_id_num(ctx->rec, ID_INSTALLED_ORDER);
 	req.auth_key_id = dc->auth_key_select ? dc->auth_key_id : NULL;
 	if ((rc = digicert_order_create(dc, &req, &o)))
 		goto out; /* the step stays "find": a retry looks before it orders */
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
-	rec_set_id(ctx->rec, ID_POLLS, 0);
+	step_set_id_num(ctx->rec, ID_POLLS, 0);
 	state_cert_event(ctx->rec, ctx->now, "ordered DigiCert certificate: order %lld%s", o.id,
 			 o.chain ? " (issued at once)" : " (pending)");
 	log_emit(LV_INFO, &ctx->log, "DigiCert order %lld %s", o.id,
@@ -427,9 +388,9 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	if (o.chain) {
 		rc = follow(ctx, dc, &o, st);
 	} else {
-		rec_set_id(ctx->rec, ID_ORDER, o.id);
-		rec_set_id(ctx->rec, ID_CERT, o.certificate_id);
-		next(ctx, "await", st);
+		step_set_id_num(ctx->rec, ID_ORDER, o.id);
+		step_set_id_num(ctx->rec, ID_CERT, o.certificate_id);
+		step_next(ctx, "await", st);
 	}
 out:
 	digicert_order_clear(&o);
@@ -444,12 +405,12 @@ static int step_find(struct step_ctx *ctx, struct digicert *dc, enum step_status
 	int rc;
 
 	if (!alt) {
-		next(ctx, rec_id(ctx->rec, ID_ORDER) ? "await" : "order", st);
+		step_next(ctx, step_id_num(ctx->rec, ID_ORDER) ? "await" : "order", st);
 		return 0;
 	}
 	rc = digicert_order_find(dc, alt, &o);
 	if (rc == CS_ENOTFOUND) {
-		next(ctx, "order", st); /* the order never reached DigiCert: send it (same id) */
+		step_next(ctx, "order", st); /* the order never reached DigiCert: send it (same id) */
 		return 0;
 	}
 	if (rc)
@@ -457,23 +418,23 @@ static int step_find(struct step_ctx *ctx, struct digicert *dc, enum step_status
 	log_emit(LV_INFO, &ctx->log, "adopting DigiCert order %lld (%s) instead of ordering again", o.id,
 		 o.status ? o.status : "?");
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
-	rec_set_id(ctx->rec, ID_ORDER, o.id);
-	rec_set_id(ctx->rec, ID_CERT, o.certificate_id);
-	next(ctx, "await", st);
+	step_set_id_num(ctx->rec, ID_ORDER, o.id);
+	step_set_id_num(ctx->rec, ID_CERT, o.certificate_id);
+	step_next(ctx, "await", st);
 	digicert_order_clear(&o);
 	return 0;
 }
 
 static int step_await(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
-	long long id = rec_id(ctx->rec, ID_ORDER);
+	long long id = step_id_num(ctx->rec, ID_ORDER);
 	struct digicert_order o, chk;
 	struct buf csr = BUF_INIT;
 	int rc;
 
 	memset(&chk, 0, sizeof(chk));
 	if (!id) {
-		next(ctx, "find", st);
+		step_next(ctx, "find", st);
 		return 0;
 	}
 	if ((rc = digicert_order_info(dc, id, &o)))
@@ -487,22 +448,22 @@ static int step_await(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 		if ((rc = digicert_auth_key(dc)))
 			goto out;
 		if (!token_usable(ctx, dc, &csr)) {
-			next(ctx, "place", st);
+			step_next(ctx, "place", st);
 			goto out;
 		}
 	}
 	rc = digicert_check_dcv(dc, id, &chk);
 	if (rc == 1 || (!rc && !util_streq(chk.status, "issued"))) {
 		rc = 0;
-		poll_later(ctx, dc, st);
+		step_poll_later(ctx, ID_POLLS, dc->poll_min, dc->poll_max, st);
 		goto out;
 	}
 	if (rc)
 		goto out;
 	if (chk.certificate_id)
-		rec_set_id(ctx->rec, ID_CERT, chk.certificate_id);
+		step_set_id_num(ctx->rec, ID_CERT, chk.certificate_id);
 	log_emit(LV_INFO, &ctx->log, "DigiCert order %lld is issued", id);
-	next(ctx, "download", st);
+	step_next(ctx, "download", st);
 out:
 	digicert_order_clear(&o);
 	digicert_order_clear(&chk);
@@ -512,15 +473,15 @@ out:
 
 static int step_download(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
-	int reinstall = !rec_id(ctx->rec, ID_ORDER);
-	long long cid = reinstall ? rec_id(ctx->rec, ID_INSTALLED_CERT) : rec_id(ctx->rec, ID_CERT);
+	int reinstall = !step_id_num(ctx->rec, ID_ORDER);
+	long long cid = reinstall ? step_id_num(ctx->rec, ID_INSTALLED_CERT) : step_id_num(ctx->rec, ID_CERT);
 	struct buf cert = BUF_INIT, ca = BUF_INIT, all = BUF_INIT;
 	struct digicert_order o;
 	int rc;
 
 	if (!cid && !reinstall) {
 		/* the certificate id comes with the order info once issued */
-		if ((rc = digicert_order_info(dc, rec_id(ctx->rec, ID_ORDER), &o)))
+		if ((rc = digicert_order_info(dc, step_id_num(ctx->rec, ID_ORDER), &o)))
 			return rc;
 		cid = o.certificate_id;
 		digicert_order_clear(&o);
@@ -533,8 +494,8 @@ static int step_download(struct step_ctx *ctx, struct digicert *dc, enum step_st
 	buf_append(&all, ca.data, ca.len);
 	if ((rc = take_material(ctx, all.data, reinstall)))
 		goto out;
-	rec_set_id(ctx->rec, ID_CERT, cid);
-	next(ctx, "install", st);
+	step_set_id_num(ctx->rec, ID_CERT, cid);
+	step_next(ctx, "install", st);
 out:
 	buf_free(&cert);
 	buf_free(&ca);
@@ -544,19 +505,19 @@ out:
 
 static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
-	long long order = rec_id(ctx->rec, ID_ORDER), cert = rec_id(ctx->rec, ID_CERT);
+	long long order = step_id_num(ctx->rec, ID_ORDER), cert = step_id_num(ctx->rec, ID_CERT);
 	int rc;
 
 	(void)dc;
 	if (!material_present(&ctx->mat)) {
-		next(ctx, "download", st); /* resumed: the chain was only in memory */
+		step_next(ctx, "download", st); /* resumed: the chain was only in memory */
 		return 0;
 	}
 	if ((rc = engine_install(ctx)))
 		return rc;
 	if (order) {
-		rec_set_id(ctx->rec, ID_INSTALLED_ORDER, order);
-		rec_set_id(ctx->rec, ID_INSTALLED_CERT, cert);
+		step_set_id_num(ctx->rec, ID_INSTALLED_ORDER, order);
+		step_set_id_num(ctx->rec, ID_INSTALLED_CERT, cert);
 	}
 	state_cert_set_id(ctx->rec, ID_ORDER, NULL);
 	state_cert_set_id(ctx->rec, ID_CERT, NULL);
@@ -566,7 +527,7 @@ static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 		*st = STEP_DONE;
 		return 0;
 	}
-	next(ctx, "cleanup", st);
+	step_next(ctx, "cleanup", st);
 	return 0;
 }
 
@@ -627,7 +588,7 @@ static int digicert_refresh(const struct issuer *is, const struct state_cert *re
 			    struct plan_drift *drift)
 {
 	struct digicert *dc = is->priv;
-	long long id = rec_id(rec, ID_INSTALLED_ORDER);
+	long long id = step_id_num(rec, ID_INSTALLED_ORDER);
 	struct digicert_order o;
 	int rc;
 

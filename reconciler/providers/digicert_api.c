@@ -308,16 +308,7 @@ static int dc_call(struct digicert *dc, const char *op, const char *method, cons
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	memset(&req, 0, sizeof(req));
-	req.op = op;
-	req.method = method;
-	req.url = url;
-	req.headers[0] = dc->devkey;
-	req.headers[1] = "Accept: application/json";
-	req.headers[2] = "Content-Type: application/json";
-	req.body = body;
-	req.body_len = body ? strlen(body) : 0;
-	req.retry = retry;
+	http_request_json(&req, op, method, url, dc->devkey, body, retry);
 	rc = http_do(dc->http, &req, &res);
 	out->status = res.status;
 	if (rc == CS_ETRANSIENT && res.status == 429)

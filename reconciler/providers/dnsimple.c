@@ -288,54 +288,14 @@ static int dnsimple_plan(const struct issuer *is, enum change_kind kind, const s
 
 /* ---------- steps ---------- */
 
-static long long rec_id(const struct state_cert *rec, const char *key)
-{
-	const char *v = state_cert_id(rec, key);
-
-	return v ? strtoll(v, NULL, 10) : 0;
-}
-
-static void rec_set_id(struct state_cert *rec, const char *key, long long v)
-{
-	char b[32];
-
-	if (!v) {
-		state_cert_set_id(rec, key, NULL);
-		return;
-	}
-	snprintf(b, sizeof(b), "%lld", v);
-	state_cert_set_id(rec, key, b);
-}
-
-static void next(struct step_ctx *ctx, const char *step, enum step_status *st)
-{
-	state_str_set(&ctx->rec->step, step);
-	*st = STEP_CONTINUE;
-}
-
-/* Schedules the next poll with a growing interval (polls are bounded by backoff). */
-static void poll_later(struct step_ctx *ctx, struct dnsimple *d, enum step_status *st)
-{
-	long long polls = rec_id(ctx->rec, ID_POLLS);
-	int64_t wait = d->poll_min;
-
-	for (long long i = 0; i < polls && wait < d->poll_max; i++)
-		wait *= 2;
-	if (wait > d->poll_max)
-		wait = d->poll_max;
-	rec_set_id(ctx->rec, ID_POLLS, polls + 1);
-	ctx->wait_until = ctx->now + wait;
-	*st = STEP_WAIT;
-}
-
 /* Picks what to do with a DNSimple certificate we hold or adopted. */
 static int dnsimple_follow(struct step_ctx *ctx, const struct dnsimple_cert *c, enum step_status *st)
 {
-	rec_set_id(ctx->rec, ID_PENDING, c->id);
+	step_set_id_num(ctx->rec, ID_PENDING, c->id);
 	if (!strcmp(c->state, "issued"))
-		next(ctx, "download", st);
+		step_next(ctx, "download", st);
 	else if (!strcmp(c->state, "new"))
-		next(ctx, "issue", st);
+		step_next(ctx, "issue", st);
 	else if (dnsimple_state_terminal(c->state)) {
 		state_str_set(&ctx->rec->step, "find");
 		return cs_error(CS_EINVALID,
@@ -343,7 +303,7 @@ static int dnsimple_follow(struct step_ctx *ctx, const struct dnsimple_cert *c, 
 				"apply --retry-failed",
 				c->id, c->common_name, c->state);
 	} else
-		next(ctx, "await", st);
+		step_next(ctx, "await", st);
 	return 0;
 }
 
@@ -351,7 +311,7 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 {
 	const struct dnsimple_list *l;
 	const struct dnsimple_cert *best = NULL;
-	long long installed = rec_id(ctx->rec, ID_INSTALLED);
+	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
 	int rc;
 
 	/* After a purchase intent, always list afresh: the purchase may have happened. */
@@ -371,7 +331,7 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 	state_cert_set_id(ctx->rec, ID_DOMAIN, o->domain);
 	state_cert_set_id(ctx->rec, ID_CN, o->common_name);
 	if (!best) {
-		next(ctx, "purchase", st);
+		step_next(ctx, "purchase", st);
 		return 0;
 	}
 	log_emit(LV_INFO, &ctx->log, "adopting DNSimple certificate %lld (%s) instead of buying another", best->id,
@@ -396,17 +356,17 @@ static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	if (rc)
 		return rc; /* the step stays "find": a retry looks before it buys */
 	log_emit(LV_INFO, &ctx->log, "purchased DNSimple certificate %lld", id);
-	rec_set_id(ctx->rec, ID_PENDING, id);
+	step_set_id_num(ctx->rec, ID_PENDING, id);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
 	state_cert_event(ctx->rec, ctx->now, "purchased DNSimple certificate %lld", id);
-	next(ctx, "issue", st);
+	step_next(ctx, "issue", st);
 	return 0;
 }
 
 static int step_issue(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
 	struct dnsimple_cert c;
-	long long id = rec_id(ctx->rec, ID_PENDING);
+	long long id = step_id_num(ctx->rec, ID_PENDING);
 	int rc = dnsimple_issue(d, o->domain, id, &c);
 
 	if (rc == CS_EINVALID || rc == CS_ETRANSIENT) {
@@ -422,10 +382,10 @@ static int step_issue(struct step_ctx *ctx, struct dnsimple *d, const struct dns
 	} else if (rc) {
 		return rc;
 	}
-	rec_set_id(ctx->rec, ID_POLLS, 0);
+	step_set_id_num(ctx->rec, ID_POLLS, 0);
 	rc = dnsimple_follow(ctx, &c, st);
 	if (!rc && !strcmp(ctx->rec->step, "await"))
-		poll_later(ctx, d, st);
+		step_poll_later(ctx, ID_POLLS, d->poll_min, d->poll_max, st);
 	dnsimple_cert_clear(&c);
 	return rc;
 }
@@ -433,54 +393,55 @@ static int step_issue(struct step_ctx *ctx, struct dnsimple *d, const struct dns
 static int step_await(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
 	struct dnsimple_cert c;
-	int rc = dnsimple_get_cert(d, o->domain, rec_id(ctx->rec, ID_PENDING), &c);
+	int rc = dnsimple_get_cert(d, o->domain, step_id_num(ctx->rec, ID_PENDING), &c);
 
 	if (rc == CS_ENOTFOUND) {
 		state_str_set(&ctx->rec->step, "find");
 		return cs_error(CS_ETRANSIENT, "%s: DNSimple certificate %lld disappeared; looking again",
-				ctx->rec->name, rec_id(ctx->rec, ID_PENDING));
+				ctx->rec->name, step_id_num(ctx->rec, ID_PENDING));
 	}
 	if (rc)
 		return rc;
 	rc = dnsimple_follow(ctx, &c, st);
 	if (!rc && !strcmp(ctx->rec->step, "await"))
-		poll_later(ctx, d, st);
+		step_poll_later(ctx, ID_POLLS, d->poll_min, d->poll_max, st);
 	dnsimple_cert_clear(&c);
 	return rc;
 }
 
 static int step_download(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
-	long long id = rec_id(ctx->rec, ID_PENDING) ? rec_id(ctx->rec, ID_PENDING) : rec_id(ctx->rec, ID_INSTALLED);
+	long long id = step_id_num(ctx->rec, ID_PENDING) ? step_id_num(ctx->rec, ID_PENDING)
+							 : step_id_num(ctx->rec, ID_INSTALLED);
 	int rc = dnsimple_download(d, o->domain, id, &ctx->mat);
 
 	if (rc == CS_ETRANSIENT && cs_errmsg()[0] && strstr(cs_errmsg(), "HTTP 428")) {
 		/* Not issued yet after all (§2.9): back to waiting. */
 		state_str_set(&ctx->rec->step, "await");
-		poll_later(ctx, d, st);
+		step_poll_later(ctx, ID_POLLS, d->poll_min, d->poll_max, st);
 		return 0;
 	}
 	if (rc)
 		return rc;
-	next(ctx, "install", st);
+	step_next(ctx, "install", st);
 	return 0;
 }
 
 static int step_install(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
-	long long id = rec_id(ctx->rec, ID_PENDING);
+	long long id = step_id_num(ctx->rec, ID_PENDING);
 	int rc;
 
 	(void)d;
 	(void)o;
 	if (!material_present(&ctx->mat)) {
-		next(ctx, "download", st); /* resumed: the material was only in memory */
+		step_next(ctx, "download", st); /* resumed: the material was only in memory */
 		return 0;
 	}
 	if ((rc = engine_install(ctx)))
 		return rc;
 	if (id)
-		rec_set_id(ctx->rec, ID_INSTALLED, id);
+		step_set_id_num(ctx->rec, ID_INSTALLED, id);
 	state_cert_set_id(ctx->rec, ID_PENDING, NULL);
 	state_cert_set_id(ctx->rec, ID_RENEWAL, NULL);
 	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
@@ -491,12 +452,12 @@ static int step_install(struct step_ctx *ctx, struct dnsimple *d, const struct d
 static int step_renew_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o,
 			       enum step_status *st)
 {
-	long long old = rec_id(ctx->rec, ID_INSTALLED), renewal = 0, fresh = 0;
+	long long old = step_id_num(ctx->rec, ID_INSTALLED), renewal = 0, fresh = 0;
 	char when[32];
 	int rc;
 
 	if (!old) {
-		next(ctx, "find", st);
+		step_next(ctx, "find", st);
 		return 0;
 	}
 	util_fmt_time(ctx->now, when);
@@ -506,11 +467,11 @@ static int step_renew_purchase(struct step_ctx *ctx, struct dnsimple *d, const s
 		return rc;
 	if ((rc = dnsimple_renew_purchase(d, o->domain, old, ctx->spec->auto_renew, &renewal, &fresh)))
 		return rc;
-	rec_set_id(ctx->rec, ID_RENEWAL, renewal);
-	rec_set_id(ctx->rec, ID_PENDING, fresh);
+	step_set_id_num(ctx->rec, ID_RENEWAL, renewal);
+	step_set_id_num(ctx->rec, ID_PENDING, fresh);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
 	state_cert_event(ctx->rec, ctx->now, "purchased DNSimple renewal %lld (certificate %lld)", renewal, fresh);
-	next(ctx, "renew-issue", st);
+	step_next(ctx, "renew-issue", st);
 	return 0;
 }
 
@@ -518,7 +479,8 @@ static int step_renew_issue(struct step_ctx *ctx, struct dnsimple *d, const stru
 			    enum step_status *st)
 {
 	struct dnsimple_cert c;
-	int rc = dnsimple_renew_issue(d, o->domain, rec_id(ctx->rec, ID_INSTALLED), rec_id(ctx->rec, ID_RENEWAL), &c);
+	int rc = dnsimple_renew_issue(d, o->domain, step_id_num(ctx->rec, ID_INSTALLED),
+				      step_id_num(ctx->rec, ID_RENEWAL), &c);
 
 	if (rc == CS_EINVALID || rc == CS_ETRANSIENT) {
 		state_str_set(&ctx->rec->step, "await"); /* the new certificate's own state says what comes next */
@@ -526,10 +488,10 @@ static int step_renew_issue(struct step_ctx *ctx, struct dnsimple *d, const stru
 	}
 	if (rc)
 		return rc;
-	rec_set_id(ctx->rec, ID_POLLS, 0);
+	step_set_id_num(ctx->rec, ID_POLLS, 0);
 	rc = dnsimple_follow(ctx, &c, st);
 	if (!rc && !strcmp(ctx->rec->step, "await"))
-		poll_later(ctx, d, st);
+		step_poll_later(ctx, ID_POLLS, d->poll_min, d->poll_max, st);
 	dnsimple_cert_clear(&c);
 	return rc;
 }
@@ -539,7 +501,7 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 {
 	const struct dnsimple_list *l;
 	const struct dnsimple_cert *best = NULL;
-	long long installed = rec_id(ctx->rec, ID_INSTALLED);
+	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
 	int rc;
 
 	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
@@ -553,8 +515,8 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 	}
 	if (best) {
 		log_emit(LV_INFO, &ctx->log, "installing DNSimple's automatic renewal (certificate %lld)", best->id);
-		rec_set_id(ctx->rec, ID_PENDING, best->id);
-		next(ctx, "download", st);
+		step_set_id_num(ctx->rec, ID_PENDING, best->id);
+		step_next(ctx, "download", st);
 		return 0;
 	}
 	if (ctx->rec->not_after - ctx->now < AUTO_RENEW_WARN)
@@ -615,7 +577,7 @@ static int dnsimple_refresh(const struct issuer *is, const struct state_cert *re
 {
 	struct dnsimple *d = is->priv;
 	const char *domain = state_cert_id(rec, ID_DOMAIN);
-	long long id = rec_id(rec, ID_INSTALLED);
+	long long id = step_id_num(rec, ID_INSTALLED);
 	struct dnsimple_cert c;
 	int rc;
 

@@ -169,16 +169,7 @@ static int dnsimple_call(struct dnsimple *d, const char *op, const char *method,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	memset(&req, 0, sizeof(req));
-	req.op = op;
-	req.method = method;
-	req.url = url;
-	req.headers[0] = d->auth;
-	req.headers[1] = "Accept: application/json";
-	req.headers[2] = "Content-Type: application/json";
-	req.body = payload;
-	req.body_len = payload ? strlen(payload) : 0;
-	req.retry = retry;
+	http_request_json(&req, op, method, url, d->auth, payload, retry);
 	rc = http_do(d->http, &req, &res);
 	out->status = res.status;
 	if (rc) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "../../util/buf.h"
@@ -18,13 +19,15 @@
 
 #define SERVER_QUEUE_BYTES (16u * 1024 * 1024)
 #define SERVER_MAX_DRAIN (1024 * 1024)
+#define SERVER_FULL_WAIT_MS 100 /* how long a delivery waits for room in a full queue */
 
 struct http_server {
 	struct MHD_Daemon *d;
 	unsigned port;
 	void (*notify)(void *arg);
 	void *notify_arg;
-	pthread_mutex_t mu; /* guards everything below */
+	pthread_mutex_t mu;  /* guards everything below */
+	pthread_cond_t room; /* the loop took deliveries off a full queue */
 	char *secret;
 	int ready;
 	char *ready_detail;
@@ -156,8 +159,24 @@ static int srv_enqueue(struct http_server *s, struct srv_req *r)
 
 	pthread_mutex_lock(&s->mu);
 	if (s->q_n >= SERVER_MAX_QUEUE || s->q_bytes + r->body.len > SERVER_QUEUE_BYTES) {
-		pthread_mutex_unlock(&s->mu);
-		return -1;
+		/*
+		 * Full: wait a moment for the loop to catch up. The server thread
+		 * stalls, so a burst turns into latency (TCP backpressure) rather
+		 * than refusals; only a loop busy for longer gets the 503.
+		 */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += SERVER_FULL_WAIT_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (s->q_n >= SERVER_MAX_QUEUE || s->q_bytes + r->body.len > SERVER_QUEUE_BYTES)
+			if (pthread_cond_timedwait(&s->room, &s->mu, &ts)) {
+				pthread_mutex_unlock(&s->mu);
+				return -1;
+			}
 	}
 	d = &s->q[(s->q_head + s->q_n) % SERVER_MAX_QUEUE];
 	memcpy(d->provider, r->provider, sizeof(d->provider));
@@ -184,6 +203,8 @@ size_t http_server_take(struct http_server *s, struct webhook_delivery *out, siz
 		s->q_bytes -= out[n].len;
 		n++;
 	}
+	if (n)
+		pthread_cond_broadcast(&s->room);
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }
@@ -313,6 +334,7 @@ int http_server_start(const struct http_server_opts *o, struct http_server **out
 		flags |= MHD_USE_IPv6;
 	s = xcalloc(1, sizeof(*s));
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->room, NULL);
 	s->notify = o->notify;
 	s->notify_arg = o->notify_arg;
 	s->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -321,6 +343,7 @@ int http_server_start(const struct http_server_opts *o, struct http_server **out
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
 				srv_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
 	if (!s->d) {
+		pthread_cond_destroy(&s->room);
 		pthread_mutex_destroy(&s->mu);
 		free(s);
 		return cs_error(CS_ERROR, "server.listen %s: cannot listen (address in use or not available)",
@@ -341,6 +364,7 @@ void http_server_stop(struct http_server *s)
 		free(s->q[(s->q_head + i) % SERVER_MAX_QUEUE].body);
 	http_server_set_secret(s, NULL);
 	free(s->ready_detail);
+	pthread_cond_destroy(&s->room);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

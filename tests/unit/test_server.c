@@ -36,14 +36,14 @@ static void test_webhook_path_splits_provider_and_secret(void **s)
 static void test_webhook_path_rejects_everything_else(void **s)
 {
 	static const char *const bad[] = {
-		"/webhooks/dnsimple/",		/* no secret */
-		"/webhooks/dnsimple",		/* no secret segment */
-		"/webhooks//secret",		/* no provider */
-		"/webhooks/DNSimple/secret",	/* provider is lower case */
-		"/webhooks/dns.imple/secret",	/* no dots */
-		"/webhooks/dnsimple/sec/ret",	/* one segment only */
-		"/webhooks/dnsimple/sec?x=1",	/* no query */
-		"/webhook/dnsimple/secret",	/* wrong prefix */
+		"/webhooks/dnsimple/",	      /* no secret */
+		"/webhooks/dnsimple",	      /* no secret segment */
+		"/webhooks//secret",	      /* no provider */
+		"/webhooks/DNSimple/secret",  /* provider is lower case */
+		"/webhooks/dns.imple/secret", /* no dots */
+		"/webhooks/dnsimple/sec/ret", /* one segment only */
+		"/webhooks/dnsimple/sec?x=1", /* no query */
+		"/webhook/dnsimple/secret",   /* wrong prefix */
 		"/metrics",
 		"",
 		NULL,
@@ -112,14 +112,21 @@ static void test_metrics_render_certificate_gauges(void **s)
 	c[1].last_failure = 1200;
 	metrics_set_certs(c, 2);
 	text = render();
-	assert_non_null(find_line(text, "certsync_certificate_expiration_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 2000"));
-	assert_non_null(find_line(text, "certsync_certificate_renewal_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 1700"));
-	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",condition=\"True\"} 1"));
-	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",condition=\"False\"} 0"));
-	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"new\",issuer=\"internal\",condition=\"Unknown\"} 1"));
-	assert_non_null(find_line(text, "certsync_certificate_next_attempt_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1234"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_expiration_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 2000"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_renewal_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 1700"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",condition=\"True\"} 1"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",condition=\"False\"} 0"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_ready_status{name=\"new\",issuer=\"internal\",condition=\"Unknown\"} 1"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_next_attempt_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1234"));
 	assert_non_null(find_line(text, "certsync_certificate_failed_attempts{name=\"new\",issuer=\"internal\"} 2"));
-	assert_non_null(find_line(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1200"));
+	assert_non_null(find_line(
+		text, "certsync_certificate_last_failure_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1200"));
 	assert_null(strstr(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"shop-www\""));
 	/* no certificate yet: no expiry series for it */
 	assert_null(strstr(text, "certsync_certificate_expiration_timestamp_seconds{name=\"new\""));
@@ -146,10 +153,14 @@ static void test_metrics_counters_histogram_and_source(void **s)
 	text = render();
 	assert_non_null(find_line(text, "certsync_provider_ratelimit_remaining{provider=\"dnsimple\"} 2389"));
 	assert_non_null(find_line(text, "certsync_provider_ratelimit_limit{provider=\"dnsimple\"} 2400"));
-	assert_non_null(find_line(text, "certsync_provider_ratelimit_reset_timestamp_seconds{provider=\"dnsimple\"} 1700003600"));
-	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"dnsimple\",operation=\"listCertificates\",code=\"200\"} 2"));
-	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"dnsimple\",operation=\"getCertificate\",code=\"none\"} 1"));
-	assert_non_null(find_line(text, "certsync_webhook_events_total{provider=\"dnsimple\",event=\"certificate.issue\",outcome=\"accepted\"} 1"));
+	assert_non_null(find_line(
+		text, "certsync_provider_ratelimit_reset_timestamp_seconds{provider=\"dnsimple\"} 1700003600"));
+	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"dnsimple\",operation="
+					"\"listCertificates\",code=\"200\"} 2"));
+	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"dnsimple\",operation="
+					"\"getCertificate\",code=\"none\"} 1"));
+	assert_non_null(find_line(text, "certsync_webhook_events_total{provider=\"dnsimple\",event=\"certificate."
+					"issue\",outcome=\"accepted\"} 1"));
 	assert_non_null(find_line(text, "certsync_reconcile_total{result=\"success\"} 1"));
 	/* cumulative buckets: 0.07 s is in le=0.1 but not le=0.05; 400 s only in +Inf */
 	assert_non_null(find_line(text, "certsync_reconcile_duration_seconds_bucket{le=\"0.05\"} 0"));
@@ -158,7 +169,8 @@ static void test_metrics_counters_histogram_and_source(void **s)
 	assert_non_null(find_line(text, "certsync_reconcile_duration_seconds_bucket{le=\"+Inf\"} 2"));
 	assert_non_null(find_line(text, "certsync_reconcile_duration_seconds_count 2"));
 	/* a failed fetch keeps the last good revision */
-	assert_non_null(find_line(text, "certsync_source_info{revision=\"main@sha1:0123456789abcdef0123456789abcdef01234567\"} 1"));
+	assert_non_null(find_line(
+		text, "certsync_source_info{revision=\"main@sha1:0123456789abcdef0123456789abcdef01234567\"} 1"));
 	assert_non_null(find_line(text, "certsync_source_fetch_ok 0"));
 	assert_non_null(find_line(text, "certsync_source_last_fetch_timestamp_seconds 1700000060"));
 	assert_non_null(find_line(text, "certsync_source_last_successful_fetch_timestamp_seconds 1700000000"));
@@ -214,7 +226,8 @@ static void test_metrics_escape_labels_and_cap_series(void **s)
 	for (char *p = text; (p = strstr(p, "\ncertsync_provider_requests_total{")); p++)
 		series++;
 	assert_int_equal(series, METRICS_MAX_SERIES + 1);
-	assert_non_null(find_line(text, "certsync_provider_requests_total{provider=\"other\",operation=\"other\",code=\"other\"} 50"));
+	assert_non_null(find_line(
+		text, "certsync_provider_requests_total{provider=\"other\",operation=\"other\",code=\"other\"} 50"));
 	free(text);
 	metrics_reset();
 }
@@ -313,6 +326,17 @@ static void test_server_queues_webhooks_and_answers_probes(void **s)
 	free(got[0].body);
 	free(got[1].body);
 	assert_int_equal(http_server_take(srv, got, 4), 0);
+	/* A full queue: no room comes (the loop takes nothing), so after a short wait the answer is 503; room again,
+	 * 200. */
+	for (int i = 0; i < SERVER_MAX_QUEUE; i++)
+		assert_int_equal(request(c, "POST", url, "{}", 2, NULL), 200);
+	assert_int_equal(request(c, "POST", url, "{}", 2, NULL), 503);
+	assert_int_equal(http_server_take(srv, got, 1), 1);
+	free(got[0].body);
+	assert_int_equal(request(c, "POST", url, "{}", 2, NULL), 200);
+	for (size_t n; (n = http_server_take(srv, got, 4)) > 0;)
+		for (size_t i = 0; i < n; i++)
+			free(got[i].body);
 	/* webhooks off: even the old secret is refused */
 	http_server_set_secret(srv, NULL);
 	assert_int_equal(request(c, "POST", url, "{}", 2, NULL), 404);
