@@ -1,4 +1,5 @@
 /* The daemon's work: reconcile passes (only what is due), webhook deliveries, owed hooks, metrics snapshots. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -188,7 +189,7 @@ void daemon_pass(struct daemon *d)
 {
 	struct reconcile_opts ro;
 	struct plan *p = NULL;
-	int64_t now = util_now();
+	int64_t now = util_now(), t0 = util_mono_ms();
 	size_t todo;
 
 	d->kick = 0;
@@ -199,6 +200,7 @@ void daemon_pass(struct daemon *d)
 		goto out;
 	}
 	todo = daemon_filter(d, p, now);
+	log_debug("planned %zu certificates in %" PRId64 " ms: %zu due", d->des.n_specs, util_mono_ms() - t0, todo);
 	if (todo) {
 		daemon_apply(d, p, todo);
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
