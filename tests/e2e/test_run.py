@@ -530,6 +530,9 @@ def test_metrics_pass_promtool(env, sim, token_env, daemons):
     renew = d.metric("certsync_certificate_renewal_timestamp_seconds", name="a")
     assert time.time() < renew < exp
     assert d.metric("certsync_reconcile_duration_seconds_count") == d.metric("certsync_reconcile_total")
+    assert TOKEN not in text and SECRET not in text  # no secret in metrics
+    key = (env.cert_dir("a") / "tls.key").read_text().splitlines()[1]
+    assert key not in text
 
 
 def test_ten_thousand_webhook_posts_leave_it_running_with_bounded_memory(env, sim, token_env, daemons):
