@@ -20,11 +20,14 @@ printed. BENCH_QUICK=1 runs smaller provider figures (100 certificates).
 """
 import os
 import platform
+import queue
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -91,9 +94,6 @@ def engine_rows(binary, tmp, rows):
 def daemon_commit_pass(binary, d, passes=5):
     """`certsync run` keeps parsed manifests and the state in memory: the cost of following a one-file commit,
     from its debug log (manifest load + plan of the pass), median of a few commits."""
-    import queue
-    import re
-    import threading
     cfg = d / "certsync.yaml"
     cfg.write_text(cfg.read_text().replace("path: certificates}", "path: certificates, interval: 1s}"))
     proc = subprocess.Popen([binary, "run", "--config", "certsync.yaml", "-v", "--log-format", "text"], cwd=d,

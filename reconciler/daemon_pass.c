@@ -109,7 +109,7 @@ static int daemon_budget(struct daemon *d, const struct plan_change *c, size_t *
 static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 {
 	int partial_block = d->des.diags.n && !d->opts->allow_partial;
-	size_t todo = 0, over = 0;
+	size_t due = 0, over = 0;
 
 	for (size_t i = 0; i < p->n_changes; i++) {
 		struct plan_change *c = &p->changes[i];
@@ -139,7 +139,7 @@ static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 			c->kind = CHANGE_NONE;
 			continue;
 		}
-		todo++;
+		due++;
 	}
 	if (over && !d->budget_warned) {
 		log_warn("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for revision %.12s; a new "
@@ -147,19 +147,19 @@ static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 			 over, over == 1 ? "" : "s", d->cfg->policy.max_paid_orders, d->commit);
 		d->budget_warned = 1;
 	}
-	return todo;
+	return due;
 }
 
 /* ---------- a reconcile pass ---------- */
 
-static void daemon_apply(struct daemon *d, struct plan *p, size_t todo)
+static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 {
 	struct engine_opts eo;
 	struct engine_result res;
 	int64_t t0 = util_mono_ms();
 	int rc;
 
-	log_info("reconciling %zu change%s at %.12s", todo, todo == 1 ? "" : "s", d->commit);
+	log_info("reconciling %zu change%s at %.12s", due, due == 1 ? "" : "s", d->commit);
 	memset(&eo, 0, sizeof(eo));
 	memset(&res, 0, sizeof(res));
 	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;
@@ -190,7 +190,7 @@ void daemon_pass(struct daemon *d)
 	struct reconcile_opts ro;
 	struct plan *p = NULL;
 	int64_t now = util_now(), t0 = util_mono_ms();
-	size_t todo;
+	size_t due;
 
 	d->kick = 0;
 	memset(&ro, 0, sizeof(ro));
@@ -199,10 +199,10 @@ void daemon_pass(struct daemon *d)
 		log_error("plan: %s", cs_errmsg());
 		goto out;
 	}
-	todo = daemon_filter(d, p, now);
-	log_debug("planned %zu certificates in %" PRId64 " ms: %zu due", d->des.n_specs, util_mono_ms() - t0, todo);
-	if (todo) {
-		daemon_apply(d, p, todo);
+	due = daemon_filter(d, p, now);
+	log_debug("planned %zu certificates in %" PRId64 " ms: %zu due", d->des.n_specs, util_mono_ms() - t0, due);
+	if (due) {
+		daemon_apply(d, p, due);
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 		d->dirty = 1;

@@ -361,12 +361,8 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	memset(&in, 0, sizeof(in));
 	if (st)
 		recs = state_cert_list(st, &n_recs);
-	if (o->observed) {
-		outs = xmalloc((n_recs + 1) * sizeof(*outs));
-		memcpy(outs, o->observed, n_recs * sizeof(*outs));
-	} else {
+	if (!o->observed)
 		outs = reconcile_observe(cfg, st, NULL);
-	}
 	if (o->refresh)
 		reconcile_refresh(cfg, recs, n_recs, o->now, &drift, &n_drift, warnings);
 	in.desired = des->specs;
@@ -374,7 +370,7 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	in.state = has_state ? st : NULL;
 	in.recorded = recs;
 	in.n_recorded = n_recs;
-	in.outputs = outs;
+	in.outputs = o->observed ? o->observed : outs;
 	in.drift = drift;
 	in.n_drift = n_drift;
 	in.now = o->now;
