@@ -6,8 +6,14 @@ follow digicert.md §1: rolling windows counted per API key (1000 requests per
 429 request_limit_exceeded.
 """
 import collections
+import os
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import simcommon  # noqa: E402
+
 
 # Modes that answer instead of running the operation.
 PRE_MODES = {"500_html", "502_html", "503_html", "timeout", "close", "429"}
@@ -24,50 +30,14 @@ HTML_503 = (b"<html>\r\n<head><title>503 Service Unavailable</title></head>\r\n<
             b"<center><h1>503 Service Unavailable</h1></center>\r\n</body>\r\n</html>\r\n")
 
 
-class FaultError(ValueError):
-    pass
+FaultError = simcommon.FaultError
 
 
-class Faults:
-    """An ordered list of armed faults; the first one matching an operation applies."""
+class Faults(simcommon.Faults):
+    """The shared fault list with this simulator's modes."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.items = []
-
-    def add(self, spec):
-        mode = spec.get("mode")
-        if mode not in MODES:
-            raise FaultError(f"unknown fault mode {mode!r}; known: {sorted(MODES)}")
-        count = spec.get("count", -1)
-        f = {"endpoint": spec.get("endpoint") or "*", "mode": mode, "count": -1 if count is None else int(count),
-             "skip": int(spec.get("skip", 0)), "seconds": spec.get("seconds"), "hits": 0}
-        with self.lock:
-            self.items.append(f)
-        return dict(f)
-
-    def clear(self, endpoint=None):
-        with self.lock:
-            self.items = [f for f in self.items if endpoint is not None and f["endpoint"] != endpoint]
-
-    def list(self):
-        with self.lock:
-            return [dict(f) for f in self.items]
-
-    def take(self, op):
-        """The fault for one request of operation op (None for none), consuming one use."""
-        with self.lock:
-            for f in self.items:
-                if f["endpoint"] not in ("*", op) or f["count"] == 0:
-                    continue
-                if f["skip"] > 0:
-                    f["skip"] -= 1
-                    continue
-                if f["count"] > 0:
-                    f["count"] -= 1
-                f["hits"] += 1
-                return dict(f)
-        return None
+        super().__init__(MODES)
 
 
 def add_extra_fields(obj):

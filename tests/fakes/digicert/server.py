@@ -19,28 +19,24 @@ Prints "READY http://127.0.0.1:PORT" on stdout once listening (127.0.0.1 only), 
 import argparse
 import json
 import os
-import signal
-import socket
 import sys
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import api  # noqa: E402
+import simcommon  # noqa: E402
 import control  # noqa: E402
 import faults  # noqa: E402
+from simcommon import compact  # noqa: E402
 from store import ApiError, Sim  # noqa: E402
 
 BASE = "/services/v2"
 MAX_BODY = 4 * 1024 * 1024
 LOG_BODY_MAX = 65536
-
-
-def compact(obj):
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def err(code, message):
@@ -50,45 +46,12 @@ def err(code, message):
 RATE_LIMITED = err("request_limit_exceeded", "Service unavailable, please limit request volume")
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries a Content-Length
+class Handler(simcommon.SimHandler):
     server_version = "Apache"
-    sys_version = ""
-    sim = None
-    verbose = False
-
-    def setup(self):
-        super().setup()
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, fmt, *args):
-        if self.verbose:
-            sys.stderr.write("digicert-sim: " + (fmt % args) + "\n")
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = lambda self: self.dispatch()
+    label = "digicert-sim"
+    max_body = MAX_BODY
 
     # ---------- plumbing ----------
-
-    def read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-                if sum(map(len, chunks)) > MAX_BODY:
-                    raise ValueError("body too large")
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
 
     def respond(self, status, data=b"", ctype="application/json", entry=None, declared_length=None):
         self.send_response(status)
@@ -102,13 +65,6 @@ class Handler(BaseHTTPRequestHandler):
         self.flush_headers()
         if entry is not None:
             entry["status"] = status
-
-    def hang(self, seconds, entry, label):
-        """Accepts the request and never answers: sleeps, then closes the connection."""
-        if entry is not None:
-            entry["status"] = label
-        time.sleep(float(seconds))
-        self.close_connection = True
 
     def dispatch(self):
         try:
@@ -283,15 +239,6 @@ class Handler(BaseHTTPRequestHandler):
         raise AssertionError(mode)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
-    def handle_error(self, request, client_address):
-        if Handler.verbose:
-            traceback.print_exc(file=sys.stderr)
-
-
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description="DigiCert CertCentral Services API v2 simulator")
     ap.add_argument("--port", type=int, default=0, help="0 = an ephemeral port")
@@ -316,16 +263,7 @@ def main(argv=None):
     Handler.sim = Sim(args)
     Handler.sim.start_poller()
     Handler.verbose = args.verbose
-    srv = Server(("127.0.0.1", args.port), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    sys.stdout.write(f"READY http://127.0.0.1:{srv.server_address[1]}\n")
-    sys.stdout.flush()
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        srv.server_close()
+    simcommon.serve(Handler, args.port)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,14 @@ Rate limiting follows dnsimple.md §5.2: a fixed hourly window per credential
 class, X-RateLimit-Limit/-Remaining/-Reset on every response, and
 429 {"message":"quota exceeded"} once the window is spent.
 """
+import os
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import simcommon  # noqa: E402
+
 
 # Modes that answer instead of running the operation.
 PRE_MODES = {"500_html", "502_html", "503_html", "504_json", "timeout", "close", "429"}
@@ -25,53 +31,14 @@ RAILS_500 = (b"<!DOCTYPE html>\n<html>\n<head>\n  <title>We're sorry, but someth
 HTML_200 = b"<html><head><title>DNSimple</title></head><body>Hello, this is not JSON</body></html>\n"
 
 
-class FaultError(ValueError):
-    pass
+FaultError = simcommon.FaultError
 
 
-class Faults:
-    """An ordered list of armed faults; the first one matching an operation applies."""
+class Faults(simcommon.Faults):
+    """The shared fault list with this simulator's modes."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.items = []
-
-    def add(self, spec):
-        mode = spec.get("mode")
-        if mode not in MODES:
-            raise FaultError(f"unknown fault mode {mode!r}; known: {sorted(MODES)}")
-        count = spec.get("count", -1)
-        if count is None:
-            count = -1
-        f = {"endpoint": spec.get("endpoint", "*") or "*", "mode": mode, "count": int(count),
-             "skip": int(spec.get("skip", 0)), "retry_after": spec.get("retry_after", "1"),
-             "seconds": spec.get("seconds"), "message": spec.get("message"), "hits": 0}
-        with self.lock:
-            self.items.append(f)
-        return f
-
-    def clear(self, endpoint=None):
-        with self.lock:
-            self.items = [f for f in self.items if endpoint is not None and f["endpoint"] != endpoint]
-
-    def list(self):
-        with self.lock:
-            return [dict(f) for f in self.items]
-
-    def take(self, op):
-        """The fault to apply to one request of operation op (None for none), consuming one use."""
-        with self.lock:
-            for f in self.items:
-                if f["endpoint"] not in ("*", op) or f["count"] == 0:
-                    continue
-                if f["skip"] > 0:
-                    f["skip"] -= 1
-                    continue
-                if f["count"] > 0:
-                    f["count"] -= 1
-                f["hits"] += 1
-                return dict(f)
-        return None
+        super().__init__(MODES, {"retry_after": "1", "message": None})
 
 
 def add_extra_fields(obj):
