@@ -12,7 +12,7 @@
 #include "../manifests/manifest.h"
 #include "../state/state.h"
 #include "config.h"
-#include "plan.h"
+#include "plan/plan.h"
 
 struct engine_opts {
 	int parallelism;    /* worker threads (default 4) */

@@ -11,7 +11,7 @@
 
 #include "../state/state.h"
 #include "../util/buf.h"
-#include "plan.h"
+#include "plan/plan.h"
 
 #define OUTPUT_MAX_FILE (1024 * 1024)
 

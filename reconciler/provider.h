@@ -16,7 +16,7 @@
 #include "../util/diag.h"
 #include "../util/log.h"
 #include "config.h"
-#include "plan.h"
+#include "plan/plan.h"
 
 /* Certificate material to install. key is a secret: the engine wipes it. */
 struct material {

@@ -12,7 +12,7 @@
 #include "../state/state.h"
 #include "../util/diag.h"
 #include "config.h"
-#include "plan.h"
+#include "plan/plan.h"
 #include "source/gitsrc.h"
 
 /* Parsed manifests by blob id, kept across reconciles (the daemon) or for one run (the CLI). */

@@ -8,7 +8,7 @@
 
 #include "../../state/state.h"
 #include "../config.h"
-#include "../plan.h"
+#include "../plan/plan.h"
 #include "../reconcile.h"
 
 /* Exit codes (docs/cli.md). */

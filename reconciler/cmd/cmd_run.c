@@ -5,7 +5,7 @@
 
 #include "../../util/err.h"
 #include "../../util/log.h"
-#include "../daemon.h"
+#include "../daemon/daemon.h"
 #include "cmd.h"
 
 enum { OPT_PARALLELISM = OPT__GLOBAL_END, OPT_ALLOW_PARTIAL };

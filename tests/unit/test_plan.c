@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../../manifests/manifest.h"
-#include "../../reconciler/plan.h"
+#include "../../reconciler/plan/plan.h"
 #include "../../state/state.h"
 #include "../../util/buf.h"
 #include "../../util/util.h"

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../reconciler/plan.h"
+#include "../../reconciler/plan/plan.h"
 #include "../../util/buf.h"
 #include "../../util/err.h"
 #include "../../util/util.h"

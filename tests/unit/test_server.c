@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../reconciler/daemon.h"
+#include "../../reconciler/daemon/daemon.h"
 #include "../../reconciler/metrics.h"
 #include "../../reconciler/server/http_server.h"
 #include "../../util/buf.h"

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/util.h"
+#include "../../util/util.h"
 #include "plan.h"
-#include "plan_render_int.h"
+#include "render_int.h"
 
 /*
  * Workflow-command escaping (as @actions/core does): % CR LF always; in

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/err.h"
-#include "../util/util.h"
+#include "../../util/err.h"
+#include "../../util/util.h"
 
 int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec)
 {

@@ -1,5 +1,5 @@
 /*
- * Private to the plan renderers (plan_render.c, plan_text.c, plan_markdown.c):
+ * Private to the plan renderers (render.c, text.c, markdown.c, github.c):
  * counting, ordering and escaping that every format shares. Not a public header.
  */
 #ifndef CS_RECONCILER_PLAN_RENDER_INT_H

@@ -10,16 +10,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util/crypto.h"
-#include "../util/err.h"
-#include "../util/fsutil.h"
-#include "../util/http.h"
-#include "../util/log.h"
-#include "../util/util.h"
+#include "../../util/crypto.h"
+#include "../../util/err.h"
+#include "../../util/fsutil.h"
+#include "../../util/http.h"
+#include "../../util/log.h"
+#include "../../util/util.h"
 #include "daemon_int.h"
-#include "hooks.h"
-#include "metrics.h"
-#include "provider.h"
+#include "../hooks.h"
+#include "../metrics.h"
+#include "../provider.h"
 
 #define DAEMON_MAX_SLEEP_MS (3600 * 1000)
 #define DAEMON_SAVE_EVERY 2
@@ -111,28 +111,6 @@ static void daemon_metrics_observer(void *arg, const char *op, long status, int6
 	metrics_provider_request(op, status);
 	if (rl)
 		metrics_provider_ratelimit(op, rl->limit, rl->remaining, rl->reset);
-}
-
-char *daemon_revision(const char *ref, const char *commit)
-{
-	const char *r = ref && *ref ? ref : "HEAD";
-
-	if (!strncmp(r, "refs/heads/", 11))
-		r += 11;
-	return xasprintf("%s@sha1:%s", r, commit);
-}
-
-int64_t daemon_renewal_jitter(const char *name, int64_t not_before, int64_t not_after, int64_t renew_at)
-{
-	int64_t span = (not_after - not_before) / 50;
-
-	if (span > 6 * 3600)
-		span = 6 * 3600;
-	if (span > (not_after - renew_at) / 4)
-		span = (not_after - renew_at) / 4;
-	if (span <= 0)
-		return 0;
-	return (int64_t)(util_hash_str(name) % 1000) * span / 1000;
 }
 
 /* interval ± 10%, so a fleet of sidecars does not fetch in step. */

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/err.h"
-#include "../util/util.h"
+#include "../../util/err.h"
+#include "../../util/util.h"
 #include "plan.h"
 
 #define PLAN_JSON_MAX_BYTES (16u * 1024 * 1024)

@@ -4,16 +4,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util/crypto.h"
-#include "../util/err.h"
-#include "../util/fsutil.h"
-#include "../util/log.h"
-#include "../util/util.h"
+#include "../../util/crypto.h"
+#include "../../util/err.h"
+#include "../../util/fsutil.h"
+#include "../../util/log.h"
+#include "../../util/util.h"
 #include "daemon_int.h"
-#include "engine.h"
-#include "hooks.h"
-#include "metrics.h"
-#include "provider.h"
+#include "../engine.h"
+#include "../hooks.h"
+#include "../metrics.h"
+#include "../provider.h"
 
 #define HOOK_BACKOFF_BASE 30
 #define HOOK_BACKOFF_MAX 3600

@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "../state/state.h"
-#include "config.h"
+#include "../../state/state.h"
+#include "../config.h"
 
 struct daemon_opts {
 	/*

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/util.h"
+#include "../../util/util.h"
 #include "plan.h"
-#include "plan_render_int.h"
+#include "render_int.h"
 
 #define MD_MARKER "<!-- certsync-plan -->"
 /* Bytes, which is never fewer than GitHub's characters: a margin under 65,536 for the last lines. */

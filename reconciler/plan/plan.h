@@ -9,10 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../manifests/manifest.h"
-#include "../state/state.h"
-#include "../util/buf.h"
-#include "../util/diag.h"
+#include "../../manifests/manifest.h"
+#include "../../state/state.h"
+#include "../../util/buf.h"
+#include "../../util/diag.h"
 
 #define PLAN_FORMAT_VERSION "1.0"
 #define PLAN_MAX_STEPS 16

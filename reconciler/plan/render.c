@@ -1,7 +1,7 @@
 /* Plans: change names, lifetime, what the renderers share, and the JSON rendering (text and Markdown have their own
  * files). */
 #include "plan.h"
-#include "plan_render_int.h"
+#include "render_int.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/err.h"
-#include "../util/util.h"
+#include "../../util/err.h"
+#include "../../util/util.h"
 
 /* ---------- change kinds, lifetime ---------- */
 
@@ -98,7 +98,7 @@ void plan_free(struct plan *p)
 	free(p);
 }
 
-/* ---------- shared by the renderers (plan_render_int.h) ---------- */
+/* ---------- shared by the renderers (render_int.h) ---------- */
 
 void plan_tally(const struct plan *p, struct plan_tally *t)
 {

@@ -6,9 +6,9 @@
 #include <stdint.h>
 
 #include "daemon.h"
-#include "reconcile.h"
-#include "server/http_server.h"
-#include "source/gitsrc.h"
+#include "../reconcile.h"
+#include "../server/http_server.h"
+#include "../source/gitsrc.h"
 
 struct daemon {
 	struct config *cfg;
