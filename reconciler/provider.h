@@ -49,6 +49,12 @@ struct step_ctx {
 	int64_t wait_until;  /* out, with STEP_WAIT */
 	struct material mat; /* filled by the driver before calling engine_install() */
 	struct log_ctx log;  /* certificate/issuer/step for log_emit */
+	/*
+	 * Out, with an error: the failure class (STATE_FAIL_*) when the driver
+	 * knows better than the code (a 4xx validation refusal, a verification
+	 * mismatch). NULL lets the engine derive it from the code.
+	 */
+	const char *fail_class;
 	struct engine *engine;
 };
 

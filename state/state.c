@@ -445,7 +445,7 @@ void state_cert_remove_token(struct state_cert *c, size_t i)
 /* clang-format off */
 #define STATE_CERT_STRINGS(X) \
 	X(name) X(issuer) X(provider) X(spec_hash) X(target_hash) X(output_dir) X(change) X(step) X(serial) \
-	X(fingerprint) X(out_hash) X(out_generation) X(last_error)
+	X(fingerprint) X(out_hash) X(out_generation) X(last_error) X(failure_class)
 /* clang-format on */
 
 struct state_cert *state_cert_clone(const struct state_cert *c)

@@ -28,6 +28,18 @@ enum cert_phase {
 const char *state_phase_name(enum cert_phase p);
 int state_phase_parse(const char *s, enum cert_phase *out);
 
+/*
+ * Failure classes (why a certificate's last attempt failed), recorded in
+ * state_cert.failure_class. They decide what retries it: a configuration
+ * failure is retried on the next apply/pass (nothing was bought), a transient
+ * one with backoff, a rejection waits for a manifest change or an explicit
+ * retry, a verification failure never installs and never buys by itself.
+ */
+#define STATE_FAIL_CONFIG "config"	       /* configuration or credentials: env var, file, key mode, 401/403 */
+#define STATE_FAIL_TRANSIENT "transient"       /* 5xx, timeouts, 429, local I/O such as ENOSPC */
+#define STATE_FAIL_REJECTED "rejected"	       /* the provider refused this manifest (4xx validation) */
+#define STATE_FAIL_VERIFICATION "verification" /* the certificate got does not match the manifest/key/dates/chain */
+
 struct state_kv {
 	char *key;
 	char *value;
@@ -81,6 +93,7 @@ struct state_cert {
 	size_t n_tokens;
 	char *last_error;
 	int64_t last_error_time;
+	char *failure_class; /* why the last attempt failed: STATE_FAIL_* (NULL when it did not) */
 	int64_t last_success;
 	struct state_event history[STATE_HISTORY_MAX];
 	size_t n_history; /* oldest first */

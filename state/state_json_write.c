@@ -42,6 +42,7 @@ const struct state_field state_cert_fields[] = {
 	SF(struct state_cert, tokens, SF_TOKENS, 0),
 	SF(struct state_cert, last_error, SF_STR, 0),
 	SF(struct state_cert, last_error_time, SF_TIME, 0),
+	SF(struct state_cert, failure_class, SF_STR, 0),
 	SF(struct state_cert, last_success, SF_TIME, 0),
 	SF(struct state_cert, history, SF_HISTORY, 0),
 };
