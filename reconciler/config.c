@@ -97,24 +97,25 @@ int config_cred_read(const struct cred *c, const char *what, struct buf *out)
 		const char *v = getenv(c->ref);
 
 		if (!v || !*v)
-			return cs_error(CS_EINVALID, "%s: environment variable %s (%s) is not set", what, c->ref,
+			return cs_error(CS_EAUTH, "%s: environment variable %s (%s) is not set", what, c->ref,
 					c->where);
 		return buf_puts(out, v);
 	}
 	case CRED_FILE:
 		if (stat(c->ref, &st))
-			return cs_error(CS_EINVALID, "%s: %s (%s): %s", what, c->ref, c->where, strerror(errno));
+			return cs_error(CS_EAUTH, "%s: %s (%s): %s", what, c->ref, c->where, strerror(errno));
 		if (st.st_mode & (S_IRWXG | S_IRWXO))
-			return cs_error(CS_EINVALID,
+			return cs_error(CS_EAUTH,
 					"%s: %s is readable by group or others (mode %04o); chmod 600 it (%s)", what,
 					c->ref, (unsigned)(st.st_mode & 07777), c->where);
 		if ((rc = fsutil_read_file(c->ref, CRED_MAX_BYTES, out)))
-			return cs_error(rc, "%s: cannot read %s (%s)", what, c->ref, c->where);
+			return cs_error(rc == CS_ETRANSIENT ? rc : CS_EAUTH, "%s: cannot read %s (%s)", what, c->ref,
+					c->where);
 		while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
 			out->data[--out->len] = '\0';
 		if (!out->len) {
 			buf_wipe(out);
-			return cs_error(CS_EINVALID, "%s: %s is empty (%s)", what, c->ref, c->where);
+			return cs_error(CS_EAUTH, "%s: %s is empty (%s)", what, c->ref, c->where);
 		}
 		return 0;
 	default: break;

@@ -25,7 +25,9 @@ struct cred {
 /*
  * Reads a credential into out (which the caller must buf_wipe). Files must
  * not be group/world readable; a trailing newline is stripped. Errors name
- * the reference and `what`, never the value.
+ * the reference and `what`, never the value. A credential that is missing,
+ * unreadable, too open or empty is CS_EAUTH: a configuration problem, which
+ * the engine records as failure class "config" (retried once it is fixed).
  */
 int config_cred_read(const struct cred *c, const char *what, struct buf *out);
 

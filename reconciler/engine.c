@@ -7,6 +7,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -51,7 +52,8 @@ struct engine {
 	size_t n_parked, running;
 	struct engine_result res;
 	int fatal;
-	int64_t deadline; /* apply --wait: keep polling pending steps until then */
+	char fatal_msg[1024]; /* the first cause of fatal, written by the thread that saw it */
+	int64_t deadline;     /* apply --wait: keep polling pending steps until then */
 };
 
 void material_init(struct material *m)
@@ -75,6 +77,20 @@ int material_present(const struct material *m)
 
 /* ---------- services for drivers ---------- */
 
+/*
+ * Marks the run stopped because the state could not be written (under
+ * e->mu). The message lives in the failing worker's thread-local error, so
+ * the first one is copied here: the main thread reports that cause, not
+ * whatever a later write (or its own last error) said.
+ */
+static void engine_set_fatal(struct engine *e, const char *name)
+{
+	if (!e->fatal)
+		snprintf(e->fatal_msg, sizeof(e->fatal_msg), "%s: %s", name,
+			 cs_errmsg()[0] ? cs_errmsg() : "state write failed");
+	e->fatal = 1;
+}
+
 int engine_journal(struct step_ctx *ctx)
 {
 	struct engine *e = ctx->engine;
@@ -83,7 +99,7 @@ int engine_journal(struct step_ctx *ctx)
 	pthread_mutex_lock(&e->mu);
 	rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
 	if (rc)
-		e->fatal = 1;
+		engine_set_fatal(e, ctx->rec->name);
 	pthread_mutex_unlock(&e->mu);
 	return rc;
 }
@@ -203,10 +219,9 @@ static void engine_start_change(struct step_ctx *ctx, const struct plan_change *
 	struct state_cert *rec = ctx->rec;
 
 	if (ch->kind == CHANGE_RESUME) {
-		if (rec->phase == PHASE_FAILED) {
+		/* attempts is kept: a failure that keeps coming back backs off further (engine_fail). */
+		if (rec->phase == PHASE_FAILED)
 			rec->phase = PHASE_PENDING;
-			rec->attempts = 0;
-		}
 		state_cert_event(rec, ctx->now, "resuming %s at step %s", rec->change ? rec->change : "change",
 				 rec->step);
 		return;
@@ -221,6 +236,7 @@ static void engine_start_change(struct step_ctx *ctx, const struct plan_change *
 	rec->phase = PHASE_PENDING;
 	rec->attempts = 0;
 	rec->next_try = 0;
+	state_str_set(&rec->failure_class, NULL);
 	state_cert_event(rec, ctx->now, "%s started: %s", rec->change, ch->reason ? ch->reason : "");
 }
 
@@ -238,12 +254,39 @@ static void engine_finish(struct step_ctx *ctx)
 	rec->next_try = 0;
 	rec->last_success = ctx->now;
 	state_cert_set_error(rec, 0, NULL);
+	state_str_set(&rec->failure_class, NULL);
 }
 
+/* The failure class a code stands for when the driver did not name one (ctx->fail_class). */
+static const struct {
+	int code;
+	const char *fail_class;
+} engine_code_classes[] = {
+	{CS_EAUTH, STATE_FAIL_CONFIG},	       /* a credential missing, unsafe or refused (401/403) */
+	{CS_ETRANSIENT, STATE_FAIL_TRANSIENT}, /* 5xx, 429, timeouts, local I/O */
+};
+
+const char *engine_failure_class(int rc, const char *driver_class)
+{
+	if (driver_class)
+		return driver_class;
+	for (size_t i = 0; i < sizeof(engine_code_classes) / sizeof(engine_code_classes[0]); i++)
+		if (engine_code_classes[i].code == rc)
+			return engine_code_classes[i].fail_class;
+	return STATE_FAIL_REJECTED;
+}
+
+/*
+ * Records a failed step: its class, the error, attempts + 1 and the next
+ * try (capped exponential backoff, for every class: `run` honours it). Only
+ * a transient failure leaves the certificate pending; the others make it
+ * failed, and the plan decides what retries it (see plan_one).
+ */
 static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 {
 	struct state_cert *rec = ctx->rec;
 	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
+	const char *cls = engine_failure_class(rc, ctx->fail_class);
 
 	if (rc == CS_ETRANSIENT && e->opts->stop && *e->opts->stop) {
 		/* Cut short by a stop request (run's SIGTERM): not a failure, the next run retries at once. */
@@ -254,16 +297,19 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 		return;
 	}
 	state_cert_set_error(rec, ctx->now, msg);
-	if (rc == CS_ETRANSIENT) {
+	state_str_set(&rec->failure_class, cls);
+	if (rec->attempts < INT_MAX)
 		rec->attempts++;
-		rec->next_try = ctx->now + engine_backoff(rec->attempts);
+	rec->next_try = ctx->now + engine_backoff(rec->attempts);
+	if (!strcmp(cls, STATE_FAIL_TRANSIENT)) {
 		state_cert_event(rec, ctx->now, "step %s failed (attempt %d), retrying later: %s", rec->step,
 				 rec->attempts, msg);
 		log_emit(LV_WARN, &ctx->log, "step failed, will retry: %s", msg);
 	} else {
 		rec->phase = PHASE_FAILED;
-		state_cert_event(rec, ctx->now, "step %s failed: %s", rec->step, msg);
-		log_emit(LV_ERROR, &ctx->log, "failed: %s", msg);
+		state_cert_event(rec, ctx->now, "step %s failed (%s, attempt %d): %s", rec->step, cls, rec->attempts,
+				 msg);
+		log_emit(LV_ERROR, &ctx->log, "failed (%s): %s; %s", cls, msg, plan_failure_advice(cls));
 	}
 	engine_journal(ctx);
 	engine_count(e, &e->res.failed);
@@ -279,7 +325,15 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 	if (!rc)
 		rc = outputs_remove(e->cfg->output_root, ctx->rec);
 	if (rc) {
-		log_emit(LV_ERROR, &ctx->log, "remove failed: %s", cs_errmsg());
+		const char *cls = engine_failure_class(rc, ctx->fail_class);
+
+		log_emit(LV_ERROR, &ctx->log, "remove failed (%s): %s", cls, cs_errmsg());
+		state_cert_set_error(ctx->rec, ctx->now, cs_errmsg());
+		state_str_set(&ctx->rec->failure_class, cls);
+		if (ctx->rec->attempts < INT_MAX)
+			ctx->rec->attempts++;
+		ctx->rec->next_try = ctx->now + engine_backoff(ctx->rec->attempts);
+		engine_journal(ctx);
 		engine_count(e, &e->res.failed);
 		free(name);
 		return;
@@ -376,6 +430,7 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		if (status == STEP_WAIT) {
 			ctx->rec->next_try = ctx->wait_until;
 			ctx->rec->attempts = 0; /* the provider took the request: real progress */
+			state_str_set(&ctx->rec->failure_class, NULL);
 			if (engine_journal(ctx))
 				break;
 			if (e->deadline && ctx->wait_until <= e->deadline) {
@@ -576,7 +631,7 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 		if (e.jobs[i].created && !e.jobs[i].started)
 			state_cert_remove(st, e.jobs[i].change->name);
 	if (e.fatal)
-		rc = cs_error(CS_ERROR, "state could not be written; stopped (%s)", cs_errmsg());
+		rc = cs_error(CS_ERROR, "state could not be written; stopped (%s)", e.fatal_msg);
 	for (size_t i = 0; i < cfg->n_issuers; i++)
 		if (cfg->issuers[i].priv && cfg->issuers[i].ops->end_run)
 			cfg->issuers[i].ops->end_run(&cfg->issuers[i]);

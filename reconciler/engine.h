@@ -29,13 +29,27 @@ struct engine_result {
 };
 
 /*
- * Applies the plan's changes. specs are the desired specs (looked up by
- * name). The state must be locked by the caller; every step is journaled
- * through be. Returns 0 when the engine ran (see res for outcomes), or an
- * error that stopped it (state could not be written).
+ * Applies the plan's changes. Every failed step records the certificate's
+ * failure_class, last_error, attempts + 1 and next_try (capped exponential
+ * backoff: 30 s doubled per attempt, at most 1 h, plus up to 25 % jitter) for
+ * every class; success (or the provider accepting a request) clears them.
+ * A transient failure leaves the record pending, any other makes it failed.
+ * specs are the desired specs (looked up by name). The state must be locked
+ * by the caller; every step is journaled through be. Returns 0 when the
+ * engine ran (see res for outcomes), or an error that stopped it (state could
+ * not be written: the message names the first cause, from whichever worker
+ * met it).
  */
 int engine_apply(const struct config *cfg, struct state_backend *be, struct state *st, const struct plan *plan,
 		 struct cert_spec *const *specs, size_t n_specs, const struct engine_opts *opts,
 		 struct engine_result *res);
+
+/*
+ * The failure class (STATE_FAIL_*) of a failed step: the driver's when it
+ * named one (step_ctx.fail_class), else from the code: CS_EAUTH (a
+ * credential missing, unreadable, too open, or refused) is config,
+ * CS_ETRANSIENT is transient, anything else is rejected.
+ */
+const char *engine_failure_class(int rc, const char *driver_class);
 
 #endif

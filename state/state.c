@@ -9,6 +9,7 @@
 
 #include "../util/crypto.h"
 #include "../util/err.h"
+#include "../util/redact.h"
 #include "../util/util.h"
 #include "state_int.h"
 
@@ -382,11 +383,13 @@ void state_cert_set_id(struct state_cert *c, const char *key, const char *value)
 void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 {
 	va_list ap;
-	char *what;
+	char *what, *raw;
 
 	va_start(ap, fmt);
-	what = xvasprintf(fmt, ap);
+	raw = xvasprintf(fmt, ap);
 	va_end(ap);
+	what = redact_dup(raw); /* events quote provider messages: never a credential in the state */
+	free(raw);
 	if (c->n_history == STATE_HISTORY_MAX) {
 		free(c->history[0].what);
 		memmove(&c->history[0], &c->history[1], (STATE_HISTORY_MAX - 1) * sizeof(c->history[0]));
@@ -399,7 +402,9 @@ void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 
 void state_cert_set_error(struct state_cert *c, int64_t when, const char *msg)
 {
-	state_str_set(&c->last_error, msg);
+	/* A provider may quote a credential back in its error body: it is never stored. */
+	free(c->last_error);
+	c->last_error = redact_dup(msg);
 	c->last_error_time = msg ? when : 0;
 }
 

@@ -198,6 +198,22 @@ struct state_backend {
  */
 int state_file_open(const char *path, struct state_backend **out);
 
+/*
+ * 1 when the state file at path is missing but its backup (path +
+ * ".backup") is there: a deleted or lost state, not a first run. desc gets
+ * a description of the backup (lineage, serial, certificates) for messages.
+ * Plans say so, and apply refuses paid changes until the operator chooses
+ * (state restore, or apply --ignore-backup).
+ */
+int state_file_lost(const char *path, char *desc, size_t n);
+
+/*
+ * Puts the backup back as the state (the caller holds the lock). The backup
+ * is decoded first, so a damaged one is refused with its error.
+ * CS_ECONFLICT when the state exists, CS_ENOTFOUND when there is no backup.
+ */
+int state_file_restore(struct state_backend *be);
+
 /* Wrappers over ops (NULL-safe free). */
 int state_lock(struct state_backend *be, const char *operation);
 void state_unlock(struct state_backend *be);

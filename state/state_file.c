@@ -397,6 +397,63 @@ out:
 	return rc;
 }
 
+/* ---------- a lost state next to its backup ---------- */
+
+/* Reads and decodes the backup (bounded, validated like the state itself). */
+static int state_file_read_backup(const char *backup, struct buf *data, struct state **st)
+{
+	int refused = 0, rc = fsutil_read_file(backup, STATE_MAX_BYTES, data);
+
+	if (!rc)
+		rc = state_decode(data->data, data->len, backup, st, &refused);
+	return rc;
+}
+
+int state_file_lost(const char *path, char *desc, size_t n)
+{
+	char *backup = xasprintf("%s.backup", path);
+	struct buf data = BUF_INIT;
+	struct state *st = NULL;
+	int lost = 0;
+
+	if (access(path, F_OK) == 0 || errno != ENOENT || !fsutil_exists(backup))
+		goto out;
+	lost = 1;
+	if (state_file_read_backup(backup, &data, &st))
+		snprintf(desc, n, "%s (unreadable: %s)", backup, cs_errmsg());
+	else
+		snprintf(desc, n, "%s (lineage %.8s, serial %llu, %zu certificate%s)", backup, st->lineage,
+			 (unsigned long long)st->serial, state_cert_count(st), state_cert_count(st) == 1 ? "" : "s");
+out:
+	state_free(st);
+	buf_free(&data);
+	free(backup);
+	return lost;
+}
+
+int state_file_restore(struct state_backend *be)
+{
+	struct state_file *sf = state_file_of(be);
+	struct buf data = BUF_INIT;
+	struct state *st = NULL;
+	int rc;
+
+	if (fsutil_exists(sf->path))
+		return cs_error(CS_ECONFLICT, "%s exists: nothing to restore (remove it first if it is the wrong one)",
+				sf->path);
+	if (!fsutil_exists(sf->backup))
+		return cs_error(CS_ENOTFOUND, "there is no backup at %s", sf->backup);
+	if ((rc = state_file_read_backup(sf->backup, &data, &st)))
+		goto out;
+	pthread_mutex_lock(&sf->mu);
+	rc = fsutil_write_atomic(sf->path, data.data, data.len, STATE_FILE_MODE);
+	pthread_mutex_unlock(&sf->mu);
+out:
+	state_free(st);
+	buf_free(&data);
+	return rc;
+}
+
 /* ---------- the backend ---------- */
 
 static void state_file_free(struct state_backend *be)

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "redact.h"
+
 static _Thread_local char last_msg[2048];
 
 int cs_error(int code, const char *fmt, ...)
@@ -16,6 +18,8 @@ int cs_error(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	/* Every error text may end up in state, a plan or a PR comment: no credential gets that far. */
+	redact_inplace(tmp, sizeof(tmp));
 	memcpy(last_msg, tmp, sizeof(last_msg));
 	return code;
 }

@@ -7,20 +7,16 @@
 #include <string.h>
 
 #include "buf.h"
-#include "crypto.h"
 #include "err.h"
+#include "redact.h"
 #include "util.h"
-
-#define LOG_MAX_SECRETS 32
 
 static struct {
 	pthread_mutex_t mu;
 	enum log_format fmt;
 	enum log_level level;
 	FILE *out;
-	char *secrets[LOG_MAX_SECRETS];
-	size_t n_secrets;
-} logger = {PTHREAD_MUTEX_INITIALIZER, LOGF_TEXT, LV_INFO, NULL, {NULL}, 0};
+} logger = {PTHREAD_MUTEX_INITIALIZER, LOGF_TEXT, LV_INFO, NULL};
 
 static const char *const level_names[LV__MAX] = {"error", "warn", "info", "debug"};
 
@@ -46,42 +42,21 @@ int log_parse_format(const char *s, enum log_format *out)
 
 void log_add_secret(const char *secret)
 {
-	if (!secret || strlen(secret) < 4)
-		return;
-	pthread_mutex_lock(&logger.mu);
-	if (logger.n_secrets < LOG_MAX_SECRETS)
-		logger.secrets[logger.n_secrets++] = xstrdup(secret);
-	pthread_mutex_unlock(&logger.mu);
+	redact_add(secret);
 }
 
 void log_clear_secrets(void)
 {
-	pthread_mutex_lock(&logger.mu);
-	for (size_t i = 0; i < logger.n_secrets; i++) {
-		crypto_wipe(logger.secrets[i], strlen(logger.secrets[i]));
-		free(logger.secrets[i]);
-		logger.secrets[i] = NULL;
-	}
-	logger.n_secrets = 0;
-	pthread_mutex_unlock(&logger.mu);
+	redact_clear();
 }
 
-/* Replaces every registered secret in s (in place, keeping length via truncation-safe rebuild). */
+/* Replaces registered secrets and credential-shaped text in s (which it frees). */
 static char *log_redact(char *s)
 {
-	for (size_t i = 0; i < logger.n_secrets; i++) {
-		const char *sec = logger.secrets[i];
-		size_t sl = strlen(sec);
-		char *hit;
+	char *r = redact_dup(s);
 
-		while ((hit = strstr(s, sec))) {
-			char *t = xasprintf("%.*s[REDACTED]%s", (int)(hit - s), s, hit + sl);
-
-			free(s);
-			s = t;
-		}
-	}
-	return s;
+	free(s);
+	return r;
 }
 
 static void log_field(struct buf *b, const char *key, const char *val)
@@ -104,9 +79,9 @@ void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...
 	va_start(ap, fmt);
 	msg = xvasprintf(fmt, ap);
 	va_end(ap);
+	msg = log_redact(msg);
 	util_fmt_time(util_now(), ts);
 	pthread_mutex_lock(&logger.mu);
-	msg = log_redact(msg);
 	out = logger.out ? logger.out : stderr;
 	if (logger.fmt == LOGF_JSON) {
 		buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"message\":", ts, level_names[lv]);
@@ -129,7 +104,6 @@ void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...
 			buf_printf(&b, " (request %s)", ctx->request_id);
 		buf_puts(&b, "\n");
 	}
-	b.data = log_redact(b.data);
 	fputs(b.data, out);
 	fflush(out);
 	pthread_mutex_unlock(&logger.mu);

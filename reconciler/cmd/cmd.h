@@ -96,6 +96,12 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 /* The same, printing nothing: the error is in cs_errmsg() (for a helper thread). */
 int cmd_load_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state);
 
+/*
+ * When the state file is missing but its backup is there, warns in the plan
+ * and returns 1 (apply then refuses paid changes unless told to ignore it).
+ */
+int cmd_warn_lost_state(const struct config *cfg, struct plan *p);
+
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);
 

@@ -13,11 +13,19 @@
 
 #define PLAN_FILE_MAX (16 * 1024 * 1024)
 
-enum { OPT_PARALLELISM = OPT__GLOBAL_END, OPT_ALLOW_PARTIAL, OPT_WAIT, OPT_RETRY, OPT_REFRESH, OPT_NO_COLOR };
+enum {
+	OPT_PARALLELISM = OPT__GLOBAL_END,
+	OPT_ALLOW_PARTIAL,
+	OPT_WAIT,
+	OPT_RETRY,
+	OPT_REFRESH,
+	OPT_NO_COLOR,
+	OPT_IGNORE_BACKUP
+};
 
 struct apply_args {
 	const char *plan_file;
-	int parallelism, allow_partial, retry_failed, refresh, no_color;
+	int parallelism, allow_partial, retry_failed, refresh, no_color, ignore_backup;
 	int64_t wait;
 };
 
@@ -69,6 +77,7 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 		{"retry-failed", no_argument, NULL, OPT_RETRY},
 		{"refresh", no_argument, NULL, OPT_REFRESH},
 		{"no-color", no_argument, NULL, OPT_NO_COLOR},
+		{"ignore-backup", no_argument, NULL, OPT_IGNORE_BACKUP},
 		{NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -96,6 +105,7 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 		case OPT_RETRY: a->retry_failed = 1; break;
 		case OPT_REFRESH: a->refresh = 1; break;
 		case OPT_NO_COLOR: a->no_color = 1; break;
+		case OPT_IGNORE_BACKUP: a->ignore_backup = 1; break;
 		default: return cmd_usage_error(&cmd_apply, "unknown option");
 		}
 	}
@@ -104,6 +114,22 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 	if (optind < argc)
 		return cmd_usage_error(&cmd_apply, "unexpected argument \"%s\"", argv[optind]);
 	return 0;
+}
+
+/*
+ * Desired certificates whose record is failed at the end of the apply (this
+ * run's failures and those the plan left alone): apply exits 1 while any is.
+ */
+static size_t apply_failed_at_end(const struct state *st, const struct desired *des)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < des->n_specs; i++) {
+		const struct state_cert *rec = state_cert_get(st, des->specs[i]->name);
+
+		n += rec && (rec->phase == PHASE_FAILED || (rec->failure_class && rec->attempts > 0));
+	}
+	return n;
 }
 
 static void apply_summary(const struct engine_result *r, const struct plan *p)
@@ -134,6 +160,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct engine_opts eo;
 	struct engine_result res;
 	int has_state = 0, changed = 0, rc, status = EXIT_FAIL;
+	size_t failed_end;
 
 	memset(&src, 0, sizeof(src));
 	memset(&res, 0, sizeof(res));
@@ -178,6 +205,15 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 			goto out;
 		}
 	}
+	if (cmd_warn_lost_state(cfg, p) && (p->paid || p->deferred) && !a.ignore_backup) {
+		cmd_print_plan(p, "text", a.no_color, 0, stdout);
+		cmd_fail(
+			"the state is missing but its backup is there, and this plan has %zu paid change%s: nothing "
+			"applied. Restore the state with \"certsync state restore\", or apply --ignore-backup to start "
+			"without it (which may buy certificates the old state already had)",
+			p->paid + p->deferred, p->paid + p->deferred == 1 ? "" : "s");
+		goto out;
+	}
 	cmd_print_plan(p, "text", a.no_color, 0, stdout);
 	if (src.desired.diags.n && !a.allow_partial) {
 		cmd_fail("%zu problem%s in the manifests at %.12s: nothing applied (fix them, or apply --allow-partial "
@@ -203,9 +239,13 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
-	if (plan_has_changes(p) || res.done || res.failed)
+	failed_end = apply_failed_at_end(st, &src.desired);
+	if (plan_has_changes(p) || res.done || res.failed || failed_end)
 		apply_summary(&res, p);
-	status = res.failed || res.deferred || res.skipped || src.desired.diags.n ? EXIT_FAIL : EXIT_OK;
+	if (failed_end)
+		printf("%zu certificate%s failed at the end of this apply (certsync plan shows why and what to do).\n",
+		       failed_end, failed_end == 1 ? " is" : "s are");
+	status = res.failed || failed_end || res.deferred || res.skipped || src.desired.diags.n ? EXIT_FAIL : EXIT_OK;
 out:
 	state_unlock(be);
 	state_backend_free(be);
@@ -224,7 +264,9 @@ const struct cmd cmd_apply = {
 	"  --wait DURATION   keep polling certificates that wait for the provider, up to DURATION\n"
 	"  --allow-partial   apply the valid certificates of a revision that has invalid manifests\n"
 	"  --retry-failed    retry certificates whose last attempt failed permanently\n"
-	"  --refresh         ask the providers about recorded certificates first",
+	"  --refresh         ask the providers about recorded certificates first\n"
+	"  --ignore-backup   the state is missing but state.json.backup is there: apply anyway, without it\n"
+	"                    (paid changes are refused otherwise; see certsync state restore)",
 	apply_run,
-	"apply [PLAN.json] [--parallelism N] [--wait DURATION] [--allow-partial] [--retry-failed]",
+	"apply [PLAN.json] [--parallelism N] [--wait DURATION] [--allow-partial] [--retry-failed] [--ignore-backup]",
 };

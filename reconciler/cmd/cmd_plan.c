@@ -65,6 +65,20 @@ out:
 	return rc;
 }
 
+int cmd_warn_lost_state(const struct config *cfg, struct plan *p)
+{
+	char desc[1024];
+
+	if (!state_file_lost(cfg->state_path, desc, sizeof(desc)))
+		return 0;
+	plan_add_warning(p,
+			 "there is no state at %s, but its backup %s is there: if the state was lost, restore it "
+			 "with \"certsync state restore\" first. This plan treats every certificate as new; apply "
+			 "refuses its paid changes until the state is restored (or apply --ignore-backup)",
+			 cfg->state_path, desc);
+	return 1;
+}
+
 /* The state and the outputs it records, loaded beside the manifests (they do not depend on them). */
 struct plan_bg {
 	const struct config *cfg;
@@ -193,6 +207,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 			cmd_fail("%s", cs_errmsg());
 			goto out;
 		}
+		cmd_warn_lost_state(cfg, p);
 	}
 	if (cmd_print_plan(p, format_names[format], no_color, ascii, stdout)) {
 		cmd_fail("%s", cs_errmsg());
@@ -205,7 +220,8 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		}
 		fprintf(stderr, "Saved the plan to %s: apply it with \"certsync apply %s\".\n", out_path, out_path);
 	}
-	if (p->errors.n)
+	/* Manifest errors and failed certificates that apply leaves alone need someone: never a green exit. */
+	if (p->errors.n || p->n_failed)
 		status = EXIT_FAIL;
 	else
 		status = detailed && plan_has_changes(p) ? EXIT_CHANGES : EXIT_OK;
@@ -229,7 +245,7 @@ const struct cmd cmd_plan = {
 	"                                against their merge base with REF; needs no credentials, and reads\n"
 	"                                the state only when --state is given (then renewals due are shown)\n"
 	"  --out FILE                    also save the plan as JSON, for \"certsync apply FILE\"\n"
-	"  --detailed-exitcode           exit 2 when the plan has changes (0 none, 1 error)\n"
+	"  --detailed-exitcode           exit 2 when the plan has changes (0 none, 1 error or a failed certificate)\n"
 	"  --refresh                     ask the providers about recorded certificates (drift)\n"
 	"  --retry-failed                plan failed certificates again\n"
 	"  --no-color, --ascii           plain text output",

@@ -24,6 +24,29 @@ static void state_print_list(const struct state *st)
 	free(v);
 }
 
+/* Puts state.json.backup back when state.json is gone (under the lock, so never beside an apply or run). */
+static int state_restore(const struct config *cfg)
+{
+	struct state_backend *be = NULL;
+	struct state *st = NULL;
+	int status = EXIT_FAIL;
+
+	if (state_file_open(cfg->state_path, &be) || state_lock(be, "state restore") || state_file_restore(be) ||
+	    state_load(be, &st)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	printf("Restored %s from %s.backup: lineage %.8s, serial %llu, %zu certificate%s.\n", cfg->state_path,
+	       cfg->state_path, st->lineage, (unsigned long long)st->serial, state_cert_count(st),
+	       state_cert_count(st) == 1 ? "" : "s");
+	status = EXIT_OK;
+out:
+	state_unlock(be);
+	state_backend_free(be);
+	state_free(st);
+	return status;
+}
+
 static int state_run(struct cmd_globals *g, int argc, char **argv)
 {
 	static const struct option opts[] = {CMD_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};
@@ -44,11 +67,11 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 			return cmd_usage_error(&cmd_state, "unknown option");
 	}
 	if (optind >= argc)
-		return cmd_usage_error(&cmd_state, "missing subcommand (list, show, rm)");
+		return cmd_usage_error(&cmd_state, "missing subcommand (list, show, rm, restore)");
 	verb = argv[optind++];
-	if (strcmp(verb, "list") && strcmp(verb, "show") && strcmp(verb, "rm"))
-		return cmd_usage_error(&cmd_state, "unknown subcommand \"%s\" (list, show, rm)", verb);
-	if (strcmp(verb, "list")) {
+	if (strcmp(verb, "list") && strcmp(verb, "show") && strcmp(verb, "rm") && strcmp(verb, "restore"))
+		return cmd_usage_error(&cmd_state, "unknown subcommand \"%s\" (list, show, rm, restore)", verb);
+	if (strcmp(verb, "list") && strcmp(verb, "restore")) {
 		if (optind >= argc)
 			return cmd_usage_error(&cmd_state, "state %s needs a certificate name", verb);
 		name = argv[optind++];
@@ -74,6 +97,10 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		}
 		printf("Removed %s from the state (its output files were left in place).\n", name);
 		status = EXIT_OK;
+		goto out;
+	}
+	if (!strcmp(verb, "restore")) {
+		status = state_restore(cfg);
 		goto out;
 	}
 	if (cmd_read_state(cfg, &be, &st, &has_state))
@@ -103,7 +130,8 @@ out:
 
 const struct cmd cmd_state = {
 	"state",
-	"Inspect or edit the state: list the certificates, show one record as JSON, or forget one (rm).",
+	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), or put\n"
+	"state.json.backup back after state.json was lost (restore).",
 	state_run,
-	"state list | state show NAME | state rm NAME",
+	"state list | state show NAME | state rm NAME | state restore",
 };

@@ -67,6 +67,13 @@ int plan_render_github(const struct plan *p, struct buf *out)
 
 		gh_command(&doc, "error", g->file, g->line, g->col, g->msg);
 	}
+	for (size_t i = 0; i < p->n_failed; i++) {
+		char *msg =
+			xasprintf("%s: %s", p->failed[i].name, p->failed[i].reason ? p->failed[i].reason : "failed");
+
+		gh_command(&doc, "error", p->failed[i].file, p->failed[i].line, 0, msg);
+		free(msg);
+	}
 	for (size_t i = 0; i < p->n_warnings; i++)
 		gh_command(&doc, "warning", NULL, 0, 0, p->warnings[i]);
 	for (size_t i = 0; i < p->n_changes; i++) {
@@ -75,8 +82,9 @@ int plan_render_github(const struct plan *p, struct buf *out)
 
 		if (!c->paid)
 			continue;
-		msg = xasprintf("%s: %s is a paid order (%s)%s", c->name, plan_change_name(c->kind),
-				c->product ? c->product : "paid", c->deferred ? ", over policy.maxPaidOrders" : "");
+		msg = xasprintf("%s: %s is a paid order (%s: " PLAN_PAID_ACTION ")%s", c->name,
+				plan_change_name(c->kind), c->product ? c->product : "paid",
+				c->deferred ? ", over policy.maxPaidOrders" : "");
 		gh_command(&doc, "notice", c->file, c->line, 0, msg);
 		free(msg);
 	}

@@ -120,11 +120,17 @@ struct pj_field {
 		key, kind, req, offsetof(struct plan_change, member)                                                   \
 	}
 static const struct pj_field change_fields[] = {
-	CF("reason", PJ_STR, 0, reason),      CF("reason_code", PJ_STR, 0, reason_code),
-	CF("issuer", PJ_STR, 0, issuer),      CF("provider", PJ_STR, 0, provider),
-	CF("paid", PJ_BOOL, 1, paid),	      CF("product", PJ_STR, 0, product),
-	CF("deferred", PJ_BOOL, 1, deferred), CF("file", PJ_STR, 0, file),
+	CF("reason", PJ_STR, 0, reason),
+	CF("reason_code", PJ_STR, 0, reason_code),
+	CF("issuer", PJ_STR, 0, issuer),
+	CF("provider", PJ_STR, 0, provider),
+	CF("paid", PJ_BOOL, 1, paid),
+	CF("product", PJ_STR, 0, product),
+	CF("deferred", PJ_BOOL, 1, deferred),
+	CF("file", PJ_STR, 0, file),
 	CF("line", PJ_INT, 0, line),
+	CF("failure_class", PJ_STR, 0, failure_class),
+	CF("last_error", PJ_STR, 0, last_error),
 };
 #undef CF
 
@@ -296,6 +302,41 @@ static int pj_changes(const struct pj *j, const json_t *root, struct plan *p)
 			p->deferred++;
 		else if (p->changes[i].paid)
 			p->paid++;
+	}
+	return 0;
+}
+
+/* Failed certificates apply leaves alone (format 1.1; absent in 1.0 plans): shown again, never applied. */
+static const struct pj_field failed_fields[] = {
+	{"reason", PJ_STR, 0, offsetof(struct plan_change, reason)},
+	{"reason_code", PJ_STR, 0, offsetof(struct plan_change, reason_code)},
+	{"issuer", PJ_STR, 0, offsetof(struct plan_change, issuer)},
+	{"failure_class", PJ_STR, 1, offsetof(struct plan_change, failure_class)},
+	{"last_error", PJ_STR, 0, offsetof(struct plan_change, last_error)},
+	{"file", PJ_STR, 0, offsetof(struct plan_change, file)},
+	{"line", PJ_INT, 0, offsetof(struct plan_change, line)},
+};
+
+static int pj_failed(const struct pj *j, const json_t *root, struct plan *p)
+{
+	json_t *arr, *v;
+	size_t i;
+	int rc = pj_get(j, root, "", "failed", JSON_ARRAY, 0, &arr);
+
+	if (rc || !arr)
+		return rc;
+	p->failed = xcalloc(json_array_size(arr) + 1, sizeof(*p->failed));
+	json_array_foreach (arr, i, v) {
+		char path[48];
+
+		snprintf(path, sizeof(path), "failed[%zu]", i);
+		p->n_failed++;
+		if (!json_is_object(v))
+			return pj_fail(j, path, NULL, "expected an object, got %s", pj_type_name(v));
+		if ((rc = pj_str(j, v, path, "name", 1, &p->failed[i].name)) ||
+		    (rc = pj_fields(j, v, path, failed_fields, sizeof(failed_fields) / sizeof(failed_fields[0]),
+				    &p->failed[i])))
+			return rc;
 	}
 	return 0;
 }
@@ -483,8 +524,8 @@ int plan_from_json(const char *data, size_t len, const char *origin, struct plan
 	if ((rc = pj_version(&j, root)))
 		goto out;
 	p = xcalloc(1, sizeof(*p));
-	if ((rc = pj_source_state(&j, root, p)) || (rc = pj_changes(&j, root, p)) || (rc = pj_errors(&j, root, p)) ||
-	    (rc = pj_warnings(&j, root, p)) || (rc = pj_summary(&j, root, p)))
+	if ((rc = pj_source_state(&j, root, p)) || (rc = pj_changes(&j, root, p)) || (rc = pj_failed(&j, root, p)) ||
+	    (rc = pj_errors(&j, root, p)) || (rc = pj_warnings(&j, root, p)) || (rc = pj_summary(&j, root, p)))
 		goto out;
 	*out = p;
 	p = NULL;

@@ -63,12 +63,16 @@ static void md_verdict(const struct plan *p, const struct plan_tally *t, struct 
 		return;
 	}
 	buf_puts(b, "**certsync plan**: ");
-	if (!t->any) {
+	if (t->clean) {
 		buf_puts(b, "No changes");
 		if (t->n[CHANGE_ORPHAN])
 			buf_printf(b, " (%zu orphaned)", t->n[CHANGE_ORPHAN]);
 		buf_append(b, "\n", 1);
 		return;
+	}
+	if (t->failed) {
+		buf_printf(b, "%zu failed (not retried)", t->failed);
+		sep = ", ";
 	}
 	for (int k = CHANGE_CREATE; k < CHANGE_ORPHAN; k++) {
 		if (t->n[k]) {
@@ -78,6 +82,9 @@ static void md_verdict(const struct plan *p, const struct plan_tally *t, struct 
 	}
 	if (t->n[CHANGE_ORPHAN])
 		buf_printf(b, ", %zu orphaned", t->n[CHANGE_ORPHAN]);
+	if (t->retry)
+		buf_printf(b, "%s%zu %s of a failed certificate", sep, t->retry,
+			   md_plural(t->retry, "retry", "retries"));
 	if (t->paid)
 		buf_printf(b, ", %zu paid %s", t->paid, md_plural(t->paid, "order", "orders"));
 	if (t->deferred)
@@ -128,6 +135,10 @@ static void md_table(const struct plan *p, const struct plan_tally *t, struct bu
 				   k == CHANGE_ORPHAN ? "orphaned (kept: prune is off)"
 						      : plan_change_name((enum change_kind)k),
 				   t->n[k]);
+	if (t->retry)
+		buf_printf(b, "| <code>!</code> of which retries of a failed certificate | %zu |\n", t->retry);
+	if (t->failed)
+		buf_printf(b, "| <code>x</code> failed, not retried | %zu |\n", t->failed);
 	buf_printf(b, "| unchanged | %zu |\n", t->n[CHANGE_NONE]);
 	buf_printf(b, "| paid orders | %zu (limit %d) |\n", t->paid, p->max_paid);
 	if (t->deferred)
@@ -148,16 +159,21 @@ static void md_item(struct buf *b, const char *label, const char *value)
 static void md_change(const struct plan *p, const struct plan_change *c, struct buf *b)
 {
 	unsigned k = (unsigned)c->kind < CHANGE__MAX ? (unsigned)c->kind : CHANGE_NONE;
+	const char *symbol = md_symbols[k], *action = plan_change_name(c->kind);
 
-	buf_printf(b, "<details><summary><code>%s ", md_symbols[k]);
+	if (c->kind == CHANGE_RESUME && c->failure_class)
+		symbol = "!", action = "retry";
+	else if (c->kind == CHANGE_NONE && c->failure_class)
+		symbol = "x", action = "failed";
+	buf_printf(b, "<details><summary><code>%s ", symbol);
 	plan_put_user(b, c->name, PUT_MD);
-	buf_printf(b, "</code> %s", plan_change_name(c->kind));
+	buf_printf(b, "</code> %s", action);
 	if (c->reason) {
 		buf_puts(b, " — ");
 		plan_put_user(b, c->reason, PUT_MD);
 	}
 	if (c->paid)
-		buf_puts(b, c->deferred ? " (paid, deferred)" : " (paid)");
+		buf_puts(b, c->deferred ? " (paid: " PLAN_PAID_ACTION "; deferred)" : " (paid: " PLAN_PAID_ACTION ")");
 	buf_puts(b, "</summary>\n\n");
 	md_item(b, "Issuer", c->issuer);
 	md_item(b, "Provider", c->provider);
@@ -180,8 +196,12 @@ static void md_change(const struct plan *p, const struct plan_change *c, struct 
 			buf_append(b, "\n", 1);
 		}
 	}
-	if (c->paid)
-		md_item(b, "Paid", c->product ? c->product : "yes");
+	if (c->paid) {
+		buf_puts(b, "- **Paid**: ");
+		plan_put_user(b, c->product ? c->product : "yes", PUT_MD);
+		buf_puts(b, " (" PLAN_PAID_ACTION ")\n");
+	}
+	md_item(b, "Failure class", c->failure_class);
 	if (c->deferred)
 		buf_printf(b, "- **Deferred**: over <code>policy.maxPaidOrders</code> (%d); a later apply orders it\n",
 			   p->max_paid);
@@ -281,19 +301,20 @@ int plan_render_markdown(const struct plan *p, struct buf *out)
 	md_warnings(p, tail.len + MD_WARNINGS_BUDGET, &tail);
 	budget = MD_LIMIT - MD_FOOTER_RESERVE;
 	budget = b.len + tail.len < budget ? budget - b.len - tail.len : 0;
-	if (n)
+	if (n || p->n_failed)
 		buf_puts(&b, "\n### Changes\n\n");
-	for (i = 0; i < n; i++) {
+	/* Failed certificates first: they need someone; then the changes. */
+	for (i = 0; i < p->n_failed + n; i++) {
 		buf_clear(&one);
-		md_change(p, v[i], &one);
+		md_change(p, i < p->n_failed ? &p->failed[i] : v[i - p->n_failed], &one);
 		if (one.len > budget)
 			break;
 		budget -= one.len;
 		buf_append(&b, one.data, one.len);
 	}
-	if (i < n)
-		buf_printf(&b, "\n… %zu more %s not shown (see the JSON plan)\n", n - i,
-			   md_plural(n - i, "change", "changes"));
+	if (i < p->n_failed + n)
+		buf_printf(&b, "\n… %zu more %s not shown (see the JSON plan)\n", p->n_failed + n - i,
+			   md_plural(p->n_failed + n - i, "change", "changes"));
 	buf_append(&b, tail.data ? tail.data : "", tail.len);
 	buf_free(&tail);
 	buf_free(&one);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../util/err.h"
+#include "../../util/redact.h"
 #include "../../util/util.h"
 
 int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec)
@@ -58,9 +59,13 @@ static void plan_reason(struct plan_change *c, const char *code, const char *fmt
 {
 	va_list ap;
 
+	char *raw;
+
 	va_start(ap, fmt);
-	c->reason = xvasprintf(fmt, ap);
+	raw = xvasprintf(fmt, ap);
 	va_end(ap);
+	c->reason = redact_dup(raw); /* reasons quote recorded errors; a plan may become a PR comment */
+	free(raw);
 	c->reason_code = xstrdup(code);
 }
 
@@ -91,6 +96,103 @@ static void plan_fmt_left(int64_t left, char out[48])
 		snprintf(out, 48, "expires in %s", d);
 }
 
+/* ---------- failed certificates ---------- */
+
+static const struct {
+	const char *fail_class;
+	int retried; /* by the next apply (or run pass, after its backoff) without being asked */
+	const char *label;
+	const char *advice; /* the log line of the failure, and the plan when it is not retried */
+	const char *retry;  /* the plan when apply retries it */
+} plan_failure_kinds[] = {
+	{STATE_FAIL_CONFIG, 1, "configuration or credentials",
+	 "fix the configuration or credentials; the next apply (or run pass) retries it",
+	 "apply retries it (fix the configuration or credentials first, if not done yet)"},
+	{STATE_FAIL_TRANSIENT, 1, "transient", "retried with backoff", "apply retries it"},
+	{STATE_FAIL_REJECTED, 0, "rejected by the provider",
+	 "not retried: change the manifest, or apply --retry-failed", NULL},
+	{STATE_FAIL_VERIFICATION, 0, "verification",
+	 "nothing was installed and nothing is bought again by itself: check the issuer, then apply --retry-failed",
+	 NULL},
+};
+
+#define PLAN_N_FAILURE_KINDS (sizeof(plan_failure_kinds) / sizeof(plan_failure_kinds[0]))
+
+static size_t plan_failure_kind(const char *fail_class)
+{
+	for (size_t i = 0; i < PLAN_N_FAILURE_KINDS; i++)
+		if (fail_class && !strcmp(plan_failure_kinds[i].fail_class, fail_class))
+			return i;
+	return PLAN_N_FAILURE_KINDS;
+}
+
+const char *plan_failure_advice(const char *fail_class)
+{
+	size_t k = plan_failure_kind(fail_class);
+
+	/* A record from before failure classes: it needs the operator's word, as a rejection does. */
+	return k < PLAN_N_FAILURE_KINDS ? plan_failure_kinds[k].advice
+					: "the cause was not recorded: fix it, then apply --retry-failed";
+}
+
+int plan_failure_retried(const char *fail_class)
+{
+	size_t k = plan_failure_kind(fail_class);
+
+	return k < PLAN_N_FAILURE_KINDS && plan_failure_kinds[k].retried;
+}
+
+static const char *plan_failure_label(const char *fail_class)
+{
+	size_t k = plan_failure_kind(fail_class);
+
+	return k < PLAN_N_FAILURE_KINDS ? plan_failure_kinds[k].label : "cause not recorded";
+}
+
+/* A record whose last attempt at its change failed: phase failed, or pending after a transient failure. */
+static int plan_failed_record(const struct state_cert *rec)
+{
+	return rec->phase == PHASE_FAILED || (rec->failure_class && rec->attempts > 0);
+}
+
+/*
+ * A failed certificate towards this very spec: configuration and transient
+ * failures are retried (a resume that says why), others wait for a manifest
+ * change or --retry-failed and are listed in p->failed, never as unchanged.
+ */
+static void plan_one_failed(const struct plan_input *in, struct plan *p, size_t *cap, const struct cert_spec *s,
+			    const struct state_cert *rec)
+{
+	const char *cls = rec->failure_class ? rec->failure_class : "unknown";
+	const char *err = rec->last_error ? rec->last_error : "no error recorded";
+	struct plan_change *c;
+
+	if (!plan_failure_retried(rec->failure_class) && !in->retry_failed) {
+		p->failed = xrealloc(p->failed, (p->n_failed + 1) * sizeof(*p->failed));
+		c = &p->failed[p->n_failed++];
+		memset(c, 0, sizeof(*c));
+		c->name = xstrdup(s->name);
+		c->kind = CHANGE_NONE;
+		plan_reason(c, "failed", "failed at step %s (%s): %s; %s", rec->step, plan_failure_label(cls), err,
+			    plan_failure_advice(rec->failure_class));
+		plan_copy_spec_info(c, s);
+		c->failure_class = xstrdup(cls);
+		c->last_error = redact_dup(err);
+		return;
+	}
+	c = plan_add(p, cap, s->name, CHANGE_RESUME);
+	if (!plan_failure_retried(rec->failure_class))
+		plan_reason(c, "retry_failed", "retrying failed step %s (--retry-failed); it failed (%s): %s",
+			    rec->step, plan_failure_label(cls), err);
+	else
+		plan_reason(c, "retry", "step %s failed (%s, %d attempt%s): %s; %s", rec->step, plan_failure_label(cls),
+			    rec->attempts, rec->attempts == 1 ? "" : "s", err,
+			    plan_failure_kinds[plan_failure_kind(cls)].retry);
+	c->failure_class = xstrdup(cls);
+	c->last_error = redact_dup(err);
+	plan_copy_spec_info(c, s);
+}
+
 /* Decides the change for a certificate that is both desired and recorded. */
 static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, const struct cert_spec *s,
 		     const struct state_cert *rec, enum output_status out, const struct plan_drift *drift)
@@ -102,18 +204,12 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 
 	if (rec->phase != PHASE_READY && rec->step && same_issuer && util_streq(want, s->hash)) {
 		/* A change towards exactly this spec is under way (or failed): carry on with it. */
-		if (rec->phase == PHASE_FAILED && !in->retry_failed) {
-			plan_add_warning(
-				p,
-				"%s: failed at step %s: %s (not retried: change the manifest or apply --retry-failed)",
-				s->name, rec->step, rec->last_error ? rec->last_error : "error");
-			p->counts[CHANGE_NONE]++;
+		if (plan_failed_record(rec)) {
+			plan_one_failed(in, p, cap, s, rec);
 			return;
 		}
 		c = plan_add(p, cap, s->name, CHANGE_RESUME);
-		if (rec->phase == PHASE_FAILED)
-			plan_reason(c, "retry_failed", "retrying failed step %s (--retry-failed)", rec->step);
-		else if (rec->attempts)
+		if (rec->attempts)
 			plan_reason(c, "pending", "%s in progress: step %s (%d failed attempts)",
 				    rec->change ? rec->change : "change", rec->step, rec->attempts);
 		else

@@ -14,7 +14,7 @@
 #include "../../util/buf.h"
 #include "../../util/diag.h"
 
-#define PLAN_FORMAT_VERSION "1.0"
+#define PLAN_FORMAT_VERSION "1.1"
 #define PLAN_MAX_STEPS 16
 
 enum change_kind {
@@ -65,7 +65,19 @@ struct plan_change {
 	size_t n_labels; /* copies */
 	char *file;
 	int line; /* manifest location, when in manifests */
+	/*
+	 * A certificate whose last attempt failed: the failure class
+	 * (STATE_FAIL_*, "unknown" for a record older than classes) and its
+	 * last error. On a resume this is a retry; in plan.failed, a failure
+	 * that apply leaves alone.
+	 */
+	char *failure_class;
+	char *last_error;
 };
+
+/* What a paid change does, in every format: DNSimple (and a recovery lookup) may find the certificate already bought.
+ */
+#define PLAN_PAID_ACTION "purchase, or adopt a matching certificate if one exists"
 
 struct plan {
 	char *repo, *ref, *commit;
@@ -82,6 +94,14 @@ struct plan {
 	struct diags errors; /* validation errors of the revision */
 	char **warnings;
 	size_t n_warnings;
+	/*
+	 * Failed certificates that apply leaves alone (rejected by the provider,
+	 * or a certificate that failed verification) until their manifest
+	 * changes or --retry-failed: listed with what to do, never applied.
+	 * Sorted by name; kind is CHANGE_NONE, reason says what to do.
+	 */
+	struct plan_change *failed;
+	size_t n_failed;
 };
 
 /* The provider side of planning: which steps a change takes. */
@@ -148,6 +168,15 @@ void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct
 
 void plan_add_warning(struct plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void plan_free(struct plan *p);
+
+/*
+ * What fixes a failure of a class (STATE_FAIL_*): "fix the configuration or
+ * credentials; …", "not retried: change the manifest, …". Never NULL.
+ */
+const char *plan_failure_advice(const char *fail_class);
+
+/* 1 if the failure class is retried by the next apply without being asked (config, transient). */
+int plan_failure_retried(const char *fail_class);
 
 /* 1 if the plan would change anything (exit code 2 with --detailed-exitcode). */
 int plan_has_changes(const struct plan *p);

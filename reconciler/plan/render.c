@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../util/err.h"
+#include "../../util/redact.h"
 #include "../../util/util.h"
 
 /* ---------- change kinds, lifetime ---------- */
@@ -48,12 +49,16 @@ int plan_has_changes(const struct plan *p)
 void plan_add_warning(struct plan *p, const char *fmt, ...)
 {
 	va_list ap;
+	char *raw;
 
 	/* Grown one at a time: warnings are few, and nothing else has to know a capacity. */
 	p->warnings = xrealloc(p->warnings, (p->n_warnings + 1) * sizeof(*p->warnings));
 	va_start(ap, fmt);
-	p->warnings[p->n_warnings++] = xvasprintf(fmt, ap);
+	raw = xvasprintf(fmt, ap);
 	va_end(ap);
+	/* Warnings quote recorded errors and provider messages: never a credential in a plan. */
+	p->warnings[p->n_warnings++] = redact_dup(raw);
+	free(raw);
 }
 
 static void plan_change_clear(struct plan_change *c)
@@ -77,6 +82,8 @@ static void plan_change_clear(struct plan_change *c)
 	}
 	free(c->labels);
 	free(c->file);
+	free(c->failure_class);
+	free(c->last_error);
 }
 
 void plan_free(struct plan *p)
@@ -91,6 +98,9 @@ void plan_free(struct plan *p)
 	for (size_t i = 0; i < p->n_changes; i++)
 		plan_change_clear(&p->changes[i]);
 	free(p->changes);
+	for (size_t i = 0; i < p->n_failed; i++)
+		plan_change_clear(&p->failed[i]);
+	free(p->failed);
 	diags_free(&p->errors);
 	for (size_t i = 0; i < p->n_warnings; i++)
 		free(p->warnings[i]);
@@ -116,6 +126,10 @@ void plan_tally(const struct plan *p, struct plan_tally *t)
 	}
 	for (int k = CHANGE_CREATE; k < CHANGE_ORPHAN; k++)
 		t->any |= t->n[k] > 0;
+	for (size_t i = 0; i < p->n_changes; i++)
+		t->retry += p->changes[i].kind == CHANGE_RESUME && p->changes[i].failure_class;
+	t->failed = p->n_failed;
+	t->clean = !t->any && !t->failed && !p->errors.n;
 }
 
 static int plan_change_ptr_cmp(const void *a, const void *b)
@@ -374,8 +388,10 @@ static void json_change(struct jw *w, const struct plan_change *c)
 		jw_str(w, NULL, c->steps[i]);
 	jw_close(w, ']');
 	jw_bool(w, "paid", c->paid);
-	if (c->paid)
+	if (c->paid) {
 		jw_str(w, "product", c->product);
+		jw_str(w, "paid_action", PLAN_PAID_ACTION);
+	}
 	jw_bool(w, "deferred", c->deferred);
 	jw_open(w, "diffs", '[');
 	for (size_t i = 0; i < c->n_diffs; i++) {
@@ -397,6 +413,25 @@ static void json_change(struct jw *w, const struct plan_change *c)
 		jw_str(w, "file", c->file);
 		jw_int(w, "line", c->line);
 	}
+	jw_str(w, "failure_class", c->failure_class);
+	jw_str(w, "last_error", c->last_error);
+	jw_close(w, '}');
+}
+
+/* A failed certificate apply leaves alone: what failed and what to do. */
+static void json_failed(struct jw *w, const struct plan_change *c)
+{
+	jw_open(w, NULL, '{');
+	jw_str(w, "name", c->name);
+	jw_str(w, "reason", c->reason);
+	jw_str(w, "reason_code", c->reason_code);
+	jw_str(w, "issuer", c->issuer);
+	jw_str(w, "failure_class", c->failure_class);
+	jw_str(w, "last_error", c->last_error);
+	if (c->file) {
+		jw_str(w, "file", c->file);
+		jw_int(w, "line", c->line);
+	}
 	jw_close(w, '}');
 }
 
@@ -406,6 +441,8 @@ static void json_summary(struct jw *w, const struct plan *p, const struct plan_t
 	for (int k = CHANGE_CREATE; k <= CHANGE_ORPHAN; k++)
 		jw_num(w, plan_change_name((enum change_kind)k), t->n[k]);
 	jw_num(w, "unchanged", t->n[CHANGE_NONE]);
+	jw_num(w, "retry", t->retry);
+	jw_num(w, "failed", t->failed);
 	jw_num(w, "paid", t->paid);
 	jw_num(w, "deferred", t->deferred);
 	jw_int(w, "max_paid_orders", p->max_paid);
@@ -445,6 +482,10 @@ int plan_render_json(const struct plan *p, struct buf *out)
 	jw_open(&w, "changes", '[');
 	for (size_t i = 0; i < n; i++)
 		json_change(&w, v[i]);
+	jw_close(&w, ']');
+	jw_open(&w, "failed", '[');
+	for (size_t i = 0; i < p->n_failed; i++)
+		json_failed(&w, &p->failed[i]);
 	jw_close(&w, ']');
 	jw_open(&w, "errors", '[');
 	for (size_t i = 0; i < p->errors.n; i++) {

@@ -14,6 +14,9 @@ struct plan_tally {
 	size_t n[CHANGE__MAX];
 	size_t paid, deferred; /* paid counts only the orders made this run; deferred ones are apart */
 	int any;	       /* a change other than an orphan */
+	size_t retry;	       /* resumes that retry a failed certificate (counted in n[CHANGE_RESUME] too) */
+	size_t failed;	       /* failed certificates apply leaves alone (plan.failed) */
+	int clean;	       /* "No changes": nothing to do, nothing failed, no errors */
 };
 
 void plan_tally(const struct plan *p, struct plan_tally *t);

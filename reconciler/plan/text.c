@@ -79,20 +79,40 @@ static void text_header(const struct plan *p, struct buf *b, enum put_mode mode)
 	}
 }
 
+/* A retry of a failed certificate (a resume that says so) and a failed one left alone read as what they are. */
+static void text_symbol(const struct plan_change *c, const char **symbol, const char **color, const char **action,
+			enum put_mode mode)
+{
+	unsigned k = (unsigned)c->kind < CHANGE__MAX ? (unsigned)c->kind : CHANGE_NONE;
+
+	*symbol = mode == PUT_TEXT_ASCII ? text_kinds[k].ascii : text_kinds[k].symbol;
+	*color = text_kinds[k].color;
+	*action = plan_change_name(c->kind);
+	if (c->kind == CHANGE_RESUME && c->failure_class) {
+		*symbol = "!";
+		*color = ANSI_YELLOW;
+		*action = "retry";
+	} else if (c->kind == CHANGE_NONE && c->failure_class) {
+		*symbol = "x";
+		*color = ANSI_RED;
+		*action = "failed";
+	}
+}
+
 static void text_change(const struct plan_change *c, int flags, size_t name_width, struct buf *b)
 {
 	enum put_mode mode = (flags & PLAN_TEXT_ASCII) ? PUT_TEXT_ASCII : PUT_TEXT;
-	unsigned k = (unsigned)c->kind < CHANGE__MAX ? (unsigned)c->kind : CHANGE_NONE;
 	const char *arrow = mode == PUT_TEXT_ASCII ? " -> " : " → ";
+	const char *symbol, *color, *action;
 	size_t before;
 
-	text_styled(b, flags, text_kinds[k].color, mode == PUT_TEXT_ASCII ? text_kinds[k].ascii : text_kinds[k].symbol,
-		    mode);
+	text_symbol(c, &symbol, &color, &action, mode);
+	text_styled(b, flags, color, symbol, mode);
 	buf_append(b, " ", 1);
 	before = b->len;
 	text_styled(b, flags, ANSI_BOLD, c->name, mode);
 	text_pad(b, b->len - before - ((flags & PLAN_TEXT_COLOR) ? strlen(ANSI_BOLD ANSI_RESET) : 0), name_width);
-	buf_printf(b, "  %-*s", TEXT_ACTION_WIDTH, plan_change_name(c->kind));
+	buf_printf(b, "  %-*s", TEXT_ACTION_WIDTH, action);
 	if (c->reason) {
 		buf_puts(b, "  ");
 		plan_put_user(b, c->reason, mode);
@@ -103,7 +123,7 @@ static void text_change(const struct plan_change *c, int flags, size_t name_widt
 			buf_puts(b, ": ");
 			plan_put_user(b, c->product, mode);
 		}
-		buf_puts(b, "]");
+		buf_puts(b, ": " PLAN_PAID_ACTION "]");
 	}
 	if (c->deferred)
 		buf_puts(b, " [deferred: over policy.maxPaidOrders]");
@@ -131,7 +151,8 @@ static void text_change(const struct plan_change *c, int flags, size_t name_widt
 
 static void text_summary(const struct plan *p, const struct plan_tally *t, int flags, struct buf *b)
 {
-	if (!t->any) {
+	/* "No changes" only when every desired certificate is in place: not with failures or errors. */
+	if (t->clean) {
 		text_styled(b, flags, ANSI_BOLD ANSI_GREEN, "No changes.", PUT_TEXT);
 		buf_printf(b, " Certificates match the manifests (%zu unchanged)", t->n[CHANGE_NONE]);
 		if (t->n[CHANGE_ORPHAN])
@@ -150,7 +171,17 @@ static void text_summary(const struct plan *p, const struct plan_tally *t, int f
 			buf_printf(b, "; %zu paid order%s (limit %d)", t->paid, t->paid == 1 ? "" : "s", p->max_paid);
 		if (t->deferred)
 			buf_printf(b, ", %zu deferred to a later apply", t->deferred);
+		if (t->retry)
+			buf_printf(b, "; %zu retr%s of a failed certificate", t->retry, t->retry == 1 ? "y" : "ies");
 		buf_puts(b, ".\n");
+	}
+	if (t->failed) {
+		text_styled(b, flags, ANSI_BOLD ANSI_RED, "Failed:", PUT_TEXT);
+		buf_printf(b,
+			   " %zu certificate%s failed and %s left alone until %s manifest changes or apply "
+			   "--retry-failed (x above says what to do).\n",
+			   t->failed, t->failed == 1 ? "" : "s", t->failed == 1 ? "is" : "are",
+			   t->failed == 1 ? "its" : "their");
 	}
 	if (p->errors.n) {
 		text_styled(b, flags, ANSI_BOLD ANSI_RED, "Errors:", PUT_TEXT);
@@ -172,16 +203,18 @@ int plan_render_text(const struct plan *p, int flags, struct buf *out)
 	plan_tally(p, &t);
 	text_header(p, &b, mode);
 	v = plan_sorted(p, &n);
-	for (size_t i = 0; i < n; i++) {
-		size_t l = strlen(v[i]->name);
+	for (size_t i = 0; i < n + p->n_failed; i++) {
+		size_t l = strlen(i < n ? v[i]->name : p->failed[i - n].name);
 
 		if (l > width)
 			width = l < TEXT_NAME_WIDTH_MAX ? l : TEXT_NAME_WIDTH_MAX;
 	}
-	if (n)
+	if (n || p->n_failed)
 		buf_append(&b, "\n", 1);
 	for (size_t i = 0; i < n; i++)
 		text_change(v[i], flags, width, &b);
+	for (size_t i = 0; i < p->n_failed; i++)
+		text_change(&p->failed[i], flags, width, &b);
 	if (p->errors.n || p->n_warnings)
 		buf_append(&b, "\n", 1);
 	for (size_t i = 0; i < p->errors.n; i++) {

@@ -261,6 +261,8 @@ static int ca_issue(struct step_ctx *ctx)
 	pthread_mutex_lock(&ci->mu);
 	rc = ca_load(ci);
 	pthread_mutex_unlock(&ci->mu);
+	if (rc && rc != CS_ETRANSIENT)
+		ctx->fail_class = STATE_FAIL_CONFIG; /* the CA's files: the operator's to fix, then retried */
 	if (rc || (rc = ca_key(ctx, &key)))
 		goto out;
 	if (ci->mode == CA_SELF_SIGNED) {

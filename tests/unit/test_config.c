@@ -177,7 +177,7 @@ static void test_config_cred_env_and_file(void **state)
 
 	(void)state;
 	unsetenv("CERTSYNC_TEST_TOKEN");
-	assert_int_equal(config_cred_read(&c, "source.token", &b), CS_EINVALID);
+	assert_int_equal(config_cred_read(&c, "source.token", &b), CS_EAUTH);
 	assert_non_null(strstr(cs_errmsg(), "CERTSYNC_TEST_TOKEN"));
 	setenv("CERTSYNC_TEST_TOKEN", "env-value", 1);
 	assert_int_equal(config_cred_read(&c, "source.token", &b), 0);
@@ -189,7 +189,7 @@ static void test_config_cred_env_and_file(void **state)
 	assert_string_equal(b.data, "s3cret-token"); /* trailing newline stripped */
 	buf_wipe(&b);
 	c.ref = open_file;
-	assert_int_equal(config_cred_read(&c, "source.token", &b), CS_EINVALID);
+	assert_int_equal(config_cred_read(&c, "source.token", &b), CS_EAUTH);
 	assert_non_null(strstr(cs_errmsg(), "readable by group or others"));
 	assert_null(strstr(cs_errmsg(), "s3cret"));
 	buf_wipe(&b);

@@ -52,9 +52,10 @@ static int fake_steps(void *arg, const char *issuer, enum change_kind kind, cons
 /* Parses one manifest document for name with the given issuer, names and extra spec lines. */
 static struct cert_spec *spec(const char *name, const char *issuer, const char *names, const char *extra)
 {
-	char *yaml = xasprintf("apiVersion: certsync/v1\nkind: Certificate\nmetadata:\n  name: %s\n  labels: {team: web}\n"
-			       "spec:\n  issuer: %s\n  dnsNames: [%s]\n%s",
-			       name, issuer, names, extra ? extra : "");
+	char *yaml =
+		xasprintf("apiVersion: certsync/v1\nkind: Certificate\nmetadata:\n  name: %s\n  labels: {team: web}\n"
+			  "spec:\n  issuer: %s\n  dnsNames: [%s]\n%s",
+			  name, issuer, names, extra ? extra : "");
 	struct diags d = DIAGS_INIT;
 	struct cert_spec **v = NULL, *s;
 	size_t n = 0;
@@ -345,26 +346,152 @@ static void test_plan_replaces_when_spec_changes_mid_change(void **state)
 	plan_free(p);
 }
 
-static void test_plan_failed_is_not_retried_without_flag(void **state)
+/* A record whose change towards s failed at step issue, with class cls (NULL: a record older than classes). */
+static struct state_cert *failed_record(struct fixture *f, const struct cert_spec *s, enum cert_phase phase,
+					const char *cls, const char *err)
+{
+	struct state_cert *r = record(f, s);
+
+	r->phase = phase;
+	state_str_set(&r->change, "create");
+	state_str_set(&r->step, "issue");
+	state_str_set(&r->target_hash, s->hash);
+	state_str_set(&r->failure_class, cls);
+	state_str_set(&r->last_error, err);
+	r->attempts = 2;
+	r->next_try = NOW + 60;
+	return r;
+}
+
+static void test_plan_config_failure_is_retried_and_says_fix_the_config(void **state)
 {
 	struct fixture *f = *state;
-	struct state_cert *r;
 	struct plan *p;
 
 	add_spec(f, spec("www", "internal", "www.example.com", NULL));
-	r = record(f, f->specs[0]);
-	r->phase = PHASE_FAILED;
-	state_str_set(&r->step, "issue");
-	state_str_set(&r->target_hash, f->specs[0]->hash);
-	state_str_set(&r->last_error, "CA key unreadable");
+	failed_record(f, f->specs[0], PHASE_FAILED, STATE_FAIL_CONFIG,
+		      "issuer dns: token: environment variable DNSIMPLE_TOKEN is not set");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->n_failed, 0);
+	assert_int_equal(p->changes[0].kind, CHANGE_RESUME);
+	assert_string_equal(p->changes[0].reason_code, "retry");
+	assert_string_equal(p->changes[0].failure_class, STATE_FAIL_CONFIG);
+	assert_non_null(strstr(p->changes[0].reason, "DNSIMPLE_TOKEN is not set"));
+	assert_non_null(strstr(p->changes[0].reason, "fix the configuration or credentials"));
+	assert_null(strstr(p->changes[0].reason, "change the manifest"));
+	assert_int_equal(p->counts[CHANGE_NONE], 0);
+	assert_true(plan_has_changes(p)); /* --detailed-exitcode: 2 */
+	plan_free(p);
+}
+
+static void test_plan_transient_failure_is_retried(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	failed_record(f, f->specs[0], PHASE_PENDING, STATE_FAIL_TRANSIENT, "HTTP 503");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_RESUME);
+	assert_string_equal(p->changes[0].reason_code, "retry");
+	assert_string_equal(p->changes[0].failure_class, STATE_FAIL_TRANSIENT);
+	assert_non_null(strstr(p->changes[0].reason, "2 attempts"));
+	assert_true(plan_has_changes(p));
+	plan_free(p);
+}
+
+static void test_plan_rejected_failure_waits_but_is_listed(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	failed_record(f, f->specs[0], PHASE_FAILED, STATE_FAIL_REJECTED, "HTTP 400 dnsNames: not allowed");
 	p = diff(f, 0, 10, 0);
 	assert_int_equal(p->n_changes, 0);
-	assert_int_equal(p->n_warnings, 1);
-	assert_non_null(strstr(p->warnings[0], "CA key unreadable"));
+	assert_int_equal(p->n_failed, 1);
+	assert_int_equal(p->counts[CHANGE_NONE], 0); /* never counted as unchanged */
+	assert_string_equal(p->failed[0].name, "www");
+	assert_string_equal(p->failed[0].failure_class, STATE_FAIL_REJECTED);
+	assert_string_equal(p->failed[0].reason_code, "failed");
+	assert_non_null(strstr(p->failed[0].reason, "HTTP 400 dnsNames: not allowed"));
+	assert_non_null(strstr(p->failed[0].reason, "change the manifest"));
+	assert_false(plan_has_changes(p)); /* apply does nothing for it: plan exits 1 for the failure instead */
 	plan_free(p);
 	p = diff(f, 0, 10, 1);
+	assert_int_equal(p->n_failed, 0);
 	assert_int_equal(p->changes[0].kind, CHANGE_RESUME);
 	assert_string_equal(p->changes[0].reason_code, "retry_failed");
+	assert_string_equal(p->changes[0].failure_class, STATE_FAIL_REJECTED);
+	plan_free(p);
+}
+
+static void test_plan_verification_failure_waits_and_says_check_the_issuer(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	failed_record(f, f->specs[0], PHASE_FAILED, STATE_FAIL_VERIFICATION, "the leaf is for other.example.com");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_failed, 1);
+	assert_non_null(strstr(p->failed[0].reason, "verification"));
+	assert_non_null(strstr(p->failed[0].reason, "check the issuer"));
+	assert_null(strstr(p->failed[0].reason, "change the manifest"));
+	plan_free(p);
+}
+
+static void test_plan_failure_without_class_waits_for_the_operator(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	failed_record(f, f->specs[0], PHASE_FAILED, NULL, "CA key unreadable");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_failed, 1);
+	assert_string_equal(p->failed[0].failure_class, "unknown");
+	assert_non_null(strstr(p->failed[0].reason, "CA key unreadable"));
+	assert_non_null(strstr(p->failed[0].reason, "--retry-failed"));
+	plan_free(p);
+}
+
+static void test_plan_failed_certificate_with_a_new_manifest_is_replaced(void **state)
+{
+	struct fixture *f = *state;
+	struct cert_spec *old = spec("www", "internal", "www.example.com", NULL);
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com, api.example.com", NULL));
+	failed_record(f, old, PHASE_FAILED, STATE_FAIL_REJECTED, "HTTP 400");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_failed, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_REPLACE);
+	plan_free(p);
+	cert_spec_free(old);
+}
+
+static void test_plan_never_stores_or_prints_a_quoted_credential(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+	struct buf b = BUF_INIT;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	failed_record(f, f->specs[0], PHASE_FAILED, STATE_FAIL_REJECTED,
+		      "HTTP 400 invalid request from token Bearer s3cr3t-t0ken-value");
+	p = diff(f, 0, 10, 0);
+	assert_null(strstr(p->failed[0].reason, "s3cr3t-t0ken-value"));
+	assert_null(strstr(p->failed[0].last_error, "s3cr3t-t0ken-value"));
+	assert_non_null(strstr(p->failed[0].reason, "Bearer [REDACTED]"));
+	assert_int_equal(plan_render_json(p, &b), 0);
+	assert_null(strstr(b.data, "s3cr3t-t0ken-value"));
+	buf_free(&b);
 	plan_free(p);
 }
 
@@ -495,6 +622,83 @@ static void test_plan_golden_every_kind(void **state)
 	plan_free(p);
 }
 
+/* Every failure class next to a paid create: what the operator sees, in every format. */
+static void test_plan_golden_failures(void **state)
+{
+	struct fixture *f = *state;
+	struct buf b = BUF_INIT;
+	struct plan *p;
+
+	add_spec(f, spec("bad-key", "internal", "key.example.com", NULL));
+	add_spec(f, spec("flaky", "internal", "flaky.example.com", NULL));
+	add_spec(f, spec("new-paid", "paid", "paid.example.com", NULL));
+	add_spec(f, spec("refused", "internal", "refused.example.com", NULL));
+	add_spec(f, spec("wrong-leaf", "internal", "leaf.example.com", NULL));
+	failed_record(f, f->specs[0], PHASE_FAILED, STATE_FAIL_CONFIG,
+		      "issuer internal: CA key /etc/ca.key is readable by group or others (mode 0644); chmod 600 it");
+	failed_record(f, f->specs[1], PHASE_PENDING, STATE_FAIL_TRANSIENT, "issuer internal: HTTP 503");
+	failed_record(f, f->specs[3], PHASE_FAILED, STATE_FAIL_REJECTED,
+		      "issuer internal: HTTP 400 dnsNames: refused.example.com is not allowed");
+	failed_record(f, f->specs[4], PHASE_FAILED, STATE_FAIL_VERIFICATION,
+		      "the certificate is for other.example.com, not leaf.example.com");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_failed, 2);
+	assert_int_equal(plan_render_json(p, &b), 0);
+	test_golden("tests/golden/diff/failures.json", b.data, b.len);
+	buf_clear(&b);
+	assert_int_equal(plan_render_text(p, PLAN_TEXT_ASCII, &b), 0);
+	assert_null(strstr(b.data, "No changes"));
+	test_golden("tests/golden/diff/failures.txt", b.data, b.len);
+	buf_clear(&b);
+	assert_int_equal(plan_render_markdown(p, &b), 0);
+	assert_null(strstr(b.data, "No changes"));
+	test_golden("tests/golden/diff/failures.md", b.data, b.len);
+	buf_clear(&b);
+	assert_int_equal(plan_render_github(p, &b), 0);
+	test_golden("tests/golden/diff/failures.github", b.data, b.len);
+	buf_free(&b);
+	plan_free(p);
+}
+
+/* Only rejected/verification failures left: not "No changes", and the summary says what is failed. */
+static void test_plan_text_with_only_a_held_failure_is_not_no_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct buf b = BUF_INIT;
+	struct plan *p;
+
+	add_spec(f, spec("ok", "internal", "ok.example.com", NULL));
+	add_spec(f, spec("refused", "internal", "refused.example.com", NULL));
+	record(f, f->specs[0]);
+	failed_record(f, f->specs[1], PHASE_FAILED, STATE_FAIL_REJECTED, "HTTP 400");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(plan_render_text(p, 0, &b), 0);
+	assert_null(strstr(b.data, "No changes"));
+	assert_non_null(strstr(b.data, "x refused"));
+	assert_non_null(strstr(b.data, "Failed: 1 certificate failed"));
+	buf_free(&b);
+	plan_free(p);
+}
+
+/* A revision whose every manifest is invalid: errors, never "No changes (0 unchanged)". */
+static void test_plan_text_with_only_errors_is_not_no_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct buf b = BUF_INIT;
+	struct plan *p;
+
+	p = diff(f, 0, 10, 0);
+	diags_add(&p->errors, "certs/www.yaml", 2, 1, "YAML syntax error");
+	assert_int_equal(plan_render_text(p, 0, &b), 0);
+	assert_null(strstr(b.data, "No changes"));
+	assert_non_null(strstr(b.data, "Errors: 1 problem"));
+	buf_clear(&b);
+	assert_int_equal(plan_render_markdown(p, &b), 0);
+	assert_null(strstr(b.data, "No changes"));
+	buf_free(&b);
+	plan_free(p);
+}
+
 static void test_plan_is_pure_and_deterministic(void **state)
 {
 	struct fixture *f = *state;
@@ -573,12 +777,26 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plan_renews_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_resumes_pending_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_replaces_when_spec_changes_mid_change, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plan_failed_is_not_retried_without_flag, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_config_failure_is_retried_and_says_fix_the_config, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_transient_failure_is_retried, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_rejected_failure_waits_but_is_listed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_verification_failure_waits_and_says_check_the_issuer, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_failure_without_class_waits_for_the_operator, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_failed_certificate_with_a_new_manifest_is_replaced, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_never_stores_or_prints_a_quoted_credential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_reinstalls_missing_or_altered_outputs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_reinstalls_when_output_moves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_removes_with_prune_and_orphans_without, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_caps_paid_orders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_golden_every_kind, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_golden_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_text_with_only_a_held_failure_is_not_no_changes, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_text_with_only_errors_is_not_no_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_is_pure_and_deterministic, setup, teardown),
 		cmocka_unit_test(test_plan_spec_diff_lists_fields),
 		cmocka_unit_test_setup_teardown(test_plan_scales_linearly, setup, teardown),
