@@ -28,7 +28,7 @@ void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...
 #define log_info(...) log_emit(LV_INFO, NULL, __VA_ARGS__)
 #define log_debug(...) log_emit(LV_DEBUG, NULL, __VA_ARGS__)
 
-/* Registers a secret (util/redact.h) so it is replaced by "[REDACTED]" in every later log line, error and state text. */
+/* Registers a secret (util/redact.h): "[REDACTED]" in every later log line, error and state text. */
 void log_add_secret(const char *secret);
 void log_clear_secrets(void);
 

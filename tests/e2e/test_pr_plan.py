@@ -217,7 +217,7 @@ def test_needs_no_credentials_and_no_state(pr):
     r = pr_plan(pr, env_vars=env_vars)
     assert r.code == 2, r
     assert "no state" in r.out
-    assert "[paid: letsencrypt]" in r.out
+    assert "[paid: letsencrypt: purchase, or adopt a matching certificate if one exists]" in r.out
     # Naming the state reads it (and this one is broken).
     r = pr_plan(pr, "--state", str(pr.state))
     assert r.code == 1 and "state" in r.err, r
