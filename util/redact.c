@@ -18,11 +18,12 @@ static struct {
 /*
  * Credential-shaped text: a header whose value is always a credential
  * ("Authorization: Bearer x", "X-DC-DEVKEY=x": the value up to the end of the
- * line, a quote or a comma), or the Bearer scheme ("Bearer x": the next word).
+ * line, a quote or a comma), or the Bearer scheme ("Bearer x": the next word
+ * of REDACT_WORD_MIN_LEN or more).
  */
 struct redact_shape {
 	const char *word;
-	int header; /* needs ':' or '=' after the word; else whitespace and a word of REDACT_MIN_LEN */
+	int header; /* needs ':' or '=' after the word; else whitespace and a long enough word */
 };
 
 static const struct redact_shape redact_shapes_tab[] = {
@@ -123,8 +124,7 @@ static int redact_value(const char *s, size_t i, const struct redact_shape *sh, 
 	       s[p] != ')')
 		p++;
 	*e = p;
-	/* A short word after "bearer" ("bearer of") is prose, not a credential. */
-	return *e - *v >= REDACT_MIN_LEN;
+	return *e - *v >= REDACT_WORD_MIN_LEN;
 }
 
 static char *redact_shapes(char *s)
