@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../../util/err.h"
+#include "../../util/redact.h"
 #include "../../util/util.h"
 #include "cmd.h"
 
@@ -110,13 +111,17 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		status = EXIT_OK;
 	} else {
 		const struct state_cert *c = state_cert_get(st, name);
+		char *safe;
 
 		if (!c) {
 			cmd_fail("no certificate \"%s\" in the state", name);
 			goto out;
 		}
 		state_cert_to_json(c, 1, &b);
-		printf("%s\n", b.data);
+		/* A record written before redaction existed may still quote a credential: never print it. */
+		safe = redact_dup(b.data);
+		printf("%s\n", safe);
+		free(safe);
 		status = EXIT_OK;
 	}
 out:

@@ -198,6 +198,16 @@ def test_credential_quoted_in_an_error_body_is_never_stored_or_printed(denv, sim
     for t in texts:
         assert TOKEN not in t
 
+    # A record written before redaction existed: plans and state show still never print the credential.
+    doc = denv.state_json()
+    doc["certificates"]["shop-www"]["last_error"] = "HTTP 400 from token Bearer legacy-secret-123456"
+    denv.state.write_text(json.dumps(doc, indent=2))
+    for args in (["plan"], ["plan", "--format", "json"], ["plan", "--format", "markdown"],
+                 ["plan", "--format", "github"], ["state", "show", "shop-www"]):
+        r = denv.run(*args)
+        assert "legacy-secret-123456" not in r.out + r.err, (args, r)
+        assert "REDACTED" in r.out, (args, r)
+
 
 # ---------- a full disk: the first cause, not a later symptom ----------
 
