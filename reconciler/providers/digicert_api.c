@@ -248,7 +248,7 @@ int digicert_session(struct digicert *dc)
 	if ((rc = config_cred_read(&dc->api_key, what, &key)))
 		goto out;
 	if (!key.len || strpbrk(key.data, "\r\n")) {
-		rc = cs_error(CS_EINVALID, "issuer %s: apiKey is empty or spans several lines", dc->name);
+		rc = cs_error(CS_EAUTH, "issuer %s: apiKey is empty or spans several lines", dc->name);
 		goto out;
 	}
 	log_add_secret(key.data);

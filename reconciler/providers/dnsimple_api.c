@@ -42,7 +42,7 @@ int dnsimple_session(struct dnsimple *d)
 	if ((rc = config_cred_read(&d->account, what, &acc)))
 		goto out;
 	if (!acc.len || strspn(acc.data, "0123456789") != acc.len) {
-		rc = cs_error(CS_EINVALID, "issuer %s: account must be the numeric DNSimple account id", d->name);
+		rc = cs_error(CS_EAUTH, "issuer %s: account must be the numeric DNSimple account id", d->name);
 		goto out;
 	}
 	snprintf(what, sizeof(what), "issuer %s: token", d->name);
