@@ -7,15 +7,18 @@ never leads to a purchase. The output root made read-only or full after a paid o
 (transient), the DigiCert token is cleaned anyway, and the retry installs from the key store.
 """
 import os
+import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
 from conftest import cert_serial, manifest, pubkey
-from digicert_env import dc, dc_ca_dir, denv, dns, issuer_yaml, web  # noqa: F401
+from digicert_env import API_KEY, DNS_TOKEN, dc, dc_ca_dir, denv, dns, issuer_yaml, web  # noqa: F401
 from test_digicert import NAMES as DC_NAMES, check_digicert_outputs, shop
 from test_dnsimple import TOKEN, Sim, check_dnsimple_outputs, www
+from test_run import daemons, run_config  # noqa: F401
 
 WWW_NAMES = ["pizza.company", "shop.pizza.company", "www.pizza.company"]
 
@@ -261,3 +264,42 @@ def test_ca_full_disk_is_transient_and_retried(env, tmpfs_out):
     filler.unlink()
     env.run("apply", check=0)
     assert cert_serial(env.cert_dir("a") / "tls.crt") == serial  # the one kept in the key store
+
+
+# ---------- under `certsync run` ----------
+
+def test_run_reinstalls_lost_outputs_of_every_issuer_with_no_provider_request(env, dc, dns, web, daemons):
+    os.environ["DNSIMPLE_TOKEN"], os.environ["DIGICERT_API_KEY"] = DNS_TOKEN, API_KEY
+    try:
+        run_config(env, interval="1s", extra_issuers=issuer_yaml(dc.url, dns.url))
+        env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+        env.repo.write("shop.yaml", shop())
+        env.repo.write("w.yaml", manifest("w", ["www.pizza.company"], issuer="dns"))
+        env.repo.commit()
+        names = ("a", "shop", "w")
+        d = daemons(env)
+        deadline = time.time() + 90
+        while not all((env.cert_dir(n) / "tls.crt").exists() for n in names):
+            assert time.time() < deadline and d.proc.poll() is None, "".join(d.raw)
+            time.sleep(0.05)
+        d.wait_log(r"reconcile done: \d+ done, 0 pending, 0 failed")
+        before = {n: (cert_serial(env.cert_dir(n) / "tls.crt"), pubkey(env.cert_dir(n) / "tls.key", True))
+                  for n in names}
+        counters = (dns.ctl("counters"), dc.ctl("counters"))
+        start = len(d.messages())
+        for n in names:
+            lose_outputs(env, n)
+        # the interval tick sees the files gone (one pass or several, as the deletions fall)
+        deadline = time.time() + 30
+        while len([m for m in d.messages()[start:] if re.search("reinstalling certificate .* from the key store",
+                                                                 m)]) < 3 or \
+                not all((env.cert_dir(n) / "tls.crt").exists() for n in names):
+            assert time.time() < deadline and d.proc.poll() is None, "".join(d.raw)
+            time.sleep(0.05)
+        after = {n: (cert_serial(env.cert_dir(n) / "tls.crt"), pubkey(env.cert_dir(n) / "tls.key", True))
+                 for n in names}
+        assert after == before
+        assert (dns.ctl("counters"), dc.ctl("counters")) == counters  # no order, no purchase, no download
+    finally:
+        os.environ.pop("DNSIMPLE_TOKEN", None)
+        os.environ.pop("DIGICERT_API_KEY", None)
