@@ -232,13 +232,26 @@ static int engine_verify_fail(struct step_ctx *ctx, const char *fmt, ...)
 	return rc;
 }
 
-/* Appends name to a bounded ", "-separated list of *count names. */
+/*
+ * Appends name to a bounded ", "-separated list of *count names. A name from
+ * a certificate is the provider's text: anything but a DNS name's characters
+ * shows as '?', so no control character or escape reaches a log or terminal.
+ */
 static void engine_name_list(struct buf *b, size_t *count, const char *name)
 {
-	if (*count < ENGINE_NAMES_SHOWN)
-		buf_printf(b, "%s%s", *count ? ", " : "", name);
-	else if (*count == ENGINE_NAMES_SHOWN)
+	if (*count < ENGINE_NAMES_SHOWN) {
+		if (*count)
+			buf_puts(b, ", ");
+		for (size_t i = 0; name[i] && i < 255; i++) {
+			char c = name[i];
+			int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				 c == '.' || c == '-' || c == '*' || c == '_';
+
+			buf_append(b, ok ? &c : "?", 1);
+		}
+	} else if (*count == ENGINE_NAMES_SHOWN) {
 		buf_puts(b, ", ...");
+	}
 	(*count)++;
 }
 

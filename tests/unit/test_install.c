@@ -117,13 +117,13 @@ static void prepare(struct fx *f, const char *issuer, const char *names, const c
 static void material(struct fx *f, const char *names, int64_t nb, int64_t na, struct crypto_key *signer_key,
 		     struct crypto_cert *signer, int mismatched_key)
 {
-	char *copy = xstrdup(names), *save = NULL, *sans[8];
+	char *copy = xstrdup(names), *save = NULL, *sans[16];
 	struct crypto_key *key = NULL, *other = NULL;
 	struct crypto_cert *leaf = NULL;
 	struct buf csr = BUF_INIT;
 	size_t n = 0;
 
-	for (char *t = strtok_r(copy, ",", &save); t && n < 8; t = strtok_r(NULL, ",", &save))
+	for (char *t = strtok_r(copy, ",", &save); t && n < 16; t = strtok_r(NULL, ",", &save))
 		sans[n++] = t;
 	assert_int_equal(crypto_key_generate(CRYPTO_ECDSA, 256, &key), 0);
 	assert_int_equal(crypto_csr_create(key, sans[0], (const char *const *)sans, n, &csr), 0);
@@ -170,6 +170,14 @@ static void test_install_refuses_a_leaf_for_other_names(void **state)
 	/* one name too many is refused as well */
 	material(f, "www.example.test,extra.example.test", f->now - 60, f->now + 90 * DAY, NULL, NULL, 0);
 	assert_refused(f, "(not in the manifest: extra.example.test)");
+	/* a provider's name is shown without its control characters */
+	material(f, "www.example.test,evil\x1b[31m.example.test", f->now - 60, f->now + 90 * DAY, NULL, NULL, 0);
+	assert_refused(f, "(not in the manifest: evil??31m.example.test)");
+	assert_null(strchr(cs_errmsg(), '\x1b'));
+	/* a long list is cut after 8 names */
+	material(f, "a.test,b.test,c.test,d.test,e.test,f.test,g.test,h.test,i.test,j.test", f->now - 60,
+		 f->now + 90 * DAY, NULL, NULL, 0);
+	assert_refused(f, "not in the manifest: a.test, b.test, c.test, d.test, e.test, f.test, g.test, h.test, ...)");
 }
 
 static void test_install_refuses_an_expired_leaf(void **state)
