@@ -177,7 +177,7 @@ static int kf_prune(void *h, const char *cert, const char *keep_serial)
 	char *d = kf_cert_dir(f, cert), *keep = keep_serial ? xasprintf("%s.pem", keep_serial) : NULL;
 	DIR *dir = opendir(d);
 	struct dirent *e;
-	int rc = 0;
+	int rc = 0, removed = 0;
 
 	if (!dir) {
 		if (errno != ENOENT)
@@ -193,12 +193,13 @@ static int kf_prune(void *h, const char *cert, const char *keep_serial)
 		p = fsutil_join(d, e->d_name);
 		if ((r = fsutil_rm_rf(p)) && !rc)
 			rc = r;
+		removed++;
 		free(p);
 	}
 	closedir(dir);
 	if (!keep && !rc && rmdir(d) && errno != ENOENT)
 		rc = cs_error(CS_ERROR, "%s: %s", d, strerror(errno));
-	if (!rc)
+	if (!rc && (removed || !keep)) /* nothing removed: nothing to make durable */
 		fsutil_fsync_dir(keep ? d : f->store);
 out:
 	free(d);

@@ -106,6 +106,23 @@ def test_ca_lost_outputs_reinstall_the_same_certificate_and_key(env):
     assert store_files(env, "a") == [serial + ".pem"]
 
 
+def test_ca_moved_output_directory_keeps_the_certificate_and_key(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)
+    serial, key = cert_serial(env.cert_dir("a") / "tls.crt"), pubkey(env.cert_dir("a") / "tls.key", True)
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra="output: {directory: moved/a}"))
+    env.repo.commit()
+    plan = env.plan_json()
+    assert [(c["action"], c["reason_code"], c["steps"]) for c in plan["changes"]] == [
+        ("reinstall", "output_moved", ["reinstall"])]
+    env.run("apply", check=0)
+    d = env.out / "moved" / "a"
+    assert cert_serial(d / "tls.crt") == serial and pubkey(d / "tls.key", True) == key
+    assert not env.cert_dir("a").exists()
+    assert store_files(env, "a") == [serial + ".pem"]
+
+
 def test_ca_rotation_never_keeps_the_key_after_the_outputs_were_lost(env):
     keep = "privateKey: {rotationPolicy: Never}"
     env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra=keep))
