@@ -116,7 +116,9 @@ static int engine_store_get(struct step_ctx *ctx, const char *serial, struct key
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 		rc = cs_error(CS_ENOTFOUND, "%s: certificate %s: the key store's copy is damaged", ctx->rec->name,
 			      serial);
-	} else if (rc && rc != CS_ENOTFOUND) {
+	} else if (rc == CS_ENOTFOUND) {
+		rc = cs_error(CS_ENOTFOUND, "%s: certificate %s is not in the key store", ctx->rec->name, serial);
+	} else if (rc) {
 		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", ctx->rec->name, cs_errmsg());
 	}
 	return rc;

@@ -310,7 +310,7 @@ static int ca_step(struct step_ctx *ctx, enum step_status *status)
 		/* Lost outputs: the same certificate and key, never a silent rotation. */
 		rc = engine_reinstall(ctx);
 		if (rc == CS_ENOTFOUND) {
-			log_emit(LV_WARN, &ctx->log, "%s (recorded by an older version); issuing a new certificate",
+			log_emit(LV_WARN, &ctx->log, "%s (a record from an older certsync?); issuing a new certificate",
 				 cs_errmsg());
 			state_str_set(&ctx->rec->step, "issue");
 			*status = STEP_CONTINUE;

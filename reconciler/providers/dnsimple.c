@@ -438,7 +438,8 @@ static int step_reinstall(struct step_ctx *ctx, struct dnsimple *d, const struct
 	(void)d;
 	(void)o;
 	if (rc == CS_ENOTFOUND) {
-		log_emit(LV_INFO, &ctx->log, "%s (recorded by an older version); downloading it again", cs_errmsg());
+		log_emit(LV_INFO, &ctx->log, "%s (a record from an older certsync?); downloading it again",
+			 cs_errmsg());
 		step_next(ctx, "download", st);
 		return 0;
 	}
