@@ -53,7 +53,7 @@ struct config {
 		char *ca_file;
 	} source;
 	char *state_path;
-	char *key_dir; /* 0700 directory for keys that must survive a pending order */
+	char *key_dir; /* 0700 key directory: the key store (state/keystore.h) and pending orders' keys */
 	char *output_root;
 	struct issuer *issuers;
 	size_t n_issuers;

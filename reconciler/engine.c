@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../state/keystore.h"
 #include "../util/crypto.h"
 #include "../util/fsutil.h"
 #include "../util/err.h"
@@ -111,30 +113,267 @@ const char *engine_key_dir(struct step_ctx *ctx)
 	return ctx->cfg->key_dir;
 }
 
+/* ---------- the key store ---------- */
+
+/*
+ * Reads the key store's entry (rec, serial) into *out (caller wipes).
+ * CS_ENOTFOUND when the store lacks it or holds a damaged copy (the caller
+ * fetches it again), CS_ETRANSIENT when the store cannot be read now.
+ */
+static int engine_store_get(struct step_ctx *ctx, const char *serial, struct keystore_item *out)
+{
+	struct keystore *ks = keystore_open_dir(ctx->cfg->key_dir);
+	int rc;
+
+	keystore_item_init(out);
+	rc = keystore_get(ks, ctx->rec->name, serial, out);
+	keystore_close(ks);
+	if (rc == CS_EINVALID) {
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
+		rc = cs_error(CS_ENOTFOUND, "%s: certificate %s: the key store's copy is damaged", ctx->rec->name,
+			      serial);
+	} else if (rc == CS_ENOTFOUND) {
+		rc = cs_error(CS_ENOTFOUND, "%s: certificate %s is not in the key store", ctx->rec->name, serial);
+	} else if (rc) {
+		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", ctx->rec->name, cs_errmsg());
+	}
+	return rc;
+}
+
+/* The key store's entry (rec, serial) into ctx->mat. */
+static int engine_load_stored(struct step_ctx *ctx, const char *serial)
+{
+	struct keystore_item it;
+	int rc = engine_store_get(ctx, serial, &it);
+
+	if (!rc) {
+		material_wipe(&ctx->mat);
+		ctx->mat.key = it.key;
+		ctx->mat.cert = it.cert;
+		ctx->mat.ca = it.ca;
+		keystore_item_init(&it);
+	}
+	keystore_item_wipe(&it);
+	return rc;
+}
+
+/* Keeps the verified material in the key store before it is published: a failed publish is then a local retry. */
+static int engine_store_put(struct step_ctx *ctx, const char *serial)
+{
+	struct keystore *ks = keystore_open_dir(engine_key_dir(ctx));
+	struct keystore_item it;
+	int rc;
+
+	it.key = ctx->mat.key;
+	it.cert = ctx->mat.cert;
+	it.ca = ctx->mat.ca;
+	rc = keystore_put(ks, ctx->rec->name, serial, &it);
+	keystore_close(ks);
+	if (rc)
+		return cs_error(CS_ETRANSIENT, "%s: keeping the key in the key store: %s", ctx->rec->name, cs_errmsg());
+	return 0;
+}
+
+/* Drops the key store's entries of rec other than keep (NULL: all); a failure only costs disk space. */
+static void engine_store_prune(struct step_ctx *ctx, const char *name, const char *keep)
+{
+	struct keystore *ks = keystore_open_dir(ctx->cfg->key_dir);
+
+	if (keystore_prune(ks, name, keep))
+		log_emit(LV_WARN, &ctx->log, "old keys are kept: %s", cs_errmsg());
+	keystore_close(ks);
+}
+
 int engine_installed_key(struct step_ctx *ctx, struct buf *out)
 {
+	struct keystore_item it;
+
+	keystore_item_init(&it);
+	if (ctx->rec->serial && engine_store_get(ctx, ctx->rec->serial, &it) == 0) {
+		*out = it.key;
+		buf_init(&it.key, 0);
+		keystore_item_wipe(&it);
+		return 0;
+	}
+	keystore_item_wipe(&it);
 	if (!ctx->rec->output_dir)
 		return cs_error(CS_ENOTFOUND, "%s: no installed key", ctx->rec->name);
 	return outputs_read_key(ctx->cfg->output_root, ctx->rec->output_dir, out);
 }
 
-/* Checks that the material is a certificate for the spec's names with its own key. */
+int engine_reinstall(struct step_ctx *ctx)
+{
+	int rc;
+
+	if (!ctx->rec->serial)
+		return cs_error(CS_ENOTFOUND, "%s: no installed certificate is recorded", ctx->rec->name);
+	if ((rc = engine_load_stored(ctx, ctx->rec->serial)))
+		return rc;
+	log_emit(LV_INFO, &ctx->log, "reinstalling certificate %s from the key store (no provider request)",
+		 ctx->rec->serial);
+	return engine_install(ctx);
+}
+
+int engine_pending_material(struct step_ctx *ctx)
+{
+	const char *serial = state_cert_id(ctx->rec, ENGINE_ID_KEY_PENDING);
+	int rc;
+
+	if (!serial)
+		return cs_error(CS_ENOTFOUND, "%s: nothing waits in the key store", ctx->rec->name);
+	if (!(rc = engine_load_stored(ctx, serial)))
+		log_emit(LV_INFO, &ctx->log, "installing certificate %s from the key store (no provider request)",
+			 serial);
+	return rc;
+}
+
+/* ---------- verification before install ---------- */
+
+#define ENGINE_CLOCK_SKEW 300 /* a notBefore this far in the future is a clock difference, not a bad certificate */
+#define ENGINE_NAMES_SHOWN 8
+
+static int engine_verify_fail(struct step_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Fails the install with class verification: "<name>: certificate not installed: <why>". */
+static int engine_verify_fail(struct step_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+	char *why;
+	int rc;
+
+	va_start(ap, fmt);
+	why = xvasprintf(fmt, ap);
+	va_end(ap);
+	ctx->fail_class = STATE_FAIL_VERIFICATION;
+	rc = cs_error(CS_EINVALID, "%s: certificate not installed (verification): %s", ctx->rec->name, why);
+	free(why);
+	return rc;
+}
+
+/*
+ * Appends name to a bounded ", "-separated list of *count names. A name from
+ * a certificate is the provider's text: anything but a DNS name's characters
+ * shows as '?', so no control character or escape reaches a log or terminal.
+ */
+static void engine_name_list(struct buf *b, size_t *count, const char *name)
+{
+	if (*count < ENGINE_NAMES_SHOWN) {
+		if (*count)
+			buf_puts(b, ", ");
+		for (size_t i = 0; name[i] && i < 255; i++) {
+			char c = name[i];
+			int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				 c == '.' || c == '-' || c == '*' || c == '_';
+
+			buf_append(b, ok ? &c : "?", 1);
+		}
+	} else if (*count == ENGINE_NAMES_SHOWN) {
+		buf_puts(b, ", ...");
+	}
+	(*count)++;
+}
+
+/* The leaf's SANs are the manifest's names, plus only what the provider adds by itself (DNSimple's apex for www). */
+static int engine_check_names(struct step_ctx *ctx, const struct crypto_cert_info *info)
+{
+	const struct cert_spec *s = ctx->spec;
+	const char *const *want = (const char *const *)s->dns_names;
+	const char *const *got = (const char *const *)info->dns_names;
+	struct buf missing = BUF_INIT, extra = BUF_INIT;
+	size_t n_missing = 0, n_extra = 0, n_allowed = 0;
+	char **allowed = NULL;
+	int rc = 0;
+
+	if (ctx->issuer && ctx->issuer->ops->extra_names)
+		ctx->issuer->ops->extra_names(ctx->issuer, s, &allowed, &n_allowed);
+	for (size_t i = 0; i < s->n_dns; i++)
+		if (!crypto_names_contain(got, info->n_dns, want[i]))
+			engine_name_list(&missing, &n_missing, want[i]);
+	for (size_t i = 0; i < info->n_dns; i++)
+		if (!crypto_names_contain(want, s->n_dns, got[i]) &&
+		    !crypto_names_contain((const char *const *)allowed, n_allowed, got[i]))
+			engine_name_list(&extra, &n_extra, got[i]);
+	if (n_missing || n_extra)
+		rc = engine_verify_fail(ctx, "its names do not match the manifest (%s%s%s%s%s)",
+					n_missing ? "missing: " : "", n_missing ? missing.data : "",
+					n_missing && n_extra ? "; " : "", n_extra ? "not in the manifest: " : "",
+					n_extra ? extra.data : "");
+	for (size_t i = 0; i < n_allowed; i++)
+		free(allowed[i]);
+	free(allowed);
+	buf_free(&missing);
+	buf_free(&extra);
+	return rc;
+}
+
+/* Now within notBefore/notAfter, and the renewal point still ahead (else installing it starts a renewal). */
+static int engine_check_dates(struct step_ctx *ctx, const struct crypto_cert_info *info)
+{
+	struct state_cert when;
+	char t[32], d[32], before[32];
+	int64_t renew_at;
+
+	if (info->not_before > ctx->now + ENGINE_CLOCK_SKEW) {
+		util_fmt_time(info->not_before, t);
+		return engine_verify_fail(ctx, "certificate %s is not valid before %s", info->serial, t);
+	}
+	if (info->not_after <= ctx->now) {
+		util_fmt_time(info->not_after, t);
+		util_fmt_duration(ctx->now - info->not_after, d);
+		return engine_verify_fail(ctx, "certificate %s expired %s ago (notAfter %s)", info->serial, d, t);
+	}
+	memset(&when, 0, sizeof(when));
+	when.not_before = info->not_before;
+	when.not_after = info->not_after;
+	renew_at = plan_renewal_time(ctx->spec, &when);
+	/* A renewBefore of the whole lifetime or more makes every certificate due at once; the plan warns about it. */
+	if (renew_at > info->not_before && ctx->now >= renew_at) {
+		util_fmt_duration(info->not_after - ctx->now, d);
+		util_fmt_duration(info->not_after - renew_at, before);
+		return engine_verify_fail(ctx,
+					  "certificate %s expires in %s, inside the renewal window (renewBefore %s): "
+					  "installing it would start a renewal at once",
+					  info->serial, d, before);
+	}
+	return 0;
+}
+
+/*
+ * Checks that the material is a certificate for the spec's names with its own
+ * key, valid now and before its renewal point, whose chain verifies to
+ * ca.crt. The certificate already recorded as installed (a reinstall) is only
+ * held to its names, key and chain: its dates were checked when it was first
+ * installed, and renewing it is the plan's business.
+ */
 static int engine_check_material(struct step_ctx *ctx, struct crypto_cert_info *info)
 {
 	struct crypto_cert *leaf = NULL;
 	struct crypto_key *key = NULL;
-	int rc;
+	int recorded, rc;
+	char *why = NULL;
 
-	if ((rc = crypto_cert_from_pem(ctx->mat.cert.data, ctx->mat.cert.len, "certificate", &leaf)) ||
-	    (rc = crypto_key_from_pem(ctx->mat.key.data, ctx->mat.key.len, "private key", &key)))
-		goto out;
-	if (!crypto_cert_matches_key(leaf, key)) {
-		rc = cs_error(CS_EINVALID, "%s: the certificate does not match its private key; not installed",
-			      ctx->rec->name);
+	if ((rc = crypto_cert_from_pem(ctx->mat.cert.data, ctx->mat.cert.len, "tls.crt", &leaf)) ||
+	    (rc = crypto_key_from_pem(ctx->mat.key.data, ctx->mat.key.len, "the private key", &key)) ||
+	    (rc = crypto_cert_info(leaf, info))) {
+		why = xstrdup(cs_errmsg());
+		rc = engine_verify_fail(ctx, "%s", why);
 		goto out;
 	}
-	rc = crypto_cert_info(leaf, info);
+	if (!crypto_cert_matches_key(leaf, key)) {
+		rc = engine_verify_fail(ctx, "certificate %s does not match its private key", info->serial);
+		goto out;
+	}
+	recorded = util_streq(info->fingerprint, ctx->rec->fingerprint);
+	if ((rc = engine_check_names(ctx, info)) || (!recorded && (rc = engine_check_dates(ctx, info))))
+		goto out;
+	if ((rc = crypto_cert_verify_chain(ctx->mat.cert.data, ctx->mat.cert.len, ctx->mat.ca.data, ctx->mat.ca.len,
+					   recorded ? 0
+						    : (info->not_before > ctx->now ? info->not_before : ctx->now)))) {
+		why = xstrdup(cs_errmsg());
+		rc = engine_verify_fail(ctx, "%s", why);
+	}
 out:
+	free(why);
 	crypto_cert_free(leaf);
 	crypto_key_free(key);
 	return rc;
@@ -150,8 +389,9 @@ int engine_install(struct step_ctx *ctx)
 	memset(&info, 0, sizeof(info));
 	if (!material_present(&ctx->mat))
 		return cs_error(CS_ERROR, "%s: nothing to install", rec->name);
-	if ((rc = engine_check_material(ctx, &info)))
+	if ((rc = engine_check_material(ctx, &info)) || (rc = engine_store_put(ctx, info.serial)))
 		goto out;
+	state_cert_set_id(rec, ENGINE_ID_KEY_PENDING, info.serial);
 	memset(&old, 0, sizeof(old));
 	old.output_dir = rec->output_dir;
 	old.out_generation = rec->out_generation;
@@ -169,10 +409,12 @@ int engine_install(struct step_ctx *ctx)
 		state_str_set(&rec->fingerprint, info.fingerprint);
 		rec->not_before = info.not_before;
 		rec->not_after = info.not_after;
+		state_cert_set_id(rec, ENGINE_ID_KEY_PENDING, NULL);
 		state_cert_event(rec, ctx->now, "installed certificate %s (expires %lld)", info.serial,
 				 (long long)info.not_after);
 		if (moved)
 			outputs_remove(ctx->cfg->output_root, &old);
+		engine_store_prune(ctx, rec->name, info.serial); /* the old keys go once the new one is live */
 	} else if (moved) {
 		state_str_set(&rec->out_generation, old.out_generation);
 	}
@@ -228,6 +470,8 @@ static void engine_start_change(struct step_ctx *ctx, const struct plan_change *
 	}
 	state_str_set(&rec->change, plan_change_name(ch->kind));
 	state_str_set(&rec->step, ch->n_steps ? ch->steps[0] : NULL);
+	state_cert_set_id(rec, ENGINE_ID_KEY_PENDING,
+			  NULL); /* what a previous change left unpublished is not this one's */
 	state_str_set(&rec->issuer, ctx->spec->issuer);
 	state_str_set(&rec->provider, ctx->issuer->ops->type);
 	state_str_set(&rec->target_hash, ctx->spec->hash);
@@ -324,6 +568,8 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 		rc = ctx->issuer->ops->release(ctx);
 	if (!rc)
 		rc = outputs_remove(e->cfg->output_root, ctx->rec);
+	if (!rc)
+		engine_store_prune(ctx, ctx->rec->name, NULL);
 	if (rc) {
 		const char *cls = engine_failure_class(rc, ctx->fail_class);
 

@@ -179,6 +179,9 @@ int outputs_publish(const char *root, const char *dir, const struct buf *cert, c
 out:
 	if (rc && gendir)
 		fsutil_rm_rf(gendir);
+	/* A local write failure (full disk, read-only or unwritable directory) passes: retried with backoff. */
+	if (rc == CS_ERROR || rc == CS_ENOTFOUND)
+		rc = CS_ETRANSIENT;
 	free(parent);
 	free(base);
 	free(gen);

@@ -18,8 +18,11 @@
 /*
  * Writes cert/key/ca into a new generation of root/dir and swaps the symlink.
  * Refuses a dir that resolves outside root (symlinked parents) and an
- * existing path there that certsync did not create. Records the generation
- * and the files' signature and hash in rec; removes the previous generation.
+ * existing path there that certsync did not create (CS_EINVALID,
+ * CS_ECONFLICT: permanent). A local write failure (ENOSPC, EROFS, EACCES,
+ * ENOTDIR) is CS_ETRANSIENT with the path and the system's reason, and leaves
+ * the published generation as it was. Records the generation and the files'
+ * signature and hash in rec; removes the previous generation.
  */
 int outputs_publish(const char *root, const char *dir, const struct buf *cert, const struct buf *key,
 		    const struct buf *ca, struct state_cert *rec);

@@ -128,6 +128,14 @@ struct provider_ops {
 	 */
 	int (*ensure_webhook)(const struct issuer *is, const char *url);
 
+	/*
+	 * Names the provider's certificate for s may carry beyond s's own (the
+	 * apex DNSimple adds to "www"): engine_install accepts a leaf whose SANs
+	 * are s's names plus any of these. The caller frees each of the *n
+	 * strings and *out. May be NULL (exactly s's names).
+	 */
+	void (*extra_names)(const struct issuer *is, const struct cert_spec *s, char ***out, size_t *n);
+
 	/* The DNS driver this provider offers to others, or NULL. */
 	const struct dns_driver *dns;
 
@@ -147,11 +155,36 @@ const char *provider_type_list(void);
 int engine_journal(struct step_ctx *ctx);
 
 /*
- * Publishes ctx->mat into the certificate's output directory (fresh directory
- * + atomic symlink swap), records serial, validity, fingerprint and the
- * output signature in ctx->rec, and queues the on-change hook. Wipes the key.
+ * Verifies ctx->mat against the manifest (SANs as the provider maps them, the
+ * key, the dates and the renewal point, the chain to ca.crt with OpenSSL's
+ * verifier), keeps it in the key store, then publishes it into the
+ * certificate's output directory (fresh directory + atomic symlink swap),
+ * records serial, validity, fingerprint and the output signature in ctx->rec,
+ * and drops the key store's older entries. Wipes the key.
+ * A mismatch is CS_EINVALID with ctx->fail_class = STATE_FAIL_VERIFICATION and
+ * nothing installed; a local write failure (full disk, read-only directory) is
+ * CS_ETRANSIENT, and the material stays in the key store for the retry
+ * (engine_pending_material).
  */
 int engine_install(struct step_ctx *ctx);
+
+/*
+ * Reinstalls the certificate ctx->rec records (serial and fingerprint) from
+ * the key store: no provider request, no new key. 0 when installed;
+ * CS_ENOTFOUND when the store lacks it (a record from an older version: the
+ * driver falls back to its free download); otherwise engine_install's codes.
+ */
+int engine_reinstall(struct step_ctx *ctx);
+
+/*
+ * For an install step resumed without material in memory: loads into
+ * ctx->mat what an earlier attempt of this change put in the key store before
+ * publishing failed. CS_ENOTFOUND when there is none (the driver fetches it again).
+ */
+int engine_pending_material(struct step_ctx *ctx);
+
+/* The record id naming the key store entry an install has stored but not yet published. */
+#define ENGINE_ID_KEY_PENDING "keys.pending_serial"
 
 /*
  * Record ids the engine keeps for a failed on-change hook, so that the daemon
@@ -161,10 +194,13 @@ int engine_install(struct step_ctx *ctx);
 #define ENGINE_ID_HOOK_ATTEMPTS "hooks.attempts"
 #define ENGINE_ID_HOOK_NEXT "hooks.next_try"
 
-/* Reads the currently installed private key (rotationPolicy: Never). CS_ENOTFOUND if none. */
+/*
+ * Reads the currently installed private key (rotationPolicy: Never): from the
+ * key store, else from the outputs. CS_ENOTFOUND if neither has it.
+ */
 int engine_installed_key(struct step_ctx *ctx, struct buf *out);
 
-/* The 0700 directory for keys that must survive between runs (created on demand). */
+/* The 0700 key directory (state.keyDir): the key store and pending orders' keys (created on demand). */
 const char *engine_key_dir(struct step_ctx *ctx);
 
 /* ---------- step helpers for drivers (providers/steps.c) ---------- */

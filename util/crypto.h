@@ -89,6 +89,20 @@ int crypto_cert_signed_by(const struct crypto_cert *cert, const struct crypto_ce
 
 void crypto_cert_free(struct crypto_cert *cert);
 
+/*
+ * Verifies a certificate bundle with OpenSSL's verifier (crypto_verify.c):
+ * the first certificate of chain_pem (the leaf) must chain, through the rest
+ * of chain_pem as untrusted intermediates, to a trust anchor in ca_pem, valid
+ * at unix time `at` (0: dates are not checked). An anchor that is an
+ * intermediate ends the chain as a root does (partial chain). CS_EINVALID
+ * with the verifier's reason, the depth and the subject of the failing
+ * certificate.
+ */
+int crypto_cert_verify_chain(const char *chain_pem, size_t chain_len, const char *ca_pem, size_t ca_len, int64_t at);
+
+/* 1 if name is in set (DNS comparison: ASCII case-insensitive, a trailing dot ignored), else 0. */
+int crypto_names_contain(const char *const *set, size_t n, const char *name);
+
 /* Hashes. Hex outputs are lowercase and NUL-terminated. */
 void crypto_sha256(const void *data, size_t len, unsigned char out[32]);
 void crypto_sha256_hex(const void *data, size_t len, char out[65]);

@@ -3,9 +3,10 @@
  * local CA given as files, or generated on first use into a directory, or
  * self-signs them. No account, no network, no money.
  *
- * Steps: issue (key + CSR + signature, material kept in memory) → install.
- * A crash between the two loses the material; install then sends the
- * certificate back to issue, which is free here.
+ * Steps: issue (key + CSR + signature, material kept in memory) → install;
+ * reinstall (lost outputs: the same certificate and key from the key store).
+ * A crash between issue and install loses the material; install then sends
+ * the certificate back to issue, which is free here.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -132,6 +133,11 @@ static int ca_plan(const struct issuer *is, enum change_kind kind, const struct 
 	(void)is;
 	(void)s;
 	memset(out, 0, sizeof(*out));
+	if (kind == CHANGE_REINSTALL ||
+	    (kind == CHANGE_RESUME && rec && rec->step && !strcmp(rec->step, "reinstall"))) {
+		out->steps[out->n++] = "reinstall";
+		return 0;
+	}
 	if (kind == CHANGE_RESUME && rec && rec->step && !strcmp(rec->step, "install")) {
 		out->steps[out->n++] = "install";
 		return 0;
@@ -302,8 +308,23 @@ static int ca_step(struct step_ctx *ctx, enum step_status *status)
 		*status = STEP_CONTINUE;
 		return 0;
 	}
+	if (util_streq(step, "reinstall")) {
+		/* Lost outputs: the same certificate and key, never a silent rotation. */
+		rc = engine_reinstall(ctx);
+		if (rc == CS_ENOTFOUND) {
+			log_emit(LV_WARN, &ctx->log, "%s (a record from an older certsync?); issuing a new certificate",
+				 cs_errmsg());
+			state_str_set(&ctx->rec->step, "issue");
+			*status = STEP_CONTINUE;
+			return 0;
+		}
+		if (rc)
+			return rc;
+		*status = STEP_DONE;
+		return 0;
+	}
 	if (util_streq(step, "install")) {
-		if (!material_present(&ctx->mat)) {
+		if (!material_present(&ctx->mat) && engine_pending_material(ctx)) {
 			/* Resumed after a crash: the key was only in memory. Issuing again costs nothing. */
 			state_str_set(&ctx->rec->step, "issue");
 			*status = STEP_CONTINUE;

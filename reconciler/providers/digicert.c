@@ -3,7 +3,7 @@
  * AuthKey request token (seed 2, ../shared/api/digicert.md). Steps:
  *
  *   create/replace/renew: prepare → place → order (paid, write-ahead) → await → download → install → cleanup
- *   reinstall: download → install
+ *   reinstall: reinstall (from the key store; no request) [→ download → install for older records]
  *
  * "find" is the crash recovery of an order: it lists the account's orders by
  * the alternative_order_id journaled before the request and adopts the one
@@ -33,7 +33,7 @@
 
 static const char *const seq_order[] = {"prepare", "place", "order", "await", "download", "install", "cleanup", NULL};
 static const char *const seq_recover[] = {"find", "await", "download", "install", "cleanup", NULL};
-static const char *const seq_reinstall[] = {"download", "install", NULL};
+static const char *const seq_reinstall[] = {"reinstall", "download", "install", NULL};
 
 static int digicert_plan(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
 			 const struct state_cert *rec, struct plan_steps *out)
@@ -62,6 +62,8 @@ static int digicert_plan(const struct issuer *is, enum change_kind kind, const s
 		out->steps[out->n++] = seq[i];
 		if (!strcmp(seq[i], "order"))
 			out->paid = 1;
+		if (!strcmp(seq[i], "reinstall"))
+			break; /* download is only the fallback for records without a key store entry */
 	}
 	if (out->paid)
 		out->product = dc->product;
@@ -298,11 +300,19 @@ static int take_material(struct step_ctx *ctx, const char *chain, int reinstall)
 	rc = read_keyfile(ctx, "key", &ctx->mat.key);
 	if (rc && reinstall)
 		rc = engine_installed_key(ctx, &ctx->mat.key);
-	if (rc)
+	if (rc) {
+		/*
+		 * Only a record from before the key store whose outputs are gone too (or a
+		 * wiped key directory): the key is lost for good. A new order is the way
+		 * out, and it is paid: it waits for an explicit retry, which the plan shows.
+		 */
+		state_str_set(&ctx->rec->change, plan_change_name(CHANGE_REPLACE));
+		state_str_set(&ctx->rec->step, "prepare");
 		return cs_error(CS_EINVALID,
-				"%s: the private key for this DigiCert certificate is gone (not in the key directory "
-				"nor the outputs); remove the certificate's state record to order a new one",
+				"%s: the private key of this DigiCert certificate is lost (not in the key store nor "
+				"the outputs); apply --retry-failed orders a new certificate (paid)",
 				ctx->rec->name);
+	}
 	return 0;
 }
 
@@ -503,18 +513,55 @@ out:
 	return rc;
 }
 
+/* Lost outputs: the installed certificate and key from the key store, with no request to DigiCert. */
+static int step_reinstall(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
+{
+	int rc = engine_reinstall(ctx);
+
+	(void)dc;
+	if (rc == CS_ENOTFOUND) {
+		log_emit(LV_INFO, &ctx->log, "%s (a record from an older certsync?); downloading it again",
+			 cs_errmsg());
+		step_next(ctx, "download", st);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	*st = STEP_DONE;
+	return 0;
+}
+
+/*
+ * An install that fails (a full disk: retried from the key store) must not
+ * hold the validation tokens in DNS meanwhile: the certificate is issued, so
+ * they go now. Keeps install's error.
+ */
+static int install_failed(struct step_ctx *ctx, struct digicert *dc, int rc)
+{
+	char *msg = xstrdup(cs_errmsg());
+
+	if (ctx->rec->n_tokens && remove_tokens(ctx, dc, ctx->rec->n_tokens) == 0) {
+		state_cert_set_id(ctx->rec, ID_TOKEN, NULL);
+		log_emit(LV_INFO, &ctx->log, "removed the DigiCert request tokens (the certificate is issued)");
+	} else if (ctx->rec->n_tokens) {
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
+	}
+	rc = cs_error(rc, "%s", msg);
+	free(msg);
+	return rc;
+}
+
 static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
 	long long order = step_id_num(ctx->rec, ID_ORDER), cert = step_id_num(ctx->rec, ID_CERT);
 	int rc;
 
-	(void)dc;
-	if (!material_present(&ctx->mat)) {
+	if (!material_present(&ctx->mat) && engine_pending_material(ctx)) {
 		step_next(ctx, "download", st); /* resumed: the chain was only in memory */
 		return 0;
 	}
 	if ((rc = engine_install(ctx)))
-		return rc;
+		return install_failed(ctx, dc, rc);
 	if (order) {
 		step_set_id_num(ctx->rec, ID_INSTALLED_ORDER, order);
 		step_set_id_num(ctx->rec, ID_INSTALLED_CERT, cert);
@@ -522,7 +569,7 @@ static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	state_cert_set_id(ctx->rec, ID_ORDER, NULL);
 	state_cert_set_id(ctx->rec, ID_CERT, NULL);
 	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
-	remove_keyfiles(ctx); /* the key now lives in the outputs only */
+	remove_keyfiles(ctx); /* the key now lives in the key store (and the outputs) */
 	if (!ctx->rec->n_tokens) {
 		*st = STEP_DONE;
 		return 0;
@@ -552,7 +599,7 @@ static const struct {
 } digicert_steps[] = {
 	{"prepare", step_prepare, 0}, {"place", step_place, 1},	    {"order", step_order, 1},
 	{"find", step_find, 1},	      {"await", step_await, 1},	    {"download", step_download, 1},
-	{"install", step_install, 0}, {"cleanup", step_cleanup, 0},
+	{"install", step_install, 0}, {"cleanup", step_cleanup, 0}, {"reinstall", step_reinstall, 0},
 };
 
 static int digicert_step(struct step_ctx *ctx, enum step_status *st)
@@ -613,6 +660,24 @@ static int digicert_refresh(const struct issuer *is, const struct state_cert *re
 	return 0;
 }
 
+/* DV products cover the name with and without "www." (the free "plus" SAN), and a wildcard its base name. */
+static void digicert_extra_names(const struct issuer *is, const struct cert_spec *s, char ***out, size_t *n)
+{
+	(void)is;
+	*n = 0;
+	*out = xcalloc(s->n_dns + 1, sizeof(char *));
+	for (size_t i = 0; i < s->n_dns; i++) {
+		const char *name = s->dns_names[i];
+
+		if (!strncmp(name, "*.", 2))
+			(*out)[(*n)++] = xstrdup(name + 2);
+		else if (!strncmp(name, "www.", 4))
+			(*out)[(*n)++] = xstrdup(name + 4);
+		else
+			(*out)[(*n)++] = xasprintf("www.%s", name);
+	}
+}
+
 static void digicert_end_run(const struct issuer *is)
 {
 	digicert_session_end(is->priv);
@@ -628,6 +693,7 @@ const struct provider_ops provider_digicert = {
 	.step = digicert_step,
 	.refresh = digicert_refresh,
 	.release = digicert_release,
+	.extra_names = digicert_extra_names,
 	.webhook = NULL,
 	.dns = NULL,
 	.end_run = digicert_end_run,

@@ -5,7 +5,7 @@
  *   create/replace: find → purchase (paid, write-ahead) → issue → await → download → install
  *   renew, autoRenew false: renew-purchase (paid, write-ahead) → renew-issue → await → download → install
  *   renew, autoRenew true: find-renewal → download → install
- *   reinstall: download → install
+ *   reinstall: reinstall (from the key store; no request) [→ download → install for older records]
  *
  * "find" is also the crash recovery of a purchase: it lists the domain's
  * certificates and adopts one for the same names instead of buying again.
@@ -244,7 +244,7 @@ static void dnsimple_check_spec(const struct issuer *is, const struct cert_spec 
 static const char *const seq_create[] = {"find", "purchase", "issue", "await", "download", "install", NULL};
 static const char *const seq_renew[] = {"renew-purchase", "renew-issue", "await", "download", "install", NULL};
 static const char *const seq_auto[] = {"find-renewal", "download", "install", NULL};
-static const char *const seq_reinstall[] = {"download", "install", NULL};
+static const char *const seq_reinstall[] = {"reinstall", "download", "install", NULL};
 
 static const char *const *dnsimple_sequence(enum change_kind kind, const struct cert_spec *s, const char *change)
 {
@@ -280,6 +280,8 @@ static int dnsimple_plan(const struct issuer *is, enum change_kind kind, const s
 		out->steps[out->n++] = seq[i];
 		if (!strcmp(seq[i], "purchase") || !strcmp(seq[i], "renew-purchase"))
 			out->paid = 1;
+		if (!strcmp(seq[i], "reinstall"))
+			break; /* download is only the fallback for records without a key store entry */
 	}
 	if (out->paid)
 		out->product = "letsencrypt";
@@ -427,6 +429,26 @@ static int step_download(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	return 0;
 }
 
+/* Lost outputs: the installed certificate and key from the key store, with no request to DNSimple. */
+static int step_reinstall(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o,
+			  enum step_status *st)
+{
+	int rc = engine_reinstall(ctx);
+
+	(void)d;
+	(void)o;
+	if (rc == CS_ENOTFOUND) {
+		log_emit(LV_INFO, &ctx->log, "%s (a record from an older certsync?); downloading it again",
+			 cs_errmsg());
+		step_next(ctx, "download", st);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	*st = STEP_DONE;
+	return 0;
+}
+
 static int step_install(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
 	long long id = step_id_num(ctx->rec, ID_PENDING);
@@ -434,7 +456,7 @@ static int step_install(struct step_ctx *ctx, struct dnsimple *d, const struct d
 
 	(void)d;
 	(void)o;
-	if (!material_present(&ctx->mat)) {
+	if (!material_present(&ctx->mat) && engine_pending_material(ctx)) {
 		step_next(ctx, "download", st); /* resumed: the material was only in memory */
 		return 0;
 	}
@@ -541,6 +563,7 @@ static const struct {
 	{"await", step_await},
 	{"download", step_download},
 	{"install", step_install},
+	{"reinstall", step_reinstall},
 	{"renew-purchase", step_renew_purchase},
 	{"renew-issue", step_renew_issue},
 	{"find-renewal", step_find_renewal},
@@ -562,12 +585,28 @@ static int dnsimple_step(struct step_ctx *ctx, enum step_status *st)
 		return cs_error(CS_EINVALID, "%s: the dnsimple issuer has no step \"%s\"", ctx->rec->name, step);
 	if (dnsimple_map(ctx->spec, d->zones, d->n_zones, &o, err, sizeof(err)))
 		return cs_error(CS_EINVALID, "%s: %s", ctx->rec->name, err);
-	/* install needs no session: the material is already in memory */
-	rc = strcmp(step, "install") ? dnsimple_session(d) : 0;
+	/* install and reinstall need no session: the material is in memory or in the key store */
+	rc = strcmp(step, "install") && strcmp(step, "reinstall") ? dnsimple_session(d) : 0;
 	if (!rc)
 		rc = run(ctx, d, &o, st);
 	dnsimple_order_free(&o);
 	return rc;
+}
+
+/* DNSimple's "www" certificate covers the apex too (§2.3), whether or not the manifest lists it. */
+static void dnsimple_extra_names(const struct issuer *is, const struct cert_spec *s, char ***out, size_t *n)
+{
+	const struct dnsimple *d = is->priv;
+	struct dnsimple_order o;
+	char err[256];
+
+	*out = NULL;
+	*n = 0;
+	if (dnsimple_map(s, d->zones, d->n_zones, &o, err, sizeof(err)) == 0 && !strcmp(o.name, "www")) {
+		*out = xcalloc(2, sizeof(char *));
+		(*out)[(*n)++] = xstrdup(o.domain);
+	}
+	dnsimple_order_free(&o);
 }
 
 /* ---------- refresh ---------- */
@@ -621,6 +660,7 @@ const struct provider_ops provider_dnsimple = {
 	.step = dnsimple_step,
 	.refresh = dnsimple_refresh,
 	.release = NULL,
+	.extra_names = dnsimple_extra_names,
 	.webhook = dnsimple_webhook,
 	.ensure_webhook = dnsimple_ensure_webhook,
 	.dns = &dnsimple_dns,

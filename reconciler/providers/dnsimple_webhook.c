@@ -62,6 +62,14 @@ int dnsimple_webhook(const struct issuer *is, const char *body, size_t len, stru
 		out->ignored = 1;
 		goto out;
 	}
+	/*
+	 * DNSimple deleted its copy of a key: ours is in the key store, so there is
+	 * nothing to look at again (and nothing that may lead to a purchase).
+	 */
+	if (!strcmp(name, "certificate.remove_private_key")) {
+		out->ignored = 1;
+		goto out;
+	}
 	id = json_integer_value(idv);
 	cn = json_string_value(json_object_get(cert, "common_name"));
 	recs = state_cert_list(st, &n);

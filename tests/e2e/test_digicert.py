@@ -75,7 +75,10 @@ def test_instant_issuance_with_a_txt_token_at_the_name(denv, dc, dns):
     rec = denv.state_json()["certificates"]["shop"]
     assert rec["phase"] == "ready" and not rec.get("tokens")
     assert rec["ids"]["digicert.installed_order_id"] == str(order["id"])
-    assert not list((denv.state.parent / "keys").glob("*"))
+    # the pending order's key and CSR are gone; the key lives on in the key store, by serial
+    keys = denv.state.parent / "keys"
+    assert not list(keys.glob("digicert-*"))
+    assert [p.name for p in (keys / "store" / "shop").iterdir()] == [rec["serial"] + ".pem"]
     denv.run("plan", "--detailed-exitcode", check=0)
 
 
@@ -157,7 +160,7 @@ def test_a_stale_authkey_leaves_the_order_pending_until_fixed(denv, dc, dns):
     assert dc.count("_missing_content_length") == 0 and dc.count("_missing_user_agent") == 0
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)
     assert dns.txt() == []
-    assert not list((denv.state.parent / "keys").glob("*"))
+    assert not list((denv.state.parent / "keys").glob("digicert-*"))  # the pending key went into the key store
 
 
 def test_kill_after_the_order_never_orders_twice(denv, dc, dns):
@@ -285,10 +288,16 @@ def test_no_secret_appears_anywhere(denv, dc, dns):
     assert auth_key and auth_key != AUTH_KEY
     key_pem = (denv.cert_dir("shop") / "tls.key").read_text()
     key_body = "".join(key_pem.strip().splitlines()[1:-1])
+    store = denv.state.parent / "keys" / "store"
     for f in denv.state.parent.rglob("*"):
-        if f.is_file():
+        if f.is_file() and store not in f.parents:
             outs.append(f.read_text(errors="replace"))
-    assert not list((denv.state.parent / "keys").glob("*"))
+    # the key is kept only in the key store: 0600 files in 0700 directories
+    assert not list((denv.state.parent / "keys").glob("digicert-*"))
+    kept = [f for f in store.rglob("*") if f.is_file()]
+    assert len(kept) == 1 and key_body in "".join(kept[0].read_text().split("\n"))
+    assert all((f.stat().st_mode & 0o777) == 0o600 for f in kept)
+    assert all((d.stat().st_mode & 0o777) == 0o700 for d in (store.parent, store, kept[0].parent))
     text = "\n".join(outs)
     assert '"msg"' in text or "level" in text  # the JSON log was captured
     for secret in (API_KEY, auth_key, key_body, key_body[:40]):
@@ -325,7 +334,9 @@ def test_removing_a_certificate_removes_its_placed_tokens(denv, dc, dns, web):
     r = denv.run("apply", check=0)
     assert "shop" not in denv.state_json()["certificates"], r
     assert not web.fileauth().exists()
-    assert not list((denv.state.parent / "keys").glob("*"))
+    keys = denv.state.parent / "keys"
+    assert not list(keys.glob("digicert-*")) and not (keys / "store" / "shop").exists()
+    assert (keys / "store" / "other").is_dir()  # the certificate that stays keeps its key
 
 
 def test_a_token_older_than_25_days_is_placed_again(denv, dc, dns):
@@ -347,7 +358,7 @@ def test_a_token_older_than_25_days_is_placed_again(denv, dc, dns):
     assert dc.count("order_create") == 1
 
 
-def test_reinstall_downloads_again_and_keeps_the_key(denv, dc):
+def test_reinstall_comes_from_the_key_store_and_keeps_the_key(denv, dc):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
     denv.run("apply", check=0)
@@ -356,11 +367,11 @@ def test_reinstall_downloads_again_and_keeps_the_key(denv, dc):
     (d / "tls.crt").write_text("tampered\n")
     plan = denv.plan_json()
     assert plan["changes"][0]["action"] == "reinstall" and not plan["changes"][0]["paid"]
-    assert plan["changes"][0]["steps"] == ["download", "install"]
+    assert plan["changes"][0]["steps"] == ["reinstall"]
     r = denv.run("apply", check=0)
     assert "1 done" in r.out, r
     assert cert_serial(d / "tls.crt") == serial and pubkey(d / "tls.key", True) == key
-    assert dc.count("order_create") == 1 and dc.count("download_certificate") == 1
+    assert dc.count("order_create") == 1 and dc.count("download_certificate") == 0
     check_digicert_outputs(d, NAMES)
 
 

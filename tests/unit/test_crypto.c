@@ -795,6 +795,147 @@ static void test_crypto_refuses_garbage_and_broken_certificate_pem(void **state)
 
 /* ---------- hashes, randomness ---------- */
 
+/* ---------- chain verification ---------- */
+
+/* A root and an intermediate made by the openssl CLI (a real three-level chain): *inter signs, PEMs returned. */
+static void make_intermediate(const char *dir, struct ca *inter, char **root_pem, char **inter_pem)
+{
+	char *cnf = test_write(dir, "x.cnf",
+			       "[req]\ndistinguished_name=dn\nprompt=no\n[dn]\nCN=chain test\n"
+			       "[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+			       "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n",
+			       0644);
+	char *out =
+		run("cd %s && openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		    "-keyout root.key -subj /CN=chain-root -config x.cnf -extensions ca -days 30 -out root.pem "
+		    ">/dev/null && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+		    "int.key -subj /CN=chain-intermediate -config x.cnf -out int.csr >/dev/null && openssl x509 -req "
+		    "-in int.csr -CA root.pem -CAkey root.key -CAcreateserial -extfile x.cnf -extensions ca -days 30 "
+		    "-out int.pem >/dev/null 2>&1 && cat int.key",
+		    dir);
+	char *p;
+
+	assert_int_equal(crypto_key_from_pem(out, strlen(out), "int.key", &inter->key), 0);
+	crypto_wipe(out, strlen(out));
+	free(out);
+	*root_pem = run("cat %s/root.pem", dir);
+	*inter_pem = run("cat %s/int.pem", dir);
+	assert_int_equal(crypto_cert_from_pem(*inter_pem, strlen(*inter_pem), "int.pem", &inter->cert), 0);
+	p = *inter_pem;
+	*inter_pem = xasprintf("%s\n", p);
+	free(p);
+	p = *root_pem;
+	*root_pem = xasprintf("%s\n", p);
+	free(p);
+	free(cnf);
+}
+
+static void test_crypto_verify_chain_through_an_intermediate_to_the_root_or_the_intermediate(void **state)
+{
+	const char *names[] = {"www.example.com"};
+	char *dir = test_mkdtemp(), *root_pem, *inter_pem, *leaf_pem, *bundle;
+	struct ca inter = {NULL, NULL};
+	struct crypto_key *key = new_key(CRYPTO_ECDSA, 256);
+	struct crypto_cert *leaf;
+
+	(void)state;
+	make_intermediate(dir, &inter, &root_pem, &inter_pem);
+	leaf = issue(&inter, key, names, 1);
+	leaf_pem = cert_pem(leaf);
+	bundle = xasprintf("%s%s", leaf_pem, inter_pem);
+	/* leaf + intermediate in tls.crt, the root in ca.crt */
+	assert_int_equal(crypto_cert_verify_chain(bundle, strlen(bundle), root_pem, strlen(root_pem), util_now()), 0);
+	/* ca.crt holding only the intermediate (DNSimple gives no root): a partial chain is enough */
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), inter_pem, strlen(inter_pem), util_now()),
+			 0);
+	/* without the intermediate anywhere, the leaf does not reach the root */
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), root_pem, strlen(root_pem), util_now()),
+			 CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "does not verify from the leaf to ca.crt"));
+	assert_non_null(strstr(cs_errmsg(), "unable to get local issuer certificate"));
+	/* an empty ca.crt is no trust anchor */
+	assert_int_equal(crypto_cert_verify_chain(bundle, strlen(bundle), "", 0, util_now()), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "ca.crt is empty"));
+	free(bundle);
+	free(leaf_pem);
+	free(root_pem);
+	free(inter_pem);
+	crypto_cert_free(leaf);
+	crypto_key_free(key);
+	free_ca(&inter);
+	test_rmdir(dir);
+}
+
+static void test_crypto_verify_chain_refuses_another_ca_and_checks_the_dates(void **state)
+{
+	const char *names[] = {"www.example.com"};
+	struct ca ca, other;
+	struct crypto_key *key = new_key(CRYPTO_ECDSA, 256);
+	struct crypto_cert *leaf;
+	char *leaf_pem, *ca_pem, *other_pem;
+
+	(void)state;
+	make_ca(&ca, CRYPTO_ECDSA, 256, "right CA");
+	make_ca(&other, CRYPTO_ECDSA, 256, "other CA");
+	leaf = issue(&ca, key, names, 1); /* valid [T0, T0 + 90 days] */
+	leaf_pem = cert_pem(leaf);
+	ca_pem = cert_pem(ca.cert);
+	other_pem = cert_pem(other.cert);
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), ca_pem, strlen(ca_pem), T0 + DAY), 0);
+	/* a broken chain: the leaf is not signed by ca.crt's CA */
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), other_pem, strlen(other_pem), T0 + DAY),
+			 CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "depth 0"));
+	/* checked at a time after notAfter: expired; before notBefore: not yet valid; at 0: dates not checked */
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), ca_pem, strlen(ca_pem), T0 + 91 * DAY),
+			 CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "certificate has expired"));
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), ca_pem, strlen(ca_pem), T0 - DAY),
+			 CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "not yet valid"));
+	assert_int_equal(crypto_cert_verify_chain(leaf_pem, strlen(leaf_pem), ca_pem, strlen(ca_pem), 0), 0);
+	/* garbage in tls.crt is a parse error naming the file */
+	assert_int_equal(crypto_cert_verify_chain("junk", 4, ca_pem, strlen(ca_pem), T0), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "tls.crt"));
+	free(leaf_pem);
+	free(ca_pem);
+	free(other_pem);
+	crypto_cert_free(leaf);
+	crypto_key_free(key);
+	free_ca(&ca);
+	free_ca(&other);
+}
+
+static void test_crypto_self_signed_leaf_verifies_against_itself(void **state)
+{
+	const char *names[] = {"self.example.com"};
+	struct crypto_key *key = new_key(CRYPTO_ECDSA, 256);
+	struct crypto_cert *cert = NULL;
+	char *pem;
+
+	(void)state;
+	assert_int_equal(crypto_self_signed(key, names[0], names, 1, T0, T0 + 30 * DAY, &cert), 0);
+	pem = cert_pem(cert);
+	assert_int_equal(crypto_cert_verify_chain(pem, strlen(pem), pem, strlen(pem), T0 + DAY), 0);
+	free(pem);
+	crypto_cert_free(cert);
+	crypto_key_free(key);
+}
+
+static void test_crypto_names_compare_as_dns_names(void **state)
+{
+	const char *const set[] = {"www.Example.com", "*.example.com", "example.com."};
+
+	(void)state;
+	assert_true(crypto_names_contain(set, 3, "www.example.com"));
+	assert_true(crypto_names_contain(set, 3, "WWW.EXAMPLE.COM."));
+	assert_true(crypto_names_contain(set, 3, "*.example.com"));
+	assert_true(crypto_names_contain(set, 3, "example.com"));
+	assert_false(crypto_names_contain(set, 3, "api.example.com")); /* a wildcard is compared as written */
+	assert_false(crypto_names_contain(set, 3, "example.co"));
+	assert_false(crypto_names_contain(NULL, 0, "example.com"));
+}
+
 static void test_crypto_sha256_known_vectors(void **state)
 {
 	static const char abc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -938,6 +1079,10 @@ int main(void)
 		cmocka_unit_test(test_crypto_refuses_a_common_name_over_64_characters),
 		cmocka_unit_test(test_crypto_parses_chains_with_and_without_newlines),
 		cmocka_unit_test(test_crypto_refuses_garbage_and_broken_certificate_pem),
+		cmocka_unit_test(test_crypto_verify_chain_through_an_intermediate_to_the_root_or_the_intermediate),
+		cmocka_unit_test(test_crypto_verify_chain_refuses_another_ca_and_checks_the_dates),
+		cmocka_unit_test(test_crypto_self_signed_leaf_verifies_against_itself),
+		cmocka_unit_test(test_crypto_names_compare_as_dns_names),
 		cmocka_unit_test(test_crypto_sha256_known_vectors),
 		cmocka_unit_test(test_crypto_hmac_sha256_rfc4231_case_2),
 		cmocka_unit_test(test_crypto_uuid_is_a_random_version_4_uuid),

@@ -121,8 +121,9 @@ static void test_dnsimple_parses_certificate_quirks(void **state)
 	assert_true(dnsimple_state_pending(c.state));
 	dnsimple_cert_clear(&c);
 	json_decref(j);
-	j = json_loads("{\"id\":5,\"state\":\"issued\",\"common_name\":\"a.b\",\"expires_at\":\"2020-09-16T18:10:13Z\"}", 0,
-		       NULL);
+	j = json_loads(
+		"{\"id\":5,\"state\":\"issued\",\"common_name\":\"a.b\",\"expires_at\":\"2020-09-16T18:10:13Z\"}", 0,
+		NULL);
 	assert_int_equal(dnsimple_parse_cert(j, "test", &c), 0);
 	assert_int_equal(c.expires_at, 1600279813);
 	dnsimple_cert_clear(&c);
@@ -149,8 +150,10 @@ static const char *delivery(const char *rid, const char *event, long long id)
 	static char b[1024];
 
 	snprintf(b, sizeof(b),
-		 "{\"data\": {\"certificate\": {\"id\": %lld, \"state\": \"issued\", \"common_name\": \"www.bingo.pizza\","
-		 " \"alternate_names\": []}}, \"name\": \"%s\", \"actor\": {\"id\": \"system\", \"entity\": \"dnsimple\"},"
+		 "{\"data\": {\"certificate\": {\"id\": %lld, \"state\": \"issued\", \"common_name\": "
+		 "\"www.bingo.pizza\","
+		 " \"alternate_names\": []}}, \"name\": \"%s\", \"actor\": {\"id\": \"system\", \"entity\": "
+		 "\"dnsimple\"},"
 		 " \"account\": {\"id\": 5623}, \"api_version\": \"v2\", \"request_identifier\": \"%s\"}",
 		 id, event, rid);
 	return b;
@@ -185,6 +188,13 @@ static void test_dnsimple_webhook_routes_dedupes_and_ignores(void **state)
 	b = delivery("rid-2", "zone.create", 101967);
 	assert_int_equal(dnsimple_webhook(&is, b, strlen(b), st, &w), 0);
 	assert_true(w.ignored);
+	webhook_result_free(&w);
+	/* DNSimple deleting its copy of our certificate's key asks for nothing: ours is in the key store */
+	b = delivery("rid-3", "certificate.remove_private_key", 101967);
+	assert_int_equal(dnsimple_webhook(&is, b, strlen(b), st, &w), 0);
+	assert_true(w.ignored);
+	assert_int_equal(w.n_names, 0);
+	assert_string_equal(w.event, "certificate.remove_private_key");
 	webhook_result_free(&w);
 	/* malformed bodies are refused */
 	assert_int_equal(dnsimple_webhook(&is, "{not json", 9, st, &w), CS_EINVALID);

@@ -4,6 +4,7 @@ Each handler takes (sim, req) with sim.lock held and returns (status, body or
 None), or raises store.ApiError. Shapes and codes follow dnsimple.md.
 """
 import re
+import time
 from urllib.parse import unquote
 
 from store import ApiError, paginate, sort_items
@@ -59,15 +60,31 @@ def get_certificate(sim, req):
     return 200, {"data": sim.cert_view(sim.cert(d, req.params["certificate"]))}
 
 
+def wrong_issue(sim, c):
+    """The leaf a "download_wrong" mode serves instead of c's (made once per certificate and mode)."""
+    mode = sim.config["download_wrong"]
+    if not mode:
+        return None
+    if mode not in ("other_names", "expired", "recorded"):
+        raise ApiError(500, f"simulator: unknown download_wrong mode {mode!r}")
+    if c.get("wrong", (None,))[0] != mode:
+        now = time.time()
+        names = sim.cert_names(c) if mode == "expired" else ["www.other-domain.test"]
+        nb, na = (now - 3800 * 86400, now - 3738 * 86400) if mode != "other_names" else (now - 3600, now + 80 * 86400)
+        c["wrong"] = (mode, sim.ca.issue(names, c["algorithm"], nb, na, sim.config["ec_key_format"]))
+    return c["wrong"][1]
+
+
 def download_certificate(sim, req):
     d = sim.domain(req.params["domain"])
     c = sim.cert(d, req.params["certificate"])
     if c["state"] != "issued" or not c["pem"]:
         raise ApiError(428, "Certificate not issued")
+    wrong = wrong_issue(sim, c)
     # §2.9: root is null in the fixture; chain entries carry no trailing newline.
     chain = sim.ca.chain_pem[c["algorithm"]].rstrip("\n")
     root = sim.ca.root_pem if sim.config["download_root"] else None
-    return 200, {"data": {"server": c["pem"], "root": root, "chain": [chain]}}
+    return 200, {"data": {"server": wrong.cert_pem if wrong else c["pem"], "root": root, "chain": [chain]}}
 
 
 def get_private_key(sim, req):
@@ -75,7 +92,8 @@ def get_private_key(sim, req):
     c = sim.cert(d, req.params["certificate"])
     if c["state"] != "issued" or not c["key"] or c["key_removed"]:
         raise ApiError(428, "Private key not present")
-    return 200, {"data": {"private_key": c["key"]}}
+    wrong = wrong_issue(sim, c)
+    return 200, {"data": {"private_key": wrong.key_pem if wrong else c["key"]}}
 
 
 def purchase(sim, req):

@@ -38,6 +38,10 @@ DEFAULT_CONFIG = {
     "per_page_default": 30,
     "per_page_max": 100,
     "latency": 0.0,                # seconds added to every API request (make bench injects 50 ms)
+    # A wrong download (for certificate verification tests): None, "other_names" (a valid leaf for
+    # www.other-domain.test), "expired" (the right names, expired 3738 days ago) or "recorded" (both, as
+    # DNSimple's recorded downloadCertificate fixture is). /private_key then serves that leaf's key.
+    "download_wrong": None,
 }
 DEFAULT_PLAN = {"letsencrypt": True, "wildcard": True, "san": True, "custom_name": True, "regions": True}
 
