@@ -464,6 +464,9 @@ void daemon_register_webhooks(struct daemon *d)
 		/* Several issuers of one type each get their own path (the issuer's name). */
 		url = xasprintf("%.*s/webhooks/%s/%s", (int)blen, base, n_type > 1 ? is->name : is->ops->type,
 				sec.data);
+		log_info("issuer %s: planned account action: register a webhook with the %s account for "
+			 "server.publicURL if it has none",
+			 is->name, is->ops->type);
 		cs_error_clear();
 		if (is->ops->ensure_webhook(is, url))
 			log_warn("issuer %s: webhook registration failed (polling still works): %s", is->name,

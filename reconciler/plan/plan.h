@@ -82,6 +82,9 @@ struct plan {
 	struct diags errors; /* validation errors of the revision */
 	char **warnings;
 	size_t n_warnings;
+	/* Account-level side effects of applying (an AuthKey created, a webhook registered), one sentence each. */
+	char **account_actions;
+	size_t n_account_actions;
 };
 
 /* The provider side of planning: which steps a change takes. */
@@ -147,6 +150,7 @@ int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert 
 void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct plan_field_diff **out, size_t *n);
 
 void plan_add_warning(struct plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void plan_add_account_action(struct plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void plan_free(struct plan *p);
 
 /* 1 if the plan would change anything (exit code 2 with --detailed-exitcode). */
