@@ -506,8 +506,7 @@ int plan_from_json(const char *data, size_t len, const char *origin, struct plan
 		goto out;
 	p = xcalloc(1, sizeof(*p));
 	if ((rc = pj_source_state(&j, root, p)) || (rc = pj_changes(&j, root, p)) || (rc = pj_errors(&j, root, p)) ||
-	    (rc = pj_warnings(&j, root, p)) || (rc = pj_account_actions(&j, root, p)) ||
-	    (rc = pj_summary(&j, root, p)))
+	    (rc = pj_warnings(&j, root, p)) || (rc = pj_account_actions(&j, root, p)) || (rc = pj_summary(&j, root, p)))
 		goto out;
 	*out = p;
 	p = NULL;
