@@ -83,8 +83,12 @@ static int validate_run(struct cmd_globals *g, int argc, char **argv)
 	cmd_setup_logging(g);
 	if ((rc = cmd_load_config(g, &cfg)))
 		goto out;
-	if ((rc = cmd_open_source(cfg, NULL, &src)))
+	/* The credentials are checked even when the source cannot be read: every problem in one run. */
+	if ((rc = cmd_open_source(cfg, NULL, &src))) {
+		if (credentials)
+			validate_credentials(cfg, online);
 		goto out;
+	}
 	diags_print(&src.desired.diags, stdout);
 	if (src.desired.diags.n)
 		fprintf(stderr,
