@@ -294,7 +294,8 @@ int digicert_session(struct digicert *dc)
 out:
 	pthread_mutex_unlock(&dc->mu);
 	buf_wipe(&key);
-	return rc;
+	/* a missing env var or file, a too-open file: fixed in the configuration, retried once it is */
+	return rc ? provider_fail(STATE_FAIL_CONFIG, rc) : 0;
 }
 
 static void wipe_str(char **s)

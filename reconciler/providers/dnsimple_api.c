@@ -64,7 +64,8 @@ out:
 	pthread_mutex_unlock(&d->mu);
 	buf_free(&acc);
 	buf_wipe(&tok);
-	return rc;
+	/* a missing env var or file, a too-open file: fixed in the configuration, retried once it is */
+	return rc ? provider_fail(STATE_FAIL_CONFIG, rc) : 0;
 }
 
 void dnsimple_session_end(struct dnsimple *d)
@@ -682,8 +683,10 @@ static int dnsimple_zone_and_name(struct dnsimple *d, const char *fqdn, const ch
 
 	*zone = dnsimple_zone_for(d, fqdn);
 	if (!*zone)
-		return cs_error(CS_EINVALID, "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name,
-				fqdn, d->name);
+		return provider_fail(STATE_FAIL_CONFIG,
+				     cs_error(CS_EINVALID,
+					      "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name,
+					      fqdn, d->name));
 	zl = strlen(*zone);
 	*name = zl == fl ? xstrdup("") : xstrndup(fqdn, fl - zl - 1);
 	return 0;
