@@ -189,6 +189,14 @@ void provider_check_note(struct provider_check *c, const char *fmt, ...) __attri
 void provider_check_cred(struct provider_check *c, const struct cred *cr, const char *what);
 void provider_check_free(struct provider_check *c);
 
+/*
+ * Appends sep (unless out is empty) and text to out (size n); when it does
+ * not fit, out ends in "…" (cut on a UTF-8 character boundary) and later
+ * appends are dropped. provider_text_cut marks a full buffer that way.
+ */
+void provider_text_append(char *out, size_t n, const char *sep, const char *text);
+void provider_text_cut(char *out, size_t n);
+
 /* Appends a copy of line to *lines (for ops->account_plan). */
 void provider_account_line(char ***lines, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -181,24 +181,19 @@ void digicert_error_text(const char *body, size_t len, char *out, size_t n)
 {
 	json_error_t je;
 	json_t *j = body && len ? json_loadb(body, len, 0, &je) : NULL, *e;
-	size_t i, used;
+	size_t i;
 
 	out[0] = '\0';
 	json_array_foreach (json_object_get(j, "errors"), i, e) {
 		const char *c = json_string_value(json_object_get(e, "code"));
 		const char *m = json_string_value(json_object_get(e, "message"));
-		int w;
+		char *item;
 
 		if (!c && !m)
 			continue;
-		used = strlen(out);
-		w = snprintf(out + used, n - used, "%s%s%s%s", used ? "; " : "", c ? c : "", c && m ? ": " : "",
-			     m ? m : "");
-		if (w < 0 || (size_t)w >= n - used) {
-			if (n >= 4)
-				snprintf(out + n - 4, 4, "\xe2\x80\xa6"); /* cut: say so */
-			break;
-		}
+		item = xasprintf("%s%s%s", c ? c : "", c && m ? ": " : "", m ? m : "");
+		provider_text_append(out, n, "; ", item);
+		free(item);
 	}
 	if (!out[0])
 		snprintf(out, n, "no error code in the answer");

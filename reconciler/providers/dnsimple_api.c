@@ -105,42 +105,31 @@ static void reply_free(struct dnsimple_reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Appends text to out (size n), ending in "…" when it does not fit. */
-static void err_append(char *out, size_t n, const char *sep, const char *text)
-{
-	size_t used = strlen(out);
-	int w;
-
-	if (used + 4 >= n || (used >= 3 && !strcmp(out + used - 3, "\xe2\x80\xa6")))
-		return;
-	w = snprintf(out + used, n - used, "%s%s", used ? sep : "", text);
-	if (w < 0 || (size_t)w >= n - used)
-		snprintf(out + n - 4, 4, "\xe2\x80\xa6"); /* cut: say so */
-}
-
 /* One field's messages: an array of strings (or of {message} objects, batch), or a plain string. */
 static void dnsimple_field_text(const char *field, const json_t *v, char *out, size_t n, int *fields)
 {
 	const char *sep = (*fields)++ ? "; " : ": ";
-	char item[600];
 	size_t i;
 	json_t *m;
 	int first = 1;
 
 	if (json_is_string(v)) {
-		snprintf(item, sizeof(item), "%s: %s", field, json_string_value(v));
-		err_append(out, n, sep, item);
+		char *item = xasprintf("%s: %s", field, json_string_value(v));
+
+		provider_text_append(out, n, sep, item);
+		free(item);
 		return;
 	}
 	json_array_foreach (v, i, m) {
 		const char *text =
 			json_is_string(m) ? json_string_value(m) : json_string_value(json_object_get(m, "message"));
+		char *item;
 
 		if (!text)
 			continue;
-		if (first)
-			snprintf(item, sizeof(item), "%s: %s", field, text);
-		err_append(out, n, first ? sep : ", ", first ? item : text);
+		item = first ? xasprintf("%s: %s", field, text) : xstrdup(text);
+		provider_text_append(out, n, first ? sep : ", ", item);
+		free(item);
 		first = 0;
 	}
 }
@@ -153,7 +142,8 @@ static void dnsimple_error_text_json(const json_t *j, char *out, size_t n)
 	const char *field;
 	int fields = 0;
 
-	snprintf(out, n, "%s", msg ? msg : "no message");
+	out[0] = '\0';
+	provider_text_append(out, n, "", msg ? msg : "no message");
 	if (!json_is_object(errs))
 		return;
 	json_object_foreach (errs, field, v)

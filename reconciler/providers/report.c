@@ -108,3 +108,32 @@ void provider_account_line(char ***lines, size_t *n, const char *fmt, ...)
 	(*lines)[(*n)++] = xvasprintf(fmt, ap);
 	va_end(ap);
 }
+
+/* ---------- bounded error texts ---------- */
+
+void provider_text_cut(char *out, size_t n)
+{
+	size_t pos;
+
+	if (n < 4) {
+		if (n)
+			out[0] = '\0';
+		return;
+	}
+	pos = n - 4;
+	while (pos > 0 && ((unsigned char)out[pos] & 0xC0) == 0x80) /* never half a UTF-8 character */
+		pos--;
+	memcpy(out + pos, "\xe2\x80\xa6", 4);
+}
+
+void provider_text_append(char *out, size_t n, const char *sep, const char *text)
+{
+	size_t used = strlen(out);
+	int w;
+
+	if (used >= 3 && !strcmp(out + used - 3, "\xe2\x80\xa6"))
+		return; /* already cut */
+	w = snprintf(out + used, n - used, "%s%s", used ? sep : "", text);
+	if (w < 0 || (size_t)w >= n - used)
+		provider_text_cut(out, n);
+}

@@ -229,6 +229,14 @@ static void test_dnsimple_error_text_shows_every_field_message(void **state)
 	assert_true(strlen(small) < sizeof(small));
 	assert_non_null(strstr(small, "\xe2\x80\xa6"));
 	assert_int_equal(strncmp(small, "Validation failed: content:", 27), 0);
+	/* never half a UTF-8 character before the mark */
+	{
+		const char *utf = "{\"message\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}";
+		char eleven[11];
+
+		dnsimple_error_text(utf, strlen(utf), eleven, sizeof(eleven));
+		assert_string_equal(eleven, "\xc3\xa9\xc3\xa9\xc3\xa9\xe2\x80\xa6");
+	}
 }
 
 /* The failure class follows the HTTP status and only while the provider's error is the current one. */
