@@ -160,6 +160,8 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 	int rc;
 
 	log_info("reconciling %zu change%s at %.12s", due, due == 1 ? "" : "s", d->commit);
+	for (size_t i = 0; i < p->n_account_actions; i++) /* the plan of run is its log */
+		log_info("planned account action: %s", p->account_actions[i]);
 	memset(&eo, 0, sizeof(eo));
 	memset(&res, 0, sizeof(res));
 	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;

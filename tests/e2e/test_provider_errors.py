@@ -218,3 +218,26 @@ def test_the_plan_lists_the_webhook_registration_when_public_url_is_set(denv, dc
                for a in p["account_actions"]), p["account_actions"]
     denv.write_config(extra_issuers=issuer_yaml(dc.url, dns.url))
     assert denv.plan_json()["account_actions"] == []
+
+
+def test_run_logs_its_account_actions_before_doing_them(denv, dc, dns):
+    """The plan of `run` is its log: the webhook registration and the AuthKey are announced first."""
+    from test_run import Daemon, run_config
+
+    run_config(denv, extra_issuers=issuer_yaml(dc.url, dns.url))
+    denv.config.write_text(denv.config.read_text().replace("server:\n",
+                                                           "server:\n  publicURL: https://certsync.example.test\n", 1))
+    denv.repo.write("www.yaml", www())
+    denv.repo.commit()
+    d = Daemon(denv)
+    try:
+        hook = d.wait_log(r"^issuer dns: planned account action: register a webhook with the dnsimple account")
+        made = d.wait_log(r"registered the DNSimple webhook")
+        assert hook < made
+        key = d.wait_log(r"^planned account action: issuer dc: create an AuthKey for the DigiCert account")
+        done = d.wait_log(r"create complete", timeout=60)
+        assert key < done
+        assert not [m for m in d.messages() if "webhooks/" in m and "certsync.example.test" in m]  # secret URL
+    finally:
+        d.signal(15)
+        d.proc.wait(timeout=30)
