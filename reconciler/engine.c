@@ -644,8 +644,11 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		ctx->log.step = step;
 		log_emit(LV_DEBUG, &ctx->log, "running step");
 		cs_error_clear();
+		provider_fail_class_take(); /* forget a class left by an earlier step */
 		rc = ctx->issuer->ops->step(ctx, &status);
 		ctx->now = util_now();
+		if (rc && !ctx->fail_class)
+			ctx->fail_class = provider_fail_class_take(); /* the provider's answer: config/rejected */
 		if (rc) {
 			engine_fail(e, ctx, rc);
 			break;

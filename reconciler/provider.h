@@ -78,6 +78,13 @@ struct webhook_result {
 
 void webhook_result_free(struct webhook_result *r);
 
+/* What ops->check found for one issuer (validate --credentials/--online). Lines never hold a secret. */
+struct provider_check {
+	char **problems; /* one line each, naming the issuer and what to fix */
+	size_t n_problems;
+	char *note; /* when all is well: "account 1010 (Example Account)"; may be NULL */
+};
+
 struct provider_ops {
 	const char *type; /* the `type:` of an issuer in config */
 
@@ -141,6 +148,24 @@ struct provider_ops {
 
 	/* Frees per-run resources (HTTP connections, cached lists) at the end of a run. May be NULL. */
 	void (*end_run)(const struct issuer *is);
+
+	/*
+	 * validate: checks that every credential and file the issuer references
+	 * exists with safe modes; with online, also calls the provider's
+	 * cheapest authenticated endpoint (never anything that changes or costs).
+	 * Without online it opens no socket. May be NULL.
+	 */
+	void (*check)(const struct issuer *is, int online, struct provider_check *out);
+
+	/*
+	 * Account-level side effects that applying changes with this issuer may
+	 * cause (apply, or run with cfg's server.publicURL), given what st
+	 * records (NULL: nothing recorded), one sentence each appended to
+	 * *lines (caller frees): "issuer dc: create an AuthKey for the DigiCert
+	 * account (once, if it has none)". Pure. May be NULL.
+	 */
+	void (*account_plan)(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
+			     size_t *n);
 };
 
 /* The driver for an issuer type, or NULL. */
@@ -148,6 +173,40 @@ const struct provider_ops *provider_find(const char *type);
 
 /* "known types: ca, dnsimple, digicert" for messages. */
 const char *provider_type_list(void);
+
+/* ---------- reporting helpers for drivers (providers/report.c) ---------- */
+
+/*
+ * Records cls (STATE_FAIL_*) as the class of the error just set with
+ * cs_error() on this thread and returns code. provider_fail_class_take()
+ * gives it back (once) while cs_errmsg() is still that error, else NULL.
+ */
+int provider_fail(const char *cls, int code);
+const char *provider_fail_class_take(void);
+
+/* The class of a provider's HTTP answer: 401/403 config, 429/5xx/transient transient, other 4xx (not 404) rejected. */
+int provider_http_fail_class(long status, int code);
+
+/* Logs cs_errmsg() for a failed API call, with the provider's request id (JSON field request_id); quiet: debug. */
+void provider_log_failure(const char *issuer, const char *request_id, long status, int quiet);
+
+/* Adds a finding to c (printf-style). */
+void provider_check_problem(struct provider_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void provider_check_note(struct provider_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reads the credential (env set, file present and 0600-ish, not empty) and adds a problem if it fails. */
+void provider_check_cred(struct provider_check *c, const struct cred *cr, const char *what);
+void provider_check_free(struct provider_check *c);
+
+/*
+ * Appends sep (unless out is empty) and text to out (size n); when it does
+ * not fit, out ends in "…" (cut on a UTF-8 character boundary) and later
+ * appends are dropped. provider_text_cut marks a full buffer that way.
+ */
+void provider_text_append(char *out, size_t n, const char *sep, const char *text);
+void provider_text_cut(char *out, size_t n);
+
+/* Appends a copy of line to *lines (for ops->account_plan). */
+void provider_account_line(char ***lines, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---------- engine services for drivers ---------- */
 

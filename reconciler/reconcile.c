@@ -347,6 +347,36 @@ enum output_status *reconcile_observe(const struct config *cfg, const struct sta
 	return outs;
 }
 
+/*
+ * The account-level side effects of the plan: each issuer that a change
+ * (other than a removal or an orphan) uses is asked once.
+ */
+static void reconcile_account_actions(const struct config *cfg, const struct state *st, struct plan *p)
+{
+	for (size_t k = 0; k < cfg->n_issuers; k++) {
+		const struct issuer *is = &cfg->issuers[k];
+		char **lines = NULL;
+		size_t n = 0, used = 0;
+
+		if (!is->priv || !is->ops->account_plan)
+			continue;
+		for (size_t i = 0; i < p->n_changes && !used; i++) {
+			const struct plan_change *c = &p->changes[i];
+
+			used = c->kind != CHANGE_NONE && c->kind != CHANGE_ORPHAN && c->kind != CHANGE_REMOVE &&
+			       c->issuer && !strcmp(c->issuer, is->name);
+		}
+		if (!used)
+			continue;
+		is->ops->account_plan(cfg, is, st, &lines, &n);
+		for (size_t i = 0; i < n; i++) {
+			plan_add_account_action(p, "%s", lines[i]);
+			free(lines[i]);
+		}
+		free(lines);
+	}
+}
+
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out)
 {
@@ -392,6 +422,7 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 		}
 		for (size_t i = 0; i < warnings->n_warnings; i++)
 			plan_add_warning(*out, "%s", warnings->warnings[i]);
+		reconcile_account_actions(cfg, has_state ? st : NULL, *out);
 	}
 	for (size_t i = 0; i < n_drift; i++)
 		free(drift[i].what);
@@ -426,6 +457,7 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
 	in.base_commit = base->commit;
 	if ((rc = plan_pr_diff(&in, out)))
 		return rc;
+	reconcile_account_actions(cfg, st, *out);
 	for (size_t i = 0; i < head->diags.n; i++) {
 		const struct diag *g = &head->diags.v[i];
 

@@ -1,16 +1,66 @@
-/* certsync validate: check the config and the manifests at the ref, touch nothing. */
+/*
+ * certsync validate: check the config and the manifests at the ref, touch
+ * nothing. --credentials adds every referenced env var and file (present,
+ * not group/world readable), offline; --online adds each issuer's cheapest
+ * authenticated provider call. Without --online no socket is opened.
+ */
 #include <stdio.h>
 #include <string.h>
 
 #include "../../util/err.h"
+#include "../provider.h"
 #include "cmd.h"
+
+enum { OPT_CREDENTIALS = OPT__GLOBAL_END, OPT_ONLINE };
+
+/* One line per finding: "ok" on stdout, problems on stderr. Returns the number of problems. */
+static size_t validate_report(const char *who, const struct provider_check *c)
+{
+	for (size_t i = 0; i < c->n_problems; i++)
+		fprintf(stderr, "error: %s\n", c->problems[i]);
+	if (!c->n_problems)
+		printf("%s: ok%s%s\n", who, c->note ? ": " : "", c->note ? c->note : "");
+	return c->n_problems;
+}
+
+/* The config's own references (source.token, server.webhookSecret), then each issuer's check. */
+static size_t validate_credentials(const struct config *cfg, int online)
+{
+	struct provider_check c;
+	char who[200];
+	size_t problems = 0;
+
+	memset(&c, 0, sizeof(c));
+	provider_check_cred(&c, &cfg->source.token, "source.token");
+	provider_check_cred(&c, &cfg->server.webhook_secret, "server.webhookSecret");
+	if (cfg->source.token.kind != CRED_NONE || cfg->server.webhook_secret.kind != CRED_NONE)
+		problems += validate_report("source and server credentials", &c);
+	provider_check_free(&c);
+	for (size_t i = 0; i < cfg->n_issuers; i++) {
+		const struct issuer *is = &cfg->issuers[i];
+
+		if (!is->priv || !is->ops->check)
+			continue;
+		memset(&c, 0, sizeof(c));
+		cs_error_clear();
+		is->ops->check(is, online, &c);
+		snprintf(who, sizeof(who), "issuer %s (%s)", is->name, is->ops->type);
+		problems += validate_report(who, &c);
+		provider_check_free(&c);
+	}
+	return problems;
+}
 
 static int validate_run(struct cmd_globals *g, int argc, char **argv)
 {
-	static const struct option opts[] = {CMD_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {CMD_GLOBAL_OPTIONS,
+					     {"credentials", no_argument, NULL, OPT_CREDENTIALS},
+					     {"online", no_argument, NULL, OPT_ONLINE},
+					     {NULL, 0, NULL, 0}};
 	struct config *cfg = NULL;
 	struct cmd_source src;
-	int opt, rc, status = EXIT_FAIL;
+	int opt, rc, status = EXIT_FAIL, credentials = 0, online = 0;
+	size_t problems = 0;
 
 	memset(&src, 0, sizeof(src));
 	optind = 1;
@@ -19,7 +69,13 @@ static int validate_run(struct cmd_globals *g, int argc, char **argv)
 
 		if (r < 0)
 			return EXIT_OK;
-		if (!r)
+		if (r)
+			continue;
+		if (opt == OPT_CREDENTIALS)
+			credentials = 1;
+		else if (opt == OPT_ONLINE)
+			credentials = online = 1;
+		else
 			return cmd_usage_error(&cmd_validate, "unknown option");
 	}
 	if (optind < argc)
@@ -27,20 +83,28 @@ static int validate_run(struct cmd_globals *g, int argc, char **argv)
 	cmd_setup_logging(g);
 	if ((rc = cmd_load_config(g, &cfg)))
 		goto out;
-	if ((rc = cmd_open_source(cfg, NULL, &src)))
+	/* The credentials are checked even when the source cannot be read: every problem in one run. */
+	if ((rc = cmd_open_source(cfg, NULL, &src))) {
+		if (credentials)
+			validate_credentials(cfg, online);
 		goto out;
+	}
 	diags_print(&src.desired.diags, stdout);
-	if (src.desired.diags.n) {
+	if (src.desired.diags.n)
 		fprintf(stderr,
 			"error: %zu problem%s in the manifests at %.12s (%zu valid certificate%s in %zu file%s)\n",
 			src.desired.diags.n, src.desired.diags.n == 1 ? "" : "s", src.commit, src.desired.n_specs,
 			src.desired.n_specs == 1 ? "" : "s", src.desired.n_files, src.desired.n_files == 1 ? "" : "s");
-		goto out;
-	}
-	printf("%zu certificate%s in %zu file%s at %.12s: valid\n", src.desired.n_specs,
-	       src.desired.n_specs == 1 ? "" : "s", src.desired.n_files, src.desired.n_files == 1 ? "" : "s",
-	       src.commit);
-	status = EXIT_OK;
+	else
+		printf("%zu certificate%s in %zu file%s at %.12s: valid\n", src.desired.n_specs,
+		       src.desired.n_specs == 1 ? "" : "s", src.desired.n_files, src.desired.n_files == 1 ? "" : "s",
+		       src.commit);
+	fflush(stdout);
+	if (credentials && (problems = validate_credentials(cfg, online)))
+		fprintf(stderr, "error: %zu credential or provider problem%s%s\n", problems, problems == 1 ? "" : "s",
+			online ? "" : " (checked offline)");
+	if (!src.desired.diags.n && !problems)
+		status = EXIT_OK;
 out:
 	cmd_source_free(&src);
 	config_free(cfg);
@@ -49,7 +113,10 @@ out:
 
 const struct cmd cmd_validate = {
 	"validate",
-	"Check the config and the manifests at the ref; change nothing. Exit 1 on any problem.",
+	"Check the config and the manifests at the ref; change nothing. Exit 1 on any problem.\n"
+	"  --credentials  also check every credential env var and file (present, mode 0600), offline\n"
+	"  --online       --credentials, then each issuer's cheapest authenticated provider call\n"
+	"                 (DNSimple whoami and the account id, DigiCert user/me; ca: the CA loads)",
 	validate_run,
-	"validate [--config FILE] [--ref REF]",
+	"validate [--config FILE] [--ref REF] [--credentials | --online]",
 };

@@ -160,6 +160,8 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 	int rc;
 
 	log_info("reconciling %zu change%s at %.12s", due, due == 1 ? "" : "s", d->commit);
+	for (size_t i = 0; i < p->n_account_actions; i++) /* the plan of run is its log */
+		log_info("planned account action: %s", p->account_actions[i]);
 	memset(&eo, 0, sizeof(eo));
 	memset(&res, 0, sizeof(res));
 	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;
@@ -464,6 +466,9 @@ void daemon_register_webhooks(struct daemon *d)
 		/* Several issuers of one type each get their own path (the issuer's name). */
 		url = xasprintf("%.*s/webhooks/%s/%s", (int)blen, base, n_type > 1 ? is->name : is->ops->type,
 				sec.data);
+		log_info("issuer %s: planned account action: register a webhook with the %s account for "
+			 "server.publicURL if it has none",
+			 is->name, is->ops->type);
 		cs_error_clear();
 		if (is->ops->ensure_webhook(is, url))
 			log_warn("issuer %s: webhook registration failed (polling still works): %s", is->name,

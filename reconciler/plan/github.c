@@ -76,6 +76,8 @@ int plan_render_github(const struct plan *p, struct buf *out)
 	}
 	for (size_t i = 0; i < p->n_warnings; i++)
 		gh_command(&doc, "warning", NULL, 0, 0, p->warnings[i]);
+	for (size_t i = 0; i < p->n_account_actions; i++)
+		gh_command(&doc, "notice", NULL, 0, 0, p->account_actions[i]);
 	for (size_t i = 0; i < p->n_changes; i++) {
 		const struct plan_change *c = &p->changes[i];
 		char *msg;

@@ -448,6 +448,28 @@ static int pj_warnings(const struct pj *j, const json_t *root, struct plan *p)
 	return 0;
 }
 
+/* Optional: plans saved before account actions were listed have none. */
+static int pj_account_actions(const struct pj *j, const json_t *root, struct plan *p)
+{
+	json_t *arr, *v;
+	size_t i;
+	int rc = pj_get(j, root, "", "account_actions", JSON_ARRAY, 0, &arr);
+
+	if (rc || !arr)
+		return rc;
+	json_array_foreach (arr, i, v) {
+		if (!json_is_string(v)) {
+			char *key = xasprintf("account_actions[%zu]", i);
+
+			rc = pj_fail(j, key, NULL, "expected a string, got %s", pj_type_name(v));
+			free(key);
+			return rc;
+		}
+		plan_add_account_action(p, "%s", json_string_value(v));
+	}
+	return 0;
+}
+
 /*
  * The summary repeats what the changes say; a saved plan whose summary
  * disagrees with its own changes has been edited or damaged, and it drives
@@ -525,7 +547,8 @@ int plan_from_json(const char *data, size_t len, const char *origin, struct plan
 		goto out;
 	p = xcalloc(1, sizeof(*p));
 	if ((rc = pj_source_state(&j, root, p)) || (rc = pj_changes(&j, root, p)) || (rc = pj_failed(&j, root, p)) ||
-	    (rc = pj_errors(&j, root, p)) || (rc = pj_warnings(&j, root, p)) || (rc = pj_summary(&j, root, p)))
+	    (rc = pj_errors(&j, root, p)) || (rc = pj_warnings(&j, root, p)) ||
+	    (rc = pj_account_actions(&j, root, p)) || (rc = pj_summary(&j, root, p)))
 		goto out;
 	*out = p;
 	p = NULL;

@@ -281,6 +281,18 @@ static void md_warnings(const struct plan *p, size_t budget, struct buf *b)
 	buf_free(&row);
 }
 
+static void md_account_actions(const struct plan *p, struct buf *b)
+{
+	if (!p->n_account_actions)
+		return;
+	buf_puts(b, "\n### Account actions\n\n");
+	for (size_t i = 0; i < p->n_account_actions; i++) {
+		buf_puts(b, "- ");
+		plan_put_user(b, p->account_actions[i], PUT_MD);
+		buf_append(b, "\n", 1);
+	}
+}
+
 int plan_render_markdown(const struct plan *p, struct buf *out)
 {
 	struct buf b = BUF_INIT, tail = BUF_INIT, one = BUF_INIT;
@@ -296,6 +308,7 @@ int plan_render_markdown(const struct plan *p, struct buf *out)
 	md_source(p, &b);
 	buf_append(&b, "\n", 1);
 	md_table(p, &t, &b);
+	md_account_actions(p, &b);
 	/* Errors and warnings are rendered first so that the details get what they leave. */
 	md_errors(&p->errors, MD_ERRORS_BUDGET, &tail);
 	md_warnings(p, tail.len + MD_WARNINGS_BUDGET, &tail);

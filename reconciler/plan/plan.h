@@ -102,6 +102,9 @@ struct plan {
 	 */
 	struct plan_change *failed;
 	size_t n_failed;
+	/* Account-level side effects of applying (an AuthKey created, a webhook registered), one sentence each. */
+	char **account_actions;
+	size_t n_account_actions;
 };
 
 /* The provider side of planning: which steps a change takes. */
@@ -167,6 +170,7 @@ int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert 
 void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct plan_field_diff **out, size_t *n);
 
 void plan_add_warning(struct plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void plan_add_account_action(struct plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void plan_free(struct plan *p);
 
 /*

@@ -61,6 +61,16 @@ void plan_add_warning(struct plan *p, const char *fmt, ...)
 	free(raw);
 }
 
+void plan_add_account_action(struct plan *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	p->account_actions = xrealloc(p->account_actions, (p->n_account_actions + 1) * sizeof(*p->account_actions));
+	va_start(ap, fmt);
+	p->account_actions[p->n_account_actions++] = xvasprintf(fmt, ap);
+	va_end(ap);
+}
+
 static void plan_change_clear(struct plan_change *c)
 {
 	free(c->name);
@@ -105,6 +115,9 @@ void plan_free(struct plan *p)
 	for (size_t i = 0; i < p->n_warnings; i++)
 		free(p->warnings[i]);
 	free(p->warnings);
+	for (size_t i = 0; i < p->n_account_actions; i++)
+		free(p->account_actions[i]);
+	free(p->account_actions);
 	free(p);
 }
 
@@ -451,6 +464,15 @@ static void json_summary(struct jw *w, const struct plan *p, const struct plan_t
 	jw_close(w, '}');
 }
 
+/* "account_actions": what applying does to provider accounts (AuthKey, webhook). */
+static void json_account_actions(struct jw *w, const struct plan *p)
+{
+	jw_open(w, "account_actions", '[');
+	for (size_t i = 0; i < p->n_account_actions; i++)
+		jw_str(w, NULL, p->account_actions[i]);
+	jw_close(w, ']');
+}
+
 int plan_render_json(const struct plan *p, struct buf *out)
 {
 	struct buf b = BUF_INIT;
@@ -503,6 +525,7 @@ int plan_render_json(const struct plan *p, struct buf *out)
 	for (size_t i = 0; i < p->n_warnings; i++)
 		jw_str(&w, NULL, p->warnings[i]);
 	jw_close(&w, ']');
+	json_account_actions(&w, p);
 	json_summary(&w, p, &t);
 	jw_close(&w, '}');
 	buf_append(&b, "\n", 1);

@@ -192,6 +192,21 @@ static void text_summary(const struct plan *p, const struct plan_tally *t, int f
 	}
 }
 
+/* Account-level side effects, after the changes: they happen once, not per certificate. */
+static void text_account_actions(const struct plan *p, int flags, enum put_mode mode, struct buf *b)
+{
+	if (!p->n_account_actions)
+		return;
+	buf_append(b, "\n", 1);
+	text_styled(b, flags, ANSI_BOLD, "Account actions:", mode);
+	buf_append(b, "\n", 1);
+	for (size_t i = 0; i < p->n_account_actions; i++) {
+		buf_puts(b, "  + ");
+		plan_put_user(b, p->account_actions[i], mode);
+		buf_append(b, "\n", 1);
+	}
+}
+
 int plan_render_text(const struct plan *p, int flags, struct buf *out)
 {
 	enum put_mode mode = (flags & PLAN_TEXT_ASCII) ? PUT_TEXT_ASCII : PUT_TEXT;
@@ -215,6 +230,7 @@ int plan_render_text(const struct plan *p, int flags, struct buf *out)
 		text_change(v[i], flags, width, &b);
 	for (size_t i = 0; i < p->n_failed; i++)
 		text_change(&p->failed[i], flags, width, &b);
+	text_account_actions(p, flags, mode, &b);
 	if (p->errors.n || p->n_warnings)
 		buf_append(&b, "\n", 1);
 	for (size_t i = 0; i < p->errors.n; i++) {

@@ -338,6 +338,28 @@ static int ca_step(struct step_ctx *ctx, enum step_status *status)
 	return cs_error(CS_EINVALID, "%s: the ca issuer has no step \"%s\"", ctx->rec->name, step ? step : "");
 }
 
+/* validate: the CA files load and the key matches (a CA still to be generated is fine); never writes. */
+static void ca_check(const struct issuer *is, int online, struct provider_check *out)
+{
+	struct ca_issuer *ci = is->priv;
+
+	(void)online;
+	if (ci->mode == CA_SELF_SIGNED) {
+		provider_check_note(out, "self-signed certificates");
+		return;
+	}
+	if (ci->mode == CA_GENERATE && !fsutil_exists(ci->key_file)) {
+		provider_check_note(out, "no CA yet: apply generates one in %s", ci->dir);
+		return;
+	}
+	pthread_mutex_lock(&ci->mu);
+	if (ca_load(ci))
+		provider_check_problem(out, "%s", cs_errmsg());
+	else
+		provider_check_note(out, "CA %s loads and matches %s", ci->cert_file, ci->key_file);
+	pthread_mutex_unlock(&ci->mu);
+}
+
 const struct provider_ops provider_ca = {
 	.type = "ca",
 	.config_parse = ca_config_parse,
@@ -347,4 +369,5 @@ const struct provider_ops provider_ca = {
 	.step = ca_step,
 	.refresh = NULL,
 	.release = NULL,
+	.check = ca_check,
 };

@@ -697,4 +697,6 @@ const struct provider_ops provider_digicert = {
 	.webhook = NULL,
 	.dns = NULL,
 	.end_run = digicert_end_run,
+	.check = digicert_check,
+	.account_plan = digicert_account_plan,
 };

@@ -135,13 +135,20 @@ int digicert_parse_order_list(const char *body, size_t len, const char *alt, str
  */
 int digicert_error_first(const char *body, size_t len, char *code, size_t code_len, char *msg, size_t msg_len);
 
+/*
+ * Every error of an {"errors":[{code,message}]} body, "code: message; code:
+ * message", cut with "…" to fit n ("no error code in the answer" if none).
+ */
+void digicert_error_text(const char *body, size_t len, char *out, size_t n);
+
 /* 1 if code's part before '|' is base ("not_found|order" is "not_found"). */
 int digicert_code_is(const char *code, const char *base);
 
 /*
  * Maps a non-2xx answer to a code with a message naming the issuer, the
- * operation, the HTTP status and DigiCert's error code: 401/403 CS_EAUTH,
- * 404 CS_ENOTFOUND, 429/5xx CS_ETRANSIENT, other 4xx CS_EINVALID.
+ * operation, the HTTP status and every error code and message of the body:
+ * 401/403 CS_EAUTH, 404 CS_ENOTFOUND, 429/5xx CS_ETRANSIENT, other 4xx
+ * CS_EINVALID. Records the failure class (provider_http_fail_class).
  */
 int digicert_fail(const char *issuer, const char *op, long status, const char *body, size_t len);
 
@@ -171,6 +178,14 @@ int digicert_order_find(struct digicert *dc, const char *alt, struct digicert_or
 int digicert_check_dcv(struct digicert *dc, long long id, struct digicert_order *out);
 /* The certificate as pem_all, into cert (leaf + intermediates) and ca (root). */
 int digicert_download(struct digicert *dc, long long certificate_id, struct buf *cert, struct buf *ca);
+
+/* GET user/me: a label naming the API key's user, account and container. */
+int digicert_user_me(struct digicert *dc, char *label, size_t label_len);
+
+/* provider_ops.check and .account_plan. */
+void digicert_check(const struct issuer *is, int online, struct provider_check *out);
+void digicert_account_plan(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
+			   size_t *n);
 
 /* ---------- token placement (digicert_dcv.c) ---------- */
 

@@ -1,8 +1,10 @@
 /* DigiCert CertCentral Services API v2 calls: bodies, replies, errors, AuthKey (digicert.md §1, §2, §5-§7). */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../util/crypto.h"
 #include "../../util/err.h"
@@ -175,30 +177,54 @@ int digicert_code_is(const char *code, const char *base)
 	return code && !strncmp(code, base, n) && (code[n] == '\0' || code[n] == '|');
 }
 
+void digicert_error_text(const char *body, size_t len, char *out, size_t n)
+{
+	json_error_t je;
+	json_t *j = body && len ? json_loadb(body, len, 0, &je) : NULL, *e;
+	size_t i;
+
+	out[0] = '\0';
+	json_array_foreach (json_object_get(j, "errors"), i, e) {
+		const char *c = json_string_value(json_object_get(e, "code"));
+		const char *m = json_string_value(json_object_get(e, "message"));
+		char *item;
+
+		if (!c && !m)
+			continue;
+		item = xasprintf("%s%s%s", c ? c : "", c && m ? ": " : "", m ? m : "");
+		provider_text_append(out, n, "; ", item);
+		free(item);
+	}
+	if (!out[0])
+		snprintf(out, n, "no error code in the answer");
+	json_decref(j);
+}
+
 int digicert_fail(const char *issuer, const char *op, long status, const char *body, size_t len)
 {
-	char code[128], msg[256], text[400];
+	char text[1024];
+	int rc;
 
-	if (digicert_error_first(body, len, code, sizeof(code), msg, sizeof(msg)))
-		snprintf(text, sizeof(text), "%s%s%s", code, *msg ? ": " : "", msg);
-	else
-		snprintf(text, sizeof(text), "no error code in the answer");
+	digicert_error_text(body, len, text, sizeof(text));
 	switch (status) {
 	case 401:
-		return cs_error(CS_EAUTH, "issuer %s: DigiCert refused the API key (%s: HTTP 401 %s)", issuer, op,
-				text);
+		rc = cs_error(CS_EAUTH, "issuer %s: DigiCert refused the API key (%s: HTTP 401 %s)", issuer, op, text);
+		break;
 	case 403:
-		return cs_error(CS_EAUTH, "issuer %s: the DigiCert API key lacks a permission (%s: HTTP 403 %s)",
-				issuer, op, text);
-	case 404: return cs_error(CS_ENOTFOUND, "issuer %s: %s: HTTP 404 %s", issuer, op, text);
+		rc = cs_error(CS_EAUTH, "issuer %s: the DigiCert API key lacks a permission (%s: HTTP 403 %s)", issuer,
+			      op, text);
+		break;
+	case 404: rc = cs_error(CS_ENOTFOUND, "issuer %s: %s: HTTP 404 %s", issuer, op, text); break;
 	case 429:
-		return cs_error(CS_ETRANSIENT, "issuer %s: %s: rate limited by DigiCert (HTTP 429 %s); backing off",
-				issuer, op, text);
+		rc = cs_error(CS_ETRANSIENT, "issuer %s: %s: rate limited by DigiCert (HTTP 429 %s); backing off",
+			      issuer, op, text);
+		break;
 	default:
-		if (status >= 500 || status < 100)
-			return cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", issuer, op, status, text);
-		return cs_error(CS_EINVALID, "issuer %s: %s: HTTP %ld %s", issuer, op, status, text);
+		rc = cs_error(status >= 500 || status < 100 ? CS_ETRANSIENT : CS_EINVALID, "issuer %s: %s: HTTP %ld %s",
+			      issuer, op, status, text);
+		break;
 	}
+	return provider_http_fail_class(status, rc);
 }
 
 int digicert_status_terminal(const char *status)
@@ -263,7 +289,8 @@ int digicert_session(struct digicert *dc)
 out:
 	pthread_mutex_unlock(&dc->mu);
 	buf_wipe(&key);
-	return rc;
+	/* a missing env var or file, a too-open file: fixed in the configuration, retried once it is */
+	return rc ? provider_fail(STATE_FAIL_CONFIG, rc) : 0;
 }
 
 static void wipe_str(char **s)
@@ -299,8 +326,8 @@ struct dc_reply {
  * One API call. path is relative to the base URL (no secrets). Returns 0
  * with the body for 2xx, else the mapped error (out->status kept).
  */
-static int dc_call(struct digicert *dc, const char *op, const char *method, const char *path, const char *body,
-		   enum http_retry retry, struct dc_reply *out)
+static int dc_call_q(struct digicert *dc, const char *op, const char *method, const char *path, const char *body,
+		     enum http_retry retry, long quiet, struct dc_reply *out)
 {
 	struct http_request req;
 	struct http_response res;
@@ -314,7 +341,7 @@ static int dc_call(struct digicert *dc, const char *op, const char *method, cons
 	if (rc == CS_ETRANSIENT && res.status == 429)
 		rc = digicert_fail(dc->name, op, 429, res.body.data, res.body.len);
 	else if (rc)
-		cs_error(rc, "issuer %s: %s", dc->name, cs_errmsg());
+		provider_http_fail_class(res.status, cs_error(rc, "issuer %s: %s", dc->name, cs_errmsg()));
 	else if (res.status < 200 || res.status >= 300)
 		rc = digicert_fail(dc->name, op, res.status, res.body.data, res.body.len);
 	else if (res.status != 204 && http_is_html(&res))
@@ -323,10 +350,19 @@ static int dc_call(struct digicert *dc, const char *op, const char *method, cons
 	if (!rc) {
 		out->body = res.body;
 		memset(&res.body, 0, sizeof(res.body));
+	} else if (res.status || rc == CS_ETRANSIENT) {
+		provider_log_failure(dc->name, res.request_id, res.status, quiet && res.status == quiet);
 	}
 	http_response_free(&res);
 	free(url);
 	return rc;
+}
+
+/* dc_call_q with every failure logged at warn (404 at debug). */
+static int dc_call(struct digicert *dc, const char *op, const char *method, const char *path, const char *body,
+		   enum http_retry retry, struct dc_reply *out)
+{
+	return dc_call_q(dc, op, method, path, body, retry, 0, out);
 }
 
 static void reply_free(struct dc_reply *r)
@@ -419,7 +455,7 @@ int digicert_auth_key(struct digicert *dc)
 	if (rc && rc != CS_ENOTFOUND)
 		goto out;
 	/* None yet: create the permanent key; one made meanwhile is read instead (auth_key_exists_for_account). */
-	rc = dc_call(dc, "digicert createAuthKey", "POST", "account/auth-key", NULL, HTTP_RETRY_NEVER, &r);
+	rc = dc_call_q(dc, "digicert createAuthKey", "POST", "account/auth-key", NULL, HTTP_RETRY_NEVER, 400, &r);
 	if (rc == CS_EINVALID && r.status == 400 && strstr(cs_errmsg(), "auth_key_exists_for_account")) {
 		log_info("issuer %s: DigiCert says an AuthKey exists; reading it", dc->name);
 		rc = dc_call(dc, "digicert getAuthKey", "GET", "account/auth-key", NULL, HTTP_RETRY_SAFE, &r);
@@ -480,7 +516,7 @@ int digicert_check_dcv(struct digicert *dc, long long id, struct digicert_order 
 {
 	struct dc_reply rep;
 	char *path = xasprintf("order/certificate/%lld/check-dcv", id);
-	int rc = dc_call(dc, "digicert checkDcv", "PUT", path, NULL, HTTP_RETRY_SAFE, &rep);
+	int rc = dc_call_q(dc, "digicert checkDcv", "PUT", path, NULL, HTTP_RETRY_SAFE, 400, &rep);
 
 	memset(out, 0, sizeof(*out));
 	if (rc == CS_EINVALID && rep.status == 400) {
@@ -509,4 +545,93 @@ int digicert_download(struct digicert *dc, long long certificate_id, struct buf 
 	reply_free(&rep);
 	free(path);
 	return rc;
+}
+
+/* ---------- validate: credentials and the API key's user ---------- */
+
+int digicert_user_me(struct digicert *dc, char *label, size_t label_len)
+{
+	struct dc_reply rep;
+	json_error_t je;
+	json_t *j, *container;
+	const char *user;
+	long long id, account, cid;
+	int rc = dc_call(dc, "digicert userMe", "GET", "user/me", NULL, HTTP_RETRY_SAFE, &rep);
+
+	if (rc)
+		return rc;
+	j = json_loadb(rep.body.data, rep.body.len, 0, &je);
+	id = json_id(json_object_get(j, "id"));
+	if (!json_is_object(j) || !id) {
+		rc = cs_error(CS_ETRANSIENT, "issuer %s: GET user/me: the answer has no user id", dc->name);
+	} else {
+		user = json_string_value(json_object_get(j, "username"));
+		account = json_id(json_object_get(j, "account_id"));
+		container = json_object_get(j, "container");
+		cid = json_id(json_object_get(container, "id"));
+		snprintf(label, label_len, "DigiCert user %s (id %lld)", user ? user : "?", id);
+		if (account)
+			snprintf(label + strlen(label), label_len - strlen(label), ", account %lld", account);
+		if (cid)
+			snprintf(label + strlen(label), label_len - strlen(label), ", container %lld", cid);
+	}
+	json_decref(j);
+	reply_free(&rep);
+	return rc;
+}
+
+void digicert_check(const struct issuer *is, int online, struct provider_check *out)
+{
+	struct digicert *dc = is->priv;
+	char what[160], label[300];
+	size_t n0 = out->n_problems;
+
+	snprintf(what, sizeof(what), "issuer %s: apiKey", dc->name);
+	provider_check_cred(out, &dc->api_key, what);
+	if (dc->ca_file && access(dc->ca_file, R_OK))
+		provider_check_problem(out, "issuer %s: caFile %s: %s", dc->name, dc->ca_file, strerror(errno));
+	if (dc->webroot && !strstr(dc->webroot, "{host}") && access(dc->webroot, W_OK))
+		provider_check_problem(out, "issuer %s: validation.webroot %s: %s", dc->name, dc->webroot,
+				       strerror(errno));
+	if (!online || out->n_problems > n0)
+		return;
+	if (digicert_session(dc) || digicert_user_me(dc, label, sizeof(label)))
+		provider_check_problem(out, "%s", cs_errmsg());
+	else
+		provider_check_note(out, "%s", label);
+	digicert_session_end(dc);
+}
+
+/* 1 if st shows that this issuer has used the account's AuthKey (a token placed, an order made). */
+static int digicert_auth_key_known(const struct issuer *is, const struct state *st)
+{
+	static const char *const used[] = {"digicert.token", "digicert.order_id", "digicert.installed_order_id", NULL};
+	struct state_cert **recs;
+	size_t n = 0;
+	int known = 0;
+
+	if (!st)
+		return 0;
+	if (state_account_get(st, is->name, "auth_key_id"))
+		return 1;
+	recs = state_cert_list(st, &n);
+	for (size_t i = 0; i < n && !known; i++) {
+		if (!recs[i]->issuer || strcmp(recs[i]->issuer, is->name))
+			continue;
+		for (size_t k = 0; used[k] && !known; k++)
+			known = state_cert_id(recs[i], used[k]) != NULL;
+	}
+	free(recs);
+	return known;
+}
+
+void digicert_account_plan(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
+			   size_t *n)
+{
+	(void)cfg;
+	if (!digicert_auth_key_known(is, st))
+		provider_account_line(lines, n,
+				      "issuer %s: create an AuthKey for the DigiCert account (once, if the account "
+				      "has none; it signs the request tokens)",
+				      is->name);
 }

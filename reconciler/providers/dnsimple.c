@@ -665,4 +665,6 @@ const struct provider_ops provider_dnsimple = {
 	.ensure_webhook = dnsimple_ensure_webhook,
 	.dns = &dnsimple_dns,
 	.end_run = dnsimple_end_run,
+	.check = dnsimple_check,
+	.account_plan = dnsimple_account_plan,
 };

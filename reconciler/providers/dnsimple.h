@@ -112,6 +112,21 @@ int dnsimple_webhook(const struct issuer *is, const char *body, size_t len, stru
 /* Makes sure the account has a webhook for url (list, create if missing; warn if suppressed). */
 int dnsimple_ensure_webhook(const struct issuer *is, const char *url);
 
+/*
+ * The text of a DNSimple error body: the message, then every message of
+ * every field ("Validation failed: content: can't be blank, is too short;
+ * ttl: is not a number"), cut with "…" to fit n.
+ */
+void dnsimple_error_text(const char *body, size_t len, char *out, size_t n);
+
+/* GET /v2/whoami: the account id (0 for a user token) and a label (account name or "user EMAIL"). */
+int dnsimple_whoami(struct dnsimple *d, long long *account_id, char *label, size_t label_len);
+
+/* provider_ops.check and .account_plan. */
+void dnsimple_check(const struct issuer *is, int online, struct provider_check *out);
+void dnsimple_account_plan(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
+			   size_t *n);
+
 /* Parses a Certificate object (jansson value passed as void* to keep jansson out of headers). */
 int dnsimple_parse_cert(const void *json_obj, const char *what, struct dnsimple_cert *out);
 

@@ -1,9 +1,11 @@
 /* DNSimple API v2 calls: requests, envelopes, errors (../shared/api/dnsimple.md §1, §2, §5). */
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../util/crypto.h"
 #include "../../util/err.h"
@@ -62,7 +64,8 @@ out:
 	pthread_mutex_unlock(&d->mu);
 	buf_free(&acc);
 	buf_wipe(&tok);
-	return rc;
+	/* a missing env var or file, a too-open file: fixed in the configuration, retried once it is */
+	return rc ? provider_fail(STATE_FAIL_CONFIG, rc) : 0;
 }
 
 void dnsimple_session_end(struct dnsimple *d)
@@ -102,55 +105,96 @@ static void reply_free(struct dnsimple_reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* The error text of a DNSimple error body: message plus the first field errors. */
-static void dnsimple_error_text(const json_t *j, char *out, size_t n)
+/* One field's messages: an array of strings (or of {message} objects, batch), or a plain string. */
+static void dnsimple_field_text(const char *field, const json_t *v, char *out, size_t n, int *fields)
+{
+	const char *sep = (*fields)++ ? "; " : ": ";
+	size_t i;
+	json_t *m;
+	int first = 1;
+
+	if (json_is_string(v)) {
+		char *item = xasprintf("%s: %s", field, json_string_value(v));
+
+		provider_text_append(out, n, sep, item);
+		free(item);
+		return;
+	}
+	json_array_foreach (v, i, m) {
+		const char *text =
+			json_is_string(m) ? json_string_value(m) : json_string_value(json_object_get(m, "message"));
+		char *item;
+
+		if (!text)
+			continue;
+		item = first ? xasprintf("%s: %s", field, text) : xstrdup(text);
+		provider_text_append(out, n, first ? sep : ", ", item);
+		free(item);
+		first = 0;
+	}
+}
+
+/* The error text of a DNSimple error body: the message, then every message of every field (§5.1). */
+static void dnsimple_error_text_json(const json_t *j, char *out, size_t n)
 {
 	const char *msg = json_string_value(json_object_get(j, "message"));
 	json_t *errs = json_object_get(j, "errors"), *v;
 	const char *field;
-	size_t used;
+	int fields = 0;
 
-	snprintf(out, n, "%s", msg ? msg : "no message");
+	out[0] = '\0';
+	provider_text_append(out, n, "", msg ? msg : "no message");
 	if (!json_is_object(errs))
 		return;
-	json_object_foreach (errs, field, v) {
-		const char *text = json_is_string(v)  ? json_string_value(v)
-				   : json_is_array(v) ? json_string_value(json_array_get(v, 0))
-						      : NULL;
+	json_object_foreach (errs, field, v)
+		dnsimple_field_text(field, v, out, n, &fields);
+}
 
-		used = strlen(out);
-		if (text && used + 8 < n)
-			snprintf(out + used, n - used, "%s%s: %s", used ? "; " : "", field, text);
-	}
+void dnsimple_error_text(const char *body, size_t len, char *out, size_t n)
+{
+	json_error_t je;
+	json_t *j = body && len ? json_loadb(body, len, 0, &je) : NULL;
+
+	if (json_is_object(j))
+		dnsimple_error_text_json(j, out, n);
+	else
+		snprintf(out, n, "%s", len ? "the error body is not JSON" : "no error body");
+	json_decref(j);
 }
 
 /*
  * Maps a non-2xx reply to a code and a message naming the issuer and the
- * operation. 412 (plan gating) and validation messages are quoted verbatim.
+ * operation. 412 (plan gating) and validation messages are quoted verbatim,
+ * every field message of them. Codes: 401/403 CS_EAUTH (config), 404
+ * CS_ENOTFOUND, 428/429/5xx CS_ETRANSIENT, other 4xx CS_EINVALID (rejected).
  */
 static int dnsimple_fail(struct dnsimple *d, const char *op, const struct dnsimple_reply *r)
 {
-	char text[512];
+	char text[1024];
+	int rc;
 
 	if (r->json)
-		dnsimple_error_text(r->json, text, sizeof(text));
+		dnsimple_error_text_json(r->json, text, sizeof(text));
 	else
 		snprintf(text, sizeof(text), "no error body");
 	switch (r->status) {
 	case 401:
-		return cs_error(CS_EAUTH, "issuer %s: DNSimple refused the credentials (%s: HTTP 401 %s)", d->name, op,
-				text);
+		rc = cs_error(CS_EAUTH, "issuer %s: DNSimple refused the credentials (%s: HTTP 401 %s)", d->name, op,
+			      text);
+		break;
 	case 403:
-		return cs_error(CS_EAUTH, "issuer %s: the DNSimple token lacks a permission (%s: HTTP 403 %s)", d->name,
-				op, text);
-	case 404: return cs_error(CS_ENOTFOUND, "issuer %s: %s: HTTP 404 %s", d->name, op, text);
+		rc = cs_error(CS_EAUTH, "issuer %s: the DNSimple token lacks a permission (%s: HTTP 403 %s)", d->name,
+			      op, text);
+		break;
+	case 404: rc = cs_error(CS_ENOTFOUND, "issuer %s: %s: HTTP 404 %s", d->name, op, text); break;
 	case 428:
-	case 429: return cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text);
+	case 429: rc = cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text); break;
 	default:
-		if (r->status >= 500)
-			return cs_error(CS_ETRANSIENT, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text);
-		return cs_error(CS_EINVALID, "issuer %s: %s: HTTP %ld %s", d->name, op, r->status, text);
+		rc = cs_error(r->status >= 500 ? CS_ETRANSIENT : CS_EINVALID, "issuer %s: %s: HTTP %ld %s", d->name, op,
+			      r->status, text);
+		break;
 	}
+	return provider_http_fail_class(r->status, rc);
 }
 
 /*
@@ -175,6 +219,7 @@ static int dnsimple_call(struct dnsimple *d, const char *op, const char *method,
 	if (rc) {
 		if (rc == CS_ETRANSIENT || rc == CS_EINVALID)
 			cs_error(rc, "issuer %s: %s", d->name, cs_errmsg());
+		provider_http_fail_class(res.status, rc);
 		goto out;
 	}
 	if (res.body.len) {
@@ -195,6 +240,8 @@ static int dnsimple_call(struct dnsimple *d, const char *op, const char *method,
 		goto out;
 	}
 out:
+	if (rc && (res.status || rc == CS_ETRANSIENT))
+		provider_log_failure(d->name, res.request_id, res.status, 0);
 	if (rc) {
 		/* callers only look at the status of a failed call */
 		json_decref(out->json);
@@ -560,38 +607,64 @@ static char *txt_unquote(const char *s)
 	return out;
 }
 
-/* Finds the id of the TXT record name/value in zone. CS_ENOTFOUND if there is none. */
-static int dnsimple_txt_find(struct dnsimple *d, const char *zone, const char *name, const char *value, long long *id)
+/* The id of the TXT record name/value in one page of records, or 0. */
+static long long dnsimple_txt_match(const json_t *data, const char *name, const char *value)
 {
-	struct dnsimple_reply r;
-	char *path = xasprintf("%s/zones/%s/records?type=TXT&per_page=100%s%s", d->account_id, zone,
-			       *name ? "&name=" : "", name);
+	long long id = 0;
 	json_t *v;
 	size_t i;
-	int rc = dnsimple_call(d, "dnsimple listZoneRecords", "GET", path, NULL, HTTP_RETRY_SAFE, &r);
 
-	free(path);
-	if (rc)
-		return rc;
-	rc = CS_ENOTFOUND;
-	json_array_foreach (r.data, i, v) {
+	json_array_foreach (data, i, v) {
 		const char *n = json_string_value(json_object_get(v, "name"));
 		const char *c = json_string_value(json_object_get(v, "content"));
 		char *plain = c ? txt_unquote(c) : NULL;
 
 		if (n && !strcmp(n, name) && plain && !strcmp(plain, value) &&
-		    json_is_integer(json_object_get(v, "id"))) {
-			*id = json_integer_value(json_object_get(v, "id"));
-			rc = 0;
-		}
+		    json_is_integer(json_object_get(v, "id")))
+			id = json_integer_value(json_object_get(v, "id"));
 		free(plain);
-		if (!rc)
+		if (id)
 			break;
 	}
-	reply_free(&r);
-	if (rc == CS_ENOTFOUND)
-		cs_error(rc, "issuer %s: TXT record %s%s%s not found", d->name, name, *name ? "." : "", zone);
-	return rc;
+	return id;
+}
+
+/*
+ * Finds the id of the TXT record name/value in zone, filtered by name at the
+ * API (the apex, "", is filtered here: an empty name= is not a filter, §3.3)
+ * and following every page (§5.3). CS_ENOTFOUND if there is none.
+ */
+static int dnsimple_txt_find(struct dnsimple *d, const char *zone, const char *name, const char *value, long long *id)
+{
+	int rc = 0;
+
+	*id = 0;
+	for (long page = 1; page <= DNSIMPLE_MAX_PAGES && !*id; page++) {
+		struct dnsimple_reply r;
+		char *path = xasprintf("%s/zones/%s/records?type=TXT&per_page=100&page=%ld%s%s", d->account_id, zone,
+				       page, *name ? "&name=" : "", name);
+		json_t *pg;
+		long long total_pages;
+
+		rc = dnsimple_call(d, "dnsimple listZoneRecords", "GET", path, NULL, HTTP_RETRY_SAFE, &r);
+		free(path);
+		if (rc)
+			return rc;
+		if (!json_is_array(r.data)) {
+			reply_free(&r);
+			return cs_error(CS_ETRANSIENT, "issuer %s: listZoneRecords: \"data\" is not a list", d->name);
+		}
+		*id = dnsimple_txt_match(r.data, name, value);
+		pg = json_object_get(r.json, "pagination");
+		total_pages = json_is_object(pg) ? json_integer_value(json_object_get(pg, "total_pages")) : 0;
+		reply_free(&r);
+		if (page >= total_pages)
+			break;
+	}
+	if (!*id)
+		return cs_error(CS_ENOTFOUND, "issuer %s: TXT record %s%s%s not found", d->name, name, *name ? "." : "",
+				zone);
+	return 0;
 }
 
 static int dnsimple_zone_and_name(struct dnsimple *d, const char *fqdn, const char **zone, char **name)
@@ -600,11 +673,38 @@ static int dnsimple_zone_and_name(struct dnsimple *d, const char *fqdn, const ch
 
 	*zone = dnsimple_zone_for(d, fqdn);
 	if (!*zone)
-		return cs_error(CS_EINVALID, "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name,
-				fqdn, d->name);
+		return provider_fail(STATE_FAIL_CONFIG,
+				     cs_error(CS_EINVALID,
+					      "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name,
+					      fqdn, d->name));
 	zl = strlen(*zone);
 	*name = zl == fl ? xstrdup("") : xstrndup(fqdn, fl - zl - 1);
 	return 0;
+}
+
+/*
+ * After a create that did not give an id (rc its result): the record may be
+ * there anyway. Found: 0. Not found: the create's own error (code, message
+ * and class) when it failed, else the lookup's.
+ */
+static int dnsimple_txt_lookup_after(struct dnsimple *d, const char *zone, const char *name, const char *value, int rc,
+				     long long *id)
+{
+	const char *cls = rc ? provider_fail_class_take() : NULL;
+	char *create_err = rc ? xstrdup(cs_errmsg()) : NULL;
+	int frc = dnsimple_txt_find(d, zone, name, value, id);
+
+	if (frc == 0) {
+		rc = 0;
+	} else if (rc) {
+		cs_error(rc, "%s", create_err);
+		if (cls)
+			provider_fail(cls, rc);
+	} else {
+		rc = frc;
+	}
+	free(create_err);
+	return rc;
 }
 
 int dnsimple_txt_create(const struct issuer *is, const char *fqdn, const char *value, char **ref)
@@ -628,14 +728,9 @@ int dnsimple_txt_create(const struct issuer *is, const char *fqdn, const char *v
 	rc = dnsimple_call(d, "dnsimple createZoneRecord", "POST", path, body, HTTP_RETRY_NEVER, &r);
 	if (!rc && json_is_integer(json_object_get(r.data, "id"))) {
 		id = json_integer_value(json_object_get(r.data, "id"));
-	} else if (!rc || r.status == 400 || rc == CS_ETRANSIENT) {
+	} else if (!rc || (r.status == 400 && strstr(cs_errmsg(), "already exists")) || rc == CS_ETRANSIENT) {
 		/* "Matching record already exists" (§6.11), or an answer we lost: look it up. */
-		int frc = dnsimple_txt_find(d, zone, name, value, &id);
-
-		if (frc == 0)
-			rc = 0;
-		else if (!rc)
-			rc = frc;
+		rc = dnsimple_txt_lookup_after(d, zone, name, value, rc, &id);
 	}
 	reply_free(&r);
 	if (!rc)
@@ -725,4 +820,81 @@ int dnsimple_ensure_webhook(const struct issuer *is, const char *url)
 out:
 	free(path);
 	return rc;
+}
+
+/* ---------- validate: credentials and whoami (§1.4, §1.5) ---------- */
+
+int dnsimple_whoami(struct dnsimple *d, long long *account_id, char *label, size_t label_len)
+{
+	struct dnsimple_reply r;
+	json_t *acc, *user;
+	int rc = dnsimple_call(d, "dnsimple whoami", "GET", "whoami", NULL, HTTP_RETRY_SAFE, &r);
+
+	*account_id = 0;
+	snprintf(label, label_len, "%s", "");
+	if (rc)
+		return rc;
+	acc = json_object_get(r.data, "account");
+	user = json_object_get(r.data, "user");
+	if (json_is_object(acc) && json_is_integer(json_object_get(acc, "id"))) {
+		const char *name = json_string_value(json_object_get(acc, "name"));
+
+		*account_id = json_integer_value(json_object_get(acc, "id"));
+		snprintf(label, label_len, "%s", name ? name : "");
+	} else if (json_is_object(user)) {
+		const char *email = json_string_value(json_object_get(user, "email"));
+
+		snprintf(label, label_len, "user %s", email ? email : "?");
+	} else {
+		rc = cs_error(CS_ETRANSIENT, "issuer %s: whoami: neither an account nor a user in the answer", d->name);
+	}
+	reply_free(&r);
+	return rc;
+}
+
+void dnsimple_check(const struct issuer *is, int online, struct provider_check *out)
+{
+	struct dnsimple *d = is->priv;
+	struct buf acc = BUF_INIT;
+	char what[160], label[200];
+	long long id = 0;
+	size_t n0 = out->n_problems;
+
+	snprintf(what, sizeof(what), "issuer %s: account", d->name);
+	if (config_cred_read(&d->account, what, &acc))
+		provider_check_problem(out, "%s", cs_errmsg());
+	else if (!acc.len || strspn(acc.data, "0123456789") != acc.len)
+		provider_check_problem(out, "issuer %s: account must be the numeric DNSimple account id", d->name);
+	snprintf(what, sizeof(what), "issuer %s: token", d->name);
+	provider_check_cred(out, &d->token, what);
+	if (d->ca_file && access(d->ca_file, R_OK))
+		provider_check_problem(out, "issuer %s: caFile %s: %s", d->name, d->ca_file, strerror(errno));
+	if (!online || out->n_problems > n0)
+		goto out;
+	if (dnsimple_session(d) || dnsimple_whoami(d, &id, label, sizeof(label))) {
+		provider_check_problem(out, "%s", cs_errmsg());
+	} else if (id && acc.data && id != strtoll(acc.data, NULL, 10)) {
+		provider_check_problem(out,
+				       "issuer %s: GET %s/v2/whoami: the token belongs to DNSimple account %lld (%s), "
+				       "not the configured account %s",
+				       d->name, d->base_url, id, label, acc.data);
+	} else if (id) {
+		provider_check_note(out, "DNSimple account %lld (%s)", id, label);
+	} else {
+		provider_check_note(out, "DNSimple %s (a user token: account %s not checked)", label, acc.data);
+	}
+	dnsimple_session_end(d);
+out:
+	buf_free(&acc);
+}
+
+void dnsimple_account_plan(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
+			   size_t *n)
+{
+	(void)st;
+	if (cfg->server.public_url && *cfg->server.public_url)
+		provider_account_line(lines, n,
+				      "issuer %s: certsync run registers a webhook with the DNSimple account for "
+				      "server.publicURL (once, if the account has none for it)",
+				      is->name);
 }

@@ -41,14 +41,17 @@ int dnsimple_webhook(const struct issuer *is, const char *body, size_t len, stru
 	memset(out, 0, sizeof(*out));
 	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(j)) {
-		rc = cs_error(CS_EINVALID, "dnsimple webhook: body is not a JSON object (%d:%d: %s)", je.line,
-			      je.column, je.text);
+		rc = cs_error(CS_EINVALID, "issuer %s: DNSimple webhook body is not a JSON object (%d:%d: %s)",
+			      is->name, je.line, je.column, je.text);
 		goto out;
 	}
 	name = json_string_value(json_object_get(j, "name"));
 	rid = json_string_value(json_object_get(j, "request_identifier"));
 	if (!name || !rid || !*rid || strlen(rid) > 128) {
-		rc = cs_error(CS_EINVALID, "dnsimple webhook: missing \"name\" or \"request_identifier\"");
+		rc = cs_error(CS_EINVALID,
+			      "issuer %s: DNSimple webhook without a \"name\" or a \"request_identifier\" of at most "
+			      "128 characters",
+			      is->name);
 		goto out;
 	}
 	out->event = xstrndup(name, strlen(name) > 64 ? 64 : strlen(name));

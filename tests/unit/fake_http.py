@@ -5,7 +5,7 @@ Prints "PORT <n>" when listening on 127.0.0.1. Paths:
   /json                  200 {"ok":true} with rate-limit headers in mixed case
   /empty                 200 with an empty body and Content-Type: application/json
   /html502               502 text/html
-  /status/<code>         that status with a JSON message
+  /status/<code>         that status with a JSON message and x-request-id: req-<code>
   /flaky/<key>/<n>       503 for the first n requests with that key, then 200
   /ratelimited/<key>     429 + Retry-After: 1 the first time, then 200
   /retry-date            429 with an HTTP-date Retry-After far in the future
@@ -59,10 +59,11 @@ class H(BaseHTTPRequestHandler):
         elif p[0] == "html502":
             self.send(502, "<html><body>Bad Gateway</body></html>", ctype="text/html")
         elif p[0] == "status":
-            self.send(int(p[1]), json.dumps({"message": f"status {p[1]}"}))
+            self.send(int(p[1]), json.dumps({"message": f"status {p[1]}"}), headers=[("x-request-id", f"req-{p[1]}")])
         elif p[0] == "flaky":
-            if bump("flaky-" + p[1]) <= int(p[2]):
-                self.send(503, '{"message":"try later"}')
+            n = bump("flaky-" + p[1])
+            if n <= int(p[2]):
+                self.send(503, '{"message":"try later"}', headers=[("X-Request-ID", f"flaky-{n}")])
             else:
                 self.send(200, '{"ok":true}')
         elif p[0] == "ratelimited":

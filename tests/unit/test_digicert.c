@@ -252,16 +252,24 @@ static void test_digicert_maps_errors_with_code_and_issuer(void **state)
 
 	(void)state;
 	assert_int_equal(digicert_fail("dc", "digicert checkDcv", 400, b400, strlen(b400)), CS_EINVALID);
+	/* every error of the array, not only the first */
 	assert_string_equal(cs_errmsg(), "issuer dc: digicert checkDcv: HTTP 400 invalid_dns_txt: Could not find a "
-					 "valid TXT record for one or more domains.");
+					 "valid TXT record for one or more domains.; second: m");
+	assert_string_equal(provider_fail_class_take(), STATE_FAIL_REJECTED);
+	assert_null(provider_fail_class_take()); /* given back once */
 	assert_int_equal(digicert_fail("dc", "op", 401, "", 0), CS_EAUTH);
 	assert_non_null(strstr(cs_errmsg(), "issuer dc: DigiCert refused the API key"));
+	assert_string_equal(provider_fail_class_take(), STATE_FAIL_CONFIG);
 	assert_int_equal(digicert_fail("dc", "op", 403, b403, strlen(b403)), CS_EAUTH);
 	assert_non_null(strstr(cs_errmsg(), "access_denied|missing_permission"));
 	assert_int_equal(digicert_fail("dc", "op", 404, NULL, 0), CS_ENOTFOUND);
 	assert_int_equal(digicert_fail("dc", "op", 429, b429, strlen(b429)), CS_ETRANSIENT);
 	assert_non_null(strstr(cs_errmsg(), "request_limit_exceeded"));
 	assert_int_equal(digicert_fail("dc", "op", 503, "<html>", 6), CS_ETRANSIENT);
+	assert_string_equal(cs_errmsg(), "issuer dc: op: HTTP 503 no error code in the answer");
+	/* a later local error is not the provider's: the class is not handed out for it */
+	cs_error(CS_EINVALID, "issuer dc: something local");
+	assert_null(provider_fail_class_take());
 	assert_int_equal(digicert_error_first(b403, strlen(b403), code, sizeof(code), msg, sizeof(msg)), 1);
 	assert_true(digicert_code_is(code, "access_denied"));
 	assert_false(digicert_code_is(code, "access"));
@@ -360,6 +368,101 @@ static void test_digicert_fileauth_holds_every_token_until_each_is_removed(void 
 	test_rmdir(dir);
 }
 
+/* The errors array in full, bounded: code and message of each, "…" when cut. */
+static void test_digicert_error_text_lists_every_error(void **state)
+{
+	const char *two = "{\"errors\":[{\"code\":\"invalid_dns_txt\",\"message\":\"no TXT\"},"
+			  "{\"code\":\"caa_check_failed|example.com\",\"message\":\"CAA forbids DigiCert\"},"
+			  "{\"message\":\"no code\"},{}]}";
+	char out[200], small[24];
+
+	(void)state;
+	digicert_error_text(two, strlen(two), out, sizeof(out));
+	assert_string_equal(out,
+			    "invalid_dns_txt: no TXT; caa_check_failed|example.com: CAA forbids DigiCert; no code");
+	digicert_error_text(two, strlen(two), small, sizeof(small));
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+	assert_non_null(strstr(small, "\xe2\x80\xa6"));
+	digicert_error_text("{\"errors\":[]}", 13, out, sizeof(out));
+	assert_string_equal(out, "no error code in the answer");
+	digicert_error_text("<html>", 6, out, sizeof(out));
+	assert_string_equal(out, "no error code in the answer");
+}
+
+/* The plan names the AuthKey creation until the state shows the issuer has used one. */
+static void test_digicert_account_plan_until_an_auth_key_is_used(void **state)
+{
+	char *msgs, **lines = NULL;
+	struct config *c =
+		parse(DNS "  dc:\n    type: digicert\n    apiKey: {env: K}\n    validation: {dns: dns}\n", &msgs);
+	const struct issuer *is = config_issuer(c, "dc");
+	struct state *st = state_new();
+	struct state_cert *rec;
+	size_t n = 0;
+
+	(void)state;
+	assert_string_equal(msgs, "");
+	is->ops->account_plan(c, is, NULL, &lines, &n);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(lines[0], "issuer dc: create an AuthKey for the DigiCert account (once"));
+	free(lines[0]);
+	/* a record of another issuer, or one without a token or order, says nothing */
+	rec = state_cert_put(st, "other");
+	state_str_set(&rec->issuer, "elsewhere");
+	state_cert_set_id(rec, "digicert.token", "x");
+	rec = state_cert_put(st, "www");
+	state_str_set(&rec->issuer, "dc");
+	n = 0;
+	is->ops->account_plan(c, is, st, &lines, &n);
+	assert_int_equal(n, 1);
+	free(lines[0]);
+	state_cert_set_id(rec, "digicert.order_id", "42");
+	n = 0;
+	is->ops->account_plan(c, is, st, &lines, &n);
+	assert_int_equal(n, 0);
+	free(lines);
+	state_free(st);
+	config_free(c);
+	free(msgs);
+}
+
+/* validate --credentials: an unset env var and a group-readable key file are named, offline. */
+static void test_digicert_check_credentials_offline(void **state)
+{
+	char *msgs, *dir = test_mkdtemp(), *key = xasprintf("%s/key", dir);
+	char *yaml =
+		xasprintf(DNS "  dc:\n    type: digicert\n    apiKey: {file: %s}\n    validation: {dns: dns}\n", key);
+	struct config *c = parse(yaml, &msgs);
+	const struct issuer *is = config_issuer(c, "dc");
+	struct provider_check chk;
+
+	(void)state;
+	assert_string_equal(msgs, "");
+	memset(&chk, 0, sizeof(chk));
+	is->ops->check(is, 0, &chk);
+	assert_int_equal(chk.n_problems, 1);
+	assert_non_null(strstr(chk.problems[0], "issuer dc: apiKey"));
+	provider_check_free(&chk);
+	/* the same at apply time is a configuration failure: retried once the file is there */
+	assert_int_equal(digicert_session(is->priv), CS_EINVALID);
+	assert_string_equal(provider_fail_class_take(), STATE_FAIL_CONFIG);
+	assert_int_equal(fsutil_write_atomic(key, "SECRET-KEY\n", 11, 0644), 0);
+	is->ops->check(is, 0, &chk);
+	assert_int_equal(chk.n_problems, 1);
+	assert_non_null(strstr(chk.problems[0], "readable by group or others (mode 0644)"));
+	assert_null(strstr(chk.problems[0], "SECRET-KEY"));
+	provider_check_free(&chk);
+	chmod(key, 0600);
+	is->ops->check(is, 0, &chk);
+	assert_int_equal(chk.n_problems, 0);
+	provider_check_free(&chk);
+	test_rmdir(dir);
+	free(key);
+	free(yaml);
+	config_free(c);
+	free(msgs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +473,9 @@ int main(void)
 		cmocka_unit_test(test_digicert_parses_order_replies),
 		cmocka_unit_test(test_digicert_finds_the_order_by_alternative_id),
 		cmocka_unit_test(test_digicert_maps_errors_with_code_and_issuer),
+		cmocka_unit_test(test_digicert_error_text_lists_every_error),
+		cmocka_unit_test(test_digicert_account_plan_until_an_auth_key_is_used),
+		cmocka_unit_test(test_digicert_check_credentials_offline),
 		cmocka_unit_test(test_digicert_splits_chain_into_cert_and_root),
 		cmocka_unit_test(test_digicert_fileauth_holds_every_token_until_each_is_removed),
 	};

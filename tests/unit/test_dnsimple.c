@@ -6,13 +6,16 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../manifests/manifest.h"
+#include "../../reconciler/provider.h"
 #include "../../reconciler/providers/dnsimple.h"
 #include "../../state/state.h"
 #include "../../util/err.h"
+#include "../../util/log.h"
 #include "../../util/util.h"
 
 static struct cert_spec *spec(const char *cn, const char *names, const char *domain)
@@ -204,6 +207,100 @@ static void test_dnsimple_webhook_routes_dedupes_and_ignores(void **state)
 	state_free(st);
 }
 
+/* Every field and every message of a 400 body (§5.1), the variants the parser must take, bounded. */
+static void test_dnsimple_error_text_shows_every_field_message(void **state)
+{
+	const char *two = "{\"message\":\"Validation failed\",\"errors\":{\"content\":[\"can't be blank\","
+			  "\"is too short\"],\"ttl\":[\"is not a number\"]}}";
+	const char *str =
+		"{\"message\":\"Invalid extended attributes\",\"errors\":{\"x-id-number\":\"invalid number\"}}";
+	const char *batch = "{\"message\":\"Validation failed\",\"errors\":{\"creates\":[{\"index\":0,"
+			    "\"message\":\"Matching record already exists\"}]}}";
+	char out[256], small[40];
+
+	(void)state;
+	dnsimple_error_text(two, strlen(two), out, sizeof(out));
+	assert_string_equal(out, "Validation failed: content: can't be blank, is too short; ttl: is not a number");
+	dnsimple_error_text(str, strlen(str), out, sizeof(out));
+	assert_string_equal(out, "Invalid extended attributes: x-id-number: invalid number");
+	dnsimple_error_text(batch, strlen(batch), out, sizeof(out));
+	assert_string_equal(out, "Validation failed: creates: Matching record already exists");
+	dnsimple_error_text("{\"message\":\"may not be renewed\",\"errors\":{}}", 44, out, sizeof(out));
+	assert_string_equal(out, "may not be renewed");
+	dnsimple_error_text("<html>502</html>", 16, out, sizeof(out));
+	assert_string_equal(out, "the error body is not JSON");
+	dnsimple_error_text("", 0, out, sizeof(out));
+	assert_string_equal(out, "no error body");
+	/* cut to fit, and says so */
+	dnsimple_error_text(two, strlen(two), small, sizeof(small));
+	assert_true(strlen(small) < sizeof(small));
+	assert_non_null(strstr(small, "\xe2\x80\xa6"));
+	assert_int_equal(strncmp(small, "Validation failed: content:", 27), 0);
+	/* never half a UTF-8 character before the mark */
+	{
+		const char *utf = "{\"message\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}";
+		char eleven[11];
+
+		dnsimple_error_text(utf, strlen(utf), eleven, sizeof(eleven));
+		assert_string_equal(eleven, "\xc3\xa9\xc3\xa9\xc3\xa9\xe2\x80\xa6");
+	}
+}
+
+/* The failure class follows the HTTP status and only while the provider's error is the current one. */
+static void test_provider_http_fail_classes(void **state)
+{
+	static const struct {
+		long status;
+		int code;
+		const char *cls;
+	} cases[] = {
+		{401, CS_EAUTH, STATE_FAIL_CONFIG},	    {403, CS_EAUTH, STATE_FAIL_CONFIG},
+		{400, CS_EINVALID, STATE_FAIL_REJECTED},    {412, CS_EINVALID, STATE_FAIL_REJECTED},
+		{429, CS_ETRANSIENT, STATE_FAIL_TRANSIENT}, {502, CS_ETRANSIENT, STATE_FAIL_TRANSIENT},
+		{0, CS_ETRANSIENT, STATE_FAIL_TRANSIENT},   {404, CS_ENOTFOUND, NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cs_error(cases[i].code, "issuer dns: HTTP %ld", cases[i].status);
+		assert_int_equal(provider_http_fail_class(cases[i].status, cases[i].code), cases[i].code);
+		if (cases[i].cls)
+			assert_string_equal(provider_fail_class_take(), cases[i].cls);
+		else
+			assert_null(provider_fail_class_take());
+	}
+}
+
+/* The log line of a failed call carries the provider's request id as JSON field request_id. */
+static void test_provider_failure_log_line_has_request_id(void **state)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	json_error_t je;
+	json_t *j;
+
+	(void)state;
+	log_setup(LOGF_JSON, LV_INFO, f);
+	cs_error(CS_EINVALID,
+		 "issuer dns: dnsimple createZoneRecord: HTTP 400 Validation failed: ttl: is not a number");
+	provider_log_failure("dns", "5f0c2f4e-0c33-4e0b-9d35-0f7b3d7c1e2a", 400, 0);
+	provider_log_failure("dns", "not-shown", 404, 0); /* 404: debug */
+	provider_log_failure("dns", "not-shown-either", 400, 1);
+	log_setup(LOGF_TEXT, LV_INFO, NULL);
+	fclose(f);
+	j = json_loads(text, JSON_DISABLE_EOF_CHECK, &je);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "request_id")),
+			    "5f0c2f4e-0c33-4e0b-9d35-0f7b3d7c1e2a");
+	assert_string_equal(json_string_value(json_object_get(j, "issuer")), "dns");
+	assert_string_equal(json_string_value(json_object_get(j, "level")), "warn");
+	assert_non_null(strstr(json_string_value(json_object_get(j, "message")), "ttl: is not a number"));
+	assert_null(strstr(text, "not-shown"));
+	json_decref(j);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -214,6 +311,9 @@ int main(void)
 		cmocka_unit_test(test_dnsimple_parses_certificate_quirks),
 		cmocka_unit_test(test_dnsimple_terminal_states),
 		cmocka_unit_test(test_dnsimple_webhook_routes_dedupes_and_ignores),
+		cmocka_unit_test(test_dnsimple_error_text_shows_every_field_message),
+		cmocka_unit_test(test_provider_http_fail_classes),
+		cmocka_unit_test(test_provider_failure_log_line_has_request_id),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -95,6 +95,28 @@ static void test_http_reads_body_and_headers_case_insensitively(void **state)
 	http_response_free(&res);
 }
 
+/* A failed answer's request id is kept for the log line; each attempt starts without one. */
+static void test_http_request_id_of_failed_answers(void **state)
+{
+	struct http_response res;
+
+	(void)state;
+	assert_int_equal(get("/status/400", HTTP_RETRY_SAFE, &res), 0);
+	assert_int_equal(res.status, 400);
+	assert_string_equal(res.request_id, "req-400");
+	http_response_free(&res);
+	assert_null(res.request_id);
+	assert_int_equal(get("/flaky/rid/9", HTTP_RETRY_NEVER, &res), CS_ETRANSIENT);
+	assert_int_equal(res.status, 503);
+	assert_string_equal(res.request_id, "flaky-1");
+	http_response_free(&res);
+	/* retried: the id is the answering attempt's (the 200 has none), never a stale one */
+	assert_int_equal(get("/flaky/rid2/1", HTTP_RETRY_SAFE, &res), 0);
+	assert_int_equal(res.attempts, 2);
+	assert_null(res.request_id);
+	http_response_free(&res);
+}
+
 static void test_http_empty_2xx_body_is_fine(void **state)
 {
 	struct http_response res;
@@ -202,8 +224,13 @@ static void test_http_post_sends_body_and_headers(void **state)
 {
 	char *u = url("/echo");
 	const char *body = "{\"name\":\"www\"}";
-	struct http_request req = {"echo", "POST", u, {"Authorization: Bearer t0ken", "Content-Type: application/json", NULL},
-				   body, strlen(body), HTTP_RETRY_NEVER};
+	struct http_request req = {"echo",
+				   "POST",
+				   u,
+				   {"Authorization: Bearer t0ken", "Content-Type: application/json", NULL},
+				   body,
+				   strlen(body),
+				   HTTP_RETRY_NEVER};
 	struct http_response res;
 
 	(void)state;
@@ -246,6 +273,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_http_reads_body_and_headers_case_insensitively),
+		cmocka_unit_test(test_http_request_id_of_failed_answers),
 		cmocka_unit_test(test_http_empty_2xx_body_is_fine),
 		cmocka_unit_test(test_http_4xx_is_returned_not_retried),
 		cmocka_unit_test(test_http_retries_5xx_for_safe_requests),

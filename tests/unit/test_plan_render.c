@@ -122,16 +122,16 @@ static struct plan *plan_every_kind(void)
 	set_paid(p, c, "ssl_dv_geotrust", 0);
 	add_label(c, "team", "web");
 	set_file(c, "shop/api.yaml", 4);
-	c = add(p, "billing", CHANGE_RESUME, "pending", "create in progress: step order (2 failed attempts)", "digicert",
-		"digicert", "order,install,remove-token");
+	c = add(p, "billing", CHANGE_RESUME, "pending", "create in progress: step order (2 failed attempts)",
+		"digicert", "digicert", "order,install,remove-token");
 	set_file(c, "shop/billing.yaml", 4);
 	c = add(p, "docs", CHANGE_REINSTALL, "output_missing", "output files are missing", "internal", "ca", "install");
 	set_file(c, "platform/docs.yaml", 4);
 	add(p, "legacy", CHANGE_REMOVE, "not_in_manifests",
 	    "not in the manifests (policy.prune): outputs deleted, record forgotten", "internal", "ca",
 	    "release,delete-outputs,forget");
-	add(p, "old-portal", CHANGE_ORPHAN, "not_in_manifests", "not in the manifests; kept because policy.prune is off",
-	    "internal", NULL, NULL);
+	add(p, "old-portal", CHANGE_ORPHAN, "not_in_manifests",
+	    "not in the manifests; kept because policy.prune is off", "internal", NULL, NULL);
 	plan_add_warning(p, "billing: digicert rate budget low: 12 requests left this hour");
 	return p;
 }
@@ -275,7 +275,8 @@ static void test_plan_text_has_no_escape_codes_without_color(void **state)
 
 	(void)state;
 	/* A provider message that tries to colour (or clear) the terminal. */
-	plan_add_warning(p, "refresh: \033[2J\033[31mboom\xc2\x9b" "1m");
+	plan_add_warning(p, "refresh: \033[2J\033[31mboom\xc2\x9b"
+			    "1m");
 	for (int flags = 0; flags <= PLAN_TEXT_ASCII; flags += PLAN_TEXT_ASCII) {
 		out = render(p, "text", flags);
 		assert_null(memchr(out, '\033', strlen(out)));
@@ -422,27 +423,38 @@ static void test_plan_from_json_rejects_bad_plans(void **state)
 		 "plan.json: format_version: expected a string, got an integer"},
 		{"\"format_version\": \"1.1\"", "\"format_version\": \"one\"",
 		 "plan.json: format_version: expected a version such as \"1.0\", got \"one\""},
-		{"\"action\": \"create\"", "\"action\": \"grow\"", "plan.json: changes[0].action: unknown action \"grow\""},
-		{"\"action\": \"create\"", "\"action\": \"none\"", "plan.json: changes[0].action: \"none\" is not a change"},
+		{"\"action\": \"create\"", "\"action\": \"grow\"",
+		 "plan.json: changes[0].action: unknown action \"grow\""},
+		{"\"action\": \"create\"", "\"action\": \"none\"",
+		 "plan.json: changes[0].action: \"none\" is not a change"},
 		{"\"paid\": true,\n", "", "plan.json: changes[0].paid: required field is missing"},
 		{"\"name\": \"billing\",\n", "", "plan.json: changes[1].name: required field is missing"},
 		{"\"name\": \"billing\"", "\"name\": \"\"", "plan.json: changes[1].name: must not be empty"},
-		{"\"name\": \"billing\"", "\"name\": \"api-new\"", "plan.json: changes: certificate \"api-new\" appears twice"},
+		{"\"name\": \"billing\"", "\"name\": \"api-new\"",
+		 "plan.json: changes: certificate \"api-new\" appears twice"},
 		{"\"serial\": 42", "\"serial\": \"42\"", "plan.json: state.serial: expected an integer, got a string"},
-		{"\"serial\": 42", "\"serial\": -1", "plan.json: state.serial: -1 is out of range (0 to 9223372036854775807)"},
+		{"\"serial\": 42", "\"serial\": -1",
+		 "plan.json: state.serial: -1 is out of range (0 to 9223372036854775807)"},
 		{"\"lineage\": \"" LINEAGE "\"", "\"lineage\": \"" LINEAGE "-and-more\"",
 		 "plan.json: state.lineage: \"" LINEAGE "-and-more\" is not a lineage id"},
-		{"\"deferred\": true", "\"deferred\": \"yes\"", "plan.json: changes[5].deferred: expected a boolean, got a string"},
-		{"\"steps\": [\n        \"issue\"", "\"steps\": [\n        7", "plan.json: changes[6].steps[0]: expected a string, got an integer"},
+		{"\"deferred\": true", "\"deferred\": \"yes\"",
+		 "plan.json: changes[5].deferred: expected a boolean, got a string"},
+		{"\"steps\": [\n        \"issue\"", "\"steps\": [\n        7",
+		 "plan.json: changes[6].steps[0]: expected a string, got an integer"},
 		{"\"labels\": {\n        \"team\": \"platform\"", "\"labels\": {\n        \"team\": 1",
 		 "plan.json: changes[6].labels.team: expected a string, got an integer"},
-		{"\"field\": \"dnsNames\"", "\"field\": null", "plan.json: changes[5].diffs[0].field: expected a string, got null"},
-		{"\"line\": 4", "\"line\": 4.5", "plan.json: changes[0].line: expected an integer, got a number with a fraction"},
-		{"\"create\": 1", "\"create\": 2", "plan.json: summary.create: 2 does not match the 1 create changes listed"},
-		{"\"has_changes\": true", "\"has_changes\": false", "plan.json: summary.has_changes: false does not match the changes listed"},
+		{"\"field\": \"dnsNames\"", "\"field\": null",
+		 "plan.json: changes[5].diffs[0].field: expected a string, got null"},
+		{"\"line\": 4", "\"line\": 4.5",
+		 "plan.json: changes[0].line: expected an integer, got a number with a fraction"},
+		{"\"create\": 1", "\"create\": 2",
+		 "plan.json: summary.create: 2 does not match the 1 create changes listed"},
+		{"\"has_changes\": true", "\"has_changes\": false",
+		 "plan.json: summary.has_changes: false does not match the changes listed"},
 		{"\"warnings\": [\n    \"billing: digicert rate budget low: 12 requests left this hour\"\n  ]",
 		 "\"warnings\": {}", "plan.json: warnings: expected an array, got an object"},
-		{"\"state\": {", "\"nostate\": {", "plan.json: state: required field is missing (null when the plan was made without state)"},
+		{"\"state\": {", "\"nostate\": {",
+		 "plan.json: state: required field is missing (null when the plan was made without state)"},
 	};
 	struct plan *p = plan_every_kind();
 	char *good = render(p, "json", 0);
@@ -464,7 +476,7 @@ static void test_plan_from_json_rejects_broken_json_with_position(void **state)
 
 	(void)state;
 	expect_refused("{\n  \"format_version\": \"1.0\",\n  oops\n}\n", "plan.json:3:", 1);
-	expect_refused("{\"a\": 1, \"a\": 2}", "plan.json:", 1);   /* duplicate keys */
+	expect_refused("{\"a\": 1, \"a\": 2}", "plan.json:", 1); /* duplicate keys */
 	expect_refused("[1, 2]", "plan.json: expected a JSON object, got an array", 0);
 	expect_refused("", "plan.json:", 1);
 	/* Past the 16 MiB cap: refused before parsing. */
@@ -559,7 +571,8 @@ static void test_plan_json_handles_ten_thousand_changes(void **state)
 	 * pass; quadratic work would take 100x.
 	 */
 	if (big > 30 * small + 300)
-		fail_msg("10,000 changes took %lld ms, 1,000 took %lld ms: not linear", (long long)big, (long long)small);
+		fail_msg("10,000 changes took %lld ms, 1,000 took %lld ms: not linear", (long long)big,
+			 (long long)small);
 }
 
 /* ---------- Markdown ---------- */
@@ -654,8 +667,9 @@ static void test_plan_markdown_verdicts(void **state)
 	(void)state;
 	p = plan_pr_no_state();
 	out = render(p, "md", 0);
-	assert_non_null(strstr(out, "<!-- certsync-plan -->\n**certsync plan**: 1 to create, 1 to replace, 1 to remove, "
-				    "1 paid order\n"));
+	assert_non_null(strstr(out,
+			       "<!-- certsync-plan -->\n**certsync plan**: 1 to create, 1 to replace, 1 to remove, "
+			       "1 paid order\n"));
 	assert_non_null(strstr(out, "- **Source**: <code>https://github.com/acme/certs.git@feature/add-api</code> "
 				    "(sha1:3f2a9c1b7e4d), merge base sha1:0b1c2d3e4f5a"));
 	free(out);
@@ -713,14 +727,49 @@ static void test_plan_renderers_replace_invalid_utf8(void **state)
 	char *json, *text;
 
 	(void)state;
-	add(p, "bad-bytes", CHANGE_RENEW, "renewal_due", "provider said \xff\xfe \xe2\x82 ok", "internal", "ca", "issue");
+	add(p, "bad-bytes", CHANGE_RENEW, "renewal_due", "provider said \xff\xfe \xe2\x82 ok", "internal", "ca",
+	    "issue");
 	json = render(p, "json", 0);
-	assert_non_null(strstr(json, "\"reason\": \"provider said \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd ok\""));
+	assert_non_null(
+		strstr(json, "\"reason\": \"provider said \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd ok\""));
 	assert_int_equal(plan_from_json(json, strlen(json), "plan.json", &q), 0);
 	text = render(p, "text", 0);
 	assert_non_null(strstr(text, "provider said \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd ok"));
 	free(json);
 	free(text);
+	plan_free(p);
+	plan_free(q);
+}
+
+/* Account actions are rendered in every format, after the changes, and kept by a saved plan. */
+static void test_plan_account_actions_in_every_format(void **state)
+{
+	struct plan *p = plan_every_kind(), *q = NULL;
+	const char *line = "issuer dc: create an AuthKey for the DigiCert account (once, if the account has none)";
+	char *text, *json, *md, *gh, *again;
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	plan_add_account_action(p, "%s", line);
+	text = render(p, "text", PLAN_TEXT_ASCII);
+	assert_non_null(strstr(text, "Account actions:\n  + issuer dc: create an AuthKey"));
+	json = render(p, "json", 0);
+	assert_non_null(strstr(json, "\"account_actions\": [\n    \"issuer dc: create an AuthKey"));
+	md = render(p, "md", 0);
+	assert_non_null(strstr(md, "### Account actions\n\n- issuer dc: create an AuthKey"));
+	assert_int_equal(plan_render_github(p, &b), 0);
+	gh = buf_detach(&b);
+	assert_non_null(strstr(gh, "::notice title=certsync::issuer dc: create an AuthKey"));
+	assert_int_equal(plan_from_json(json, strlen(json), "plan.json", &q), 0);
+	assert_int_equal(q->n_account_actions, 1);
+	assert_string_equal(q->account_actions[0], line);
+	again = render(q, "json", 0);
+	assert_string_equal(again, json);
+	free(text);
+	free(json);
+	free(md);
+	free(gh);
+	free(again);
 	plan_free(p);
 	plan_free(q);
 }
@@ -746,6 +795,7 @@ int main(void)
 		cmocka_unit_test(test_plan_has_changes_ignores_orphans_and_errors),
 		cmocka_unit_test(test_plan_change_names_round_trip),
 		cmocka_unit_test(test_plan_renderers_replace_invalid_utf8),
+		cmocka_unit_test(test_plan_account_actions_in_every_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,6 +65,18 @@ def auth_keys_list(sim, req):
         return 200, {"auth_keys": [sim.authkey_view(k) for k in sorted(sim.active_keys(), key=lambda k: k["created"])]}
 
 
+# The API key's user (CertCentral "user details", GET /user/me): the cheapest authenticated call.
+SIM_USER = {"id": 125039, "username": "certsync-sim", "account_id": 5137495, "first_name": "Sim", "last_name": "User",
+            "email": "certsync-sim@example.test", "status": "active",
+            "container": {"id": 987654, "name": "Simulated Container", "is_active": True}}
+
+
+def user_me(sim, req):
+    view = dict(SIM_USER, access_roles=[{"id": 5, "name": "Administrator"} if req.role == "full"
+                                        else {"id": 8, "name": "View only"}])
+    return 200, view
+
+
 def auth_key_delete(sim, req):
     with sim.lock:
         k = sim.permanent_key() or (sim.active_keys() or [None])[0]
@@ -430,6 +442,7 @@ ROUTES = [
     ("auth_key_get", "GET", "/account/auth-key", auth_key_get),
     ("auth_key_get_id", "GET", "/account/auth-key/{id}", auth_key_get_id),
     ("auth_keys_list", "GET", "/account/auth-keys", auth_keys_list),
+    ("user_me", "GET", "/user/me", user_me),
     ("auth_key_delete", "DELETE", "/account/auth-key", auth_key_delete),
     ("auth_key_delete_id", "DELETE", "/account/auth-key/{id}", auth_key_delete_id),
     ("order_list", "GET", "/order/certificate", order_list),

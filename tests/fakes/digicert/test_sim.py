@@ -314,6 +314,16 @@ def test_missing_and_wrong_api_key(sim):
     assert st == 404 and body["errors"][0]["code"] == "not_found|route"
 
 
+def test_user_me_names_the_keys_user_and_needs_a_key(sim):
+    st, body, _ = sim.c.call("GET", "/user/me")
+    assert st == 200 and body["id"] == 125039 and body["account_id"] == 5137495
+    assert body["container"]["id"] == 987654 and body["access_roles"][0]["name"] == "Administrator"
+    st, body, _ = sim.c.call("GET", "/user/me", key=VIEW_KEY)
+    assert st == 200 and body["access_roles"][0]["name"] == "View only"
+    st, body, _ = sim.c.call("GET", "/user/me", key="nope")
+    assert st == 401 and body["errors"][0]["code"] == "invalid_api_key"
+
+
 def test_authkey_endpoints(sim):
     sim.c.sim("DELETE", "authkey")
     st, body, _ = sim.c.call("GET", "/account/auth-key")

@@ -15,7 +15,7 @@ import simcommon  # noqa: E402
 
 
 # Modes that answer instead of running the operation.
-PRE_MODES = {"500_html", "502_html", "503_html", "504_json", "timeout", "close", "429"}
+PRE_MODES = {"500_html", "502_html", "503_html", "504_json", "timeout", "close", "429", "reply"}
 # Modes that run the operation, then spoil or withhold the answer.
 POST_MODES = {"hang_after", "truncated_json", "short_body", "empty_body", "html_200", "extra_fields"}
 MODES = PRE_MODES | POST_MODES
@@ -38,7 +38,7 @@ class Faults(simcommon.Faults):
     """The shared fault list with this simulator's modes."""
 
     def __init__(self):
-        super().__init__(MODES, {"retry_after": "1", "message": None})
+        super().__init__(MODES, {"retry_after": "1", "message": None, "status": None, "body": None})
 
 
 def add_extra_fields(obj):

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import traceback
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +53,8 @@ class Handler(simcommon.SimHandler):
             self.send_header("Content-Length", str(len(data) if declared_length is None else declared_length))
         for k, v in headers:
             self.send_header(k, v)
+        if entry is not None and entry.get("request_id"):  # DNSimple's X-Request-Id, on every API answer
+            self.send_header("X-Request-Id", entry["request_id"])
         # Headers and body in one write: two small writes would meet Nagle + delayed ACK (40 ms each).
         self._headers_buffer.append(b"\r\n" + data)
         self.flush_headers()
@@ -123,6 +126,7 @@ class Handler(simcommon.SimHandler):
         sim = self.sim
         route, found = api.match(self.command, path)
         entry = self.begin(route, path, query, raw)
+        entry["request_id"] = str(uuid.uuid4())
         latency = float(sim.config["latency"])
         if latency > 0:
             time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
@@ -180,6 +184,10 @@ class Handler(simcommon.SimHandler):
             return self.respond(502, faults.NGINX_502, "text/html", (), entry)
         if mode == "503_html":
             return self.respond(503, faults.NGINX_503, "text/html", (), entry)
+        if mode == "reply":  # a canned answer: status and JSON body as armed (e.g. a 400 with field errors)
+            return self.respond(int(fault["status"] or 400), compact(fault["body"] if fault["body"] is not None
+                                                                      else {"message": fault["message"] or ""}),
+                                headers=rl, entry=entry)
         if mode == "504_json":
             return self.respond(504, compact({"message": fault["message"] or
                                               "Could not query zone, connection timed out"}), headers=rl,

@@ -611,6 +611,16 @@ def test_fault_html_5xx_and_json_504(sim):
     sim.ctl("fault", {"endpoint": "*", "mode": "504_json", "count": 1})
     r = sim.request("GET", "/v2/whoami")
     assert r.status == 504 and r.json == {"message": "Could not query zone, connection timed out"}
+    # a canned answer, without running the operation; every answer has an X-Request-Id that the log keeps
+    body = {"message": "Validation failed", "errors": {"content": ["can't be blank", "is too short"],
+                                                        "ttl": ["is not a number"]}}
+    sim.ctl("fault", {"endpoint": "createZoneRecord", "mode": "reply", "status": 400, "body": body, "count": 1})
+    r = sim.api("POST", "zones/pizza.company/records", {"name": "x", "type": "TXT", "content": "v"})
+    assert r.status == 400 and r.json == body
+    rid = r.header("X-Request-Id")
+    assert rid and sim.ctl("log?op=createZoneRecord")[-1]["request_id"] == rid
+    assert sim.api("POST", "zones/pizza.company/records", {"name": "x", "type": "TXT", "content": "v"}).status == 201
+    assert sim.request("GET", "/v2/whoami").header("X-Request-Id") != rid
 
 
 def test_fault_truncated_empty_html200_and_extra_fields(sim):
