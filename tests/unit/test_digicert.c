@@ -444,7 +444,7 @@ static void test_digicert_check_credentials_offline(void **state)
 	assert_non_null(strstr(chk.problems[0], "issuer dc: apiKey"));
 	provider_check_free(&chk);
 	/* the same at apply time is a configuration failure: retried once the file is there */
-	assert_int_equal(digicert_session(is->priv), CS_EINVALID);
+	assert_int_equal(digicert_session(is->priv), CS_EAUTH);
 	assert_string_equal(provider_fail_class_take(), STATE_FAIL_CONFIG);
 	assert_int_equal(fsutil_write_atomic(key, "SECRET-KEY\n", 11, 0644), 0);
 	is->ops->check(is, 0, &chk);
