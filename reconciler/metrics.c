@@ -48,6 +48,7 @@ void metrics_cert_clear(struct metrics_cert *c)
 {
 	free(c->name);
 	free(c->issuer);
+	free(c->fail_class);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -353,6 +354,26 @@ static void render_ready(struct buf *b)
 	}
 }
 
+/* 1 with the failure class while a certificate fails (or backs off a failed step), else 0 with class "none". */
+static void render_failing(struct buf *b)
+{
+	family(b, "certsync_certificate_failing", "gauge",
+	       "1 while the certificate is failed or its current step failed (label class: config, transient, "
+	       "rejected, "
+	       "verification, unknown), else 0 (class none).");
+	for (size_t i = 0; i < M.n_certs; i++) {
+		const struct metrics_cert *c = &M.certs[i];
+
+		buf_puts(b, "certsync_certificate_failing{name=\"");
+		metrics_escape_label(b, c->name);
+		buf_puts(b, "\",issuer=\"");
+		metrics_escape_label(b, c->issuer);
+		buf_puts(b, "\",class=\"");
+		metrics_escape_label(b, c->failing && c->fail_class ? c->fail_class : "none");
+		buf_printf(b, "\"} %d\n", c->failing ? 1 : 0);
+	}
+}
+
 static void render_certs(struct buf *b)
 {
 	render_cert_gauge(b, "certsync_certificate_expiration_timestamp_seconds",
@@ -372,8 +393,12 @@ static void render_certs(struct buf *b)
 	render_cert_gauge(b, "certsync_certificate_last_failure_timestamp_seconds",
 			  "When a step of the certificate last failed (cleared by a success), in unix seconds.",
 			  pick_last_failure);
-	render_cert_gauge(b, "certsync_certificate_failed_attempts",
-			  "Failed attempts of the certificate's current step (0 when none failed).", pick_failed);
+	render_cert_gauge(
+		b, "certsync_certificate_failed_attempts",
+		"Failed attempts of the certificate's current step (at least 1 when it is failed, 0 when none "
+		"failed).",
+		pick_failed);
+	render_failing(b);
 }
 
 static void render_histogram(struct buf *b)
@@ -440,7 +465,8 @@ int metrics_render(struct buf *out)
 	pthread_mutex_lock(&M.mu);
 	family(&b, "certsync_build_info", "gauge", "certsync's version, always 1.");
 	buf_printf(&b, "certsync_build_info{version=\"%s\"} 1\n", CERTSYNC_VERSION);
-	family(&b, "certsync_ready", "gauge", "1 once the first reconcile completed and the state is writable.");
+	family(&b, "certsync_ready", "gauge",
+	       "1 when /readyz answers 200: a pass completed, the state is writable and every certificate is ready.");
 	buf_printf(&b, "certsync_ready %d\n", M.ready);
 	render_certs(&b);
 	render_counter(&b, "certsync_reconcile_total", "Reconcile passes that applied changes, by result.",

@@ -24,8 +24,10 @@ struct metrics_cert {
 	int64_t renewal_time; /* when a renewal becomes due (jitter included), 0 = unknown */
 	int64_t last_success; /* last completed change, 0 = never */
 	int64_t next_attempt; /* pending step's next try, 0 = none */
-	int failed_attempts;  /* of the current step */
+	int failed_attempts;  /* of the current step; at least 1 for a failed certificate */
 	int64_t last_failure; /* when a step last failed, 0 = never (or cleared by a success) */
+	int failing;	      /* failed, or its current step failed and backs off */
+	char *fail_class;     /* with failing: "config", "transient", "rejected", "verification" or "unknown" */
 };
 
 void metrics_cert_clear(struct metrics_cert *c);

@@ -251,12 +251,14 @@ def test_readyz_is_503_until_the_first_reconcile_completes(env, daemons, tmp_pat
     d = daemons(env)
     d.wait_http()
     code, body = d.get("/readyz")
-    assert code == 503 and "not ready" in body, body
+    assert code == 503 and json.loads(body)["ready"] is False, body
     assert d.get("/healthz")[0] == 200
     d.wait_ready()
     assert (tmp_path / "hook.log").read_text().split() == ["a", str(env.cert_dir("a"))]
     code, body = d.get("/readyz")
-    assert code == 200 and "reconciled: yes" in body and "main@sha1:" in body
+    doc = json.loads(body)
+    assert code == 200 and doc["ready"] is True and doc["reconciled"] is True, body
+    assert doc["revision"].startswith("main@sha1:") and doc["not_ready"] == [] and doc["certificates"] == 1
     assert d.metric("certsync_ready") == 1
     assert d.get("/nope")[0] == 404
 
@@ -345,7 +347,8 @@ def test_fetch_failure_keeps_the_last_good_revision(env, daemons, tmp_path):
         assert d.metric("certsync_source_fetches_total", result="failure") >= 1
         assert d.metric("certsync_source_info", revision=f"main@sha1:{head}") == 1
         code, body = d.get("/readyz")
-        assert "fetch failing" in body, body
+        doc = json.loads(body)
+        assert code == 200 and doc["source"]["ok"] is False and doc["source"]["error"], body
         check_outputs(env.cert_dir("a"), ["a.example.test"])
     finally:
         moved.rename(env.repo.path)
@@ -630,8 +633,16 @@ def test_a_failing_certificate_backs_off_alone_while_the_others_go_on(env, sim, 
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
     env.repo.commit()
     d = daemons(env)
-    d.wait_ready()
+    d.wait_log(r"reconcile done: 1 done, 0 pending, 1 failed")
     check_outputs(env.cert_dir("a"), ["a.example.test"])  # the other certificate went on
+    # Not ready while one certificate fails, and /readyz says which and why (a transient failure, backing off).
+    code, body = d.get("/readyz")
+    doc = json.loads(body)
+    assert code == 503 and doc["ready"] is False and doc["not_ready_count"] == 1, body
+    entry = doc["not_ready"][0]
+    assert entry["name"] == "shop-www" and entry["reason"] == "pending" and entry["attempts"] == 1, body
+    assert entry["failure_class"] == "transient" and entry["last_error"] and entry["next_try"], body
+    assert TOKEN not in body
     rec = env.state_json()["certificates"]["shop-www"]
     assert rec["phase"] == "pending" and rec["attempts"] == 1, rec
     first_wait = ts(rec["next_try"]) - time.time()
@@ -697,7 +708,6 @@ def test_max_paid_orders_holds_per_revision_not_per_pass(env, sim, token_env, da
         env.repo.write(f"{n}.yaml", manifest(n, [f"{n}.pizza.company"], issuer="dns"))
     env.repo.commit()
     d = daemons(env)
-    d.wait_ready()
     d.wait_log(r"1 paid order deferred: policy.maxPaidOrders \(1\) reached for revision")
     time.sleep(3.5)  # several intervals: the other one is still not bought
     assert sim.count("purchaseLetsencryptCertificate") == 1
