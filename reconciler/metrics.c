@@ -34,6 +34,8 @@ static struct {
 	int fetch_ok, ready;
 	char *revision;
 	uint64_t serial;
+	double loop_last;
+	int64_t loop_bound;
 	struct metrics_cert *certs;
 	size_t n_certs;
 	struct {
@@ -76,6 +78,8 @@ void metrics_reset(void)
 	free(M.revision);
 	M.revision = NULL;
 	M.serial = 0;
+	M.loop_last = 0;
+	M.loop_bound = 0;
 	M.n_rl = 0;
 	for (size_t i = 0; i < M.n_certs; i++)
 		metrics_cert_clear(&M.certs[i]);
@@ -235,6 +239,14 @@ void metrics_set_ready(int ready)
 {
 	pthread_mutex_lock(&M.mu);
 	M.ready = ready;
+	pthread_mutex_unlock(&M.mu);
+}
+
+void metrics_set_loop(double when, int64_t bound_s)
+{
+	pthread_mutex_lock(&M.mu);
+	M.loop_last = when;
+	M.loop_bound = bound_s;
 	pthread_mutex_unlock(&M.mu);
 }
 
@@ -468,6 +480,14 @@ int metrics_render(struct buf *out)
 	family(&b, "certsync_ready", "gauge",
 	       "1 when /readyz answers 200: a pass completed, the state is writable and every certificate is ready.");
 	buf_printf(&b, "certsync_ready %d\n", M.ready);
+	family(&b, "certsync_loop_last_pass_timestamp_seconds", "gauge",
+	       "When the loop last completed a pass (woke, reconciled what was due, went back to sleep), in unix "
+	       "seconds.");
+	if (M.loop_last > 0)
+		buf_printf(&b, "certsync_loop_last_pass_timestamp_seconds %.3f\n", M.loop_last);
+	family(&b, "certsync_loop_liveness_bound_seconds", "gauge",
+	       "How long the loop may go without completing a pass before /healthz fails.");
+	buf_printf(&b, "certsync_loop_liveness_bound_seconds %lld\n", (long long)M.loop_bound);
 	render_certs(&b);
 	render_counter(&b, "certsync_reconcile_total", "Reconcile passes that applied changes, by result.",
 		       &M.reconciles);

@@ -50,6 +50,9 @@ void metrics_reconcile(const char *result, double seconds);
 /* A source fetch at `when`: ok or not; revision "branch@sha1:<hex>" of the last good commit (NULL = none). */
 void metrics_fetch(int ok, int64_t when, const char *revision);
 
+/* The loop completed a pass at `when` (unix s, fractional); /healthz fails after bound_s without another. */
+void metrics_set_loop(double when, int64_t bound_s);
+
 /* Readiness and the state's serial, as gauges. */
 void metrics_set_ready(int ready);
 void metrics_set_state_serial(uint64_t serial);

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../util/crypto.h"
@@ -289,6 +290,17 @@ static void daemon_reload(struct daemon *d)
 	log_info("config reloaded");
 }
 
+/* The loop completed a pass: /healthz and the loop metrics say so. */
+static void daemon_beat(struct daemon *d)
+{
+	struct timespec t;
+	int64_t bound = daemon_liveness_bound(d->cfg);
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	http_server_beat(d->srv, bound);
+	metrics_set_loop((double)t.tv_sec + (double)t.tv_nsec / 1e9, bound);
+}
+
 /* ---------- the loop ---------- */
 
 static int daemon_start(struct daemon *d)
@@ -312,7 +324,7 @@ static int daemon_start(struct daemon *d)
 		return rc;
 	}
 	http_server_set_ready(d->srv, 0, "{\"ready\":false,\"reconciled\":false,\"reason\":\"starting\"}");
-	http_server_beat(d->srv, daemon_liveness_bound(d->cfg));
+	daemon_beat(d);
 	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret> /retry",
 		 d->cfg->server.listen, http_server_port(d->srv));
 	daemon_apply_secret(d);
@@ -389,7 +401,7 @@ static void daemon_step(struct daemon *d)
 		}
 	}
 	daemon_observe(d, util_now());
-	http_server_beat(d->srv, daemon_liveness_bound(d->cfg));
+	daemon_beat(d);
 }
 
 static void daemon_free(struct daemon *d)
