@@ -38,6 +38,16 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o);
  */
 int64_t daemon_renewal_jitter(const char *name, int64_t not_before, int64_t not_after, int64_t renew_at);
 
+/* Seconds a pass may take beyond three intervals before /healthz fails. */
+#define DAEMON_LIVENESS_GRACE 60
+
+/*
+ * The /healthz bound: how long the loop may go without completing a pass.
+ * server.livenessTimeout when set, else 3 x source.interval + 60 s (a pass
+ * ends at least once per interval, as the loop fetches every interval).
+ */
+int64_t daemon_liveness_bound(const struct config *cfg);
+
 /* The metrics/readiness revision string: "<ref>@sha1:<commit>" (Flux's form). Caller frees. */
 char *daemon_revision(const char *ref, const char *commit);
 

@@ -68,9 +68,6 @@ void daemon_retry(struct daemon *d, const char *name);
 /* Frees the pass's bookkeeping (forced and retried names, output notes). */
 void daemon_pass_free(struct daemon *d);
 
-/* The /healthz bound: server.livenessTimeout, else 3 x source.interval + 60 s. */
-int64_t daemon_liveness_bound(const struct config *cfg);
-
 /* Recomputes d->next_due, the per-certificate metrics and readiness. */
 void daemon_observe(struct daemon *d, int64_t now);
 

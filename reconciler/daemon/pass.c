@@ -466,14 +466,6 @@ void daemon_hooks(struct daemon *d, int64_t now, int force)
 
 #define READY_MAX_LISTED 50 /* certificates named in the /readyz body; the rest are counted */
 #define READY_MAX_ERROR 512 /* bytes of a last error shown there */
-#define LIVENESS_GRACE 60   /* seconds a pass may take beyond three intervals */
-
-int64_t daemon_liveness_bound(const struct config *cfg)
-{
-	if (cfg->server.liveness_timeout > 0)
-		return cfg->server.liveness_timeout;
-	return 3 * (cfg->source.interval > 0 ? cfg->source.interval : 60) + LIVENESS_GRACE;
-}
 
 /*
  * A due time the next wake-up must honour: those after the last pass's plan

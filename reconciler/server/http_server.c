@@ -22,6 +22,8 @@
 #define SERVER_QUEUE_BYTES (16u * 1024 * 1024)
 #define SERVER_MAX_DRAIN (1024 * 1024)
 #define SERVER_FULL_WAIT_MS 100 /* how long a delivery waits for room in a full queue */
+/* A request (its body, or its answer to a slow reader) taking longer than this is cut when room is needed. */
+#define SERVER_BUSY_DEADLINE_MS (3 * SERVER_TIMEOUT_S * 1000)
 /* libmicrohttpd's own cap: room for evicted connections that it has not closed yet. */
 #define SERVER_HARD_CONNECTIONS (SERVER_MAX_CONNECTIONS * 2)
 
@@ -31,6 +33,7 @@ struct srv_conn {
 	int busy;	 /* a request head arrived and its answer is not finished */
 	int evicted;	 /* shut down by us; libmicrohttpd closes it on its next look */
 	int64_t wait_ms; /* since when it waits for a request head (monotonic ms) */
+	int64_t busy_ms; /* since when it is busy with a request (body upload, answer to a slow reader) */
 	struct srv_conn *prev, *next;
 };
 
@@ -330,8 +333,9 @@ static void srv_conn_evict(struct http_server *s, struct srv_conn *k)
 /*
  * Called for every accepted connection before libmicrohttpd takes it: closes
  * connections that have waited past SERVER_TIMEOUT_S for a whole request
- * head, and at the cap evicts the one waiting longest. A connection is
- * refused only when every kept one is busy with a request.
+ * head, and at the cap evicts the one waiting longest (or, when all are busy,
+ * one whose request has taken over SERVER_BUSY_DEADLINE_MS). A connection is
+ * refused only when every kept one is busy with a recent request.
  */
 static enum MHD_Result srv_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
@@ -350,6 +354,11 @@ static enum MHD_Result srv_accept(void *cls, const struct sockaddr *addr, sockle
 
 		while (k && (k->busy || k->evicted))
 			k = k->next;
+		/* Every kept connection is busy: one whose request has dragged on past its deadline goes. */
+		if (!k)
+			for (k = s->conns; k && (k->evicted || now - k->busy_ms <= SERVER_BUSY_DEADLINE_MS);
+			     k = k->next)
+				;
 		if (k)
 			srv_conn_evict(s, k);
 		else
@@ -399,6 +408,8 @@ static void srv_conn_busy(struct http_server *s, struct MHD_Connection *c, int b
 		return;
 	pthread_mutex_lock(&s->mu);
 	k->busy = busy;
+	if (busy)
+		k->busy_ms = util_mono_ms();
 	if (!busy) {
 		k->wait_ms = util_mono_ms();
 		srv_conn_unlink(s, k);
