@@ -166,6 +166,25 @@ def test_a_configuration_failure_is_retried_by_itself_when_its_backoff_ends(env,
     assert d.stop()[0] == 0
 
 
+def test_readyz_is_503_while_a_manifest_is_left_out_for_errors(env, daemons):
+    run_config(env, interval="1s")
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.write("b.yaml", manifest("b", ["b.example.test"]).replace("dnsNames:", "dnsNamez:"))
+    env.repo.commit()
+    d = daemons(env)
+    d.wait_log(r"1 certificates, 2 problems")
+    # Without --allow-partial such a revision creates nothing: "a" is not attempted, "b" is left out.
+    doc = wait_for("a first pass", lambda: readyz(d)[1]["reconciled"] and readyz(d)[1], d=d)
+    assert readyz(d)[0] == 503 and doc["manifest_problems"] == 2 and doc["certificates"] == 1, doc
+    assert [(e["name"], e["reason"]) for e in doc["not_ready"]] == [("a", "not_attempted")], doc
+    env.repo.write("b.yaml", manifest("b", ["b.example.test"]))
+    env.repo.commit("fix b")
+    d.wait_ready()
+    check_outputs(env.cert_dir("a"), ["a.example.test"])
+    check_outputs(env.cert_dir("b"), ["b.example.test"])
+    assert d.stop()[0] == 0
+
+
 # ---------------------------------------------------------------- explicit retries while run holds the lock
 
 
