@@ -1,8 +1,10 @@
 /*
  * `certsync run` (DESIGN §5): one foreground loop that follows the git
  * branch, reconciles when there is a reason (new commit, renewal due,
- * pending step due, webhook, SIGUSR1), serves webhooks, health and metrics,
- * and stops cleanly on SIGTERM/SIGINT.
+ * pending or failed step due, webhook, SIGHUP, SIGUSR1, an explicit retry by
+ * SIGUSR2 or POST /retry), serves webhooks, health and metrics, and stops
+ * cleanly on SIGTERM/SIGINT. /readyz is 200 only while every desired
+ * certificate is ready; /healthz fails when the loop stalls.
  */
 #ifndef CS_RECONCILER_DAEMON_H
 #define CS_RECONCILER_DAEMON_H

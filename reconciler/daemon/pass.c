@@ -256,7 +256,7 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 		 res.skipped ? ", interrupted" : "");
 }
 
-/* Remembers which recorded certificates' outputs are not as installed (for /readyz), from a look at them. */
+/* Remembers which recorded certificates' outputs are not as installed (for /readyz), in name order. */
 static void daemon_note_outputs(struct daemon *d, const enum output_status *outs)
 {
 	size_t n = 0;
@@ -478,11 +478,22 @@ static void daemon_due(int64_t *due, int64_t t, int64_t after)
 		*due = t;
 }
 
+/* The notes are in name order (state_cert_list's), so a binary search finds one. */
 static enum output_status daemon_outnote(const struct daemon *d, const char *name)
 {
-	for (size_t i = 0; i < d->n_outnotes; i++)
-		if (!strcmp(d->outnotes[i].name, name))
-			return d->outnotes[i].status;
+	size_t lo = 0, hi = d->n_outnotes;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, d->outnotes[mid].name);
+
+		if (!c)
+			return d->outnotes[mid].status;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
 	return OUTPUT_OK;
 }
 
