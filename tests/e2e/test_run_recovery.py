@@ -86,6 +86,9 @@ def ca_with_open_key(env):
 
 
 # ---------------------------------------------------------------- configuration failures
+# These three rely on the engine's contract for permanent failures (issue 11): every failure counts an attempt,
+# sets next_try with capped backoff and records failure_class ("config" for a missing env var or an open key),
+# and the plan carries config/transient failures as resumes without --retry-failed.
 
 
 def test_missing_env_var_fixed_by_config_and_sighup_converges_readyz_503_to_200(env, sim, no_token, daemons):
