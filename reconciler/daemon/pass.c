@@ -647,7 +647,14 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 	buf_printf(b, "{\"ready\":%s", ready ? "true" : "false");
 	daemon_json_kv(b, "revision", rev);
 	buf_printf(b, ",\"source\":{\"ok\":%s", d->fetch_ok ? "true" : "false");
-	daemon_json_kv(b, "error", d->fetch_ok ? NULL : (d->fetch_error ? d->fetch_error : "not fetched yet"));
+	if (d->fetch_ok) {
+		daemon_json_kv(b, "error", NULL);
+	} else {
+		char *red = log_redacted(d->fetch_error ? d->fetch_error : "not fetched yet");
+
+		daemon_json_kv(b, "error", red);
+		free(red);
+	}
 	buf_printf(b, "},\"state_writable\":%s,\"reconciled\":%s", d->state_ok ? "true" : "false",
 		   d->first_done ? "true" : "false");
 	buf_printf(b, ",\"certificates\":%zu,\"invalid_certificates\":%zu,\"manifest_problems\":%zu",
