@@ -323,7 +323,9 @@ static int daemon_start(struct daemon *d)
 		log_error("%s", cs_errmsg());
 		return rc;
 	}
-	http_server_set_ready(d->srv, 0, "{\"ready\":false,\"reconciled\":false,\"reason\":\"starting\"}");
+	http_server_set_ready(d->srv, 0,
+			      "{\"ready\":false,\"reason\":\"starting\",\"reconciled\":false,\"not_ready_count\":0,"
+			      "\"not_ready\":[]}");
 	daemon_beat(d);
 	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret> /retry",
 		 d->cfg->server.listen, http_server_port(d->srv));
