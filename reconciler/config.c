@@ -282,7 +282,8 @@ static void config_parse_issuers(struct config *c, const struct ynode *n, const 
 
 static void config_parse_server(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"listen", "publicURL", "webhookSecret", NULL};
+	static const char *const keys[] = {"listen",	 "publicURL",	    "webhookSecret",
+					   "adminToken", "livenessTimeout", NULL};
 	const struct ynode *v;
 
 	if (ynode_expect(n, YNODE_MAP, file, "server", d))
@@ -305,6 +306,10 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 			  c->server.public_url);
 	if ((v = ynode_get(n, "webhookSecret")))
 		config_parse_cred(v, file, "server.webhookSecret", 0, d, &c->server.webhook_secret);
+	if ((v = ynode_get(n, "adminToken")))
+		config_parse_cred(v, file, "server.adminToken", 0, d, &c->server.admin_token);
+	if ((v = ynode_get(n, "livenessTimeout")))
+		ynode_duration(v, file, "server.livenessTimeout", d, &c->server.liveness_timeout);
 }
 
 static void config_parse_policy(struct config *c, const struct ynode *n, const char *file, struct diags *d)
@@ -488,6 +493,7 @@ void config_free(struct config *c)
 	free(c->server.listen);
 	free(c->server.public_url);
 	config_cred_free(&c->server.webhook_secret);
+	config_cred_free(&c->server.admin_token);
 	for (size_t i = 0; i < c->hooks.n_on_change; i++)
 		free(c->hooks.on_change[i]);
 	free(c->hooks.on_change);

@@ -61,6 +61,8 @@ struct config {
 		char *listen;
 		char *public_url;
 		struct cred webhook_secret;
+		struct cred admin_token;  /* guards POST /retry (Authorization: Bearer); none = endpoint off */
+		int64_t liveness_timeout; /* /healthz bound without a completed pass; 0 = 3 x source.interval + 60 s */
 	} server;
 	struct {
 		int prune;

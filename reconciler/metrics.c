@@ -34,6 +34,8 @@ static struct {
 	int fetch_ok, ready;
 	char *revision;
 	uint64_t serial;
+	double loop_last;
+	int64_t loop_bound;
 	struct metrics_cert *certs;
 	size_t n_certs;
 	struct {
@@ -48,6 +50,7 @@ void metrics_cert_clear(struct metrics_cert *c)
 {
 	free(c->name);
 	free(c->issuer);
+	free(c->fail_class);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -75,6 +78,8 @@ void metrics_reset(void)
 	free(M.revision);
 	M.revision = NULL;
 	M.serial = 0;
+	M.loop_last = 0;
+	M.loop_bound = 0;
 	M.n_rl = 0;
 	for (size_t i = 0; i < M.n_certs; i++)
 		metrics_cert_clear(&M.certs[i]);
@@ -237,6 +242,14 @@ void metrics_set_ready(int ready)
 	pthread_mutex_unlock(&M.mu);
 }
 
+void metrics_set_loop(double when, int64_t bound_s)
+{
+	pthread_mutex_lock(&M.mu);
+	M.loop_last = when;
+	M.loop_bound = bound_s;
+	pthread_mutex_unlock(&M.mu);
+}
+
 void metrics_set_state_serial(uint64_t serial)
 {
 	pthread_mutex_lock(&M.mu);
@@ -353,6 +366,26 @@ static void render_ready(struct buf *b)
 	}
 }
 
+/* 1 with the failure class while a certificate fails (or backs off a failed step), else 0 with class "none". */
+static void render_failing(struct buf *b)
+{
+	family(b, "certsync_certificate_failing", "gauge",
+	       "1 while the certificate is failed or its current step failed (label class: config, transient, "
+	       "rejected, "
+	       "verification, unknown), else 0 (class none).");
+	for (size_t i = 0; i < M.n_certs; i++) {
+		const struct metrics_cert *c = &M.certs[i];
+
+		buf_puts(b, "certsync_certificate_failing{name=\"");
+		metrics_escape_label(b, c->name);
+		buf_puts(b, "\",issuer=\"");
+		metrics_escape_label(b, c->issuer);
+		buf_puts(b, "\",class=\"");
+		metrics_escape_label(b, c->failing && c->fail_class ? c->fail_class : "none");
+		buf_printf(b, "\"} %d\n", c->failing ? 1 : 0);
+	}
+}
+
 static void render_certs(struct buf *b)
 {
 	render_cert_gauge(b, "certsync_certificate_expiration_timestamp_seconds",
@@ -372,8 +405,12 @@ static void render_certs(struct buf *b)
 	render_cert_gauge(b, "certsync_certificate_last_failure_timestamp_seconds",
 			  "When a step of the certificate last failed (cleared by a success), in unix seconds.",
 			  pick_last_failure);
-	render_cert_gauge(b, "certsync_certificate_failed_attempts",
-			  "Failed attempts of the certificate's current step (0 when none failed).", pick_failed);
+	render_cert_gauge(
+		b, "certsync_certificate_failed_attempts",
+		"Failed attempts of the certificate's current step (at least 1 when it is failed, 0 when none "
+		"failed).",
+		pick_failed);
+	render_failing(b);
 }
 
 static void render_histogram(struct buf *b)
@@ -440,8 +477,17 @@ int metrics_render(struct buf *out)
 	pthread_mutex_lock(&M.mu);
 	family(&b, "certsync_build_info", "gauge", "certsync's version, always 1.");
 	buf_printf(&b, "certsync_build_info{version=\"%s\"} 1\n", CERTSYNC_VERSION);
-	family(&b, "certsync_ready", "gauge", "1 once the first reconcile completed and the state is writable.");
+	family(&b, "certsync_ready", "gauge",
+	       "1 when /readyz answers 200: a pass completed, the state is writable and every certificate is ready.");
 	buf_printf(&b, "certsync_ready %d\n", M.ready);
+	family(&b, "certsync_loop_last_pass_timestamp_seconds", "gauge",
+	       "When the loop last completed a pass (woke, reconciled what was due, went back to sleep), in unix "
+	       "seconds.");
+	if (M.loop_last > 0)
+		buf_printf(&b, "certsync_loop_last_pass_timestamp_seconds %.3f\n", M.loop_last);
+	family(&b, "certsync_loop_liveness_bound_seconds", "gauge",
+	       "How long the loop may go without completing a pass before /healthz fails.");
+	buf_printf(&b, "certsync_loop_liveness_bound_seconds %lld\n", (long long)M.loop_bound);
 	render_certs(&b);
 	render_counter(&b, "certsync_reconcile_total", "Reconcile passes that applied changes, by result.",
 		       &M.reconciles);

@@ -24,8 +24,10 @@ struct metrics_cert {
 	int64_t renewal_time; /* when a renewal becomes due (jitter included), 0 = unknown */
 	int64_t last_success; /* last completed change, 0 = never */
 	int64_t next_attempt; /* pending step's next try, 0 = none */
-	int failed_attempts;  /* of the current step */
+	int failed_attempts;  /* of the current step; at least 1 for a failed certificate */
 	int64_t last_failure; /* when a step last failed, 0 = never (or cleared by a success) */
+	int failing;	      /* failed, or its current step failed and backs off */
+	char *fail_class;     /* with failing: "config", "transient", "rejected", "verification" or "unknown" */
 };
 
 void metrics_cert_clear(struct metrics_cert *c);
@@ -47,6 +49,9 @@ void metrics_reconcile(const char *result, double seconds);
 
 /* A source fetch at `when`: ok or not; revision "branch@sha1:<hex>" of the last good commit (NULL = none). */
 void metrics_fetch(int ok, int64_t when, const char *revision);
+
+/* The loop completed a pass at `when` (unix s, fractional); /healthz fails after bound_s without another. */
+void metrics_set_loop(double when, int64_t bound_s);
 
 /* Readiness and the state's serial, as gauges. */
 void metrics_set_ready(int ready);

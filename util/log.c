@@ -110,3 +110,13 @@ void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...
 	buf_free(&b);
 	free(msg);
 }
+
+char *log_redacted(const char *s)
+{
+	char *out = xstrdup(s ? s : "");
+
+	pthread_mutex_lock(&logger.mu);
+	out = log_redact(out);
+	pthread_mutex_unlock(&logger.mu);
+	return out;
+}

@@ -32,4 +32,7 @@ void log_emit(enum log_level lv, const struct log_ctx *ctx, const char *fmt, ...
 void log_add_secret(const char *secret);
 void log_clear_secrets(void);
 
+/* A copy of s with every registered secret replaced by "[REDACTED]" (for text shown outside the log). Caller frees. */
+char *log_redacted(const char *s);
+
 #endif

@@ -148,6 +148,45 @@ static void apply_summary(const struct engine_result *r, const struct plan *p)
 		       r->deferred, r->deferred == 1 ? "" : "s", p->max_paid);
 }
 
+/*
+ * The state is locked by `certsync run`: say how to ask the running process
+ * instead (it applies by itself; SIGUSR1 reconciles now, SIGUSR2 or
+ * POST /retry retries failed certificates).
+ */
+static void apply_lock_hint(const struct config *cfg, int retry_failed)
+{
+	const char *m = cs_errmsg(), *p = strstr(m, "locked by run (pid ");
+	const char *listen = cfg->server.listen ? cfg->server.listen : "127.0.0.1:9402";
+	const char *colon = strrchr(listen, ':');
+	long long pid;
+
+	if (!p)
+		return;
+	pid = strtoll(p + strlen("locked by run (pid "), NULL, 10);
+	/* A wildcard listen address is reached on loopback. */
+	if (!strncmp(listen, "0.0.0.0:", 8) || !strncmp(listen, "[::]:", 5) || listen[0] == ':')
+		listen = colon && !strncmp(listen, "[::]", 4) ? "[::1]" : "127.0.0.1";
+	else
+		colon = NULL;
+	if (!retry_failed) {
+		fprintf(stderr, "hint: certsync run (pid %lld) applies by itself; to reconcile now: kill -USR1 %lld\n",
+			pid, pid);
+		return;
+	}
+	fprintf(stderr,
+		"hint: certsync run (pid %lld) holds the state; ask it to retry the failed certificates instead:\n"
+		"  kill -USR2 %lld\n",
+		pid, pid);
+	if (cfg->server.admin_token.kind != CRED_NONE)
+		fprintf(stderr,
+			"  curl -fsS -X POST -H \"Authorization: Bearer $CERTSYNC_ADMIN_TOKEN\" http://%s%s/retry   "
+			"(or /retry/<name> for one certificate; the token is server.adminToken)\n",
+			listen, colon ? colon : "");
+	else
+		fprintf(stderr, "  (or set server.adminToken to allow POST http://%s%s/retry[/<name>])\n", listen,
+			colon ? colon : "");
+}
+
 static int apply_run(struct cmd_globals *g, int argc, char **argv)
 {
 	struct apply_args a;
@@ -174,6 +213,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	if ((rc = state_file_open(cfg->state_path, &be)) || (rc = state_lock(be, "apply")) ||
 	    (rc = state_load(be, &st))) {
 		cmd_fail("%s", cs_errmsg());
+		if (rc == CS_ELOCKED)
+			apply_lock_hint(cfg, a.retry_failed);
 		goto out;
 	}
 	has_state = has_state || state_cert_count(st) > 0;

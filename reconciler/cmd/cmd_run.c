@@ -63,8 +63,10 @@ static int run_run(struct cmd_globals *g, int argc, char **argv)
 const struct cmd cmd_run = {
 	"run",
 	"Run as a daemon: follow the source, reconcile when something is due, serve webhooks, /healthz, /readyz\n"
-	"and /metrics on server.listen. SIGTERM/SIGINT stop (state saved), SIGHUP reloads the config, SIGUSR1\n"
-	"reconciles now. Logs are JSON lines on stderr unless --log-format text.\n"
+	"and /metrics on server.listen. SIGTERM/SIGINT stop (state saved), SIGHUP reloads the config and\n"
+	"retries failing certificates now, SIGUSR1 reconciles now, SIGUSR2 retries every failed certificate\n"
+	"(as apply --retry-failed; POST /retry[/<name>] does too with server.adminToken).\n"
+	"Logs are JSON lines on stderr unless --log-format text.\n"
 	"Options:\n"
 	"  --parallelism N   certificates worked on at once (default 4)\n"
 	"  --allow-partial   apply the valid certificates of a revision that has invalid manifests\n"

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../util/crypto.h"
@@ -25,7 +26,7 @@
 #define DAEMON_SAVE_EVERY 2
 
 volatile sig_atomic_t daemon_stop_flag;
-static volatile sig_atomic_t daemon_hup_flag, daemon_usr1_flag;
+static volatile sig_atomic_t daemon_hup_flag, daemon_usr1_flag, daemon_usr2_flag;
 static int wake_pipe[2] = {-1, -1};
 
 /* ---------- signals and waking up ---------- */
@@ -55,12 +56,14 @@ static void daemon_on_signal(int sig)
 		daemon_hup_flag = 1;
 	else if (sig == SIGUSR1)
 		daemon_usr1_flag = 1;
+	else if (sig == SIGUSR2)
+		daemon_usr2_flag = 1;
 	daemon_wake();
 }
 
 static int daemon_signals(void)
 {
-	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
 	struct sigaction sa;
 
 	if (pipe(wake_pipe))
@@ -96,7 +99,7 @@ static void daemon_wait(int64_t until)
 
 	if (ms > DAEMON_MAX_SLEEP_MS)
 		ms = DAEMON_MAX_SLEEP_MS;
-	if (ms > 0 && !daemon_stop_flag && !daemon_hup_flag && !daemon_usr1_flag)
+	if (ms > 0 && !daemon_stop_flag && !daemon_hup_flag && !daemon_usr1_flag && !daemon_usr2_flag)
 		poll(&p, 1, (int)ms);
 	while (read(wake_pipe[0], drain, sizeof(drain)) > 0) {
 	}
@@ -237,12 +240,36 @@ static int daemon_apply_secret(struct daemon *d)
 	return rc;
 }
 
-/* SIGHUP: load the config again; swap only when it is valid. */
+/* server.adminToken guards POST /retry; without it the endpoint is off. */
+static void daemon_apply_admin_token(struct daemon *d)
+{
+	struct buf tok = BUF_INIT;
+
+	if (d->cfg->server.admin_token.kind == CRED_NONE) {
+		http_server_set_admin_token(d->srv, NULL);
+		return;
+	}
+	if (config_cred_read(&d->cfg->server.admin_token, "server.adminToken", &tok)) {
+		log_error("%s; POST /retry is off", cs_errmsg());
+		http_server_set_admin_token(d->srv, NULL);
+	} else {
+		log_add_secret(tok.data);
+		http_server_set_admin_token(d->srv, tok.data);
+	}
+	buf_wipe(&tok);
+}
+
+/*
+ * SIGHUP: load the config again; swap only when it is valid. Either way the
+ * next pass ignores backoff: the operator may have fixed what failed (an env
+ * var behind the config, a file, a key's mode).
+ */
 static void daemon_reload(struct daemon *d)
 {
 	struct config *n = NULL;
 
-	log_info("SIGHUP: reading the config again");
+	log_info("SIGHUP: reading the config again; failing certificates are retried now");
+	d->kick = d->force = 1;
 	if (d->opts->load_config(d->opts->load_arg, &n)) {
 		log_error("the new config is invalid; keeping the running one");
 		return;
@@ -257,10 +284,21 @@ static void daemon_reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = n;
 	daemon_apply_secret(d);
+	daemon_apply_admin_token(d);
 	daemon_register_webhooks(d);
 	d->next_fetch = 0;
-	d->kick = 1;
 	log_info("config reloaded");
+}
+
+/* The loop completed a pass: /healthz and the loop metrics say so. */
+static void daemon_beat(struct daemon *d)
+{
+	struct timespec t;
+	int64_t bound = daemon_liveness_bound(d->cfg);
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	http_server_beat(d->srv, bound);
+	metrics_set_loop((double)t.tv_sec + (double)t.tv_nsec / 1e9, bound);
 }
 
 /* ---------- the loop ---------- */
@@ -285,14 +323,43 @@ static int daemon_start(struct daemon *d)
 		log_error("%s", cs_errmsg());
 		return rc;
 	}
-	http_server_set_ready(d->srv, 0, "starting: no reconcile yet");
-	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret>",
+	http_server_set_ready(d->srv, 0,
+			      "{\"ready\":false,\"reason\":\"starting\",\"reconciled\":false,\"not_ready_count\":0,"
+			      "\"not_ready\":[]}");
+	daemon_beat(d);
+	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret> /retry",
 		 d->cfg->server.listen, http_server_port(d->srv));
 	daemon_apply_secret(d);
+	daemon_apply_admin_token(d);
 	d->cache = spec_cache_new();
 	daemon_register_webhooks(d);
 	d->kick = 1;
 	return 0;
+}
+
+/* Explicit retries: SIGUSR2 (every failed certificate) and POST /retry[/<name>]. */
+static void daemon_take_retries(struct daemon *d)
+{
+	struct retry_request r;
+
+	if (daemon_usr2_flag) {
+		daemon_usr2_flag = 0;
+		log_info("SIGUSR2: explicit retry of every failed certificate");
+		daemon_retry(d, NULL);
+	}
+	if (!http_server_take_retries(d->srv, &r))
+		return;
+	if (r.all) {
+		log_info("POST /retry: explicit retry of every failed certificate");
+		daemon_retry(d, NULL);
+	}
+	for (size_t i = 0; i < r.n_names; i++) {
+		struct log_ctx lc = {r.names[i], NULL, NULL, NULL};
+
+		log_emit(LV_INFO, &lc, "POST /retry: explicit retry");
+		daemon_retry(d, r.names[i]);
+	}
+	retry_request_free(&r);
 }
 
 static void daemon_step(struct daemon *d)
@@ -316,6 +383,7 @@ static void daemon_step(struct daemon *d)
 		d->kick = 1; /* outputs may have drifted: a pure plan is cheap */
 	}
 	daemon_webhooks(d);
+	daemon_take_retries(d);
 	if (d->next_due && now >= d->next_due)
 		d->kick = 1;
 	force = d->force;
@@ -335,6 +403,7 @@ static void daemon_step(struct daemon *d)
 		}
 	}
 	daemon_observe(d, util_now());
+	daemon_beat(d);
 }
 
 static void daemon_free(struct daemon *d)
@@ -347,9 +416,7 @@ static void daemon_free(struct daemon *d)
 		desired_free(&d->des);
 	spec_cache_free(d->cache);
 	gitsrc_free(d->git);
-	for (size_t i = 0; i < d->n_forced; i++)
-		free(d->forced[i]);
-	free(d->forced);
+	daemon_pass_free(d);
 	free(d->fetch_error);
 	config_free(d->cfg);
 }
@@ -362,7 +429,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.opts = o;
-	daemon_stop_flag = daemon_hup_flag = daemon_usr1_flag = 0;
+	daemon_stop_flag = daemon_hup_flag = daemon_usr1_flag = daemon_usr2_flag = 0;
 	metrics_reset();
 	http_set_global_observer(daemon_metrics_observer, NULL);
 	http_set_abort_flag((volatile int *)&daemon_stop_flag);

@@ -1,8 +1,10 @@
 /*
  * `certsync run` (DESIGN §5): one foreground loop that follows the git
  * branch, reconciles when there is a reason (new commit, renewal due,
- * pending step due, webhook, SIGUSR1), serves webhooks, health and metrics,
- * and stops cleanly on SIGTERM/SIGINT.
+ * pending or failed step due, webhook, SIGHUP, SIGUSR1, an explicit retry by
+ * SIGUSR2 or POST /retry), serves webhooks, health and metrics, and stops
+ * cleanly on SIGTERM/SIGINT. /readyz is 200 only while every desired
+ * certificate is ready; /healthz fails when the loop stalls.
  */
 #ifndef CS_RECONCILER_DAEMON_H
 #define CS_RECONCILER_DAEMON_H
@@ -37,6 +39,16 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o);
  * not renew in one burst.
  */
 int64_t daemon_renewal_jitter(const char *name, int64_t not_before, int64_t not_after, int64_t renew_at);
+
+/* Seconds a pass may take beyond three intervals before /healthz fails. */
+#define DAEMON_LIVENESS_GRACE 60
+
+/*
+ * The /healthz bound: how long the loop may go without completing a pass.
+ * server.livenessTimeout when set, else 3 x source.interval + 60 s (a pass
+ * ends at least once per interval, as the loop fetches every interval).
+ */
+int64_t daemon_liveness_bound(const struct config *cfg);
 
 /* The metrics/readiness revision string: "<ref>@sha1:<commit>" (Flux's form). Caller frees. */
 char *daemon_revision(const char *ref, const char *commit);

@@ -40,12 +40,75 @@ static void daemon_force(struct daemon *d, const char *name)
 	d->forced[d->n_forced++] = xstrdup(name);
 }
 
+/* An explicit retry (SIGUSR2, POST /retry) asked about this certificate. */
+static int daemon_is_retried(const struct daemon *d, const char *name)
+{
+	if (d->retry_all)
+		return 1;
+	for (size_t i = 0; i < d->n_retry; i++)
+		if (!strcmp(d->retry[i], name))
+			return 1;
+	return 0;
+}
+
+void daemon_retry(struct daemon *d, const char *name)
+{
+	d->kick = 1;
+	if (!name) {
+		d->retry_all = 1;
+		d->force = 1;
+		return;
+	}
+	daemon_force(d, name);
+	for (size_t i = 0; i < d->n_retry; i++)
+		if (!strcmp(d->retry[i], name))
+			return;
+	util_grow(&d->retry, &d->cap_retry, d->n_retry + 1, sizeof(*d->retry));
+	d->retry[d->n_retry++] = xstrdup(name);
+}
+
 static void daemon_forced_clear(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_forced; i++)
 		free(d->forced[i]);
 	d->n_forced = 0;
 	d->force = 0;
+	for (size_t i = 0; i < d->n_retry; i++)
+		free(d->retry[i]);
+	d->n_retry = 0;
+	d->retry_all = 0;
+}
+
+static void daemon_outnotes_clear(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_outnotes; i++)
+		free(d->outnotes[i].name);
+	free(d->outnotes);
+	d->outnotes = NULL;
+	d->n_outnotes = 0;
+}
+
+void daemon_pass_free(struct daemon *d)
+{
+	daemon_forced_clear(d);
+	free(d->forced);
+	free(d->retry);
+	d->forced = d->retry = NULL;
+	d->cap_forced = d->cap_retry = 0;
+	daemon_outnotes_clear(d);
+}
+
+/*
+ * Whether a failed certificate is retried without being asked (with backoff):
+ * configuration and transient failures are (nothing was bought, or the
+ * provider may answer next time); a rejection by the provider, a verification
+ * failure and a failure of unknown class wait for a manifest change or an
+ * explicit retry, because a retry may spend money again.
+ */
+static int daemon_retries_alone(const struct state_cert *rec)
+{
+	return util_streq(rec->failure_class, STATE_FAIL_CONFIG) ||
+	       util_streq(rec->failure_class, STATE_FAIL_TRANSIENT);
 }
 
 static const struct cert_spec *daemon_spec(const struct daemon *d, const char *name)
@@ -101,10 +164,13 @@ static int daemon_budget(struct daemon *d, const struct plan_change *c, size_t *
 }
 
 /*
- * Keeps only the changes that are due: a pending step waits for its
- * next-try time (backoff) unless a webhook or SIGUSR1 asked about it; a
- * renewal waits for its jittered time; a revision with invalid manifests only
- * maintains what exists (renew, resume, reinstall). Returns what is left.
+ * Keeps only the changes that are due: a pending step, or a failed one that
+ * is retried alone, waits for its next-try time (backoff) unless a webhook,
+ * SIGHUP, SIGUSR1 or an explicit retry asked about it; a failed certificate
+ * that waits for an explicit retry goes only when one names it (the plan was
+ * made with retry_failed for it); a renewal waits for its jittered time; a
+ * revision with invalid manifests only maintains what exists (renew, resume,
+ * reinstall). Returns what is left.
  */
 static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 {
@@ -119,6 +185,11 @@ static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 			continue;
 		if (partial_block &&
 		    (c->kind == CHANGE_CREATE || c->kind == CHANGE_REPLACE || c->kind == CHANGE_REMOVE)) {
+			c->kind = CHANGE_NONE;
+			continue;
+		}
+		if (c->kind == CHANGE_RESUME && rec && rec->phase == PHASE_FAILED && !daemon_is_retried(d, c->name) &&
+		    !daemon_retries_alone(rec)) {
 			c->kind = CHANGE_NONE;
 			continue;
 		}
@@ -187,16 +258,59 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 		 res.skipped ? ", interrupted" : "");
 }
 
+/* Remembers which recorded certificates' outputs are not as installed (for /readyz), in name order. */
+static void daemon_note_outputs(struct daemon *d, const enum output_status *outs)
+{
+	size_t n = 0;
+	struct state_cert **recs = state_cert_list(d->st, &n);
+
+	daemon_outnotes_clear(d);
+	for (size_t i = 0; i < n; i++) {
+		if (outs[i] == OUTPUT_OK)
+			continue;
+		d->outnotes = xrealloc(d->outnotes, (d->n_outnotes + 1) * sizeof(*d->outnotes));
+		d->outnotes[d->n_outnotes].name = xstrdup(recs[i]->name);
+		d->outnotes[d->n_outnotes++].status = outs[i];
+	}
+	free(recs);
+}
+
+/* Logs what an explicit retry is about to do, once per request. */
+static void daemon_log_retry(const struct daemon *d)
+{
+	if (d->retry_all)
+		log_info("explicit retry: failed certificates are retried now (as apply --retry-failed)");
+	for (size_t i = 0; i < d->n_retry; i++) {
+		const struct state_cert *rec = state_cert_get(d->st, d->retry[i]);
+		struct log_ctx lc = {d->retry[i], NULL, NULL, NULL};
+
+		if (!daemon_spec(d, d->retry[i]))
+			log_emit(LV_WARN, &lc, "explicit retry: no certificate of that name in the manifests");
+		else if (!rec || rec->phase != PHASE_FAILED)
+			log_emit(LV_INFO, &lc, "explicit retry: not failed; anything pending is tried now");
+		else
+			log_emit(LV_INFO, &lc, "explicit retry: retrying failed step %s", rec->step ? rec->step : "?");
+	}
+}
+
 void daemon_pass(struct daemon *d)
 {
 	struct reconcile_opts ro;
 	struct plan *p = NULL;
 	int64_t now = util_now(), t0 = util_mono_ms();
+	enum output_status *outs;
 	size_t due;
 
 	d->kick = 0;
+	d->last_plan = now;
+	daemon_log_retry(d);
 	memset(&ro, 0, sizeof(ro));
 	ro.now = now;
+	/* Only failed certificates an explicit retry names are kept from this (daemon_filter). */
+	ro.retry_failed = d->retry_all || d->n_retry;
+	outs = reconcile_observe(d->cfg, d->st, NULL);
+	ro.observed = outs;
+	daemon_note_outputs(d, outs);
 	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro, &p)) {
 		log_error("plan: %s", cs_errmsg());
 		goto out;
@@ -205,6 +319,9 @@ void daemon_pass(struct daemon *d)
 	log_debug("planned %zu certificates in %" PRId64 " ms: %zu due", d->des.n_specs, util_mono_ms() - t0, due);
 	if (due) {
 		daemon_apply(d, p, due);
+		free(outs);
+		outs = reconcile_observe(d->cfg, d->st, NULL);
+		daemon_note_outputs(d, outs);
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 		d->dirty = 1;
@@ -212,6 +329,7 @@ void daemon_pass(struct daemon *d)
 	if (!daemon_stop_flag)
 		d->first_done = 1;
 out:
+	free(outs);
 	daemon_forced_clear(d);
 	plan_free(p);
 }
@@ -348,33 +466,103 @@ void daemon_hooks(struct daemon *d, int64_t now, int force)
 
 /* ---------- observation: schedule, metrics, readiness ---------- */
 
-static void daemon_due(int64_t *due, int64_t t, int64_t now)
+#define READY_MAX_LISTED 50 /* certificates named in the /readyz body; the rest are counted */
+#define READY_MAX_ERROR 512 /* bytes of a last error shown there */
+
+/*
+ * A due time the next wake-up must honour: those after the last pass's plan
+ * time (that pass already weighed the earlier ones), even if already past
+ * (then the loop passes again at once instead of sleeping through it).
+ */
+static void daemon_due(int64_t *due, int64_t t, int64_t after)
 {
-	if (t > now && (!*due || t < *due))
+	if (t > after && (!*due || t < *due))
 		*due = t;
 }
 
-static int daemon_cert_ready(const struct state_cert *r, const struct cert_spec *s, int64_t now)
+/* The notes are in name order (state_cert_list's), so a binary search finds one. */
+static enum output_status daemon_outnote(const struct daemon *d, const char *name)
 {
-	if (!r)
-		return -1;
-	if (r->phase == PHASE_FAILED)
-		return 0;
-	if (!r->fingerprint || r->not_after <= now)
-		return r->phase == PHASE_PENDING && !r->fingerprint && !r->attempts ? -1 : 0;
-	if (r->phase == PHASE_READY)
-		return !s || util_streq(r->spec_hash, s->hash);
-	/* pending: a renewal or a resume with the installed certificate still good for this spec */
-	return s && util_streq(r->spec_hash, s->hash);
+	size_t lo = 0, hi = d->n_outnotes;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, d->outnotes[mid].name);
+
+		if (!c)
+			return d->outnotes[mid].status;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return OUTPUT_OK;
 }
 
-static void daemon_cert_snapshot(const struct state_cert *r, const struct cert_spec *s, const char *name, int64_t now,
-				 struct metrics_cert *m)
+/*
+ * Why a desired certificate is not ready, or NULL when it is: a valid
+ * certificate for its current spec and issuer is installed, its outputs are
+ * as installed, and it is not failed. A renewal in progress (or backing off)
+ * keeps it ready while the installed certificate is still valid.
+ */
+static const char *daemon_not_ready(const struct daemon *d, const struct state_cert *r, const struct cert_spec *s,
+				    int64_t now)
+{
+	enum output_status o;
+
+	if (!r)
+		return "not_attempted";
+	if (r->phase == PHASE_FAILED)
+		return "failed";
+	if (!r->fingerprint)
+		return "pending";
+	if (r->not_after <= now)
+		return "expired";
+	if (s && (!util_streq(r->spec_hash, s->hash) || !util_streq(r->issuer, s->issuer)))
+		return "outdated";
+	o = daemon_outnote(d, r->name);
+	if (o == OUTPUT_MISSING)
+		return "outputs_missing";
+	if (o == OUTPUT_ALTERED)
+		return "outputs_altered";
+	return NULL;
+}
+
+/* The ready_status condition: 1 True, 0 False, -1 Unknown (in the manifests, never attempted). */
+static int daemon_cert_ready(const struct daemon *d, const struct state_cert *r, const struct cert_spec *s, int64_t now)
+{
+	const char *why;
+
+	if (!r)
+		return -1;
+	if (r->phase == PHASE_PENDING && !r->fingerprint && !r->attempts && !r->last_error)
+		return -1;
+	why = daemon_not_ready(d, r, s, now);
+	return why == NULL;
+}
+
+/*
+ * The failure class of a failing certificate (failed, or its current step
+ * failed and backs off), NULL when it is not failing. A record written
+ * before classes were recorded reads "unknown" when failed and "transient"
+ * when backing off (only transient failures backed off then).
+ */
+static const char *daemon_fail_class(const struct state_cert *r)
+{
+	if (!r || (r->phase != PHASE_FAILED && r->attempts < 1))
+		return NULL;
+	if (r->failure_class)
+		return r->failure_class;
+	return r->phase == PHASE_FAILED ? "unknown" : STATE_FAIL_TRANSIENT;
+}
+
+static void daemon_cert_snapshot(const struct daemon *d, const struct state_cert *r, const struct cert_spec *s,
+				 const char *name, int64_t now, struct metrics_cert *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->name = xstrdup(name);
 	m->issuer = xstrdup(s ? s->issuer : r && r->issuer ? r->issuer : "");
-	m->ready = daemon_cert_ready(r, s, now);
+	m->ready = daemon_cert_ready(d, r, s, now);
 	if (!r)
 		return;
 	if (r->fingerprint) {
@@ -383,9 +571,101 @@ static void daemon_cert_snapshot(const struct state_cert *r, const struct cert_s
 		m->renewal_time = s ? daemon_renew_at(s, r) : 0;
 	}
 	m->last_success = r->last_success;
-	m->next_attempt = r->phase == PHASE_PENDING && r->step ? (r->next_try ? r->next_try : now) : 0;
-	m->failed_attempts = r->attempts;
+	if (r->step && (r->phase == PHASE_PENDING || (r->phase == PHASE_FAILED && daemon_retries_alone(r))))
+		m->next_attempt = r->next_try ? r->next_try : now;
+	/* A failed certificate counts at least one failed attempt, whatever the engine recorded. */
+	m->failed_attempts = r->phase == PHASE_FAILED && r->attempts < 1 ? 1 : r->attempts;
+	m->failing = daemon_fail_class(r) != NULL;
+	if (m->failing)
+		m->fail_class = xstrdup(daemon_fail_class(r));
 	m->last_failure = r->last_error ? r->last_error_time : 0;
+}
+
+static void daemon_json_kv(struct buf *b, const char *key, const char *val)
+{
+	buf_printf(b, ",\"%s\":", key);
+	if (val)
+		buf_json_str(b, val);
+	else
+		buf_puts(b, "null");
+}
+
+/* One entry of the /readyz "not_ready" list: never a secret (last_error is redacted and cut). */
+static void daemon_ready_entry(struct buf *b, const char *name, const char *why, const struct state_cert *r)
+{
+	char when[32];
+
+	buf_puts(b, "{\"name\":");
+	buf_json_str(b, name);
+	daemon_json_kv(b, "reason", why);
+	daemon_json_kv(b, "phase", r ? state_phase_name(r->phase) : NULL);
+	daemon_json_kv(b, "failure_class", daemon_fail_class(r));
+	daemon_json_kv(b, "step", r ? r->step : NULL);
+	buf_printf(b, ",\"attempts\":%d", r ? r->attempts : 0);
+	if (r && r->next_try) {
+		util_fmt_time(r->next_try, when);
+		daemon_json_kv(b, "next_try", when);
+	} else {
+		daemon_json_kv(b, "next_try", NULL);
+	}
+	if (r && r->last_error) {
+		char *red = log_redacted(r->last_error);
+
+		if (strlen(red) > READY_MAX_ERROR)
+			memcpy(red + READY_MAX_ERROR - 3, "...", 4);
+		daemon_json_kv(b, "last_error", red);
+		free(red);
+	} else {
+		daemon_json_kv(b, "last_error", NULL);
+	}
+	buf_puts(b, "}");
+}
+
+/* The /readyz body and verdict: ready once a pass completed, the state is writable and every desired certificate is
+ * ready. */
+static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
+{
+	size_t n_not = 0, listed = 0;
+	struct buf list = BUF_INIT;
+	char *rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
+	int ready;
+
+	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++) {
+		const struct cert_spec *s = d->des.specs[i];
+		const struct state_cert *r = state_cert_get(d->st, s->name);
+		const char *why = daemon_not_ready(d, r, s, now);
+
+		if (!why)
+			continue;
+		if (listed < READY_MAX_LISTED) {
+			if (listed++)
+				buf_puts(&list, ",");
+			daemon_ready_entry(&list, s->name, why, r);
+		}
+		n_not++;
+	}
+	/* A certificate left out of the revision for manifest errors is one the operator asked for and lacks. */
+	ready = d->first_done && d->state_ok && d->have_des && n_not == 0 && !d->des.n_invalid && !d->des.diags.n;
+	buf_printf(b, "{\"ready\":%s", ready ? "true" : "false");
+	daemon_json_kv(b, "revision", rev);
+	buf_printf(b, ",\"source\":{\"ok\":%s", d->fetch_ok ? "true" : "false");
+	if (d->fetch_ok) {
+		daemon_json_kv(b, "error", NULL);
+	} else {
+		char *red = log_redacted(d->fetch_error ? d->fetch_error : "not fetched yet");
+
+		daemon_json_kv(b, "error", red);
+		free(red);
+	}
+	buf_printf(b, "},\"state_writable\":%s,\"reconciled\":%s", d->state_ok ? "true" : "false",
+		   d->first_done ? "true" : "false");
+	buf_printf(b, ",\"certificates\":%zu,\"invalid_certificates\":%zu,\"manifest_problems\":%zu",
+		   d->have_des ? d->des.n_specs : 0, d->have_des ? d->des.n_invalid : 0,
+		   d->have_des ? d->des.diags.n : 0);
+	buf_printf(b, ",\"not_ready_count\":%zu,\"not_ready\":[%s]}", n_not, list.data ? list.data : "");
+	buf_free(&list);
+	free(rev);
+	return ready;
 }
 
 void daemon_observe(struct daemon *d, int64_t now)
@@ -393,25 +673,27 @@ void daemon_observe(struct daemon *d, int64_t now)
 	size_t n = 0, k = 0;
 	struct state_cert **recs = state_cert_list(d->st, &n);
 	struct metrics_cert *m = xcalloc(n + d->des.n_specs + 1, sizeof(*m));
-	int64_t due = 0;
-	char *detail, *dir, *rev;
+	int64_t due = 0, after = d->have_des ? d->last_plan : now;
+	struct buf body = BUF_INIT;
+	char *dir;
+	int ready;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct state_cert *r = recs[i];
 		const struct cert_spec *s = d->have_des ? daemon_spec(d, r->name) : NULL;
 		const char *hn = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
 
-		if (r->phase == PHASE_PENDING && r->step)
-			daemon_due(&due, r->next_try, now);
+		if (r->step && (r->phase == PHASE_PENDING || (r->phase == PHASE_FAILED && daemon_retries_alone(r))))
+			daemon_due(&due, r->next_try, after);
 		if (r->phase == PHASE_READY && s && r->fingerprint)
-			daemon_due(&due, daemon_renew_at(s, r), now);
+			daemon_due(&due, daemon_renew_at(s, r), after);
 		if (hn)
-			daemon_due(&due, strtoll(hn, NULL, 10), now);
-		daemon_cert_snapshot(r, s, r->name, now, &m[k++]);
+			daemon_due(&due, strtoll(hn, NULL, 10), after);
+		daemon_cert_snapshot(d, r, s, r->name, now, &m[k++]);
 	}
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++)
 		if (!state_cert_get(d->st, d->des.specs[i]->name))
-			daemon_cert_snapshot(NULL, d->des.specs[i], d->des.specs[i]->name, now, &m[k++]);
+			daemon_cert_snapshot(d, NULL, d->des.specs[i], d->des.specs[i]->name, now, &m[k++]);
 	free(recs);
 	d->next_due = due;
 	metrics_set_certs(m, k);
@@ -422,15 +704,10 @@ void daemon_observe(struct daemon *d, int64_t now)
 	else if (!d->state_ok && !d->dirty)
 		d->state_ok = 1;
 	free(dir);
-	metrics_set_ready(d->first_done && d->state_ok);
-	rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : xstrdup("none");
-	detail = xasprintf("revision: %s\nsource: %s%s\nstate: %s\nreconciled: %s", rev,
-			   d->fetch_ok ? "ok" : "fetch failing: ",
-			   d->fetch_ok ? "" : (d->fetch_error ? d->fetch_error : "not fetched yet"),
-			   d->state_ok ? "writable" : "NOT writable", d->first_done ? "yes" : "not yet");
-	http_server_set_ready(d->srv, d->first_done && d->state_ok, detail);
-	free(detail);
-	free(rev);
+	ready = daemon_readiness(d, now, &body);
+	metrics_set_ready(ready);
+	http_server_set_ready(d->srv, ready, body.data ? body.data : "{}");
+	buf_free(&body);
 }
 
 /* ---------- webhook registration ---------- */

@@ -26,3 +26,10 @@ int64_t daemon_renewal_jitter(const char *name, int64_t not_before, int64_t not_
 		return 0;
 	return (int64_t)(util_hash_str(name) % 1000) * span / 1000;
 }
+
+int64_t daemon_liveness_bound(const struct config *cfg)
+{
+	if (cfg->server.liveness_timeout > 0)
+		return cfg->server.liveness_timeout;
+	return 3 * (cfg->source.interval > 0 ? cfg->source.interval : 60) + DAEMON_LIVENESS_GRACE;
+}

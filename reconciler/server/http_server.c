@@ -6,10 +6,12 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "../../util/buf.h"
 #include "../../util/crypto.h"
@@ -20,6 +22,20 @@
 #define SERVER_QUEUE_BYTES (16u * 1024 * 1024)
 #define SERVER_MAX_DRAIN (1024 * 1024)
 #define SERVER_FULL_WAIT_MS 100 /* how long a delivery waits for room in a full queue */
+/* A request (its body, or its answer to a slow reader) taking longer than this is cut when room is needed. */
+#define SERVER_BUSY_DEADLINE_MS (3 * SERVER_TIMEOUT_S * 1000)
+/* libmicrohttpd's own cap: room for evicted connections that it has not closed yet. */
+#define SERVER_HARD_CONNECTIONS (SERVER_MAX_CONNECTIONS * 2)
+
+/* A connection as the eviction policy sees it (libmicrohttpd's socket context). */
+struct srv_conn {
+	int fd;
+	int busy;	 /* a request head arrived and its answer is not finished */
+	int evicted;	 /* shut down by us; libmicrohttpd closes it on its next look */
+	int64_t wait_ms; /* since when it waits for a request head (monotonic ms) */
+	int64_t busy_ms; /* since when it is busy with a request (body upload, answer to a slow reader) */
+	struct srv_conn *prev, *next;
+};
 
 struct http_server {
 	struct MHD_Daemon *d;
@@ -29,10 +45,15 @@ struct http_server {
 	pthread_mutex_t mu;  /* guards everything below */
 	pthread_cond_t room; /* the loop took deliveries off a full queue */
 	char *secret;
+	char *admin_token;
 	int ready;
-	char *ready_detail;
+	char *ready_json;
+	int64_t beat_ms, beat_bound_ms; /* liveness: the loop's last pass (monotonic ms) and the bound */
 	struct webhook_delivery q[SERVER_MAX_QUEUE];
 	size_t q_head, q_n, q_bytes;
+	struct retry_request retry;
+	struct srv_conn *conns, *conns_tail; /* oldest wait first among the idle ones */
+	size_t n_live;			     /* connections not evicted */
 };
 
 /* One POST in progress (the body arrives over several handler calls). */
@@ -68,6 +89,47 @@ int server_parse_webhook_path(const char *url, const char **provider, size_t *pr
 	*secret = slash + 1;
 	*secret_len = n;
 	return 1;
+}
+
+int server_parse_retry_path(const char *url, const char **name)
+{
+	const char *p;
+	size_t n;
+
+	if (!url || strncmp(url, "/retry", 6))
+		return 0;
+	if (!url[6]) {
+		*name = NULL;
+		return 1;
+	}
+	if (url[6] != '/')
+		return 0;
+	p = url + 7;
+	n = strlen(p);
+	if (!n || n > SERVER_MAX_NAME || strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789.-") != n)
+		return 0;
+	*name = p;
+	return 1;
+}
+
+const char *server_bearer_token(const char *authorization)
+{
+	const char *p = authorization;
+
+	if (!p || strncasecmp(p, "Bearer ", 7))
+		return NULL;
+	p += 7;
+	while (*p == ' ')
+		p++;
+	return *p ? p : NULL;
+}
+
+void retry_request_free(struct retry_request *r)
+{
+	for (size_t i = 0; i < r->n_names; i++)
+		free(r->names[i]);
+	free(r->names);
+	memset(r, 0, sizeof(*r));
 }
 
 int server_secret_equal(const char *given, size_t given_len, const char *want, size_t want_len)
@@ -118,18 +180,242 @@ static enum MHD_Result srv_metrics(struct MHD_Connection *c)
 
 static enum MHD_Result srv_readyz(struct http_server *s, struct MHD_Connection *c)
 {
-	char *text;
+	char *body;
 	int ready;
 	enum MHD_Result ret;
 
 	pthread_mutex_lock(&s->mu);
 	ready = s->ready;
-	text = xasprintf("%s\n%s%s", ready ? "ok" : "not ready", s->ready_detail ? s->ready_detail : "",
-			 s->ready_detail && *s->ready_detail ? "\n" : "");
+	body = xasprintf("%s\n", s->ready_json ? s->ready_json : "{\"ready\":false,\"reason\":\"starting\"}");
 	pthread_mutex_unlock(&s->mu);
-	ret = srv_text(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, text);
-	free(text);
+	ret = srv_reply(c, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body, strlen(body));
+	free(body);
 	return ret;
+}
+
+/* Liveness: 503 once the loop has gone longer than its bound without completing a pass. */
+static enum MHD_Result srv_healthz(struct http_server *s, struct MHD_Connection *c)
+{
+	int64_t since = -1, bound = 0;
+	char text[160];
+
+	pthread_mutex_lock(&s->mu);
+	if (s->beat_ms && s->beat_bound_ms) {
+		since = util_mono_ms() - s->beat_ms;
+		bound = s->beat_bound_ms;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (since < 0 || since <= bound)
+		return srv_text(c, MHD_HTTP_OK, "ok\n");
+	snprintf(text, sizeof(text), "stalled: the loop has not completed a pass for %llds (bound %llds)\n",
+		 (long long)(since / 1000), (long long)(bound / 1000));
+	return srv_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+}
+
+/* ---------- explicit retries ---------- */
+
+/* Queues a retry of one certificate (name) or of all failed ones (NULL); 0, or -1 when the list is full. */
+static int srv_retry_queue(struct http_server *s, const char *name)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->mu);
+	if (!name) {
+		s->retry.all = 1;
+	} else {
+		size_t i;
+
+		for (i = 0; i < s->retry.n_names && strcmp(s->retry.names[i], name); i++)
+			;
+		if (i == s->retry.n_names) {
+			if (s->retry.n_names >= SERVER_MAX_RETRY_NAMES) {
+				rc = -1;
+			} else {
+				s->retry.names = xrealloc(s->retry.names, (s->retry.n_names + 1) * sizeof(char *));
+				s->retry.names[s->retry.n_names++] = xstrdup(name);
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!rc && s->notify)
+		s->notify(s->notify_arg);
+	return rc;
+}
+
+/* POST /retry[/<name>]: answered at once (202); the loop retries in its next pass. */
+static enum MHD_Result srv_retry(struct http_server *s, struct MHD_Connection *c, const char *url)
+{
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *given = server_bearer_token(auth), *name = NULL;
+	char *body;
+	int ok = 0, on;
+	enum MHD_Result ret;
+
+	pthread_mutex_lock(&s->mu);
+	on = s->admin_token != NULL;
+	if (on && given)
+		ok = server_secret_equal(given, strlen(given), s->admin_token, strlen(s->admin_token));
+	pthread_mutex_unlock(&s->mu);
+	if (!on)
+		return srv_text(c, MHD_HTTP_NOT_FOUND, "not found (the retry endpoint needs server.adminToken)\n");
+	if (!ok) {
+		struct MHD_Response *r =
+			MHD_create_response_from_buffer(14, (void *)"unauthorized\n", MHD_RESPMEM_PERSISTENT);
+
+		if (!r)
+			return MHD_NO;
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"certsync\"");
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+		ret = MHD_queue_response(c, MHD_HTTP_UNAUTHORIZED, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	if (!server_parse_retry_path(url, &name))
+		return srv_text(
+			c, MHD_HTTP_BAD_REQUEST,
+			"expected POST /retry or /retry/<certificate name> (lowercase letters, digits, '.', '-')\n");
+	if (srv_retry_queue(s, name))
+		return srv_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "too many retries queued, try again shortly\n");
+	body = name ? xasprintf("{\"queued\":\"retry\",\"certificate\":\"%s\"}\n", name)
+		    : xstrdup("{\"queued\":\"retry\",\"certificate\":\"all failed\"}\n");
+	ret = srv_reply(c, MHD_HTTP_ACCEPTED, "application/json", body, strlen(body));
+	free(body);
+	return ret;
+}
+
+int http_server_take_retries(struct http_server *s, struct retry_request *out)
+{
+	int any;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->mu);
+	*out = s->retry;
+	memset(&s->retry, 0, sizeof(s->retry));
+	pthread_mutex_unlock(&s->mu);
+	any = out->all || out->n_names;
+	return any;
+}
+
+/* ---------- slow clients: connection tracking and eviction ---------- */
+
+static void srv_conn_unlink(struct http_server *s, struct srv_conn *k)
+{
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		s->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	else
+		s->conns_tail = k->prev;
+	k->prev = k->next = NULL;
+}
+
+static void srv_conn_append(struct http_server *s, struct srv_conn *k)
+{
+	k->prev = s->conns_tail;
+	k->next = NULL;
+	if (s->conns_tail)
+		s->conns_tail->next = k;
+	else
+		s->conns = k;
+	s->conns_tail = k;
+}
+
+/* Shuts the socket down (libmicrohttpd sees the end and closes it itself; the descriptor stays its own). */
+static void srv_conn_evict(struct http_server *s, struct srv_conn *k)
+{
+	k->evicted = 1;
+	s->n_live--;
+	shutdown(k->fd, SHUT_RDWR);
+}
+
+/*
+ * Called for every accepted connection before libmicrohttpd takes it: closes
+ * connections that have waited past SERVER_TIMEOUT_S for a whole request
+ * head, and at the cap evicts the one waiting longest (or, when all are busy,
+ * one whose request has taken over SERVER_BUSY_DEADLINE_MS). A connection is
+ * refused only when every kept one is busy with a recent request.
+ */
+static enum MHD_Result srv_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct http_server *s = cls;
+	int64_t now = util_mono_ms();
+	enum MHD_Result ok = MHD_YES;
+
+	(void)addr;
+	(void)addrlen;
+	pthread_mutex_lock(&s->mu);
+	for (struct srv_conn *k = s->conns; k; k = k->next)
+		if (!k->busy && !k->evicted && now - k->wait_ms > SERVER_TIMEOUT_S * 1000)
+			srv_conn_evict(s, k);
+	if (s->n_live >= SERVER_MAX_CONNECTIONS) {
+		struct srv_conn *k = s->conns;
+
+		while (k && (k->busy || k->evicted))
+			k = k->next;
+		/* Every kept connection is busy: one whose request has dragged on past its deadline goes. */
+		if (!k)
+			for (k = s->conns; k && (k->evicted || now - k->busy_ms <= SERVER_BUSY_DEADLINE_MS);
+			     k = k->next)
+				;
+		if (k)
+			srv_conn_evict(s, k);
+		else
+			ok = MHD_NO;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return ok;
+}
+
+static void srv_notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+			    enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	struct srv_conn *k = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		k = xcalloc(1, sizeof(*k));
+		k->fd = ci ? ci->connect_fd : -1;
+		k->wait_ms = util_mono_ms();
+		pthread_mutex_lock(&s->mu);
+		srv_conn_append(s, k);
+		s->n_live++;
+		pthread_mutex_unlock(&s->mu);
+		*socket_context = k;
+		return;
+	}
+	if (!k)
+		return;
+	pthread_mutex_lock(&s->mu);
+	srv_conn_unlink(s, k);
+	if (!k->evicted)
+		s->n_live--;
+	pthread_mutex_unlock(&s->mu);
+	free(k);
+	*socket_context = NULL;
+}
+
+/* A request head arrived (busy = 1) or its answer is done (busy = 0: waiting again, newest). */
+static void srv_conn_busy(struct http_server *s, struct MHD_Connection *c, int busy)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct srv_conn *k = ci ? ci->socket_context : NULL;
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&s->mu);
+	k->busy = busy;
+	if (busy)
+		k->busy_ms = util_mono_ms();
+	if (!busy) {
+		k->wait_ms = util_mono_ms();
+		srv_conn_unlink(s, k);
+		srv_conn_append(s, k);
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 /* ---------- webhooks ---------- */
@@ -262,12 +548,15 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const cha
 	(void)version;
 	if (*con_cls)
 		return srv_webhook_data(s, c, *con_cls, upload_data, upload_data_size);
+	srv_conn_busy(s, c, 1);
+	if (!strcmp(method, "POST") && !strncmp(url, "/retry", 6))
+		return srv_retry(s, c, url);
 	if (!strcmp(method, "POST"))
 		return srv_webhook_start(s, c, url, con_cls);
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
 		return srv_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (!strcmp(url, "/healthz"))
-		return srv_text(c, MHD_HTTP_OK, "ok\n");
+		return srv_healthz(s, c);
 	if (!strcmp(url, "/readyz"))
 		return srv_readyz(s, c);
 	if (!strcmp(url, "/metrics"))
@@ -279,9 +568,8 @@ static void srv_completed(void *cls, struct MHD_Connection *c, void **con_cls, e
 {
 	struct srv_req *r = *con_cls;
 
-	(void)cls;
-	(void)c;
 	(void)toe;
+	srv_conn_busy(cls, c, 0);
 	if (!r)
 		return;
 	buf_free(&r->body);
@@ -337,11 +625,12 @@ int http_server_start(const struct http_server_opts *o, struct http_server **out
 	pthread_cond_init(&s->room, NULL);
 	s->notify = o->notify;
 	s->notify_arg = o->notify_arg;
-	s->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVER_MAX_CONNECTIONS,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_TIMEOUT_S,
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-				srv_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+	s->d = MHD_start_daemon(flags, 0, srv_accept, s, srv_handle, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVER_HARD_CONNECTIONS,
+				MHD_OPTION_NOTIFY_CONNECTION, srv_notify_conn, s, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)SERVER_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+				MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+				MHD_OPTION_END);
 	if (!s->d) {
 		pthread_cond_destroy(&s->room);
 		pthread_mutex_destroy(&s->mu);
@@ -363,7 +652,9 @@ void http_server_stop(struct http_server *s)
 	for (size_t i = 0; i < s->q_n; i++)
 		free(s->q[(s->q_head + i) % SERVER_MAX_QUEUE].body);
 	http_server_set_secret(s, NULL);
-	free(s->ready_detail);
+	http_server_set_admin_token(s, NULL);
+	retry_request_free(&s->retry);
+	free(s->ready_json);
 	pthread_cond_destroy(&s->room);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
@@ -387,11 +678,35 @@ void http_server_set_secret(struct http_server *s, const char *secret)
 	free(old);
 }
 
-void http_server_set_ready(struct http_server *s, int ready, const char *detail)
+void http_server_set_admin_token(struct http_server *s, const char *token)
 {
+	char *old;
+
+	pthread_mutex_lock(&s->mu);
+	old = s->admin_token;
+	s->admin_token = token && *token ? xstrdup(token) : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (old)
+		crypto_wipe(old, strlen(old));
+	free(old);
+}
+
+void http_server_set_ready(struct http_server *s, int ready, const char *json)
+{
+	char *copy = xstrdup(json), *old;
+
 	pthread_mutex_lock(&s->mu);
 	s->ready = ready;
-	free(s->ready_detail);
-	s->ready_detail = xstrdup(detail);
+	old = s->ready_json;
+	s->ready_json = copy;
+	pthread_mutex_unlock(&s->mu);
+	free(old);
+}
+
+void http_server_beat(struct http_server *s, int64_t bound_s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->beat_ms = util_mono_ms();
+	s->beat_bound_ms = bound_s > 0 ? bound_s * 1000 : 0;
 	pthread_mutex_unlock(&s->mu);
 }

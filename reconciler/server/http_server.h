@@ -1,19 +1,30 @@
 /*
  * The daemon's HTTP server (libmicrohttpd, owned by http_server.c): provider
- * webhooks, /healthz, /readyz and /metrics. It runs in its own thread and
- * never calls into the engine: a webhook is only queued (200 at once) and the
- * loop is woken to handle it, so slow or huge requests cannot stall the loop.
+ * webhooks, the admin retry endpoint, /healthz, /readyz and /metrics. It runs
+ * in its own thread and never calls into the engine: a webhook or a retry
+ * request is only queued (answered at once) and the loop is woken to handle
+ * it, so slow or huge requests cannot stall the loop.
+ *
+ * Slow clients cannot starve it: at most SERVER_MAX_CONNECTIONS connections
+ * are kept; a new connection beyond that evicts the one that has waited
+ * longest without sending a whole request head (idle keep-alives included),
+ * and any connection that has not sent a whole request head within
+ * SERVER_TIMEOUT_S is closed when the next connection arrives, however slowly
+ * it trickles bytes. A probe, whose head arrives at once, always gets in.
  */
 #ifndef CS_RECONCILER_SERVER_HTTP_SERVER_H
 #define CS_RECONCILER_SERVER_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define SERVER_MAX_WEBHOOK_BODY (64 * 1024)
 #define SERVER_MAX_QUEUE 1024
 #define SERVER_MAX_CONNECTIONS 128
 #define SERVER_TIMEOUT_S 10
 #define SERVER_MAX_SEGMENT 63
+#define SERVER_MAX_RETRY_NAMES 64 /* distinct names queued by POST /retry/<name> before 503 */
+#define SERVER_MAX_NAME 253
 
 struct http_server;
 
@@ -31,6 +42,15 @@ struct webhook_delivery {
 	size_t len;
 };
 
+/* Queued explicit retries (POST /retry[/<name>]): all failed certificates, or these names. */
+struct retry_request {
+	int all;
+	char **names;
+	size_t n_names;
+};
+
+void retry_request_free(struct retry_request *r);
+
 /* Starts serving. CS_EINVALID for a bad listen address, CS_ERROR when it cannot bind (message says why). */
 int http_server_start(const struct http_server_opts *o, struct http_server **out);
 
@@ -43,8 +63,24 @@ unsigned http_server_port(const struct http_server *s);
 /* Sets (copies) the webhook secret; NULL or "" turns webhooks off (404). The old copy is wiped. */
 void http_server_set_secret(struct http_server *s, const char *secret);
 
-/* What /readyz says: 200 "ok" when ready, else 503; detail (copied) goes into the body either way. */
-void http_server_set_ready(struct http_server *s, int ready, const char *detail);
+/*
+ * Sets (copies) the admin token that guards POST /retry (Authorization:
+ * Bearer <token>, compared in constant time); NULL or "" turns the endpoint
+ * off (404). The old copy is wiped.
+ */
+void http_server_set_admin_token(struct http_server *s, const char *token);
+
+/* What /readyz says: 200 when ready, else 503; json (copied) is the body either way. */
+void http_server_set_ready(struct http_server *s, int ready, const char *json);
+
+/*
+ * The loop completed a pass (liveness): /healthz answers 503 once more than
+ * bound_s seconds go by without another call (0 = never).
+ */
+void http_server_beat(struct http_server *s, int64_t bound_s);
+
+/* Moves the queued retry requests into out (cleared first); 1 if there were any. */
+int http_server_take_retries(struct http_server *s, struct retry_request *out);
 
 /* Moves up to max queued deliveries into out (oldest first); returns how many. */
 size_t http_server_take(struct http_server *s, struct webhook_delivery *out, size_t max);
@@ -57,6 +93,12 @@ size_t http_server_take(struct http_server *s, struct webhook_delivery *out, siz
  */
 int server_parse_webhook_path(const char *url, const char **provider, size_t *provider_len, const char **secret,
 			      size_t *secret_len);
+
+/* "/retry" (name NULL) or "/retry/<name>" with a certificate name ([a-z0-9.-]{1,253}). 1 if it is one. */
+int server_parse_retry_path(const char *url, const char **name);
+
+/* The token of an "Authorization: Bearer <token>" header value, or NULL. */
+const char *server_bearer_token(const char *authorization);
 
 /* Compares without leaking where the first difference is (time depends only on the lengths). 1 if equal. */
 int server_secret_equal(const char *given, size_t given_len, const char *want, size_t want_len);

@@ -70,6 +70,49 @@ static void test_secret_compare_needs_the_exact_secret(void **s)
 	assert_false(server_secret_equal("", 0, "", 0)); /* no secret configured: nothing matches */
 }
 
+static void test_retry_path_and_bearer_token(void **s)
+{
+	const char *name = "x";
+	char longn[300];
+
+	(void)s;
+	assert_true(server_parse_retry_path("/retry", &name));
+	assert_null(name);
+	assert_true(server_parse_retry_path("/retry/shop-www.v2", &name));
+	assert_string_equal(name, "shop-www.v2");
+	assert_false(server_parse_retry_path("/retry/", &name));
+	assert_false(server_parse_retry_path("/retry/Shop", &name));
+	assert_false(server_parse_retry_path("/retry/a/b", &name));
+	assert_false(server_parse_retry_path("/retry/a?x=1", &name));
+	assert_false(server_parse_retry_path("/retryx", &name));
+	assert_false(server_parse_retry_path("/webhooks/retry", &name));
+	memset(longn, 'a', sizeof(longn));
+	memcpy(longn, "/retry/", 7);
+	longn[7 + SERVER_MAX_NAME + 1] = 0;
+	assert_false(server_parse_retry_path(longn, &name));
+	longn[7 + SERVER_MAX_NAME] = 0;
+	assert_true(server_parse_retry_path(longn, &name));
+	assert_string_equal(server_bearer_token("Bearer tok-1"), "tok-1");
+	assert_string_equal(server_bearer_token("bearer  tok-1"), "tok-1");
+	assert_null(server_bearer_token("Basic dXNlcjpwYXNz"));
+	assert_null(server_bearer_token("Bearer "));
+	assert_null(server_bearer_token(NULL));
+}
+
+static void test_liveness_bound_follows_the_interval(void **s)
+{
+	struct config cfg;
+
+	(void)s;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.source.interval = 60;
+	assert_int_equal(daemon_liveness_bound(&cfg), 3 * 60 + DAEMON_LIVENESS_GRACE);
+	cfg.source.interval = 3600;
+	assert_int_equal(daemon_liveness_bound(&cfg), 3 * 3600 + DAEMON_LIVENESS_GRACE);
+	cfg.server.liveness_timeout = 90;
+	assert_int_equal(daemon_liveness_bound(&cfg), 90);
+}
+
 /* ---------- metrics ---------- */
 
 static const char *find_line(const char *text, const char *line)
@@ -110,6 +153,8 @@ static void test_metrics_render_certificate_gauges(void **s)
 	c[1].next_attempt = 1234;
 	c[1].failed_attempts = 2;
 	c[1].last_failure = 1200;
+	c[1].failing = 1;
+	c[1].fail_class = xstrdup("config");
 	metrics_set_certs(c, 2);
 	text = render();
 	assert_non_null(find_line(
@@ -128,6 +173,10 @@ static void test_metrics_render_certificate_gauges(void **s)
 	assert_non_null(find_line(
 		text, "certsync_certificate_last_failure_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1200"));
 	assert_null(strstr(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"shop-www\""));
+	assert_non_null(
+		find_line(text, "certsync_certificate_failing{name=\"new\",issuer=\"internal\",class=\"config\"} 1"));
+	assert_non_null(
+		find_line(text, "certsync_certificate_failing{name=\"shop-www\",issuer=\"dns\",class=\"none\"} 0"));
 	/* no certificate yet: no expiry series for it */
 	assert_null(strstr(text, "certsync_certificate_expiration_timestamp_seconds{name=\"new\""));
 	free(text);
@@ -344,7 +393,7 @@ static void test_server_queues_webhooks_and_answers_probes(void **s)
 	assert_int_equal(request(c, "GET", url, NULL, 0, NULL), 200);
 	snprintf(url, sizeof(url), "%s/readyz", base);
 	assert_int_equal(request(c, "GET", url, NULL, 0, NULL), 503);
-	http_server_set_ready(srv, 1, "revision: main@sha1:abc");
+	http_server_set_ready(srv, 1, "{\"revision\":\"main@sha1:abc\"}");
 	assert_int_equal(request(c, "GET", url, NULL, 0, &b), 200);
 	assert_non_null(strstr(b.data, "main@sha1:abc"));
 	snprintf(url, sizeof(url), "%s/metrics", base);
@@ -356,6 +405,86 @@ static void test_server_queues_webhooks_and_answers_probes(void **s)
 	buf_free(&b);
 	free(big);
 	metrics_reset();
+}
+
+static long post_auth(struct http_client *c, const char *url, const char *auth, struct buf *out)
+{
+	struct http_request rq;
+	struct http_response rs;
+	long status;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&rs, 0, sizeof(rs));
+	rq.op = "test retry";
+	rq.method = "POST";
+	rq.url = url;
+	rq.headers[0] = auth;
+	rq.retry = HTTP_RETRY_NEVER;
+	http_do(c, &rq, &rs);
+	status = rs.status;
+	if (out)
+		buf_append(out, rs.body.data ? rs.body.data : "", rs.body.len);
+	http_response_free(&rs);
+	return status;
+}
+
+static void test_server_retry_endpoint_needs_the_admin_token(void **s)
+{
+	struct http_server_opts o = {"127.0.0.1:0", NULL, NULL};
+	struct http_server *srv = NULL;
+	struct http_client *c = NULL;
+	struct http_client_opts co;
+	struct retry_request r;
+	struct buf b = BUF_INIT;
+	char url[128], base[64];
+
+	(void)s;
+	memset(&co, 0, sizeof(co));
+	co.max_retries = 0;
+	assert_int_equal(http_client_new(&co, &c), 0);
+	assert_int_equal(http_server_start(&o, &srv), 0);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%u", http_server_port(srv));
+	snprintf(url, sizeof(url), "%s/retry/www", base);
+	/* no token configured: the endpoint is off */
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer anything", NULL), 404);
+	http_server_set_admin_token(srv, "adm-secret");
+	assert_int_equal(post_auth(c, url, NULL, NULL), 401);
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secreT", NULL), 401);
+	assert_int_equal(post_auth(c, url, "Authorization: Basic adm-secret", NULL), 401);
+	assert_false(http_server_take_retries(srv, &r));
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secret", &b), 202);
+	assert_non_null(strstr(b.data, "\"www\""));
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secret", NULL), 202); /* deduplicated */
+	snprintf(url, sizeof(url), "%s/retry/BAD", base);
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secret", NULL), 400);
+	assert_true(http_server_take_retries(srv, &r));
+	assert_false(r.all);
+	assert_int_equal(r.n_names, 1);
+	assert_string_equal(r.names[0], "www");
+	retry_request_free(&r);
+	snprintf(url, sizeof(url), "%s/retry", base);
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secret", NULL), 202);
+	assert_true(http_server_take_retries(srv, &r));
+	assert_true(r.all);
+	assert_int_equal(r.n_names, 0);
+	retry_request_free(&r);
+	/* the queue of names is bounded */
+	for (int i = 0; i < SERVER_MAX_RETRY_NAMES; i++) {
+		snprintf(url, sizeof(url), "%s/retry/n%d", base, i);
+		assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secret", NULL), 202);
+	}
+	snprintf(url, sizeof(url), "%s/retry/one-more", base);
+	assert_int_equal(post_auth(c, url, "Authorization: Bearer adm-secret", NULL), 503);
+	assert_true(http_server_take_retries(srv, &r));
+	assert_int_equal(r.n_names, SERVER_MAX_RETRY_NAMES);
+	retry_request_free(&r);
+	/* liveness: a beat without a bound never fails; /healthz says ok */
+	http_server_beat(srv, 0);
+	snprintf(url, sizeof(url), "%s/healthz", base);
+	assert_int_equal(request(c, "GET", url, NULL, 0, NULL), 200);
+	http_server_stop(srv);
+	http_client_free(c);
+	buf_free(&b);
 }
 
 static void test_server_refuses_a_bad_listen_address(void **s)
@@ -376,6 +505,8 @@ int main(void)
 		cmocka_unit_test(test_webhook_path_splits_provider_and_secret),
 		cmocka_unit_test(test_webhook_path_rejects_everything_else),
 		cmocka_unit_test(test_secret_compare_needs_the_exact_secret),
+		cmocka_unit_test(test_retry_path_and_bearer_token),
+		cmocka_unit_test(test_liveness_bound_follows_the_interval),
 		cmocka_unit_test(test_metrics_render_certificate_gauges),
 		cmocka_unit_test(test_metrics_counters_histogram_and_source),
 		cmocka_unit_test(test_metrics_every_family_has_one_help_and_type),
@@ -383,6 +514,7 @@ int main(void)
 		cmocka_unit_test(test_renewal_jitter_is_deterministic_small_and_spread),
 		cmocka_unit_test(test_revision_is_flux_style),
 		cmocka_unit_test(test_server_queues_webhooks_and_answers_probes),
+		cmocka_unit_test(test_server_retry_endpoint_needs_the_admin_token),
 		cmocka_unit_test(test_server_refuses_a_bad_listen_address),
 	};
 
