@@ -234,6 +234,9 @@ static int fast_key(struct yfast *y, const struct fline *l, int c, int check_onl
 			e++;
 		if (e >= l->len || l->s[e] != ':')
 			return -1;
+		if (e - c == 4 &&
+		    (!memcmp(l->s + c, "null", 4) || !memcmp(l->s + c, "Null", 4) || !memcmp(l->s + c, "NULL", 4)))
+			return -1; /* a null key: libyaml's reader reports it */
 	}
 	if (e - c > FAST_MAX_KEY || (e + 1 < l->len && l->s[e + 1] != ' '))
 		return -1;
