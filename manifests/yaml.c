@@ -304,7 +304,8 @@ static int ylib_collection(struct ylib *y, const yaml_event_t *start, struct yno
 		y->stack[y->n_stack++] = child;
 	}
 	y->depth--;
-	ytree_set_children(y->f, n, y->stack + base, y->n_stack - base);
+	/* no arithmetic on a NULL stack: an empty first collection has none yet */
+	ytree_set_children(y->f, n, y->n_stack > base ? y->stack + base : NULL, y->n_stack - base);
 	y->n_stack = base;
 	*out = n;
 	return 0;

@@ -161,7 +161,8 @@ static struct ynode *fast_open(struct yfast *y, enum ynode_type t, int col, size
 
 static void fast_close(struct yfast *y, struct ynode *n, size_t base)
 {
-	ytree_set_children(y->f, n, y->stack + base, y->n_stack - base);
+	/* no arithmetic on a NULL stack: an empty first collection has none yet */
+	ytree_set_children(y->f, n, y->n_stack > base ? y->stack + base : NULL, y->n_stack - base);
 	y->n_stack = base;
 	y->depth--;
 }
