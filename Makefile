@@ -129,23 +129,26 @@ fuzz-regress: fuzz-build
 			|| { cat $(FUZZ_BUILD)/$$h.replay.log; exit 1; }; \
 	done
 
-# Each harness for $(1) seconds from its committed seeds; new inputs go to build/fuzz/corpus, crashes to build/fuzz/.
+# Each harness for $(1) seconds from its committed seeds and what build/fuzz/$(2)/<harness> holds (new inputs
+# go there); crashes to build/fuzz/.
 define fuzz_each
 	@set -e; for h in $(FUZZ_NAMES); do \
-		mkdir -p $(FUZZ_BUILD)/corpus/$$h; \
+		mkdir -p $(FUZZ_BUILD)/$(2)/$$h; \
 		echo "== fuzz $$h for $(1) s"; \
 		$(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$h $(FUZZ_FLAGS) -max_total_time=$(1) -artifact_prefix=$(FUZZ_BUILD)/$$h- \
-			$(FUZZ_BUILD)/corpus/$$h fuzz/corpus/$$h 2>$(FUZZ_BUILD)/$$h.log \
+			$(FUZZ_BUILD)/$(2)/$$h fuzz/corpus/$$h 2>$(FUZZ_BUILD)/$$h.log \
 			|| { tail -n 60 $(FUZZ_BUILD)/$$h.log; exit 1; }; \
 		grep -E 'stat::(number_of_executed_units|average_exec_per_sec)' $(FUZZ_BUILD)/$$h.log | tr '\n' ' '; echo; \
 	done
 endef
 
+# The smoke run starts from the committed seeds alone each time, so its cost does not grow with local runs.
 fuzz-smoke: fuzz-regress
-	$(call fuzz_each,$(FUZZ_SMOKE_SECONDS))
+	@rm -rf $(FUZZ_BUILD)/smoke
+	$(call fuzz_each,$(FUZZ_SMOKE_SECONDS),smoke)
 
 fuzz: fuzz-regress
-	$(call fuzz_each,$(FUZZ_SECONDS))
+	$(call fuzz_each,$(FUZZ_SECONDS),corpus)
 
 bench: deps
 	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all
