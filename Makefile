@@ -1,7 +1,8 @@
 # certsync — one GNU Makefile, pkg-config for every dependency, objects under build/.
 #
 #   make run     install what is missing, build, reconcile examples/ with the built-in CA
-#   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), e2e suite
+#   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), fuzz smoke run, e2e suite
+#   make fuzz    each libFuzzer harness for FUZZ_SECONDS (fuzz/README.md)
 #   make bench   performance figures (never part of make test)
 #   make lint    clang-format check and banned calls
 
