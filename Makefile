@@ -1,7 +1,8 @@
 # certsync — one GNU Makefile, pkg-config for every dependency, objects under build/.
 #
 #   make run     install what is missing, build, reconcile examples/ with the built-in CA
-#   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), e2e suite
+#   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), fuzz smoke run, e2e suite
+#   make fuzz    each libFuzzer harness for FUZZ_SECONDS (fuzz/README.md)
 #   make bench   performance figures (never part of make test)
 #   make lint    clang-format check and banned calls
 
@@ -15,7 +16,7 @@ TESTPKGS := cmocka
 # Debian packages: what `make deps` installs when something is missing.
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
              libjansson-dev libgit2-dev libmicrohttpd-dev
-DEB_TEST  := libcmocka-dev python3 python3-pytest curl prometheus wrk
+DEB_TEST  := libcmocka-dev python3 python3-pytest curl prometheus wrk clang libclang-rt-14-dev
 PYTHON    := /usr/bin/python3
 
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -35,7 +36,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
-.PHONY: all deps test-deps run test unit fakes e2e bench lint clean asan valgrind
+.PHONY: all deps test-deps run test unit fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/certsync
@@ -95,10 +96,60 @@ e2e: $(BUILD)/certsync
 test: test-deps
 	@$(MAKE) --no-print-directory fakes
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 unit
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 e2e \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 	@$(MAKE) --no-print-directory WERROR=1 e2e
+
+# ---- fuzzing (fuzz/README.md): libFuzzer harnesses built with clang, ASan+UBSan, under build/fuzz ----
+# fuzz/ is not in LIB_SRC: the harnesses link the library, they are not part of it.
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN   := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_NAMES := $(sort $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c)))
+FUZZ_BIN   := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+              LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
+FUZZ_FLAGS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SAN=1 SANFLAGS="$(FUZZ_SAN)" WERROR=1 OPT=-O1 $(FUZZ_BIN)
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_BUILD)/libcertsync.a
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libcertsync.a $(LDLIBS_ALL)
+
+# Every seed and every regression input (fuzz/regressions/<harness>/: the crashes and stalls once found) runs once.
+fuzz-regress: fuzz-build
+	@set -e; for h in $(FUZZ_NAMES); do \
+		files=$$(find fuzz/corpus/$$h fuzz/regressions/$$h -type f 2>/dev/null | sort); \
+		[ -z "$$files" ] && continue; \
+		echo "== fuzz $$h: $$(echo "$$files" | wc -l) saved inputs"; \
+		$(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$h -timeout=5 $$files 2>$(FUZZ_BUILD)/$$h.replay.log \
+			|| { cat $(FUZZ_BUILD)/$$h.replay.log; exit 1; }; \
+	done
+
+# Each harness for $(1) seconds from its committed seeds and what build/fuzz/$(2)/<harness> holds (new inputs
+# go there); crashes to build/fuzz/.
+define fuzz_each
+	@set -e; for h in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_BUILD)/$(2)/$$h; \
+		echo "== fuzz $$h for $(1) s"; \
+		$(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$h $(FUZZ_FLAGS) -max_total_time=$(1) -artifact_prefix=$(FUZZ_BUILD)/$$h- \
+			$(FUZZ_BUILD)/$(2)/$$h fuzz/corpus/$$h 2>$(FUZZ_BUILD)/$$h.log \
+			|| { tail -n 60 $(FUZZ_BUILD)/$$h.log; exit 1; }; \
+		grep -E 'stat::(number_of_executed_units|average_exec_per_sec)' $(FUZZ_BUILD)/$$h.log | tr '\n' ' '; echo; \
+	done
+endef
+
+# The smoke run starts from the committed seeds alone each time, so its cost does not grow with local runs.
+fuzz-smoke: fuzz-regress
+	@rm -rf $(FUZZ_BUILD)/smoke
+	$(call fuzz_each,$(FUZZ_SMOKE_SECONDS),smoke)
+
+fuzz: fuzz-regress
+	$(call fuzz_each,$(FUZZ_SECONDS),corpus)
 
 bench: deps
 	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all

@@ -242,22 +242,21 @@ static void ylib_check_properties(struct ylib *y, const yaml_event_t *ev, const 
 	}
 }
 
-/* Skips the rest of a collection whose start was just read, without building it. */
-static int ylib_skip(struct ylib *y)
+/*
+ * A map key must be a string: a map, a list or a null as a key (`? [a]`,
+ * `? {a: b}`, `? ~`, `: v`) has no meaning in a manifest or the config, and
+ * every reader after this one may then take a key's text for granted.
+ */
+static void ylib_check_key(struct ylib *y, const struct ynode *key)
 {
-	yaml_event_t ev;
-	int level = 1;
-
-	while (level > 0) {
-		if (ylib_next(y, &ev))
-			return -1;
-		if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
-			level++;
-		else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
-			level--;
-		yaml_event_delete(&ev);
-	}
-	return 0;
+	if (!key || (key->type == YNODE_SCALAR && !ynode_is_null(key)))
+		return; /* NULL: not built, its problem was reported */
+	if (key->type == YNODE_SCALAR)
+		diags_add(y->d, y->path, key->line, key->col,
+			  "a map key must be a string, got null (quote it if \"null\" or \"~\" is meant)");
+	else
+		diags_add(y->d, y->path, key->line, key->col, "a map key must be a string, got %s", ynode_kind(key));
+	y->doc_bad = 1;
 }
 
 static int ylib_node(struct ylib *y, const yaml_event_t *ev, struct ynode **out);
@@ -269,12 +268,19 @@ static int ylib_collection(struct ylib *y, const yaml_event_t *start, struct yno
 	size_t base = y->n_stack;
 	yaml_event_t ev;
 
+	/*
+	 * Past the limit the stream ends here, like a syntax error. Reading on
+	 * to skip the collection is what must not happen: libyaml's scanner
+	 * costs O(flow depth) per token, so 1 MiB of '[' would take minutes.
+	 * Stopping at the first level over bounds it (its lookahead is at most
+	 * one simple key, 1024 characters).
+	 */
 	if (y->depth >= MANIFEST_MAX_DEPTH) {
 		char *msg = xasprintf("nesting deeper than %d levels", MANIFEST_MAX_DEPTH);
 
 		ylib_diag_at(y, &start->start_mark, msg);
 		free(msg);
-		return ylib_skip(y);
+		return -1;
 	}
 	n = ytree_collection(y->f, t, (int)start->start_mark.line + 1, (int)start->start_mark.column + 1);
 	y->depth++;
@@ -292,11 +298,14 @@ static int ylib_collection(struct ylib *y, const yaml_event_t *start, struct yno
 		yaml_event_delete(&ev);
 		if (rc)
 			return -1;
+		if (t == YNODE_MAP && (y->n_stack - base) % 2 == 0)
+			ylib_check_key(y, child);
 		util_grow(&y->stack, &y->cap_stack, y->n_stack + 1, sizeof(*y->stack));
 		y->stack[y->n_stack++] = child;
 	}
 	y->depth--;
-	ytree_set_children(y->f, n, y->stack + base, y->n_stack - base);
+	/* no arithmetic on a NULL stack: an empty first collection has none yet */
+	ytree_set_children(y->f, n, y->n_stack > base ? y->stack + base : NULL, y->n_stack - base);
 	y->n_stack = base;
 	*out = n;
 	return 0;

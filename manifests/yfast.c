@@ -161,7 +161,8 @@ static struct ynode *fast_open(struct yfast *y, enum ynode_type t, int col, size
 
 static void fast_close(struct yfast *y, struct ynode *n, size_t base)
 {
-	ytree_set_children(y->f, n, y->stack + base, y->n_stack - base);
+	/* no arithmetic on a NULL stack: an empty first collection has none yet */
+	ytree_set_children(y->f, n, y->n_stack > base ? y->stack + base : NULL, y->n_stack - base);
 	y->n_stack = base;
 	y->depth--;
 }
@@ -234,6 +235,9 @@ static int fast_key(struct yfast *y, const struct fline *l, int c, int check_onl
 			e++;
 		if (e >= l->len || l->s[e] != ':')
 			return -1;
+		if (e - c == 4 &&
+		    (!memcmp(l->s + c, "null", 4) || !memcmp(l->s + c, "Null", 4) || !memcmp(l->s + c, "NULL", 4)))
+			return -1; /* a null key: libyaml's reader reports it */
 	}
 	if (e - c > FAST_MAX_KEY || (e + 1 < l->len && l->s[e + 1] != ' '))
 		return -1;

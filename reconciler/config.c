@@ -267,9 +267,13 @@ static void config_parse_issuers(struct config *c, const struct ynode *n, const 
 	c->issuers = xcalloc(n->n ? n->n : 1, sizeof(*c->issuers));
 	for (size_t i = 0; i < n->n; i++) {
 		const struct ynode *k = n->kv[2 * i];
+		const char *name;
 
+		/* the YAML reader refuses such keys; this keeps the loop safe on any tree */
+		if (ynode_string(k, file, "issuers: an issuer name", d, &name))
+			continue;
 		for (size_t j = 0; j < i; j++) {
-			if (!strcmp(n->kv[2 * j]->str, k->str)) {
+			if (n->kv[2 * j]->type == YNODE_SCALAR && !strcmp(n->kv[2 * j]->str, name)) {
 				diags_add(d, file, k->line, k->col, "duplicate issuer \"%s\" (first at line %d)",
 					  k->str, n->kv[2 * j]->line);
 				goto next;

@@ -2,9 +2,31 @@
 #include "state_jparse.h"
 
 #include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../util/util.h"
 #include "state_int.h"
+
+/*
+ * Every key of every object, by (object id, key): one open-addressing table
+ * for the whole document, so a check costs O(1) whatever an object's size
+ * (certificates holds one key per record). Object ids are never reused, so
+ * nothing is removed when an object closes.
+ */
+struct state_jp_key {
+	uint64_t hash; /* 0: empty slot */
+	unsigned frame;
+	size_t off, len; /* the key's bytes in text */
+};
+
+struct state_jp_keyset {
+	struct state_jp_key *slot;
+	size_t cap, n; /* cap: a power of two */
+	char *text;
+	size_t text_len, text_cap;
+};
 
 void state_jp_init(struct state_jp *jp, const char *data, size_t len)
 {
@@ -19,6 +41,66 @@ void state_jp_free(struct state_jp *jp)
 {
 	buf_free(&jp->key);
 	buf_free(&jp->str);
+	if (jp->keys) {
+		free(jp->keys->slot);
+		free(jp->keys->text);
+		free(jp->keys);
+		jp->keys = NULL;
+	}
+}
+
+/* FNV-1a over the object id and the key; never 0 (the empty mark). */
+static uint64_t state_jp_key_hash(unsigned frame, const char *k, size_t len)
+{
+	uint64_t h = 1469598103934665603ull ^ frame;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+static void state_jp_keys_grow(struct state_jp_keyset *ks)
+{
+	struct state_jp_key *old = ks->slot;
+	size_t old_cap = ks->cap;
+
+	ks->cap = old_cap ? old_cap * 2 : 64;
+	ks->slot = xcalloc(ks->cap, sizeof(*ks->slot));
+	for (size_t i = 0; i < old_cap; i++) {
+		size_t j = (size_t)old[i].hash & (ks->cap - 1);
+
+		if (!old[i].hash)
+			continue;
+		while (ks->slot[j].hash)
+			j = (j + 1) & (ks->cap - 1);
+		ks->slot[j] = old[i];
+	}
+	free(old);
+}
+
+/* Records key (len bytes) in the open object `frame`: 1 if that object already had it, else 0. */
+static int state_jp_key_seen(struct state_jp *jp, unsigned frame, const char *key, size_t len)
+{
+	struct state_jp_keyset *ks = jp->keys;
+	uint64_t h = state_jp_key_hash(frame, key, len);
+	size_t j;
+
+	if (!ks)
+		ks = jp->keys = xcalloc(1, sizeof(*ks));
+	if (2 * (ks->n + 1) > ks->cap)
+		state_jp_keys_grow(ks);
+	for (j = (size_t)h & (ks->cap - 1); ks->slot[j].hash; j = (j + 1) & (ks->cap - 1)) {
+		const struct state_jp_key *e = &ks->slot[j];
+
+		if (e->hash == h && e->frame == frame && e->len == len && !memcmp(ks->text + e->off, key, len))
+			return 1;
+	}
+	util_grow(&ks->text, &ks->text_cap, ks->text_len + len + 1, 1);
+	memcpy(ks->text + ks->text_len, key, len);
+	ks->slot[j] = (struct state_jp_key){h, frame, ks->text_len, len};
+	ks->text_len += len;
+	ks->n++;
+	return 0;
 }
 
 static int state_jp_fail(struct state_jp *jp, const char *at, const char *what)
@@ -329,6 +411,8 @@ static int state_jp_open(struct state_jp *jp, enum state_jt t, enum state_jt *ty
 {
 	if (++jp->depth > STATE_JP_MAX_DEPTH)
 		return state_jp_fail(jp, jp->p, "maximum nesting depth reached");
+	if (t == STATE_JT_OBJECT)
+		jp->frame[jp->depth] = ++jp->n_frames;
 	jp->p++;
 	*type = t;
 	return 0;
@@ -381,13 +465,17 @@ static int state_jp_next(struct state_jp *jp, size_t *n, char close)
 int state_jp_member(struct state_jp *jp, size_t *n)
 {
 	int more = state_jp_next(jp, n, '}');
+	const char *at;
 
 	if (more <= 0)
 		return more;
 	if (jp->p >= jp->end || *jp->p != '"')
 		return state_jp_fail(jp, jp->p, "string or '}' expected");
+	at = jp->p;
 	if (state_jp_string(jp, &jp->key))
 		return -1;
+	if (state_jp_key_seen(jp, jp->frame[jp->depth], jp->key.data, jp->key.len))
+		return state_jp_fail(jp, at, STATE_JP_EDUP);
 	state_jp_ws(jp);
 	if (jp->p >= jp->end || *jp->p != ':')
 		return state_jp_fail(jp, jp->p, "':' expected");

@@ -3,7 +3,8 @@
  * straight into the records without building a document tree: a 10,000-record
  * state loads in a fraction of what a DOM costs. It accepts exactly RFC 8259
  * JSON, as strictly as jansson: UTF-8 checked, no NUL, no trailing commas,
- * integers that fit in a long long.
+ * integers that fit in a long long; and, as jansson with JSON_REJECT_DUPLICATES,
+ * no key twice in one object (which of the two would win is not JSON's to say).
  */
 #ifndef CS_STATE_STATE_JPARSE_H
 #define CS_STATE_STATE_JPARSE_H
@@ -13,6 +14,8 @@
 #include "../util/buf.h"
 
 #define STATE_JP_MAX_DEPTH 512
+/* jp->err for a key that appears twice in one object (jp->key holds it) */
+#define STATE_JP_EDUP "duplicate object key"
 
 enum state_jt {
 	STATE_JT_OBJECT,  /* '{' consumed: read it with state_jp_member() */
@@ -26,9 +29,15 @@ enum state_jt {
 	STATE_JT__MAX
 };
 
+struct state_jp_keyset;
+
 struct state_jp {
 	const char *start, *p, *end;
 	int depth;
+	/* duplicate keys: each open object's id, and every key read so far (state_jparse.c) */
+	unsigned frame[STATE_JP_MAX_DEPTH + 1];
+	unsigned n_frames;
+	struct state_jp_keyset *keys;
 	struct buf key;	    /* the last object key (NUL-terminated) */
 	struct buf str;	    /* the last string value (NUL-terminated) */
 	long long num;	    /* the last integer value */

@@ -44,10 +44,22 @@ static void jd_init(struct jd *d, const char *data, size_t len, const char *orig
 static int jd_syntax(struct jd *d)
 {
 	json_error_t e;
-	json_t *j = json_loadb(d->jp.start, (size_t)(d->jp.end - d->jp.start), 0, &e);
+	json_t *j = NULL;
 	const char *text = e.text;
-	int line = e.line, col = e.column;
+	int line, col;
 
+	if (d->jp.err && !strcmp(d->jp.err, STATE_JP_EDUP)) {
+		/* JSON allows it but does not say which wins: name the key where it repeats */
+		state_jp_where(&d->jp, &line, &col);
+		if (d->line)
+			return cs_error(CS_EINVALID, "%s:%zu:%d: journal line has the key \"%s\" twice", d->origin,
+					d->line, col, d->jp.key.data);
+		return cs_error(CS_EINVALID, "%s:%d:%d: duplicate key \"%s\" in the state (each key once per object)",
+				d->origin, line, col, d->jp.key.data);
+	}
+	j = json_loadb(d->jp.start, (size_t)(d->jp.end - d->jp.start), 0, &e);
+	line = e.line;
+	col = e.column;
 	if (j) {
 		json_decref(j);
 		state_jp_where(&d->jp, &line, &col);

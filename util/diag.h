@@ -28,7 +28,14 @@ void diags_add(struct diags *d, const char *file, int line, int col, const char 
 /* Sorts by file, line, column (stable for equal positions). */
 void diags_sort(struct diags *d);
 
-/* Formats one as "file:line:col: msg" (omitting :0 parts) into out (caller frees). */
+/*
+ * s with control characters made visible (\n, \r, \t, \x1b, \u009b; bytes that
+ * are not UTF-8 as \xNN), for file names from a repository and messages that
+ * quote them (caller frees).
+ */
+char *diag_escape(const char *s);
+
+/* Formats one as "file:line:col: msg" (omitting :0 parts; both escaped as diag_escape does; caller frees). */
 char *diag_format(const struct diag *g);
 
 /* Prints every diagnostic, one per line. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../util/diag.h"
 #include "../../util/util.h"
 #include "plan.h"
 #include "render_int.h"
@@ -156,6 +157,15 @@ static void md_item(struct buf *b, const char *label, const char *value)
 	buf_append(b, "\n", 1);
 }
 
+/* A repository path or a message quoting one: control characters shown as \n, \x1b, then Markdown-escaped. */
+static void md_put_escaped(struct buf *b, const char *s)
+{
+	char *e = diag_escape(s);
+
+	plan_put_user(b, e, PUT_MD);
+	free(e);
+}
+
 static void md_change(const struct plan *p, const struct plan_change *c, struct buf *b)
 {
 	unsigned k = (unsigned)c->kind < CHANGE__MAX ? (unsigned)c->kind : CHANGE_NONE;
@@ -218,7 +228,7 @@ static void md_change(const struct plan *p, const struct plan_change *c, struct 
 	}
 	if (c->file) {
 		buf_puts(b, "- **Manifest**: ");
-		plan_put_user(b, c->file, PUT_MD);
+		md_put_escaped(b, c->file);
 		if (c->line > 0)
 			buf_printf(b, ":%d", c->line);
 		buf_append(b, "\n", 1);
@@ -240,13 +250,13 @@ static void md_errors(const struct diags *d, size_t budget, struct buf *b)
 
 		buf_clear(&row);
 		buf_puts(&row, "| ");
-		plan_put_user(&row, g->file && g->file[0] ? g->file : "(config)", PUT_MD);
+		md_put_escaped(&row, g->file && g->file[0] ? g->file : "(config)");
 		if (g->line > 0)
 			buf_printf(&row, ":%d", g->line);
 		if (g->line > 0 && g->col > 0)
 			buf_printf(&row, ":%d", g->col);
 		buf_puts(&row, " | ");
-		plan_put_user(&row, g->msg, PUT_MD);
+		md_put_escaped(&row, g->msg);
 		buf_puts(&row, " |\n");
 		if (b->len + row.len > budget)
 			break;

@@ -243,6 +243,32 @@ static void test_config_duplicate_issuer_and_bad_hook(void **state)
 	free(diag);
 }
 
+/* issue 15: a complex or null issuer key crashed the parser (strlen(NULL)); now a located error. */
+static void test_config_refuses_non_string_issuer_keys(void **state)
+{
+	static const char *const keys[] = {"? ?", "? {a: b}", "? [a]", "? ~", "~: {type: ca}"};
+	const char *head = "source: {repo: r}\nstate: {path: s.json}\noutput: {root: o}\nissuers:\n  ";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char *text = xasprintf("%s%s\n", head, keys[i]), *diag = NULL;
+		struct config *c = parse(text, &diag);
+
+		assert_null(c);
+		assert_non_null(strstr(diag, "/etc/certsync/certsync.yaml:5:"));
+		assert_non_null(strstr(diag, "a map key must be a string"));
+		free(diag);
+		free(text);
+	}
+	{
+		char *diag = NULL; /* the reporter's file */
+
+		assert_null(parse("issuers:\n ? ?\n", &diag));
+		assert_non_null(strstr(diag, "/etc/certsync/certsync.yaml:2:4: a map key must be a string, got a map"));
+		free(diag);
+	}
+}
+
 static void test_config_checks_server_listen_and_public_url(void **state)
 {
 	char *diag;
@@ -279,6 +305,7 @@ int main(void)
 		cmocka_unit_test(test_config_load_missing_file),
 		cmocka_unit_test(test_config_duplicate_issuer_and_bad_hook),
 		cmocka_unit_test(test_config_checks_server_listen_and_public_url),
+		cmocka_unit_test(test_config_refuses_non_string_issuer_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -564,6 +564,93 @@ static void test_yaml_limits_nesting_depth(void **state)
 	buf_free(&deep);
 }
 
+/* 1 MiB of '[' (inside the size limit) used to take minutes in libyaml's scanner: the stream now stops at level 65. */
+static void test_yaml_deep_flow_is_refused_at_the_limit(void **state)
+{
+	static const char *const opens[] = {"[", "{", "[a, ", "{a: ", "[\n", "- "};
+	size_t size = MANIFEST_MAX_FILE_BYTES;
+	char *text = malloc(size);
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(opens) / sizeof(opens[0]); k++) {
+		size_t step = strlen(opens[k]), len = 0;
+		char *out, want[64];
+
+		while (len + step <= size) {
+			memcpy(text + len, opens[k], step);
+			len += step;
+		}
+		out = diagnose("deep.yaml", text, len, NULL);
+		if (opens[k][1] == '\n')
+			snprintf(want, sizeof(want), "deep.yaml:%d:1: nesting deeper than 64 levels\n",
+				 MANIFEST_MAX_DEPTH + 1);
+		else
+			snprintf(want, sizeof(want), "deep.yaml:1:%d: nesting deeper than 64 levels\n",
+				 (int)(MANIFEST_MAX_DEPTH * step + 1));
+		assert_string_equal(out, want);
+		free(out);
+	}
+	free(text);
+}
+
+/* A map, a list or a null as a map key is refused where it is, by both readers (no crash downstream). */
+static void test_yaml_refuses_non_string_keys(void **state)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+		{"a:\n  ? [x]\n  : 1\n", "k.yaml:2:5: a map key must be a string, got a list\n"},
+		{"a:\n  ? {x: y}\n", "k.yaml:2:5: a map key must be a string, got a map\n"},
+		{"a: {[x]: 1}\n", "k.yaml:1:5: a map key must be a string, got a list\n"},
+		{"a:\n  ~: 1\n",
+		 "k.yaml:2:3: a map key must be a string, got null (quote it if \"null\" or \"~\" is meant)\n"},
+		{"a:\n  null: 1\n",
+		 "k.yaml:2:3: a map key must be a string, got null (quote it if \"null\" or \"~\" is meant)\n"},
+		{"a:\n  ? ?\n",
+		 "k.yaml:2:5: a map key must be a string, got a map\n"
+		 "k.yaml:2:6: a map key must be a string, got null (quote it if \"null\" or \"~\" is meant)\n"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out = diagnose("k.yaml", cases[i].text, strlen(cases[i].text), NULL);
+
+		assert_string_equal(out, cases[i].want);
+		free(out);
+	}
+	/* quoted, they are strings */
+	{
+		const char *ok = "a:\n  \"null\": 1\n  \"~\": 2\n";
+		struct diags d = DIAGS_INIT;
+		struct yfile *f = NULL;
+
+		assert_int_equal(manifest_yaml_parse("k.yaml", ok, strlen(ok), &f, &d), 0);
+		manifest_yaml_free(f);
+		diags_free(&d);
+	}
+}
+
+/* issue 15: a git file name with a newline or an ANSI escape must not forge a line or repaint the terminal. */
+static void test_diag_format_escapes_control_characters(void **state)
+{
+	struct diags d = DIAGS_INIT;
+	char *s;
+
+	(void)state;
+	diags_add(&d, "certs/x\nerror: fake\x1b[31m.yaml", 3, 4, "duplicate name (first in a\tb\x7f\xc2\x9b.yaml)");
+	diags_add(&d, "bad\xff\xfe.yaml", 0, 0, "caf\xc3\xa9 \\n stays");
+	s = diag_format(&d.v[0]);
+	assert_string_equal(s, "certs/x\\nerror: fake\\x1b[31m.yaml:3:4: duplicate name (first in a\\tb\\x7f\\u009b.yaml)");
+	free(s);
+	s = diag_format(&d.v[1]);
+	assert_string_equal(s, "bad\\xff\\xfe.yaml: caf\xc3\xa9 \\n stays");
+	free(s);
+	s = diag_escape("a\rb");
+	assert_string_equal(s, "a\\rb");
+	free(s);
+	diags_free(&d);
+}
+
 static void test_yaml_syntax_error_keeps_earlier_documents(void **state)
 {
 	const char *text = "a: 1\n---\nb: 2\n---\nc: [3\n";
@@ -1600,6 +1687,9 @@ int main(void)
 		cmocka_unit_test(test_yaml_rejects_oversize_file),
 		cmocka_unit_test(test_yaml_rejects_too_many_documents),
 		cmocka_unit_test(test_yaml_limits_nesting_depth),
+		cmocka_unit_test(test_yaml_deep_flow_is_refused_at_the_limit),
+		cmocka_unit_test(test_yaml_refuses_non_string_keys),
+		cmocka_unit_test(test_diag_format_escapes_control_characters),
 		cmocka_unit_test(test_yaml_syntax_error_keeps_earlier_documents),
 		cmocka_unit_test(test_yaml_bad_document_does_not_hide_the_next),
 		cmocka_unit_test(test_yaml_empty_documents_have_no_root),

@@ -537,6 +537,63 @@ static void test_state_decoder_is_strict_json(void **unused)
 	}
 }
 
+/* issue 15: a key twice in one object is refused with its position, at every level (as manifests do). */
+static void test_state_duplicate_keys_are_refused_with_position(void **unused)
+{
+	static const char *const docs[] = {
+		DOC_HEAD ",\n\"serial\": 4}",
+		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\"},\n\"www\": {\"phase\": \"failed\"}}}",
+		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\",\n\"phase\": \"failed\"}}}",
+		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\", \"ids\": {\"a\": \"1\",\n\"a\": \"2\"}}}}",
+		DOC_HEAD ",\n\"accounts\": {\"dns\": {}, \"x\": {},\n\"dns\": {}}}",
+		DOC_HEAD ",\n\"future\": {\"k\": 1,\n\"k\": 2}}",		 /* even inside an unknown key */
+		DOC_HEAD ",\n\"certificates\": {\"a\\u0062\": {\"phase\": \"ready\"},\n\"ab\": {}}}", /* same key, escaped */
+	};
+
+	(void)unused;
+	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++)
+		assert_decode_refused(docs[i], "duplicate key");
+	assert_decode_refused(docs[0], "state.json:2:1: duplicate key \"serial\" in the state");
+	assert_decode_refused(docs[1], "state.json:3:1: duplicate key \"www\"");
+	assert_decode_refused(docs[6], "state.json:3:1: duplicate key \"ab\"");
+	/* the same key in two different objects is fine */
+	{
+		const char *ok = DOC_HEAD ", \"certificates\": {\"a\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}, "
+				 "\"b\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}}}";
+		struct state *st = NULL;
+
+		if (state_from_json(ok, strlen(ok), "state.json", &st))
+			fail_msg("refused: %s", cs_errmsg());
+		state_free(st);
+	}
+}
+
+/* A journal line with a key twice is refused with its line. */
+static void test_state_journal_line_with_a_duplicate_key_is_refused(void **unused)
+{
+	char *dir = test_mkdtemp();
+	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
+	struct state_backend *be = open_backend(path);
+	struct state *st = NULL, *back = NULL;
+	const char *text = "{\"serial\":2,\"name\":\"b\",\"record\":{\"phase\":\"ready\"}}\n"
+			   "{\"serial\":3,\"name\":\"b\",\"name\":\"c\",\"record\":null}\n"
+			   "{\"serial\":4,\"name\":\"d\",\"record\":null}\n";
+
+	(void)unused;
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(state_journal(be, st, "a", state_cert_put(st, "a")), 0);
+	assert_int_equal(fsutil_write_atomic(jnl, text, strlen(text), 0600), 0);
+	assert_int_equal(state_load(be, &back), CS_EINVALID);
+	assert_null(back);
+	assert_non_null(strstr(cs_errmsg(), "state.json.journal:2:"));
+	assert_non_null(strstr(cs_errmsg(), "journal line has the key \"name\" twice"));
+	state_free(st);
+	state_backend_free(be);
+	free(jnl);
+	free(path);
+	test_rmdir(dir);
+}
+
 static void test_state_decoder_unescapes_strings(void **unused)
 {
 	const char *doc = DOC_HEAD ", \"certificates\": {\"caf\\u00e9\": {\"phase\": \"ready\", "
@@ -1059,6 +1116,8 @@ int main(void)
 		cmocka_unit_test(test_state_unknown_version_is_refused),
 		cmocka_unit_test(test_state_wrong_field_type_names_the_field),
 		cmocka_unit_test(test_state_decoder_is_strict_json),
+		cmocka_unit_test(test_state_duplicate_keys_are_refused_with_position),
+		cmocka_unit_test(test_state_journal_line_with_a_duplicate_key_is_refused),
 		cmocka_unit_test(test_state_decoder_unescapes_strings),
 		cmocka_unit_test(test_state_version_is_checked_before_fields),
 		cmocka_unit_test(test_state_times_round_trip_and_are_clamped),
