@@ -88,6 +88,13 @@ int engine_journal(struct step_ctx *ctx)
 	return rc;
 }
 
+int engine_stop_requested(const struct step_ctx *ctx)
+{
+	const struct engine *e = ctx->engine;
+
+	return e && e->opts->stop && *e->opts->stop;
+}
+
 const char *engine_key_dir(struct step_ctx *ctx)
 {
 	if (fsutil_mkdir_p(ctx->cfg->key_dir, 0700) == 0)
