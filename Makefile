@@ -2,6 +2,8 @@
 #
 #   make run     install what is missing, build, reconcile examples/ with the built-in CA
 #   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), e2e suite
+#   make test-long  the e2e suite with every kill point of the crash matrix
+#   make tsan    ThreadSanitizer build, the e2e tests with parallel workers under it
 #   make bench   performance figures (never part of make test)
 #   make lint    clang-format check and banned calls
 
