@@ -83,16 +83,22 @@ int engine_journal(struct step_ctx *ctx)
 	pthread_mutex_lock(&e->mu);
 	rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
 	if (rc)
-		e->fatal = 1;
+		__atomic_store_n(&e->fatal, 1, __ATOMIC_RELAXED); /* read by workers outside the lock */
 	pthread_mutex_unlock(&e->mu);
 	return rc;
+}
+
+/* The stop flag is set by a signal handler and read by every worker: an atomic load, not a plain read. */
+static int engine_stop_flag(const struct engine *e)
+{
+	return e->opts->stop && __atomic_load_n(e->opts->stop, __ATOMIC_RELAXED);
 }
 
 int engine_stop_requested(const struct step_ctx *ctx)
 {
 	const struct engine *e = ctx->engine;
 
-	return e && e->opts->stop && *e->opts->stop;
+	return e && engine_stop_flag(e);
 }
 
 const char *engine_key_dir(struct step_ctx *ctx)
@@ -202,7 +208,7 @@ static void engine_count(struct engine *e, size_t *field)
 
 static int engine_stopping(const struct engine *e)
 {
-	return e->fatal || (e->opts->stop && *e->opts->stop);
+	return __atomic_load_n(&e->fatal, __ATOMIC_RELAXED) || engine_stop_flag(e);
 }
 
 static void engine_start_change(struct step_ctx *ctx, const struct plan_change *ch)
@@ -252,7 +258,7 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 	struct state_cert *rec = ctx->rec;
 	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
 
-	if (rc == CS_ETRANSIENT && e->opts->stop && *e->opts->stop) {
+	if (rc == CS_ETRANSIENT && engine_stop_flag(e)) {
 		/* Cut short by a stop request (run's SIGTERM): not a failure, the next run retries at once. */
 		state_cert_event(rec, ctx->now, "step %s interrupted by a stop request", rec->step);
 		log_emit(LV_INFO, &ctx->log, "step interrupted by a stop request; it is resumed on the next run");
@@ -299,7 +305,7 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 		ctx->rec = NULL;
 		e->res.done++;
 	} else {
-		e->fatal = 1;
+		__atomic_store_n(&e->fatal, 1, __ATOMIC_RELAXED); /* read by workers outside the lock */
 		e->res.failed++;
 	}
 	pthread_mutex_unlock(&e->mu);
