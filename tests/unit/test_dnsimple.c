@@ -121,8 +121,9 @@ static void test_dnsimple_parses_certificate_quirks(void **state)
 	assert_true(dnsimple_state_pending(c.state));
 	dnsimple_cert_clear(&c);
 	json_decref(j);
-	j = json_loads("{\"id\":5,\"state\":\"issued\",\"common_name\":\"a.b\",\"expires_at\":\"2020-09-16T18:10:13Z\"}", 0,
-		       NULL);
+	j = json_loads(
+		"{\"id\":5,\"state\":\"issued\",\"common_name\":\"a.b\",\"expires_at\":\"2020-09-16T18:10:13Z\"}", 0,
+		NULL);
 	assert_int_equal(dnsimple_parse_cert(j, "test", &c), 0);
 	assert_int_equal(c.expires_at, 1600279813);
 	dnsimple_cert_clear(&c);
@@ -149,8 +150,10 @@ static const char *delivery(const char *rid, const char *event, long long id)
 	static char b[1024];
 
 	snprintf(b, sizeof(b),
-		 "{\"data\": {\"certificate\": {\"id\": %lld, \"state\": \"issued\", \"common_name\": \"www.bingo.pizza\","
-		 " \"alternate_names\": []}}, \"name\": \"%s\", \"actor\": {\"id\": \"system\", \"entity\": \"dnsimple\"},"
+		 "{\"data\": {\"certificate\": {\"id\": %lld, \"state\": \"issued\", \"common_name\": "
+		 "\"www.bingo.pizza\","
+		 " \"alternate_names\": []}}, \"name\": \"%s\", \"actor\": {\"id\": \"system\", \"entity\": "
+		 "\"dnsimple\"},"
 		 " \"account\": {\"id\": 5623}, \"api_version\": \"v2\", \"request_identifier\": \"%s\"}",
 		 id, event, rid);
 	return b;
@@ -194,6 +197,41 @@ static void test_dnsimple_webhook_routes_dedupes_and_ignores(void **state)
 	state_free(st);
 }
 
+/* The in-flight rule's landing time (steps.c): send time + timeout + settle, and recovery waits for it. */
+static void test_intent_landing_time_and_wait(void **state)
+{
+	struct state_cert rec;
+	struct step_ctx ctx;
+	int64_t t0;
+
+	(void)state;
+	memset(&rec, 0, sizeof(rec));
+	memset(&ctx, 0, sizeof(ctx));
+	rec.name = "x";
+	ctx.rec = &rec;
+	assert_int_equal(step_intent_settle(60), 60);
+	assert_int_equal(step_intent_settle(0), STEP_SETTLE_MIN);
+	ctx.now = 1000;
+	step_intent_begin(&ctx, "p.intent", 30);
+	assert_string_equal(state_cert_id(&rec, "p.intent.lands_by"), "1060");
+	/* long past: looks at once */
+	ctx.now = util_now();
+	assert_int_equal(step_intent_wait(&ctx, "p.intent", 30), 0);
+	/* one second ahead: waits for it */
+	t0 = util_now();
+	ctx.now = t0;
+	step_intent_begin(&ctx, "p.intent", -1); /* lands_by = now - 1 + 2 */
+	assert_int_equal(step_intent_wait(&ctx, "p.intent", -1), 0);
+	assert_true(util_now() >= t0 + 1);
+	step_intent_clear(&ctx, "p.intent");
+	assert_null(state_cert_id(&rec, "p.intent.lands_by"));
+	for (size_t i = 0; i < rec.n_ids; i++) {
+		free(rec.ids[i].key);
+		free(rec.ids[i].value);
+	}
+	free(rec.ids);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +242,7 @@ int main(void)
 		cmocka_unit_test(test_dnsimple_parses_certificate_quirks),
 		cmocka_unit_test(test_dnsimple_terminal_states),
 		cmocka_unit_test(test_dnsimple_webhook_routes_dedupes_and_ignores),
+		cmocka_unit_test(test_intent_landing_time_and_wait),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
