@@ -100,7 +100,8 @@ test-long: $(BUILD)/certsync
 # make tsan: a ThreadSanitizer build (gcc) in build/tsan, then the e2e tests that run parallel workers.
 TSAN_TESTS ?= test_crash_matrix.py \
 	test_dnsimple.py::test_a_waiting_certificate_frees_its_worker \
-	test_digicert.py::test_certificates_in_parallel_share_the_zone_and_the_webroot
+	test_digicert.py::test_certificates_in_parallel_share_the_zone_and_the_webroot \
+	test_run.py::test_sigterm_during_an_apply_leaves_consistent_state_and_a_restart_converges
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan WERROR=1 CFLAGS="-O1 -g -fsanitize=thread" \
 		LDFLAGS=-fsanitize=thread build/tsan/certsync

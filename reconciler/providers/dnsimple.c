@@ -550,8 +550,10 @@ static int step_renew_purchase(struct step_ctx *ctx, struct dnsimple *d, const s
 	state_str_set(&ctx->rec->step, "find"); /* recovery adopts the renewal's new certificate */
 	if ((rc = engine_journal(ctx)))
 		return rc;
+	log_emit(LV_INFO, &ctx->log, "purchasing a DNSimple renewal of certificate %lld", old);
 	if ((rc = dnsimple_renew_purchase(d, o->domain, old, ctx->spec->auto_renew, &renewal, &fresh)))
 		return rc;
+	log_emit(LV_INFO, &ctx->log, "purchased DNSimple renewal %lld (certificate %lld)", renewal, fresh);
 	step_set_id_num(ctx->rec, ID_RENEWAL, renewal);
 	step_set_id_num(ctx->rec, ID_PENDING, fresh);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
