@@ -167,7 +167,7 @@ DNS_POINTS = [
 ]
 
 
-@pytest.mark.parametrize("point,pattern", sample(DNS_POINTS, {"purchase-sent", "purchased", "install"}))
+@pytest.mark.parametrize("point,pattern", sample(DNS_POINTS, {"purchase-sent", "install"}))
 def test_dnsimple_sigkill_at_every_step(dsenv, sim, point, pattern):
     dns_manifests(dsenv, ["shop", "api"])
     a = Apply(dsenv, "--wait", "60s", "--parallelism", "2")
@@ -205,7 +205,7 @@ def test_dnsimple_sigkill_during_a_renewal(dsenv, sim, point, pattern):
 
 
 @pytest.mark.parametrize("mode", ["500_after", "hang_after"] if LONG else ["500_after"])
-@pytest.mark.parametrize("rnd", range(4 if LONG else 2))
+@pytest.mark.parametrize("rnd", range(4 if LONG else 1))
 def test_dnsimple_lost_replies_on_one_domain_in_parallel(dsenv, sim, mode, rnd):
     """Every purchase is bought but answered 500 (or never): the rerun adopts, for every name, in parallel."""
     sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": mode, "count": -1, "seconds": 3})
