@@ -571,11 +571,18 @@ static int step_renew_issue(struct step_ctx *ctx, struct dnsimple *d, const stru
 				      step_id_num(ctx->rec, ID_RENEWAL), &c);
 
 	if (rc == CS_EINVALID || rc == CS_ETRANSIENT) {
-		state_str_set(&ctx->rec->step, "await"); /* the new certificate's own state says what comes next */
+		/* Already issuing (a lost answer, or a crash after the request)? The new certificate's state says. */
+		int grc = dnsimple_get_cert(d, o->domain, step_id_num(ctx->rec, ID_PENDING), &c);
+
+		if (grc)
+			return rc;
+		if (!strcmp(c.state, "new")) {
+			dnsimple_cert_clear(&c);
+			return rc; /* the step stays renew-issue */
+		}
+	} else if (rc) {
 		return rc;
 	}
-	if (rc)
-		return rc;
 	step_set_id_num(ctx->rec, ID_POLLS, 0);
 	rc = dnsimple_follow(ctx, &c, st);
 	if (!rc && !strcmp(ctx->rec->step, "await"))

@@ -204,6 +204,25 @@ def test_dnsimple_sigkill_during_a_renewal(dsenv, sim, point, pattern):
     check_dnsimple_outputs(dsenv.cert_dir("shop"), dns)
 
 
+def test_dnsimple_killed_after_the_renewal_issue_follows_it(dsenv, sim):
+    """Killed after the renewal's issue was sent; it landed: the rerun's issue gets a 400 and follows the certificate."""
+    dns_manifests(dsenv, ["shop"])
+    converge(dsenv)
+    cn, dns = DNS_CERTS["shop"]
+    dsenv.repo.write("shop.yaml", manifest("shop", dns, issuer="dns", extra=f"commonName: {cn}\nrenewBefore: 2200h\n"))
+    dsenv.repo.commit()
+    sim.ctl("fault", {"endpoint": "issueRenewalLetsencryptCertificate", "mode": "delay", "count": 1, "seconds": 1})
+    a = Apply(dsenv, "--wait", "60s")
+    wait_for(lambda: sim.count("issueRenewalLetsencryptCertificate") >= 1, "the renewal's issue sent")
+    a.kill()
+    wait_for(lambda: all(c["state"] != "new" for c in sim.ctl("certificates")), "the renewal's issue landed")
+    r = dsenv.run("apply", "--wait", "60s", "-v")
+    assert r.code == 0 and "1 done" in r.out, r
+    assert sim.count("purchaseRenewalLetsencryptCertificate") == 1
+    assert sim.count("purchaseLetsencryptCertificate") == 1
+    check_dnsimple_outputs(dsenv.cert_dir("shop"), dns)
+
+
 @pytest.mark.parametrize("mode", ["500_after", "hang_after"] if LONG else ["500_after"])
 @pytest.mark.parametrize("rnd", range(4 if LONG else 1))
 def test_dnsimple_lost_replies_on_one_domain_in_parallel(dsenv, sim, mode, rnd):
