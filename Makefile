@@ -3,6 +3,8 @@
 #   make run     install what is missing, build, reconcile examples/ with the built-in CA
 #   make test    install what tests need, -Werror build, unit tests (ASan+UBSan), fuzz smoke run, e2e suite
 #   make fuzz    each libFuzzer harness for FUZZ_SECONDS (fuzz/README.md)
+#   make test-long  the e2e suite with every kill point of the crash matrix
+#   make tsan    ThreadSanitizer build, the e2e tests with parallel workers under it
 #   make bench   performance figures (never part of make test)
 #   make lint    clang-format check and banned calls
 
@@ -36,7 +38,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
-.PHONY: all deps test-deps run test unit fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke
+.PHONY: all deps test-deps run test unit fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke test-long tsan
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/certsync
@@ -91,6 +93,21 @@ fakes:
 
 e2e: $(BUILD)/certsync
 	cd tests/e2e && LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp CERTSYNC_BIN=$(abspath $(BUILD)/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+# make test-long: the e2e suite with every kill point of the crash matrix (a sample runs in make test).
+test-long: $(BUILD)/certsync
+	@CERTSYNC_TEST_LONG=1 $(MAKE) --no-print-directory e2e
+
+# make tsan: a ThreadSanitizer build (gcc) in build/tsan, then the e2e tests that run parallel workers.
+TSAN_TESTS ?= test_crash_matrix.py \
+	test_dnsimple.py::test_a_waiting_certificate_frees_its_worker \
+	test_digicert.py::test_certificates_in_parallel_share_the_zone_and_the_webroot \
+	test_run.py::test_sigterm_during_an_apply_leaves_consistent_state_and_a_restart_converges
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan WERROR=1 CFLAGS="-O1 -g -fsanitize=thread" \
+		LDFLAGS=-fsanitize=thread build/tsan/certsync
+	cd tests/e2e && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_EXTRA)" \
+		CERTSYNC_BIN=$(abspath build/tsan/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS)
 
 # make test: -Werror everywhere; unit tests and e2e under ASan+UBSan, then e2e on the plain build.
 test: test-deps

@@ -87,10 +87,11 @@ int material_present(const struct material *m)
  */
 static void engine_set_fatal(struct engine *e, const char *name)
 {
-	if (!e->fatal)
+	/* Called under e->mu; workers read fatal outside the lock, hence the atomics. */
+	if (!__atomic_load_n(&e->fatal, __ATOMIC_RELAXED))
 		snprintf(e->fatal_msg, sizeof(e->fatal_msg), "%s: %s", name,
 			 cs_errmsg()[0] ? cs_errmsg() : "state write failed");
-	e->fatal = 1;
+	__atomic_store_n(&e->fatal, 1, __ATOMIC_RELEASE);
 }
 
 int engine_journal(struct step_ctx *ctx)
@@ -104,6 +105,19 @@ int engine_journal(struct step_ctx *ctx)
 		engine_set_fatal(e, ctx->rec->name);
 	pthread_mutex_unlock(&e->mu);
 	return rc;
+}
+
+/* The stop flag is set by a signal handler and read by every worker: an atomic load, not a plain read. */
+static int engine_stop_flag(const struct engine *e)
+{
+	return e->opts->stop && __atomic_load_n(e->opts->stop, __ATOMIC_RELAXED);
+}
+
+int engine_stop_requested(const struct step_ctx *ctx)
+{
+	const struct engine *e = ctx->engine;
+
+	return e && engine_stop_flag(e);
 }
 
 const char *engine_key_dir(struct step_ctx *ctx)
@@ -453,7 +467,7 @@ static void engine_count(struct engine *e, size_t *field)
 
 static int engine_stopping(const struct engine *e)
 {
-	return e->fatal || (e->opts->stop && *e->opts->stop);
+	return __atomic_load_n(&e->fatal, __ATOMIC_RELAXED) || engine_stop_flag(e);
 }
 
 static void engine_start_change(struct step_ctx *ctx, const struct plan_change *ch)
@@ -532,7 +546,7 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
 	const char *cls = engine_failure_class(rc, ctx->fail_class);
 
-	if (rc == CS_ETRANSIENT && e->opts->stop && *e->opts->stop) {
+	if (rc == CS_ETRANSIENT && engine_stop_flag(e)) {
 		/* Cut short by a stop request (run's SIGTERM): not a failure, the next run retries at once. */
 		state_cert_event(rec, ctx->now, "step %s interrupted by a stop request", rec->step);
 		log_emit(LV_INFO, &ctx->log, "step interrupted by a stop request; it is resumed on the next run");
@@ -592,7 +606,7 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 		ctx->rec = NULL;
 		e->res.done++;
 	} else {
-		e->fatal = 1;
+		engine_set_fatal(e, name);
 		e->res.failed++;
 	}
 	pthread_mutex_unlock(&e->mu);

@@ -70,12 +70,13 @@ int hooks_on_change(const struct config *cfg, const char *name, const char *outp
 	while ((w = waitpid(pid, &status, WNOHANG)) == 0) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 
-		if (hooks_stop && *hooks_stop && deadline > util_mono_ms() + HOOKS_STOP_GRACE_MS)
+		if (hooks_stop && __atomic_load_n(hooks_stop, __ATOMIC_RELAXED) &&
+		    deadline > util_mono_ms() + HOOKS_STOP_GRACE_MS)
 			deadline = util_mono_ms() + HOOKS_STOP_GRACE_MS;
 		if (util_mono_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			if (hooks_stop && *hooks_stop)
+			if (hooks_stop && __atomic_load_n(hooks_stop, __ATOMIC_RELAXED))
 				rc = cs_error(CS_ETRANSIENT,
 					      "hook %s was killed: certsync is stopping (it is owed and "
 					      "retried later)",

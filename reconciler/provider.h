@@ -259,6 +259,9 @@ int engine_pending_material(struct step_ctx *ctx);
  */
 int engine_installed_key(struct step_ctx *ctx, struct buf *out);
 
+/* 1 when the run was asked to stop (a driver waiting in a step gives up with CS_ETRANSIENT). */
+int engine_stop_requested(const struct step_ctx *ctx);
+
 /* The 0700 key directory (state.keyDir): the key store and pending orders' keys (created on demand). */
 const char *engine_key_dir(struct step_ctx *ctx);
 
@@ -276,5 +279,30 @@ void step_next(struct step_ctx *ctx, const char *step, enum step_status *st);
  * (counted under polls_key in the record) is how often it was asked before.
  */
 void step_poll_later(struct step_ctx *ctx, const char *polls_key, int64_t min, int64_t max, enum step_status *st);
+
+/*
+ * The in-flight rule for a paid request (docs/architecture.md, "Crash
+ * safety"). The intent's landing time is recorded under prefix.lands_by
+ * (e.g. "dnsimple.intent.lands_by").
+ *
+ * - step_intent_begin(), journaled with the write-ahead intent before the
+ *   request is sent: the request either lands at the provider or can never
+ *   land by now + timeout (the client's whole-request limit) + the settle
+ *   margin (step_intent_settle: the timeout again, at least STEP_SETTLE_MIN).
+ * - step_intent_wait(), before recovery looks: sleeps until that time (0), or
+ *   returns CS_ETRANSIENT when a stop is requested meanwhile.
+ * - The driver then looks up by the idempotency id; only when a second look,
+ *   made a settle margin after a first empty one, finds nothing either may
+ *   it send the request again. One empty answer never buys twice.
+ * - step_intent_clear() once the outcome is known.
+ */
+#define STEP_SETTLE_MIN 2
+int64_t step_intent_settle(int64_t timeout);
+void step_intent_begin(struct step_ctx *ctx, const char *prefix, int64_t timeout);
+int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout);
+void step_intent_clear(struct step_ctx *ctx, const char *prefix);
+
+/* Sleeps until when (unix seconds), in short slices; CS_ETRANSIENT when a stop is requested. */
+int step_sleep_until(struct step_ctx *ctx, int64_t when);
 
 #endif

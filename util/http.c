@@ -94,7 +94,7 @@ void http_set_abort_flag(volatile int *flag)
 
 static int http_aborted(void)
 {
-	return http_abort_flag && *http_abort_flag;
+	return http_abort_flag && __atomic_load_n(http_abort_flag, __ATOMIC_RELAXED); /* set by a signal handler */
 }
 
 /* curl calls this about once a second even on a silent connection: a stop request ends the transfer. */

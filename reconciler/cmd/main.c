@@ -22,7 +22,7 @@ static const struct cmd *const commands[] = {
 static void on_stop(int sig)
 {
 	(void)sig;
-	cmd_stop = 1;
+	__atomic_store_n(&cmd_stop, 1, __ATOMIC_RELAXED); /* apply's workers read it */
 }
 
 void cmd_install_signals(void)

@@ -51,7 +51,7 @@ static void daemon_notify(void *arg)
 static void daemon_on_signal(int sig)
 {
 	if (sig == SIGTERM || sig == SIGINT)
-		daemon_stop_flag = 1;
+		__atomic_store_n(&daemon_stop_flag, 1, __ATOMIC_RELAXED); /* worker threads read it */
 	else if (sig == SIGHUP)
 		daemon_hup_flag = 1;
 	else if (sig == SIGUSR1)

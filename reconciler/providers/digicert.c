@@ -9,6 +9,9 @@
  * the alternative_order_id journaled before the request and adopts the one
  * it finds instead of ordering again.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +28,7 @@
 #define ID_INSTALLED_ORDER "digicert.installed_order_id"
 #define ID_INSTALLED_CERT "digicert.installed_certificate_id"
 #define ID_INTENT "digicert.alternative_order_id"
+#define ID_INTENT_RULE "digicert.intent" /* the in-flight rule's keys (steps.c) */
 #define ID_TOKEN "digicert.token"
 #define ID_POLLS "digicert.polls"
 #define KEY_MAX (64 * 1024)
@@ -83,6 +87,42 @@ static char *key_path(struct step_ctx *ctx, const char *ext)
 	p = fsutil_join(engine_key_dir(ctx), base);
 	free(base);
 	return p;
+}
+
+/* 1 if name is "digicert-….tmp.<pid>.<n>" of a process that no longer runs. */
+static int stale_tmp(const char *name)
+{
+	const char *t = strstr(name, ".tmp."), *p;
+	char *end;
+	long pid;
+
+	if (strncmp(name, "digicert-", 9) || !t)
+		return 0;
+	for (p = t; (p = strstr(p + 1, ".tmp."));)
+		t = p; /* the last ".tmp.": a certificate name may hold one */
+	errno = 0;
+	pid = strtol(t + 5, &end, 10);
+	if (errno || pid <= 0 || *end != '.' || pid == (long)getpid())
+		return 0;
+	return kill((pid_t)pid, 0) && errno == ESRCH;
+}
+
+/* Removes temporary key/CSR files a killed run left in the key directory (fsutil_write_atomic's). */
+static void sweep_stale_tmp(struct step_ctx *ctx)
+{
+	const char *dir = engine_key_dir(ctx);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (!stale_tmp(e->d_name))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			log_emit(LV_INFO, &ctx->log, "removed %s/%s, left by a run that was killed", dir, e->d_name);
+	}
+	closedir(d);
 }
 
 static int read_keyfile(struct step_ctx *ctx, const char *ext, struct buf *out)
@@ -196,6 +236,7 @@ static int step_prepare(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	int rc;
 
 	(void)dc;
+	sweep_stale_tmp(ctx);
 	if ((rc = order_key(ctx, &key)) || (rc = crypto_key_to_pem(key, &kp)) ||
 	    (rc = crypto_csr_create(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, &csr)))
 		goto out;
@@ -217,21 +258,27 @@ out:
 	return rc;
 }
 
-/* Drops old entries that name the very record or line just placed again (same token in the same second). */
-static void forget_replaced(struct step_ctx *ctx, size_t *n_old)
+/*
+ * Drops old entries that name the very record or line just placed again (same
+ * token in the same second), the journaled intent of it included.
+ */
+static void forget_replaced(struct step_ctx *ctx, size_t *n_old, const char *token)
 {
+	char *intent = xasprintf("%s%s", DIGICERT_REF_INTENT, token);
+
 	for (size_t i = *n_old; i-- > 0;) {
 		const struct state_token *o = &ctx->rec->tokens[i];
 		int same = 0;
 
 		for (size_t k = *n_old; k < ctx->rec->n_tokens && !same; k++)
 			same = util_streq(o->location, ctx->rec->tokens[k].location) &&
-			       util_streq(o->ref, ctx->rec->tokens[k].ref);
+			       (util_streq(o->ref, ctx->rec->tokens[k].ref) || util_streq(o->ref, intent));
 		if (same) {
 			state_cert_remove_token(ctx->rec, i);
 			(*n_old)--;
 		}
 	}
+	free(intent);
 }
 
 /* Places a fresh token for every name (one per location), then removes the older ones. */
@@ -242,6 +289,7 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	char ts[DIGICERT_TS_LEN + 1], token[DIGICERT_TOKEN_LEN + 1];
 	struct buf csr = BUF_INIT;
 	size_t n_old = ctx->rec->n_tokens;
+	char *ref = NULL;
 	int rc;
 
 	if (read_keyfile(ctx, "csr", &csr)) {
@@ -267,23 +315,33 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 		free(loc);
 		if (dup)
 			continue; /* *.x and x share a TXT owner; one webroot serves several names */
-		if ((rc = digicert_dcv_place(ctx, dc, m, s->dns_names[i], token, &t)))
+		/* Write-ahead: journaled with its value before it is placed, so a crash still knows what to remove. */
+		if ((rc = digicert_dcv_intent(ctx, dc, m, s->dns_names[i], token, &t)))
 			goto out;
 		state_cert_add_token(ctx->rec, &t);
 		digicert_token_clear(&t);
-		/* journaled at once: a crash now still knows what to clean up */
+		if ((rc = engine_journal(ctx)))
+			goto out;
+		log_emit(LV_DEBUG, &ctx->log, "placing the request token at %s",
+			 ctx->rec->tokens[ctx->rec->n_tokens - 1].location);
+		if ((rc = digicert_dcv_place(ctx, dc, &ctx->rec->tokens[ctx->rec->n_tokens - 1], token, &ref)))
+			goto out;
+		state_str_set(&ctx->rec->tokens[ctx->rec->n_tokens - 1].ref, ref);
+		free(ref);
+		ref = NULL;
 		if ((rc = engine_journal(ctx)))
 			goto out;
 	}
 	/* Older tokens (a previous attempt, an expired timestamp) go once the new ones are out. */
 	state_cert_set_id(ctx->rec, ID_TOKEN, token);
-	forget_replaced(ctx, &n_old);
+	forget_replaced(ctx, &n_old, token);
 	if (remove_tokens(ctx, dc, n_old))
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	log_emit(LV_INFO, &ctx->log, "placed the DigiCert request token (%s) for %zu name%s", digicert_method_name(m),
 		 s->n_dns, s->n_dns == 1 ? "" : "s");
 	step_next(ctx, step_id_num(ctx->rec, ID_ORDER) ? "await" : "order", st);
 out:
+	free(ref);
 	buf_free(&csr);
 	return rc;
 }
@@ -337,6 +395,7 @@ static int follow(struct step_ctx *ctx, struct digicert *dc, const struct digice
 	}
 	if (digicert_status_terminal(o->status)) {
 		state_str_set(&ctx->rec->step, "prepare");
+		ctx->fail_class = STATE_FAIL_REJECTED;
 		return cs_error(CS_EINVALID,
 				"%s: DigiCert order %lld is %s (issuer %s): not ordered again; change the manifest or "
 				"apply --retry-failed",
@@ -373,9 +432,11 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	else if ((rc = crypto_uuid(alt)))
 		goto out;
 	state_cert_set_id(ctx->rec, ID_INTENT, alt);
+	step_intent_begin(ctx, ID_INTENT_RULE, dc->timeout);
 	state_str_set(&ctx->rec->step, "find");
 	if ((rc = engine_journal(ctx)))
 		goto out;
+	log_emit(LV_INFO, &ctx->log, "ordering a DigiCert certificate (alternative_order_id %s)", alt);
 	memset(&req, 0, sizeof(req));
 	req.product = dc->product;
 	req.common_name = s->common_name;
@@ -388,8 +449,9 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 		req.renewal_of = step_id_num(ctx->rec, ID_INSTALLED_ORDER);
 	req.auth_key_id = dc->auth_key_select ? dc->auth_key_id : NULL;
 	if ((rc = digicert_order_create(dc, &req, &o)))
-		goto out; /* the step stays "find": a retry looks before it orders */
+		goto out; /* the step stays "find": a retry looks (by the in-flight rule) before it orders */
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	step_intent_clear(ctx, ID_INTENT_RULE);
 	step_set_id_num(ctx->rec, ID_POLLS, 0);
 	state_cert_event(ctx->rec, ctx->now, "ordered DigiCert certificate: order %lld%s", o.id,
 			 o.chain ? " (issued at once)" : " (pending)");
@@ -408,6 +470,12 @@ out:
 	return rc;
 }
 
+/*
+ * The order's crash recovery, by the in-flight rule: once the first request
+ * can no longer land, look the order up by its alternative_order_id; order
+ * again (with the same id) only when a second look, a settle margin after a
+ * first empty one, finds nothing either.
+ */
 static int step_find(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
 	const char *alt = state_cert_id(ctx->rec, ID_INTENT);
@@ -418,16 +486,33 @@ static int step_find(struct step_ctx *ctx, struct digicert *dc, enum step_status
 		step_next(ctx, step_id_num(ctx->rec, ID_ORDER) ? "await" : "order", st);
 		return 0;
 	}
-	rc = digicert_order_find(dc, alt, &o);
-	if (rc == CS_ENOTFOUND) {
-		step_next(ctx, "order", st); /* the order never reached DigiCert: send it (same id) */
-		return 0;
+	if ((rc = step_intent_wait(ctx, ID_INTENT_RULE, dc->timeout)))
+		return rc;
+	for (int look = 0;; look++) {
+		rc = digicert_order_find(dc, alt, &o);
+		if (rc != CS_ENOTFOUND)
+			break;
+		if (look == 1) {
+			log_emit(LV_WARN, &ctx->log,
+				 "the order with alternative_order_id %s never reached DigiCert (two looks after it "
+				 "could have landed); ordering",
+				 alt);
+			step_intent_clear(ctx, ID_INTENT_RULE);
+			step_next(ctx, "order", st); /* sent again with the same id */
+			return 0;
+		}
+		log_emit(LV_INFO, &ctx->log, "the order %s is not at DigiCert; looking once more in %llds", alt,
+			 (long long)step_intent_settle(dc->timeout));
+		if ((rc = step_sleep_until(ctx, ctx->now + step_intent_settle(dc->timeout))))
+			return rc;
 	}
 	if (rc)
 		return rc;
 	log_emit(LV_INFO, &ctx->log, "adopting DigiCert order %lld (%s) instead of ordering again", o.id,
 		 o.status ? o.status : "?");
+	state_cert_event(ctx->rec, ctx->now, "adopted DigiCert order %lld", o.id);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	step_intent_clear(ctx, ID_INTENT_RULE);
 	step_set_id_num(ctx->rec, ID_ORDER, o.id);
 	step_set_id_num(ctx->rec, ID_CERT, o.certificate_id);
 	step_next(ctx, "await", st);
@@ -447,7 +532,21 @@ static int step_await(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 		step_next(ctx, "find", st);
 		return 0;
 	}
-	if ((rc = digicert_order_info(dc, id, &o)))
+	rc = digicert_order_info(dc, id, &o);
+	if (rc == CS_ENOTFOUND) {
+		/* Never ordered again silently: --retry-failed (or run's explicit retry) starts a new order. */
+		state_cert_event(ctx->rec, ctx->now, "pending DigiCert order %lld is gone (HTTP 404)", id);
+		state_cert_set_id(ctx->rec, ID_ORDER, NULL);
+		state_cert_set_id(ctx->rec, ID_CERT, NULL);
+		state_cert_set_id(ctx->rec, ID_POLLS, NULL);
+		state_str_set(&ctx->rec->step, "prepare");
+		ctx->fail_class = STATE_FAIL_REJECTED;
+		return cs_error(CS_EINVALID,
+				"%s: the pending DigiCert order %lld is gone at DigiCert (issuer %s); not ordered "
+				"again without you: apply --retry-failed places a new order",
+				ctx->rec->name, id, dc->name);
+	}
+	if (rc)
 		return rc;
 	if (util_streq(o.status, "issued") || digicert_status_terminal(o.status)) {
 		rc = follow(ctx, dc, &o, st);

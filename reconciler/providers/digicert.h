@@ -193,8 +193,18 @@ void digicert_account_plan(const struct config *cfg, const struct issuer *is, co
 char *digicert_dcv_location(const struct digicert *dc, enum digicert_method m, const char *name);
 
 /* Places token for name; fills t (strings owned by t: free with digicert_token_clear). */
-int digicert_dcv_place(struct step_ctx *ctx, struct digicert *dc, enum digicert_method m, const char *name,
-		       const char *token, struct state_token *t);
+/*
+ * The state record of a token about to be placed (write-ahead): method,
+ * name, location, DNS issuer, and as ref the value to find it by
+ * (DIGICERT_REF_INTENT + token for a TXT record, the line for fileauth.txt).
+ */
+#define DIGICERT_REF_INTENT "value:"
+int digicert_ref_is_intent(const char *ref);
+int digicert_dcv_intent(struct step_ctx *ctx, struct digicert *dc, enum digicert_method m, const char *name,
+			const char *token, struct state_token *t);
+/* Places the token journaled as t; *ref (caller frees) is what removes it again (zone record id, line). */
+int digicert_dcv_place(struct step_ctx *ctx, struct digicert *dc, const struct state_token *t, const char *token,
+		       char **ref);
 /* Removes a placed token (missing is success). */
 int digicert_dcv_remove(struct step_ctx *ctx, struct digicert *dc, const struct state_token *t, const char *token);
 void digicert_token_clear(struct state_token *t);

@@ -2,7 +2,8 @@
  * DigiCert request-token placement (digicert.md §4): a TXT record through
  * another issuer's DNS driver (at the name or at _dnsauth.<name>), or a line
  * in .well-known/pki-validation/fileauth.txt under the webroot, written
- * atomically. Every placement is recorded in state so it is always removed.
+ * atomically. Every placement is journaled in state (with the value to find
+ * it by) before it is made, so it is always removed, even after a crash.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -124,36 +125,52 @@ out:
 	return rc;
 }
 
-int digicert_dcv_place(struct step_ctx *ctx, struct digicert *dc, enum digicert_method m, const char *name,
-		       const char *token, struct state_token *t)
+int digicert_ref_is_intent(const char *ref)
 {
-	char *loc = digicert_dcv_location(dc, m, name), *ref = NULL;
-	const struct issuer *is;
+	return ref && !strncmp(ref, DIGICERT_REF_INTENT, strlen(DIGICERT_REF_INTENT));
+}
+
+int digicert_dcv_intent(struct step_ctx *ctx, struct digicert *dc, enum digicert_method m, const char *name,
+			const char *token, struct state_token *t)
+{
+	const struct issuer *is = NULL;
+	char *loc = digicert_dcv_location(dc, m, name);
 	int rc;
 
 	memset(t, 0, sizeof(*t));
 	if (!loc)
 		return cs_error(CS_EINVALID, "%s: http-token needs issuers.%s.validation.webroot", ctx->rec->name,
 				dc->name);
-	if (m == DC_DNS_TXT) {
-		if ((rc = dns_issuer(ctx, dc->dns_issuer, &is)) ||
-		    (rc = is->ops->dns->txt_create(is, loc, token, &ref)))
-			goto out;
-		t->issuer = xstrdup(is->name);
-		t->ref = ref;
-	} else {
-		if ((rc = fileauth_edit(dc, loc, token, 1)))
-			goto out;
-		t->ref = xstrdup(token); /* the line to take out again */
+	if (m == DC_DNS_TXT && (rc = dns_issuer(ctx, dc->dns_issuer, &is))) {
+		free(loc);
+		return rc;
 	}
 	t->method = xstrdup(m == DC_DNS_TXT ? "dns-txt-token" : "http-token");
 	t->name = xstrdup(name);
 	t->location = loc;
+	t->issuer = is ? xstrdup(is->name) : NULL;
+	/* The value to find it by: a TXT record is not known by its id yet; a fileauth.txt line is its value. */
+	t->ref = m == DC_DNS_TXT ? xasprintf("%s%s", DIGICERT_REF_INTENT, token) : xstrdup(token);
 	t->placed_at = ctx->now;
-	loc = NULL;
-out:
-	free(loc);
-	return rc;
+	return 0;
+}
+
+int digicert_dcv_place(struct step_ctx *ctx, struct digicert *dc, const struct state_token *t, const char *token,
+		       char **ref)
+{
+	const struct issuer *is;
+	int rc;
+
+	*ref = NULL;
+	if (util_streq(t->method, "http-token")) {
+		if ((rc = fileauth_edit(dc, t->location, token, 1)))
+			return rc;
+		*ref = xstrdup(token); /* the line to take out again */
+		return 0;
+	}
+	if ((rc = dns_issuer(ctx, t->issuer, &is)))
+		return rc;
+	return is->ops->dns->txt_create(is, t->location, token, ref);
 }
 
 int digicert_dcv_remove(struct step_ctx *ctx, struct digicert *dc, const struct state_token *t, const char *token)
@@ -165,5 +182,7 @@ int digicert_dcv_remove(struct step_ctx *ctx, struct digicert *dc, const struct 
 		return fileauth_edit(dc, t->location, t->ref ? t->ref : token ? token : "", 0);
 	if ((rc = dns_issuer(ctx, t->issuer, &is)))
 		return rc;
+	if (digicert_ref_is_intent(t->ref)) /* placed (or not) before its id was journaled: find it by name/value */
+		return is->ops->dns->txt_delete(is, t->location, t->ref + strlen(DIGICERT_REF_INTENT), NULL);
 	return is->ops->dns->txt_delete(is, t->location, token ? token : "", t->ref);
 }

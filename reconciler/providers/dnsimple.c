@@ -23,6 +23,7 @@
 #define ID_PENDING "dnsimple.pending_id"
 #define ID_RENEWAL "dnsimple.renewal_id"
 #define ID_INTENT "dnsimple.purchase_intent"
+#define ID_INTENT_RULE "dnsimple.intent" /* the in-flight rule's keys (steps.c) */
 #define ID_DOMAIN "dnsimple.domain"
 #define ID_CN "dnsimple.common_name"
 #define ID_POLLS "dnsimple.polls"
@@ -46,6 +47,12 @@ static void dnsimple_free(void *priv)
 	for (size_t i = 0; i < d->n_zones; i++)
 		free(d->zones[i]);
 	free(d->zones);
+	for (size_t i = 0; i < d->n_dlocks; i++) {
+		pthread_mutex_destroy(&d->dlocks[i]->mu);
+		free(d->dlocks[i]->domain);
+		free(d->dlocks[i]);
+	}
+	free(d->dlocks);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
 }
@@ -300,6 +307,8 @@ static int dnsimple_follow(struct step_ctx *ctx, const struct dnsimple_cert *c, 
 		step_next(ctx, "issue", st);
 	else if (dnsimple_state_terminal(c->state)) {
 		state_str_set(&ctx->rec->step, "find");
+		state_cert_set_id(ctx->rec, ID_PENDING, NULL); /* --retry-failed looks again, then buys */
+		ctx->fail_class = STATE_FAIL_REJECTED;
 		return cs_error(CS_EINVALID,
 				"DNSimple certificate %lld for %s is %s: not purchased again; change the manifest or "
 				"apply --retry-failed",
@@ -309,16 +318,13 @@ static int dnsimple_follow(struct step_ctx *ctx, const struct dnsimple_cert *c, 
 	return 0;
 }
 
-static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
+/* The certificate of l to adopt for o: the newest issued one, else the newest still in progress (NULL if none). */
+static const struct dnsimple_cert *dnsimple_best(struct step_ctx *ctx, const struct dnsimple_list *l,
+						 const struct dnsimple_order *o)
 {
-	const struct dnsimple_list *l;
 	const struct dnsimple_cert *best = NULL;
 	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
-	int rc;
 
-	/* After a purchase intent, always list afresh: the purchase may have happened. */
-	if ((rc = dnsimple_list_certs(d, o->domain, state_cert_id(ctx->rec, ID_INTENT) != NULL, &l)))
-		return rc;
 	for (size_t i = 0; i < l->n; i++) {
 		const struct dnsimple_cert *c = &l->v[i];
 
@@ -326,43 +332,111 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 			continue;
 		if (!strcmp(c->state, "issued") && c->expires_at && c->expires_at < ctx->now + 86400)
 			continue; /* about to expire: not worth adopting */
-		/* newest issued first, else the newest still in progress (list is newest first) */
+		/* the list is newest first */
 		if (!best || (!strcmp(c->state, "issued") && strcmp(best->state, "issued")))
 			best = c;
 	}
-	state_cert_set_id(ctx->rec, ID_DOMAIN, o->domain);
-	state_cert_set_id(ctx->rec, ID_CN, o->common_name);
-	if (!best) {
-		step_next(ctx, "purchase", st);
-		return 0;
-	}
-	log_emit(LV_INFO, &ctx->log, "adopting DNSimple certificate %lld (%s) instead of buying another", best->id,
-		 best->state);
-	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
-	return dnsimple_follow(ctx, best, st);
+	return best;
 }
 
+static int dnsimple_adopt(struct step_ctx *ctx, const struct dnsimple_cert *c, enum step_status *st)
+{
+	log_emit(LV_INFO, &ctx->log, "adopting DNSimple certificate %lld (%s) instead of buying another", c->id,
+		 c->state);
+	state_cert_event(ctx->rec, ctx->now, "adopted DNSimple certificate %lld (%s)", c->id, c->state);
+	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	step_intent_clear(ctx, ID_INTENT_RULE);
+	return dnsimple_follow(ctx, c, st);
+}
+
+/*
+ * Looks for a certificate to adopt. After a purchase intent this is the
+ * purchase's crash recovery and follows the in-flight rule: it looks only
+ * once the first request can no longer land, and buys again only after two
+ * empty looks a settle margin apart.
+ */
+static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
+{
+	struct dnsimple_list l;
+	const struct dnsimple_cert *best = NULL;
+	int intent = state_cert_id(ctx->rec, ID_INTENT) != NULL;
+	int rc;
+
+	state_cert_set_id(ctx->rec, ID_DOMAIN, o->domain);
+	state_cert_set_id(ctx->rec, ID_CN, o->common_name);
+	if (intent && (rc = step_intent_wait(ctx, ID_INTENT_RULE, d->timeout)))
+		return rc;
+	for (int look = 0;; look++) {
+		if ((rc = dnsimple_list_certs(d, o->domain, intent, &l)))
+			return rc;
+		if ((best = dnsimple_best(ctx, &l, o)) || !intent || look == 1)
+			break;
+		dnsimple_list_clear(&l);
+		log_emit(LV_INFO, &ctx->log,
+			 "the purchase sent at %s is not at DNSimple; looking once more in %llds before buying",
+			 state_cert_id(ctx->rec, ID_INTENT), (long long)step_intent_settle(d->timeout));
+		if ((rc = step_sleep_until(ctx, ctx->now + step_intent_settle(d->timeout))))
+			return rc;
+	}
+	if (best) {
+		rc = dnsimple_adopt(ctx, best, st);
+	} else {
+		if (intent) {
+			log_emit(LV_WARN, &ctx->log,
+				 "the purchase sent at %s never reached DNSimple (two looks after it could have "
+				 "landed); buying",
+				 state_cert_id(ctx->rec, ID_INTENT));
+			state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+			step_intent_clear(ctx, ID_INTENT_RULE);
+		}
+		step_next(ctx, "purchase", st);
+	}
+	dnsimple_list_clear(&l);
+	return rc;
+}
+
+/*
+ * Buys under the domain's lock, on a list taken under it: a certificate
+ * another worker just bought for the same names (or a lost purchase that
+ * landed since) is adopted, never bought twice.
+ */
 static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
+	pthread_mutex_t *mu = dnsimple_domain_lock(d, o->domain);
+	const struct dnsimple_cert *best;
+	struct dnsimple_list l;
 	long long id = 0;
 	char when[32];
 	int rc;
 
+	pthread_mutex_lock(mu);
+	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
+		goto out;
+	if ((best = dnsimple_best(ctx, &l, o))) {
+		rc = dnsimple_adopt(ctx, best, st);
+		goto out;
+	}
 	/* Write-ahead: a crash from here on is recovered by "find", never by a blind second purchase. */
 	util_fmt_time(ctx->now, when);
 	state_cert_set_id(ctx->rec, ID_INTENT, when);
+	step_intent_begin(ctx, ID_INTENT_RULE, d->timeout);
 	state_str_set(&ctx->rec->step, "find");
 	if ((rc = engine_journal(ctx)))
-		return rc;
+		goto out;
+	log_emit(LV_INFO, &ctx->log, "purchasing a DNSimple certificate");
 	rc = dnsimple_purchase(d, o, ctx->spec->auto_renew, &id);
 	if (rc)
-		return rc; /* the step stays "find": a retry looks before it buys */
+		goto out; /* the step stays "find": a retry looks (by the in-flight rule) before it buys */
 	log_emit(LV_INFO, &ctx->log, "purchased DNSimple certificate %lld", id);
 	step_set_id_num(ctx->rec, ID_PENDING, id);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	step_intent_clear(ctx, ID_INTENT_RULE);
 	state_cert_event(ctx->rec, ctx->now, "purchased DNSimple certificate %lld", id);
 	step_next(ctx, "issue", st);
-	return 0;
+out:
+	pthread_mutex_unlock(mu);
+	dnsimple_list_clear(&l);
+	return rc;
 }
 
 static int step_issue(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
@@ -398,9 +472,19 @@ static int step_await(struct step_ctx *ctx, struct dnsimple *d, const struct dns
 	int rc = dnsimple_get_cert(d, o->domain, step_id_num(ctx->rec, ID_PENDING), &c);
 
 	if (rc == CS_ENOTFOUND) {
+		long long gone = step_id_num(ctx->rec, ID_PENDING);
+
+		/* Never bought again silently: --retry-failed (or run's explicit retry) looks again, then buys. */
 		state_str_set(&ctx->rec->step, "find");
-		return cs_error(CS_ETRANSIENT, "%s: DNSimple certificate %lld disappeared; looking again",
-				ctx->rec->name, step_id_num(ctx->rec, ID_PENDING));
+		state_cert_set_id(ctx->rec, ID_PENDING, NULL);
+		state_cert_set_id(ctx->rec, ID_POLLS, NULL);
+		state_cert_event(ctx->rec, ctx->now, "pending DNSimple certificate %lld is gone (HTTP 404)", gone);
+		ctx->fail_class = STATE_FAIL_REJECTED;
+		return cs_error(
+			CS_EINVALID,
+			"%s: the pending DNSimple certificate %lld is gone at DNSimple (HTTP 404); not purchased "
+			"again without you: apply --retry-failed buys a new one",
+			ctx->rec->name, gone);
 	}
 	if (rc)
 		return rc;
@@ -484,14 +568,18 @@ static int step_renew_purchase(struct step_ctx *ctx, struct dnsimple *d, const s
 	}
 	util_fmt_time(ctx->now, when);
 	state_cert_set_id(ctx->rec, ID_INTENT, when);
+	step_intent_begin(ctx, ID_INTENT_RULE, d->timeout);
 	state_str_set(&ctx->rec->step, "find"); /* recovery adopts the renewal's new certificate */
 	if ((rc = engine_journal(ctx)))
 		return rc;
+	log_emit(LV_INFO, &ctx->log, "purchasing a DNSimple renewal of certificate %lld", old);
 	if ((rc = dnsimple_renew_purchase(d, o->domain, old, ctx->spec->auto_renew, &renewal, &fresh)))
 		return rc;
+	log_emit(LV_INFO, &ctx->log, "purchased DNSimple renewal %lld (certificate %lld)", renewal, fresh);
 	step_set_id_num(ctx->rec, ID_RENEWAL, renewal);
 	step_set_id_num(ctx->rec, ID_PENDING, fresh);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
+	step_intent_clear(ctx, ID_INTENT_RULE);
 	state_cert_event(ctx->rec, ctx->now, "purchased DNSimple renewal %lld (certificate %lld)", renewal, fresh);
 	step_next(ctx, "renew-issue", st);
 	return 0;
@@ -505,11 +593,18 @@ static int step_renew_issue(struct step_ctx *ctx, struct dnsimple *d, const stru
 				      step_id_num(ctx->rec, ID_RENEWAL), &c);
 
 	if (rc == CS_EINVALID || rc == CS_ETRANSIENT) {
-		state_str_set(&ctx->rec->step, "await"); /* the new certificate's own state says what comes next */
+		/* Already issuing (a lost answer, or a crash after the request)? The new certificate's state says. */
+		int grc = dnsimple_get_cert(d, o->domain, step_id_num(ctx->rec, ID_PENDING), &c);
+
+		if (grc)
+			return rc;
+		if (!strcmp(c.state, "new")) {
+			dnsimple_cert_clear(&c);
+			return rc; /* the step stays renew-issue */
+		}
+	} else if (rc) {
 		return rc;
 	}
-	if (rc)
-		return rc;
 	step_set_id_num(ctx->rec, ID_POLLS, 0);
 	rc = dnsimple_follow(ctx, &c, st);
 	if (!rc && !strcmp(ctx->rec->step, "await"))
@@ -521,15 +616,15 @@ static int step_renew_issue(struct step_ctx *ctx, struct dnsimple *d, const stru
 static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o,
 			     enum step_status *st)
 {
-	const struct dnsimple_list *l;
+	struct dnsimple_list l;
 	const struct dnsimple_cert *best = NULL;
 	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
 	int rc;
 
 	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
 		return rc;
-	for (size_t i = 0; i < l->n; i++) {
-		const struct dnsimple_cert *c = &l->v[i];
+	for (size_t i = 0; i < l.n; i++) {
+		const struct dnsimple_cert *c = &l.v[i];
 
 		if (c->id != installed && !strcmp(c->state, "issued") && dnsimple_matches(c, o) &&
 		    c->expires_at > ctx->rec->not_after && (!best || c->expires_at > best->expires_at))
@@ -539,8 +634,10 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 		log_emit(LV_INFO, &ctx->log, "installing DNSimple's automatic renewal (certificate %lld)", best->id);
 		step_set_id_num(ctx->rec, ID_PENDING, best->id);
 		step_next(ctx, "download", st);
+		dnsimple_list_clear(&l);
 		return 0;
 	}
+	dnsimple_list_clear(&l);
 	if (ctx->rec->not_after - ctx->now < AUTO_RENEW_WARN)
 		log_emit(LV_WARN, &ctx->log,
 			 "DNSimple has not auto-renewed this certificate and it expires in %lld days",

@@ -33,6 +33,12 @@ struct dnsimple_cert {
 
 void dnsimple_cert_clear(struct dnsimple_cert *c);
 
+/* Serialises the look-then-buy of one domain between workers. */
+struct dnsimple_dlock {
+	char *domain;
+	pthread_mutex_t mu;
+};
+
 /* Per-domain certificate list cached for one run. */
 struct dnsimple_list {
 	char *domain;
@@ -55,8 +61,10 @@ struct dnsimple {
 	char *account_id;
 	char *auth; /* "Authorization: Bearer …" (secret) */
 	struct http_client *http;
-	struct dnsimple_list *lists;
+	struct dnsimple_list *lists; /* the run's cache: callers only ever get copies */
 	size_t n_lists;
+	struct dnsimple_dlock **dlocks; /* per-domain purchase locks (kept until the issuer is freed) */
+	size_t n_dlocks;
 };
 
 /* Mapping of a spec onto DNSimple's purchase fields (pure). */
@@ -90,8 +98,16 @@ int dnsimple_state_pending(const char *state);
 int dnsimple_session(struct dnsimple *d);
 void dnsimple_session_end(struct dnsimple *d);
 
-/* Every certificate of domain (all pages), cached for the run unless fresh. The list stays owned by d. */
-int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, const struct dnsimple_list **out);
+/*
+ * Every certificate of domain (all pages), cached for the run unless fresh.
+ * *out is the caller's own copy (free it with dnsimple_list_clear): another
+ * worker refreshing the cache never changes it.
+ */
+int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, struct dnsimple_list *out);
+void dnsimple_list_clear(struct dnsimple_list *l);
+
+/* The lock held while a worker looks for a certificate of domain and buys one if there is none. */
+pthread_mutex_t *dnsimple_domain_lock(struct dnsimple *d, const char *domain);
 int dnsimple_get_cert(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out);
 int dnsimple_purchase(struct dnsimple *d, const struct dnsimple_order *o, int auto_renew, long long *cert_id);
 int dnsimple_issue(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out);

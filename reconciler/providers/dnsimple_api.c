@@ -365,11 +365,32 @@ static int dnsimple_fetch_list(struct dnsimple *d, const char *domain, struct dn
 	return 0;
 }
 
-int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, const struct dnsimple_list **out)
+void dnsimple_list_clear(struct dnsimple_list *l)
+{
+	for (size_t k = 0; k < l->n; k++)
+		dnsimple_cert_clear(&l->v[k]);
+	free(l->v);
+	free(l->domain);
+	memset(l, 0, sizeof(*l));
+}
+
+static void dnsimple_cert_copy(const struct dnsimple_cert *c, struct dnsimple_cert *out)
+{
+	*out = *c;
+	out->state = xstrdup(c->state);
+	out->name = xstrdup(c->name);
+	out->common_name = xstrdup(c->common_name);
+	out->alt = xcalloc(c->n_alt + 1, sizeof(char *));
+	for (size_t i = 0; i < c->n_alt; i++)
+		out->alt[i] = xstrdup(c->alt[i]);
+}
+
+int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, struct dnsimple_list *out)
 {
 	struct dnsimple_list *l;
 	int rc = 0;
 
+	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&d->mu);
 	l = dnsimple_list_slot(d, domain);
 	if (fresh || !l->v) {
@@ -382,9 +403,43 @@ int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, const
 		if (!rc && !l->v)
 			l->v = xcalloc(1, sizeof(*l->v)); /* fetched, and empty */
 	}
+	if (!rc) {
+		out->domain = xstrdup(domain);
+		out->v = xcalloc(l->n + 1, sizeof(*out->v));
+		for (size_t k = 0; k < l->n; k++)
+			dnsimple_cert_copy(&l->v[k], &out->v[k]);
+		out->n = l->n;
+	} else {
+		/* a half-fetched list is not a cache: the next caller fetches again */
+		for (size_t k = 0; k < l->n; k++)
+			dnsimple_cert_clear(&l->v[k]);
+		free(l->v);
+		l->v = NULL;
+		l->n = 0;
+	}
 	pthread_mutex_unlock(&d->mu);
-	*out = l;
 	return rc;
+}
+
+pthread_mutex_t *dnsimple_domain_lock(struct dnsimple *d, const char *domain)
+{
+	pthread_mutex_t *mu = NULL;
+
+	pthread_mutex_lock(&d->mu);
+	for (size_t i = 0; i < d->n_dlocks && !mu; i++)
+		if (!strcmp(d->dlocks[i]->domain, domain))
+			mu = &d->dlocks[i]->mu;
+	if (!mu) {
+		struct dnsimple_dlock *dl = xcalloc(1, sizeof(*dl));
+
+		dl->domain = xstrdup(domain);
+		pthread_mutex_init(&dl->mu, NULL);
+		d->dlocks = xrealloc(d->dlocks, (d->n_dlocks + 1) * sizeof(*d->dlocks));
+		d->dlocks[d->n_dlocks++] = dl;
+		mu = &dl->mu;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return mu;
 }
 
 int dnsimple_get_cert(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out)

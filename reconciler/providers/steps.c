@@ -1,7 +1,11 @@
 /* Step helpers shared by the drivers: numeric provider ids, moving on, polling later. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
+#include "../../util/err.h"
+#include "../../util/log.h"
+#include "../../util/util.h"
 #include "../provider.h"
 
 long long step_id_num(const struct state_cert *rec, const char *key)
@@ -41,4 +45,69 @@ void step_poll_later(struct step_ctx *ctx, const char *polls_key, int64_t min, i
 	step_set_id_num(ctx->rec, polls_key, polls + 1);
 	ctx->wait_until = ctx->now + wait;
 	*st = STEP_WAIT;
+}
+
+/* ---------- the in-flight rule for paid requests (docs/architecture.md, "Crash safety") ---------- */
+
+#define INTENT_LANDS_BY "lands_by"
+
+int64_t step_intent_settle(int64_t timeout)
+{
+	return timeout > STEP_SETTLE_MIN ? timeout : STEP_SETTLE_MIN;
+}
+
+static char *intent_key(const char *prefix)
+{
+	return xasprintf("%s.%s", prefix, INTENT_LANDS_BY);
+}
+
+void step_intent_begin(struct step_ctx *ctx, const char *prefix, int64_t timeout)
+{
+	char *k = intent_key(prefix);
+
+	step_set_id_num(ctx->rec, k, (long long)(ctx->now + timeout + step_intent_settle(timeout)));
+	free(k);
+}
+
+void step_intent_clear(struct step_ctx *ctx, const char *prefix)
+{
+	char *k = intent_key(prefix);
+
+	step_set_id_num(ctx->rec, k, 0);
+	free(k);
+}
+
+int step_sleep_until(struct step_ctx *ctx, int64_t when)
+{
+	const struct timespec slice = {0, 200 * 1000 * 1000};
+
+	while (util_now() < when) {
+		if (engine_stop_requested(ctx))
+			return cs_error(CS_ETRANSIENT, "%s: stopped while waiting", ctx->rec->name);
+		nanosleep(&slice, NULL);
+	}
+	ctx->now = util_now();
+	return 0;
+}
+
+int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout)
+{
+	char *k = intent_key(prefix);
+	long long lands_by = step_id_num(ctx->rec, k);
+	int rc = 0;
+
+	if (!lands_by) {
+		/* An intent journaled before the rule recorded its deadline: count from now. */
+		lands_by = (long long)(ctx->now + timeout + step_intent_settle(timeout));
+		step_set_id_num(ctx->rec, k, lands_by);
+		rc = engine_journal(ctx);
+	}
+	free(k);
+	if (rc || ctx->now >= lands_by)
+		return rc;
+	log_emit(LV_INFO, &ctx->log,
+		 "a paid request sent earlier may still reach the provider; looking for it in %llds, before "
+		 "anything is sent again",
+		 (long long)(lands_by - ctx->now));
+	return step_sleep_until(ctx, lands_by);
 }

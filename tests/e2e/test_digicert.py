@@ -1,6 +1,7 @@
 """The digicert issuer end to end against the DigiCert simulator (tests/fakes/digicert), which verifies request
 tokens in the DNSimple simulator's zone store or in fileauth.txt served from a loopback webroot."""
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -418,3 +419,42 @@ def test_certificates_in_parallel_share_the_zone_and_the_webroot(denv, dc, dns, 
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)
     assert dns.txt() == [] and not web.fileauth().exists()
     assert dc.count("auth_keys_list") == 1  # the AuthKey is read once per run
+
+
+def test_a_pending_order_that_vanishes_fails_and_is_not_ordered_again(denv, dc):
+    """Issue 11: an order DigiCert no longer knows is a failure with its reason; only --retry-failed orders again."""
+    dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key", "count": 1})  # stays pending once
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    r = denv.run("apply", check=0)
+    assert "1 pending" in r.out, r
+    oid = int(denv.state_json()["certificates"]["shop"]["ids"]["digicert.order_id"])
+    dc.ctl("forget_order", {"id": oid})
+    r = denv.run("apply")
+    assert r.code == 1 and f"the pending DigiCert order {oid} is gone at DigiCert" in r.err, r
+    assert "--retry-failed" in r.err
+    denv.run("apply")
+    assert dc.count("order_create") == 1  # nothing ordered without the operator
+    r = denv.run("apply", "--retry-failed", "--wait", "60s", check=0)
+    assert dc.count("order_create") == 2, r
+    check_digicert_outputs(denv.cert_dir("shop"), NAMES)
+
+
+def test_key_temp_files_of_a_killed_run_are_swept(denv, dc, tmp_path):
+    """Issue 15: digicert-<name>.key.tmp.<pid>.<n> left by a SIGKILLed run goes on the next prepare."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    keys = denv.state.parent / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    stale = keys / f"digicert-shop.key.tmp.{dead.pid}.0"
+    stale.write_text("half a key")
+    mine = keys / f"digicert-shop.key.tmp.{os.getpid()}.0"  # a live process's: kept
+    mine.write_text("in use")
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    r = denv.run("apply", check=0)
+    assert not stale.exists(), r
+    assert mine.exists()
+    assert not [p for p in keys.iterdir() if ".tmp." in p.name and p != mine]

@@ -386,3 +386,26 @@ def test_a_waiting_certificate_frees_its_worker(denv, sim):
     assert max(purchases) < min(downloads), ops
     for i in range(3):
         check_dnsimple_outputs(denv.cert_dir(f"c{i}"), [f"c{i}.pizza.company"])
+
+
+def test_a_pending_certificate_that_vanishes_fails_and_is_not_bought_again(denv, sim):
+    """Issue 11: a 404 on a pending certificate is a failure with its reason; only --retry-failed buys again."""
+    sim.ctl("issue_delay", {"seconds": -1})  # stays requesting
+    denv.repo.write("www.yaml", www())
+    denv.repo.commit()
+    denv.run("apply", check=0)
+    cid = int(denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.pending_id"])
+    sim.ctl("forget_certificate", {"id": cid})
+    r = denv.run("apply")
+    assert r.code == 1, r
+    assert f"pending DNSimple certificate {cid} is gone at DNSimple (HTTP 404)" in r.err, r
+    assert "--retry-failed" in r.err
+    rec = denv.state_json()["certificates"]["shop-www"]
+    assert rec["phase"] == "failed" and "dnsimple.pending_id" not in rec.get("ids", {}), rec
+    denv.run("apply")
+    denv.run("apply", "--wait", "10s")
+    assert sim.count("purchaseLetsencryptCertificate") == 1  # nothing bought without the operator
+    sim.ctl("issue_delay", {"seconds": 0.2})
+    r = denv.run("apply", "--retry-failed", "--wait", "60s", check=0)
+    assert sim.count("purchaseLetsencryptCertificate") == 2, r
+    check_dnsimple_outputs(denv.cert_dir("shop-www"), ["pizza.company", "shop.pizza.company", "www.pizza.company"])

@@ -330,6 +330,7 @@ static void test_digicert_fileauth_holds_every_token_until_each_is_removed(void 
 	struct state_token a, b;
 	struct buf got = BUF_INIT;
 	struct stat st;
+	char *ref = NULL;
 
 	(void)state;
 	memset(&dc, 0, sizeof(dc));
@@ -341,8 +342,21 @@ static void test_digicert_fileauth_holds_every_token_until_each_is_removed(void 
 	rec.name = "x";
 	ctx.rec = &rec;
 	ctx.now = 1000;
-	assert_int_equal(digicert_dcv_place(&ctx, &dc, DC_HTTP, "a.test", "tokenA", &a), 0);
-	assert_int_equal(digicert_dcv_place(&ctx, &dc, DC_HTTP, "b.test", "tokenB", &b), 0);
+	/* Journaled first (the intent names the line), placed second. */
+	assert_int_equal(digicert_dcv_intent(&ctx, &dc, DC_HTTP, "a.test", "tokenA", &a), 0);
+	assert_int_equal(digicert_dcv_intent(&ctx, &dc, DC_HTTP, "b.test", "tokenB", &b), 0);
+	assert_string_equal(a.ref, "tokenA");
+	assert_false(digicert_ref_is_intent(a.ref)); /* a fileauth.txt line is found by its value already */
+	/* removing an intent that was never placed is success and touches nothing */
+	assert_int_equal(digicert_dcv_remove(&ctx, &dc, &a, NULL), 0);
+	path = digicert_dcv_location(&dc, DC_HTTP, "a.test");
+	assert_false(fsutil_exists(path));
+	free(path);
+	assert_int_equal(digicert_dcv_place(&ctx, &dc, &a, "tokenA", &ref), 0);
+	assert_string_equal(ref, "tokenA");
+	free(ref);
+	assert_int_equal(digicert_dcv_place(&ctx, &dc, &b, "tokenB", &ref), 0);
+	free(ref);
 	assert_string_equal(a.method, "http-token");
 	assert_string_equal(a.name, "a.test");
 	assert_int_equal(a.placed_at, 1000);

@@ -301,6 +301,41 @@ static void test_provider_failure_log_line_has_request_id(void **state)
 	free(text);
 }
 
+/* The in-flight rule's landing time (steps.c): send time + timeout + settle, and recovery waits for it. */
+static void test_intent_landing_time_and_wait(void **state)
+{
+	struct state_cert rec;
+	struct step_ctx ctx;
+	int64_t t0;
+
+	(void)state;
+	memset(&rec, 0, sizeof(rec));
+	memset(&ctx, 0, sizeof(ctx));
+	rec.name = "x";
+	ctx.rec = &rec;
+	assert_int_equal(step_intent_settle(60), 60);
+	assert_int_equal(step_intent_settle(0), STEP_SETTLE_MIN);
+	ctx.now = 1000;
+	step_intent_begin(&ctx, "p.intent", 30);
+	assert_string_equal(state_cert_id(&rec, "p.intent.lands_by"), "1060");
+	/* long past: looks at once */
+	ctx.now = util_now();
+	assert_int_equal(step_intent_wait(&ctx, "p.intent", 30), 0);
+	/* one second ahead: waits for it */
+	t0 = util_now();
+	ctx.now = t0;
+	step_intent_begin(&ctx, "p.intent", -1); /* lands_by = now - 1 + 2 */
+	assert_int_equal(step_intent_wait(&ctx, "p.intent", -1), 0);
+	assert_true(util_now() >= t0 + 1);
+	step_intent_clear(&ctx, "p.intent");
+	assert_null(state_cert_id(&rec, "p.intent.lands_by"));
+	for (size_t i = 0; i < rec.n_ids; i++) {
+		free(rec.ids[i].key);
+		free(rec.ids[i].value);
+	}
+	free(rec.ids);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_dnsimple_error_text_shows_every_field_message),
 		cmocka_unit_test(test_provider_http_fail_classes),
 		cmocka_unit_test(test_provider_failure_log_line_has_request_id),
+		cmocka_unit_test(test_intent_landing_time_and_wait),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

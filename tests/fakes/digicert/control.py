@@ -81,6 +81,17 @@ def order_status(sim, method, query, body, m):
         return 200, order_sim_view(sim, o)
 
 
+def forget_order(sim, method, query, body, m):
+    """{"id"}: the order vanishes (the API answers 404 for it from now on)."""
+    with sim.lock:
+        try:
+            o = sim.order(need(body, "id"))
+        except ApiError:
+            raise ControlError(404, f"no order {body['id']}")
+        del sim.orders[o["id"]]
+        return 200, {"id": o["id"]}
+
+
 def orders_(sim, method, query, body, m):
     with sim.lock:
         if m.group(1):
@@ -191,6 +202,7 @@ CONTROLS = [
     ("log", ("GET", "DELETE"), log),
     ("fault", ("GET", "POST", "DELETE"), fault),
     ("order_status", ("POST",), order_status),
+    ("forget_order", ("POST",), forget_order),
     (r"orders(?:/([^/]+))?", ("GET",), orders_),
     ("authkey", ("GET", "POST", "DELETE"), authkey),
     ("token", ("POST",), token),

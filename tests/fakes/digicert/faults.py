@@ -18,8 +18,11 @@ import simcommon  # noqa: E402
 # Modes that answer instead of running the operation.
 PRE_MODES = {"500_html", "502_html", "503_html", "timeout", "close", "429"}
 # Modes that run the operation, then spoil or withhold the answer.
-POST_MODES = {"hang_after", "truncated_json", "short_body", "empty_body", "extra_fields", "stale_auth_key"}
-MODES = PRE_MODES | POST_MODES
+POST_MODES = {"hang_after", "500_after", "truncated_json", "short_body", "empty_body", "extra_fields", "stale_auth_key"}
+# "delay": the operation is held `seconds` before it runs (a proxy or a queue in front of the
+# provider), then answered normally; a client that gave up meanwhile still gets it done.
+DELAY_MODES = {"delay"}
+MODES = PRE_MODES | POST_MODES | DELAY_MODES
 
 HTML_500 = (b"<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n"
             b"<body><h1>Internal Server Error</h1><p>The server encountered an internal error and was unable "

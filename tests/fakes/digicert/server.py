@@ -160,6 +160,9 @@ class Handler(simcommon.SimHandler):
             seconds = fault["seconds"] if fault["seconds"] is not None else sim.config["timeout_seconds"]
             if fault["mode"] in faults.PRE_MODES:
                 return self.pre_fault(fault, seconds, entry)
+            if fault["mode"] in faults.DELAY_MODES:
+                time.sleep(float(seconds))
+                entry["delayed"] = float(seconds)
 
         try:
             if route is None:
@@ -221,6 +224,10 @@ class Handler(simcommon.SimHandler):
             ctype, data = "application/json", (compact(obj) if obj is not None else b"")
         if mode == "hang_after":  # the operation took effect; the answer never comes
             return self.hang(seconds, entry, "hang_after")
+        if mode == "500_after":  # the operation took effect; the answer is lost in a 500 from the front
+            return self.respond(500, faults.HTML_500, "text/html; charset=utf-8", entry)
+        if mode == "delay":
+            return self.send_result(status, obj, entry)
         if mode == "extra_fields":
             if isinstance(obj, (dict, list)):
                 data = compact(faults.add_extra_fields(obj))

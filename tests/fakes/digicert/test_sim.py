@@ -723,6 +723,21 @@ def test_faults(sim):
     assert [e["fault"] for e in log][:2] == ["500_html", None] and log[0]["headers"]["X-DC-DEVKEY"] == "<redacted>"
 
 
+def test_fault_500_after_and_delay(sim):
+    csr, _ = csr_for("dns.test")
+    sim.c.sim("POST", "fault", {"endpoint": "order_create", "mode": "500_after", "count": 1})
+    st, _, _ = sim.c.call("POST", "/order/certificate/ssl_dv_geotrust", order_body("dns.test", csr))
+    assert st == 500 and len(sim.c.sim("GET", "orders")) == 1  # ordered, although the answer said otherwise
+    sim.c.sim("POST", "fault", {"endpoint": "order_create", "mode": "delay", "count": 1, "seconds": 1.5})
+    t0 = time.time()
+    with pytest.raises((TimeoutError, OSError)):
+        sim.c.call("POST", "/order/certificate/ssl_dv_geotrust", order_body("dns.test", csr), timeout=0.5)
+    assert len(sim.c.sim("GET", "orders")) == 1  # still held in front of the provider
+    while len(sim.c.sim("GET", "orders")) < 2 and time.time() < t0 + 10:
+        time.sleep(0.05)
+    assert len(sim.c.sim("GET", "orders")) == 2 and time.time() - t0 >= 1.4  # then it lands
+
+
 def test_rate_limit_429(sim):
     assert sim.c.sim("GET", "config")["rate_limits"] == [[1000, 180.0], [100, 5.0]]
     sim.c.sim("POST", "config", {"rate_limits": [[5, 60]]})

@@ -116,6 +116,14 @@ def certificates(sim, method, query, body, m):
         return 200, [sim.cert_sim_view(c) for c in sorted(sim.certs.values(), key=lambda c: c["id"])]
 
 
+def forget_certificate(sim, method, query, body, m):
+    """{"id"}: the certificate vanishes (the API answers 404 for it from now on)."""
+    with sim.lock:
+        c = cert_by_id(sim, need(body, "id"))
+        del sim.certs[c["id"]]
+        return 200, {"id": c["id"]}
+
+
 def seed_certificates(sim, method, query, body, m):
     """{"domain", "count", "state", and either "names": [FQDNs] or "name" + "alternate_names"}."""
     state = body.get("state", "issued")
@@ -267,6 +275,7 @@ CONTROLS = [
     ("certificate_state", ("POST",), certificate_state),
     ("certificates", ("GET",), certificates),
     ("seed_certificates", ("POST",), seed_certificates),
+    ("forget_certificate", ("POST",), forget_certificate),
     ("renew", ("POST",), renew),
     ("remove_private_key", ("POST",), remove_private_key),
     ("webhook_replay", ("POST",), webhook_replay),

@@ -17,8 +17,11 @@ import simcommon  # noqa: E402
 # Modes that answer instead of running the operation.
 PRE_MODES = {"500_html", "502_html", "503_html", "504_json", "timeout", "close", "429", "reply"}
 # Modes that run the operation, then spoil or withhold the answer.
-POST_MODES = {"hang_after", "truncated_json", "short_body", "empty_body", "html_200", "extra_fields"}
-MODES = PRE_MODES | POST_MODES
+POST_MODES = {"hang_after", "500_after", "truncated_json", "short_body", "empty_body", "html_200", "extra_fields"}
+# "delay": the operation is held `seconds` before it runs (a proxy or a queue in front of the
+# provider), then answered normally; a client that gave up meanwhile still gets it done.
+DELAY_MODES = {"delay"}
+MODES = PRE_MODES | POST_MODES | DELAY_MODES
 
 NGINX_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
              b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")

@@ -147,6 +147,9 @@ class Handler(simcommon.SimHandler):
             seconds = fault["seconds"] if fault["seconds"] is not None else sim.config["timeout_seconds"]
             if fault["mode"] in faults.PRE_MODES:
                 return self.pre_fault(fault, seconds, rl, entry)
+            if fault["mode"] in faults.DELAY_MODES:
+                time.sleep(float(seconds))
+                entry["delayed"] = float(seconds)
 
         if route is None:
             if found:  # the path exists with other methods (§5.1: empty body and an Allow header)
@@ -211,6 +214,10 @@ class Handler(simcommon.SimHandler):
         data = compact(obj) if obj is not None else b""
         if mode == "hang_after":  # the operation took effect; the answer never comes
             return self.hang(seconds, entry, "hang_after")
+        if mode == "500_after":  # the operation took effect; the answer is lost in a 500 from the front
+            return self.respond(500, faults.RAILS_500, "text/html; charset=utf-8", rl, entry)
+        if mode == "delay":
+            return self.respond(status, data, headers=rl, entry=entry)
         if mode == "extra_fields":
             data = compact(faults.add_extra_fields(obj)) if obj is not None else b""
             return self.respond(status, data, headers=rl, entry=entry)

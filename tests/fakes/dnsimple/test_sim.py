@@ -671,6 +671,22 @@ def test_fault_timeout_and_hang_after(sim):
     assert [e["status"] for e in log if e["fault"]] == ["timeout", "hang_after"]
 
 
+def test_fault_500_after_and_delay(sim):
+    sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": "500_after", "count": 1})
+    r = sim.request("POST", "/v2/1010/domains/pizza.company/certificates/letsencrypt", {"name": "a"})
+    assert r.status == 500
+    assert len(sim.ctl("certificates")) == 1  # bought, although the answer said otherwise
+    sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": "delay", "count": 1, "seconds": 1.5})
+    t0 = time.time()
+    with pytest.raises((socket.timeout, TimeoutError, urllib.error.URLError)):
+        sim.api("POST", "domains/pizza.company/certificates/letsencrypt", {"name": "b"}, timeout=0.5)
+    assert len(sim.ctl("certificates")) == 1  # still held in front of the provider
+    deadline = t0 + 10
+    while len(sim.ctl("certificates")) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(sim.ctl("certificates")) == 2 and time.time() - t0 >= 1.4  # then it lands
+
+
 def test_fault_skip_and_bad_mode(sim):
     sim.ctl("fault", {"endpoint": "whoami", "mode": "500_html", "count": 1, "skip": 1})
     assert sim.request("GET", "/v2/whoami").status == 200
