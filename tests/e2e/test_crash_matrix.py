@@ -27,7 +27,8 @@ import pytest
 from conftest import manifest
 from digicert_env import API_KEY, DNS_TOKEN, dc, dc_ca_dir, dns, issuer_yaml, web  # noqa: F401
 from test_digicert import check_digicert_outputs
-from test_dnsimple import TOKEN, Sim, check_dnsimple_outputs
+from dnsimple_env import TOKEN, Sim, sim, with_dnsimple  # noqa: F401 (sim is a fixture)
+from test_dnsimple import check_dnsimple_outputs
 
 LONG = os.environ.get("CERTSYNC_TEST_LONG") == "1"
 
@@ -113,27 +114,8 @@ DNS_CERTS = {
 
 
 @pytest.fixture
-def sim(tmp_path):
-    s = Sim(tmp_path)
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def dsenv(env, sim):
-    env.write_config(extra_issuers=f"""\
-        dns:
-          type: dnsimple
-          account: "1010"
-          token: {{env: DNSIMPLE_TOKEN}}
-          baseURL: {sim.url}
-          zones: [pizza.company]
-          pollInterval: 1s
-          timeout: 2s
-        """)
-    os.environ["DNSIMPLE_TOKEN"] = TOKEN
-    yield env
-    os.environ.pop("DNSIMPLE_TOKEN", None)
+    yield from with_dnsimple(env, sim, timeout="2s")
 
 
 def dns_manifests(env, names):

@@ -12,65 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import cert_names, cert_serial, manifest, openssl, pubkey
-
-SIM = Path(__file__).resolve().parents[1] / "fakes" / "dnsimple" / "server.py"
-TOKEN = "dnsimple-e2e-secret-token-0123456789"
-
-
-class Sim:
-    def __init__(self, tmp):
-        self.proc = subprocess.Popen([sys.executable if "pytest" in sys.modules else "python3", str(SIM), "--port", "0",
-                                      "--state-dir", str(tmp / "sim"), "--token", TOKEN, "--account", "1010",
-                                      "--domain", "pizza.company", "--issue-delay", "0.3"],
-                                     stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("READY "), line
-        self.url = line.split()[1]
-
-    def ctl(self, path, body=None, method=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
-                                     method=method or ("POST" if data is not None else "GET"))
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"null")
-
-    def api(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + "/v2/1010/" + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"null")
-
-    def count(self, op):
-        return self.ctl("counters").get(op, 0)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def sim(tmp_path):
-    s = Sim(tmp_path)
-    yield s
-    s.stop()
-
+from dnsimple_env import SIM, TOKEN, Sim, sim, with_dnsimple  # noqa: F401 (sim is a fixture)
 
 @pytest.fixture
 def denv(env, sim):
-    env.write_config(extra_issuers=f"""\
-        dns:
-          type: dnsimple
-          account: "1010"
-          token: {{env: DNSIMPLE_TOKEN}}
-          baseURL: {sim.url}
-          zones: [pizza.company]
-          pollInterval: 1s
-          timeout: 3s
-        """)
-    os.environ["DNSIMPLE_TOKEN"] = TOKEN
-    yield env
-    os.environ.pop("DNSIMPLE_TOKEN", None)
+    yield from with_dnsimple(env, sim)
 
 
 def check_dnsimple_outputs(d, names):

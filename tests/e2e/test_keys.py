@@ -17,35 +17,17 @@ import pytest
 from conftest import cert_serial, manifest, pubkey
 from digicert_env import API_KEY, DNS_TOKEN, dc, dc_ca_dir, denv, dns, issuer_yaml, web  # noqa: F401
 from test_digicert import NAMES as DC_NAMES, check_digicert_outputs, shop
-from test_dnsimple import TOKEN, Sim, check_dnsimple_outputs, www
+from dnsimple_env import TOKEN, Sim, sim, with_dnsimple  # noqa: F401 (sim is a fixture)
+from test_dnsimple import check_dnsimple_outputs, www
 from test_run import daemons, run_config  # noqa: F401
 
 WWW_NAMES = ["pizza.company", "shop.pizza.company", "www.pizza.company"]
 
 
 @pytest.fixture
-def sim(tmp_path):
-    s = Sim(tmp_path)
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def senv(env, sim):
     """An env with the DNSimple issuer "dns" on the simulator."""
-    env.write_config(extra_issuers=f"""\
-        dns:
-          type: dnsimple
-          account: "1010"
-          token: {{env: DNSIMPLE_TOKEN}}
-          baseURL: {sim.url}
-          zones: [pizza.company]
-          pollInterval: 1s
-          timeout: 3s
-        """)
-    os.environ["DNSIMPLE_TOKEN"] = TOKEN
-    yield env
-    os.environ.pop("DNSIMPLE_TOKEN", None)
+    yield from with_dnsimple(env, sim)
 
 
 def store_files(env, name):
