@@ -281,6 +281,13 @@ void step_next(struct step_ctx *ctx, const char *step, enum step_status *st);
 void step_poll_later(struct step_ctx *ctx, const char *polls_key, int64_t min, int64_t max, enum step_status *st);
 
 /*
+ * The reinstall step of a driver: the recorded certificate and key from the
+ * key store (no provider request, STEP_DONE), or, for a record the store
+ * lacks (an older certsync), on to the step named fallback (a free download).
+ */
+int step_reinstall_or(struct step_ctx *ctx, const char *fallback, enum step_status *st);
+
+/*
  * The in-flight rule for a paid request (docs/architecture.md, "Crash
  * safety"). The intent's landing time is recorded under prefix.lands_by
  * (e.g. "dnsimple.intent.lands_by").

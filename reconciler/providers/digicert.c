@@ -615,19 +615,8 @@ out:
 /* Lost outputs: the installed certificate and key from the key store, with no request to DigiCert. */
 static int step_reinstall(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
-	int rc = engine_reinstall(ctx);
-
 	(void)dc;
-	if (rc == CS_ENOTFOUND) {
-		log_emit(LV_INFO, &ctx->log, "%s (a record from an older certsync?); downloading it again",
-			 cs_errmsg());
-		step_next(ctx, "download", st);
-		return 0;
-	}
-	if (rc)
-		return rc;
-	*st = STEP_DONE;
-	return 0;
+	return step_reinstall_or(ctx, "download", st);
 }
 
 /*

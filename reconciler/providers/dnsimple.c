@@ -517,20 +517,9 @@ static int step_download(struct step_ctx *ctx, struct dnsimple *d, const struct 
 static int step_reinstall(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o,
 			  enum step_status *st)
 {
-	int rc = engine_reinstall(ctx);
-
 	(void)d;
 	(void)o;
-	if (rc == CS_ENOTFOUND) {
-		log_emit(LV_INFO, &ctx->log, "%s (a record from an older certsync?); downloading it again",
-			 cs_errmsg());
-		step_next(ctx, "download", st);
-		return 0;
-	}
-	if (rc)
-		return rc;
-	*st = STEP_DONE;
-	return 0;
+	return step_reinstall_or(ctx, "download", st);
 }
 
 static int step_install(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)

@@ -47,6 +47,22 @@ void step_poll_later(struct step_ctx *ctx, const char *polls_key, int64_t min, i
 	*st = STEP_WAIT;
 }
 
+int step_reinstall_or(struct step_ctx *ctx, const char *fallback, enum step_status *st)
+{
+	int rc = engine_reinstall(ctx);
+
+	if (rc == CS_ENOTFOUND) {
+		log_emit(LV_INFO, &ctx->log, "%s (a record from an older certsync?); falling back to %s", cs_errmsg(),
+			 fallback);
+		step_next(ctx, fallback, st);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	*st = STEP_DONE;
+	return 0;
+}
+
 /* ---------- the in-flight rule for paid requests (docs/architecture.md, "Crash safety") ---------- */
 
 #define INTENT_LANDS_BY "lands_by"
