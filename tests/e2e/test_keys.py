@@ -136,7 +136,7 @@ def test_dnsimple_record_without_a_key_store_entry_downloads_again(senv, sim):
     shutil.rmtree(senv.state.parent / "keys" / "store")  # as a record written before the key store
     lose_outputs(senv, "shop-www")
     r = senv.run("apply", check=0)
-    assert "downloading it again" in r.err, r
+    assert "falling back to download" in r.err, r
     c = sim.ctl("counters")
     assert c["purchaseLetsencryptCertificate"] == 1 and c["downloadCertificate"] == 2
     assert cert_serial(senv.cert_dir("shop-www") / "tls.crt") == serial
