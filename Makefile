@@ -18,7 +18,7 @@ TESTPKGS := cmocka
 # Debian packages: what `make deps` installs when something is missing.
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
              libjansson-dev libgit2-dev libmicrohttpd-dev
-DEB_TEST  := libcmocka-dev python3 python3-pytest curl prometheus wrk clang libclang-rt-14-dev
+DEB_TEST  := libcmocka-dev python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev
 PYTHON    := /usr/bin/python3
 
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -91,8 +91,13 @@ unit: $(UNIT_BIN)
 fakes:
 	$(PYTHON) -m pytest -q -p no:cacheprovider --import-mode=importlib tests/fakes
 
+# The e2e tests mostly wait on processes (simulators, kills, polls): E2E_JOBS pytest-xdist workers
+# run them side by side (E2E_JOBS=0 runs them one by one). PYTEST_ARGS narrows the run (files, -k);
+# without it pytest collects tests/e2e.
+E2E_JOBS ?= 4
 e2e: $(BUILD)/certsync
-	cd tests/e2e && LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp CERTSYNC_BIN=$(abspath $(BUILD)/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	cd tests/e2e && LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp CERTSYNC_BIN=$(abspath $(BUILD)/certsync) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider $(if $(filter-out 0,$(E2E_JOBS)),-n $(E2E_JOBS)) $(PYTEST_ARGS)
 
 # make test-long: the e2e suite with every kill point of the crash matrix (a sample runs in make test).
 test-long: $(BUILD)/certsync
