@@ -323,7 +323,6 @@ static int engine_check_names(struct step_ctx *ctx, const struct crypto_cert_inf
 /* Now within notBefore/notAfter, and the renewal point still ahead (else installing it starts a renewal). */
 static int engine_check_dates(struct step_ctx *ctx, const struct crypto_cert_info *info)
 {
-	struct state_cert when;
 	char t[32], d[32], before[32];
 	int64_t renew_at;
 
@@ -336,12 +335,9 @@ static int engine_check_dates(struct step_ctx *ctx, const struct crypto_cert_inf
 		util_fmt_duration(ctx->now - info->not_after, d);
 		return engine_verify_fail(ctx, "certificate %s expired %s ago (notAfter %s)", info->serial, d, t);
 	}
-	memset(&when, 0, sizeof(when));
-	when.not_before = info->not_before;
-	when.not_after = info->not_after;
-	renew_at = plan_renewal_time(ctx->spec, &when);
-	/* A renewBefore of the whole lifetime or more makes every certificate due at once; the plan warns about it. */
-	if (renew_at > info->not_before && ctx->now >= renew_at) {
+	/* Installed, it is issued under this renewBefore: a whole-lifetime one then means 1/3 (plan_renewal_time). */
+	renew_at = plan_renewal_at(ctx->spec, info->not_before, info->not_after, 1);
+	if (ctx->now >= renew_at) {
 		util_fmt_duration(info->not_after - ctx->now, d);
 		util_fmt_duration(info->not_after - renew_at, before);
 		return engine_verify_fail(ctx,
@@ -398,7 +394,7 @@ int engine_install(struct step_ctx *ctx)
 	struct state_cert *rec = ctx->rec;
 	struct crypto_cert_info info;
 	struct state_cert old;
-	int moved, rc;
+	int fresh, moved, rc;
 
 	memset(&info, 0, sizeof(info));
 	if (!material_present(&ctx->mat))
@@ -415,9 +411,12 @@ int engine_install(struct step_ctx *ctx)
 		old.out_generation = xstrdup(rec->out_generation);
 		state_str_set(&rec->out_generation, NULL);
 	}
+	fresh = !util_streq(info.fingerprint, rec->fingerprint);
 	rc = outputs_publish(ctx->cfg->output_root, ctx->spec->output_dir, &ctx->mat.cert, &ctx->mat.key, &ctx->mat.ca,
 			     rec);
 	if (!rc) {
+		if (fresh)
+			plan_note_renew_before(rec, ctx->spec);
 		state_str_set(&rec->output_dir, ctx->spec->output_dir);
 		state_str_set(&rec->serial, info.serial);
 		state_str_set(&rec->fingerprint, info.fingerprint);

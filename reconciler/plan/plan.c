@@ -5,6 +5,7 @@
 #include "plan.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,16 +13,43 @@
 #include "../../util/redact.h"
 #include "../../util/util.h"
 
+int64_t plan_renewal_at(const struct cert_spec *spec, int64_t not_before, int64_t not_after, int honoured)
+{
+	int64_t before = spec ? spec->renew_before : 0, life = not_after - not_before;
+
+	if (before <= 0 || (before >= life && honoured))
+		before = life / 3;
+	return not_after - before;
+}
+
+static void plan_fmt_renew_before(const struct cert_spec *spec, char out[32])
+{
+	snprintf(out, 32, "%lld", (long long)(spec ? spec->renew_before : 0));
+}
+
+void plan_note_renew_before(struct state_cert *rec, const struct cert_spec *spec)
+{
+	char v[32];
+
+	plan_fmt_renew_before(spec, v);
+	state_cert_set_id(rec, PLAN_ID_RENEW_BEFORE, v);
+}
+
+/* The installed certificate was issued while the manifest had this renewBefore. */
+static int plan_renewed_under(const struct cert_spec *spec, const struct state_cert *rec)
+{
+	const char *v = state_cert_id(rec, PLAN_ID_RENEW_BEFORE);
+	char want[32];
+
+	plan_fmt_renew_before(spec, want);
+	return v && !strcmp(v, want);
+}
+
 int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec)
 {
-	int64_t before;
-
 	if (!rec || rec->not_after <= 0)
 		return 0;
-	before = spec ? spec->renew_before : 0;
-	if (before <= 0)
-		before = (rec->not_after - rec->not_before) / 3;
-	return rec->not_after - before;
+	return plan_renewal_at(spec, rec->not_before, rec->not_after, plan_renewed_under(spec, rec));
 }
 
 /* What every plan says about where it comes from. */
@@ -241,8 +269,8 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 		c = plan_add(p, cap, s->name, CHANGE_RENEW);
 		if (rec->not_after - renew_at >= rec->not_after - rec->not_before)
 			plan_add_warning(p,
-					 "%s: renewBefore is at least the certificate's whole lifetime, so it is "
-					 "renewed on every apply",
+					 "%s: renewBefore is at least the certificate's whole lifetime: it is renewed "
+					 "once now, then at a third of its lifetime until renewBefore changes",
 					 s->name);
 		plan_fmt_left(rec->not_after - in->now, left);
 		util_fmt_duration(rec->not_after - renew_at, before);
@@ -251,6 +279,11 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	} else {
 		if (drift && drift->what)
 			plan_add_warning(p, "%s: %s", s->name, drift->what);
+		if (s->renew_before > 0 && s->renew_before >= rec->not_after - rec->not_before && rec->not_after > 0)
+			plan_add_warning(p,
+					 "%s: renewBefore is at least the certificate's whole lifetime: it was renewed "
+					 "once for it and now renews at a third of its lifetime (lower renewBefore)",
+					 s->name);
 		p->counts[CHANGE_NONE]++;
 		return;
 	}

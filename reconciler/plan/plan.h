@@ -163,8 +163,23 @@ struct plan_pr_input {
  */
 int plan_pr_diff(const struct plan_pr_input *in, struct plan **out);
 
-/* When renewal of rec is due given spec (renewBefore or 1/3 of the lifetime); 0 if unknown. */
+/*
+ * When renewal of rec is due given spec (renewBefore or 1/3 of the lifetime);
+ * 0 if unknown. A renewBefore of the whole lifetime or more is honoured once
+ * per setting: the certificate issued under it (PLAN_ID_RENEW_BEFORE in its
+ * ids) renews at 1/3 of its lifetime, else every pass would buy another one
+ * that is due at once.
+ */
 int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec);
+
+/* The renewal point of a certificate valid [not_before, not_after); honoured: issued under spec's renewBefore. */
+int64_t plan_renewal_at(const struct cert_spec *spec, int64_t not_before, int64_t not_after, int honoured);
+
+/* The ids key recording the renewBefore (seconds) a certificate was issued under. */
+#define PLAN_ID_RENEW_BEFORE "renew_before"
+
+/* Records in rec that its (newly installed) certificate was issued under spec's renewBefore. */
+void plan_note_renew_before(struct state_cert *rec, const struct cert_spec *spec);
 
 /* Field-level differences between two specs (PR plans and replace reasons). */
 void plan_spec_diff(const struct cert_spec *a, const struct cert_spec *b, struct plan_field_diff **out, size_t *n);

@@ -465,6 +465,40 @@ def test_duplicate_out_of_order_forged_and_unknown_webhooks_do_no_harm(env, sim,
     env.run("plan", "--detailed-exitcode", check=0)
 
 
+def test_remove_private_key_webhook_buys_nothing_and_lost_outputs_reinstall_locally(env, sim, token_env, daemons):
+    """Issue 11 (seen 3): DNSimple deleting its copy of the key is no reason to renew; ours is in the key store."""
+    run_config(env, interval="1h", extra_issuers=dns_issuer(sim, poll="10m"))
+    env.config.write_text(env.config.read_text().replace(
+        "  webhookSecret:", f"  publicURL: http://127.0.0.1:{env.port}\n  webhookSecret:", 1))
+    env.repo.write("www.yaml", www())
+    env.repo.commit()
+    d = daemons(env)
+    d.wait_ready()
+    d.wait_log(r"resume complete", timeout=30)
+    crt = (env.cert_dir("shop-www") / "tls.crt").read_text()
+    cid = int(env.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.certificate_id"])
+    before = sim.ctl("counters")
+    sim.ctl("remove_private_key", {"id": cid})
+    deadline = time.time() + 20
+    while time.time() < deadline and not d.metric("certsync_webhook_events_total", provider="dnsimple",
+                                                    event="certificate.remove_private_key", outcome="ignored"):
+        time.sleep(0.1)
+    assert d.metric("certsync_webhook_events_total", provider="dnsimple", event="certificate.remove_private_key",
+                    outcome="ignored") == 1
+    delivered = [w for w in sim.ctl("webhook_deliveries") if w["name"] == "certificate.remove_private_key"]
+    assert delivered and delivered[0]["status"] == 200, delivered
+    # The outputs go too (a Pod restart): SIGUSR1 reinstalls them from the key store, with no request at all.
+    shutil.rmtree(env.out)
+    start = len(d.raw)
+    d.signal(signal.SIGUSR1)
+    d.wait_log(r"^reinstall complete", timeout=20, start=start)
+    assert sim.ctl("counters") == before  # no renewal, no purchase, no download, not even a look
+    assert (env.cert_dir("shop-www") / "tls.crt").read_text() == crt
+    check_dnsimple_outputs(env.cert_dir("shop-www"), DNS_NAMES)
+    assert d.metric("certsync_certificate_ready_status", name="shop-www", condition="True") == 1
+    assert d.stop()[0] == 0
+
+
 def test_sigterm_during_an_apply_leaves_consistent_state_and_a_restart_converges(env, sim, token_env, daemons):
     # The issue request hangs for 30 s (the issuer's own timeout is 60 s): SIGTERM must not wait for it.
     run_config(env, interval="1h", extra_issuers=dns_issuer(sim, poll="1s").replace("timeout: 3s", "timeout: 60s"))

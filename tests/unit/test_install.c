@@ -196,10 +196,20 @@ static void test_install_refuses_a_leaf_inside_its_renewal_window(void **state)
 	prepare(f, "internal", "www.example.test", "  renewBefore: 720h\n");
 	material(f, "www.example.test", f->now - 80 * DAY, f->now + 10 * DAY, NULL, NULL, 0);
 	assert_refused(f, "inside the renewal window (renewBefore 30d)");
-	/* a renewBefore of the whole lifetime or more is the plan's warning, not a refusal */
+	/*
+	 * A renewBefore of the whole lifetime or more: installed, the certificate
+	 * renews at 1/3 of its lifetime (plan_renewal_time), so one past that
+	 * point is refused as any other inside its renewal window (it used to be
+	 * installed, and renewed, and bought again, on every pass) ...
+	 */
+	prepare(f, "internal", "www.example.test", "  renewBefore: 2400h\n");
+	material(f, "www.example.test", f->now - 70 * DAY, f->now + 20 * DAY, NULL, NULL, 0);
+	assert_refused(f, "inside the renewal window (renewBefore 30d)");
+	/* ... and a fresh one is installed, recording the renewBefore it was issued under */
 	prepare(f, "internal", "www.example.test", "  renewBefore: 2400h\n");
 	material(f, "www.example.test", f->now - 60, f->now + 90 * DAY, NULL, NULL, 0);
 	assert_int_equal(engine_install(&f->ctx), 0);
+	assert_string_equal(state_cert_id(f->ctx.rec, PLAN_ID_RENEW_BEFORE), "8640000");
 }
 
 static void test_install_refuses_a_leaf_not_yet_valid(void **state)

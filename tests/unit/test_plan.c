@@ -262,6 +262,44 @@ static void test_plan_renews_inside_window(void **state)
 	plan_free(p);
 }
 
+/*
+ * A renewBefore of the whole lifetime or more renews once per setting: the
+ * certificate issued under it renews at a third of its lifetime, else every
+ * pass of run would buy another one that is due at once.
+ */
+static void test_plan_whole_lifetime_renew_before_renews_once(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", "  renewBefore: 2200h\n"));
+	r = record(f, f->specs[0]); /* a 90-day lifetime: 2160h */
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	assert_int_equal(p->n_warnings, 1);
+	assert_non_null(strstr(p->warnings[0], "renewed once now, then at a third of its lifetime"));
+	plan_free(p);
+	/* the certificate that renewal installed was issued under renewBefore 2200h */
+	plan_note_renew_before(r, f->specs[0]);
+	r->not_before = NOW - 60;
+	r->not_after = NOW + 90 * DAY - 60;
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_warnings, 1);
+	assert_non_null(strstr(p->warnings[0], "renews at a third of its lifetime (lower renewBefore)"));
+	plan_free(p);
+	/* another whole-lifetime setting is a new request: renewed once more */
+	cert_spec_free(f->specs[0]);
+	f->specs[0] = spec("www", "internal", "www.example.com", "  renewBefore: 2300h\n");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	plan_free(p);
+}
+
 static void test_plan_does_not_renew_outside_window(void **state)
 {
 	struct fixture *f = *state;
@@ -768,6 +806,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_plan_creates_new_certificate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_in_sync_is_no_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_whole_lifetime_renew_before_renews_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_replaces_when_names_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_cosmetic_edit_is_no_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_replaces_when_issuer_changes, setup, teardown),
