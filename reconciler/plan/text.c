@@ -160,19 +160,18 @@ static void text_summary(const struct plan *p, const struct plan_tally *t, int f
 		buf_puts(b, ".\n");
 	} else {
 		text_styled(b, flags, ANSI_BOLD, "Plan:", PUT_TEXT);
-		buf_printf(
-			b,
-			" %zu to create, %zu to replace, %zu to renew, %zu to resume, %zu to reinstall, %zu to remove",
-			t->n[CHANGE_CREATE], t->n[CHANGE_REPLACE], t->n[CHANGE_RENEW], t->n[CHANGE_RESUME],
-			t->n[CHANGE_REINSTALL], t->n[CHANGE_REMOVE]);
+		buf_printf(b, " %zu to create, %zu to replace, %zu to renew, %zu to resume", t->n[CHANGE_CREATE],
+			   t->n[CHANGE_REPLACE], t->n[CHANGE_RENEW], t->n[CHANGE_RESUME]);
+		if (t->retry) /* retries are resumes: said inside that count, never added to it */
+			buf_printf(b, " (%zu of them retr%s a failed certificate)", t->retry,
+				   t->retry == 1 ? "ies" : "y");
+		buf_printf(b, ", %zu to reinstall, %zu to remove", t->n[CHANGE_REINSTALL], t->n[CHANGE_REMOVE]);
 		if (t->n[CHANGE_ORPHAN])
 			buf_printf(b, "; %zu orphaned", t->n[CHANGE_ORPHAN]);
 		if (t->paid || t->deferred)
 			buf_printf(b, "; %zu paid order%s (limit %d)", t->paid, t->paid == 1 ? "" : "s", p->max_paid);
 		if (t->deferred)
 			buf_printf(b, ", %zu deferred to a later apply", t->deferred);
-		if (t->retry)
-			buf_printf(b, "; %zu retr%s of a failed certificate", t->retry, t->retry == 1 ? "y" : "ies");
 		buf_puts(b, ".\n");
 	}
 	if (t->failed) {
