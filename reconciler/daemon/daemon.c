@@ -306,9 +306,17 @@ static void daemon_beat(struct daemon *d)
 static int daemon_start(struct daemon *d)
 {
 	struct http_server_opts so;
+	char lost[1024];
 	int rc;
 
 	d->has_state = fsutil_exists(d->cfg->state_path);
+	if (!d->has_state && state_file_lost(d->cfg->state_path, lost, sizeof(lost))) {
+		d->lost_state = 1;
+		log_warn("there is no state at %s, but its backup %s is there: paid changes wait until the state is "
+			 "restored (\"certsync state restore\", then restart run) or an apply --ignore-backup starts "
+			 "without it",
+			 d->cfg->state_path, lost);
+	}
 	if ((rc = state_file_open(d->cfg->state_path, &d->be)) || (rc = state_lock(d->be, "run")) ||
 	    (rc = state_load(d->be, &d->st))) {
 		log_error("%s", cs_errmsg());

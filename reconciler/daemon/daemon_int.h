@@ -41,6 +41,8 @@ struct daemon {
 	char budget_commit[41]; /* the revision paid_used counts for */
 	int paid_used;		/* paid creates/replaces applied for it (policy.maxPaidOrders per revision) */
 	int budget_warned;
+	int lost_state; /* started with no state but a backup: paid changes wait for the operator (restart) */
+	int lost_warned;
 	char **forced; /* certificates a webhook asked about: ignore their backoff */
 	size_t n_forced, cap_forced;
 };

@@ -175,7 +175,7 @@ static int daemon_budget(struct daemon *d, const struct plan_change *c, size_t *
 static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 {
 	int partial_block = d->des.diags.n && !d->opts->allow_partial;
-	size_t due = 0, over = 0;
+	size_t due = 0, over = 0, lost = 0;
 
 	for (size_t i = 0; i < p->n_changes; i++) {
 		struct plan_change *c = &p->changes[i];
@@ -206,11 +206,22 @@ static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 				continue;
 			}
 		}
+		if (d->lost_state && c->paid) {
+			c->kind = CHANGE_NONE;
+			lost++;
+			continue;
+		}
 		if (!daemon_budget(d, c, &over)) {
 			c->kind = CHANGE_NONE;
 			continue;
 		}
 		due++;
+	}
+	if (lost && !d->lost_warned) {
+		log_error("%zu paid change%s refused: the state is missing but its backup is there (restore it with "
+			  "\"certsync state restore\" and restart run, or apply --ignore-backup to start without it)",
+			  lost, lost == 1 ? "" : "s");
+		d->lost_warned = 1;
 	}
 	if (over && !d->budget_warned) {
 		log_warn("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for revision %.12s; a new "
