@@ -25,8 +25,7 @@
 #define DAEMON_MAX_SLEEP_MS (3600 * 1000)
 #define DAEMON_SAVE_EVERY 2
 
-volatile sig_atomic_t daemon_stop_flag;
-static volatile sig_atomic_t daemon_hup_flag, daemon_usr1_flag, daemon_usr2_flag;
+static volatile sig_atomic_t daemon_stop_flag, daemon_hup_flag, daemon_usr1_flag, daemon_usr2_flag;
 static int wake_pipe[2] = {-1, -1};
 
 /* ---------- signals and waking up ---------- */
@@ -437,6 +436,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.opts = o;
+	d.stop = &daemon_stop_flag;
 	daemon_stop_flag = daemon_hup_flag = daemon_usr1_flag = daemon_usr2_flag = 0;
 	metrics_reset();
 	http_set_global_observer(daemon_metrics_observer, NULL);

@@ -11,6 +11,7 @@
 #include "../source/gitsrc.h"
 
 struct daemon {
+	volatile sig_atomic_t *stop; /* set by the SIGTERM/SIGINT handler (daemon.c); read by pass.c and workers */
 	struct config *cfg;
 	const struct daemon_opts *opts;
 	struct state_backend *be;
@@ -52,8 +53,6 @@ struct daemon_outnote {
 	char *name;
 	enum output_status status;
 };
-
-extern volatile sig_atomic_t daemon_stop_flag;
 
 /* One reconcile pass: plan, keep what is due, apply, save. */
 void daemon_pass(struct daemon *d);

@@ -247,7 +247,7 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 	memset(&eo, 0, sizeof(eo));
 	memset(&res, 0, sizeof(res));
 	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;
-	eo.stop = (volatile int *)&daemon_stop_flag;
+	eo.stop = (volatile int *)d->stop;
 	rc = engine_apply(d->cfg, d->be, d->st, p, d->des.specs, d->des.n_specs, &eo, &res);
 	if (rc) {
 		log_error("%s", cs_errmsg());
@@ -337,7 +337,7 @@ void daemon_pass(struct daemon *d)
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 		d->dirty = 1;
 	}
-	if (!daemon_stop_flag)
+	if (!__atomic_load_n(d->stop, __ATOMIC_RELAXED))
 		d->first_done = 1;
 out:
 	free(outs);
@@ -443,7 +443,7 @@ void daemon_hooks(struct daemon *d, int64_t now, int force)
 	if (!d->cfg->hooks.n_on_change)
 		return;
 	recs = state_cert_list(d->st, &n);
-	for (size_t i = 0; i < n && !daemon_stop_flag; i++) {
+	for (size_t i = 0; i < n && !__atomic_load_n(d->stop, __ATOMIC_RELAXED); i++) {
 		struct state_cert *r = recs[i];
 		const char *next = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
 		const char *att = state_cert_id(r, ENGINE_ID_HOOK_ATTEMPTS);
