@@ -87,6 +87,8 @@ void step_intent_begin(struct step_ctx *ctx, const char *prefix, int64_t timeout
 {
 	char *k = intent_key(prefix), *s = intent_sent_key(prefix);
 
+	/* From the send, not from the step's start: a wait for the domain's lock or a list can take long. */
+	ctx->now = util_now();
 	step_set_id_num(ctx->rec, k, (long long)(ctx->now + timeout + step_intent_settle(timeout)));
 	step_set_id_num(ctx->rec, s, (long long)ctx->now);
 	free(k);
