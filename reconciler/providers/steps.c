@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "../../util/err.h"
+#include "../../util/http.h"
 #include "../../util/log.h"
 #include "../../util/util.h"
 #include "../provider.h"
@@ -93,6 +94,35 @@ void step_intent_begin(struct step_ctx *ctx, const char *prefix, int64_t timeout
 	step_set_id_num(ctx->rec, s, (long long)ctx->now);
 	free(k);
 	free(s);
+}
+
+/* The paid request's send hook (http_set_send_hook): a later send moves the landing time, durably first. */
+struct intent_send {
+	struct step_ctx *ctx;
+	const char *prefix;
+	int64_t timeout;
+};
+
+static __thread struct intent_send intent_send;
+
+static int intent_resend(void *arg)
+{
+	struct intent_send *is = arg;
+
+	step_intent_begin(is->ctx, is->prefix, is->timeout);
+	return engine_journal(is->ctx);
+}
+
+void step_intent_send_hook(struct step_ctx *ctx, const char *prefix, int64_t timeout)
+{
+	if (!ctx) {
+		http_set_send_hook(NULL, NULL);
+		return;
+	}
+	intent_send.ctx = ctx;
+	intent_send.prefix = prefix;
+	intent_send.timeout = timeout;
+	http_set_send_hook(intent_resend, &intent_send);
 }
 
 void step_intent_clear(struct step_ctx *ctx, const char *prefix)
