@@ -308,6 +308,12 @@ int64_t step_intent_settle(int64_t timeout);
 void step_intent_begin(struct step_ctx *ctx, const char *prefix, int64_t timeout);
 int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout);
 void step_intent_clear(struct step_ctx *ctx, const char *prefix);
+/*
+ * Around the paid request (ctx NULL removes it): when the HTTP client sends
+ * it again after a wait (429, a connection not made, a spent rate-limit
+ * budget), the landing time is journaled anew from that send first.
+ */
+void step_intent_send_hook(struct step_ctx *ctx, const char *prefix, int64_t timeout);
 
 /* Sleeps until when (unix seconds), in short slices; CS_ETRANSIENT when a stop is requested. */
 int step_sleep_until(struct step_ctx *ctx, int64_t when);

@@ -31,6 +31,14 @@ static pthread_once_t http_once = PTHREAD_ONCE_INIT;
 /* The process-wide observer (the daemon's metrics): set once before any request. */
 static http_global_observer_fn http_global_observer;
 static void *http_global_observer_arg;
+static __thread int (*http_send_hook)(void *);
+static __thread void *http_send_hook_arg;
+
+void http_set_send_hook(int (*fn)(void *arg), void *arg)
+{
+	http_send_hook = fn;
+	http_send_hook_arg = arg;
+}
 /* Set by the daemon's SIGTERM: requests in flight end within about a second, nothing is retried. */
 static volatile int *http_abort_flag;
 static CURLcode http_init_rc;
@@ -412,7 +420,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		return cs_error(CS_ERROR, "%s: cannot create an HTTP handle", req->op);
 	for (int attempt = 0;; attempt++) {
 		int64_t t0 = util_mono_ms(), now, wait;
-		int transient, retryable;
+		int transient, retryable, waited = attempt > 0;
 		CURLcode cc;
 
 		/*
@@ -433,11 +441,18 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			if (!wait || wait > c->o.max_inline_wait || http_aborted())
 				break;
 			http_sleep(wait);
+			waited = 1;
 		}
 		if (wait) {
 			res->retry_after = now + wait;
 			rc = cs_error(CS_ETRANSIENT, "%s: rate limit budget spent until the window resets in %llds",
 				      req->op, (long long)wait);
+			break;
+		}
+		if (waited && http_send_hook && (rc = http_send_hook(http_send_hook_arg))) {
+			pthread_mutex_lock(&c->mu);
+			c->inflight--;
+			pthread_mutex_unlock(&c->mu);
 			break;
 		}
 		res->attempts++;

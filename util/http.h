@@ -103,6 +103,15 @@ void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *
 void http_set_abort_flag(volatile int *flag);
 
 /*
+ * A hook this thread's next requests call right before they are sent again
+ * after a wait (a 429's Retry-After, a connection not made, a spent
+ * rate-limit budget): a paid request re-journals its in-flight deadline
+ * there, since it counts from the actual send. A non-zero return stops the
+ * request unsent with that code. NULL removes it. Thread-local.
+ */
+void http_set_send_hook(int (*fn)(void *arg), void *arg);
+
+/*
  * The same for every client of the process (clients are made per provider
  * session, so the daemon's metrics hook in here), with the rate-limit state
  * of the response (NULL when it carried none). Set it before the first

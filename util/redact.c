@@ -58,18 +58,46 @@ void redact_clear(void)
 	pthread_mutex_unlock(&secrets.mu);
 }
 
-/* Replaces every occurrence of the registered secrets (under the lock). */
+/* The longest run, ignoring case, that s[0..] shares with some part of secret. */
+static size_t redact_part_len(const char *s, const char *secret, size_t sl)
+{
+	size_t best = 0;
+
+	for (size_t o = 0; o + best < sl; o++) {
+		size_t l = 0;
+
+		while (s[l] && o + l < sl && tolower((unsigned char)s[l]) == tolower((unsigned char)secret[o + l]))
+			l++;
+		if (l > best)
+			best = l;
+	}
+	return best;
+}
+
+/*
+ * Replaces every occurrence of a registered secret, or of a part of one of
+ * REDACT_PART_MIN characters or more, in any case: a provider that quotes a
+ * token cut short ("abc…") or case-folded must not leak most of it (under
+ * the lock).
+ */
 static char *redact_secrets(char *s)
 {
 	for (size_t i = 0; i < secrets.n; i++) {
-		size_t sl = strlen(secrets.v[i]);
-		char *hit;
+		size_t sl = strlen(secrets.v[i]), min = sl < REDACT_PART_MIN ? sl : REDACT_PART_MIN;
+		size_t p = 0;
 
-		while ((hit = strstr(s, secrets.v[i]))) {
-			char *t = xasprintf("%.*s" REDACT_MARK "%s", (int)(hit - s), s, hit + sl);
+		while (s[p]) {
+			size_t l = redact_part_len(s + p, secrets.v[i], sl);
+			char *t;
 
+			if (l < min) {
+				p++;
+				continue;
+			}
+			t = xasprintf("%.*s" REDACT_MARK "%s", (int)p, s, s + p + l);
 			free(s);
 			s = t;
+			p += strlen(REDACT_MARK);
 		}
 	}
 	return s;

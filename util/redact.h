@@ -15,6 +15,7 @@
 #define REDACT_MARK "[REDACTED]"
 #define REDACT_MAX_SECRETS 64
 #define REDACT_MIN_LEN 4      /* shorter registered values are not secrets worth a global replace */
+#define REDACT_PART_MIN 10    /* a part of a registered secret this long is redacted too (any case) */
 #define REDACT_WORD_MIN_LEN 6 /* after "Bearer": a shorter word is prose ("bearer of"), not a credential */
 
 /* Registers a secret (copied; wiped on redact_clear). NULL, short and duplicate values are ignored. Thread-safe. */

@@ -25,8 +25,7 @@
 #define DAEMON_MAX_SLEEP_MS (3600 * 1000)
 #define DAEMON_SAVE_EVERY 2
 
-volatile sig_atomic_t daemon_stop_flag;
-static volatile sig_atomic_t daemon_hup_flag, daemon_usr1_flag, daemon_usr2_flag;
+static volatile sig_atomic_t daemon_stop_flag, daemon_hup_flag, daemon_usr1_flag, daemon_usr2_flag;
 static int wake_pipe[2] = {-1, -1};
 
 /* ---------- signals and waking up ---------- */
@@ -306,9 +305,17 @@ static void daemon_beat(struct daemon *d)
 static int daemon_start(struct daemon *d)
 {
 	struct http_server_opts so;
+	char lost[1024];
 	int rc;
 
 	d->has_state = fsutil_exists(d->cfg->state_path);
+	if (!d->has_state && state_file_lost(d->cfg->state_path, lost, sizeof(lost))) {
+		d->lost_state = 1;
+		log_warn("there is no state at %s, but its backup %s is there: paid changes wait until the state is "
+			 "restored (\"certsync state restore\", then restart run) or an apply --ignore-backup starts "
+			 "without it",
+			 d->cfg->state_path, lost);
+	}
 	if ((rc = state_file_open(d->cfg->state_path, &d->be)) || (rc = state_lock(d->be, "run")) ||
 	    (rc = state_load(d->be, &d->st))) {
 		log_error("%s", cs_errmsg());
@@ -429,6 +436,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.opts = o;
+	d.stop = &daemon_stop_flag;
 	daemon_stop_flag = daemon_hup_flag = daemon_usr1_flag = daemon_usr2_flag = 0;
 	metrics_reset();
 	http_set_global_observer(daemon_metrics_observer, NULL);

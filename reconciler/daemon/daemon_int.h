@@ -11,6 +11,7 @@
 #include "../source/gitsrc.h"
 
 struct daemon {
+	volatile sig_atomic_t *stop; /* set by the SIGTERM/SIGINT handler (daemon.c); read by pass.c and workers */
 	struct config *cfg;
 	const struct daemon_opts *opts;
 	struct state_backend *be;
@@ -41,6 +42,8 @@ struct daemon {
 	char budget_commit[41]; /* the revision paid_used counts for */
 	int paid_used;		/* paid creates/replaces applied for it (policy.maxPaidOrders per revision) */
 	int budget_warned;
+	int lost_state; /* started with no state but a backup: paid changes wait for the operator (restart) */
+	int lost_warned;
 	char **forced; /* certificates a webhook asked about: ignore their backoff */
 	size_t n_forced, cap_forced;
 };
@@ -50,8 +53,6 @@ struct daemon_outnote {
 	char *name;
 	enum output_status status;
 };
-
-extern volatile sig_atomic_t daemon_stop_flag;
 
 /* One reconcile pass: plan, keep what is due, apply, save. */
 void daemon_pass(struct daemon *d);

@@ -175,7 +175,7 @@ static int daemon_budget(struct daemon *d, const struct plan_change *c, size_t *
 static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 {
 	int partial_block = d->des.diags.n && !d->opts->allow_partial;
-	size_t due = 0, over = 0;
+	size_t due = 0, over = 0, lost = 0;
 
 	for (size_t i = 0; i < p->n_changes; i++) {
 		struct plan_change *c = &p->changes[i];
@@ -206,11 +206,22 @@ static size_t daemon_filter(struct daemon *d, struct plan *p, int64_t now)
 				continue;
 			}
 		}
+		if (d->lost_state && c->paid) {
+			c->kind = CHANGE_NONE;
+			lost++;
+			continue;
+		}
 		if (!daemon_budget(d, c, &over)) {
 			c->kind = CHANGE_NONE;
 			continue;
 		}
 		due++;
+	}
+	if (lost && !d->lost_warned) {
+		log_error("%zu paid change%s refused: the state is missing but its backup is there (restore it with "
+			  "\"certsync state restore\" and restart run, or apply --ignore-backup to start without it)",
+			  lost, lost == 1 ? "" : "s");
+		d->lost_warned = 1;
 	}
 	if (over && !d->budget_warned) {
 		log_warn("%zu paid order%s deferred: policy.maxPaidOrders (%d) reached for revision %.12s; a new "
@@ -236,7 +247,7 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 	memset(&eo, 0, sizeof(eo));
 	memset(&res, 0, sizeof(res));
 	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;
-	eo.stop = (volatile int *)&daemon_stop_flag;
+	eo.stop = (volatile int *)d->stop;
 	rc = engine_apply(d->cfg, d->be, d->st, p, d->des.specs, d->des.n_specs, &eo, &res);
 	if (rc) {
 		log_error("%s", cs_errmsg());
@@ -326,7 +337,7 @@ void daemon_pass(struct daemon *d)
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 		d->dirty = 1;
 	}
-	if (!daemon_stop_flag)
+	if (!__atomic_load_n(d->stop, __ATOMIC_RELAXED))
 		d->first_done = 1;
 out:
 	free(outs);
@@ -432,7 +443,7 @@ void daemon_hooks(struct daemon *d, int64_t now, int force)
 	if (!d->cfg->hooks.n_on_change)
 		return;
 	recs = state_cert_list(d->st, &n);
-	for (size_t i = 0; i < n && !daemon_stop_flag; i++) {
+	for (size_t i = 0; i < n && !__atomic_load_n(d->stop, __ATOMIC_RELAXED); i++) {
 		struct state_cert *r = recs[i];
 		const char *next = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
 		const char *att = state_cert_id(r, ENGINE_ID_HOOK_ATTEMPTS);

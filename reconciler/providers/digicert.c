@@ -448,7 +448,10 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	if (util_streq(ctx->rec->change, plan_change_name(CHANGE_RENEW)))
 		req.renewal_of = step_id_num(ctx->rec, ID_INSTALLED_ORDER);
 	req.auth_key_id = dc->auth_key_select ? dc->auth_key_id : NULL;
-	if ((rc = digicert_order_create(dc, &req, &o)))
+	step_intent_send_hook(ctx, ID_INTENT_RULE, dc->timeout);
+	rc = digicert_order_create(dc, &req, &o);
+	step_intent_send_hook(NULL, NULL, 0);
+	if (rc)
 		goto out; /* the step stays "find": a retry looks (by the in-flight rule) before it orders */
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
 	step_intent_clear(ctx, ID_INTENT_RULE);

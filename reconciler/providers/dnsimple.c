@@ -424,7 +424,9 @@ static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	if ((rc = engine_journal(ctx)))
 		goto out;
 	log_emit(LV_INFO, &ctx->log, "purchasing a DNSimple certificate");
+	step_intent_send_hook(ctx, ID_INTENT_RULE, d->timeout);
 	rc = dnsimple_purchase(d, o, ctx->spec->auto_renew, &id);
+	step_intent_send_hook(NULL, NULL, 0);
 	if (rc)
 		goto out; /* the step stays "find": a retry looks (by the in-flight rule) before it buys */
 	log_emit(LV_INFO, &ctx->log, "purchased DNSimple certificate %lld", id);
@@ -562,7 +564,10 @@ static int step_renew_purchase(struct step_ctx *ctx, struct dnsimple *d, const s
 	if ((rc = engine_journal(ctx)))
 		return rc;
 	log_emit(LV_INFO, &ctx->log, "purchasing a DNSimple renewal of certificate %lld", old);
-	if ((rc = dnsimple_renew_purchase(d, o->domain, old, ctx->spec->auto_renew, &renewal, &fresh)))
+	step_intent_send_hook(ctx, ID_INTENT_RULE, d->timeout);
+	rc = dnsimple_renew_purchase(d, o->domain, old, ctx->spec->auto_renew, &renewal, &fresh);
+	step_intent_send_hook(NULL, NULL, 0);
+	if (rc)
 		return rc;
 	log_emit(LV_INFO, &ctx->log, "purchased DNSimple renewal %lld (certificate %lld)", renewal, fresh);
 	step_set_id_num(ctx->rec, ID_RENEWAL, renewal);

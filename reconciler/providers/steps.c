@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "../../util/err.h"
+#include "../../util/http.h"
 #include "../../util/log.h"
 #include "../../util/util.h"
 #include "../provider.h"
@@ -66,6 +67,7 @@ int step_reinstall_or(struct step_ctx *ctx, const char *fallback, enum step_stat
 /* ---------- the in-flight rule for paid requests (docs/architecture.md, "Crash safety") ---------- */
 
 #define INTENT_LANDS_BY "lands_by"
+#define INTENT_SENT_AT "sent_at"
 
 int64_t step_intent_settle(int64_t timeout)
 {
@@ -77,27 +79,70 @@ static char *intent_key(const char *prefix)
 	return xasprintf("%s.%s", prefix, INTENT_LANDS_BY);
 }
 
+static char *intent_sent_key(const char *prefix)
+{
+	return xasprintf("%s.%s", prefix, INTENT_SENT_AT);
+}
+
 void step_intent_begin(struct step_ctx *ctx, const char *prefix, int64_t timeout)
 {
-	char *k = intent_key(prefix);
+	char *k = intent_key(prefix), *s = intent_sent_key(prefix);
 
+	/* From the send, not from the step's start: a wait for the domain's lock or a list can take long. */
+	ctx->now = util_now();
 	step_set_id_num(ctx->rec, k, (long long)(ctx->now + timeout + step_intent_settle(timeout)));
+	step_set_id_num(ctx->rec, s, (long long)ctx->now);
 	free(k);
+	free(s);
+}
+
+/* The paid request's send hook (http_set_send_hook): a later send moves the landing time, durably first. */
+struct intent_send {
+	struct step_ctx *ctx;
+	const char *prefix;
+	int64_t timeout;
+};
+
+static __thread struct intent_send intent_send;
+
+static int intent_resend(void *arg)
+{
+	struct intent_send *is = arg;
+
+	step_intent_begin(is->ctx, is->prefix, is->timeout);
+	return engine_journal(is->ctx);
+}
+
+void step_intent_send_hook(struct step_ctx *ctx, const char *prefix, int64_t timeout)
+{
+	if (!ctx) {
+		http_set_send_hook(NULL, NULL);
+		return;
+	}
+	intent_send.ctx = ctx;
+	intent_send.prefix = prefix;
+	intent_send.timeout = timeout;
+	http_set_send_hook(intent_resend, &intent_send);
 }
 
 void step_intent_clear(struct step_ctx *ctx, const char *prefix)
 {
-	char *k = intent_key(prefix);
+	char *k = intent_key(prefix), *s = intent_sent_key(prefix);
 
 	step_set_id_num(ctx->rec, k, 0);
+	step_set_id_num(ctx->rec, s, 0);
 	free(k);
+	free(s);
 }
 
+/* Waits on the monotonic clock: a wall-clock jump during the wait neither shortens nor stretches it. */
 int step_sleep_until(struct step_ctx *ctx, int64_t when)
 {
 	const struct timespec slice = {0, 200 * 1000 * 1000};
+	int64_t left = when - util_now();
+	int64_t end = util_mono_ms() + (left > 0 ? left : 0) * 1000;
 
-	while (util_now() < when) {
+	while (util_mono_ms() < end) {
 		if (engine_stop_requested(ctx))
 			return cs_error(CS_ETRANSIENT, "%s: stopped while waiting", ctx->rec->name);
 		nanosleep(&slice, NULL);
@@ -109,7 +154,7 @@ int step_sleep_until(struct step_ctx *ctx, int64_t when)
 int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout)
 {
 	char *k = intent_key(prefix);
-	long long lands_by = step_id_num(ctx->rec, k);
+	long long lands_by = step_id_num(ctx->rec, k), sent_at;
 	int rc = 0;
 
 	if (!lands_by) {
@@ -119,6 +164,15 @@ int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout)
 		rc = engine_journal(ctx);
 	}
 	free(k);
+	k = intent_sent_key(prefix);
+	sent_at = step_id_num(ctx->rec, k);
+	free(k);
+	if (!rc && sent_at && ctx->now < sent_at && lands_by > sent_at) {
+		/* The clock went back since the send: the whole window, from now. */
+		log_emit(LV_WARN, &ctx->log, "the clock is %llds behind the time the paid request was sent",
+			 (long long)(sent_at - ctx->now));
+		lands_by = ctx->now + (lands_by - sent_at);
+	}
 	if (rc || ctx->now >= lands_by)
 		return rc;
 	log_emit(LV_INFO, &ctx->log,

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -759,3 +760,24 @@ def test_max_paid_orders_holds_per_revision_not_per_pass(env, sim, token_env, da
         time.sleep(0.1)
     time.sleep(2)
     assert sim.count("purchaseLetsencryptCertificate") == 2
+
+
+def test_run_refuses_paid_changes_when_the_state_is_lost_next_to_its_backup(env, sim, token_env, daemons):
+    run_config(env, interval="1h", extra_issuers=dns_issuer(sim, poll="1s"))
+    env.repo.write("www.yaml", www())
+    env.repo.commit()
+    env.run("apply", "--wait", "60s", check=0)
+    env.repo.write("api.yaml", manifest("api", ["api.example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)  # a second save: state.json.backup now exists
+    assert Path(str(env.state) + ".backup").exists()
+    env.state.unlink()
+
+    d = daemons(env)
+    d.wait_log(r"no state at .* but its backup .* is there")
+    d.wait_log(r"1 paid change refused: the state is missing but its backup is there")
+    d.wait_log(r"reconcile done: 1 done")  # the free certificate is still made
+    assert sim.count("purchaseLetsencryptCertificate") == 1
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=30) == 0
+    assert sim.count("purchaseLetsencryptCertificate") == 1

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../manifests/manifest.h"
 #include "../../reconciler/provider.h"
@@ -315,10 +316,15 @@ static void test_intent_landing_time_and_wait(void **state)
 	ctx.rec = &rec;
 	assert_int_equal(step_intent_settle(60), 60);
 	assert_int_equal(step_intent_settle(0), STEP_SETTLE_MIN);
+	/* counted from the send, even when the step started long ago (a wait for a lock, a slow list) */
 	ctx.now = 1000;
+	t0 = util_now();
 	step_intent_begin(&ctx, "p.intent", 30);
-	assert_string_equal(state_cert_id(&rec, "p.intent.lands_by"), "1060");
+	assert_true(step_id_num(&rec, "p.intent.sent_at") >= t0);
+	assert_int_equal(step_id_num(&rec, "p.intent.lands_by"), step_id_num(&rec, "p.intent.sent_at") + 60);
 	/* long past: looks at once */
+	step_set_id_num(&rec, "p.intent.lands_by", 1060);
+	step_set_id_num(&rec, "p.intent.sent_at", 1000);
 	ctx.now = util_now();
 	assert_int_equal(step_intent_wait(&ctx, "p.intent", 30), 0);
 	/* one second ahead: waits for it */
@@ -327,8 +333,18 @@ static void test_intent_landing_time_and_wait(void **state)
 	step_intent_begin(&ctx, "p.intent", -1); /* lands_by = now - 1 + 2 */
 	assert_int_equal(step_intent_wait(&ctx, "p.intent", -1), 0);
 	assert_true(util_now() >= t0 + 1);
+	/* the clock went back an hour since the send: the whole window (3 s) from now, not an hour more */
+	step_set_id_num(&rec, "p.intent.sent_at", util_now() + 3600);
+	step_set_id_num(&rec, "p.intent.lands_by", util_now() + 3603);
+	t0 = util_mono_ms();
+	ctx.now = util_now();
+	alarm(60); /* an uncapped wait ends the test here */
+	assert_int_equal(step_intent_wait(&ctx, "p.intent", 1), 0);
+	alarm(0);
+	assert_true(util_mono_ms() - t0 >= 2000 && util_mono_ms() - t0 < 30000);
 	step_intent_clear(&ctx, "p.intent");
 	assert_null(state_cert_id(&rec, "p.intent.lands_by"));
+	assert_null(state_cert_id(&rec, "p.intent.sent_at"));
 	for (size_t i = 0; i < rec.n_ids; i++) {
 		free(rec.ids[i].key);
 		free(rec.ids[i].value);

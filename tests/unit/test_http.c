@@ -176,6 +176,39 @@ static void test_http_honours_retry_after_on_429(void **state)
 	http_response_free(&res);
 }
 
+static int hook_calls, hook_rc;
+
+static int count_hook(void *arg)
+{
+	(void)arg;
+	hook_calls++;
+	return hook_rc;
+}
+
+/* A paid request sent again after a 429's wait tells its hook first (the in-flight deadline moves). */
+static void test_http_send_hook_runs_before_a_later_send_only(void **state)
+{
+	struct http_response res;
+
+	(void)state;
+	hook_calls = hook_rc = 0;
+	http_set_send_hook(count_hook, NULL);
+	assert_int_equal(get("/json", HTTP_RETRY_NEVER, &res), 0);
+	assert_int_equal(hook_calls, 0); /* the first send is journaled by the caller */
+	http_response_free(&res);
+	assert_int_equal(get("/ratelimited/hook1", HTTP_RETRY_NEVER, &res), 0);
+	assert_int_equal(res.attempts, 2);
+	assert_int_equal(hook_calls, 1);
+	http_response_free(&res);
+	/* the hook cannot journal: the request is not sent again */
+	hook_rc = cs_error(CS_ERROR, "journal failed");
+	assert_int_equal(get("/ratelimited/hook2", HTTP_RETRY_NEVER, &res), CS_ERROR);
+	assert_int_equal(res.attempts, 1);
+	assert_int_equal(hook_calls, 2);
+	http_response_free(&res);
+	http_set_send_hook(NULL, NULL);
+}
+
 static void test_http_long_retry_after_date_is_returned_not_slept(void **state)
 {
 	struct http_response res;
@@ -279,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_http_retries_5xx_for_safe_requests),
 		cmocka_unit_test(test_http_never_repeats_unsafe_requests_on_5xx),
 		cmocka_unit_test(test_http_honours_retry_after_on_429),
+		cmocka_unit_test(test_http_send_hook_runs_before_a_later_send_only),
 		cmocka_unit_test(test_http_long_retry_after_date_is_returned_not_slept),
 		cmocka_unit_test(test_http_html_error_page_is_named),
 		cmocka_unit_test(test_http_timeout_is_transient_and_secret_free),

@@ -40,6 +40,19 @@ static void test_redact_registered_secret_everywhere_it_appears(void **state)
 	expect_redacted("a tok-0123456789", "a tok-0123456789");
 }
 
+static void test_redact_parts_and_case_of_a_secret(void **state)
+{
+	(void)state;
+	redact_add("SECRETTOKEN0123456789abcdef");
+	/* a provider quoting the token cut short, case-folded, or its tail */
+	expect_redacted("token SECRETTOKEN0123456789abcde rejected", "token [REDACTED] rejected");
+	expect_redacted("token secrettoken0123456789ABCDEF rejected", "token [REDACTED] rejected");
+	expect_redacted("key …0123456789abcdef", "key …[REDACTED]");
+	/* the usual mask (4 characters each side) and prose stay */
+	expect_redacted("token SECR…cdef, the secret token", "token SECR…cdef, the secret token");
+	redact_clear();
+}
+
 static void test_redact_short_values_are_not_secrets(void **state)
 {
 	(void)state;
@@ -113,6 +126,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_redact_registered_secret_everywhere_it_appears, teardown),
+		cmocka_unit_test_teardown(test_redact_parts_and_case_of_a_secret, teardown),
 		cmocka_unit_test_teardown(test_redact_short_values_are_not_secrets, teardown),
 		cmocka_unit_test_teardown(test_redact_credential_shapes_without_registration, teardown),
 		cmocka_unit_test_teardown(test_redact_inplace_cuts_to_the_buffer, teardown),
