@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import dnsimple_env
 from conftest import BIN, check_outputs, manifest
 from test_dnsimple import TOKEN, Sim, check_dnsimple_outputs, www
 
@@ -187,16 +188,8 @@ def sim(tmp_path):
 
 
 def dns_issuer(sim, poll="10m"):
-    return f"""\
-        dns:
-          type: dnsimple
-          account: "1010"
-          token: {{env: DNSIMPLE_TOKEN}}
-          baseURL: {sim.url}
-          zones: [pizza.company]
-          pollInterval: {poll}
-          timeout: 3s
-        """
+    """Issuer "dns" on the simulator; run polls rarely unless a test says otherwise."""
+    return dnsimple_env.dns_issuer(sim, poll=poll)
 
 
 @pytest.fixture
