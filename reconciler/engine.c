@@ -425,6 +425,7 @@ int engine_install(struct step_ctx *ctx)
 		state_cert_set_id(rec, ENGINE_ID_KEY_PENDING, NULL);
 		state_cert_event(rec, ctx->now, "installed certificate %s (expires %lld)", info.serial,
 				 (long long)info.not_after);
+		log_emit(LV_DEBUG, &ctx->log, "published certificate %s (not journaled yet)", info.serial);
 		if (moved)
 			outputs_remove(ctx->cfg->output_root, &old);
 		engine_store_prune(ctx, rec->name, info.serial); /* the old keys go once the new one is live */

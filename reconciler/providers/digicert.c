@@ -660,19 +660,24 @@ static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	state_cert_set_id(ctx->rec, ID_ORDER, NULL);
 	state_cert_set_id(ctx->rec, ID_CERT, NULL);
 	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
-	remove_keyfiles(ctx); /* the key now lives in the key store (and the outputs) */
-	if (!ctx->rec->n_tokens) {
-		*st = STEP_DONE;
-		return 0;
-	}
+	/*
+	 * The key now lives in the key store (and the outputs), but the pending
+	 * key file goes only once the record says so: killed in between, a rerun
+	 * at "install"/"download" would find neither the file nor a recorded serial.
+	 */
 	step_next(ctx, "cleanup", st);
+	if ((rc = engine_journal(ctx)))
+		return rc;
+	remove_keyfiles(ctx);
 	return 0;
 }
 
 static int step_cleanup(struct step_ctx *ctx, struct digicert *dc, enum step_status *st)
 {
-	int rc = remove_tokens(ctx, dc, ctx->rec->n_tokens);
+	int rc;
 
+	remove_keyfiles(ctx); /* left by a run killed right after install journaled this step */
+	rc = remove_tokens(ctx, dc, ctx->rec->n_tokens);
 	if (rc)
 		return rc; /* CS_ETRANSIENT: the next apply tries again */
 	state_cert_set_id(ctx->rec, ID_TOKEN, NULL);

@@ -295,12 +295,13 @@ DC_POINTS = [
     ("order-sent", r"\[alpha\] ordering a DigiCert certificate"),
     ("ordered", r"\[alpha\] DigiCert order \d+"),
     ("install", r"\[alpha\] running step \(step install\)"),
+    ("published", r"\[alpha\] published certificate"),  # outputs and key store written, record not yet
     ("cleanup", r"\[alpha\] running step \(step cleanup\)"),
     ("complete", r"\[alpha\] create complete"),
 ]
 
 
-@pytest.mark.parametrize("point,pattern", sample(DC_POINTS, {"placing-token", "order-sent", "cleanup"}))
+@pytest.mark.parametrize("point,pattern", sample(DC_POINTS, {"placing-token", "order-sent", "published", "cleanup"}))
 def test_digicert_sigkill_at_every_step(dcenv, dc, dns, web, point, pattern):
     dc_manifests(dcenv, ["alpha", "gamma"])
     a = Apply(dcenv, "--wait", "60s", "--parallelism", "2")
