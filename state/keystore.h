@@ -58,4 +58,42 @@ int keystore_prune(struct keystore *ks, const char *cert, const char *keep_seria
 /* Closes the store. NULL is a no-op. */
 void keystore_close(struct keystore *ks);
 
+/*
+ * Pending material: what an order in progress needs and no certificate has
+ * yet (DigiCert's key and CSR between order and issuance), kept with the
+ * other keys so that another replica, or a rerun on a fresh disk, finds it.
+ * slot is a short name ("key", "csr"). get: CS_ENOTFOUND when absent.
+ * del removes one slot (NULL: every pending slot of cert); absent is success.
+ */
+int keystore_put_pending(struct keystore *ks, const char *cert, const char *slot, const struct buf *data);
+int keystore_get_pending(struct keystore *ks, const char *cert, const char *slot, struct buf *out);
+int keystore_del_pending(struct keystore *ks, const char *cert, const char *slot);
+
+/*
+ * The PostgreSQL backend: a table in the state's schema holding each entry
+ * AES-256-GCM encrypted (util/aead.h) under key, with the certificate name
+ * and serial (or pending slot) as associated data. old_key (may be NULL)
+ * still opens entries written before a key rotation; keystore_rekey
+ * rewrites them under key. Opening checks key against the store's key check
+ * value: a wrong key is CS_EAUTH ("state.encryptionKey does not open ..."),
+ * never a silent re-issue. Thread-safe (one connection behind a mutex).
+ */
+struct keystore_pg_opts {
+	const char *conninfo; /* a secret, never in a message */
+	const char *schema;
+	const unsigned char *key;     /* AEAD_KEY_LEN bytes */
+	const unsigned char *old_key; /* AEAD_KEY_LEN bytes, or NULL */
+};
+
+int keystore_open_pg(const struct keystore_pg_opts *o, struct keystore **out);
+
+/* Re-encrypts every entry not under the current key; *n gets how many. */
+int keystore_rekey(struct keystore *ks, size_t *n);
+
+/*
+ * Copies every entry and pending slot of src into dst (state migrate).
+ * *n gets the number of entries copied.
+ */
+int keystore_copy(struct keystore *src, struct keystore *dst, size_t *n);
+
 #endif

@@ -186,6 +186,34 @@ struct state_backend_ops {
 	 */
 	int (*journal)(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec);
 	void (*free)(struct state_backend *be);
+	/*
+	 * Shared backends (postgres). The file backend implements leading (its
+	 * flock is held for the whole operation) and leaves the rest NULL.
+	 *
+	 * leading: 1 while the lock taken by lock() is surely still this
+	 * process's: for postgres, the lease was last renewed (counting from the
+	 * start of that renewal, by the monotonic clock) less than the lease
+	 * duration ago. 0 from the moment a renewal is overdue: no provider call,
+	 * no paid intent, no write may start then.
+	 */
+	int (*leading)(struct state_backend *be);
+	/* The fencing token of the lease held (increases with every new holder); 0 when not leading. */
+	uint64_t (*epoch)(struct state_backend *be);
+	/*
+	 * Waits up to timeout_ms for a change written by another process
+	 * (LISTEN/NOTIFY). 1 when one arrived, 0 on timeout, CS_ETRANSIENT when
+	 * the connection is lost (the caller rereads on its own schedule).
+	 */
+	int (*wait_change)(struct state_backend *be, int timeout_ms);
+	/*
+	 * Brings st up to date with the stored state: records changed or removed
+	 * since it was loaded or last refreshed (only those are read), header
+	 * fields, serial. *changed (caller frees each and the array) gets the
+	 * names of the records that changed, *n_changed their count.
+	 */
+	int (*refresh)(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
+	/* Who holds the lock now, for messages and /readyz: "run on host-a (replica r1, pid 7) since …"; "" when nobody. */
+	int (*holder)(struct state_backend *be, char *desc, size_t n);
 };
 
 struct state_backend {
@@ -221,5 +249,17 @@ int state_load(struct state_backend *be, struct state **out);
 int state_save(struct state_backend *be, struct state *st);
 int state_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec);
 void state_backend_free(struct state_backend *be);
+/* 1 while the lock is surely held (see ops->leading); file backend: while locked. */
+int state_leading(struct state_backend *be);
+/* The lease's fencing token, 0 when not leading or the backend has none. */
+uint64_t state_epoch(struct state_backend *be);
+/* 1 when the backend is shared between processes (refresh/wait_change exist). */
+int state_shared(const struct state_backend *be);
+/* ops->wait_change, or a plain sleep of timeout_ms returning 0 when the backend has none. */
+int state_wait_change(struct state_backend *be, int timeout_ms);
+/* ops->refresh; a no-op (nothing changed) when the backend has none. */
+int state_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
+/* ops->holder; "" when the backend has none. */
+int state_holder(struct state_backend *be, char *desc, size_t n);
 
 #endif

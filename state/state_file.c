@@ -471,6 +471,12 @@ static void state_file_free(struct state_backend *be)
 	free(sf);
 }
 
+/* The flock is held for the whole operation: leading while locked. */
+static int state_file_leading(struct state_backend *be)
+{
+	return state_file_of(be)->lock_fd >= 0;
+}
+
 static const struct state_backend_ops state_file_ops = {
 	.name = "file",
 	.lock = state_file_lock,
@@ -479,6 +485,7 @@ static const struct state_backend_ops state_file_ops = {
 	.save = state_file_save,
 	.journal = state_file_journal,
 	.free = state_file_free,
+	.leading = state_file_leading,
 };
 
 int state_file_open(const char *path, struct state_backend **out)
@@ -533,4 +540,52 @@ void state_backend_free(struct state_backend *be)
 {
 	if (be)
 		be->ops->free(be);
+}
+
+int state_leading(struct state_backend *be)
+{
+	return be && be->ops->leading && be->ops->leading(be);
+}
+
+uint64_t state_epoch(struct state_backend *be)
+{
+	return be && be->ops->epoch ? be->ops->epoch(be) : 0;
+}
+
+int state_shared(const struct state_backend *be)
+{
+	return be && be->ops->refresh != NULL;
+}
+
+int state_wait_change(struct state_backend *be, int timeout_ms)
+{
+	struct timespec ts;
+
+	if (be && be->ops->wait_change)
+		return be->ops->wait_change(be, timeout_ms);
+	if (timeout_ms <= 0)
+		return 0;
+	ts.tv_sec = timeout_ms / 1000;
+	ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+	return 0;
+}
+
+int state_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed)
+{
+	*changed = NULL;
+	*n_changed = 0;
+	if (be && be->ops->refresh)
+		return be->ops->refresh(be, st, changed, n_changed);
+	return 0;
+}
+
+int state_holder(struct state_backend *be, char *desc, size_t n)
+{
+	if (n)
+		desc[0] = '\0';
+	if (be && be->ops->holder)
+		return be->ops->holder(be, desc, n);
+	return 0;
 }

@@ -44,6 +44,7 @@ const char *cs_strcode(int code)
 	case CS_EAUTH: return "auth";
 	case CS_ETRANSIENT: return "transient";
 	case CS_ELOCKED: return "locked";
+	case CS_EFENCED: return "fenced";
 	default: return "error";
 	}
 }

@@ -1,0 +1,40 @@
+/*
+ * The PostgreSQL state backend (docs/state.md): a header row and a row per
+ * certificate in one schema, written with compare-and-swap on the serial
+ * read; a lease row elects the one process that may write and call
+ * providers, and every write carries its epoch (a fencing token), so a
+ * deposed leader's write is refused by the database. LISTEN/NOTIFY tells
+ * the other replicas of each change. The client is libpq: PGHOST,
+ * PGPASSWORD, PGSSLMODE and the other standard variables work as for psql.
+ */
+#ifndef CS_STATE_STATE_PG_H
+#define CS_STATE_STATE_PG_H
+
+#include <stdint.h>
+
+#include "state.h"
+
+#define STATE_PG_DEFAULT_SCHEMA "certsync"
+#define STATE_PG_DEFAULT_LEASE_MS 15000
+
+struct state_pg_opts {
+	const char *conninfo;	/* libpq URI or key=value string: a secret (may hold a password), never in a message */
+	const char *schema;	/* created when missing, migrated to the current version */
+	int64_t lease_ms;	/* the leader lease (default STATE_PG_DEFAULT_LEASE_MS) */
+	const char *replica_id; /* names this process in the lease row (default: host name and pid) */
+};
+
+/*
+ * Connects, creates or migrates the schema and returns the backend. Errors
+ * name the server (host, port, database; never the password) and the libpq
+ * message; a server that cannot be reached is CS_ETRANSIENT.
+ */
+int state_pg_open(const struct state_pg_opts *o, struct state_backend **out);
+
+/*
+ * The conninfo for messages: host, port, database and user of a URI or
+ * key=value string, the password and any other secret parameter left out.
+ */
+void state_pg_describe(const char *conninfo, char *out, size_t n);
+
+#endif
