@@ -13,12 +13,12 @@ SAN     ?=
 WERROR  ?=
 OPT     ?= -O2
 
-PKGS     := yaml-0.1 libcurl openssl jansson libgit2 libmicrohttpd
+PKGS     := yaml-0.1 libcurl openssl jansson libgit2 libmicrohttpd libpq
 TESTPKGS := cmocka
 # Debian packages: what `make deps` installs when something is missing.
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
-             libjansson-dev libgit2-dev libmicrohttpd-dev
-DEB_TEST  := libcmocka-dev python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev
+             libjansson-dev libgit2-dev libmicrohttpd-dev libpq-dev
+DEB_TEST  := libcmocka-dev postgresql python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev
 PYTHON    := /usr/bin/python3
 
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -84,8 +84,15 @@ run: deps
 	@sh examples/run.sh $(BUILD)/certsync $(RUN_DIR)
 
 # ---- tests ----
+# The unit tests of the postgres backend and key store talk to a real server: tests/pg/pgtest.sh starts
+# one in a temporary directory (CERTSYNC_TEST_PG_URL) and it is stopped however the tests end.
+FREE_PORT = $(shell $(PYTHON) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
+	@set -e; pgdir=$$(mktemp -d /tmp/certsync-unit-pg.XXXXXX); \
+	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; \
+	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); \
+	for t in $(UNIT_BIN); do echo "== $$t"; \
+		CERTSYNC_TEST_PG_URL=$$url CERTSYNC_TEST_PG_DIR=$$pgdir LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
 # The simulators' own self-tests (both are named test_sim.py: importlib mode keeps them apart).
 fakes:
