@@ -200,11 +200,17 @@ struct state_backend_ops {
 	/* The fencing token of the lease held (increases with every new holder); 0 when not leading. */
 	uint64_t (*epoch)(struct state_backend *be);
 	/*
-	 * Waits up to timeout_ms for a change written by another process
-	 * (LISTEN/NOTIFY). 1 when one arrived, 0 on timeout, CS_ETRANSIENT when
-	 * the connection is lost (the caller rereads on its own schedule).
+	 * Registers fn(arg), called from the backend's listener thread
+	 * (LISTEN/NOTIFY) whenever another process commits a change or kicks
+	 * (below), and when the listener reconnects after losing the server (a
+	 * change may have been missed): the daemon wakes and refreshes. fn must
+	 * be async-safe in spirit: set a flag, write a pipe. NULL unregisters.
 	 */
-	int (*wait_change)(struct state_backend *be, int timeout_ms);
+	void (*on_change)(struct state_backend *be, void (*fn)(void *arg), void *arg);
+	/* A follower asks the leader to reconcile certificate `name` now (it received that webhook). */
+	int (*kick)(struct state_backend *be, const char *name);
+	/* The names kicked since the last call (NOTIFY payloads; caller frees each and the array). */
+	int (*take_kicks)(struct state_backend *be, char ***names, size_t *n);
 	/*
 	 * Brings st up to date with the stored state: records changed or removed
 	 * since it was loaded or last refreshed (only those are read), header
@@ -255,8 +261,12 @@ int state_leading(struct state_backend *be);
 uint64_t state_epoch(struct state_backend *be);
 /* 1 when the backend is shared between processes (refresh/wait_change exist). */
 int state_shared(const struct state_backend *be);
-/* ops->wait_change, or a plain sleep of timeout_ms returning 0 when the backend has none. */
-int state_wait_change(struct state_backend *be, int timeout_ms);
+/* ops->on_change; a no-op when the backend has none. */
+void state_on_change(struct state_backend *be, void (*fn)(void *arg), void *arg);
+/* ops->kick; CS_ERROR when the backend has none. */
+int state_kick(struct state_backend *be, const char *name);
+/* ops->take_kicks; none when the backend has none. */
+int state_take_kicks(struct state_backend *be, char ***names, size_t *n);
 /* ops->refresh; a no-op (nothing changed) when the backend has none. */
 int state_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
 /* ops->holder; "" when the backend has none. */

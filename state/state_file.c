@@ -557,18 +557,25 @@ int state_shared(const struct state_backend *be)
 	return be && be->ops->refresh != NULL;
 }
 
-int state_wait_change(struct state_backend *be, int timeout_ms)
+void state_on_change(struct state_backend *be, void (*fn)(void *arg), void *arg)
 {
-	struct timespec ts;
+	if (be && be->ops->on_change)
+		be->ops->on_change(be, fn, arg);
+}
 
-	if (be && be->ops->wait_change)
-		return be->ops->wait_change(be, timeout_ms);
-	if (timeout_ms <= 0)
-		return 0;
-	ts.tv_sec = timeout_ms / 1000;
-	ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+int state_kick(struct state_backend *be, const char *name)
+{
+	if (be && be->ops->kick)
+		return be->ops->kick(be, name);
+	return cs_error(CS_ERROR, "the %s state backend has no leader to ask", be ? be->ops->name : "(none)");
+}
+
+int state_take_kicks(struct state_backend *be, char ***names, size_t *n)
+{
+	*names = NULL;
+	*n = 0;
+	if (be && be->ops->take_kicks)
+		return be->ops->take_kicks(be, names, n);
 	return 0;
 }
 
