@@ -55,12 +55,12 @@ struct config {
 	char *state_path; /* file backend: the state file (NULL with postgres unless given for state migrate) */
 	struct {
 		enum { STATE_BACKEND_FILE, STATE_BACKEND_POSTGRES } backend; /* state.backend, default file */
-		struct cred url;		      /* postgres: libpq URI or key=value string (a secret) */
-		char *schema;			      /* postgres: default "certsync" */
-		struct cred encryption_key;	      /* postgres: base64 of 32 bytes; the key store's AES-256-GCM key */
-		struct cred previous_encryption_key;  /* optional: still opens entries written before a rotation */
-		int64_t lease_ms;		      /* postgres: leader lease, default 15000 */
-		char *replica_id;		      /* postgres: names this process in the lease (default host:pid) */
+		struct cred url;		     /* postgres: libpq URI or key=value string (a secret) */
+		char *schema;			     /* postgres: default "certsync" */
+		struct cred encryption_key;	     /* postgres: base64 of 32 bytes; the key store's AES-256-GCM key */
+		struct cred previous_encryption_key; /* optional: still opens entries written before a rotation */
+		int64_t lease_ms;		     /* postgres: leader lease, default 15000 */
+		char *replica_id;		     /* postgres: names this process in the lease (default host:pid) */
 	} state;
 	char *key_dir; /* 0700 key directory: the key store (state/keystore.h) and pending orders' keys */
 	char *output_root;

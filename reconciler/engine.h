@@ -15,9 +15,9 @@
 #include "plan/plan.h"
 
 struct engine_opts {
-	int parallelism;    /* worker threads (default 4) */
-	int64_t wait;	    /* seconds to keep polling pending steps (apply --wait) */
-	volatile int *stop; /* set by a signal: finish the current step, take no more work */
+	int parallelism;       /* worker threads (default 4) */
+	int64_t wait;	       /* seconds to keep polling pending steps (apply --wait) */
+	volatile int *stop;    /* set by a signal: finish the current step, take no more work */
 	struct keystore *keys; /* the key store (backends_open_keystore); NULL: the file store under cfg->key_dir */
 };
 

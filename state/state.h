@@ -218,7 +218,8 @@ struct state_backend_ops {
 	 * names of the records that changed, *n_changed their count.
 	 */
 	int (*refresh)(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
-	/* Who holds the lock now, for messages and /readyz: "run on host-a (replica r1, pid 7) since …"; "" when nobody. */
+	/* Who holds the lock now, for messages and /readyz: "run on host-a (replica r1, pid 7) since …"; "" when
+	 * nobody. */
 	int (*holder)(struct state_backend *be, char *desc, size_t n);
 };
 

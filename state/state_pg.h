@@ -31,10 +31,4 @@ struct state_pg_opts {
  */
 int state_pg_open(const struct state_pg_opts *o, struct state_backend **out);
 
-/*
- * The conninfo for messages: host, port, database and user of a URI or
- * key=value string, the password and any other secret parameter left out.
- */
-void state_pg_describe(const char *conninfo, char *out, size_t n);
-
 #endif

@@ -3,18 +3,8 @@
  * and migrations, load/save/journal/refresh, listener) and
  * state_pg_lease.c (the leader lease, its renewal thread, fencing).
  *
- * Schema (created by state_pg.c's migration 1, all in o->schema):
- *   migrations(version int primary key, applied_at timestamptz)
- *   header(id int primary key check (id = 1), version int, lineage text,
- *          serial bigint, source_url text, source_ref text, source_commit text,
- *          accounts text (JSON), webhook_ids text (JSON), updated_at timestamptz)
- *   certs(name text primary key, doc text (one record, state_cert_to_json),
- *         changed_serial bigint)         -- plus whatever refresh needs for removals
- *   lease(id int primary key check (id = 1), holder text, host text, pid int,
- *         operation text, epoch bigint not null, acquired_at timestamptz,
- *         renewed_at timestamptz, expires_at timestamptz)  -- one row, epoch 0, expired
- * The key store's table (state/keystore_pg.c) lives in the same schema and
- * is created by that file.
+ * Schema: see pgconn_migrate (state/pgconn.h): header, certs, removed,
+ * lease (version 1); keys, keycheck (version 2, used by keystore_pg.c).
  */
 #ifndef CS_STATE_STATE_PG_INT_H
 #define CS_STATE_STATE_PG_INT_H
@@ -24,6 +14,7 @@
 #include <stdint.h>
 
 #include "state.h"
+#include "pgconn.h"
 #include "state_pg.h"
 
 struct state_pg_lease; /* state_pg_lease.c */
@@ -32,7 +23,7 @@ struct state_pg {
 	struct state_backend base; /* first: the ops are handed a struct state_backend * */
 	char *conninfo;		   /* a secret */
 	char *schema;		   /* validated identifier */
-	char *where;		   /* state_pg_describe(conninfo) + schema, for messages */
+	char *where;		   /* pgconn_describe(conninfo) + " schema " + schema, for messages */
 	char *replica_id;
 	int64_t lease_ms;
 	pthread_mutex_t mu; /* serialises use of conn */
@@ -41,21 +32,8 @@ struct state_pg {
 	void *store; /* state_pg.c's bookkeeping (per-record digests, serial read, listener) */
 };
 
-/*
- * Opens a new connection to the server (application_name "certsync"),
- * search_path untouched: every statement names pg->schema explicitly.
- * CS_ETRANSIENT (message: pg->where and libpq's text) when it cannot connect.
- */
+/* A new connection to pg's server (pgconn_open with pg->where). */
 int state_pg_connect(struct state_pg *pg, PGconn **out);
-
-/*
- * Runs sql with params on conn; *res (may be NULL when not wanted) gets the
- * result, which the caller PQclear()s. A failed statement is CS_ETRANSIENT
- * when the connection is gone or the error is a serialization/deadlock/
- * admin-shutdown class, CS_ERROR otherwise, with pg->where and the SQLSTATE.
- */
-int state_pg_exec(struct state_pg *pg, PGconn *conn, PGresult **res, const char *sql, int n_params,
-		  const char *const *params);
 
 /* ---------- state_pg_lease.c ---------- */
 
@@ -77,7 +55,8 @@ uint64_t state_pg_lease_epoch(struct state_pg *pg);
 int state_pg_lease_holder(struct state_pg *pg, char *desc, size_t n);
 
 /*
- * Inside a write transaction on conn (state_pg.c's save/journal): locks the
+ * Inside a write transaction on conn (state_pg.c's save/journal; run its
+ * statements with pgconn_exec): locks the
  * lease row and checks it is still this process's (holder, epoch, not
  * expired by the database clock). CS_EFENCED ("this process is no longer
  * the leader: ... now held by ...") otherwise; the caller rolls back.

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pg_env"]  # the pg, pg_own and pg_server fixtures (a real PostgreSQL)
+
 BIN = os.environ.get("CERTSYNC_BIN") or str(Path(__file__).resolve().parents[2] / "build" / "certsync")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.test",

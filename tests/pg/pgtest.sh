@@ -41,7 +41,7 @@ CONF
 		echo "$port" >"$dir/port"
 		ctl start
 		PGPASSWORD=$pw "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres \
-			-c "CREATE ROLE certsync LOGIN PASSWORD '$pw'" -c "CREATE DATABASE certsync OWNER certsync" >/dev/null
+			-c "CREATE ROLE certsync LOGIN CREATEDB PASSWORD '$pw'" -c "CREATE DATABASE certsync OWNER certsync" >/dev/null
 	elif ! as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
 		ctl start
 	fi

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../util/buf.h"
@@ -88,4 +89,24 @@ void test_golden(const char *rel, const char *text, size_t len)
 	}
 	buf_free(&want);
 	free(path);
+}
+
+const char *test_pg_url(void)
+{
+	const char *u = getenv("CERTSYNC_TEST_PG_URL");
+
+	if (!u || !*u) {
+		fprintf(stderr,
+			"CERTSYNC_TEST_PG_URL is not set: run the unit tests with make unit (it starts PostgreSQL)\n");
+		abort();
+	}
+	return u;
+}
+
+char *test_pg_schema(void)
+{
+	static unsigned counter;
+	char *s = xasprintf("t_%ld_%u_%u", (long)getpid(), (unsigned)time(NULL) % 100000u, counter++);
+
+	return s;
 }

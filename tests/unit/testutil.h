@@ -15,6 +15,15 @@ char *test_write(const char *dir, const char *name, const char *text, int mode);
 const char *test_srcdir(void);
 
 /*
+ * The URL of the PostgreSQL server `make unit` started (CERTSYNC_TEST_PG_URL,
+ * tests/pg/pgtest.sh). A test that needs it fails when it is not set: run
+ * the unit tests through make. test_pg_schema gives a fresh schema name
+ * ("t_<random>") for one test; caller frees.
+ */
+const char *test_pg_url(void);
+char *test_pg_schema(void);
+
+/*
  * Compares text with the golden file at srcdir/rel. With
  * CERTSYNC_UPDATE_GOLDEN=1 the golden file is (re)written instead. Fails the
  * test with a unified diff on mismatch.
