@@ -18,7 +18,7 @@ enum {
 	CS_EAUTH = -5,	    /* credentials refused by a provider */
 	CS_ETRANSIENT = -6, /* try again later: timeout, 429, 5xx */
 	CS_ELOCKED = -7,    /* another process holds the state lock */
-	CS_EFENCED = -8,    /* this process lost the shared state's lease: a deposed leader may not write or call providers */
+	CS_EFENCED = -8,    /* lost the shared state's lease: a deposed leader neither writes nor calls providers */
 };
 
 /* Sets this thread's last error message and returns code (for `return cs_error(...)`). */
