@@ -87,12 +87,12 @@ run: deps
 # The unit tests of the postgres backend and key store talk to a real server: tests/pg/pgtest.sh starts
 # one in a temporary directory (CERTSYNC_TEST_PG_URL) and it is stopped however the tests end.
 FREE_PORT = $(shell $(PYTHON) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-unit: $(UNIT_BIN)
-	@set -e; pgdir=$$(mktemp -d /tmp/certsync-unit-pg.XXXXXX); \
+WITH_PG = pgdir=$$(mktemp -d /tmp/certsync-unit-pg.XXXXXX); \
 	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; \
-	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); \
-	for t in $(UNIT_BIN); do echo "== $$t"; \
-		CERTSYNC_TEST_PG_URL=$$url CERTSYNC_TEST_PG_DIR=$$pgdir LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
+	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); export CERTSYNC_TEST_PG_URL=$$url CERTSYNC_TEST_PG_DIR=$$pgdir
+unit: $(UNIT_BIN)
+	@set -e; $(WITH_PG); \
+	for t in $(UNIT_BIN); do echo "== $$t"; LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
 # The simulators' own self-tests (both are named test_sim.py: importlib mode keeps them apart).
 fakes:
@@ -185,7 +185,8 @@ bench: deps
 	@$(PYTHON) bench/bench.py build/bench/certsync
 
 valgrind: $(BUILD)/certsync $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do valgrind -q --error-exitcode=9 --leak-check=full $$t >/dev/null; done; echo "valgrind: clean"
+	@set -e; $(WITH_PG); \
+	for t in $(UNIT_BIN); do valgrind -q --error-exitcode=9 --leak-check=full $$t >/dev/null; done; echo "valgrind: clean"
 
 BANNED := '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|tmpnam)\s*\('
 lint:
