@@ -292,6 +292,179 @@ static void test_config_checks_server_listen_and_public_url(void **state)
 	free(diag);
 }
 
+/* ---------- the state section: file and postgres backends ---------- */
+
+static const char *pg_tail = "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n";
+
+static struct config *parse_state(const char *state_yaml, char **diag)
+{
+	char *text = xasprintf("source: {repo: repo}\n%s%s", state_yaml, pg_tail);
+	struct config *c = parse(text, diag);
+
+	free(text);
+	return c;
+}
+
+static void test_config_state_defaults_to_the_file_backend(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state: {path: s/state.json}\n", &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_int_equal(c->state.backend, STATE_BACKEND_FILE);
+	assert_string_equal(c->state.schema, "certsync");
+	assert_int_equal(c->state.lease_ms, 15000);
+	assert_null(c->state.replica_id);
+	assert_int_equal(c->state.url.kind, CRED_NONE);
+	assert_int_equal(c->state.encryption_key.kind, CRED_NONE);
+	assert_string_equal(c->key_dir, "/etc/certsync/s/keys");
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_postgres(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state:\n"
+				       "  backend: postgres\n"
+				       "  url: {env: CERTSYNC_DATABASE_URL}\n"
+				       "  schema: certsync_prod\n"
+				       "  encryptionKey: {env: CERTSYNC_STATE_KEY}\n"
+				       "  previousEncryptionKey: {file: secrets/old-key}\n"
+				       "  leaseDuration: 30s\n"
+				       "  replicaId: web-1\n",
+				       &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_non_null(c);
+	assert_int_equal(c->state.backend, STATE_BACKEND_POSTGRES);
+	assert_int_equal(c->state.url.kind, CRED_ENV);
+	assert_string_equal(c->state.url.ref, "CERTSYNC_DATABASE_URL");
+	assert_string_equal(c->state.url.where, "/etc/certsync/certsync.yaml:4:8");
+	assert_string_equal(c->state.schema, "certsync_prod");
+	assert_int_equal(c->state.encryption_key.kind, CRED_ENV);
+	assert_int_equal(c->state.previous_encryption_key.kind, CRED_FILE);
+	assert_string_equal(c->state.previous_encryption_key.ref, "/etc/certsync/secrets/old-key");
+	assert_int_equal(c->state.lease_ms, 30000);
+	assert_string_equal(c->state.replica_id, "web-1");
+	/* no state.path: no file-side paths, and a local repository needs no cache */
+	assert_null(c->state_path);
+	assert_null(c->key_dir);
+	assert_null(c->source.cache_dir);
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_postgres_with_path_for_migrate(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state:\n"
+				       "  backend: postgres\n"
+				       "  path: /var/lib/certsync/state.json\n"
+				       "  url: {env: U}\n"
+				       "  encryptionKey: {env: K}\n",
+				       &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_string_equal(c->state_path, "/var/lib/certsync/state.json");
+	assert_string_equal(c->key_dir, "/var/lib/certsync/keys");
+	assert_string_equal(c->state.schema, "certsync");
+	config_free(c);
+	/* The file backend may name the database too: the other side of state migrate. */
+	c = parse_state("state: {path: s.json, url: {env: U}, encryptionKey: {file: k}}\n", &diag);
+	assert_non_null(c);
+	assert_int_equal(c->state.backend, STATE_BACKEND_FILE);
+	assert_int_equal(c->state.encryption_key.kind, CRED_FILE);
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_postgres_errors_are_located(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state:\n"
+				       "  backend: postgres\n"
+				       "  schema: Prod-1\n"
+				       "  leaseDuration: 2s\n",
+				       &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_string_equal(
+		diag, "/etc/certsync/certsync.yaml:3:3: state: backend postgres needs \"url\" (the database's libpq "
+		      "URL, e.g. {env: CERTSYNC_DATABASE_URL})\n"
+		      "/etc/certsync/certsync.yaml:3:3: state: backend postgres needs \"encryptionKey\" (base64 of 32 "
+		      "random bytes, e.g. {env: CERTSYNC_STATE_KEY}; make one with: openssl rand -base64 32)\n"
+		      "/etc/certsync/certsync.yaml:4:11: state.schema: \"Prod-1\" is not a plain identifier (lowercase "
+		      "letters, digits and _, not starting with a digit or pg_, at most 63 characters)\n"
+		      "/etc/certsync/certsync.yaml:5:18: state.leaseDuration: must be from 3s to 10m, got 2s\n");
+	free(diag);
+	c = parse_state("state:\n"
+			"  backend: sqlite\n"
+			"  url: postgresql://certsync:hunter2-pw@db/certsync\n"
+			"  encryptionKey: c2VjcmV0\n"
+			"  leaseDuration: 11m\n"
+			"  replicaId: \"\"\n",
+			&diag);
+	assert_null(c);
+	assert_string_equal(
+		diag, "/etc/certsync/certsync.yaml:3:3: state: missing required field \"path\"\n"
+		      "/etc/certsync/certsync.yaml:3:12: state.backend: unknown backend \"sqlite\" (file or postgres)\n"
+		      "/etc/certsync/certsync.yaml:4:8: state.url: a secret cannot be written in the config; use {env: "
+		      "NAME} or {file: PATH}\n"
+		      "/etc/certsync/certsync.yaml:5:18: state.encryptionKey: a secret cannot be written in the "
+		      "config; use {env: NAME} or {file: PATH}\n"
+		      "/etc/certsync/certsync.yaml:6:18: state.leaseDuration: must be from 3s to 10m, got 11m\n"
+		      "/etc/certsync/certsync.yaml:7:14: state.replicaId: must be 1 to 128 characters on one line, no "
+		      "tabs\n");
+	assert_null(strstr(diag, "hunter2"));
+	free(diag);
+}
+
+static void test_config_state_postgres_remote_repo_needs_a_cache_dir(void **state)
+{
+	char *diag;
+	struct config *c = parse("source: {repo: https://git.example.com/certs.git}\n"
+				 "state: {backend: postgres, url: {env: U}, encryptionKey: {env: K}}\n"
+				 "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n",
+				 &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_string_equal(diag, "/etc/certsync/certsync.yaml:1:9: source: a remote repository needs \"cacheDir\" "
+				  "when state.path is not set (the postgres backend has no state directory to keep "
+				  "the clone beside)\n");
+	free(diag);
+	c = parse("source: {repo: https://git.example.com/certs.git, cacheDir: /var/cache/certsync}\n"
+		  "state: {backend: postgres, url: {env: U}, encryptionKey: {env: K}}\n"
+		  "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n",
+		  &diag);
+	assert_string_equal(diag, "");
+	assert_string_equal(c->source.cache_dir, "/var/cache/certsync");
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_override_selects_the_file_backend(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state: {backend: postgres, url: {env: U}, encryptionKey: {env: K}}\n", &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	config_override(c, NULL, NULL, NULL, "/tmp/st/state.json", NULL);
+	assert_int_equal(c->state.backend, STATE_BACKEND_FILE);
+	assert_string_equal(c->state_path, "/tmp/st/state.json");
+	assert_string_equal(c->key_dir, "/tmp/st/keys");
+	assert_string_equal(c->source.cache_dir, "/tmp/st/cache");
+	assert_int_equal(c->state.url.kind, CRED_ENV); /* still there for state migrate */
+	config_free(c);
+	free(diag);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +479,12 @@ int main(void)
 		cmocka_unit_test(test_config_duplicate_issuer_and_bad_hook),
 		cmocka_unit_test(test_config_checks_server_listen_and_public_url),
 		cmocka_unit_test(test_config_refuses_non_string_issuer_keys),
+		cmocka_unit_test(test_config_state_defaults_to_the_file_backend),
+		cmocka_unit_test(test_config_state_postgres),
+		cmocka_unit_test(test_config_state_postgres_with_path_for_migrate),
+		cmocka_unit_test(test_config_state_postgres_errors_are_located),
+		cmocka_unit_test(test_config_state_postgres_remote_repo_needs_a_cache_dir),
+		cmocka_unit_test(test_config_state_override_selects_the_file_backend),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
