@@ -46,6 +46,13 @@ static int migrate_open(const struct config *cfg, struct migrate_side *s)
 {
 	int rc;
 
+	if (s->kind == STATE_BACKEND_POSTGRES &&
+	    (cfg->state.url.kind == CRED_NONE || cfg->state.encryption_key.kind == CRED_NONE))
+		return cmd_fail(
+			"state migrate: the postgres side needs state.url and state.encryptionKey in the config "
+			"(see docs/state.md)");
+	if (s->kind == STATE_BACKEND_FILE && !cfg->state_path)
+		return cmd_fail("state migrate: the file side needs state.path in the config, or --state FILE");
 	backends_describe_as(cfg, s->kind, s->desc, sizeof(s->desc));
 	s->exists = s->kind == STATE_BACKEND_FILE && cfg->state_path && fsutil_exists(cfg->state_path);
 	if ((rc = backends_open_keystore_as(cfg, s->kind, &s->ks)) ||
