@@ -7,11 +7,16 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../../reconciler/backends.h"
 #include "../../reconciler/config.h"
 #include "../../reconciler/provider.h"
+#include "../../state/keystore.h"
+#include "../../state/state.h"
 #include "../../util/buf.h"
 #include "../../util/err.h"
+#include "../../util/redact.h"
 #include "../../util/util.h"
 #include "testutil.h"
 
@@ -465,6 +470,140 @@ static void test_config_state_override_selects_the_file_backend(void **state)
 	free(diag);
 }
 
+/* ---------- the backends factory (reconciler/backends.c) ---------- */
+
+static struct config *pg_config(const char *schema)
+{
+	char *diag, *text = xasprintf("state:\n"
+				      "  backend: postgres\n"
+				      "  url: {env: CERTSYNC_TEST_DB_URL}\n"
+				      "  schema: %s\n"
+				      "  encryptionKey: {env: CERTSYNC_TEST_STATE_KEY}\n",
+				      schema);
+	struct config *c = parse_state(text, &diag);
+
+	assert_string_equal(diag, "");
+	free(diag);
+	free(text);
+	return c;
+}
+
+static void test_backends_file_is_the_state_file_and_key_dir(void **state)
+{
+	char *dir = test_mkdtemp(), *diag, *yaml = xasprintf("state: {path: %s/state.json}\n", dir);
+	struct config *c = parse_state(yaml, &diag);
+	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
+	struct keystore_item it;
+	struct state *st = NULL;
+	char desc[256], *want = xasprintf("file %s/state.json", dir);
+
+	(void)state;
+	backends_describe(c, desc, sizeof(desc));
+	assert_string_equal(desc, want);
+	assert_int_equal(backends_open_state(c, &be), 0);
+	assert_int_equal(state_lock(be, "test"), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	state_cert_put(st, "web");
+	assert_int_equal(state_save(be, st), 0);
+	assert_int_equal(backends_open_keystore(c, &ks), 0);
+	keystore_item_init(&it);
+	assert_int_equal(keystore_get(ks, "web", "ab", &it), CS_ENOTFOUND);
+	keystore_item_wipe(&it);
+	keystore_close(ks);
+	state_unlock(be);
+	state_backend_free(be);
+	state_free(st);
+	free(want);
+	want = xasprintf("%s/state.json", dir);
+	assert_true(access(want, F_OK) == 0);
+	/* The file side of a postgres config without state.path: a message naming the field. */
+	config_free(c);
+	setenv("CERTSYNC_TEST_DB_URL", "postgresql://u@127.0.0.1:1/db", 1);
+	c = pg_config("certsync");
+	assert_int_equal(backends_open_state_as(c, STATE_BACKEND_FILE, &be), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "state.path is not set"));
+	assert_null(be);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	config_free(c);
+	free(want);
+	free(yaml);
+	free(diag);
+	test_rmdir(dir);
+}
+
+static void test_backends_postgres_describe_and_secrets(void **state)
+{
+	struct config *c = pg_config("certsync_x");
+	const char *url = "postgresql://certsync:Pa%40ss-w0rd-xyz@db.internal:6543/certs?sslmode=disable";
+	const char *key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
+	char desc[256], *red;
+	struct keystore *ks = NULL;
+
+	(void)state;
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	backends_describe(c, desc, sizeof(desc));
+	assert_string_equal(desc, "postgres (state.url unreadable) schema certsync_x");
+	setenv("CERTSYNC_TEST_DB_URL", url, 1);
+	backends_describe(c, desc, sizeof(desc));
+	assert_string_equal(desc, "postgres host=db.internal port=6543 dbname=certs user=certsync schema certsync_x");
+	/* The password (decoded and as written) is now redacted wherever it would appear. */
+	red = redact_dup("dial postgresql://certsync:Pa%40ss-w0rd-xyz@db.internal: password Pa@ss-w0rd-xyz refused");
+	assert_null(strstr(red, "w0rd"));
+	free(red);
+	/* A missing, then a malformed key: CS_EAUTH naming state.encryptionKey, before any connection. */
+	unsetenv("CERTSYNC_TEST_STATE_KEY");
+	assert_int_equal(backends_open_keystore(c, &ks), CS_EAUTH);
+	assert_non_null(strstr(cs_errmsg(), "state.encryptionKey: environment variable CERTSYNC_TEST_STATE_KEY"));
+	setenv("CERTSYNC_TEST_STATE_KEY", "c2hvcnQ=", 1);
+	assert_int_equal(backends_open_keystore(c, &ks), CS_EAUTH);
+	assert_non_null(strstr(cs_errmsg(), "state.encryptionKey"));
+	assert_non_null(strstr(cs_errmsg(), "certsync.yaml:6:18"));
+	assert_null(strstr(cs_errmsg(), "c2hvcnQ="));
+	assert_null(ks);
+	/* A well-formed key is registered as a secret once read. */
+	setenv("CERTSYNC_TEST_STATE_KEY", key, 1);
+	setenv("CERTSYNC_TEST_DB_URL", "postgresql://certsync:Pa%40ss-w0rd-xyz@127.0.0.1:1/certs?connect_timeout=2", 1);
+	assert_int_equal(backends_open_keystore(c, &ks), CS_ETRANSIENT); /* nothing listens on port 1 */
+	assert_null(strstr(cs_errmsg(), "w0rd"));
+	red = redact_dup(key);
+	assert_string_equal(red, "[REDACTED]");
+	free(red);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	unsetenv("CERTSYNC_TEST_STATE_KEY");
+	config_free(c);
+}
+
+/* Against the server `make unit` started: the factory opens both, and a second key is refused. */
+static void test_backends_postgres_open_and_wrong_key(void **state)
+{
+	char *schema = test_pg_schema();
+	struct config *c = pg_config(schema);
+	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
+	struct state *st = NULL;
+
+	(void)state;
+	setenv("CERTSYNC_TEST_DB_URL", test_pg_url(), 1);
+	setenv("CERTSYNC_TEST_STATE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 1);
+	assert_int_equal(backends_open_state(c, &be), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(st->serial, 0);
+	assert_int_equal(backends_open_keystore(c, &ks), 0);
+	keystore_close(ks);
+	ks = NULL;
+	setenv("CERTSYNC_TEST_STATE_KEY", "HxAREhMUFRYXGBkaGxwdHh8AAQIDBAUGBwgJCgsMDQ4=", 1);
+	assert_int_equal(backends_open_keystore(c, &ks), CS_EAUTH);
+	assert_non_null(strstr(cs_errmsg(), "state.encryptionKey"));
+	assert_null(ks);
+	state_free(st);
+	state_backend_free(be);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	unsetenv("CERTSYNC_TEST_STATE_KEY");
+	config_free(c);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +624,9 @@ int main(void)
 		cmocka_unit_test(test_config_state_postgres_errors_are_located),
 		cmocka_unit_test(test_config_state_postgres_remote_repo_needs_a_cache_dir),
 		cmocka_unit_test(test_config_state_override_selects_the_file_backend),
+		cmocka_unit_test(test_backends_file_is_the_state_file_and_key_dir),
+		cmocka_unit_test(test_backends_postgres_describe_and_secrets),
+		cmocka_unit_test(test_backends_postgres_open_and_wrong_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
