@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -299,13 +300,48 @@ out:
 	return rc;
 }
 
+/* 1 if name is "pending-….tmp.<pid>.<n>" (fsutil_write_atomic's) of a process that no longer runs. */
+static int kf_stale_tmp(const char *name)
+{
+	const char *t = strstr(name, ".tmp."), *p;
+	char *end;
+	long pid;
+
+	if (strncmp(name, KEYSTORE_PENDING_PREFIX, strlen(KEYSTORE_PENDING_PREFIX)) || !t)
+		return 0;
+	for (p = t; (p = strstr(p + 1, ".tmp."));)
+		t = p;
+	errno = 0;
+	pid = strtol(t + 5, &end, 10);
+	if (errno || pid <= 0 || *end != '.' || pid == (long)getpid())
+		return 0;
+	return kill((pid_t)pid, 0) && errno == ESRCH;
+}
+
+/* Removes the temporary pending files a killed run left in a certificate's directory. */
+static void kf_sweep_stale(const char *d)
+{
+	DIR *dir = opendir(d);
+	struct dirent *e;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir)))
+		if (kf_stale_tmp(e->d_name))
+			unlinkat(dirfd(dir), e->d_name, 0);
+	closedir(dir);
+}
+
 static int kf_put_pending(void *h, const char *cert, const char *slot, const struct buf *data)
 {
 	struct keystore_files *f = h;
-	char *p = kf_pending_path(f, cert, slot);
-	int rc = kf_write(f, cert, p, data->data ? data->data : "", data->len);
+	char *p = kf_pending_path(f, cert, slot), *d = kf_cert_dir(f, cert);
+	int rc;
 
+	kf_sweep_stale(d);
+	rc = kf_write(f, cert, p, data->data ? data->data : "", data->len);
 	free(p);
+	free(d);
 	return rc;
 }
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../state/keystore.h"
 #include "../../util/buf.h"
@@ -233,10 +235,28 @@ static void test_keystore_pending_slots_live_beside_the_entries(void **state)
 	item(&in, "K", "C", "A");
 	assert_int_equal(keystore_put(ks, "shop", "01", &in), 0);
 	assert_int_equal(keystore_put(ks, "shop", "02", &in), 0);
-	p = test_write(keys, "store/shop/pending-key.tmp.1.0", "half", 0600);
+	p = test_write(keys, "store/shop/pending-key.tmp.1.0", "half", 0600); /* pid 1: alive, never swept */
 	free(p);
 	assert_int_equal(keystore_count(ks, &n), 0);
 	assert_int_equal(n, 4);
+	/* a dead writer's temporary file goes with the next pending write; a live one's stays */
+	{
+		pid_t dead = fork();
+		char name[64];
+
+		assert_true(dead >= 0);
+		if (dead == 0)
+			_exit(0);
+		assert_int_equal(waitpid(dead, NULL, 0), dead);
+		snprintf(name, sizeof(name), "store/shop/pending-csr.tmp.%ld.3", (long)dead);
+		p = test_write(keys, name, "half", 0600);
+		assert_int_equal(keystore_put_pending(ks, "shop", "csr", &data), 0);
+		assert_false(fsutil_exists(p));
+		free(p);
+		p = fsutil_join(keys, "store/shop/pending-key.tmp.1.0");
+		assert_true(fsutil_exists(p));
+		free(p);
+	}
 	/* pruning to a serial keeps the pending slots (an order under way) */
 	assert_int_equal(keystore_prune(ks, "shop", "02"), 0);
 	assert_int_equal(keystore_get(ks, "shop", "01", &out), CS_ENOTFOUND);
