@@ -15,7 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../manifests/manifest.h"
+#include "../../reconciler/config.h"
+#include "../../reconciler/engine.h"
+#include "../../reconciler/plan/plan.h"
+#include "../../reconciler/reconcile.h"
 #include "../../state/keystore.h"
+#include "../../state/state.h"
 #include "../../state/pgconn.h"
 #include "../../util/aead.h"
 #include "../../util/buf.h"
@@ -620,6 +626,99 @@ static void test_open_needs_a_key_and_a_valid_schema(void **unused)
 	assert_null(ks);
 }
 
+/* Applies certificate "www" (the built-in CA) with the engine, keys in ks (NULL: the engine's default). */
+static void engine_run(const char *dir, struct keystore *ks, char serial[131])
+{
+	char *yaml = xasprintf("source: {repo: r}\nstate: {path: %s/state/state.json}\noutput: {root: %s/out}\n"
+			       "issuers:\n  internal: {type: ca, selfSigned: true}\n",
+			       dir, dir);
+	char *man = xstrdup("apiVersion: certsync/v1\nkind: Certificate\nmetadata: {name: www}\n"
+			    "spec:\n  issuer: internal\n  dnsNames: [www.example.test]\n");
+	struct diags d = DIAGS_INIT;
+	struct config *cfg = NULL;
+	struct cert_spec **specs = NULL;
+	size_t n_specs = 0;
+	struct desired des;
+	struct reconcile_opts ro;
+	struct state_backend *be = NULL;
+	struct state *st = NULL;
+	struct plan *p = NULL;
+	struct engine_opts eo;
+	struct engine_result res;
+	const struct state_cert *rec;
+
+	config_parse("/etc/certsync/c.yaml", yaml, strlen(yaml), &cfg, &d);
+	manifest_parse_file("www.yaml", man, strlen(man), &specs, &n_specs, &d);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(n_specs, 1);
+	memset(&des, 0, sizeof(des));
+	memset(des.commit, '0', 40);
+	des.specs = specs;
+	des.n_specs = n_specs;
+	memset(&ro, 0, sizeof(ro));
+	ro.now = util_now();
+	assert_int_equal(state_file_open(cfg->state_path, &be), 0);
+	assert_int_equal(state_lock(be, "apply"), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(reconcile_plan(cfg, "r", "main", &des, st, 0, &ro, &p), 0);
+	memset(&eo, 0, sizeof(eo));
+	eo.parallelism = 1;
+	eo.keys = ks;
+	assert_int_equal(engine_apply(cfg, be, st, p, specs, n_specs, &eo, &res), 0);
+	assert_int_equal(res.done, 1);
+	rec = state_cert_get(st, "www");
+	assert_non_null(rec);
+	assert_non_null(rec->serial);
+	snprintf(serial, 131, "%s", rec->serial);
+	plan_free(p);
+	state_free(st);
+	state_unlock(be);
+	state_backend_free(be);
+	cert_spec_free(specs[0]);
+	free(specs);
+	config_free(cfg);
+	diags_free(&d);
+	free(man);
+	free(yaml);
+}
+
+static void test_the_engine_keeps_keys_in_the_store_it_is_given(void **unused)
+{
+	char *dir = test_mkdtemp(), *schema = test_pg_schema(), *keydir, *other = test_mkdtemp(), serial[131];
+	struct keystore *ks = must_open(schema, K1, NULL), *files;
+	struct keystore_item it;
+	struct buf installed = BUF_INIT;
+	char *p;
+
+	(void)unused;
+	engine_run(dir, ks, serial);
+	/* the key is in the postgres store, and is the installed one; nothing went to the key directory */
+	assert_int_equal(keystore_get(ks, "www", serial, &it), 0);
+	p = fsutil_join(dir, "out/www/tls.key");
+	assert_int_equal(fsutil_read_file(p, 65536, &installed), 0);
+	free(p);
+	assert_int_equal(installed.len, it.key.len);
+	assert_memory_equal(installed.data, it.key.data, it.key.len);
+	keystore_item_wipe(&it);
+	buf_wipe(&installed);
+	keydir = fsutil_join(dir, "state/keys/store");
+	assert_false(fsutil_exists(keydir));
+	free(keydir);
+	/* without one, the file store under state.keyDir as before */
+	engine_run(other, NULL, serial);
+	keydir = fsutil_join(other, "state/keys");
+	files = keystore_open_dir(keydir);
+	assert_int_equal(keystore_get(files, "www", serial, &it), 0);
+	keystore_item_wipe(&it);
+	assert_int_equal(keystore_get(ks, "www", serial, &it), CS_ENOTFOUND);
+	keystore_close(files);
+	free(keydir);
+	keystore_close(ks);
+	free(schema);
+	test_rmdir(dir);
+	test_rmdir(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -632,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_workers_share_one_handle),
 		cmocka_unit_test(test_a_dropped_connection_is_reopened),
 		cmocka_unit_test(test_open_needs_a_key_and_a_valid_schema),
+		cmocka_unit_test(test_the_engine_keeps_keys_in_the_store_it_is_given),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
