@@ -378,6 +378,7 @@ static void test_config_state_postgres_with_path_for_migrate(void **state)
 	assert_string_equal(c->key_dir, "/var/lib/certsync/keys");
 	assert_string_equal(c->state.schema, "certsync");
 	config_free(c);
+	free(diag);
 	/* The file backend may name the database too: the other side of state migrate. */
 	c = parse_state("state: {path: s.json, url: {env: U}, encryptionKey: {file: k}}\n", &diag);
 	assert_non_null(c);
