@@ -692,6 +692,66 @@ static void test_a_lost_connection_is_reopened_and_the_listener_says_so(void **u
 	free(schema);
 }
 
+/* tests/pg/pgtest.sh on the server make unit started (CERTSYNC_TEST_PG_DIR). */
+static void pgtest(const char *cmd, const char *dir, const char *port)
+{
+	char *line = xasprintf("sh %s/tests/pg/pgtest.sh %s %s %s >/dev/null", test_srcdir(), cmd, dir, port);
+
+	assert_int_equal(system(line), 0);
+	free(line);
+}
+
+static void test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnected(void **unused)
+{
+	const char *dir = getenv("CERTSYNC_TEST_PG_DIR");
+	char *schema = test_pg_schema(), *portfile, *port, *where;
+	struct state_backend *be, *other;
+	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct state *st = full_state(2), *got = NULL;
+	struct buf text = BUF_INIT;
+	struct state_cert *c;
+
+	(void)unused;
+	if (!dir || !*dir)
+		fail_msg("CERTSYNC_TEST_PG_DIR is not set: run the unit tests with make unit");
+	portfile = xasprintf("%s/port", dir);
+	assert_int_equal(fsutil_read_file(portfile, 64, &text), 0);
+	port = xstrndup(text.data, strcspn(text.data, "\n"));
+	where = xasprintf("host=127.0.0.1 port=%s", port);
+	be = open_pg(schema, "a");
+	other = open_pg(schema, "b");
+	state_on_change(be, counter_bump, &cnt);
+	assert_int_equal(state_lock(be, "apply"), 0);
+	assert_int_equal(state_save(be, st), 0);
+
+	pgtest("stop", dir, "");
+	c = state_cert_get(st, "c01.example");
+	c->attempts = 8;
+	assert_int_equal(state_journal(be, st, c->name, c), CS_ETRANSIENT);
+	assert_non_null(strstr(cs_errmsg(), where));
+	assert_non_null(strstr(cs_errmsg(), schema));
+	assert_int_equal(st->serial, 1);
+	assert_int_equal(state_load(other, &got), CS_ETRANSIENT);
+	assert_null(got);
+
+	pgtest("start", dir, port);
+	/* the listener comes back by itself and wakes the daemon: changes may have been missed */
+	assert_true(counter_wait(&cnt, 1) >= 1);
+	assert_int_equal(state_journal(be, st, c->name, c), 0);
+	assert_int_equal(st->serial, 2);
+	assert_int_equal(state_load(other, &got), 0);
+	assert_same_state(got, st);
+	state_free(got);
+	buf_free(&text);
+	free(portfile);
+	free(port);
+	free(where);
+	state_free(st);
+	state_backend_free(be);
+	state_backend_free(other);
+	free(schema);
+}
+
 static void test_open_refuses_a_bad_schema_and_names_an_absent_server(void **unused)
 {
 	struct state_pg_opts o = {test_pg_url(), "Bad-Name", 15000, NULL};
@@ -724,6 +784,7 @@ int main(void)
 		cmocka_unit_test(test_a_damaged_row_is_refused_with_its_place),
 		cmocka_unit_test(test_a_read_is_not_blocked_by_an_open_write),
 		cmocka_unit_test(test_a_lost_connection_is_reopened_and_the_listener_says_so),
+		cmocka_unit_test(test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnected),
 		cmocka_unit_test(test_open_refuses_a_bad_schema_and_names_an_absent_server),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
