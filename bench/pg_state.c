@@ -95,18 +95,18 @@ static void die(const char *what)
 
 int main(int argc, char **argv)
 {
-	int n = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 10000;
+	long n = argc > 2 ? strtol(argv[2], NULL, 10) : 10000;
 	char dir[] = "/tmp/pg-state-bench.XXXXXX", path[64], schema[48], name[32];
 	struct state_pg_opts o = {argc > 1 ? argv[1] : NULL, schema, 120000, "bench"};
 	struct state_backend *file = NULL, *pg = NULL;
 	struct state *st = state_new(), *got = NULL;
 	double fl[5], pl[5], jr[100], jc[100], sv[100];
 
-	if (!o.conninfo || !mkdtemp(dir))
+	if (!o.conninfo || n < 1 || n > 1000000 || !mkdtemp(dir))
 		return fprintf(stderr, "usage: pg_state_bench URL [records]\n"), 2;
 	snprintf(path, sizeof(path), "%s/state.json", dir);
 	snprintf(schema, sizeof(schema), "bench_%ld", (long)getpid());
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < (int)n; i++) {
 		snprintf(name, sizeof(name), "cert-%05d.example", i);
 		fill(state_cert_put(st, name), i);
 	}
@@ -130,8 +130,9 @@ int main(int argc, char **argv)
 	}
 	if (state_load(pg, &got))
 		die("postgres load");
+	snprintf(name, sizeof(name), "cert-%05d.example", (int)n / 2);
 	for (int i = 0; i < 100; i++) {
-		struct state_cert *c = state_cert_get(got, "cert-05000.example");
+		struct state_cert *c = state_cert_get(got, name);
 		double t, u;
 
 		c->attempts = i + 1;
@@ -147,7 +148,7 @@ int main(int argc, char **argv)
 			die("save");
 		sv[i] = now_ms() - t;
 	}
-	printf("records %d\n", n);
+	printf("records %ld\n", n);
 	printf("load, file backend:      median %.1f ms (of 5)\n", median(fl, 5));
 	printf("load, postgres backend:  median %.1f ms (of 5) = %.2f x file\n", median(pl, 5),
 	       median(pl, 5) / median(fl, 5));
