@@ -614,7 +614,7 @@ uint64_t state_pg_lease_epoch(struct state_pg *pg)
 int state_pg_fence(struct state_pg *pg, PGconn *conn)
 {
 	struct state_pg_lease *l = pg->lease;
-	char ep[24], ms[24], desc[512];
+	char ep[24], ms[24], desc[512], lapsed[64] = "";
 	const char *params[3] = {l->token, ep, ms};
 	PGresult *r = NULL;
 	int held, deposed, fresh, rc;
@@ -627,17 +627,19 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 	pthread_mutex_unlock(&l->mu);
 	if (!held)
 		return cs_error(CS_EFENCED, "this process does not hold the lease of %s: it may not write", pg->where);
-	if (deposed || !fresh)
-		return cs_error(CS_EFENCED, "this process is no longer the leader of %s (epoch %s): %s", pg->where, ep,
-				deposed ? "its lease was lost" : "its lease was not renewed in time");
-	lease_u64((uint64_t)pg->lease_ms, ms);
-	if ((rc = pgconn_exec(conn, pg->where, &r, l->sql_fence, 3, params)))
-		return rc;
-	rc = PQntuples(r) == 1 ? 0 : 1;
-	PQclear(r);
-	if (!rc)
-		return 0;
-	lease_depose(l);
+	if (!deposed && fresh) {
+		lease_u64((uint64_t)pg->lease_ms, ms);
+		if ((rc = pgconn_exec(conn, pg->where, &r, l->sql_fence, 3, params)))
+			return rc;
+		rc = PQntuples(r);
+		PQclear(r);
+		if (rc == 1)
+			return 0;
+		lease_depose(l);
+	} else if (!deposed) {
+		snprintf(lapsed, sizeof(lapsed), "its lease was not renewed within %" PRId64 " ms", pg->lease_ms);
+	}
+	/* Who has it now, for the message (best effort: the caller rolls back anyway). */
 	desc[0] = '\0';
 	if (!pgconn_exec(conn, pg->where, &r, l->sql_describe, 0, NULL)) {
 		if (PQntuples(r) == 1)
@@ -645,7 +647,10 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 		PQclear(r);
 	}
 	return cs_error(CS_EFENCED, "this process is no longer the leader of %s (epoch %s): %s%s", pg->where, ep,
-			*desc ? "now held by " : "its lease has expired", desc);
+			*desc	  ? "now held by "
+			: *lapsed ? lapsed
+				  : "its lease has expired",
+			desc);
 }
 
 /* ---------- new, free ---------- */
