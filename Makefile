@@ -180,9 +180,18 @@ fuzz-smoke: fuzz-regress
 fuzz: fuzz-regress
 	$(call fuzz_each,$(FUZZ_SECONDS),corpus)
 
+# The benchmark's PostgreSQL is a throwaway server of its own (tests/pg/pgtest.sh, a temporary directory, a free
+# loopback port), stopped and removed however the bench ends; bench.py gets its URL and a random key store key.
+$(BUILD)/pg_state_bench: bench/pg_state.c $(BUILD)/libcertsync.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libcertsync.a $(LDLIBS_ALL)
+
 bench: deps
-	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all
-	@$(PYTHON) bench/bench.py build/bench/certsync
+	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all build/bench/pg_state_bench
+	@set -e; pgdir=$$(mktemp -d /tmp/certsync-bench-pg.XXXXXX); \
+	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; trap 'exit 130' INT TERM HUP; \
+	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); \
+	CERTSYNC_BENCH_PG_URL=$$url CERTSYNC_BENCH_STATE_KEY=$$(openssl rand -base64 32) \
+		$(PYTHON) bench/bench.py build/bench/certsync build/bench/pg_state_bench
 
 valgrind: $(BUILD)/certsync $(UNIT_BIN)
 	@set -e; $(WITH_PG); \

@@ -12,7 +12,15 @@ Prints one table:
 - provider requests per issued certificate;
 - apply against a rate-limited DNSimple simulator: share of the allowed rate
   used, 429s;
-- the webhook endpoint's throughput on loopback (wrk, when installed).
+- the webhook endpoint's throughput on loopback (wrk, when installed);
+- the PostgreSQL state backend (when make bench passes a server's URL in
+  CERTSYNC_BENCH_PG_URL and a key store key in CERTSYNC_BENCH_STATE_KEY):
+  the no-op plan of 10,000 certificates (1 per file) on postgres next to the
+  file backend's in the same run (the file state moved over with
+  `certsync state migrate --to postgres`), and bench/pg_state.c's load,
+  journal() and one-record save() of a 10,000-record state;
+- replicas on one PostgreSQL state: failover and propagation times
+  (bench/replicas.py, when present).
 
 Each engine figure is the median of BENCH_RUNS runs (default 5); provider
 figures are one run each (they take minutes). The machine and the commit are
@@ -35,19 +43,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import providers  # noqa: E402
 
+try:
+    import replicas  # noqa: E402  (bench/replicas.py: failover and propagation, issue 12)
+except ImportError:
+    replicas = None
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 LATENCY = 0.05
 PARALLELISM = int(os.environ.get("BENCH_PARALLELISM", "8"))
+PG_URL = os.environ.get("CERTSYNC_BENCH_PG_URL")
+PG_ENV = dict(os.environ, CERTSYNC_DATABASE_URL=PG_URL or "", CERTSYNC_STATE_KEY=os.environ.get(
+    "CERTSYNC_BENCH_STATE_KEY", ""))
 GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
                GIT_COMMITTER_EMAIL="b@b")
 
 
-def measure(cmd, cwd):
+def measure(cmd, cwd, env=None):
     walls, rss = [], []
     for _ in range(RUNS):
         out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], cwd=cwd, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env=env)
         if out.returncode not in (0, 2):
             sys.exit(f"bench: {' '.join(cmd)} failed: {out.stderr[-500:]}")
         w, m = out.stderr.strip().splitlines()[-1].split()
@@ -74,6 +90,8 @@ def engine_rows(binary, tmp, rows):
         big = n == 10000
         rows.append((f"no-op plan, {n} certs, {per_file}/file", f"{wall:.3f} s, {rss:.1f} MiB",
                      "≤ 0.5 s, ≤ 64 MiB" if big else "", verdict(wall <= 0.5 and rss <= 64) if big else ""))
+        if big and per_file == 1:
+            postgres_plan_rows(binary, d, wall, rows)
         # One-file commit: one certificate's renewBefore (a setting: no new certificate).
         f = sorted((d / "repo" / "certificates").rglob("*.yaml"))[0]
         f.write_text(f.read_text().replace("renewBefore: 720h", "renewBefore: 30d", 1))
@@ -89,6 +107,95 @@ def engine_rows(binary, tmp, rows):
         if n == 1000 and per_file == 10:
             rows.append(("apply, 1000 new certs, built-in CA, parallelism 2", f"{apply_s:.2f} s", "", ""))
         shutil.rmtree(d)
+
+
+PG_STATE = """state:
+  backend: postgres
+  url: {env: CERTSYNC_DATABASE_URL}
+  schema: bench_plan
+  encryptionKey: {env: CERTSYNC_STATE_KEY}
+  path: state/state.json
+"""
+PG_PLAN = "no-op plan, 10000 certs, 1/file, postgres backend"
+
+
+def run_or_die(cmd, cwd=None, env=None):
+    out = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if out.returncode:
+        sys.exit(f"bench: {' '.join(map(str, cmd))} failed (exit {out.returncode}): {out.stderr[-800:]}")
+    return out.stdout
+
+
+def plan_phases(binary, d, cfg, env=None):
+    """One `plan -v`'s own timings (ms): manifests read, state opened and loaded, outputs checked."""
+    log = subprocess.run([binary, "plan", "--config", cfg, "-v", "--log-format", "text"], cwd=d, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).stderr
+    rxs = {"manifests": r"manifests read in (\d+) ms", "state": r"certificates loaded in (\d+) ms",
+           "outputs": r"checked in (\d+) ms"}
+    return {k: (m.group(1) if (m := re.search(rx, log)) else "?") for k, rx in rxs.items()}
+
+
+def postgres_plan_rows(binary, d, file_wall, rows):
+    """The file state the apply wrote, moved to the postgres backend; then the same no-op plan on it."""
+    if not PG_URL:
+        rows.append((PG_PLAN, "not measured: no server (make bench passes CERTSYNC_BENCH_PG_URL)", "", ""))
+        return
+    text = (d / "certsync.yaml").read_text()
+    (d / "certsync-pg.yaml").write_text(re.sub(r"^state: .*\n", PG_STATE, text, flags=re.M))
+    t0 = time.perf_counter()
+    run_or_die([binary, "state", "migrate", "--to", "postgres", "--config", "certsync-pg.yaml"], d, PG_ENV)
+    migrate_s = time.perf_counter() - t0
+    rc = subprocess.run([binary, "plan", "--config", "certsync-pg.yaml", "--detailed-exitcode"], cwd=d, env=PG_ENV,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    if rc:
+        sys.exit(f"bench: the plan on the migrated postgres state is not a no-op (exit {rc})")
+    wall, rss = measure([binary, "plan", "--config", "certsync-pg.yaml"], d, PG_ENV)
+    ratio = wall / file_wall if file_wall else float("inf")
+    rows.append((PG_PLAN, f"{wall:.3f} s, {rss:.1f} MiB = {ratio:.2f}x the file backend's {file_wall:.3f} s",
+                 "≤ 2x file, ≤ 64 MiB", verdict(ratio <= 2 and rss <= 64)))
+    f = plan_phases(binary, d, "certsync.yaml")
+    p = plan_phases(binary, d, "certsync-pg.yaml", PG_ENV)
+    rows.append(("  one plan -v each, postgres | file",
+                 f"state open + load {p['state']} | {f['state']} ms; manifests {p['manifests']} | {f['manifests']} "
+                 f"ms (beside the state); outputs {p['outputs']} | {f['outputs']} ms", "", ""))
+    rows.append(("state migrate --to postgres, 10000 certs and their keys", f"{migrate_s:.1f} s", "", ""))
+
+
+def pg_state_rows(tool, rows):
+    """bench/pg_state.c on a 10,000-record state: load on both backends, journal(), a one-record save()."""
+    if not PG_URL or not tool:
+        rows.append(("postgres state: load, journal, save", "not measured: run through make bench", "", ""))
+        return
+    out = run_or_die([tool, PG_URL, "10000"])
+    f = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+    def nums(key):
+        return [float(x) for x in re.findall(r"\d+(?:\.\d+)?", f[key])]
+
+    pl, _ = nums("load postgres")
+    fl, = nums("load file")
+    fetch, mb, decode = nums("load postgres parts")
+    rtt, = nums("round trip")
+    jmed, jmax, jcpu, jrt = nums("journal")
+    smed, scpu, srt = nums("save one record")
+    rows.append(("state load, 10000 records, postgres | file backend (pg_state.c)",
+                 f"{pl:.0f} | {fl:.0f} ms = {pl / fl:.2f}x", "", ""))
+    rows.append(("  postgres load: fetch | decode (records + digests) | rest",
+                 f"{fetch:.0f} ms ({mb:.1f} MB) | {decode:.0f} ms | {max(pl - fetch - decode, 0):.0f} ms", "", ""))
+    rows.append(("one-certificate change written (journal()), 10000-record state, median of 100",
+                 f"{jmed:.2f} ms (max {jmax:.1f} ms); {jrt:.0f} round trips of {rtt:.2f} ms, client CPU {jcpu:.2f} ms",
+                 "≤ 5 ms", verdict(jmed <= 5)))
+    rows.append(("save() with one record changed, 10000-record state, median of 100",
+                 f"{smed:.0f} ms (client CPU {scpu:.0f} ms: every record encoded and hashed to find it); "
+                 f"{srt:.0f} round trips", "", ""))
+
+
+def replica_rows(binary, tmp, rows):
+    if replicas is None:  # helper D's bench/replicas.py (issue 12) has not landed on this branch
+        rows.append(("replicas: failover; propagation leader → follower", "not measured: no bench/replicas.py",
+                     "≤ 2 × leaseDuration; ≤ 2 s", ""))
+        return
+    replicas.replica_rows(binary, tmp, rows)
 
 
 def daemon_commit_pass(binary, d, passes=5):
@@ -166,6 +273,7 @@ def provider_rows(binary, tmp, rows):
 
 def main():
     binary = str(Path(sys.argv[1]).resolve())
+    pg_tool = str(Path(sys.argv[2]).resolve()) if len(sys.argv) > 2 else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
                             text=True).stdout.strip()
     print(f"certsync bench: commit {commit}, {platform.machine()}, {os.cpu_count()} cores, "
@@ -174,6 +282,8 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="certsync-bench-"))
     try:
         engine_rows(binary, tmp, rows)
+        pg_state_rows(pg_tool, rows)
+        replica_rows(binary, tmp, rows)
         provider_rows(binary, tmp, rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,13 +1,18 @@
 /*
- * The PostgreSQL state backend's costs next to the file backend's (not part
- * of make test): load of a 10,000-record state (median of 5) on both, and one
- * record's journal() and a one-record save() on that state (median of 100).
+ * The PostgreSQL state backend's costs next to the file backend's (make
+ * bench; never part of make test). On a state of N records (default 10,000):
+ * - load on both backends (median of 5), and the postgres load's parts: the
+ *   rows fetched alone on a connection of their own, and their decode
+ *   (records and digests);
+ * - one round trip (SELECT 1, median of 100);
+ * - one record's journal() and a one-record save() (median of 100; wall,
+ *   the calling thread's CPU, and the round trips each makes, counted in a
+ *   libpq trace of the backend's connection).
+ * Prints "key: figures" lines that bench/bench.py turns into rows.
  *
- *   make all && cc -std=c11 -D_GNU_SOURCE -O2 -I. -I$(pg_config --includedir) bench/pg_state.c \
- *     build/libcertsync.a $(pkg-config --libs yaml-0.1 libcurl openssl jansson libgit2 libmicrohttpd libpq) \
- *     -pthread -o build/pg_state_bench
+ *   make BUILD=build/bench OPT="-O2 -DNDEBUG" build/bench/pg_state_bench
  *   url=$(sh tests/pg/pgtest.sh start /tmp/pg-bench 55499)
- *   build/pg_state_bench "$url" [records]
+ *   build/bench/pg_state_bench "$url" [records]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "state/state.h"
 #include "state/state_pg.h"
+#include "state/state_pg_int.h"
+#include "util/crypto.h"
 #include "util/err.h"
 #include "util/util.h"
 
@@ -93,6 +102,85 @@ static void die(const char *what)
 	exit(1);
 }
 
+/* The round trips in a libpq trace: the client messages that end one (Sync, Query) in a libpq trace. */
+static int round_trips(FILE *trace)
+{
+	char line[4096];
+	int n = 0;
+
+	rewind(trace);
+	while (fgets(line, sizeof(line), trace))
+		if (strstr(line, "\tF\t") && (strstr(line, "\tSync") || strstr(line, "\tQuery\t")))
+			n++;
+	return n;
+}
+
+/* One journal() of name, or one save() of st, with its connection traced: the round trips it made. */
+static int traced(struct state_backend *pg, struct state *st, const char *name, int save)
+{
+	PGconn *conn = ((struct state_pg *)(void *)pg)->conn; /* struct state_pg starts with its backend */
+	FILE *trace = tmpfile();
+	int n;
+
+	if (!trace)
+		die("trace file");
+	PQtrace(conn, trace);
+	if (save ? state_save(pg, st) : state_journal(pg, st, name, state_cert_get(st, name)))
+		die(save ? "save" : "journal");
+	PQuntrace(conn);
+	fflush(trace);
+	n = round_trips(trace);
+	fclose(trace);
+	return n;
+}
+
+/* The rows a load reads, fetched alone on a connection of its own: time, bytes, and the decode of them. */
+static void fetch_and_decode(const char *url, const char *schema, double *fetch, double *decode, double *rtt,
+			     double *mbytes)
+{
+	PGconn *side = PQconnectdb(url);
+	char sql[128];
+	double f[5], d[5], r[100];
+
+	if (PQstatus(side) != CONNECTION_OK)
+		fprintf(stderr, "pg_state_bench: connect: %s", PQerrorMessage(side)), exit(1);
+	snprintf(sql, sizeof(sql), "SELECT name, doc FROM %s.certs", schema);
+	for (int i = 0; i < 100; i++) {
+		double t = now_ms();
+
+		PQclear(PQexecParams(side, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0));
+		r[i] = now_ms() - t;
+	}
+	for (int i = 0; i < 5; i++) {
+		double t = now_ms();
+		PGresult *res = PQexecParams(side, sql, 0, NULL, NULL, NULL, NULL, 0);
+		size_t bytes = 0;
+
+		f[i] = now_ms() - t;
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			fprintf(stderr, "pg_state_bench: %s", PQresultErrorMessage(res)), exit(1);
+		t = now_ms();
+		for (int k = 0; k < PQntuples(res); k++) {
+			struct state_cert *c = NULL;
+			unsigned char sha[32];
+			size_t len = (size_t)PQgetlength(res, k, 1);
+
+			if (state_cert_from_json(PQgetvalue(res, k, 1), len, "bench", PQgetvalue(res, k, 0), &c))
+				die("decode");
+			crypto_sha256(PQgetvalue(res, k, 1), len, sha);
+			state_cert_free(c);
+			bytes += len + (size_t)PQgetlength(res, k, 0);
+		}
+		d[i] = now_ms() - t;
+		*mbytes = (double)bytes / 1e6;
+		PQclear(res);
+	}
+	*fetch = median(f, 5);
+	*decode = median(d, 5);
+	*rtt = median(r, 100);
+	PQfinish(side);
+}
+
 int main(int argc, char **argv)
 {
 	long n = argc > 2 ? strtol(argv[2], NULL, 10) : 10000;
@@ -100,7 +188,8 @@ int main(int argc, char **argv)
 	struct state_pg_opts o = {argc > 1 ? argv[1] : NULL, schema, 120000, "bench"};
 	struct state_backend *file = NULL, *pg = NULL;
 	struct state *st = state_new(), *got = NULL;
-	double fl[5], pl[5], jr[100], jc[100], sv[100];
+	double fl[5], pl[5], jr[100], jc[100], sv[100], sc[100], fetch, decode, rtt, mb;
+	int rt_journal, rt_save;
 
 	if (!o.conninfo || n < 1 || n > 1000000 || !mkdtemp(dir))
 		return fprintf(stderr, "usage: pg_state_bench URL [records]\n"), 2;
@@ -128,6 +217,7 @@ int main(int argc, char **argv)
 		pl[i] = now_ms() - t;
 		state_free(got);
 	}
+	fetch_and_decode(o.conninfo, schema, &fetch, &decode, &rtt, &mb);
 	if (state_load(pg, &got))
 		die("postgres load");
 	snprintf(name, sizeof(name), "cert-%05d.example", (int)n / 2);
@@ -144,17 +234,27 @@ int main(int argc, char **argv)
 		jr[i] = now_ms() - t;
 		c->attempts = i + 1000;
 		t = now_ms();
+		u = cpu_ms();
 		if (state_save(pg, got))
 			die("save");
+		sc[i] = cpu_ms() - u;
 		sv[i] = now_ms() - t;
 	}
-	printf("records %ld\n", n);
-	printf("load, file backend:      median %.1f ms (of 5)\n", median(fl, 5));
-	printf("load, postgres backend:  median %.1f ms (of 5) = %.2f x file\n", median(pl, 5),
-	       median(pl, 5) / median(fl, 5));
-	printf("journal() of one record: median %.2f ms wall (client CPU %.2f ms), max %.2f ms (of 100)\n",
-	       median(jr, 100), median(jc, 100), (qsort(jr, 100, sizeof(double), cmp_double), jr[99]));
-	printf("save() with one record changed: median %.1f ms (of 100)\n", median(sv, 100));
+	/* the round trips of one journal() and one save(), counted in a libpq trace of the backend's connection */
+	state_cert_get(got, name)->attempts = 5000;
+	rt_journal = traced(pg, got, name, 0);
+	state_cert_get(got, name)->attempts = 5001;
+	rt_save = traced(pg, got, name, 1);
+
+	printf("records: %ld\n", n);
+	printf("load file: median %.1f ms\n", median(fl, 5));
+	printf("load postgres: median %.1f ms = %.2f x file\n", median(pl, 5), median(pl, 5) / median(fl, 5));
+	printf("load postgres parts: fetch %.1f ms (%.1f MB), decode and digests %.1f ms\n", fetch, mb, decode);
+	printf("round trip: median %.3f ms\n", rtt);
+	printf("journal: median %.2f ms, max %.2f ms, client CPU %.2f ms, %d round trips\n", median(jr, 100),
+	       (qsort(jr, 100, sizeof(double), cmp_double), jr[99]), median(jc, 100), rt_journal);
+	printf("save one record: median %.1f ms, client CPU %.1f ms, %d round trips\n", median(sv, 100),
+	       median(sc, 100), rt_save);
 	state_free(got);
 	state_free(st);
 	state_backend_free(pg);
