@@ -182,6 +182,7 @@ fuzz: fuzz-regress
 
 # The benchmark's PostgreSQL is a throwaway server of its own (tests/pg/pgtest.sh, a temporary directory, a free
 # loopback port), stopped and removed however the bench ends; bench.py gets its URL and a random key store key.
+# Unlike the tests' servers it commits durably (fsync, synchronous_commit): a write's time includes its WAL flush.
 $(BUILD)/pg_state_bench: bench/pg_state.c $(BUILD)/libcertsync.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libcertsync.a $(LDLIBS_ALL)
 
@@ -190,6 +191,8 @@ bench: deps
 	@set -e; pgdir=$$(mktemp -d /tmp/certsync-bench-pg.XXXXXX); \
 	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; trap 'exit 130' INT TERM HUP; \
 	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); \
+	printf 'fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n' >>$$pgdir/data/postgresql.conf; \
+	sh tests/pg/pgtest.sh restart $$pgdir; \
 	CERTSYNC_BENCH_PG_URL=$$url CERTSYNC_BENCH_STATE_KEY=$$(openssl rand -base64 32) \
 		$(PYTHON) bench/bench.py build/bench/certsync build/bench/pg_state_bench
 
