@@ -73,6 +73,14 @@ static int64_t true_wall_ms(void)
 
 /* ---------- fixtures ---------- */
 
+/* assert_int_equal that shows the error message when the code differs. */
+#define assert_rc(expr, want)                                                                                          \
+	do {                                                                                                           \
+		int rc_ = (expr);                                                                                      \
+		if (rc_ != (want))                                                                                     \
+			fail_msg("%s = %d, want %d: %s", #expr, rc_, (int)(want), cs_errmsg());                        \
+	} while (0)
+
 static PGconn *db(void)
 {
 	PGconn *c = NULL;
@@ -176,12 +184,12 @@ static void test_a_second_holder_is_refused_at_once_with_who_holds_it(void **unu
 	assert_int_equal(state_pg_lease_holder(a, desc, sizeof(desc)), 0);
 	assert_string_equal(desc, "");
 
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	assert_int_equal(state_pg_lease_leading(a), 1);
 	assert_int_equal(state_pg_lease_epoch(a), 1);
 
 	t0 = util_mono_ms();
-	assert_int_equal(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
+	assert_rc(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
 	assert_true(util_mono_ms() - t0 < 1000); /* at once, not after the lease */
 	snprintf(want, sizeof(want), "the state in %s is locked by run on %s (replica replica-a, pid %ld) since ",
 		 b->where, hostname(), (long)getpid());
@@ -195,7 +203,7 @@ static void test_a_second_holder_is_refused_at_once_with_who_holds_it(void **unu
 	snprintf(want, sizeof(want), "run on %s (replica replica-a, pid %ld) since ", hostname(), (long)getpid());
 	assert_true(!strncmp(desc, want, strlen(want)));
 	/* Locking twice is a mistake of the caller, not a second epoch. */
-	assert_int_equal(state_pg_lease_lock(a, "run"), CS_ERROR);
+	assert_rc(state_pg_lease_lock(a, "run"), CS_ERROR);
 	assert_int_equal(state_pg_lease_epoch(a), 1);
 
 	pg_free(a);
@@ -210,29 +218,64 @@ static void test_unlock_hands_the_lease_over_at_once_with_the_next_epoch(void **
 	struct state_pg *a = pg_new(schema, "replica-a", 5000), *b = pg_new(schema, "replica-b", 5000);
 
 	(void)unused;
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	assert_int_equal(state_pg_lease_epoch(a), 1);
 	state_pg_lease_unlock(a);
 	assert_int_equal(state_pg_lease_leading(a), 0);
 	assert_int_equal(state_pg_lease_epoch(a), 0);
 
 	/* Well inside a's 5 s lease: only the release lets b in. */
-	assert_int_equal(state_pg_lease_lock(b, "apply"), 0);
+	assert_rc(state_pg_lease_lock(b, "apply"), 0);
 	assert_int_equal(state_pg_lease_epoch(b), 2);
 	assert_int_equal(state_pg_lease_holder(a, desc, sizeof(desc)), 0);
 	snprintf(want, sizeof(want), "apply on %s (replica replica-b, pid ", hostname());
 	assert_true(!strncmp(desc, want, strlen(want)));
 
 	/* a again: refused (b holds it), then its own next epoch once b lets go. */
-	assert_int_equal(state_pg_lease_lock(a, "run"), CS_ELOCKED);
+	assert_rc(state_pg_lease_lock(a, "run"), CS_ELOCKED);
 	state_pg_lease_unlock(b);
 	assert_int_equal(state_pg_lease_holder(a, desc, sizeof(desc)), 0);
 	assert_string_equal(desc, "");
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	assert_int_equal(state_pg_lease_epoch(a), 3);
 	state_pg_lease_unlock(a);
 	state_pg_lease_unlock(a); /* a second unlock is a no-op */
 
+	pg_free(a);
+	pg_free(b);
+	free(schema);
+}
+
+static void test_a_lease_left_by_a_release_that_failed_is_taken_again_with_a_new_epoch(void **unused)
+{
+	char *schema = fresh_schema(), token[256];
+	struct state_pg *a = pg_new(schema, "replica-a", 5000), *b = pg_new(schema, "replica-b", 5000);
+	PGconn *c = db();
+	PGresult *r;
+	char *q = xasprintf("SELECT holder FROM \"%s\".lease", schema);
+
+	(void)unused;
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
+	assert_int_equal(pgconn_exec(c, "test", &r, q, 0, NULL), 0);
+	snprintf(token, sizeof(token), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	assert_true(!strncmp(token, "replica-a#", 10));
+	state_pg_lease_unlock(a);
+	/* As if the release never reached the server: a's token, epoch 1, still live. */
+	sql(c, "UPDATE \"%s\".lease SET holder = '%s', expires_at = now() + interval '1 hour'", schema, token);
+	assert_rc(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
+	assert_non_null(strstr(cs_errmsg(), "(replica replica-a, pid "));
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
+	assert_int_equal(state_pg_lease_epoch(a), 2);
+	state_pg_lease_unlock(a);
+
+	/* A lease table without its row (edited by hand) is an error, not "locked". */
+	sql(c, "DELETE FROM \"%s\".lease", schema);
+	assert_rc(state_pg_lease_lock(a, "run"), CS_ERROR);
+	assert_non_null(strstr(cs_errmsg(), "the lease row (id 1) is missing"));
+
+	free(q);
+	PQfinish(c);
 	pg_free(a);
 	pg_free(b);
 	free(schema);
@@ -248,7 +291,7 @@ static void test_renewal_keeps_a_one_second_lease_alive_for_three_seconds(void *
 	int64_t t0, renewals;
 
 	(void)unused;
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	t0 = util_mono_ms();
 	while (util_mono_ms() - t0 < 3000) {
 		assert_int_equal(state_pg_lease_leading(a), 1);
@@ -259,11 +302,11 @@ static void test_renewal_keeps_a_one_second_lease_alive_for_three_seconds(void *
 	renewals = sql(c, "SELECT (extract(epoch FROM renewed_at - acquired_at) * 1000)::bigint FROM \"%s\".lease",
 		       schema);
 	assert_true(renewals >= 2000);
-	assert_int_equal(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
+	assert_rc(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
 
 	/* The leader's write passes the fence inside its transaction and commits. */
 	sql(w, "BEGIN");
-	assert_int_equal(state_pg_fence(a, w), 0);
+	assert_rc(state_pg_fence(a, w), 0);
 	sql(w, "INSERT INTO \"%s\".certs (name, doc, changed_serial) VALUES ('x', '{}', 1)", schema);
 	sql(w, "COMMIT");
 	assert_int_equal(sql(c, "SELECT count(*) FROM \"%s\".certs", schema), 1);
@@ -283,7 +326,7 @@ static void test_a_lease_taken_away_deposes_its_holder_and_fences_its_writes(voi
 	int64_t t0, took;
 
 	(void)unused;
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	/* Someone else's lease now (as after a takeover a missed): epoch 2, an hour long. */
 	sql(c,
 	    "UPDATE \"%s\".lease SET holder = 'intruder#00', host = 'elsewhere', pid = 42, operation = 'apply',"
@@ -299,7 +342,7 @@ static void test_a_lease_taken_away_deposes_its_holder_and_fences_its_writes(voi
 	assert_int_equal(state_pg_lease_epoch(a), 0);
 
 	sql(w, "BEGIN");
-	assert_int_equal(state_pg_fence(a, w), CS_EFENCED);
+	assert_rc(state_pg_fence(a, w), CS_EFENCED);
 	assert_non_null(strstr(cs_errmsg(), "this process is no longer the leader of postgres test schema"));
 	assert_non_null(strstr(cs_errmsg(), "(epoch 1)"));
 	sql(w, "ROLLBACK");
@@ -309,7 +352,7 @@ static void test_a_lease_taken_away_deposes_its_holder_and_fences_its_writes(voi
 	assert_int_equal(
 		sql(c, "SELECT count(*) FROM \"%s\".lease WHERE holder = 'intruder#00' AND expires_at > now()", schema),
 		1);
-	assert_int_equal(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
+	assert_rc(state_pg_lease_lock(b, "apply"), CS_ELOCKED);
 	assert_non_null(strstr(cs_errmsg(), "locked by apply on elsewhere (replica intruder, pid 42)"));
 
 	PQfinish(c);
@@ -326,26 +369,26 @@ static void test_the_fence_refuses_a_write_after_a_takeover_by_the_database_cloc
 	PGconn *c = db(), *w = db();
 
 	(void)unused;
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	/* The database says the lease ended (a's next renewal has not run yet): b takes it. */
 	sql(c, "UPDATE \"%s\".lease SET expires_at = now() - interval '1 second'", schema);
-	assert_int_equal(state_pg_lease_lock(b, "apply"), 0);
+	assert_rc(state_pg_lease_lock(b, "apply"), 0);
 	assert_int_equal(state_pg_lease_epoch(b), 2);
 
 	sql(w, "BEGIN");
-	assert_int_equal(state_pg_fence(a, w), CS_EFENCED);
+	assert_rc(state_pg_fence(a, w), CS_EFENCED);
 	assert_non_null(strstr(cs_errmsg(), "(epoch 1): now held by apply on "));
 	assert_non_null(strstr(cs_errmsg(), "(replica replica-b, pid "));
 	sql(w, "ROLLBACK");
 	/* The fence deposed a at once, without waiting for its renewal. */
 	assert_int_equal(state_pg_lease_leading(a), 0);
 	sql(w, "BEGIN");
-	assert_int_equal(state_pg_fence(b, w), 0);
+	assert_rc(state_pg_fence(b, w), 0);
 	sql(w, "COMMIT");
 	/* Not holding at all is refused too. */
 	state_pg_lease_unlock(a);
 	sql(w, "BEGIN");
-	assert_int_equal(state_pg_fence(a, w), CS_EFENCED);
+	assert_rc(state_pg_fence(a, w), CS_EFENCED);
 	sql(w, "ROLLBACK");
 
 	PQfinish(c);
@@ -364,9 +407,9 @@ static void test_a_writer_stalled_inside_its_transaction_loses_its_session(void 
 	int64_t t0, pid = sql(w, "SELECT pg_backend_pid()");
 
 	(void)unused;
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	sql(w, "BEGIN");
-	assert_int_equal(state_pg_fence(a, w), 0);
+	assert_rc(state_pg_fence(a, w), 0);
 	sql(w, "INSERT INTO \"%s\".certs (name, doc, changed_serial) VALUES ('x', '{}', 1)", schema);
 	t0 = util_mono_ms();
 	while (sql(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld", (long long)pid) &&
@@ -488,7 +531,7 @@ static void test_wall_clock_jumps_change_nothing(void **unused)
 	int64_t t0;
 
 	(void)unused;
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	for (int i = 0; i < 2; i++) {
 		atomic_store(&wall_offset_s, i ? -7200 : 7200);
 		t0 = util_mono_ms();
@@ -554,7 +597,7 @@ static void test_a_stopped_database_ends_leading_by_the_lease_never_after_its_ex
 	log_setup(LOGF_TEXT, LV_DEBUG, logf);
 	a = pg_new(schema, "replica-a", 900);
 	b = pg_new(schema, "replica-b", 900);
-	assert_int_equal(state_pg_lease_lock(a, "run"), 0);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
 	/* Wait for a renewal by the server's clock, so that the thread is in its steady rhythm. */
 	c = db();
 	t0 = util_mono_ms();
@@ -590,7 +633,7 @@ static void test_a_stopped_database_ends_leading_by_the_lease_never_after_its_ex
 
 	/* Deposed for good: the returning database does not bring it back; b takes the next epoch. */
 	assert_int_equal(state_pg_lease_leading(a), 0);
-	assert_int_equal(state_pg_lease_lock(b, "run"), 0);
+	assert_rc(state_pg_lease_lock(b, "run"), 0);
 	assert_int_equal(state_pg_lease_epoch(b), 2);
 	assert_int_equal(state_pg_lease_leading(a), 0);
 	state_pg_lease_unlock(a);
@@ -622,6 +665,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_second_holder_is_refused_at_once_with_who_holds_it),
 		cmocka_unit_test(test_unlock_hands_the_lease_over_at_once_with_the_next_epoch),
+		cmocka_unit_test(test_a_lease_left_by_a_release_that_failed_is_taken_again_with_a_new_epoch),
 		cmocka_unit_test(test_renewal_keeps_a_one_second_lease_alive_for_three_seconds),
 		cmocka_unit_test(test_a_lease_taken_away_deposes_its_holder_and_fences_its_writes),
 		cmocka_unit_test(test_the_fence_refuses_a_write_after_a_takeover_by_the_database_clock),
