@@ -56,7 +56,7 @@
 #include "../util/util.h"
 
 #define LEASE_TOKEN_RANDOM 8 /* bytes of randomness in a holder token */
-#define LEASE_OP_MIN_MS 1000 /* bounds on how long lock/holder/unlock wait for the server */
+#define LEASE_OP_MIN_MS 5000 /* bounds on how long lock/holder/unlock wait for the server */
 #define LEASE_OP_MAX_MS 10000
 #define LEASE_FIELD_MAX 128 /* bytes of a row field shown in messages */
 
@@ -328,6 +328,7 @@ static int lease_call(struct state_pg_lease *l, const char *sql, int n_params, c
 	int64_t deadline = util_mono_ms() + lease_op_ms(l);
 	int rc = 0;
 
+	sqlstate[0] = '\0';
 	for (int tries = 0; tries < 2; tries++) {
 		if ((rc = lease_conn(l, deadline)))
 			return rc;
