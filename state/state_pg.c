@@ -502,51 +502,6 @@ out:
 	return rc;
 }
 
-/* ---------- clear (state migrate --force) ---------- */
-
-/* Every record goes (with a tombstone, for refresh), then the header. */
-static int state_pg_clear_body(struct state_pg *pg, struct state_pg_write *w)
-{
-	struct state_pg_store *s = state_pg_store_of(pg);
-	char serial[24], *sql;
-	const char *v[1] = {serial};
-	int rc;
-
-	snprintf(serial, sizeof(serial), "%llu", (unsigned long long)w->new_serial);
-	sql = xasprintf("WITH d AS (DELETE FROM %s RETURNING name) INSERT INTO %s (name, removed_serial)"
-			" SELECT name, $1::bigint FROM d ON CONFLICT (name) DO UPDATE"
-			" SET removed_serial = excluded.removed_serial",
-			s->t_certs, s->t_removed);
-	rc = state_pg_exec(pg, NULL, sql, 1, v);
-	free(sql);
-	if (rc)
-		return rc;
-	sql = xasprintf("DELETE FROM %s", s->t_header);
-	rc = state_pg_exec(pg, NULL, sql, 0, NULL);
-	free(sql);
-	return rc;
-}
-
-int state_pg_clear(struct state_backend *be)
-{
-	struct state_pg *pg = state_pg_of(be);
-	struct state_pg_store *s = state_pg_store_of(pg);
-	struct state *cur = state_new(); /* names the stored lineage for state_pg_run's messages */
-	struct state_pg_write w = {state_pg_clear_body, cur, 0, 0, NULL};
-	int rc;
-
-	pthread_mutex_lock(&pg->mu);
-	if ((rc = state_pg_ready(pg)) || (rc = state_pg_header_now(pg, &w.old_serial, cur->lineage)))
-		goto out;
-	w.new_serial = w.old_serial + 1;
-	if (!(rc = state_pg_run(pg, &w)))
-		state_pg_dig_clear(s);
-out:
-	pthread_mutex_unlock(&pg->mu);
-	state_free(cur);
-	return rc;
-}
-
 /* ---------- journal ---------- */
 
 struct state_pg_entry {
