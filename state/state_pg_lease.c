@@ -576,6 +576,45 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 			l->pg->where);
 }
 
+/* Caller holds mu. */
+static int lease_leading_locked(const struct state_pg_lease *l)
+{
+	return l->held && !l->deposed && lease_clock_ms() - l->renewed_mono < l->pg->lease_ms;
+}
+
+static void lease_unlock(struct state_pg_lease *l)
+{
+	uint64_t epoch;
+	int running, deposed;
+	char b = 1;
+
+	pthread_mutex_lock(&l->mu);
+	if (!l->held) {
+		pthread_mutex_unlock(&l->mu);
+		return;
+	}
+	/* Not leading from here on, before anything else happens. */
+	l->held = 0;
+	running = l->running;
+	l->running = 0;
+	deposed = l->deposed;
+	epoch = l->epoch;
+	l->epoch = 0;
+	pthread_mutex_unlock(&l->mu);
+	if (running) {
+		if (write(l->wake[1], &b, 1) < 0)
+			log_warn("%s: cannot wake the lease renewal thread: %s", l->pg->where, strerror(errno));
+		pthread_join(l->thread, NULL);
+	}
+	pthread_mutex_lock(&l->mu);
+	deposed |= l->deposed;
+	l->deposed = 0;
+	pthread_mutex_unlock(&l->mu);
+	lease_drain(l);
+	if (!deposed)
+		lease_release(l, epoch);
+}
+
 int state_pg_lease_lock(struct state_pg *pg, const char *operation)
 {
 	struct state_pg_lease *l = pg->lease;
@@ -584,10 +623,12 @@ int state_pg_lease_lock(struct state_pg *pg, const char *operation)
 	int rc;
 
 	pthread_mutex_lock(&l->mu);
-	rc = l->held;
+	rc = l->held ? lease_leading_locked(l) ? 2 : 1 : 0;
 	pthread_mutex_unlock(&l->mu);
-	if (rc)
+	if (rc == 2)
 		return cs_error(CS_ERROR, "%s: this process holds the lease already (unlock it first)", pg->where);
+	if (rc == 1)
+		lease_unlock(l); /* lost (taken or lapsed): ended properly, then a new epoch is asked for */
 	if (l->wake[0] < 0)
 		return cs_error(CS_ERROR, "%s: cannot start the lease renewal: no pipe", pg->where);
 	/*
@@ -627,39 +668,6 @@ int state_pg_lease_lock(struct state_pg *pg, const char *operation)
 	return 0;
 }
 
-static void lease_unlock(struct state_pg_lease *l)
-{
-	uint64_t epoch;
-	int running, deposed;
-	char b = 1;
-
-	pthread_mutex_lock(&l->mu);
-	if (!l->held) {
-		pthread_mutex_unlock(&l->mu);
-		return;
-	}
-	/* Not leading from here on, before anything else happens. */
-	l->held = 0;
-	running = l->running;
-	l->running = 0;
-	deposed = l->deposed;
-	epoch = l->epoch;
-	l->epoch = 0;
-	pthread_mutex_unlock(&l->mu);
-	if (running) {
-		if (write(l->wake[1], &b, 1) < 0)
-			log_warn("%s: cannot wake the lease renewal thread: %s", l->pg->where, strerror(errno));
-		pthread_join(l->thread, NULL);
-	}
-	pthread_mutex_lock(&l->mu);
-	deposed |= l->deposed;
-	l->deposed = 0;
-	pthread_mutex_unlock(&l->mu);
-	lease_drain(l);
-	if (!deposed)
-		lease_release(l, epoch);
-}
-
 void state_pg_lease_unlock(struct state_pg *pg)
 {
 	lease_unlock(pg->lease);
@@ -671,7 +679,7 @@ int state_pg_lease_leading(struct state_pg *pg)
 	int leading;
 
 	pthread_mutex_lock(&l->mu);
-	leading = l->held && !l->deposed && lease_clock_ms() - l->renewed_mono < l->pg->lease_ms;
+	leading = lease_leading_locked(l);
 	pthread_mutex_unlock(&l->mu);
 	return leading;
 }
@@ -682,7 +690,7 @@ uint64_t state_pg_lease_epoch(struct state_pg *pg)
 	uint64_t epoch;
 
 	pthread_mutex_lock(&l->mu);
-	epoch = l->held && !l->deposed && lease_clock_ms() - l->renewed_mono < l->pg->lease_ms ? l->epoch : 0;
+	epoch = lease_leading_locked(l) ? l->epoch : 0;
 	pthread_mutex_unlock(&l->mu);
 	return epoch;
 }

@@ -360,6 +360,9 @@ static void test_a_lease_taken_away_deposes_its_holder_and_fences_its_writes(voi
 	assert_non_null(strstr(cs_errmsg(), "(epoch 1)"));
 	sql(w, "ROLLBACK");
 
+	/* Locking again after the loss (without unlock) asks for a new epoch: refused, the intruder has it. */
+	assert_rc(state_pg_lease_lock(a, "run"), CS_ELOCKED);
+	assert_non_null(strstr(cs_errmsg(), "locked by apply on elsewhere (replica intruder, pid 42)"));
 	/* a's unlock leaves the intruder's lease alone; b is still refused. */
 	state_pg_lease_unlock(a);
 	assert_int_equal(
