@@ -23,8 +23,9 @@
  * libpq calls are asynchronous (poll with a deadline and a wake-up pipe), so
  * a dead network never holds the thread and unlock() joins it at once.
  *
- * leading() trusts only this process's monotonic clock: it is 1 while the
- * last successful renewal STARTED less than a lease ago. The server computed
+ * leading() trusts only this process's monotonic clock (CLOCK_BOOTTIME,
+ * which counts a suspend too): it is 1 while the last successful renewal
+ * STARTED less than a lease ago. The server computed
  * its expiry from its now(), which is later than that start, so this process
  * stops leading no later than the database would let another take over;
  * wall-clock jumps on either side change nothing. A renewal that finds the
@@ -48,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../util/crypto.h"
@@ -56,10 +58,9 @@
 #include "../util/util.h"
 
 #define LEASE_TOKEN_RANDOM 8 /* bytes of randomness in a holder token */
-#define LEASE_OP_MIN_MS 1000 /* bounds on how long lock/holder/unlock wait for the server */
+#define LEASE_OP_MIN_MS 5000 /* bounds on how long lock/holder/unlock wait for the server */
 #define LEASE_OP_MAX_MS 10000
-#define LEASE_TAKE_LOCK_MS 2000 /* a take waits this long behind an expired holder's last write */
-#define LEASE_FIELD_MAX 128	/* bytes of a row field shown in messages */
+#define LEASE_FIELD_MAX 128 /* bytes of a row field shown in messages */
 
 enum lease_health { LEASE_RENEWING, LEASE_FAILING };
 
@@ -74,17 +75,31 @@ struct state_pg_lease {
 	int held;	    /* lock() succeeded and unlock() has not run */
 	int deposed;	    /* the lease was found taken, or not renewed in time: leading() is 0 until unlock */
 	uint64_t epoch;
-	int64_t renewed_mono; /* util_mono_ms() when the last successful take/renewal started */
+	int64_t renewed_mono; /* lease_clock_ms() when the last successful take/renewal started */
 	int running;	      /* the renewal thread was started and not yet joined */
 	pthread_t thread;
 	int wake[2]; /* unlock() writes a byte: every wait of the renewal thread returns */
 
 	pthread_mutex_t cmu; /* serialises conn (lock, holder, release) */
 	PGconn *conn;
-	PGconn *rconn; /* the renewal thread's (handed over by lock()) */
+	PGconn *rconn; /* the renewal thread's while it runs; opened by lock() before the take, kept between locks */
 };
 
 /* ---------- asynchronous libpq with a deadline and a wake-up fd ---------- */
+
+/*
+ * The lease's clock: CLOCK_BOOTTIME, monotonic like CLOCK_MONOTONIC but
+ * also counting time the machine spent suspended, which the database's
+ * clock counts too: a leader that wakes from a suspend longer than its lease
+ * sees at once that it no longer leads.
+ */
+static int64_t lease_clock_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* How long lock(), holder() and the release in unlock() wait for the server. */
 static int64_t lease_op_ms(const struct state_pg_lease *l)
@@ -102,7 +117,7 @@ static int lease_wait(int fd, short events, int wake, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p[2];
-		int64_t left = deadline - util_mono_ms();
+		int64_t left = deadline - lease_clock_ms();
 		nfds_t n = 0;
 		int r;
 
@@ -249,7 +264,16 @@ static int lease_connect(struct state_pg_lease *l, int wake, int64_t deadline, i
 
 /* ---------- who holds it ---------- */
 
-/* desc = "op on host (replica r, pid n) since T; its lease ends in S s" from row 0 of a describe result. */
+/* What the lease row says (lease_describe). */
+struct lease_seen {
+	int exists;	/* the row is there (migrations create it) */
+	int live;	/* held and not expired by the database clock */
+	int own;	/* held by this handle's token */
+	uint64_t epoch; /* the row's epoch */
+	char desc[512]; /* "op on host (replica r, pid n) since T; its lease ends in S s" when live, else "" */
+};
+
+/* desc = "op on host (replica r, pid n) since T; its lease ends in S s" from row 0 of sql_describe. */
 static void lease_format(PGresult *r, char *desc, size_t n)
 {
 	const char *holder = PQgetvalue(r, 0, 0), *hash = strrchr(holder, '#');
@@ -266,31 +290,47 @@ static void lease_format(PGresult *r, char *desc, size_t n)
 		 PQgetisnull(r, 0, 2) ? "?" : PQgetvalue(r, 0, 2), when, (double)left_ms / 1000.0);
 }
 
-/* desc = the live holder's description, "" when the lease is free or expired. */
-static int lease_describe(struct state_pg_lease *l, PGconn *c, int wake, int64_t deadline, char *desc, size_t n)
+static void lease_seen_of(const struct state_pg_lease *l, PGresult *r, struct lease_seen *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (PQntuples(r) != 1 || PQnfields(r) != 8)
+		return;
+	out->exists = 1;
+	out->live = !strcmp(PQgetvalue(r, 0, 7), "t");
+	out->own = !PQgetisnull(r, 0, 0) && !strcmp(PQgetvalue(r, 0, 0), l->token);
+	out->epoch = strtoull(PQgetvalue(r, 0, 6), NULL, 10);
+	if (out->live)
+		lease_format(r, out->desc, sizeof(out->desc));
+}
+
+static int lease_describe(struct state_pg_lease *l, PGconn *c, int wake, int64_t deadline, struct lease_seen *out)
 {
 	PGresult *r = NULL;
 	char state[6];
 	int rc;
 
-	if (n)
-		desc[0] = '\0';
+	memset(out, 0, sizeof(*out));
 	if ((rc = lease_exec(l, c, wake, deadline, l->sql_describe, 0, NULL, &r, state)))
 		return rc;
-	if (PQntuples(r) == 1 && n)
-		lease_format(r, desc, n);
+	lease_seen_of(l, r, out);
 	PQclear(r);
 	return 0;
+}
+
+/* 1 when c cannot run another statement: lost, or a statement given up on is still running. */
+static int lease_broken(PGconn *c)
+{
+	return PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) == PQTRANS_ACTIVE;
 }
 
 /* The caller-side connection, (re)opened when missing or broken. The caller holds cmu. */
 static int lease_conn(struct state_pg_lease *l, int64_t deadline)
 {
-	if (l->conn && PQstatus(l->conn) == CONNECTION_OK)
+	if (l->conn && !lease_broken(l->conn))
 		return 0;
 	PQfinish(l->conn);
 	l->conn = NULL;
-	return lease_connect(l, -1, deadline, LEASE_TAKE_LOCK_MS, &l->conn);
+	return lease_connect(l, -1, deadline, lease_op_ms(l) / 2, &l->conn);
 }
 
 /*
@@ -301,33 +341,46 @@ static int lease_conn(struct state_pg_lease *l, int64_t deadline)
 static int lease_call(struct state_pg_lease *l, const char *sql, int n_params, const char *const *params,
 		      PGresult **res, char sqlstate[6])
 {
-	int64_t deadline = util_mono_ms() + lease_op_ms(l);
+	int64_t deadline = lease_clock_ms() + lease_op_ms(l);
 	int rc = 0;
 
+	sqlstate[0] = '\0';
 	for (int tries = 0; tries < 2; tries++) {
 		if ((rc = lease_conn(l, deadline)))
 			return rc;
 		rc = lease_exec(l, l->conn, -1, deadline, sql, n_params, params, res, sqlstate);
 		if (!rc || PQstatus(l->conn) == CONNECTION_OK)
-			return rc;
+			return rc; /* only a lost session is worth a second try (a timeout used the time up) */
 	}
 	return rc;
+}
+
+/* lease_describe on the caller-side connection (caller holds cmu), with lease_call's second try. */
+static int lease_look(struct state_pg_lease *l, struct lease_seen *out)
+{
+	PGresult *r = NULL;
+	char state[6];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = lease_call(l, l->sql_describe, 0, NULL, &r, state)))
+		return rc;
+	lease_seen_of(l, r, out);
+	PQclear(r);
+	return 0;
 }
 
 int state_pg_lease_holder(struct state_pg *pg, char *desc, size_t n)
 {
 	struct state_pg_lease *l = pg->lease;
-	int64_t deadline = util_mono_ms() + lease_op_ms(l);
+	struct lease_seen seen;
 	int rc;
 
 	if (n)
 		desc[0] = '\0';
 	pthread_mutex_lock(&l->cmu);
-	if (!(rc = lease_conn(l, deadline)) && (rc = lease_describe(l, l->conn, -1, deadline, desc, n)) &&
-	    PQstatus(l->conn) != CONNECTION_OK) {
-		PQfinish(l->conn);
-		l->conn = NULL;
-	}
+	if (!(rc = lease_look(l, &seen)) && n)
+		snprintf(desc, n, "%s", seen.desc);
 	pthread_mutex_unlock(&l->cmu);
 	return rc;
 }
@@ -383,7 +436,8 @@ static void *lease_run(void *arg)
 	const int64_t lease = l->pg->lease_ms, period = lease / 3 > 0 ? lease / 3 : 1;
 	const int64_t retry = period / 3 > 20 ? period / 3 : 20;
 	enum lease_health health = LEASE_RENEWING;
-	char epoch[24], desc[512];
+	struct lease_seen seen;
+	char epoch[24];
 	int64_t last, next;
 
 	pthread_mutex_lock(&l->mu);
@@ -392,7 +446,7 @@ static void *lease_run(void *arg)
 	pthread_mutex_unlock(&l->mu);
 	next = last + period;
 	while (lease_wait(-1, 0, l->wake[0], next) == 0) {
-		int64_t start = util_mono_ms(), end = last + lease;
+		int64_t start = lease_clock_ms(), end = last + lease;
 		int r;
 
 		if (start >= end) {
@@ -416,10 +470,10 @@ static void *lease_run(void *arg)
 		}
 		if (r == 0) {
 			lease_depose(l);
-			if (lease_describe(l, l->rconn, l->wake[0], util_mono_ms() + period, desc, sizeof(desc)))
-				desc[0] = '\0';
+			if (lease_describe(l, l->rconn, l->wake[0], lease_clock_ms() + period, &seen))
+				seen.desc[0] = '\0';
 			log_error("%s: the leader lease (epoch %s) is no longer this process's: %s%s", l->pg->where,
-				  epoch, *desc ? "now held by " : "it expired", desc);
+				  epoch, *seen.desc ? "now held by " : "it expired", seen.desc);
 			break;
 		}
 		if (lease_stopping(l))
@@ -427,28 +481,37 @@ static void *lease_run(void *arg)
 		if (health == LEASE_RENEWING)
 			log_warn("cannot renew the leader lease (epoch %s): %s; retrying for the %" PRId64
 				 " ms it has left",
-				 epoch, cs_errmsg(), end - util_mono_ms() > 0 ? end - util_mono_ms() : 0);
+				 epoch, cs_errmsg(), end - lease_clock_ms() > 0 ? end - lease_clock_ms() : 0);
 		health = LEASE_FAILING;
-		next = util_mono_ms() + retry;
+		next = lease_clock_ms() + retry;
 	}
-	PQfinish(l->rconn);
-	l->rconn = NULL;
+	/* Kept for the next lock() when it can still be used. */
+	if (l->rconn && lease_broken(l->rconn)) {
+		PQfinish(l->rconn);
+		l->rconn = NULL;
+	}
 	return NULL;
 }
 
 /* ---------- lock, unlock, leading ---------- */
 
-/* Expires this handle's lease (epoch) now so that another replica takes it at once; logs when it cannot. */
-static void lease_release(struct state_pg_lease *l, uint64_t epoch)
+/* Expires this handle's lease (epoch) now so that another replica takes it at once. Caller holds cmu. */
+static int lease_release_locked(struct state_pg_lease *l, uint64_t epoch)
 {
 	char ep[24], state[6];
 	const char *params[2] = {l->token, ep};
 
 	lease_u64(epoch, ep);
+	return lease_call(l, l->sql_release, 2, params, NULL, state);
+}
+
+static void lease_release(struct state_pg_lease *l, uint64_t epoch)
+{
 	pthread_mutex_lock(&l->cmu);
-	if (lease_call(l, l->sql_release, 2, params, NULL, state))
-		log_warn("cannot release the leader lease (epoch %s): %s; it ends by itself within %" PRId64 " ms", ep,
-			 cs_errmsg(), l->pg->lease_ms);
+	if (lease_release_locked(l, epoch))
+		log_warn("cannot release the leader lease (epoch %" PRIu64 "): %s; it ends by itself within %" PRId64
+			 " ms",
+			 epoch, cs_errmsg(), l->pg->lease_ms);
 	pthread_mutex_unlock(&l->cmu);
 }
 
@@ -466,8 +529,9 @@ static void lease_drain(struct state_pg_lease *l)
  */
 static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t *epoch, int64_t *start)
 {
-	char pid[24], ms[24], state[6], desc[512];
+	char pid[24], ms[24], state[6];
 	const char *params[5] = {l->token, l->host, pid, operation, ms};
+	struct lease_seen seen;
 	PGresult *r = NULL;
 	int rc = 0;
 
@@ -476,7 +540,7 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 	*epoch = 0;
 	/* A lease freed between the take and the look at its holder is taken again: a few rounds at most. */
 	for (int tries = 0; tries < 3; tries++) {
-		*start = util_mono_ms();
+		*start = lease_clock_ms();
 		rc = lease_call(l, l->sql_take, 5, params, &r, state);
 		if (rc && !strcmp(state, "55P03"))
 			return cs_error(CS_ELOCKED,
@@ -491,62 +555,31 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 			return 0;
 		}
 		PQclear(r);
-		if ((rc = lease_describe(l, l->conn, -1, util_mono_ms() + lease_op_ms(l), desc, sizeof(desc))))
+		if ((rc = lease_look(l, &seen)))
 			return rc;
-		if (*desc)
-			return cs_error(CS_ELOCKED, "the state in %s is locked by %s", l->pg->where, desc);
+		if (!seen.exists)
+			return cs_error(CS_ERROR, "%s: the lease row (id 1) is missing from the lease table",
+					l->pg->where);
+		/*
+		 * This handle's own: left by an unlock whose release did not reach
+		 * the server (or a take whose answer was lost). Nothing of this
+		 * process writes under it (not held), so expire it and take a new epoch.
+		 */
+		if (seen.live && seen.own && !(rc = lease_release_locked(l, seen.epoch)))
+			continue;
+		if (rc)
+			return rc;
+		if (seen.live)
+			return cs_error(CS_ELOCKED, "the state in %s is locked by %s", l->pg->where, seen.desc);
 	}
 	return cs_error(CS_ELOCKED, "the state in %s is locked: its lease keeps changing hands; try again",
 			l->pg->where);
 }
 
-int state_pg_lease_lock(struct state_pg *pg, const char *operation)
+/* Caller holds mu. */
+static int lease_leading_locked(const struct state_pg_lease *l)
 {
-	struct state_pg_lease *l = pg->lease;
-	PGconn *rconn = NULL;
-	uint64_t epoch = 0;
-	int64_t start = 0;
-	int rc;
-
-	pthread_mutex_lock(&l->mu);
-	rc = l->held;
-	pthread_mutex_unlock(&l->mu);
-	if (rc)
-		return cs_error(CS_ERROR, "%s: this process holds the lease already (unlock it first)", pg->where);
-	if (l->wake[0] < 0)
-		return cs_error(CS_ERROR, "%s: cannot start the lease renewal: no pipe", pg->where);
-	pthread_mutex_lock(&l->cmu);
-	rc = lease_take(l, operation, &epoch, &start);
-	pthread_mutex_unlock(&l->cmu);
-	if (rc)
-		return rc;
-	/* The renewal thread's own connection, so that renewals never queue behind the caller's statements. */
-	if ((rc = lease_connect(l, -1, util_mono_ms() + lease_op_ms(l), pg->lease_ms, &rconn)))
-		goto fail;
-	lease_drain(l);
-	pthread_mutex_lock(&l->mu);
-	l->held = 1;
-	l->deposed = 0;
-	l->epoch = epoch;
-	l->renewed_mono = start;
-	l->rconn = rconn;
-	l->running = pthread_create(&l->thread, NULL, lease_run, l) == 0;
-	pthread_mutex_unlock(&l->mu);
-	if (!l->running) {
-		rc = cs_error(CS_ERROR, "%s: cannot start the lease renewal thread", pg->where);
-		pthread_mutex_lock(&l->mu);
-		l->held = 0;
-		l->epoch = 0;
-		l->rconn = NULL;
-		pthread_mutex_unlock(&l->mu);
-		PQfinish(rconn);
-		goto fail;
-	}
-	log_debug("%s: took the leader lease (epoch %" PRIu64 ") for %s", pg->where, epoch, operation);
-	return 0;
-fail:
-	lease_release(l, epoch);
-	return rc;
+	return l->held && !l->deposed && lease_clock_ms() - l->renewed_mono < l->pg->lease_ms;
 }
 
 static void lease_unlock(struct state_pg_lease *l)
@@ -582,6 +615,59 @@ static void lease_unlock(struct state_pg_lease *l)
 		lease_release(l, epoch);
 }
 
+int state_pg_lease_lock(struct state_pg *pg, const char *operation)
+{
+	struct state_pg_lease *l = pg->lease;
+	uint64_t epoch = 0;
+	int64_t start = 0;
+	int rc;
+
+	pthread_mutex_lock(&l->mu);
+	rc = l->held ? lease_leading_locked(l) ? 2 : 1 : 0;
+	pthread_mutex_unlock(&l->mu);
+	if (rc == 2)
+		return cs_error(CS_ERROR, "%s: this process holds the lease already (unlock it first)", pg->where);
+	if (rc == 1)
+		lease_unlock(l); /* lost (taken or lapsed): ended properly, then a new epoch is asked for */
+	if (l->wake[0] < 0)
+		return cs_error(CS_ERROR, "%s: cannot start the lease renewal: no pipe", pg->where);
+	/*
+	 * The renewal thread's own connection (renewals never queue behind the
+	 * caller's statements), opened before the take so that no part of the
+	 * lease is spent connecting.
+	 */
+	if (l->rconn && lease_broken(l->rconn)) {
+		PQfinish(l->rconn);
+		l->rconn = NULL;
+	}
+	if (!l->rconn && (rc = lease_connect(l, -1, lease_clock_ms() + lease_op_ms(l), pg->lease_ms, &l->rconn)))
+		return rc;
+	pthread_mutex_lock(&l->cmu);
+	rc = lease_take(l, operation, &epoch, &start);
+	pthread_mutex_unlock(&l->cmu);
+	if (rc)
+		return rc;
+	lease_drain(l);
+	pthread_mutex_lock(&l->mu);
+	l->held = 1;
+	l->deposed = 0;
+	l->epoch = epoch;
+	l->renewed_mono = start;
+	l->running = pthread_create(&l->thread, NULL, lease_run, l) == 0;
+	if (!l->running) {
+		l->held = 0;
+		l->epoch = 0;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (!l->running) {
+		rc = cs_error(CS_ERROR, "%s: cannot start the lease renewal thread", pg->where);
+		lease_release(l, epoch);
+		return rc;
+	}
+	log_debug("%s: took the leader lease (epoch %" PRIu64 ") for %s", pg->where, epoch, operation);
+	return 0;
+}
+
 void state_pg_lease_unlock(struct state_pg *pg)
 {
 	lease_unlock(pg->lease);
@@ -593,7 +679,7 @@ int state_pg_lease_leading(struct state_pg *pg)
 	int leading;
 
 	pthread_mutex_lock(&l->mu);
-	leading = l->held && !l->deposed && util_mono_ms() - l->renewed_mono < l->pg->lease_ms;
+	leading = lease_leading_locked(l);
 	pthread_mutex_unlock(&l->mu);
 	return leading;
 }
@@ -604,7 +690,7 @@ uint64_t state_pg_lease_epoch(struct state_pg *pg)
 	uint64_t epoch;
 
 	pthread_mutex_lock(&l->mu);
-	epoch = l->held && !l->deposed && util_mono_ms() - l->renewed_mono < l->pg->lease_ms ? l->epoch : 0;
+	epoch = lease_leading_locked(l) ? l->epoch : 0;
 	pthread_mutex_unlock(&l->mu);
 	return epoch;
 }
@@ -615,6 +701,7 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 {
 	struct state_pg_lease *l = pg->lease;
 	char ep[24], ms[24], desc[512], lapsed[64] = "";
+	struct lease_seen seen;
 	const char *params[3] = {l->token, ep, ms};
 	PGresult *r = NULL;
 	int held, deposed, fresh, rc;
@@ -622,7 +709,7 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 	pthread_mutex_lock(&l->mu);
 	held = l->held;
 	deposed = l->deposed;
-	fresh = util_mono_ms() - l->renewed_mono < pg->lease_ms;
+	fresh = lease_clock_ms() - l->renewed_mono < pg->lease_ms;
 	lease_u64(l->epoch, ep);
 	pthread_mutex_unlock(&l->mu);
 	if (!held)
@@ -642,8 +729,8 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 	/* Who has it now, for the message (best effort: the caller rolls back anyway). */
 	desc[0] = '\0';
 	if (!pgconn_exec(conn, pg->where, &r, l->sql_describe, 0, NULL)) {
-		if (PQntuples(r) == 1)
-			lease_format(r, desc, sizeof(desc));
+		lease_seen_of(l, r, &seen);
+		snprintf(desc, sizeof(desc), "%s", seen.desc);
 		PQclear(r);
 	}
 	return cs_error(CS_EFENCED, "this process is no longer the leader of %s (epoch %s): %s%s", pg->where, ep,
@@ -685,10 +772,13 @@ static void lease_sql(struct state_pg_lease *l)
 		xasprintf("UPDATE %s SET expires_at = clock_timestamp()"
 			  " WHERE id = 1 AND holder = $1 AND epoch = $2::bigint AND expires_at > clock_timestamp()",
 			  t);
-	l->sql_describe = xasprintf("SELECT holder, host, pid, operation, extract(epoch FROM acquired_at)::bigint,"
-				    " (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint"
-				    " FROM %s WHERE id = 1 AND holder IS NOT NULL AND expires_at > clock_timestamp()",
-				    t);
+	l->sql_describe =
+		xasprintf("SELECT holder, host, pid, operation, "
+			  " CASE WHEN isfinite(acquired_at) THEN extract(epoch FROM acquired_at)::bigint ELSE 0 END,"
+			  " CASE WHEN isfinite(expires_at) AND expires_at > clock_timestamp()"
+			  " THEN (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint ELSE 0 END, epoch,"
+			  " holder IS NOT NULL AND expires_at > clock_timestamp() FROM %s WHERE id = 1",
+			  t);
 	/* The row lock orders a takeover after this write; a paused writer loses its session within a lease. */
 	l->sql_fence =
 		xasprintf("SELECT set_config('idle_in_transaction_session_timeout', $3, true) FROM %s"
@@ -707,7 +797,7 @@ struct state_pg_lease *state_pg_lease_new(struct state_pg *pg)
 	l->pg = pg;
 	if (crypto_random(rnd, sizeof(rnd))) {
 		/* No RNG: still distinct per handle and process. */
-		uint64_t x = (uint64_t)util_mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)l;
+		uint64_t x = (uint64_t)lease_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)l;
 
 		memcpy(rnd, &x, sizeof(rnd));
 	}
@@ -735,6 +825,7 @@ void state_pg_lease_free(struct state_pg_lease *l)
 		return;
 	lease_unlock(l);
 	PQfinish(l->conn);
+	PQfinish(l->rconn);
 	if (l->wake[0] >= 0) {
 		close(l->wake[0]);
 		close(l->wake[1]);

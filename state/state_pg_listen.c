@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,8 @@ static void *state_pg_listen_main(void *arg)
 static void state_pg_listen_start(struct state_pg *pg)
 {
 	struct state_pg_store *s = state_pg_store_of(pg);
+	sigset_t all, old;
+	int rc;
 
 	if (s->started)
 		return;
@@ -167,8 +170,13 @@ static void state_pg_listen_start(struct state_pg *pg)
 	fcntl(s->wake[1], F_SETFD, FD_CLOEXEC);
 	if (state_pg_listen_open(pg, &s->lconn))
 		s->lconn = NULL; /* the thread keeps trying, with backoff */
-	if (pthread_create(&s->thread, NULL, state_pg_listen_main, pg)) {
-		fprintf(stderr, "certsync: cannot start the state listener thread\n");
+	/* the thread inherits a full mask: process signals go to the threads that act on them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&s->thread, NULL, state_pg_listen_main, pg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		fprintf(stderr, "certsync: cannot start the state listener thread: %s\n", strerror(rc));
 		abort();
 	}
 	s->started = 1;

@@ -280,8 +280,7 @@ static void state_pg_take_header(struct state *st, struct state *h)
 static int state_pg_refresh_apply(struct state_pg *pg, struct state *st, const PGresult *r, struct state_pg_names *nm)
 {
 	struct state_pg_store *s = state_pg_store_of(pg);
-	int n = PQntuples(r), rc = 0,
-	    usable = s->dig_valid && s->dig_serial == st->serial && !strcmp(s->dig_lineage, st->lineage);
+	int n = PQntuples(r), rc = 0, usable = state_pg_dig_usable(s, st);
 	struct state_cert **recs = xcalloc((size_t)n + 1, sizeof(*recs));
 	struct state *h = NULL;
 

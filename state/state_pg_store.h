@@ -79,6 +79,13 @@ void state_pg_sha(const char *doc, size_t len, unsigned char out[32]);
 struct state_pg_digest *state_pg_dig_find(struct state_pg_store *s, const char *name);
 void state_pg_dig_set(struct state_pg_store *s, const char *name, const unsigned char *sha);
 void state_pg_dig_clear(struct state_pg_store *s);
+/* 1 when the digests describe the rows st was read at (so unchanged records need no write). */
+int state_pg_dig_usable(const struct state_pg_store *s, const struct state *st);
+
+/* ---------- state_pg_write.c ---------- */
+
+int state_pg_save(struct state_backend *be, struct state *st);
+int state_pg_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec);
 
 /* ---------- state_pg_read.c ---------- */
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../state/keystore.h"
+#include "../../state/state_pg.h"
 #include "../../util/err.h"
 #include "../../util/fsutil.h"
 #include "../backends.h"
@@ -93,6 +94,12 @@ static int migrate_copy(struct migrate_side *from, struct migrate_side *to, size
 				from->desc, to->desc, cs_errmsg());
 	if (to->st->serial > from->st->serial)
 		from->st->serial = to->st->serial;
+	/* The database keeps one lineage per header: a replaced state goes first (file saves replace anyway). */
+	if (to->exists && to->kind == STATE_BACKEND_POSTGRES && state_pg_clear(to->be)) {
+		from->st->serial = src_serial;
+		return cmd_fail("state migrate: emptying %s before the copy: %s (nothing was changed there)", to->desc,
+				cs_errmsg());
+	}
 	if (state_save(to->be, from->st)) {
 		from->st->serial = src_serial;
 		return cmd_fail("state migrate: writing the state to %s: %s", to->desc, cs_errmsg());

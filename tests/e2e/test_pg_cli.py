@@ -443,3 +443,55 @@ def test_secrets_appear_in_no_output_even_on_errors_and_debug(env, pg, seen):
     no_pw = pg.url.replace(f":{pg.password}@", "@")
     r = run(env, seen, "-v", "plan", check=0, env_vars={"CERTSYNC_DATABASE_URL": no_pw, "PGPASSWORD": pg.password})
     assert_no_secrets(seen, pg, pg.password[::-1])
+
+
+def test_migrate_force_replaces_a_database_state_with_other_records_and_lineage(env, pg, seen):
+    # The database holds an older state of its own (another lineage, a certificate since removed) ...
+    pg_env(env, pg)
+    add_cert(env, "old")
+    run(env, seen, "apply", check=0)
+    old_lineage, old_serial = header(pg)
+    # ... and the file state is the one to keep.
+    env.repo.remove("old.yaml")
+    add_cert(env, "web", commit=False)
+    add_cert(env, "api")
+    env.write_config()
+    both_sides(env)
+    run(env, seen, "apply", check=0)
+    doc = env.state_json()
+    assert doc["lineage"] != old_lineage and sorted(doc["certificates"]) == ["api", "web"]
+    r = run(env, seen, "state", "migrate", "--to", "postgres", check=1)
+    assert f"already holds a state (lineage {old_lineage[:8]}, serial {old_serial}, 1 certificate)" in r.err, r
+    assert header(pg) == (old_lineage, old_serial)
+    r = run(env, seen, "state", "migrate", "--to", "postgres", "--force", check=0)
+    assert "(replacing its state)" in r.out, r
+    assert header(pg) == (doc["lineage"], max(doc["serial"], old_serial) + 1)
+    assert pg.psql(f"SELECT string_agg(name, ',' ORDER BY name) FROM {SCHEMA}.certs") == "api,web"
+    env.config.write_text(env.config.read_text().replace("state:\n", "state:\n  backend: postgres\n"))
+    r = run(env, seen, "state", "list", check=0)
+    assert [ln.split()[0] for ln in r.out.splitlines()[1:]] == ["api", "web"]
+    r = run(env, seen, "plan", "--detailed-exitcode", check=0)
+    assert "No changes" in r.out, r
+    assert_no_secrets(seen, pg)
+
+
+def test_saved_plans_on_postgres_apply_once_then_are_stale(env, pg, seen):
+    pg_env(env, pg)
+    add_cert(env, "web")
+    plan = env.dir / "plan.json"
+    r = run(env, seen, "plan", "--out", str(plan), check=0)
+    assert json.loads(plan.read_text())["state"] is None
+    r = run(env, seen, "apply", str(plan), check=0)
+    assert "1 done" in r.out, r
+    lineage, serial = header(pg)
+    r = run(env, seen, "apply", str(plan), check=1)
+    assert f"stale plan: it was made with no state, but the state now exists (lineage {lineage[:8]}, serial " \
+           f"{serial})" in r.err, r
+    add_cert(env, "api")
+    run(env, seen, "plan", "--out", str(plan), check=0)
+    run(env, seen, "state", "rm", "web", check=0)
+    r = run(env, seen, "apply", str(plan), check=1)
+    assert f"stale plan: it was made for state lineage {lineage[:8]} serial {serial}, but the state is now " \
+           f"lineage {lineage[:8]} serial {serial + 1}" in r.err, r
+    assert not env.cert_dir("api").exists()
+    assert_no_secrets(seen, pg)

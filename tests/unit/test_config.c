@@ -14,6 +14,7 @@
 #include "../../reconciler/provider.h"
 #include "../../state/keystore.h"
 #include "../../state/state.h"
+#include "../../state/state_pg.h"
 #include "../../util/buf.h"
 #include "../../util/err.h"
 #include "../../util/redact.h"
@@ -605,6 +606,48 @@ static void test_backends_postgres_open_and_wrong_key(void **state)
 	free(schema);
 }
 
+/* state migrate --force on postgres: state_pg_clear empties the stored state so another lineage can be saved. */
+static void test_backends_postgres_clear_lets_another_lineage_in(void **state)
+{
+	char *schema = test_pg_schema();
+	struct config *c = pg_config(schema);
+	struct state_backend *be = NULL;
+	struct state *st = NULL, *other = state_new(), *back = NULL;
+
+	(void)state;
+	setenv("CERTSYNC_TEST_DB_URL", test_pg_url(), 1);
+	assert_int_equal(backends_open_state(c, &be), 0);
+	assert_int_equal(state_lock(be, "test"), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	state_cert_put(st, "a");
+	state_cert_put(st, "b");
+	assert_int_equal(state_save(be, st), 0);
+	assert_int_equal(state_save(be, st), 0);
+	/* Another lineage is refused as it is ... */
+	state_cert_put(other, "c");
+	other->serial = st->serial;
+	assert_int_equal(state_save(be, other), CS_ECONFLICT);
+	/* ... and saved once the stored state was cleared. */
+	assert_int_equal(state_pg_clear(be), 0);
+	assert_int_equal(state_save(be, other), 0);
+	assert_int_equal(other->serial, 3);
+	state_unlock(be);
+	assert_int_equal(state_load(be, &back), 0);
+	assert_string_equal(back->lineage, other->lineage);
+	assert_int_equal(back->serial, 3);
+	assert_int_equal(state_cert_count(back), 1);
+	assert_non_null(state_cert_get(back, "c"));
+	/* Without the lock nothing is cleared. */
+	assert_int_equal(state_pg_clear(be), CS_EFENCED);
+	state_free(back);
+	state_free(st);
+	state_free(other);
+	state_backend_free(be);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	config_free(c);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -628,6 +671,7 @@ int main(void)
 		cmocka_unit_test(test_backends_file_is_the_state_file_and_key_dir),
 		cmocka_unit_test(test_backends_postgres_describe_and_secrets),
 		cmocka_unit_test(test_backends_postgres_open_and_wrong_key),
+		cmocka_unit_test(test_backends_postgres_clear_lets_another_lineage_in),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
