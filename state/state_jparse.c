@@ -10,10 +10,11 @@
 #include "state_int.h"
 
 /*
- * Every key of every object, by (object id, key): one open-addressing table
- * for the whole document, so a check costs O(1) whatever an object's size
- * (certificates holds one key per record). Object ids are never reused, so
- * nothing is removed when an object closes.
+ * The keys of the open objects, by (object id, key): one open-addressing
+ * table, so a check costs O(1) whatever an object's size (certificates holds
+ * one key per record). Object ids are never reused, so a closed object's
+ * keys stay until the table fills; then they are dropped instead of the
+ * table growing (a 10,000-record state keeps ~10,000 keys, not ~360,000).
  */
 struct state_jp_key {
 	uint64_t hash; /* 0: empty slot */
@@ -59,23 +60,63 @@ static uint64_t state_jp_key_hash(unsigned frame, const char *k, size_t len)
 	return h ? h : 1;
 }
 
-static void state_jp_keys_grow(struct state_jp_keyset *ks)
+static int state_jp_id_cmp(const void *a, const void *b)
+{
+	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Makes room for one more key: rebuilds the table with only the keys of
+ * objects still open (open[0..n_open), sorted), at the same capacity when
+ * that leaves it at most a quarter full, else at twice the capacity.
+ */
+static void state_jp_keys_grow(struct state_jp_keyset *ks, const unsigned *open, size_t n_open)
 {
 	struct state_jp_key *old = ks->slot;
-	size_t old_cap = ks->cap;
+	size_t old_cap = ks->cap, live = 0;
+	char *text = NULL;
+	size_t text_len = 0, text_cap = 0;
 
-	ks->cap = old_cap ? old_cap * 2 : 64;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].hash && bsearch(&old[i].frame, open, n_open, sizeof(*open), state_jp_id_cmp))
+			live++;
+	ks->cap = !old_cap ? 64 : 4 * (live + 1) <= old_cap ? old_cap : old_cap * 2;
 	ks->slot = xcalloc(ks->cap, sizeof(*ks->slot));
+	ks->n = 0;
 	for (size_t i = 0; i < old_cap; i++) {
 		size_t j = (size_t)old[i].hash & (ks->cap - 1);
 
-		if (!old[i].hash)
+		if (!old[i].hash || !bsearch(&old[i].frame, open, n_open, sizeof(*open), state_jp_id_cmp))
 			continue;
 		while (ks->slot[j].hash)
 			j = (j + 1) & (ks->cap - 1);
 		ks->slot[j] = old[i];
+		util_grow(&text, &text_cap, text_len + old[i].len + 1, 1);
+		memcpy(text + text_len, ks->text + old[i].off, old[i].len);
+		ks->slot[j].off = text_len;
+		text_len += old[i].len;
+		ks->n++;
 	}
 	free(old);
+	free(ks->text);
+	ks->text = text;
+	ks->text_len = text_len;
+	ks->text_cap = text_cap;
+}
+
+/* Makes room in jp's key table for one more key. */
+static void state_jp_keys_room(struct state_jp *jp)
+{
+	unsigned open[STATE_JP_MAX_DEPTH + 1];
+	size_t n = 0;
+
+	/* frame[d] of an array's depth is a closed object's id: kept, harmlessly */
+	for (int d = 1; d <= jp->depth; d++)
+		open[n++] = jp->frame[d];
+	qsort(open, n, sizeof(*open), state_jp_id_cmp);
+	state_jp_keys_grow(jp->keys, open, n);
 }
 
 /* Records key (len bytes) in the open object `frame`: 1 if that object already had it, else 0. */
@@ -88,7 +129,7 @@ static int state_jp_key_seen(struct state_jp *jp, unsigned frame, const char *ke
 	if (!ks)
 		ks = jp->keys = xcalloc(1, sizeof(*ks));
 	if (2 * (ks->n + 1) > ks->cap)
-		state_jp_keys_grow(ks);
+		state_jp_keys_room(jp);
 	for (j = (size_t)h & (ks->cap - 1); ks->slot[j].hash; j = (j + 1) & (ks->cap - 1)) {
 		const struct state_jp_key *e = &ks->slot[j];
 

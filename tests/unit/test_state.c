@@ -568,6 +568,49 @@ static void test_state_duplicate_keys_are_refused_with_position(void **unused)
 	}
 }
 
+/*
+ * The key table drops the keys of closed objects when it fills: keys of the
+ * objects still open (the document, certificates) are kept, so a duplicate
+ * after thousands of records is still found, and a valid large state decodes.
+ */
+static void test_state_duplicate_keys_found_after_many_objects(void **unused)
+{
+	static const char *const tails[] = {
+		"\"c00000\": {\"phase\": \"ready\"}}}",		       /* the first record's name again */
+		"\"c99999\": {\"phase\": \"ready\"}}, \"serial\": 4}", /* a key of the document again */
+		"\"c99999\": {\"phase\": \"ready\"}}}",		       /* none */
+	};
+	struct buf doc = BUF_INIT;
+
+	(void)unused;
+	for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+		struct state *st = NULL;
+		int rc;
+
+		buf_clear(&doc);
+		buf_puts(&doc, DOC_HEAD ", \"certificates\": {");
+		for (int i = 0; i < 3000; i++)
+			buf_printf(&doc,
+				   "\"c%05d\": {\"phase\": \"ready\", \"issuer\": \"ca\", \"ids\": {\"a\": \"1\", "
+				   "\"b\": \"2\"}, \"history\": [{\"time\": \"2026-11-19T05:31:03Z\", \"what\": "
+				   "\"x\"}]},\n",
+				   i);
+		buf_puts(&doc, tails[t]);
+		rc = state_from_json(doc.data, doc.len, "state.json", &st);
+		if (t < 2) {
+			assert_int_equal(rc, CS_EINVALID);
+			assert_non_null(
+				strstr(cs_errmsg(), t ? "duplicate key \"serial\"" : "duplicate key \"c00000\""));
+		} else {
+			if (rc)
+				fail_msg("refused: %s", cs_errmsg());
+			assert_int_equal(state_cert_count(st), 3001);
+		}
+		state_free(st);
+	}
+	buf_free(&doc);
+}
+
 /* A journal line with a key twice is refused with its line. */
 static void test_state_journal_line_with_a_duplicate_key_is_refused(void **unused)
 {
@@ -1117,6 +1160,7 @@ int main(void)
 		cmocka_unit_test(test_state_wrong_field_type_names_the_field),
 		cmocka_unit_test(test_state_decoder_is_strict_json),
 		cmocka_unit_test(test_state_duplicate_keys_are_refused_with_position),
+		cmocka_unit_test(test_state_duplicate_keys_found_after_many_objects),
 		cmocka_unit_test(test_state_journal_line_with_a_duplicate_key_is_refused),
 		cmocka_unit_test(test_state_decoder_unescapes_strings),
 		cmocka_unit_test(test_state_version_is_checked_before_fields),
