@@ -6,8 +6,9 @@
  *   (records and digests);
  * - one round trip (SELECT 1, median of 100);
  * - one record's journal() and a one-record save() (median of 100; wall,
- *   the calling thread's CPU, and the round trips each makes, counted in a
- *   libpq trace of the backend's connection).
+ *   the calling thread's CPU), and the round trips each makes with each
+ *   one's time and statement (median of 20 calls traced with libpq's
+ *   PQtrace on the backend's connection).
  * Prints "key: figures" lines that bench/bench.py turns into rows.
  *
  *   make BUILD=build/bench OPT="-O2 -DNDEBUG" build/bench/pg_state_bench
@@ -102,36 +103,97 @@ static void die(const char *what)
 	exit(1);
 }
 
-/* The round trips in a libpq trace: the client messages that end one (Sync, Query) in a libpq trace. */
-static int round_trips(FILE *trace)
+#define TRACED 20 /* traced calls of each kind */
+#define RT_MAX 8  /* round trips of one call kept */
+
+/* A traced call's round trips: the statement each ran (its first word) and its time. */
+struct trips {
+	int n;
+	char what[RT_MAX][16];
+	double ms[RT_MAX][TRACED];
+};
+
+/* The time of a trace line (its timestamp, ms within the day); -1 when it has none. */
+static double trace_ms(const char *line)
 {
-	char line[4096];
+	int h, m;
+	double sec;
+
+	if (sscanf(line, "%*d-%*d-%*d %d:%d:%lf", &h, &m, &sec) != 3)
+		return -1;
+	return ((double)h * 3600 + (double)m * 60 + sec) * 1e3;
+}
+
+/* The first word of the SQL in a Parse or Query message of a trace line, into what. */
+static void trace_what(const char *line, char what[16])
+{
+	const char *q = strstr(line, "\tParse\t");
+
+	q = q ? strstr(q, "\" \"") : strstr(line, "\tQuery\t");
+	if (!q || !(q = strchr(q + 2, '"')))
+		return;
+	snprintf(what, 16, "%.*s", (int)strcspn(q + 1, " \""), q + 1);
+}
+
+/*
+ * Adds call k's round trips from a libpq trace: each runs from the client's
+ * first message after the previous ReadyForQuery to the next ReadyForQuery.
+ */
+static void trace_trips(FILE *trace, struct trips *t, int k)
+{
+	char line[8192], what[16] = "?";
+	double start = -1;
 	int n = 0;
 
 	rewind(trace);
-	while (fgets(line, sizeof(line), trace))
-		if (strstr(line, "\tF\t") && (strstr(line, "\tSync") || strstr(line, "\tQuery\t")))
+	while (fgets(line, sizeof(line), trace)) {
+		double at = trace_ms(line);
+
+		if (strstr(line, "\tF\t")) {
+			if (start < 0) {
+				start = at;
+				snprintf(what, sizeof(what), "?");
+			}
+			trace_what(line, what);
+		} else if (strstr(line, "\tB\t") && strstr(line, "\tReadyForQuery\t") && start >= 0) {
+			if (n < RT_MAX) {
+				snprintf(t->what[n], sizeof(t->what[n]), "%s", what);
+				t->ms[n][k] = at - start;
+			}
 			n++;
-	return n;
+			start = -1;
+		}
+	}
+	t->n = n;
 }
 
-/* One journal() of name, or one save() of st, with its connection traced: the round trips it made. */
-static int traced(struct state_backend *pg, struct state *st, const char *name, int save)
+/* TRACED journal() of name, or save() of st, with the backend's connection traced. */
+static void traced(struct state_backend *pg, struct state *st, const char *name, int save, struct trips *t)
 {
 	PGconn *conn = ((struct state_pg *)(void *)pg)->conn; /* struct state_pg starts with its backend */
-	FILE *trace = tmpfile();
-	int n;
 
-	if (!trace)
-		die("trace file");
-	PQtrace(conn, trace);
-	if (save ? state_save(pg, st) : state_journal(pg, st, name, state_cert_get(st, name)))
-		die(save ? "save" : "journal");
-	PQuntrace(conn);
-	fflush(trace);
-	n = round_trips(trace);
-	fclose(trace);
-	return n;
+	for (int k = 0; k < TRACED; k++) {
+		FILE *trace = tmpfile();
+
+		if (!trace)
+			die("trace file");
+		state_cert_get(st, name)->attempts = 5000 + k;
+		PQtrace(conn, trace);
+		if (save ? state_save(pg, st) : state_journal(pg, st, name, state_cert_get(st, name)))
+			die(save ? "save" : "journal");
+		PQuntrace(conn);
+		fflush(trace);
+		trace_trips(trace, t, k);
+		fclose(trace);
+	}
+}
+
+/* "BEGIN 0.05, SELECT 0.31, ..." : each round trip's median (ms). */
+static void print_trips(struct trips *t)
+{
+	for (int i = 0; i < t->n && i < RT_MAX; i++)
+		printf("%s%s %.2f", i ? ", " : "", t->what[i], median(t->ms[i], TRACED));
+	printf("\n");
 }
 
 /* The rows a load reads, fetched alone on a connection of its own: time, bytes, and the decode of them. */
@@ -189,7 +251,7 @@ int main(int argc, char **argv)
 	struct state_backend *file = NULL, *pg = NULL;
 	struct state *st = state_new(), *got = NULL;
 	double fl[5], pl[5], jr[100], jc[100], sv[100], sc[100], fetch, decode, rtt, mb;
-	int rt_journal, rt_save;
+	struct trips tj, ts;
 
 	if (!o.conninfo || n < 1 || n > 1000000 || !mkdtemp(dir))
 		return fprintf(stderr, "usage: pg_state_bench URL [records]\n"), 2;
@@ -241,10 +303,8 @@ int main(int argc, char **argv)
 		sv[i] = now_ms() - t;
 	}
 	/* the round trips of one journal() and one save(), counted in a libpq trace of the backend's connection */
-	state_cert_get(got, name)->attempts = 5000;
-	rt_journal = traced(pg, got, name, 0);
-	state_cert_get(got, name)->attempts = 5001;
-	rt_save = traced(pg, got, name, 1);
+	traced(pg, got, name, 0, &tj);
+	traced(pg, got, name, 1, &ts);
 
 	printf("records: %ld\n", n);
 	printf("load file: median %.1f ms\n", median(fl, 5));
@@ -252,9 +312,13 @@ int main(int argc, char **argv)
 	printf("load postgres parts: fetch %.1f ms (%.1f MB), decode and digests %.1f ms\n", fetch, mb, decode);
 	printf("round trip: median %.3f ms\n", rtt);
 	printf("journal: median %.2f ms, max %.2f ms, client CPU %.2f ms, %d round trips\n", median(jr, 100),
-	       (qsort(jr, 100, sizeof(double), cmp_double), jr[99]), median(jc, 100), rt_journal);
+	       (qsort(jr, 100, sizeof(double), cmp_double), jr[99]), median(jc, 100), tj.n);
 	printf("save one record: median %.1f ms, client CPU %.1f ms, %d round trips\n", median(sv, 100),
-	       median(sc, 100), rt_save);
+	       median(sc, 100), ts.n);
+	printf("journal round trips, median ms (of %d): ", TRACED);
+	print_trips(&tj);
+	printf("save round trips, median ms (of %d): ", TRACED);
+	print_trips(&ts);
 	state_free(got);
 	state_free(st);
 	state_backend_free(pg);
