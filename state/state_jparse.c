@@ -69,37 +69,44 @@ static int state_jp_id_cmp(const void *a, const void *b)
 
 /*
  * Makes room for one more key: rebuilds the table with only the keys of
- * objects still open (open[0..n_open), sorted), at the same capacity when
- * that leaves it at most a quarter full, else at twice the capacity.
+ * objects still open (open[0..n_open), sorted), in place when that leaves
+ * it at most a quarter full (its pages stay mapped), else at twice the
+ * capacity.
  */
 static void state_jp_keys_grow(struct state_jp_keyset *ks, const unsigned *open, size_t n_open)
 {
-	struct state_jp_key *old = ks->slot;
-	size_t old_cap = ks->cap, live = 0;
+	struct state_jp_key *keep;
+	size_t live = 0, text_len = 0, text_cap = 0;
 	char *text = NULL;
-	size_t text_len = 0, text_cap = 0;
 
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i].hash && bsearch(&old[i].frame, open, n_open, sizeof(*open), state_jp_id_cmp))
-			live++;
-	ks->cap = !old_cap ? 64 : 4 * (live + 1) <= old_cap ? old_cap : old_cap * 2;
-	ks->slot = xcalloc(ks->cap, sizeof(*ks->slot));
-	ks->n = 0;
-	for (size_t i = 0; i < old_cap; i++) {
-		size_t j = (size_t)old[i].hash & (ks->cap - 1);
+	keep = xmalloc((ks->n + 1) * sizeof(*keep));
+	for (size_t i = 0; i < ks->cap; i++) {
+		struct state_jp_key *e = &ks->slot[i];
 
-		if (!old[i].hash || !bsearch(&old[i].frame, open, n_open, sizeof(*open), state_jp_id_cmp))
+		if (!e->hash || !bsearch(&e->frame, open, n_open, sizeof(*open), state_jp_id_cmp))
 			continue;
+		keep[live] = *e;
+		keep[live].off = text_len;
+		util_grow(&text, &text_cap, text_len + e->len + 1, 1);
+		memcpy(text + text_len, ks->text + e->off, e->len);
+		text_len += e->len;
+		live++;
+	}
+	if (!ks->cap || 4 * (live + 1) > ks->cap) {
+		free(ks->slot);
+		ks->cap = ks->cap ? ks->cap * 2 : 64;
+		ks->slot = xmalloc(ks->cap * sizeof(*ks->slot));
+	}
+	memset(ks->slot, 0, ks->cap * sizeof(*ks->slot)); /* written before read: no copy-on-write faults */
+	for (size_t i = 0; i < live; i++) {
+		size_t j = (size_t)keep[i].hash & (ks->cap - 1);
+
 		while (ks->slot[j].hash)
 			j = (j + 1) & (ks->cap - 1);
-		ks->slot[j] = old[i];
-		util_grow(&text, &text_cap, text_len + old[i].len + 1, 1);
-		memcpy(text + text_len, ks->text + old[i].off, old[i].len);
-		ks->slot[j].off = text_len;
-		text_len += old[i].len;
-		ks->n++;
+		ks->slot[j] = keep[i];
 	}
-	free(old);
+	ks->n = live;
+	free(keep);
 	free(ks->text);
 	ks->text = text;
 	ks->text_len = text_len;
