@@ -41,6 +41,25 @@ void http_set_send_hook(int (*fn)(void *arg), void *arg)
 }
 /* Set by the daemon's SIGTERM: requests in flight end within about a second, nothing is retried. */
 static volatile int *http_abort_flag;
+/* The daemon's lease check: a request is sent only while it says yes. */
+static int (*http_gate_fn)(void *);
+static void *http_gate_arg;
+
+void http_set_gate(int (*fn)(void *arg), void *arg)
+{
+	http_gate_arg = arg;
+	__atomic_store_n(&http_gate_fn, fn, __ATOMIC_RELEASE);
+}
+
+/* CS_EFENCED (unsent) when the gate refuses. */
+static int http_gate_check(const struct http_request *req)
+{
+	int (*fn)(void *) = __atomic_load_n(&http_gate_fn, __ATOMIC_ACQUIRE);
+
+	if (fn && !fn(http_gate_arg))
+		return cs_error(CS_EFENCED, "%s: not sent: this process no longer holds the state's lease", req->op);
+	return 0;
+}
 static CURLcode http_init_rc;
 
 static void http_global_init(void)
@@ -449,7 +468,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 				      req->op, (long long)wait);
 			break;
 		}
-		if (waited && http_send_hook && (rc = http_send_hook(http_send_hook_arg))) {
+		if ((waited && http_send_hook && (rc = http_send_hook(http_send_hook_arg))) ||
+		    (rc = http_gate_check(req))) {
 			pthread_mutex_lock(&c->mu);
 			c->inflight--;
 			pthread_mutex_unlock(&c->mu);
