@@ -434,6 +434,7 @@ static void replica_promote(struct daemon *d)
 	log_info("took the state's lease (epoch %" PRIu64 "): this replica leads (plans, calls providers, writes the "
 		 "state)",
 		 state_epoch(d->be));
+	metrics_set_replica(1, d->leader_changes, 0);
 	daemon_register_webhooks(d);
 }
 
@@ -449,6 +450,7 @@ static void replica_demote(struct daemon *d, const char *why)
 	d->holder[0] = 0;
 	d->dirty = 0;
 	d->fenced = 0;
+	metrics_set_replica(0, d->leader_changes, 0);
 	daemon_pass_free(d);
 	replica_schedule_lease(d);
 	replica_load(d);

@@ -209,6 +209,43 @@ static void test_http_send_hook_runs_before_a_later_send_only(void **state)
 	http_set_send_hook(NULL, NULL);
 }
 
+static int gate_open, gate_calls;
+
+static int lease_gate(void *arg)
+{
+	(void)arg;
+	gate_calls++;
+	return gate_open-- > 0;
+}
+
+/* The lease gate: a refused request is not sent (CS_EFENCED), also when the lease lapses between retries. */
+static void test_http_gate_refuses_before_every_send(void **state)
+{
+	struct http_response res;
+
+	(void)state;
+	http_set_gate(lease_gate, NULL);
+	gate_open = 0;
+	gate_calls = 0;
+	assert_int_equal(get("/json/fenced", HTTP_RETRY_SAFE, &res), CS_EFENCED);
+	assert_int_equal(res.attempts, 0);
+	assert_int_equal(gate_calls, 1);
+	assert_non_null(strstr(cs_errmsg(), "lease"));
+	http_response_free(&res);
+	/* allowed once: the first attempt gets a 503, the retry is refused and never reaches the server */
+	gate_open = 1;
+	assert_int_equal(get("/flaky/gate/5", HTTP_RETRY_SAFE, &res), CS_EFENCED);
+	assert_int_equal(res.attempts, 1);
+	http_response_free(&res);
+	http_set_gate(NULL, NULL);
+	assert_int_equal(get("/count/json/fenced", HTTP_RETRY_SAFE, &res), 0);
+	assert_non_null(strstr(res.body.data, "\"count\": 0"));
+	http_response_free(&res);
+	assert_int_equal(get("/count/flaky/gate/5", HTTP_RETRY_SAFE, &res), 0);
+	assert_non_null(strstr(res.body.data, "\"count\": 1"));
+	http_response_free(&res);
+}
+
 static void test_http_long_retry_after_date_is_returned_not_slept(void **state)
 {
 	struct http_response res;
@@ -313,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_http_never_repeats_unsafe_requests_on_5xx),
 		cmocka_unit_test(test_http_honours_retry_after_on_429),
 		cmocka_unit_test(test_http_send_hook_runs_before_a_later_send_only),
+		cmocka_unit_test(test_http_gate_refuses_before_every_send),
 		cmocka_unit_test(test_http_long_retry_after_date_is_returned_not_slept),
 		cmocka_unit_test(test_http_html_error_page_is_named),
 		cmocka_unit_test(test_http_timeout_is_transient_and_secret_free),
