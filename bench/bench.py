@@ -12,7 +12,9 @@ Prints one table:
 - provider requests per issued certificate;
 - apply against a rate-limited DNSimple simulator: share of the allowed rate
   used, 429s;
-- the webhook endpoint's throughput on loopback (wrk, when installed).
+- the webhook endpoint's throughput on loopback (wrk, when installed);
+- replicas on one PostgreSQL state: failover time (SIGKILL of the leader to
+  the new leader's lease) and propagation leader → follower (bench/replicas.py).
 
 Each engine figure is the median of BENCH_RUNS runs (default 5); provider
 figures are one run each (they take minutes). The machine and the commit are
@@ -34,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import providers  # noqa: E402
+import replicas  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -174,6 +177,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="certsync-bench-"))
     try:
         engine_rows(binary, tmp, rows)
+        replicas.replica_rows(binary, tmp, rows)  # failover and propagation on a local PostgreSQL
         provider_rows(binary, tmp, rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
