@@ -54,8 +54,10 @@ struct engine {
 	size_t n_parked, running;
 	struct engine_result res;
 	int fatal;
-	char fatal_msg[1024]; /* the first cause of fatal, written by the thread that saw it */
-	int64_t deadline;     /* apply --wait: keep polling pending steps until then */
+	char fatal_msg[1024];  /* the first cause of fatal, written by the thread that saw it */
+	int64_t deadline;      /* apply --wait: keep polling pending steps until then */
+	struct keystore *keys; /* opts->keys, or the file store under cfg->key_dir (own_keys) */
+	int own_keys;
 };
 
 void material_init(struct material *m)
@@ -130,18 +132,31 @@ const char *engine_key_dir(struct step_ctx *ctx)
 /* ---------- the key store ---------- */
 
 /*
+ * The key store for ctx: the engine's shared handle; outside an engine run
+ * (a driver or an install called on its own) the file store under
+ * cfg->key_dir, opened into *tmp for the caller to close.
+ */
+static struct keystore *engine_keys(struct step_ctx *ctx, struct keystore **tmp)
+{
+	*tmp = NULL;
+	if (ctx->engine && ctx->engine->keys)
+		return ctx->engine->keys;
+	return *tmp = keystore_open_dir(ctx->cfg->key_dir);
+}
+
+/*
  * Reads the key store's entry (rec, serial) into *out (caller wipes).
  * CS_ENOTFOUND when the store lacks it or holds a damaged copy (the caller
  * fetches it again), CS_ETRANSIENT when the store cannot be read now.
  */
 static int engine_store_get(struct step_ctx *ctx, const char *serial, struct keystore_item *out)
 {
-	struct keystore *ks = keystore_open_dir(ctx->cfg->key_dir);
+	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
 	int rc;
 
 	keystore_item_init(out);
 	rc = keystore_get(ks, ctx->rec->name, serial, out);
-	keystore_close(ks);
+	keystore_close(tmp);
 	if (rc == CS_EINVALID) {
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 		rc = cs_error(CS_ENOTFOUND, "%s: certificate %s: the key store's copy is damaged", ctx->rec->name,
@@ -174,7 +189,7 @@ static int engine_load_stored(struct step_ctx *ctx, const char *serial)
 /* Keeps the verified material in the key store before it is published: a failed publish is then a local retry. */
 static int engine_store_put(struct step_ctx *ctx, const char *serial)
 {
-	struct keystore *ks = keystore_open_dir(engine_key_dir(ctx));
+	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
 	struct keystore_item it;
 	int rc;
 
@@ -182,7 +197,7 @@ static int engine_store_put(struct step_ctx *ctx, const char *serial)
 	it.cert = ctx->mat.cert;
 	it.ca = ctx->mat.ca;
 	rc = keystore_put(ks, ctx->rec->name, serial, &it);
-	keystore_close(ks);
+	keystore_close(tmp);
 	if (rc)
 		return cs_error(CS_ETRANSIENT, "%s: keeping the key in the key store: %s", ctx->rec->name, cs_errmsg());
 	return 0;
@@ -191,11 +206,49 @@ static int engine_store_put(struct step_ctx *ctx, const char *serial)
 /* Drops the key store's entries of rec other than keep (NULL: all); a failure only costs disk space. */
 static void engine_store_prune(struct step_ctx *ctx, const char *name, const char *keep)
 {
-	struct keystore *ks = keystore_open_dir(ctx->cfg->key_dir);
+	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
 
 	if (keystore_prune(ks, name, keep))
 		log_emit(LV_WARN, &ctx->log, "old keys are kept: %s", cs_errmsg());
-	keystore_close(ks);
+	keystore_close(tmp);
+}
+
+int engine_pending_put(struct step_ctx *ctx, const char *slot, const struct buf *data)
+{
+	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
+	int rc = keystore_put_pending(ks, ctx->rec->name, slot, data);
+
+	keystore_close(tmp);
+	if (rc && rc != CS_EINVALID)
+		rc = cs_error(CS_ETRANSIENT, "%s: keeping the pending %s in the key store: %s", ctx->rec->name, slot,
+			      cs_errmsg());
+	return rc;
+}
+
+int engine_pending_get(struct step_ctx *ctx, const char *slot, struct buf *out)
+{
+	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
+	int rc = keystore_get_pending(ks, ctx->rec->name, slot, out);
+
+	keystore_close(tmp);
+	if (rc == CS_EINVALID) {
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
+		rc = cs_error(CS_ENOTFOUND, "%s: the key store's pending %s is damaged", ctx->rec->name, slot);
+	} else if (rc && rc != CS_ENOTFOUND) {
+		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", ctx->rec->name, cs_errmsg());
+	}
+	return rc;
+}
+
+int engine_pending_del(struct step_ctx *ctx, const char *slot)
+{
+	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
+	int rc = keystore_del_pending(ks, ctx->rec->name, slot);
+
+	keystore_close(tmp);
+	if (rc)
+		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", ctx->rec->name, cs_errmsg());
+	return rc;
 }
 
 int engine_installed_key(struct step_ctx *ctx, struct buf *out)
@@ -881,6 +934,11 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 	e.be = be;
 	e.st = st;
 	e.opts = opts;
+	e.keys = opts->keys;
+	if (!e.keys) {
+		e.keys = keystore_open_dir(cfg->key_dir);
+		e.own_keys = 1;
+	}
 	pthread_mutex_init(&e.mu, NULL);
 	pthread_cond_init(&e.cv, NULL);
 	if (opts->wait > 0)
@@ -916,6 +974,8 @@ out:
 	*res = e.res;
 	free(e.jobs);
 	free(e.parked);
+	if (e.own_keys)
+		keystore_close(e.keys);
 	pthread_cond_destroy(&e.cv);
 	pthread_mutex_destroy(&e.mu);
 	return rc;

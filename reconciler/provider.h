@@ -262,8 +262,20 @@ int engine_installed_key(struct step_ctx *ctx, struct buf *out);
 /* 1 when the run was asked to stop (a driver waiting in a step gives up with CS_ETRANSIENT). */
 int engine_stop_requested(const struct step_ctx *ctx);
 
-/* The 0700 key directory (state.keyDir): the key store and pending orders' keys (created on demand). */
+/* The 0700 key directory (state.keyDir): the file key store (created on demand). */
 const char *engine_key_dir(struct step_ctx *ctx);
+
+/*
+ * Pending material of the certificate's order in progress (a key and CSR
+ * between order and issuance), kept in the key store (the engine's: shared
+ * by replicas on the postgres backend) under a slot name ("key", "csr").
+ * get: CS_ENOTFOUND when absent or damaged (a warning is logged);
+ * CS_ETRANSIENT when the store cannot be read or written now (never treat
+ * that as "gone"). del: NULL slot removes them all; absent is success.
+ */
+int engine_pending_put(struct step_ctx *ctx, const char *slot, const struct buf *data);
+int engine_pending_get(struct step_ctx *ctx, const char *slot, struct buf *out);
+int engine_pending_del(struct step_ctx *ctx, const char *slot);
 
 /* ---------- step helpers for drivers (providers/steps.c) ---------- */
 

@@ -50,8 +50,9 @@ int keystore_put(struct keystore *ks, const char *cert, const char *serial, cons
 int keystore_get(struct keystore *ks, const char *cert, const char *serial, struct keystore_item *out);
 
 /*
- * Removes every entry of cert except keep_serial (NULL: all of them, and the
- * certificate's place in the store). A missing certificate is success.
+ * Removes every entry of cert except keep_serial; its pending slots stay (an
+ * order may be under way). keep_serial NULL: all of it, pending slots and the
+ * certificate's place in the store included. A missing certificate is success.
  */
 int keystore_prune(struct keystore *ks, const char *cert, const char *keep_serial);
 
@@ -87,13 +88,24 @@ struct keystore_pg_opts {
 
 int keystore_open_pg(const struct keystore_pg_opts *o, struct keystore **out);
 
-/* Re-encrypts every entry not under the current key; *n gets how many. */
+/*
+ * Re-encrypts every entry and pending slot not under the current key and
+ * moves the key check value to it, in one transaction; *n gets how many.
+ * Afterwards the store opens without old_key. CS_EAUTH when an entry is
+ * under neither key, CS_EINVALID (naming it) when one is damaged: nothing
+ * is changed then. The file backend: CS_EINVALID (it is not encrypted).
+ */
 int keystore_rekey(struct keystore *ks, size_t *n);
 
 /*
- * Copies every entry and pending slot of src into dst (state migrate).
- * *n gets the number of entries copied.
+ * Copies every entry and pending slot of src into dst (state migrate),
+ * replacing dst's entries of the same name and leaving its others alone.
+ * *n gets the number of entries and pending slots copied. A damaged entry
+ * in src stops the copy with its error (nothing is skipped silently).
  */
 int keystore_copy(struct keystore *src, struct keystore *dst, size_t *n);
+
+/* *n gets the number of entries and pending slots the store holds (0: empty; for state migrate's check). */
+int keystore_count(struct keystore *ks, size_t *n);
 
 #endif

@@ -76,15 +76,21 @@ static int digicert_plan(const struct issuer *is, enum change_kind kind, const s
 
 /* ---------- step helpers ---------- */
 
-/* <keydir>/digicert-<name>.<ext>: the pending order's key and CSR (never in state). */
-static char *key_path(struct step_ctx *ctx, const char *ext)
+/*
+ * The pending order's key and CSR live in the key store (slots "key" and
+ * "csr": engine_pending_*), never in state. A run of an earlier version kept
+ * them as <keyDir>/digicert-<name>.key/.csr: those are still read (and then
+ * moved into the key store), so an upgrade in the middle of an order does not
+ * lose the key of a paid order.
+ */
+static char *legacy_path(struct step_ctx *ctx, const char *slot)
 {
-	char *base = xasprintf("digicert-%s.%s", ctx->rec->name, ext), *p;
+	char *base = xasprintf("digicert-%s.%s", ctx->rec->name, slot), *p;
 
 	for (p = base; *p; p++)
 		if (*p == '/')
 			*p = '_';
-	p = fsutil_join(engine_key_dir(ctx), base);
+	p = fsutil_join(ctx->cfg->key_dir, base);
 	free(base);
 	return p;
 }
@@ -107,10 +113,13 @@ static int stale_tmp(const char *name)
 	return kill((pid_t)pid, 0) && errno == ESRCH;
 }
 
-/* Removes temporary key/CSR files a killed run left in the key directory (fsutil_write_atomic's). */
+/*
+ * Removes temporary key/CSR files a killed run of an earlier version left in
+ * the key directory (the key store sweeps its own when it writes a pending slot).
+ */
 static void sweep_stale_tmp(struct step_ctx *ctx)
 {
-	const char *dir = engine_key_dir(ctx);
+	const char *dir = ctx->cfg->key_dir;
 	DIR *d = opendir(dir);
 	struct dirent *e;
 
@@ -125,23 +134,58 @@ static void sweep_stale_tmp(struct step_ctx *ctx)
 	closedir(d);
 }
 
-static int read_keyfile(struct step_ctx *ctx, const char *ext, struct buf *out)
+/* Removes the earlier version's pending files; 0 or CS_ERROR (with the path). */
+static int remove_legacy(struct step_ctx *ctx)
 {
-	char *path = key_path(ctx, ext);
-	int rc = fsutil_read_file(path, KEY_MAX, out);
+	char *k = legacy_path(ctx, "key"), *c = legacy_path(ctx, "csr");
+	int rc = fsutil_rm_rf(k);
 
+	if (!rc)
+		rc = fsutil_rm_rf(c);
+	free(k);
+	free(c);
+	return rc;
+}
+
+/*
+ * The pending order's key or CSR (slot "key"/"csr") into out: from the key
+ * store, else from an earlier version's file (moved into the store then).
+ * CS_ENOTFOUND when neither has it; CS_ETRANSIENT when the store cannot be
+ * read or written now (the caller retries: it must not start the order over).
+ */
+static int read_pending(struct step_ctx *ctx, const char *slot, struct buf *out)
+{
+	char *path;
+	struct buf b = BUF_INIT;
+	int rc = engine_pending_get(ctx, slot, out);
+
+	if (rc != CS_ENOTFOUND)
+		return rc;
+	path = legacy_path(ctx, slot);
+	if ((rc = fsutil_read_file(path, KEY_MAX, &b)))
+		goto out;
+	/* Into the store first, then the file goes: killed in between, the store has it. */
+	if ((rc = engine_pending_put(ctx, slot, &b)))
+		goto out;
+	if (fsutil_rm_rf(path) == 0)
+		log_emit(LV_INFO, &ctx->log, "moved the pending order's %s from %s into the key store", slot, path);
+	buf_append(out, b.data, b.len);
+out:
+	if (rc && rc != CS_ENOTFOUND && rc != CS_ETRANSIENT)
+		rc = cs_error(CS_ETRANSIENT, "%s: reading %s: %s", ctx->rec->name, path, cs_errmsg());
+	buf_wipe(&b);
 	free(path);
 	return rc;
 }
 
-static void remove_keyfiles(struct step_ctx *ctx)
+/* Drops the pending key and CSR (key store and earlier versions' files). */
+static int remove_pending(struct step_ctx *ctx)
 {
-	char *k = key_path(ctx, "key"), *c = key_path(ctx, "csr");
+	int rc = engine_pending_del(ctx, NULL);
 
-	fsutil_rm_rf(k);
-	fsutil_rm_rf(c);
-	free(k);
-	free(c);
+	if (!rc && (rc = remove_legacy(ctx)))
+		rc = cs_error(CS_ETRANSIENT, "%s: %s", ctx->rec->name, cs_errmsg());
+	return rc;
 }
 
 /* The token the current AuthKey makes for the CSR at the placed token's timestamp. */
@@ -232,7 +276,6 @@ static int step_prepare(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	const struct cert_spec *s = ctx->spec;
 	struct crypto_key *key = NULL;
 	struct buf kp = BUF_INIT, csr = BUF_INIT;
-	char *kpath = key_path(ctx, "key"), *cpath = key_path(ctx, "csr");
 	int rc;
 
 	(void)dc;
@@ -240,18 +283,17 @@ static int step_prepare(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	if ((rc = order_key(ctx, &key)) || (rc = crypto_key_to_pem(key, &kp)) ||
 	    (rc = crypto_csr_create(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, &csr)))
 		goto out;
-	/* The key must outlive a pending order: 0600 in the 0700 key directory, never in state. */
-	if ((rc = fsutil_write_atomic(kpath, kp.data, kp.len, 0600)) ||
-	    (rc = fsutil_write_atomic(cpath, csr.data, csr.len, 0600)))
+	/* The key must outlive a pending order, on any replica: in the key store, never in state. */
+	if ((rc = engine_pending_put(ctx, "key", &kp)) || (rc = engine_pending_put(ctx, "csr", &csr)))
 		goto out;
+	if (remove_legacy(ctx)) /* an earlier version's files of an order given up: superseded */
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	state_cert_set_id(ctx->rec, ID_ORDER, NULL);
 	state_cert_set_id(ctx->rec, ID_CERT, NULL);
 	state_cert_set_id(ctx->rec, ID_INTENT, NULL);
 	state_cert_set_id(ctx->rec, ID_POLLS, NULL);
 	step_next(ctx, "place", st);
 out:
-	free(kpath);
-	free(cpath);
 	buf_wipe(&kp);
 	buf_free(&csr);
 	crypto_key_free(key);
@@ -292,7 +334,9 @@ static int step_place(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	char *ref = NULL;
 	int rc;
 
-	if (read_keyfile(ctx, "csr", &csr)) {
+	if ((rc = read_pending(ctx, "csr", &csr))) {
+		if (rc != CS_ENOTFOUND)
+			return rc;
 		log_emit(LV_WARN, &ctx->log, "the pending key or CSR is gone; starting the order over");
 		step_next(ctx, "prepare", st);
 		return 0;
@@ -355,7 +399,9 @@ static int take_material(struct step_ctx *ctx, const char *chain, int reinstall)
 	material_init(&ctx->mat);
 	if ((rc = digicert_split_chain(chain, strlen(chain), &ctx->mat.cert, &ctx->mat.ca)))
 		return rc;
-	rc = read_keyfile(ctx, "key", &ctx->mat.key);
+	rc = read_pending(ctx, "key", &ctx->mat.key);
+	if (rc && rc != CS_ENOTFOUND)
+		return rc; /* the store cannot be read now: never "lost" for that */
 	if (rc && reinstall)
 		rc = engine_installed_key(ctx, &ctx->mat.key);
 	if (rc) {
@@ -416,7 +462,9 @@ static int step_order(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 	int rc;
 
 	memset(&o, 0, sizeof(o));
-	if (read_keyfile(ctx, "csr", &csr)) {
+	if ((rc = read_pending(ctx, "csr", &csr))) {
+		if (rc != CS_ENOTFOUND)
+			return rc;
 		step_next(ctx, "prepare", st);
 		return 0;
 	}
@@ -556,7 +604,7 @@ static int step_await(struct step_ctx *ctx, struct digicert *dc, enum step_statu
 		goto out;
 	}
 	/* Still pending: make sure what DigiCert should find is a token it can verify, then ask it to look. */
-	if (ctx->rec->n_tokens && !read_keyfile(ctx, "csr", &csr)) {
+	if (ctx->rec->n_tokens && !read_pending(ctx, "csr", &csr)) {
 		if ((rc = digicert_auth_key(dc)))
 			goto out;
 		if (!token_usable(ctx, dc, &csr)) {
@@ -668,7 +716,7 @@ static int step_install(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	step_next(ctx, "cleanup", st);
 	if ((rc = engine_journal(ctx)))
 		return rc;
-	remove_keyfiles(ctx);
+	remove_pending(ctx); /* a failure here is retried by the cleanup step */
 	return 0;
 }
 
@@ -676,7 +724,9 @@ static int step_cleanup(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 {
 	int rc;
 
-	remove_keyfiles(ctx); /* left by a run killed right after install journaled this step */
+	/* left by a run killed right after install journaled this step */
+	if ((rc = remove_pending(ctx)))
+		return rc; /* CS_ETRANSIENT: the next apply tries again */
 	rc = remove_tokens(ctx, dc, ctx->rec->n_tokens);
 	if (rc)
 		return rc; /* CS_ETRANSIENT: the next apply tries again */
@@ -722,7 +772,7 @@ static int digicert_release(struct step_ctx *ctx)
 	int rc = remove_tokens(ctx, dc, ctx->rec->n_tokens);
 
 	if (!rc)
-		remove_keyfiles(ctx);
+		rc = remove_pending(ctx);
 	return rc;
 }
 

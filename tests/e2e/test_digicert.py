@@ -147,7 +147,11 @@ def test_a_stale_authkey_leaves_the_order_pending_until_fixed(denv, dc, dns):
     assert rec["phase"] == "pending" and rec["step"] == "await"
     assert len(rec["tokens"]) == 3 and len(dns.txt()) == 3
     assert dc.count("token_hmac_mismatch") >= 1 and dc.count("immediate_issued") == 0
-    assert len(list((denv.state.parent / "keys").glob("*.key"))) == 1  # the pending key survives, 0600
+    # the pending key and CSR survive in the key store, 0600
+    pending = denv.state.parent / "keys" / "store" / "shop"
+    assert sorted(p.name for p in pending.iterdir()) == ["pending-csr", "pending-key"]
+    assert "PRIVATE KEY" in (pending / "pending-key").read_text()
+    assert not list((denv.state.parent / "keys").glob("digicert-*"))
     for k in (denv.state.parent / "keys").glob("*"):
         assert (k.stat().st_mode & 0o077) == 0
     plan = denv.plan_json()
@@ -359,6 +363,36 @@ def test_a_token_older_than_25_days_is_placed_again(denv, dc, dns):
     assert dc.count("order_create") == 1
 
 
+def test_a_pending_key_left_by_the_previous_version_is_found_and_moved_into_the_key_store(denv, dc, dns, tmp_path):
+    """An upgrade in the middle of a paid order: the previous version kept the pending key and CSR as
+    <keyDir>/digicert-<name>.key/.csr. They must be found (no second order, the same key), then moved."""
+    dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # the order stays pending
+    denv.repo.write("shop.yaml", shop())
+    denv.repo.commit()
+    r = denv.run("apply", check=0)
+    assert "1 pending" in r.out, r
+    assert dc.count("order_create") == 1
+    keys = denv.state.parent / "keys"
+    pending = keys / "store" / "shop"
+    key_text = (pending / "pending-key").read_text()
+    for slot in ("key", "csr"):  # what the previous version would have left
+        old = keys / f"digicert-shop.{slot}"
+        old.write_text((pending / f"pending-{slot}").read_text())
+        old.chmod(0o600)
+        (pending / f"pending-{slot}").unlink()
+    dc.ctl("fault", method="DELETE")
+    r = denv.run("apply", check=0)
+    assert "1 done" in r.out, r
+    assert "moved the pending order's csr" in r.err and "into the key store" in r.err, r
+    assert dc.count("order_create") == 1  # the paid order was not placed again
+    check_digicert_outputs(denv.cert_dir("shop"), NAMES)
+    (tmp_path / "old.key").write_text(key_text)
+    assert pubkey(denv.cert_dir("shop") / "tls.key", True) == pubkey(tmp_path / "old.key", True)
+    assert not list(keys.glob("digicert-*"))
+    rec = denv.state_json()["certificates"]["shop"]
+    assert [p.name for p in pending.iterdir()] == [rec["serial"] + ".pem"]
+
+
 def test_reinstall_comes_from_the_key_store_and_keeps_the_key(denv, dc):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
@@ -452,9 +486,14 @@ def test_key_temp_files_of_a_killed_run_are_swept(denv, dc, tmp_path):
     stale.write_text("half a key")
     mine = keys / f"digicert-shop.key.tmp.{os.getpid()}.0"  # a live process's: kept
     mine.write_text("in use")
+    store = keys / "store" / "shop"  # the key store's own temporary pending files
+    store.mkdir(parents=True)
+    stale_pending = store / f"pending-key.tmp.{dead.pid}.0"
+    stale_pending.write_text("half a key")
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
     r = denv.run("apply", check=0)
     assert not stale.exists(), r
+    assert not stale_pending.exists(), r
     assert mine.exists()
     assert not [p for p in keys.iterdir() if ".tmp." in p.name and p != mine]

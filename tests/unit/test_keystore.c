@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../state/keystore.h"
 #include "../../util/buf.h"
@@ -198,6 +200,100 @@ static void test_keystore_put_fails_with_the_path_when_the_directory_cannot_be_m
 	test_rmdir(dir);
 }
 
+static void test_keystore_pending_slots_live_beside_the_entries(void **state)
+{
+	char *dir = test_mkdtemp(), *keys = fsutil_join(dir, "keys"), *p;
+	struct keystore *ks = keystore_open_dir(keys);
+	struct keystore_item in, out;
+	struct buf data = BUF_INIT, got = BUF_INIT;
+	size_t n = 9;
+
+	(void)state;
+	assert_int_equal(keystore_count(ks, &n), 0); /* no directory yet: empty */
+	assert_int_equal(n, 0);
+	assert_int_equal(keystore_get_pending(ks, "shop", "key", &got), CS_ENOTFOUND);
+	buf_puts(&data, "-----BEGIN PRIVATE KEY-----\npending\n-----END PRIVATE KEY-----\n");
+	assert_int_equal(keystore_put_pending(ks, "shop", "key", &data), 0);
+	assert_int_equal(keystore_put_pending(ks, "shop", "csr", &data), 0);
+	p = fsutil_join(keys, "store/shop/pending-key");
+	assert_int_equal(mode_of(p), 0600);
+	free(p);
+	p = fsutil_join(keys, "store/shop");
+	assert_int_equal(mode_of(p), 0700);
+	free(p);
+	assert_int_equal(keystore_get_pending(ks, "shop", "key", &got), 0);
+	assert_string_equal(got.data, data.data);
+	buf_wipe(&got);
+	/* replaced atomically */
+	buf_clear(&data);
+	buf_puts(&data, "second");
+	assert_int_equal(keystore_put_pending(ks, "shop", "key", &data), 0);
+	assert_int_equal(keystore_get_pending(ks, "shop", "key", &got), 0);
+	assert_string_equal(got.data, "second");
+	buf_wipe(&got);
+	/* an entry beside them; a stray temporary file is neither */
+	item(&in, "K", "C", "A");
+	assert_int_equal(keystore_put(ks, "shop", "01", &in), 0);
+	assert_int_equal(keystore_put(ks, "shop", "02", &in), 0);
+	p = test_write(keys, "store/shop/pending-key.tmp.1.0", "half", 0600); /* pid 1: alive, never swept */
+	free(p);
+	assert_int_equal(keystore_count(ks, &n), 0);
+	assert_int_equal(n, 4);
+	/* a dead writer's temporary file goes with the next pending write; a live one's stays */
+	{
+		pid_t dead = fork();
+		char name[64];
+
+		assert_true(dead >= 0);
+		if (dead == 0)
+			_exit(0);
+		assert_int_equal(waitpid(dead, NULL, 0), dead);
+		snprintf(name, sizeof(name), "store/shop/pending-csr.tmp.%ld.3", (long)dead);
+		p = test_write(keys, name, "half", 0600);
+		assert_int_equal(keystore_put_pending(ks, "shop", "csr", &data), 0);
+		assert_false(fsutil_exists(p));
+		free(p);
+		p = fsutil_join(keys, "store/shop/pending-key.tmp.1.0");
+		assert_true(fsutil_exists(p));
+		free(p);
+	}
+	/* pruning to a serial keeps the pending slots (an order under way) */
+	assert_int_equal(keystore_prune(ks, "shop", "02"), 0);
+	assert_int_equal(keystore_get(ks, "shop", "01", &out), CS_ENOTFOUND);
+	assert_int_equal(keystore_get_pending(ks, "shop", "csr", &got), 0);
+	buf_wipe(&got);
+	/* del one, del one again (absent: success), del all */
+	assert_int_equal(keystore_del_pending(ks, "shop", "csr"), 0);
+	assert_int_equal(keystore_del_pending(ks, "shop", "csr"), 0);
+	assert_int_equal(keystore_get_pending(ks, "shop", "csr", &got), CS_ENOTFOUND);
+	assert_int_equal(keystore_put_pending(ks, "shop", "csr", &data), 0);
+	assert_int_equal(keystore_del_pending(ks, "shop", NULL), 0);
+	assert_int_equal(keystore_get_pending(ks, "shop", "key", &got), CS_ENOTFOUND);
+	assert_int_equal(keystore_get_pending(ks, "shop", "csr", &got), CS_ENOTFOUND);
+	assert_int_equal(keystore_get(ks, "shop", "02", &out), 0); /* the entry stays */
+	keystore_item_wipe(&out);
+	assert_int_equal(keystore_del_pending(ks, "never", NULL), 0);
+	/* pruning everything takes the pending slots too */
+	assert_int_equal(keystore_put_pending(ks, "shop", "key", &data), 0);
+	assert_int_equal(keystore_prune(ks, "shop", NULL), 0);
+	assert_int_equal(keystore_get_pending(ks, "shop", "key", &got), CS_ENOTFOUND);
+	p = fsutil_join(keys, "store/shop");
+	assert_false(fsutil_exists(p));
+	free(p);
+	/* slot names are checked; the file backend has nothing to rekey */
+	assert_int_equal(keystore_put_pending(ks, "shop", "../x", &data), CS_EINVALID);
+	assert_int_equal(keystore_put_pending(ks, "shop", "Key", &data), CS_EINVALID);
+	assert_int_equal(keystore_put_pending(ks, "shop", "", &data), CS_EINVALID);
+	assert_int_equal(keystore_put_pending(ks, "../shop", "key", &data), CS_EINVALID);
+	assert_int_equal(keystore_rekey(ks, &n), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "not encrypted"));
+	buf_wipe(&data);
+	keystore_item_wipe(&in);
+	keystore_close(ks);
+	free(keys);
+	test_rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_keystore_prune_keeps_one_serial_or_none),
 		cmocka_unit_test(test_keystore_refuses_names_that_are_not_path_parts),
 		cmocka_unit_test(test_keystore_put_fails_with_the_path_when_the_directory_cannot_be_made),
+		cmocka_unit_test(test_keystore_pending_slots_live_beside_the_entries),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
