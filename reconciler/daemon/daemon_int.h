@@ -62,6 +62,7 @@ struct daemon {
 	char synced_commit[41];	 /* follower: the revision its last sync had the manifests of */
 	char holder[512];	 /* who leads, as last logged */
 	struct state *local;	 /* follower: what this replica installed into its own output root, by name */
+	struct state *warned;	 /* follower: per certificate, the serial whose failed install was logged */
 	char **lagging;		 /* follower: shared records not installed yet (retried at the next sync) */
 	size_t n_lagging, cap_lagging;
 };

@@ -239,6 +239,22 @@ static void replica_follow_commit(struct daemon *d)
 }
 
 /*
+ * The level of a failed install's message: the first failure of a
+ * certificate's serial is a warning (error for verification), repeats are
+ * debug (a lagging certificate is retried at every change).
+ */
+static enum log_level replica_fail_level(struct daemon *d, const struct state_cert *r, enum log_level first)
+{
+	struct state_cert *w = state_cert_get(d->warned, r->name);
+
+	if (w && util_streq(w->serial, r->serial))
+		return LV_DEBUG;
+	w = state_cert_put(d->warned, r->name);
+	state_str_set(&w->serial, r->serial);
+	return first;
+}
+
+/*
  * Installs the recorded certificate r from the key store into this
  * replica's output root: the same verification as the leader's install, the
  * same atomic publication, the same hook. Returns 0 when installed.
@@ -270,7 +286,8 @@ static int replica_install(struct daemon *d, const struct state_cert *r, char *g
 	keystore_item_init(&it);
 	cs_error_clear();
 	if ((rc = keystore_get(d->keys, r->name, r->serial, &it))) {
-		log_emit(LV_WARN, &lc, "certificate %s not installed here: key store: %s", r->serial, cs_errmsg());
+		log_emit(replica_fail_level(d, r, LV_WARN), &lc, "certificate %s not installed here: key store: %s",
+			 r->serial, cs_errmsg());
 		goto out;
 	}
 	ctx.mat.cert = it.cert;
@@ -278,7 +295,7 @@ static int replica_install(struct daemon *d, const struct state_cert *r, char *g
 	ctx.mat.ca = it.ca;
 	keystore_item_init(&it);
 	if ((rc = engine_verify(&ctx))) {
-		log_emit(LV_ERROR, &lc, "%s", cs_errmsg());
+		log_emit(replica_fail_level(d, r, LV_ERROR), &lc, "%s", cs_errmsg());
 		goto out;
 	}
 	l = state_cert_put(d->local, r->name);
@@ -293,8 +310,11 @@ static int replica_install(struct daemon *d, const struct state_cert *r, char *g
 	state_str_set(&l->out_generation, gen);
 	rc = outputs_publish(d->cfg->output_root, r->output_dir, &ctx.mat.cert, &ctx.mat.key, &ctx.mat.ca, l);
 	if (rc) {
-		log_emit(LV_WARN, &lc, "certificate %s not installed here: %s", r->serial, cs_errmsg());
+		log_emit(replica_fail_level(d, r, LV_WARN), &lc, "certificate %s not installed here: %s", r->serial,
+			 cs_errmsg());
 	} else {
+		if (state_cert_get(d->warned, r->name))
+			state_cert_remove(d->warned, r->name);
 		state_str_set(&l->output_dir, r->output_dir);
 		state_str_set(&l->serial, r->serial);
 		state_str_set(&l->fingerprint, r->fingerprint);
@@ -643,6 +663,7 @@ int daemon_replica_open(struct daemon *d)
 	int rc;
 
 	d->local = state_new();
+	d->warned = state_new();
 	if (d->cfg->state.backend == STATE_BACKEND_FILE)
 		return replica_open_file(d);
 	backends_describe(d->cfg, desc, sizeof(desc));
@@ -683,6 +704,8 @@ void daemon_replica_close(struct daemon *d)
 	d->keys = NULL;
 	state_free(d->local);
 	d->local = NULL;
+	state_free(d->warned);
+	d->warned = NULL;
 	replica_lagging_clear(d);
 	free(d->lagging);
 	d->lagging = NULL;

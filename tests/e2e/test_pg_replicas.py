@@ -16,7 +16,7 @@ from digicert_env import API_KEY, DNS_TOKEN, ZONE, dc, dc_ca_dir, dns, web  # no
 from pg_env import use_postgres
 from test_run import SECRET, Daemon, free_port
 
-LEASE = 2.0  # seconds: short, so that failovers are quick
+LEASE = 3.0  # seconds: the shortest state.leaseDuration, so that failovers are quick
 BOUND = 2 * LEASE  # the failover bound the issue sets
 
 
@@ -40,7 +40,7 @@ def issuers(dc_url, dns_url, dns_poll="1s"):
           skipApproval: true
           validation:
             method: dns-txt-token
-            dns: {{issuer: dns, label: "'@'"}}
+            dns: {{issuer: dns, label: "@"}}
           pollInterval: 1s
           timeout: 5s
         """
