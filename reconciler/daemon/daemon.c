@@ -389,19 +389,20 @@ static void daemon_step(struct daemon *d)
 	if (d->next_due && now >= d->next_due)
 		d->kick = 1;
 	force = d->force;
-	if (d->leader && (d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
+	if (d->leader && !d->reload && (d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
 		daemon_pass(d);
 	daemon_replica_fenced(d);
 	if (d->leader)
 		daemon_hooks(d, util_now(), force);
 	d->force = 0;
 	/* Seen webhook ids only spare a repeat look at the provider: batching their writes loses nothing. */
-	if (d->leader && d->dirty && util_now() >= d->next_save) {
+	if (d->leader && !d->reload && d->dirty && util_now() >= d->next_save) {
 		d->next_save = util_now() + DAEMON_SAVE_EVERY;
 		if ((rc = state_save(d->be, d->st))) {
 			log_error("%s", cs_errmsg());
 			d->state_ok = 0;
 			d->fenced = rc == CS_EFENCED;
+			d->reload = d->shared;
 		} else {
 			d->dirty = 0;
 			d->has_state = 1;

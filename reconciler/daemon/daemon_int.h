@@ -57,6 +57,7 @@ struct daemon {
 	int64_t lag_since_ms;	 /* follower: a shared change not installed yet was first seen then (0 = in sync) */
 	uint64_t leader_changes; /* leader changes seen (certsync_leader_changes_total) */
 	int changed;		 /* set by the backend's listener thread: the shared state changed or a kick came */
+	int reload;		 /* leader: a state write failed; read the state again before the next pass */
 	int fenced;		 /* a state write came back CS_EFENCED: follow at the next look */
 	char follow_commit[41];	 /* follower: the leader's revision last fetched for */
 	char synced_commit[41];	 /* follower: the revision its last sync had the manifests of */

@@ -255,11 +255,18 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 		d->state_ok = 0;
 	}
 	state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
-	if ((rc = state_save(d->be, d->st))) {
+	if (rc && d->shared) {
+		/*
+		 * A shared state's journal stopped mid-pass: what is in memory is
+		 * ahead of the database in ways no write-ahead record describes. It
+		 * is read again, as after a crash, and the journal resumes the work.
+		 */
+		d->reload = 1;
+	} else if ((rc = state_save(d->be, d->st))) {
 		log_error("%s", cs_errmsg());
 		d->state_ok = 0;
-		if (rc == CS_EFENCED)
-			d->fenced = 1;
+		d->fenced = rc == CS_EFENCED;
+		d->reload = d->shared;
 	} else {
 		d->has_state = 1;
 		d->dirty = 0;

@@ -447,6 +447,7 @@ static void replica_promote(struct daemon *d)
 	d->kick = 1;
 	d->dirty = 0;
 	d->fenced = 0;
+	d->reload = 0;
 	d->lag_since_ms = 0;
 	replica_lagging_clear(d);
 	snprintf(d->holder, sizeof(d->holder), "this replica");
@@ -470,10 +471,39 @@ static void replica_demote(struct daemon *d, const char *why)
 	d->holder[0] = 0;
 	d->dirty = 0;
 	d->fenced = 0;
+	d->reload = 0;
 	metrics_set_replica(0, d->leader_changes, 0);
 	daemon_pass_free(d);
 	replica_schedule_lease(d);
 	replica_load(d);
+}
+
+/*
+ * A leader whose state write failed (the database went away, a conflict)
+ * reads the state again, as after a crash: the write-ahead records resume
+ * what was in flight, and nothing held only in memory is trusted.
+ */
+static void replica_reload(struct daemon *d)
+{
+	struct state *st = NULL;
+
+	cs_error_clear();
+	if (state_load(d->be, &st)) {
+		replica_error_once("reading the state again after a failed write");
+		return;
+	}
+	replica_local_from(d, d->st); /* this replica's outputs, as the records in memory describe them */
+	replica_overlay(d, st);
+	state_free(d->st);
+	d->st = st;
+	d->reload = 0;
+	d->dirty = 0;
+	d->kick = 1;
+	d->state_ok = 1;
+	d->has_state = st->serial > 0 || state_cert_count(st) > 0;
+	replica_last_error[0] = 0;
+	log_info("read the state again after a failed write (serial %llu): the journal resumes what was in flight",
+		 (unsigned long long)st->serial);
 }
 
 /* Asks for the lease; CS_ELOCKED says who has it (logged when that changes). */
@@ -496,6 +526,7 @@ static void replica_try_lead(struct daemon *d)
 	desc[0] = 0;
 	if (state_holder(d->be, desc, sizeof(desc)) || !desc[0])
 		snprintf(desc, sizeof(desc), "%s", cs_errmsg());
+	desc[strcspn(desc, ";")] = 0; /* who and since when; not the lease's remaining time, which changes */
 	if (!strcmp(desc, d->holder))
 		return;
 	if (d->holder[0])
@@ -583,6 +614,8 @@ void daemon_replica_step(struct daemon *d)
 		replica_try_lead(d);
 	if (d->leader) {
 		__atomic_store_n(&d->changed, 0, __ATOMIC_RELEASE);
+		if (d->reload)
+			replica_reload(d);
 		replica_take_kicks(d);
 	} else {
 		replica_follow(d);

@@ -62,7 +62,8 @@ class Cluster:
         env.write_config(extra_issuers=issuers(dc_sim.url, dns_sim.url, dns_poll))
         use_postgres(env, db, lease=f"{int(LEASE)}s")
         self.base = env.config.read_text().replace("  path: certificates\n",
-                                                    "  path: certificates\n  interval: 1s\n", 1)
+                                                    "  path: certificates\n  interval: 1s\n", 1).replace(
+            "  prune: true\n", "  prune: true\n  maxPaidOrders: 100\n", 1)  # 20 paid certificates in one commit
         self.public_port = public_url_of
 
     def start(self, port=None):
@@ -104,6 +105,7 @@ class Cluster:
                 d.proc.kill()
                 d.proc.wait()
         for d in self.replicas:
+            (self.env.dir / f"{d.name}.log").write_text("".join(d.raw))  # for a failure's post-mortem
             bad = [l for l in d.raw if "Sanitizer" in l or "runtime error:" in l]
             assert not bad, "".join(d.raw)
             for text in d.raw:  # no secret in any replica's log
