@@ -12,6 +12,8 @@
 #include "../util/err.h"
 #include "../util/fsutil.h"
 #include "../util/util.h"
+#include "../state/pgconn.h"
+#include "../state/state_pg.h"
 #include "provider.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -193,17 +195,93 @@ static void config_parse_source(struct config *c, const struct ynode *n, const c
 	config_pathfield(n, "caFile", file, "source.caFile", d, &c->source.ca_file);
 }
 
+#define CONFIG_LEASE_MIN_S 3
+#define CONFIG_LEASE_MAX_S 600
+#define CONFIG_REPLICA_ID_MAX 128
+
+static const char *const state_backend_names[] = {"file", "postgres", NULL};
+
+static void config_parse_backend(struct config *c, const struct ynode *n, const char *file, struct diags *d)
+{
+	const char *s;
+
+	if (ynode_string(n, file, "state.backend", d, &s))
+		return;
+	for (int i = 0; state_backend_names[i]; i++) {
+		if (!strcmp(s, state_backend_names[i])) {
+			c->state.backend = i ? STATE_BACKEND_POSTGRES : STATE_BACKEND_FILE;
+			return;
+		}
+	}
+	diags_add(d, file, n->line, n->col, "state.backend: unknown backend \"%s\" (file or postgres)", s);
+}
+
+/* The postgres fields: credentials, schema, lease, replica id (all optional here; see config_check_state). */
+static void config_parse_state_pg(struct config *c, const struct ynode *n, const char *file, struct diags *d)
+{
+	const struct ynode *v;
+	int64_t secs;
+
+	if ((v = ynode_get(n, "url")))
+		config_parse_cred(v, file, "state.url", 0, d, &c->state.url);
+	if ((v = ynode_get(n, "encryptionKey")))
+		config_parse_cred(v, file, "state.encryptionKey", 0, d, &c->state.encryption_key);
+	if ((v = ynode_get(n, "previousEncryptionKey")))
+		config_parse_cred(v, file, "state.previousEncryptionKey", 0, d, &c->state.previous_encryption_key);
+	config_str(n, "schema", file, "state.schema", d, &c->state.schema);
+	if (c->state.schema && !pgconn_schema_valid(c->state.schema)) {
+		v = ynode_get(n, "schema");
+		diags_add(d, file, v->line, v->col,
+			  "state.schema: \"%s\" is not a plain identifier (lowercase letters, digits and _, not "
+			  "starting with a digit or pg_, at most %d characters)",
+			  c->state.schema, PGCONN_SCHEMA_MAX);
+	}
+	if ((v = ynode_get(n, "leaseDuration")) && !ynode_duration(v, file, "state.leaseDuration", d, &secs)) {
+		if (secs < CONFIG_LEASE_MIN_S || secs > CONFIG_LEASE_MAX_S)
+			diags_add(d, file, v->line, v->col, "state.leaseDuration: must be from %ds to %dm, got %s",
+				  CONFIG_LEASE_MIN_S, CONFIG_LEASE_MAX_S / 60, v->str);
+		else
+			c->state.lease_ms = secs * 1000;
+	}
+	config_str(n, "replicaId", file, "state.replicaId", d, &c->state.replica_id);
+	if (c->state.replica_id) {
+		size_t len = strlen(c->state.replica_id);
+
+		v = ynode_get(n, "replicaId");
+		if (!len || len > CONFIG_REPLICA_ID_MAX || c->state.replica_id[strcspn(c->state.replica_id, "\n\r\t")])
+			diags_add(d, file, v->line, v->col,
+				  "state.replicaId: must be 1 to %d characters on one line, no tabs",
+				  CONFIG_REPLICA_ID_MAX);
+	}
+}
+
 static void config_parse_state(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"path", "keyDir", NULL};
+	static const char *const keys[] = {
+		"backend",	 "path",      "keyDir", "url", "schema", "encryptionKey", "previousEncryptionKey",
+		"leaseDuration", "replicaId", NULL};
+	const struct ynode *v;
 
 	if (ynode_expect(n, YNODE_MAP, file, "state", d))
 		return;
 	ynode_check_keys(n, keys, file, "state", d);
+	if ((v = ynode_get(n, "backend")))
+		config_parse_backend(c, v, file, d);
 	config_pathfield(n, "path", file, "state.path", d, &c->state_path);
 	config_pathfield(n, "keyDir", file, "state.keyDir", d, &c->key_dir);
-	if (!ynode_get(n, "path"))
+	config_parse_state_pg(c, n, file, d);
+	if (c->state.backend == STATE_BACKEND_FILE && !ynode_get(n, "path"))
 		diags_add(d, file, n->line, n->col, "state: missing required field \"path\"");
+	if (c->state.backend != STATE_BACKEND_POSTGRES)
+		return;
+	if (!ynode_get(n, "url"))
+		diags_add(d, file, n->line, n->col,
+			  "state: backend postgres needs \"url\" (the database's libpq URL, e.g. {env: "
+			  "CERTSYNC_DATABASE_URL})");
+	if (!ynode_get(n, "encryptionKey"))
+		diags_add(d, file, n->line, n->col,
+			  "state: backend postgres needs \"encryptionKey\" (base64 of 32 random bytes, e.g. {env: "
+			  "CERTSYNC_STATE_KEY}; make one with: openssl rand -base64 32)");
 }
 
 static void config_parse_output(struct config *c, const struct ynode *n, const char *file, struct diags *d)
@@ -371,6 +449,10 @@ static void config_defaults(struct config *c)
 		c->hooks.timeout = 30;
 	if (!c->server.listen)
 		c->server.listen = xstrdup("127.0.0.1:9402");
+	if (!c->state.schema)
+		c->state.schema = xstrdup(STATE_PG_DEFAULT_SCHEMA);
+	if (!c->state.lease_ms)
+		c->state.lease_ms = STATE_PG_DEFAULT_LEASE_MS;
 	if (!c->state_path)
 		return;
 	state_dir = fsutil_dirname(c->state_path);
@@ -431,6 +513,11 @@ int config_parse(const char *path, const char *data, size_t len, struct config *
 	if ((v = ynode_get(root, "hooks")))
 		config_parse_hooks(c, v, path, d);
 	config_defaults(c);
+	/* postgres without state.path: there is no state directory to keep a remote repository's clone beside */
+	if (c->source.repo && config_is_url(c->source.repo) && !c->source.cache_dir && (v = ynode_get(root, "source")))
+		diags_add(d, path, v->line, v->col,
+			  "source: a remote repository needs \"cacheDir\" when state.path is not set (the postgres "
+			  "backend has no state directory to keep the clone beside)");
 out:
 	manifest_yaml_free(yf);
 	if (d->n > before) {
@@ -486,6 +573,11 @@ void config_free(struct config *c)
 	free(c->source.cache_dir);
 	free(c->source.ca_file);
 	free(c->state_path);
+	config_cred_free(&c->state.url);
+	free(c->state.schema);
+	config_cred_free(&c->state.encryption_key);
+	config_cred_free(&c->state.previous_encryption_key);
+	free(c->state.replica_id);
 	free(c->key_dir);
 	free(c->output_root);
 	for (size_t i = 0; i < c->n_issuers; i++) {
@@ -534,13 +626,15 @@ void config_override(struct config *c, const char *repo, const char *ref, const 
 		char *old_keys = fsutil_join(old_dir, "keys"), *old_cache = fsutil_join(old_dir, "cache");
 		char *new_dir;
 
+		/* A state file named on the command line is the file backend's (state migrate: its file side). */
+		c->state.backend = STATE_BACKEND_FILE;
 		config_set(&c->state_path, state, 1);
 		new_dir = fsutil_dirname(c->state_path);
-		if (util_streq(c->key_dir, old_keys)) {
+		if (!c->key_dir || util_streq(c->key_dir, old_keys)) {
 			free(c->key_dir);
 			c->key_dir = fsutil_join(new_dir, "keys");
 		}
-		if (util_streq(c->source.cache_dir, old_cache)) {
+		if (!c->source.cache_dir || util_streq(c->source.cache_dir, old_cache)) {
 			free(c->source.cache_dir);
 			c->source.cache_dir = fsutil_join(new_dir, "cache");
 		}

@@ -167,6 +167,14 @@ int state_cert_to_json(const struct state_cert *c, int pretty, struct buf *out);
  */
 int state_from_json(const char *data, size_t len, const char *origin, struct state **out);
 
+/*
+ * Decodes one record (what state_cert_to_json writes) named name. origin
+ * names where it was read in messages ("<origin>: certificates."www".phase:
+ * expected ..."); CS_EINVALID for corrupt JSON and missing/mistyped fields.
+ * *out is the caller's (state_cert_free).
+ */
+int state_cert_from_json(const char *data, size_t len, const char *origin, const char *name, struct state_cert **out);
+
 /* ---------- backends ---------- */
 
 struct state_backend;

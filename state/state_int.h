@@ -1,5 +1,5 @@
 /*
- * Internals shared by state.c, state_json.c and state_file.c only: the
+ * Internals shared by state.c, state_json.c, state_file.c and state_pg.c only: the
  * account type, the sorted key/value helpers, record adoption, and the
  * journal-line and lock-info codecs (jansson stays inside state_json.c).
  */
@@ -82,6 +82,14 @@ struct state *state_alloc(void);
  * corrupt content, so the file backend adds the backup hint only to the latter.
  */
 int state_decode(const char *data, size_t len, const char *origin, struct state **out, int *version_refused);
+
+/*
+ * The state's per-issuer account data as one compact JSON object, and its
+ * webhook ids as a compact JSON array (the postgres backend's header row);
+ * state_from_json reads them back as the "accounts" and "webhook_ids" members.
+ */
+void state_accounts_to_json(const struct state *st, struct buf *out);
+void state_webhooks_to_json(const struct state *st, struct buf *out);
 
 /* Appends one journal line, `{"serial":N,"name":"x","record":{...}|null}` and '\n', to out. */
 void state_journal_encode(uint64_t serial, const char *name, const struct state_cert *rec, struct buf *out);

@@ -30,6 +30,7 @@ struct jd {
 	const char *origin;
 	const char *cert; /* record name, or NULL */
 	size_t line;	  /* journal line, or 0 */
+	int record;	  /* decoding one record alone (state_cert_from_json) */
 };
 
 static void jd_init(struct jd *d, const char *data, size_t len, const char *origin, size_t line)
@@ -38,6 +39,7 @@ static void jd_init(struct jd *d, const char *data, size_t len, const char *orig
 	d->origin = origin;
 	d->cert = NULL;
 	d->line = line;
+	d->record = 0;
 }
 
 /* The text is not JSON: jansson's wording and position (ours if jansson disagrees). */
@@ -68,6 +70,9 @@ static int jd_syntax(struct jd *d)
 	if (d->line)
 		return cs_error(CS_EINVALID, "%s:%zu:%d: journal line is not valid JSON: %s", d->origin, d->line, col,
 				text);
+	if (d->record)
+		return cs_error(CS_EINVALID, "%s: certificates.\"%s\":%d:%d: record is not valid JSON: %s", d->origin,
+				d->cert, line, col, text);
 	return cs_error(CS_EINVALID, "%s:%d:%d: state is not valid JSON: %s", d->origin, line, col, text);
 }
 
@@ -591,6 +596,35 @@ int state_from_json(const char *data, size_t len, const char *origin, struct sta
 	int version_refused;
 
 	return state_decode(data, len, origin, out, &version_refused);
+}
+
+/* ---------- one record ---------- */
+
+int state_cert_from_json(const char *data, size_t len, const char *origin, const char *name, struct state_cert **out)
+{
+	struct jd d;
+	struct state_cert *c = NULL;
+	enum state_jt t;
+	int rc;
+
+	jd_init(&d, data, len, origin, 0);
+	d.cert = name;
+	d.record = 1;
+	if (len > STATE_MAX_BYTES) {
+		rc = cs_error(CS_EINVALID, "%s: certificates.\"%s\": record is %zu bytes; the limit is %u", origin,
+			      name, len, STATE_MAX_BYTES);
+		goto out;
+	}
+	if ((rc = jd_value(&d, &t)) || (rc = jd_cert(&d, t, name, &c)))
+		goto out;
+	if (state_jp_finish(&d.jp) && (rc = jd_syntax(&d)))
+		goto out;
+	*out = c;
+	c = NULL;
+out:
+	state_cert_free(c);
+	state_jp_free(&d.jp);
+	return rc;
 }
 
 /* ---------- journal lines ---------- */

@@ -398,6 +398,30 @@ static void jw_webhooks(struct jw *w, const struct state *st)
 	jw_close(w, ']');
 }
 
+void state_accounts_to_json(const struct state *st, struct buf *out)
+{
+	struct jw w = {out, 0, 0, 1, 0};
+
+	jw_open(&w, '{', 0);
+	for (size_t i = 0; i < st->n_accounts; i++) {
+		jw_key(&w, st->accounts[i].issuer);
+		jw_kv_object(&w, st->accounts[i].kv, st->accounts[i].n_kv);
+	}
+	jw_close(&w, '}');
+}
+
+void state_webhooks_to_json(const struct state *st, struct buf *out)
+{
+	struct jw w = {out, 0, 0, 1, 0};
+
+	jw_open(&w, '[', 0);
+	for (size_t i = 0; i < st->n_webhook_ids; i++) {
+		jw_sep(&w);
+		jw_str(&w, st->webhook_ids[i]);
+	}
+	jw_close(&w, ']');
+}
+
 int state_to_json(const struct state *st, struct buf *out)
 {
 	struct jw w = {out, 1, 0, 1, 0};

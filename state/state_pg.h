@@ -31,4 +31,12 @@ struct state_pg_opts {
  */
 int state_pg_open(const struct state_pg_opts *o, struct state_backend **out);
 
+/*
+ * Empties the stored state of be (a postgres backend whose lock the caller
+ * holds): every record (leaving tombstones, so other replicas' refresh sees
+ * the removals) and the header, in one fenced transaction; the next save
+ * writes a new header, with any lineage. For `state migrate --force`.
+ */
+int state_pg_clear(struct state_backend *be);
+
 #endif

@@ -56,10 +56,9 @@
 #include "../util/util.h"
 
 #define LEASE_TOKEN_RANDOM 8 /* bytes of randomness in a holder token */
-#define LEASE_OP_MIN_MS 1000 /* bounds on how long lock/holder/unlock wait for the server */
+#define LEASE_OP_MIN_MS 5000 /* bounds on how long lock/holder/unlock wait for the server */
 #define LEASE_OP_MAX_MS 10000
-#define LEASE_TAKE_LOCK_MS 2000 /* a take waits this long behind an expired holder's last write */
-#define LEASE_FIELD_MAX 128	/* bytes of a row field shown in messages */
+#define LEASE_FIELD_MAX 128 /* bytes of a row field shown in messages */
 
 enum lease_health { LEASE_RENEWING, LEASE_FAILING };
 
@@ -81,7 +80,7 @@ struct state_pg_lease {
 
 	pthread_mutex_t cmu; /* serialises conn (lock, holder, release) */
 	PGconn *conn;
-	PGconn *rconn; /* the renewal thread's (handed over by lock()) */
+	PGconn *rconn; /* the renewal thread's while it runs; opened by lock() before the take, kept between locks */
 };
 
 /* ---------- asynchronous libpq with a deadline and a wake-up fd ---------- */
@@ -249,7 +248,16 @@ static int lease_connect(struct state_pg_lease *l, int wake, int64_t deadline, i
 
 /* ---------- who holds it ---------- */
 
-/* desc = "op on host (replica r, pid n) since T; its lease ends in S s" from row 0 of a describe result. */
+/* What the lease row says (lease_describe). */
+struct lease_seen {
+	int exists;	/* the row is there (migrations create it) */
+	int live;	/* held and not expired by the database clock */
+	int own;	/* held by this handle's token */
+	uint64_t epoch; /* the row's epoch */
+	char desc[512]; /* "op on host (replica r, pid n) since T; its lease ends in S s" when live, else "" */
+};
+
+/* desc = "op on host (replica r, pid n) since T; its lease ends in S s" from row 0 of sql_describe. */
 static void lease_format(PGresult *r, char *desc, size_t n)
 {
 	const char *holder = PQgetvalue(r, 0, 0), *hash = strrchr(holder, '#');
@@ -266,31 +274,47 @@ static void lease_format(PGresult *r, char *desc, size_t n)
 		 PQgetisnull(r, 0, 2) ? "?" : PQgetvalue(r, 0, 2), when, (double)left_ms / 1000.0);
 }
 
-/* desc = the live holder's description, "" when the lease is free or expired. */
-static int lease_describe(struct state_pg_lease *l, PGconn *c, int wake, int64_t deadline, char *desc, size_t n)
+static void lease_seen_of(const struct state_pg_lease *l, PGresult *r, struct lease_seen *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (PQntuples(r) != 1 || PQnfields(r) != 8)
+		return;
+	out->exists = 1;
+	out->live = !strcmp(PQgetvalue(r, 0, 7), "t");
+	out->own = !PQgetisnull(r, 0, 0) && !strcmp(PQgetvalue(r, 0, 0), l->token);
+	out->epoch = strtoull(PQgetvalue(r, 0, 6), NULL, 10);
+	if (out->live)
+		lease_format(r, out->desc, sizeof(out->desc));
+}
+
+static int lease_describe(struct state_pg_lease *l, PGconn *c, int wake, int64_t deadline, struct lease_seen *out)
 {
 	PGresult *r = NULL;
 	char state[6];
 	int rc;
 
-	if (n)
-		desc[0] = '\0';
+	memset(out, 0, sizeof(*out));
 	if ((rc = lease_exec(l, c, wake, deadline, l->sql_describe, 0, NULL, &r, state)))
 		return rc;
-	if (PQntuples(r) == 1 && n)
-		lease_format(r, desc, n);
+	lease_seen_of(l, r, out);
 	PQclear(r);
 	return 0;
+}
+
+/* 1 when c cannot run another statement: lost, or a statement given up on is still running. */
+static int lease_broken(PGconn *c)
+{
+	return PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) == PQTRANS_ACTIVE;
 }
 
 /* The caller-side connection, (re)opened when missing or broken. The caller holds cmu. */
 static int lease_conn(struct state_pg_lease *l, int64_t deadline)
 {
-	if (l->conn && PQstatus(l->conn) == CONNECTION_OK)
+	if (l->conn && !lease_broken(l->conn))
 		return 0;
 	PQfinish(l->conn);
 	l->conn = NULL;
-	return lease_connect(l, -1, deadline, LEASE_TAKE_LOCK_MS, &l->conn);
+	return lease_connect(l, -1, deadline, lease_op_ms(l) / 2, &l->conn);
 }
 
 /*
@@ -304,12 +328,13 @@ static int lease_call(struct state_pg_lease *l, const char *sql, int n_params, c
 	int64_t deadline = util_mono_ms() + lease_op_ms(l);
 	int rc = 0;
 
+	sqlstate[0] = '\0';
 	for (int tries = 0; tries < 2; tries++) {
 		if ((rc = lease_conn(l, deadline)))
 			return rc;
 		rc = lease_exec(l, l->conn, -1, deadline, sql, n_params, params, res, sqlstate);
 		if (!rc || PQstatus(l->conn) == CONNECTION_OK)
-			return rc;
+			return rc; /* only a lost session is worth a second try (a timeout used the time up) */
 	}
 	return rc;
 }
@@ -323,11 +348,10 @@ int state_pg_lease_holder(struct state_pg *pg, char *desc, size_t n)
 	if (n)
 		desc[0] = '\0';
 	pthread_mutex_lock(&l->cmu);
-	if (!(rc = lease_conn(l, deadline)) && (rc = lease_describe(l, l->conn, -1, deadline, desc, n)) &&
-	    PQstatus(l->conn) != CONNECTION_OK) {
-		PQfinish(l->conn);
-		l->conn = NULL;
-	}
+	struct lease_seen seen;
+
+	if (!(rc = lease_conn(l, deadline)) && !(rc = lease_describe(l, l->conn, -1, deadline, &seen)))
+		snprintf(desc, n, "%s", seen.desc);
 	pthread_mutex_unlock(&l->cmu);
 	return rc;
 }
@@ -383,7 +407,8 @@ static void *lease_run(void *arg)
 	const int64_t lease = l->pg->lease_ms, period = lease / 3 > 0 ? lease / 3 : 1;
 	const int64_t retry = period / 3 > 20 ? period / 3 : 20;
 	enum lease_health health = LEASE_RENEWING;
-	char epoch[24], desc[512];
+	struct lease_seen seen;
+	char epoch[24];
 	int64_t last, next;
 
 	pthread_mutex_lock(&l->mu);
@@ -416,10 +441,10 @@ static void *lease_run(void *arg)
 		}
 		if (r == 0) {
 			lease_depose(l);
-			if (lease_describe(l, l->rconn, l->wake[0], util_mono_ms() + period, desc, sizeof(desc)))
-				desc[0] = '\0';
+			if (lease_describe(l, l->rconn, l->wake[0], util_mono_ms() + period, &seen))
+				seen.desc[0] = '\0';
 			log_error("%s: the leader lease (epoch %s) is no longer this process's: %s%s", l->pg->where,
-				  epoch, *desc ? "now held by " : "it expired", desc);
+				  epoch, *seen.desc ? "now held by " : "it expired", seen.desc);
 			break;
 		}
 		if (lease_stopping(l))
@@ -431,24 +456,33 @@ static void *lease_run(void *arg)
 		health = LEASE_FAILING;
 		next = util_mono_ms() + retry;
 	}
-	PQfinish(l->rconn);
-	l->rconn = NULL;
+	/* Kept for the next lock() when it can still be used. */
+	if (l->rconn && lease_broken(l->rconn)) {
+		PQfinish(l->rconn);
+		l->rconn = NULL;
+	}
 	return NULL;
 }
 
 /* ---------- lock, unlock, leading ---------- */
 
-/* Expires this handle's lease (epoch) now so that another replica takes it at once; logs when it cannot. */
-static void lease_release(struct state_pg_lease *l, uint64_t epoch)
+/* Expires this handle's lease (epoch) now so that another replica takes it at once. Caller holds cmu. */
+static int lease_release_locked(struct state_pg_lease *l, uint64_t epoch)
 {
 	char ep[24], state[6];
 	const char *params[2] = {l->token, ep};
 
 	lease_u64(epoch, ep);
+	return lease_call(l, l->sql_release, 2, params, NULL, state);
+}
+
+static void lease_release(struct state_pg_lease *l, uint64_t epoch)
+{
 	pthread_mutex_lock(&l->cmu);
-	if (lease_call(l, l->sql_release, 2, params, NULL, state))
-		log_warn("cannot release the leader lease (epoch %s): %s; it ends by itself within %" PRId64 " ms", ep,
-			 cs_errmsg(), l->pg->lease_ms);
+	if (lease_release_locked(l, epoch))
+		log_warn("cannot release the leader lease (epoch %" PRIu64 "): %s; it ends by itself within %" PRId64
+			 " ms",
+			 epoch, cs_errmsg(), l->pg->lease_ms);
 	pthread_mutex_unlock(&l->cmu);
 }
 
@@ -466,8 +500,9 @@ static void lease_drain(struct state_pg_lease *l)
  */
 static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t *epoch, int64_t *start)
 {
-	char pid[24], ms[24], state[6], desc[512];
+	char pid[24], ms[24], state[6];
 	const char *params[5] = {l->token, l->host, pid, operation, ms};
+	struct lease_seen seen;
 	PGresult *r = NULL;
 	int rc = 0;
 
@@ -491,10 +526,22 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 			return 0;
 		}
 		PQclear(r);
-		if ((rc = lease_describe(l, l->conn, -1, util_mono_ms() + lease_op_ms(l), desc, sizeof(desc))))
+		if ((rc = lease_describe(l, l->conn, -1, util_mono_ms() + lease_op_ms(l), &seen)))
 			return rc;
-		if (*desc)
-			return cs_error(CS_ELOCKED, "the state in %s is locked by %s", l->pg->where, desc);
+		if (!seen.exists)
+			return cs_error(CS_ERROR, "%s: the lease row (id 1) is missing from the lease table",
+					l->pg->where);
+		/*
+		 * This handle's own: left by an unlock whose release did not reach
+		 * the server (or a take whose answer was lost). Nothing of this
+		 * process writes under it (not held), so expire it and take a new epoch.
+		 */
+		if (seen.live && seen.own && !(rc = lease_release_locked(l, seen.epoch)))
+			continue;
+		if (rc)
+			return rc;
+		if (seen.live)
+			return cs_error(CS_ELOCKED, "the state in %s is locked by %s", l->pg->where, seen.desc);
 	}
 	return cs_error(CS_ELOCKED, "the state in %s is locked: its lease keeps changing hands; try again",
 			l->pg->where);
@@ -503,7 +550,6 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 int state_pg_lease_lock(struct state_pg *pg, const char *operation)
 {
 	struct state_pg_lease *l = pg->lease;
-	PGconn *rconn = NULL;
 	uint64_t epoch = 0;
 	int64_t start = 0;
 	int rc;
@@ -515,38 +561,41 @@ int state_pg_lease_lock(struct state_pg *pg, const char *operation)
 		return cs_error(CS_ERROR, "%s: this process holds the lease already (unlock it first)", pg->where);
 	if (l->wake[0] < 0)
 		return cs_error(CS_ERROR, "%s: cannot start the lease renewal: no pipe", pg->where);
+	/*
+	 * The renewal thread's own connection (renewals never queue behind the
+	 * caller's statements), opened before the take so that no part of the
+	 * lease is spent connecting.
+	 */
+	if (l->rconn && lease_broken(l->rconn)) {
+		PQfinish(l->rconn);
+		l->rconn = NULL;
+	}
+	if (!l->rconn && (rc = lease_connect(l, -1, util_mono_ms() + lease_op_ms(l), pg->lease_ms, &l->rconn)))
+		return rc;
 	pthread_mutex_lock(&l->cmu);
 	rc = lease_take(l, operation, &epoch, &start);
 	pthread_mutex_unlock(&l->cmu);
 	if (rc)
 		return rc;
-	/* The renewal thread's own connection, so that renewals never queue behind the caller's statements. */
-	if ((rc = lease_connect(l, -1, util_mono_ms() + lease_op_ms(l), pg->lease_ms, &rconn)))
-		goto fail;
 	lease_drain(l);
 	pthread_mutex_lock(&l->mu);
 	l->held = 1;
 	l->deposed = 0;
 	l->epoch = epoch;
 	l->renewed_mono = start;
-	l->rconn = rconn;
 	l->running = pthread_create(&l->thread, NULL, lease_run, l) == 0;
+	if (!l->running) {
+		l->held = 0;
+		l->epoch = 0;
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (!l->running) {
 		rc = cs_error(CS_ERROR, "%s: cannot start the lease renewal thread", pg->where);
-		pthread_mutex_lock(&l->mu);
-		l->held = 0;
-		l->epoch = 0;
-		l->rconn = NULL;
-		pthread_mutex_unlock(&l->mu);
-		PQfinish(rconn);
-		goto fail;
+		lease_release(l, epoch);
+		return rc;
 	}
 	log_debug("%s: took the leader lease (epoch %" PRIu64 ") for %s", pg->where, epoch, operation);
 	return 0;
-fail:
-	lease_release(l, epoch);
-	return rc;
 }
 
 static void lease_unlock(struct state_pg_lease *l)
@@ -614,7 +663,8 @@ uint64_t state_pg_lease_epoch(struct state_pg *pg)
 int state_pg_fence(struct state_pg *pg, PGconn *conn)
 {
 	struct state_pg_lease *l = pg->lease;
-	char ep[24], ms[24], desc[512];
+	char ep[24], ms[24], desc[512], lapsed[64] = "";
+	struct lease_seen seen;
 	const char *params[3] = {l->token, ep, ms};
 	PGresult *r = NULL;
 	int held, deposed, fresh, rc;
@@ -627,25 +677,30 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 	pthread_mutex_unlock(&l->mu);
 	if (!held)
 		return cs_error(CS_EFENCED, "this process does not hold the lease of %s: it may not write", pg->where);
-	if (deposed || !fresh)
-		return cs_error(CS_EFENCED, "this process is no longer the leader of %s (epoch %s): %s", pg->where, ep,
-				deposed ? "its lease was lost" : "its lease was not renewed in time");
-	lease_u64((uint64_t)pg->lease_ms, ms);
-	if ((rc = pgconn_exec(conn, pg->where, &r, l->sql_fence, 3, params)))
-		return rc;
-	rc = PQntuples(r) == 1 ? 0 : 1;
-	PQclear(r);
-	if (!rc)
-		return 0;
-	lease_depose(l);
+	if (!deposed && fresh) {
+		lease_u64((uint64_t)pg->lease_ms, ms);
+		if ((rc = pgconn_exec(conn, pg->where, &r, l->sql_fence, 3, params)))
+			return rc;
+		rc = PQntuples(r);
+		PQclear(r);
+		if (rc == 1)
+			return 0;
+		lease_depose(l);
+	} else if (!deposed) {
+		snprintf(lapsed, sizeof(lapsed), "its lease was not renewed within %" PRId64 " ms", pg->lease_ms);
+	}
+	/* Who has it now, for the message (best effort: the caller rolls back anyway). */
 	desc[0] = '\0';
 	if (!pgconn_exec(conn, pg->where, &r, l->sql_describe, 0, NULL)) {
-		if (PQntuples(r) == 1)
-			lease_format(r, desc, sizeof(desc));
+		lease_seen_of(l, r, &seen);
+		snprintf(desc, sizeof(desc), "%s", seen.desc);
 		PQclear(r);
 	}
 	return cs_error(CS_EFENCED, "this process is no longer the leader of %s (epoch %s): %s%s", pg->where, ep,
-			*desc ? "now held by " : "its lease has expired", desc);
+			*desc	  ? "now held by "
+			: *lapsed ? lapsed
+				  : "its lease has expired",
+			desc);
 }
 
 /* ---------- new, free ---------- */
@@ -680,10 +735,13 @@ static void lease_sql(struct state_pg_lease *l)
 		xasprintf("UPDATE %s SET expires_at = clock_timestamp()"
 			  " WHERE id = 1 AND holder = $1 AND epoch = $2::bigint AND expires_at > clock_timestamp()",
 			  t);
-	l->sql_describe = xasprintf("SELECT holder, host, pid, operation, extract(epoch FROM acquired_at)::bigint,"
-				    " (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint"
-				    " FROM %s WHERE id = 1 AND holder IS NOT NULL AND expires_at > clock_timestamp()",
-				    t);
+	l->sql_describe =
+		xasprintf("SELECT holder, host, pid, operation, "
+			  " CASE WHEN isfinite(acquired_at) THEN extract(epoch FROM acquired_at)::bigint ELSE 0 END,"
+			  " CASE WHEN isfinite(expires_at) AND expires_at > clock_timestamp()"
+			  " THEN (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint ELSE 0 END, epoch,"
+			  " holder IS NOT NULL AND expires_at > clock_timestamp() FROM %s WHERE id = 1",
+			  t);
 	/* The row lock orders a takeover after this write; a paused writer loses its session within a lease. */
 	l->sql_fence =
 		xasprintf("SELECT set_config('idle_in_transaction_session_timeout', $3, true) FROM %s"
@@ -730,6 +788,7 @@ void state_pg_lease_free(struct state_pg_lease *l)
 		return;
 	lease_unlock(l);
 	PQfinish(l->conn);
+	PQfinish(l->rconn);
 	if (l->wake[0] >= 0) {
 		close(l->wake[0]);
 		close(l->wake[1]);

@@ -97,10 +97,24 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 int cmd_load_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state);
 
 /*
+ * 1 when st (just loaded) is a state that exists: for postgres a header was
+ * written (serial > 0) or records are there; for a file, records recovered
+ * from the journal alone (the caller checks the file itself).
+ */
+int cmd_state_exists(const struct config *cfg, const struct state *st);
+
+/*
  * When the state file is missing but its backup is there, warns in the plan
  * and returns 1 (apply then refuses paid changes unless told to ignore it).
  */
 int cmd_warn_lost_state(const struct config *cfg, struct plan *p);
+
+/* state migrate/rekey (cmd_state_migrate.c): "file"/"postgres" into a STATE_BACKEND_* (CS_EINVALID otherwise). */
+int cmd_state_backend_parse(const char *s, int *kind);
+/* Copies state and key store from the other backend to to_kind; refuses a non-empty target unless force. */
+int cmd_state_migrate(const struct config *cfg, int to_kind, int force);
+/* Re-encrypts the postgres key store under state.encryptionKey. Both print what they did; exit status. */
+int cmd_state_rekey(const struct config *cfg);
 
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);

@@ -7,6 +7,8 @@
 #include "../../util/fsutil.h"
 #include "../../util/log.h"
 #include "../../util/util.h"
+#include "../../state/keystore.h"
+#include "../backends.h"
 #include "../engine.h"
 #include "../source/gitsrc.h"
 #include "cmd.h"
@@ -187,12 +189,45 @@ static void apply_lock_hint(const struct config *cfg, int retry_failed)
 			colon ? colon : "");
 }
 
+/*
+ * The key store, then the state under the lock, as `run`'s leader takes it:
+ * a wrong or missing encryptionKey stops here, before the lock or any
+ * write, and a second writer fails at once naming the holder. Prints the
+ * error.
+ */
+static int apply_open(const struct config *cfg, struct state_backend **be, struct keystore **ks, struct state **st,
+		      int *has_state, int retry_failed)
+{
+	char where[512];
+	int rc;
+
+	*has_state = cfg->state.backend == STATE_BACKEND_FILE && fsutil_exists(cfg->state_path);
+	if ((rc = backends_open_keystore(cfg, ks)) || (rc = backends_open_state(cfg, be)) ||
+	    (rc = state_lock(*be, "apply")) || (rc = state_load(*be, st))) {
+		cmd_fail("%s", cs_errmsg());
+		if (rc == CS_ELOCKED && cfg->state.backend == STATE_BACKEND_FILE)
+			apply_lock_hint(cfg, retry_failed);
+		else if (rc == CS_ELOCKED)
+			fprintf(stderr,
+				"hint: when the holder is certsync run, its leader applies by itself; otherwise "
+				"run apply again once the holder has finished\n");
+		return rc;
+	}
+	*has_state = *has_state || cmd_state_exists(cfg, *st);
+	if (cfg->state.backend != STATE_BACKEND_FILE) {
+		backends_describe(cfg, where, sizeof(where));
+		log_debug("state: %s, locked for apply (epoch %llu)", where, (unsigned long long)state_epoch(*be));
+	}
+	return 0;
+}
+
 static int apply_run(struct cmd_globals *g, int argc, char **argv)
 {
 	struct apply_args a;
 	struct config *cfg = NULL;
 	struct cmd_source src;
 	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
 	struct state *st = NULL;
 	struct plan *p = NULL;
 	struct reconcile_opts ro;
@@ -207,17 +242,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	cmd_setup_logging(g);
 	cmd_install_signals();
-	if (cmd_load_config(g, &cfg))
+	if (cmd_load_config(g, &cfg) || apply_open(cfg, &be, &ks, &st, &has_state, a.retry_failed))
 		goto out;
-	has_state = fsutil_exists(cfg->state_path);
-	if ((rc = state_file_open(cfg->state_path, &be)) || (rc = state_lock(be, "apply")) ||
-	    (rc = state_load(be, &st))) {
-		cmd_fail("%s", cs_errmsg());
-		if (rc == CS_ELOCKED)
-			apply_lock_hint(cfg, a.retry_failed);
-		goto out;
-	}
-	has_state = has_state || state_cert_count(st) > 0;
 	if (a.plan_file) {
 		char head[41];
 
@@ -266,6 +292,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	eo.parallelism = a.parallelism;
 	eo.wait = a.wait;
 	eo.stop = (volatile int *)&cmd_stop;
+	eo.keys = ks;
 	rc = engine_apply(cfg, be, st, p, src.desired.specs, src.desired.n_specs, &eo, &res);
 	if (rc) {
 		cmd_fail("%s", cs_errmsg());
@@ -290,6 +317,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 out:
 	state_unlock(be);
 	state_backend_free(be);
+	keystore_close(ks);
 	state_free(st);
 	plan_free(p);
 	cmd_source_free(&src);

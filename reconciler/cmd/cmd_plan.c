@@ -20,7 +20,8 @@ enum {
 	OPT_NO_COLOR,
 	OPT_ASCII,
 	OPT_BASE,
-	OPT_HEAD
+	OPT_HEAD,
+	OPT_WITH_STATE
 };
 
 enum plan_format { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_GITHUB, FMT__MAX };
@@ -28,11 +29,12 @@ static const char *const format_names[FMT__MAX] = {"text", "json", "markdown", "
 
 /*
  * A pull-request plan: the manifests at the merge base of base and head
- * against those at head. No credentials; the state only when --state names it.
+ * against those at head. No credentials; the state only when --state names a
+ * file or --with-state asks for the configured one (postgres: its URL).
  * Each side has its own parse cache: a shared one would evict the base's
  * specs while loading head's.
  */
-static int plan_pr(struct cmd_globals *g, const struct config *cfg, const char *base_ref, const char *head_ref,
+static int plan_pr(int with_state, const struct config *cfg, const char *base_ref, const char *head_ref,
 		   struct plan **out)
 {
 	struct gitsrc *git = NULL;
@@ -51,7 +53,7 @@ static int plan_pr(struct cmd_globals *g, const struct config *cfg, const char *
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
-	if (g->state && (rc = cmd_read_state(cfg, &be, &st, &has_state)))
+	if (with_state && (rc = cmd_read_state(cfg, &be, &st, &has_state)))
 		goto out;
 	if ((rc = reconcile_pr_plan(cfg, gitsrc_display(git), head_ref, &base, &head, has_state ? st : NULL, util_now(),
 				    out)))
@@ -69,7 +71,8 @@ int cmd_warn_lost_state(const struct config *cfg, struct plan *p)
 {
 	char desc[1024];
 
-	if (!state_file_lost(cfg->state_path, desc, sizeof(desc)))
+	/* The postgres backend keeps no backup file: a lost database is a pg_dump restore (docs/state.md). */
+	if (cfg->state.backend != STATE_BACKEND_FILE || !state_file_lost(cfg->state_path, desc, sizeof(desc)))
 		return 0;
 	plan_add_warning(p,
 			 "there is no state at %s, but its backup %s is there: if the state was lost, restore it "
@@ -142,6 +145,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		{"ascii", no_argument, NULL, OPT_ASCII},
 		{"base", required_argument, NULL, OPT_BASE},
 		{"head", required_argument, NULL, OPT_HEAD},
+		{"with-state", no_argument, NULL, OPT_WITH_STATE},
 		{NULL, 0, NULL, 0},
 	};
 	struct config *cfg = NULL;
@@ -152,7 +156,8 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	struct reconcile_opts ro;
 	const char *out_path = NULL, *base_ref = NULL, *head_ref = NULL;
 	enum output_status *observed = NULL;
-	int format = FMT_TEXT, detailed = 0, no_color = 0, ascii = 0, has_state = 0, opt, status = EXIT_FAIL;
+	int format = FMT_TEXT, detailed = 0, no_color = 0, ascii = 0, has_state = 0, with_state = 0, opt;
+	int status = EXIT_FAIL;
 	struct buf b = BUF_INIT;
 
 	memset(&src, 0, sizeof(src));
@@ -181,6 +186,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		case OPT_ASCII: ascii = 1; break;
 		case OPT_BASE: base_ref = optarg; break;
 		case OPT_HEAD: head_ref = optarg; break;
+		case OPT_WITH_STATE: with_state = 1; break;
 		default: return cmd_usage_error(&cmd_plan, "unknown option");
 		}
 	}
@@ -188,6 +194,9 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		return cmd_usage_error(&cmd_plan, "unexpected argument \"%s\"", argv[optind]);
 	if (head_ref && !base_ref)
 		return cmd_usage_error(&cmd_plan, "--head needs --base");
+	if (with_state && !base_ref)
+		return cmd_usage_error(&cmd_plan,
+				       "--with-state is for --base plans (a plain plan always reads the state)");
 	if (base_ref && (out_path || ro.refresh || ro.retry_failed))
 		return cmd_usage_error(&cmd_plan,
 				       "--base plans compare manifests only: no --out, --refresh or --retry-failed");
@@ -196,7 +205,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	if (cmd_load_config(g, &cfg))
 		goto out;
 	if (base_ref) {
-		if (plan_pr(g, cfg, base_ref, head_ref ? head_ref : cfg->source.ref, &p))
+		if (plan_pr(with_state || g->state, cfg, base_ref, head_ref ? head_ref : cfg->source.ref, &p))
 			goto out;
 	} else {
 		if (plan_load(cfg, &src, &be, &st, &has_state, &observed))
@@ -243,7 +252,8 @@ const struct cmd cmd_plan = {
 	"  --format text|json|markdown|github   output format (default text)\n"
 	"  --base REF [--head REF]       pull-request plan: the manifests at head (default: the configured ref)\n"
 	"                                against their merge base with REF; needs no credentials, and reads\n"
-	"                                the state only when --state is given (then renewals due are shown)\n"
+	"                                the state only when --state FILE or --with-state (the configured\n"
+	"                                backend, e.g. postgres) is given (then renewals due are shown)\n"
 	"  --out FILE                    also save the plan as JSON, for \"certsync apply FILE\"\n"
 	"  --detailed-exitcode           exit 2 when the plan has changes (0 none, 1 error or a failed certificate)\n"
 	"  --refresh                     ask the providers about recorded certificates (drift)\n"
@@ -251,5 +261,5 @@ const struct cmd cmd_plan = {
 	"  --no-color, --ascii           plain text output",
 	plan_run,
 	"plan [--format text|json|markdown|github] [--out FILE] [--detailed-exitcode] [--refresh]\n"
-	"       certsync plan --base REF [--head REF] [--repo PATH|URL] [--state FILE] [--format ...]",
+	"       certsync plan --base REF [--head REF] [--repo PATH|URL] [--state FILE | --with-state] [--format ...]",
 };

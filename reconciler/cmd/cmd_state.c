@@ -6,6 +6,7 @@
 #include "../../util/err.h"
 #include "../../util/redact.h"
 #include "../../util/util.h"
+#include "../backends.h"
 #include "cmd.h"
 
 static void state_print_list(const struct state *st)
@@ -32,6 +33,12 @@ static int state_restore(const struct config *cfg)
 	struct state *st = NULL;
 	int status = EXIT_FAIL;
 
+	if (cfg->state.backend != STATE_BACKEND_FILE)
+		return cmd_fail(
+			"state restore puts a file backend's state.json.backup back; the postgres backend keeps "
+			"no backup file: restore the schema \"%s\" from a pg_dump with pg_restore or psql (see "
+			"docs/state.md, \"Backups\")",
+			cfg->state.schema);
 	if (state_file_open(cfg->state_path, &be) || state_lock(be, "state restore") || state_file_restore(be) ||
 	    state_load(be, &st)) {
 		cmd_fail("%s", cs_errmsg());
@@ -48,15 +55,39 @@ out:
 	return status;
 }
 
+enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE };
+
+#define STATE_VERBS "list, show, rm, restore, migrate, rekey"
+
+/* One of the verbs, and the name it needs (show, rm) or the options only migrate takes. */
+static int state_check_args(const char *verb, const char *to, int force)
+{
+	static const char *const verbs[] = {"list", "show", "rm", "restore", "migrate", "rekey", NULL};
+	size_t i;
+
+	for (i = 0; verbs[i] && strcmp(verb, verbs[i]); i++)
+		;
+	if (!verbs[i])
+		return cmd_usage_error(&cmd_state, "unknown subcommand \"%s\" (" STATE_VERBS ")", verb);
+	if (strcmp(verb, "migrate") && (to || force))
+		return cmd_usage_error(&cmd_state, "--to and --force are options of state migrate");
+	if (!strcmp(verb, "migrate") && !to)
+		return cmd_usage_error(&cmd_state, "state migrate needs --to postgres or --to file");
+	return 0;
+}
+
 static int state_run(struct cmd_globals *g, int argc, char **argv)
 {
-	static const struct option opts[] = {CMD_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {CMD_GLOBAL_OPTIONS,
+					     {"to", required_argument, NULL, OPT_TO},
+					     {"force", no_argument, NULL, OPT_FORCE},
+					     {NULL, 0, NULL, 0}};
 	struct config *cfg = NULL;
 	struct state_backend *be = NULL;
 	struct state *st = NULL;
 	struct buf b = BUF_INIT;
-	const char *verb, *name = NULL;
-	int opt, has_state, status = EXIT_FAIL;
+	const char *verb, *name = NULL, *to = NULL;
+	int opt, has_state, force = 0, to_kind = 0, rc, status = EXIT_FAIL;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
@@ -64,15 +95,24 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 
 		if (r < 0)
 			return EXIT_OK;
-		if (!r)
+		if (r)
+			continue;
+		if (opt == OPT_TO) {
+			to = optarg;
+			if (cmd_state_backend_parse(to, &to_kind))
+				return cmd_usage_error(&cmd_state, "--to takes postgres or file, not \"%s\"", to);
+		} else if (opt == OPT_FORCE) {
+			force = 1;
+		} else {
 			return cmd_usage_error(&cmd_state, "unknown option");
+		}
 	}
 	if (optind >= argc)
-		return cmd_usage_error(&cmd_state, "missing subcommand (list, show, rm, restore)");
+		return cmd_usage_error(&cmd_state, "missing subcommand (" STATE_VERBS ")");
 	verb = argv[optind++];
-	if (strcmp(verb, "list") && strcmp(verb, "show") && strcmp(verb, "rm") && strcmp(verb, "restore"))
-		return cmd_usage_error(&cmd_state, "unknown subcommand \"%s\" (list, show, rm, restore)", verb);
-	if (strcmp(verb, "list") && strcmp(verb, "restore")) {
+	if ((rc = state_check_args(verb, to, force)))
+		return rc;
+	if (!strcmp(verb, "show") || !strcmp(verb, "rm")) {
 		if (optind >= argc)
 			return cmd_usage_error(&cmd_state, "state %s needs a certificate name", verb);
 		name = argv[optind++];
@@ -84,7 +124,7 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		goto out;
 	if (!strcmp(verb, "rm")) {
 		/* Forgetting is a write: take the lock like apply does. Output files stay on disk. */
-		if (state_file_open(cfg->state_path, &be) || state_lock(be, "state rm") || state_load(be, &st)) {
+		if (backends_open_state(cfg, &be) || state_lock(be, "state rm") || state_load(be, &st)) {
 			cmd_fail("%s", cs_errmsg());
 			goto out;
 		}
@@ -102,6 +142,14 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	}
 	if (!strcmp(verb, "restore")) {
 		status = state_restore(cfg);
+		goto out;
+	}
+	if (!strcmp(verb, "migrate")) {
+		status = cmd_state_migrate(cfg, to_kind, force);
+		goto out;
+	}
+	if (!strcmp(verb, "rekey")) {
+		status = cmd_state_rekey(cfg);
 		goto out;
 	}
 	if (cmd_read_state(cfg, &be, &st, &has_state))
@@ -135,8 +183,13 @@ out:
 
 const struct cmd cmd_state = {
 	"state",
-	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), or put\n"
-	"state.json.backup back after state.json was lost (restore).",
+	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), put\n"
+	"state.json.backup back after state.json was lost (restore, file backend), copy the state and key store\n"
+	"between the file and postgres backends (migrate), or re-encrypt the postgres key store (rekey).\n"
+	"Options:\n"
+	"  --to postgres|file   state migrate: the backend to copy to (from the other one; both from the config)\n"
+	"  --force              state migrate: replace a target that already holds a state",
 	state_run,
-	"state list | state show NAME | state rm NAME | state restore",
+	"state list | state show NAME | state rm NAME | state restore | state migrate --to postgres|file [--force]\n"
+	"       | state rekey",
 };

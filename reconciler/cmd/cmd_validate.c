@@ -1,13 +1,16 @@
 /*
  * certsync validate: check the config and the manifests at the ref, touch
  * nothing. --credentials adds every referenced env var and file (present,
- * not group/world readable), offline; --online adds each issuer's cheapest
- * authenticated provider call. Without --online no socket is opened.
+ * not group/world readable), offline except for the postgres state backend
+ * (it connects and checks state.encryptionKey); --online adds each issuer's
+ * cheapest authenticated provider call. Without either no socket is opened.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "../../state/keystore.h"
 #include "../../util/err.h"
+#include "../backends.h"
 #include "../provider.h"
 #include "cmd.h"
 
@@ -23,7 +26,30 @@ static size_t validate_report(const char *who, const struct provider_check *c)
 	return c->n_problems;
 }
 
-/* The config's own references (source.token, server.webhookSecret), then each issuer's check. */
+/*
+ * The postgres backend: connects and opens the key store, which checks
+ * state.encryptionKey against the store's key check value. Returns the
+ * number of problems (0 or 1).
+ */
+static size_t validate_state(const struct config *cfg)
+{
+	struct keystore *ks = NULL;
+	char desc[512];
+
+	if (cfg->state.backend != STATE_BACKEND_POSTGRES)
+		return 0;
+	backends_describe(cfg, desc, sizeof(desc));
+	cs_error_clear();
+	if (backends_open_keystore(cfg, &ks)) {
+		fprintf(stderr, "error: state (%s): %s\n", desc, cs_errmsg());
+		return 1;
+	}
+	keystore_close(ks);
+	printf("state (%s): ok: connected; state.encryptionKey opens the key store\n", desc);
+	return 0;
+}
+
+/* The config's own references (source.token, server.webhookSecret), the state's database, then each issuer's check. */
 static size_t validate_credentials(const struct config *cfg, int online)
 {
 	struct provider_check c;
@@ -36,6 +62,7 @@ static size_t validate_credentials(const struct config *cfg, int online)
 	if (cfg->source.token.kind != CRED_NONE || cfg->server.webhook_secret.kind != CRED_NONE)
 		problems += validate_report("source and server credentials", &c);
 	provider_check_free(&c);
+	problems += validate_state(cfg);
 	for (size_t i = 0; i < cfg->n_issuers; i++) {
 		const struct issuer *is = &cfg->issuers[i];
 
@@ -114,7 +141,8 @@ out:
 const struct cmd cmd_validate = {
 	"validate",
 	"Check the config and the manifests at the ref; change nothing. Exit 1 on any problem.\n"
-	"  --credentials  also check every credential env var and file (present, mode 0600), offline\n"
+	"  --credentials  also check every credential env var and file (present, mode 0600), offline;\n"
+	"                 with state.backend postgres, connect and check state.encryptionKey\n"
 	"  --online       --credentials, then each issuer's cheapest authenticated provider call\n"
 	"                 (DNSimple whoami and the account id, DigiCert user/me; ca: the CA loads)",
 	validate_run,

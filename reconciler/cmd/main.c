@@ -10,6 +10,7 @@
 #include "../../util/err.h"
 #include "../../util/log.h"
 #include "../../util/util.h"
+#include "../backends.h"
 #include "../source/gitsrc.h"
 #include "cmd.h"
 
@@ -178,6 +179,13 @@ int cmd_read_state(const struct config *cfg, struct state_backend **be, struct s
 	return rc;
 }
 
+int cmd_state_exists(const struct config *cfg, const struct state *st)
+{
+	if (cfg->state.backend == STATE_BACKEND_FILE)
+		return state_cert_count(st) > 0; /* the caller checks the file itself first */
+	return st->serial > 0 || state_cert_count(st) > 0;
+}
+
 int cmd_load_state(const struct config *cfg, struct state_backend **be, struct state **st, int *has_state)
 {
 	int rc;
@@ -185,14 +193,14 @@ int cmd_load_state(const struct config *cfg, struct state_backend **be, struct s
 	int64_t t0 = util_mono_ms();
 
 	*st = NULL;
-	*has_state = access(cfg->state_path, F_OK) == 0;
-	if ((rc = state_file_open(cfg->state_path, be)) || (rc = state_load(*be, st))) {
+	*has_state = cfg->state.backend == STATE_BACKEND_FILE && access(cfg->state_path, F_OK) == 0;
+	if ((rc = backends_open_state(cfg, be)) || (rc = state_load(*be, st))) {
 		state_backend_free(*be);
 		*be = NULL;
 		return rc;
 	}
-	if (!*has_state && state_cert_count(*st) > 0)
-		*has_state = 1; /* recovered from the journal alone */
+	if (!*has_state && cmd_state_exists(cfg, *st))
+		*has_state = 1; /* file: recovered from the journal alone; postgres: a header was written */
 	log_debug("state: %zu certificates loaded in %" PRId64 " ms", state_cert_count(*st), util_mono_ms() - t0);
 	return 0;
 }

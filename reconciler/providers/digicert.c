@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../util/crypto.h"
@@ -134,11 +135,25 @@ static void sweep_stale_tmp(struct step_ctx *ctx)
 	closedir(d);
 }
 
+/* 1 when the key directory is there (a shared key store needs none: it may be missing, or be something else). */
+static int legacy_dir(struct step_ctx *ctx)
+{
+	struct stat sb;
+
+	return stat(ctx->cfg->key_dir, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
 /* Removes the earlier version's pending files; 0 or CS_ERROR (with the path). */
 static int remove_legacy(struct step_ctx *ctx)
 {
-	char *k = legacy_path(ctx, "key"), *c = legacy_path(ctx, "csr");
-	int rc = fsutil_rm_rf(k);
+	char *k, *c;
+	int rc;
+
+	if (!legacy_dir(ctx))
+		return 0;
+	k = legacy_path(ctx, "key");
+	c = legacy_path(ctx, "csr");
+	rc = fsutil_rm_rf(k);
 
 	if (!rc)
 		rc = fsutil_rm_rf(c);
@@ -159,7 +174,7 @@ static int read_pending(struct step_ctx *ctx, const char *slot, struct buf *out)
 	struct buf b = BUF_INIT;
 	int rc = engine_pending_get(ctx, slot, out);
 
-	if (rc != CS_ENOTFOUND)
+	if (rc != CS_ENOTFOUND || !legacy_dir(ctx))
 		return rc;
 	path = legacy_path(ctx, slot);
 	if ((rc = fsutil_read_file(path, KEY_MAX, &b)))

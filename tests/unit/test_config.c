@@ -7,11 +7,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../../reconciler/backends.h"
 #include "../../reconciler/config.h"
 #include "../../reconciler/provider.h"
+#include "../../state/keystore.h"
+#include "../../state/state.h"
+#include "../../state/state_pg.h"
 #include "../../util/buf.h"
 #include "../../util/err.h"
+#include "../../util/redact.h"
 #include "../../util/util.h"
 #include "testutil.h"
 
@@ -292,6 +298,356 @@ static void test_config_checks_server_listen_and_public_url(void **state)
 	free(diag);
 }
 
+/* ---------- the state section: file and postgres backends ---------- */
+
+static const char *pg_tail = "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n";
+
+static struct config *parse_state(const char *state_yaml, char **diag)
+{
+	char *text = xasprintf("source: {repo: repo}\n%s%s", state_yaml, pg_tail);
+	struct config *c = parse(text, diag);
+
+	free(text);
+	return c;
+}
+
+static void test_config_state_defaults_to_the_file_backend(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state: {path: s/state.json}\n", &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_int_equal(c->state.backend, STATE_BACKEND_FILE);
+	assert_string_equal(c->state.schema, "certsync");
+	assert_int_equal(c->state.lease_ms, 15000);
+	assert_null(c->state.replica_id);
+	assert_int_equal(c->state.url.kind, CRED_NONE);
+	assert_int_equal(c->state.encryption_key.kind, CRED_NONE);
+	assert_string_equal(c->key_dir, "/etc/certsync/s/keys");
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_postgres(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state:\n"
+				       "  backend: postgres\n"
+				       "  url: {env: CERTSYNC_DATABASE_URL}\n"
+				       "  schema: certsync_prod\n"
+				       "  encryptionKey: {env: CERTSYNC_STATE_KEY}\n"
+				       "  previousEncryptionKey: {file: secrets/old-key}\n"
+				       "  leaseDuration: 30s\n"
+				       "  replicaId: web-1\n",
+				       &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_non_null(c);
+	assert_int_equal(c->state.backend, STATE_BACKEND_POSTGRES);
+	assert_int_equal(c->state.url.kind, CRED_ENV);
+	assert_string_equal(c->state.url.ref, "CERTSYNC_DATABASE_URL");
+	assert_string_equal(c->state.url.where, "/etc/certsync/certsync.yaml:4:8");
+	assert_string_equal(c->state.schema, "certsync_prod");
+	assert_int_equal(c->state.encryption_key.kind, CRED_ENV);
+	assert_int_equal(c->state.previous_encryption_key.kind, CRED_FILE);
+	assert_string_equal(c->state.previous_encryption_key.ref, "/etc/certsync/secrets/old-key");
+	assert_int_equal(c->state.lease_ms, 30000);
+	assert_string_equal(c->state.replica_id, "web-1");
+	/* no state.path: no file-side paths, and a local repository needs no cache */
+	assert_null(c->state_path);
+	assert_null(c->key_dir);
+	assert_null(c->source.cache_dir);
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_postgres_with_path_for_migrate(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state:\n"
+				       "  backend: postgres\n"
+				       "  path: /var/lib/certsync/state.json\n"
+				       "  url: {env: U}\n"
+				       "  encryptionKey: {env: K}\n",
+				       &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	assert_string_equal(c->state_path, "/var/lib/certsync/state.json");
+	assert_string_equal(c->key_dir, "/var/lib/certsync/keys");
+	assert_string_equal(c->state.schema, "certsync");
+	config_free(c);
+	free(diag);
+	/* The file backend may name the database too: the other side of state migrate. */
+	c = parse_state("state: {path: s.json, url: {env: U}, encryptionKey: {file: k}}\n", &diag);
+	assert_non_null(c);
+	assert_int_equal(c->state.backend, STATE_BACKEND_FILE);
+	assert_int_equal(c->state.encryption_key.kind, CRED_FILE);
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_postgres_errors_are_located(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state:\n"
+				       "  backend: postgres\n"
+				       "  schema: Prod-1\n"
+				       "  leaseDuration: 2s\n",
+				       &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_string_equal(
+		diag, "/etc/certsync/certsync.yaml:3:3: state: backend postgres needs \"url\" (the database's libpq "
+		      "URL, e.g. {env: CERTSYNC_DATABASE_URL})\n"
+		      "/etc/certsync/certsync.yaml:3:3: state: backend postgres needs \"encryptionKey\" (base64 of 32 "
+		      "random bytes, e.g. {env: CERTSYNC_STATE_KEY}; make one with: openssl rand -base64 32)\n"
+		      "/etc/certsync/certsync.yaml:4:11: state.schema: \"Prod-1\" is not a plain identifier (lowercase "
+		      "letters, digits and _, not starting with a digit or pg_, at most 63 characters)\n"
+		      "/etc/certsync/certsync.yaml:5:18: state.leaseDuration: must be from 3s to 10m, got 2s\n");
+	free(diag);
+	c = parse_state("state:\n"
+			"  backend: sqlite\n"
+			"  url: postgresql://certsync:hunter2-pw@db/certsync\n"
+			"  encryptionKey: c2VjcmV0\n"
+			"  leaseDuration: 11m\n"
+			"  replicaId: \"\"\n",
+			&diag);
+	assert_null(c);
+	assert_string_equal(
+		diag, "/etc/certsync/certsync.yaml:3:3: state: missing required field \"path\"\n"
+		      "/etc/certsync/certsync.yaml:3:12: state.backend: unknown backend \"sqlite\" (file or postgres)\n"
+		      "/etc/certsync/certsync.yaml:4:8: state.url: a secret cannot be written in the config; use {env: "
+		      "NAME} or {file: PATH}\n"
+		      "/etc/certsync/certsync.yaml:5:18: state.encryptionKey: a secret cannot be written in the "
+		      "config; use {env: NAME} or {file: PATH}\n"
+		      "/etc/certsync/certsync.yaml:6:18: state.leaseDuration: must be from 3s to 10m, got 11m\n"
+		      "/etc/certsync/certsync.yaml:7:14: state.replicaId: must be 1 to 128 characters on one line, no "
+		      "tabs\n");
+	assert_null(strstr(diag, "hunter2"));
+	free(diag);
+}
+
+static void test_config_state_postgres_remote_repo_needs_a_cache_dir(void **state)
+{
+	char *diag;
+	struct config *c = parse("source: {repo: https://git.example.com/certs.git}\n"
+				 "state: {backend: postgres, url: {env: U}, encryptionKey: {env: K}}\n"
+				 "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n",
+				 &diag);
+
+	(void)state;
+	assert_null(c);
+	assert_string_equal(diag, "/etc/certsync/certsync.yaml:1:9: source: a remote repository needs \"cacheDir\" "
+				  "when state.path is not set (the postgres backend has no state directory to keep "
+				  "the clone beside)\n");
+	free(diag);
+	c = parse("source: {repo: https://git.example.com/certs.git, cacheDir: /var/cache/certsync}\n"
+		  "state: {backend: postgres, url: {env: U}, encryptionKey: {env: K}}\n"
+		  "output: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n",
+		  &diag);
+	assert_string_equal(diag, "");
+	assert_string_equal(c->source.cache_dir, "/var/cache/certsync");
+	config_free(c);
+	free(diag);
+}
+
+static void test_config_state_override_selects_the_file_backend(void **state)
+{
+	char *diag;
+	struct config *c = parse_state("state: {backend: postgres, url: {env: U}, encryptionKey: {env: K}}\n", &diag);
+
+	(void)state;
+	assert_string_equal(diag, "");
+	config_override(c, NULL, NULL, NULL, "/tmp/st/state.json", NULL);
+	assert_int_equal(c->state.backend, STATE_BACKEND_FILE);
+	assert_string_equal(c->state_path, "/tmp/st/state.json");
+	assert_string_equal(c->key_dir, "/tmp/st/keys");
+	assert_string_equal(c->source.cache_dir, "/tmp/st/cache");
+	assert_int_equal(c->state.url.kind, CRED_ENV); /* still there for state migrate */
+	config_free(c);
+	free(diag);
+}
+
+/* ---------- the backends factory (reconciler/backends.c) ---------- */
+
+static struct config *pg_config(const char *schema)
+{
+	char *diag, *text = xasprintf("state:\n"
+				      "  backend: postgres\n"
+				      "  url: {env: CERTSYNC_TEST_DB_URL}\n"
+				      "  schema: %s\n"
+				      "  encryptionKey: {env: CERTSYNC_TEST_STATE_KEY}\n",
+				      schema);
+	struct config *c = parse_state(text, &diag);
+
+	assert_string_equal(diag, "");
+	free(diag);
+	free(text);
+	return c;
+}
+
+static void test_backends_file_is_the_state_file_and_key_dir(void **state)
+{
+	char *dir = test_mkdtemp(), *diag, *yaml = xasprintf("state: {path: %s/state.json}\n", dir);
+	struct config *c = parse_state(yaml, &diag);
+	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
+	struct keystore_item it;
+	struct state *st = NULL;
+	char desc[256], *want = xasprintf("file %s/state.json", dir);
+
+	(void)state;
+	backends_describe(c, desc, sizeof(desc));
+	assert_string_equal(desc, want);
+	assert_int_equal(backends_open_state(c, &be), 0);
+	assert_int_equal(state_lock(be, "test"), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	state_cert_put(st, "web");
+	assert_int_equal(state_save(be, st), 0);
+	assert_int_equal(backends_open_keystore(c, &ks), 0);
+	keystore_item_init(&it);
+	assert_int_equal(keystore_get(ks, "web", "ab", &it), CS_ENOTFOUND);
+	keystore_item_wipe(&it);
+	keystore_close(ks);
+	state_unlock(be);
+	state_backend_free(be);
+	state_free(st);
+	free(want);
+	want = xasprintf("%s/state.json", dir);
+	assert_true(access(want, F_OK) == 0);
+	/* The file side of a postgres config without state.path: a message naming the field. */
+	config_free(c);
+	setenv("CERTSYNC_TEST_DB_URL", "postgresql://u@127.0.0.1:1/db", 1);
+	c = pg_config("certsync");
+	assert_int_equal(backends_open_state_as(c, STATE_BACKEND_FILE, &be), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "state.path is not set"));
+	assert_null(be);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	config_free(c);
+	free(want);
+	free(yaml);
+	free(diag);
+	test_rmdir(dir);
+}
+
+static void test_backends_postgres_describe_and_secrets(void **state)
+{
+	struct config *c = pg_config("certsync_x");
+	const char *url = "postgresql://certsync:Pa%40ss-w0rd-xyz@db.internal:6543/certs?sslmode=disable";
+	const char *key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8M=";
+	char desc[256], *red;
+	struct keystore *ks = NULL;
+
+	(void)state;
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	backends_describe(c, desc, sizeof(desc));
+	assert_string_equal(desc, "postgres (state.url unreadable) schema certsync_x");
+	setenv("CERTSYNC_TEST_DB_URL", url, 1);
+	backends_describe(c, desc, sizeof(desc));
+	assert_string_equal(desc, "postgres host=db.internal port=6543 dbname=certs user=certsync schema certsync_x");
+	/* The password (decoded and as written) is now redacted wherever it would appear. */
+	red = redact_dup("dial postgresql://certsync:Pa%40ss-w0rd-xyz@db.internal: password Pa@ss-w0rd-xyz refused");
+	assert_null(strstr(red, "w0rd"));
+	free(red);
+	/* A missing, then a malformed key: CS_EAUTH naming state.encryptionKey, before any connection. */
+	unsetenv("CERTSYNC_TEST_STATE_KEY");
+	assert_int_equal(backends_open_keystore(c, &ks), CS_EAUTH);
+	assert_non_null(strstr(cs_errmsg(), "state.encryptionKey: environment variable CERTSYNC_TEST_STATE_KEY"));
+	setenv("CERTSYNC_TEST_STATE_KEY", "c2hvcnQ=", 1);
+	assert_int_equal(backends_open_keystore(c, &ks), CS_EAUTH);
+	assert_non_null(strstr(cs_errmsg(), "state.encryptionKey"));
+	assert_non_null(strstr(cs_errmsg(), "certsync.yaml:6:18"));
+	assert_null(strstr(cs_errmsg(), "c2hvcnQ="));
+	assert_null(ks);
+	/* A well-formed key is registered as a secret once read. */
+	setenv("CERTSYNC_TEST_STATE_KEY", key, 1);
+	setenv("CERTSYNC_TEST_DB_URL", "postgresql://certsync:Pa%40ss-w0rd-xyz@127.0.0.1:1/certs?connect_timeout=2", 1);
+	assert_int_equal(backends_open_keystore(c, &ks), CS_ETRANSIENT); /* nothing listens on port 1 */
+	assert_null(strstr(cs_errmsg(), "w0rd"));
+	red = redact_dup(key);
+	assert_string_equal(red, "[REDACTED]");
+	free(red);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	unsetenv("CERTSYNC_TEST_STATE_KEY");
+	config_free(c);
+}
+
+/* Against the server `make unit` started: the factory opens both, and a second key is refused. */
+static void test_backends_postgres_open_and_wrong_key(void **state)
+{
+	char *schema = test_pg_schema();
+	struct config *c = pg_config(schema);
+	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
+	struct state *st = NULL;
+
+	(void)state;
+	setenv("CERTSYNC_TEST_DB_URL", test_pg_url(), 1);
+	setenv("CERTSYNC_TEST_STATE_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", 1);
+	assert_int_equal(backends_open_state(c, &be), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(st->serial, 0);
+	assert_int_equal(backends_open_keystore(c, &ks), 0);
+	keystore_close(ks);
+	ks = NULL;
+	setenv("CERTSYNC_TEST_STATE_KEY", "HxAREhMUFRYXGBkaGxwdHh8AAQIDBAUGBwgJCgsMDQ4=", 1);
+	assert_int_equal(backends_open_keystore(c, &ks), CS_EAUTH);
+	assert_non_null(strstr(cs_errmsg(), "state.encryptionKey"));
+	assert_null(ks);
+	state_free(st);
+	state_backend_free(be);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	unsetenv("CERTSYNC_TEST_STATE_KEY");
+	config_free(c);
+	free(schema);
+}
+
+/* state migrate --force on postgres: state_pg_clear empties the stored state so another lineage can be saved. */
+static void test_backends_postgres_clear_lets_another_lineage_in(void **state)
+{
+	char *schema = test_pg_schema();
+	struct config *c = pg_config(schema);
+	struct state_backend *be = NULL;
+	struct state *st = NULL, *other = state_new(), *back = NULL;
+
+	(void)state;
+	setenv("CERTSYNC_TEST_DB_URL", test_pg_url(), 1);
+	assert_int_equal(backends_open_state(c, &be), 0);
+	assert_int_equal(state_lock(be, "test"), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	state_cert_put(st, "a");
+	state_cert_put(st, "b");
+	assert_int_equal(state_save(be, st), 0);
+	assert_int_equal(state_save(be, st), 0);
+	/* Another lineage is refused as it is ... */
+	state_cert_put(other, "c");
+	other->serial = st->serial;
+	assert_int_equal(state_save(be, other), CS_ECONFLICT);
+	/* ... and saved once the stored state was cleared. */
+	assert_int_equal(state_pg_clear(be), 0);
+	assert_int_equal(state_save(be, other), 0);
+	assert_int_equal(other->serial, 3);
+	state_unlock(be);
+	assert_int_equal(state_load(be, &back), 0);
+	assert_string_equal(back->lineage, other->lineage);
+	assert_int_equal(back->serial, 3);
+	assert_int_equal(state_cert_count(back), 1);
+	assert_non_null(state_cert_get(back, "c"));
+	/* Without the lock nothing is cleared. */
+	assert_int_equal(state_pg_clear(be), CS_EFENCED);
+	state_free(back);
+	state_free(st);
+	state_free(other);
+	state_backend_free(be);
+	unsetenv("CERTSYNC_TEST_DB_URL");
+	config_free(c);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +662,16 @@ int main(void)
 		cmocka_unit_test(test_config_duplicate_issuer_and_bad_hook),
 		cmocka_unit_test(test_config_checks_server_listen_and_public_url),
 		cmocka_unit_test(test_config_refuses_non_string_issuer_keys),
+		cmocka_unit_test(test_config_state_defaults_to_the_file_backend),
+		cmocka_unit_test(test_config_state_postgres),
+		cmocka_unit_test(test_config_state_postgres_with_path_for_migrate),
+		cmocka_unit_test(test_config_state_postgres_errors_are_located),
+		cmocka_unit_test(test_config_state_postgres_remote_repo_needs_a_cache_dir),
+		cmocka_unit_test(test_config_state_override_selects_the_file_backend),
+		cmocka_unit_test(test_backends_file_is_the_state_file_and_key_dir),
+		cmocka_unit_test(test_backends_postgres_describe_and_secrets),
+		cmocka_unit_test(test_backends_postgres_open_and_wrong_key),
+		cmocka_unit_test(test_backends_postgres_clear_lets_another_lineage_in),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
