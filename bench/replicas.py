@@ -21,6 +21,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -71,7 +72,8 @@ class Replica:
             m = re.search(rx, line)
             if m:
                 return t, m
-        raise SystemExit(f"bench: replica {self.name} never logged {rx!r}; last lines: {self.seen[-5:]}")
+        raise SystemExit(f"bench: replica {self.name} (pid {self.proc.pid}) never logged {rx!r}; "
+                         f"last lines: {self.seen[-5:]}")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -107,10 +109,11 @@ def commit_cert(repo, i):
 
 def failover(binary, d, env):
     """Kills the leader FAILOVERS times; the killed one is started again as a follower each time."""
-    reps = {n: Replica(binary, d, n, env) for n in ("a", "b")}
+    reps = {"a": Replica(binary, d, "a", env)}
     times = []
     try:
         reps["a"].wait_for(r"took the state's lease")
+        reps["b"] = Replica(binary, d, "b", env)  # started once a leads: b follows
         reps["b"].wait_for(r"following the leader")
         leader = "a"
         for _ in range(FAILOVERS):
@@ -154,7 +157,7 @@ def propagation(binary, d, repo, env):
 
 
 def replica_rows(binary, tmp, rows):
-    pgdir = Path(tmp) / "pg"
+    pgdir = Path(tempfile.mkdtemp(prefix="certsync-bench-pg."))  # directly in /tmp: the postgres user enters it
     port = free_port()
     started = subprocess.run(["sh", str(PGTEST), "start", str(pgdir), str(port)], capture_output=True, text=True)
     if started.returncode:
@@ -182,7 +185,6 @@ def replica_rows(binary, tmp, rows):
 
 if __name__ == "__main__":  # just these figures: python3 bench/replicas.py build/certsync
     import sys
-    import tempfile
 
     out = []
     tmpdir = tempfile.mkdtemp(prefix="certsync-bench-replicas-")

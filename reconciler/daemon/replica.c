@@ -585,6 +585,7 @@ static void replica_follow(struct daemon *d)
 			return;
 		}
 		replica_last_error[0] = 0;
+		replica_follow_commit(d); /* the leader moved to a revision this replica has not fetched */
 		if (d->have_des && (d->sync_all || now >= d->next_sync)) {
 			replica_sync_all(d);
 			d->sync_all = 0;
