@@ -225,7 +225,25 @@ struct http_call {
 	struct http_response *res;
 	size_t max;
 	int overflow;
+	int fenced; /* the gate refused once the connection was made: nothing was sent */
 };
+
+/* Called by curl with the connection made, right before the request goes out: the gate's last word. */
+static int http_on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	struct http_call *call = arg;
+	int (*fn)(void *) = __atomic_load_n(&http_gate_fn, __ATOMIC_ACQUIRE);
+
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	if (fn && !fn(http_gate_arg)) {
+		call->fenced = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
 
 static size_t http_on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -325,10 +343,10 @@ static void http_url_path(const char *url, char *out, size_t n)
 /* ---------- one attempt ---------- */
 
 static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_request *req, struct http_response *res,
-			     int *overflow)
+			     int *overflow, int *fenced)
 {
 	struct curl_slist *hdrs = NULL;
-	struct http_call call = {res, c->o.max_body, 0};
+	struct http_call call = {res, c->o.max_body, 0, 0};
 	CURLcode cc;
 
 	curl_easy_reset(h);
@@ -362,6 +380,8 @@ static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_r
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, http_on_progress);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, http_abort_flag ? 0L : 1L);
+	curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, http_on_prereq);
+	curl_easy_setopt(h, CURLOPT_PREREQDATA, &call);
 	if (!strcmp(req->method, "GET")) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -375,6 +395,7 @@ static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_r
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
 	curl_slist_free_all(hdrs);
 	*overflow = call.overflow;
+	*fenced = call.fenced;
 	if (!res->body.data)
 		buf_append(&res->body, "", 0);
 	return cc;
@@ -431,7 +452,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 {
 	CURL *h = http_take(c);
 	char path[512];
-	int rc = 0, overflow = 0;
+	int rc = 0, overflow = 0, fenced = 0;
 
 	memset(res, 0, sizeof(*res));
 	http_url_path(req->url, path, sizeof(path));
@@ -476,7 +497,16 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			break;
 		}
 		res->attempts++;
-		cc = http_attempt(c, h, req, res, &overflow);
+		cc = http_attempt(c, h, req, res, &overflow, &fenced);
+		if (fenced) { /* refused by the gate on the connection, before a byte of the request */
+			pthread_mutex_lock(&c->mu);
+			c->inflight--;
+			pthread_mutex_unlock(&c->mu);
+			res->attempts--;
+			rc = cs_error(CS_EFENCED, "%s: not sent: this process no longer holds the state's lease",
+				      req->op);
+			break;
+		}
 		now = util_now();
 		if (c->observer)
 			c->observer(c->observer_arg, req->op, cc == CURLE_OK ? res->status : 0, util_mono_ms() - t0);
