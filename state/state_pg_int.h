@@ -46,6 +46,8 @@ void state_pg_lease_free(struct state_pg_lease *l);
  * database's clock), epoch + 1, and starts the renewal thread (its own
  * connection, every lease/3). CS_ELOCKED naming the holder (operation,
  * host, replica, pid, since, expires in) when another process holds it.
+ * Called again while still leading: CS_ERROR; after the lease was lost
+ * (leading() 0): ends the lost one as unlock() does and asks for a new epoch.
  */
 int state_pg_lease_lock(struct state_pg *pg, const char *operation);
 /* ops->unlock: stops renewing and releases the lease (expires now) so that another replica takes it at once. */

@@ -23,8 +23,9 @@
  * libpq calls are asynchronous (poll with a deadline and a wake-up pipe), so
  * a dead network never holds the thread and unlock() joins it at once.
  *
- * leading() trusts only this process's monotonic clock: it is 1 while the
- * last successful renewal STARTED less than a lease ago. The server computed
+ * leading() trusts only this process's monotonic clock (CLOCK_BOOTTIME,
+ * which counts a suspend too): it is 1 while the last successful renewal
+ * STARTED less than a lease ago. The server computed
  * its expiry from its now(), which is later than that start, so this process
  * stops leading no later than the database would let another take over;
  * wall-clock jumps on either side change nothing. A renewal that finds the
@@ -48,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../util/crypto.h"
@@ -73,7 +75,7 @@ struct state_pg_lease {
 	int held;	    /* lock() succeeded and unlock() has not run */
 	int deposed;	    /* the lease was found taken, or not renewed in time: leading() is 0 until unlock */
 	uint64_t epoch;
-	int64_t renewed_mono; /* util_mono_ms() when the last successful take/renewal started */
+	int64_t renewed_mono; /* lease_clock_ms() when the last successful take/renewal started */
 	int running;	      /* the renewal thread was started and not yet joined */
 	pthread_t thread;
 	int wake[2]; /* unlock() writes a byte: every wait of the renewal thread returns */
@@ -84,6 +86,20 @@ struct state_pg_lease {
 };
 
 /* ---------- asynchronous libpq with a deadline and a wake-up fd ---------- */
+
+/*
+ * The lease's clock: CLOCK_BOOTTIME, monotonic like CLOCK_MONOTONIC but
+ * also counting time the machine spent suspended, which the database's
+ * clock counts too: a leader that wakes from a suspend longer than its lease
+ * sees at once that it no longer leads.
+ */
+static int64_t lease_clock_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* How long lock(), holder() and the release in unlock() wait for the server. */
 static int64_t lease_op_ms(const struct state_pg_lease *l)
@@ -101,7 +117,7 @@ static int lease_wait(int fd, short events, int wake, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p[2];
-		int64_t left = deadline - util_mono_ms();
+		int64_t left = deadline - lease_clock_ms();
 		nfds_t n = 0;
 		int r;
 
@@ -325,7 +341,7 @@ static int lease_conn(struct state_pg_lease *l, int64_t deadline)
 static int lease_call(struct state_pg_lease *l, const char *sql, int n_params, const char *const *params,
 		      PGresult **res, char sqlstate[6])
 {
-	int64_t deadline = util_mono_ms() + lease_op_ms(l);
+	int64_t deadline = lease_clock_ms() + lease_op_ms(l);
 	int rc = 0;
 
 	sqlstate[0] = '\0';
@@ -339,18 +355,31 @@ static int lease_call(struct state_pg_lease *l, const char *sql, int n_params, c
 	return rc;
 }
 
+/* lease_describe on the caller-side connection (caller holds cmu), with lease_call's second try. */
+static int lease_look(struct state_pg_lease *l, struct lease_seen *out)
+{
+	PGresult *r = NULL;
+	char state[6];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = lease_call(l, l->sql_describe, 0, NULL, &r, state)))
+		return rc;
+	lease_seen_of(l, r, out);
+	PQclear(r);
+	return 0;
+}
+
 int state_pg_lease_holder(struct state_pg *pg, char *desc, size_t n)
 {
 	struct state_pg_lease *l = pg->lease;
-	int64_t deadline = util_mono_ms() + lease_op_ms(l);
+	struct lease_seen seen;
 	int rc;
 
 	if (n)
 		desc[0] = '\0';
 	pthread_mutex_lock(&l->cmu);
-	struct lease_seen seen;
-
-	if (!(rc = lease_conn(l, deadline)) && !(rc = lease_describe(l, l->conn, -1, deadline, &seen)))
+	if (!(rc = lease_look(l, &seen)) && n)
 		snprintf(desc, n, "%s", seen.desc);
 	pthread_mutex_unlock(&l->cmu);
 	return rc;
@@ -417,7 +446,7 @@ static void *lease_run(void *arg)
 	pthread_mutex_unlock(&l->mu);
 	next = last + period;
 	while (lease_wait(-1, 0, l->wake[0], next) == 0) {
-		int64_t start = util_mono_ms(), end = last + lease;
+		int64_t start = lease_clock_ms(), end = last + lease;
 		int r;
 
 		if (start >= end) {
@@ -441,7 +470,7 @@ static void *lease_run(void *arg)
 		}
 		if (r == 0) {
 			lease_depose(l);
-			if (lease_describe(l, l->rconn, l->wake[0], util_mono_ms() + period, &seen))
+			if (lease_describe(l, l->rconn, l->wake[0], lease_clock_ms() + period, &seen))
 				seen.desc[0] = '\0';
 			log_error("%s: the leader lease (epoch %s) is no longer this process's: %s%s", l->pg->where,
 				  epoch, *seen.desc ? "now held by " : "it expired", seen.desc);
@@ -452,9 +481,9 @@ static void *lease_run(void *arg)
 		if (health == LEASE_RENEWING)
 			log_warn("cannot renew the leader lease (epoch %s): %s; retrying for the %" PRId64
 				 " ms it has left",
-				 epoch, cs_errmsg(), end - util_mono_ms() > 0 ? end - util_mono_ms() : 0);
+				 epoch, cs_errmsg(), end - lease_clock_ms() > 0 ? end - lease_clock_ms() : 0);
 		health = LEASE_FAILING;
-		next = util_mono_ms() + retry;
+		next = lease_clock_ms() + retry;
 	}
 	/* Kept for the next lock() when it can still be used. */
 	if (l->rconn && lease_broken(l->rconn)) {
@@ -511,7 +540,7 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 	*epoch = 0;
 	/* A lease freed between the take and the look at its holder is taken again: a few rounds at most. */
 	for (int tries = 0; tries < 3; tries++) {
-		*start = util_mono_ms();
+		*start = lease_clock_ms();
 		rc = lease_call(l, l->sql_take, 5, params, &r, state);
 		if (rc && !strcmp(state, "55P03"))
 			return cs_error(CS_ELOCKED,
@@ -526,7 +555,7 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 			return 0;
 		}
 		PQclear(r);
-		if ((rc = lease_describe(l, l->conn, -1, util_mono_ms() + lease_op_ms(l), &seen)))
+		if ((rc = lease_look(l, &seen)))
 			return rc;
 		if (!seen.exists)
 			return cs_error(CS_ERROR, "%s: the lease row (id 1) is missing from the lease table",
@@ -547,55 +576,10 @@ static int lease_take(struct state_pg_lease *l, const char *operation, uint64_t 
 			l->pg->where);
 }
 
-int state_pg_lease_lock(struct state_pg *pg, const char *operation)
+/* Caller holds mu. */
+static int lease_leading_locked(const struct state_pg_lease *l)
 {
-	struct state_pg_lease *l = pg->lease;
-	uint64_t epoch = 0;
-	int64_t start = 0;
-	int rc;
-
-	pthread_mutex_lock(&l->mu);
-	rc = l->held;
-	pthread_mutex_unlock(&l->mu);
-	if (rc)
-		return cs_error(CS_ERROR, "%s: this process holds the lease already (unlock it first)", pg->where);
-	if (l->wake[0] < 0)
-		return cs_error(CS_ERROR, "%s: cannot start the lease renewal: no pipe", pg->where);
-	/*
-	 * The renewal thread's own connection (renewals never queue behind the
-	 * caller's statements), opened before the take so that no part of the
-	 * lease is spent connecting.
-	 */
-	if (l->rconn && lease_broken(l->rconn)) {
-		PQfinish(l->rconn);
-		l->rconn = NULL;
-	}
-	if (!l->rconn && (rc = lease_connect(l, -1, util_mono_ms() + lease_op_ms(l), pg->lease_ms, &l->rconn)))
-		return rc;
-	pthread_mutex_lock(&l->cmu);
-	rc = lease_take(l, operation, &epoch, &start);
-	pthread_mutex_unlock(&l->cmu);
-	if (rc)
-		return rc;
-	lease_drain(l);
-	pthread_mutex_lock(&l->mu);
-	l->held = 1;
-	l->deposed = 0;
-	l->epoch = epoch;
-	l->renewed_mono = start;
-	l->running = pthread_create(&l->thread, NULL, lease_run, l) == 0;
-	if (!l->running) {
-		l->held = 0;
-		l->epoch = 0;
-	}
-	pthread_mutex_unlock(&l->mu);
-	if (!l->running) {
-		rc = cs_error(CS_ERROR, "%s: cannot start the lease renewal thread", pg->where);
-		lease_release(l, epoch);
-		return rc;
-	}
-	log_debug("%s: took the leader lease (epoch %" PRIu64 ") for %s", pg->where, epoch, operation);
-	return 0;
+	return l->held && !l->deposed && lease_clock_ms() - l->renewed_mono < l->pg->lease_ms;
 }
 
 static void lease_unlock(struct state_pg_lease *l)
@@ -631,6 +615,59 @@ static void lease_unlock(struct state_pg_lease *l)
 		lease_release(l, epoch);
 }
 
+int state_pg_lease_lock(struct state_pg *pg, const char *operation)
+{
+	struct state_pg_lease *l = pg->lease;
+	uint64_t epoch = 0;
+	int64_t start = 0;
+	int rc;
+
+	pthread_mutex_lock(&l->mu);
+	rc = l->held ? lease_leading_locked(l) ? 2 : 1 : 0;
+	pthread_mutex_unlock(&l->mu);
+	if (rc == 2)
+		return cs_error(CS_ERROR, "%s: this process holds the lease already (unlock it first)", pg->where);
+	if (rc == 1)
+		lease_unlock(l); /* lost (taken or lapsed): ended properly, then a new epoch is asked for */
+	if (l->wake[0] < 0)
+		return cs_error(CS_ERROR, "%s: cannot start the lease renewal: no pipe", pg->where);
+	/*
+	 * The renewal thread's own connection (renewals never queue behind the
+	 * caller's statements), opened before the take so that no part of the
+	 * lease is spent connecting.
+	 */
+	if (l->rconn && lease_broken(l->rconn)) {
+		PQfinish(l->rconn);
+		l->rconn = NULL;
+	}
+	if (!l->rconn && (rc = lease_connect(l, -1, lease_clock_ms() + lease_op_ms(l), pg->lease_ms, &l->rconn)))
+		return rc;
+	pthread_mutex_lock(&l->cmu);
+	rc = lease_take(l, operation, &epoch, &start);
+	pthread_mutex_unlock(&l->cmu);
+	if (rc)
+		return rc;
+	lease_drain(l);
+	pthread_mutex_lock(&l->mu);
+	l->held = 1;
+	l->deposed = 0;
+	l->epoch = epoch;
+	l->renewed_mono = start;
+	l->running = pthread_create(&l->thread, NULL, lease_run, l) == 0;
+	if (!l->running) {
+		l->held = 0;
+		l->epoch = 0;
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (!l->running) {
+		rc = cs_error(CS_ERROR, "%s: cannot start the lease renewal thread", pg->where);
+		lease_release(l, epoch);
+		return rc;
+	}
+	log_debug("%s: took the leader lease (epoch %" PRIu64 ") for %s", pg->where, epoch, operation);
+	return 0;
+}
+
 void state_pg_lease_unlock(struct state_pg *pg)
 {
 	lease_unlock(pg->lease);
@@ -642,7 +679,7 @@ int state_pg_lease_leading(struct state_pg *pg)
 	int leading;
 
 	pthread_mutex_lock(&l->mu);
-	leading = l->held && !l->deposed && util_mono_ms() - l->renewed_mono < l->pg->lease_ms;
+	leading = lease_leading_locked(l);
 	pthread_mutex_unlock(&l->mu);
 	return leading;
 }
@@ -653,7 +690,7 @@ uint64_t state_pg_lease_epoch(struct state_pg *pg)
 	uint64_t epoch;
 
 	pthread_mutex_lock(&l->mu);
-	epoch = l->held && !l->deposed && util_mono_ms() - l->renewed_mono < l->pg->lease_ms ? l->epoch : 0;
+	epoch = lease_leading_locked(l) ? l->epoch : 0;
 	pthread_mutex_unlock(&l->mu);
 	return epoch;
 }
@@ -672,7 +709,7 @@ int state_pg_fence(struct state_pg *pg, PGconn *conn)
 	pthread_mutex_lock(&l->mu);
 	held = l->held;
 	deposed = l->deposed;
-	fresh = util_mono_ms() - l->renewed_mono < pg->lease_ms;
+	fresh = lease_clock_ms() - l->renewed_mono < pg->lease_ms;
 	lease_u64(l->epoch, ep);
 	pthread_mutex_unlock(&l->mu);
 	if (!held)
@@ -760,7 +797,7 @@ struct state_pg_lease *state_pg_lease_new(struct state_pg *pg)
 	l->pg = pg;
 	if (crypto_random(rnd, sizeof(rnd))) {
 		/* No RNG: still distinct per handle and process. */
-		uint64_t x = (uint64_t)util_mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)l;
+		uint64_t x = (uint64_t)lease_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)l;
 
 		memcpy(rnd, &x, sizeof(rnd));
 	}

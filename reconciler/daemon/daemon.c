@@ -140,12 +140,13 @@ static void daemon_fetch_failed(struct daemon *d, int64_t now)
 {
 	char *rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
 
+	/* The metrics first: whoever reads the log line finds them already set. */
+	metrics_fetch(0, now, rev);
 	if (!util_streq(d->fetch_error, cs_errmsg()) || d->fetch_ok)
 		log_warn("source fetch failed (serving %s): %s", rev ? rev : "no revision yet", cs_errmsg());
 	free(d->fetch_error);
 	d->fetch_error = xstrdup(cs_errmsg());
 	d->fetch_ok = 0;
-	metrics_fetch(0, now, rev);
 	free(rev);
 }
 
@@ -202,14 +203,14 @@ static void daemon_fetch(struct daemon *d, int64_t now)
 		free(rev);
 		d->kick = 1;
 	}
+	rev = daemon_revision(d->cfg->source.ref, d->commit);
+	metrics_fetch(1, now, rev);
+	free(rev);
 	if (!d->fetch_ok && d->fetch_error)
 		log_info("source fetch works again");
 	free(d->fetch_error);
 	d->fetch_error = NULL;
 	d->fetch_ok = 1;
-	rev = daemon_revision(d->cfg->source.ref, d->commit);
-	metrics_fetch(1, now, rev);
-	free(rev);
 }
 
 static void daemon_source_reset(struct daemon *d)

@@ -473,3 +473,25 @@ def test_migrate_force_replaces_a_database_state_with_other_records_and_lineage(
     r = run(env, seen, "plan", "--detailed-exitcode", check=0)
     assert "No changes" in r.out, r
     assert_no_secrets(seen, pg)
+
+
+def test_saved_plans_on_postgres_apply_once_then_are_stale(env, pg, seen):
+    pg_env(env, pg)
+    add_cert(env, "web")
+    plan = env.dir / "plan.json"
+    r = run(env, seen, "plan", "--out", str(plan), check=0)
+    assert json.loads(plan.read_text())["state"] is None
+    r = run(env, seen, "apply", str(plan), check=0)
+    assert "1 done" in r.out, r
+    lineage, serial = header(pg)
+    r = run(env, seen, "apply", str(plan), check=1)
+    assert f"stale plan: it was made with no state, but the state now exists (lineage {lineage[:8]}, serial " \
+           f"{serial})" in r.err, r
+    add_cert(env, "api")
+    run(env, seen, "plan", "--out", str(plan), check=0)
+    run(env, seen, "state", "rm", "web", check=0)
+    r = run(env, seen, "apply", str(plan), check=1)
+    assert f"stale plan: it was made for state lineage {lineage[:8]} serial {serial}, but the state is now " \
+           f"lineage {lineage[:8]} serial {serial + 1}" in r.err, r
+    assert not env.cert_dir("api").exists()
+    assert_no_secrets(seen, pg)

@@ -360,6 +360,9 @@ static void test_a_lease_taken_away_deposes_its_holder_and_fences_its_writes(voi
 	assert_non_null(strstr(cs_errmsg(), "(epoch 1)"));
 	sql(w, "ROLLBACK");
 
+	/* Locking again after the loss (without unlock) asks for a new epoch: refused, the intruder has it. */
+	assert_rc(state_pg_lease_lock(a, "run"), CS_ELOCKED);
+	assert_non_null(strstr(cs_errmsg(), "locked by apply on elsewhere (replica intruder, pid 42)"));
 	/* a's unlock leaves the intruder's lease alone; b is still refused. */
 	state_pg_lease_unlock(a);
 	assert_int_equal(
@@ -592,23 +595,96 @@ static size_t count(const char *hay, const char *needle)
 	return n;
 }
 
+/* Sends the log to a temporary file; log_captured() ends that and returns what was written (caller frees). */
+static FILE *log_capture(void)
+{
+	FILE *f = tmpfile();
+
+	assert_non_null(f);
+	log_setup(LOGF_TEXT, LV_DEBUG, f);
+	return f;
+}
+
+static char *log_captured(FILE *f)
+{
+	char *text = xmalloc(16384);
+	size_t n;
+
+	log_setup(LOGF_TEXT, LV_INFO, NULL);
+	fflush(f);
+	rewind(f);
+	n = fread(text, 1, 16383, f);
+	text[n] = '\0';
+	fclose(f);
+	return text;
+}
+
+static void test_a_database_restart_inside_the_lease_keeps_the_leader(void **unused)
+{
+	const char *dir = getenv("CERTSYNC_TEST_PG_DIR");
+	char *schema = fresh_schema(), *pw = url_password(), *logtext, desc[512], want[256];
+	struct state_pg *a;
+	FILE *logf;
+	int64_t t0;
+	PGconn *c;
+
+	(void)unused;
+	if (!dir || !*dir)
+		fail_msg("CERTSYNC_TEST_PG_DIR is not set: run the unit tests with make unit");
+	logf = log_capture();
+	a = pg_new(schema, "replica-a", 4500);
+	assert_rc(state_pg_lease_lock(a, "run"), 0);
+	assert_int_equal(state_pg_lease_holder(a, desc, sizeof(desc)), 0); /* its caller-side connection is open */
+
+	pgtest("restart", dir, "");
+	c = db();
+	t0 = util_mono_ms();
+	while (!sql(c, "SELECT count(*) FROM \"%s\".lease WHERE renewed_at > pg_postmaster_start_time()", schema) &&
+	       util_mono_ms() - t0 < ms(6000))
+		usleep(20 * 1000);
+	/* Renewed again on a new connection, same epoch, never deposed. */
+	assert_int_equal(
+		sql(c, "SELECT count(*) FROM \"%s\".lease WHERE renewed_at > pg_postmaster_start_time()", schema), 1);
+	assert_int_equal(state_pg_lease_leading(a), 1);
+	assert_int_equal(state_pg_lease_epoch(a), 1);
+	/* The caller-side connection died with the server: the first call after the restart reconnects. */
+	assert_rc(state_pg_lease_holder(a, desc, sizeof(desc)), 0);
+	assert_true(!strncmp(desc, "run on ", 7));
+	sql(c, "BEGIN");
+	assert_rc(state_pg_fence(a, c), 0);
+	sql(c, "COMMIT");
+	state_pg_lease_unlock(a);
+
+	logtext = log_captured(logf);
+	snprintf(want, sizeof(want), "cannot renew the leader lease (epoch 1): %s: ", a->where);
+	assert_int_equal(count(logtext, want), 1);
+	snprintf(want, sizeof(want), "%s: the leader lease (epoch 1) is renewed again", a->where);
+	assert_int_equal(count(logtext, want), 1);
+	assert_null(strstr(logtext, "stops leading"));
+	assert_null(strstr(logtext, pw));
+
+	free(logtext);
+	PQfinish(c);
+	pg_free(a);
+	free(pw);
+	free(schema);
+}
+
 static void test_a_stopped_database_ends_leading_by_the_lease_never_after_its_expiry(void **unused)
 {
 	const char *dir = getenv("CERTSYNC_TEST_PG_DIR");
-	char *schema = fresh_schema(), *pw = url_password(), *portfile, *port, logbuf[8192], want[256];
+	char *schema = fresh_schema(), *pw = url_password(), *portfile, *port, *logtext, want[256];
 	struct state_pg *a, *b;
 	int64_t t0, last_one_wall = 0, zero_mono = 0, zero_wall = 0, expires_wall;
-	FILE *logf = tmpfile();
+	FILE *logf;
 	PGconn *c;
-	size_t n;
 
 	(void)unused;
 	if (!dir || !*dir)
 		fail_msg("CERTSYNC_TEST_PG_DIR is not set: run the unit tests with make unit");
 	portfile = xasprintf("%s/port", dir);
 	port = read_small(portfile);
-	assert_non_null(logf);
-	log_setup(LOGF_TEXT, LV_DEBUG, logf);
+	logf = log_capture();
 	a = pg_new(schema, "replica-a", 900);
 	b = pg_new(schema, "replica-b", 900);
 	assert_rc(state_pg_lease_lock(a, "run"), 0);
@@ -654,20 +730,16 @@ static void test_a_stopped_database_ends_leading_by_the_lease_never_after_its_ex
 	assert_int_equal(state_pg_lease_leading(b), 1);
 
 	/* One line per change of health, naming the server, never the password. */
-	fflush(logf);
-	rewind(logf);
-	n = fread(logbuf, 1, sizeof(logbuf) - 1, logf);
-	logbuf[n] = '\0';
+	logtext = log_captured(logf);
 	snprintf(want, sizeof(want), "cannot renew the leader lease (epoch 1): %s: ", a->where);
-	assert_int_equal(count(logbuf, want), 1);
+	assert_int_equal(count(logtext, want), 1);
 	snprintf(want, sizeof(want),
 		 "%s: the leader lease (epoch 1) was not renewed within %lld ms: this process stops leading", a->where,
 		 (long long)ms(900));
-	assert_int_equal(count(logbuf, want), 1);
-	assert_non_null(strstr(logbuf, a->where));
-	assert_null(strstr(logbuf, pw));
-	log_setup(LOGF_TEXT, LV_INFO, NULL);
-	fclose(logf);
+	assert_int_equal(count(logtext, want), 1);
+	assert_non_null(strstr(logtext, a->where));
+	assert_null(strstr(logtext, pw));
+	free(logtext);
 
 	PQfinish(c);
 	pg_free(a);
@@ -690,7 +762,8 @@ int main(void)
 		cmocka_unit_test(test_a_writer_stalled_inside_its_transaction_loses_its_session),
 		cmocka_unit_test(test_a_paused_leader_is_replaced_and_cannot_write_when_resumed),
 		cmocka_unit_test(test_wall_clock_jumps_change_nothing),
-		/* Last: it stops and restarts the server. */
+		/* Last: these two stop and restart the server. */
+		cmocka_unit_test(test_a_database_restart_inside_the_lease_keeps_the_leader),
 		cmocka_unit_test(test_a_stopped_database_ends_leading_by_the_lease_never_after_its_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
