@@ -19,8 +19,8 @@ Prints one table:
   file backend's in the same run (the file state moved over with
   `certsync state migrate --to postgres`), and bench/pg_state.c's load,
   journal() and one-record save() of a 10,000-record state;
-- replicas on one PostgreSQL state: failover and propagation times
-  (bench/replicas.py, when present).
+- replicas on one PostgreSQL state: failover time (SIGKILL of the leader to
+  the new leader's lease) and propagation leader → follower (bench/replicas.py).
 
 Each engine figure is the median of BENCH_RUNS runs (default 5); provider
 figures are one run each (they take minutes). The machine and the commit are
@@ -42,11 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import providers  # noqa: E402
-
-try:
-    import replicas  # noqa: E402  (bench/replicas.py: failover and propagation, issue 12)
-except ImportError:
-    replicas = None
+import replicas  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -193,14 +189,6 @@ def pg_state_rows(tool, rows):
     rows.append(("  save()'s round trips (statement: median ms of 20 traced)", trips.get("save", "?"), "", ""))
 
 
-def replica_rows(binary, tmp, rows):
-    if replicas is None:  # helper D's bench/replicas.py (issue 12) has not landed on this branch
-        rows.append(("replicas: failover; propagation leader → follower", "not measured: no bench/replicas.py",
-                     "≤ 2 × leaseDuration; ≤ 2 s", ""))
-        return
-    replicas.replica_rows(binary, tmp, rows)
-
-
 def daemon_commit_pass(binary, d, passes=5):
     """`certsync run` keeps parsed manifests and the state in memory: the cost of following a one-file commit,
     from its debug log (manifest load + plan of the pass), median of a few commits."""
@@ -286,7 +274,7 @@ def main():
     try:
         engine_rows(binary, tmp, rows)
         pg_state_rows(pg_tool, rows)
-        replica_rows(binary, tmp, rows)
+        replicas.replica_rows(binary, tmp, rows)  # failover and propagation on a server of its own
         provider_rows(binary, tmp, rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

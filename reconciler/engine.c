@@ -442,6 +442,19 @@ out:
 	return rc;
 }
 
+int engine_verify(struct step_ctx *ctx)
+{
+	struct crypto_cert_info info;
+	int rc;
+
+	memset(&info, 0, sizeof(info));
+	if (!material_present(&ctx->mat))
+		return cs_error(CS_ERROR, "%s: nothing to install", ctx->rec->name);
+	rc = engine_check_material(ctx, &info);
+	crypto_cert_info_free(&info);
+	return rc;
+}
+
 int engine_install(struct step_ctx *ctx)
 {
 	struct state_cert *rec = ctx->rec;
@@ -518,9 +531,10 @@ static void engine_count(struct engine *e, size_t *field)
 	pthread_mutex_unlock(&e->mu);
 }
 
+/* A shared backend's leader that lost its lease takes no further step (the file backend leads while locked). */
 static int engine_stopping(const struct engine *e)
 {
-	return __atomic_load_n(&e->fatal, __ATOMIC_RELAXED) || engine_stop_flag(e);
+	return __atomic_load_n(&e->fatal, __ATOMIC_RELAXED) || engine_stop_flag(e) || !state_leading(e->be);
 }
 
 static void engine_start_change(struct step_ctx *ctx, const struct plan_change *ch)

@@ -46,6 +46,15 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 		 struct engine_result *res);
 
 /*
+ * The checks engine_install makes before it publishes, alone: ctx->mat
+ * holds the certificate of ctx->rec (as recorded) for ctx->spec, with
+ * ctx->issuer, ctx->cfg and ctx->now set (ctx->engine may be NULL). A
+ * follower replica verifies what it installs from the shared key store so.
+ */
+struct step_ctx;
+int engine_verify(struct step_ctx *ctx);
+
+/*
  * The failure class (STATE_FAIL_*) of a failed step: the driver's when it
  * named one (step_ctx.fail_class), else from the code: CS_EAUTH (a
  * credential missing, unreadable, too open, or refused) is config,

@@ -34,6 +34,9 @@ static struct {
 	int fetch_ok, ready;
 	char *revision;
 	uint64_t serial;
+	int replica, leader; /* replica: metrics_set_replica was called */
+	uint64_t leader_changes;
+	double lag;
 	double loop_last;
 	int64_t loop_bound;
 	struct metrics_cert *certs;
@@ -78,6 +81,9 @@ void metrics_reset(void)
 	free(M.revision);
 	M.revision = NULL;
 	M.serial = 0;
+	M.replica = M.leader = 0;
+	M.leader_changes = 0;
+	M.lag = 0;
 	M.loop_last = 0;
 	M.loop_bound = 0;
 	M.n_rl = 0;
@@ -247,6 +253,16 @@ void metrics_set_loop(double when, int64_t bound_s)
 	pthread_mutex_lock(&M.mu);
 	M.loop_last = when;
 	M.loop_bound = bound_s;
+	pthread_mutex_unlock(&M.mu);
+}
+
+void metrics_set_replica(int leader, uint64_t leader_changes, double lag_seconds)
+{
+	pthread_mutex_lock(&M.mu);
+	M.replica = 1;
+	M.leader = leader;
+	M.leader_changes = leader_changes;
+	M.lag = lag_seconds;
 	pthread_mutex_unlock(&M.mu);
 }
 
@@ -501,6 +517,17 @@ int metrics_render(struct buf *out)
 	render_source(&b);
 	family(&b, "certsync_state_serial", "gauge", "The serial of the state last written.");
 	buf_printf(&b, "certsync_state_serial %llu\n", (unsigned long long)M.serial);
+	if (M.replica) {
+		family(&b, "certsync_leader", "gauge",
+		       "1 while this replica holds the shared state's lease (calls providers, writes the state).");
+		buf_printf(&b, "certsync_leader %d\n", M.leader);
+		family(&b, "certsync_leader_changes_total", "counter",
+		       "Leader changes this replica saw (it took the lease, lost it, or another replica took it).");
+		buf_printf(&b, "certsync_leader_changes_total %llu\n", (unsigned long long)M.leader_changes);
+		family(&b, "certsync_state_lag_seconds", "gauge",
+		       "Seconds since the oldest shared state change this replica has not installed yet (0 in sync).");
+		buf_printf(&b, "certsync_state_lag_seconds %.3f\n", M.lag);
+	}
 	pthread_mutex_unlock(&M.mu);
 	rc = buf_append(out, b.data ? b.data : "", b.len);
 	buf_free(&b);

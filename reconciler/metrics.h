@@ -57,6 +57,14 @@ void metrics_set_loop(double when, int64_t bound_s);
 void metrics_set_ready(int ready);
 void metrics_set_state_serial(uint64_t serial);
 
+/*
+ * A replica on a shared state backend: whether it leads, how often the
+ * leader changed as it saw it, and its lag behind the shared state (seconds
+ * since the oldest shared change it has not installed yet; 0 in sync).
+ * Rendered only once set (a file-backend run has no replicas).
+ */
+void metrics_set_replica(int leader, uint64_t leader_changes, double lag_seconds);
+
 /* Replaces the per-certificate snapshot; takes ownership of v (and its strings). */
 void metrics_set_certs(struct metrics_cert *v, size_t n);
 

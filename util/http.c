@@ -41,6 +41,25 @@ void http_set_send_hook(int (*fn)(void *arg), void *arg)
 }
 /* Set by the daemon's SIGTERM: requests in flight end within about a second, nothing is retried. */
 static volatile int *http_abort_flag;
+/* The daemon's lease check: a request is sent only while it says yes. */
+static int (*http_gate_fn)(void *);
+static void *http_gate_arg;
+
+void http_set_gate(int (*fn)(void *arg), void *arg)
+{
+	http_gate_arg = arg;
+	__atomic_store_n(&http_gate_fn, fn, __ATOMIC_RELEASE);
+}
+
+/* CS_EFENCED (unsent) when the gate refuses. */
+static int http_gate_check(const struct http_request *req)
+{
+	int (*fn)(void *) = __atomic_load_n(&http_gate_fn, __ATOMIC_ACQUIRE);
+
+	if (fn && !fn(http_gate_arg))
+		return cs_error(CS_EFENCED, "%s: not sent: this process no longer holds the state's lease", req->op);
+	return 0;
+}
 static CURLcode http_init_rc;
 
 static void http_global_init(void)
@@ -206,7 +225,25 @@ struct http_call {
 	struct http_response *res;
 	size_t max;
 	int overflow;
+	int fenced; /* the gate refused once the connection was made: nothing was sent */
 };
+
+/* Called by curl with the connection made, right before the request goes out: the gate's last word. */
+static int http_on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	struct http_call *call = arg;
+	int (*fn)(void *) = __atomic_load_n(&http_gate_fn, __ATOMIC_ACQUIRE);
+
+	(void)primary_ip;
+	(void)local_ip;
+	(void)primary_port;
+	(void)local_port;
+	if (fn && !fn(http_gate_arg)) {
+		call->fenced = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
 
 static size_t http_on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -306,10 +343,10 @@ static void http_url_path(const char *url, char *out, size_t n)
 /* ---------- one attempt ---------- */
 
 static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_request *req, struct http_response *res,
-			     int *overflow)
+			     int *overflow, int *fenced)
 {
 	struct curl_slist *hdrs = NULL;
-	struct http_call call = {res, c->o.max_body, 0};
+	struct http_call call = {res, c->o.max_body, 0, 0};
 	CURLcode cc;
 
 	curl_easy_reset(h);
@@ -343,6 +380,8 @@ static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_r
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, http_on_progress);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, http_abort_flag ? 0L : 1L);
+	curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, http_on_prereq);
+	curl_easy_setopt(h, CURLOPT_PREREQDATA, &call);
 	if (!strcmp(req->method, "GET")) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -356,6 +395,7 @@ static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_r
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
 	curl_slist_free_all(hdrs);
 	*overflow = call.overflow;
+	*fenced = call.fenced;
 	if (!res->body.data)
 		buf_append(&res->body, "", 0);
 	return cc;
@@ -412,7 +452,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 {
 	CURL *h = http_take(c);
 	char path[512];
-	int rc = 0, overflow = 0;
+	int rc = 0, overflow = 0, fenced = 0;
 
 	memset(res, 0, sizeof(*res));
 	http_url_path(req->url, path, sizeof(path));
@@ -449,14 +489,24 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 				      req->op, (long long)wait);
 			break;
 		}
-		if (waited && http_send_hook && (rc = http_send_hook(http_send_hook_arg))) {
+		if ((waited && http_send_hook && (rc = http_send_hook(http_send_hook_arg))) ||
+		    (rc = http_gate_check(req))) {
 			pthread_mutex_lock(&c->mu);
 			c->inflight--;
 			pthread_mutex_unlock(&c->mu);
 			break;
 		}
 		res->attempts++;
-		cc = http_attempt(c, h, req, res, &overflow);
+		cc = http_attempt(c, h, req, res, &overflow, &fenced);
+		if (fenced) { /* refused by the gate on the connection, before a byte of the request */
+			pthread_mutex_lock(&c->mu);
+			c->inflight--;
+			pthread_mutex_unlock(&c->mu);
+			res->attempts--;
+			rc = cs_error(CS_EFENCED, "%s: not sent: this process no longer holds the state's lease",
+				      req->op);
+			break;
+		}
 		now = util_now();
 		if (c->observer)
 			c->observer(c->observer_arg, req->op, cc == CURLE_OK ? res->status : 0, util_mono_ms() - t0);

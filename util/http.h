@@ -103,6 +103,15 @@ void http_client_set_observer(struct http_client *c, http_observer_fn fn, void *
 void http_set_abort_flag(volatile int *flag);
 
 /*
+ * A process-wide gate asked right before every send (first attempts,
+ * retries, and sends after a wait alike): a zero return refuses the request
+ * unsent with CS_EFENCED. The daemon wires it to state_leading, so a leader
+ * that lost its lease stops calling providers at once. fn must be
+ * thread-safe. NULL removes it.
+ */
+void http_set_gate(int (*fn)(void *arg), void *arg);
+
+/*
  * A hook this thread's next requests call right before they are sent again
  * after a wait (a 429's Retry-After, a connection not made, a spent
  * rate-limit budget): a paid request re-journals its in-flight deadline

@@ -190,6 +190,6 @@ const struct cmd cmd_state = {
 	"  --to postgres|file   state migrate: the backend to copy to (from the other one; both from the config)\n"
 	"  --force              state migrate: replace a target that already holds a state",
 	state_run,
-	"state list | state show NAME | state rm NAME | state restore | state migrate --to postgres|file [--force]\n"
-	"       | state rekey",
+	"state list | state show NAME | state rm NAME | state restore\n"
+	"       certsync state migrate --to postgres|file [--force] | certsync state rekey",
 };

@@ -58,7 +58,7 @@ static void cmd_print_help(const struct cmd *c, FILE *out)
 		"  --repo URL|PATH      override source.repo\n"
 		"  --ref REF            override source.ref (branch, tag or commit)\n"
 		"  --path DIR           override source.path (manifests folder in the repository)\n"
-		"  --state FILE         override state.path\n"
+		"  --state FILE         override state.path (and use the file backend)\n"
 		"  --output-root DIR    override output.root\n"
 		"  --log-format FMT     text or json ($CERTSYNC_LOG_FORMAT; default text, json for run)\n"
 		"  -v, --verbose        debug logging\n"

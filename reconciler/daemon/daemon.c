@@ -40,6 +40,11 @@ static void daemon_wake(void)
 	errno = saved;
 }
 
+void daemon_poke(void)
+{
+	daemon_wake();
+}
+
 static void daemon_notify(void *arg)
 {
 	(void)arg;
@@ -89,8 +94,8 @@ static void daemon_signals_end(void)
 	}
 }
 
-/* Sleeps until `until` (unix s) or until a signal or a webhook wakes us. */
-static void daemon_wait(int64_t until)
+/* Sleeps until `until` (unix s), at most max_ms (-1: no cap), or until a signal, a webhook or the state wakes us. */
+static void daemon_wait(int64_t until, int64_t max_ms)
 {
 	struct pollfd p = {wake_pipe[0], POLLIN, 0};
 	int64_t ms = (until - util_now()) * 1000;
@@ -98,6 +103,8 @@ static void daemon_wait(int64_t until)
 
 	if (ms > DAEMON_MAX_SLEEP_MS)
 		ms = DAEMON_MAX_SLEEP_MS;
+	if (max_ms >= 0 && ms > max_ms)
+		ms = max_ms;
 	if (ms > 0 && !daemon_stop_flag && !daemon_hup_flag && !daemon_usr1_flag && !daemon_usr2_flag)
 		poll(&p, 1, (int)ms);
 	while (read(wake_pipe[0], drain, sizeof(drain)) > 0) {
@@ -133,12 +140,13 @@ static void daemon_fetch_failed(struct daemon *d, int64_t now)
 {
 	char *rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
 
+	/* The metrics first: whoever reads the log line finds them already set. */
+	metrics_fetch(0, now, rev);
 	if (!util_streq(d->fetch_error, cs_errmsg()) || d->fetch_ok)
 		log_warn("source fetch failed (serving %s): %s", rev ? rev : "no revision yet", cs_errmsg());
 	free(d->fetch_error);
 	d->fetch_error = xstrdup(cs_errmsg());
 	d->fetch_ok = 0;
-	metrics_fetch(0, now, rev);
 	free(rev);
 }
 
@@ -195,14 +203,14 @@ static void daemon_fetch(struct daemon *d, int64_t now)
 		free(rev);
 		d->kick = 1;
 	}
+	rev = daemon_revision(d->cfg->source.ref, d->commit);
+	metrics_fetch(1, now, rev);
+	free(rev);
 	if (!d->fetch_ok && d->fetch_error)
 		log_info("source fetch works again");
 	free(d->fetch_error);
 	d->fetch_error = NULL;
 	d->fetch_ok = 1;
-	rev = daemon_revision(d->cfg->source.ref, d->commit);
-	metrics_fetch(1, now, rev);
-	free(rev);
 }
 
 static void daemon_source_reset(struct daemon *d)
@@ -305,24 +313,10 @@ static void daemon_beat(struct daemon *d)
 static int daemon_start(struct daemon *d)
 {
 	struct http_server_opts so;
-	char lost[1024];
 	int rc;
 
-	d->has_state = fsutil_exists(d->cfg->state_path);
-	if (!d->has_state && state_file_lost(d->cfg->state_path, lost, sizeof(lost))) {
-		d->lost_state = 1;
-		log_warn("there is no state at %s, but its backup %s is there: paid changes wait until the state is "
-			 "restored (\"certsync state restore\", then restart run) or an apply --ignore-backup starts "
-			 "without it",
-			 d->cfg->state_path, lost);
-	}
-	if ((rc = state_file_open(d->cfg->state_path, &d->be)) || (rc = state_lock(d->be, "run")) ||
-	    (rc = state_load(d->be, &d->st))) {
-		log_error("%s", cs_errmsg());
+	if ((rc = daemon_replica_open(d)))
 		return rc;
-	}
-	d->has_state = d->has_state || state_cert_count(d->st) > 0;
-	d->state_ok = 1;
 	memset(&so, 0, sizeof(so));
 	so.listen = d->cfg->server.listen;
 	so.notify = daemon_notify;
@@ -339,7 +333,8 @@ static int daemon_start(struct daemon *d)
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
 	d->cache = spec_cache_new();
-	daemon_register_webhooks(d);
+	if (d->leader && !d->shared)
+		daemon_register_webhooks(d); /* a shared backend's leader registers when it takes the lease */
 	d->kick = 1;
 	return 0;
 }
@@ -372,7 +367,7 @@ static void daemon_take_retries(struct daemon *d)
 static void daemon_step(struct daemon *d)
 {
 	int64_t now = util_now();
-	int force;
+	int force, rc;
 
 	if (daemon_hup_flag) {
 		daemon_hup_flag = 0;
@@ -389,21 +384,26 @@ static void daemon_step(struct daemon *d)
 		daemon_fetch(d, now);
 		d->kick = 1; /* outputs may have drifted: a pure plan is cheap */
 	}
+	daemon_replica_step(d); /* a shared backend: lead, or follow the leader's state */
 	daemon_webhooks(d);
 	daemon_take_retries(d);
 	if (d->next_due && now >= d->next_due)
 		d->kick = 1;
 	force = d->force;
-	if ((d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
+	if (d->leader && !d->reload && (d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
 		daemon_pass(d);
-	daemon_hooks(d, util_now(), force);
+	daemon_replica_fenced(d);
+	if (d->leader)
+		daemon_hooks(d, util_now(), force);
 	d->force = 0;
 	/* Seen webhook ids only spare a repeat look at the provider: batching their writes loses nothing. */
-	if (d->dirty && util_now() >= d->next_save) {
+	if (d->leader && !d->reload && d->dirty && util_now() >= d->next_save) {
 		d->next_save = util_now() + DAEMON_SAVE_EVERY;
-		if (state_save(d->be, d->st)) {
+		if ((rc = state_save(d->be, d->st))) {
 			log_error("%s", cs_errmsg());
 			d->state_ok = 0;
+			d->fenced = rc == CS_EFENCED;
+			d->reload = d->shared;
 		} else {
 			d->dirty = 0;
 			d->has_state = 1;
@@ -416,7 +416,7 @@ static void daemon_step(struct daemon *d)
 static void daemon_free(struct daemon *d)
 {
 	http_server_stop(d->srv);
-	state_unlock(d->be);
+	daemon_replica_close(d); /* releases the lock or lease */
 	state_backend_free(d->be);
 	state_free(d->st);
 	if (d->have_des)
@@ -452,16 +452,20 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 		wake = d.next_fetch;
 		if (d.next_due && d.next_due < wake)
 			wake = d.next_due;
-		if (d.dirty && d.next_save < wake)
+		if (d.leader && d.dirty && d.next_save < wake)
 			wake = d.next_save;
-		daemon_wait(wake);
+		daemon_wait(wake, daemon_replica_wait_ms(&d));
 	}
-	log_info("stopping: saving state");
-	if (state_save(d.be, d.st)) {
-		log_error("%s", cs_errmsg());
-		rc = CS_ERROR;
+	if (!d.leader || (d.shared && !state_leading(d.be))) {
+		log_info("stopped (a follower: nothing to save)");
 	} else {
-		log_info("stopped");
+		log_info("stopping: saving state");
+		if (state_save(d.be, d.st)) {
+			log_error("%s", cs_errmsg());
+			rc = CS_ERROR;
+		} else {
+			log_info("stopped");
+		}
 	}
 out:
 	http_set_global_observer(NULL, NULL);

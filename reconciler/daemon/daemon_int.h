@@ -46,6 +46,26 @@ struct daemon {
 	int lost_warned;
 	char **forced; /* certificates a webhook asked about: ignore their backoff */
 	size_t n_forced, cap_forced;
+	/* Replicas on a shared state backend (replica.c); with the file backend shared is 0 and leader 1. */
+	struct keystore *keys;	 /* the configured key store (shared backend only; NULL: the engine's default) */
+	int shared;		 /* the state backend is shared: there are leader and followers */
+	int leader;		 /* this process holds the lease: it alone plans, calls providers and writes */
+	int need_load;		 /* follower: the shared state must be read again in full */
+	int sync_all;		 /* follower: check every record against the local outputs */
+	int64_t next_lease_ms;	 /* follower: next try at the lease (monotonic ms) */
+	int64_t next_sync;	 /* follower: the periodic full reread (unix s) */
+	int64_t lag_since_ms;	 /* follower: a shared change not installed yet was first seen then (0 = in sync) */
+	uint64_t leader_changes; /* leader changes seen (certsync_leader_changes_total) */
+	int changed;		 /* set by the backend's listener thread: the shared state changed or a kick came */
+	int reload;		 /* leader: a state write failed; read the state again before the next pass */
+	int fenced;		 /* a state write came back CS_EFENCED: follow at the next look */
+	char follow_commit[41];	 /* follower: the leader's revision last fetched for */
+	char synced_commit[41];	 /* follower: the revision its last sync had the manifests of */
+	char holder[512];	 /* who leads, as last logged */
+	struct state *local;	 /* follower: what this replica installed into its own output root, by name */
+	struct state *warned;	 /* follower: per certificate, the serial whose failed install was logged */
+	char **lagging;		 /* follower: shared records not installed yet (retried at the next sync) */
+	size_t n_lagging, cap_lagging;
 };
 
 /* A certificate whose output files were found missing or altered at the last look. */
@@ -53,6 +73,15 @@ struct daemon_outnote {
 	char *name;
 	enum output_status status;
 };
+
+/* Wakes the loop (async-signal-safe: a byte into the wake pipe). */
+void daemon_poke(void);
+
+/* The desired spec of that name (NULL when the manifests have none). */
+const struct cert_spec *daemon_spec(const struct daemon *d, const char *name);
+
+/* Reconcile this certificate at the next pass, its backoff ignored (a webhook asked). */
+void daemon_force(struct daemon *d, const char *name);
 
 /* One reconcile pass: plan, keep what is due, apply, save. */
 void daemon_pass(struct daemon *d);
@@ -74,5 +103,40 @@ void daemon_observe(struct daemon *d, int64_t now);
 
 /* Registers the webhook URL with every issuer that can (server.publicURL). */
 void daemon_register_webhooks(struct daemon *d);
+
+/* Runs owed on-change hooks of st's records (the local outputs' when a follower); 1 if a record changed. */
+int daemon_hooks_in(struct daemon *d, struct state *st, int64_t now, int force);
+
+/* ---------- replicas (replica.c) ---------- */
+
+/*
+ * Opens the configured state backend and key store and takes the role: the
+ * file backend locks or fails (as always); a shared backend leads when it
+ * gets the lease and follows (logging who leads) when another holds it.
+ */
+int daemon_replica_open(struct daemon *d);
+
+/*
+ * Once per loop turn, before anything else: a leader that lost its lease (or
+ * had a write fenced) becomes a follower; a follower tries the lease when
+ * due, reads the shared changes and installs them into its own outputs; the
+ * leader takes the kicks forwarded by followers.
+ */
+void daemon_replica_step(struct daemon *d);
+
+/* A write came back CS_EFENCED (or the lease was lost): become a follower now. */
+void daemon_replica_fenced(struct daemon *d);
+
+/* The next wake-up a shared backend needs (monotonic ms from now), or -1. */
+int64_t daemon_replica_wait_ms(const struct daemon *d);
+
+/* A follower's /readyz view of a certificate: NULL when its local outputs hold the recorded certificate. */
+const char *daemon_replica_not_ready(const struct daemon *d, const struct state_cert *r);
+
+/* Publishes the replica metrics; adds "role" and "leader" to a /readyz body. */
+void daemon_replica_observe(struct daemon *d, struct buf *readyz);
+
+/* Releases the lease and the key store. */
+void daemon_replica_close(struct daemon *d);
 
 #endif

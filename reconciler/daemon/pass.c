@@ -31,7 +31,7 @@ static int daemon_is_forced(const struct daemon *d, const char *name)
 	return 0;
 }
 
-static void daemon_force(struct daemon *d, const char *name)
+void daemon_force(struct daemon *d, const char *name)
 {
 	for (size_t i = 0; i < d->n_forced; i++)
 		if (!strcmp(d->forced[i], name))
@@ -111,7 +111,7 @@ static int daemon_retries_alone(const struct state_cert *rec)
 	       util_streq(rec->failure_class, STATE_FAIL_TRANSIENT);
 }
 
-static const struct cert_spec *daemon_spec(const struct daemon *d, const char *name)
+const struct cert_spec *daemon_spec(const struct daemon *d, const char *name)
 {
 	size_t lo = 0, hi = d->des.n_specs;
 
@@ -248,15 +248,25 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 	memset(&res, 0, sizeof(res));
 	eo.parallelism = d->opts->parallelism > 0 ? d->opts->parallelism : 4;
 	eo.stop = (volatile int *)d->stop;
+	eo.keys = d->keys;
 	rc = engine_apply(d->cfg, d->be, d->st, p, d->des.specs, d->des.n_specs, &eo, &res);
 	if (rc) {
 		log_error("%s", cs_errmsg());
 		d->state_ok = 0;
 	}
 	state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
-	if (state_save(d->be, d->st)) {
+	if (rc && d->shared) {
+		/*
+		 * A shared state's journal stopped mid-pass: what is in memory is
+		 * ahead of the database in ways no write-ahead record describes. It
+		 * is read again, as after a crash, and the journal resumes the work.
+		 */
+		d->reload = 1;
+	} else if ((rc = state_save(d->be, d->st))) {
 		log_error("%s", cs_errmsg());
 		d->state_ok = 0;
+		d->fenced = rc == CS_EFENCED;
+		d->reload = d->shared;
 	} else {
 		d->has_state = 1;
 		d->dirty = 0;
@@ -412,8 +422,16 @@ static void daemon_webhook_one(struct daemon *d, const struct webhook_delivery *
 		for (size_t k = 0; k < r.n_names; k++) {
 			struct log_ctx lc = {r.names[k], is->name, NULL, NULL};
 
-			log_emit(LV_INFO, &lc, "webhook %s: reconciling now", daemon_event_label(r.event));
-			daemon_force(d, r.names[k]);
+			if (d->leader) {
+				log_emit(LV_INFO, &lc, "webhook %s: reconciling now", daemon_event_label(r.event));
+				daemon_force(d, r.names[k]);
+			} else if (state_kick(d->be, r.names[k])) {
+				log_emit(LV_WARN, &lc, "webhook %s: not forwarded to the leader: %s",
+					 daemon_event_label(r.event), cs_errmsg());
+			} else {
+				log_emit(LV_INFO, &lc, "webhook %s: forwarded to the leader",
+					 daemon_event_label(r.event));
+			}
 		}
 	}
 	metrics_webhook_event(is->ops->type, rc ? "unknown" : daemon_event_label(r.event), outcome);
@@ -437,12 +455,19 @@ void daemon_webhooks(struct daemon *d)
 
 void daemon_hooks(struct daemon *d, int64_t now, int force)
 {
+	if (daemon_hooks_in(d, d->st, now, force))
+		d->dirty = 1;
+}
+
+int daemon_hooks_in(struct daemon *d, struct state *st, int64_t now, int force)
+{
 	size_t n = 0;
 	struct state_cert **recs;
+	int changed = 0;
 
-	if (!d->cfg->hooks.n_on_change)
-		return;
-	recs = state_cert_list(d->st, &n);
+	if (!d->cfg->hooks.n_on_change || !st)
+		return 0;
+	recs = state_cert_list(st, &n);
 	for (size_t i = 0; i < n && !__atomic_load_n(d->stop, __ATOMIC_RELAXED); i++) {
 		struct state_cert *r = recs[i];
 		const char *next = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
@@ -470,9 +495,10 @@ void daemon_hooks(struct daemon *d, int64_t now, int force)
 			snprintf(buf, sizeof(buf), "%lld", (long long)(now + wait));
 			state_cert_set_id(r, ENGINE_ID_HOOK_NEXT, buf);
 		}
-		d->dirty = 1;
+		changed = 1;
 	}
 	free(recs);
+	return changed;
 }
 
 /* ---------- observation: schedule, metrics, readiness ---------- */
@@ -531,6 +557,8 @@ static const char *daemon_not_ready(const struct daemon *d, const struct state_c
 		return "expired";
 	if (s && (!util_streq(r->spec_hash, s->hash) || !util_streq(r->issuer, s->issuer)))
 		return "outdated";
+	if (d->shared && !d->leader)
+		return daemon_replica_not_ready(d, r); /* a follower's own outputs */
 	o = daemon_outnote(d, r->name);
 	if (o == OUTPUT_MISSING)
 		return "outputs_missing";
@@ -673,6 +701,7 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 	buf_printf(b, ",\"certificates\":%zu,\"invalid_certificates\":%zu,\"manifest_problems\":%zu",
 		   d->have_des ? d->des.n_specs : 0, d->have_des ? d->des.n_invalid : 0,
 		   d->have_des ? d->des.diags.n : 0);
+	daemon_replica_observe(d, b);
 	buf_printf(b, ",\"not_ready_count\":%zu,\"not_ready\":[%s]}", n_not, list.data ? list.data : "");
 	buf_free(&list);
 	free(rev);
@@ -706,15 +735,17 @@ void daemon_observe(struct daemon *d, int64_t now)
 		if (!state_cert_get(d->st, d->des.specs[i]->name))
 			daemon_cert_snapshot(d, NULL, d->des.specs[i], d->des.specs[i]->name, now, &m[k++]);
 	free(recs);
-	d->next_due = due;
+	d->next_due = d->leader ? due : 0; /* a follower's passes are the leader's */
 	metrics_set_certs(m, k);
 	metrics_set_state_serial(d->st->serial);
-	dir = fsutil_dirname(d->cfg->state_path);
-	if (access(dir, W_OK))
-		d->state_ok = 0;
-	else if (!d->state_ok && !d->dirty)
-		d->state_ok = 1;
-	free(dir);
+	if (!d->shared) {
+		dir = fsutil_dirname(d->cfg->state_path);
+		if (access(dir, W_OK))
+			d->state_ok = 0;
+		else if (!d->state_ok && !d->dirty)
+			d->state_ok = 1;
+		free(dir);
+	}
 	ready = daemon_readiness(d, now, &body);
 	metrics_set_ready(ready);
 	http_server_set_ready(d->srv, ready, body.data ? body.data : "{}");

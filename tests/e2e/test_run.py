@@ -340,8 +340,14 @@ def test_fetch_failure_keeps_the_last_good_revision(env, daemons, tmp_path):
         assert d.metric("certsync_source_fetch_ok") == 0
         assert d.metric("certsync_source_fetches_total", result="failure") >= 1
         assert d.metric("certsync_source_info", revision=f"main@sha1:{head}") == 1
-        code, body = d.get("/readyz")
-        doc = json.loads(body)
+        # /readyz is recomputed at the end of the loop's step, after the log line.
+        deadline = time.time() + 10
+        while True:
+            code, body = d.get("/readyz")
+            doc = json.loads(body)
+            if doc["source"]["ok"] is False or time.time() > deadline:
+                break
+            time.sleep(0.05)
         assert code == 200 and doc["source"]["ok"] is False and doc["source"]["error"], body
         check_outputs(env.cert_dir("a"), ["a.example.test"])
     finally:

@@ -209,6 +209,73 @@ static void test_http_send_hook_runs_before_a_later_send_only(void **state)
 	http_set_send_hook(NULL, NULL);
 }
 
+static int gate_allow, gate_calls; /* the gate says yes to its first gate_allow calls */
+
+static int lease_gate(void *arg)
+{
+	(void)arg;
+	return gate_calls++ < gate_allow;
+}
+
+/* GET path with the lease gate allowing its first `allow` calls; the gate is removed before returning. */
+static int gated_get(const char *path, int allow, struct http_response *res)
+{
+	int rc;
+
+	gate_allow = allow;
+	gate_calls = 0;
+	http_set_gate(lease_gate, NULL);
+	rc = get(path, HTTP_RETRY_SAFE, res);
+	http_set_gate(NULL, NULL);
+	return rc;
+}
+
+static int server_count(const char *path)
+{
+	struct http_response res;
+	char *p = xasprintf("/count%s", path);
+	int n = -1;
+
+	if (get(p, HTTP_RETRY_SAFE, &res) == 0 && res.body.data)
+		sscanf(strstr(res.body.data, ":") + 1, "%d", &n);
+	http_response_free(&res);
+	free(p);
+	return n;
+}
+
+/*
+ * The lease gate is asked before every attempt and again by curl with the
+ * connection made, right before the request goes out: a refusal at either
+ * point sends nothing (CS_EFENCED), also when the lease lapses between retries.
+ */
+static void test_http_gate_refuses_before_every_send(void **state)
+{
+	struct http_response res;
+
+	(void)state;
+	assert_int_equal(gated_get("/json/fenced", 0, &res), CS_EFENCED);
+	assert_int_equal(res.attempts, 0);
+	assert_int_equal(gate_calls, 1);
+	assert_non_null(strstr(cs_errmsg(), "lease"));
+	http_response_free(&res);
+	assert_int_equal(server_count("/json/fenced"), 0);
+	/* the lease lapses while the connection is made: refused on the connection */
+	assert_int_equal(gated_get("/json/onconn", 1, &res), CS_EFENCED);
+	assert_int_equal(res.attempts, 0);
+	assert_int_equal(gate_calls, 2);
+	http_response_free(&res);
+	assert_int_equal(server_count("/json/onconn"), 0);
+	/* one attempt gets a 503; the lease lapses before the retry, which never reaches the server */
+	assert_int_equal(gated_get("/flaky/gate/5", 2, &res), CS_EFENCED);
+	assert_int_equal(res.attempts, 1);
+	http_response_free(&res);
+	assert_int_equal(server_count("/flaky/gate/5"), 1);
+	/* without a gate, and with one that allows, requests go out as before */
+	assert_int_equal(gated_get("/json/open", 100, &res), 0);
+	assert_int_equal(res.status, 200);
+	http_response_free(&res);
+}
+
 static void test_http_long_retry_after_date_is_returned_not_slept(void **state)
 {
 	struct http_response res;
@@ -313,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_http_never_repeats_unsafe_requests_on_5xx),
 		cmocka_unit_test(test_http_honours_retry_after_on_429),
 		cmocka_unit_test(test_http_send_hook_runs_before_a_later_send_only),
+		cmocka_unit_test(test_http_gate_refuses_before_every_send),
 		cmocka_unit_test(test_http_long_retry_after_date_is_returned_not_slept),
 		cmocka_unit_test(test_http_html_error_page_is_named),
 		cmocka_unit_test(test_http_timeout_is_transient_and_secret_free),
