@@ -320,23 +320,7 @@ struct state_cert **state_cert_list(const struct state *st, size_t *n)
 /* Index of key in v, or of where it would go (*found says which). */
 static size_t state_kv_search(const struct state_kv *v, size_t n, const char *key, int *found)
 {
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(v[mid].key, key);
-
-		if (!c) {
-			*found = 1;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = 0;
-	return lo;
+	return util_bsearch_name(v, n, sizeof(*v), key, found);
 }
 
 const char *state_kv_get(const struct state_kv *v, size_t n, const char *key)
@@ -494,21 +478,13 @@ void state_cert_free(struct state_cert *c)
 
 static struct state_account *state_account_find(const struct state *st, const char *issuer, size_t *pos)
 {
-	size_t lo = 0, hi = st->n_accounts;
+	int found;
+	size_t i = util_bsearch_name(st->accounts, st->n_accounts, sizeof(*st->accounts), issuer, &found);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(st->accounts[mid].issuer, issuer);
-
-		if (!c)
-			return &st->accounts[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	if (found)
+		return &st->accounts[i];
 	if (pos)
-		*pos = lo;
+		*pos = i;
 	return NULL;
 }
 

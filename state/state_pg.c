@@ -62,23 +62,7 @@ void state_pg_sha(const char *doc, size_t len, unsigned char out[32])
 /* Index of name in s->dig, or where it would go. */
 static size_t state_pg_dig_search(const struct state_pg_store *s, const char *name, int *found)
 {
-	size_t lo = 0, hi = s->n_dig;
-
-	*found = 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(s->dig[mid].name, name);
-
-		if (!c) {
-			*found = 1;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return util_bsearch_name(s->dig, s->n_dig, sizeof(*s->dig), name, found);
 }
 
 struct state_pg_digest *state_pg_dig_find(struct state_pg_store *s, const char *name)

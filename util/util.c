@@ -314,3 +314,27 @@ uint64_t util_hash_str(const char *s)
 	}
 	return h;
 }
+
+size_t util_bsearch_name(const void *base, size_t n, size_t size, const char *key, int *found)
+{
+	size_t lo = 0, hi = n;
+
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *name;
+		int c;
+
+		memcpy(&name, (const char *)base + mid * size, sizeof(name));
+		c = strcmp(name, key);
+		if (!c) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}

@@ -44,6 +44,13 @@ void util_fmt_duration(int64_t s, char out[32]);
 /* Levenshtein distance, capped; used for "did you mean" suggestions. */
 size_t util_edit_distance(const char *a, const char *b);
 
+/*
+ * Binary search of key in base[0..n), elements of `size` bytes sorted by
+ * strcmp of their FIRST member, a char * (a name). Returns key's index, or
+ * the index where it would go; *found says which.
+ */
+size_t util_bsearch_name(const void *base, size_t n, size_t size, const char *key, int *found);
+
 /* FNV-1a 64-bit hash of a NUL-terminated string (hash tables). */
 uint64_t util_hash_str(const char *s);
 
