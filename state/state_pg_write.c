@@ -255,11 +255,26 @@ static void state_pg_delta_build(struct state_pg_store *s, const struct state *s
 	buf_free(&doc);
 }
 
+/*
+ * Runs a statement whose header compare-and-swap returns one row when it
+ * took: no row is a conflict (another writer moved the serial). Frees sql.
+ */
+static int state_pg_exec_cas(struct state_pg *pg, struct state_pg_write *w, char *sql, int n, const char *const *v)
+{
+	PGresult *r = NULL;
+	int rc = state_pg_exec(pg, &r, sql, n, v);
+
+	if (!rc && PQntuples(r) != 1)
+		rc = state_pg_conflict(pg, w->st);
+	PQclear(r);
+	free(sql);
+	return rc;
+}
+
 static int state_pg_save_header(struct state_pg *pg, struct state_pg_write *w)
 {
 	struct state_pg_store *s = state_pg_store_of(pg);
 	struct state_pg_hparams h;
-	PGresult *r = NULL;
 	char *sql = xasprintf("WITH w AS (" STATE_PG_HEADER_INSERT
 			      " ON CONFLICT (id) DO UPDATE SET version = excluded.version, serial = excluded.serial,"
 			      " source_url = excluded.source_url, source_ref = excluded.source_ref,"
@@ -271,12 +286,8 @@ static int state_pg_save_header(struct state_pg *pg, struct state_pg_write *w)
 	int rc;
 
 	state_pg_hparams_init(&h, pg, w->st, w->new_serial, 1);
-	rc = state_pg_exec(pg, &r, sql, 10, h.v);
-	if (!rc && PQntuples(r) != 1)
-		rc = state_pg_conflict(pg, w->st);
-	PQclear(r);
+	rc = state_pg_exec_cas(pg, w, sql, 10, h.v);
 	state_pg_hparams_free(&h);
-	free(sql);
 	return rc;
 }
 
@@ -402,7 +413,6 @@ static int state_pg_journal_body(struct state_pg *pg, struct state_pg_write *w)
 	struct state_pg_store *s = state_pg_store_of(pg);
 	const struct state_pg_entry *e = w->ctx;
 	struct state_pg_hparams h;
-	PGresult *r = NULL;
 	const char *v[12];
 	char *sql;
 	int rc;
@@ -430,12 +440,8 @@ static int state_pg_journal_body(struct state_pg *pg, struct state_pg_write *w)
 	memcpy(v, h.v, sizeof(h.v));
 	v[10] = e->name;
 	v[11] = e->doc ? e->doc->data : NULL;
-	rc = state_pg_exec(pg, &r, sql, e->doc ? 12 : 11, v);
-	if (!rc && PQntuples(r) != 1)
-		rc = state_pg_conflict(pg, w->st);
-	PQclear(r);
+	rc = state_pg_exec_cas(pg, w, sql, e->doc ? 12 : 11, v);
 	state_pg_hparams_free(&h);
-	free(sql);
 	return rc;
 }
 
