@@ -121,7 +121,7 @@ static int stale_tmp(const char *name)
 static void sweep_stale_tmp(struct step_ctx *ctx)
 {
 	const char *dir = ctx->cfg->key_dir;
-	DIR *d = opendir(dir);
+	DIR *d = dir ? opendir(dir) : NULL; /* no key directory beside a shared key store (postgres without path) */
 	struct dirent *e;
 
 	if (!d)
@@ -140,7 +140,7 @@ static int legacy_dir(struct step_ctx *ctx)
 {
 	struct stat sb;
 
-	return stat(ctx->cfg->key_dir, &sb) == 0 && S_ISDIR(sb.st_mode);
+	return ctx->cfg->key_dir && stat(ctx->cfg->key_dir, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
 /* Removes the earlier version's pending files; 0 or CS_ERROR (with the path). */
