@@ -81,7 +81,7 @@ static void pgconn_unprefix(char *out)
 
 /* libpq's message, first line only, without severity prefixes, with the password of the conninfo (if it appears) cut
  * out. */
-static void pgconn_clean(const char *msg, const char *password, char *out, size_t n)
+void pgconn_clean(const char *msg, const char *password, char *out, size_t n)
 {
 	const char *nl = strchr(msg, '\n');
 	size_t len = nl ? (size_t)(nl - msg) : strlen(msg);
