@@ -599,6 +599,58 @@ int keystore_copy(struct keystore *src, struct keystore *dst, size_t *n)
 	return rc;
 }
 
+/* Whether refs holds something of cert (slot NULL: anything; else that pending slot). */
+static int keystore_refs_have(const struct keystore_ref *refs, size_t n, const char *cert, const char *slot)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(refs[i].cert, cert) && (!slot || (refs[i].slot && !strcmp(refs[i].slot, slot))))
+			return 1;
+	return 0;
+}
+
+/* Drops dst's ref r if src holds nothing of it; *n counts what went (a certificate once). */
+static int keystore_drop_one(struct keystore *dst, const struct keystore_ref *src_refs, size_t n_src,
+			     const struct keystore_ref *r, const char *last_cert, size_t *n)
+{
+	int rc;
+
+	if (!keystore_refs_have(src_refs, n_src, r->cert, NULL)) {
+		if (last_cert && !strcmp(last_cert, r->cert))
+			return 0; /* pruned with an earlier ref of the same certificate */
+		if (!(rc = keystore_prune(dst, r->cert, NULL)))
+			(*n)++;
+		return rc;
+	}
+	if (!r->slot || keystore_refs_have(src_refs, n_src, r->cert, r->slot))
+		return 0;
+	if (!(rc = keystore_del_pending(dst, r->cert, r->slot)))
+		(*n)++;
+	return rc;
+}
+
+int keystore_drop_absent(struct keystore *src, struct keystore *dst, size_t *n)
+{
+	struct keystore_ref *src_refs = NULL, *dst_refs = NULL;
+	size_t n_src = 0, n_dst = 0;
+	const char *last = NULL;
+	int rc;
+
+	*n = 0;
+	if ((rc = src->be->list(src->h, &src_refs, &n_src)))
+		return rc;
+	if ((rc = dst->be->list(dst->h, &dst_refs, &n_dst))) {
+		keystore_refs_free(src_refs, n_src);
+		return rc;
+	}
+	for (size_t i = 0; i < n_dst && !rc; i++) {
+		rc = keystore_drop_one(dst, src_refs, n_src, &dst_refs[i], last, n);
+		last = dst_refs[i].cert;
+	}
+	keystore_refs_free(src_refs, n_src);
+	keystore_refs_free(dst_refs, n_dst);
+	return rc;
+}
+
 void keystore_close(struct keystore *ks)
 {
 	if (!ks)

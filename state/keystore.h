@@ -105,6 +105,16 @@ int keystore_rekey(struct keystore *ks, size_t *n);
  */
 int keystore_copy(struct keystore *src, struct keystore *dst, size_t *n);
 
+/*
+ * After a copy that replaces dst's state (state migrate --force): removes
+ * from dst every certificate src holds nothing of (entries and pending
+ * slots), and every pending slot src does not hold, so that no key of the
+ * replaced state stays behind. Serial entries of a certificate both hold are
+ * left to the pruning at its next install. *n gets how many certificates
+ * and slots were removed.
+ */
+int keystore_drop_absent(struct keystore *src, struct keystore *dst, size_t *n);
+
 /* *n gets the number of entries and pending slots the store holds (0: empty; for state migrate's check). */
 int keystore_count(struct keystore *ks, size_t *n);
 

@@ -68,14 +68,27 @@ char *pgconn_table(const char *schema, const char *table)
 
 /* ---------- connecting and running ---------- */
 
-/* libpq's message, first line only, with the password of the conninfo (if it appears) cut out. */
-static void pgconn_clean(const char *msg, const char *password, char *out, size_t n)
+/* The server's severity prefixes libpq puts before its messages ("FATAL:  password ..."): noise to an operator. */
+static void pgconn_unprefix(char *out)
+{
+	static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  "};
+	char *p;
+
+	for (size_t i = 0; i < sizeof(sev) / sizeof(sev[0]); i++)
+		while ((p = strstr(out, sev[i])))
+			memmove(p, p + strlen(sev[i]), strlen(p + strlen(sev[i])) + 1);
+}
+
+/* libpq's message, first line only, without severity prefixes, with the password of the conninfo (if it appears) cut
+ * out. */
+void pgconn_clean(const char *msg, const char *password, char *out, size_t n)
 {
 	const char *nl = strchr(msg, '\n');
 	size_t len = nl ? (size_t)(nl - msg) : strlen(msg);
 	char *p;
 
 	snprintf(out, n, "%.*s", (int)len, msg);
+	pgconn_unprefix(out);
 	if (password && strlen(password) >= 4)
 		while ((p = strstr(out, password)))
 			memset(p, '*', strlen(password));

@@ -26,6 +26,13 @@ void pgconn_describe(const char *conninfo, char *out, size_t n);
 int pgconn_schema_valid(const char *schema);
 
 /*
+ * A libpq message as certsync shows it, into out (n bytes): its first line
+ * only, without the server's severity prefixes ("FATAL:  "), and password
+ * (when not NULL and 4+ characters) masked wherever it appears.
+ */
+void pgconn_clean(const char *msg, const char *password, char *out, size_t n);
+
+/*
  * Connects (application_name "certsync", connect_timeout 10 s unless the
  * conninfo sets them). CS_EINVALID when the conninfo does not parse,
  * CS_ETRANSIENT when the server cannot be reached or refuses the login;

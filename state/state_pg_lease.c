@@ -140,13 +140,7 @@ static int lease_wait(int fd, short events, int wake, int64_t deadline)
 /* libpq's message, first line, with the conninfo's password cut out. */
 static void lease_clean(const struct state_pg_lease *l, const char *msg, char *out, size_t n)
 {
-	const char *nl = strchr(msg, '\n');
-	char *p;
-
-	snprintf(out, n, "%.*s", (int)(nl ? (size_t)(nl - msg) : strlen(msg)), msg);
-	if (l->password && strlen(l->password) >= 4)
-		while ((p = strstr(out, l->password)))
-			memset(p, '*', strlen(l->password));
+	pgconn_clean(msg, l->password, out, n);
 }
 
 static void lease_quiet(void *arg, const char *message)

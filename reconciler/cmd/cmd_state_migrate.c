@@ -84,7 +84,7 @@ static const char *plural(size_t n, const char *one, const char *many)
  * would reinstall nothing), then the state, whose serial continues from the
  * larger of the two so that no reader of the target sees it go backwards.
  */
-static int migrate_copy(struct migrate_side *from, struct migrate_side *to, size_t *n_keys)
+static int migrate_copy(struct migrate_side *from, struct migrate_side *to, size_t *n_keys, size_t *n_dropped)
 {
 	uint64_t src_serial = from->st->serial;
 
@@ -104,13 +104,18 @@ static int migrate_copy(struct migrate_side *from, struct migrate_side *to, size
 		from->st->serial = src_serial;
 		return cmd_fail("state migrate: writing the state to %s: %s", to->desc, cs_errmsg());
 	}
+	/* --force replaced a state: the keys only it knew go too (nothing else would ever remove them). */
+	if (to->exists && keystore_drop_absent(from->ks, to->ks, n_dropped))
+		return cmd_fail("state migrate: the state was copied to %s, but removing the replaced state's keys "
+				"from its key store failed: %s (run the same command again)",
+				to->desc, cs_errmsg());
 	return 0;
 }
 
 int cmd_state_migrate(const struct config *cfg, int to_kind, int force)
 {
 	struct migrate_side from, to;
-	size_t n_keys = 0, n;
+	size_t n_keys = 0, n_dropped = 0, n;
 	uint64_t src_serial;
 	int status = EXIT_FAIL;
 
@@ -133,7 +138,7 @@ int cmd_state_migrate(const struct config *cfg, int to_kind, int force)
 		goto out;
 	}
 	src_serial = from.st->serial;
-	if (migrate_copy(&from, &to, &n_keys))
+	if (migrate_copy(&from, &to, &n_keys, &n_dropped))
 		goto out;
 	n = state_cert_count(from.st);
 	printf("Copied the state from %s to %s%s:\n", from.desc, to.desc, to.exists ? " (replacing its state)" : "");
@@ -144,6 +149,9 @@ int cmd_state_migrate(const struct config *cfg, int to_kind, int force)
 	       plural(from.st->n_webhook_ids, "id", "ids"));
 	printf("  %zu key store %s (private keys, chains and pending order material)\n", n_keys,
 	       plural(n_keys, "entry", "entries"));
+	if (n_dropped)
+		printf("  %zu key store %s of the replaced state removed from the target\n", n_dropped,
+		       plural(n_dropped, "certificate or pending slot", "certificates or pending slots"));
 	printf("The %s state was left as it was. Set state.backend: %s in the config to use the copy.\n",
 	       migrate_kind_name(from.kind), migrate_kind_name(to.kind));
 	status = EXIT_OK;

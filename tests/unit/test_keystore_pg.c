@@ -526,6 +526,50 @@ static void test_copy_file_to_postgres_to_file_is_lossless(void **unused)
 	test_rmdir(dir);
 }
 
+/* state migrate --force: what the replaced state alone held leaves the target; what both hold stays. */
+static void test_drop_absent_removes_what_only_the_replaced_store_held(void **unused)
+{
+	char *dir = test_mkdtemp(), *k1 = fsutil_join(dir, "k1"), *schema = test_pg_schema();
+	struct keystore *src = keystore_open_dir(k1), *dst = must_open(schema, K1, NULL);
+	struct keystore_item it, got;
+	struct buf p = BUF_INIT, b = BUF_INIT;
+	size_t n = 9;
+
+	(void)unused;
+	buf_puts(&p, "pending\n");
+	real_item(&it, "0a", NULL);
+	assert_int_equal(keystore_put(src, "shop", "0a", &it), 0);
+	assert_int_equal(keystore_put_pending(src, "new", "key", &p), 0);
+	/* the target's own: a certificate the source lacks, and a finished order's slots the source lacks */
+	assert_int_equal(keystore_put(dst, "old", "01", &it), 0);
+	assert_int_equal(keystore_put_pending(dst, "old", "key", &p), 0);
+	assert_int_equal(keystore_put_pending(dst, "shop", "key", &p), 0);
+	assert_int_equal(keystore_put_pending(dst, "shop", "csr", &p), 0);
+	assert_int_equal(keystore_copy(src, dst, &n), 0);
+	assert_int_equal(keystore_drop_absent(src, dst, &n), 0);
+	assert_int_equal(n, 3); /* old (entry and slot at once), shop's key and csr slots */
+	keystore_item_init(&got);
+	assert_int_equal(keystore_get(dst, "old", "01", &got), CS_ENOTFOUND);
+	assert_int_equal(keystore_get_pending(dst, "old", "key", &b), CS_ENOTFOUND);
+	assert_int_equal(keystore_get_pending(dst, "shop", "csr", &b), CS_ENOTFOUND);
+	assert_int_equal(keystore_get(dst, "shop", "0a", &got), 0);
+	keystore_item_wipe(&got);
+	assert_int_equal(keystore_get_pending(dst, "new", "key", &b), 0);
+	buf_free(&b);
+	assert_int_equal(keystore_count(dst, &n), 0);
+	assert_int_equal(n, 2);
+	/* nothing left to drop */
+	assert_int_equal(keystore_drop_absent(src, dst, &n), 0);
+	assert_int_equal(n, 0);
+	keystore_item_wipe(&it);
+	buf_free(&p);
+	keystore_close(src);
+	keystore_close(dst);
+	free(k1);
+	free(schema);
+	test_rmdir(dir);
+}
+
 struct worker {
 	struct keystore *ks;
 	int id, failures;
@@ -728,6 +772,7 @@ int main(void)
 		cmocka_unit_test(test_a_wrong_key_is_refused_at_open_naming_both_key_ids),
 		cmocka_unit_test(test_rotation_reads_old_entries_rekeys_them_then_needs_only_the_new_key),
 		cmocka_unit_test(test_copy_file_to_postgres_to_file_is_lossless),
+		cmocka_unit_test(test_drop_absent_removes_what_only_the_replaced_store_held),
 		cmocka_unit_test(test_workers_share_one_handle),
 		cmocka_unit_test(test_a_dropped_connection_is_reopened),
 		cmocka_unit_test(test_open_needs_a_key_and_a_valid_schema),

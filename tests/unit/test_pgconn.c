@@ -60,6 +60,31 @@ static void test_a_server_that_is_not_there_is_transient_and_names_no_password(v
 	assert_int_equal(pgconn_open("postgresql://[bad", "x", &c), CS_EINVALID);
 }
 
+/* A refused login reads as the server said it, without libpq's "FATAL:  " and without the password. */
+static void test_a_refused_login_is_one_clean_line(void **unused)
+{
+	const char *url = test_pg_url(), *colon = strchr(url + strlen("postgresql://"), ':'), *at = strchr(url, '@');
+	char *bad;
+	PGconn *c = NULL;
+
+	(void)unused;
+	assert_non_null(colon);
+	assert_non_null(at);
+	bad = xasprintf("%.*s:wrong-pw-never-shown%s", (int)(colon - url), url, at);
+	assert_int_equal(pgconn_open(bad, "postgres test", &c), CS_ETRANSIENT);
+	assert_null(c);
+	assert_non_null(strstr(cs_errmsg(), "failed: password authentication failed for user"));
+	assert_null(strstr(cs_errmsg(), "FATAL"));
+	assert_null(strstr(cs_errmsg(), "wrong-pw-never-shown"));
+	assert_null(strchr(cs_errmsg(), '\n'));
+	free(bad);
+	assert_int_equal(pgconn_open(test_pg_url(), "test", &c), 0);
+	assert_int_equal(pgconn_exec(c, "test", NULL, "SELECT * FROM no_such_table", 0, NULL), CS_ERROR);
+	assert_non_null(strstr(cs_errmsg(), "test: relation \"no_such_table\" does not exist"));
+	assert_null(strstr(cs_errmsg(), "ERROR:"));
+	PQfinish(c);
+}
+
 static void test_migrate_is_idempotent_and_refuses_a_newer_schema(void **unused)
 {
 	char *schema = test_pg_schema(), *sql;
@@ -102,6 +127,7 @@ int main(void)
 		cmocka_unit_test(test_describe_never_shows_the_password),
 		cmocka_unit_test(test_schema_names),
 		cmocka_unit_test(test_a_server_that_is_not_there_is_transient_and_names_no_password),
+		cmocka_unit_test(test_a_refused_login_is_one_clean_line),
 		cmocka_unit_test(test_migrate_is_idempotent_and_refuses_a_newer_schema),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
