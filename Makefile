@@ -38,7 +38,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
-.PHONY: all deps test-deps run test unit fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke test-long tsan
+.PHONY: all deps test-deps run test unit unit-build fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke test-long tsan
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/certsync
@@ -122,13 +122,20 @@ tsan:
 		CERTSYNC_BIN=$(abspath build/tsan/certsync) $(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS)
 
 # make test: -Werror everywhere; unit tests and e2e under ASan+UBSan, then e2e on the plain build.
+# The builds run NPROC jobs side by side; the tests themselves run in their own order.
+NPROC ?= $(shell nproc 2>/dev/null || echo 2)
+unit-build: $(UNIT_BIN) $(BUILD)/certsync
 test: test-deps
 	@$(MAKE) --no-print-directory fakes
+	@$(MAKE) --no-print-directory -j$(NPROC) BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 unit-build
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 unit
+	@$(MAKE) --no-print-directory -j$(NPROC) BUILD=$(FUZZ_BUILD) CC=clang SAN=1 SANFLAGS="$(FUZZ_SAN)" WERROR=1 \
+		OPT=-O1 $(FUZZ_BIN)
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 OPT=-O1 e2e \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
+	@$(MAKE) --no-print-directory -j$(NPROC) WERROR=1 all
 	@$(MAKE) --no-print-directory WERROR=1 e2e
 
 # ---- fuzzing (fuzz/README.md): libFuzzer harnesses built with clang, ASan+UBSan, under build/fuzz ----
