@@ -20,7 +20,8 @@ import pytest
 PGTEST = str(Path(__file__).resolve().parents[1] / "pg" / "pgtest.sh")
 
 
-def _free_port():
+def free_port():
+    """A loopback port nothing listens on now (the servers and daemons of the tests bind it next)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -31,7 +32,7 @@ def _free_port():
 class PgServer:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="certsync-e2e-pg.")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = subprocess.run(["sh", PGTEST, "start", self.dir, str(self.port)], check=True,
                                   capture_output=True, text=True).stdout.strip()
         self.password = (Path(self.dir) / "pw").read_text().strip()

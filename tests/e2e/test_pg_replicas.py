@@ -14,7 +14,8 @@ import pytest
 from conftest import BIN, cert_names, openssl, pubkey
 from digicert_env import API_KEY, DNS_TOKEN, ZONE, dc, dc_ca_dir, dns, web  # noqa: F401
 from pg_env import use_postgres
-from test_run import SECRET, Daemon, free_port
+from pg_env import free_port
+from test_run import SECRET, Daemon
 
 # Sanitizer builds run several times slower: the propagation bound (2 s) is held on the plain build only.
 SLOW = 3.0 if any(k in BIN for k in ("/asan/", "/tsan/", "valgrind")) else 1.0

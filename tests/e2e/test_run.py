@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import textwrap
 import threading
@@ -20,6 +19,7 @@ import pytest
 
 import dnsimple_env
 from conftest import BIN, check_outputs, manifest
+from pg_env import free_port
 from test_dnsimple import TOKEN, Sim, check_dnsimple_outputs, www
 
 SECRET = "wh-secret-4f1d2a9c7b"
@@ -28,14 +28,6 @@ DNS_NAMES = ["pizza.company", "shop.pizza.company", "www.pizza.company"]
 
 def ts(rfc3339):
     return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Daemon:
