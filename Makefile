@@ -87,9 +87,11 @@ run: deps
 # The unit tests of the postgres backend and key store talk to a real server: tests/pg/pgtest.sh starts
 # one in a temporary directory (CERTSYNC_TEST_PG_URL) and it is stopped however the tests end.
 FREE_PORT = $(shell $(PYTHON) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-WITH_PG = pgdir=$$(mktemp -d /tmp/certsync-unit-pg.XXXXXX); \
-	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; \
-	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); export CERTSYNC_TEST_PG_URL=$$url CERTSYNC_TEST_PG_DIR=$$pgdir
+# $(call with_pg,NAME): a shell prefix that starts a throwaway server ($$url, $$pgdir), stopped and removed on exit.
+with_pg = pgdir=$$(mktemp -d /tmp/certsync-$(1)-pg.XXXXXX); \
+	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; trap 'exit 130' INT TERM HUP; \
+	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT))
+WITH_PG = $(call with_pg,unit); export CERTSYNC_TEST_PG_URL=$$url CERTSYNC_TEST_PG_DIR=$$pgdir
 unit: $(UNIT_BIN)
 	@set -e; $(WITH_PG); \
 	for t in $(UNIT_BIN); do echo "== $$t"; LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
@@ -195,11 +197,7 @@ $(BUILD)/pg_state_bench: bench/pg_state.c $(BUILD)/libcertsync.a
 
 bench: deps
 	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all build/bench/pg_state_bench
-	@set -e; pgdir=$$(mktemp -d /tmp/certsync-bench-pg.XXXXXX); \
-	trap 'sh tests/pg/pgtest.sh stop '$$pgdir' >/dev/null 2>&1; rm -rf '$$pgdir EXIT; trap 'exit 130' INT TERM HUP; \
-	url=$$(sh tests/pg/pgtest.sh start $$pgdir $(FREE_PORT)); \
-	printf 'fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n' >>$$pgdir/data/postgresql.conf; \
-	sh tests/pg/pgtest.sh restart $$pgdir; \
+	@set -e; export PGTEST_DURABLE=1; $(call with_pg,bench); \
 	CERTSYNC_BENCH_PG_URL=$$url CERTSYNC_BENCH_STATE_KEY=$$(openssl rand -base64 32) \
 		$(PYTHON) bench/bench.py build/bench/certsync build/bench/pg_state_bench
 

@@ -3,7 +3,8 @@
 # initdb and pg_ctl in DIR, as the unprivileged "postgres" user when run as
 # root, listening on 127.0.0.1:PORT and a socket in DIR, password auth only.
 #
-#   pgtest.sh start DIR PORT   prints the database URL (user certsync, database certsync)
+#   pgtest.sh start DIR PORT   prints the database URL (user certsync, database certsync);
+#                              commits are not flushed to disk unless PGTEST_DURABLE=1 (make bench)
 #   pgtest.sh stop DIR         fast shutdown (DIR is left for the caller to remove)
 #   pgtest.sh restart DIR      stop then start again on the same port
 #   pgtest.sh kill DIR         SIGKILL the postmaster (a crash), no cleanup
@@ -22,6 +23,8 @@ case $cmd in
 start)
 	port=${3:?PORT}
 	mkdir -p "$dir"
+	durable=off
+	[ "${PGTEST_DURABLE:-0}" = 1 ] && durable=on
 	[ "$(id -u)" = 0 ] && chown postgres "$dir"
 	if [ ! -f "$dir/data/PG_VERSION" ]; then
 		pw=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -33,9 +36,9 @@ start)
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durable
+synchronous_commit = $durable
+full_page_writes = $durable
 max_connections = 200
 CONF
 		echo "$port" >"$dir/port"
