@@ -13,12 +13,15 @@ SAN     ?=
 WERROR  ?=
 OPT     ?= -O2
 
-PKGS     := yaml-0.1 libcurl openssl jansson libgit2 libmicrohttpd libpq
+PKGS     := yaml-0.1 libcurl openssl jansson libgit2 libmicrohttpd libpq ldns
 TESTPKGS := cmocka
 # Debian packages: what `make deps` installs when something is missing.
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
-             libjansson-dev libgit2-dev libmicrohttpd-dev libpq-dev
-DEB_TEST  := libcmocka-dev postgresql python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev
+             libjansson-dev libgit2-dev libmicrohttpd-dev libpq-dev libldns-dev
+DEB_TEST  := libcmocka-dev postgresql python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev \
+             pebble bind9 bind9-utils bind9-dnsutils
+# The ACME clients `make bench` compares certsync with.
+DEB_BENCH := lego certbot uacme
 PYTHON    := /usr/bin/python3
 
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -195,7 +198,8 @@ fuzz: fuzz-regress
 $(BUILD)/pg_state_bench: bench/pg_state.c $(BUILD)/libcertsync.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libcertsync.a $(LDLIBS_ALL)
 
-bench: deps
+bench: test-deps
+	$(call need_debs,$(DEB_BENCH))
 	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all build/bench/pg_state_bench
 	@set -e; export PGTEST_DURABLE=1; $(call with_pg,bench); \
 	CERTSYNC_BENCH_PG_URL=$$url CERTSYNC_BENCH_STATE_KEY=$$(openssl rand -base64 32) \

@@ -213,31 +213,42 @@ static void engine_store_prune(struct step_ctx *ctx, const char *name, const cha
 	keystore_close(tmp);
 }
 
-int engine_pending_put(struct step_ctx *ctx, const char *slot, const struct buf *data)
+/* The pending slot of the key store entry name (a certificate, or an issuer's "_issuer.<name>"). */
+static int engine_slot_put(struct step_ctx *ctx, const char *name, const char *slot, const struct buf *data)
 {
 	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
-	int rc = keystore_put_pending(ks, ctx->rec->name, slot, data);
+	int rc = keystore_put_pending(ks, name, slot, data);
 
 	keystore_close(tmp);
 	if (rc && rc != CS_EINVALID)
-		rc = cs_error(CS_ETRANSIENT, "%s: keeping the pending %s in the key store: %s", ctx->rec->name, slot,
+		rc = cs_error(CS_ETRANSIENT, "%s: keeping the pending %s in the key store: %s", name, slot,
 			      cs_errmsg());
 	return rc;
 }
 
-int engine_pending_get(struct step_ctx *ctx, const char *slot, struct buf *out)
+static int engine_slot_get(struct step_ctx *ctx, const char *name, const char *slot, struct buf *out)
 {
 	struct keystore *tmp, *ks = engine_keys(ctx, &tmp);
-	int rc = keystore_get_pending(ks, ctx->rec->name, slot, out);
+	int rc = keystore_get_pending(ks, name, slot, out);
 
 	keystore_close(tmp);
 	if (rc == CS_EINVALID) {
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
-		rc = cs_error(CS_ENOTFOUND, "%s: the key store's pending %s is damaged", ctx->rec->name, slot);
+		rc = cs_error(CS_ENOTFOUND, "%s: the key store's pending %s is damaged", name, slot);
 	} else if (rc && rc != CS_ENOTFOUND) {
-		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", ctx->rec->name, cs_errmsg());
+		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", name, cs_errmsg());
 	}
 	return rc;
+}
+
+int engine_pending_put(struct step_ctx *ctx, const char *slot, const struct buf *data)
+{
+	return engine_slot_put(ctx, ctx->rec->name, slot, data);
+}
+
+int engine_pending_get(struct step_ctx *ctx, const char *slot, struct buf *out)
+{
+	return engine_slot_get(ctx, ctx->rec->name, slot, out);
 }
 
 int engine_pending_del(struct step_ctx *ctx, const char *slot)
@@ -248,6 +259,24 @@ int engine_pending_del(struct step_ctx *ctx, const char *slot)
 	keystore_close(tmp);
 	if (rc)
 		rc = cs_error(CS_ETRANSIENT, "%s: key store: %s", ctx->rec->name, cs_errmsg());
+	return rc;
+}
+
+int engine_issuer_secret_put(struct step_ctx *ctx, const char *slot, const struct buf *data)
+{
+	char *name = xasprintf("%s%s", ENGINE_ISSUER_ENTRY, ctx->issuer->name);
+	int rc = engine_slot_put(ctx, name, slot, data);
+
+	free(name);
+	return rc;
+}
+
+int engine_issuer_secret_get(struct step_ctx *ctx, const char *slot, struct buf *out)
+{
+	char *name = xasprintf("%s%s", ENGINE_ISSUER_ENTRY, ctx->issuer->name);
+	int rc = engine_slot_get(ctx, name, slot, out);
+
+	free(name);
 	return rc;
 }
 

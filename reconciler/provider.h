@@ -65,6 +65,20 @@ struct step_ctx {
 struct dns_driver {
 	int (*txt_create)(const struct issuer *is, const char *fqdn, const char *value, char **ref);
 	int (*txt_delete)(const struct issuer *is, const char *fqdn, const char *value, const char *ref);
+	/*
+	 * The zone (apex, no trailing dot; caller frees) this driver would place
+	 * fqdn's record in: from its configured list, else discovered (the
+	 * provider's zone list, or an SOA walk against its server). CS_ENOTFOUND
+	 * with a message naming fqdn when it manages no zone holding it. May be
+	 * NULL (txt_create finds the zone itself).
+	 */
+	int (*zone_for)(const struct issuer *is, const char *fqdn, char **zone);
+	/*
+	 * Servers that answer authoritatively for what this driver writes
+	 * ("host:port"), for propagation checks when the solver names none;
+	 * NULL or *n == 0: the zone's NS records. May be NULL.
+	 */
+	void (*check_servers)(const struct issuer *is, char ***out, size_t *n);
 };
 
 /* What a webhook delivery asks for: the certificates to reconcile now. */
@@ -276,6 +290,16 @@ const char *engine_key_dir(struct step_ctx *ctx);
 int engine_pending_put(struct step_ctx *ctx, const char *slot, const struct buf *data);
 int engine_pending_get(struct step_ctx *ctx, const char *slot, struct buf *out);
 int engine_pending_del(struct step_ctx *ctx, const char *slot);
+
+/*
+ * Issuer-wide secret material (an ACME account key), in the same key store
+ * under the entry ENGINE_ISSUER_ENTRY + ctx->issuer->name (no certificate
+ * name starts with '_'), slot as above. Same codes as engine_pending_*.
+ * Callers serialise generation themselves (one account key per issuer).
+ */
+#define ENGINE_ISSUER_ENTRY "_issuer."
+int engine_issuer_secret_put(struct step_ctx *ctx, const char *slot, const struct buf *data);
+int engine_issuer_secret_get(struct step_ctx *ctx, const char *slot, struct buf *out);
 
 /* ---------- step helpers for drivers (providers/steps.c) ---------- */
 

@@ -171,12 +171,53 @@ static void http_give(struct http_client *c, CURL *h)
 		curl_easy_cleanup(h);
 }
 
+static void http_headers_clear(struct http_response *res)
+{
+	for (size_t i = 0; i < res->n_headers; i++) {
+		free(res->headers[i].name);
+		free(res->headers[i].value);
+	}
+	free(res->headers);
+	res->headers = NULL;
+	res->n_headers = 0;
+}
+
 void http_response_free(struct http_response *res)
 {
 	buf_free(&res->body);
 	free(res->content_type);
 	free(res->request_id);
 	res->content_type = res->request_id = NULL;
+	http_headers_clear(res);
+}
+
+const char *http_response_header(const struct http_response *res, const char *name, size_t nth)
+{
+	for (size_t i = 0; i < res->n_headers; i++)
+		if (!strcasecmp(res->headers[i].name, name) && nth-- == 0)
+			return res->headers[i].value;
+	return NULL;
+}
+
+/* Keeps a "Name: value" line in res->headers (bounded). */
+static void http_keep_header(struct http_response *r, const char *p, size_t len)
+{
+	const char *colon = memchr(p, ':', len), *v, *e = p + len;
+	struct http_header *h;
+
+	if (!colon || colon == p || len > HTTP_MAX_HEADER_LEN || r->n_headers >= HTTP_MAX_RESPONSE_HEADERS)
+		return;
+	for (v = colon + 1; v < e && isspace((unsigned char)*v); v++)
+		;
+	while (e > v && isspace((unsigned char)e[-1]))
+		e--;
+	if (!r->n_headers)
+		r->headers = xcalloc(HTTP_MAX_RESPONSE_HEADERS, sizeof(*r->headers));
+	h = &r->headers[r->n_headers++];
+	h->name = xstrndup(p, (size_t)(colon - p));
+	for (char *q = h->name; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	h->value = xstrndup(v, (size_t)(e - v));
 }
 
 /* ---------- parsing ---------- */
@@ -289,8 +330,10 @@ static size_t http_on_header(char *p, size_t size, size_t n, void *arg)
 		r->content_type = r->request_id = NULL;
 		memset(&r->rl, 0, sizeof(r->rl));
 		r->retry_after = 0;
+		http_headers_clear(r);
 		return len;
 	}
+	http_keep_header(r, p, len);
 	if ((v = http_header_value(p, len, "x-ratelimit-limit"))) {
 		r->rl.limit = strtol(v, NULL, 10);
 		r->rl.have = 1;
@@ -355,6 +398,7 @@ static CURLcode http_attempt(struct http_client *c, CURL *h, const struct http_r
 	free(res->content_type);
 	free(res->request_id);
 	res->content_type = res->request_id = NULL;
+	http_headers_clear(res);
 	memset(&res->rl, 0, sizeof(res->rl));
 	res->retry_after = 0;
 	res->status = 0;

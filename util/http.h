@@ -62,7 +62,26 @@ struct http_response {
 	struct http_ratelimit rl;
 	int64_t retry_after; /* absolute unix seconds, 0 if absent */
 	int attempts;	     /* how many requests were sent */
+	/*
+	 * Every header of the final response (ACME needs Location,
+	 * Replay-Nonce and the Link headers), names lowercased, values
+	 * trimmed; at most HTTP_MAX_RESPONSE_HEADERS of at most
+	 * HTTP_MAX_HEADER_LEN bytes each are kept (the rest are dropped).
+	 */
+	struct http_header *headers;
+	size_t n_headers;
 };
+
+#define HTTP_MAX_RESPONSE_HEADERS 64
+#define HTTP_MAX_HEADER_LEN 8192
+
+struct http_header {
+	char *name; /* lowercased */
+	char *value;
+};
+
+/* The nth (0-based) value of the response header name (case-insensitive), or NULL. */
+const char *http_response_header(const struct http_response *res, const char *name, size_t nth);
 
 /*
  * Fills req for a JSON API call: Accept and Content-Type application/json,

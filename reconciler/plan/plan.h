@@ -108,11 +108,20 @@ struct plan {
 };
 
 /* The provider side of planning: which steps a change takes. */
+#define PLAN_DETAIL_MAX 512
+
 struct plan_steps {
 	const char *steps[PLAN_MAX_STEPS];
 	size_t n;
 	int paid;
 	const char *product;
+	/*
+	 * The provider's note on how the change will be done, shown with it in
+	 * every plan format (never a secret): the ACME solver per name
+	 * ("www.example.com: http-01 webroot /var/www/acme; *.example.com:
+	 * dns-01 via corpdns"). Empty when there is nothing to say.
+	 */
+	char detail[PLAN_DETAIL_MAX];
 };
 
 /* Resolves an issuer name to its step planner; returns 0 or CS_ENOTFOUND. Supplied by the caller. */

@@ -740,7 +740,7 @@ static void dnsimple_end_run(const struct issuer *is)
 	dnsimple_session_end(is->priv);
 }
 
-static const struct dns_driver dnsimple_dns = {dnsimple_txt_create, dnsimple_txt_delete};
+static const struct dns_driver dnsimple_dns = {.txt_create = dnsimple_txt_create, .txt_delete = dnsimple_txt_delete};
 
 const struct provider_ops provider_dnsimple = {
 	.type = "dnsimple",

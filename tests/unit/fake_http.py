@@ -52,7 +52,7 @@ class H(BaseHTTPRequestHandler):
         p = self.path.split("?")[0].strip("/").split("/")
         bump("/" + "/".join(p))
         if p[0] == "json":
-            self.send(200, '{"ok":true}', headers=[("x-ratelimit-limit", "2400"), ("X-RateLimit-Remaining", "2399"),
+            self.send(200, '{"ok":true}', headers=[("x-ratelimit-limit", "2400"), ("X-RateLimit-Remaining", "2399"), ("Link", '<https://a.test/1>;rel="alternate"'), ("link", '<https://a.test/2>; rel="alternate"'),
                                                   ("X-RATELIMIT-RESET", "1900000000"), ("X-Request-Id", "req-42")])
         elif p[0] == "empty":
             self.send(200, "")

@@ -92,6 +92,11 @@ static void test_http_reads_body_and_headers_case_insensitively(void **state)
 	assert_int_equal(res.rl.reset, 1900000000);
 	assert_string_equal(res.request_id, "req-42");
 	assert_string_equal(res.content_type, "application/json");
+	/* Every header is kept, repeated ones in order, found by any case. */
+	assert_string_equal(http_response_header(&res, "LINK", 0), "<https://a.test/1>;rel=\"alternate\"");
+	assert_string_equal(http_response_header(&res, "link", 1), "<https://a.test/2>; rel=\"alternate\"");
+	assert_null(http_response_header(&res, "link", 2));
+	assert_string_equal(http_response_header(&res, "x-request-id", 0), "req-42");
 	http_response_free(&res);
 }
 
