@@ -8,6 +8,7 @@ was ordered, validated, finalized and issued.
 """
 import base64
 import json
+import re
 
 import pytest
 
@@ -30,6 +31,11 @@ def converged(env, names):
         rec = st[n]
         assert rec["phase"] == "ready" and not rec.get("step"), (n, rec)
         assert not rec.get("tokens"), (n, rec)
+
+
+def log_lines(text, level):
+    """The lines of a text log (`<time> <level> <message>`) at level."""
+    return [ln for ln in text.splitlines() if re.match(rf"\S+\s+{level}\b", ln)]
 
 
 def write_certs(env, certs, issuer="le"):
@@ -118,7 +124,7 @@ def test_eab_required_by_pebble(env, peers, tmp_path, monkeypatch):
     assert r.code == 1, r
     rec = env.state_json()["certificates"]["e"]
     assert rec["failure_class"] == "config", rec
-    assert "externalAccountBinding" in rec["last_error"] and "le" in rec["last_error"], rec
+    assert "externalAccountBinding" in rec["last_error"] and re.search(r"\ble\b", rec["last_error"]), rec
     assert "externalAccountBinding" in r.err, r
     assert pebble_accounts(h) == 0 and h.pebble.orders_created() == 0
     env.write_config(extra_issuers=h.issuer_yaml(
@@ -149,7 +155,7 @@ def test_default_bad_nonce_rate_many_certificates_in_parallel(env, peers, tmp_pa
     write_certs(env, certs)
     r = env.run("apply", "--wait", "60s", "--parallelism", "4", "-v", timeout=180)
     assert r.code == 0, r
-    assert "failed" not in r.out and " error" not in r.err.lower(), r
+    assert not log_lines(r.err, "error") and "will retry" not in r.err, r  # every badNonce retried at once
     converged(env, certs)
     for name, names in certs.items():
         verify_acme_outputs(env.cert_dir(name), names, h.pebble.roots)
@@ -202,6 +208,7 @@ def test_rejected_identifier_fails_that_certificate_only(env, peers, tmp_path):
 
 
 def test_wildcard_with_only_http01_is_a_validate_error(env, tmp_path):
+    (tmp_path / "webroot").mkdir()
     env.write_config(extra_issuers=f"""\
         le:
           type: acme
@@ -219,13 +226,13 @@ def test_wildcard_with_only_http01_is_a_validate_error(env, tmp_path):
     assert r.code == 1, r
     text = r.out + r.err
     star = [ln for ln in text.splitlines() if "*.apex.web.test" in ln]
-    assert star and "star" in star[0] and "dns-01" in star[0], text
+    assert star and "star" in star[0] and re.search(r"dns-?01", star[0]), text
     assert "star.yaml:" in star[0], text  # where: file:line:col
     other = [ln for ln in text.splitlines() if "www.other.test" in ln]
     assert other and "nomatch" in other[0], text  # a name no solver matches
     assert "www.web.test" not in text  # the valid certificate is not reported
     r = env.run("plan")
-    assert r.code == 1 and "dns-01" in r.out + r.err, r
+    assert r.code == 1 and re.search(r"\*\.apex\.web\.test.*dns-?01", r.out + r.err), r
 
 
 # ---------------------------------------------------------------- authorization reuse
