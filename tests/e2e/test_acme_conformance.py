@@ -90,14 +90,14 @@ def test_rfc2136_wrong_tsig_secret_is_one_configuration_error(dns01, monkeypatch
     assert rec["failure_class"] == "config", rec
     err = rec["last_error"]
     assert "corpdns" in err and bind.server in err, err  # names the DNS issuer and the nameserver
-    lines = [ln for ln in r.err.splitlines() if bind.server in ln and "corpdns" in ln]
-    assert lines, r.err
+    errors = log_lines(r.err, "error")
+    assert len(errors) == 1 and "corpdns" in errors[0] and bind.server in errors[0], r.err  # one clear message
     assert wrong not in r.err + r.out + json.dumps(env.state_json())
     assert bind.secret not in r.err + r.out
     assert not any("adding an RR" in u for u in bind.updates()), bind.updates()  # BIND refused them all
     assert bind.acme_txt(["w.peers.test"]) == {}
     assert len(pebble.issued()) == 0 and pebble.orders_created() <= 1
-    assert not rec.get("tokens"), rec  # nothing placed is still recorded as to be removed
+    assert not any(t.get("placed_at") for t in rec.get("tokens", [])), rec  # journaled, never placed
     # the plan says why, and retries it (a configuration problem) once the secret is right
     p = env.run("plan")
     assert "w" in p.out and "corpdns" in p.out, p
@@ -187,7 +187,9 @@ def test_rejected_identifier_fails_that_certificate_only(env, peers, tmp_path):
     assert show.code == 0 and "rejectedIdentifier" in show.out and detail in show.out, show
     plan = env.run("plan")
     assert "bad" in plan.out and "rejectedIdentifier" in plan.out and detail in plan.out, plan
-    pj = env.plan_json()
+    pj = env.run("plan", "--format", "json")
+    assert pj.code == 1, pj  # exit 1: a failed certificate
+    pj = json.loads(pj.out)
     failed = [c for c in pj.get("failed", []) if c.get("name") == "bad"]
     assert failed and failed[0]["failure_class"] == "rejected" and detail in failed[0]["last_error"], pj
     assert not (tmp_path / "certs" / "bad" / "tls.crt").exists()

@@ -17,14 +17,16 @@ Pebble runs with PEBBLE_VA_NOSLEEP=1 and PEBBLE_WFE_NONCEREJECT=0 here, so
 that every POST in its log is a real request (a badNonce retry would be
 logged too); test_acme_conformance leaves the 5 % badNonce on.
 """
+import json
 import os
 import random
 import re
+import signal
 import threading
 
 import pytest
 
-from acme_env import Http01, KillableApply, challenge_files, verify_acme_outputs
+from acme_env import DirWatch, Http01, KillableApply, challenge_files, verify_acme_outputs
 from conftest import manifest
 
 CRASH = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
@@ -46,6 +48,14 @@ def write_certs(env, certs):
     for name, names in certs.items():
         env.repo.write(f"{name}.yaml", manifest(name, [f'"{n}"' for n in names], issuer="le"))
     env.repo.commit()
+
+
+def answer_files(webroot):
+    """challenge_files without the temporary files of an interrupted atomic write (their own test below)."""
+    return [f for f in challenge_files(webroot) if not TMP.search(f)]
+
+
+TMP = re.compile(r"\.tmp\.\d+\.\d+$")  # fsutil_write_atomic's "<path>.tmp.<pid>.<n>"
 
 
 def issued_once(env, pebble, certs):
@@ -121,7 +131,7 @@ def test_sigkill_at_random_points_of_twenty_issuances(env, web):
     assert kills >= 2, f"seed {seed}: apply ended before the kills ({history})"
     converge(env, "--parallelism", "4")
     issued_once(env, web.pebble, certs)
-    assert challenge_files(web.webroot) == [], f"seed {seed} {history}"
+    assert answer_files(web.webroot) == [], f"seed {seed} {history}"
 
 
 # ---------------------------------------------------------------- deterministic kill points
@@ -153,7 +163,7 @@ def test_sigkill_at_each_step(env, web, point, pattern):
     assert a.finish(), a.text()
     converge(env, "--parallelism", "2")
     issued_once(env, web.pebble, TWO)
-    assert challenge_files(web.webroot) == []
+    assert answer_files(web.webroot) == []
 
 
 def test_sigkill_when_the_ca_has_the_order_but_certsync_not_its_answer(env, web):
@@ -175,8 +185,9 @@ def test_sigkill_while_the_va_fetches_the_journaled_token(env, web):
     web.server.on_get = lambda path: "/.well-known/acme-challenge/" in path and a.kill()
     assert a.finish(), a.text()
     web.server.on_get = None
-    st = env.state_json()["certificates"]
-    assert any(rec.get("tokens") for rec in st.values()), st  # the token is journaled before it is placed
+    shown = [env.run("state", "show", n) for n in TWO]  # the state as the journal left it
+    assert all(r.code == 0 for r in shown), shown
+    assert any(json.loads(r.out).get("tokens") for r in shown), shown  # the token is journaled before it is placed
     converge(env, "--parallelism", "2")
     issued_once(env, web.pebble, TWO)
     assert challenge_files(web.webroot) == []
@@ -192,6 +203,30 @@ def test_sigkill_after_finalize_reached_the_ca(env, web):
     assert w.hit.is_set() and a.killed.is_set(), a.text()
     converge(env, "--parallelism", "2")
     issued_once(env, web.pebble, TWO)
+
+
+def test_sigkill_inside_the_atomic_write_of_an_answer_leaves_no_file(env, web):
+    """Killed between the creation of the answer's temporary file and its rename (inotify on the web root's
+    acme-challenge directory; the process is stopped first, so the kill lands inside that window for sure):
+    the rerun removes the answer and its temporary file, nothing stays in the web root."""
+    chal = web.webroot / ".well-known" / "acme-challenge"
+    chal.mkdir(parents=True)
+    write_certs(env, {"c1": TWO["c1"]})
+    a = KillableApply(env, "--wait", "60s")
+    inside = []
+
+    def stop_then_kill(name):
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        inside.append((chal / name).exists())  # still the temporary file: not renamed yet
+        a.kill()
+
+    w = DirWatch(chal, lambda name: bool(TMP.search(name)), stop_then_kill)
+    a.finish()
+    w.close()
+    assert w.hit.is_set() and inside == [True], (inside, a.text())
+    converge(env)
+    issued_once(env, web.pebble, {"c1": TWO["c1"]})
+    assert challenge_files(web.webroot) == []
 
 
 # ---------------------------------------------------------------- dns-01: a placed TXT record survives no crash
