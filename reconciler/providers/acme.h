@@ -68,6 +68,14 @@ void acme_problem_text(const struct acme_problem *p, char *out, size_t n);
  * record may not have been visible yet.
  */
 int acme_problem_class(const struct acme_problem *p, const char **fail_class);
+/*
+ * The same for a challenge's own error (challenge.error, or the order's
+ * error after a failed authorization): there dns, connection, tls,
+ * unauthorized and incorrectResponse are STATE_FAIL_TRANSIENT/CS_ETRANSIENT
+ * (the solver's record may not have been visible yet); everything else as
+ * acme_problem_class (caa stays a manifest problem).
+ */
+int acme_challenge_problem_class(const struct acme_problem *p, const char **fail_class);
 
 /* ---------- the protocol client (acme_client.c) ---------- */
 
