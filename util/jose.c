@@ -1,7 +1,11 @@
 /* JOSE for ACME: base64url, the JWK and thumbprint of a key, flattened JWS (ES256/ES384/ES512/RS256), the EAB JWS. */
+#include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,4 +361,85 @@ void jose_dns01_value(const char *key_authorization, char out[44])
 	enc = jose_b64url(h, sizeof(h));
 	memcpy(out, enc, 44);
 	free(enc);
+}
+
+/* ---------- certificates ---------- */
+
+int jose_pem_to_der(const char *pem, size_t len, const char *label, struct buf *out)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	char *name = NULL, *header = NULL;
+	unsigned char *data = NULL;
+	long n = 0;
+	int rc = CS_EINVALID;
+
+	if (!b || len > INT_MAX)
+		goto out;
+	while (PEM_read_bio(b, &name, &header, &data, &n) == 1) {
+		if (!strcmp(name, label)) {
+			buf_clear(out);
+			rc = buf_append(out, data, (size_t)n) ? CS_EINVALID : 0;
+			break;
+		}
+		OPENSSL_free(name);
+		OPENSSL_free(header);
+		OPENSSL_free(data);
+		name = header = NULL;
+		data = NULL;
+	}
+out:
+	ERR_clear_error();
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(data);
+	BIO_free(b);
+	return rc ? cs_error(rc, "no PEM block \"%s\" in the text", label) : 0;
+}
+
+/* The content octets of a DER INTEGER (after its tag and length). */
+static int jose_integer_content(const ASN1_INTEGER *a, struct buf *out)
+{
+	unsigned char *der = NULL;
+	int n = i2d_ASN1_INTEGER(a, &der);
+	size_t off = 2;
+
+	if (n < 3) {
+		OPENSSL_free(der);
+		return crypto_ossl_fail(CS_EINVALID, "encoding the certificate's serial number");
+	}
+	if (der[1] & 0x80) /* long form: 0x8k then k length bytes */
+		off = 2 + (der[1] & 0x7f);
+	buf_clear(out);
+	if (off < (size_t)n)
+		buf_append(out, der + off, (size_t)n - off);
+	OPENSSL_free(der);
+	return off < (size_t)n ? 0 : cs_error(CS_EINVALID, "the certificate's serial number is empty");
+}
+
+int jose_ari_cert_id(const char *cert_pem, size_t len, char **out)
+{
+	struct crypto_cert *cert = NULL;
+	const ASN1_OCTET_STRING *aki;
+	struct buf serial = BUF_INIT;
+	char *a = NULL, *s = NULL;
+	int rc;
+
+	if ((rc = crypto_cert_from_pem(cert_pem, len, "the certificate", &cert)))
+		return rc;
+	aki = X509_get0_authority_key_id(cert->x);
+	if (!aki || ASN1_STRING_length(aki) <= 0) {
+		rc = cs_error(CS_EINVALID, "the certificate has no authority key identifier: no ARI identifier");
+		goto out;
+	}
+	if ((rc = jose_integer_content(X509_get0_serialNumber(cert->x), &serial)))
+		goto out;
+	a = jose_b64url(ASN1_STRING_get0_data(aki), (size_t)ASN1_STRING_length(aki));
+	s = jose_b64url(serial.data, serial.len);
+	*out = xasprintf("%s.%s", a, s);
+out:
+	crypto_cert_free(cert);
+	buf_free(&serial);
+	free(a);
+	free(s);
+	return rc;
 }
