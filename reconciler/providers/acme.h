@@ -306,6 +306,49 @@ void acme_solver_describe(const struct acme_solver *s, char *out, size_t n);
 int acme_session(struct step_ctx *ctx, struct acme *a, struct acme_client **out);
 void acme_session_end(struct acme *a);
 
+/* Where the account key lives, for callers outside a step (certsync revoke): the key store's "_issuer.<name>". */
+struct acme_keys {
+	int (*get)(void *arg, const char *slot, struct buf *out);	 /* CS_ENOTFOUND when absent */
+	int (*put)(void *arg, const char *slot, const struct buf *data); /* NULL: never create an account key */
+	void *arg;
+};
+
+/*
+ * acme_session's core: with k->put NULL, an absent account key is
+ * CS_ENOTFOUND ("issuer le has no ACME account in the key store yet") and
+ * the account is only looked up (onlyReturnExisting), never created.
+ */
+int acme_session_with(struct acme *a, const struct acme_keys *k, struct acme_client **out);
+
+/* ---------- ARI and revocation (acme_ari.c) ---------- */
+
+/*
+ * Record ids of the renewal information of the installed certificate
+ * (never secrets): the ARI certificate id, the suggested window, the
+ * chosen renewal point inside it and when to ask again (unix seconds).
+ * plan_renewal_time honours ACME_ID_ARI_AT when it is earlier than the
+ * renewBefore point.
+ */
+#define ACME_ID_ARI_ID "acme.ari.id"
+#define ACME_ID_ARI_START "acme.ari.start"
+#define ACME_ID_ARI_END "acme.ari.end"
+#define ACME_ID_ARI_AT "acme.ari.at"
+#define ACME_ID_ARI_NEXT "acme.ari.next"
+/* The ARI id of the certificate a renewal replaces, sent as newOrder's "replaces". */
+#define ACME_ID_REPLACES "acme.replaces"
+
+/*
+ * After an install (ctx->rec records the new serial; cert_pem is the
+ * installed chain): computes the ARI id and, when the directory has
+ * renewalInfo, asks for the window and records it. Never fails the install:
+ * a failure is logged and asked again later.
+ */
+void acme_ari_after_install(struct step_ctx *ctx, struct acme *a, struct acme_client *c, const char *cert_pem,
+			    size_t len);
+
+/* Before a renewal's newOrder: the id to send as "replaces" (NULL when none; caller frees). */
+char *acme_ari_replaces(const struct step_ctx *ctx);
+
 /* ---------- challenge solvers (acme_solve.c) ---------- */
 
 /*

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pg_env"]  # the pg, pg_own and pg_server fixtures (a real PostgreSQL)
+pytest_plugins = ["pg_env", "acme_env"]  # pg, pg_own, pg_server (a real PostgreSQL); peers (Pebble, BIND, challtestsrv)
 
 BIN = os.environ.get("CERTSYNC_BIN") or str(Path(__file__).resolve().parents[2] / "build" / "certsync")
 GIT_ENV = {
