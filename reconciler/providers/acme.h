@@ -2,7 +2,8 @@
  * The ACME driver's private interface (RFC 8555, RFC 9773 ARI), shared by
  * acme*.c. The protocol client (directory, nonce pool, signed requests,
  * problem documents, account, orders, authorizations, challenges, finalize,
- * download, revocation, renewal information) is acme_client.c and
+ * download, revocation, renewal information) is acme_client.c (with
+ * acme_order.c, acme_client_ari.c and the wire parsing acme_wire.c) and
  * acme_problem.c; JWS and keys are util/jose.c. The issuer's config is
  * acme_config.c, the steps acme.c, challenge solvers acme_solve.c, ARI and
  * revocation acme_ari.c. docs/acme.md is the user-facing contract.

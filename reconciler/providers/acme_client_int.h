@@ -1,6 +1,6 @@
 /*
  * Private to the ACME protocol client (acme_client.c, acme_order.c,
- * acme_ari.c) and its unit tests: the client's state and the request
+ * acme_client_ari.c) and its unit tests: the client's state and the request
  * helpers the operations share.
  */
 #ifndef CS_RECONCILER_PROVIDERS_ACME_CLIENT_INT_H

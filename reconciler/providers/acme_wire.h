@@ -1,6 +1,6 @@
 /*
  * Private to the ACME protocol client (acme_client.c, acme_order.c,
- * acme_ari.c) and its unit tests: the pure, bounded parsing of what an ACME
+ * acme_client_ari.c) and its unit tests: the pure, bounded parsing of what an ACME
  * server answers (directory, account, order, authorization, challenge,
  * orders list, renewal information, Link headers). Every parser takes the
  * untrusted body, type-checks and bounds each field it reads, and on a

@@ -1,4 +1,4 @@
-/* ACME Renewal Information (RFC 9773) and revocation (RFC 8555 §7.6). */
+/* The protocol client's ARI requests (RFC 9773: certificate id, renewalInfo) and revocation (RFC 8555 §7.6). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
