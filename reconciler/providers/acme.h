@@ -141,7 +141,8 @@ const char *acme_client_thumbprint(const struct acme_client *c);
  * turned into an error (cs_error text with the operation, the URL path and
  * acme_problem_text; the class recorded with provider_fail), and when prob
  * is not NULL it gets the problem (caller frees). accept NULL means
- * application/json.
+ * application/json. On an error res keeps only status and retry_after
+ * (its body and headers are freed; http_response_free again is harmless).
  */
 int acme_client_post(struct acme_client *c, const char *op, const char *url, const char *payload, const char *accept,
 		     struct http_response *res, struct acme_problem *prob);

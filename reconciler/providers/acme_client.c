@@ -251,10 +251,11 @@ static int post_once(struct acme_client *c, const struct crypto_key *key, const 
 	req.retry = HTTP_RETRY_NEVER; /* a replayed JWS is refused anyway (its nonce is spent) */
 	rc = http_do(c->http_post, &req, res);
 	acme_nonce_keep(c, res);
-	if (rc && !res->status)
-		rc = provider_fail(STATE_FAIL_TRANSIENT, cs_error(rc, "issuer %s: %s", c->issuer, cs_errmsg()));
+	if (rc && (!res->status || rc != CS_ETRANSIENT)) /* no answer, or one too large to read */
+		rc = provider_http_fail_class(res->status == 200 ? 0 : res->status,
+					      cs_error(rc, "issuer %s: %s", c->issuer, cs_errmsg()));
 	else
-		rc = 0; /* an answer arrived: the caller reads the status */
+		rc = 0; /* an answer arrived (a 429 or 5xx too): the caller reads the status */
 out:
 	free(nonce);
 	free(jws);

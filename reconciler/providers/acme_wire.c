@@ -286,7 +286,7 @@ static int load_object(const struct acme_wire *w, const char *body, size_t len, 
 
 static int directory_meta(const struct acme_wire *w, const json_t *meta, struct acme_directory *d)
 {
-	const json_t *v, *eab = json_object_get(meta, "externalAccountRequired");
+	const json_t *v, *item, *eab = json_object_get(meta, "externalAccountRequired");
 	const char *name;
 	size_t i;
 	int rc;
@@ -304,7 +304,7 @@ static int directory_meta(const struct acme_wire *w, const json_t *meta, struct 
 		return acme_wire_fail(w, "\"meta.profiles\" is not an object");
 	if (json_object_size(v)) {
 		d->profiles = xcalloc(ACME_MAX_META, sizeof(*d->profiles));
-		json_object_foreach ((json_t *)v, name, eab) {
+		json_object_foreach ((json_t *)v, name, item) {
 			if (d->n_profiles < ACME_MAX_META && strlen(name) <= 64)
 				d->profiles[d->n_profiles++] = xstrdup(name);
 		}
@@ -313,10 +313,10 @@ static int directory_meta(const struct acme_wire *w, const json_t *meta, struct 
 		return acme_wire_fail(w, "\"meta.caaIdentities\" is not a list");
 	if (json_array_size(v)) {
 		d->caa_identities = xcalloc(ACME_MAX_META, sizeof(*d->caa_identities));
-		json_array_foreach (v, i, eab) {
-			if (d->n_caa_identities < ACME_MAX_META && json_is_string(eab) &&
-			    json_string_length(eab) <= ACME_MAX_IDENT)
-				d->caa_identities[d->n_caa_identities++] = xstrdup(json_string_value(eab));
+		json_array_foreach (v, i, item) {
+			if (d->n_caa_identities < ACME_MAX_META && json_is_string(item) &&
+			    json_string_length(item) <= ACME_MAX_IDENT)
+				d->caa_identities[d->n_caa_identities++] = xstrdup(json_string_value(item));
 		}
 	}
 	return 0;
