@@ -19,39 +19,6 @@ static int wire_failed(int rc)
 
 /* ---------- orders ---------- */
 
-static int order_payload(const struct acme_client *c, char *const *names, size_t n, const char *profile,
-			 const char *replaces, char **out)
-{
-	struct buf b = BUF_INIT;
-
-	if (!n || n > ACME_MAX_AUTHZ)
-		return cs_error(CS_EINVALID, "issuer %s: an ACME order holds 1 to %d names, not %zu", c->issuer,
-				ACME_MAX_AUTHZ, n);
-	buf_puts(&b, "{\"identifiers\":[");
-	for (size_t i = 0; i < n; i++) {
-		if (!names[i][0] || strlen(names[i]) > ACME_MAX_IDENT) {
-			buf_free(&b);
-			return cs_error(CS_EINVALID, "issuer %s: \"%.80s\" is not a DNS name an ACME order can hold",
-					c->issuer, names[i]);
-		}
-		buf_puts(&b, i ? ",{\"type\":\"dns\",\"value\":" : "{\"type\":\"dns\",\"value\":");
-		buf_json_str(&b, names[i]);
-		buf_puts(&b, "}");
-	}
-	buf_puts(&b, "]");
-	if (profile) {
-		buf_puts(&b, ",\"profile\":");
-		buf_json_str(&b, profile);
-	}
-	if (replaces) {
-		buf_puts(&b, ",\"replaces\":");
-		buf_json_str(&b, replaces);
-	}
-	buf_puts(&b, "}");
-	*out = buf_detach(&b);
-	return 0;
-}
-
 /* Parses the order of a 2xx answer into out, with its URL and Retry-After. */
 static int order_from(struct acme_client *c, const char *op, const char *req_url, const char *order_url,
 		      const struct http_response *res, struct acme_order *out)
@@ -76,7 +43,8 @@ int acme_order_new(struct acme_client *c, char *const *names, size_t n, const ch
 	const char *loc;
 	int rc;
 
-	if ((rc = order_payload(c, names, n, profile, replaces, &payload)) || (rc = acme_client_directory(c, &d)))
+	if ((rc = acme_order_payload(c->issuer, names, n, profile, replaces, &payload)) ||
+	    (rc = acme_client_directory(c, &d)))
 		goto done;
 	w.url = d->new_order;
 	if ((rc = acme_client_post(c, "acme newOrder", d->new_order, payload, NULL, &res, NULL)))

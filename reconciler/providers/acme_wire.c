@@ -415,6 +415,39 @@ static int order_identifiers(const struct acme_wire *w, const json_t *o, struct 
 	return 0;
 }
 
+int acme_order_payload(const char *issuer, char *const *names, size_t n, const char *profile, const char *replaces,
+		       char **out)
+{
+	struct buf b = BUF_INIT;
+
+	if (!n || n > ACME_MAX_AUTHZ)
+		return cs_error(CS_EINVALID, "issuer %s: an ACME order holds 1 to %d names, not %zu", issuer,
+				ACME_MAX_AUTHZ, n);
+	buf_puts(&b, "{\"identifiers\":[");
+	for (size_t i = 0; i < n; i++) {
+		if (!names[i][0] || strlen(names[i]) > ACME_MAX_IDENT) {
+			buf_free(&b);
+			return cs_error(CS_EINVALID, "issuer %s: \"%.80s\" is not a DNS name an ACME order can hold",
+					issuer, names[i]);
+		}
+		buf_puts(&b, i ? ",{\"type\":\"dns\",\"value\":" : "{\"type\":\"dns\",\"value\":");
+		buf_json_str(&b, names[i]);
+		buf_puts(&b, "}");
+	}
+	buf_puts(&b, "]");
+	if (profile) {
+		buf_puts(&b, ",\"profile\":");
+		buf_json_str(&b, profile);
+	}
+	if (replaces) {
+		buf_puts(&b, ",\"replaces\":");
+		buf_json_str(&b, replaces);
+	}
+	buf_puts(&b, "}");
+	*out = buf_detach(&b);
+	return 0;
+}
+
 int acme_order_parse(const struct acme_wire *w, const char *body, size_t len, struct acme_order *out)
 {
 	static const char *const st[] = {"pending", "ready", "processing", "valid", "invalid", NULL};

@@ -63,6 +63,14 @@ void acme_directory_free(struct acme_directory *d);
 /* The account object of newAccount: its status (must be "valid") and orders URL (*orders may be NULL). */
 int acme_account_parse(const struct acme_wire *w, const char *body, size_t len, char **orders);
 
+/*
+ * The newOrder payload: dns identifiers for names (1 to ACME_MAX_AUTHZ, a
+ * "*." name as is), profile and replaces when not NULL. CS_EINVALID naming
+ * the issuer for an empty or over-long name or count. Caller frees *out.
+ */
+int acme_order_payload(const char *issuer, char *const *names, size_t n, const char *profile, const char *replaces,
+		       char **out);
+
 /* An order object; out->url stays NULL (the caller knows the URL). */
 int acme_order_parse(const struct acme_wire *w, const char *body, size_t len, struct acme_order *out);
 int acme_authz_parse(const struct acme_wire *w, const char *body, size_t len, struct acme_authz *out);

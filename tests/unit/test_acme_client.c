@@ -392,6 +392,32 @@ static void test_order_parses_and_bounds_its_lists(void **s)
 			fail_msg("accepted: %s", bad[i]);
 }
 
+static void test_order_payload_lists_identifiers_profile_and_replaces(void **s)
+{
+	char *names[] = {"www.x.test", "*.x.test", "q\"uote.test"}, *out = NULL, *many[ACME_MAX_AUTHZ + 1];
+	char long_name[300];
+
+	(void)s;
+	assert_int_equal(acme_order_payload("le", names, 3, "tlsserver", "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE", &out),
+			 0);
+	assert_string_equal(out, "{\"identifiers\":[{\"type\":\"dns\",\"value\":\"www.x.test\"},{\"type\":\"dns\","
+				 "\"value\":\"*.x.test\"},{\"type\":\"dns\",\"value\":\"q\\\"uote.test\"}],"
+				 "\"profile\":\"tlsserver\",\"replaces\":\"aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE\"}");
+	free(out);
+	assert_int_equal(acme_order_payload("le", names, 1, NULL, NULL, &out), 0);
+	assert_string_equal(out, "{\"identifiers\":[{\"type\":\"dns\",\"value\":\"www.x.test\"}]}");
+	free(out);
+	assert_int_equal(acme_order_payload("le", names, 0, NULL, NULL, &out), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "issuer le: "));
+	for (int i = 0; i <= ACME_MAX_AUTHZ; i++)
+		many[i] = names[0];
+	assert_int_equal(acme_order_payload("le", many, ACME_MAX_AUTHZ + 1, NULL, NULL, &out), CS_EINVALID);
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	many[0] = long_name;
+	assert_int_equal(acme_order_payload("le", many, 1, NULL, NULL, &out), CS_EINVALID);
+}
+
 static void test_order_error_is_a_problem(void **s)
 {
 	const char *doc =
@@ -685,6 +711,7 @@ int main(void)
 		cmocka_unit_test(test_directory_with_meta_renewal_info_and_profiles),
 		cmocka_unit_test(test_directory_that_is_malformed_is_one_transient_message),
 		cmocka_unit_test(test_order_parses_and_bounds_its_lists),
+		cmocka_unit_test(test_order_payload_lists_identifiers_profile_and_replaces),
 		cmocka_unit_test(test_order_error_is_a_problem),
 		cmocka_unit_test(test_authz_parses_challenges_and_refuses_unsafe_tokens),
 		cmocka_unit_test(test_nonce_pool_keeps_valid_nonces_within_its_bound),
