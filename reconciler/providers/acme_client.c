@@ -62,7 +62,7 @@ int acme_client_get(struct acme_client *c, const char *op, const char *url, cons
 		    struct http_response *res)
 {
 	struct http_request req;
-	char path[256], *acc = xasprintf("Accept: %s", accept ? accept : "application/json");
+	char *acc = xasprintf("Accept: %s", accept ? accept : "application/json");
 	int rc;
 
 	memset(&req, 0, sizeof(req));
@@ -74,8 +74,7 @@ int acme_client_get(struct acme_client *c, const char *op, const char *url, cons
 	rc = http_do(c->http, &req, res);
 	free(acc);
 	acme_nonce_keep(c, res);
-	acme_url_path(url, path, sizeof(path));
-	if (rc)
+	if (rc && !(rc == CS_ETRANSIENT && res->status >= 400)) /* no answer; a 429 or 5xx is read below */
 		return provider_http_fail_class(res->status, cs_error(rc, "issuer %s: %s", c->issuer, cs_errmsg()));
 	if (res->status < 200 || res->status >= 300)
 		return acme_client_fail(c, op, url, res, NULL);
@@ -94,9 +93,11 @@ int acme_client_directory(struct acme_client *c, const struct acme_directory **o
 	if (c->have_dir)
 		goto out;
 	if ((rc = acme_client_get(c, "acme directory", c->directory_url, NULL, &res))) {
-		/* a directory URL that answers 4xx is a wrong URL in the configuration */
+		/* a directory URL that answers 4xx is a wrong URL in the configuration, not "not found" */
 		if (res.status >= 400 && res.status < 500 && res.status != 429)
-			provider_fail(STATE_FAIL_CONFIG, rc);
+			rc = provider_fail(
+				STATE_FAIL_CONFIG,
+				cs_error(CS_EINVALID, "%s (is `directory` the CA's ACME directory URL?)", cs_errmsg()));
 	} else if ((rc = acme_directory_parse(&w, res.body.data, res.body.len, &c->dir))) {
 		provider_fail(STATE_FAIL_TRANSIENT, rc);
 	} else {

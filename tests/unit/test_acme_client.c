@@ -696,6 +696,26 @@ static void test_ari_get_reads_the_window_and_clamps_retry_after(void **s)
 	free(dir);
 }
 
+static void test_directory_url_answering_404_is_a_configuration_error(void **s)
+{
+	char *dir = xasprintf("http://127.0.0.1:%d/not-the-directory", ari_port);
+	struct acme_client_opts o = {"le", dir, NULL, 5, "certsync-test"};
+	struct acme_client *c = NULL;
+	const struct acme_directory *d;
+	struct acme_renewal_info ri;
+
+	(void)s;
+	assert_int_equal(acme_client_new(&o, &c), 0);
+	assert_int_equal(acme_client_directory(c, &d), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "issuer le: acme directory /not-the-directory: malformed (404)"));
+	assert_non_null(strstr(cs_errmsg(), "is `directory` the CA's ACME directory URL?"));
+	assert_string_equal(provider_fail_class_take(), STATE_FAIL_CONFIG);
+	/* not "no renewal information": the directory itself is wrong */
+	assert_int_equal(acme_ari_get(c, "a.b", &ri), CS_EINVALID);
+	acme_client_free(c);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -719,6 +739,8 @@ int main(void)
 		cmocka_unit_test(test_ari_cert_id_is_aki_and_serial_content_octets),
 		cmocka_unit_test(test_ari_retry_after_is_clamped),
 		cmocka_unit_test_setup_teardown(test_ari_get_reads_the_window_and_clamps_retry_after, ari_start,
+						ari_stop),
+		cmocka_unit_test_setup_teardown(test_directory_url_answering_404_is_a_configuration_error, ari_start,
 						ari_stop),
 	};
 
