@@ -48,6 +48,12 @@ int bindpeer_free_port(void)
 
 int bindpeer_start(struct bindpeer *b, const char *dir, const char *const *zones, const char *const *extras, size_t n)
 {
+	return bindpeer_start_alg(b, dir, NULL, zones, extras, n);
+}
+
+int bindpeer_start_alg(struct bindpeer *b, const char *dir, const char *alg, const char *const *zones,
+		       const char *const *extras, size_t n)
+{
 	char *cmd = NULL, *tmp;
 	FILE *p;
 	size_t len;
@@ -56,11 +62,19 @@ int bindpeer_start(struct bindpeer *b, const char *dir, const char *const *zones
 	memset(b, 0, sizeof(*b));
 	if ((b->port = bindpeer_free_port()) < 0)
 		return -1;
-	b->dir = xasprintf("%s/named", dir);
+	b->dir = xasprintf("%s/named-%s", dir, alg ? alg : "hmac-sha256");
 	snprintf(b->server, sizeof(b->server), "127.0.0.1:%d", b->port);
 	cmd = xasprintf("sh %s/tests/peers/bind.sh start %s %d", test_srcdir(), b->dir, b->port);
 	if (mkdir(b->dir, 0755))
 		goto out;
+	if (alg) { /* bind.sh keeps a key it finds */
+		tmp = xasprintf("cd %s && tsig-keygen -a %s certsync-key. > tsig.key", b->dir, alg);
+		if (system(tmp) != 0) {
+			free(tmp);
+			goto out;
+		}
+		free(tmp);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (extras && extras[i]) {
 			tmp = xasprintf("extra.%s", zones[i]);

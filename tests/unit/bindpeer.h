@@ -21,6 +21,10 @@ int bindpeer_free_port(void);
  * zone file lines) are added to zones[i] (extras may be NULL). 0 once it answers.
  */
 int bindpeer_start(struct bindpeer *b, const char *dir, const char *const *zones, const char *const *extras, size_t n);
+
+/* The same with the TSIG key certsync-key. of algorithm alg ("hmac-sha384"; NULL: hmac-sha256). */
+int bindpeer_start_alg(struct bindpeer *b, const char *dir, const char *alg, const char *const *zones,
+		       const char *const *extras, size_t n);
 void bindpeer_stop(struct bindpeer *b);
 
 #endif

@@ -15,7 +15,7 @@
 #include "bindpeer.h"
 #include "testutil.h"
 
-static struct bindpeer bind;
+static struct bindpeer ns;
 static char *dir;
 static const char *srv[1];
 
@@ -40,16 +40,16 @@ static int start(void **state)
 {
 	(void)state;
 	dir = test_mkdtemp();
-	if (bindpeer_start(&bind, dir, zones, extras, 3))
+	if (bindpeer_start(&ns, dir, zones, extras, 3))
 		return -1;
-	srv[0] = bind.server;
+	srv[0] = ns.server;
 	return 0;
 }
 
 static int stop(void **state)
 {
 	(void)state;
-	bindpeer_stop(&bind);
+	bindpeer_stop(&ns);
 	test_rmdir(dir);
 	return 0;
 }
@@ -132,7 +132,7 @@ static void test_find_zone_with_no_server_answering_is_transient_and_bounded(voi
 	assert_true(util_mono_ms() - t0 < DNSQ_TIMEOUT_MS + 1500);
 	assert_non_null(strstr(cs_errmsg(), dead));
 	/* The next server answers. */
-	servers[1] = bind.server;
+	servers[1] = ns.server;
 	assert_int_equal(dnsq_find_zone(servers, 2, "_acme-challenge.q.a.test", &target, &zone), 0);
 	assert_string_equal(zone, "a.test");
 	free(target);
@@ -141,16 +141,16 @@ static void test_find_zone_with_no_server_answering_is_transient_and_bounded(voi
 
 static void test_zone_nameservers_resolves_the_ns_records(void **state)
 {
-	struct dnsq_servers ns = {0};
+	struct dnsq_servers nss = {0};
 
 	(void)state;
-	assert_int_equal(dnsq_zone_nameservers(srv, 1, "b.test", &ns), 0);
-	assert_int_equal(ns.n, 1);
-	assert_string_equal(ns.addr[0], "127.0.0.1:53");
-	dnsq_servers_free(&ns);
+	assert_int_equal(dnsq_zone_nameservers(srv, 1, "b.test", &nss), 0);
+	assert_int_equal(nss.n, 1);
+	assert_string_equal(nss.addr[0], "127.0.0.1:53");
+	dnsq_servers_free(&nss);
 	/* sub.a.test's NS (ns.elsewhere.test) has no address this server knows. */
-	assert_int_equal(dnsq_zone_nameservers(srv, 1, "sub.a.test", &ns), CS_ENOTFOUND);
-	assert_int_equal(dnsq_zone_nameservers(srv, 1, "other.test", &ns), CS_ETRANSIENT);
+	assert_int_equal(dnsq_zone_nameservers(srv, 1, "sub.a.test", &nss), CS_ENOTFOUND);
+	assert_int_equal(dnsq_zone_nameservers(srv, 1, "other.test", &nss), CS_ETRANSIENT);
 	assert_non_null(strstr(cs_errmsg(), "REFUSED"));
 }
 
@@ -159,17 +159,17 @@ static void test_txt_has_matches_exact_values(void **state)
 	int found = -1;
 
 	(void)state;
-	assert_int_equal(dnsq_txt_has(bind.server, "_acme-challenge.t.a.test", "tok-1", &found), 0);
+	assert_int_equal(dnsq_txt_has(ns.server, "_acme-challenge.t.a.test", "tok-1", &found), 0);
 	assert_int_equal(found, 1);
-	assert_int_equal(dnsq_txt_has(bind.server, "_acme-challenge.t.a.test", "part1part2", &found), 0);
+	assert_int_equal(dnsq_txt_has(ns.server, "_acme-challenge.t.a.test", "part1part2", &found), 0);
 	assert_int_equal(found, 1);
-	assert_int_equal(dnsq_txt_has(bind.server, "_acme-challenge.t.a.test", "tok-", &found), 0);
+	assert_int_equal(dnsq_txt_has(ns.server, "_acme-challenge.t.a.test", "tok-", &found), 0);
 	assert_int_equal(found, 0);
-	assert_int_equal(dnsq_txt_has(bind.server, "_acme-challenge.t.a.test", "part1", &found), 0);
+	assert_int_equal(dnsq_txt_has(ns.server, "_acme-challenge.t.a.test", "part1", &found), 0);
 	assert_int_equal(found, 0);
-	assert_int_equal(dnsq_txt_has(bind.server, "_acme-challenge.none.a.test", "tok-1", &found), 0);
+	assert_int_equal(dnsq_txt_has(ns.server, "_acme-challenge.none.a.test", "tok-1", &found), 0);
 	assert_int_equal(found, 0);
-	assert_int_equal(dnsq_txt_has(bind.server, "_acme-challenge.x.other.test", "tok-1", &found), CS_ETRANSIENT);
+	assert_int_equal(dnsq_txt_has(ns.server, "_acme-challenge.x.other.test", "tok-1", &found), CS_ETRANSIENT);
 	assert_non_null(strstr(cs_errmsg(), "REFUSED"));
 }
 
