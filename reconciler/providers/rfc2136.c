@@ -192,6 +192,7 @@ static int rfc2136_secret(const struct rfc2136 *r, struct buf *b)
 
 	if ((rc = config_cred_read(&r->secret, "tsig.secret", b)))
 		return provider_fail(STATE_FAIL_CONFIG, rc);
+	log_add_secret(b->data); /* redacted from every log line, whatever prints it */
 	if (rfc2136_b64_ok(b->data))
 		return provider_fail(STATE_FAIL_CONFIG,
 				     cs_error(CS_EAUTH,
