@@ -52,7 +52,7 @@ static int start(void **state)
 		return -1;
 	setenv("CERTSYNC_TEST_TSIG", ns.secret, 1);
 	setenv("CERTSYNC_TEST_TSIG_WRONG", WRONG, 1);
-	setenv("CERTSYNC_TEST_TSIG_BAD", "not base64!", 1);
+	setenv("CERTSYNC_TEST_TSIG_BAD", "%%-bad-secret-%%", 1);
 	issuers = xasprintf(
 		"  corpdns:\n    type: rfc2136\n    nameserver: %s\n"
 		"    tsig: {name: certsync-key, secret: {env: CERTSYNC_TEST_TSIG}}\n"
