@@ -7,11 +7,13 @@ one). So whatever the kill point, a rerun converges with, per certificate:
 one order, one finalize, one issued certificate (Pebble's own log), outputs
 that verify against Pebble's root, and no challenge file or TXT record left.
 
-A sample of the log-line kill points runs by default; CERTSYNC_TEST_LONG=1
-(make test-long) runs all of them. The kills happen on events, never after a sleep: a line of `apply -v`
+The kills happen on events, never after a sleep: a line of `apply -v`
 (killed from the reader thread), Pebble's VA fetching an http-01 answer
-from the web root (killed inside the request, before it is answered), or
-a line appearing in Pebble's or BIND's log.
+from the web root (killed inside the request, before it is answered), a
+line appearing in Pebble's or BIND's log, or a temporary file created in
+the web root (inotify). A sample of the log-line kill points runs by
+default; CERTSYNC_TEST_LONG=1 (make test-long) runs all of them, and
+CERTSYNC_TEST_SEED=N replays one run of the random test.
 
 Pebble runs with PEBBLE_VA_NOSLEEP=1 and PEBBLE_WFE_NONCEREJECT=0 here, so
 that every POST in its log is a real request (a badNonce retry would be
