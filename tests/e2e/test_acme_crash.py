@@ -110,6 +110,7 @@ def web(env, peers, tmp_path):
 def test_sigkill_at_random_points_of_twenty_issuances(env, web):
     seed = int(os.environ.get("CERTSYNC_TEST_SEED") or random.SystemRandom().randrange(1 << 30))
     rng = random.Random(seed)
+    print(f"CERTSYNC_TEST_SEED={seed}")  # shown with a failure: replays this run
     certs = {f"r{i:02d}": [f"r{i:02d}.peers.test"] + ([f"alt{i:02d}.peers.test"] if i % 3 == 0 else [])
              for i in range(20)}
     write_certs(env, certs)
