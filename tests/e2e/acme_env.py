@@ -85,7 +85,7 @@ class Bind:
     def dns01_solver(self, provider="corpdns", timeout="20s", match=None):
         """A dns01 solver (YAML list item) through provider, discovering zones and checking propagation here."""
         m = f"  match: {{dnsZones: [{', '.join(match)}]}}\n" if match else ""
-        return (f"- dns01:\n    provider: {provider}\n    resolvers: [\"{self.server}\"]\n    ttl: 30\n"
+        return (f"- dns01:\n    provider: {provider}\n    resolvers: [\"{self.server}\"]\n"
                 f"    propagation: {{timeout: {timeout}, interval: 1s, nameservers: [\"{self.server}\"]}}\n{m}")
 
     def stop(self):
