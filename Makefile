@@ -46,6 +46,17 @@ UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
 all: $(BUILD)/certsync
 
+# The commit the binary is built from (certsync version): rewritten only when it changes.
+GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/gen/commit.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define CERTSYNC_COMMIT "$(GIT_COMMIT)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obj/reconciler/cmd/cmd_version.o: $(BUILD)/gen/commit.h
+$(BUILD)/obj/reconciler/cmd/cmd_version.o: ALL_CFLAGS += -I$(BUILD)/gen
+.PHONY: FORCE
+FORCE:
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

@@ -58,7 +58,13 @@ struct engine {
 	int64_t deadline;      /* apply --wait: keep polling pending steps until then */
 	struct keystore *keys; /* opts->keys, or the file store under cfg->key_dir (own_keys) */
 	int own_keys;
+	/* Progress lines: every ENGINE_PROGRESS_EVERY finished jobs, and at least every ENGINE_PROGRESS_MS. */
+	int64_t t0_ms, last_progress_ms;
+	size_t finished, next_mark;
 };
+
+#define ENGINE_PROGRESS_EVERY 100
+#define ENGINE_PROGRESS_MS 10000
 
 void material_init(struct material *m)
 {
@@ -815,6 +821,55 @@ out:
 	return 0;
 }
 
+/* How long the work left should take at the rate so far ("" before the first job finishes). */
+static void engine_eta(const struct engine *e, int64_t elapsed_ms, char *out, size_t n)
+{
+	char d[32];
+
+	out[0] = '\0';
+	if (!e->finished || e->finished >= e->n_jobs)
+		return;
+	util_fmt_duration((elapsed_ms * (int64_t)(e->n_jobs - e->finished) / (int64_t)e->finished + 999) / 1000, d);
+	snprintf(out, n, "; ETA %s at this rate", d);
+}
+
+/*
+ * A progress line (under e->mu) on a long apply: what it waits for, when
+ * it polls next and when --wait gives up, and how far it is. Printed every
+ * ENGINE_PROGRESS_EVERY certificates on a large apply and at least every
+ * ENGINE_PROGRESS_MS while something takes time.
+ */
+static void engine_progress(struct engine *e)
+{
+	int64_t now_ms = util_mono_ms(), now = util_now();
+	int by_count = e->n_jobs >= ENGINE_PROGRESS_EVERY && e->finished >= e->next_mark;
+	char eta[96], poll[32], left[32];
+	size_t first = 0;
+
+	if (e->finished >= e->n_jobs || (!by_count && now_ms - e->last_progress_ms < ENGINE_PROGRESS_MS))
+		return;
+	while (e->next_mark <= e->finished)
+		e->next_mark += ENGINE_PROGRESS_EVERY;
+	e->last_progress_ms = now_ms;
+	engine_eta(e, now_ms - e->t0_ms, eta, sizeof(eta));
+	if (!e->n_parked) {
+		log_info("progress: %zu of %zu certificates finished (%zu done, %zu failed, %zu left waiting), %zu in "
+			 "progress%s",
+			 e->finished, e->n_jobs, e->res.done, e->res.failed, e->res.pending, e->running, eta);
+		return;
+	}
+	for (size_t i = 1; i < e->n_parked; i++)
+		if (e->parked[i]->wake_at < e->parked[first]->wake_at)
+			first = i;
+	util_fmt_duration(e->parked[first]->wake_at > now ? e->parked[first]->wake_at - now : 0, poll);
+	util_fmt_duration(e->deadline > now ? e->deadline - now : 0, left);
+	log_info("waiting for the provider: %zu certificate%s (next: %s at step %s), next poll in %s; --wait gives "
+		 "up in %s; %zu of %zu certificates finished%s",
+		 e->n_parked, e->n_parked == 1 ? "" : "s", e->parked[first]->ctx.rec->name,
+		 e->parked[first]->ctx.rec->step ? e->parked[first]->ctx.rec->step : "?", poll, left, e->finished,
+		 e->n_jobs, eta);
+}
+
 /*
  * The next job for a worker (under e->mu): a fresh one, else the parked job
  * that wakes first once its time has come. Waits while parked jobs sleep or
@@ -845,6 +900,7 @@ static struct engine_job *engine_next_job(struct engine *e)
 		}
 		if (!e->n_parked && !e->running)
 			return NULL;
+		engine_progress(e);
 		{
 			/* Short slices: a stop request is a flag set by a signal handler, not a broadcast. */
 			struct timespec ts;
@@ -876,8 +932,12 @@ static void *engine_worker(void *arg)
 		parked = engine_run_job(e, job);
 		pthread_mutex_lock(&e->mu);
 		e->running--;
-		if (parked)
+		if (parked) {
 			e->parked[e->n_parked++] = job;
+		} else {
+			e->finished++;
+			engine_progress(e);
+		}
 		pthread_cond_broadcast(&e->cv);
 	}
 	pthread_cond_broadcast(&e->cv);
@@ -972,6 +1032,8 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 	pthread_cond_init(&e.cv, NULL);
 	if (opts->wait > 0)
 		e.deadline = util_now() + opts->wait;
+	e.t0_ms = e.last_progress_ms = util_mono_ms();
+	e.next_mark = ENGINE_PROGRESS_EVERY;
 	if ((rc = engine_prepare(&e, plan, specs, n_specs)))
 		goto out;
 	e.parked = xcalloc(e.n_jobs + 1, sizeof(*e.parked));

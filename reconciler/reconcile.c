@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "../util/err.h"
@@ -471,6 +472,12 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
 	return 0;
 }
 
+/* The token is sent over http(s) only (gitsrc): a local path or another scheme never needs it. */
+static int reconcile_repo_is_http(const char *repo)
+{
+	return repo && (!strncasecmp(repo, "http://", 7) || !strncasecmp(repo, "https://", 8));
+}
+
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
 {
 	struct gitsrc_opts o;
@@ -481,7 +488,8 @@ int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
 	o.repo = cfg->source.repo;
 	o.cache_dir = cfg->source.cache_dir;
 	o.ca_file = cfg->source.ca_file;
-	if (cfg->source.token.kind != CRED_NONE) {
+	/* A local repository has no use for source.token: its variable need not be set. */
+	if (cfg->source.token.kind != CRED_NONE && reconcile_repo_is_http(cfg->source.repo)) {
 		if ((rc = config_cred_read(&cfg->source.token, "source.token", &token)))
 			return rc;
 		log_add_secret(token.data);

@@ -24,6 +24,7 @@ struct cmd_globals {
 	const char *config;
 	const char *repo, *ref, *path, *state, *output_root;
 	int verbose;
+	int no_color; /* --no-color: no ANSI colour even on a terminal */
 	const char *log_format;
 };
 
@@ -44,6 +45,7 @@ enum {
 	OPT_OUTPUT_ROOT,
 	OPT_LOG_FORMAT,
 	OPT_HELP,
+	OPT_NO_COLOR,
 	OPT__GLOBAL_END
 };
 
@@ -53,6 +55,7 @@ enum {
 		{"state", required_argument, NULL, OPT_STATE},                                                         \
 		{"output-root", required_argument, NULL, OPT_OUTPUT_ROOT},                                             \
 		{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, {"help", no_argument, NULL, OPT_HELP},        \
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},                                                         \
 	{                                                                                                              \
 		"verbose", no_argument, NULL, 'v'                                                                      \
 	}
@@ -62,6 +65,20 @@ enum {
  * not, -1 after printing help: the caller exits 0).
  */
 int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const char *arg);
+
+/* What cmd_getopt returns for a bad option, after printing its one error line. */
+#define CMD_OPT_BAD (-2)
+
+/*
+ * getopt_long for command c with getopt's own messages off: an unknown,
+ * ambiguous or incomplete option prints one line ("did you mean --x?" when
+ * a long option is close) and returns CMD_OPT_BAD (the caller exits
+ * EXIT_USAGE); otherwise as getopt_long (-1 at the end).
+ */
+int cmd_getopt(const struct cmd *c, int argc, char **argv, const struct option *opts);
+
+/* The candidate closest to word (a typo or a prefix of it), or NULL when none is close. */
+const char *cmd_suggest(const char *word, const char *const *cands, size_t n);
 
 /* (Re)configures logging from --log-format/-v/$CERTSYNC_LOG_FORMAT; exits 64 on a bad format. */
 void cmd_setup_logging(const struct cmd_globals *g);

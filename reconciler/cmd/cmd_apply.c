@@ -15,19 +15,11 @@
 
 #define PLAN_FILE_MAX (16 * 1024 * 1024)
 
-enum {
-	OPT_PARALLELISM = OPT__GLOBAL_END,
-	OPT_ALLOW_PARTIAL,
-	OPT_WAIT,
-	OPT_RETRY,
-	OPT_REFRESH,
-	OPT_NO_COLOR,
-	OPT_IGNORE_BACKUP
-};
+enum { OPT_PARALLELISM = OPT__GLOBAL_END, OPT_ALLOW_PARTIAL, OPT_WAIT, OPT_RETRY, OPT_REFRESH, OPT_IGNORE_BACKUP };
 
 struct apply_args {
 	const char *plan_file;
-	int parallelism, allow_partial, retry_failed, refresh, no_color, ignore_backup;
+	int parallelism, allow_partial, retry_failed, refresh, ignore_backup;
 	int64_t wait;
 };
 
@@ -78,7 +70,6 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 		{"wait", required_argument, NULL, OPT_WAIT},
 		{"retry-failed", no_argument, NULL, OPT_RETRY},
 		{"refresh", no_argument, NULL, OPT_REFRESH},
-		{"no-color", no_argument, NULL, OPT_NO_COLOR},
 		{"ignore-backup", no_argument, NULL, OPT_IGNORE_BACKUP},
 		{NULL, 0, NULL, 0},
 	};
@@ -87,7 +78,7 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 	memset(a, 0, sizeof(*a));
 	a->parallelism = 4;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_apply, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_apply, opt, optarg);
 
 		if (r < 0)
@@ -106,9 +97,8 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 			break;
 		case OPT_RETRY: a->retry_failed = 1; break;
 		case OPT_REFRESH: a->refresh = 1; break;
-		case OPT_NO_COLOR: a->no_color = 1; break;
 		case OPT_IGNORE_BACKUP: a->ignore_backup = 1; break;
-		default: return cmd_usage_error(&cmd_apply, "unknown option");
+		default: return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind < argc)
@@ -273,7 +263,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		}
 	}
 	if (cmd_warn_lost_state(cfg, p) && (p->paid || p->deferred) && !a.ignore_backup) {
-		cmd_print_plan(p, "text", a.no_color, 0, stdout);
+		cmd_print_plan(p, "text", g->no_color, 0, stdout);
 		cmd_fail(
 			"the state is missing but its backup is there, and this plan has %zu paid change%s: nothing "
 			"applied. Restore the state with \"certsync state restore\", or apply --ignore-backup to start "
@@ -281,7 +271,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 			p->paid + p->deferred, p->paid + p->deferred == 1 ? "" : "s");
 		goto out;
 	}
-	cmd_print_plan(p, "text", a.no_color, 0, stdout);
+	cmd_print_plan(p, "text", g->no_color, 0, stdout);
 	if (src.desired.diags.n && !a.allow_partial) {
 		cmd_fail("%zu problem%s in the manifests at %.12s: nothing applied (fix them, or apply --allow-partial "
 			 "to apply the valid certificates)",

@@ -17,7 +17,6 @@ enum {
 	OPT_DETAILED,
 	OPT_REFRESH,
 	OPT_RETRY,
-	OPT_NO_COLOR,
 	OPT_ASCII,
 	OPT_BASE,
 	OPT_HEAD,
@@ -141,7 +140,6 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		{"detailed-exitcode", no_argument, NULL, OPT_DETAILED},
 		{"refresh", no_argument, NULL, OPT_REFRESH},
 		{"retry-failed", no_argument, NULL, OPT_RETRY},
-		{"no-color", no_argument, NULL, OPT_NO_COLOR},
 		{"ascii", no_argument, NULL, OPT_ASCII},
 		{"base", required_argument, NULL, OPT_BASE},
 		{"head", required_argument, NULL, OPT_HEAD},
@@ -156,14 +154,14 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	struct reconcile_opts ro;
 	const char *out_path = NULL, *base_ref = NULL, *head_ref = NULL;
 	enum output_status *observed = NULL;
-	int format = FMT_TEXT, detailed = 0, no_color = 0, ascii = 0, has_state = 0, with_state = 0, opt;
+	int format = FMT_TEXT, detailed = 0, ascii = 0, has_state = 0, with_state = 0, opt;
 	int status = EXIT_FAIL;
 	struct buf b = BUF_INIT;
 
 	memset(&src, 0, sizeof(src));
 	memset(&ro, 0, sizeof(ro));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_plan, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_plan, opt, optarg);
 
 		if (r < 0)
@@ -182,12 +180,11 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		case OPT_DETAILED: detailed = 1; break;
 		case OPT_REFRESH: ro.refresh = 1; break;
 		case OPT_RETRY: ro.retry_failed = 1; break;
-		case OPT_NO_COLOR: no_color = 1; break;
 		case OPT_ASCII: ascii = 1; break;
 		case OPT_BASE: base_ref = optarg; break;
 		case OPT_HEAD: head_ref = optarg; break;
 		case OPT_WITH_STATE: with_state = 1; break;
-		default: return cmd_usage_error(&cmd_plan, "unknown option");
+		default: return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind < argc)
@@ -218,7 +215,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		}
 		cmd_warn_lost_state(cfg, p);
 	}
-	if (cmd_print_plan(p, format_names[format], no_color, ascii, stdout)) {
+	if (cmd_print_plan(p, format_names[format], g->no_color, ascii, stdout)) {
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}

@@ -90,7 +90,7 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	int opt, has_state, force = 0, to_kind = 0, rc, status = EXIT_FAIL;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_state, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_state, opt, optarg);
 
 		if (r < 0)
@@ -104,7 +104,7 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		} else if (opt == OPT_FORCE) {
 			force = 1;
 		} else {
-			return cmd_usage_error(&cmd_state, "unknown option");
+			return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind >= argc)
@@ -154,6 +154,12 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	}
 	if (cmd_read_state(cfg, &be, &st, &has_state))
 		goto out;
+	/* A mistyped --state is not an empty state (Terraform: "No state file was found!"). */
+	if (!has_state && cfg->state.backend == STATE_BACKEND_FILE) {
+		cmd_fail("no state at %s: the file does not exist (check --state or state.path; apply creates it)",
+			 cfg->state_path);
+		goto out;
+	}
 	if (!strcmp(verb, "list")) {
 		state_print_list(st);
 		status = EXIT_OK;

@@ -1,5 +1,6 @@
 /* libmicrohttpd behind the daemon's HTTP endpoints (the only file that includes it). */
 #include "http_server.h"
+#include "../../util/libversion.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -709,4 +710,9 @@ void http_server_beat(struct http_server *s, int64_t bound_s)
 	s->beat_ms = util_mono_ms();
 	s->beat_bound_ms = bound_s > 0 ? bound_s * 1000 : 0;
 	pthread_mutex_unlock(&s->mu);
+}
+
+void libversion_microhttpd(char *out, size_t n)
+{
+	snprintf(out, n, "libmicrohttpd %s", MHD_get_version());
 }

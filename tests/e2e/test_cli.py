@@ -1,0 +1,190 @@
+"""The command line as Terraform users expect it: one error line with "did you mean", help, global options
+before the command, colour rules, stream order in pipes, version, and progress on long applies."""
+import os
+import re
+import subprocess
+
+from conftest import BIN, manifest
+from dnsimple_env import TOKEN, sim, with_dnsimple  # noqa: F401 (sim is a fixture)
+
+
+def cli(env, *args, extra_env=None, merge=False):
+    """The binary with args as given (no --config appended), from env's directory."""
+    e = dict(os.environ)
+    e.pop("NO_COLOR", None)
+    e.update(extra_env or {})
+    return subprocess.run([BIN, *args], cwd=env.dir, capture_output=not merge, text=True, timeout=120, env=e,
+                          stdout=subprocess.PIPE if merge else None, stderr=subprocess.STDOUT if merge else None)
+
+
+def test_mistyped_option_is_one_line_with_a_suggestion(env):
+    r = env.run("plan", "--formt", "json", check=64)
+    assert r.err.strip() == "error: unknown option --formt for certsync plan; did you mean --format?", r
+    assert r.out == ""
+    r = env.run("apply", "--paralelism", "2", check=64)
+    assert r.err.strip().splitlines() == ["error: unknown option --paralelism for certsync apply; "
+                                          "did you mean --parallelism?"], r
+    r = env.run("plan", "--zzzzzzzz", check=64)
+    assert len(r.err.strip().splitlines()) == 1 and "certsync help plan" in r.err, r
+    r = env.run("plan", "--re", check=64)
+    assert "ambiguous" in r.err and "--refresh" in r.err and "--ref" in r.err, r
+    r = env.run("plan", "--refresh=yes", check=64)
+    assert r.err.strip() == "error: option --refresh of certsync plan takes no value", r
+    r = cli(env, "plan", "--format")
+    assert r.returncode == 64 and r.stderr.strip() == "error: option --format of certsync plan needs a value", r
+
+
+def test_mistyped_command_gets_a_suggestion(env):
+    r = cli(env, "plna")
+    assert r.returncode == 64 and r.stderr.strip() == 'error: unknown command "plna"; did you mean plan?', r
+    r = cli(env, "stat", "list")
+    assert r.returncode == 64 and "did you mean state?" in r.stderr, r
+    r = cli(env, "--log-formt=json", "plan")
+    assert r.returncode == 64 and "did you mean --log-format?" in r.stderr and len(r.stderr.splitlines()) == 1, r
+
+
+def test_help_command_and_no_color_in_every_help(env):
+    r = cli(env, "help")
+    assert r.returncode == 0 and "plan" in r.stdout and "help" in r.stdout, r
+    for name in ("validate", "plan", "apply", "run", "state", "version"):
+        r = cli(env, "help", name)
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: certsync {name}"), r
+        assert "--no-color" in r.stdout, (name, r.stdout)
+        assert cli(env, name, "--help").stdout == r.stdout
+    r = cli(env, "help", "aply")
+    assert r.returncode == 64 and "did you mean apply?" in r.stderr, r
+
+
+def test_global_options_before_the_command(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    r = cli(env, "--log-format=json", "--config", str(env.config), "-v", "plan", "--no-color")
+    assert r.returncode == 0 and "+ a" in r.stdout, r
+    # json logs: every stderr line is an object
+    assert r.stderr and all(line.startswith("{") for line in r.stderr.splitlines()), r.stderr
+    r = cli(env, "--state", str(env.dir / "other.json"), "--config", str(env.config), "plan", "--format", "json")
+    assert r.returncode == 0 and '"lineage"' not in r.stdout.split('"changes"')[0].split('"state"')[0], r
+
+
+def colour_plan(env, extra_env, *args):
+    """The text plan written to a pseudo-terminal: does it carry ANSI colour?"""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        e = dict(os.environ)
+        e.pop("NO_COLOR", None)
+        e.update(extra_env)
+        os.chdir(env.dir)
+        os.execve(BIN, [BIN, "plan", "--config", str(env.config), *args], e)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    return "\x1b[" in out.decode(errors="replace")
+
+
+def test_term_dumb_no_color_and_no_color_flag(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    assert colour_plan(env, {"TERM": "xterm"})
+    assert not colour_plan(env, {"TERM": "dumb"})
+    assert not colour_plan(env, {"TERM": "xterm", "NO_COLOR": "1"})
+    assert not colour_plan(env, {"TERM": "xterm"}, "--no-color")
+
+
+def test_findings_come_before_the_summary_in_one_pipe(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra="renewBefore: 30 days"))
+    env.repo.write("b.yaml", manifest("b", ["b..example.test"]))
+    env.repo.commit()
+    r = cli(env, "validate", "--config", str(env.config), merge=True)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 3, r.stdout
+    assert lines[0].startswith("certificates/a.yaml:") and lines[1].startswith("certificates/b.yaml:"), lines
+    assert lines[2].startswith("error: 2 problems in the manifests"), lines
+    # apply: the plan, then errors, in the order written
+    r = cli(env, "apply", "--config", str(env.config), merge=True)
+    out = r.stdout
+    assert r.returncode == 1 and out.index("Plan:") < out.index("error: 2 problems"), out
+
+
+def test_state_list_with_a_mistyped_state_file_says_so(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)
+    r = env.run("state", "list", check=0)
+    assert re.search(r"^a\s+ready", r.out, re.M), r
+    r = env.run("state", "list", "--state", "typo.json", check=1)
+    assert "typo.json" in r.err and "does not exist" in r.err and r.out == "", r
+    r = env.run("state", "show", "a", "--state", "typo.json", check=1)
+    assert "does not exist" in r.err, r
+
+
+def test_local_source_does_not_need_the_token(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    text = env.config.read_text().replace("  ref: main\n", "  ref: main\n  token: {env: CERTSYNC_E2E_UNSET_TOKEN}\n")
+    env.config.write_text(text)
+    os.environ.pop("CERTSYNC_E2E_UNSET_TOKEN", None)
+    r = env.run("plan", check=0)
+    assert "+ a" in r.out and "CERTSYNC_E2E_UNSET_TOKEN" not in r.err, r
+    env.run("apply", check=0)
+
+
+def test_version_names_the_commit_and_the_libraries(env):
+    r = cli(env, "version")
+    assert r.returncode == 0, r
+    first = r.stdout.splitlines()[0]
+    m = re.match(r"certsync \S+ \(commit (\S+)\)$", first)
+    assert m and m.group(1) != "", first
+    head = subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short=7", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    if head:
+        assert m.group(1).startswith(head[:7]) or head[:7] in m.group(1), (first, head)
+    for lib in ("libcurl", "OpenSSL", "libgit2", "libyaml", "jansson", "libmicrohttpd", "libpq", "ldns"):
+        assert re.search(rf"^  {lib} \d", r.stdout, re.M), (lib, r.stdout)
+    assert cli(env, "--version").stdout == r.stdout
+
+
+def test_replace_is_shown_as_terraforms_destroy_create(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)
+    env.repo.write("a.yaml", manifest("a", ["a.example.test", "b.example.test"]))
+    env.repo.commit()
+    r = env.run("plan", check=0)
+    assert re.search(r"^-/\+ a\s+replace", r.out, re.M), r
+    assert not re.search(r"^~ ", r.out, re.M), r
+
+
+def test_large_apply_prints_progress_every_hundred(env):
+    for i in range(205):
+        env.repo.write(f"c{i:03}.yaml", manifest(f"c{i:03}", [f"c{i}.example.test"],
+                                                 extra="privateKey: {algorithm: ECDSA, size: 256}"))
+    env.repo.commit()
+    r = env.run("apply", "--parallelism", "4", check=0, timeout=600)
+    lines = [ln for ln in r.err.splitlines() if "progress: " in ln]
+    assert len(lines) >= 2, r.err[-2000:]
+    assert "100 of 205 certificates finished" in lines[0] and "ETA" in lines[0], lines
+    assert any("200 of 205" in ln for ln in lines), lines
+
+
+def test_apply_wait_says_what_it_waits_for(env, sim):
+    gen = with_dnsimple(env, sim)
+    next(gen)
+    try:
+        sim.ctl("issue_delay", {"seconds": 12})
+        env.repo.write("w.yaml", manifest("shop-www", ["www.pizza.company"], issuer="dns"))
+        env.repo.commit()
+        r = env.run("apply", "--auto-approve", "--wait", "60s", check=0, timeout=120)
+        lines = [ln for ln in r.err.splitlines() if "waiting for the provider:" in ln]
+        assert lines, r
+        assert "shop-www" in lines[0] and "next poll in" in lines[0] and "--wait gives up in" in lines[0], lines
+        assert "1 done" in r.out, r
+    finally:
+        gen.close()
