@@ -465,6 +465,11 @@ static void config_defaults(struct config *c)
 
 int config_parse(const char *path, const char *data, size_t len, struct config **out, struct diags *d)
 {
+	return config_parse_mode(path, data, len, 0, out, d);
+}
+
+int config_parse_mode(const char *path, const char *data, size_t len, int mode, struct config **out, struct diags *d)
+{
 	static const char *const keys[] = {"source", "state", "output", "issuers", "server", "policy", "hooks", NULL};
 	struct yfile *yf = NULL;
 	struct config *c = xcalloc(1, sizeof(*c));
@@ -489,15 +494,15 @@ int config_parse(const char *path, const char *data, size_t len, struct config *
 	ynode_check_keys(root, keys, path, "config", d);
 	if ((v = ynode_get(root, "source")))
 		config_parse_source(c, v, path, d);
-	else
+	else if (!(mode & CONFIG_PR_PLAN))
 		diags_add(d, path, 1, 1, "missing required section \"source\"");
 	if ((v = ynode_get(root, "state")))
 		config_parse_state(c, v, path, d);
-	else
+	else if (!(mode & CONFIG_PR_PLAN))
 		diags_add(d, path, 1, 1, "missing required section \"state\"");
 	if ((v = ynode_get(root, "output")))
 		config_parse_output(c, v, path, d);
-	else
+	else if (!(mode & CONFIG_PR_PLAN))
 		diags_add(d, path, 1, 1, "missing required section \"output\"");
 	if ((v = ynode_get(root, "issuers")))
 		config_parse_issuers(c, v, path, d);
@@ -531,6 +536,11 @@ out:
 
 int config_load(const char *path, struct config **out, struct diags *d)
 {
+	return config_load_mode(path, 0, out, d);
+}
+
+int config_load_mode(const char *path, int mode, struct config **out, struct diags *d)
+{
 	struct buf b = BUF_INIT;
 	char *abs = fsutil_abspath(NULL, path);
 	int rc;
@@ -546,7 +556,7 @@ int config_load(const char *path, struct config **out, struct diags *d)
 		rc = CS_EINVALID;
 		goto out;
 	}
-	rc = config_parse(abs, b.data, b.len, out, d);
+	rc = config_parse_mode(abs, b.data, b.len, mode, out, d);
 	/* Diagnostics name the file as the user wrote it. */
 	for (size_t i = 0; i < d->n; i++) {
 		if (!strcmp(d->v[i].file, abs)) {

@@ -91,8 +91,17 @@ struct config {
  */
 int config_load(const char *path, struct config **out, struct diags *d);
 
+/*
+ * Modes of config_load_mode: CONFIG_PR_PLAN is for plan --base (a PR plan
+ * compares manifests only), where only "issuers" is required: a CI job
+ * needs no source (the checkout is the repository), state or output.
+ */
+enum { CONFIG_PR_PLAN = 1 };
+int config_load_mode(const char *path, int mode, struct config **out, struct diags *d);
+
 /* Builds a config from YAML text (tests); `path` names it in diagnostics. */
 int config_parse(const char *path, const char *data, size_t len, struct config **out, struct diags *d);
+int config_parse_mode(const char *path, const char *data, size_t len, int mode, struct config **out, struct diags *d);
 
 void config_free(struct config *c);
 

@@ -94,6 +94,9 @@ int cmd_load_config(const struct cmd_globals *g, struct config **out);
 /* The same, with the diagnostics as log lines (to_log: the daemon) or printed (0). */
 int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_log);
 
+/* The same for a config_load_mode mode (CONFIG_PR_PLAN: plan --base needs only issuers). */
+int cmd_load_config_mode(const struct cmd_globals *g, int mode, struct config **out, int to_log);
+
 /* Parses --parallelism (1..64) into *out; a bad value prints usage and returns EXIT_USAGE. */
 int cmd_parse_parallelism(const struct cmd *c, const char *arg, int *out);
 

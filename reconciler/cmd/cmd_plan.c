@@ -199,8 +199,15 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 				       "--base plans compare manifests only: no --out, --refresh or --retry-failed");
 	cmd_setup_logging(g);
 	ro.now = util_now();
-	if (cmd_load_config(g, &cfg))
+	if (cmd_load_config_mode(g, base_ref ? CONFIG_PR_PLAN : 0, &cfg, 0))
 		goto out;
+	/* A PR plan's config may hold only issuers: the repository is then the checkout CI runs in. */
+	if (base_ref && !cfg->source.repo)
+		config_override(cfg, ".", NULL, NULL, NULL, NULL);
+	if (base_ref && with_state && !cfg->state_path && cfg->state.backend == STATE_BACKEND_FILE) {
+		cmd_fail("--with-state: the config has no state section (give --state FILE, or the state section)");
+		goto out;
+	}
 	if (base_ref) {
 		if (plan_pr(with_state || g->state, cfg, base_ref, head_ref ? head_ref : cfg->source.ref, &p))
 			goto out;

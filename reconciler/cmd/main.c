@@ -114,10 +114,15 @@ int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const ch
 
 int cmd_load_config(const struct cmd_globals *g, struct config **out)
 {
-	return cmd_load_config_to(g, out, 0);
+	return cmd_load_config_mode(g, 0, out, 0);
 }
 
 int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_log)
+{
+	return cmd_load_config_mode(g, 0, out, to_log);
+}
+
+int cmd_load_config_mode(const struct cmd_globals *g, int mode, struct config **out, int to_log)
 {
 	struct diags d = DIAGS_INIT;
 	const char *path = g->config ? g->config : getenv("CERTSYNC_CONFIG");
@@ -125,7 +130,7 @@ int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_
 
 	if (!path || !*path)
 		path = "certsync.yaml";
-	rc = config_load(path, out, &d);
+	rc = config_load_mode(path, mode, out, &d);
 	if (rc == CS_ENOTFOUND && to_log) {
 		log_error("%s", cs_errmsg());
 	} else if (rc == CS_ENOTFOUND) {

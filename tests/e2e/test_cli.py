@@ -188,3 +188,41 @@ def test_apply_wait_says_what_it_waits_for(env, sim):
         assert "1 done" in r.out, r
     finally:
         gen.close()
+
+
+def test_pr_plan_with_a_config_of_issuers_only(env):
+    """Item 11: CI has no production config: plan --base --head needs only issuers."""
+    env.repo.write("shop/www.yaml", manifest("shop-www", ["www.example.com"]))
+    env.repo.commit("base")
+    env.repo.git("checkout", "-q", "-b", "feature")
+    env.repo.write("shop/new.yaml", manifest("shop-new", ["new.example.com"], issuer="le"))
+    env.repo.write("shop/www.yaml", manifest("shop-www", ["www.example.com", "shop.example.com"]))
+    env.repo.commit("feature")
+    cfg = env.dir / "ci.yaml"
+    cfg.write_text("issuers:\n  internal: {type: ca, generate: {dir: ca}}\n"
+                   "  le:\n    type: dnsimple\n    account: {env: CERTSYNC_TEST_UNSET_ACCOUNT}\n"
+                   "    token: {file: /nonexistent/dnsimple-token}\n    zones: [example.com]\n")
+    # from the checkout, as a CI job runs it: the repository is the working directory
+    r = subprocess.run([BIN, "plan", "--config", str(cfg), "--base", "main", "--head", "feature",
+                        "--path", "certificates", "--detailed-exitcode"], cwd=env.repo.path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r
+    assert "missing required section" not in r.stderr, r.stderr
+    assert re.search(r"^\+ shop-new\s+create", r.stdout, re.M), r.stdout
+    assert re.search(r"^-/\+ shop-www\s+replace", r.stdout, re.M), r.stdout
+    assert "paid" in r.stdout
+    # elsewhere, naming the repository; JSON too
+    def run(*args):
+        return subprocess.run([BIN, *args, "--config", str(cfg)], cwd=env.dir, capture_output=True, text=True,
+                              timeout=60)
+    r = run("plan", "--base", "main", "--head", "feature", "--repo", str(env.repo.path), "--path", "certificates",
+            "--format", "json")
+    assert r.returncode == 0, r
+    import json
+    assert sorted(c["name"] for c in json.loads(r.stdout)["changes"]) == ["shop-new", "shop-www"]
+    # --with-state needs a state to read
+    r = run("plan", "--base", "main", "--head", "feature", "--repo", str(env.repo.path), "--with-state")
+    assert r.returncode == 1 and "no state section" in r.stderr, r
+    # a plain plan still needs the whole config
+    r = run("plan")
+    assert r.returncode == 1 and 'missing required section "source"' in r.stderr, r
