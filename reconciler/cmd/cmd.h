@@ -139,10 +139,27 @@ int cmd_state_rekey(const struct config *cfg);
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);
 
+/* --target NAME (repeatable) on plan and apply: the names point into argv. */
+#define CMD_TARGETS_MAX 256
+struct cmd_targets {
+	char *v[CMD_TARGETS_MAX];
+	size_t n;
+};
+
+/* Adds a --target value; over CMD_TARGETS_MAX prints usage and returns EXIT_USAGE. */
+int cmd_target_add(const struct cmd *c, struct cmd_targets *t, char *name);
+
+/*
+ * Cuts p down to the targets (nothing when t->n is 0). Each must name a
+ * certificate in the manifests or the state: otherwise prints one error
+ * (with the closest name) and returns EXIT_FAIL.
+ */
+int cmd_target_plan(const struct cmd_targets *t, const struct desired *d, const struct state *st, struct plan *p);
+
 /* Set by SIGINT/SIGTERM: finish the current step and stop. */
 extern volatile sig_atomic_t cmd_stop;
 void cmd_install_signals(void);
 
-extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_run, cmd_state, cmd_version;
+extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_show, cmd_run, cmd_state, cmd_version;
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../util/util.h"
 #include "cmd.h"
 
 #define CMD_WORD_MAX 64
@@ -117,4 +118,54 @@ int cmd_getopt(const struct cmd *c, int argc, char **argv, const struct option *
 	else
 		cmd_bad_long(c, opts, argv[optind > prev ? optind - 1 : prev]);
 	return CMD_OPT_BAD;
+}
+
+int cmd_target_add(const struct cmd *c, struct cmd_targets *t, char *name)
+{
+	if (t->n >= CMD_TARGETS_MAX)
+		return cmd_usage_error(c, "at most %d --target options", CMD_TARGETS_MAX);
+	t->v[t->n++] = name;
+	return 0;
+}
+
+/* The closest name to word among the manifests and the state, or NULL. */
+static const char *cmd_target_suggest(const char *word, const struct desired *d, const struct state *st)
+{
+	size_t n_rec = 0, n = 0;
+	struct state_cert **recs = st ? state_cert_list(st, &n_rec) : NULL;
+	const char **names = xcalloc(d->n_specs + n_rec + 1, sizeof(*names));
+	const char *hit;
+
+	for (size_t i = 0; i < d->n_specs; i++)
+		names[n++] = d->specs[i]->name;
+	for (size_t i = 0; i < n_rec; i++)
+		names[n++] = recs[i]->name;
+	hit = cmd_suggest(word, names, n);
+	free(names);
+	free(recs);
+	return hit;
+}
+
+int cmd_target_plan(const struct cmd_targets *t, const struct desired *d, const struct state *st, struct plan *p)
+{
+	if (!t->n)
+		return 0;
+	for (size_t i = 0; i < t->n; i++) {
+		int known = st && state_cert_get(st, t->v[i]);
+		const char *hit;
+
+		for (size_t k = 0; !known && k < d->n_specs; k++)
+			known = !strcmp(d->specs[k]->name, t->v[i]);
+		if (known)
+			continue;
+		hit = cmd_target_suggest(t->v[i], d, st);
+		if (hit)
+			return cmd_fail(
+				"--target %s: no certificate of that name in the manifests or the state; did you "
+				"mean %s?",
+				t->v[i], hit);
+		return cmd_fail("--target %s: no certificate of that name in the manifests or the state", t->v[i]);
+	}
+	plan_keep_targets(p, t->v, t->n);
+	return 0;
 }

@@ -20,7 +20,8 @@ enum {
 	OPT_ASCII,
 	OPT_BASE,
 	OPT_HEAD,
-	OPT_WITH_STATE
+	OPT_WITH_STATE,
+	OPT_TARGET
 };
 
 enum plan_format { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_GITHUB, FMT__MAX };
@@ -144,6 +145,7 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		{"base", required_argument, NULL, OPT_BASE},
 		{"head", required_argument, NULL, OPT_HEAD},
 		{"with-state", no_argument, NULL, OPT_WITH_STATE},
+		{"target", required_argument, NULL, OPT_TARGET},
 		{NULL, 0, NULL, 0},
 	};
 	struct config *cfg = NULL;
@@ -157,7 +159,9 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	int format = FMT_TEXT, detailed = 0, ascii = 0, has_state = 0, with_state = 0, opt;
 	int status = EXIT_FAIL;
 	struct buf b = BUF_INIT;
+	struct cmd_targets targets;
 
+	memset(&targets, 0, sizeof(targets));
 	memset(&src, 0, sizeof(src));
 	memset(&ro, 0, sizeof(ro));
 	optind = 1;
@@ -184,6 +188,10 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		case OPT_BASE: base_ref = optarg; break;
 		case OPT_HEAD: head_ref = optarg; break;
 		case OPT_WITH_STATE: with_state = 1; break;
+		case OPT_TARGET:
+			if (cmd_target_add(&cmd_plan, &targets, optarg))
+				return EXIT_USAGE;
+			break;
 		default: return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
@@ -194,6 +202,8 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	if (with_state && !base_ref)
 		return cmd_usage_error(&cmd_plan,
 				       "--with-state is for --base plans (a plain plan always reads the state)");
+	if (base_ref && targets.n)
+		return cmd_usage_error(&cmd_plan, "--target is for plans of the configured source, not --base plans");
 	if (base_ref && (out_path || ro.refresh || ro.retry_failed))
 		return cmd_usage_error(&cmd_plan,
 				       "--base plans compare manifests only: no --out, --refresh or --retry-failed");
@@ -221,6 +231,8 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 			goto out;
 		}
 		cmd_warn_lost_state(cfg, p);
+		if (cmd_target_plan(&targets, &src.desired, has_state ? st : NULL, p))
+			goto out;
 	}
 	if (cmd_print_plan(p, format_names[format], g->no_color, ascii, stdout)) {
 		cmd_fail("%s", cs_errmsg());
@@ -262,8 +274,9 @@ const struct cmd cmd_plan = {
 	"  --detailed-exitcode           exit 2 when the plan has changes (0 none, 1 error or a failed certificate)\n"
 	"  --refresh                     ask the providers about recorded certificates (drift)\n"
 	"  --retry-failed                plan failed certificates again\n"
+	"  --target NAME                 plan only this certificate (repeatable; for exceptional use)\n"
 	"  --no-color, --ascii           plain text output",
 	plan_run,
-	"plan [--format text|json|markdown|github] [--out FILE] [--detailed-exitcode] [--refresh]\n"
+	"plan [--format text|json|markdown|github] [--out FILE] [--detailed-exitcode] [--refresh] [--target NAME]...\n"
 	"       certsync plan --base REF [--head REF] [--repo PATH|URL] [--state FILE | --with-state] [--format ...]",
 };

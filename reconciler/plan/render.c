@@ -71,7 +71,7 @@ void plan_add_account_action(struct plan *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void plan_change_clear(struct plan_change *c)
+void plan_change_clear(struct plan_change *c)
 {
 	free(c->name);
 	free(c->reason);

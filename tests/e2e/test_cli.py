@@ -46,7 +46,7 @@ def test_mistyped_command_gets_a_suggestion(env):
 def test_help_command_and_no_color_in_every_help(env):
     r = cli(env, "help")
     assert r.returncode == 0 and "plan" in r.stdout and "help" in r.stdout, r
-    for name in ("validate", "plan", "apply", "run", "state", "version"):
+    for name in ("validate", "plan", "apply", "show", "run", "state", "version"):
         r = cli(env, "help", name)
         assert r.returncode == 0 and r.stdout.startswith(f"usage: certsync {name}"), r
         assert "--no-color" in r.stdout, (name, r.stdout)
@@ -226,3 +226,136 @@ def test_pr_plan_with_a_config_of_issuers_only(env):
     # a plain plan still needs the whole config
     r = run("plan")
     assert r.returncode == 1 and 'missing required section "source"' in r.stderr, r
+
+
+def pty_run(env, args, answer, extra_env=None):
+    """The binary on a pseudo-terminal (stdin and stdout): answers the prompt with answer. (exit code, output)"""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        e = dict(os.environ)
+        e.update(extra_env or {})
+        os.chdir(env.dir)
+        os.execve(BIN, [BIN, *args, "--config", str(env.config), "--no-color"], e)
+    out, answered = b"", False
+    while True:
+        r, _, _ = select.select([fd], [], [], 60)
+        if not r:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not answered and b"Enter a value:" in out:
+            os.write(fd, answer.encode() + b"\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def paid_env(env, sim):
+    gen = with_dnsimple(env, sim)
+    next(gen)
+    env.repo.write("w.yaml", manifest("shop-www", ["www.pizza.company"], issuer="dns"))
+    env.repo.write("i.yaml", manifest("internal-a", ["a.internal.test"]))
+    env.repo.commit()
+    return gen
+
+
+def test_paid_apply_asks_on_a_terminal(env, sim):
+    gen = paid_env(env, sim)
+    try:
+        code, out = pty_run(env, ["apply"], "no")
+        assert code == 1, out
+        assert "Do you want to perform these actions?" in out and "Only 'yes' will be accepted" in out, out
+        assert "Apply cancelled." in out
+        assert sim.count("purchaseLetsencryptCertificate") == 0 and not env.state.exists(), out
+        assert out.index("shop-www") < out.index("Do you want")  # the plan comes first
+        code, out = pty_run(env, ["apply", "--wait", "60s"], "yes")
+        assert code == 0, out
+        assert sim.count("purchaseLetsencryptCertificate") == 1 and "2 done" in out, out
+        assert (env.cert_dir("shop-www") / "tls.crt").exists() and (env.cert_dir("internal-a") / "tls.crt").exists()
+    finally:
+        gen.close()
+
+
+def test_paid_apply_without_a_terminal_is_refused(env, sim):
+    gen = paid_env(env, sim)
+    try:
+        r = env.run("apply", check=1)
+        assert "1 paid change" in r.err and "no terminal" in r.err and "--auto-approve" in r.err, r
+        assert "Enter a value" not in r.out
+        # the whole apply is refused, free changes too; nothing bought
+        assert sim.count("purchaseLetsencryptCertificate") == 0 and not (env.cert_dir("internal-a") / "tls.crt").exists()
+        # a saved plan was reviewed: applied without asking
+        env.run("plan", "--out", "plan.json", check=0)
+        r = env.run("apply", "plan.json", "--wait", "60s", check=0)
+        assert sim.count("purchaseLetsencryptCertificate") == 1 and "2 done" in r.out, r
+    finally:
+        gen.close()
+
+
+def test_auto_approve_and_free_plans_never_ask(env, sim):
+    gen = paid_env(env, sim)
+    try:
+        r = env.run("apply", "--auto-approve", "--wait", "60s", check=0)
+        assert sim.count("purchaseLetsencryptCertificate") == 1 and "2 done" in r.out, r
+        # a free change on a terminal: no prompt (only paid orders need consent)
+        env.repo.write("j.yaml", manifest("internal-b", ["b.internal.test"]))
+        env.repo.commit()
+        code, out = pty_run(env, ["apply"], "no")
+        assert code == 0 and "Do you want" not in out and "1 done" in out, out
+    finally:
+        gen.close()
+
+
+def test_show_renders_a_saved_plan_without_config(env, tmp_path):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.write("b.yaml", manifest("b", ["b.example.test"]))
+    env.repo.commit()
+    env.run("plan", "--out", "plan.json", check=0)
+    text = env.run("plan", "--no-color", check=0).out
+    # from another directory, with no config anywhere
+    r = subprocess.run([BIN, "show", str(env.dir / "plan.json")], cwd=tmp_path.parent, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r
+    assert r.stdout == text, (r.stdout, text)
+    r = subprocess.run([BIN, "show", str(env.dir / "plan.json"), "--format", "json"], capture_output=True,
+                       text=True, timeout=60)
+    import json
+    assert r.returncode == 0 and [c["name"] for c in json.loads(r.stdout)["changes"]] == ["a", "b"], r
+    assert json.loads(r.stdout) == json.loads((env.dir / "plan.json").read_text())
+    r = subprocess.run([BIN, "show", str(env.dir / "nope.json")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "nope.json" in r.stderr and len(r.stderr.splitlines()) == 1, r
+    (env.dir / "bad.json").write_text("{not json")
+    r = subprocess.run([BIN, "show", str(env.dir / "bad.json")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "bad.json" in r.stderr, r
+
+
+def test_target_plans_and_applies_only_the_named_certificates(env):
+    for n in ("a", "b", "c"):
+        env.repo.write(f"{n}.yaml", manifest(n, [f"{n}.example.test"]))
+    env.repo.commit()
+    r = env.run("plan", "--target", "a", "--target", "c", "--detailed-exitcode", check=2)
+    assert re.search(r"^\+ a\s", r.out, re.M) and re.search(r"^\+ c\s", r.out, re.M), r
+    assert not re.search(r"^\+ b\s", r.out, re.M), r
+    assert "2 to create" in r.out and "resource targeting is in effect" in r.out, r
+    r = env.run("plan", "--target", "bb", check=1)
+    assert r.err.strip() == ("error: --target bb: no certificate of that name in the manifests or the state; "
+                             "did you mean b?"), r
+    r = env.run("apply", "--target", "b", check=0)
+    assert "1 done" in r.out and "targeting" in r.out, r
+    assert (env.cert_dir("b") / "tls.crt").exists()
+    assert not (env.cert_dir("a") / "tls.crt").exists() and not (env.cert_dir("c") / "tls.crt").exists()
+    assert set(env.state_json()["certificates"]) == {"b"}
+    # a saved targeted plan applies only its targets; --target with a plan file is a usage error
+    env.run("plan", "--target", "a", "--out", "p.json", check=0)
+    env.run("apply", "p.json", "--target", "a", check=64)
+    env.run("apply", "p.json", check=0)
+    assert set(env.state_json()["certificates"]) == {"a", "b"}
+    r = env.run("plan", "--detailed-exitcode", check=2)
+    assert "1 to create" in r.out and "targeting" not in r.out, r
