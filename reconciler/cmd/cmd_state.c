@@ -6,6 +6,7 @@
 #include "../../util/err.h"
 #include "../../util/redact.h"
 #include "../../util/util.h"
+#include "../../state/keystore.h"
 #include "../backends.h"
 #include "cmd.h"
 
@@ -55,14 +56,79 @@ out:
 	return status;
 }
 
+/*
+ * state mv OLD NEW (Terraform's state mv): a renamed manifest keeps its
+ * certificate instead of a new one being issued (or bought). The key store
+ * entry is copied first and the old one pruned after the state is saved: a
+ * crash in between leaves an unused copy, never a record without its key.
+ */
+static int state_mv(const struct config *cfg, const char *from, const char *to)
+{
+	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
+	struct state *st = NULL;
+	struct keystore_item it;
+	const struct state_cert *rec;
+	int rc, status = EXIT_FAIL, moved_key = 0;
+
+	keystore_item_init(&it);
+	if (backends_open_keystore(cfg, &ks) || backends_open_state(cfg, &be) || state_lock(be, "state mv") ||
+	    state_load(be, &st)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (!(rec = state_cert_get(st, from))) {
+		cmd_fail("no certificate \"%s\" in the state", from);
+		goto out;
+	}
+	if (state_cert_get(st, to)) {
+		cmd_fail("\"%s\" is already in the state: nothing moved (state rm it first if it is stale)", to);
+		goto out;
+	}
+	if (rec->phase != PHASE_READY || rec->step) {
+		cmd_fail("%s is %s%s%s: move it once apply has finished its change", from, state_phase_name(rec->phase),
+			 rec->step ? " at step " : "", rec->step ? rec->step : "");
+		goto out;
+	}
+	if (rec->serial) {
+		rc = keystore_get(ks, from, rec->serial, &it);
+		if (rc && rc != CS_ENOTFOUND) {
+			cmd_fail("%s", cs_errmsg());
+			goto out;
+		}
+		if (!rc && keystore_put(ks, to, rec->serial, &it)) {
+			cmd_fail("%s", cs_errmsg());
+			goto out;
+		}
+		moved_key = !rc;
+	}
+	if (state_cert_rename(st, from, to) || state_save(be, st)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (moved_key && keystore_prune(ks, from, NULL))
+		fprintf(stderr, "warning: %s: the old key store entry stays (%s)\n", from, cs_errmsg());
+	printf("Moved %s to %s%s. Its certificate and output directory are kept: with the manifest renamed to %s, "
+	       "plan shows no new certificate.\n",
+	       from, to, moved_key ? " (and its key store entry)" : "", to);
+	status = EXIT_OK;
+out:
+	keystore_item_wipe(&it);
+	state_unlock(be);
+	state_backend_free(be);
+	keystore_close(ks);
+	state_free(st);
+	return status;
+}
+
 enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE };
 
-#define STATE_VERBS "list, show, rm, restore, migrate, rekey"
+#define STATE_VERBS "list, show, rm, mv, restore, migrate, rekey"
 
 /* One of the verbs, and the name it needs (show, rm) or the options only migrate takes. */
 static int state_check_args(const char *verb, const char *to, int force)
 {
-	static const char *const verbs[] = {"list", "show", "rm", "restore", "migrate", "rekey", NULL};
+	static const char *const verbs[] = {"list", "show", "rm", "mv", "restore", "migrate", "rekey", NULL};
 	size_t i;
 
 	for (i = 0; verbs[i] && strcmp(verb, verbs[i]); i++)
@@ -86,7 +152,7 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	struct state_backend *be = NULL;
 	struct state *st = NULL;
 	struct buf b = BUF_INIT;
-	const char *verb, *name = NULL, *to = NULL;
+	const char *verb, *name = NULL, *to = NULL, *new_name = NULL;
 	int opt, has_state, force = 0, to_kind = 0, rc, status = EXIT_FAIL;
 
 	optind = 1;
@@ -112,10 +178,15 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	verb = argv[optind++];
 	if ((rc = state_check_args(verb, to, force)))
 		return rc;
-	if (!strcmp(verb, "show") || !strcmp(verb, "rm")) {
+	if (!strcmp(verb, "show") || !strcmp(verb, "rm") || !strcmp(verb, "mv")) {
 		if (optind >= argc)
 			return cmd_usage_error(&cmd_state, "state %s needs a certificate name", verb);
 		name = argv[optind++];
+	}
+	if (!strcmp(verb, "mv")) {
+		if (optind >= argc)
+			return cmd_usage_error(&cmd_state, "state mv needs the old and the new name");
+		new_name = argv[optind++];
 	}
 	if (optind < argc)
 		return cmd_usage_error(&cmd_state, "unexpected argument \"%s\"", argv[optind]);
@@ -138,6 +209,10 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		}
 		printf("Removed %s from the state (its output files were left in place).\n", name);
 		status = EXIT_OK;
+		goto out;
+	}
+	if (!strcmp(verb, "mv")) {
+		status = state_mv(cfg, name, new_name);
 		goto out;
 	}
 	if (!strcmp(verb, "restore")) {
@@ -189,13 +264,14 @@ out:
 
 const struct cmd cmd_state = {
 	"state",
-	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), put\n"
+	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), rename one\n"
+	"so a renamed manifest keeps its certificate (mv OLD NEW; its key store entry moves too), put\n"
 	"state.json.backup back after state.json was lost (restore, file backend), copy the state and key store\n"
 	"between the file and postgres backends (migrate), or re-encrypt the postgres key store (rekey).\n"
 	"Options:\n"
 	"  --to postgres|file   state migrate: the backend to copy to (from the other one; both from the config)\n"
 	"  --force              state migrate: replace a target that already holds a state",
 	state_run,
-	"state list | state show NAME | state rm NAME | state restore\n"
+	"state list | state show NAME | state rm NAME | state mv OLD NEW | state restore\n"
 	"       certsync state migrate --to postgres|file [--force] | certsync state rekey",
 };

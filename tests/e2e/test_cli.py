@@ -359,3 +359,37 @@ def test_target_plans_and_applies_only_the_named_certificates(env):
     assert set(env.state_json()["certificates"]) == {"a", "b"}
     r = env.run("plan", "--detailed-exitcode", check=2)
     assert "1 to create" in r.out and "targeting" not in r.out, r
+
+
+def test_state_mv_keeps_the_certificate_of_a_renamed_manifest(env):
+    from conftest import cert_serial
+    env.repo.write("a.yaml", manifest("old-name", ["a.example.test"], extra="output: {directory: shop}"))
+    env.repo.write("b.yaml", manifest("other", ["b.example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)
+    serial = cert_serial(env.out / "shop" / "tls.crt")
+    env.repo.remove("a.yaml")
+    env.repo.write("a2.yaml", manifest("new-name", ["a.example.test"], extra="output: {directory: shop}"))
+    env.repo.commit("rename")
+    r = env.run("plan", check=0)
+    assert re.search(r"^\+ new-name\s+create", r.out, re.M), r  # without mv: a new certificate
+    # refusals first: unknown, target taken, missing argument
+    r = env.run("state", "mv", "nope", "new-name", check=1)
+    assert 'no certificate "nope"' in r.err, r
+    r = env.run("state", "mv", "old-name", "other", check=1)
+    assert '"other" is already in the state' in r.err, r
+    env.run("state", "mv", "old-name", check=64)
+    r = env.run("state", "mv", "old-name", "new-name", check=0)
+    assert "Moved old-name to new-name (and its key store entry)" in r.out, r
+    assert set(env.state_json()["certificates"]) == {"new-name", "other"}
+    r = env.run("plan", "--detailed-exitcode", check=0)
+    assert "No changes" in r.out, r
+    # the key moved with it: lost outputs come back from the key store, same certificate
+    for f in ("tls.crt", "tls.key", "ca.crt"):
+        (env.out / "shop" / f).unlink()
+    r = env.run("plan", check=0)
+    assert re.search(r"^! new-name\s+reinstall", r.out, re.M), r
+    env.run("apply", check=0)
+    assert cert_serial(env.out / "shop" / "tls.crt") == serial
+    store = env.dir / "state" / "keys" / "store"
+    assert (store / "new-name").is_dir() and not (store / "old-name").exists(), list(store.iterdir())
