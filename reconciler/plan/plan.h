@@ -14,7 +14,7 @@
 #include "../../util/buf.h"
 #include "../../util/diag.h"
 
-#define PLAN_FORMAT_VERSION "1.1"
+#define PLAN_FORMAT_VERSION "1.2"
 #define PLAN_MAX_STEPS 16
 
 enum change_kind {

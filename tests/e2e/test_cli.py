@@ -393,3 +393,38 @@ def test_state_mv_keeps_the_certificate_of_a_renamed_manifest(env):
     assert cert_serial(env.out / "shop" / "tls.crt") == serial
     store = env.dir / "state" / "keys" / "store"
     assert (store / "new-name").is_dir() and not (store / "old-name").exists(), list(store.iterdir())
+
+
+def test_json_plan_has_terraforms_resource_changes(env):
+    """A policy written for Terraform's JSON plan (resource_changes[].change.actions) reads certsync's."""
+    import json
+    for n in ("keep", "swap", "gone"):
+        env.repo.write(f"{n}.yaml", manifest(n, [f"{n}.example.test"], labels={"team": "web"}))
+    env.repo.commit()
+    env.run("apply", check=0)
+    env.repo.write("swap.yaml", manifest("swap", ["swap.example.test", "more.example.test"]))
+    env.repo.remove("gone.yaml")
+    env.repo.write("new.yaml", manifest("new", ["new.example.test"], labels={"team": "api"}))
+    env.repo.commit()
+    plan = env.plan_json()
+    assert plan["format_version"] == "1.2"
+    rc = {r["address"]: r for r in plan["resource_changes"]}
+    assert set(rc) == {"certsync_certificate.new", "certsync_certificate.swap", "certsync_certificate.gone"}
+    assert rc["certsync_certificate.new"]["change"]["actions"] == ["create"]
+    assert rc["certsync_certificate.new"]["change"]["before"] is None
+    assert rc["certsync_certificate.new"]["change"]["after"]["labels"] == {"team": "api"}
+    assert rc["certsync_certificate.swap"]["change"]["actions"] == ["delete", "create"]
+    assert rc["certsync_certificate.swap"]["action_reason"] == "replace_because_cannot_update"
+    assert rc["certsync_certificate.gone"]["change"]["actions"] == ["delete"]
+    assert rc["certsync_certificate.gone"]["change"]["after"] is None
+    for r in plan["resource_changes"]:
+        assert r["type"] == "certsync_certificate" and r["mode"] == "managed" and r["name"] in r["address"]
+        assert r["provider_name"] == "ca"
+    # the conftest-style rule "no delete without review" finds exactly the replace and the removal
+    deletes = sorted(r["name"] for r in plan["resource_changes"] if "delete" in r["change"]["actions"])
+    assert deletes == ["gone", "swap"]
+    # the existing fields are still there, and a saved plan with the new keys applies
+    assert [c["action"] for c in plan["changes"]] == ["remove", "create", "replace"]
+    env.run("plan", "--out", "p.json", check=0)
+    assert json.loads((env.dir / "p.json").read_text())["resource_changes"] == plan["resource_changes"]
+    env.run("apply", "p.json", check=0)
