@@ -136,6 +136,14 @@ int cmd_state_migrate(const struct config *cfg, int to_kind, int force);
 /* Re-encrypts the postgres key store under state.encryptionKey. Both print what they did; exit status. */
 int cmd_state_rekey(const struct config *cfg);
 
+/*
+ * state import (cmd_state_import.c): adopts an existing certificate for the
+ * manifest NAME of issuer ISSUER: ca from the directory id (checked against
+ * the manifest), dnsimple by certificate id (resumed by the next apply).
+ * Prints what it did; exit status.
+ */
+int cmd_state_import(const struct config *cfg, const char *name, const char *issuer, const char *id);
+
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);
 

@@ -121,14 +121,14 @@ out:
 	return status;
 }
 
-enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE };
+enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE, OPT_ISSUER, OPT_ID };
 
-#define STATE_VERBS "list, show, rm, mv, restore, migrate, rekey"
+#define STATE_VERBS "list, show, rm, mv, import, restore, migrate, rekey"
 
 /* One of the verbs, and the name it needs (show, rm) or the options only migrate takes. */
 static int state_check_args(const char *verb, const char *to, int force)
 {
-	static const char *const verbs[] = {"list", "show", "rm", "mv", "restore", "migrate", "rekey", NULL};
+	static const char *const verbs[] = {"list", "show", "rm", "mv", "import", "restore", "migrate", "rekey", NULL};
 	size_t i;
 
 	for (i = 0; verbs[i] && strcmp(verb, verbs[i]); i++)
@@ -147,12 +147,14 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	static const struct option opts[] = {CMD_GLOBAL_OPTIONS,
 					     {"to", required_argument, NULL, OPT_TO},
 					     {"force", no_argument, NULL, OPT_FORCE},
+					     {"issuer", required_argument, NULL, OPT_ISSUER},
+					     {"id", required_argument, NULL, OPT_ID},
 					     {NULL, 0, NULL, 0}};
 	struct config *cfg = NULL;
 	struct state_backend *be = NULL;
 	struct state *st = NULL;
 	struct buf b = BUF_INIT;
-	const char *verb, *name = NULL, *to = NULL, *new_name = NULL;
+	const char *verb, *name = NULL, *to = NULL, *new_name = NULL, *issuer = NULL, *id = NULL;
 	int opt, has_state, force = 0, to_kind = 0, rc, status = EXIT_FAIL;
 
 	optind = 1;
@@ -169,6 +171,10 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 				return cmd_usage_error(&cmd_state, "--to takes postgres or file, not \"%s\"", to);
 		} else if (opt == OPT_FORCE) {
 			force = 1;
+		} else if (opt == OPT_ISSUER) {
+			issuer = optarg;
+		} else if (opt == OPT_ID) {
+			id = optarg;
 		} else {
 			return EXIT_USAGE; /* cmd_getopt said why */
 		}
@@ -178,7 +184,11 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	verb = argv[optind++];
 	if ((rc = state_check_args(verb, to, force)))
 		return rc;
-	if (!strcmp(verb, "show") || !strcmp(verb, "rm") || !strcmp(verb, "mv")) {
+	if (strcmp(verb, "import") && (issuer || id))
+		return cmd_usage_error(&cmd_state, "--issuer and --id are options of state import");
+	if (!strcmp(verb, "import") && (!issuer || !id))
+		return cmd_usage_error(&cmd_state, "state import needs --issuer ISSUER and --id ID");
+	if (!strcmp(verb, "show") || !strcmp(verb, "rm") || !strcmp(verb, "mv") || !strcmp(verb, "import")) {
 		if (optind >= argc)
 			return cmd_usage_error(&cmd_state, "state %s needs a certificate name", verb);
 		name = argv[optind++];
@@ -213,6 +223,10 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	}
 	if (!strcmp(verb, "mv")) {
 		status = state_mv(cfg, name, new_name);
+		goto out;
+	}
+	if (!strcmp(verb, "import")) {
+		status = cmd_state_import(cfg, name, issuer, id);
 		goto out;
 	}
 	if (!strcmp(verb, "restore")) {
@@ -265,13 +279,18 @@ out:
 const struct cmd cmd_state = {
 	"state",
 	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), rename one\n"
-	"so a renamed manifest keeps its certificate (mv OLD NEW; its key store entry moves too), put\n"
+	"so a renamed manifest keeps its certificate (mv OLD NEW; its key store entry moves too), adopt an\n"
+	"existing certificate (import NAME --issuer ISSUER --id ID: for a ca issuer ID is a directory holding\n"
+	"tls.crt, tls.key and ca.crt; for a dnsimple issuer the DNSimple certificate id), put\n"
 	"state.json.backup back after state.json was lost (restore, file backend), copy the state and key store\n"
 	"between the file and postgres backends (migrate), or re-encrypt the postgres key store (rekey).\n"
 	"Options:\n"
 	"  --to postgres|file   state migrate: the backend to copy to (from the other one; both from the config)\n"
-	"  --force              state migrate: replace a target that already holds a state",
+	"  --force              state migrate: replace a target that already holds a state\n"
+	"  --issuer NAME        state import: the manifest's issuer\n"
+	"  --id ID              state import: the directory (ca) or the provider's certificate id (dnsimple)",
 	state_run,
 	"state list | state show NAME | state rm NAME | state mv OLD NEW | state restore\n"
+	"       certsync state import NAME --issuer ISSUER --id DIR|ID\n"
 	"       certsync state migrate --to postgres|file [--force] | certsync state rekey",
 };

@@ -428,3 +428,80 @@ def test_json_plan_has_terraforms_resource_changes(env):
     env.run("plan", "--out", "p.json", check=0)
     assert json.loads((env.dir / "p.json").read_text())["resource_changes"] == plan["resource_changes"]
     env.run("apply", "p.json", check=0)
+
+
+def test_state_import_adopts_an_existing_ca_output(env):
+    import shutil
+    from conftest import cert_serial, check_outputs
+    env.repo.write("web.yaml", manifest("web", ["web.example.test", "example.test"]))
+    env.repo.commit()
+    env.run("apply", check=0)
+    legacy = env.dir / "legacy" / "web"
+    legacy.mkdir(parents=True)
+    for f in ("tls.crt", "tls.key", "ca.crt"):
+        shutil.copy(env.out / "web" / f, legacy / f)
+    serial = cert_serial(legacy / "tls.crt")
+    env.run("state", "rm", "web", check=0)
+    shutil.rmtree(env.out)
+    r = env.run("plan", check=0)
+    assert re.search(r"^\+ web\s+create", r.out, re.M), r  # without import: a new certificate
+    # refusals: wrong issuer, unknown manifest, bad directory, names not the manifest's
+    r = env.run("state", "import", "web", "--issuer", "other", "--id", "legacy/web", check=1)
+    assert "the manifest's issuer is internal, not other" in r.err, r
+    r = env.run("state", "import", "nope", "--issuer", "internal", "--id", "legacy/web", check=1)
+    assert "no valid manifest named nope" in r.err, r
+    r = env.run("state", "import", "web", "--issuer", "internal", "--id", "legacy/none", check=1)
+    assert "legacy/none/tls.crt: not found" in r.err, r
+    env.run("state", "import", "web", "--issuer", "internal", check=64)
+    env.repo.write("web.yaml", manifest("web", ["web.example.test"]))
+    env.repo.commit("fewer names")
+    r = env.run("state", "import", "web", "--issuer", "internal", "--id", "legacy/web", check=1)
+    assert "not the manifest's dnsNames" in r.err, r
+    assert not env.state.exists() or "web" not in env.state_json()["certificates"]
+    env.repo.write("web.yaml", manifest("web", ["web.example.test", "example.test"]))
+    env.repo.commit("back")
+    r = env.run("state", "import", "web", "--issuer", "internal", "--id", "legacy/web", check=0)
+    assert "Imported web" in r.out, r
+    r = env.run("state", "import", "web", "--issuer", "internal", "--id", "legacy/web", check=1)
+    assert "already in the state" in r.err, r
+    r = env.run("plan", check=0)
+    assert re.search(r"^! web\s+reinstall", r.out, re.M) and "0 to create" in r.out, r
+    env.run("apply", check=0)
+    check_outputs(env.cert_dir("web"), ["example.test", "web.example.test"])
+    assert cert_serial(env.cert_dir("web") / "tls.crt") == serial
+    r = env.run("plan", "--detailed-exitcode", check=0)
+    assert "No changes" in r.out, r
+
+
+def test_state_import_adopts_a_dnsimple_certificate_by_id(env, sim):
+    import shutil
+    from conftest import cert_names
+    gen = with_dnsimple(env, sim)
+    next(gen)
+    try:
+        env.repo.write("w.yaml", manifest("shop-www", ["www.pizza.company"], issuer="dns"))
+        env.repo.commit()
+        env.run("apply", "--auto-approve", "--wait", "60s", check=0)
+        rec = env.state_json()["certificates"]["shop-www"]
+        cid = rec["ids"]["dnsimple.certificate_id"]
+        assert sim.count("purchaseLetsencryptCertificate") == 1
+        env.run("state", "rm", "shop-www", check=0)
+        shutil.rmtree(env.out)
+        r = env.run("state", "import", "shop-www", "--issuer", "dns", "--id", "abc", check=1)
+        assert "positive number" in r.err, r
+        r = env.run("state", "import", "shop-www", "--issuer", "dns", "--id", str(cid), check=0)
+        assert "Imported shop-www" in r.out, r
+        plan = env.plan_json()
+        (ch,) = plan["changes"]
+        assert ch["action"] == "resume" and not ch["paid"] and "purchase" not in ch["steps"], ch
+        r = env.run("apply", "--wait", "60s", check=0)  # free: no consent needed
+        assert sim.count("purchaseLetsencryptCertificate") == 1, r
+        assert cert_names(env.cert_dir("shop-www") / "tls.crt") == ["pizza.company", "www.pizza.company"]
+        assert env.run("plan", "--detailed-exitcode", check=0)
+        # an id DNSimple does not have: the apply says so and buys nothing
+        env.run("state", "rm", "shop-www", check=0)
+        env.run("state", "import", "shop-www", "--issuer", "dns", "--id", "987654", check=0)
+        r = env.run("apply", "--wait", "30s", check=1)
+        assert "987654" in (r.out + r.err) and sim.count("purchaseLetsencryptCertificate") == 1, r
+    finally:
+        gen.close()
