@@ -194,7 +194,7 @@ def test_apply_json_and_markdown_formats(env):
     env.repo.write("a.yaml", manifest("a", ["a.example.test"], labels={"team": "web"}))
     env.repo.commit()
     plan = env.plan_json()
-    assert plan["format_version"] == "1.1"
+    assert plan["format_version"] == "1.2"
     assert plan["state"] is None
     assert plan["summary"]["create"] == 1
     assert plan["changes"][0]["labels"] == {"team": "web"}
