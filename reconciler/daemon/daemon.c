@@ -220,8 +220,6 @@ static void daemon_source_reset(struct daemon *d)
 	d->have_des = 0;
 	spec_cache_free(d->cache);
 	d->cache = spec_cache_new();
-	d->after_owed = 1;    /* a hook a crash or failure left owed is found at the first look */
-	d->outputs_gc_at = 1; /* and replaced generations an earlier run left are swept after the first pass */
 	gitsrc_free(d->git);
 	d->git = NULL;
 	d->commit[0] = 0;
@@ -335,6 +333,8 @@ static int daemon_start(struct daemon *d)
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
 	d->cache = spec_cache_new();
+	d->after_owed = 1;    /* a hook a crash or failure left owed is found at the first look */
+	d->outputs_gc_at = 1; /* and replaced generations an earlier run left are swept after the first pass */
 	if (d->leader && !d->shared)
 		daemon_register_webhooks(d); /* a shared backend's leader registers when it takes the lease */
 	d->kick = 1;
