@@ -15,6 +15,7 @@
 #include "../util/crypto.h"
 #include "../util/err.h"
 #include "../util/fsutil.h"
+#include "../util/log.h"
 #include "../util/util.h"
 
 static const char *const out_files[STATE_OUT_FILES] = {"tls.crt", "tls.key", "ca.crt"};
@@ -491,23 +492,99 @@ int outputs_read_key(const char *root, const char *dir, struct buf *out)
 	return rc;
 }
 
+/* One recorded output directory for outputs_gc: its parent, its link's name and the generation to keep. */
+struct gc_dir {
+	char *parent, *base;
+	const char *keep;
+};
+
+static int gc_dir_cmp(const void *a, const void *b)
+{
+	const struct gc_dir *x = a, *y = b;
+	int c = strcmp(x->parent, y->parent);
+
+	return c ? c : strcmp(x->base, y->base);
+}
+
+/* The directory of group [v, v+n) (one parent) that entry name is a generation or temporary link of, or NULL. */
+static const struct gc_dir *gc_owner(const struct gc_dir *v, size_t n, const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	struct gc_dir key;
+	const struct gc_dir *hit;
+	char base[NAME_MAX + 1];
+	size_t bl;
+
+	if (name[0] != '.' || !dot || dot == name)
+		return NULL;
+	bl = (size_t)(dot - name - 1);
+	if (bl >= sizeof(base))
+		return NULL;
+	memcpy(base, name + 1, bl);
+	base[bl] = '\0';
+	key.parent = v[0].parent;
+	key.base = base;
+	hit = bsearch(&key, v, n, sizeof(*v), gc_dir_cmp);
+	return hit && outputs_is_ours(name, hit->base) ? hit : NULL;
+}
+
+/* Sweeps one parent directory for the group [v, v+n), reading it once. */
+static size_t gc_parent(const struct gc_dir *v, size_t n, int64_t grace, int64_t now, int64_t *next)
+{
+	DIR *d = opendir(v[0].parent);
+	struct dirent *e;
+	size_t removed = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		const struct gc_dir *o = gc_owner(v, n, e->d_name);
+		struct stat st;
+		int64_t until;
+		char *p;
+
+		if (!o || !strcmp(e->d_name, o->keep))
+			continue;
+		p = fsutil_join(o->parent, e->d_name);
+		until = lstat(p, &st) == 0 && S_ISDIR(st.st_mode) ? (int64_t)st.st_mtim.tv_sec + grace : 0;
+		if (grace > 0 && until > now) {
+			if (next && (!*next || until < *next))
+				*next = until;
+		} else if (!fsutil_rm_rf(p)) {
+			removed++;
+		}
+		free(p);
+	}
+	closedir(d);
+	return removed;
+}
+
+/* Each parent directory is read once, however many certificates live in it (10,000 in one root). */
 size_t outputs_gc(const char *root, const struct state *st, int64_t keep_previous, int64_t now, int64_t *next)
 {
-	size_t n = 0, removed = 0;
+	size_t n = 0, k = 0, removed = 0;
 	struct state_cert **recs = state_cert_list(st, &n);
+	struct gc_dir *v = xcalloc(n + 1, sizeof(*v));
 
 	if (next)
 		*next = 0;
 	for (size_t i = 0; i < n; i++) {
-		char *parent = NULL, *base = NULL;
-
 		if (!recs[i]->output_dir || !recs[i]->out_generation)
 			continue;
-		outputs_split(root, recs[i]->output_dir, &parent, &base);
-		removed += outputs_sweep(parent, base, recs[i]->out_generation, keep_previous, now, next);
-		free(parent);
-		free(base);
+		outputs_split(root, recs[i]->output_dir, &v[k].parent, &v[k].base);
+		v[k++].keep = recs[i]->out_generation;
 	}
+	qsort(v, k, sizeof(*v), gc_dir_cmp);
+	for (size_t i = 0, j; i < k; i = j) {
+		for (j = i + 1; j < k && !strcmp(v[j].parent, v[i].parent); j++)
+			;
+		removed += gc_parent(v + i, j - i, keep_previous, now, next);
+	}
+	for (size_t i = 0; i < k; i++) {
+		free(v[i].parent);
+		free(v[i].base);
+	}
+	free(v);
 	free(recs);
 	return removed;
 }
@@ -522,6 +599,8 @@ int outputs_publish_spec(const struct config *cfg, const struct cert_spec *s, co
 	if ((s->formats & (1u << OUTFMT_P12)) &&
 	    (rc = config_cred_read(&cfg->output.pkcs12_password, "output.pkcs12Password", &pw)))
 		goto out;
+	if (pw.data)
+		log_add_secret(pw.data); /* never in a log line, whatever prints it */
 	f.p12_password = pw.data;
 	rc = outputs_publish(cfg->output_root, dir ? dir : s->output_dir, &f, cfg->output.keep_previous, rec);
 out:
