@@ -64,6 +64,10 @@ struct config {
 	} state;
 	char *key_dir; /* 0700 key directory: the key store (state/keystore.h) and pending orders' keys */
 	char *output_root;
+	struct {
+		int64_t keep_previous; /* output.keepPreviousFor: seconds a replaced generation stays (default 60) */
+		struct cred pkcs12_password; /* output.pkcs12Password: for output.formats keystore.p12 (a secret) */
+	} output;
 	struct issuer *issuers;
 	size_t n_issuers;
 	struct {
@@ -80,6 +84,8 @@ struct config {
 	struct {
 		char **on_change;
 		size_t n_on_change; /* argv */
+		char **after_apply;
+		size_t n_after_apply; /* argv: once per apply/pass that installed anything */
 		int64_t timeout;
 	} hooks;
 };

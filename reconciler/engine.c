@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -365,7 +366,7 @@ static void engine_name_list(struct buf *b, size_t *count, const char *name)
 		for (size_t i = 0; name[i] && i < 255; i++) {
 			char c = name[i];
 			int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-				 c == '.' || c == '-' || c == '*' || c == '_';
+				 c == '.' || c == '-' || c == '*' || c == '_' || c == ':' || c == '/' || c == '@';
 
 			buf_append(b, ok ? &c : "?", 1);
 		}
@@ -403,6 +404,56 @@ static int engine_check_names(struct step_ctx *ctx, const struct crypto_cert_inf
 	for (size_t i = 0; i < n_allowed; i++)
 		free(allowed[i]);
 	free(allowed);
+	buf_free(&missing);
+	buf_free(&extra);
+	return rc;
+}
+
+/* The spec's other SANs as crypto_cert_info.others spells them (caller frees each and the array). */
+static char **engine_other_names(const struct cert_spec *s, size_t *n)
+{
+	char **v = xcalloc(s->n_ips + s->n_uris + s->n_emails + 1, sizeof(*v));
+
+	*n = 0;
+	for (size_t i = 0; i < s->n_ips; i++)
+		v[(*n)++] = xasprintf("IP:%s", s->ips[i]);
+	for (size_t i = 0; i < s->n_uris; i++)
+		v[(*n)++] = xasprintf("URI:%s", s->uris[i]);
+	for (size_t i = 0; i < s->n_emails; i++)
+		v[(*n)++] = xasprintf("email:%s", s->emails[i]);
+	return v;
+}
+
+static int engine_in(char *const *set, size_t n, const char *x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcasecmp(set[i], x))
+			return 1;
+	return 0;
+}
+
+/* IP, URI and email SANs: exactly the manifest's, compared as sets. */
+static int engine_check_other_names(struct step_ctx *ctx, const struct crypto_cert_info *info)
+{
+	size_t n = 0, n_missing = 0, n_extra = 0;
+	char **want = engine_other_names(ctx->spec, &n);
+	struct buf missing = BUF_INIT, extra = BUF_INIT;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!engine_in(info->others, info->n_others, want[i]))
+			engine_name_list(&missing, &n_missing, want[i]);
+	for (size_t i = 0; i < info->n_others; i++)
+		if (!engine_in(want, n, info->others[i]))
+			engine_name_list(&extra, &n_extra, info->others[i]);
+	if (n_missing || n_extra)
+		rc = engine_verify_fail(ctx, "its IP/URI/email names do not match the manifest (%s%s%s%s%s)",
+					n_missing ? "missing: " : "", n_missing ? missing.data : "",
+					n_missing && n_extra ? "; " : "", n_extra ? "not in the manifest: " : "",
+					n_extra ? extra.data : "");
+	for (size_t i = 0; i < n; i++)
+		free(want[i]);
+	free(want);
 	buf_free(&missing);
 	buf_free(&extra);
 	return rc;
@@ -462,7 +513,8 @@ static int engine_check_material(struct step_ctx *ctx, struct crypto_cert_info *
 		goto out;
 	}
 	recorded = util_streq(info->fingerprint, ctx->rec->fingerprint);
-	if ((rc = engine_check_names(ctx, info)) || (!recorded && (rc = engine_check_dates(ctx, info))))
+	if ((rc = engine_check_names(ctx, info)) || (rc = engine_check_other_names(ctx, info)) ||
+	    (!recorded && (rc = engine_check_dates(ctx, info))))
 		goto out;
 	if ((rc = crypto_cert_verify_chain(ctx->mat.cert.data, ctx->mat.cert.len, ctx->mat.ca.data, ctx->mat.ca.len,
 					   recorded ? 0
@@ -513,8 +565,7 @@ int engine_install(struct step_ctx *ctx)
 		state_str_set(&rec->out_generation, NULL);
 	}
 	fresh = !util_streq(info.fingerprint, rec->fingerprint);
-	rc = outputs_publish(ctx->cfg->output_root, ctx->spec->output_dir, &ctx->mat.cert, &ctx->mat.key, &ctx->mat.ca,
-			     rec);
+	rc = outputs_publish_spec(ctx->cfg, ctx->spec, NULL, &ctx->mat.cert, &ctx->mat.key, &ctx->mat.ca, rec);
 	if (!rc) {
 		if (fresh)
 			plan_note_renew_before(rec, ctx->spec);
@@ -524,6 +575,7 @@ int engine_install(struct step_ctx *ctx)
 		rec->not_before = info.not_before;
 		rec->not_after = info.not_after;
 		state_cert_set_id(rec, ENGINE_ID_KEY_PENDING, NULL);
+		hooks_after_apply_mark(ctx->cfg, rec);
 		state_cert_event(rec, ctx->now, "installed certificate %s (expires %lld)", info.serial,
 				 (long long)info.not_after);
 		log_emit(LV_DEBUG, &ctx->log, "published certificate %s (not journaled yet)", info.serial);
@@ -780,7 +832,7 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 				 (long long)((ctx->rec->not_after - ctx->now) / 86400));
 			engine_count(e, &e->res.done);
 			/* A failed hook is owed: `run` tries it again with backoff (the certificate is installed). */
-			if (hooks_on_change(e->cfg, ctx->rec->name, ctx->rec->output_dir)) {
+			if (hooks_on_change(e->cfg, ctx->rec->name, ctx->rec->output_dir, ctx->spec)) {
 				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_RETRY, "1");
 				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_ATTEMPTS, "1");
 				engine_journal(ctx);

@@ -117,12 +117,35 @@ static int check_issuer_exists(void *arg, const char *issuer)
 	return config_issuer(a->cfg, issuer) != NULL;
 }
 
+/*
+ * What no driver has to check itself: the X.509 fields the issuer cannot
+ * issue (its ops->x509_fields), and a keystore without a configured password.
+ * Returns the number of problems.
+ */
+static size_t check_generic(const struct config *cfg, const struct issuer *is, const struct cert_spec *s,
+			    struct diags *d)
+{
+	size_t before = d->n;
+
+	for (int f = 0; f < XF__MAX; f++)
+		if (s->xpos[f][0] && !(is->ops->x509_fields & (1u << f)))
+			diags_add(d, s->file, s->xpos[f][0], s->xpos[f][1],
+				  "spec.%s: issuer %s (type %s) cannot put %s in a certificate; use an issuer of type "
+				  "ca for it, or remove the field",
+				  manifest_x509_field_names[f], is->name, is->ops->type, manifest_x509_field_names[f]);
+	if ((s->formats & (1u << OUTFMT_P12)) && cfg->output.pkcs12_password.kind == CRED_NONE)
+		diags_add(d, s->file, s->formats_line, s->formats_col,
+			  "spec.output.formats: keystore.p12 needs a password: set output.pkcs12Password in the "
+			  "config ({env: NAME} or {file: PATH}; never in a manifest)");
+	return d->n - before;
+}
+
 static void check_issuer(void *arg, const struct cert_spec *s, struct diags *d)
 {
 	const struct check_arg *a = arg;
 	const struct issuer *is = config_issuer(a->cfg, s->issuer);
 
-	if (is && is->priv && is->ops->check_spec)
+	if (is && is->priv && !check_generic(a->cfg, is, s, d) && is->ops->check_spec)
 		is->ops->check_spec(is, s, d);
 }
 

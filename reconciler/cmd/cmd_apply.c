@@ -11,6 +11,8 @@
 #include "../../state/keystore.h"
 #include "../backends.h"
 #include "../engine.h"
+#include "../hooks.h"
+#include "../outputs.h"
 #include "../source/gitsrc.h"
 #include "cmd.h"
 
@@ -278,6 +280,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct engine_opts eo;
 	struct engine_result res;
 	int has_state = 0, changed = 0, rc, status = EXIT_FAIL;
+	size_t cleared = 0;
 	size_t failed_end;
 
 	memset(&src, 0, sizeof(src));
@@ -346,6 +349,10 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
+	/* hooks.afterApply once for all that was installed (or owed since a failed run); expired old generations go */
+	if (!hooks_after_apply(cfg, st, src.desired.specs, src.desired.n_specs, &cleared) && cleared)
+		changed = 1;
+	outputs_gc(cfg->output_root, st, cfg->output.keep_previous, util_now(), NULL);
 	/* Nothing happened and nothing moved: leave the state (and its serial) alone. */
 	if (res.done || res.failed || res.pending || res.skipped || !util_streq(st->source_commit, src.commit) ||
 	    !util_streq(st->source_url, gitsrc_display(src.git)))

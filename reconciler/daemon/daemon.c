@@ -333,6 +333,8 @@ static int daemon_start(struct daemon *d)
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
 	d->cache = spec_cache_new();
+	d->after_owed = 1;    /* a hook a crash or failure left owed is found at the first look */
+	d->outputs_gc_at = 1; /* and replaced generations an earlier run left are swept after the first pass */
 	if (d->leader && !d->shared)
 		daemon_register_webhooks(d); /* a shared backend's leader registers when it takes the lease */
 	d->kick = 1;
@@ -393,8 +395,12 @@ static void daemon_step(struct daemon *d)
 	if (d->leader && !d->reload && (d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
 		daemon_pass(d);
 	daemon_replica_fenced(d);
-	if (d->leader)
+	if (d->leader) {
 		daemon_hooks(d, util_now(), force);
+		if (daemon_after_apply(d, d->st, util_now(), force && d->after_owed))
+			d->dirty = 1;
+	}
+	daemon_outputs_gc(d, util_now());
 	d->force = 0;
 	/* Seen webhook ids only spare a repeat look at the provider: batching their writes loses nothing. */
 	if (d->leader && !d->reload && d->dirty && util_now() >= d->next_save) {
@@ -452,6 +458,10 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 		wake = d.next_fetch;
 		if (d.next_due && d.next_due < wake)
 			wake = d.next_due;
+		if (d.after_owed && d.after_next && d.after_next < wake)
+			wake = d.after_next;
+		if (d.outputs_gc_at && d.outputs_gc_at < wake)
+			wake = d.outputs_gc_at;
 		if (d.leader && d.dirty && d.next_save < wake)
 			wake = d.next_save;
 		daemon_wait(wake, daemon_replica_wait_ms(&d));
