@@ -14,6 +14,7 @@
 #include "../util/err.h"
 #include "../util/fsutil.h"
 #include "../util/util.h"
+#include "outputs_stamp.h"
 
 static const char *const out_files[STATE_OUT_FILES] = {"tls.crt", "tls.key", "ca.crt"};
 static const mode_t out_modes[STATE_OUT_FILES] = {0644, 0600, 0644};
@@ -171,6 +172,7 @@ int outputs_publish(const char *root, const char *dir, const struct buf *cert, c
 	}
 	if ((rc = fsutil_fsync_dir(parent)))
 		goto out;
+	outputs_stamp(root, dir); /* after the swap: a watcher that fires reads the new files */
 	/* The new generation is live: delete the previous one and any a crash left behind. */
 	outputs_sweep(parent, base, gen);
 	state_str_set(&rec->out_generation, gen);

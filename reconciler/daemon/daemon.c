@@ -18,6 +18,7 @@
 #include "../../util/log.h"
 #include "../../util/util.h"
 #include "daemon_int.h"
+#include "notify.h"
 #include "../hooks.h"
 #include "../metrics.h"
 #include "../provider.h"
@@ -305,6 +306,7 @@ static void daemon_beat(struct daemon *d)
 
 	clock_gettime(CLOCK_REALTIME, &t);
 	http_server_beat(d->srv, bound);
+	daemon_notify_beat(bound);
 	metrics_set_loop((double)t.tv_sec + (double)t.tv_nsec / 1e9, bound);
 }
 
@@ -445,10 +447,12 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	if ((rc = daemon_signals()) || (rc = daemon_start(&d)))
 		goto out;
 	log_info("certsync run: following ref %s every %llds", d.cfg->source.ref, (long long)d.cfg->source.interval);
+	daemon_notify_start();
 	while (!daemon_stop_flag) {
 		int64_t wake;
 
 		daemon_step(&d);
+		daemon_notify_turn(&d);
 		wake = d.next_fetch;
 		if (d.next_due && d.next_due < wake)
 			wake = d.next_due;
@@ -456,6 +460,7 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 			wake = d.next_save;
 		daemon_wait(wake, daemon_replica_wait_ms(&d));
 	}
+	daemon_notify_stop();
 	if (!d.leader || (d.shared && !state_leading(d.be))) {
 		log_info("stopped (a follower: nothing to save)");
 	} else {
