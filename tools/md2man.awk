@@ -49,10 +49,19 @@ function links(s,   out, m, t) { # [text](target) -> text
 	}
 	return out s
 }
-function emph(s) {
+# Bold may run over a line break (**Account\nactions**): an unpaired ** opens it, the next line's first closes it.
+function emph(s,   k) {
 	s = links(s)
+	if (BOLD && (k = index(s, "**"))) {
+		s = substr(s, 1, k - 1) "\\fP" substr(s, k + 2)
+		BOLD = 0
+	}
 	s = wrap(s, "[*][*][^*]+[*][*]", 2, 2, "\\fB", "\\fP")
 	s = wrap(s, "[*][^* ][^*]*[*]", 1, 1, "\\fI", "\\fP")
+	if (!BOLD && (k = index(s, "**"))) {
+		s = substr(s, 1, k - 1) "\\fB" substr(s, k + 2)
+		BOLD = 1
+	}
 	return s
 }
 function text(s) { return lead(inline(esc(s))) }
@@ -122,7 +131,7 @@ incode { print lead(esc($0)); next }
 	next
 }
 { intable = 0 }
-/^[ \t]*$/ { print ".PP"; next }
+/^[ \t]*$/ { if (BOLD) { print "\\fP"; BOLD = 0 } print ".PP"; next }
 /^[ \t]*[-*] / { sub(/^[ \t]*[-*] +/, ""); print ".IP \\(bu 2\n" text($0); next }
 /^[0-9]+\. / { num = $0; sub(/\..*/, "", num); sub(/^[0-9]+\. +/, ""); print ".IP " num ". 4\n" text($0); next }
 { sub(/^[ \t]+/, ""); print text($0) }
