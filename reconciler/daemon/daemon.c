@@ -248,6 +248,14 @@ static int daemon_apply_secret(struct daemon *d)
 	return rc;
 }
 
+/* The webhook series of every provider type that takes webhooks, at zero before the first delivery. */
+static void daemon_metrics_webhooks(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg->n_issuers; i++)
+		if (d->cfg->issuers[i].ops && d->cfg->issuers[i].ops->webhook)
+			metrics_webhook_provider(d->cfg->issuers[i].ops->type);
+}
+
 /* server.adminToken guards POST /retry; without it the endpoint is off. */
 static void daemon_apply_admin_token(struct daemon *d)
 {
@@ -293,6 +301,7 @@ static void daemon_reload(struct daemon *d)
 	d->cfg = n;
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
+	daemon_metrics_webhooks(d);
 	daemon_register_webhooks(d);
 	d->next_fetch = 0;
 	log_info("config reloaded");
@@ -334,6 +343,7 @@ static int daemon_start(struct daemon *d)
 		 d->cfg->server.listen, http_server_port(d->srv));
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
+	daemon_metrics_webhooks(d);
 	d->cache = spec_cache_new();
 	if (d->leader && !d->shared)
 		daemon_register_webhooks(d); /* a shared backend's leader registers when it takes the lease */
