@@ -55,7 +55,7 @@ man: $(BUILD)/certsync.1
 $(BUILD)/certsync.1: docs/cli.md tools/md2man.awk reconciler/cmd/cmd_version.c
 	@mkdir -p $(dir $@)
 	LC_ALL=C awk -v version=$(VERSION) -v date=$$(date -u -d @$${SOURCE_DATE_EPOCH:-$$(stat -c %Y docs/cli.md)} +%Y-%m-%d) \
-		-f tools/md2man.awk docs/cli.md > $@.tmp && mv $@.tmp $@
+		-f tools/md2man.awk docs/cli.md > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

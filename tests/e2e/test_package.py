@@ -33,7 +33,8 @@ def make(*args, cwd=ROOT, env=None):
 def test_make_install_into_destdir_and_uninstall_leave_the_expected_tree(tmp_path):
     dest = tmp_path / "stage"
     build = str(Path(BIN).parent)
-    make(f"BUILD={build}", f"DESTDIR={dest}", "PREFIX=/usr", "install")
+    # -o: the binary under test is installed as built (a sanitizer build is never remade without its flags).
+    make(f"BUILD={build}", "-o", f"{build}/certsync", f"DESTDIR={dest}", "PREFIX=/usr", "install")
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     expected = {"usr/bin/certsync", "usr/share/man/man1/certsync.1", "usr/lib/systemd/system/certsync.service",
                 "usr/lib/systemd/system/certsync-reload-nginx.path",
@@ -56,7 +57,7 @@ def test_make_install_into_destdir_and_uninstall_leave_the_expected_tree(tmp_pat
     example = (dest / "usr/share/doc/certsync/examples/certsync.yaml.example").read_text()
     assert "state:\n  path: /var/lib/certsync/state.json" in example
     assert "root: /var/lib/certsync/certs" in example
-    make(f"BUILD={build}", f"DESTDIR={dest}", "PREFIX=/usr", "uninstall")
+    make(f"BUILD={build}", "-o", f"{build}/certsync", f"DESTDIR={dest}", "PREFIX=/usr", "uninstall")
     left = [str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()]
     assert left == [], left
     assert not (dest / "usr/share/doc/certsync").exists()
