@@ -17,6 +17,7 @@
 #include "../util/fsutil.h"
 #include "../util/log.h"
 #include "../util/util.h"
+#include "outputs_stamp.h"
 
 static const char *const out_files[STATE_OUT_FILES] = {"tls.crt", "tls.key", "ca.crt"};
 static const mode_t out_modes[STATE_OUT_FILES] = {0644, 0600, 0644};
@@ -301,6 +302,7 @@ int outputs_publish(const char *root, const char *dir, const struct output_files
 	 * seconds for readers that resolved the link before the swap; older
 	 * ones and a crash's leftovers go now.
 	 */
+	outputs_stamp(root, dir); /* after the swap: a watcher that fires reads the new files */
 	outputs_retire(parent, prev, base, gen);
 	outputs_sweep(parent, base, gen, keep_previous, (int64_t)time(NULL), NULL);
 	state_str_set(&rec->out_generation, gen);

@@ -648,9 +648,13 @@ static const char *daemon_fail_class(const struct state_cert *r)
 static void daemon_cert_snapshot(const struct daemon *d, const struct state_cert *r, const struct cert_spec *s,
 				 const char *name, int64_t now, struct metrics_cert *m)
 {
+	const struct issuer *is;
+
 	memset(m, 0, sizeof(*m));
 	m->name = xstrdup(name);
 	m->issuer = xstrdup(s ? s->issuer : r && r->issuer ? r->issuer : "");
+	is = config_issuer(d->cfg, m->issuer);
+	m->issuer_kind = xstrdup(is && is->ops ? is->ops->type : "unknown");
 	m->ready = daemon_cert_ready(d, r, s, now);
 	if (!r)
 		return;
