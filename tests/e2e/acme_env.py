@@ -323,6 +323,7 @@ class KillableApply:
         self.killed = threading.Event()
         self.done = threading.Event()
         self.lock = threading.Lock()
+        self.kill_lock = threading.Lock()
         self.out = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=lambda: self.out.append(self.proc.stdout.read()), daemon=True).start()
@@ -338,9 +339,11 @@ class KillableApply:
         self.done.set()
 
     def kill(self):
-        if not self.killed.is_set() and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.killed.set()
+        with self.kill_lock:  # several threads may fire at once (the VA fetches each answer three times)
+            if self.killed.is_set() or self.proc.returncode is not None:
+                return
+            self.killed.set()  # before the signal: finish() may return the moment the process is gone
+            os.kill(self.proc.pid, signal.SIGKILL)  # not send_signal: its poll() could reap and skip it
 
     def kill_when(self, pred):
         with self.lock:

@@ -60,14 +60,21 @@ def answer_files(webroot):
 TMP = re.compile(r"\.tmp\.\d+\.\d+$")  # fsutil_write_atomic's "<path>.tmp.<pid>.<n>"
 
 
-def issued_once(env, pebble, certs):
-    """One order, one finalize, one certificate per manifest; the installed ones are those Pebble issued."""
+def issued_once(env, pebble, certs, in_flight=0):
+    """One order, one finalize, one certificate per manifest; the installed ones are those Pebble issued.
+
+    in_flight: newOrder/finalize requests the kill may have cut while Pebble had them (Pebble logs a request
+    as it starts; if it is still handling it when the rerun looks, the rerun finds no order in the account's
+    list, or an order still "ready", and rightly orders or finalizes again; only one is ever finalized).
+    Elsewhere a second order or finalize POST means the rerun lost track of what the CA already had."""
     log = pebble.log()
     issued = pebble.issued()
     assert len(issued) == len(certs) and len(set(issued)) == len(issued), issued
     assert pebble.finalizations() == len(certs), log
-    assert len(re.findall(r"POST /finalize-order/ ", log)) == len(certs), "a finalize was sent twice"
-    assert pebble.orders_created() == len(certs), "a second order while the first could still finish"
+    posts = len(re.findall(r"POST /finalize-order/ ", log))
+    assert len(certs) <= posts <= len(certs) + in_flight, f"{posts} finalize requests: one was sent twice"
+    orders = pebble.orders_created()
+    assert len(certs) <= orders <= len(certs) + in_flight, f"{orders} orders: a second one while the first could finish"
     serials = {verify_acme_outputs(env.cert_dir(n), names, pebble.roots).lstrip("0") for n, names in certs.items()}
     assert serials == {s.lstrip("0") for s in issued}
 
@@ -134,7 +141,7 @@ def test_sigkill_at_random_points_of_twenty_issuances(env, web):
         kills += 1
     assert kills >= 2, f"seed {seed}: apply ended before the kills ({history})"
     converge(env, "--parallelism", "4")
-    issued_once(env, web.pebble, certs)
+    issued_once(env, web.pebble, certs, in_flight=4 * kills)  # parallelism 4: as many in flight
     assert answer_files(web.webroot) == [], f"seed {seed} {history}"
 
 
@@ -166,7 +173,7 @@ def test_sigkill_at_each_step(env, web, point, pattern):
         lambda line, i, rx=re.compile(pattern): bool(rx.search(line)))
     assert a.finish(), a.text()
     converge(env, "--parallelism", "2")
-    issued_once(env, web.pebble, TWO)
+    issued_once(env, web.pebble, TWO, in_flight=1 if point in ("before-order", "finalize-sent") else 0)
     assert answer_files(web.webroot) == []
 
 
@@ -280,5 +287,5 @@ def test_sigkill_at_random_dns_updates(env, peers, monkeypatch):
             assert a.proc.returncode == 0, (seed, history, a.text())
             break
     converge(env, "--parallelism", "3")
-    issued_once(env, pebble, certs)
+    issued_once(env, pebble, certs, in_flight=3 * len(history))
     assert bind.acme_txt([n for ns in certs.values() for n in ns]) == {}, (seed, history)
