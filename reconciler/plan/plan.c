@@ -290,6 +290,14 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	plan_copy_spec_info(c, s);
 }
 
+/* spec.suspend: nothing planned, whatever is due; said in every plan format (a warning). */
+static void plan_suspended(struct plan *p, const struct cert_spec *s)
+{
+	plan_add_warning(p, "%s: suspended (spec.suspend: true in %s:%d): no changes planned", s->name, s->file,
+			 s->line);
+	p->counts[CHANGE_NONE]++;
+}
+
 static int plan_drift_cmp(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct plan_drift *)elem)->name);
@@ -379,7 +387,9 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 		}
 		if (in->n_drift)
 			drift = bsearch(rec->name, in->drift, in->n_drift, sizeof(*in->drift), plan_drift_cmp);
-		if (s) {
+		if (s && s->suspend) {
+			plan_suspended(p, s);
+		} else if (s) {
 			plan_one(in, p, &cap, s, rec, in->outputs ? in->outputs[r] : OUTPUT_OK, drift);
 		} else {
 			struct plan_change *c = plan_add(p, &cap, rec->name, in->prune ? CHANGE_REMOVE : CHANGE_ORPHAN);
@@ -401,6 +411,10 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 
 		if (in->state && state_cert_get(in->state, s->name))
 			continue;
+		if (s->suspend) {
+			plan_suspended(p, s);
+			continue;
+		}
 		c = plan_add(p, &cap, s->name, CHANGE_CREATE);
 		plan_reason(c, "new", "new certificate");
 		plan_copy_spec_info(c, s);

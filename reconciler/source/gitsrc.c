@@ -47,6 +47,14 @@ struct gitsrc {
 	int http; /* url is http:// or https:// (the only schemes a token is sent over) */
 	int auth_attempts;
 	int auth_refused;
+	/* SSH remotes */
+	int ssh;
+	char *ssh_user;	   /* from the URL, else "git" */
+	char *ssh_host;	   /* lower-cased, no brackets */
+	unsigned ssh_port; /* 22 unless the URL says otherwise */
+	char *ssh_key;	   /* deploy key text: never logged, wiped on free */
+	char *ssh_pass;	   /* its passphrase (may be NULL): wiped on free */
+	char *known_hosts;
 };
 
 /* A mutex rather than pthread_once, so that a process may open sources again after gitsrc_global_shutdown(). */
@@ -109,6 +117,8 @@ static const char *gitsrc_errmsg(const struct gitsrc *g)
 			gitsrc_mask(&b, g->url, g->display);
 		gitsrc_mask(&b, g->token, "***");
 		gitsrc_mask(&b, g->url_secret, "***");
+		gitsrc_mask(&b, g->ssh_key, "***");
+		gitsrc_mask(&b, g->ssh_pass, "***");
 	}
 	snprintf(msg, sizeof(msg), "%s", b.data);
 	buf_wipe(&b);
@@ -116,6 +126,25 @@ static const char *gitsrc_errmsg(const struct gitsrc *g)
 }
 
 static const char *const gitsrc_schemes[] = {"file://", "git://", "http://", "https://"};
+
+/* The SSH parts of a remote: user, host and port (known_hosts names "[host]:port" off port 22). */
+static int gitsrc_parse_ssh(struct gitsrc *g, const char *url)
+{
+	struct gitsrc_ssh_url u;
+	int rc;
+
+	g->url = xstrdup(url);
+	g->display = xstrdup(url); /* an SSH URL holds no secret: a password in it is refused below */
+	g->host = xstrdup("");
+	if ((rc = gitsrc_ssh_parse(url, &u)))
+		return rc;
+	g->ssh = 1;
+	g->ssh_user = u.user ? u.user : xstrdup("git");
+	g->ssh_host = u.host;
+	g->ssh_port = u.port;
+	free(u.path);
+	return 0;
+}
 
 /* 1 if s looks like a URL ("scheme://..."), whether or not we support the scheme. */
 static int gitsrc_is_url(const char *s)
@@ -188,6 +217,33 @@ static void gitsrc_parse_url(struct gitsrc *g, const char *url)
 	g->display = xasprintf("%.*s%s", (int)(a - url), url, at + 1);
 }
 
+/* SSH: the user name, then the deploy key from memory (never a file of the user's, never an agent). */
+static int gitsrc_ssh_cred(struct gitsrc *g, git_credential **out, unsigned int allowed)
+{
+	if (allowed & GIT_CREDENTIAL_USERNAME)
+		return git_credential_username_new(out, g->ssh_user);
+	if (!g->ssh_key || !*g->ssh_key) {
+		g->auth_refused = 1;
+		git_error_set_str(GIT_ERROR_SSH, "no deploy key configured (source.sshKey)");
+		return GIT_EAUTH;
+	}
+	if (!(allowed & GIT_CREDENTIAL_SSH_MEMORY)) {
+		g->auth_refused = 1;
+		git_error_set_str(GIT_ERROR_SSH, "the server does not accept public key authentication");
+		return GIT_EAUTH;
+	}
+	if (++g->auth_attempts > GITSRC_AUTH_ATTEMPTS) {
+		g->auth_refused = 1;
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "the server refused the deploy key (source.sshKey) for user \"%s\"",
+			 g->ssh_user);
+		git_error_set_str(GIT_ERROR_SSH, msg);
+		return GIT_EAUTH;
+	}
+	return git_credential_ssh_key_memory_new(out, g->ssh_user, NULL, g->ssh_key, g->ssh_pass);
+}
+
 static int gitsrc_cred_cb(git_credential **out, const char *url, const char *user, unsigned int allowed, void *payload)
 {
 	struct gitsrc *g = payload;
@@ -195,6 +251,8 @@ static int gitsrc_cred_cb(git_credential **out, const char *url, const char *use
 	int same_host;
 
 	(void)user;
+	if (g->ssh)
+		return gitsrc_ssh_cred(g, out, allowed);
 	if (!g->token || !*g->token || !g->http || !(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT))
 		return GIT_PASSTHROUGH;
 	/* A redirect to another host never gets the token. */
@@ -211,6 +269,33 @@ static int gitsrc_cred_cb(git_credential **out, const char *url, const char *use
 	}
 	/* GitHub and GitLab accept any user name with a token as the password. */
 	return git_credential_userpass_plaintext_new(out, "x-access-token", g->token);
+}
+
+/*
+ * SSH host keys are checked against source.knownHosts only: an unknown or
+ * changed key is refused, never learnt. TLS certificates keep libgit2's check.
+ */
+static int gitsrc_cert_cb(git_cert *cert, int valid, const char *host, void *payload)
+{
+	struct gitsrc *g = payload;
+	const git_cert_hostkey *hk = (const git_cert_hostkey *)cert;
+	char why[1024];
+
+	(void)valid;
+	(void)host;
+	if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2 || !g->ssh)
+		return GIT_PASSTHROUGH;
+	if (!(hk->type & (GIT_CERT_SSH_RAW | GIT_CERT_SSH_SHA256))) {
+		git_error_set_str(GIT_ERROR_SSH, "the SSH library gave no host key to check");
+		return GIT_ECERTIFICATE;
+	}
+	if (!gitsrc_known_hosts_check(g->known_hosts, g->ssh_host, g->ssh_port,
+				      hk->type & GIT_CERT_SSH_RAW ? (const unsigned char *)hk->hostkey : NULL,
+				      hk->type & GIT_CERT_SSH_RAW ? hk->hostkey_len : 0, hk->hash_sha256, why,
+				      sizeof(why)))
+		return 0;
+	git_error_set_str(GIT_ERROR_SSH, why);
+	return GIT_ECERTIFICATE;
 }
 
 /* Cache directory for a URL: <host-path, sanitised>-<first 12 hex of sha256(url without credentials)>.git */
@@ -281,6 +366,7 @@ int gitsrc_fetch(struct gitsrc *g)
 	g->auth_refused = 0;
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	fo.callbacks.credentials = gitsrc_cred_cb;
+	fo.callbacks.certificate_check = gitsrc_cert_cb;
 	fo.callbacks.payload = g;
 	fo.prune = GIT_FETCH_PRUNE;
 	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE; /* the tags refspec above takes them all */
@@ -356,11 +442,27 @@ static int gitsrc_open_remote(struct gitsrc *g, const struct gitsrc_opts *opts)
 	char *path = NULL;
 	int rc = 0;
 
-	gitsrc_parse_url(g, opts->repo);
 	g->remote = 1;
-	g->token = xstrdup(opts->token);
-	if (!gitsrc_scheme_supported(opts->repo)) {
-		rc = cs_error(CS_EINVALID, "git: %s: unsupported URL scheme (use https://, http://, git:// or file://)",
+	if (gitsrc_is_ssh_url(opts->repo)) {
+		if ((rc = gitsrc_parse_ssh(g, opts->repo)))
+			goto out;
+		if (!opts->known_hosts || !*opts->known_hosts) {
+			rc = cs_error(CS_EINVALID,
+				      "git: %s: an SSH remote needs source.knownHosts (host keys are never accepted "
+				      "unchecked)",
+				      g->display);
+			goto out;
+		}
+		g->ssh_key = xstrdup(opts->ssh_key);
+		g->ssh_pass = xstrdup(opts->ssh_passphrase);
+		g->known_hosts = xstrdup(opts->known_hosts);
+	} else {
+		gitsrc_parse_url(g, opts->repo);
+		g->token = xstrdup(opts->token);
+	}
+	if (!g->ssh && !gitsrc_scheme_supported(opts->repo)) {
+		rc = cs_error(CS_EINVALID,
+			      "git: %s: unsupported URL scheme (use https://, http://, ssh://, git:// or file://)",
 			      g->display);
 		goto out;
 	}
@@ -415,7 +517,7 @@ int gitsrc_open(const struct gitsrc_opts *opts, struct gitsrc **out)
 	if ((rc = gitsrc_global_init()))
 		return rc;
 	g = xcalloc(1, sizeof(*g));
-	if (gitsrc_is_url(opts->repo))
+	if (gitsrc_is_url(opts->repo) || gitsrc_is_scp_like(opts->repo))
 		rc = gitsrc_open_remote(g, opts);
 	else
 		rc = gitsrc_open_local(g, opts->repo);
@@ -443,6 +545,11 @@ void gitsrc_free(struct gitsrc *g)
 	gitsrc_free_secret(g->token);
 	gitsrc_free_secret(g->url_secret);
 	gitsrc_free_secret(g->url);
+	gitsrc_free_secret(g->ssh_key);
+	gitsrc_free_secret(g->ssh_pass);
+	free(g->known_hosts);
+	free(g->ssh_user);
+	free(g->ssh_host);
 	free(g->display);
 	free(g->host);
 	free(g);
@@ -866,4 +973,32 @@ void gitsrc_paths_free(char **paths, size_t n)
 	for (size_t i = 0; paths && i < n; i++)
 		free(paths[i]);
 	free(paths);
+}
+
+int gitsrc_commit_signature(struct gitsrc *g, const char *commit, struct buf *sig, struct buf *data)
+{
+	git_buf s, d;
+	git_oid id;
+	int rc, err;
+
+	memset(&s, 0, sizeof(s));
+	memset(&d, 0, sizeof(d));
+	if ((rc = gitsrc_commit_id(g, commit && *commit ? commit : "HEAD", &id)))
+		return rc;
+	err = git_commit_extract_signature(&s, &d, g->repo, &id, NULL);
+	if (err == GIT_ENOTFOUND) {
+		git_error_clear();
+		rc = CS_ENOTFOUND;
+	} else if (err) {
+		rc = cs_error(CS_ERROR, "git: %s: reading the signature of %.12s: %s", g->display, commit,
+			      gitsrc_errmsg(g));
+	} else {
+		buf_init(sig, 0);
+		buf_append(sig, s.ptr, s.size);
+		buf_init(data, 0);
+		buf_append(data, d.ptr, d.size);
+	}
+	git_buf_dispose(&s);
+	git_buf_dispose(&d);
+	return rc;
 }
