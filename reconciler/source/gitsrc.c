@@ -232,9 +232,10 @@ static int gitsrc_ssh_cred(struct gitsrc *g, git_credential **out, unsigned int 
 		git_error_set_str(GIT_ERROR_SSH, "the server does not accept public key authentication");
 		return GIT_EAUTH;
 	}
-	if (++g->auth_attempts > GITSRC_AUTH_ATTEMPTS) {
-		g->auth_refused = 1;
+	if (++g->auth_attempts > 1) { /* the same key again would be refused again */
 		char msg[512];
+
+		g->auth_refused = 1;
 
 		snprintf(msg, sizeof(msg), "the server refused the deploy key (source.sshKey) for user \"%s\"",
 			 g->ssh_user);
@@ -348,6 +349,30 @@ static int gitsrc_fetch_code(const struct gitsrc *g, int err)
 	return CS_ETRANSIENT;
 }
 
+/*
+ * The deploy key was offered and the session then failed: after a refusal
+ * libssh2 often reports the next step ("Failed to retrieve list of SSH
+ * authentication methods"), not the refusal. Said plainly instead.
+ */
+static int gitsrc_ssh_auth_failed(const struct gitsrc *g, int err)
+{
+	return g->ssh && g->auth_attempts > 0 && !g->auth_refused && err != GIT_ECERTIFICATE;
+}
+
+static int gitsrc_ssh_auth_error(struct gitsrc *g)
+{
+	const char *m = gitsrc_errmsg(g);
+
+	if (strstr(m, "passphrase") || strstr(m, "private key"))
+		return cs_error(CS_EAUTH,
+				"git: fetching %s: source.sshKey cannot be used: a wrong or missing "
+				"source.sshKeyPassphrase, or not a private key (%s)",
+				g->display, m);
+	return cs_error(CS_EAUTH,
+			"git: fetching %s: the server refused the deploy key (source.sshKey) for user \"%s\" (%s)",
+			g->display, g->ssh_user, m);
+}
+
 int gitsrc_fetch(struct gitsrc *g)
 {
 	/* Mirror-like: every branch as a remote-tracking ref, every tag, moved refs forced, deleted ones pruned. */
@@ -386,7 +411,9 @@ int gitsrc_fetch(struct gitsrc *g)
 		goto out;
 	}
 	if ((err = git_remote_fetch(remote, &specs, &fo, "certsync: fetch"))) {
-		rc = cs_error(gitsrc_fetch_code(g, err), "git: fetching %s: %s", g->display, gitsrc_errmsg(g));
+		rc = gitsrc_ssh_auth_failed(g, err) ? gitsrc_ssh_auth_error(g)
+						    : cs_error(gitsrc_fetch_code(g, err), "git: fetching %s: %s",
+							       g->display, gitsrc_errmsg(g));
 		goto out;
 	}
 	gitsrc_set_remote_head(g, remote);

@@ -1,6 +1,5 @@
 /* SSH remotes without libgit2: URL forms (ssh://, scp-like) and host keys checked against known_hosts text. */
 #include <ctype.h>
-#include <fnmatch.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +186,24 @@ static int gitsrc_kh_hashed_match(const char *pat, size_t n, const char *name)
 	return ok;
 }
 
+/* OpenSSH's host patterns: '*' and '?' only ('[' is literal, as in "[host]:port"). */
+static int gitsrc_kh_glob(const char *p, const char *s)
+{
+	for (; *p; p++, s++) {
+		if (*p == '*') {
+			for (;; s++) {
+				if (gitsrc_kh_glob(p + 1, s))
+					return 1;
+				if (!*s)
+					return 0;
+			}
+		}
+		if (!*s || (*p != '?' && *p != *s))
+			return 0;
+	}
+	return !*s;
+}
+
 /* The host field of a line ("a,b,!c", or one hashed name) against name: 1 if it matches. */
 static int gitsrc_kh_hosts_match(const char *field, size_t n, const char *name)
 {
@@ -205,7 +222,7 @@ static int gitsrc_kh_hosts_match(const char *field, size_t n, const char *name)
 		neg = pat[0] == '!';
 		for (char *c = pat; *c; c++)
 			*c = (char)tolower((unsigned char)*c);
-		if (!fnmatch(pat + neg, name, 0)) {
+		if (gitsrc_kh_glob(pat + neg, name)) {
 			if (neg) {
 				free(pat);
 				return 0; /* a negated match excludes the host from this line */
