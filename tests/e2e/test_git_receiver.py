@@ -85,6 +85,10 @@ def test_a_push_fetches_at_once_github_gitlab_and_generic(env, daemons):
                                                           "X-Gitlab-Token": RX_SECRET})[0] == 202
     wait_file(env.cert_dir("c") / "tls.crt")
 
+    # A large push payload (GitHub lists the pushed commits) is still verified and acted on.
+    big = json.dumps({"ref": "refs/heads/main", "commits": ["x" * 1000] * 200}).encode()
+    assert post(env, f"/webhooks/git/{RX_SECRET}", big, github_headers(big))[0] == 202
+
     # Generic: the secret path alone.
     env.repo.write("e.yaml", manifest("e", ["e.example.test"]))
     env.repo.commit()

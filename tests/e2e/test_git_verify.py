@@ -41,7 +41,13 @@ def test_gpg_signed_head_is_applied_and_unsigned_or_foreign_heads_are_refused(en
     check_outputs(env.cert_dir("a"), ["a.example.test"])
 
     env.repo.write("b.yaml", manifest("b", ["b.example.test"]))
-    unsigned = env.repo.commit()
+    saved = env.dir / "plan.json"
+    commit_signed(env.repo, "gpg", gpg)
+    env.run("plan", "--out", str(saved), check=0)
+    env.repo.git("commit", "-q", "--amend", "--no-gpg-sign", "-m", "re-committed unsigned")
+    r = env.run("apply", str(saved), check=1)
+    assert "is not verified" in r.err and "unsigned" in r.err, r
+    unsigned = env.repo.git("rev-parse", "HEAD")
     for cmd in ("plan", "apply"):
         r = env.run(cmd, check=1)
         assert f"commit {unsigned[:12]} is not verified" in r.err and "unsigned" in r.err, r
