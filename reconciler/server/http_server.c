@@ -598,7 +598,8 @@ static enum MHD_Result srv_webhook_start(struct http_server *s, struct MHD_Conne
 		snprintf(provider, sizeof(provider), "git");
 	r->git = git;
 	memcpy(r->provider, provider, sizeof(provider));
-	/* A push payload lists its commits: GitHub's often pass 64 KiB. Only its signature is computed, never parsed. */
+	/* A push payload lists its commits: GitHub's often pass 64 KiB. Only its signature is computed, never parsed.
+	 */
 	buf_init(&r->body, git ? SERVER_MAX_DRAIN : SERVER_MAX_WEBHOOK_BODY);
 	*con_cls = r;
 	return MHD_YES;
