@@ -185,8 +185,10 @@ static int daemon_verify(struct daemon *d, const char *commit)
 	char *signer = NULL, *rev;
 	int rc;
 
-	if (!d->cfg->source.verify.on)
+	if (!d->cfg->source.verify.on) {
+		metrics_source_verified(-1, NULL); /* turned off by a reload: no series */
 		return 0;
+	}
 	if (!strcmp(commit, d->rejected))
 		return CS_EAUTH;
 	cs_error_clear();
