@@ -1,5 +1,5 @@
 /*
- * The git source (libgit2, owned by reconciler/source/gitsrc.c): opens a local
+ * The git source (libgit2, owned by gitsrc.c and gitsrc_tree.c): opens a local
  * repository or a bare clone of a remote one kept in a cache directory,
  * resolves a ref to a commit, lists and reads manifest blobs from the
  * commit's tree (never a working tree), and lists files changed between two

@@ -131,6 +131,8 @@ def test_run_keeps_the_last_verified_revision(env, gpg, tmp_path, daemons):
     assert ready["source"]["verified"] is False and "unsigned" in ready["source"]["verify_error"], ready
     assert ready["revision"] == f"main@sha1:{good}"
     assert d.metric("certsync_source_verified", head=unsigned) == 0
+    r = subprocess.run(["promtool", "check", "metrics"], input=d.metrics(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert not env.cert_dir("b").exists()
     # A signed commit on top is applied.
     env.repo.write("c.yaml", manifest("c", ["c.example.test"]))
