@@ -321,7 +321,13 @@ static int gitsrc_fetch_code(const struct gitsrc *g, int err)
  */
 static int gitsrc_ssh_auth_failed(const struct gitsrc *g, int err)
 {
-	return g->ssh && g->auth_attempts > 0 && !g->auth_refused && err != GIT_ECERTIFICATE;
+	const char *m;
+
+	if (!g->ssh || !g->auth_attempts || g->auth_refused || err == GIT_ECERTIFICATE)
+		return 0;
+	/* A transfer cut after a good authentication (a signal, the network) is not a refusal. */
+	m = gitsrc_errmsg(g);
+	return strstr(m, "authenticat") || strstr(m, "private key") || strstr(m, "passphrase");
 }
 
 static int gitsrc_ssh_auth_error(struct gitsrc *g)
