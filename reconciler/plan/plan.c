@@ -644,14 +644,19 @@ int plan_pr_diff(const struct plan_pr_input *in, struct plan **out)
 
 		if (c < 0)
 			plan_add(p, &cap, in->base[i++]->name, CHANGE_REMOVE);
-		else if (c == 0)
+		else if (c == 0 && in->head[j]->suspend) {
+			i++; /* spec.suspend: nothing planned (said below) */
+			j++;
+		} else if (c == 0)
 			plan_pr_both(p, &cap, in->base[i++], in->head[j++]);
 		else
 			j++;
 	}
 	first_create = p->n_changes;
 	for (j = 0; j < in->n_head; j++)
-		if (!plan_spec_find(in->base, in->n_base, in->head[j]->name))
+		if (in->head[j]->suspend && !in->state) /* with a state, its pass (plan_diff) says it */
+			plan_suspended(p, in->head[j]);
+		else if (!in->head[j]->suspend && !plan_spec_find(in->base, in->n_base, in->head[j]->name))
 			plan_add(p, &cap, in->head[j]->name, CHANGE_CREATE);
 	n_created = p->n_changes - first_create;
 	/* Renames: a removed spec and a created one with the same hash are the same certificate renamed. */

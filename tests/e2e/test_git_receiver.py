@@ -124,10 +124,15 @@ def test_suspended_certificate_gets_no_changes(env, daemons):
     env.run("apply", check=0)
     assert not env.cert_dir("b").exists()
     # A suspended certificate's spec change (names) plans nothing either; resuming plans it.
+    before = env.repo.git("rev-parse", "HEAD")
     env.repo.write("a.yaml", manifest("a", ["a.example.test", "a2.example.test"], extra="suspend: true"))
     env.repo.commit()
     plan = env.plan_json()
     assert plan["changes"] == []
+    # A pull-request plan says the same: no replace for a suspended certificate.
+    r = env.run("plan", "--base", before, "--head", "main", "--format", "json", check=0)
+    pr = json.loads(r.out)
+    assert pr["changes"] == [] and any("a: suspended" in w for w in pr["warnings"]), pr
     env.repo.write("a.yaml", manifest("a", ["a.example.test", "a2.example.test"]))
     env.repo.commit()
     plan = env.plan_json()
