@@ -332,6 +332,11 @@ int gitsrc_known_hosts_check(const char *known_hosts, const char *host, unsigned
 	if (s.revoked)
 		snprintf(why, why_len, "the host key of %s (%s%s%s) is marked @revoked in source.knownHosts", s.name,
 			 type, *type ? " " : "", fp);
+	else if (!s.known && s.other && *type && strcmp(type, s.other_type))
+		snprintf(why, why_len,
+			 "the host key of %s (%s %s) is not in source.knownHosts, which has only a %s key for it; "
+			 "check this fingerprint with the server's operator and add the host's %s line",
+			 s.name, type, fp, s.other_type, type);
 	else if (!s.known && s.other)
 		snprintf(why, why_len,
 			 "the host key of %s changed: it presents %s%s%s, but source.knownHosts has %s %s for it; "

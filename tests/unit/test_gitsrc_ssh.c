@@ -109,6 +109,11 @@ static void test_known_hosts_accepts_the_known_key_only(void **state)
 	assert_int_equal(check(kh, "other.test", 22, KEY_A, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "changed"));
 	assert_non_null(strstr(why, "ssh-ed25519 SHA256:"));
+	/* Known only with a key of another type: not called a change, the missing type is named. */
+	snprintf(kh, sizeof(kh), "git.test ssh-rsa %s\n", KEY_B);
+	assert_int_equal(check(kh, "git.test", 22, KEY_A, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "has only a ssh-rsa key for it"));
+	assert_null(strstr(why, "changed"));
 	/* Unknown host: its fingerprint, as ssh-keygen -l prints it. */
 	assert_int_equal(check("", "new.test", 22, KEY_A, why, sizeof(why)), -1);
 	assert_non_null(strstr(why, "new.test (ssh-ed25519 SHA256:"));
