@@ -528,6 +528,9 @@ static enum MHD_Result srv_git_finish(struct http_server *s, struct MHD_Connecti
 	h.github_signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hub-Signature-256");
 	h.gitlab_event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitlab-Event");
 	h.gitlab_token = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitlab-Token");
+	h.gitea_event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitea-Event");
+	h.gitea_signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitea-Signature");
+	h.signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Signature");
 	pthread_mutex_lock(&s->mu);
 	secret = xstrdup(s->git_secret);
 	pthread_mutex_unlock(&s->mu);

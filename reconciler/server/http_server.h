@@ -106,15 +106,20 @@ struct git_rx_headers {
 	const char *github_signature; /* X-Hub-Signature-256: "sha256=<hex of HMAC-SHA256(secret, body)>" */
 	const char *gitlab_event;     /* X-Gitlab-Event */
 	const char *gitlab_token;     /* X-Gitlab-Token: the secret itself */
+	const char *gitea_event;      /* X-Gitea-Event */
+	const char *gitea_signature;  /* X-Gitea-Signature: hex of HMAC-SHA256(secret, body) */
+	const char *signature;	      /* X-Signature (Flux's generic-hmac): "sha256=<hex>" */
 };
 
 /*
  * Decides a delivery whose path secret already matched: GitHub's
  * (X-GitHub-Event) must carry a valid X-Hub-Signature-256 made with the
- * same secret, GitLab's (X-Gitlab-Event or X-Gitlab-Token) the secret as
- * X-Gitlab-Token (constant-time compare); anything else is the generic
- * form, for which the path is enough. push / Push Hook / Tag Push Hook
- * fetch, GitHub's ping is answered, other events are ignored.
+ * same secret, Gitea's (X-Gitea-Event) a valid X-Gitea-Signature, GitLab's
+ * (X-Gitlab-Event or X-Gitlab-Token) the secret as X-Gitlab-Token
+ * (constant-time compare), a generic one with X-Signature a valid
+ * "sha256=" HMAC (Flux's generic-hmac); anything else is the generic form,
+ * for which the path is enough. push / Push Hook / Tag Push Hook fetch,
+ * GitHub's ping is answered, other events are ignored.
  */
 enum git_rx server_git_receive(const struct git_rx_headers *h, const char *body, size_t len, const char *secret);
 

@@ -89,6 +89,13 @@ def test_a_push_fetches_at_once_github_gitlab_and_generic(env, daemons):
     big = json.dumps({"ref": "refs/heads/main", "commits": ["x" * 1000] * 200}).encode()
     assert post(env, f"/webhooks/git/{RX_SECRET}", big, github_headers(big))[0] == 202
 
+    # Gitea (bare hex HMAC) and Flux's generic-hmac (X-Signature): a wrong signature is refused.
+    sig = github_headers(body)["X-Hub-Signature-256"]
+    assert post(env, f"/webhooks/git/{RX_SECRET}", body, {"X-Gitea-Event": "push", "X-Gitea-Signature": "0" * 64})[0] == 403
+    assert post(env, f"/webhooks/git/{RX_SECRET}", body, {"X-Gitea-Event": "push", "X-Gitea-Signature": sig[7:]})[0] == 202
+    assert post(env, f"/webhooks/git/{RX_SECRET}", b"{}", {"X-Signature": sig})[0] == 403
+    assert post(env, f"/webhooks/git/{RX_SECRET}", body, {"X-Signature": sig})[0] == 202
+
     # Generic: the secret path alone.
     env.repo.write("e.yaml", manifest("e", ["e.example.test"]))
     env.repo.commit()

@@ -199,6 +199,18 @@ static void test_git_receiver_verdicts(void **state)
 	assert_int_equal(server_git_receive(&h, body, strlen(body), secret), GIT_RX_FETCH);
 	h.gitlab_event = "Merge Request Hook";
 	assert_int_equal(server_git_receive(&h, body, strlen(body), secret), GIT_RX_IGNORED);
+	/* Gitea: the bare hex HMAC. */
+	memset(&h, 0, sizeof(h));
+	h.gitea_event = "push";
+	h.gitea_signature = sig + 7;
+	assert_int_equal(server_git_receive(&h, body, strlen(body), secret), GIT_RX_FETCH);
+	h.gitea_signature = sig;
+	assert_int_equal(server_git_receive(&h, body, strlen(body), secret), GIT_RX_FORGED);
+	/* Flux's generic-hmac: X-Signature, when present, must match. */
+	memset(&h, 0, sizeof(h));
+	h.signature = sig;
+	assert_int_equal(server_git_receive(&h, body, strlen(body), secret), GIT_RX_FETCH);
+	assert_int_equal(server_git_receive(&h, "{}", 2, secret), GIT_RX_FORGED);
 }
 
 int main(void)
