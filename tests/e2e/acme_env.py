@@ -9,6 +9,9 @@ for http-01 web roots.
 Fixtures (loaded by conftest's pytest_plugins):
   peers   a Peers factory: peers.bind(zones), peers.challtestsrv(),
           peers.pebble(dns=..., **settings), peers.webroot_server(root, port)
+Helpers: Http01 (Pebble + challtestsrv + a web root, its issuer YAML), verify_acme_outputs (the outputs
+          verify against Pebble's root), challenge_files, Bind.dns01_solver/updates/acme_txt,
+          KillableApply (apply -v killed on a line or from any thread), DirWatch (inotify on a directory)
 """
 import base64
 import functools
