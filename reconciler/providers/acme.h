@@ -344,6 +344,18 @@ char *acme_ari_replaces(const struct step_ctx *ctx);
 /* ---------- challenge solvers (acme_solve.c) ---------- */
 
 /*
+ * The state record of a challenge answer about to be placed (write-ahead;
+ * strings owned by t): method "http-01"/"dns-01", name, location (the file
+ * under the webroot, "serve", or the TXT owner name with a CNAME at
+ * _acme-challenge.<name> followed), issuer (the DNS driver's), ref (the
+ * token for http-01; the TXT value for dns-01). placed_at stays 0 until
+ * acme_solve_place succeeded. CS_ETRANSIENT for a token that is not
+ * base64url (untrusted input from the CA).
+ */
+int acme_solve_intent(struct step_ctx *ctx, const struct acme_solver *s, const char *name, const char *token,
+		      const char *key_authorization, struct state_token *t);
+
+/*
  * Places the answer to one challenge (journaled by the caller in
  * ctx->rec->tokens before this is called: method "http-01"/"dns-01", name,
  * location = file path / TXT FQDN / "serve", issuer = DNS driver): the
