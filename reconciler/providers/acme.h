@@ -268,7 +268,7 @@ struct acme {
 	int account_size;	     /* accountKey.size, default 256 */
 	int64_t timeout;	     /* HTTP whole-request limit, default 60 s */
 	int64_t poll_max;	     /* longest wait between polls, default 10 s */
-	int revoke_on_remove;	     /* revokeOnRemove (the issuer's; policy.revokeOnRemove sets the default) */
+	int revoke_on_remove;	     /* revokeOnRemove: 1/0, or -1 when not set (policy.revokeOnRemove decides) */
 	struct acme_solver *solvers;
 	size_t n_solvers;
 	pthread_mutex_t mu;	    /* guards the session below */
@@ -311,6 +311,33 @@ struct acme_keys {
  * the account is only looked up (onlyReturnExisting), never created.
  */
 int acme_session_with(struct acme *a, const struct acme_keys *k, struct acme_client **out);
+
+/* ---------- the steps (acme.c, acme_authz.c, acme_session.c) ---------- */
+
+/* Record ids of an issuance in progress and of the installed certificate (never secrets). */
+#define ACME_ID_ORDER "acme.order"			    /* the order URL, journaled as soon as newOrder answers */
+#define ACME_ID_ORDERING "acme.ordering"		    /* "1" while a newOrder is out (its answer not journaled) */
+#define ACME_ID_CERT "acme.certificate"			    /* the valid order's certificate URL */
+#define ACME_ID_INSTALLED_CERT "acme.installed_certificate" /* the installed certificate's URL (a free download) */
+#define ACME_ID_POLLS "acme.polls"			    /* polls of the current wait (the backoff) */
+
+/* Forgets the order in progress: the step becomes "order" (a new order). */
+void acme_order_forget(struct step_ctx *ctx);
+/* POST-as-GET of the recorded order; a gone order is forgotten (CS_ETRANSIENT: a new order follows). */
+int acme_order_read(struct step_ctx *ctx, struct acme_client *c, struct acme_order *o);
+/*
+ * Polls the order while its status is status: Retry-After honoured, else
+ * 250 ms doubling inside the step for up to 3 s, then *parked = 1 with
+ * *st = STEP_WAIT (up to pollInterval). *o holds the last answer.
+ */
+int acme_order_wait(struct step_ctx *ctx, struct acme *a, struct acme_client *c, const char *status,
+		    struct acme_order *o, enum step_status *st, int *parked);
+/* An invalid order: the failed challenge's problem in full, the order forgotten; the error's code and class. */
+int acme_order_invalid(struct step_ctx *ctx, struct acme_client *c, const struct acme_order *o);
+/* The authorize step. */
+int acme_step_authorize(struct step_ctx *ctx, struct acme *a, struct acme_client *c, enum step_status *st);
+/* provider_ops.check (validate --credentials / --online). */
+void acme_check(const struct issuer *is, int online, struct provider_check *out);
 
 /* ---------- ARI and revocation (acme_ari.c) ---------- */
 
