@@ -129,28 +129,17 @@ static int split_chain(const char *pem, size_t len, struct buf *cert, struct buf
 	return rc;
 }
 
-/* Removes the placed answers [0, n); keeps (for a later retry) those whose removal fails. */
-static int remove_tokens(struct step_ctx *ctx)
+/* 0 when the pending key and CSR are in the key store, CS_ENOTFOUND when not, CS_ETRANSIENT when it cannot tell. */
+static int pending_present(struct step_ctx *ctx)
 {
-	char *first_err = NULL;
-	int rc = 0;
+	struct buf b = BUF_INIT;
+	int rc = engine_pending_get(ctx, "csr", &b);
 
-	for (size_t i = ctx->rec->n_tokens; i-- > 0;) {
-		int r = acme_solve_remove(ctx, &ctx->rec->tokens[i]);
-
-		if (r) {
-			if (!first_err)
-				first_err = xstrdup(cs_errmsg());
-			rc = r;
-			continue;
-		}
-		state_cert_remove_token(ctx->rec, i);
-	}
-	if (rc)
-		cs_error(CS_ETRANSIENT, "%s: could not remove a challenge answer (kept in state, retried): %s",
-			 ctx->rec->name, first_err);
-	free(first_err);
-	return rc ? CS_ETRANSIENT : 0;
+	buf_free(&b);
+	if (!rc)
+		rc = engine_pending_get(ctx, "key", &b);
+	buf_wipe(&b);
+	return rc;
 }
 
 static int remove_pending(struct step_ctx *ctx)
@@ -302,7 +291,14 @@ static int step_order(struct step_ctx *ctx, struct acme *a, struct acme_client *
 		step_next(ctx, "authorize", st);
 		return 0;
 	}
-	if (ctx->rec->n_tokens && remove_tokens(ctx)) /* a failed order's answers */
+	if ((rc = pending_present(ctx)) == CS_ENOTFOUND) {
+		log_emit(LV_WARN, &ctx->log, "the pending key or CSR is gone; preparing them again");
+		step_next(ctx, "prepare", st);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (ctx->rec->n_tokens && acme_solve_remove_all(ctx)) /* a failed order's answers */
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	if (state_cert_id(ctx->rec, ACME_ID_ORDERING) && (rc = adopt_lost_order(ctx, c, st)) != CS_ENOTFOUND)
 		return rc;
@@ -447,7 +443,7 @@ static int install_failed(struct step_ctx *ctx, int rc)
 {
 	char *msg = xstrdup(cs_errmsg());
 
-	if (ctx->rec->n_tokens && remove_tokens(ctx))
+	if (ctx->rec->n_tokens && acme_solve_remove_all(ctx))
 		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	rc = cs_error(rc, "%s", msg);
 	free(msg);
@@ -503,7 +499,7 @@ static int step_cleanup(struct step_ctx *ctx, struct acme *a, struct acme_client
 
 	(void)a;
 	(void)c;
-	if ((rc = remove_pending(ctx)) || (rc = remove_tokens(ctx)))
+	if ((rc = remove_pending(ctx)) || (rc = acme_solve_remove_all(ctx)))
 		return rc; /* CS_ETRANSIENT: the next apply tries again */
 	log_emit(LV_DEBUG, &ctx->log, "removed the challenge answers and the pending key");
 	*st = STEP_DONE;
@@ -554,7 +550,7 @@ static int acme_step(struct step_ctx *ctx, enum step_status *st)
  */
 static int acme_release(struct step_ctx *ctx)
 {
-	int rc = remove_tokens(ctx);
+	int rc = acme_solve_remove_all(ctx);
 
 	if (!rc)
 		rc = remove_pending(ctx);

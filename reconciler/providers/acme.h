@@ -395,6 +395,12 @@ int acme_solve_place(struct step_ctx *ctx, const struct acme_solver *s, const st
 /* Removes what acme_solve_place placed (missing is success). */
 int acme_solve_remove(struct step_ctx *ctx, const struct state_token *t);
 /*
+ * Removes every answer recorded in ctx->rec->tokens and drops them from the
+ * record; those whose removal fails stay recorded (CS_ETRANSIENT naming the
+ * first failure) for a later attempt.
+ */
+int acme_solve_remove_all(struct step_ctx *ctx);
+/*
  * For dns-01: waits (bounded by propagation.timeout, sleeping between
  * checks with engine_stop_requested honoured) until every authoritative
  * nameserver answers value at fqdn. CS_ETRANSIENT naming the server that

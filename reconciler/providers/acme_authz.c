@@ -97,6 +97,8 @@ static int order_failed(struct step_ctx *ctx, const struct acme_order *o, const 
 		code = CS_ETRANSIENT, cls = STATE_FAIL_TRANSIENT;
 	acme_order_forget(ctx);
 	state_cert_event(ctx->rec, ctx->now, "ACME order failed: %s", text);
+	if (acme_solve_remove_all(ctx)) /* kept in state: the next attempt removes them */
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
 	return provider_fail(cls,
 			     cs_error(code,
 				      "%s: ACME order %s is invalid%s%s: %s; a new order follows at the "
@@ -112,7 +114,8 @@ struct pending_chal {
 	char *name; /* "*.x" for a wildcard */
 	char *url;
 	char *token;
-	int respond; /* the challenge is "pending": tell the CA once the answer is out */
+	char *location; /* where place_one put the answer */
+	int respond;	/* the challenge is "pending": tell the CA once the answer is out */
 };
 
 static void pending_free(struct pending_chal *p, size_t n)
@@ -121,6 +124,7 @@ static void pending_free(struct pending_chal *p, size_t n)
 		free(p[i].name);
 		free(p[i].url);
 		free(p[i].token);
+		free(p[i].location);
 	}
 	free(p);
 }
@@ -214,7 +218,7 @@ static long find_token(const struct state_cert *rec, const struct state_token *t
 }
 
 /* Journals then places the answer to p's challenge (once: an answer placed earlier stays). */
-static int place_one(struct step_ctx *ctx, struct acme_client *c, const struct pending_chal *p)
+static int place_one(struct step_ctx *ctx, struct acme_client *c, struct pending_chal *p)
 {
 	char *ka = jose_key_authorization(p->token, acme_client_thumbprint(c)), *ref = NULL;
 	struct state_token t;
@@ -224,6 +228,7 @@ static int place_one(struct step_ctx *ctx, struct acme_client *c, const struct p
 
 	if ((rc = acme_solve_intent(ctx, p->solver, p->name, p->token, ka, &t)))
 		goto out;
+	p->location = xstrdup(t.location);
 	at = find_token(ctx->rec, &t);
 	if (at < 0 || !ctx->rec->tokens[at].placed_at) {
 		if (at < 0) {
@@ -264,22 +269,13 @@ static int wait_dns(struct step_ctx *ctx, struct acme_client *c, const struct pe
 	int rc = 0;
 
 	for (size_t i = 0; i < n && !rc; i++) {
-		char *ka, value[44], *loc;
-		struct state_token t;
+		char *ka, value[44];
 
-		if (!ps[i].respond || ps[i].solver->kind != ACME_DNS01)
+		if (!ps[i].respond || ps[i].solver->kind != ACME_DNS01 || !ps[i].location)
 			continue;
 		ka = jose_key_authorization(ps[i].token, acme_client_thumbprint(c));
 		jose_dns01_value(ka, value);
-		if (!(rc = acme_solve_intent(ctx, ps[i].solver, ps[i].name, ps[i].token, ka, &t))) {
-			loc = t.location;
-			rc = acme_solve_wait_dns(ctx, ps[i].solver, loc, value);
-			free(t.method);
-			free(t.name);
-			free(t.location);
-			free(t.ref);
-			free(t.issuer);
-		}
+		rc = acme_solve_wait_dns(ctx, ps[i].solver, ps[i].location, value);
 		free(ka);
 	}
 	return rc;
