@@ -54,6 +54,7 @@ static int eab_key(const struct acme *a, struct buf *out)
 	snprintf(what, sizeof(what), "issuer %s: externalAccountBinding.hmacKey", a->name);
 	if ((rc = config_cred_read(&a->eab_hmac, what, &raw)))
 		return rc;
+	log_add_secret(raw.data);
 	if (jose_b64url_decode(raw.data, out) || !out->len)
 		rc = provider_fail(STATE_FAIL_CONFIG,
 				   cs_error(CS_EAUTH, "%s is not base64url (give it as the CA shows it)", what));

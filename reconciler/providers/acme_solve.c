@@ -134,6 +134,17 @@ static int webroot_write(const char *path, const char *ka)
 	return rc;
 }
 
+/* The answer in the built-in server's table (certsync run serves it). */
+static int serve_put(struct step_ctx *ctx, const struct state_token *t, const char *ka)
+{
+	int rc = acme_http01_put(t->ref, ka);
+
+	if (rc)
+		rc = cs_error(CS_ETRANSIENT, "%s: the built-in http-01 server cannot hold the answer for %s (%s)",
+			      ctx->rec->name, t->name, rc == CS_EINVALID ? "a token that is not base64url" : "full");
+	return rc;
+}
+
 /* The TXT value of a dns-01 ref ("value" or "value driver-ref") into out; the driver's ref, or NULL. */
 static const char *split_ref(const char *ref, char *value, size_t n)
 {
@@ -153,10 +164,8 @@ int acme_solve_place(struct step_ctx *ctx, const struct acme_solver *s, const st
 	(void)s;
 	*ref = NULL;
 	if (util_streq(t->method, "http-01")) {
-		if (util_streq(t->location, "serve"))
-			rc = acme_http01_put(t->ref, key_authorization);
-		else
-			rc = webroot_write(t->location, key_authorization);
+		rc = util_streq(t->location, "serve") ? serve_put(ctx, t, key_authorization)
+						      : webroot_write(t->location, key_authorization);
 		if (!rc)
 			*ref = xstrdup(t->ref);
 		return rc;
