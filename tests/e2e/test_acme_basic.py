@@ -174,3 +174,27 @@ def test_dns01_through_rfc2136_with_a_wildcard(env, peers):
     rec = env.state_json()["certificates"]["wild"]
     assert not rec.get("tokens"), rec
     assert bind.secret not in env.state.read_text() and bind.secret not in r.out + r.err
+
+
+def test_failed_challenge_is_reported_whole_and_a_new_order_follows(env, peers):
+    """No web server yet: Pebble's validation fails; the problem is shown whole, the answers are removed, and the
+    next apply places a new order (the failed one can never be finalized)."""
+    cts = peers.challtestsrv()
+    pebble = peers.pebble(dns=cts.server, env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0"})
+    root = env.dir / "www"
+    env.write_config(extra_issuers=pebble.issuer_yaml(solvers=f"- http01: {{webroot: {root}}}\n"))
+    env.repo.write("site.yaml", manifest("site", ["www.peers.test"], issuer="le"))
+    env.repo.commit()
+    r = env.run("apply")
+    assert r.code != 0 and "1 failed" in r.out, r
+    assert "http-01 challenge for www.peers.test failed: connection (400)" in r.err, r
+    assert "connection refused" in r.err and "a new order follows at the next attempt" in r.err, r
+    rec = record(env, "site")
+    assert rec["failure_class"] == "transient" and rec["step"] == "order", rec
+    assert not rec.get("tokens") and challenge_files(root) == []
+    peers.webroot_server(root, pebble.http_port)
+    r = env.run("apply", check=0)
+    assert "1 done" in r.out, r
+    assert pebble.orders_created() == 2
+    check_acme_outputs(env.cert_dir("site"), ["www.peers.test"], pebble)
+    assert challenge_files(root) == []
