@@ -245,8 +245,15 @@ static int place_one(struct step_ctx *ctx, struct acme_client *c, struct pending
 			goto out;
 		rt = &ctx->rec->tokens[at];
 		log_emit(LV_DEBUG, &ctx->log, "placing the %s answer for %s at %s", rt->method, p->name, rt->location);
-		if ((rc = acme_solve_place(ctx, p->solver, rt, ka, &ref)))
+		if ((rc = acme_solve_place(ctx, p->solver, rt, ka, &ref))) {
+			if (rc != CS_ETRANSIENT && !ctx->rec->tokens[at].placed_at) {
+				/* refused (credentials, a zone it does not serve): nothing was made to remove later */
+				state_cert_remove_token(ctx->rec, (size_t)at);
+				if (engine_journal(ctx))
+					rc = CS_ETRANSIENT;
+			}
 			goto out;
+		}
 		rt = &ctx->rec->tokens[at];
 		state_str_set(&rt->ref, ref);
 		rt->placed_at = ctx->now;

@@ -8,11 +8,13 @@
  * A token's ref: http-01 the ACME token; dns-01 the TXT value, followed by
  * " " and the DNS driver's own reference once the record is made.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "../../util/dnsq.h"
@@ -180,6 +182,29 @@ int acme_solve_place(struct step_ctx *ctx, const struct acme_solver *s, const st
 	return 0;
 }
 
+/*
+ * Removes "<file>.tmp.<pid>.<n>" left beside an answer file by a run killed
+ * while it wrote it (fsutil_write_atomic's temporary names; the token makes
+ * them ours alone).
+ */
+static void sweep_tmp(const char *path)
+{
+	char *dir = fsutil_dirname(path),
+	     *prefix = xasprintf("%s.tmp.", strrchr(path, '/') ? strrchr(path, '/') + 1 : path);
+	char *mine = xasprintf("%s%ld.", prefix, (long)getpid());
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d)))
+		if (!strncmp(e->d_name, prefix, strlen(prefix)) && strncmp(e->d_name, mine, strlen(mine)))
+			unlinkat(dirfd(d), e->d_name, 0);
+	if (d)
+		closedir(d);
+	free(mine);
+	free(prefix);
+	free(dir);
+}
+
 int acme_solve_remove(struct step_ctx *ctx, const struct state_token *t)
 {
 	const struct issuer *is;
@@ -196,6 +221,8 @@ int acme_solve_remove(struct step_ctx *ctx, const struct state_token *t)
 		if (t->location && unlink(t->location) && errno != ENOENT)
 			return cs_error(CS_ETRANSIENT, "%s: cannot remove %s: %s", ctx->rec->name, t->location,
 					strerror(errno));
+		if (t->location)
+			sweep_tmp(t->location);
 		return 0;
 	}
 	if ((rc = dns_issuer(ctx, t->issuer, &is)))

@@ -88,7 +88,7 @@ static void fx_free(struct fixture *f)
 static void test_http01_webroot_file_placed_and_removed(void **state)
 {
 	struct fixture *f = fx_new();
-	char *root = xasprintf("%s/sites/{host}/public", f->dir), *want, *ref = NULL;
+	char *root = xasprintf("%s/sites/{host}/public", f->dir), *want, *ref = NULL, *tmp, *other;
 	struct acme_solver s = {.kind = ACME_HTTP01_WEBROOT, .webroot = root};
 	struct state_token t;
 	struct buf b = BUF_INIT;
@@ -110,12 +110,21 @@ static void test_http01_webroot_file_placed_and_removed(void **state)
 	assert_memory_equal(b.data, KA, b.len);
 	assert_int_equal(stat(want, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0644);
+	/* a run killed inside the atomic write left its temporary file: removed with the answer */
+	tmp = xasprintf("%s.tmp.999999.3", want);
+	other = xasprintf("%s/sites/www.example.com/public/.well-known/acme-challenge/other.tmp.999999.3", f->dir);
+	assert_int_equal(fsutil_write_atomic(tmp, "x", 1, 0644), 0);
+	assert_int_equal(fsutil_write_atomic(other, "x", 1, 0644), 0);
 	assert_int_equal(acme_solve_remove(&f->ctx, &t), 0);
 	assert_int_not_equal(stat(want, &sb), 0);
+	assert_int_not_equal(stat(tmp, &sb), 0);
+	assert_int_equal(stat(other, &sb), 0);		     /* not ours */
 	assert_int_equal(acme_solve_remove(&f->ctx, &t), 0); /* already gone is success */
 	buf_free(&b);
 	free(ref);
 	free(want);
+	free(tmp);
+	free(other);
 	token_clear(&t);
 	free(root);
 	fx_free(f);
