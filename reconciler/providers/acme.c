@@ -28,6 +28,26 @@
 
 #define LOST_ORDER_LOOKS 50 /* orders of the account read when an order's answer was lost */
 
+#ifndef ACME_SERVE_NEEDS_LISTEN
+/*
+ * Stand-ins until acme_ari.c (ARI, revocation: issue13-ari) is in this tree;
+ * its acme.h defines ACME_SERVE_NEEDS_LISTEN and these go away.
+ */
+static char *ari_replaces_none(const struct step_ctx *ctx)
+{
+	(void)ctx;
+	return NULL;
+}
+
+static void ari_after_install_none(struct step_ctx *ctx, struct acme *a, struct acme_client *c, const char *pem,
+				   size_t len)
+{
+	(void)ctx, (void)a, (void)c, (void)pem, (void)len;
+}
+#define acme_ari_replaces ari_replaces_none
+#define acme_ari_after_install ari_after_install_none
+#endif
+
 /* ---------- plan ---------- */
 
 static const char *const seq_order[] = {"prepare",  "order",   "authorize", "finalize",
@@ -85,27 +105,6 @@ static int acme_plan(const struct issuer *is, enum change_kind kind, const struc
 static int is_status(const char *s, const char *want)
 {
 	return s && !strcmp(s, want);
-}
-
-/* The CSR of the pending order as DER (the PEM body decoded). */
-static int csr_der(const struct buf *pem, struct buf *der)
-{
-	const char *p = strstr(pem->data ? pem->data : "", "-----BEGIN"), *end;
-	struct buf b64 = BUF_INIT;
-	int rc;
-
-	if (!p || !(p = strchr(p, '\n')) || !(end = strstr(p, "-----END")))
-		return cs_error(CS_EINVALID, "the pending CSR is not PEM");
-	for (; p < end; p++) {
-		char ch = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-
-		if (ch != '\n' && ch != '\r' && ch != '=' && ch != ' ')
-			buf_append(&b64, &ch, 1);
-	}
-	buf_append(&b64, "", 1);
-	rc = jose_b64url_decode(b64.data, der);
-	buf_free(&b64);
-	return rc;
 }
 
 /* Splits the PEM chain into tls.crt (leaf + intermediates) and ca.crt (self-signed roots, else the top). */
@@ -336,7 +335,7 @@ static int finalize_order(struct step_ctx *ctx, struct acme_client *c, struct ac
 	memset(&after, 0, sizeof(after));
 	if ((rc = engine_pending_get(ctx, "csr", &pem)))
 		return rc;
-	if ((rc = csr_der(&pem, &der)))
+	if ((rc = jose_pem_to_der(pem.data, pem.len, "CERTIFICATE REQUEST", &der)))
 		goto out;
 	log_emit(LV_INFO, &ctx->log, "finalizing ACME order %s", o->url ? o->url : "");
 	rc = acme_order_finalize(c, o, &der, &after);

@@ -91,10 +91,9 @@ static int order_failed(struct step_ctx *ctx, const struct acme_order *o, const 
 		p = &o->error;
 	if (p->type) {
 		acme_problem_text(p, text, sizeof(text));
-		code = acme_problem_class(p, &cls);
+		/* a failed challenge is transient (the answer may not have been visible yet); caa is not */
+		code = what ? acme_challenge_problem_class(p, &cls) : acme_problem_class(p, &cls);
 	}
-	if (what) /* a failed challenge is transient: the answer may not have been visible yet */
-		code = CS_ETRANSIENT, cls = STATE_FAIL_TRANSIENT;
 	acme_order_forget(ctx);
 	state_cert_event(ctx->rec, ctx->now, "ACME order failed: %s", text);
 	if (acme_solve_remove_all(ctx)) /* kept in state: the next attempt removes them */
@@ -316,10 +315,16 @@ int acme_order_read(struct step_ctx *ctx, struct acme_client *c, struct acme_ord
 
 	memset(o, 0, sizeof(*o));
 	rc = acme_order_get(c, url, o);
-	if (rc == CS_ENOTFOUND) {
+	if (rc == CS_ENOTFOUND || rc == CS_EINVALID) {
+		/* expired and dropped, or refused to us: it can never be finalized; a new order costs nothing */
+		char *why = xstrdup(cs_errmsg());
+
+		acme_order_free(o);
 		acme_order_forget(ctx);
-		return cs_error(CS_ETRANSIENT, "%s: ACME order %s is gone at the CA; a new order follows",
-				ctx->rec->name, url);
+		rc = provider_fail(STATE_FAIL_TRANSIENT,
+				   cs_error(CS_ETRANSIENT, "%s: ACME order %s cannot be read (%s); a new order follows",
+					    ctx->rec->name, url, why));
+		free(why);
 	}
 	return rc;
 }
