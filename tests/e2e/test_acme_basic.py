@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from acme_env import eab_key
 from conftest import cert_names, cert_serial, manifest, openssl, pubkey
 
 NAMES = ["peers.test", "www.peers.test"]
@@ -198,3 +199,30 @@ def test_failed_challenge_is_reported_whole_and_a_new_order_follows(env, peers):
     assert pebble.orders_created() == 2
     check_acme_outputs(env.cert_dir("site"), ["www.peers.test"], pebble)
     assert challenge_files(root) == []
+
+
+def test_validate_checks_the_directory_and_the_eab_key(env, peers):
+    """validate --credentials reads the EAB key (never shown); --online reads the directory: EAB required, ToS."""
+    cts = peers.challtestsrv()
+    kid, hmac = eab_key()
+    pebble = peers.pebble(dns=cts.server, eab=(kid, hmac), env={"PEBBLE_VA_NOSLEEP": "1"})
+    root = env.dir / "www"
+    root.mkdir()
+    sol = f"- http01: {{webroot: {root}}}\n"
+    env.write_config(extra_issuers=pebble.issuer_yaml(solvers=sol))
+    env.repo.commit()
+    r = env.run("validate", "--online")
+    assert r.code == 1 and "issuer le: the CA requires externalAccountBinding (keyID, hmacKey)" in r.err, r
+    eab = f"  externalAccountBinding: {{keyID: {kid}, hmacKey: {{env: EAB_HMAC}}}}\n"
+    env.write_config(extra_issuers=pebble.issuer_yaml(solvers=sol, extra=eab))
+    r = env.run("validate", "--credentials")
+    assert r.code == 1 and "externalAccountBinding.hmacKey: environment variable EAB_HMAC" in r.err, r
+    r = env.run("validate", "--credentials", env={"EAB_HMAC": "@@@###$$$"})
+    assert r.code == 1 and "externalAccountBinding.hmacKey is not base64url" in r.err, r
+    r = env.run("validate", "--online", env={"EAB_HMAC": hmac})
+    assert f"issuer le (acme): ok: ACME directory {pebble.directory}" in r.out, r
+    env.write_config(extra_issuers=pebble.issuer_yaml(solvers=sol, extra=eab).replace(
+        "termsOfServiceAgreed: true", "termsOfServiceAgreed: false"))
+    r = env.run("validate", "--online", env={"EAB_HMAC": hmac})
+    assert "the CA has terms of service" in r.err and "set termsOfServiceAgreed: true" in r.err, r
+    assert hmac not in r.out + r.err
