@@ -256,7 +256,6 @@ struct acme_solver {
 	size_t n_nameservers;
 	int64_t propagation_timeout;  /* dns01.propagation.timeout, default 120 s; 0 = do not wait */
 	int64_t propagation_interval; /* dns01.propagation.interval, default 2 s */
-	int64_t ttl;		      /* dns01.ttl of the TXT record, default 60 */
 	char **match_names;	      /* match.dnsNames (exact, "*.x" matches the wildcard name itself) */
 	size_t n_match_names;
 	char **match_zones; /* match.dnsZones (the name or any name under it) */

@@ -193,7 +193,7 @@ static void parse_propagation(struct acme_solver *s, const struct ynode *v, cons
 static void parse_dns01(struct acme_solver *s, const struct ynode *v, const char *file, const char *what,
 			struct diags *d)
 {
-	static const char *const keys[] = {"provider", "resolvers", "ttl", "propagation", NULL};
+	static const char *const keys[] = {"provider", "resolvers", "propagation", NULL}; /* ttl: the DNS issuer's */
 	const struct ynode *f;
 	const char *str;
 	char *w;
@@ -213,8 +213,6 @@ static void parse_dns01(struct acme_solver *s, const struct ynode *v, const char
 	if ((f = ynode_get(v, "resolvers")))
 		parse_strv(f, file, w, 0, check_server, d, &s->resolvers, &s->n_resolvers);
 	free(w);
-	if ((f = ynode_get(v, "ttl")))
-		ynode_int(f, file, "ttl", 1, 86400, d, &s->ttl);
 	w = xasprintf("%s.propagation", what);
 	if ((f = ynode_get(v, "propagation")))
 		parse_propagation(s, f, file, w, d);
@@ -233,7 +231,6 @@ static void parse_solver(struct acme_solver *s, const struct ynode *v, const cha
 	s->col = v->col;
 	s->propagation_timeout = 120;
 	s->propagation_interval = 2;
-	s->ttl = 60;
 	if (ynode_expect(v, YNODE_MAP, file, what, d))
 		return;
 	ynode_check_keys(v, keys, file, what, d);

@@ -100,7 +100,7 @@ static void test_acme_config_every_field(void **state)
 				  "    timeout: 30s\n    pollInterval: 5s\n    solvers:\n"
 				  "      - http01: {webroot: www}\n        match: {dnsNames: [WWW.Example.COM.]}\n"
 				  "      - dns01:\n          provider: dns\n          resolvers: [\"127.0.0.1:5353\"]\n"
-				  "          ttl: 30\n          propagation: {timeout: 0s, interval: 3s, nameservers: "
+				  "          propagation: {timeout: 0s, interval: 3s, nameservers: "
 				  "[\"10.0.0.53:53\", \"[::1]:5353\"]}\n"
 				  "        match: {dnsZones: [example.com]}\n",
 			      ca);
@@ -135,7 +135,6 @@ static void test_acme_config_every_field(void **state)
 	assert_string_equal(s->dns_provider, "dns");
 	assert_int_equal(s->n_resolvers, 1);
 	assert_string_equal(s->resolvers[0], "127.0.0.1:5353");
-	assert_int_equal(s->ttl, 30);
 	assert_int_equal(s->propagation_timeout, 0);
 	assert_int_equal(s->propagation_interval, 3);
 	assert_int_equal(s->n_nameservers, 2);
@@ -163,7 +162,6 @@ static void test_acme_config_dns01_defaults(void **state)
 	s = &acme_of(c, "le")->solvers[0];
 	assert_int_equal(s->propagation_timeout, 120);
 	assert_int_equal(s->propagation_interval, 2);
-	assert_int_equal(s->ttl, 60);
 	assert_int_equal(s->n_resolvers, 0);
 	assert_int_equal(s->n_nameservers, 0);
 	config_free(c);
@@ -216,7 +214,8 @@ static void test_acme_config_errors_are_located(void **state)
 	assert_non_null(
 		strstr(msgs, "c.yaml:18:17: issuers.le.solvers[1].http01: give webroot or serve: true, not both"));
 	assert_non_null(strstr(msgs, "c.yaml:19:16: issuers.le.solvers[2].dns01: provider is required"));
-	assert_non_null(strstr(msgs, "c.yaml:19:22: ttl: 0 is out of range"));
+	assert_non_null(strstr(
+		msgs, "c.yaml:19:17: unknown field \"ttl\" in issuers.le.solvers[2].dns01")); /* the DNS issuer's */
 	assert_non_null(strstr(msgs, "c.yaml:20:9: issuers.le.solvers[3]: give exactly one of http01 or dns01"));
 	assert_non_null(
 		strstr(msgs, "c.yaml:21:42: issuers.le.solvers[4].dns01.resolvers: \"a b\" is not host, host:port"));
