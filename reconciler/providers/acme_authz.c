@@ -20,6 +20,7 @@
 
 #define INLINE_POLL_MS 3000 /* polls inside a step before it parks (the engine's waits are whole seconds) */
 #define FIRST_POLL_MS 250
+#define RETRY_AFTER_MAX 86400 /* a longer Retry-After is taken as a day */
 
 /* ---------- polling ---------- */
 
@@ -52,6 +53,8 @@ static int poll_again(struct step_ctx *ctx, struct acme *a, int64_t start_ms, in
 	int64_t spent = util_mono_ms() - start_ms, wait = *delay_ms ? *delay_ms * 2 : FIRST_POLL_MS;
 	int rc;
 
+	if (retry_after > ctx->now + RETRY_AFTER_MAX)
+		retry_after = ctx->now + RETRY_AFTER_MAX;
 	if (retry_after > ctx->now)
 		wait = (retry_after - util_now()) * 1000;
 	if (wait < 0)
@@ -389,10 +392,8 @@ int acme_step_authorize(struct step_ctx *ctx, struct acme *a, struct acme_client
 	if ((rc = acme_order_read(ctx, c, &o)))
 		return rc;
 	if (is_status(o.status, "pending")) {
-		if ((rc = collect_authz(ctx, a, c, &o, &ps, &n)) || (rc = answer_all(ctx, c, ps, n)))
-			goto out;
-		acme_order_free(&o);
-		if ((rc = acme_order_read(ctx, c, &o)) ||
+		/* the order is still "pending" right after the answers: the wait sleeps before it reads it again */
+		if ((rc = collect_authz(ctx, a, c, &o, &ps, &n)) || (rc = answer_all(ctx, c, ps, n)) ||
 		    (rc = acme_order_wait(ctx, a, c, "pending", &o, st, &parked)) || parked)
 			goto out;
 	}
