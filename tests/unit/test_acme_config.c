@@ -391,9 +391,11 @@ static void test_acme_plan_steps_and_detail(void **state)
 	struct config *c = matcher_config();
 	const struct issuer *is = config_issuer(c, "le");
 	struct cert_spec *s = spec_of("web", names, 2);
+	struct state_cert rec;
 	struct plan_steps ps;
 
 	(void)state;
+	memset(&rec, 0, sizeof(rec));
 	assert_int_equal(is->ops->plan(is, CHANGE_CREATE, s, NULL, &ps), 0);
 	assert_int_equal(ps.paid, 0);
 	assert_int_equal(ps.n, 7);
@@ -401,6 +403,17 @@ static void test_acme_plan_steps_and_detail(void **state)
 	assert_string_equal(ps.steps[2], "authorize");
 	assert_string_equal(ps.steps[6], "cleanup");
 	assert_string_equal(ps.detail, "*.example.com: dns-01 via dns; www.example.com: http-01 webroot /w1");
+	/* a resumed change goes on from its step; the solvers are only worth showing while answers are ahead */
+	rec.step = "authorize";
+	assert_int_equal(is->ops->plan(is, CHANGE_RESUME, s, &rec, &ps), 0);
+	assert_int_equal(ps.n, 5);
+	assert_string_equal(ps.steps[0], "authorize");
+	assert_string_equal(ps.detail, "*.example.com: dns-01 via dns; www.example.com: http-01 webroot /w1");
+	rec.step = "finalize";
+	assert_int_equal(is->ops->plan(is, CHANGE_RESUME, s, &rec, &ps), 0);
+	assert_int_equal(ps.n, 4);
+	assert_string_equal(ps.steps[0], "finalize");
+	assert_string_equal(ps.detail, "");
 	assert_int_equal(is->ops->plan(is, CHANGE_REINSTALL, s, NULL, &ps), 0);
 	assert_int_equal(ps.n, 1);
 	assert_string_equal(ps.steps[0], "reinstall");
