@@ -226,3 +226,87 @@ def test_validate_checks_the_directory_and_the_eab_key(env, peers):
     r = env.run("validate", "--online", env={"EAB_HMAC": hmac})
     assert "the CA has terms of service" in r.err and "set termsOfServiceAgreed: true" in r.err, r
     assert hmac not in r.out + r.err
+
+
+class RetryAfterFront:
+    """An HTTPS front for Pebble (which never sends Retry-After) adding "Retry-After: <n>" to every answer about an
+    order that is not finished, and recording when each order was read. Requests pass through with their Host header,
+    so Pebble builds every URL (and checks every JWS url) for the front."""
+
+    def __init__(self, pebble, seconds):
+        import http.client
+        import http.server
+        import ssl
+        import threading
+        import time
+
+        from pg_env import free_port
+
+        self.port, self.seconds, self.reads, self.lock = free_port(), seconds, [], threading.Lock()
+        self.directory = f"https://127.0.0.1:{self.port}/dir"
+        cctx = ssl.create_default_context(cafile=str(pebble.ca_file))
+        front = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPSConnection("127.0.0.1", pebble.port, context=cctx, timeout=30)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+                conn.request(self.command, self.path, body=body or None, headers=hdrs)
+                res = conn.getresponse()
+                data = res.read()
+                extra = []
+                if self.path.startswith("/my-order/"):
+                    unfinished = res.status == 200 and json.loads(data).get("status") in ("pending", "processing")
+                    if unfinished:
+                        extra.append(("Retry-After", str(front.seconds)))
+                    with front.lock:
+                        front.reads.append((time.monotonic(), unfinished))
+                self.send_response(res.status)
+                for k, v in res.getheaders():
+                    if k.lower() not in ("connection", "content-length", "transfer-encoding"):
+                        self.send_header(k, v)
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_HEAD = relay
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(str(pebble.dir / "localhost.pem"), str(pebble.dir / "localhost.key"))
+        self.httpd.socket = sctx.wrap_socket(self.httpd.socket, server_side=True)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_retry_after_is_honoured_between_polls(env, peers):
+    """The CA's Retry-After decides when an unfinished order is read again (never sooner)."""
+    cts = peers.challtestsrv()
+    pebble = peers.pebble(dns=cts.server, env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0"})
+    root = env.dir / "www"
+    peers.webroot_server(root, pebble.http_port)
+    front = peers._keep(RetryAfterFront(pebble, 2))
+    yaml = pebble.issuer_yaml(solvers=f"- http01: {{webroot: {root}}}\n").replace(pebble.directory, front.directory)
+    env.write_config(extra_issuers=yaml)
+    env.repo.write("site.yaml", manifest("site", ["www.peers.test"], issuer="le"))
+    env.repo.commit()
+    r = env.run("apply", "--wait", "2m", check=0)
+    assert "1 done" in r.out, r
+    check_acme_outputs(env.cert_dir("site"), ["www.peers.test"], pebble)
+    reads = list(front.reads)
+    told = [(a, b) for a, b in zip(reads, reads[1:]) if a[1]]  # reads that followed an answer with Retry-After
+    assert told, reads
+    # never sooner than the CA asked (whole seconds: at least 1 s of the 2 s), where 250 ms would be the default
+    assert all(b[0] - a[0] >= 0.95 for a, b in told), [round(b[0] - a[0], 2) for a, b in told]
