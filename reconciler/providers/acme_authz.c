@@ -151,6 +151,22 @@ static const struct acme_challenge *failed_challenge(const struct acme_authz *az
 	return NULL;
 }
 
+/* An authorization the CA will not show: the order is forgotten (a new one costs nothing). */
+static int unreadable(struct step_ctx *ctx, const char *url)
+{
+	char *why = xstrdup(cs_errmsg());
+	int rc;
+
+	acme_order_forget(ctx);
+	if (acme_solve_remove_all(ctx))
+		log_emit(LV_WARN, &ctx->log, "%s", cs_errmsg());
+	rc = provider_fail(STATE_FAIL_TRANSIENT,
+			   cs_error(CS_ETRANSIENT, "%s: ACME authorization %s cannot be read (%s); a new order follows",
+				    ctx->rec->name, url, why));
+	free(why);
+	return rc;
+}
+
 /* Reads the order's authorizations; fills *out with those still to be answered. */
 static int collect_authz(struct step_ctx *ctx, struct acme *a, struct acme_client *c, const struct acme_order *o,
 			 struct pending_chal **out, size_t *n)
@@ -165,8 +181,11 @@ static int collect_authz(struct step_ctx *ctx, struct acme *a, struct acme_clien
 		char *name;
 
 		memset(&az, 0, sizeof(az));
-		if ((rc = acme_authz_get(c, o->authorizations[i], &az)))
+		if ((rc = acme_authz_get(c, o->authorizations[i], &az))) {
+			if (rc == CS_ENOTFOUND || rc == CS_EINVALID) /* gone or refused: this order cannot finish */
+				rc = unreadable(ctx, o->authorizations[i]);
 			break;
+		}
 		name = az.wildcard ? xasprintf("*.%s", az.identifier) : xstrdup(az.identifier);
 		if (is_status(az.status, "valid")) {
 			log_emit(LV_DEBUG, &ctx->log, "%s: authorization already valid (reused)", name);
