@@ -545,7 +545,8 @@ static int acme_step(struct step_ctx *ctx, enum step_status *st)
 
 /*
  * Removal: placed answers and a pending key go too (an open order is left
- * to expire). Revocation on removal (revokeOnRemove) belongs to acme_ari.c.
+ * to expire), then the certificate is revoked when revokeOnRemove says so
+ * (acme_revoke.c).
  */
 static int acme_release(struct step_ctx *ctx)
 {
@@ -553,6 +554,10 @@ static int acme_release(struct step_ctx *ctx)
 
 	if (!rc)
 		rc = remove_pending(ctx);
+#ifdef ACME_SERVE_NEEDS_LISTEN /* acme_revoke.c is in the tree (see the stand-ins above) */
+	if (!rc)
+		rc = acme_revoke_on_remove(ctx, ctx->issuer->priv); /* revokeOnRemove: before the outputs go */
+#endif
 	return rc;
 }
 
@@ -577,4 +582,8 @@ const struct provider_ops provider_acme = {
 	.end_run = acme_end_run,
 	.check = acme_check,
 	.account_plan = NULL,
+#ifdef ACME_SERVE_NEEDS_LISTEN /* acme_ari.c is in the tree: the renewal information asked again when due */
+	.upkeep_due = acme_ari_upkeep_due,
+	.upkeep = acme_ari_upkeep,
+#endif
 };
