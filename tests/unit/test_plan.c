@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -298,6 +299,78 @@ static void test_plan_whole_lifetime_renew_before_renews_once(void **state)
 	assert_int_equal(p->n_changes, 1);
 	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
 	plan_free(p);
+}
+
+/* Records a CA-suggested window (ARI) for r's installed certificate, as the ACME driver does. */
+static void ari(struct state_cert *r, int64_t start, int64_t end, int64_t at)
+{
+	char v[32];
+
+	state_str_set(&r->serial, "0a1b2c");
+	state_str_set(&r->fingerprint, "ff00");
+	state_cert_set_id(r, PLAN_ID_ARI_SERIAL, "0a1b2c");
+	snprintf(v, sizeof(v), "%lld", (long long)start);
+	state_cert_set_id(r, PLAN_ID_ARI_START, v);
+	snprintf(v, sizeof(v), "%lld", (long long)end);
+	state_cert_set_id(r, PLAN_ID_ARI_END, v);
+	snprintf(v, sizeof(v), "%lld", (long long)at);
+	state_cert_set_id(r, PLAN_ID_ARI_AT, v);
+}
+
+static void test_plan_renews_at_the_point_chosen_in_the_ari_window(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]); /* 80 days left of 90: the ⅓ point is 50 days away */
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+	/* A window ahead: planned at its point, nothing now, and the plan lists it. */
+	ari(r, NOW + 2 * DAY, NOW + 4 * DAY, NOW + 3 * DAY);
+	assert_true(plan_renewal_time(f->specs[0], r) == NOW + 3 * DAY);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_windows, 1);
+	assert_string_equal(p->windows[0].name, "www");
+	assert_true(p->windows[0].start == NOW + 2 * DAY && p->windows[0].end == NOW + 4 * DAY);
+	assert_true(p->windows[0].at == NOW + 3 * DAY);
+	plan_free(p);
+	/* The CA says renew now (a window already open, its point passed): renewal_due, saying why. */
+	ari(r, NOW - DAY, NOW + DAY, NOW - 60);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	assert_string_equal(p->changes[0].reason_code, "renewal_due");
+	assert_string_equal(p->changes[0].reason,
+			    "inside the CA's suggested renewal window (ARI) 2027-01-14T08:00:00Z → "
+			    "2027-01-16T08:00:00Z, chosen point 2027-01-15T07:59:00Z; expires in 80d");
+	plan_free(p);
+	/* A window later than renewBefore's point changes nothing: the earlier one wins. */
+	ari(r, r->not_after - 10 * DAY, r->not_after - 5 * DAY, r->not_after - 7 * DAY);
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+}
+
+static void test_plan_ignores_an_ari_window_of_another_certificate(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	ari(r, NOW - DAY, NOW + DAY, NOW - 60);
+	/* A new certificate was installed and its window not asked yet: the old one's says nothing about it. */
+	state_str_set(&r->serial, "0d0e0f");
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_windows, 0);
+	plan_free(p);
+	/* Damaged values are no window either. */
+	state_str_set(&r->serial, "0a1b2c");
+	state_cert_set_id(r, PLAN_ID_ARI_AT, "soon");
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
 }
 
 static void test_plan_does_not_renew_outside_window(void **state)
@@ -812,6 +885,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plan_replaces_when_issuer_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_inside_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_does_not_renew_outside_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_renews_at_the_point_chosen_in_the_ari_window, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_ignores_an_ari_window_of_another_certificate, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_at_one_third_by_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_resumes_pending_step, setup, teardown),
