@@ -396,7 +396,7 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 
 static void config_parse_policy(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"prune", "maxPaidOrders", NULL};
+	static const char *const keys[] = {"prune", "maxPaidOrders", "revokeOnRemove", NULL};
 	const struct ynode *v;
 	int64_t cap;
 
@@ -407,6 +407,8 @@ static void config_parse_policy(struct config *c, const struct ynode *n, const c
 		ynode_bool(v, file, "policy.prune", d, &c->policy.prune);
 	if ((v = ynode_get(n, "maxPaidOrders")) && !ynode_int(v, file, "policy.maxPaidOrders", 0, 100000, d, &cap))
 		c->policy.max_paid_orders = (int)cap;
+	if ((v = ynode_get(n, "revokeOnRemove")))
+		ynode_bool(v, file, "policy.revokeOnRemove", d, &c->policy.revoke_on_remove);
 }
 
 static void config_parse_hooks(struct config *c, const struct ynode *n, const char *file, struct diags *d)

@@ -76,6 +76,7 @@ struct config {
 	struct {
 		int prune;
 		int max_paid_orders;
+		int revoke_on_remove; /* policy.revokeOnRemove: the default of issuers that can revoke (acme) */
 	} policy;
 	struct {
 		char **on_change;

@@ -341,6 +341,10 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	} else if (drift && drift->needs_new) {
 		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
 		plan_reason(c, "drift", "%s", drift->what);
+	} else if (rec->serial && util_streq(state_cert_id(rec, PLAN_ID_REVOKED), rec->serial)) {
+		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
+		plan_reason(c, "revoked", "the installed certificate (serial %s) was revoked: a new one is issued",
+			    rec->serial);
 	} else if (out == OUTPUT_MISSING) {
 		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
 		plan_reason(c, "output_missing", "output files are missing");

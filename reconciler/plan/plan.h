@@ -216,6 +216,12 @@ int64_t plan_renewal_at(const struct cert_spec *spec, int64_t not_before, int64_
 #define PLAN_ID_ARI_SERIAL "acme.ari.serial"
 
 /*
+ * A revoked certificate (certsync revoke records the serial it revoked):
+ * while that serial is installed, plan replaces it (reason_code "revoked").
+ */
+#define PLAN_ID_REVOKED "revoked.serial"
+
+/*
  * The renewal window recorded for rec's installed certificate: 1 with w
  * filled (name not set), 0 when there is none (or it is about another
  * certificate).

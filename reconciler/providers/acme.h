@@ -268,7 +268,7 @@ struct acme {
 	int account_size;	     /* accountKey.size, default 256 */
 	int64_t timeout;	     /* HTTP whole-request limit, default 60 s */
 	int64_t poll_max;	     /* longest wait between polls, default 10 s */
-	int revoke_on_remove;	     /* revokeOnRemove (the issuer's; policy.revokeOnRemove sets the default) */
+	int revoke_on_remove;	     /* revokeOnRemove: 1, 0, or -1 when unset (policy.revokeOnRemove decides) */
 	struct acme_solver *solvers;
 	size_t n_solvers;
 	pthread_mutex_t mu;	    /* guards the session below */
@@ -340,6 +340,49 @@ void acme_ari_after_install(struct step_ctx *ctx, struct acme *a, struct acme_cl
 
 /* Before a renewal's newOrder: the id to send as "replaces" (NULL when none; caller frees). */
 char *acme_ari_replaces(const struct step_ctx *ctx);
+
+/*
+ * The point chosen inside a suggested window: uniformly random in
+ * [start, end] given r (random bits); end < start is start.
+ */
+int64_t acme_ari_pick(int64_t start, int64_t end, uint64_t r);
+
+/*
+ * provider_ops.upkeep_due/upkeep (certsync run): ACME_ID_ARI_NEXT of the
+ * installed certificate; then the window asked again, the chosen point kept
+ * while it stays inside the new window. Unauthenticated (no account).
+ */
+int64_t acme_ari_upkeep_due(const struct issuer *is, const struct state_cert *rec);
+int acme_ari_upkeep(const struct issuer *is, struct state_cert *rec, int64_t now);
+
+/* CRL reason codes by their RFC 5280 names ("keyCompromise" → 1), for certsync revoke. CS_EINVALID naming the known
+ * ones. */
+int acme_revoke_reason(const char *name, int *code);
+/* "unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation" */
+const char *acme_revoke_reason_list(void);
+
+/*
+ * The installed certificate chain of rec (PEM, leaf first): from the key
+ * store entry of its serial, else its output tls.crt; either must be the
+ * recorded certificate (fingerprint). CS_ENOTFOUND naming both places.
+ */
+int acme_installed_cert(const struct config *cfg, const struct state_cert *rec, struct buf *pem);
+
+/*
+ * The release of a removed certificate (called by the driver's release
+ * before its outputs are removed): with revokeOnRemove (the issuer's, else
+ * policy.revokeOnRemove; a->revoke_on_remove < 0 means unset), revokes the
+ * installed certificate (reason cessationOfOperation) with the account key
+ * (never creating an account). Already revoked is success; nothing
+ * installed is success. Other failures fail the removal (retried).
+ */
+int acme_revoke_on_remove(struct step_ctx *ctx, struct acme *a);
+
+/*
+ * The record id marking a revoked certificate (certsync revoke): its value is
+ * the serial that was revoked; while that serial is installed, plan replaces it.
+ */
+#define ACME_ID_REVOKED PLAN_ID_REVOKED
 
 /* ---------- challenge solvers (acme_solve.c) ---------- */
 

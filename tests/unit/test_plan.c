@@ -373,6 +373,31 @@ static void test_plan_ignores_an_ari_window_of_another_certificate(void **state)
 	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
 }
 
+/* certsync revoke records the serial it revoked: while that certificate is installed, a new one is planned. */
+static void test_plan_replaces_a_revoked_certificate(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	state_str_set(&r->serial, "0a1b2c");
+	state_cert_set_id(r, PLAN_ID_REVOKED, "0a1b2c");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_REPLACE);
+	assert_string_equal(p->changes[0].reason_code, "revoked");
+	assert_string_equal(p->changes[0].reason,
+			    "the installed certificate (serial 0a1b2c) was revoked: a new one is issued");
+	plan_free(p);
+	/* Its successor is installed: the mark is about another serial and says nothing. */
+	state_str_set(&r->serial, "0d0e0f");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	plan_free(p);
+}
+
 static void test_plan_does_not_renew_outside_window(void **state)
 {
 	struct fixture *f = *state;
@@ -889,6 +914,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_plan_ignores_an_ari_window_of_another_certificate, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_replaces_a_revoked_certificate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_at_one_third_by_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_resumes_pending_step, setup, teardown),
