@@ -372,6 +372,7 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 		return;
 	ynode_check_keys(n, keys, file, "server", d);
 	config_str(n, "listen", file, "server.listen", d, &c->server.listen);
+	c->server.listen_set = c->server.listen != NULL;
 	config_str(n, "publicURL", file, "server.publicURL", d, &c->server.public_url);
 	/* Caught here, with a position, rather than when `run` starts listening or registers. */
 	if (c->server.listen && (v = ynode_get(n, "listen"))) {

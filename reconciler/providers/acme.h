@@ -384,6 +384,26 @@ int acme_revoke_on_remove(struct step_ctx *ctx, struct acme *a);
  */
 #define ACME_ID_REVOKED PLAN_ID_REVOKED
 
+/* ---------- http-01 answered by certsync itself (acme_serve.c) ---------- */
+
+#define ACME_SERVE_NEEDS_LISTEN                                                                                        \
+	"http01.serve needs server.listen (the address the CA's validation reaches, port 80 behind your load "         \
+	"balancer)"
+
+/*
+ * For acme_config_check (validate): every `http01: {serve: true}` solver of
+ * is needs server.listen in the config: "issuers.le.solvers[1]: http01.serve
+ * needs server.listen (…)" at the solver's position. Other issuer types: nothing.
+ */
+void acme_serve_check(const struct config *cfg, const struct issuer *is, const char *file, struct diags *d);
+
+/*
+ * 1 when an acme issuer of cfg has an `http01: {serve: true}` solver (apply
+ * then runs the HTTP server for its duration); where (size n) gets the first
+ * one ("issuers.le.solvers[1]").
+ */
+int acme_serve_needed(const struct config *cfg, char *where, size_t n);
+
 /* ---------- challenge solvers (acme_solve.c) ---------- */
 
 /*
