@@ -133,9 +133,13 @@ const struct cert_spec *daemon_spec(const struct daemon *d, const char *name)
 static int64_t daemon_renew_at(const struct cert_spec *s, const struct state_cert *rec)
 {
 	int64_t at = plan_renewal_time(s, rec);
+	struct plan_window w;
 
 	if (!at)
 		return 0;
+	/* A point the CA's window (ARI) chose is random already, and jitter could push it out of the window. */
+	if (plan_ari_window(rec, &w) && at == w.at)
+		return at;
 	return at + daemon_renewal_jitter(rec->name, rec->not_before, rec->not_after, at);
 }
 
