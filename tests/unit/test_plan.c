@@ -44,6 +44,15 @@ static int fake_steps(void *arg, const char *issuer, enum change_kind kind, cons
 		out->product = "ssl_dv_geotrust";
 		return 0;
 	}
+	if (issuer && !strcmp(issuer, "le")) {
+		*provider = "acme";
+		out->steps[out->n++] = "order";
+		out->steps[out->n++] = "install";
+		/* A careless driver quoting a credential: the plan must still never show it. */
+		snprintf(out->detail, sizeof(out->detail), "%s: http-01 serve%s", spec->dns_names[0],
+			 spec->n_dns > 1 ? " (Bearer s3cr3t-t0ken-value)" : "");
+		return 0;
+	}
 	*provider = "ca";
 	out->steps[out->n++] = "issue";
 	out->steps[out->n++] = "install";
@@ -631,6 +640,35 @@ static void test_plan_never_stores_or_prints_a_quoted_credential(void **state)
 	plan_free(p);
 }
 
+/* The provider's note (the ACME solver per name) reaches plans and pull-request plans, never a credential. */
+static void test_plan_carries_the_provider_detail_into_plans_and_pr_plans(void **state)
+{
+	struct fixture *f = *state;
+	struct plan_pr_input pr;
+	struct plan *p;
+
+	add_spec(f, spec("a", "le", "a.example.com", NULL));
+	add_spec(f, spec("b", "le", "b.example.com, c.example.com", NULL));
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 2);
+	assert_string_equal(find(p, "a")->detail, "a.example.com: http-01 serve");
+	assert_string_equal(find(p, "b")->detail, "b.example.com: http-01 serve (Bearer [REDACTED])");
+	plan_free(p);
+	memset(&pr, 0, sizeof(pr));
+	pr.head = f->specs;
+	pr.n_head = f->n;
+	pr.max_paid = 10;
+	pr.steps_fn = fake_steps;
+	pr.repo = "/srv/certs.git";
+	pr.commit = "0123456789abcdef0123456789abcdef01234567";
+	pr.base_commit = "89abcdef0123456789abcdef0123456789abcdef";
+	assert_int_equal(plan_pr_diff(&pr, &p), 0);
+	assert_int_equal(p->n_changes, 2);
+	assert_string_equal(find(p, "a")->detail, "a.example.com: http-01 serve");
+	assert_null(strstr(find(p, "b")->detail, "s3cr3t"));
+	plan_free(p);
+}
+
 static void test_plan_reinstalls_missing_or_altered_outputs(void **state)
 {
 	struct fixture *f = *state;
@@ -915,6 +953,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plan_ignores_an_ari_window_of_another_certificate, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_plan_replaces_a_revoked_certificate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_carries_the_provider_detail_into_plans_and_pr_plans, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_at_one_third_by_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_resumes_pending_step, setup, teardown),
