@@ -183,7 +183,8 @@ struct provider_ops {
 
 	/*
 	 * Upkeep of an installed certificate outside any change, which `certsync
-	 * run` does when its time comes (ACME: the CA's renewal information asked
+	 * run` and `apply` do when its time comes, before they plan
+	 * (reconcile_upkeep; ACME: the CA's renewal information asked
 	 * again once its Retry-After has passed). upkeep_due: when (unix
 	 * seconds), 0 for never; pure. upkeep: does it, changing only rec's ids
 	 * (no step, nothing paid, no key store); a failure is logged and the

@@ -293,6 +293,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		ro.retry_failed = a.retry_failed;
 		if (cmd_open_source(cfg, NULL, &src))
 			goto out;
+		/* A cron-driven apply keeps the CA's renewal windows (ARI) fresh as run does. */
+		changed = reconcile_upkeep(cfg, st, ro.now, (volatile int *)&cmd_stop) > 0;
 		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro,
 				   &p)) {
 			cmd_fail("%s", cs_errmsg());

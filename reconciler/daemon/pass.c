@@ -318,29 +318,6 @@ static void daemon_log_retry(const struct daemon *d)
 	}
 }
 
-/*
- * Provider upkeep that is due (provider_ops.upkeep: ACME asks the CA's
- * renewal window again), before planning so that what it learns counts in
- * this pass. Ready certificates only; the state is saved with the next save.
- */
-static void daemon_upkeep(struct daemon *d, int64_t now)
-{
-	size_t n = 0;
-	struct state_cert **recs = state_cert_list(d->st, &n);
-
-	for (size_t i = 0; i < n && !__atomic_load_n(d->stop, __ATOMIC_RELAXED); i++) {
-		const struct issuer *is = recs[i]->issuer ? config_issuer(d->cfg, recs[i]->issuer) : NULL;
-		int64_t due;
-
-		if (!is || !is->priv || !is->ops->upkeep_due || !is->ops->upkeep || recs[i]->phase != PHASE_READY)
-			continue;
-		due = is->ops->upkeep_due(is, recs[i]);
-		if (due && due <= now && is->ops->upkeep(is, recs[i], now))
-			d->dirty = 1;
-	}
-	free(recs);
-}
-
 void daemon_pass(struct daemon *d)
 {
 	struct reconcile_opts ro;
@@ -356,7 +333,9 @@ void daemon_pass(struct daemon *d)
 	ro.now = now;
 	/* Only failed certificates an explicit retry names are kept from this (daemon_filter). */
 	ro.retry_failed = d->retry_all || d->n_retry;
-	daemon_upkeep(d, now);
+	/* What upkeep learns (the CA's renewal window, ARI) counts in this pass; saved with the next save. */
+	if (reconcile_upkeep(d->cfg, d->st, now, (volatile int *)d->stop))
+		d->dirty = 1;
 	outs = reconcile_observe(d->cfg, d->st, NULL);
 	ro.observed = outs;
 	daemon_note_outputs(d, outs);

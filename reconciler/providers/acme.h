@@ -348,7 +348,7 @@ char *acme_ari_replaces(const struct step_ctx *ctx);
 int64_t acme_ari_pick(int64_t start, int64_t end, uint64_t r);
 
 /*
- * provider_ops.upkeep_due/upkeep (certsync run): ACME_ID_ARI_NEXT of the
+ * provider_ops.upkeep_due/upkeep (certsync run and apply): ACME_ID_ARI_NEXT of the
  * installed certificate; then the window asked again, the chosen point kept
  * while it stays inside the new window. Unauthenticated (no account).
  */
