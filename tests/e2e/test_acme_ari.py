@@ -110,6 +110,29 @@ def test_a_window_in_the_past_renews_now_and_the_new_order_replaces_the_old_cert
     assert env.run("plan", "--detailed-exitcode").code == 0  # settled: nothing due
 
 
+def expire_retry_after(env):
+    """As if the Retry-After of the recorded window had passed (the state says when to ask again)."""
+    st = env.state_json()
+    st["certificates"]["www"]["ids"]["acme.ari.next"] = str(int(time.time()) - 1)
+    env.state.write_text(json.dumps(st))
+
+
+def test_apply_from_cron_asks_again_once_retry_after_passes(env, acme):
+    peb, ari = acme
+    ari.set_window(time.time() + 1200, time.time() + 1500)
+    setup_env(env, peb, ari)
+    env.run("apply", check=0)
+    first_id = ari_cert_id(env.cert_dir("www") / "tls.crt")
+    env.run("apply", check=0)
+    assert ari.asked_ids() == [first_id]  # Retry-After (an hour) has not passed: not asked again
+    ari.set_window(time.time() - 600, time.time() - 300)
+    expire_retry_after(env)
+    r = env.run("apply", check=0)
+    assert "inside the CA's suggested renewal window (ARI)" in r.out, r
+    assert ari.asked_ids()[:2] == [first_id, first_id]
+    assert ari.order_payloads()[-1].get("replaces") == first_id
+
+
 def test_run_asks_again_when_retry_after_passes_and_renews_inside_the_new_window(env, acme):
     peb, ari = acme
     ari.set_window(time.time() + 1200, time.time() + 1500)
@@ -119,9 +142,7 @@ def test_run_asks_again_when_retry_after_passes_and_renews_inside_the_new_window
     first_id = ari_cert_id(crt)
     # The CA moves the window into the past, and Retry-After has passed (the state says when to ask again).
     ari.set_window(time.time() - 600, time.time() - 300)
-    st = env.state_json()
-    st["certificates"]["www"]["ids"]["acme.ari.next"] = str(int(time.time()) - 1)
-    env.state.write_text(json.dumps(st))
+    expire_retry_after(env)
     full = dict(os.environ, CERTSYNC_LOG_FORMAT="text")
     proc = subprocess.Popen([BIN, "run", "--config", str(env.config)], cwd=env.dir, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full)
