@@ -740,7 +740,11 @@ static void dnsimple_end_run(const struct issuer *is)
 	dnsimple_session_end(is->priv);
 }
 
-static const struct dns_driver dnsimple_dns = {.txt_create = dnsimple_txt_create, .txt_delete = dnsimple_txt_delete};
+static const struct dns_driver dnsimple_dns = {
+	.txt_create = dnsimple_txt_create,
+	.txt_delete = dnsimple_txt_delete,
+	.zone_for = dnsimple_dns_zone_for,
+};
 
 const struct provider_ops provider_dnsimple = {
 	.type = "dnsimple",
