@@ -6,7 +6,8 @@
  * acme_order.c, acme_client_ari.c and the wire parsing acme_wire.c) and
  * acme_problem.c; JWS and keys are util/jose.c. The issuer's config is
  * acme_config.c, the steps acme.c, challenge solvers acme_solve.c, ARI and
- * revocation acme_ari.c. docs/acme.md is the user-facing contract.
+ * revocation acme_ari.c and acme_revoke.c, http-01 served by certsync
+ * acme_serve.c. docs/acme.md is the user-facing contract.
  */
 #ifndef CS_RECONCILER_PROVIDERS_ACME_H
 #define CS_RECONCILER_PROVIDERS_ACME_H
@@ -322,7 +323,7 @@ struct acme_keys {
  */
 int acme_session_with(struct acme *a, const struct acme_keys *k, struct acme_client **out);
 
-/* ---------- ARI and revocation (acme_ari.c) ---------- */
+/* ---------- ARI (acme_ari.c) and revocation (acme_revoke.c) ---------- */
 
 /*
  * Record ids of the renewal information of the installed certificate
