@@ -506,15 +506,16 @@ int config_parse(const char *path, const char *data, size_t len, struct config *
 		config_parse_issuers(c, v, path, d);
 	else
 		diags_add(d, path, 1, 1, "missing required section \"issuers\"");
-	for (size_t i = 0; i < c->n_issuers; i++)
-		if (c->issuers[i].priv && c->issuers[i].ops->config_check)
-			c->issuers[i].ops->config_check(c, &c->issuers[i], path, d);
 	if ((v = ynode_get(root, "server")))
 		config_parse_server(c, v, path, d);
 	if ((v = ynode_get(root, "policy")))
 		config_parse_policy(c, v, path, d);
 	if ((v = ynode_get(root, "hooks")))
 		config_parse_hooks(c, v, path, d);
+	/* Once every section is read (an acme serve solver needs server.listen), before the defaults fill it in. */
+	for (size_t i = 0; i < c->n_issuers; i++)
+		if (c->issuers[i].priv && c->issuers[i].ops->config_check)
+			c->issuers[i].ops->config_check(c, &c->issuers[i], path, d);
 	config_defaults(c);
 	/* postgres without state.path: there is no state directory to keep a remote repository's clone beside */
 	if (c->source.repo && config_is_url(c->source.repo) && !c->source.cache_dir && (v = ynode_get(root, "source")))
