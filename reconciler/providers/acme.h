@@ -210,6 +210,7 @@ void acme_authz_free(struct acme_authz *a);
 int acme_authz_get(struct acme_client *c, const char *url, struct acme_authz *out);
 /* Tells the server the challenge is ready (POST {}). out gets the challenge as answered (may be NULL). */
 int acme_challenge_respond(struct acme_client *c, const char *url, struct acme_challenge *out);
+void acme_challenge_free(struct acme_challenge *ch);
 
 /*
  * Downloads the certificate chain (Accept: application/pem-certificate-chain).

@@ -75,7 +75,6 @@ int acme_order_payload(const char *issuer, char *const *names, size_t n, const c
 int acme_order_parse(const struct acme_wire *w, const char *body, size_t len, struct acme_order *out);
 int acme_authz_parse(const struct acme_wire *w, const char *body, size_t len, struct acme_authz *out);
 int acme_challenge_parse(const struct acme_wire *w, const char *body, size_t len, struct acme_challenge *out);
-void acme_challenge_free(struct acme_challenge *c);
 
 /* One page of the orders list: {"orders":[url…]}, appended to *urls (at most ACME_MAX_ORDER_URLS in all). */
 int acme_orders_page_parse(const struct acme_wire *w, const char *body, size_t len, char ***urls, size_t *n);

@@ -285,15 +285,22 @@ out:
 	return rc;
 }
 
-/* The ref of a placed record: "<zone> <owner>" (no DNS name holds a space). */
-static int rfc2136_ref_parse(const char *ref, char **zone, char **owner)
+/*
+ * The ref of a placed record: "<zone> <owner> <value>" (no DNS name holds a
+ * space; the value is the rest). It names the exact value placed: a caller
+ * removing an older token may pass its current one. An older "<zone>
+ * <owner>" ref leaves *value NULL.
+ */
+static int rfc2136_ref_parse(const char *ref, char **zone, char **owner, char **value)
 {
-	const char *sp = ref ? strchr(ref, ' ') : NULL;
+	const char *sp = ref ? strchr(ref, ' ') : NULL, *sp2;
 
-	if (!sp || sp == ref || !sp[1] || strchr(sp + 1, ' '))
+	if (!sp || sp == ref || !sp[1] || sp[1] == ' ')
 		return -1;
+	sp2 = strchr(sp + 1, ' ');
 	*zone = xstrndup(ref, (size_t)(sp - ref));
-	*owner = xstrdup(sp + 1);
+	*owner = sp2 ? xstrndup(sp + 1, (size_t)(sp2 - sp - 1)) : xstrdup(sp + 1);
+	*value = sp2 && sp2[1] ? xstrdup(sp2 + 1) : NULL;
 	return 0;
 }
 
@@ -306,7 +313,7 @@ static int rfc2136_txt_create(const struct issuer *is, const char *fqdn, const c
 	if ((rc = rfc2136_locate(r, fqdn, &zone, &owner)) || (rc = rfc2136_update(r, zone, owner, value, 1)))
 		goto out;
 	log_debug("issuer %s: TXT record placed at %s in zone %s", r->name, owner, zone);
-	*ref = xasprintf("%s %s", zone, owner);
+	*ref = xasprintf("%s %s %s", zone, owner, value);
 out:
 	free(zone);
 	free(owner);
@@ -316,15 +323,16 @@ out:
 static int rfc2136_txt_delete(const struct issuer *is, const char *fqdn, const char *value, const char *ref)
 {
 	const struct rfc2136 *r = is->priv;
-	char *zone = NULL, *owner = NULL;
+	char *zone = NULL, *owner = NULL, *placed = NULL;
 	int rc = 0;
 
-	if (rfc2136_ref_parse(ref, &zone, &owner) && (rc = rfc2136_locate(r, fqdn, &zone, &owner)))
+	if (rfc2136_ref_parse(ref, &zone, &owner, &placed) && (rc = rfc2136_locate(r, fqdn, &zone, &owner)))
 		goto out;
-	rc = rfc2136_update(r, zone, owner, value, 0);
+	rc = rfc2136_update(r, zone, owner, placed ? placed : value, 0);
 out:
 	free(zone);
 	free(owner);
+	free(placed);
 	return rc;
 }
 

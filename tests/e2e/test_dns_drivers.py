@@ -132,3 +132,21 @@ def test_dnsimple_without_zones_finds_its_zone_through_the_api(env, dns, web, dc
         assert dns.ctl("counters").get("listZones") == 1  # once for the run
     finally:
         dc.stop()
+
+
+@pytest.mark.parametrize("point", [
+    pytest.param(r"TXT record placed at _dnsauth\.www\.pizza\.company", id="after-first-placement"),
+    pytest.param(r"running step \(step order\)", id="before-order"),
+])
+def test_rfc2136_records_are_removed_after_a_crash(env, bind, dc_bind, secrets, point):
+    from test_crash_matrix import Apply, converge
+    env.write_config(extra_issuers=bind.issuer_yaml() + digicert_yaml(dc_bind.url, "corpdns", "_dnsauth"))
+    env.repo.write("shop.yaml", shop())
+    env.repo.commit()
+    a = Apply(env)
+    assert a.kill_on(point), a.text()
+    assert any(bind.txt(f"_dnsauth.{n}") for n in NAMES)  # the crash left a placed record behind
+    converge(env)
+    assert dc_bind.ctl("counters")["order_create"] == 1
+    for n in NAMES:
+        assert bind.txt(f"_dnsauth.{n}") == [], n  # every record removed, the orphaned one included

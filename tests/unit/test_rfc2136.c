@@ -386,7 +386,7 @@ static void test_updates_against_bind_add_and_delete_exact_values(void **state)
 	free(zone);
 	/* the apex and its wildcard share one name: two values side by side */
 	assert_int_equal(dns->txt_create(is, "_acme-challenge.e.test", "apex-tok", &ref1), 0);
-	assert_string_equal(ref1, "e.test _acme-challenge.e.test");
+	assert_string_equal(ref1, "e.test _acme-challenge.e.test apex-tok");
 	assert_int_equal(dns->txt_create(is, "_acme-challenge.e.test", "wild-tok", &ref2), 0);
 	assert_int_equal(has("_acme-challenge.e.test", "apex-tok"), 1);
 	assert_int_equal(has("_acme-challenge.e.test", "wild-tok"), 1);
@@ -402,6 +402,17 @@ static void test_updates_against_bind_add_and_delete_exact_values(void **state)
 	assert_int_equal(has("_acme-challenge.e.test", "wild-tok"), 0);
 	/* deleting what is gone is fine */
 	assert_int_equal(dns->txt_delete(is, "_acme-challenge.e.test", "wild-tok", ref2), 0);
+	/* the ref names the value placed: removing an older token with the caller's newer one deletes the old */
+	free(ref2);
+	assert_int_equal(dns->txt_create(is, "_acme-challenge.e.test", "old-tok", &ref2), 0);
+	free(ref1);
+	assert_int_equal(dns->txt_create(is, "_acme-challenge.e.test", "new-tok", &ref1), 0);
+	assert_int_equal(dns->txt_delete(is, "_acme-challenge.e.test", "new-tok", ref2), 0);
+	assert_int_equal(has("_acme-challenge.e.test", "old-tok"), 0);
+	assert_int_equal(has("_acme-challenge.e.test", "new-tok"), 1);
+	/* an older two-field ref ("zone owner") deletes the value given */
+	assert_int_equal(dns->txt_delete(is, "_acme-challenge.e.test", "new-tok", "e.test _acme-challenge.e.test"), 0);
+	assert_int_equal(has("_acme-challenge.e.test", "new-tok"), 0);
 	log = run(cmd = xasprintf("cat %s/named.log", ns.dir));
 	assert_non_null(strstr(log, "adding an RR at '_acme-challenge.e.test' TXT \"apex-tok\""));
 	assert_non_null(strstr(log, "deleting an RR at _acme-challenge.e.test TXT"));
@@ -420,7 +431,7 @@ static void test_updates_follow_a_cname_into_its_zone(void **state)
 	assert_int_equal(is->ops->dns->zone_for(is, "_acme-challenge.alias.e.test", &zone), 0);
 	assert_string_equal(zone, "f.test");
 	assert_int_equal(is->ops->dns->txt_create(is, "_acme-challenge.alias.e.test", "via-cname", &ref), 0);
-	assert_string_equal(ref, "f.test _acme-challenge.real.f.test");
+	assert_string_equal(ref, "f.test _acme-challenge.real.f.test via-cname");
 	assert_int_equal(has("_acme-challenge.real.f.test", "via-cname"), 1);
 	assert_int_equal(is->ops->dns->txt_delete(is, "_acme-challenge.alias.e.test", "via-cname", ref), 0);
 	assert_int_equal(has("_acme-challenge.real.f.test", "via-cname"), 0);
