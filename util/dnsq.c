@@ -1,5 +1,6 @@
 /* DNS queries with ldns (util/dnsq.h): zone discovery, NS lookups, TXT checks. Answers are untrusted. */
 #include "dnsq.h"
+#include "libversion.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -678,4 +679,9 @@ int dnsq_txt_has(const char *server, const char *fqdn, const char *value, int *f
 out:
 	ldns_pkt_free(a);
 	return rc;
+}
+
+void libversion_ldns(char *out, size_t n)
+{
+	snprintf(out, n, "ldns %s", ldns_version());
 }

@@ -93,6 +93,17 @@ int dnsimple_matches(const struct dnsimple_cert *c, const struct dnsimple_order 
 
 /* State classes (2.2). */
 int dnsimple_state_terminal(const char *state);
+
+struct issuer;
+struct state_cert;
+/*
+ * state import: makes rec (a new record of spec) resume at "await" with the
+ * existing DNSimple certificate id: the next apply asks DNSimple for it,
+ * downloads it once issued and installs it after the usual checks against
+ * the manifest. Nothing is purchased. CS_EINVALID when spec cannot be
+ * ordered from this issuer's zones.
+ */
+int dnsimple_import(const struct issuer *is, const struct cert_spec *spec, struct state_cert *rec, long long id);
 int dnsimple_state_pending(const char *state);
 
 /* ---------- API (dnsimple_api.c) ---------- */

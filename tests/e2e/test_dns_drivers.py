@@ -68,7 +68,7 @@ def test_digicert_dns_validation_through_rfc2136_on_bind(env, bind, dc_bind, sec
     env.repo.commit()
     r = env.run("validate", "--online", check=0)
     assert "corpdns" in r.out and "answers with TSIG key certsync-key. (hmac-sha256)" in r.out, r
-    r = env.run("apply", check=0)
+    r = env.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     order = first_order(dc_bind)
     # the simulator found each token in BIND, over DNS
@@ -100,7 +100,7 @@ def test_rfc2136_with_a_wrong_secret_fails_clearly_and_keeps_nothing(env, bind, 
     env.repo.commit()
     r = env.run("validate", "--online", check=1)
     assert "BADSIG: the secret does not match the nameserver's copy of the key" in r.out + r.err, r
-    r = env.run("apply", check=1)
+    r = env.run("apply", "--auto-approve", check=1)
     assert "BADSIG" in r.out + r.err, r
     assert dc_bind.ctl("counters").get("order_create", 0) == 0  # nothing bought without a placed token
     assert "d3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmc0NTY=" not in r.out + r.err + env.state.read_text()
@@ -121,7 +121,7 @@ def test_dnsimple_without_zones_finds_its_zone_through_the_api(env, dns, web, dc
             """) + digicert_yaml(dc.url, "dns", "_dnsauth"))
         env.repo.write("shop.yaml", shop())
         env.repo.commit()
-        r = env.run("apply", check=0)
+        r = env.run("apply", "--auto-approve", check=0)
         assert "1 done" in r.out, r
         assert "no configured zone contains" not in r.out + r.err
         order = first_order(dc)
