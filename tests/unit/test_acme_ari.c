@@ -1,5 +1,5 @@
 /* ACME renewal information and revocation helpers (providers/acme_ari.c): the point in the window, what is
- * asked again and when, what a renewal replaces. */
+ * asked again and when, what a renewal replaces, revocation reasons. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,6 +119,30 @@ static void test_only_a_renewal_replaces_and_a_journaled_id_is_kept(void **s)
 	assert_string_equal(v, "AAAA.BBBB");
 	free(v);
 	state_free(st);
+}
+
+static void test_revocation_reasons_by_name(void **s)
+{
+	static const struct {
+		const char *name;
+		int code;
+	} want[] = {{"unspecified", 0},
+		    {"keyCompromise", 1},
+		    {"affiliationChanged", 3},
+		    {"superseded", 4},
+		    {"cessationOfOperation", 5}};
+	int code = -1;
+
+	(void)s;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(acme_revoke_reason(want[i].name, &code), 0);
+		assert_int_equal(code, want[i].code);
+		assert_non_null(strstr(acme_revoke_reason_list(), want[i].name));
+	}
+	assert_int_equal(acme_revoke_reason("keycompromise", &code), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "unknown revocation reason \"keycompromise\" (known: unspecified,"));
+	assert_int_equal(acme_revoke_reason("certificateHold", &code), CS_EINVALID); /* not for ACME */
+	assert_int_equal(acme_revoke_reason(NULL, &code), CS_EINVALID);
 }
 
 /* ---------- against a small renewalInfo server (tests/unit/fake_acme_ari.py) ---------- */
@@ -283,6 +307,7 @@ int main(void)
 		cmocka_unit_test(test_ari_record_ids_are_the_ones_plan_reads),
 		cmocka_unit_test(test_ari_is_asked_again_only_for_the_installed_certificate),
 		cmocka_unit_test(test_only_a_renewal_replaces_and_a_journaled_id_is_kept),
+		cmocka_unit_test(test_revocation_reasons_by_name),
 	};
 	const struct CMUnitTest served[] = {
 		cmocka_unit_test(test_after_install_records_the_window_a_point_in_it_and_when_to_ask_again),
