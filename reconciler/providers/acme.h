@@ -280,7 +280,7 @@ struct acme {
 	int account_size;	     /* accountKey.size, default 256 */
 	int64_t timeout;	     /* HTTP whole-request limit, default 60 s */
 	int64_t poll_max;	     /* longest wait between polls, default 10 s */
-	int revoke_on_remove;	     /* revokeOnRemove: 1, 0, or -1 when unset (policy.revokeOnRemove decides) */
+	int revoke_on_remove;	     /* revokeOnRemove: 1/0, or -1 when not set (policy.revokeOnRemove decides) */
 	struct acme_solver *solvers;
 	size_t n_solvers;
 	pthread_mutex_t mu;	    /* guards the session below */

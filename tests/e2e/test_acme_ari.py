@@ -104,7 +104,8 @@ def test_a_window_in_the_past_renews_now_and_the_new_order_replaces_the_old_cert
     env.run("apply", check=0)
     crt = env.cert_dir("www") / "tls.crt"
     first_serial, first_id = cert_serial(crt), ari_cert_id(crt)
-    assert ari.order_payloads()[0].get("replaces") is None  # a first certificate replaces nothing
+    # (a badNonce retry sends a request again: Pebble rejects 5 % of nonces, so payloads may repeat)
+    assert all(o.get("replaces") is None for o in ari.order_payloads())  # a first certificate replaces nothing
     p = env.plan_json()
     [c] = p["changes"]
     assert c["action"] == "renew" and c["reason_code"] == "renewal_due", c
@@ -114,7 +115,7 @@ def test_a_window_in_the_past_renews_now_and_the_new_order_replaces_the_old_cert
     ari.set_window(time.time() + 1200, time.time() + 1500)  # the successor's window is ahead
     env.run("apply", check=0)
     orders = ari.order_payloads()
-    assert len(orders) == 2 and orders[1].get("replaces") == first_id, orders
+    assert orders[-1].get("replaces") == first_id, orders
     assert cert_serial(crt) != first_serial
     check_outputs(env.cert_dir("www"), peb)
     assert ari.asked_ids() == [first_id, ari_cert_id(crt)]
@@ -158,8 +159,8 @@ def test_run_asks_again_when_retry_after_passes_and_renews_inside_the_new_window
     proc = subprocess.Popen([BIN, "run", "--config", str(env.config)], cwd=env.dir, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full)
     try:
-        wait_until(lambda: len(ari.order_payloads()) >= 2, timeout=60, what="a renewal order from run")
-        assert ari.order_payloads()[1].get("replaces") == first_id
+        wait_until(lambda: any(o.get("replaces") == first_id for o in ari.order_payloads()), timeout=60,
+                   what="a renewal order from run replacing the first certificate")
         def renewed():
             try:
                 return ari_cert_id(crt) != first_id
@@ -189,7 +190,7 @@ def test_revoke_revokes_at_the_ca_with_the_reason_and_the_next_apply_replaces_it
     assert f"Revoked www (serial {serial}, reason keyCompromise)" in r.out, r
     st = pebble_status(peb, serial)
     assert st["Status"] == "Revoked", st
-    assert [x.get("reason") for x in ari.revocation_payloads()] == [1]
+    assert {x.get("reason") for x in ari.revocation_payloads()} == {1}
     history = " ".join(e["what"] for e in rec(env)["history"])
     assert "revoked serial" in history and "keyCompromise" in history
     [c] = env.plan_json()["changes"]
@@ -228,7 +229,7 @@ def test_revoke_on_remove_revokes_before_the_outputs_go(env, acme):
     assert [(c["name"], c["action"]) for c in p["changes"]] == [("www", "remove")]
     env.run("apply", check=0)
     assert pebble_status(peb, serial)["Status"] == "Revoked"
-    assert [x.get("reason") for x in ari.revocation_payloads()] == [5]  # cessationOfOperation
+    assert {x.get("reason") for x in ari.revocation_payloads()} == {5}  # cessationOfOperation
     assert not env.cert_dir("www").exists()
     assert "www" not in env.state_json()["certificates"]
 
