@@ -324,7 +324,7 @@ struct acme_keys {
  */
 int acme_session_with(struct acme *a, const struct acme_keys *k, struct acme_client **out);
 
-/* ---------- ARI (acme_ari.c) and revocation (acme_revoke.c) ---------- */
+/* ---------- ARI and revocation (acme_ari.c) ---------- */
 
 /*
  * Record ids of the renewal information of the installed certificate
