@@ -461,6 +461,7 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 		return;
 	ynode_check_keys(n, keys, file, "server", d);
 	config_str(n, "listen", file, "server.listen", d, &c->server.listen);
+	c->server.listen_set = c->server.listen != NULL;
 	config_str(n, "publicURL", file, "server.publicURL", d, &c->server.public_url);
 	/* Caught here, with a position, rather than when `run` starts listening or registers. */
 	if (c->server.listen && (v = ynode_get(n, "listen"))) {
@@ -485,7 +486,7 @@ static void config_parse_server(struct config *c, const struct ynode *n, const c
 
 static void config_parse_policy(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"prune", "maxPaidOrders", NULL};
+	static const char *const keys[] = {"prune", "maxPaidOrders", "revokeOnRemove", NULL};
 	const struct ynode *v;
 	int64_t cap;
 
@@ -496,6 +497,8 @@ static void config_parse_policy(struct config *c, const struct ynode *n, const c
 		ynode_bool(v, file, "policy.prune", d, &c->policy.prune);
 	if ((v = ynode_get(n, "maxPaidOrders")) && !ynode_int(v, file, "policy.maxPaidOrders", 0, 100000, d, &cap))
 		c->policy.max_paid_orders = (int)cap;
+	if ((v = ynode_get(n, "revokeOnRemove")))
+		ynode_bool(v, file, "policy.revokeOnRemove", d, &c->policy.revoke_on_remove);
 }
 
 /* A hook command: a list of strings (argv, no shell), the first an absolute path. */
@@ -610,15 +613,16 @@ int config_parse_mode(const char *path, const char *data, size_t len, int mode, 
 		config_parse_issuers(c, v, path, d);
 	else
 		diags_add(d, path, 1, 1, "missing required section \"issuers\"");
-	for (size_t i = 0; i < c->n_issuers; i++)
-		if (c->issuers[i].priv && c->issuers[i].ops->config_check)
-			c->issuers[i].ops->config_check(c, &c->issuers[i], path, d);
 	if ((v = ynode_get(root, "server")))
 		config_parse_server(c, v, path, d);
 	if ((v = ynode_get(root, "policy")))
 		config_parse_policy(c, v, path, d);
 	if ((v = ynode_get(root, "hooks")))
 		config_parse_hooks(c, v, path, d);
+	/* Once every section is read (an acme serve solver needs server.listen), before the defaults fill it in. */
+	for (size_t i = 0; i < c->n_issuers; i++)
+		if (c->issuers[i].priv && c->issuers[i].ops->config_check)
+			c->issuers[i].ops->config_check(c, &c->issuers[i], path, d);
 	config_defaults(c);
 	/* postgres without state.path: there is no state directory to keep a remote repository's clone beside */
 	if (c->source.repo && config_is_url(c->source.repo) && !c->source.cache_dir && (v = ynode_get(root, "source")))

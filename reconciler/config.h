@@ -87,7 +87,8 @@ struct config {
 	struct issuer *issuers;
 	size_t n_issuers;
 	struct {
-		char *listen;
+		char *listen;	/* default 127.0.0.1:9402 */
+		int listen_set; /* server.listen is in the config (not the default) */
 		char *public_url;
 		struct cred webhook_secret;
 		struct cred admin_token;  /* guards POST /retry (Authorization: Bearer); none = endpoint off */
@@ -96,6 +97,7 @@ struct config {
 	struct {
 		int prune;
 		int max_paid_orders;
+		int revoke_on_remove; /* policy.revokeOnRemove: the default of issuers that can revoke (acme) */
 	} policy;
 	struct {
 		char **on_change;

@@ -188,6 +188,18 @@ struct provider_ops {
 	 */
 	void (*account_plan)(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
 			     size_t *n);
+
+	/*
+	 * Upkeep of an installed certificate outside any change, which `certsync
+	 * run` and `apply` do when its time comes, before they plan
+	 * (reconcile_upkeep; ACME: the CA's renewal information asked
+	 * again once its Retry-After has passed). upkeep_due: when (unix
+	 * seconds), 0 for never; pure. upkeep: does it, changing only rec's ids
+	 * (no step, nothing paid, no key store); a failure is logged and the
+	 * driver schedules it again. Returns 1 when rec changed. Both may be NULL.
+	 */
+	int64_t (*upkeep_due)(const struct issuer *is, const struct state_cert *rec);
+	int (*upkeep)(const struct issuer *is, struct state_cert *rec, int64_t now);
 };
 
 /* The driver for an issuer type, or NULL. */

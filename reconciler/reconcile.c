@@ -495,6 +495,25 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
 	return 0;
 }
 
+size_t reconcile_upkeep(const struct config *cfg, struct state *st, int64_t now, volatile int *stop)
+{
+	size_t n = 0, changed = 0;
+	struct state_cert **recs = state_cert_list(st, &n);
+
+	for (size_t i = 0; i < n && !(stop && __atomic_load_n(stop, __ATOMIC_RELAXED)); i++) {
+		const struct issuer *is = recs[i]->issuer ? config_issuer(cfg, recs[i]->issuer) : NULL;
+		int64_t due;
+
+		if (!is || !is->priv || !is->ops->upkeep_due || !is->ops->upkeep || recs[i]->phase != PHASE_READY)
+			continue;
+		due = is->ops->upkeep_due(is, recs[i]);
+		if (due && due <= now)
+			changed += is->ops->upkeep(is, recs[i], now) != 0;
+	}
+	free(recs);
+	return changed;
+}
+
 /* Reads one secret of the source into b (registered for redaction); 0 when it is not configured. */
 static int reconcile_source_secret(const struct cred *c, const char *what, struct buf *b, const char **out)
 {

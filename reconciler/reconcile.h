@@ -75,6 +75,15 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
  */
 int reconcile_verify_head(const struct config *cfg, struct gitsrc *g, const char *commit, char **signer);
 
+/*
+ * Provider upkeep that is due for ready certificates (provider_ops.upkeep:
+ * ACME asks the CA's renewal window again once its Retry-After passed), for
+ * apply and run before they plan; stop (may be NULL) ends it early. The
+ * state must be locked by the caller. Returns how many records changed (to
+ * be saved).
+ */
+size_t reconcile_upkeep(const struct config *cfg, struct state *st, int64_t now, volatile int *stop);
+
 /* Opens the configured source (URL or path) with the config's cache dir, token, SSH key and CA file. */
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out);
 

@@ -168,6 +168,6 @@ int cmd_target_plan(const struct cmd_targets *t, const struct desired *d, const 
 extern volatile sig_atomic_t cmd_stop;
 void cmd_install_signals(void);
 
-extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_show, cmd_run, cmd_state, cmd_version;
+extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_show, cmd_run, cmd_revoke, cmd_state, cmd_version;
 
 #endif

@@ -13,6 +13,8 @@
 #include "../engine.h"
 #include "../hooks.h"
 #include "../outputs.h"
+#include "../providers/acme.h"
+#include "../server/http_server.h"
 #include "../source/gitsrc.h"
 #include "cmd.h"
 
@@ -267,6 +269,29 @@ static int apply_open(const struct config *cfg, struct state_backend **be, struc
 	return 0;
 }
 
+/*
+ * An acme issuer answers http-01 itself (`http01: {serve: true}`): the HTTP
+ * server runs on server.listen for the apply's duration, as `run` runs it.
+ * Prints the error.
+ */
+static int apply_serve(const struct config *cfg, struct http_server **srv)
+{
+	struct http_server_opts o;
+	char where[160];
+
+	*srv = NULL;
+	if (!acme_serve_needed(cfg, where, sizeof(where)))
+		return 0;
+	if (!cfg->server.listen_set)
+		return cmd_fail("%s: " ACME_SERVE_NEEDS_LISTEN, where);
+	memset(&o, 0, sizeof(o));
+	o.listen = cfg->server.listen;
+	if (http_server_start(&o, srv))
+		return cmd_fail("%s (%s answers http-01 challenges there)", cs_errmsg(), where);
+	log_info("answering http-01 challenges on %s for this apply", cfg->server.listen);
+	return 0;
+}
+
 static int apply_run(struct cmd_globals *g, int argc, char **argv)
 {
 	struct apply_args a;
@@ -279,6 +304,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct reconcile_opts ro;
 	struct engine_opts eo;
 	struct engine_result res;
+	struct http_server *srv = NULL;
 	int has_state = 0, changed = 0, rc, status = EXIT_FAIL;
 	size_t cleared = 0;
 	size_t failed_end;
@@ -289,7 +315,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	cmd_setup_logging(g);
 	cmd_install_signals();
-	if (cmd_load_config(g, &cfg) || apply_open(cfg, &be, &ks, &st, &has_state, a.retry_failed))
+	if (cmd_load_config(g, &cfg) || apply_open(cfg, &be, &ks, &st, &has_state, a.retry_failed) ||
+	    apply_serve(cfg, &srv))
 		goto out;
 	if (a.plan_file) {
 		char head[41];
@@ -313,6 +340,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		ro.retry_failed = a.retry_failed;
 		if (cmd_open_source(cfg, NULL, &src))
 			goto out;
+		/* A cron-driven apply keeps the CA's renewal windows (ARI) fresh as run does. */
+		changed = reconcile_upkeep(cfg, st, ro.now, (volatile int *)&cmd_stop) > 0;
 		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro,
 				   &p)) {
 			cmd_fail("%s", cs_errmsg());
@@ -370,6 +399,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		       failed_end, failed_end == 1 ? " is" : "s are");
 	status = res.failed || failed_end || res.deferred || res.skipped || src.desired.diags.n ? EXIT_FAIL : EXIT_OK;
 out:
+	http_server_stop(srv);
 	state_unlock(be);
 	state_backend_free(be);
 	keystore_close(ks);

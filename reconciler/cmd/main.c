@@ -17,7 +17,7 @@
 volatile sig_atomic_t cmd_stop;
 
 static const struct cmd *const commands[] = {
-	&cmd_validate, &cmd_plan, &cmd_apply, &cmd_show, &cmd_run, &cmd_state, &cmd_version,
+	&cmd_validate, &cmd_plan, &cmd_apply, &cmd_show, &cmd_run, &cmd_revoke, &cmd_state, &cmd_version,
 };
 
 static void on_stop(int sig)

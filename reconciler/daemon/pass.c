@@ -134,9 +134,13 @@ const struct cert_spec *daemon_spec(const struct daemon *d, const char *name)
 static int64_t daemon_renew_at(const struct cert_spec *s, const struct state_cert *rec)
 {
 	int64_t at = plan_renewal_time(s, rec);
+	struct plan_window w;
 
 	if (!at)
 		return 0;
+	/* A point the CA's window (ARI) chose is random already, and jitter could push it out of the window. */
+	if (plan_ari_window(rec, &w) && at == w.at)
+		return at;
 	return at + daemon_renewal_jitter(rec->name, rec->not_before, rec->not_after, at);
 }
 
@@ -334,6 +338,9 @@ void daemon_pass(struct daemon *d)
 	ro.now = now;
 	/* Only failed certificates an explicit retry names are kept from this (daemon_filter). */
 	ro.retry_failed = d->retry_all || d->n_retry;
+	/* What upkeep learns (the CA's renewal window, ARI) counts in this pass; saved with the next save. */
+	if (reconcile_upkeep(d->cfg, d->st, now, (volatile int *)d->stop))
+		d->dirty = 1;
 	outs = reconcile_observe(d->cfg, d->st, NULL);
 	ro.observed = outs;
 	daemon_note_outputs(d, outs);
@@ -802,6 +809,12 @@ void daemon_observe(struct daemon *d, int64_t now)
 			daemon_due(&due, daemon_renew_at(s, r), after);
 		if (hn)
 			daemon_due(&due, strtoll(hn, NULL, 10), after);
+		if (r->phase == PHASE_READY && s && r->issuer) {
+			const struct issuer *is = config_issuer(d->cfg, r->issuer);
+
+			if (is && is->priv && is->ops->upkeep_due)
+				daemon_due(&due, is->ops->upkeep_due(is, r), after);
+		}
 		daemon_cert_snapshot(d, r, s, r->name, now, &m[k++]);
 	}
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++)

@@ -131,6 +131,7 @@ static const struct pj_field change_fields[] = {
 	CF("line", PJ_INT, 0, line),
 	CF("failure_class", PJ_STR, 0, failure_class),
 	CF("last_error", PJ_STR, 0, last_error),
+	CF("detail", PJ_STR, 0, detail),
 };
 #undef CF
 
@@ -470,6 +471,45 @@ static int pj_account_actions(const struct pj *j, const json_t *root, struct pla
 	return 0;
 }
 
+static int pj_time(const struct pj *j, const json_t *obj, const char *path, const char *key, int required, int64_t *out)
+{
+	char *v = NULL;
+	int rc = pj_str(j, obj, path, key, required, &v);
+
+	if (!rc && v && util_parse_time(v, out))
+		rc = pj_fail(j, path, key, "\"%s\" is not an RFC 3339 UTC time", v);
+	free(v);
+	return rc;
+}
+
+/* Optional: the CA's suggested renewal windows (ARI); shown again, never applied. */
+static int pj_windows(const struct pj *j, const json_t *root, struct plan *p)
+{
+	json_t *arr, *v;
+	size_t i;
+	int rc = pj_get(j, root, "", "renewal_windows", JSON_ARRAY, 0, &arr);
+
+	if (rc || !arr)
+		return rc;
+	p->windows = xcalloc(json_array_size(arr) + 1, sizeof(*p->windows));
+	json_array_foreach (arr, i, v) {
+		struct plan_window *w = &p->windows[i];
+		char path[48];
+
+		snprintf(path, sizeof(path), "renewal_windows[%zu]", i);
+		p->n_windows++;
+		if (!json_is_object(v))
+			return pj_fail(j, path, NULL, "expected an object, got %s", pj_type_name(v));
+		if ((rc = pj_str(j, v, path, "name", 1, &w->name)) ||
+		    (rc = pj_time(j, v, path, "start", 1, &w->start)) ||
+		    (rc = pj_time(j, v, path, "end", 1, &w->end)) ||
+		    (rc = pj_time(j, v, path, "renew_at", 1, &w->at)) ||
+		    (rc = pj_time(j, v, path, "next_check", 0, &w->next)))
+			return rc;
+	}
+	return 0;
+}
+
 /*
  * The summary repeats what the changes say; a saved plan whose summary
  * disagrees with its own changes has been edited or damaged, and it drives
@@ -548,7 +588,7 @@ int plan_from_json(const char *data, size_t len, const char *origin, struct plan
 	p = xcalloc(1, sizeof(*p));
 	if ((rc = pj_source_state(&j, root, p)) || (rc = pj_changes(&j, root, p)) || (rc = pj_failed(&j, root, p)) ||
 	    (rc = pj_errors(&j, root, p)) || (rc = pj_warnings(&j, root, p)) ||
-	    (rc = pj_account_actions(&j, root, p)) || (rc = pj_summary(&j, root, p)))
+	    (rc = pj_account_actions(&j, root, p)) || (rc = pj_windows(&j, root, p)) || (rc = pj_summary(&j, root, p)))
 		goto out;
 	*out = p;
 	p = NULL;

@@ -18,6 +18,7 @@
 #define MD_LIMIT 60000
 #define MD_ERRORS_BUDGET 20000
 #define MD_WARNINGS_BUDGET 8000
+#define MD_WINDOWS_BUDGET 6000
 #define MD_FOOTER_RESERVE 200
 
 /* Inside <code> elements: HTML, so > is written as an entity. */
@@ -196,6 +197,7 @@ static void md_change(const struct plan *p, const struct plan_change *c, struct 
 		}
 		buf_append(b, "\n", 1);
 	}
+	md_item(b, "Details", c->detail);
 	if (c->n_diffs) {
 		buf_puts(b, "- **Changes**:\n");
 		for (size_t i = 0; i < c->n_diffs; i++) {
@@ -303,6 +305,36 @@ static void md_account_actions(const struct plan *p, struct buf *b)
 	}
 }
 
+/* The CA's suggested renewal windows (ARI) as a table, within budget bytes; what does not fit is counted. */
+static void md_windows(const struct plan *p, size_t budget, struct buf *b)
+{
+	struct buf row = BUF_INIT;
+	size_t i;
+
+	if (!p->n_windows)
+		return;
+	buf_puts(b, "\n### Renewal windows suggested by the CA (ARI)\n\n| Certificate | Window | Renews at "
+		    "|\n|:--|:--|:--|\n");
+	for (i = 0; i < p->n_windows; i++) {
+		const struct plan_window *w = &p->windows[i];
+		char a[32], e[32], at[32];
+
+		util_fmt_time(w->start, a);
+		util_fmt_time(w->end, e);
+		util_fmt_time(w->at, at);
+		buf_clear(&row);
+		buf_puts(&row, "| <code>");
+		plan_put_user(&row, w->name, PUT_MD);
+		buf_printf(&row, "</code> | %s → %s | %s |\n", a, e, at);
+		if (b->len + row.len > budget)
+			break;
+		buf_append(b, row.data, row.len);
+	}
+	if (i < p->n_windows)
+		buf_printf(b, "\n… %zu more not shown (see the JSON plan)\n", p->n_windows - i);
+	buf_free(&row);
+}
+
 int plan_render_markdown(const struct plan *p, struct buf *out)
 {
 	struct buf b = BUF_INIT, tail = BUF_INIT, one = BUF_INIT;
@@ -322,6 +354,7 @@ int plan_render_markdown(const struct plan *p, struct buf *out)
 	/* Errors and warnings are rendered first so that the details get what they leave. */
 	md_errors(&p->errors, MD_ERRORS_BUDGET, &tail);
 	md_warnings(p, tail.len + MD_WARNINGS_BUDGET, &tail);
+	md_windows(p, tail.len + MD_WINDOWS_BUDGET, &tail);
 	budget = MD_LIMIT - MD_FOOTER_RESERVE;
 	budget = b.len + tail.len < budget ? budget - b.len - tail.len : 0;
 	if (n || p->n_failed)

@@ -45,11 +45,48 @@ static int plan_renewed_under(const struct cert_spec *spec, const struct state_c
 	return v && !strcmp(v, want);
 }
 
+static int64_t plan_id_time(const struct state_cert *rec, const char *key)
+{
+	const char *v = state_cert_id(rec, key);
+	char *end;
+	long long t;
+
+	if (!v)
+		return 0;
+	t = strtoll(v, &end, 10);
+	return *end || t <= 0 ? 0 : (int64_t)t;
+}
+
+int plan_ari_window(const struct state_cert *rec, struct plan_window *w)
+{
+	const char *serial = rec ? state_cert_id(rec, PLAN_ID_ARI_SERIAL) : NULL;
+
+	memset(w, 0, sizeof(*w));
+	/* Recorded for another certificate (an install the window was not asked for yet): it says nothing. */
+	if (!serial || !rec->serial || strcmp(serial, rec->serial))
+		return 0;
+	w->start = plan_id_time(rec, PLAN_ID_ARI_START);
+	w->end = plan_id_time(rec, PLAN_ID_ARI_END);
+	w->at = plan_id_time(rec, PLAN_ID_ARI_AT);
+	w->next = plan_id_time(rec, PLAN_ID_ARI_NEXT);
+	return w->start > 0 && w->end >= w->start && w->at > 0;
+}
+
+/* The renewBefore (or ⅓-lifetime) point alone, without the CA's window. */
+static int64_t plan_renewal_own(const struct cert_spec *spec, const struct state_cert *rec)
+{
+	return plan_renewal_at(spec, rec->not_before, rec->not_after, plan_renewed_under(spec, rec));
+}
+
 int64_t plan_renewal_time(const struct cert_spec *spec, const struct state_cert *rec)
 {
+	struct plan_window w;
+	int64_t own;
+
 	if (!rec || rec->not_after <= 0)
 		return 0;
-	return plan_renewal_at(spec, rec->not_before, rec->not_after, plan_renewed_under(spec, rec));
+	own = plan_renewal_own(spec, rec);
+	return plan_ari_window(rec, &w) && w.at < own ? w.at : own;
 }
 
 /* What every plan says about where it comes from. */
@@ -221,6 +258,57 @@ static void plan_one_failed(const struct plan_input *in, struct plan *p, size_t 
 	plan_copy_spec_info(c, s);
 }
 
+/* "2026-12-10T00:00:00Z → 2026-12-12T00:00:00Z" */
+static void plan_fmt_window(const struct plan_window *w, char out[96])
+{
+	char a[32], b[32];
+
+	util_fmt_time(w->start, a);
+	util_fmt_time(w->end, b);
+	snprintf(out, 96, "%s → %s", a, b);
+}
+
+/* A renewal that is due: by renewBefore (or ⅓ of the lifetime), by expiry, or inside the CA's window (ARI). */
+static void plan_one_renew(const struct plan_input *in, struct plan *p, size_t *cap, const struct cert_spec *s,
+			   const struct state_cert *rec, int64_t renew_at)
+{
+	int64_t own = plan_renewal_own(s, rec);
+	char left[48], before[32], win[96], at[32];
+	struct plan_window w;
+	struct plan_change *c = plan_add(p, cap, s->name, CHANGE_RENEW);
+
+	plan_fmt_left(rec->not_after - in->now, left);
+	if (rec->not_after > in->now && in->now < own && plan_ari_window(rec, &w) && renew_at == w.at) {
+		/* Only the CA's window makes it due: say so, or the renewal looks early. */
+		plan_fmt_window(&w, win);
+		util_fmt_time(w.at, at);
+		plan_reason(c, "renewal_due", "inside the CA's suggested renewal window (ARI) %s, chosen point %s; %s",
+			    win, at, left);
+	} else {
+		if (rec->not_after - own >= rec->not_after - rec->not_before)
+			plan_add_warning(p,
+					 "%s: renewBefore is at least the certificate's whole lifetime: it is renewed "
+					 "once now, then at a third of its lifetime until renewBefore changes",
+					 s->name);
+		util_fmt_duration(rec->not_after - own, before);
+		plan_reason(c, rec->not_after <= in->now ? "expired" : "renewal_due", "%s (renewBefore %s)", left,
+			    before);
+	}
+	plan_copy_spec_info(c, s);
+}
+
+/* Lists the CA's suggested renewal window of a desired, installed certificate (ARI), if one is recorded. */
+static void plan_note_window(struct plan *p, const struct cert_spec *s, const struct state_cert *rec)
+{
+	struct plan_window w;
+
+	if (!rec->fingerprint || !plan_ari_window(rec, &w))
+		return;
+	p->windows = xrealloc(p->windows, (p->n_windows + 1) * sizeof(*p->windows));
+	w.name = xstrdup(s->name);
+	p->windows[p->n_windows++] = w;
+}
+
 /* Whether the installed output formats (the record's) differ from the spec's; fa, fb get both as text. */
 static int plan_formats_changed(const struct state_cert *rec, const struct cert_spec *s, char *fa, char *fb)
 {
@@ -264,6 +352,10 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	} else if (drift && drift->needs_new) {
 		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
 		plan_reason(c, "drift", "%s", drift->what);
+	} else if (rec->serial && util_streq(state_cert_id(rec, PLAN_ID_REVOKED), rec->serial)) {
+		c = plan_add(p, cap, s->name, CHANGE_REPLACE);
+		plan_reason(c, "revoked", "the installed certificate (serial %s) was revoked: a new one is issued",
+			    rec->serial);
 	} else if (out == OUTPUT_MISSING) {
 		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
 		plan_reason(c, "output_missing", "output files are missing");
@@ -278,18 +370,8 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
 		plan_reason(c, "output_formats", "output formats changed from [%s] to [%s] (same certificate)", fa, fb);
 	} else if ((renew_at = plan_renewal_time(s, rec)) && in->now >= renew_at) {
-		char left[48], before[32];
-
-		c = plan_add(p, cap, s->name, CHANGE_RENEW);
-		if (rec->not_after - renew_at >= rec->not_after - rec->not_before)
-			plan_add_warning(p,
-					 "%s: renewBefore is at least the certificate's whole lifetime: it is renewed "
-					 "once now, then at a third of its lifetime until renewBefore changes",
-					 s->name);
-		plan_fmt_left(rec->not_after - in->now, left);
-		util_fmt_duration(rec->not_after - renew_at, before);
-		plan_reason(c, rec->not_after <= in->now ? "expired" : "renewal_due", "%s (renewBefore %s)", left,
-			    before);
+		plan_one_renew(in, p, cap, s, rec, renew_at);
+		return;
 	} else {
 		if (drift && drift->what)
 			plan_add_warning(p, "%s: %s", s->name, drift->what);
@@ -315,6 +397,11 @@ static void plan_suspended(struct plan *p, const struct cert_spec *s)
 static int plan_drift_cmp(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct plan_drift *)elem)->name);
+}
+
+static int plan_window_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct plan_window *)a)->name, ((const struct plan_window *)b)->name);
 }
 
 static int plan_cmp(const void *a, const void *b)
@@ -351,6 +438,10 @@ static int plan_fill_steps(const struct plan_input *in, struct plan *p, struct c
 		for (size_t k = 0; k < ps.n && k < PLAN_MAX_STEPS; k++)
 			c->steps[c->n_steps++] = xstrdup(ps.steps[k]);
 		c->provider = xstrdup(provider);
+		ps.detail[sizeof(ps.detail) - 1] = '\0';
+		if (ps.detail[0])
+			c->detail =
+				redact_dup(ps.detail); /* a PR comment: never a credential, whatever a driver wrote */
 		if (ps.paid) {
 			c->paid = 1;
 			c->product = xstrdup(ps.product);
@@ -405,6 +496,7 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 			plan_suspended(p, s);
 		} else if (s) {
 			plan_one(in, p, &cap, s, rec, in->outputs ? in->outputs[r] : OUTPUT_OK, drift);
+			plan_note_window(p, s, rec);
 		} else {
 			struct plan_change *c = plan_add(p, &cap, rec->name, in->prune ? CHANGE_REMOVE : CHANGE_ORPHAN);
 
@@ -435,6 +527,8 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 	}
 	if (p->n_changes)
 		qsort(p->changes, p->n_changes, sizeof(*p->changes), plan_cmp);
+	if (p->n_windows)
+		qsort(p->windows, p->n_windows, sizeof(*p->windows), plan_window_cmp);
 	/* Look up each change's spec and record once, for the provider planner. */
 	spec_for = xcalloc(p->n_changes + 1, sizeof(*spec_for));
 	rec_for = xcalloc(p->n_changes + 1, sizeof(*rec_for));
@@ -761,7 +855,8 @@ int plan_pr_diff(const struct plan_pr_input *in, struct plan **out)
 		c->n_steps = 0;
 		free(c->provider);
 		free(c->product);
-		c->provider = c->product = NULL;
+		free(c->detail);
+		c->provider = c->product = c->detail = NULL;
 		c->paid = c->deferred = 0;
 	}
 	p->counts[CHANGE_NONE] = in->n_head - in_head;

@@ -73,6 +73,18 @@ struct plan_change {
 	 */
 	char *failure_class;
 	char *last_error;
+	/* The provider's note on how it is done (plan_steps.detail: the ACME solver per name), or NULL. */
+	char *detail;
+};
+
+/*
+ * A renewal window the CA suggested for an installed certificate (ACME
+ * Renewal Information, RFC 9773), shown by every plan format: the window,
+ * the point chosen inside it, and when the CA is asked again.
+ */
+struct plan_window {
+	char *name;
+	int64_t start, end, at, next; /* unix seconds; next 0 when unknown */
 };
 
 /* What a paid change does, in every format: DNSimple (and a recovery lookup) may find the certificate already bought.
@@ -105,6 +117,9 @@ struct plan {
 	/* Account-level side effects of applying (an AuthKey created, a webhook registered), one sentence each. */
 	char **account_actions;
 	size_t n_account_actions;
+	/* Renewal windows of desired, installed certificates whose CA suggests one (ARI), by name. */
+	struct plan_window *windows;
+	size_t n_windows;
 };
 
 /* The provider side of planning: which steps a change takes. */
@@ -173,8 +188,9 @@ struct plan_pr_input {
 int plan_pr_diff(const struct plan_pr_input *in, struct plan **out);
 
 /*
- * When renewal of rec is due given spec (renewBefore or 1/3 of the lifetime);
- * 0 if unknown. A renewBefore of the whole lifetime or more is honoured once
+ * When renewal of rec is due given spec (renewBefore or 1/3 of the lifetime,
+ * or the point chosen in the CA's suggested window when that is earlier:
+ * plan_ari_window); 0 if unknown. A renewBefore of the whole lifetime or more is honoured once
  * per setting: the certificate issued under it (PLAN_ID_RENEW_BEFORE in its
  * ids) renews at 1/3 of its lifetime, else every pass would buy another one
  * that is due at once.
@@ -186,6 +202,31 @@ int64_t plan_renewal_at(const struct cert_spec *spec, int64_t not_before, int64_
 
 /* The ids key recording the renewBefore (seconds) a certificate was issued under. */
 #define PLAN_ID_RENEW_BEFORE "renew_before"
+
+/*
+ * The renewal window a CA suggested (ARI) for the installed certificate, as
+ * the ACME driver records it (the same keys as ACME_ID_ARI_* in
+ * providers/acme.h): unix seconds. PLAN_ID_ARI_SERIAL names the certificate
+ * they are about: they count only while it is the installed one (rec->serial).
+ */
+#define PLAN_ID_ARI_START "acme.ari.start"
+#define PLAN_ID_ARI_END "acme.ari.end"
+#define PLAN_ID_ARI_AT "acme.ari.at"
+#define PLAN_ID_ARI_NEXT "acme.ari.next"
+#define PLAN_ID_ARI_SERIAL "acme.ari.serial"
+
+/*
+ * A revoked certificate (certsync revoke records the serial it revoked):
+ * while that serial is installed, plan replaces it (reason_code "revoked").
+ */
+#define PLAN_ID_REVOKED "revoked.serial"
+
+/*
+ * The renewal window recorded for rec's installed certificate: 1 with w
+ * filled (name not set), 0 when there is none (or it is about another
+ * certificate).
+ */
+int plan_ari_window(const struct state_cert *rec, struct plan_window *w);
 
 /* Records in rec that its (newly installed) certificate was issued under spec's renewBefore. */
 void plan_note_renew_before(struct state_cert *rec, const struct cert_spec *spec);

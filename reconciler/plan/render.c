@@ -94,6 +94,7 @@ void plan_change_clear(struct plan_change *c)
 	free(c->file);
 	free(c->failure_class);
 	free(c->last_error);
+	free(c->detail);
 }
 
 void plan_free(struct plan *p)
@@ -118,6 +119,9 @@ void plan_free(struct plan *p)
 	for (size_t i = 0; i < p->n_account_actions; i++)
 		free(p->account_actions[i]);
 	free(p->account_actions);
+	for (size_t i = 0; i < p->n_windows; i++)
+		free(p->windows[i].name);
+	free(p->windows);
 	free(p);
 }
 
@@ -400,6 +404,7 @@ static void json_change(struct jw *w, const struct plan_change *c)
 	for (size_t i = 0; i < c->n_steps; i++)
 		jw_str(w, NULL, c->steps[i]);
 	jw_close(w, ']');
+	jw_str(w, "detail", c->detail);
 	jw_bool(w, "paid", c->paid);
 	if (c->paid) {
 		jw_str(w, "product", c->product);
@@ -540,6 +545,35 @@ static void json_summary(struct jw *w, const struct plan *p, const struct plan_t
 	jw_close(w, '}');
 }
 
+static void jw_time(struct jw *w, const char *key, int64_t t)
+{
+	char s[32];
+
+	util_fmt_time(t, s);
+	jw_str(w, key, s);
+}
+
+/* "renewal_windows": the CA's suggested windows (ARI), only when there are any (format 1.1 readers ignore it). */
+static void json_windows(struct jw *w, const struct plan *p)
+{
+	if (!p->n_windows)
+		return;
+	jw_open(w, "renewal_windows", '[');
+	for (size_t i = 0; i < p->n_windows; i++) {
+		const struct plan_window *win = &p->windows[i];
+
+		jw_open(w, NULL, '{');
+		jw_str(w, "name", win->name);
+		jw_time(w, "start", win->start);
+		jw_time(w, "end", win->end);
+		jw_time(w, "renew_at", win->at);
+		if (win->next)
+			jw_time(w, "next_check", win->next);
+		jw_close(w, '}');
+	}
+	jw_close(w, ']');
+}
+
 /* "account_actions": what applying does to provider accounts (AuthKey, webhook). */
 static void json_account_actions(struct jw *w, const struct plan *p)
 {
@@ -606,6 +640,7 @@ int plan_render_json(const struct plan *p, struct buf *out)
 		jw_str(&w, NULL, p->warnings[i]);
 	jw_close(&w, ']');
 	json_account_actions(&w, p);
+	json_windows(&w, p);
 	json_summary(&w, p, &t);
 	jw_close(&w, '}');
 	buf_append(&b, "\n", 1);

@@ -15,6 +15,7 @@
 #define ANSI_CYAN "\033[36m"
 #define TEXT_NAME_WIDTH_MAX 40
 #define TEXT_ACTION_WIDTH 9 /* "reinstall" */
+#define TEXT_WINDOWS_MAX 50
 
 static const struct {
 	const char *symbol, *ascii, *color;
@@ -140,6 +141,11 @@ static void text_change(const struct plan_change *c, int flags, size_t name_widt
 		}
 		buf_append(b, "\n", 1);
 	}
+	if (c->detail) {
+		buf_puts(b, "    ");
+		plan_put_user(b, c->detail, mode);
+		buf_append(b, "\n", 1);
+	}
 	for (size_t i = 0; i < c->n_diffs; i++) {
 		buf_puts(b, "    ");
 		plan_put_user(b, c->diffs[i].field, mode);
@@ -206,6 +212,45 @@ static void text_account_actions(const struct plan *p, int flags, enum put_mode 
 	}
 }
 
+/* The CA's suggested renewal windows (ARI), at most TEXT_WINDOWS_MAX of them (the JSON plan has all). */
+static void text_windows(const struct plan *p, int flags, enum put_mode mode, struct buf *b)
+{
+	const char *arrow = mode == PUT_TEXT_ASCII ? " -> " : " → ";
+	size_t width = 0;
+
+	if (!p->n_windows)
+		return;
+	for (size_t i = 0; i < p->n_windows && i < TEXT_WINDOWS_MAX; i++)
+		if (strlen(p->windows[i].name) > width)
+			width = strlen(p->windows[i].name) < TEXT_NAME_WIDTH_MAX ? strlen(p->windows[i].name)
+										 : TEXT_NAME_WIDTH_MAX;
+	buf_append(b, "\n", 1);
+	text_styled(b, flags, ANSI_BOLD, "Renewal windows suggested by the CA (ARI):", mode);
+	buf_append(b, "\n", 1);
+	for (size_t i = 0; i < p->n_windows && i < TEXT_WINDOWS_MAX; i++) {
+		const struct plan_window *w = &p->windows[i];
+		char a[32], e[32], at[32];
+		size_t before;
+
+		util_fmt_time(w->start, a);
+		util_fmt_time(w->end, e);
+		util_fmt_time(w->at, at);
+		buf_puts(b, "  ");
+		before = b->len;
+		plan_put_user(b, w->name, mode);
+		text_pad(b, b->len - before, width);
+		buf_printf(b, "  %s%s%s, renews at %s", a, arrow, e, at);
+		if (w->next) {
+			util_fmt_time(w->next, a);
+			buf_printf(b, ", asked again at %s", a);
+		}
+		buf_append(b, "\n", 1);
+	}
+	if (p->n_windows > TEXT_WINDOWS_MAX)
+		buf_printf(b, "  … %zu more (certsync plan --format json lists them all)\n",
+			   p->n_windows - TEXT_WINDOWS_MAX);
+}
+
 int plan_render_text(const struct plan *p, int flags, struct buf *out)
 {
 	enum put_mode mode = (flags & PLAN_TEXT_ASCII) ? PUT_TEXT_ASCII : PUT_TEXT;
@@ -230,6 +275,7 @@ int plan_render_text(const struct plan *p, int flags, struct buf *out)
 	for (size_t i = 0; i < p->n_failed; i++)
 		text_change(&p->failed[i], flags, width, &b);
 	text_account_actions(p, flags, mode, &b);
+	text_windows(p, flags, mode, &b);
 	if (p->errors.n || p->n_warnings)
 		buf_append(&b, "\n", 1);
 	for (size_t i = 0; i < p->errors.n; i++) {

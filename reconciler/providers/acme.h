@@ -6,7 +6,8 @@
  * acme_order.c, acme_client_ari.c and the wire parsing acme_wire.c) and
  * acme_problem.c; JWS and keys are util/jose.c. The issuer's config is
  * acme_config.c, the steps acme.c, challenge solvers acme_solve.c, ARI and
- * revocation acme_ari.c. docs/acme.md is the user-facing contract.
+ * revocation acme_ari.c and acme_revoke.c, http-01 served by certsync
+ * acme_serve.c. docs/acme.md is the user-facing contract.
  */
 #ifndef CS_RECONCILER_PROVIDERS_ACME_H
 #define CS_RECONCILER_PROVIDERS_ACME_H
@@ -377,6 +378,69 @@ void acme_ari_after_install(struct step_ctx *ctx, struct acme *a, struct acme_cl
 
 /* Before a renewal's newOrder: the id to send as "replaces" (NULL when none; caller frees). */
 char *acme_ari_replaces(const struct step_ctx *ctx);
+
+/*
+ * The point chosen inside a suggested window: uniformly random in
+ * [start, end] given r (random bits); end < start is start.
+ */
+int64_t acme_ari_pick(int64_t start, int64_t end, uint64_t r);
+
+/*
+ * provider_ops.upkeep_due/upkeep (certsync run and apply): ACME_ID_ARI_NEXT of the
+ * installed certificate; then the window asked again, the chosen point kept
+ * while it stays inside the new window. Unauthenticated (no account).
+ */
+int64_t acme_ari_upkeep_due(const struct issuer *is, const struct state_cert *rec);
+int acme_ari_upkeep(const struct issuer *is, struct state_cert *rec, int64_t now);
+
+/* CRL reason codes by their RFC 5280 names ("keyCompromise" → 1), for certsync revoke. CS_EINVALID naming the known
+ * ones. */
+int acme_revoke_reason(const char *name, int *code);
+/* "unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation" */
+const char *acme_revoke_reason_list(void);
+
+/*
+ * The installed certificate chain of rec (PEM, leaf first): from the key
+ * store entry of its serial, else its output tls.crt; either must be the
+ * recorded certificate (fingerprint). CS_ENOTFOUND naming both places.
+ */
+int acme_installed_cert(const struct config *cfg, const struct state_cert *rec, struct buf *pem);
+
+/*
+ * The release of a removed certificate (called by the driver's release
+ * before its outputs are removed): with revokeOnRemove (the issuer's, else
+ * policy.revokeOnRemove; a->revoke_on_remove < 0 means unset), revokes the
+ * installed certificate (reason cessationOfOperation) with the account key
+ * (never creating an account). Already revoked is success; nothing
+ * installed is success. Other failures fail the removal (retried).
+ */
+int acme_revoke_on_remove(struct step_ctx *ctx, struct acme *a);
+
+/*
+ * The record id marking a revoked certificate (certsync revoke): its value is
+ * the serial that was revoked; while that serial is installed, plan replaces it.
+ */
+#define ACME_ID_REVOKED PLAN_ID_REVOKED
+
+/* ---------- http-01 answered by certsync itself (acme_serve.c) ---------- */
+
+#define ACME_SERVE_NEEDS_LISTEN                                                                                        \
+	"http01.serve needs server.listen (the address the CA's validation reaches, port 80 behind your load "         \
+	"balancer)"
+
+/*
+ * For acme_config_check (validate): every `http01: {serve: true}` solver of
+ * is needs server.listen in the config: "issuers.le.solvers[1]: http01.serve
+ * needs server.listen (…)" at the solver's position. Other issuer types: nothing.
+ */
+void acme_serve_check(const struct config *cfg, const struct issuer *is, const char *file, struct diags *d);
+
+/*
+ * 1 when an acme issuer of cfg has an `http01: {serve: true}` solver (apply
+ * then runs the HTTP server for its duration); where (size n) gets the first
+ * one ("issuers.le.solvers[1]").
+ */
+int acme_serve_needed(const struct config *cfg, char *where, size_t n);
 
 /* ---------- challenge solvers (acme_solve.c) ---------- */
 

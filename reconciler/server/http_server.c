@@ -18,6 +18,7 @@
 #include "../../util/crypto.h"
 #include "../../util/err.h"
 #include "../../util/util.h"
+#include "../acme_http01.h"
 #include "../metrics.h"
 
 #define SERVER_QUEUE_BYTES (16u * 1024 * 1024)
@@ -265,6 +266,22 @@ static enum MHD_Result srv_healthz(struct http_server *s, struct MHD_Connection 
 	snprintf(text, sizeof(text), "stalled: the loop has not completed a pass for %llds (bound %llds)\n",
 		 (long long)(since / 1000), (long long)(bound / 1000));
 	return srv_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+}
+
+/*
+ * GET/HEAD /.well-known/acme-challenge/<token>: the key authorization the
+ * ACME driver placed for token (acme_http01.h), else 404. Reads only the
+ * answer table, never the engine, so a busy apply cannot delay validation.
+ */
+static enum MHD_Result srv_acme_challenge(struct MHD_Connection *c, const char *url, const char *method)
+{
+	char ka[ACME_HTTP01_TOKEN_MAX + 512];
+
+	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+		return srv_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (!acme_http01_get(url + strlen(ACME_HTTP01_PREFIX), ka, sizeof(ka)))
+		return srv_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+	return srv_reply(c, MHD_HTTP_OK, "text/plain", ka, strlen(ka));
 }
 
 /* ---------- explicit retries ---------- */
@@ -695,6 +712,8 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const cha
 	srv_conn_busy(s, c, 1);
 	if (!server_method_allowed(url, method, &allow))
 		return srv_method_not_allowed(c, allow);
+	if (!strncmp(url, ACME_HTTP01_PREFIX, strlen(ACME_HTTP01_PREFIX)))
+		return srv_acme_challenge(c, url, method);
 	if (!strcmp(method, "POST") && !strncmp(url, "/retry", 6))
 		return srv_retry(s, c, url);
 	if (!strcmp(method, "POST"))

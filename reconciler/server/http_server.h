@@ -1,6 +1,9 @@
 /*
  * The daemon's HTTP server (libmicrohttpd, owned by http_server.c): provider
- * webhooks, the admin retry endpoint, /healthz, /readyz and /metrics. It runs
+ * webhooks, the admin retry endpoint, /healthz, /readyz, /metrics and the
+ * ACME http-01 answers (GET/HEAD /.well-known/acme-challenge/<token>: 200
+ * text/plain with the key authorization from acme_http01.h, else 404; other
+ * methods 405). It runs
  * in its own thread and never calls into the engine: a webhook or a retry
  * request is only queued (answered at once) and the loop is woken to handle
  * it, so slow or huge requests cannot stall the loop.

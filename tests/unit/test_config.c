@@ -41,6 +41,7 @@ static const char *good = "source:\n"
 			  "policy:\n"
 			  "  prune: true\n"
 			  "  maxPaidOrders: 3\n"
+			  "  revokeOnRemove: true\n"
 			  "hooks:\n"
 			  "  onChange: [/usr/sbin/nginx, -s, reload]\n";
 
@@ -85,6 +86,7 @@ static void test_config_parses_every_section(void **state)
 	assert_null(config_issuer(c, "nope"));
 	assert_int_equal(c->policy.prune, 1);
 	assert_int_equal(c->policy.max_paid_orders, 3);
+	assert_int_equal(c->policy.revoke_on_remove, 1);
 	assert_int_equal(c->hooks.n_on_change, 3);
 	assert_string_equal(c->hooks.on_change[2], "reload");
 	assert_null(c->hooks.on_change[3]);
@@ -107,6 +109,7 @@ static void test_config_defaults(void **state)
 	assert_int_equal(c->source.interval, 60);
 	assert_int_equal(c->policy.max_paid_orders, 10);
 	assert_int_equal(c->policy.prune, 0);
+	assert_int_equal(c->policy.revoke_on_remove, 0);
 	assert_string_equal(c->server.listen, "127.0.0.1:9402");
 	assert_string_equal(c->state_path, "/etc/certsync/s/state.json");
 	config_free(c);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,15 @@ static int fake_steps(void *arg, const char *issuer, enum change_kind kind, cons
 		out->steps[out->n++] = "install";
 		out->paid = 1;
 		out->product = "ssl_dv_geotrust";
+		return 0;
+	}
+	if (issuer && !strcmp(issuer, "le")) {
+		*provider = "acme";
+		out->steps[out->n++] = "order";
+		out->steps[out->n++] = "install";
+		/* A careless driver quoting a credential: the plan must still never show it. */
+		snprintf(out->detail, sizeof(out->detail), "%s: http-01 serve%s", spec->dns_names[0],
+			 spec->n_dns > 1 ? " (Bearer s3cr3t-t0ken-value)" : "");
 		return 0;
 	}
 	*provider = "ca";
@@ -300,6 +310,103 @@ static void test_plan_whole_lifetime_renew_before_renews_once(void **state)
 	plan_free(p);
 }
 
+/* Records a CA-suggested window (ARI) for r's installed certificate, as the ACME driver does. */
+static void ari(struct state_cert *r, int64_t start, int64_t end, int64_t at)
+{
+	char v[32];
+
+	state_str_set(&r->serial, "0a1b2c");
+	state_str_set(&r->fingerprint, "ff00");
+	state_cert_set_id(r, PLAN_ID_ARI_SERIAL, "0a1b2c");
+	snprintf(v, sizeof(v), "%lld", (long long)start);
+	state_cert_set_id(r, PLAN_ID_ARI_START, v);
+	snprintf(v, sizeof(v), "%lld", (long long)end);
+	state_cert_set_id(r, PLAN_ID_ARI_END, v);
+	snprintf(v, sizeof(v), "%lld", (long long)at);
+	state_cert_set_id(r, PLAN_ID_ARI_AT, v);
+}
+
+static void test_plan_renews_at_the_point_chosen_in_the_ari_window(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]); /* 80 days left of 90: the ⅓ point is 50 days away */
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+	/* A window ahead: planned at its point, nothing now, and the plan lists it. */
+	ari(r, NOW + 2 * DAY, NOW + 4 * DAY, NOW + 3 * DAY);
+	assert_true(plan_renewal_time(f->specs[0], r) == NOW + 3 * DAY);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_windows, 1);
+	assert_string_equal(p->windows[0].name, "www");
+	assert_true(p->windows[0].start == NOW + 2 * DAY && p->windows[0].end == NOW + 4 * DAY);
+	assert_true(p->windows[0].at == NOW + 3 * DAY);
+	plan_free(p);
+	/* The CA says renew now (a window already open, its point passed): renewal_due, saying why. */
+	ari(r, NOW - DAY, NOW + DAY, NOW - 60);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_RENEW);
+	assert_string_equal(p->changes[0].reason_code, "renewal_due");
+	assert_string_equal(p->changes[0].reason,
+			    "inside the CA's suggested renewal window (ARI) 2027-01-14T08:00:00Z → "
+			    "2027-01-16T08:00:00Z, chosen point 2027-01-15T07:59:00Z; expires in 80d");
+	plan_free(p);
+	/* A window later than renewBefore's point changes nothing: the earlier one wins. */
+	ari(r, r->not_after - 10 * DAY, r->not_after - 5 * DAY, r->not_after - 7 * DAY);
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+}
+
+static void test_plan_ignores_an_ari_window_of_another_certificate(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	ari(r, NOW - DAY, NOW + DAY, NOW - 60);
+	/* A new certificate was installed and its window not asked yet: the old one's says nothing about it. */
+	state_str_set(&r->serial, "0d0e0f");
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	assert_int_equal(p->n_windows, 0);
+	plan_free(p);
+	/* Damaged values are no window either. */
+	state_str_set(&r->serial, "0a1b2c");
+	state_cert_set_id(r, PLAN_ID_ARI_AT, "soon");
+	assert_true(plan_renewal_time(f->specs[0], r) == r->not_after - 30 * DAY);
+}
+
+/* certsync revoke records the serial it revoked: while that certificate is installed, a new one is planned. */
+static void test_plan_replaces_a_revoked_certificate(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	struct plan *p;
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	state_str_set(&r->serial, "0a1b2c");
+	state_cert_set_id(r, PLAN_ID_REVOKED, "0a1b2c");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 1);
+	assert_int_equal(p->changes[0].kind, CHANGE_REPLACE);
+	assert_string_equal(p->changes[0].reason_code, "revoked");
+	assert_string_equal(p->changes[0].reason,
+			    "the installed certificate (serial 0a1b2c) was revoked: a new one is issued");
+	plan_free(p);
+	/* Its successor is installed: the mark is about another serial and says nothing. */
+	state_str_set(&r->serial, "0d0e0f");
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 0);
+	plan_free(p);
+}
+
 static void test_plan_does_not_renew_outside_window(void **state)
 {
 	struct fixture *f = *state;
@@ -530,6 +637,35 @@ static void test_plan_never_stores_or_prints_a_quoted_credential(void **state)
 	assert_int_equal(plan_render_json(p, &b), 0);
 	assert_null(strstr(b.data, "s3cr3t-t0ken-value"));
 	buf_free(&b);
+	plan_free(p);
+}
+
+/* The provider's note (the ACME solver per name) reaches plans and pull-request plans, never a credential. */
+static void test_plan_carries_the_provider_detail_into_plans_and_pr_plans(void **state)
+{
+	struct fixture *f = *state;
+	struct plan_pr_input pr;
+	struct plan *p;
+
+	add_spec(f, spec("a", "le", "a.example.com", NULL));
+	add_spec(f, spec("b", "le", "b.example.com, c.example.com", NULL));
+	p = diff(f, 0, 10, 0);
+	assert_int_equal(p->n_changes, 2);
+	assert_string_equal(find(p, "a")->detail, "a.example.com: http-01 serve");
+	assert_string_equal(find(p, "b")->detail, "b.example.com: http-01 serve (Bearer [REDACTED])");
+	plan_free(p);
+	memset(&pr, 0, sizeof(pr));
+	pr.head = f->specs;
+	pr.n_head = f->n;
+	pr.max_paid = 10;
+	pr.steps_fn = fake_steps;
+	pr.repo = "/srv/certs.git";
+	pr.commit = "0123456789abcdef0123456789abcdef01234567";
+	pr.base_commit = "89abcdef0123456789abcdef0123456789abcdef";
+	assert_int_equal(plan_pr_diff(&pr, &p), 0);
+	assert_int_equal(p->n_changes, 2);
+	assert_string_equal(find(p, "a")->detail, "a.example.com: http-01 serve");
+	assert_null(strstr(find(p, "b")->detail, "s3cr3t"));
 	plan_free(p);
 }
 
@@ -812,6 +948,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plan_replaces_when_issuer_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_inside_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_does_not_renew_outside_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_renews_at_the_point_chosen_in_the_ari_window, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_ignores_an_ari_window_of_another_certificate, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_plan_replaces_a_revoked_certificate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_carries_the_provider_detail_into_plans_and_pr_plans, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_at_one_third_by_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_renews_expired, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_resumes_pending_step, setup, teardown),

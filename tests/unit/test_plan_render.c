@@ -186,10 +186,35 @@ static struct plan *plan_pr_no_state(void)
 	return p;
 }
 
+/* ACME: the solver per name with each change, the CA's renewal windows (ARI) for installed certificates. */
+static struct plan *plan_acme(void)
+{
+	struct plan *p = plan_base(1);
+	struct plan_change *c;
+
+	p->counts[CHANGE_NONE] = 1;
+	c = add(p, "shop", CHANGE_CREATE, "new", "new certificate", "le", "acme",
+		"prepare,order,authorize,finalize,download,install,cleanup");
+	c->detail = xstrdup("*.shop.example: dns-01 via corpdns; shop.example: http-01 webroot /var/www/acme");
+	set_file(c, "shop/shop.yaml", 4);
+	c = add(p, "www", CHANGE_RENEW, "renewal_due",
+		"inside the CA's suggested renewal window (ARI) 2027-01-14T00:00:00Z → 2027-01-16T00:00:00Z, chosen "
+		"point 2027-01-14T03:20:00Z; expires in 40d",
+		"le", "acme", "prepare,order,authorize,finalize,download,install,cleanup");
+	c->detail = xstrdup("www.example.com: http-01 serve");
+	set_file(c, "web/www.yaml", 4);
+	p->windows = xcalloc(2, sizeof(*p->windows));
+	p->windows[0] = (struct plan_window){xstrdup("api"), 1801000000, 1801172800, 1801100000, 1800021600};
+	p->windows[1] = (struct plan_window){xstrdup("www"), 1799884800, 1800057600, 1799896800, 0};
+	p->n_windows = 2;
+	return p;
+}
+
 static const struct {
 	const char *name;
 	struct plan *(*make)(void);
 } plans[] = {
+	{"acme", plan_acme},
 	{"every-kind", plan_every_kind},
 	{"errors", plan_errors},
 	{"no-changes", plan_no_changes},
@@ -321,7 +346,8 @@ static void test_plan_text_summary_counts_paid_and_deferred(void **state)
 	(void)state;
 	assert_non_null(strstr(out, "\nPlan: 1 to create, 1 to replace, 1 to renew, 1 to resume, 1 to reinstall, "
 				    "1 to remove; 1 orphaned; 1 paid order (limit 1), 1 deferred to a later apply.\n"));
-	assert_non_null(strstr(out, " [paid: letsencrypt: " PLAN_PAID_ACTION "] [deferred: over policy.maxPaidOrders]\n"));
+	assert_non_null(
+		strstr(out, " [paid: letsencrypt: " PLAN_PAID_ACTION "] [deferred: over policy.maxPaidOrders]\n"));
 	free(out);
 	plan_free(p);
 	p = plan_no_changes();
@@ -774,6 +800,37 @@ static void test_plan_account_actions_in_every_format(void **state)
 	plan_free(q);
 }
 
+/* The solver per name and the ARI windows reach every format, GitHub's included, and a saved plan keeps them. */
+static void test_plan_acme_detail_and_windows_in_every_format(void **state)
+{
+	struct plan *p = plan_acme(), *q = NULL;
+	char *text = render(p, "text", PLAN_TEXT_ASCII), *json = render(p, "json", 0), *md = render(p, "md", 0), *gh;
+	struct buf b = BUF_INIT;
+
+	(void)state;
+	assert_non_null(strstr(text, "\n    www.example.com: http-01 serve\n"));
+	assert_non_null(strstr(text, "Renewal windows suggested by the CA (ARI):\n  api  2027-01-26T21:46:40Z -> "));
+	assert_non_null(strstr(json, "\"detail\": \"www.example.com: http-01 serve\""));
+	assert_non_null(strstr(json, "\"renew_at\": \"2027-01-28T01:33:20Z\""));
+	assert_non_null(strstr(md, "- **Details**: www.example.com: http-01 serve"));
+	assert_non_null(strstr(md, "### Renewal windows suggested by the CA (ARI)"));
+	assert_int_equal(plan_render_github(p, &b), 0);
+	gh = buf_detach(&b);
+	assert_non_null(strstr(gh, "www.example.com: http-01 serve"));
+	assert_int_equal(plan_from_json(json, strlen(json), "plan.json", &q), 0);
+	assert_int_equal(q->n_windows, 2);
+	assert_int_equal(q->windows[1].at, 1799896800);
+	assert_int_equal(q->windows[1].next, 0);
+	assert_int_equal(q->windows[0].next, 1800021600);
+	assert_string_equal(q->changes[0].detail, p->changes[0].detail);
+	free(text);
+	free(json);
+	free(md);
+	free(gh);
+	plan_free(p);
+	plan_free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -796,6 +853,7 @@ int main(void)
 		cmocka_unit_test(test_plan_change_names_round_trip),
 		cmocka_unit_test(test_plan_renderers_replace_invalid_utf8),
 		cmocka_unit_test(test_plan_account_actions_in_every_format),
+		cmocka_unit_test(test_plan_acme_detail_and_windows_in_every_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

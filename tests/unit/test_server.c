@@ -5,14 +5,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../reconciler/acme_http01.h"
 #include "../../reconciler/daemon/daemon.h"
 #include "../../reconciler/metrics.h"
 #include "../../reconciler/server/http_server.h"
 #include "../../util/buf.h"
+#include "../../util/err.h"
 #include "../../util/http.h"
 #include "../../util/util.h"
 
@@ -525,6 +528,174 @@ static void test_server_refuses_a_bad_listen_address(void **s)
 	assert_null(srv);
 }
 
+/* ---------- ACME http-01 answers (acme_http01.h) ---------- */
+
+static void test_http01_table_puts_replaces_and_deletes(void **s)
+{
+	char out[256];
+
+	(void)s;
+	assert_int_equal(acme_http01_count(), 0);
+	assert_int_equal(acme_http01_put("tok_A-1", "tok_A-1.thumb"), 0);
+	assert_int_equal(acme_http01_count(), 1);
+	assert_true(acme_http01_get("tok_A-1", out, sizeof(out)));
+	assert_string_equal(out, "tok_A-1.thumb");
+	assert_int_equal(acme_http01_put("tok_A-1", "tok_A-1.other"), 0); /* replaced, not added */
+	assert_int_equal(acme_http01_count(), 1);
+	assert_true(acme_http01_get("tok_A-1", out, sizeof(out)));
+	assert_string_equal(out, "tok_A-1.other");
+	assert_false(acme_http01_get("tok_A-1", out, 5)); /* does not fit: not found rather than cut */
+	assert_false(acme_http01_get("tok_A-2", out, sizeof(out)));
+	/* Only base64url tokens, and only "<token>.<thumbprint>" answers. */
+	assert_int_equal(acme_http01_put("../etc/passwd", "../etc/passwd.x"), CS_EINVALID);
+	assert_int_equal(acme_http01_put("a/b", "a/b.x"), CS_EINVALID);
+	assert_int_equal(acme_http01_put("", ".x"), CS_EINVALID);
+	assert_int_equal(acme_http01_put("tok", "other.thumb"), CS_EINVALID);
+	assert_int_equal(acme_http01_put("tok", "tok"), CS_EINVALID);
+	assert_false(acme_http01_get("../etc/passwd", out, sizeof(out)));
+	acme_http01_del("tok_A-2"); /* absent is fine */
+	acme_http01_del("tok_A-1");
+	assert_false(acme_http01_get("tok_A-1", out, sizeof(out)));
+	assert_int_equal(acme_http01_count(), 0);
+}
+
+static void test_http01_table_is_bounded_and_survives_churn(void **s)
+{
+	char tok[32], ka[64], out[64];
+
+	(void)s;
+	for (int i = 0; i < ACME_HTTP01_MAX; i++) {
+		snprintf(tok, sizeof(tok), "t%d", i);
+		snprintf(ka, sizeof(ka), "t%d.k", i);
+		assert_int_equal(acme_http01_put(tok, ka), 0);
+	}
+	assert_int_equal(acme_http01_count(), ACME_HTTP01_MAX);
+	assert_int_equal(acme_http01_put("one-more", "one-more.k"), CS_ERROR);
+	assert_int_equal(acme_http01_put("t7", "t7.new"), 0); /* a replacement still fits when full */
+	/* Deleting every third entry must leave every other one reachable (probe chains repaired). */
+	for (int i = 0; i < ACME_HTTP01_MAX; i += 3) {
+		snprintf(tok, sizeof(tok), "t%d", i);
+		acme_http01_del(tok);
+	}
+	for (int i = 0; i < ACME_HTTP01_MAX; i++) {
+		snprintf(tok, sizeof(tok), "t%d", i);
+		snprintf(ka, sizeof(ka), i == 7 ? "t%d.new" : "t%d.k", i);
+		if (i % 3 == 0) {
+			assert_false(acme_http01_get(tok, out, sizeof(out)));
+		} else {
+			assert_true(acme_http01_get(tok, out, sizeof(out)));
+			assert_string_equal(out, ka);
+		}
+	}
+	for (int i = 0; i < ACME_HTTP01_MAX; i++) {
+		snprintf(tok, sizeof(tok), "t%d", i);
+		acme_http01_del(tok);
+	}
+	assert_int_equal(acme_http01_count(), 0);
+}
+
+static void *http01_worker(void *arg)
+{
+	int base = *(int *)arg;
+	char tok[32], ka[64], out[64];
+
+	for (int round = 0; round < 200; round++)
+		for (int i = 0; i < 8; i++) {
+			snprintf(tok, sizeof(tok), "w%d-%d", base, i);
+			snprintf(ka, sizeof(ka), "w%d-%d.%d", base, i, round);
+			if (acme_http01_put(tok, ka) || !acme_http01_get(tok, out, sizeof(out)) || strcmp(out, ka))
+				return (void *)1;
+			acme_http01_del(tok);
+		}
+	return NULL;
+}
+
+static void test_http01_table_is_thread_safe(void **s)
+{
+	pthread_t th[4];
+	int base[4] = {0, 1, 2, 3};
+	void *r;
+
+	(void)s;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, http01_worker, &base[i]), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], &r), 0);
+		assert_null(r);
+	}
+	assert_int_equal(acme_http01_count(), 0);
+}
+
+static long request_h(struct http_client *c, const char *method, const char *url, struct buf *out, char *ctype,
+		      size_t ctype_n)
+{
+	struct http_request rq;
+	struct http_response rs;
+	const char *ct;
+	long status;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&rs, 0, sizeof(rs));
+	rq.op = "test request";
+	rq.method = method;
+	rq.url = url;
+	rq.retry = HTTP_RETRY_NEVER;
+	http_do(c, &rq, &rs);
+	status = rs.status;
+	if (out)
+		buf_append(out, rs.body.data ? rs.body.data : "", rs.body.len);
+	ct = http_response_header(&rs, "content-type", 0);
+	snprintf(ctype, ctype_n, "%s", ct ? ct : "");
+	http_response_free(&rs);
+	return status;
+}
+
+static void test_server_answers_acme_challenges_it_holds(void **s)
+{
+	struct http_server_opts o = {"127.0.0.1:0", NULL, NULL};
+	struct http_server *srv = NULL;
+	struct http_client *c = NULL;
+	struct http_client_opts co;
+	struct buf b = BUF_INIT;
+	char url[160], base[64], ct[128];
+
+	(void)s;
+	memset(&co, 0, sizeof(co));
+	co.max_retries = 0;
+	assert_int_equal(http_client_new(&co, &c), 0);
+	assert_int_equal(http_server_start(&o, &srv), 0);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%u", http_server_port(srv));
+	snprintf(url, sizeof(url), "%s" ACME_HTTP01_PREFIX "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0", base);
+	assert_int_equal(request_h(c, "GET", url, NULL, ct, sizeof(ct)), 404);
+	assert_int_equal(
+		acme_http01_put(
+			"LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0",
+			"LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"),
+		0);
+	assert_int_equal(request_h(c, "GET", url, &b, ct, sizeof(ct)), 200);
+	assert_string_equal(b.data,
+			    "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI");
+	assert_string_equal(ct, "text/plain");
+	buf_clear(&b);
+	assert_int_equal(request_h(c, "HEAD", url, &b, ct, sizeof(ct)), 200);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(request_h(c, "POST", url, NULL, ct, sizeof(ct)), 405);
+	assert_int_equal(request_h(c, "PUT", url, NULL, ct, sizeof(ct)), 405);
+	/* Neither other tokens nor paths below or beside a token are answered. */
+	snprintf(url, sizeof(url), "%s" ACME_HTTP01_PREFIX "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX1", base);
+	assert_int_equal(request_h(c, "GET", url, NULL, ct, sizeof(ct)), 404);
+	snprintf(url, sizeof(url), "%s" ACME_HTTP01_PREFIX "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0/x", base);
+	assert_int_equal(request_h(c, "GET", url, NULL, ct, sizeof(ct)), 404);
+	snprintf(url, sizeof(url), "%s" ACME_HTTP01_PREFIX, base);
+	assert_int_equal(request_h(c, "GET", url, NULL, ct, sizeof(ct)), 404);
+	acme_http01_del("LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0");
+	snprintf(url, sizeof(url), "%s" ACME_HTTP01_PREFIX "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0", base);
+	assert_int_equal(request_h(c, "GET", url, NULL, ct, sizeof(ct)), 404);
+	http_server_stop(srv);
+	http_client_free(c);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +714,10 @@ int main(void)
 		cmocka_unit_test(test_server_retry_endpoint_needs_the_admin_token),
 		cmocka_unit_test(test_server_refuses_a_bad_listen_address),
 		cmocka_unit_test(test_server_method_table_gives_405_with_allow),
+		cmocka_unit_test(test_http01_table_puts_replaces_and_deletes),
+		cmocka_unit_test(test_http01_table_is_bounded_and_survives_churn),
+		cmocka_unit_test(test_http01_table_is_thread_safe),
+		cmocka_unit_test(test_server_answers_acme_challenges_it_holds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
