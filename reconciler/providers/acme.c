@@ -28,26 +28,6 @@
 
 #define LOST_ORDER_LOOKS 50 /* orders of the account read when an order's answer was lost */
 
-#ifndef ACME_SERVE_NEEDS_LISTEN
-/*
- * Stand-ins until acme_ari.c (ARI, revocation: issue13-ari) is in this tree;
- * its acme.h defines ACME_SERVE_NEEDS_LISTEN and these go away.
- */
-static char *ari_replaces_none(const struct step_ctx *ctx)
-{
-	(void)ctx;
-	return NULL;
-}
-
-static void ari_after_install_none(struct step_ctx *ctx, struct acme *a, struct acme_client *c, const char *pem,
-				   size_t len)
-{
-	(void)ctx, (void)a, (void)c, (void)pem, (void)len;
-}
-#define acme_ari_replaces ari_replaces_none
-#define acme_ari_after_install ari_after_install_none
-#endif
-
 /* ---------- plan ---------- */
 
 static const char *const seq_order[] = {"prepare",  "order",   "authorize", "finalize",
@@ -554,10 +534,8 @@ static int acme_release(struct step_ctx *ctx)
 
 	if (!rc)
 		rc = remove_pending(ctx);
-#ifdef ACME_SERVE_NEEDS_LISTEN /* acme_revoke.c is in the tree (see the stand-ins above) */
 	if (!rc)
 		rc = acme_revoke_on_remove(ctx, ctx->issuer->priv); /* revokeOnRemove: before the outputs go */
-#endif
 	return rc;
 }
 
@@ -582,8 +560,6 @@ const struct provider_ops provider_acme = {
 	.end_run = acme_end_run,
 	.check = acme_check,
 	.account_plan = NULL,
-#ifdef ACME_SERVE_NEEDS_LISTEN /* acme_ari.c is in the tree: the renewal information asked again when due */
-	.upkeep_due = acme_ari_upkeep_due,
+	.upkeep_due = acme_ari_upkeep_due, /* the renewal information asked again when due */
 	.upkeep = acme_ari_upkeep,
-#endif
 };

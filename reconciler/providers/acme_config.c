@@ -474,9 +474,7 @@ void acme_config_check(const struct config *cfg, const struct issuer *is, const 
 				  "records; name an rfc2136 or dnsimple issuer",
 				  is->name, i, s->dns_provider, dns->ops->type);
 	}
-#ifdef ACME_SERVE_NEEDS_LISTEN /* acme_serve.c is in the tree: serve solvers need server.listen */
-	acme_serve_check(cfg, is, file, d);
-#endif
+	acme_serve_check(cfg, is, file, d); /* serve solvers need server.listen */
 }
 
 /* ---------- solvers and manifests ---------- */

@@ -26,25 +26,6 @@
 #include "../acme_http01.h"
 #include "acme.h"
 
-#ifndef ACME_SERVE_NEEDS_LISTEN
-/*
- * Stand-ins until acme_http01.c (the built-in server's answers: issue13-ari)
- * is in this tree; its acme.h defines ACME_SERVE_NEEDS_LISTEN and these go away.
- */
-static int http01_put_none(const char *token, const char *ka)
-{
-	(void)token, (void)ka;
-	return CS_ERROR;
-}
-
-static void http01_del_none(const char *token)
-{
-	(void)token;
-}
-#define acme_http01_put http01_put_none
-#define acme_http01_del http01_del_none
-#endif
-
 #define CHALLENGE_DIR ".well-known/acme-challenge"
 #define DNS01_LABEL "_acme-challenge."
 
