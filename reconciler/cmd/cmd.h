@@ -139,10 +139,12 @@ int cmd_state_rekey(const struct config *cfg);
 /*
  * state import (cmd_state_import.c): adopts an existing certificate for the
  * manifest NAME of issuer ISSUER: ca from the directory id (checked against
- * the manifest), dnsimple by certificate id (resumed by the next apply).
+ * the manifest), dnsimple by certificate id (resumed by the next apply),
+ * digicert by order id with the files of the directory from (checked against
+ * the manifest and the order's certificate). from is NULL unless given.
  * Prints what it did; exit status.
  */
-int cmd_state_import(const struct config *cfg, const char *name, const char *issuer, const char *id);
+int cmd_state_import(const struct config *cfg, const char *name, const char *issuer, const char *id, const char *from);
 
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);

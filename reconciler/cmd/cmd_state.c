@@ -121,7 +121,7 @@ out:
 	return status;
 }
 
-enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE, OPT_ISSUER, OPT_ID };
+enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE, OPT_ISSUER, OPT_ID, OPT_FROM };
 
 #define STATE_VERBS "list, show, rm, mv, import, restore, migrate, rekey"
 
@@ -149,12 +149,13 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 					     {"force", no_argument, NULL, OPT_FORCE},
 					     {"issuer", required_argument, NULL, OPT_ISSUER},
 					     {"id", required_argument, NULL, OPT_ID},
+					     {"from", required_argument, NULL, OPT_FROM},
 					     {NULL, 0, NULL, 0}};
 	struct config *cfg = NULL;
 	struct state_backend *be = NULL;
 	struct state *st = NULL;
 	struct buf b = BUF_INIT;
-	const char *verb, *name = NULL, *to = NULL, *new_name = NULL, *issuer = NULL, *id = NULL;
+	const char *verb, *name = NULL, *to = NULL, *new_name = NULL, *issuer = NULL, *id = NULL, *from = NULL;
 	int opt, has_state, force = 0, to_kind = 0, rc, status = EXIT_FAIL;
 
 	optind = 1;
@@ -175,6 +176,8 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 			issuer = optarg;
 		} else if (opt == OPT_ID) {
 			id = optarg;
+		} else if (opt == OPT_FROM) {
+			from = optarg;
 		} else {
 			return EXIT_USAGE; /* cmd_getopt said why */
 		}
@@ -184,8 +187,8 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	verb = argv[optind++];
 	if ((rc = state_check_args(verb, to, force)))
 		return rc;
-	if (strcmp(verb, "import") && (issuer || id))
-		return cmd_usage_error(&cmd_state, "--issuer and --id are options of state import");
+	if (strcmp(verb, "import") && (issuer || id || from))
+		return cmd_usage_error(&cmd_state, "--issuer, --id and --from are options of state import");
 	if (!strcmp(verb, "import") && (!issuer || !id))
 		return cmd_usage_error(&cmd_state, "state import needs --issuer ISSUER and --id ID");
 	if (!strcmp(verb, "show") || !strcmp(verb, "rm") || !strcmp(verb, "mv") || !strcmp(verb, "import")) {
@@ -226,7 +229,7 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		goto out;
 	}
 	if (!strcmp(verb, "import")) {
-		status = cmd_state_import(cfg, name, issuer, id);
+		status = cmd_state_import(cfg, name, issuer, id, from);
 		goto out;
 	}
 	if (!strcmp(verb, "restore")) {
@@ -281,16 +284,19 @@ const struct cmd cmd_state = {
 	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), rename one\n"
 	"so a renamed manifest keeps its certificate (mv OLD NEW; its key store entry moves too), adopt an\n"
 	"existing certificate (import NAME --issuer ISSUER --id ID: for a ca issuer ID is a directory holding\n"
-	"tls.crt, tls.key and ca.crt; for a dnsimple issuer the DNSimple certificate id), put\n"
+	"tls.crt, tls.key and ca.crt; for a dnsimple issuer the DNSimple certificate id; for a digicert issuer\n"
+	"the order id, with --from DIR holding the certificate's tls.crt, tls.key and ca.crt), put\n"
 	"state.json.backup back after state.json was lost (restore, file backend), copy the state and key store\n"
 	"between the file and postgres backends (migrate), or re-encrypt the postgres key store (rekey).\n"
 	"Options:\n"
 	"  --to postgres|file   state migrate: the backend to copy to (from the other one; both from the config)\n"
 	"  --force              state migrate: replace a target that already holds a state\n"
 	"  --issuer NAME        state import: the manifest's issuer\n"
-	"  --id ID              state import: the directory (ca) or the provider's certificate id (dnsimple)",
+	"  --id ID              state import: the directory (ca), the certificate id (dnsimple) or the order id\n"
+	"                       (digicert)\n"
+	"  --from DIR           state import, digicert: the directory with the order's tls.crt, tls.key, ca.crt",
 	state_run,
 	"state list | state show NAME | state rm NAME | state mv OLD NEW | state restore\n"
-	"       certsync state import NAME --issuer ISSUER --id DIR|ID\n"
+	"       certsync state import NAME --issuer ISSUER --id DIR|ID [--from DIR]\n"
 	"       certsync state migrate --to postgres|file [--force] | certsync state rekey",
 };

@@ -10,6 +10,7 @@
 #include "../../util/util.h"
 #include "../backends.h"
 #include "../provider.h"
+#include "../providers/digicert.h"
 #include "../providers/dnsimple.h"
 #include "cmd.h"
 
@@ -20,22 +21,34 @@ static int import_names_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The certificate's SAN set against the manifest's dnsNames (both sorted copies). */
-static int import_same_names(const struct crypto_cert_info *info, const struct cert_spec *spec)
+/*
+ * The certificate's SAN set against the manifest's dnsNames (both sorted
+ * copies), after dropping the names the issuer adds by itself (DigiCert's
+ * free "www." SAN) that the manifest does not list.
+ */
+static int import_same_names(const struct issuer *is, const struct crypto_cert_info *info, const struct cert_spec *spec)
 {
-	char **a, **b;
-	int same = info->n_dns == spec->n_dns;
+	char **a, **b, **allowed = NULL;
+	size_t n = 0, n_allowed = 0;
+	int same;
 
-	if (!same)
-		return 0;
+	if (is->ops->extra_names)
+		is->ops->extra_names(is, spec, &allowed, &n_allowed);
 	a = xcalloc(info->n_dns + 1, sizeof(*a));
 	b = xcalloc(spec->n_dns + 1, sizeof(*b));
-	memcpy(a, info->dns_names, info->n_dns * sizeof(*a));
+	for (size_t i = 0; i < info->n_dns; i++)
+		if (crypto_names_contain((const char *const *)spec->dns_names, spec->n_dns, info->dns_names[i]) ||
+		    !crypto_names_contain((const char *const *)allowed, n_allowed, info->dns_names[i]))
+			a[n++] = info->dns_names[i];
+	same = n == spec->n_dns;
 	memcpy(b, spec->dns_names, spec->n_dns * sizeof(*b));
-	qsort(a, info->n_dns, sizeof(*a), import_names_cmp);
+	qsort(a, n, sizeof(*a), import_names_cmp);
 	qsort(b, spec->n_dns, sizeof(*b), import_names_cmp);
-	for (size_t i = 0; same && i < info->n_dns; i++)
+	for (size_t i = 0; same && i < n; i++)
 		same = !strcasecmp(a[i], b[i]);
+	for (size_t i = 0; i < n_allowed; i++)
+		free(allowed[i]);
+	free(allowed);
 	free(a);
 	free(b);
 	return same;
@@ -47,8 +60,8 @@ static int import_read(const char *dir, const char *file, struct buf *out)
 	int rc = fsutil_read_file(p, IMPORT_FILE_MAX, out);
 
 	if (rc == CS_ENOTFOUND)
-		rc = cs_error(CS_ENOTFOUND,
-			      "%s: not found (import --id names a directory with tls.crt, tls.key, ca.crt)", p);
+		rc = cs_error(CS_ENOTFOUND, "%s: not found (import reads a directory with tls.crt, tls.key, ca.crt)",
+			      p);
 	free(p);
 	return rc;
 }
@@ -58,8 +71,8 @@ static int import_read(const char *dir, const char *file, struct buf *out)
  * hand): the key matches, the names are the manifest's, the key type too,
  * the chain verifies against ca.crt now.
  */
-static int import_check(const struct cert_spec *spec, const char *dir, const struct keystore_item *it,
-			struct crypto_cert_info *info)
+static int import_check(const struct issuer *is, const struct cert_spec *spec, const char *dir,
+			const struct keystore_item *it, struct crypto_cert_info *info)
 {
 	struct crypto_cert *cert = NULL;
 	struct crypto_key *key = NULL;
@@ -72,7 +85,7 @@ static int import_check(const struct cert_spec *spec, const char *dir, const str
 		goto out;
 	if (!crypto_cert_matches_key(cert, key))
 		rc = cs_error(CS_EINVALID, "%s: tls.crt (serial %s) does not match tls.key", dir, info->serial);
-	else if (!import_same_names(info, spec))
+	else if (!import_same_names(is, info, spec))
 		rc = cs_error(CS_EINVALID, "%s: the certificate's names are not the manifest's dnsNames for %s", dir,
 			      spec->name);
 	else if (crypto_key_describe(key, &alg, &size),
@@ -88,8 +101,20 @@ out:
 	return rc;
 }
 
-/* ca: the files of an existing output directory become the record's certificate and key store entry. */
-static int import_ca(const struct cert_spec *spec, const char *dir, struct keystore *ks, struct state_cert *rec)
+/*
+ * What a provider checks of the imported files with its service and records
+ * in rec (digicert: the order id); NULL for the built-in CA.
+ */
+typedef int (*import_adopt_fn)(const struct issuer *is, struct state_cert *rec, const char *id, const char *dir,
+			       const struct crypto_cert_info *info);
+
+/*
+ * The files of an existing output directory become the record's certificate
+ * and key store entry (ca: from --id DIR; digicert: from --from DIR, the
+ * order --id adopted by `adopt` once the files check out).
+ */
+static int import_files(const struct issuer *is, const struct cert_spec *spec, const char *dir, const char *id,
+			import_adopt_fn adopt, struct keystore *ks, struct state_cert *rec)
 {
 	struct keystore_item it;
 	struct crypto_cert_info info;
@@ -98,8 +123,8 @@ static int import_ca(const struct cert_spec *spec, const char *dir, struct keyst
 	keystore_item_init(&it);
 	memset(&info, 0, sizeof(info));
 	if ((rc = import_read(dir, "tls.crt", &it.cert)) || (rc = import_read(dir, "tls.key", &it.key)) ||
-	    (rc = import_read(dir, "ca.crt", &it.ca)) || (rc = import_check(spec, dir, &it, &info)) ||
-	    (rc = keystore_put(ks, spec->name, info.serial, &it)))
+	    (rc = import_read(dir, "ca.crt", &it.ca)) || (rc = import_check(is, spec, dir, &it, &info)) ||
+	    (adopt && (rc = adopt(is, rec, id, dir, &info))) || (rc = keystore_put(ks, spec->name, info.serial, &it)))
 		goto out;
 	rec->phase = PHASE_READY;
 	state_str_set(&rec->spec_hash, spec->hash);
@@ -121,24 +146,46 @@ static int import_ca(const struct cert_spec *spec, const char *dir, struct keyst
 		free(gen);
 	}
 	plan_note_renew_before(rec, spec);
-	state_cert_event(rec, util_now(), "imported from %s (serial %s)", dir, info.serial);
+	if (adopt)
+		state_cert_event(rec, util_now(), "imported from %s (serial %s): %s order %s", dir, info.serial,
+				 is->ops->type, id);
+	else
+		state_cert_event(rec, util_now(), "imported from %s (serial %s)", dir, info.serial);
 out:
 	crypto_cert_info_free(&info);
 	keystore_item_wipe(&it);
 	return rc;
 }
 
+/* An order or certificate id: a positive number. */
+static int import_num(const char *what, const char *id, long long *n)
+{
+	char *end;
+
+	*n = strtoll(id, &end, 10);
+	if (end == id || *end || *n <= 0)
+		return cs_error(CS_EINVALID, "--id: a %s id is a positive number, not \"%s\"", what, id);
+	return 0;
+}
+
+/* digicert: the order must be issued and hold the certificate read from dir. */
+static int import_digicert_adopt(const struct issuer *is, struct state_cert *rec, const char *id, const char *dir,
+				 const struct crypto_cert_info *info)
+{
+	long long n;
+	int rc = import_num("DigiCert order", id, &n);
+
+	return rc ? rc : digicert_import(is, rec, n, dir, info->serial, info->fingerprint);
+}
+
 /* dnsimple: the certificate id; the next apply downloads and checks it (a resume, never a purchase). */
 static int import_dnsimple(const struct issuer *is, const struct cert_spec *spec, const char *id,
 			   struct state_cert *rec)
 {
-	char *end;
-	long long n = strtoll(id, &end, 10);
+	long long n;
 	int rc;
 
-	if (end == id || *end || n <= 0)
-		return cs_error(CS_EINVALID, "--id: a DNSimple certificate id is a positive number, not \"%s\"", id);
-	if ((rc = dnsimple_import(is, spec, rec, n)))
+	if ((rc = import_num("DNSimple certificate", id, &n)) || (rc = dnsimple_import(is, spec, rec, n)))
 		return rc;
 	rec->phase = PHASE_PENDING;
 	state_str_set(&rec->change, "create");
@@ -146,6 +193,46 @@ static int import_dnsimple(const struct issuer *is, const struct cert_spec *spec
 	state_cert_event(rec, util_now(), "imported: DNSimple certificate %lld, to download", n);
 	return 0;
 }
+
+static int import_run_ca(const struct issuer *is, const struct cert_spec *spec, const char *id, const char *from,
+			 struct keystore *ks, struct state_cert *rec)
+{
+	(void)from;
+	return import_files(is, spec, id, NULL, NULL, ks, rec);
+}
+
+static int import_run_dnsimple(const struct issuer *is, const struct cert_spec *spec, const char *id, const char *from,
+			       struct keystore *ks, struct state_cert *rec)
+{
+	(void)from;
+	(void)ks;
+	return import_dnsimple(is, spec, id, rec);
+}
+
+static int import_run_digicert(const struct issuer *is, const struct cert_spec *spec, const char *id, const char *from,
+			       struct keystore *ks, struct state_cert *rec)
+{
+	return import_files(is, spec, from, id, import_digicert_adopt, ks, rec);
+}
+
+/* The issuer types that import, and whether they read the files from --from DIR. */
+static const struct {
+	const char *type;
+	int from;
+	const char *why;
+	int (*run)(const struct issuer *is, const struct cert_spec *spec, const char *id, const char *from,
+		   struct keystore *ks, struct state_cert *rec);
+} import_kinds[] = {
+	{"ca", 0, "a ca import reads the directory given as --id", import_run_ca},
+	{"dnsimple", 0, "DNSimple keeps the key: the next apply downloads the certificate and key",
+	 import_run_dnsimple},
+	{"digicert", 1,
+	 "DigiCert never has the private key: --from names the directory with tls.crt, tls.key and ca.crt of the "
+	 "order --id",
+	 import_run_digicert},
+};
+
+#define IMPORT_N_KINDS (sizeof(import_kinds) / sizeof(import_kinds[0]))
 
 static const struct cert_spec *import_find_spec(const struct desired *d, const char *name)
 {
@@ -157,8 +244,8 @@ static const struct cert_spec *import_find_spec(const struct desired *d, const c
 
 /* Everything before the write: the manifest, its issuer, and a name the state does not have yet. */
 static int import_check_args(const struct config *cfg, const struct desired *d, const struct state *st,
-			     const char *name, const char *issuer, const struct cert_spec **spec,
-			     const struct issuer **is)
+			     const char *name, const char *issuer, const char *from, const struct cert_spec **spec,
+			     const struct issuer **is, size_t *kind)
 {
 	if (!(*spec = import_find_spec(d, name)))
 		return cmd_fail(
@@ -172,13 +259,22 @@ static int import_check_args(const struct config *cfg, const struct desired *d, 
 	if (state_cert_get(st, name))
 		return cmd_fail("state import %s: %s is already in the state (state rm it first to import again)", name,
 				name);
-	if (strcmp((*is)->ops->type, "ca") && strcmp((*is)->ops->type, "dnsimple"))
-		return cmd_fail("state import %s: importing is supported for the ca and dnsimple issuers, not %s (%s)",
-				name, issuer, (*is)->ops->type);
+	for (*kind = 0; *kind < IMPORT_N_KINDS && strcmp(import_kinds[*kind].type, (*is)->ops->type); (*kind)++)
+		;
+	if (*kind == IMPORT_N_KINDS)
+		return cmd_fail(
+			"state import %s: importing is supported for the ca, dnsimple and digicert issuers, not "
+			"%s (%s)",
+			name, issuer, (*is)->ops->type);
+	if (import_kinds[*kind].from && !from)
+		return cmd_fail("state import %s: a %s import needs --from DIR (%s)", name, (*is)->ops->type,
+				import_kinds[*kind].why);
+	if (!import_kinds[*kind].from && from)
+		return cmd_fail("state import %s: --from is for digicert imports (%s)", name, import_kinds[*kind].why);
 	return 0;
 }
 
-int cmd_state_import(const struct config *cfg, const char *name, const char *issuer, const char *id)
+int cmd_state_import(const struct config *cfg, const char *name, const char *issuer, const char *id, const char *from)
 {
 	struct cmd_source src;
 	struct state_backend *be = NULL;
@@ -187,6 +283,7 @@ int cmd_state_import(const struct config *cfg, const char *name, const char *iss
 	struct state_cert *rec;
 	const struct cert_spec *spec = NULL;
 	const struct issuer *is = NULL;
+	size_t kind = 0;
 	int status = EXIT_FAIL, rc;
 
 	memset(&src, 0, sizeof(src));
@@ -197,13 +294,13 @@ int cmd_state_import(const struct config *cfg, const char *name, const char *iss
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
-	if (import_check_args(cfg, &src.desired, st, name, issuer, &spec, &is))
+	if (import_check_args(cfg, &src.desired, st, name, issuer, from, &spec, &is, &kind))
 		goto out;
 	rec = state_cert_put(st, name);
 	state_str_set(&rec->issuer, issuer);
 	state_str_set(&rec->provider, is->ops->type);
 	state_str_set(&rec->output_dir, spec->output_dir);
-	rc = !strcmp(is->ops->type, "ca") ? import_ca(spec, id, ks, rec) : import_dnsimple(is, spec, id, rec);
+	rc = import_kinds[kind].run(is, spec, id, from, ks, rec);
 	if (rc || state_save(be, st)) {
 		cmd_fail("state import %s: %s", name, cs_errmsg());
 		goto out;

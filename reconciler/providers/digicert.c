@@ -751,6 +751,75 @@ static int step_cleanup(struct step_ctx *ctx, struct digicert *dc, enum step_sta
 	return 0;
 }
 
+/* The leaf of the order's certificate (order info's chain, else its download) against the imported one. */
+static int import_compare(struct digicert *dc, const struct digicert_order *o, const char *dir, const char *serial,
+			  const char *fingerprint)
+{
+	struct buf cert = BUF_INIT, ca = BUF_INIT;
+	struct crypto_cert *leaf = NULL;
+	struct crypto_cert_info info;
+	int rc;
+
+	memset(&info, 0, sizeof(info));
+	if (o->chain)
+		buf_puts(&cert, o->chain);
+	else if ((rc = digicert_download(dc, o->certificate_id, &cert, &ca)))
+		goto out;
+	if ((rc = crypto_cert_from_pem(cert.data, cert.len, "the order's certificate", &leaf)) ||
+	    (rc = crypto_cert_info(leaf, &info)))
+		goto out;
+	if (strcmp(info.serial, serial))
+		rc = cs_error(CS_EINVALID,
+			      "DigiCert order %lld (issuer %s) is not the certificate in %s: serial %s there, %s in "
+			      "tls.crt",
+			      o->id, dc->name, dir, info.serial, serial);
+	else if (strcmp(info.fingerprint, fingerprint))
+		rc = cs_error(CS_EINVALID,
+			      "DigiCert order %lld (issuer %s) is not the certificate in %s: same serial %s, but "
+			      "fingerprint %s there, %s in tls.crt",
+			      o->id, dc->name, dir, serial, info.fingerprint, fingerprint);
+out:
+	crypto_cert_info_free(&info);
+	crypto_cert_free(leaf);
+	buf_free(&cert);
+	buf_free(&ca);
+	return rc;
+}
+
+int digicert_import(const struct issuer *is, struct state_cert *rec, long long order_id, const char *dir,
+		    const char *serial, const char *fingerprint)
+{
+	struct digicert *dc = is->priv;
+	struct digicert_order o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if ((rc = digicert_session(dc)))
+		return rc;
+	rc = digicert_order_info(dc, order_id, &o);
+	if (rc == CS_ENOTFOUND) {
+		rc = cs_error(CS_ENOTFOUND, "DigiCert has no order %lld (issuer %s: HTTP 404)", order_id, dc->name);
+		goto out;
+	}
+	if (rc)
+		goto out;
+	o.id = order_id;
+	if (!util_streq(o.status, "issued") || !o.certificate_id) {
+		rc = cs_error(CS_EINVALID, "DigiCert order %lld (issuer %s) is %s, not issued: nothing to import",
+			      order_id, dc->name, o.status ? o.status : "without a status");
+		goto out;
+	}
+	if ((rc = import_compare(dc, &o, dir, serial, fingerprint)))
+		goto out;
+	/* what install records: a renewal sends renewal_of_order_id, plan --refresh follows the order */
+	step_set_id_num(rec, ID_INSTALLED_ORDER, order_id);
+	step_set_id_num(rec, ID_INSTALLED_CERT, o.certificate_id);
+out:
+	digicert_order_clear(&o);
+	digicert_session_end(dc);
+	return rc;
+}
+
 typedef int (*digicert_step_fn)(struct step_ctx *ctx, struct digicert *dc, enum step_status *st);
 
 static const struct {

@@ -187,6 +187,17 @@ void digicert_check(const struct issuer *is, int online, struct provider_check *
 void digicert_account_plan(const struct config *cfg, const struct issuer *is, const struct state *st, char ***lines,
 			   size_t *n);
 
+/*
+ * state import of an existing order (digicert.c): asks DigiCert for order
+ * order_id and requires that it is issued and that its certificate is the
+ * one imported from dir (serial and SHA-256 fingerprint, lowercase hex);
+ * then records it in rec as the installed order, so a renewal sends
+ * renewal_of_order_id. A 404 is CS_ENOTFOUND naming the id; a mismatch names
+ * the field. Opens and ends the issuer's session.
+ */
+int digicert_import(const struct issuer *is, struct state_cert *rec, long long order_id, const char *dir,
+		    const char *serial, const char *fingerprint);
+
 /* ---------- token placement (digicert_dcv.c) ---------- */
 
 /* Where the token for name goes: TXT owner name or fileauth.txt path. Caller frees. */
