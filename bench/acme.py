@@ -18,7 +18,9 @@ certsync (an `acme` issuer with an `http01: {webroot}` solver), lego
 client issues N (default 50) new certificates with unique names (a fresh
 account directory, state or config per client; the first certificate pays
 for the account registration), ECDSA P-256 certificate keys everywhere:
-  certsync   one `certsync apply` of N manifests, default parallelism
+  certsync   one `certsync apply --wait 600s` of N manifests, default
+             parallelism (4 workers; a certificate waiting on the CA is
+             parked and its worker takes another)
   lego-loop  N lego processes one after the other
   lego-x8    N lego processes, 8 at a time (xargs -P8; one account
              directory per xargs slot, so 8 accounts as 8 loops would have)
@@ -107,12 +109,11 @@ class Peers:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def counters(self):
-        """(ACME requests handled, certificates issued, Pebble CPU seconds) so far."""
+        """(Pebble's log so far, Pebble CPU seconds so far)."""
         log = (self.pebble_dir / "pebble.log").read_text(errors="replace")
         stat = Path(f"/proc/{self.pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2:].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return log.count("-> calling handler()"), log.count("Issued certificate serial"), cpu
+        return log, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.httpd:
@@ -122,6 +123,17 @@ class Peers:
             sh("pebble.sh", "stop", self.pebble_dir)
         if self.cts:
             sh("challtestsrv.sh", "stop", self.cts_dir)
+
+
+REQUEST_RX = re.compile(r"^Pebble \S+ \S+ (\S+ /[^ ]*) -> calling handler\(\)$", re.M)
+
+
+def requests_by_endpoint(log):
+    """{"POST /authZ/": count, ...} from Pebble's log lines "METHOD /path/ -> calling handler()"."""
+    out = {}
+    for m in REQUEST_RX.finditer(log):
+        out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
 
 
 class Run:
@@ -178,7 +190,9 @@ def run_certsync(binary, peers, d, n, run_id):
         f"    caFile: {peers.ca_file}\n"
         f"    solvers:\n      - http01: {{webroot: {peers.webroot}}}\n")
     r = Run(d / "client.log")
-    r.proc([binary, "apply", "--config", "certsync.yaml"], cwd=d)
+    # --wait: a certificate waiting on the CA (an authorization or order being polled) is parked in this
+    # apply, and its worker takes another, instead of being left pending for the next apply.
+    r.proc([binary, "apply", "--config", "certsync.yaml", "--wait", "600s"], cwd=d)
     return r
 
 
@@ -290,14 +304,16 @@ def machine():
 def measure(client, binary, peers, root, n, run_id):
     d = root / client
     d.mkdir()
-    req0, iss0, cpu0 = peers.counters()
+    log0, cpu0 = peers.counters()
     t0 = time.perf_counter()
     r = RUNNERS[client](binary, peers, d, n, run_id)
     wall = time.perf_counter() - t0
-    req1, iss1, cpu1 = peers.counters()
-    issued = iss1 - iss0
+    log1, cpu1 = peers.counters()
+    log = log1[len(log0):]  # Pebble only appends
+    issued = log.count("Issued certificate serial")
     res = {"client": client, "wall": wall, "issued": issued, "failed": r.failed, "cpu": r.cpu,
-           "requests": req1 - req0, "pebble_cpu": cpu1 - cpu0, "log": r.log}
+           "requests": log.count("-> calling handler()"), "by_endpoint": requests_by_endpoint(log),
+           "pebble_cpu": cpu1 - cpu0, "log": r.log}
     res["ok"] = issued == n and r.failed == 0
     return res
 
@@ -385,6 +401,11 @@ def report(binary, n=50, only=CLIENTS, out=sys.stdout):
         else:
             shutil.rmtree(root, ignore_errors=True)
     print(table(results, n), file=out)
+    print("requests per certificate by endpoint (Pebble's log):", file=out)
+    for r in results:
+        if r.get("issued"):
+            parts = ", ".join(f"{k} {v / r['issued']:.2f}" for k, v in sorted(r["by_endpoint"].items()))
+            print(f"  {r['client']}: {parts}", file=out)
     for line in verdicts(results):
         print(line, file=out)
     return results
