@@ -85,7 +85,7 @@ class Peers:
     """challtestsrv, Pebble and the web-root server, in root; stop() ends exactly what start() started."""
 
     def __init__(self, root):
-        self.root = root
+        root = self.root = Path(root).resolve()  # pebble.sh works in its directory
         self.webroot = root / "www"
         self.webroot.mkdir(parents=True)
         self.cts_dir, self.pebble_dir = root / "cts", root / "pebble"

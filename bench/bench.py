@@ -290,7 +290,10 @@ def main():
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
     sys.stdout.flush()
     if os.environ.get("BENCH_ACME") != "0":
-        acme.report(binary)  # its own table; a client that is missing or fails is a line in it, never an exit
+        try:
+            acme.report(binary)  # its own table; a client that is missing or fails is a line in it
+        except Exception as e:  # the figures above are printed already: say what broke, never lose them
+            print(f"ACME bench failed: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
