@@ -339,7 +339,9 @@ def verdicts(results):
     by = {r["client"]: r for r in results if r.get("ok")}
     cs = by.get("certsync")
     if not cs:
-        return ["targets: not judged (certsync did not issue every certificate)"]
+        ran = any(r["client"] == "certsync" and "skipped" not in r for r in results)
+        return ["targets: not judged (" + ("certsync did not issue every certificate" if ran else "certsync not run") +
+                ")"]
     rate = lambda r: r["issued"] * 60 / r["wall"]  # noqa: E731
     cpu = lambda r: r["cpu"] / r["issued"]  # noqa: E731
     out = []
