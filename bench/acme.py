@@ -38,6 +38,7 @@ uacme (libcurl-gnutls) has no option for a CA file: it runs in a private
 mount namespace (unshare -m, root only) where the system bundle plus
 Pebble's TLS CA is bind-mounted over /etc/ssl/certs/ca-certificates.crt.
 A missing client is skipped with a note; the others still run.
+BENCH_ACME_PARALLELISM=N passes --parallelism N to certsync (experiments).
 """
 import argparse
 import functools
@@ -192,7 +193,9 @@ def run_certsync(binary, peers, d, n, run_id):
     r = Run(d / "client.log")
     # --wait: a certificate waiting on the CA (an authorization or order being polled) is parked in this
     # apply, and its worker takes another, instead of being left pending for the next apply.
-    r.proc([binary, "apply", "--config", "certsync.yaml", "--wait", "600s"], cwd=d)
+    par = os.environ.get("BENCH_ACME_PARALLELISM")  # for experiments; the comparison uses the default
+    r.proc([binary, "apply", "--config", "certsync.yaml", "--wait", "600s", *(["--parallelism", par] if par else [])],
+           cwd=d)
     return r
 
 
