@@ -7,6 +7,8 @@
 #   make tsan    ThreadSanitizer build, the e2e tests with parallel workers under it
 #   make bench   performance figures (never part of make test)
 #   make lint    clang-format check and banned calls
+#   make install PREFIX=/usr/local DESTDIR=   binary, certsync(1), systemd units, docs, example config
+#   make uninstall                            the same files removed
 
 BUILD   ?= build
 SAN     ?=
@@ -19,7 +21,7 @@ TESTPKGS := cmocka
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
              libjansson-dev libgit2-dev libmicrohttpd-dev libpq-dev libldns-dev
 DEB_TEST  := libcmocka-dev postgresql python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev \
-             pebble bind9 bind9-utils bind9-dnsutils
+             pebble bind9 bind9-utils bind9-dnsutils systemd man-db groff-base python3-yaml nginx
 # The ACME clients `make bench` compares certsync with.
 DEB_BENCH := lego certbot uacme
 PYTHON    := /usr/bin/python3
@@ -41,10 +43,30 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 
-.PHONY: all deps test-deps run test unit unit-build fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke test-long tsan
+.PHONY: install uninstall man all deps test-deps run test unit unit-build fakes e2e bench lint clean asan valgrind fuzz fuzz-build fuzz-regress fuzz-smoke test-long tsan
 .DEFAULT_GOAL := all
 
-all: $(BUILD)/certsync
+all: $(BUILD)/certsync $(BUILD)/certsync.1
+
+# certsync(1) from docs/cli.md by a small awk script (no Python, no pandoc at build time). LC_ALL=C: the
+# script reads bytes and writes UTF-8 as groff escapes. The date is the reference's own (reproducible).
+VERSION := $(shell sed -n 's/^\#define CERTSYNC_VERSION "\(.*\)"/\1/p' reconciler/cmd/cmd_version.c)
+man: $(BUILD)/certsync.1
+$(BUILD)/certsync.1: docs/cli.md tools/md2man.awk reconciler/cmd/cmd_version.c
+	@mkdir -p $(dir $@)
+	LC_ALL=C awk -v version=$(VERSION) -v date=$$(date -u -d @$${SOURCE_DATE_EPOCH:-$$(stat -c %Y docs/cli.md)} +%Y-%m-%d) \
+		-f tools/md2man.awk docs/cli.md > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
+
+# The commit the binary is built from (certsync version): rewritten only when it changes.
+GIT_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/gen/commit.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define CERTSYNC_COMMIT "$(GIT_COMMIT)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obj/reconciler/cmd/cmd_version.o: $(BUILD)/gen/commit.h
+$(BUILD)/obj/reconciler/cmd/cmd_version.o: ALL_CFLAGS += -I$(BUILD)/gen
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -221,6 +243,41 @@ BANNED := '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|tmpnam)\s*\('
 lint:
 	@! grep -nE $(BANNED) $(LIB_SRC) $(CMD_SRC) || (echo "lint: banned call" && false)
 	@clang-format --dry-run --Werror $(LIB_SRC) $(CMD_SRC) $(shell find util manifests state reconciler -name '*.h') && echo "lint: ok"
+
+# ---- install (GNU conventions: PREFIX, DESTDIR for staging; the units name the installed binary) ----
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/certsync
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UNITS   := certsync.service certsync-reload-nginx.path certsync-reload-nginx.service
+DOCS    := $(wildcard docs/*.md)
+APIDOCS := $(wildcard docs/api/*.md)
+INSTALL ?= install
+
+install: $(BUILD)/certsync $(BUILD)/certsync.1
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)/docs/api $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 0755 $(BUILD)/certsync $(DESTDIR)$(BINDIR)/certsync
+	$(INSTALL) -m 0644 $(BUILD)/certsync.1 $(DESTDIR)$(MANDIR)/man1/certsync.1
+	$(INSTALL) -m 0644 README.md LICENSE $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/docs/
+	$(INSTALL) -m 0644 $(APIDOCS) $(DESTDIR)$(DOCDIR)/docs/api/
+	$(INSTALL) -m 0644 examples/systemd/certsync.yaml $(DESTDIR)$(DOCDIR)/examples/certsync.yaml.example
+	$(INSTALL) -m 0644 examples/prometheus/certsync-rules.yaml $(DESTDIR)$(DOCDIR)/examples/certsync-rules.yaml
+	@set -e; for u in $(UNITS); do \
+		sed -e 's|/usr/local/bin/certsync|$(BINDIR)/certsync|g' -e 's|/usr/local/share/doc/certsync|$(DOCDIR)|g' \
+			examples/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp; mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u; \
+		echo "installed $(DESTDIR)$(UNITDIR)/$$u"; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/certsync $(DESTDIR)$(MANDIR)/man1/certsync.1 $(UNITS:%=$(DESTDIR)$(UNITDIR)/%)
+	rm -f $(DESTDIR)$(DOCDIR)/README.md $(DESTDIR)$(DOCDIR)/LICENSE $(DOCS:docs/%=$(DESTDIR)$(DOCDIR)/docs/%) \
+		$(APIDOCS:docs/%=$(DESTDIR)$(DOCDIR)/docs/%)
+	rm -f $(DESTDIR)$(DOCDIR)/examples/certsync.yaml.example $(DESTDIR)$(DOCDIR)/examples/certsync-rules.yaml
+	-rmdir $(DESTDIR)$(DOCDIR)/docs/api $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build .run

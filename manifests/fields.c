@@ -216,8 +216,13 @@ static void spec_finish(struct doc *c, const struct ynode *map)
 	struct cert_spec *s = c->s;
 	const struct ynode *names = ynode_get(map, "dnsNames");
 
-	if (!ynode_get(map, "commonName") && (!names || (names->type == YNODE_SEQ && !names->n)))
-		doc_diag(c, names ? names : map, "spec: at least one of commonName or dnsNames is required");
+	int other = ynode_get(map, "ipAddresses") || ynode_get(map, "uris") || ynode_get(map, "emailAddresses");
+
+	if (!ynode_get(map, "commonName") && (!names || (names->type == YNODE_SEQ && !names->n)) && !other)
+		doc_diag(c, names ? names : map,
+			 "spec: at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses is required");
+	if (c->path_len && !s->is_ca)
+		doc_diag(c, c->path_len, "spec.pathLen: only a CA certificate has a path length (set isCA: true)");
 	if (c->duration && c->renew && s->renew_before >= s->duration)
 		doc_diag(c, c->renew, "spec.renewBefore: %s must be shorter than spec.duration (%s)", c->renew->str,
 			 c->duration->str);
@@ -313,6 +318,7 @@ static const struct ftable validation_table = {"spec.validation", validation_fie
 
 static const struct field output_fields[] = {
 	{.name = "directory", .type = FT_STRING, .read = f_directory},
+	{.name = "formats", .type = FT_SEQ, .read = fields_formats},
 };
 static const struct ftable output_table = {"spec.output", output_fields, N_OF(output_fields), NULL};
 
@@ -331,6 +337,17 @@ static const struct field spec_fields[] = {
 	{.name = "privateKey", .type = FT_MAP, .sub = &key_table},
 	{.name = "validation", .type = FT_MAP, .sub = &validation_table},
 	{.name = "output", .type = FT_MAP, .sub = &output_table},
+	{.name = "ipAddresses", .type = FT_SEQ, .read = fields_ip_addresses},
+	{.name = "uris", .type = FT_SEQ, .read = fields_uris},
+	{.name = "emailAddresses", .type = FT_SEQ, .read = fields_emails},
+	{.name = "subject", .type = FT_MAP, .sub = &fields_subject},
+	{.name = "usages", .type = FT_SEQ, .read = fields_usages},
+	{.name = "isCA", .type = FT_BOOL, .read = fields_is_ca},
+	{.name = "pathLen", .type = FT_INT, .min = 0, .max = 32, .read = fields_path_len},
+	/* cert-manager's spellings: one error saying how certsync spells them */
+	{.name = "secretName", .type = FT_ANY, .read = fields_pasted},
+	{.name = "additionalOutputFormats", .type = FT_ANY, .read = fields_pasted},
+	{.name = "issuerRef", .type = FT_ANY, .read = fields_pasted},
 };
 static const struct ftable spec_table = {"spec", spec_fields, N_OF(spec_fields), spec_finish};
 

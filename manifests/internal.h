@@ -79,13 +79,13 @@ struct doc {
 	int errors;    /* diagnostics added for this document */
 	int wrong_api; /* apiVersion or kind names another schema: the body is not read */
 	/* nodes kept for the checks across fields, after every field is read */
-	const struct ynode *cn, *names, *duration, *renew, *size;
+	const struct ynode *cn, *names, *duration, *renew, *size, *path_len;
 	int alg_ok;
 };
 
 void doc_diag(struct doc *c, const struct ynode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-enum ftype { FT_STRING, FT_BOOL, FT_INT, FT_DURATION, FT_MAP, FT_SEQ, FT__MAX };
+enum ftype { FT_STRING, FT_BOOL, FT_INT, FT_DURATION, FT_MAP, FT_SEQ, FT_ANY, FT__MAX }; /* FT_ANY: the reader judges */
 
 /* A field's value after the generic typed read. */
 struct fvalue {
@@ -122,6 +122,18 @@ struct ftable {
 
 /* The top of a Certificate document (fields.c). */
 extern const struct ftable fields_document;
+
+/* The X.509 profile and output formats (fields_x509.c): readers for fields.c's rows. */
+extern const struct ftable fields_subject;
+void fields_ip_addresses(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+void fields_uris(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+void fields_emails(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+void fields_usages(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+void fields_is_ca(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+void fields_path_len(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+void fields_formats(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
+/* A field of cert-manager's Certificate that certsync spells otherwise: one error with the way to write it. */
+void fields_pasted(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v);
 
 /* Reads map n through table t (spec.c): unknown keys, required fields, types, readers, finish. */
 void doc_read_map(struct doc *c, const struct ynode *n, const struct ftable *t);

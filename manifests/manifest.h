@@ -88,6 +88,63 @@ struct label {
 	char *value;
 };
 
+/* spec.output.formats: files written beside tls.crt, tls.key and ca.crt, in the same generation. */
+enum out_format {
+	OUTFMT_CHAIN,	 /* chain.pem: the intermediates only (tls.crt without the leaf) */
+	OUTFMT_COMBINED, /* combined.pem: key, then leaf and intermediates (HAProxy, cert-manager's CombinedPEM) */
+	OUTFMT_P12,	 /* keystore.p12: PKCS#12, password from config output.pkcs12Password */
+	OUTFMT_KEY_DER,	 /* key.der: the key as PKCS#8 DER */
+	OUTFMT_CERT_DER, /* tls.der: the leaf as DER */
+	OUTFMT__MAX
+};
+extern const char *const manifest_format_files[OUTFMT__MAX];
+#define MANIFEST_FORMATS_TEXT 96
+/* "chain.pem,keystore.p12" for a set of 1 << OUTFMT_* bits, in table order; "" for none. */
+void manifest_formats_text(unsigned formats, char out[MANIFEST_FORMATS_TEXT]);
+
+/*
+ * The X.509 fields beyond names a manifest may ask for (cert-manager's
+ * names). Each is a capability bit (1 << XF_*) an issuer must have
+ * (provider_ops.x509_fields); validate refuses the others at the field.
+ */
+enum x509_field { XF_IP, XF_URI, XF_EMAIL, XF_SUBJECT, XF_USAGES, XF_ISCA, XF__MAX };
+extern const char *const manifest_x509_field_names[XF__MAX]; /* "ipAddresses", ... */
+
+/* spec.subject attributes (cert-manager's X509Subject), in certificate order. */
+enum subject_attr { SUBJ_C, SUBJ_ST, SUBJ_L, SUBJ_STREET, SUBJ_POSTAL, SUBJ_O, SUBJ_OU, SUBJ_SERIAL, SUBJ__MAX };
+
+struct subject_entry {
+	enum subject_attr attr;
+	char *value;
+};
+
+/* spec.usages (cert-manager's KeyUsage names): key usages, then extended key usages. */
+enum usage {
+	USAGE_DIGITAL_SIGNATURE, /* "digital signature", "signing" */
+	USAGE_CONTENT_COMMITMENT,
+	USAGE_KEY_ENCIPHERMENT,
+	USAGE_KEY_AGREEMENT,
+	USAGE_DATA_ENCIPHERMENT,
+	USAGE_CERT_SIGN,
+	USAGE_CRL_SIGN,
+	USAGE_ENCIPHER_ONLY,
+	USAGE_DECIPHER_ONLY,
+	USAGE_ANY, /* extended from here */
+	USAGE_SERVER_AUTH,
+	USAGE_CLIENT_AUTH,
+	USAGE_CODE_SIGNING,
+	USAGE_EMAIL_PROTECTION, /* "email protection", "s/mime" */
+	USAGE_IPSEC_END_SYSTEM,
+	USAGE_IPSEC_TUNNEL,
+	USAGE_IPSEC_USER,
+	USAGE_TIMESTAMPING,
+	USAGE_OCSP_SIGNING,
+	USAGE_MICROSOFT_SGC,
+	USAGE_NETSCAPE_SGC,
+	USAGE__MAX
+};
+#define USAGE_FIRST_EXTENDED USAGE_ANY
+
 /*
  * One `Certificate` document, validated and normalised. Normalisation:
  * DNS names lowercased, trailing dot dropped, de-duplicated and sorted, and
@@ -117,10 +174,26 @@ struct cert_spec {
 	char *validation; /* validation.method; NULL = issuer default */
 	char *output_dir; /* relative, cleaned ("a/b"); default metadata.name */
 	int output_line, output_col;
+	unsigned formats; /* output.formats: 1 << OUTFMT_* */
+	int formats_line, formats_col;
+	/* The X.509 profile (issuers with the capability only): each list normalised, sorted, unique. */
+	char **ips; /* ipAddresses, as inet_ntop writes them */
+	size_t n_ips;
+	char **uris;
+	size_t n_uris;
+	char **emails; /* emailAddresses, the domain part lowercased */
+	size_t n_emails;
+	struct subject_entry *subject; /* sorted by attribute, then as written */
+	size_t n_subject;
+	unsigned usages; /* 1 << USAGE_*; 0 = the issuer's default profile */
+	int is_ca;
+	int path_len;	      /* isCA's pathLen; -1 = none */
+	int xpos[XF__MAX][2]; /* line, col of each X.509 field written (0 = not written) */
 	/*
 	 * SHA-256 (hex) of the fields whose change needs a new certificate:
 	 * issuer, commonName (when written), the set of dnsNames, domain, key
-	 * algorithm and size, duration, validation method. Cosmetic edits (order,
+	 * algorithm and size, duration, validation method, and the X.509
+	 * profile fields when written. Cosmetic edits (order,
 	 * case, trailing dots, "720h" vs "30d") do not move it.
 	 */
 	char hash[65];

@@ -14,7 +14,7 @@
 #include "../util/util.h"
 #include "internal.h"
 
-#define MAX_FIELDS 16 /* per table */
+#define MAX_FIELDS 32 /* per table */
 
 void doc_diag(struct doc *c, const struct ynode *n, const char *fmt, ...)
 {
@@ -62,6 +62,7 @@ static int field_read_value(struct doc *c, const struct field *f, const struct y
 		return 0;
 	case FT_MAP: return ynode_expect(n, YNODE_MAP, c->file, what, c->d) ? -1 : 0;
 	case FT_SEQ: return ynode_expect(n, YNODE_SEQ, c->file, what, c->d) ? -1 : 0;
+	case FT_ANY: return 0;
 	default: assert(!"field type"); return -1;
 	}
 }
@@ -210,6 +211,36 @@ static void hash_field(struct buf *b, const char *tag, const char *value)
 	buf_append(b, "\n", 1);
 }
 
+/* The X.509 profile, each part only when written: manifests without them keep their hash. */
+static void spec_hash_list(struct buf *b, const char *tag, char *const *v, size_t n)
+{
+	if (!n)
+		return;
+	hash_number(b, tag, (int64_t)n);
+	buf_append(b, "\n", 1);
+	for (size_t i = 0; i < n; i++)
+		hash_field(b, "-", v[i]);
+}
+
+static void spec_hash_x509(struct buf *b, const struct cert_spec *s)
+{
+	spec_hash_list(b, "ipAddresses", s->ips, s->n_ips);
+	spec_hash_list(b, "uris", s->uris, s->n_uris);
+	spec_hash_list(b, "emailAddresses", s->emails, s->n_emails);
+	for (size_t i = 0; i < s->n_subject; i++) {
+		hash_number(b, "subject", (int64_t)s->subject[i].attr);
+		hash_field(b, "", s->subject[i].value);
+	}
+	if (s->usages) {
+		hash_number(b, "usages", (int64_t)s->usages);
+		buf_append(b, "\n", 1);
+	}
+	if (s->is_ca) {
+		hash_number(b, "isCA pathLen", (int64_t)s->path_len);
+		buf_append(b, "\n", 1);
+	}
+}
+
 /*
  * The canonical text of what needs a new certificate when it changes.
  * A defaulted commonName is left out: it follows the order of dnsNames,
@@ -233,6 +264,7 @@ static void spec_hash(struct cert_spec *s)
 	hash_number(&b, "duration", s->duration);
 	buf_append(&b, "\n", 1);
 	hash_field(&b, "validation", s->validation);
+	spec_hash_x509(&b, s);
 	crypto_sha256_hex(b.data, b.len, s->hash);
 	buf_free(&b);
 }
@@ -256,6 +288,18 @@ void cert_spec_free(struct cert_spec *s)
 	free(s->domain);
 	free(s->validation);
 	free(s->output_dir);
+	for (size_t i = 0; i < s->n_ips; i++)
+		free(s->ips[i]);
+	free(s->ips);
+	for (size_t i = 0; i < s->n_uris; i++)
+		free(s->uris[i]);
+	free(s->uris);
+	for (size_t i = 0; i < s->n_emails; i++)
+		free(s->emails[i]);
+	free(s->emails);
+	for (size_t i = 0; i < s->n_subject; i++)
+		free(s->subject[i].value);
+	free(s->subject);
 	free(s);
 }
 
@@ -283,6 +327,7 @@ static struct cert_spec *spec_read_document(const char *file, const struct ydoc 
 	s->file = xstrdup(file);
 	s->key_alg = KEYALG_ECDSA;
 	s->rotation = ROTATE_ALWAYS;
+	s->path_len = -1;
 	doc_read_map(&c, root, &fields_document);
 	if (c.errors || c.wrong_api) {
 		cert_spec_free(s);

@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "../util/err.h"
+#include "../util/libversion.h"
 #include "../util/util.h"
 #include "internal.h"
 
@@ -432,4 +433,9 @@ int manifest_yaml_parse(const char *path, const char *data, size_t len, struct y
 	if (yaml_fast && manifest_yfast_parse(path, data, len, out))
 		return 0;
 	return manifest_ylib_parse(path, data, len, out, d);
+}
+
+void libversion_libyaml(char *out, size_t n)
+{
+	snprintf(out, n, "libyaml %s", yaml_get_version_string());
 }

@@ -286,7 +286,8 @@ static void config_parse_state(struct config *c, const struct ynode *n, const ch
 
 static void config_parse_output(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"root", NULL};
+	static const char *const keys[] = {"root", "keepPreviousFor", "pkcs12Password", NULL};
+	const struct ynode *v;
 
 	if (ynode_expect(n, YNODE_MAP, file, "output", d))
 		return;
@@ -294,6 +295,14 @@ static void config_parse_output(struct config *c, const struct ynode *n, const c
 	config_pathfield(n, "root", file, "output.root", d, &c->output_root);
 	if (!ynode_get(n, "root"))
 		diags_add(d, file, n->line, n->col, "output: missing required field \"root\"");
+	if ((v = ynode_get(n, "keepPreviousFor"))) {
+		if (v->type == YNODE_SCALAR && !strcmp(v->str, "0"))
+			c->output.keep_previous = 0;
+		else
+			ynode_duration(v, file, "output.keepPreviousFor", d, &c->output.keep_previous);
+	}
+	if ((v = ynode_get(n, "pkcs12Password")))
+		config_parse_cred(v, file, "output.pkcs12Password", 0, d, &c->output.pkcs12_password);
 }
 
 static void config_parse_issuer(struct config *c, const struct ynode *key, const struct ynode *n, const char *file,
@@ -409,28 +418,38 @@ static void config_parse_policy(struct config *c, const struct ynode *n, const c
 		c->policy.max_paid_orders = (int)cap;
 }
 
+/* A hook command: a list of strings (argv, no shell), the first an absolute path. */
+static void config_parse_argv(const struct ynode *v, const char *file, const char *what, struct diags *d, char ***argv,
+			      size_t *n)
+{
+	if (ynode_expect(v, YNODE_SEQ, file, what, d))
+		return;
+	if (v->n == 0)
+		diags_add(d, file, v->line, v->col, "%s: empty command", what);
+	*argv = xcalloc(v->n + 1, sizeof(char *));
+	for (size_t i = 0; i < v->n; i++) {
+		const char *s;
+
+		if (!ynode_string(v->items[i], file, what, d, &s))
+			(*argv)[(*n)++] = xstrdup(s);
+	}
+	if (*n && (*argv)[0][0] != '/')
+		diags_add(d, file, v->items[0]->line, v->items[0]->col, "%s: the command must be an absolute path",
+			  what);
+}
+
 static void config_parse_hooks(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"onChange", "timeout", NULL};
+	static const char *const keys[] = {"onChange", "afterApply", "timeout", NULL};
 	const struct ynode *v;
 
 	if (ynode_expect(n, YNODE_MAP, file, "hooks", d))
 		return;
 	ynode_check_keys(n, keys, file, "hooks", d);
-	if ((v = ynode_get(n, "onChange")) && !ynode_expect(v, YNODE_SEQ, file, "hooks.onChange", d)) {
-		if (v->n == 0)
-			diags_add(d, file, v->line, v->col, "hooks.onChange: empty command");
-		c->hooks.on_change = xcalloc(v->n + 1, sizeof(char *));
-		for (size_t i = 0; i < v->n; i++) {
-			const char *s;
-
-			if (!ynode_string(v->items[i], file, "hooks.onChange", d, &s))
-				c->hooks.on_change[c->hooks.n_on_change++] = xstrdup(s);
-		}
-		if (c->hooks.n_on_change && c->hooks.on_change[0][0] != '/')
-			diags_add(d, file, v->items[0]->line, v->items[0]->col,
-				  "hooks.onChange: the command must be an absolute path");
-	}
+	if ((v = ynode_get(n, "onChange")))
+		config_parse_argv(v, file, "hooks.onChange", d, &c->hooks.on_change, &c->hooks.n_on_change);
+	if ((v = ynode_get(n, "afterApply")))
+		config_parse_argv(v, file, "hooks.afterApply", d, &c->hooks.after_apply, &c->hooks.n_after_apply);
 	if ((v = ynode_get(n, "timeout")))
 		ynode_duration(v, file, "hooks.timeout", d, &c->hooks.timeout);
 }
@@ -447,6 +466,8 @@ static void config_defaults(struct config *c)
 		c->source.interval = 60;
 	if (!c->hooks.timeout)
 		c->hooks.timeout = 30;
+	if (c->output.keep_previous < 0)
+		c->output.keep_previous = 60;
 	if (!c->server.listen)
 		c->server.listen = xstrdup("127.0.0.1:9402");
 	if (!c->state.schema)
@@ -465,6 +486,11 @@ static void config_defaults(struct config *c)
 
 int config_parse(const char *path, const char *data, size_t len, struct config **out, struct diags *d)
 {
+	return config_parse_mode(path, data, len, 0, out, d);
+}
+
+int config_parse_mode(const char *path, const char *data, size_t len, int mode, struct config **out, struct diags *d)
+{
 	static const char *const keys[] = {"source", "state", "output", "issuers", "server", "policy", "hooks", NULL};
 	struct yfile *yf = NULL;
 	struct config *c = xcalloc(1, sizeof(*c));
@@ -476,6 +502,7 @@ int config_parse(const char *path, const char *data, size_t len, struct config *
 	c->path = xstrdup(path);
 	c->dir = fsutil_dirname(path);
 	c->policy.max_paid_orders = 10;
+	c->output.keep_previous = -1;
 	manifest_yaml_parse(path, data, len, &yf, d);
 	if (d->n > before)
 		goto out;
@@ -489,15 +516,15 @@ int config_parse(const char *path, const char *data, size_t len, struct config *
 	ynode_check_keys(root, keys, path, "config", d);
 	if ((v = ynode_get(root, "source")))
 		config_parse_source(c, v, path, d);
-	else
+	else if (!(mode & CONFIG_PR_PLAN))
 		diags_add(d, path, 1, 1, "missing required section \"source\"");
 	if ((v = ynode_get(root, "state")))
 		config_parse_state(c, v, path, d);
-	else
+	else if (!(mode & CONFIG_PR_PLAN))
 		diags_add(d, path, 1, 1, "missing required section \"state\"");
 	if ((v = ynode_get(root, "output")))
 		config_parse_output(c, v, path, d);
-	else
+	else if (!(mode & CONFIG_PR_PLAN))
 		diags_add(d, path, 1, 1, "missing required section \"output\"");
 	if ((v = ynode_get(root, "issuers")))
 		config_parse_issuers(c, v, path, d);
@@ -531,6 +558,11 @@ out:
 
 int config_load(const char *path, struct config **out, struct diags *d)
 {
+	return config_load_mode(path, 0, out, d);
+}
+
+int config_load_mode(const char *path, int mode, struct config **out, struct diags *d)
+{
 	struct buf b = BUF_INIT;
 	char *abs = fsutil_abspath(NULL, path);
 	int rc;
@@ -546,7 +578,7 @@ int config_load(const char *path, struct config **out, struct diags *d)
 		rc = CS_EINVALID;
 		goto out;
 	}
-	rc = config_parse(abs, b.data, b.len, out, d);
+	rc = config_parse_mode(abs, b.data, b.len, mode, out, d);
 	/* Diagnostics name the file as the user wrote it. */
 	for (size_t i = 0; i < d->n; i++) {
 		if (!strcmp(d->v[i].file, abs)) {
@@ -593,6 +625,10 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->hooks.n_on_change; i++)
 		free(c->hooks.on_change[i]);
 	free(c->hooks.on_change);
+	for (size_t i = 0; i < c->hooks.n_after_apply; i++)
+		free(c->hooks.after_apply[i]);
+	free(c->hooks.after_apply);
+	config_cred_free(&c->output.pkcs12_password);
 	free(c);
 }
 

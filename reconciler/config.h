@@ -64,6 +64,10 @@ struct config {
 	} state;
 	char *key_dir; /* 0700 key directory: the key store (state/keystore.h) and pending orders' keys */
 	char *output_root;
+	struct {
+		int64_t keep_previous; /* output.keepPreviousFor: seconds a replaced generation stays (default 60) */
+		struct cred pkcs12_password; /* output.pkcs12Password: for output.formats keystore.p12 (a secret) */
+	} output;
 	struct issuer *issuers;
 	size_t n_issuers;
 	struct {
@@ -80,6 +84,8 @@ struct config {
 	struct {
 		char **on_change;
 		size_t n_on_change; /* argv */
+		char **after_apply;
+		size_t n_after_apply; /* argv: once per apply/pass that installed anything */
 		int64_t timeout;
 	} hooks;
 };
@@ -91,8 +97,17 @@ struct config {
  */
 int config_load(const char *path, struct config **out, struct diags *d);
 
+/*
+ * Modes of config_load_mode: CONFIG_PR_PLAN is for plan --base (a PR plan
+ * compares manifests only), where only "issuers" is required: a CI job
+ * needs no source (the checkout is the repository), state or output.
+ */
+enum { CONFIG_PR_PLAN = 1 };
+int config_load_mode(const char *path, int mode, struct config **out, struct diags *d);
+
 /* Builds a config from YAML text (tests); `path` names it in diagnostics. */
 int config_parse(const char *path, const char *data, size_t len, struct config **out, struct diags *d);
+int config_parse_mode(const char *path, const char *data, size_t len, int mode, struct config **out, struct diags *d);
 
 void config_free(struct config *c);
 

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -58,7 +59,13 @@ struct engine {
 	int64_t deadline;      /* apply --wait: keep polling pending steps until then */
 	struct keystore *keys; /* opts->keys, or the file store under cfg->key_dir (own_keys) */
 	int own_keys;
+	/* Progress lines: every ENGINE_PROGRESS_EVERY finished jobs, and at least every ENGINE_PROGRESS_MS. */
+	int64_t t0_ms, last_progress_ms;
+	size_t finished, next_mark;
 };
+
+#define ENGINE_PROGRESS_EVERY 100
+#define ENGINE_PROGRESS_MS 10000
 
 void material_init(struct material *m)
 {
@@ -359,7 +366,7 @@ static void engine_name_list(struct buf *b, size_t *count, const char *name)
 		for (size_t i = 0; name[i] && i < 255; i++) {
 			char c = name[i];
 			int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-				 c == '.' || c == '-' || c == '*' || c == '_';
+				 c == '.' || c == '-' || c == '*' || c == '_' || c == ':' || c == '/' || c == '@';
 
 			buf_append(b, ok ? &c : "?", 1);
 		}
@@ -397,6 +404,56 @@ static int engine_check_names(struct step_ctx *ctx, const struct crypto_cert_inf
 	for (size_t i = 0; i < n_allowed; i++)
 		free(allowed[i]);
 	free(allowed);
+	buf_free(&missing);
+	buf_free(&extra);
+	return rc;
+}
+
+/* The spec's other SANs as crypto_cert_info.others spells them (caller frees each and the array). */
+static char **engine_other_names(const struct cert_spec *s, size_t *n)
+{
+	char **v = xcalloc(s->n_ips + s->n_uris + s->n_emails + 1, sizeof(*v));
+
+	*n = 0;
+	for (size_t i = 0; i < s->n_ips; i++)
+		v[(*n)++] = xasprintf("IP:%s", s->ips[i]);
+	for (size_t i = 0; i < s->n_uris; i++)
+		v[(*n)++] = xasprintf("URI:%s", s->uris[i]);
+	for (size_t i = 0; i < s->n_emails; i++)
+		v[(*n)++] = xasprintf("email:%s", s->emails[i]);
+	return v;
+}
+
+static int engine_in(char *const *set, size_t n, const char *x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcasecmp(set[i], x))
+			return 1;
+	return 0;
+}
+
+/* IP, URI and email SANs: exactly the manifest's, compared as sets. */
+static int engine_check_other_names(struct step_ctx *ctx, const struct crypto_cert_info *info)
+{
+	size_t n = 0, n_missing = 0, n_extra = 0;
+	char **want = engine_other_names(ctx->spec, &n);
+	struct buf missing = BUF_INIT, extra = BUF_INIT;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!engine_in(info->others, info->n_others, want[i]))
+			engine_name_list(&missing, &n_missing, want[i]);
+	for (size_t i = 0; i < info->n_others; i++)
+		if (!engine_in(want, n, info->others[i]))
+			engine_name_list(&extra, &n_extra, info->others[i]);
+	if (n_missing || n_extra)
+		rc = engine_verify_fail(ctx, "its IP/URI/email names do not match the manifest (%s%s%s%s%s)",
+					n_missing ? "missing: " : "", n_missing ? missing.data : "",
+					n_missing && n_extra ? "; " : "", n_extra ? "not in the manifest: " : "",
+					n_extra ? extra.data : "");
+	for (size_t i = 0; i < n; i++)
+		free(want[i]);
+	free(want);
 	buf_free(&missing);
 	buf_free(&extra);
 	return rc;
@@ -456,7 +513,8 @@ static int engine_check_material(struct step_ctx *ctx, struct crypto_cert_info *
 		goto out;
 	}
 	recorded = util_streq(info->fingerprint, ctx->rec->fingerprint);
-	if ((rc = engine_check_names(ctx, info)) || (!recorded && (rc = engine_check_dates(ctx, info))))
+	if ((rc = engine_check_names(ctx, info)) || (rc = engine_check_other_names(ctx, info)) ||
+	    (!recorded && (rc = engine_check_dates(ctx, info))))
 		goto out;
 	if ((rc = crypto_cert_verify_chain(ctx->mat.cert.data, ctx->mat.cert.len, ctx->mat.ca.data, ctx->mat.ca.len,
 					   recorded ? 0
@@ -507,8 +565,7 @@ int engine_install(struct step_ctx *ctx)
 		state_str_set(&rec->out_generation, NULL);
 	}
 	fresh = !util_streq(info.fingerprint, rec->fingerprint);
-	rc = outputs_publish(ctx->cfg->output_root, ctx->spec->output_dir, &ctx->mat.cert, &ctx->mat.key, &ctx->mat.ca,
-			     rec);
+	rc = outputs_publish_spec(ctx->cfg, ctx->spec, NULL, &ctx->mat.cert, &ctx->mat.key, &ctx->mat.ca, rec);
 	if (!rc) {
 		if (fresh)
 			plan_note_renew_before(rec, ctx->spec);
@@ -518,6 +575,7 @@ int engine_install(struct step_ctx *ctx)
 		rec->not_before = info.not_before;
 		rec->not_after = info.not_after;
 		state_cert_set_id(rec, ENGINE_ID_KEY_PENDING, NULL);
+		hooks_after_apply_mark(ctx->cfg, rec);
 		state_cert_event(rec, ctx->now, "installed certificate %s (expires %lld)", info.serial,
 				 (long long)info.not_after);
 		log_emit(LV_DEBUG, &ctx->log, "published certificate %s (not journaled yet)", info.serial);
@@ -774,7 +832,7 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 				 (long long)((ctx->rec->not_after - ctx->now) / 86400));
 			engine_count(e, &e->res.done);
 			/* A failed hook is owed: `run` tries it again with backoff (the certificate is installed). */
-			if (hooks_on_change(e->cfg, ctx->rec->name, ctx->rec->output_dir)) {
+			if (hooks_on_change(e->cfg, ctx->rec->name, ctx->rec->output_dir, ctx->spec)) {
 				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_RETRY, "1");
 				state_cert_set_id(ctx->rec, ENGINE_ID_HOOK_ATTEMPTS, "1");
 				engine_journal(ctx);
@@ -815,6 +873,55 @@ out:
 	return 0;
 }
 
+/* How long the work left should take at the rate so far ("" before the first job finishes). */
+static void engine_eta(const struct engine *e, int64_t elapsed_ms, char *out, size_t n)
+{
+	char d[32];
+
+	out[0] = '\0';
+	if (!e->finished || e->finished >= e->n_jobs)
+		return;
+	util_fmt_duration((elapsed_ms * (int64_t)(e->n_jobs - e->finished) / (int64_t)e->finished + 999) / 1000, d);
+	snprintf(out, n, "; ETA %s at this rate", d);
+}
+
+/*
+ * A progress line (under e->mu) on a long apply: what it waits for, when
+ * it polls next and when --wait gives up, and how far it is. Printed every
+ * ENGINE_PROGRESS_EVERY certificates on a large apply and at least every
+ * ENGINE_PROGRESS_MS while something takes time.
+ */
+static void engine_progress(struct engine *e)
+{
+	int64_t now_ms = util_mono_ms(), now = util_now();
+	int by_count = e->n_jobs >= ENGINE_PROGRESS_EVERY && e->finished >= e->next_mark;
+	char eta[96], poll[32], left[32];
+	size_t first = 0;
+
+	if (e->finished >= e->n_jobs || (!by_count && now_ms - e->last_progress_ms < ENGINE_PROGRESS_MS))
+		return;
+	while (e->next_mark <= e->finished)
+		e->next_mark += ENGINE_PROGRESS_EVERY;
+	e->last_progress_ms = now_ms;
+	engine_eta(e, now_ms - e->t0_ms, eta, sizeof(eta));
+	if (!e->n_parked) {
+		log_info("progress: %zu of %zu certificates finished (%zu done, %zu failed, %zu left waiting), %zu in "
+			 "progress%s",
+			 e->finished, e->n_jobs, e->res.done, e->res.failed, e->res.pending, e->running, eta);
+		return;
+	}
+	for (size_t i = 1; i < e->n_parked; i++)
+		if (e->parked[i]->wake_at < e->parked[first]->wake_at)
+			first = i;
+	util_fmt_duration(e->parked[first]->wake_at > now ? e->parked[first]->wake_at - now : 0, poll);
+	util_fmt_duration(e->deadline > now ? e->deadline - now : 0, left);
+	log_info("waiting for the provider: %zu certificate%s (next: %s at step %s), next poll in %s; --wait gives "
+		 "up in %s; %zu of %zu certificates finished%s",
+		 e->n_parked, e->n_parked == 1 ? "" : "s", e->parked[first]->ctx.rec->name,
+		 e->parked[first]->ctx.rec->step ? e->parked[first]->ctx.rec->step : "?", poll, left, e->finished,
+		 e->n_jobs, eta);
+}
+
 /*
  * The next job for a worker (under e->mu): a fresh one, else the parked job
  * that wakes first once its time has come. Waits while parked jobs sleep or
@@ -845,6 +952,7 @@ static struct engine_job *engine_next_job(struct engine *e)
 		}
 		if (!e->n_parked && !e->running)
 			return NULL;
+		engine_progress(e);
 		{
 			/* Short slices: a stop request is a flag set by a signal handler, not a broadcast. */
 			struct timespec ts;
@@ -876,8 +984,12 @@ static void *engine_worker(void *arg)
 		parked = engine_run_job(e, job);
 		pthread_mutex_lock(&e->mu);
 		e->running--;
-		if (parked)
+		if (parked) {
 			e->parked[e->n_parked++] = job;
+		} else {
+			e->finished++;
+			engine_progress(e);
+		}
 		pthread_cond_broadcast(&e->cv);
 	}
 	pthread_cond_broadcast(&e->cv);
@@ -972,6 +1084,8 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 	pthread_cond_init(&e.cv, NULL);
 	if (opts->wait > 0)
 		e.deadline = util_now() + opts->wait;
+	e.t0_ms = e.last_progress_ms = util_mono_ms();
+	e.next_mark = ENGINE_PROGRESS_EVERY;
 	if ((rc = engine_prepare(&e, plan, specs, n_specs)))
 		goto out;
 	e.parked = xcalloc(e.n_jobs + 1, sizeof(*e.parked));

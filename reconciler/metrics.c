@@ -8,6 +8,7 @@
 
 #include "../util/err.h"
 #include "../util/util.h"
+#include "metrics_process.h"
 
 #ifndef CERTSYNC_VERSION
 #define CERTSYNC_VERSION "0.1.0"
@@ -53,6 +54,7 @@ void metrics_cert_clear(struct metrics_cert *c)
 {
 	free(c->name);
 	free(c->issuer);
+	free(c->issuer_kind);
 	free(c->fail_class);
 	memset(c, 0, sizeof(*c));
 }
@@ -64,6 +66,40 @@ static void counter_free(struct counter *c)
 	free(c->labels);
 	free(c->v);
 	memset(c, 0, sizeof(*c));
+}
+
+static void counter_add(struct counter *c, const char *const *kv, const char *const *other_kv, double d);
+
+/* The outcomes of a delivery to a known provider that are counted before its event is read (event "unknown"). */
+static const char *const webhook_early_outcomes[] = {"malformed", "oversized", "queue_full", NULL};
+
+/* The series known before any event, at zero (the caller holds M.mu). */
+static void metrics_zero_series(void)
+{
+	static const char *const results[] = {"success", "failure"};
+	const char *forged[] = {"provider", "any", "event", "unknown", "outcome", "forged", NULL};
+	const char *unknown[] = {"provider", "unknown", "event", "unknown", "outcome", "unknown_provider", NULL};
+
+	for (size_t i = 0; i < 2; i++) {
+		const char *kv[] = {"result", results[i], NULL};
+
+		counter_add(&M.reconciles, kv, NULL, 0);
+		counter_add(&M.fetches, kv, NULL, 0);
+	}
+	counter_add(&M.webhook_events, forged, NULL, 0);
+	counter_add(&M.webhook_events, unknown, NULL, 0);
+}
+
+void metrics_webhook_provider(const char *provider)
+{
+	pthread_mutex_lock(&M.mu);
+	for (size_t i = 0; webhook_early_outcomes[i]; i++) {
+		const char *kv[] = {"provider", provider, "event", "unknown", "outcome", webhook_early_outcomes[i],
+				    NULL};
+
+		counter_add(&M.webhook_events, kv, NULL, 0);
+	}
+	pthread_mutex_unlock(&M.mu);
 }
 
 void metrics_reset(void)
@@ -92,6 +128,7 @@ void metrics_reset(void)
 	free(M.certs);
 	M.certs = NULL;
 	M.n_certs = 0;
+	metrics_zero_series();
 	pthread_mutex_unlock(&M.mu);
 }
 
@@ -303,6 +340,23 @@ static void render_counter(struct buf *b, const char *name, const char *help, co
 		buf_printf(b, "%s{%s} %.17g\n", name, c->labels[i], c->v[i]);
 }
 
+/*
+ * A certificate's labels: certsync's name and issuer, and cert-manager's issuer_name and issuer_kind (the
+ * issuer's type), so its dashboards and alerts work unchanged.
+ */
+static void cert_labels(struct buf *b, const struct metrics_cert *c)
+{
+	buf_puts(b, "name=\"");
+	metrics_escape_label(b, c->name);
+	buf_puts(b, "\",issuer=\"");
+	metrics_escape_label(b, c->issuer);
+	buf_puts(b, "\",issuer_name=\"");
+	metrics_escape_label(b, c->issuer);
+	buf_puts(b, "\",issuer_kind=\"");
+	metrics_escape_label(b, c->issuer_kind ? c->issuer_kind : "unknown");
+	buf_puts(b, "\"");
+}
+
 /* name{name="...",issuer="..."<extra>} value, for every certificate where pick() gives a value. */
 static void render_cert_gauge(struct buf *b, const char *name, const char *help,
 			      int (*pick)(const struct metrics_cert *, double *))
@@ -313,11 +367,9 @@ static void render_cert_gauge(struct buf *b, const char *name, const char *help,
 	for (size_t i = 0; i < M.n_certs; i++) {
 		if (!pick(&M.certs[i], &v))
 			continue;
-		buf_printf(b, "%s{name=\"", name);
-		metrics_escape_label(b, M.certs[i].name);
-		buf_puts(b, "\",issuer=\"");
-		metrics_escape_label(b, M.certs[i].issuer);
-		buf_printf(b, "\"} %.17g\n", v);
+		buf_printf(b, "%s{", name);
+		cert_labels(b, &M.certs[i]);
+		buf_printf(b, "} %.17g\n", v);
 	}
 }
 
@@ -373,11 +425,9 @@ static void render_ready(struct buf *b)
 		int cur = M.certs[i].ready > 0 ? 0 : M.certs[i].ready == 0 ? 1 : 2;
 
 		for (int k = 0; k < 3; k++) {
-			buf_puts(b, "certsync_certificate_ready_status{name=\"");
-			metrics_escape_label(b, M.certs[i].name);
-			buf_puts(b, "\",issuer=\"");
-			metrics_escape_label(b, M.certs[i].issuer);
-			buf_printf(b, "\",condition=\"%s\"} %d\n", conds[k], k == cur);
+			buf_puts(b, "certsync_certificate_ready_status{");
+			cert_labels(b, &M.certs[i]);
+			buf_printf(b, ",condition=\"%s\"} %d\n", conds[k], k == cur);
 		}
 	}
 }
@@ -392,11 +442,9 @@ static void render_failing(struct buf *b)
 	for (size_t i = 0; i < M.n_certs; i++) {
 		const struct metrics_cert *c = &M.certs[i];
 
-		buf_puts(b, "certsync_certificate_failing{name=\"");
-		metrics_escape_label(b, c->name);
-		buf_puts(b, "\",issuer=\"");
-		metrics_escape_label(b, c->issuer);
-		buf_puts(b, "\",class=\"");
+		buf_puts(b, "certsync_certificate_failing{");
+		cert_labels(b, c);
+		buf_puts(b, ",class=\"");
 		metrics_escape_label(b, c->failing && c->fail_class ? c->fail_class : "none");
 		buf_printf(b, "\"} %d\n", c->failing ? 1 : 0);
 	}
@@ -529,6 +577,7 @@ int metrics_render(struct buf *out)
 		buf_printf(&b, "certsync_state_lag_seconds %.3f\n", M.lag);
 	}
 	pthread_mutex_unlock(&M.mu);
+	metrics_render_process(&b);
 	rc = buf_append(out, b.data ? b.data : "", b.len);
 	buf_free(&b);
 	return rc;

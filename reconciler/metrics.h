@@ -18,6 +18,7 @@
 /* One certificate's gauges (a snapshot the loop takes after each reconcile). */
 struct metrics_cert {
 	char *name, *issuer;
+	char *issuer_kind;    /* the issuer's type ("ca", "dnsimple", ...): cert-manager's issuer_kind label */
 	int ready;	      /* 1 True, 0 False, -1 Unknown */
 	int64_t not_before;   /* 0 = no certificate installed */
 	int64_t not_after;    /* expiration */
@@ -32,8 +33,20 @@ struct metrics_cert {
 
 void metrics_cert_clear(struct metrics_cert *c);
 
-/* Forgets everything (tests, and a fresh daemon). */
+/*
+ * Forgets everything (tests, and a fresh daemon), then registers at zero
+ * every counter series whose labels are known before any event (reconciles
+ * and fetches by result, forged and unknown-provider webhooks), so rate()
+ * and alerts see them from the first scrape.
+ */
 void metrics_reset(void);
+
+/*
+ * Registers at zero the webhook series of a provider type that takes
+ * webhooks whose labels are known in advance (outcomes malformed, oversized
+ * and queue_full, event "unknown"). Idempotent.
+ */
+void metrics_webhook_provider(const char *provider);
 
 /* An HTTP request to a provider: op is "provider operation" (http_request.op), status 0 = no response. */
 void metrics_provider_request(const char *op, long status);

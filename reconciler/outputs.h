@@ -1,19 +1,36 @@
 /*
  * Output directories (DESIGN §5): each certificate's files are written into
  * a fresh hidden directory and published by an atomic symlink swap, so a
- * reader never sees a new certificate with an old key.
+ * reader never sees a new certificate with an old key. The previous
+ * generation stays output.keepPreviousFor (default 60 s) after the swap, so
+ * a reader that resolved the link before it can still open its files
+ * (docs/run.md, "Reading the outputs safely").
  *
  *   <root>/<dir>            -> .<base>.<gen>   (symlink, relative)
- *   <root>/.<base>.<gen>/   tls.crt (leaf + intermediates), tls.key (0600), ca.crt
+ *   <root>/.<base>.<gen>/   tls.crt (leaf + intermediates), tls.key (0600), ca.crt,
+ *                           and the spec's output.formats (chain.pem, combined.pem, ...)
  */
 #ifndef CS_RECONCILER_OUTPUTS_H
 #define CS_RECONCILER_OUTPUTS_H
 
 #include "../state/state.h"
 #include "../util/buf.h"
+#include "config.h"
 #include "plan/plan.h"
 
 #define OUTPUT_MAX_FILE (1024 * 1024)
+
+/* Record ids: the formats written with the installed generation ("chain.pem,keystore.p12") and their signatures. */
+#define OUTPUTS_ID_FORMATS "outputs.formats"
+#define OUTPUTS_ID_FORMAT_SIGS "outputs.format_sigs"
+
+/* What one generation holds. */
+struct output_files {
+	const struct buf *cert, *key, *ca;
+	unsigned formats;	  /* 1 << OUTFMT_* beside the three */
+	const char *p12_password; /* OUTFMT_P12: the keystore's password */
+	const char *name;	  /* OUTFMT_P12: the friendly name of the key entry */
+};
 
 /*
  * Writes cert/key/ca into a new generation of root/dir and swaps the symlink.
@@ -24,8 +41,24 @@
  * the published generation as it was. Records the generation and the files'
  * signature and hash in rec; removes the previous generation.
  */
-int outputs_publish(const char *root, const char *dir, const struct buf *cert, const struct buf *key,
-		    const struct buf *ca, struct state_cert *rec);
+int outputs_publish(const char *root, const char *dir, const struct output_files *f, int64_t keep_previous,
+		    struct state_cert *rec);
+
+/*
+ * outputs_publish into dir (NULL: s's output directory) for spec s with cfg's root, output.keepPreviousFor and
+ * output.pkcs12Password (read only when s asks for keystore.p12: a missing
+ * or unreadable password is CS_EAUTH, a configuration failure).
+ */
+int outputs_publish_spec(const struct config *cfg, const struct cert_spec *s, const char *dir, const struct buf *cert,
+			 const struct buf *key, const struct buf *ca, struct state_cert *rec);
+
+/*
+ * Removes the generations of recs' output directories that were replaced
+ * more than keep_previous seconds before now (and leftovers of a crash);
+ * never the published one. *next (may be NULL) gets the earliest time a kept
+ * one expires (0: none). Returns how many directories were removed.
+ */
+size_t outputs_gc(const char *root, const struct state *st, int64_t keep_previous, int64_t now, int64_t *next);
 
 /* Whether rec's installed files are present and unaltered (cheap stat check first, hash on doubt). */
 enum output_status outputs_check(const char *root, const struct state_cert *rec);

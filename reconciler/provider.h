@@ -115,6 +115,14 @@ struct provider_ops {
 	/* The issuer's own checks on a manifest (domain constraints, wildcard rules). May be NULL. */
 	void (*check_spec)(const struct issuer *is, const struct cert_spec *s, struct diags *d);
 
+	/*
+	 * The X.509 fields beyond DNS names this issuer can put in a certificate
+	 * (1 << XF_*: ipAddresses, uris, emailAddresses, subject, usages, isCA).
+	 * validate refuses a manifest asking for any other at the field, before
+	 * check_spec (which then never sees such a spec). 0: DNS names only.
+	 */
+	unsigned x509_fields;
+
 	/* The steps a change takes (pure). */
 	int (*plan)(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
 		    const struct state_cert *rec, struct plan_steps *out);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "../util/err.h"
@@ -116,12 +117,35 @@ static int check_issuer_exists(void *arg, const char *issuer)
 	return config_issuer(a->cfg, issuer) != NULL;
 }
 
+/*
+ * What no driver has to check itself: the X.509 fields the issuer cannot
+ * issue (its ops->x509_fields), and a keystore without a configured password.
+ * Returns the number of problems.
+ */
+static size_t check_generic(const struct config *cfg, const struct issuer *is, const struct cert_spec *s,
+			    struct diags *d)
+{
+	size_t before = d->n;
+
+	for (int f = 0; f < XF__MAX; f++)
+		if (s->xpos[f][0] && !(is->ops->x509_fields & (1u << f)))
+			diags_add(d, s->file, s->xpos[f][0], s->xpos[f][1],
+				  "spec.%s: issuer %s (type %s) cannot put %s in a certificate; use an issuer of type "
+				  "ca for it, or remove the field",
+				  manifest_x509_field_names[f], is->name, is->ops->type, manifest_x509_field_names[f]);
+	if ((s->formats & (1u << OUTFMT_P12)) && cfg->output.pkcs12_password.kind == CRED_NONE)
+		diags_add(d, s->file, s->formats_line, s->formats_col,
+			  "spec.output.formats: keystore.p12 needs a password: set output.pkcs12Password in the "
+			  "config ({env: NAME} or {file: PATH}; never in a manifest)");
+	return d->n - before;
+}
+
 static void check_issuer(void *arg, const struct cert_spec *s, struct diags *d)
 {
 	const struct check_arg *a = arg;
 	const struct issuer *is = config_issuer(a->cfg, s->issuer);
 
-	if (is && is->priv && is->ops->check_spec)
+	if (is && is->priv && !check_generic(a->cfg, is, s, d) && is->ops->check_spec)
 		is->ops->check_spec(is, s, d);
 }
 
@@ -471,6 +495,12 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
 	return 0;
 }
 
+/* The token is sent over http(s) only (gitsrc): a local path or another scheme never needs it. */
+static int reconcile_repo_is_http(const char *repo)
+{
+	return repo && (!strncasecmp(repo, "http://", 7) || !strncasecmp(repo, "https://", 8));
+}
+
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
 {
 	struct gitsrc_opts o;
@@ -481,7 +511,8 @@ int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
 	o.repo = cfg->source.repo;
 	o.cache_dir = cfg->source.cache_dir;
 	o.ca_file = cfg->source.ca_file;
-	if (cfg->source.token.kind != CRED_NONE) {
+	/* A local repository has no use for source.token: its variable need not be set. */
+	if (cfg->source.token.kind != CRED_NONE && reconcile_repo_is_http(cfg->source.repo)) {
 		if ((rc = config_cred_read(&cfg->source.token, "source.token", &token)))
 			return rc;
 		log_add_secret(token.data);

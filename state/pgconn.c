@@ -1,5 +1,6 @@
 /* PostgreSQL connections for the state backend and the key store: connect, run, classify errors, migrate. */
 #include "pgconn.h"
+#include "../util/libversion.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,4 +300,11 @@ out:
 		return rc;
 	}
 	return pgconn_simple(conn, where, "COMMIT");
+}
+
+void libversion_libpq(char *out, size_t n)
+{
+	int v = PQlibVersion();
+
+	snprintf(out, n, "libpq %d.%d", v / 10000, v % 10000);
 }

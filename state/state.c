@@ -288,6 +288,19 @@ int state_cert_remove(struct state *st, const char *name)
 	return 0;
 }
 
+int state_cert_rename(struct state *st, const char *from, const char *to)
+{
+	struct state_cert *c;
+
+	if (state_cert_get(st, to))
+		return cs_error(CS_ECONFLICT, "\"%s\" is already in the state", to);
+	if (!(c = state_index_del(&st->certs->certs, from, util_hash_str(from))))
+		return cs_error(CS_ENOTFOUND, "no certificate \"%s\" in the state", from);
+	state_str_set(&c->name, to);
+	state_cert_adopt(st, c);
+	return 0;
+}
+
 size_t state_cert_count(const struct state *st)
 {
 	return st->certs->certs.n;

@@ -124,6 +124,8 @@ void state_set_source(struct state *st, const char *url, const char *ref, const 
 struct state_cert *state_cert_get(const struct state *st, const char *name);
 struct state_cert *state_cert_put(struct state *st, const char *name); /* get or create (phase PENDING) */
 int state_cert_remove(struct state *st, const char *name);	       /* CS_ENOTFOUND if absent */
+/* Renames a record (state mv): CS_ENOTFOUND without from, CS_ECONFLICT when to exists. */
+int state_cert_rename(struct state *st, const char *from, const char *to);
 size_t state_cert_count(const struct state *st);
 /* Records sorted by name; the array is the caller's to free (not the records). */
 struct state_cert **state_cert_list(const struct state *st, size_t *n);

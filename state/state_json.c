@@ -6,6 +6,7 @@
  * is not JSON at all, jansson words the message.
  */
 #include "state.h"
+#include "../util/libversion.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -744,4 +745,9 @@ void state_lockinfo_clear(struct state_lockinfo *li)
 	free(li->user);
 	free(li->version);
 	memset(li, 0, sizeof(*li));
+}
+
+void libversion_jansson(char *out, size_t n)
+{
+	snprintf(out, n, "jansson %s", jansson_version_str());
 }

@@ -1,5 +1,6 @@
 /* Cryptography, OpenSSL's owner (with crypto_x509.c): errors, hashes, randomness, private keys. */
 #include "crypto.h"
+#include "libversion.h"
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
@@ -362,4 +363,9 @@ void crypto_key_free(struct crypto_key *key)
 	EVP_PKEY_free(key->pkey); /* OpenSSL clears the private components as it frees them */
 	OPENSSL_cleanse(key, sizeof(*key));
 	free(key);
+}
+
+void libversion_openssl(char *out, size_t n)
+{
+	snprintf(out, n, "%s", OpenSSL_version(OPENSSL_VERSION));
 }

@@ -22,6 +22,8 @@ struct crypto_cert_info {
 	char *issuer_cn;  /* NULL when absent */
 	char **dns_names; /* SAN dNSNames, in certificate order */
 	size_t n_dns;
+	char **others; /* the other SANs as "IP:<inet_ntop text>", "URI:<uri>", "email:<address>", in order */
+	size_t n_others;
 	int is_ca;
 };
 
@@ -69,6 +71,36 @@ int crypto_ca_create(const struct crypto_key *key, const char *cn, int64_t not_b
 int crypto_self_signed(const struct crypto_key *key, const char *cn, const char *const *sans, size_t n_sans,
 		       int64_t not_before, int64_t not_after, struct crypto_cert **out);
 
+/* What crypto_issue puts in a certificate. Lists may be empty; strings are borrowed. */
+struct crypto_profile {
+	const char *cn; /* NULL: none */
+	const char *const *dns;
+	size_t n_dns;
+	const char *const *ips; /* textual IPv4/IPv6 */
+	size_t n_ips;
+	const char *const *uris;
+	size_t n_uris;
+	const char *const *emails;
+	size_t n_emails;
+	const char *const *subject_attrs; /* OpenSSL short names: "C", "ST", "L", "street", "postalCode", "O", ... */
+	const char *const *subject_values;
+	size_t n_subject;
+	const char *key_usage;	   /* OpenSSL syntax ("critical,digitalSignature"); NULL: TLS default; "": none */
+	const char *ext_key_usage; /* "serverAuth,clientAuth"; NULL: that (none for a CA); "": none */
+	int is_ca;
+	int path_len; /* with is_ca: -1 = no limit */
+};
+
+/*
+ * Issues a certificate for key's public key from a profile: signed by
+ * ca_cert/ca_key, or self-signed when ca_cert is NULL. Random 128-bit
+ * serial, validity [not_before, not_after], SKI/AKI, SAN critical when the
+ * subject is empty. CS_EINVALID for a profile OpenSSL refuses (an IP that
+ * does not parse, a subject value too long), naming it.
+ */
+int crypto_issue(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key, const struct crypto_key *key,
+		 const struct crypto_profile *p, int64_t not_before, int64_t not_after, struct crypto_cert **out);
+
 /* Parses the first certificate of a PEM text. CS_EINVALID naming `what` if there is none. */
 int crypto_cert_from_pem(const char *pem, size_t len, const char *what, struct crypto_cert **out);
 
@@ -102,6 +134,23 @@ int crypto_cert_verify_chain(const char *chain_pem, size_t chain_len, const char
 
 /* 1 if name is in set (DNS comparison: ASCII case-insensitive, a trailing dot ignored), else 0. */
 int crypto_names_contain(const char *const *set, size_t n, const char *name);
+
+/* ---------- output formats (crypto_out.c) ---------- */
+
+/* The first certificate of a PEM text as DER (appended to out). */
+int crypto_out_cert_der(const char *pem, size_t len, struct buf *out);
+/* A PEM private key as unencrypted PKCS#8 DER (appended to out; the caller must buf_wipe it). */
+int crypto_out_key_der(const char *pem, size_t len, struct buf *out);
+/* The certificates of a PEM bundle after the first (the leaf's intermediates) as PEM; none appends nothing. */
+int crypto_out_intermediates(const char *pem, size_t len, struct buf *out);
+/*
+ * A PKCS#12 keystore (DER, appended to out; caller wipes): the key and the
+ * leaf (first of chain_pem) under friendly, then the intermediates and
+ * ca_pem's certificates; keys and certificates encrypted with PBES2
+ * (PBKDF2 hmacWithSHA256, AES-256-CBC), a SHA-256 MAC, 10,000 iterations.
+ */
+int crypto_out_pkcs12(const char *key_pem, size_t key_len, const char *chain_pem, size_t chain_len, const char *ca_pem,
+		      size_t ca_len, const char *password, const char *friendly, struct buf *out);
 
 /* Hashes. Hex outputs are lowercase and NUL-terminated. */
 void crypto_sha256(const void *data, size_t len, unsigned char out[32]);

@@ -30,4 +30,23 @@ const EVP_MD *crypto_sig_md(const EVP_PKEY *key);
 /* A PEM password callback that never prompts: records in *(int *)u that a passphrase was asked for. */
 int crypto_no_passphrase(char *buf, int size, int rwflag, void *u);
 
+/* ---------- shared by crypto_x509.c and crypto_issue.c ---------- */
+
+/* One X.509v3 extension in OpenSSL's configuration syntax. */
+struct ext_spec {
+	int nid;
+	const char *value;
+};
+
+/* Wraps x (owned by the result). */
+struct crypto_cert *crypto_x509_wrap(X509 *x);
+/* Version 3, a random 128-bit serial, validity and pub: what every certificate we make has; NULL on failure. */
+X509 *crypto_x509_base(EVP_PKEY *pub, int64_t not_before, int64_t not_after);
+/* Adds the extensions (issuer: for AKI); 1 on success (else OpenSSL's error is queued). */
+int crypto_x509_add_exts(X509 *x, X509 *issuer, const struct ext_spec *v, size_t n);
+/* CS_EINVALID for a commonName over 64 characters, a validity that ends before it begins, a CA that is none. */
+int crypto_x509_check_cn(const char *cn);
+int crypto_x509_check_validity(int64_t not_before, int64_t not_after);
+int crypto_x509_check_ca(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key);
+
 #endif

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,12 +25,6 @@
 static const char PEM_CERT_BEGIN[] = "-----BEGIN CERTIFICATE-----";
 static const char PEM_CERT_END[] = "-----END CERTIFICATE-----";
 
-/* One X.509v3 extension in OpenSSL's configuration syntax. */
-struct ext_spec {
-	int nid;
-	const char *value;
-};
-
 static const struct ext_spec ca_exts[] = {
 	{NID_basic_constraints, "critical,CA:TRUE"},
 	{NID_key_usage, "critical,keyCertSign,cRLSign"},
@@ -39,7 +34,7 @@ static const struct ext_spec ca_exts[] = {
 
 /* ---------- parsing ---------- */
 
-static struct crypto_cert *cert_wrap(X509 *x)
+struct crypto_cert *crypto_x509_wrap(X509 *x)
 {
 	struct crypto_cert *c = xcalloc(1, sizeof(*c));
 
@@ -103,7 +98,7 @@ static int cert_parse_block(const char *blk, size_t blen, const char *what, size
 		rc = crypto_ossl_fail(CS_EINVALID, "%s: certificate %zu cannot be parsed", what, idx);
 		goto out;
 	}
-	*out = cert_wrap(x);
+	*out = crypto_x509_wrap(x);
 	x = NULL;
 out:
 	X509_free(x);
@@ -185,6 +180,9 @@ void crypto_cert_info_free(struct crypto_cert_info *info)
 	for (size_t i = 0; i < info->n_dns; i++)
 		free(info->dns_names[i]);
 	free(info->dns_names);
+	for (size_t i = 0; i < info->n_others; i++)
+		free(info->others[i]);
+	free(info->others);
 	memset(info, 0, sizeof(*info));
 }
 
@@ -251,6 +249,40 @@ out:
 	return r;
 }
 
+/* A SAN other than a DNS name, as "IP:...", "URI:..." or "email:..." into info->others (others are skipped). */
+static int info_other_name(const GENERAL_NAME *g, struct crypto_cert_info *info)
+{
+	const ASN1_STRING *v;
+	char ip[INET6_ADDRSTRLEN];
+	const char *tag;
+	int len;
+
+	switch (g->type) {
+	case GEN_IPADD:
+		v = g->d.iPAddress;
+		len = ASN1_STRING_length(v);
+		if ((len != 4 && len != 16) ||
+		    !inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(v), ip, sizeof(ip)))
+			return cs_error(CS_EINVALID, "the certificate has an IP address SAN of %d bytes", len);
+		info->others[info->n_others++] = xasprintf("IP:%s", ip);
+		return 0;
+	case GEN_URI:
+		tag = "URI";
+		v = g->d.uniformResourceIdentifier;
+		break;
+	case GEN_EMAIL:
+		tag = "email";
+		v = g->d.rfc822Name;
+		break;
+	default: return 0;
+	}
+	len = ASN1_STRING_length(v);
+	if (len < 0 || (len && memchr(ASN1_STRING_get0_data(v), '\0', (size_t)len)))
+		return cs_error(CS_EINVALID, "the certificate has a %s SAN containing a NUL byte", tag);
+	info->others[info->n_others++] = xasprintf("%s:%.*s", tag, len, (const char *)ASN1_STRING_get0_data(v));
+	return 0;
+}
+
 /* Copies the SAN dNSNames of x, in order, into info. */
 static int info_dns_names(X509 *x, struct crypto_cert_info *info)
 {
@@ -267,13 +299,17 @@ static int info_dns_names(X509 *x, struct crypto_cert_info *info)
 	}
 	n = sk_GENERAL_NAME_num(gens);
 	info->dns_names = xcalloc((size_t)n + 1, sizeof(char *));
+	info->others = xcalloc((size_t)n + 1, sizeof(char *));
 	for (int i = 0; i < n; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		const char *s;
 		size_t len;
 
-		if (g->type != GEN_DNS)
+		if (g->type != GEN_DNS) {
+			if ((rc = info_other_name(g, info)))
+				goto out;
 			continue;
+		}
 		s = (const char *)ASN1_STRING_get0_data(g->d.dNSName);
 		len = (size_t)ASN1_STRING_length(g->d.dNSName);
 		if (len && memchr(s, '\0', len)) {
@@ -337,7 +373,7 @@ int crypto_cert_signed_by(const struct crypto_cert *cert, const struct crypto_ce
 /* ---------- building ---------- */
 
 /* Refuses a commonName over 64 characters up front (OpenSSL's "string too long" does not say which). */
-static int check_cn(const char *cn)
+int crypto_x509_check_cn(const char *cn)
 {
 	size_t chars = 0;
 
@@ -393,7 +429,7 @@ static int add_ext(X509 *x, X509 *issuer, const struct ext_spec *spec)
 	return ok;
 }
 
-static int add_exts(X509 *x, X509 *issuer, const struct ext_spec *v, size_t n)
+int crypto_x509_add_exts(X509 *x, X509 *issuer, const struct ext_spec *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		if (!add_ext(x, issuer, &v[i]))
@@ -418,7 +454,7 @@ static int leaf_exts(X509 *x, X509 *issuer, const GENERAL_NAMES *gens)
 	};
 	int crit = X509_NAME_entry_count(X509_get_subject_name(x)) == 0;
 
-	return add_exts(x, issuer, v, sizeof(v) / sizeof(v[0])) &&
+	return crypto_x509_add_exts(x, issuer, v, sizeof(v) / sizeof(v[0])) &&
 	       (!gens || sk_GENERAL_NAME_num(gens) == 0 ||
 		X509_add1_ext_i2d(x, NID_subject_alt_name, (void *)gens, crit, X509V3_ADD_DEFAULT) == 1);
 }
@@ -444,7 +480,7 @@ out:
 }
 
 /* Version 3, a random serial, validity and the subject's public key: what every certificate we make has. */
-static X509 *cert_base(EVP_PKEY *pub, int64_t not_before, int64_t not_after)
+X509 *crypto_x509_base(EVP_PKEY *pub, int64_t not_before, int64_t not_after)
 {
 	X509 *x = X509_new();
 
@@ -457,7 +493,7 @@ static X509 *cert_base(EVP_PKEY *pub, int64_t not_before, int64_t not_after)
 	return x;
 }
 
-static int check_validity(int64_t not_before, int64_t not_after)
+int crypto_x509_check_validity(int64_t not_before, int64_t not_after)
 {
 	if (not_after <= not_before)
 		return cs_error(CS_EINVALID, "certificate validity ends (%lld) before it begins (%lld)",
@@ -477,7 +513,7 @@ int crypto_csr_create(const struct crypto_key *key, const char *cn, const char *
 	long n;
 	int rc = 0;
 
-	if ((rc = check_cn(cn)))
+	if ((rc = crypto_x509_check_cn(cn)))
 		goto out;
 	if (!cn && !n_sans) {
 		rc = cs_error(CS_EINVALID, "a CSR needs a common name or a DNS name");
@@ -572,7 +608,7 @@ out:
 }
 
 /* Refuses to sign with a CA whose certificate and key disagree, or that is no CA at all. */
-static int check_ca(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key)
+int crypto_x509_check_ca(const struct crypto_cert *ca_cert, const struct crypto_key *ca_key)
 {
 	if (X509_check_ca(ca_cert->x) <= 0)
 		return cs_error(CS_EINVALID, "the issuing certificate is not a CA certificate");
@@ -589,10 +625,10 @@ int crypto_sign_csr(const struct crypto_cert *ca_cert, const struct crypto_key *
 	X509 *x = NULL;
 	int rc = 0;
 
-	if ((rc = check_validity(not_before, not_after)) || (rc = check_ca(ca_cert, ca_key)) ||
+	if ((rc = crypto_x509_check_validity(not_before, not_after)) || (rc = crypto_x509_check_ca(ca_cert, ca_key)) ||
 	    (rc = csr_read(csr_pem, csr_len, &req)))
 		goto out;
-	if (!(x = cert_base(X509_REQ_get0_pubkey(req), not_before, not_after))) {
+	if (!(x = crypto_x509_base(X509_REQ_get0_pubkey(req), not_before, not_after))) {
 		rc = crypto_ossl_fail(CS_ERROR, "signing a certificate");
 		goto out;
 	}
@@ -603,7 +639,7 @@ int crypto_sign_csr(const struct crypto_cert *ca_cert, const struct crypto_key *
 		rc = crypto_ossl_fail(CS_ERROR, "signing a certificate");
 		goto out;
 	}
-	*out = cert_wrap(x);
+	*out = crypto_x509_wrap(x);
 	x = NULL;
 out:
 	X509_free(x);
@@ -618,20 +654,20 @@ int crypto_ca_create(const struct crypto_key *key, const char *cn, int64_t not_b
 	X509 *x = NULL;
 	int rc = 0;
 
-	if ((rc = check_validity(not_before, not_after)) || (rc = check_cn(cn)))
+	if ((rc = crypto_x509_check_validity(not_before, not_after)) || (rc = crypto_x509_check_cn(cn)))
 		goto out;
 	if (!cn || !*cn) {
 		rc = cs_error(CS_EINVALID, "a CA certificate needs a common name");
 		goto out;
 	}
-	if (!(x = cert_base(key->pkey, not_before, not_after)) || !name_set_cn(X509_get_subject_name(x), cn) ||
+	if (!(x = crypto_x509_base(key->pkey, not_before, not_after)) || !name_set_cn(X509_get_subject_name(x), cn) ||
 	    X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 ||
-	    !add_exts(x, x, ca_exts, sizeof(ca_exts) / sizeof(ca_exts[0])) ||
+	    !crypto_x509_add_exts(x, x, ca_exts, sizeof(ca_exts) / sizeof(ca_exts[0])) ||
 	    X509_sign(x, key->pkey, crypto_sig_md(key->pkey)) <= 0) {
 		rc = crypto_ossl_fail(CS_ERROR, "creating the CA certificate %s", cn);
 		goto out;
 	}
-	*out = cert_wrap(x);
+	*out = crypto_x509_wrap(x);
 	x = NULL;
 out:
 	X509_free(x);
@@ -645,19 +681,19 @@ int crypto_self_signed(const struct crypto_key *key, const char *cn, const char 
 	X509 *x = NULL;
 	int rc = 0;
 
-	if ((rc = check_validity(not_before, not_after)) || (rc = check_cn(cn)))
+	if ((rc = crypto_x509_check_validity(not_before, not_after)) || (rc = crypto_x509_check_cn(cn)))
 		goto out;
 	if (!cn && !n_sans) {
 		rc = cs_error(CS_EINVALID, "a certificate needs a common name or a DNS name");
 		goto out;
 	}
-	if (!(gens = sans_build(sans, n_sans)) || !(x = cert_base(key->pkey, not_before, not_after)) ||
+	if (!(gens = sans_build(sans, n_sans)) || !(x = crypto_x509_base(key->pkey, not_before, not_after)) ||
 	    !name_set_cn(X509_get_subject_name(x), cn) || X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 ||
 	    !leaf_exts(x, x, gens) || X509_sign(x, key->pkey, crypto_sig_md(key->pkey)) <= 0) {
 		rc = crypto_ossl_fail(CS_ERROR, "creating a self-signed certificate for %s", cn ? cn : sans[0]);
 		goto out;
 	}
-	*out = cert_wrap(x);
+	*out = crypto_x509_wrap(x);
 	x = NULL;
 out:
 	X509_free(x);

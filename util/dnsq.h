@@ -46,6 +46,16 @@ int dnsq_zone_nameservers(const char *const *resolvers, size_t n_resolvers, cons
  */
 int dnsq_txt_has(const char *server, const char *fqdn, const char *value, int *found);
 
+/*
+ * Sends one DNS message (wire format, its ID in the first two bytes) to
+ * server over UDP (TCP when it is over 512 bytes or the answer comes back
+ * truncated) and waits at most timeout_ms (<= 0: DNSQ_TIMEOUT_MS) per try,
+ * one try. *answer (caller frees) is the reply's wire, checked only to be a
+ * response with the query's ID. CS_ETRANSIENT when no answer comes.
+ */
+int dnsq_exchange(const char *server, int timeout_ms, const uint8_t *query, size_t len, uint8_t **answer,
+		  size_t *answer_len);
+
 /* Parses "host", "host:port", "[v6]:port" into an address and port (default 53). CS_EINVALID otherwise. */
 int dnsq_parse_server(const char *s, char *host, size_t host_len, int *port);
 

@@ -1,5 +1,6 @@
 /* The HTTP client: the only file that includes libcurl. */
 #include "http.h"
+#include "libversion.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -615,4 +616,9 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		res->retry_after = util_now() + http_backoff(res->attempts);
 	http_give(c, h);
 	return rc;
+}
+
+void libversion_curl(char *out, size_t n)
+{
+	snprintf(out, n, "libcurl %s", curl_version_info(CURLVERSION_NOW)->version);
 }

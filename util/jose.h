@@ -62,4 +62,19 @@ char *jose_key_authorization(const char *token, const char thumbprint[44]);
 /* The dns-01 TXT value: base64url(SHA-256(key authorization)) (43 characters + NUL). */
 void jose_dns01_value(const char *key_authorization, char out[44]);
 
+/*
+ * The DER bytes of the first PEM block labelled label ("CERTIFICATE",
+ * "CERTIFICATE REQUEST") in pem: a CSR for finalize, a certificate for
+ * revokeCert. CS_EINVALID when there is none.
+ */
+int jose_pem_to_der(const char *pem, size_t len, const char *label, struct buf *out);
+
+/*
+ * The RFC 9773 certificate identifier of the first certificate in pem:
+ * base64url(authorityKeyIdentifier keyIdentifier) "." base64url(the serial
+ * number's DER content octets). Caller frees. CS_EINVALID when the text
+ * holds no certificate or the certificate has no AKI keyIdentifier.
+ */
+int jose_ari_cert_id(const char *cert_pem, size_t len, char **out);
+
 #endif

@@ -24,6 +24,7 @@ struct cmd_globals {
 	const char *config;
 	const char *repo, *ref, *path, *state, *output_root;
 	int verbose;
+	int no_color; /* --no-color: no ANSI colour even on a terminal */
 	const char *log_format;
 };
 
@@ -44,6 +45,7 @@ enum {
 	OPT_OUTPUT_ROOT,
 	OPT_LOG_FORMAT,
 	OPT_HELP,
+	OPT_NO_COLOR,
 	OPT__GLOBAL_END
 };
 
@@ -53,6 +55,7 @@ enum {
 		{"state", required_argument, NULL, OPT_STATE},                                                         \
 		{"output-root", required_argument, NULL, OPT_OUTPUT_ROOT},                                             \
 		{"log-format", required_argument, NULL, OPT_LOG_FORMAT}, {"help", no_argument, NULL, OPT_HELP},        \
+		{"no-color", no_argument, NULL, OPT_NO_COLOR},                                                         \
 	{                                                                                                              \
 		"verbose", no_argument, NULL, 'v'                                                                      \
 	}
@@ -62,6 +65,20 @@ enum {
  * not, -1 after printing help: the caller exits 0).
  */
 int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const char *arg);
+
+/* What cmd_getopt returns for a bad option, after printing its one error line. */
+#define CMD_OPT_BAD (-2)
+
+/*
+ * getopt_long for command c with getopt's own messages off: an unknown,
+ * ambiguous or incomplete option prints one line ("did you mean --x?" when
+ * a long option is close) and returns CMD_OPT_BAD (the caller exits
+ * EXIT_USAGE); otherwise as getopt_long (-1 at the end).
+ */
+int cmd_getopt(const struct cmd *c, int argc, char **argv, const struct option *opts);
+
+/* The candidate closest to word (a typo or a prefix of it), or NULL when none is close. */
+const char *cmd_suggest(const char *word, const char *const *cands, size_t n);
 
 /* (Re)configures logging from --log-format/-v/$CERTSYNC_LOG_FORMAT; exits 64 on a bad format. */
 void cmd_setup_logging(const struct cmd_globals *g);
@@ -76,6 +93,9 @@ int cmd_usage_error(const struct cmd *c, const char *fmt, ...) __attribute__((fo
 int cmd_load_config(const struct cmd_globals *g, struct config **out);
 /* The same, with the diagnostics as log lines (to_log: the daemon) or printed (0). */
 int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_log);
+
+/* The same for a config_load_mode mode (CONFIG_PR_PLAN: plan --base needs only issuers). */
+int cmd_load_config_mode(const struct cmd_globals *g, int mode, struct config **out, int to_log);
 
 /* Parses --parallelism (1..64) into *out; a bad value prints usage and returns EXIT_USAGE. */
 int cmd_parse_parallelism(const struct cmd *c, const char *arg, int *out);
@@ -116,13 +136,38 @@ int cmd_state_migrate(const struct config *cfg, int to_kind, int force);
 /* Re-encrypts the postgres key store under state.encryptionKey. Both print what they did; exit status. */
 int cmd_state_rekey(const struct config *cfg);
 
+/*
+ * state import (cmd_state_import.c): adopts an existing certificate for the
+ * manifest NAME of issuer ISSUER: ca from the directory id (checked against
+ * the manifest), dnsimple by certificate id (resumed by the next apply).
+ * Prints what it did; exit status.
+ */
+int cmd_state_import(const struct config *cfg, const char *name, const char *issuer, const char *id);
+
 /* Renders the plan as text (colour only on a TTY unless no_color), json or markdown to out. */
 int cmd_print_plan(const struct plan *p, const char *format, int no_color, int ascii, FILE *out);
+
+/* --target NAME (repeatable) on plan and apply: the names point into argv. */
+#define CMD_TARGETS_MAX 256
+struct cmd_targets {
+	char *v[CMD_TARGETS_MAX];
+	size_t n;
+};
+
+/* Adds a --target value; over CMD_TARGETS_MAX prints usage and returns EXIT_USAGE. */
+int cmd_target_add(const struct cmd *c, struct cmd_targets *t, char *name);
+
+/*
+ * Cuts p down to the targets (nothing when t->n is 0). Each must name a
+ * certificate in the manifests or the state: otherwise prints one error
+ * (with the closest name) and returns EXIT_FAIL.
+ */
+int cmd_target_plan(const struct cmd_targets *t, const struct desired *d, const struct state *st, struct plan *p);
 
 /* Set by SIGINT/SIGTERM: finish the current step and stop. */
 extern volatile sig_atomic_t cmd_stop;
 void cmd_install_signals(void);
 
-extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_run, cmd_state, cmd_version;
+extern const struct cmd cmd_validate, cmd_plan, cmd_apply, cmd_show, cmd_run, cmd_state, cmd_version;
 
 #endif

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../util/err.h"
 #include "../../util/fsutil.h"
@@ -10,6 +11,8 @@
 #include "../../state/keystore.h"
 #include "../backends.h"
 #include "../engine.h"
+#include "../hooks.h"
+#include "../outputs.h"
 #include "../source/gitsrc.h"
 #include "cmd.h"
 
@@ -21,14 +24,16 @@ enum {
 	OPT_WAIT,
 	OPT_RETRY,
 	OPT_REFRESH,
-	OPT_NO_COLOR,
-	OPT_IGNORE_BACKUP
+	OPT_IGNORE_BACKUP,
+	OPT_AUTO_APPROVE,
+	OPT_TARGET,
 };
 
 struct apply_args {
 	const char *plan_file;
-	int parallelism, allow_partial, retry_failed, refresh, no_color, ignore_backup;
+	int parallelism, allow_partial, retry_failed, refresh, ignore_backup, auto_approve;
 	int64_t wait;
+	struct cmd_targets targets;
 };
 
 /* A saved plan is only good for the state and commit it was made against (Terraform's "stale plan"). */
@@ -78,8 +83,9 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 		{"wait", required_argument, NULL, OPT_WAIT},
 		{"retry-failed", no_argument, NULL, OPT_RETRY},
 		{"refresh", no_argument, NULL, OPT_REFRESH},
-		{"no-color", no_argument, NULL, OPT_NO_COLOR},
 		{"ignore-backup", no_argument, NULL, OPT_IGNORE_BACKUP},
+		{"auto-approve", no_argument, NULL, OPT_AUTO_APPROVE},
+		{"target", required_argument, NULL, OPT_TARGET},
 		{NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -87,7 +93,7 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 	memset(a, 0, sizeof(*a));
 	a->parallelism = 4;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_apply, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_apply, opt, optarg);
 
 		if (r < 0)
@@ -106,15 +112,55 @@ static int apply_parse(struct cmd_globals *g, int argc, char **argv, struct appl
 			break;
 		case OPT_RETRY: a->retry_failed = 1; break;
 		case OPT_REFRESH: a->refresh = 1; break;
-		case OPT_NO_COLOR: a->no_color = 1; break;
 		case OPT_IGNORE_BACKUP: a->ignore_backup = 1; break;
-		default: return cmd_usage_error(&cmd_apply, "unknown option");
+		case OPT_AUTO_APPROVE: a->auto_approve = 1; break;
+		case OPT_TARGET:
+			if (cmd_target_add(&cmd_apply, &a->targets, optarg))
+				return EXIT_USAGE;
+			break;
+		default: return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind < argc)
 		a->plan_file = argv[optind++];
 	if (optind < argc)
 		return cmd_usage_error(&cmd_apply, "unexpected argument \"%s\"", argv[optind]);
+	if (a->plan_file && a->targets.n)
+		return cmd_usage_error(&cmd_apply,
+				       "--target shapes a fresh plan: give it to certsync plan --out instead");
+	return 0;
+}
+
+/*
+ * Consent before money is spent (Terraform's prompt): a fresh plan with
+ * paid changes is applied only after "yes" on a terminal, with
+ * --auto-approve, or from a saved plan (reviewed when it was made).
+ * Without a terminal nobody can answer: the whole apply is refused, free
+ * changes too, as Terraform refuses without -auto-approve. Returns 0 to go
+ * on; prints why not otherwise.
+ */
+static int apply_consent(const struct plan *p, const struct apply_args *a)
+{
+	char answer[64];
+
+	if (a->auto_approve || a->plan_file || !p->paid)
+		return 0;
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
+		return cmd_fail("this plan has %zu paid change%s and there is no terminal to ask for approval: "
+				"nothing applied. Review the plan, then run apply --auto-approve, or save it with "
+				"\"certsync plan --out FILE\" and run \"certsync apply FILE\"",
+				p->paid, p->paid == 1 ? "" : "s");
+	printf("\nDo you want to perform these actions?\n"
+	       "  certsync will perform the actions described above, including %zu paid order%s.\n"
+	       "  Only 'yes' will be accepted to approve.\n\n"
+	       "  Enter a value: ",
+	       p->paid, p->paid == 1 ? "" : "s");
+	fflush(stdout);
+	if (!fgets(answer, sizeof(answer), stdin) || strcmp(answer, "yes\n")) {
+		printf("\nApply cancelled.\n");
+		return cmd_fail("apply cancelled: nothing applied");
+	}
+	printf("\n");
 	return 0;
 }
 
@@ -234,6 +280,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct engine_opts eo;
 	struct engine_result res;
 	int has_state = 0, changed = 0, rc, status = EXIT_FAIL;
+	size_t cleared = 0;
 	size_t failed_end;
 
 	memset(&src, 0, sizeof(src));
@@ -271,9 +318,11 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 			cmd_fail("%s", cs_errmsg());
 			goto out;
 		}
+		if (cmd_target_plan(&a.targets, &src.desired, st, p))
+			goto out;
 	}
 	if (cmd_warn_lost_state(cfg, p) && (p->paid || p->deferred) && !a.ignore_backup) {
-		cmd_print_plan(p, "text", a.no_color, 0, stdout);
+		cmd_print_plan(p, "text", g->no_color, 0, stdout);
 		cmd_fail(
 			"the state is missing but its backup is there, and this plan has %zu paid change%s: nothing "
 			"applied. Restore the state with \"certsync state restore\", or apply --ignore-backup to start "
@@ -281,13 +330,15 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 			p->paid + p->deferred, p->paid + p->deferred == 1 ? "" : "s");
 		goto out;
 	}
-	cmd_print_plan(p, "text", a.no_color, 0, stdout);
+	cmd_print_plan(p, "text", g->no_color, 0, stdout);
 	if (src.desired.diags.n && !a.allow_partial) {
 		cmd_fail("%zu problem%s in the manifests at %.12s: nothing applied (fix them, or apply --allow-partial "
 			 "to apply the valid certificates)",
 			 src.desired.diags.n, src.desired.diags.n == 1 ? "" : "s", src.commit);
 		goto out;
 	}
+	if (apply_consent(p, &a))
+		goto out;
 	memset(&eo, 0, sizeof(eo));
 	eo.parallelism = a.parallelism;
 	eo.wait = a.wait;
@@ -298,6 +349,10 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
+	/* hooks.afterApply once for all that was installed (or owed since a failed run); expired old generations go */
+	if (!hooks_after_apply(cfg, st, src.desired.specs, src.desired.n_specs, &cleared) && cleared)
+		changed = 1;
+	outputs_gc(cfg->output_root, st, cfg->output.keep_previous, util_now(), NULL);
 	/* Nothing happened and nothing moved: leave the state (and its serial) alone. */
 	if (res.done || res.failed || res.pending || res.skipped || !util_streq(st->source_commit, src.commit) ||
 	    !util_streq(st->source_url, gitsrc_display(src.git)))
@@ -334,8 +389,12 @@ const struct cmd cmd_apply = {
 	"  --allow-partial   apply the valid certificates of a revision that has invalid manifests\n"
 	"  --retry-failed    retry certificates whose last attempt failed permanently\n"
 	"  --refresh         ask the providers about recorded certificates first\n"
+	"  --target NAME     apply only this certificate's change (repeatable; for exceptional use)\n"
+	"  --auto-approve    apply paid changes without asking (apply asks on a terminal, and refuses\n"
+	"                    paid changes without one unless given this or a saved plan)\n"
 	"  --ignore-backup   the state is missing but state.json.backup is there: apply anyway, without it\n"
 	"                    (paid changes are refused otherwise; see certsync state restore)",
 	apply_run,
-	"apply [PLAN.json] [--parallelism N] [--wait DURATION] [--allow-partial] [--retry-failed] [--ignore-backup]",
+	"apply [PLAN.json] [--auto-approve] [--parallelism N] [--wait DURATION] [--allow-partial] [--retry-failed] "
+	"[--ignore-backup]",
 };

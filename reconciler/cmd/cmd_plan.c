@@ -17,11 +17,11 @@ enum {
 	OPT_DETAILED,
 	OPT_REFRESH,
 	OPT_RETRY,
-	OPT_NO_COLOR,
 	OPT_ASCII,
 	OPT_BASE,
 	OPT_HEAD,
-	OPT_WITH_STATE
+	OPT_WITH_STATE,
+	OPT_TARGET
 };
 
 enum plan_format { FMT_TEXT, FMT_JSON, FMT_MARKDOWN, FMT_GITHUB, FMT__MAX };
@@ -141,11 +141,11 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		{"detailed-exitcode", no_argument, NULL, OPT_DETAILED},
 		{"refresh", no_argument, NULL, OPT_REFRESH},
 		{"retry-failed", no_argument, NULL, OPT_RETRY},
-		{"no-color", no_argument, NULL, OPT_NO_COLOR},
 		{"ascii", no_argument, NULL, OPT_ASCII},
 		{"base", required_argument, NULL, OPT_BASE},
 		{"head", required_argument, NULL, OPT_HEAD},
 		{"with-state", no_argument, NULL, OPT_WITH_STATE},
+		{"target", required_argument, NULL, OPT_TARGET},
 		{NULL, 0, NULL, 0},
 	};
 	struct config *cfg = NULL;
@@ -156,14 +156,16 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	struct reconcile_opts ro;
 	const char *out_path = NULL, *base_ref = NULL, *head_ref = NULL;
 	enum output_status *observed = NULL;
-	int format = FMT_TEXT, detailed = 0, no_color = 0, ascii = 0, has_state = 0, with_state = 0, opt;
+	int format = FMT_TEXT, detailed = 0, ascii = 0, has_state = 0, with_state = 0, opt;
 	int status = EXIT_FAIL;
 	struct buf b = BUF_INIT;
+	struct cmd_targets targets;
 
+	memset(&targets, 0, sizeof(targets));
 	memset(&src, 0, sizeof(src));
 	memset(&ro, 0, sizeof(ro));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_plan, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_plan, opt, optarg);
 
 		if (r < 0)
@@ -182,12 +184,15 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 		case OPT_DETAILED: detailed = 1; break;
 		case OPT_REFRESH: ro.refresh = 1; break;
 		case OPT_RETRY: ro.retry_failed = 1; break;
-		case OPT_NO_COLOR: no_color = 1; break;
 		case OPT_ASCII: ascii = 1; break;
 		case OPT_BASE: base_ref = optarg; break;
 		case OPT_HEAD: head_ref = optarg; break;
 		case OPT_WITH_STATE: with_state = 1; break;
-		default: return cmd_usage_error(&cmd_plan, "unknown option");
+		case OPT_TARGET:
+			if (cmd_target_add(&cmd_plan, &targets, optarg))
+				return EXIT_USAGE;
+			break;
+		default: return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind < argc)
@@ -197,13 +202,22 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 	if (with_state && !base_ref)
 		return cmd_usage_error(&cmd_plan,
 				       "--with-state is for --base plans (a plain plan always reads the state)");
+	if (base_ref && targets.n)
+		return cmd_usage_error(&cmd_plan, "--target is for plans of the configured source, not --base plans");
 	if (base_ref && (out_path || ro.refresh || ro.retry_failed))
 		return cmd_usage_error(&cmd_plan,
 				       "--base plans compare manifests only: no --out, --refresh or --retry-failed");
 	cmd_setup_logging(g);
 	ro.now = util_now();
-	if (cmd_load_config(g, &cfg))
+	if (cmd_load_config_mode(g, base_ref ? CONFIG_PR_PLAN : 0, &cfg, 0))
 		goto out;
+	/* A PR plan's config may hold only issuers: the repository is then the checkout CI runs in. */
+	if (base_ref && !cfg->source.repo)
+		config_override(cfg, ".", NULL, NULL, NULL, NULL);
+	if (base_ref && with_state && !cfg->state_path && cfg->state.backend == STATE_BACKEND_FILE) {
+		cmd_fail("--with-state: the config has no state section (give --state FILE, or the state section)");
+		goto out;
+	}
 	if (base_ref) {
 		if (plan_pr(with_state || g->state, cfg, base_ref, head_ref ? head_ref : cfg->source.ref, &p))
 			goto out;
@@ -217,8 +231,10 @@ static int plan_run(struct cmd_globals *g, int argc, char **argv)
 			goto out;
 		}
 		cmd_warn_lost_state(cfg, p);
+		if (cmd_target_plan(&targets, &src.desired, has_state ? st : NULL, p))
+			goto out;
 	}
-	if (cmd_print_plan(p, format_names[format], no_color, ascii, stdout)) {
+	if (cmd_print_plan(p, format_names[format], g->no_color, ascii, stdout)) {
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
@@ -258,8 +274,9 @@ const struct cmd cmd_plan = {
 	"  --detailed-exitcode           exit 2 when the plan has changes (0 none, 1 error or a failed certificate)\n"
 	"  --refresh                     ask the providers about recorded certificates (drift)\n"
 	"  --retry-failed                plan failed certificates again\n"
+	"  --target NAME                 plan only this certificate (repeatable; for exceptional use)\n"
 	"  --no-color, --ascii           plain text output",
 	plan_run,
-	"plan [--format text|json|markdown|github] [--out FILE] [--detailed-exitcode] [--refresh]\n"
+	"plan [--format text|json|markdown|github] [--out FILE] [--detailed-exitcode] [--refresh] [--target NAME]...\n"
 	"       certsync plan --base REF [--head REF] [--repo PATH|URL] [--state FILE | --with-state] [--format ...]",
 };

@@ -31,7 +31,7 @@ static int run_run(struct cmd_globals *g, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.parallelism = 4;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_run, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_run, opt, optarg);
 
 		if (r < 0)
@@ -44,7 +44,7 @@ static int run_run(struct cmd_globals *g, int argc, char **argv)
 				return EXIT_USAGE;
 			break;
 		case OPT_ALLOW_PARTIAL: o.allow_partial = 1; break;
-		default: return cmd_usage_error(&cmd_run, "unknown option");
+		default: return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind < argc)

@@ -6,6 +6,7 @@
 #include "../../util/err.h"
 #include "../../util/redact.h"
 #include "../../util/util.h"
+#include "../../state/keystore.h"
 #include "../backends.h"
 #include "cmd.h"
 
@@ -55,14 +56,79 @@ out:
 	return status;
 }
 
-enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE };
+/*
+ * state mv OLD NEW (Terraform's state mv): a renamed manifest keeps its
+ * certificate instead of a new one being issued (or bought). The key store
+ * entry is copied first and the old one pruned after the state is saved: a
+ * crash in between leaves an unused copy, never a record without its key.
+ */
+static int state_mv(const struct config *cfg, const char *from, const char *to)
+{
+	struct state_backend *be = NULL;
+	struct keystore *ks = NULL;
+	struct state *st = NULL;
+	struct keystore_item it;
+	const struct state_cert *rec;
+	int rc, status = EXIT_FAIL, moved_key = 0;
 
-#define STATE_VERBS "list, show, rm, restore, migrate, rekey"
+	keystore_item_init(&it);
+	if (backends_open_keystore(cfg, &ks) || backends_open_state(cfg, &be) || state_lock(be, "state mv") ||
+	    state_load(be, &st)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (!(rec = state_cert_get(st, from))) {
+		cmd_fail("no certificate \"%s\" in the state", from);
+		goto out;
+	}
+	if (state_cert_get(st, to)) {
+		cmd_fail("\"%s\" is already in the state: nothing moved (state rm it first if it is stale)", to);
+		goto out;
+	}
+	if (rec->phase != PHASE_READY || rec->step) {
+		cmd_fail("%s is %s%s%s: move it once apply has finished its change", from, state_phase_name(rec->phase),
+			 rec->step ? " at step " : "", rec->step ? rec->step : "");
+		goto out;
+	}
+	if (rec->serial) {
+		rc = keystore_get(ks, from, rec->serial, &it);
+		if (rc && rc != CS_ENOTFOUND) {
+			cmd_fail("%s", cs_errmsg());
+			goto out;
+		}
+		if (!rc && keystore_put(ks, to, rec->serial, &it)) {
+			cmd_fail("%s", cs_errmsg());
+			goto out;
+		}
+		moved_key = !rc;
+	}
+	if (state_cert_rename(st, from, to) || state_save(be, st)) {
+		cmd_fail("%s", cs_errmsg());
+		goto out;
+	}
+	if (moved_key && keystore_prune(ks, from, NULL))
+		fprintf(stderr, "warning: %s: the old key store entry stays (%s)\n", from, cs_errmsg());
+	printf("Moved %s to %s%s. Its certificate and output directory are kept: with the manifest renamed to %s, "
+	       "plan shows no new certificate.\n",
+	       from, to, moved_key ? " (and its key store entry)" : "", to);
+	status = EXIT_OK;
+out:
+	keystore_item_wipe(&it);
+	state_unlock(be);
+	state_backend_free(be);
+	keystore_close(ks);
+	state_free(st);
+	return status;
+}
+
+enum { OPT_TO = OPT__GLOBAL_END, OPT_FORCE, OPT_ISSUER, OPT_ID };
+
+#define STATE_VERBS "list, show, rm, mv, import, restore, migrate, rekey"
 
 /* One of the verbs, and the name it needs (show, rm) or the options only migrate takes. */
 static int state_check_args(const char *verb, const char *to, int force)
 {
-	static const char *const verbs[] = {"list", "show", "rm", "restore", "migrate", "rekey", NULL};
+	static const char *const verbs[] = {"list", "show", "rm", "mv", "import", "restore", "migrate", "rekey", NULL};
 	size_t i;
 
 	for (i = 0; verbs[i] && strcmp(verb, verbs[i]); i++)
@@ -81,16 +147,18 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	static const struct option opts[] = {CMD_GLOBAL_OPTIONS,
 					     {"to", required_argument, NULL, OPT_TO},
 					     {"force", no_argument, NULL, OPT_FORCE},
+					     {"issuer", required_argument, NULL, OPT_ISSUER},
+					     {"id", required_argument, NULL, OPT_ID},
 					     {NULL, 0, NULL, 0}};
 	struct config *cfg = NULL;
 	struct state_backend *be = NULL;
 	struct state *st = NULL;
 	struct buf b = BUF_INIT;
-	const char *verb, *name = NULL, *to = NULL;
+	const char *verb, *name = NULL, *to = NULL, *new_name = NULL, *issuer = NULL, *id = NULL;
 	int opt, has_state, force = 0, to_kind = 0, rc, status = EXIT_FAIL;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_state, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_state, opt, optarg);
 
 		if (r < 0)
@@ -103,8 +171,12 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 				return cmd_usage_error(&cmd_state, "--to takes postgres or file, not \"%s\"", to);
 		} else if (opt == OPT_FORCE) {
 			force = 1;
+		} else if (opt == OPT_ISSUER) {
+			issuer = optarg;
+		} else if (opt == OPT_ID) {
+			id = optarg;
 		} else {
-			return cmd_usage_error(&cmd_state, "unknown option");
+			return EXIT_USAGE; /* cmd_getopt said why */
 		}
 	}
 	if (optind >= argc)
@@ -112,10 +184,19 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	verb = argv[optind++];
 	if ((rc = state_check_args(verb, to, force)))
 		return rc;
-	if (!strcmp(verb, "show") || !strcmp(verb, "rm")) {
+	if (strcmp(verb, "import") && (issuer || id))
+		return cmd_usage_error(&cmd_state, "--issuer and --id are options of state import");
+	if (!strcmp(verb, "import") && (!issuer || !id))
+		return cmd_usage_error(&cmd_state, "state import needs --issuer ISSUER and --id ID");
+	if (!strcmp(verb, "show") || !strcmp(verb, "rm") || !strcmp(verb, "mv") || !strcmp(verb, "import")) {
 		if (optind >= argc)
 			return cmd_usage_error(&cmd_state, "state %s needs a certificate name", verb);
 		name = argv[optind++];
+	}
+	if (!strcmp(verb, "mv")) {
+		if (optind >= argc)
+			return cmd_usage_error(&cmd_state, "state mv needs the old and the new name");
+		new_name = argv[optind++];
 	}
 	if (optind < argc)
 		return cmd_usage_error(&cmd_state, "unexpected argument \"%s\"", argv[optind]);
@@ -140,6 +221,14 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 		status = EXIT_OK;
 		goto out;
 	}
+	if (!strcmp(verb, "mv")) {
+		status = state_mv(cfg, name, new_name);
+		goto out;
+	}
+	if (!strcmp(verb, "import")) {
+		status = cmd_state_import(cfg, name, issuer, id);
+		goto out;
+	}
 	if (!strcmp(verb, "restore")) {
 		status = state_restore(cfg);
 		goto out;
@@ -154,6 +243,12 @@ static int state_run(struct cmd_globals *g, int argc, char **argv)
 	}
 	if (cmd_read_state(cfg, &be, &st, &has_state))
 		goto out;
+	/* A mistyped --state is not an empty state (Terraform: "No state file was found!"). */
+	if (!has_state && cfg->state.backend == STATE_BACKEND_FILE) {
+		cmd_fail("no state at %s: the file does not exist (check --state or state.path; apply creates it)",
+			 cfg->state_path);
+		goto out;
+	}
 	if (!strcmp(verb, "list")) {
 		state_print_list(st);
 		status = EXIT_OK;
@@ -183,13 +278,19 @@ out:
 
 const struct cmd cmd_state = {
 	"state",
-	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), put\n"
+	"Inspect or edit the state: list the certificates, show one record as JSON, forget one (rm), rename one\n"
+	"so a renamed manifest keeps its certificate (mv OLD NEW; its key store entry moves too), adopt an\n"
+	"existing certificate (import NAME --issuer ISSUER --id ID: for a ca issuer ID is a directory holding\n"
+	"tls.crt, tls.key and ca.crt; for a dnsimple issuer the DNSimple certificate id), put\n"
 	"state.json.backup back after state.json was lost (restore, file backend), copy the state and key store\n"
 	"between the file and postgres backends (migrate), or re-encrypt the postgres key store (rekey).\n"
 	"Options:\n"
 	"  --to postgres|file   state migrate: the backend to copy to (from the other one; both from the config)\n"
-	"  --force              state migrate: replace a target that already holds a state",
+	"  --force              state migrate: replace a target that already holds a state\n"
+	"  --issuer NAME        state import: the manifest's issuer\n"
+	"  --id ID              state import: the directory (ca) or the provider's certificate id (dnsimple)",
 	state_run,
-	"state list | state show NAME | state rm NAME | state restore\n"
+	"state list | state show NAME | state rm NAME | state mv OLD NEW | state restore\n"
+	"       certsync state import NAME --issuer ISSUER --id DIR|ID\n"
 	"       certsync state migrate --to postgres|file [--force] | certsync state rekey",
 };

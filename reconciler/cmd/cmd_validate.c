@@ -91,7 +91,7 @@ static int validate_run(struct cmd_globals *g, int argc, char **argv)
 
 	memset(&src, 0, sizeof(src));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
+	while ((opt = cmd_getopt(&cmd_validate, argc, argv, opts)) != -1) {
 		int r = cmd_global_opt(g, &cmd_validate, opt, optarg);
 
 		if (r < 0)
@@ -103,7 +103,7 @@ static int validate_run(struct cmd_globals *g, int argc, char **argv)
 		else if (opt == OPT_ONLINE)
 			credentials = online = 1;
 		else
-			return cmd_usage_error(&cmd_validate, "unknown option");
+			return EXIT_USAGE; /* cmd_getopt said why */
 	}
 	if (optind < argc)
 		return cmd_usage_error(&cmd_validate, "unexpected argument \"%s\"", argv[optind]);

@@ -17,7 +17,7 @@
 volatile sig_atomic_t cmd_stop;
 
 static const struct cmd *const commands[] = {
-	&cmd_validate, &cmd_plan, &cmd_apply, &cmd_run, &cmd_state, &cmd_version,
+	&cmd_validate, &cmd_plan, &cmd_apply, &cmd_show, &cmd_run, &cmd_state, &cmd_version,
 };
 
 static void on_stop(int sig)
@@ -42,6 +42,7 @@ int cmd_fail(const char *fmt, ...)
 {
 	va_list ap;
 
+	fflush(stdout); /* what came before the error comes first, also when both go to one pipe */
 	fputs("error: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -52,7 +53,8 @@ int cmd_fail(const char *fmt, ...)
 
 static void cmd_print_help(const struct cmd *c, FILE *out)
 {
-	fprintf(out, "usage: certsync %s\n\n%s\n\n%s", c->usage, c->summary,
+	fprintf(out, "usage: certsync %s\n\n%s\n\n", c->usage, c->summary);
+	fprintf(out,
 		"global options:\n"
 		"  --config FILE        config file (default $CERTSYNC_CONFIG or ./certsync.yaml)\n"
 		"  --repo URL|PATH      override source.repo\n"
@@ -61,16 +63,19 @@ static void cmd_print_help(const struct cmd *c, FILE *out)
 		"  --state FILE         override state.path (and use the file backend)\n"
 		"  --output-root DIR    override output.root\n"
 		"  --log-format FMT     text or json ($CERTSYNC_LOG_FORMAT; default text, json for run)\n"
+		"  --no-color           no ANSI colour (also when NO_COLOR is set or TERM=dumb)\n"
 		"  -v, --verbose        debug logging\n"
-		"  --help               this help\n"
+		"  --help               this help (also: certsync help %s)\n"
 		"\nexit codes: 0 success, 1 error or failed certificate, 2 plan has changes (--detailed-exitcode),\n"
-		"            64 bad command line\n");
+		"            64 bad command line\n",
+		c->name);
 }
 
 int cmd_usage_error(const struct cmd *c, const char *fmt, ...)
 {
 	va_list ap;
 
+	fflush(stdout);
 	fputs("error: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -100,6 +105,7 @@ int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const ch
 	case OPT_STATE: g->state = arg; return 1;
 	case OPT_OUTPUT_ROOT: g->output_root = arg; return 1;
 	case OPT_LOG_FORMAT: g->log_format = arg; return 1;
+	case OPT_NO_COLOR: g->no_color = 1; return 1;
 	case 'v': g->verbose++; return 1;
 	case OPT_HELP: cmd_print_help(c, stdout); return -1;
 	default: return 0;
@@ -108,10 +114,15 @@ int cmd_global_opt(struct cmd_globals *g, const struct cmd *c, int opt, const ch
 
 int cmd_load_config(const struct cmd_globals *g, struct config **out)
 {
-	return cmd_load_config_to(g, out, 0);
+	return cmd_load_config_mode(g, 0, out, 0);
 }
 
 int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_log)
+{
+	return cmd_load_config_mode(g, 0, out, to_log);
+}
+
+int cmd_load_config_mode(const struct cmd_globals *g, int mode, struct config **out, int to_log)
 {
 	struct diags d = DIAGS_INIT;
 	const char *path = g->config ? g->config : getenv("CERTSYNC_CONFIG");
@@ -119,7 +130,7 @@ int cmd_load_config_to(const struct cmd_globals *g, struct config **out, int to_
 
 	if (!path || !*path)
 		path = "certsync.yaml";
-	rc = config_load(path, out, &d);
+	rc = config_load_mode(path, mode, out, &d);
 	if (rc == CS_ENOTFOUND && to_log) {
 		log_error("%s", cs_errmsg());
 	} else if (rc == CS_ENOTFOUND) {
@@ -211,9 +222,12 @@ static void main_usage(FILE *out)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) /* first line of each summary */
 		fprintf(out, "  %-10s %.*s\n", commands[i]->name, (int)strcspn(commands[i]->summary, "\n"),
 			commands[i]->summary);
-	fprintf(out, "\nRun 'certsync <command> --help' for a command's options.\n"
-		     "exit codes: 0 success, 1 error or failed certificate, 2 plan has changes (--detailed-exitcode),\n"
-		     "            64 bad command line\n");
+	fprintf(out, "  %-10s %s\n", "help", "Show a command's options: certsync help COMMAND.");
+	fprintf(out,
+		"\nGlobal options (--config FILE, --log-format FMT, --no-color, -v, ...) may come before or after\n"
+		"the command. Run 'certsync help <command>' for a command's options.\n"
+		"exit codes: 0 success, 1 error or failed certificate, 2 plan has changes (--detailed-exitcode),\n"
+		"            64 bad command line\n");
 }
 
 void cmd_setup_logging(const struct cmd_globals *g)
@@ -229,61 +243,165 @@ void cmd_setup_logging(const struct cmd_globals *g)
 	log_setup(fmt, lv, stderr);
 }
 
+/* Global options as they may come before the command: those that take a value, and flags. */
+static const char *const main_value_opts[] = {"--config", "--repo",	   "--ref",	   "--path",
+					      "--state",  "--output-root", "--log-format", NULL};
+static const char *const main_flag_opts[] = {"-v", "--verbose", "--no-color", "--help", "-h", "--version", NULL};
+
+static int main_in(const char *const *list, const char *word, size_t len)
+{
+	for (size_t i = 0; list[i]; i++)
+		if (strlen(list[i]) == len && !strncmp(list[i], word, len))
+			return 1;
+	return 0;
+}
+
+static const struct cmd *main_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(name, commands[i]->name))
+			return commands[i];
+	return NULL;
+}
+
+/* One line for a command name that is not one, with the closest if there is one. */
+static int main_unknown_command(const char *name)
+{
+	const char *names[sizeof(commands) / sizeof(commands[0]) + 1];
+	const char *hit;
+	size_t n = 0;
+
+	for (; n < sizeof(commands) / sizeof(commands[0]); n++)
+		names[n] = commands[n]->name;
+	names[n++] = "help";
+	hit = cmd_suggest(name, names, n);
+	if (hit)
+		fprintf(stderr, "error: unknown command \"%s\"; did you mean %s?\n", name, hit);
+	else
+		fprintf(stderr, "error: unknown command \"%s\" (certsync help lists the commands)\n", name);
+	return EXIT_USAGE;
+}
+
+/* certsync help [COMMAND] */
+static int main_help(int argc, char **argv)
+{
+	const struct cmd *c;
+
+	if (argc < 2) {
+		main_usage(stdout);
+		return EXIT_OK;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "error: certsync help takes one command name\n");
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "help")) {
+		printf("usage: certsync help [COMMAND]\n\nList the commands, or show a command's options.\n");
+		return EXIT_OK;
+	}
+	if (!(c = main_find(argv[1])))
+		return main_unknown_command(argv[1]);
+	cmd_print_help(c, stdout);
+	return EXIT_OK;
+}
+
+/*
+ * Global options before the command: checks them and returns the index of
+ * the command word (argc when there is none), or -1 after printing why not.
+ * *version is set for --version.
+ */
+static int main_leading(int argc, char **argv, int *version)
+{
+	int i = 1;
+
+	while (i < argc && argv[i][0] == '-') {
+		const char *a = argv[i];
+		size_t len = strcspn(a, "=");
+
+		if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+			return -2;
+		if (!strcmp(a, "--version")) {
+			*version = 1;
+			return i;
+		}
+		if (main_in(main_flag_opts, a, strlen(a))) {
+			i++;
+			continue;
+		}
+		if (main_in(main_value_opts, a, len)) {
+			if (!a[len] && i + 1 >= argc) {
+				fprintf(stderr, "error: option %s needs a value\n", a);
+				return -1;
+			}
+			i += a[len] ? 1 : 2;
+			continue;
+		}
+		{
+			const char *all[sizeof(main_value_opts) / sizeof(main_value_opts[0]) +
+					sizeof(main_flag_opts) / sizeof(main_flag_opts[0])];
+			const char *hit, *word = a;
+			char buf[65];
+			size_t n = 0;
+
+			for (size_t k = 0; main_value_opts[k]; k++)
+				all[n++] = main_value_opts[k];
+			for (size_t k = 0; main_flag_opts[k]; k++)
+				all[n++] = main_flag_opts[k];
+			snprintf(buf, sizeof(buf), "%.*s", (int)len, a);
+			word = buf;
+			hit = cmd_suggest(word, all, n);
+			if (hit)
+				fprintf(stderr, "error: unknown option %s before the command; did you mean %s?\n", word,
+					hit);
+			else
+				fprintf(stderr,
+					"error: unknown option %s before the command (options of a command come after "
+					"it: certsync help COMMAND)\n",
+					word);
+			return -1;
+		}
+	}
+	return i;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmd_globals g;
 	const struct cmd *c = NULL;
-	int first = 1, rc;
+	char **args;
+	int first, version = 0, n = 0, rc;
 
 	memset(&g, 0, sizeof(g));
-	/* Global options may come before the command too: certsync --config x plan. */
-	while (first < argc && argv[first][0] == '-' && !c) {
-		const char *a = argv[first];
-
-		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			main_usage(stdout);
-			return EXIT_OK;
-		}
-		if (!strcmp(a, "--version")) {
-			c = &cmd_version;
-			break;
-		}
-		if ((!strcmp(a, "--config") || !strcmp(a, "--log-format")) && first + 1 < argc) {
-			if (a[2] == 'c')
-				g.config = argv[first + 1];
-			else
-				g.log_format = argv[first + 1];
-			first += 2;
-			continue;
-		}
-		if (!strncmp(a, "--config=", 9)) {
-			g.config = a + 9;
-			first++;
-			continue;
-		}
-		if (!strcmp(a, "-v")) {
-			g.verbose++;
-			first++;
-			continue;
-		}
-		fprintf(stderr, "error: unknown option %s before the command\n", a);
+	/* In a pipe, stdout is written line by line as stderr is: findings and errors stay in order. */
+	if (!isatty(STDOUT_FILENO))
+		setvbuf(stdout, NULL, _IOLBF, 0);
+	first = main_leading(argc, argv, &version);
+	if (first == -2) {
+		main_usage(stdout);
+		return EXIT_OK;
+	}
+	if (first < 0)
+		return EXIT_USAGE;
+	if (version) {
+		c = &cmd_version;
+	} else if (first >= argc) {
 		main_usage(stderr);
 		return EXIT_USAGE;
+	} else if (!strcmp(argv[first], "help")) {
+		return main_help(argc - first, argv + first);
+	} else if (!(c = main_find(argv[first]))) {
+		return main_unknown_command(argv[first]);
 	}
-	if (!c && first >= argc) {
-		main_usage(stderr);
-		return EXIT_USAGE;
-	}
-	for (size_t i = 0; !c && i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[first], commands[i]->name))
-			c = commands[i];
-	if (!c) {
-		fprintf(stderr, "error: unknown command \"%s\"\n", argv[first]);
-		main_usage(stderr);
-		return EXIT_USAGE;
-	}
+	/* The command sees its name, then the global options given before it, then the rest. */
+	args = xcalloc((size_t)argc + 1, sizeof(*args));
+	args[n++] = argv[first];
+	for (int i = 1; i < first; i++)
+		args[n++] = argv[i];
+	for (int i = first + 1; i < argc; i++)
+		args[n++] = argv[i];
 	cmd_setup_logging(&g);
-	rc = c->run(&g, argc - first, argv + first);
+	rc = c->run(&g, n, args);
+	free(args);
 	log_clear_secrets();
 	gitsrc_global_shutdown();
 	return rc;
@@ -317,7 +435,7 @@ int cmd_print_plan(const struct plan *p, const char *format, int no_color, int a
 	struct buf b = BUF_INIT;
 	int flags = ascii ? PLAN_TEXT_ASCII : 0, rc;
 
-	if (!no_color && isatty(fileno(out)) && !getenv("NO_COLOR"))
+	if (!no_color && isatty(fileno(out)) && !getenv("NO_COLOR") && !util_streq(getenv("TERM"), "dumb"))
 		flags |= PLAN_TEXT_COLOR;
 	if (!strcmp(format, "json"))
 		rc = plan_render_json(p, &b);

@@ -18,6 +18,7 @@
 #include "../../util/log.h"
 #include "../../util/util.h"
 #include "daemon_int.h"
+#include "notify.h"
 #include "../hooks.h"
 #include "../metrics.h"
 #include "../provider.h"
@@ -247,6 +248,14 @@ static int daemon_apply_secret(struct daemon *d)
 	return rc;
 }
 
+/* The webhook series of every provider type that takes webhooks, at zero before the first delivery. */
+static void daemon_metrics_webhooks(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg->n_issuers; i++)
+		if (d->cfg->issuers[i].ops && d->cfg->issuers[i].ops->webhook)
+			metrics_webhook_provider(d->cfg->issuers[i].ops->type);
+}
+
 /* server.adminToken guards POST /retry; without it the endpoint is off. */
 static void daemon_apply_admin_token(struct daemon *d)
 {
@@ -292,6 +301,7 @@ static void daemon_reload(struct daemon *d)
 	d->cfg = n;
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
+	daemon_metrics_webhooks(d);
 	daemon_register_webhooks(d);
 	d->next_fetch = 0;
 	log_info("config reloaded");
@@ -305,6 +315,7 @@ static void daemon_beat(struct daemon *d)
 
 	clock_gettime(CLOCK_REALTIME, &t);
 	http_server_beat(d->srv, bound);
+	daemon_notify_beat(bound);
 	metrics_set_loop((double)t.tv_sec + (double)t.tv_nsec / 1e9, bound);
 }
 
@@ -332,7 +343,10 @@ static int daemon_start(struct daemon *d)
 		 d->cfg->server.listen, http_server_port(d->srv));
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
+	daemon_metrics_webhooks(d);
 	d->cache = spec_cache_new();
+	d->after_owed = 1;    /* a hook a crash or failure left owed is found at the first look */
+	d->outputs_gc_at = 1; /* and replaced generations an earlier run left are swept after the first pass */
 	if (d->leader && !d->shared)
 		daemon_register_webhooks(d); /* a shared backend's leader registers when it takes the lease */
 	d->kick = 1;
@@ -393,8 +407,12 @@ static void daemon_step(struct daemon *d)
 	if (d->leader && !d->reload && (d->kick || d->n_forced) && d->have_des && !daemon_stop_flag)
 		daemon_pass(d);
 	daemon_replica_fenced(d);
-	if (d->leader)
+	if (d->leader) {
 		daemon_hooks(d, util_now(), force);
+		if (daemon_after_apply(d, d->st, util_now(), force && d->after_owed))
+			d->dirty = 1;
+	}
+	daemon_outputs_gc(d, util_now());
 	d->force = 0;
 	/* Seen webhook ids only spare a repeat look at the provider: batching their writes loses nothing. */
 	if (d->leader && !d->reload && d->dirty && util_now() >= d->next_save) {
@@ -445,17 +463,24 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 	if ((rc = daemon_signals()) || (rc = daemon_start(&d)))
 		goto out;
 	log_info("certsync run: following ref %s every %llds", d.cfg->source.ref, (long long)d.cfg->source.interval);
+	daemon_notify_start();
 	while (!daemon_stop_flag) {
 		int64_t wake;
 
 		daemon_step(&d);
+		daemon_notify_turn(&d);
 		wake = d.next_fetch;
 		if (d.next_due && d.next_due < wake)
 			wake = d.next_due;
+		if (d.after_owed && d.after_next && d.after_next < wake)
+			wake = d.after_next;
+		if (d.outputs_gc_at && d.outputs_gc_at < wake)
+			wake = d.outputs_gc_at;
 		if (d.leader && d.dirty && d.next_save < wake)
 			wake = d.next_save;
 		daemon_wait(wake, daemon_replica_wait_ms(&d));
 	}
+	daemon_notify_stop();
 	if (!d.leader || (d.shared && !state_leading(d.be))) {
 		log_info("stopped (a follower: nothing to save)");
 	} else {

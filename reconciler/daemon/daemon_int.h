@@ -66,6 +66,12 @@ struct daemon {
 	struct state *warned;	 /* follower: per certificate, the serial whose failed install was logged */
 	char **lagging;		 /* follower: shared records not installed yet (retried at the next sync) */
 	size_t n_lagging, cap_lagging;
+	/* hooks.afterApply (pass.c): a failed run is owed and retried with backoff */
+	int after_owed;	       /* some record may owe it (set at start and after a failure) */
+	int after_fresh;       /* follower: a certificate was installed since the last run */
+	int after_attempts;    /* failed runs in a row */
+	int64_t after_next;    /* no retry before (unix s; 0 = now) */
+	int64_t outputs_gc_at; /* the next time a kept previous generation expires (0 = none known) */
 };
 
 /* A certificate whose output files were found missing or altered at the last look. */
@@ -91,6 +97,20 @@ void daemon_webhooks(struct daemon *d);
 
 /* Runs owed on-change hooks whose retry time has come (all of them with force: SIGUSR1). */
 void daemon_hooks(struct daemon *d, int64_t now, int force);
+
+/*
+ * Runs hooks.afterApply for st's records that owe it: at once with force (a
+ * pass or follower sync installed something), else only when a failed run is
+ * owed and its backoff (30 s doubling to 1 h) has passed. 1 if a record changed.
+ */
+int daemon_after_apply(struct daemon *d, struct state *st, int64_t now, int force);
+
+/*
+ * Removes replaced output generations once output.keepPreviousFor has passed
+ * (when d->outputs_gc_at is due); _soon schedules that after a publish.
+ */
+void daemon_outputs_gc(struct daemon *d, int64_t now);
+void daemon_outputs_gc_soon(struct daemon *d, int64_t now);
 
 /* Queues an explicit retry: one certificate, or every failed one (name NULL). */
 void daemon_retry(struct daemon *d, const char *name);

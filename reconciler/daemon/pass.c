@@ -13,6 +13,7 @@
 #include "../engine.h"
 #include "../hooks.h"
 #include "../metrics.h"
+#include "../outputs.h"
 #include "../provider.h"
 
 #define HOOK_BACKOFF_BASE 30
@@ -254,6 +255,10 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 		log_error("%s", cs_errmsg());
 		d->state_ok = 0;
 	}
+	if (!rc || !d->shared)
+		daemon_after_apply(d, d->st, util_now(), res.done > 0); /* once per pass, however many installed */
+	if (res.done)
+		daemon_outputs_gc_soon(d, util_now());
 	state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 	if (rc && d->shared) {
 		/*
@@ -479,7 +484,7 @@ int daemon_hooks_in(struct daemon *d, struct state *st, int64_t now, int force)
 			continue;
 		if (next && strtoll(next, NULL, 10) > now && !force)
 			continue;
-		if (next && !hooks_on_change(d->cfg, r->name, r->output_dir)) {
+		if (next && !hooks_on_change(d->cfg, r->name, r->output_dir, daemon_spec(d, r->name))) {
 			state_cert_set_id(r, ENGINE_ID_HOOK_RETRY, NULL);
 			state_cert_set_id(r, ENGINE_ID_HOOK_ATTEMPTS, NULL);
 			state_cert_set_id(r, ENGINE_ID_HOOK_NEXT, NULL);
@@ -499,6 +504,51 @@ int daemon_hooks_in(struct daemon *d, struct state *st, int64_t now, int force)
 	}
 	free(recs);
 	return changed;
+}
+
+int daemon_after_apply(struct daemon *d, struct state *st, int64_t now, int force)
+{
+	size_t cleared = 0;
+	int64_t wait = HOOK_BACKOFF_BASE;
+
+	if (!st || (!force && (!d->after_owed || now < d->after_next)))
+		return 0;
+	if (!hooks_after_apply(d->cfg, st, d->have_des ? d->des.specs : NULL, d->have_des ? d->des.n_specs : 0,
+			       &cleared)) {
+		d->after_owed = 0;
+		d->after_attempts = 0;
+		d->after_next = 0;
+		return cleared > 0;
+	}
+	d->after_owed = 1;
+	for (int k = 0; k < d->after_attempts && wait < HOOK_BACKOFF_MAX; k++)
+		wait *= 2;
+	d->after_attempts++;
+	d->after_next = now + (wait > HOOK_BACKOFF_MAX ? HOOK_BACKOFF_MAX : wait);
+	return 0;
+}
+
+void daemon_outputs_gc_soon(struct daemon *d, int64_t now)
+{
+	int64_t at = now + d->cfg->output.keep_previous + 1;
+
+	if (!d->outputs_gc_at || at < d->outputs_gc_at)
+		d->outputs_gc_at = at;
+}
+
+void daemon_outputs_gc(struct daemon *d, int64_t now)
+{
+	struct state *st = d->leader ? d->st : d->local;
+	int64_t next = 0;
+	size_t n;
+
+	if (!d->outputs_gc_at || now < d->outputs_gc_at || !d->first_done || !st)
+		return;
+	n = outputs_gc(d->cfg->output_root, st, d->cfg->output.keep_previous, now, &next);
+	if (n)
+		log_debug("removed %zu replaced output generation%s (output.keepPreviousFor passed)", n,
+			  n == 1 ? "" : "s");
+	d->outputs_gc_at = next ? next + 1 : 0;
 }
 
 /* ---------- observation: schedule, metrics, readiness ---------- */
@@ -598,9 +648,13 @@ static const char *daemon_fail_class(const struct state_cert *r)
 static void daemon_cert_snapshot(const struct daemon *d, const struct state_cert *r, const struct cert_spec *s,
 				 const char *name, int64_t now, struct metrics_cert *m)
 {
+	const struct issuer *is;
+
 	memset(m, 0, sizeof(*m));
 	m->name = xstrdup(name);
 	m->issuer = xstrdup(s ? s->issuer : r && r->issuer ? r->issuer : "");
+	is = config_issuer(d->cfg, m->issuer);
+	m->issuer_kind = xstrdup(is && is->ops ? is->ops->type : "unknown");
 	m->ready = daemon_cert_ready(d, r, s, now);
 	if (!r)
 		return;

@@ -100,7 +100,8 @@ static void replica_lagging_add(struct daemon *d, const char *name)
 /* Copies what says where and what a record's outputs are (not the provider's data). */
 static void replica_copy_outputs(struct state_cert *to, const struct state_cert *from)
 {
-	static const char *const hook_ids[] = {ENGINE_ID_HOOK_RETRY, ENGINE_ID_HOOK_ATTEMPTS, ENGINE_ID_HOOK_NEXT};
+	static const char *const hook_ids[] = {ENGINE_ID_HOOK_RETRY, ENGINE_ID_HOOK_ATTEMPTS, ENGINE_ID_HOOK_NEXT,
+					       OUTPUTS_ID_FORMATS, OUTPUTS_ID_FORMAT_SIGS};
 
 	state_str_set(&to->output_dir, from->output_dir);
 	state_str_set(&to->serial, from->serial);
@@ -152,6 +153,8 @@ static void replica_overlay(struct daemon *d, struct state *st)
 			state_str_set(&recs[i]->out_generation, l->out_generation);
 			state_str_set(&recs[i]->out_hash, l->out_hash);
 			memcpy(recs[i]->out_sig, l->out_sig, sizeof(recs[i]->out_sig));
+			state_cert_set_id(recs[i], OUTPUTS_ID_FORMATS, state_cert_id(l, OUTPUTS_ID_FORMATS));
+			state_cert_set_id(recs[i], OUTPUTS_ID_FORMAT_SIGS, state_cert_id(l, OUTPUTS_ID_FORMAT_SIGS));
 		}
 	}
 	free(recs);
@@ -211,7 +214,7 @@ static void replica_prune(struct daemon *d, struct state_cert *l)
 /* The hook after a fresh install; a failed one is owed and retried with backoff (daemon_hooks_in). */
 static void replica_hook(struct daemon *d, struct state_cert *l)
 {
-	if (hooks_on_change(d->cfg, l->name, l->output_dir)) {
+	if (hooks_on_change(d->cfg, l->name, l->output_dir, daemon_spec(d, l->name))) {
 		state_cert_set_id(l, ENGINE_ID_HOOK_RETRY, "1");
 		state_cert_set_id(l, ENGINE_ID_HOOK_ATTEMPTS, "1");
 		state_cert_set_id(l, ENGINE_ID_HOOK_NEXT, NULL);
@@ -308,7 +311,7 @@ static int replica_install(struct daemon *d, const struct state_cert *r, char *g
 	}
 	/* The generation found behind the symlink is this replica's: publishing replaces it. */
 	state_str_set(&l->out_generation, gen);
-	rc = outputs_publish(d->cfg->output_root, r->output_dir, &ctx.mat.cert, &ctx.mat.key, &ctx.mat.ca, l);
+	rc = outputs_publish_spec(d->cfg, s, r->output_dir, &ctx.mat.cert, &ctx.mat.key, &ctx.mat.ca, l);
 	if (rc) {
 		log_emit(replica_fail_level(d, r, LV_WARN), &lc, "certificate %s not installed here: %s", r->serial,
 			 cs_errmsg());
@@ -325,6 +328,9 @@ static int replica_install(struct daemon *d, const struct state_cert *r, char *g
 			log_emit(LV_WARN, &lc, "the old outputs %s stay: %s", old.output_dir, cs_errmsg());
 		log_emit(LV_INFO, &lc, "installed certificate %s from the shared state", r->serial);
 		replica_hook(d, l);
+		hooks_after_apply_mark(d->cfg, l);
+		d->after_fresh = 1;
+		daemon_outputs_gc_soon(d, util_now());
 	}
 	free(old.output_dir);
 	free(old.out_generation);
@@ -604,6 +610,8 @@ static void replica_follow(struct daemon *d)
 	else if (!d->lag_since_ms)
 		d->lag_since_ms = util_mono_ms();
 	daemon_hooks_in(d, d->local, now, 0);
+	daemon_after_apply(d, d->local, now, d->after_fresh);
+	d->after_fresh = 0;
 }
 
 void daemon_replica_step(struct daemon *d)

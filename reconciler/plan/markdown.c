@@ -21,7 +21,7 @@
 #define MD_FOOTER_RESERVE 200
 
 /* Inside <code> elements: HTML, so > is written as an entity. */
-static const char *const md_symbols[CHANGE__MAX] = {" ", "+", "~", "↻", "&gt;", "!", "-", "?"};
+static const char *const md_symbols[CHANGE__MAX] = {" ", "+", "-/+", "↻", "&gt;", "!", "-", "?"};
 
 static const char *md_plural(size_t n, const char *one, const char *many)
 {

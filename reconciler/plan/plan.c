@@ -221,12 +221,23 @@ static void plan_one_failed(const struct plan_input *in, struct plan *p, size_t 
 	plan_copy_spec_info(c, s);
 }
 
+/* Whether the installed output formats (the record's) differ from the spec's; fa, fb get both as text. */
+static int plan_formats_changed(const struct state_cert *rec, const struct cert_spec *s, char *fa, char *fb)
+{
+	const char *had = state_cert_id(rec, "outputs.formats"); /* OUTPUTS_ID_FORMATS */
+
+	snprintf(fa, MANIFEST_FORMATS_TEXT, "%s", had ? had : "");
+	manifest_formats_text(s->formats, fb);
+	return strcmp(fa, fb) != 0;
+}
+
 /* Decides the change for a certificate that is both desired and recorded. */
 static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, const struct cert_spec *s,
 		     const struct state_cert *rec, enum output_status out, const struct plan_drift *drift)
 {
 	const char *want = rec->target_hash ? rec->target_hash : rec->spec_hash;
 	int same_issuer = util_streq(rec->issuer, s->issuer);
+	char fa[MANIFEST_FORMATS_TEXT], fb[MANIFEST_FORMATS_TEXT];
 	struct plan_change *c;
 	int64_t renew_at;
 
@@ -263,6 +274,9 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
 		plan_reason(c, "output_moved", "output directory changed from %s to %s",
 			    rec->output_dir ? rec->output_dir : "?", s->output_dir);
+	} else if (plan_formats_changed(rec, s, fa, fb)) {
+		c = plan_add(p, cap, s->name, CHANGE_REINSTALL);
+		plan_reason(c, "output_formats", "output formats changed from [%s] to [%s] (same certificate)", fa, fb);
 	} else if ((renew_at = plan_renewal_time(s, rec)) && in->now >= renew_at) {
 		char left[48], before[32];
 
@@ -551,6 +565,13 @@ static void plan_pr_both(struct plan *p, size_t *cap, const struct cert_spec *a,
 	} else if (!util_streq(a->output_dir, b->output_dir)) {
 		c = plan_add(p, cap, b->name, CHANGE_REINSTALL);
 		plan_reason(c, "output_moved", "output directory changed from %s to %s", a->output_dir, b->output_dir);
+	} else if (a->formats != b->formats) {
+		char fa[MANIFEST_FORMATS_TEXT], fb[MANIFEST_FORMATS_TEXT];
+
+		manifest_formats_text(a->formats, fa);
+		manifest_formats_text(b->formats, fb);
+		c = plan_add(p, cap, b->name, CHANGE_REINSTALL);
+		plan_reason(c, "output_formats", "output formats changed from [%s] to [%s] (same certificate)", fa, fb);
 	} else {
 		/* renewBefore, autoRenew, rotationPolicy: nothing is issued now; say what changed. */
 		for (size_t i = 0; i < n; i++)

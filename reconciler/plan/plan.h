@@ -14,7 +14,7 @@
 #include "../../util/buf.h"
 #include "../../util/diag.h"
 
-#define PLAN_FORMAT_VERSION "1.1"
+#define PLAN_FORMAT_VERSION "1.2"
 #define PLAN_MAX_STEPS 16
 
 enum change_kind {
@@ -205,6 +205,14 @@ const char *plan_failure_advice(const char *fail_class);
 
 /* 1 if the failure class is retried by the next apply without being asked (config, transient). */
 int plan_failure_retried(const char *fail_class);
+
+/*
+ * Terraform's -target: keeps only the changes (and failed entries) of the
+ * n names, recounts them, and lets paid changes deferred only by the
+ * others' count go ahead. Adds Terraform's warning that targeting is for
+ * exceptional use. The names are the caller's to check.
+ */
+void plan_keep_targets(struct plan *p, char *const *names, size_t n);
 
 /* 1 if the plan would change anything (exit code 2 with --detailed-exitcode). */
 int plan_has_changes(const struct plan *p);

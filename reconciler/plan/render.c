@@ -71,7 +71,7 @@ void plan_add_account_action(struct plan *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void plan_change_clear(struct plan_change *c)
+void plan_change_clear(struct plan_change *c)
 {
 	free(c->name);
 	free(c->reason);
@@ -431,6 +431,82 @@ static void json_change(struct jw *w, const struct plan_change *c)
 	jw_close(w, '}');
 }
 
+/*
+ * Terraform's change actions for each kind (its JSON plan format): a
+ * replace is delete-then-create, a renewal, resume or reinstall changes the
+ * certificate in place as far as the manifest is concerned, an orphan is
+ * left alone.
+ */
+static const char *const tf_actions[CHANGE__MAX][2] = {
+	[CHANGE_NONE] = {"no-op", NULL},    [CHANGE_CREATE] = {"create", NULL}, [CHANGE_REPLACE] = {"delete", "create"},
+	[CHANGE_RENEW] = {"update", NULL},  [CHANGE_RESUME] = {"update", NULL}, [CHANGE_REINSTALL] = {"update", NULL},
+	[CHANGE_REMOVE] = {"delete", NULL}, [CHANGE_ORPHAN] = {"no-op", NULL},
+};
+
+#define TF_RESOURCE_TYPE "certsync_certificate"
+
+/* The certificate as Terraform's before/after objects show it: what certsync knows of either side. */
+static void json_tf_object(struct jw *w, const char *key, const struct plan_change *c, int after)
+{
+	jw_open(w, key, '{');
+	jw_str(w, "name", c->name);
+	/* The plan knows the recorded side by name only: a replace's field differences are in "diffs". */
+	if (after) {
+		jw_str(w, "issuer", c->issuer);
+		jw_str(w, "provider", c->provider);
+		jw_bool(w, "paid", c->paid && !c->deferred);
+		jw_str(w, "product", c->paid ? c->product : NULL);
+		jw_open(w, "labels", '{');
+		for (size_t i = 0; i < c->n_labels; i++) {
+			jw_key(w, NULL);
+			plan_put_json(w->b, c->labels[i].key);
+			buf_append(w->b, ": ", 2);
+			plan_put_json(w->b, c->labels[i].value ? c->labels[i].value : "");
+		}
+		jw_close(w, '}');
+		jw_str(w, "file", c->file);
+	}
+	jw_close(w, '}');
+}
+
+/* One entry of "resource_changes", in Terraform's shape, so policies written for its plans port. */
+static void json_resource_change(struct jw *w, const struct plan_change *c)
+{
+	enum change_kind k = (unsigned)c->kind < CHANGE__MAX ? c->kind : CHANGE_NONE;
+	char address[512];
+
+	snprintf(address, sizeof(address), TF_RESOURCE_TYPE ".%s", c->name);
+	jw_open(w, NULL, '{');
+	jw_str(w, "address", address);
+	jw_str(w, "mode", "managed");
+	jw_str(w, "type", TF_RESOURCE_TYPE);
+	jw_str(w, "name", c->name);
+	jw_str(w, "provider_name", c->provider);
+	jw_open(w, "change", '{');
+	jw_open(w, "actions", '[');
+	for (size_t i = 0; i < 2 && tf_actions[k][i]; i++)
+		jw_str(w, NULL, tf_actions[k][i]);
+	jw_close(w, ']');
+	if (k == CHANGE_CREATE) {
+		jw_key(w, "before");
+		buf_puts(w->b, "null");
+	} else {
+		json_tf_object(w, "before", c, 0);
+	}
+	if (k == CHANGE_REMOVE) {
+		jw_key(w, "after");
+		buf_puts(w->b, "null");
+	} else {
+		json_tf_object(w, "after", c, 1);
+	}
+	jw_close(w, '}');
+	if (k == CHANGE_REPLACE)
+		jw_str(w, "action_reason", "replace_because_cannot_update");
+	jw_str(w, "certsync_action", plan_change_name(k));
+	jw_str(w, "certsync_reason_code", c->reason_code);
+	jw_close(w, '}');
+}
+
 /* A failed certificate apply leaves alone: what failed and what to do. */
 static void json_failed(struct jw *w, const struct plan_change *c)
 {
@@ -504,6 +580,10 @@ int plan_render_json(const struct plan *p, struct buf *out)
 	jw_open(&w, "changes", '[');
 	for (size_t i = 0; i < n; i++)
 		json_change(&w, v[i]);
+	jw_close(&w, ']');
+	jw_open(&w, "resource_changes", '[');
+	for (size_t i = 0; i < n; i++)
+		json_resource_change(&w, v[i]);
 	jw_close(&w, ']');
 	jw_open(&w, "failed", '[');
 	for (size_t i = 0; i < p->n_failed; i++)

@@ -9,6 +9,9 @@
 
 #include "plan.h"
 
+/* Frees what a change owns (not the change itself): plan_free and plan_keep_targets. */
+void plan_change_clear(struct plan_change *c);
+
 /* What the summary says, counted from the changes themselves (unchanged comes from the plan). */
 struct plan_tally {
 	size_t n[CHANGE__MAX];

@@ -21,7 +21,7 @@ static const struct {
 } text_kinds[CHANGE__MAX] = {
 	[CHANGE_NONE] = {" ", " ", ""},
 	[CHANGE_CREATE] = {"+", "+", ANSI_GREEN},
-	[CHANGE_REPLACE] = {"~", "~", ANSI_YELLOW},
+	[CHANGE_REPLACE] = {"-/+", "-/+", ANSI_YELLOW}, /* Terraform's replace: destroy, then create */
 	[CHANGE_RENEW] = {"↻", "R", ANSI_YELLOW},
 	[CHANGE_RESUME] = {">", ">", ANSI_CYAN},
 	[CHANGE_REINSTALL] = {"!", "!", ANSI_CYAN},

@@ -2,7 +2,8 @@
  * The ACME driver's private interface (RFC 8555, RFC 9773 ARI), shared by
  * acme*.c. The protocol client (directory, nonce pool, signed requests,
  * problem documents, account, orders, authorizations, challenges, finalize,
- * download, revocation, renewal information) is acme_client.c and
+ * download, revocation, renewal information) is acme_client.c (with
+ * acme_order.c, acme_client_ari.c and the wire parsing acme_wire.c) and
  * acme_problem.c; JWS and keys are util/jose.c. The issuer's config is
  * acme_config.c, the steps acme.c, challenge solvers acme_solve.c, ARI and
  * revocation acme_ari.c. docs/acme.md is the user-facing contract.
@@ -68,6 +69,14 @@ void acme_problem_text(const struct acme_problem *p, char *out, size_t n);
  * record may not have been visible yet.
  */
 int acme_problem_class(const struct acme_problem *p, const char **fail_class);
+/*
+ * The same for a challenge's own error (challenge.error, or the order's
+ * error after a failed authorization): there dns, connection, tls,
+ * unauthorized and incorrectResponse are STATE_FAIL_TRANSIENT/CS_ETRANSIENT
+ * (the solver's record may not have been visible yet); everything else as
+ * acme_problem_class (caa stays a manifest problem).
+ */
+int acme_challenge_problem_class(const struct acme_problem *p, const char **fail_class);
 
 /* ---------- the protocol client (acme_client.c) ---------- */
 
@@ -132,7 +141,8 @@ const char *acme_client_thumbprint(const struct acme_client *c);
  * turned into an error (cs_error text with the operation, the URL path and
  * acme_problem_text; the class recorded with provider_fail), and when prob
  * is not NULL it gets the problem (caller frees). accept NULL means
- * application/json.
+ * application/json. On an error res keeps only status and retry_after
+ * (its body and headers are freed; http_response_free again is harmless).
  */
 int acme_client_post(struct acme_client *c, const char *op, const char *url, const char *payload, const char *accept,
 		     struct http_response *res, struct acme_problem *prob);
@@ -199,6 +209,7 @@ void acme_authz_free(struct acme_authz *a);
 int acme_authz_get(struct acme_client *c, const char *url, struct acme_authz *out);
 /* Tells the server the challenge is ready (POST {}). out gets the challenge as answered (may be NULL). */
 int acme_challenge_respond(struct acme_client *c, const char *url, struct acme_challenge *out);
+void acme_challenge_free(struct acme_challenge *ch);
 
 /*
  * Downloads the certificate chain (Accept: application/pem-certificate-chain).

@@ -253,13 +253,92 @@ static int ca_key(struct step_ctx *ctx, struct crypto_key **out)
 	return crypto_key_generate(ca_alg(s->key_alg), s->key_size, out);
 }
 
+/* OpenSSL's names for the manifest's subject attributes (enum subject_attr) and usages (enum usage). */
+static const char *const ca_subject_attrs[SUBJ__MAX] = {"C",	      "ST", "L",  "street",
+							"postalCode", "O",  "OU", "serialNumber"};
+static const char *const ca_usages[USAGE__MAX] = {
+	"digitalSignature",
+	"nonRepudiation",
+	"keyEncipherment",
+	"keyAgreement",
+	"dataEncipherment",
+	"keyCertSign",
+	"cRLSign",
+	"encipherOnly",
+	"decipherOnly",
+	"anyExtendedKeyUsage",
+	"serverAuth",
+	"clientAuth",
+	"codeSigning",
+	"emailProtection",
+	"ipsecEndSystem",
+	"ipsecTunnel",
+	"ipsecUser",
+	"timeStamping",
+	"OCSPSigning",
+	"msSGC",
+	"nsSGC",
+};
+
+/* "critical,a,b" (key usages) and "c,d" (extended) for the manifest's usages; isCA adds cert sign as cert-manager does.
+ */
+static void ca_usage_text(const struct cert_spec *s, struct buf *ku, struct buf *eku)
+{
+	unsigned u = s->usages | (s->is_ca ? 1u << USAGE_CERT_SIGN : 0);
+
+	for (int i = 0; i < USAGE__MAX; i++) {
+		struct buf *b = i < USAGE_FIRST_EXTENDED ? ku : eku;
+
+		if (!(u & (1u << i)))
+			continue;
+		if (b == ku && !b->len)
+			buf_puts(b, "critical");
+		if (b->len)
+			buf_puts(b, ",");
+		buf_puts(b, ca_usages[i]);
+	}
+}
+
+/* The manifest as a crypto profile (strings borrowed from s, ku and eku). */
+static void ca_profile(const struct cert_spec *s, struct crypto_profile *p, const char **attrs, const char **vals,
+		       struct buf *ku, struct buf *eku)
+{
+	memset(p, 0, sizeof(*p));
+	p->cn = s->common_name;
+	p->dns = (const char *const *)s->dns_names;
+	p->n_dns = s->n_dns;
+	p->ips = (const char *const *)s->ips;
+	p->n_ips = s->n_ips;
+	p->uris = (const char *const *)s->uris;
+	p->n_uris = s->n_uris;
+	p->emails = (const char *const *)s->emails;
+	p->n_emails = s->n_emails;
+	for (size_t i = 0; i < s->n_subject; i++) {
+		attrs[i] = ca_subject_attrs[s->subject[i].attr];
+		vals[i] = s->subject[i].value;
+	}
+	p->subject_attrs = attrs;
+	p->subject_values = vals;
+	p->n_subject = s->n_subject;
+	p->is_ca = s->is_ca;
+	p->path_len = s->path_len;
+	if (s->usages) {
+		ca_usage_text(s, ku, eku);
+		p->key_usage = ku->data ? ku->data : ""; /* usages written: exactly those, nothing by default */
+		p->ext_key_usage = eku->data ? eku->data : "";
+	}
+}
+
 static int ca_issue(struct step_ctx *ctx)
 {
 	struct ca_issuer *ci = ctx->issuer->priv;
 	const struct cert_spec *s = ctx->spec;
 	struct crypto_key *key = NULL;
 	struct crypto_cert *leaf = NULL;
-	struct buf csr = BUF_INIT;
+	struct buf ku = BUF_INIT, eku = BUF_INIT;
+	const char **attrs = xcalloc(ctx->spec->n_subject + 1, sizeof(*attrs));
+	const char **vals = xcalloc(ctx->spec->n_subject + 1, sizeof(*vals));
+	struct crypto_profile prof;
 	int64_t lifetime = s->duration ? s->duration : ci->duration;
 	int64_t nb = ctx->now - 60, na = ctx->now + lifetime;
 	int rc;
@@ -271,13 +350,8 @@ static int ca_issue(struct step_ctx *ctx)
 		ctx->fail_class = STATE_FAIL_CONFIG; /* the CA's files: the operator's to fix, then retried */
 	if (rc || (rc = ca_key(ctx, &key)))
 		goto out;
-	if (ci->mode == CA_SELF_SIGNED) {
-		rc = crypto_self_signed(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, nb, na,
-					&leaf);
-	} else if (!(rc = crypto_csr_create(key, s->common_name, (const char *const *)s->dns_names, s->n_dns, &csr))) {
-		rc = crypto_sign_csr(ci->ca, ci->ca_key, csr.data, csr.len, nb, na, &leaf);
-	}
-	if (rc)
+	ca_profile(s, &prof, attrs, vals, &ku, &eku);
+	if ((rc = crypto_issue(ci->mode == CA_SELF_SIGNED ? NULL : ci->ca, ci->ca_key, key, &prof, nb, na, &leaf)))
 		goto out;
 	material_wipe(&ctx->mat);
 	material_init(&ctx->mat);
@@ -290,7 +364,10 @@ static int ca_issue(struct step_ctx *ctx)
 		buf_append(&ctx->mat.ca, ci->root.data, ci->root.len);
 	}
 out:
-	buf_free(&csr);
+	buf_free(&ku);
+	buf_free(&eku);
+	free(attrs);
+	free(vals);
 	crypto_key_free(key);
 	crypto_cert_free(leaf);
 	return rc;
@@ -365,6 +442,7 @@ const struct provider_ops provider_ca = {
 	.config_parse = ca_config_parse,
 	.config_free = ca_config_free,
 	.check_spec = ca_check_spec,
+	.x509_fields = (1u << XF__MAX) - 1, /* every field: the built-in CA signs what the manifest says */
 	.plan = ca_plan,
 	.step = ca_step,
 	.refresh = NULL,

@@ -280,7 +280,7 @@ void digicert_config_check(const struct config *cfg, const struct issuer *is, co
 		diags_add(
 			d, file, dc->dns_line, dc->dns_col,
 			"issuers.%s.validation.dns: issuer \"%s\" (type %s) cannot place DNS records; name a dnsimple "
-			"issuer",
+			"or rfc2136 issuer",
 			is->name, dc->dns_issuer, dns->ops->type);
 }
 

@@ -740,7 +740,11 @@ static void dnsimple_end_run(const struct issuer *is)
 	dnsimple_session_end(is->priv);
 }
 
-static const struct dns_driver dnsimple_dns = {.txt_create = dnsimple_txt_create, .txt_delete = dnsimple_txt_delete};
+static const struct dns_driver dnsimple_dns = {
+	.txt_create = dnsimple_txt_create,
+	.txt_delete = dnsimple_txt_delete,
+	.zone_for = dnsimple_dns_zone_for,
+};
 
 const struct provider_ops provider_dnsimple = {
 	.type = "dnsimple",
@@ -759,3 +763,23 @@ const struct provider_ops provider_dnsimple = {
 	.check = dnsimple_check,
 	.account_plan = dnsimple_account_plan,
 };
+
+/* ---------- import (state import) ---------- */
+
+int dnsimple_import(const struct issuer *is, const struct cert_spec *spec, struct state_cert *rec, long long id)
+{
+	const struct dnsimple *d = is->priv;
+	struct dnsimple_order o;
+	char err[512];
+
+	if (dnsimple_map(spec, d->zones, d->n_zones, &o, err, sizeof(err)))
+		return cs_error(CS_EINVALID, "%s: %s", spec->name, err);
+	state_cert_set_id(rec, ID_DOMAIN, o.domain);
+	state_cert_set_id(rec, ID_CN, o.common_name);
+	step_set_id_num(rec, ID_PENDING, id);
+	step_set_id_num(rec, ID_POLLS, 0);
+	/* "await" asks DNSimple for the certificate and follows its state: issued → download → install. */
+	state_str_set(&rec->step, "await");
+	dnsimple_order_free(&o);
+	return 0;
+}

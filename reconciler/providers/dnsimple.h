@@ -65,6 +65,9 @@ struct dnsimple {
 	size_t n_lists;
 	struct dnsimple_dlock **dlocks; /* per-domain purchase locks (kept until the issuer is freed) */
 	size_t n_dlocks;
+	char **acct_zones; /* the account's zone names, listed once per run when no zones are configured */
+	size_t n_acct_zones;
+	int acct_zones_listed;
 };
 
 /* Mapping of a spec onto DNSimple's purchase fields (pure). */
@@ -90,6 +93,17 @@ int dnsimple_matches(const struct dnsimple_cert *c, const struct dnsimple_order 
 
 /* State classes (2.2). */
 int dnsimple_state_terminal(const char *state);
+
+struct issuer;
+struct state_cert;
+/*
+ * state import: makes rec (a new record of spec) resume at "await" with the
+ * existing DNSimple certificate id: the next apply asks DNSimple for it,
+ * downloads it once issued and installs it after the usual checks against
+ * the manifest. Nothing is purchased. CS_EINVALID when spec cannot be
+ * ordered from this issuer's zones.
+ */
+int dnsimple_import(const struct issuer *is, const struct cert_spec *spec, struct state_cert *rec, long long id);
 int dnsimple_state_pending(const char *state);
 
 /* ---------- API (dnsimple_api.c) ---------- */
@@ -117,6 +131,28 @@ int dnsimple_renew_issue(struct dnsimple *d, const char *domain, long long old_i
 			 struct dnsimple_cert *out);
 /* Downloads the chain and the key into m (cert = server + chain, ca = root or the chain's top). */
 int dnsimple_download(struct dnsimple *d, const char *domain, long long id, struct material *m);
+
+/*
+ * GETs a paginated list (path relative to /v2/, per_page=100&page=N added)
+ * page by page, at most DNSIMPLE_MAX_PAGES, calling item for each element
+ * of "data" (a jansson json_t *). item returns 0 to go on, 1 to stop, or a
+ * negative code to stop with it.
+ */
+int dnsimple_list_pages(struct dnsimple *d, const char *op, const char *path, int (*item)(const void *json, void *arg),
+			void *arg);
+
+/* ---------- zones (dnsimple_zones.c) ---------- */
+
+/*
+ * The zone (caller frees) that holds fqdn: the longest configured zone
+ * containing it; with no zones configured, the longest of the account's
+ * zones (GET /v2/{account}/zones, listed once per run). CS_ENOTFOUND
+ * naming fqdn (class config) when none does.
+ */
+int dnsimple_zone_of(struct dnsimple *d, const char *fqdn, char **zone);
+
+/* dns_driver.zone_for. */
+int dnsimple_dns_zone_for(const struct issuer *is, const char *fqdn, char **zone);
 
 /* Zone records (the DNS driver). */
 int dnsimple_txt_create(const struct issuer *is, const char *fqdn, const char *value, char **ref);

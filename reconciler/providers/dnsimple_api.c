@@ -87,6 +87,12 @@ void dnsimple_session_end(struct dnsimple *d)
 	free(d->lists);
 	d->lists = NULL;
 	d->n_lists = 0;
+	for (size_t i = 0; i < d->n_acct_zones; i++)
+		free(d->acct_zones[i]);
+	free(d->acct_zones);
+	d->acct_zones = NULL;
+	d->n_acct_zones = 0;
+	d->acct_zones_listed = 0;
 	d->open = 0;
 	pthread_mutex_unlock(&d->mu);
 }
@@ -625,24 +631,42 @@ out:
 	return rc;
 }
 
-/* ---------- zone records: the DNS driver (§3) ---------- */
+/* ---------- paginated lists (§5.3) ---------- */
 
-/* The zone for fqdn: the longest configured zone that is fqdn or a suffix of it. */
-static const char *dnsimple_zone_for(const struct dnsimple *d, const char *fqdn)
+int dnsimple_list_pages(struct dnsimple *d, const char *op, const char *path, int (*item)(const void *json, void *arg),
+			void *arg)
 {
-	const char *best = NULL;
-	size_t fl = strlen(fqdn);
+	int rc = 0, stop = 0;
 
-	for (size_t i = 0; i < d->n_zones; i++) {
-		size_t zl = strlen(d->zones[i]);
+	for (long page = 1; page <= DNSIMPLE_MAX_PAGES && !stop; page++) {
+		struct dnsimple_reply r;
+		char *url = xasprintf("%s%cper_page=100&page=%ld", path, strchr(path, '?') ? '&' : '?', page);
+		json_t *pg, *v;
+		long long total_pages;
+		size_t i;
 
-		if (zl > fl || (best && zl <= strlen(best)))
-			continue;
-		if (!strcmp(fqdn + fl - zl, d->zones[i]) && (zl == fl || fqdn[fl - zl - 1] == '.'))
-			best = d->zones[i];
+		rc = dnsimple_call(d, op, "GET", url, NULL, HTTP_RETRY_SAFE, &r);
+		free(url);
+		if (rc)
+			return rc;
+		if (!json_is_array(r.data)) {
+			reply_free(&r);
+			return cs_error(CS_ETRANSIENT, "issuer %s: %s: \"data\" is not a list", d->name, op);
+		}
+		json_array_foreach (r.data, i, v) {
+			if ((stop = item(v, arg)))
+				break;
+		}
+		pg = json_object_get(r.json, "pagination");
+		total_pages = json_is_object(pg) ? json_integer_value(json_object_get(pg, "total_pages")) : 0;
+		reply_free(&r);
+		if (page >= total_pages)
+			break;
 	}
-	return best;
+	return stop < 0 ? stop : 0;
 }
+
+/* ---------- zone records: the DNS driver (§3) ---------- */
 
 /* Unquotes TXT content as DNSimple returns it ("\"abc\"" → abc). Caller frees. */
 static char *txt_unquote(const char *s)
@@ -722,16 +746,14 @@ static int dnsimple_txt_find(struct dnsimple *d, const char *zone, const char *n
 	return 0;
 }
 
-static int dnsimple_zone_and_name(struct dnsimple *d, const char *fqdn, const char **zone, char **name)
+/* The zone of fqdn (configured or the account's, caller frees) and the record name relative to it. */
+static int dnsimple_zone_and_name(struct dnsimple *d, const char *fqdn, char **zone, char **name)
 {
 	size_t fl = strlen(fqdn), zl;
+	int rc;
 
-	*zone = dnsimple_zone_for(d, fqdn);
-	if (!*zone)
-		return provider_fail(STATE_FAIL_CONFIG,
-				     cs_error(CS_EINVALID,
-					      "issuer %s: no configured zone contains %s (issuers.%s.zones)", d->name,
-					      fqdn, d->name));
+	if ((rc = dnsimple_zone_of(d, fqdn, zone)))
+		return rc;
 	zl = strlen(*zone);
 	*name = zl == fl ? xstrdup("") : xstrndup(fqdn, fl - zl - 1);
 	return 0;
@@ -766,8 +788,7 @@ int dnsimple_txt_create(const struct issuer *is, const char *fqdn, const char *v
 {
 	struct dnsimple *d = is->priv;
 	struct dnsimple_reply r;
-	const char *zone;
-	char *name = NULL, *path = NULL;
+	char *zone = NULL, *name = NULL, *path = NULL;
 	json_t *body = NULL;
 	long long id = 0;
 	int rc;
@@ -792,6 +813,7 @@ int dnsimple_txt_create(const struct issuer *is, const char *fqdn, const char *v
 		*ref = xasprintf("%s/%lld", zone, id);
 out:
 	json_decref(body);
+	free(zone);
 	free(name);
 	free(path);
 	return rc;
@@ -801,19 +823,19 @@ int dnsimple_txt_delete(const struct issuer *is, const char *fqdn, const char *v
 {
 	struct dnsimple *d = is->priv;
 	struct dnsimple_reply r;
-	const char *zone = NULL;
-	char *name = NULL, *path = NULL, *zbuf = NULL;
+	char *zone = NULL, *name = NULL, *path = NULL;
 	long long id = 0;
 	int rc;
 
 	if ((rc = dnsimple_session(d)))
 		return rc;
 	if (ref && strchr(ref, '/')) {
-		zbuf = xstrndup(ref, (size_t)(strchr(ref, '/') - ref));
-		zone = zbuf;
+		zone = xstrndup(ref, (size_t)(strchr(ref, '/') - ref));
 		id = strtoll(strchr(ref, '/') + 1, NULL, 10);
 	}
 	if (!id) {
+		free(zone);
+		zone = NULL;
 		if ((rc = dnsimple_zone_and_name(d, fqdn, &zone, &name)))
 			goto out;
 		rc = dnsimple_txt_find(d, zone, name, value, &id);
@@ -828,7 +850,7 @@ int dnsimple_txt_delete(const struct issuer *is, const char *fqdn, const char *v
 		rc = 0;
 	reply_free(&r);
 out:
-	free(zbuf);
+	free(zone);
 	free(name);
 	free(path);
 	return rc;

@@ -3,12 +3,13 @@
 
 #include <string.h>
 
-extern const struct provider_ops provider_ca, provider_dnsimple, provider_digicert;
+extern const struct provider_ops provider_ca, provider_dnsimple, provider_digicert, provider_rfc2136;
 
 static const struct provider_ops *const providers[] = {
 	&provider_ca,
 	&provider_dnsimple,
 	&provider_digicert,
+	&provider_rfc2136,
 };
 
 const struct provider_ops *provider_find(const char *type)
@@ -21,5 +22,5 @@ const struct provider_ops *provider_find(const char *type)
 
 const char *provider_type_list(void)
 {
-	return "known types: ca, dnsimple, digicert";
+	return "known types: ca, dnsimple, digicert, rfc2136";
 }

@@ -1,5 +1,6 @@
 /* libmicrohttpd behind the daemon's HTTP endpoints (the only file that includes it). */
 #include "http_server.h"
+#include "../../util/libversion.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -112,6 +113,39 @@ int server_parse_retry_path(const char *url, const char **name)
 	return 1;
 }
 
+/* Every endpoint and the methods it answers: a path here with another method gets 405 and Allow. */
+static const struct {
+	const char *path;
+	int prefix; /* path is a prefix (the rest names a provider, a certificate, a token) */
+	const char *allow;
+} server_routes[] = {
+	{"/healthz", 0, "GET, HEAD"},
+	{"/readyz", 0, "GET, HEAD"},
+	{"/metrics", 0, "GET, HEAD"},
+	{"/retry", 0, "POST"},
+	{"/retry/", 1, "POST"},
+	{"/webhooks/", 1, "POST"},
+	{"/.well-known/acme-challenge/", 1, "GET, HEAD"},
+};
+
+int server_method_allowed(const char *url, const char *method, const char **allow)
+{
+	*allow = NULL;
+	for (size_t i = 0; i < sizeof(server_routes) / sizeof(server_routes[0]); i++) {
+		const char *p = server_routes[i].path;
+
+		if (server_routes[i].prefix ? strncmp(url, p, strlen(p)) : strcmp(url, p))
+			continue;
+		*allow = server_routes[i].allow;
+		/* "GET, HEAD" holds "GET" and "HEAD" as whole words only */
+		for (const char *a = *allow; (a = strstr(a, method)); a++)
+			if ((a == *allow || a[-1] == ' ') && (a[strlen(method)] == ',' || !a[strlen(method)]))
+				return 1;
+		return 0;
+	}
+	return 1; /* not an endpoint: the handlers answer 404 */
+}
+
 const char *server_bearer_token(const char *authorization)
 {
 	const char *p = authorization;
@@ -162,6 +196,24 @@ static enum MHD_Result srv_reply(struct MHD_Connection *c, unsigned status, cons
 static enum MHD_Result srv_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
 	return srv_reply(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* 405 with the Allow header RFC 9110 requires. */
+static enum MHD_Result srv_method_not_allowed(struct MHD_Connection *c, const char *allow)
+{
+	static const char text[] = "method not allowed\n";
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(sizeof(text) - 1, (void *)text, MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+	MHD_destroy_response(r);
+	return ret;
 }
 
 static enum MHD_Result srv_metrics(struct MHD_Connection *c)
@@ -544,17 +596,20 @@ static enum MHD_Result srv_handle(void *cls, struct MHD_Connection *c, const cha
 				  void **con_cls)
 {
 	struct http_server *s = cls;
+	const char *allow;
 
 	(void)version;
 	if (*con_cls)
 		return srv_webhook_data(s, c, *con_cls, upload_data, upload_data_size);
 	srv_conn_busy(s, c, 1);
+	if (!server_method_allowed(url, method, &allow))
+		return srv_method_not_allowed(c, allow);
 	if (!strcmp(method, "POST") && !strncmp(url, "/retry", 6))
 		return srv_retry(s, c, url);
 	if (!strcmp(method, "POST"))
 		return srv_webhook_start(s, c, url, con_cls);
 	if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-		return srv_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+		return srv_text(c, MHD_HTTP_NOT_FOUND, "not found\n"); /* every endpoint's methods are in the table */
 	if (!strcmp(url, "/healthz"))
 		return srv_healthz(s, c);
 	if (!strcmp(url, "/readyz"))
@@ -709,4 +764,9 @@ void http_server_beat(struct http_server *s, int64_t bound_s)
 	s->beat_ms = util_mono_ms();
 	s->beat_bound_ms = bound_s > 0 ? bound_s * 1000 : 0;
 	pthread_mutex_unlock(&s->mu);
+}
+
+void libversion_microhttpd(char *out, size_t n)
+{
+	snprintf(out, n, "libmicrohttpd %s", MHD_get_version());
 }

@@ -88,6 +88,13 @@ size_t http_server_take(struct http_server *s, struct webhook_delivery *out, siz
 /* ---------- pure helpers (unit-tested) ---------- */
 
 /*
+ * Whether method is one the endpoint at url answers. 1 (allow NULL) for a
+ * path that is no endpoint (the caller answers 404); 0 with *allow set to
+ * the endpoint's methods ("GET, HEAD") for the 405 and its Allow header.
+ */
+int server_method_allowed(const char *url, const char *method, const char **allow);
+
+/*
  * Splits "/webhooks/<provider>/<secret>" (no query, no further segments;
  * provider is [a-z0-9_-]{1,63}). Returns 1 and points into url, or 0.
  */

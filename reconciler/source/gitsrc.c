@@ -1,5 +1,6 @@
 /* The git source: the only file that includes libgit2. Reads commit trees and blobs, never a working tree. */
 #include "gitsrc.h"
+#include "../../util/libversion.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -866,4 +867,12 @@ void gitsrc_paths_free(char **paths, size_t n)
 	for (size_t i = 0; paths && i < n; i++)
 		free(paths[i]);
 	free(paths);
+}
+
+void libversion_libgit2(char *out, size_t n)
+{
+	int major = 0, minor = 0, rev = 0;
+
+	git_libgit2_version(&major, &minor, &rev);
+	snprintf(out, n, "libgit2 %d.%d.%d", major, minor, rev);
 }

@@ -79,9 +79,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class DcSim:
-    def __init__(self, ca_dir, dns, web, auth_key=AUTH_KEY):
+    def __init__(self, ca_dir, dns, web, auth_key=AUTH_KEY, dns_server=None, zones=()):
+        """dns: the DNSimple simulator whose zones it reads (or None); dns_server: a real DNS server
+        ("127.0.0.1:PORT", e.g. a test BIND) it asks for tokens, within zones."""
         args = [FAKES / "digicert" / "server.py", "--port", "0", "--state-dir", ca_dir, "--api-key", API_KEY,
-                "--dns-url", dns.url, "--http-port-map", f"*=127.0.0.1:{web.port}"]
+                "--http-port-map", f"*=127.0.0.1:{web.port}"]
+        if dns:
+            args += ["--dns-url", dns.url]
+        if dns_server:
+            args += ["--dns-server", dns_server]
+        for z in zones:
+            args += ["--zone", z]
         if auth_key:
             args += ["--auth-key", auth_key]
         self.proc, self.url = _start(args)

@@ -43,7 +43,7 @@ class Apply:
     """An apply whose stderr is read line by line, to be killed when a line matches."""
 
     def __init__(self, env, *args):
-        self.proc = env.popen("apply", "-v", *args)
+        self.proc = env.popen("apply", "--auto-approve", "-v", *args)
         self.lines = []
         self.matched = threading.Event()
         self.rx = None
@@ -92,7 +92,7 @@ def wait_for(pred, what, timeout=60):
 
 def converge(env, *extra, settled=True):
     """apply until done; settled: the plan then has nothing to do."""
-    r = env.run("apply", "--wait", "90s", "-v", *extra, timeout=300)
+    r = env.run("apply", "--auto-approve", "--wait", "90s", "-v", *extra, timeout=300)
     assert r.code == 0, r
     r2 = env.run("plan", "--detailed-exitcode")
     assert r2.code in (0, 2), r2  # the state reads back
@@ -198,7 +198,7 @@ def test_dnsimple_killed_after_the_renewal_issue_follows_it(dsenv, sim):
     wait_for(lambda: sim.count("issueRenewalLetsencryptCertificate") >= 1, "the renewal's issue sent")
     a.kill()
     wait_for(lambda: all(c["state"] != "new" for c in sim.ctl("certificates")), "the renewal's issue landed")
-    r = dsenv.run("apply", "--wait", "60s", "-v")
+    r = dsenv.run("apply", "--auto-approve", "--wait", "60s", "-v")
     assert r.code == 0 and "1 done" in r.out, r
     assert sim.count("purchaseRenewalLetsencryptCertificate") == 1
     assert sim.count("purchaseLetsencryptCertificate") == 1
@@ -211,7 +211,7 @@ def test_dnsimple_lost_replies_on_one_domain_in_parallel(dsenv, sim, mode, rnd):
     """Every purchase is bought but answered 500 (or never): the rerun adopts, for every name, in parallel."""
     sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": mode, "count": -1, "seconds": 3})
     dns_manifests(dsenv, ["shop", "api", "mail"])
-    r = dsenv.run("apply", "--parallelism", "4", timeout=120)
+    r = dsenv.run("apply", "--auto-approve", "--parallelism", "4", timeout=120)
     assert r.code == 1 and sim.count("purchaseLetsencryptCertificate") == 3, r
     # The fault stays armed: a second purchase would be bought too, and counted.
     r = converge(dsenv, "--parallelism", "4")
@@ -241,7 +241,7 @@ def test_dnsimple_purchase_that_never_arrived_is_sent_after_two_looks(dsenv, sim
     """A purchase refused before DNSimple saw it (a 500 from the front): bought once, after two empty looks."""
     sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": "500_html", "count": 1})
     dns_manifests(dsenv, ["shop"])
-    assert dsenv.run("apply").code == 1
+    assert dsenv.run("apply", "--auto-approve").code == 1
     r = converge(dsenv)
     assert "looking once more" in r.err and "never reached DNSimple" in r.err, r
     lists = [e for e in sim.ctl("log") if e["op"] == "listCertificates"]
@@ -314,7 +314,7 @@ def test_digicert_sigkill_at_every_step(dcenv, dc, dns, web, point, pattern):
 def test_digicert_lost_replies_in_parallel(dcenv, dc, dns, web, mode):
     dc.ctl("fault", {"endpoint": "order_create", "mode": mode, "count": -1, "seconds": 3})
     dc_manifests(dcenv, ["alpha", "gamma"])
-    r = dcenv.run("apply", "--parallelism", "2", timeout=120)
+    r = dcenv.run("apply", "--auto-approve", "--parallelism", "2", timeout=120)
     assert r.code == 1 and len(dc.orders()) == 2, r
     r = converge(dcenv, "--parallelism", "2")
     assert r.err.count("adopting DigiCert order") == 2, r

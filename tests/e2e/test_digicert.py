@@ -55,7 +55,7 @@ def test_instant_issuance_with_a_txt_token_at_the_name(denv, dc, dns):
     ch = plan["changes"][0]
     assert ch["paid"] and ch["product"] == "cloud_dv_geotrust"
     assert ch["steps"] == ["prepare", "place", "order", "await", "download", "install", "cleanup"]
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)
     c = dc.ctl("counters")
@@ -88,7 +88,7 @@ def test_instant_issuance_with_a_token_at_dnsauth(denv, dc, dns):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
     dc.ctl("fault", {"endpoint": "order_create", "mode": "extra_fields", "count": 1})
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert sim_order(dc)["dcv_how"] == {n: f"request_token:exact:_dnsauth.{n}" for n in NAMES}
     c = dns.ctl("counters")
@@ -100,7 +100,7 @@ def test_instant_issuance_with_a_token_at_dnsauth(denv, dc, dns):
 def test_http_token_through_the_webroot(denv, dc, web):
     denv.repo.write("shop.yaml", shop("validation: {method: http-token}\n"))
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     body = order_bodies(dc)[0]
     assert body["dcv_method"] == "http-token"
@@ -141,7 +141,7 @@ def test_a_stale_authkey_leaves_the_order_pending_until_fixed(denv, dc, dns):
     dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 pending" in r.out, r
     rec = denv.state_json()["certificates"]["shop"]
     assert rec["phase"] == "pending" and rec["step"] == "await"
@@ -157,7 +157,7 @@ def test_a_stale_authkey_leaves_the_order_pending_until_fixed(denv, dc, dns):
     plan = denv.plan_json()
     assert plan["changes"][0]["action"] == "resume"
     dc.ctl("fault", method="DELETE")
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert "does not match the account's AuthKey" in r.err, r
     assert dc.count("order_create") == 1 and dc.count("check_dcv") >= 1
@@ -172,7 +172,7 @@ def test_kill_after_the_order_never_orders_twice(denv, dc, dns):
     dc.ctl("fault", {"endpoint": "order_create", "mode": "hang_after", "count": 1, "seconds": 20})
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    p = denv.popen("apply")
+    p = denv.popen("apply", "--auto-approve")
     deadline = time.time() + 30
     while time.time() < deadline and dc.count("order_create") < 1:
         time.sleep(0.05)
@@ -182,7 +182,7 @@ def test_kill_after_the_order_never_orders_twice(denv, dc, dns):
     dc.ctl("fault", method="DELETE")
     rec = record(denv)
     assert rec["step"] == "find" and rec["ids"]["digicert.alternative_order_id"]
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "adopting DigiCert order" in r.err, r
     assert dc.count("order_create") == 1 and dc.count("order_list") == 1
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)
@@ -193,15 +193,15 @@ def test_order_that_never_reached_digicert_is_sent_with_the_same_id(denv, dc):
     dc.ctl("fault", {"endpoint": "order_create", "mode": "503_html", "count": 1})
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "HTTP 503" in r.err and "issuer dc: digicert orderCertificate" in r.err, r
     rec = denv.state_json()["certificates"]["shop"]
     assert rec["step"] == "find" and rec["attempts"] == 1
     alt = rec["ids"]["digicert.alternative_order_id"]
-    r = denv.run("apply", "--retry-failed", check=0)
+    r = denv.run("apply", "--auto-approve", "--retry-failed", check=0)
     state = denv.state_json()["certificates"]["shop"]
     if state["phase"] != "ready":  # next_try backoff: run past it
-        r = denv.run("apply", "--wait", "120s", check=0, timeout=300)
+        r = denv.run("apply", "--auto-approve", "--wait", "120s", check=0, timeout=300)
     bodies = order_bodies(dc)
     assert len(bodies) == 2 and all(b["alternative_order_id"] == alt for b in bodies), r
     assert dc.count("issued") == 1
@@ -210,7 +210,7 @@ def test_order_that_never_reached_digicert_is_sent_with_the_same_id(denv, dc):
 def test_renewal_orders_with_renewal_of_order_id_and_a_new_key(denv, dc, dns):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     d = denv.cert_dir("shop")
     old_serial, old_key = cert_serial(d / "tls.crt"), pubkey(d / "tls.key", True)
     first = denv.state_json()["certificates"]["shop"]["ids"]["digicert.installed_order_id"]
@@ -218,7 +218,7 @@ def test_renewal_orders_with_renewal_of_order_id_and_a_new_key(denv, dc, dns):
     denv.repo.commit()
     plan = denv.plan_json()
     assert plan["changes"][0]["action"] == "renew" and plan["changes"][0]["paid"]
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     bodies = order_bodies(dc)
     assert len(bodies) == 2 and bodies[1]["renewal_of_order_id"] == int(first)
     assert bodies[0]["certificate"]["csr"] != bodies[1]["certificate"]["csr"]
@@ -231,12 +231,12 @@ def test_renewal_keeps_the_key_with_rotation_never(denv, dc):
     keep = "privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Never}\n"
     denv.repo.write("shop.yaml", shop(keep))
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     d = denv.cert_dir("shop")
     old_serial, old_key = cert_serial(d / "tls.crt"), pubkey(d / "tls.key", True)
     denv.repo.write("shop.yaml", shop(keep + "renewBefore: 4900h\n"))
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     assert dc.count("order_create") == 2
     assert cert_serial(d / "tls.crt") != old_serial and pubkey(d / "tls.key", True) == old_key
 
@@ -245,11 +245,11 @@ def test_terminal_order_status_is_reported(denv, dc):
     dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # the token never verifies
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 pending" in r.out, r
     oid = int(denv.state_json()["certificates"]["shop"]["ids"]["digicert.order_id"])
     dc.ctl("order_status", {"id": oid, "status": "rejected"})
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert f"DigiCert order {oid} is rejected" in r.err and "issuer dc" in r.err, r
     assert dc.count("order_create") == 1
 
@@ -259,7 +259,7 @@ def test_wrong_api_key_is_permanent_and_names_the_issuer(denv, dc):
     os.environ["DIGICERT_API_KEY"] = "wrong-devkey-value-xyz"
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "issuer dc: DigiCert refused the API key" in r.err and "401" in r.err, r
     assert denv.state_json()["certificates"]["shop"]["phase"] == "failed"
     assert "wrong-devkey-value-xyz" not in r.out + r.err
@@ -270,7 +270,7 @@ def test_rate_limited_order_backs_off_and_is_sent_once_more(denv, dc):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
     t0 = time.time()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert time.time() - t0 >= 1  # backed off before sending again
     log = dc.log("order_create")
@@ -284,7 +284,7 @@ def test_no_secret_appears_anywhere(denv, dc, dns):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
     outs = []
-    for args in (["plan", "--format", "json"], ["apply", "-v", "--log-format", "json"],
+    for args in (["plan", "--format", "json"], ["apply", "--auto-approve", "-v", "--log-format", "json"],
                  ["state", "show", "shop"], ["plan", "--refresh"], ["plan", "--format", "markdown"]):
         r = denv.run(*args)
         outs += [r.out, r.err]
@@ -314,14 +314,14 @@ def test_failed_token_cleanup_is_retried_on_the_next_apply(denv, dc, dns):
     dns.ctl("fault", {"endpoint": "deleteZoneRecord", "mode": "429", "retry_after": "120"})
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply")
+    r = denv.run("apply", "--auto-approve")
     assert "could not remove a placed DigiCert token" in r.err, r
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)  # installed all the same
     rec = denv.state_json()["certificates"]["shop"]
     assert rec["step"] == "cleanup" and len(rec["tokens"]) == 3 and len(dns.txt()) == 3
     assert denv.plan_json()["changes"][0]["action"] == "resume"
     dns.ctl("fault", method="DELETE")
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert dns.txt() == [] and not denv.state_json()["certificates"]["shop"].get("tokens"), r
     assert dc.count("order_create") == 1
     denv.run("plan", "--detailed-exitcode", check=0)
@@ -331,12 +331,12 @@ def test_removing_a_certificate_removes_its_placed_tokens(denv, dc, dns, web):
     dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # stays pending, tokens out
     denv.repo.write("shop.yaml", shop("validation: {method: http-token}\n"))
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     assert web.fileauth().exists() and len(denv.state_json()["certificates"]["shop"]["tokens"]) == 1
     denv.repo.remove("shop.yaml")
     denv.repo.write("other.yaml", manifest("other", ["other.test"]))
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "shop" not in denv.state_json()["certificates"], r
     assert not web.fileauth().exists()
     keys = denv.state.parent / "keys"
@@ -348,14 +348,14 @@ def test_a_token_older_than_25_days_is_placed_again(denv, dc, dns):
     dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # the order stays pending
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     st = denv.state_json()
     old = st["certificates"]["shop"]["ids"]["digicert.token"]
     aged = "20" + time.strftime("%y%m%d%H%M%S", time.gmtime(time.time() - 26 * 86400)) + old[14:]
     st["certificates"]["shop"]["ids"]["digicert.token"] = aged
     denv.state.write_text(json.dumps(st))
     time.sleep(1.1)  # a token is per second: the new one must differ from the first
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "days old; placing a new one" in r.err, r
     new = denv.state_json()["certificates"]["shop"]["ids"]["digicert.token"]
     assert new not in (old, aged) and abs(int(new[:8]) - int(time.strftime("%Y%m%d", time.gmtime()))) <= 1
@@ -369,7 +369,7 @@ def test_a_pending_key_left_by_the_previous_version_is_found_and_moved_into_the_
     dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key"})  # the order stays pending
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 pending" in r.out, r
     assert dc.count("order_create") == 1
     keys = denv.state.parent / "keys"
@@ -381,7 +381,7 @@ def test_a_pending_key_left_by_the_previous_version_is_found_and_moved_into_the_
         old.chmod(0o600)
         (pending / f"pending-{slot}").unlink()
     dc.ctl("fault", method="DELETE")
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert "moved the pending order's csr" in r.err and "into the key store" in r.err, r
     assert dc.count("order_create") == 1  # the paid order was not placed again
@@ -396,14 +396,14 @@ def test_a_pending_key_left_by_the_previous_version_is_found_and_moved_into_the_
 def test_reinstall_comes_from_the_key_store_and_keeps_the_key(denv, dc):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     d = denv.cert_dir("shop")
     serial, key = cert_serial(d / "tls.crt"), pubkey(d / "tls.key", True)
     (d / "tls.crt").write_text("tampered\n")
     plan = denv.plan_json()
     assert plan["changes"][0]["action"] == "reinstall" and not plan["changes"][0]["paid"]
     assert plan["changes"][0]["steps"] == ["reinstall"]
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert cert_serial(d / "tls.crt") == serial and pubkey(d / "tls.key", True) == key
     assert dc.count("order_create") == 1 and dc.count("download_certificate") == 0
@@ -421,7 +421,7 @@ def test_several_ttl_authkeys_the_longest_is_named_in_the_order(denv, dc):
             ids.append(json.loads(resp.read())["auth_key_id"])
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert str(order_bodies(dc)[0]["auth_key_id"]) == str(ids[1])
     assert dc.count("immediate_issued") == 1 and dc.count("auth_key_create") == 2  # the test's own two
@@ -430,7 +430,7 @@ def test_several_ttl_authkeys_the_longest_is_named_in_the_order(denv, dc):
 def test_refresh_notices_a_revoked_order(denv, dc):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     denv.run("plan", "--refresh", "--detailed-exitcode", check=0)
     oid = int(denv.state_json()["certificates"]["shop"]["ids"]["digicert.installed_order_id"])
     dc.ctl("order_status", {"id": oid, "status": "revoked"})
@@ -445,7 +445,7 @@ def test_certificates_in_parallel_share_the_zone_and_the_webroot(denv, dc, dns, 
         denv.repo.write(f"{n}.yaml", manifest(n, [f"{n}.pizza.company"], issuer="dc",
                                                extra="validation: {method: http-token}\n"))
     denv.repo.commit()
-    r = denv.run("apply", "--parallelism", "4", check=0)
+    r = denv.run("apply", "--auto-approve", "--parallelism", "4", check=0)
     assert "4 done" in r.out, r
     assert dc.count("order_create") == 4 and dc.count("immediate_issued") == 4
     for n in ("api", "blog", "mail"):
@@ -460,16 +460,16 @@ def test_a_pending_order_that_vanishes_fails_and_is_not_ordered_again(denv, dc):
     dc.ctl("fault", {"endpoint": "auth_keys_list", "mode": "stale_auth_key", "count": 1})  # stays pending once
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 pending" in r.out, r
     oid = int(denv.state_json()["certificates"]["shop"]["ids"]["digicert.order_id"])
     dc.ctl("forget_order", {"id": oid})
-    r = denv.run("apply")
+    r = denv.run("apply", "--auto-approve")
     assert r.code == 1 and f"the pending DigiCert order {oid} is gone at DigiCert" in r.err, r
     assert "--retry-failed" in r.err
-    denv.run("apply")
+    denv.run("apply", "--auto-approve")
     assert dc.count("order_create") == 1  # nothing ordered without the operator
-    r = denv.run("apply", "--retry-failed", "--wait", "60s", check=0)
+    r = denv.run("apply", "--auto-approve", "--retry-failed", "--wait", "60s", check=0)
     assert dc.count("order_create") == 2, r
     check_digicert_outputs(denv.cert_dir("shop"), NAMES)
 
@@ -492,7 +492,7 @@ def test_key_temp_files_of_a_killed_run_are_swept(denv, dc, tmp_path):
     stale_pending.write_text("half a key")
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert not stale.exists(), r
     assert not stale_pending.exists(), r
     assert mine.exists()

@@ -41,7 +41,7 @@ def test_issue_with_sans_in_four_requests(denv, sim):
     ch = plan["changes"][0]
     assert ch["paid"] and ch["product"] == "letsencrypt"
     assert ch["steps"] == ["find", "purchase", "issue", "await", "download", "install"]
-    r = denv.run("apply", "--wait", "60s", check=0)
+    r = denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     assert "1 done" in r.out, r
     check_dnsimple_outputs(denv.cert_dir("shop-www"), ["pizza.company", "shop.pizza.company", "www.pizza.company"])
     c = sim.ctl("counters")
@@ -57,7 +57,7 @@ def test_issue_with_sans_in_four_requests(denv, sim):
 def test_wildcard_maps_to_star(denv, sim):
     denv.repo.write("w.yaml", manifest("wild", ['"*.pizza.company"'], issuer="dns"))
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     body = json.loads([e for e in sim.ctl("log") if e["op"] == "purchaseLetsencryptCertificate"][0]["body"])
     assert body["name"] == "*" and body["alternate_names"] == []
     check_dnsimple_outputs(denv.cert_dir("wild"), ["*.pizza.company"])
@@ -83,7 +83,7 @@ def test_adopts_an_existing_certificate_found_on_page_two(denv, sim):
         time.sleep(0.1)
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     c = sim.ctl("counters")
     assert c["purchaseLetsencryptCertificate"] == 1  # the test's own: certsync bought nothing
     assert c["listCertificates"] >= 2  # it paged
@@ -95,14 +95,14 @@ def test_pending_issuance_completes_on_the_next_apply(denv, sim):
     sim.ctl("issue_delay", {"seconds": 3})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 pending" in r.out, r
     rec = denv.state_json()["certificates"]["shop-www"]
     assert rec["phase"] == "pending" and rec["step"] == "await"
     plan = denv.plan_json()
     assert plan["changes"][0]["action"] == "resume"
     time.sleep(3.5)
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     assert sim.count("purchaseLetsencryptCertificate") == 1
     check_dnsimple_outputs(denv.cert_dir("shop-www"), ["pizza.company", "shop.pizza.company", "www.pizza.company"])
@@ -112,7 +112,7 @@ def test_kill_after_the_purchase_never_buys_twice(denv, sim):
     sim.ctl("fault", {"endpoint": "purchaseLetsencryptCertificate", "mode": "hang_after", "count": 1, "seconds": 20})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    p = denv.popen("apply")
+    p = denv.popen("apply", "--auto-approve")
     deadline = time.time() + 20
     while time.time() < deadline and sim.count("purchaseLetsencryptCertificate") < 1:
         time.sleep(0.05)
@@ -120,7 +120,7 @@ def test_kill_after_the_purchase_never_buys_twice(denv, sim):
     p.send_signal(signal.SIGKILL)
     p.communicate()
     sim.ctl("fault", method="DELETE")
-    r = denv.run("apply", "--wait", "60s", check=0)
+    r = denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     assert "adopting DNSimple certificate" in r.err, r
     assert sim.count("purchaseLetsencryptCertificate") == 1
     check_dnsimple_outputs(denv.cert_dir("shop-www"), ["pizza.company", "shop.pizza.company", "www.pizza.company"])
@@ -129,14 +129,14 @@ def test_kill_after_the_purchase_never_buys_twice(denv, sim):
 def test_renewal_without_auto_renew_buys_a_renewal(denv, sim):
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     old = cert_serial(denv.cert_dir("shop-www") / "tls.crt")
     denv.repo.write("www.yaml", www("renewBefore: 2200h\n"))
     denv.repo.commit()
     plan = denv.plan_json()
     assert plan["changes"][0]["action"] == "renew"
     assert plan["changes"][0]["steps"][0] == "renew-purchase" and plan["changes"][0]["paid"]
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     c = sim.ctl("counters")
     assert c["purchaseRenewalLetsencryptCertificate"] == 1 and c["issueRenewalLetsencryptCertificate"] == 1
     assert c["purchaseLetsencryptCertificate"] == 1
@@ -146,7 +146,7 @@ def test_renewal_without_auto_renew_buys_a_renewal(denv, sim):
 def test_auto_renew_installs_dnsimples_own_renewal(denv, sim):
     denv.repo.write("www.yaml", www("autoRenew: true\n"))
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     first = int(denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.certificate_id"])
     body = json.loads([e for e in sim.ctl("log") if e["op"] == "purchaseLetsencryptCertificate"][0]["body"])
     assert body["auto_renew"] is True
@@ -158,7 +158,7 @@ def test_auto_renew_installs_dnsimples_own_renewal(denv, sim):
     plan = denv.plan_json()
     assert plan["changes"][0]["steps"] == ["find-renewal", "download", "install"]
     assert not plan["changes"][0]["paid"]
-    denv.run("apply", "--wait", "30s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "30s", check=0)
     c = sim.ctl("counters")
     assert c.get("purchaseRenewalLetsencryptCertificate", 0) == 0
     assert c["purchaseLetsencryptCertificate"] == 1
@@ -169,16 +169,16 @@ def test_terminal_state_is_reported_and_not_bought_again(denv, sim):
     sim.ctl("issue_delay", {"seconds": -1})  # stays requesting
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     cid = int(denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.pending_id"])
     sim.ctl("certificate_state", {"id": cid, "state": "failed"})
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "shop-www" in r.err and "failed" in r.err and "not purchased again" in r.err, r
-    r = denv.run("apply", check=1)  # nothing done, but the certificate is still failed
+    r = denv.run("apply", "--auto-approve", check=1)  # nothing done, but the certificate is still failed
     assert sim.count("purchaseLetsencryptCertificate") == 1
     assert "--retry-failed" in r.out + r.err
     sim.ctl("issue_delay", {"seconds": 0.2})
-    denv.run("apply", "--retry-failed", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--retry-failed", "--wait", "60s", check=0)
     assert sim.count("purchaseLetsencryptCertificate") == 2
 
 
@@ -190,9 +190,9 @@ def test_fault_modes_converge_without_losing_state(denv, sim, mode, endpoint):
                       "seconds": 5})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", timeout=300)
+    denv.run("apply", "--auto-approve", "--wait", "60s", timeout=300)
     sim.ctl("fault", method="DELETE")
-    denv.run("apply", "--wait", "60s", check=0, timeout=300)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0, timeout=300)
     denv.run("plan", "--detailed-exitcode", check=0)
     assert sim.count("purchaseLetsencryptCertificate") == 1
     check_dnsimple_outputs(denv.cert_dir("shop-www"), ["pizza.company", "shop.pizza.company", "www.pizza.company"])
@@ -203,7 +203,7 @@ def test_429_with_retry_after_is_honoured(denv, sim):
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
     t0 = time.time()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     assert time.time() - t0 >= 1
     purchases = [e for e in sim.ctl("log") if e["op"] == "purchaseLetsencryptCertificate"]
     assert len(purchases) == 2 and purchases[1]["time"] - purchases[0]["time"] >= 0.9
@@ -214,14 +214,14 @@ def test_token_never_appears_anywhere(denv, sim):
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
     outs = []
-    for args in (["plan", "--format", "json"], ["apply", "--wait", "60s", "-v", "--log-format", "json"],
+    for args in (["plan", "--format", "json"], ["apply", "--auto-approve", "--wait", "60s", "-v", "--log-format", "json"],
                  ["state", "show", "shop-www"], ["plan", "--refresh"]):
         r = denv.run(*args)
         outs += [r.out, r.err]
     os.environ["DNSIMPLE_TOKEN"] = "wrong-token-value-xyz"
     denv.repo.write("api.yaml", manifest("api", ["api.pizza.company"], issuer="dns"))
     denv.repo.commit()
-    r = denv.run("apply")
+    r = denv.run("apply", "--auto-approve")
     assert r.code == 1 and "401" in r.err and "dns" in r.err, r
     outs += [r.out, r.err]
     for f in denv.state.parent.rglob("*"):
@@ -238,7 +238,7 @@ def test_rate_limit_budget_is_respected_without_429s(denv, sim):
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
     t0 = time.time()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     assert time.time() - t0 >= 2
     assert sim.count("_ratelimited") == 0
     assert sim.count("purchaseLetsencryptCertificate") == 1
@@ -247,7 +247,7 @@ def test_rate_limit_budget_is_respected_without_429s(denv, sim):
 def test_refresh_shows_drift_at_the_provider(denv, sim):
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     denv.run("plan", "--refresh", "--detailed-exitcode", check=0)
     cid = int(denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.certificate_id"])
     sim.ctl("certificate_state", {"id": cid, "state": "refunded"})
@@ -289,7 +289,7 @@ def test_simulator_delivers_webhooks_with_duplicates_and_unknown_events(denv, si
         sim.api("POST", "webhooks", {"url": f"http://127.0.0.1:{srv.server_address[1]}/webhooks/dnsimple/s3cret"})
         denv.repo.write("www.yaml", www())
         denv.repo.commit()
-        denv.run("apply", "--wait", "60s", check=0)
+        denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
         deadline = time.time() + 10
         while time.time() < deadline and not got:
             time.sleep(0.05)
@@ -323,7 +323,7 @@ def test_a_waiting_certificate_frees_its_worker(denv, sim):
     for i in range(3):
         denv.repo.write(f"c{i}.yaml", manifest(f"c{i}", [f"c{i}.pizza.company"], issuer="dns"))
     denv.repo.commit()
-    r = denv.run("apply", "--wait", "120s", "--parallelism", "1", check=0)
+    r = denv.run("apply", "--auto-approve", "--wait", "120s", "--parallelism", "1", check=0)
     assert "3 done" in r.out, r
     ops = [e["op"] for e in sim.ctl("log")]
     purchases = [i for i, op in enumerate(ops) if op == "purchaseLetsencryptCertificate"]
@@ -339,19 +339,19 @@ def test_a_pending_certificate_that_vanishes_fails_and_is_not_bought_again(denv,
     sim.ctl("issue_delay", {"seconds": -1})  # stays requesting
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     cid = int(denv.state_json()["certificates"]["shop-www"]["ids"]["dnsimple.pending_id"])
     sim.ctl("forget_certificate", {"id": cid})
-    r = denv.run("apply")
+    r = denv.run("apply", "--auto-approve")
     assert r.code == 1, r
     assert f"pending DNSimple certificate {cid} is gone at DNSimple (HTTP 404)" in r.err, r
     assert "--retry-failed" in r.err
     rec = denv.state_json()["certificates"]["shop-www"]
     assert rec["phase"] == "failed" and "dnsimple.pending_id" not in rec.get("ids", {}), rec
-    denv.run("apply")
-    denv.run("apply", "--wait", "10s")
+    denv.run("apply", "--auto-approve")
+    denv.run("apply", "--auto-approve", "--wait", "10s")
     assert sim.count("purchaseLetsencryptCertificate") == 1  # nothing bought without the operator
     sim.ctl("issue_delay", {"seconds": 0.2})
-    r = denv.run("apply", "--retry-failed", "--wait", "60s", check=0)
+    r = denv.run("apply", "--auto-approve", "--retry-failed", "--wait", "60s", check=0)
     assert sim.count("purchaseLetsencryptCertificate") == 2, r
     check_dnsimple_outputs(denv.cert_dir("shop-www"), ["pizza.company", "shop.pizza.company", "www.pizza.company"])

@@ -63,7 +63,7 @@ def reinstall_and_check(env, name, counters):
     ch = plan["changes"][0]
     assert (ch["action"], ch["reason_code"], ch["steps"], ch["paid"]) == ("reinstall", "output_missing",
                                                                          ["reinstall"], False), ch
-    r = env.run("apply", check=0)
+    r = env.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out and "from the key store" in r.err, r
     assert counters() == before  # not one provider request
     assert cert_serial(d / "tls.crt") == serial and pubkey(d / "tls.key", True) == key
@@ -76,13 +76,13 @@ def reinstall_and_check(env, name, counters):
 def test_ca_lost_outputs_reinstall_the_same_certificate_and_key(env):
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
     env.repo.commit()
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     first = reinstall_and_check(env, "a", lambda: None)
     # rotationPolicy: Always rotates on renewal (not on reinstall), and the old key leaves the store
     env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra="renewBefore: 2400h"))
     env.repo.commit()
     key = pubkey(env.cert_dir("a") / "tls.key", True)
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     serial = cert_serial(env.cert_dir("a") / "tls.crt")
     assert serial != first and pubkey(env.cert_dir("a") / "tls.key", True) != key
     assert store_files(env, "a") == [serial + ".pem"]
@@ -91,14 +91,14 @@ def test_ca_lost_outputs_reinstall_the_same_certificate_and_key(env):
 def test_ca_moved_output_directory_keeps_the_certificate_and_key(env):
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
     env.repo.commit()
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     serial, key = cert_serial(env.cert_dir("a") / "tls.crt"), pubkey(env.cert_dir("a") / "tls.key", True)
     env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra="output: {directory: moved/a}"))
     env.repo.commit()
     plan = env.plan_json()
     assert [(c["action"], c["reason_code"], c["steps"]) for c in plan["changes"]] == [
         ("reinstall", "output_moved", ["reinstall"])]
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     d = env.out / "moved" / "a"
     assert cert_serial(d / "tls.crt") == serial and pubkey(d / "tls.key", True) == key
     assert not env.cert_dir("a").exists()
@@ -109,19 +109,19 @@ def test_ca_rotation_never_keeps_the_key_after_the_outputs_were_lost(env):
     keep = "privateKey: {rotationPolicy: Never}"
     env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra=keep))
     env.repo.commit()
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     key = pubkey(env.cert_dir("a") / "tls.key", True)
     lose_outputs(env, "a")
     env.repo.write("a.yaml", manifest("a", ["a.example.test"], extra=keep + "\nrenewBefore: 2400h"))
     env.repo.commit()
-    env.run("apply", check=0)  # a renewal with no outputs on disk: the key comes from the key store
+    env.run("apply", "--auto-approve", check=0)  # a renewal with no outputs on disk: the key comes from the key store
     assert pubkey(env.cert_dir("a") / "tls.key", True) == key
 
 
 def test_dnsimple_lost_outputs_reinstall_with_no_request(senv, sim):
     senv.repo.write("www.yaml", www())
     senv.repo.commit()
-    senv.run("apply", "--wait", "60s", check=0)
+    senv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     reinstall_and_check(senv, "shop-www", lambda: sim.ctl("counters"))
     c = sim.ctl("counters")
     assert c["purchaseLetsencryptCertificate"] == 1 and c["downloadCertificate"] == 1
@@ -131,11 +131,11 @@ def test_dnsimple_lost_outputs_reinstall_with_no_request(senv, sim):
 def test_dnsimple_record_without_a_key_store_entry_downloads_again(senv, sim):
     senv.repo.write("www.yaml", www())
     senv.repo.commit()
-    senv.run("apply", "--wait", "60s", check=0)
+    senv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     serial = cert_serial(senv.cert_dir("shop-www") / "tls.crt")
     shutil.rmtree(senv.state.parent / "keys" / "store")  # as a record written before the key store
     lose_outputs(senv, "shop-www")
-    r = senv.run("apply", check=0)
+    r = senv.run("apply", "--auto-approve", check=0)
     assert "falling back to download" in r.err, r
     c = sim.ctl("counters")
     assert c["purchaseLetsencryptCertificate"] == 1 and c["downloadCertificate"] == 2
@@ -146,7 +146,7 @@ def test_dnsimple_record_without_a_key_store_entry_downloads_again(senv, sim):
 def test_digicert_lost_outputs_reinstall_with_no_request(denv, dc, dns):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     reinstall_and_check(denv, "shop", lambda: (dc.ctl("counters"), dns.ctl("counters")))
     assert dc.count("order_create") == 1 and dc.count("download_certificate") == 0
     check_digicert_outputs(denv.cert_dir("shop"), DC_NAMES)
@@ -155,16 +155,16 @@ def test_digicert_lost_outputs_reinstall_with_no_request(denv, dc, dns):
 def test_digicert_lost_key_store_and_outputs_waits_for_an_explicit_paid_retry(denv, dc, dns):
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     shutil.rmtree(denv.state.parent / "keys")
     lose_outputs(denv, "shop")
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "private key of this DigiCert certificate is lost" in r.err and "--retry-failed" in r.err, r
     assert "remove the certificate's state record" not in r.err
     assert dc.count("order_create") == 1
     plan = denv.plan_json("--retry-failed")
     assert plan["changes"][0]["paid"], plan  # the plan says it costs money before it does
-    denv.run("apply", "--retry-failed", check=0)
+    denv.run("apply", "--auto-approve", "--retry-failed", check=0)
     assert dc.count("order_create") == 2
     check_digicert_outputs(denv.cert_dir("shop"), DC_NAMES)
 
@@ -180,20 +180,20 @@ def test_dnsimple_wrong_download_is_not_installed_and_buys_nothing(senv, sim, mo
     sim.ctl("config", {"download_wrong": mode})
     senv.repo.write("www.yaml", www())
     senv.repo.commit()
-    r = senv.run("apply", "--wait", "60s", check=1)
+    r = senv.run("apply", "--auto-approve", "--wait", "60s", check=1)
     assert "certificate not installed (verification)" in r.err and why in r.err, r
     rec = senv.state_json()["certificates"]["shop-www"]
     assert rec["phase"] == "failed" and "(verification)" in rec["last_error"] and "serial" not in rec, rec
     assert not senv.cert_dir("shop-www").exists() and not store_files(senv, "shop-www")
-    senv.run("apply")  # the failed certificate waits (how plan and apply report it is issue 11 item 1)
-    r = senv.run("apply", "--retry-failed", check=1)  # downloads again, refuses again
+    senv.run("apply", "--auto-approve")  # the failed certificate waits (how plan and apply report it is issue 11 item 1)
+    r = senv.run("apply", "--auto-approve", "--retry-failed", check=1)  # downloads again, refuses again
     assert why in r.err, r
     c = sim.ctl("counters")
     assert c["purchaseLetsencryptCertificate"] == 1 and c.get("purchaseRenewalLetsencryptCertificate", 0) == 0
     assert not senv.cert_dir("shop-www").exists()
     # the provider fixed: the explicit retry installs the right certificate, still without buying
     sim.ctl("config", {"download_wrong": None})
-    senv.run("apply", "--retry-failed", check=0)
+    senv.run("apply", "--auto-approve", "--retry-failed", check=0)
     check_dnsimple_outputs(senv.cert_dir("shop-www"), WWW_NAMES)
     assert sim.count("purchaseLetsencryptCertificate") == 1
 
@@ -201,7 +201,7 @@ def test_dnsimple_wrong_download_is_not_installed_and_buys_nothing(senv, sim, mo
 def test_dnsimple_www_certificate_carries_the_apex_it_was_not_asked_for(senv, sim):
     senv.repo.write("w.yaml", manifest("w", ["www.pizza.company"], issuer="dns"))
     senv.repo.commit()
-    senv.run("apply", "--wait", "60s", check=0)
+    senv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     check_dnsimple_outputs(senv.cert_dir("w"), ["pizza.company", "www.pizza.company"])
 
 
@@ -226,7 +226,7 @@ def test_digicert_read_only_outputs_keep_the_order_clean_the_token_and_retry_loc
     assert mount("-o", "remount,ro", str(tmpfs_out)).returncode == 0
     denv.repo.write("shop.yaml", shop())
     denv.repo.commit()
-    r = denv.run("apply", check=None)
+    r = denv.run("apply", "--auto-approve", check=None)
     assert r.code != 0 and "Read-only file system" in r.err, r
     assert dc.count("order_create") == 1
     assert dns.txt() == []  # the token went although install failed
@@ -237,7 +237,7 @@ def test_digicert_read_only_outputs_keep_the_order_clean_the_token_and_retry_loc
     assert [c["action"] for c in plan["changes"]] == ["resume"], plan  # not "No changes"
     assert not plan["changes"][0]["paid"]
     assert mount("-o", "remount,rw", str(tmpfs_out)).returncode == 0
-    r = denv.run("apply", check=0)  # apply does not wait for the backoff's next-try time (run does)
+    r = denv.run("apply", "--auto-approve", check=0)  # apply does not wait for the backoff's next-try time (run does)
     assert "installing certificate" in r.err and "from the key store" in r.err, r
     assert dc.count("order_create") == 1 and dc.count("download_certificate") == 0
     check_digicert_outputs(denv.cert_dir("shop"), DC_NAMES)
@@ -255,13 +255,13 @@ def test_ca_full_disk_is_transient_and_retried(env, tmpfs_out):
     os.close(fd)
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
     env.repo.commit()
-    r = env.run("apply", check=None)
+    r = env.run("apply", "--auto-approve", check=None)
     assert r.code != 0 and "No space left on device" in r.err, r
     rec = env.state_json()["certificates"]["a"]
     assert rec["phase"] == "pending" and rec["step"] == "install", rec
     serial = rec["ids"]["keys.pending_serial"]
     filler.unlink()
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     assert cert_serial(env.cert_dir("a") / "tls.crt") == serial  # the one kept in the key store
 
 

@@ -17,14 +17,14 @@ def test_migrate_force_to_postgres_removes_the_replaced_states_keys(env, pg):
     # The database's state has "old" (and its private key, encrypted, in the key store) ...
     pg_env(env, pg)
     add_cert(env, "old")
-    run(env, seen, "apply", check=0)
+    run(env, seen, "apply", "--auto-approve", check=0)
     assert keys_of(pg) == "old"
     # ... the file state, which replaces it, has "web" only.
     env.repo.remove("old.yaml")
     add_cert(env, "web")
     env.write_config()
     both_sides(env)
-    run(env, seen, "apply", check=0)
+    run(env, seen, "apply", "--auto-approve", check=0)
     r = run(env, seen, "state", "migrate", "--to", "postgres", "--force", check=0)
     assert "(replacing its state)" in r.out, r
     assert "1 key store certificate or pending slot of the replaced state removed from the target" in r.out, r
@@ -37,7 +37,7 @@ def test_migrate_force_to_file_removes_the_replaced_states_keys(env, pg):
     seen = Outputs()
     env.write_config()
     add_cert(env, "old")
-    run(env, seen, "apply", check=0)
+    run(env, seen, "apply", "--auto-approve", check=0)
     assert [k.split("/")[0] for k in store_entries(env.dir / "state" / "keys")] == ["old"]
     # The database's state (web) replaces the file's (old).
     pg_env(env, pg)
@@ -45,7 +45,7 @@ def test_migrate_force_to_file_removes_the_replaced_states_keys(env, pg):
     add_cert(env, "web")
     text = env.config.read_text()
     env.config.write_text(text.replace("  backend: postgres\n", "  backend: postgres\n  path: state/state.json\n"))
-    run(env, seen, "apply", check=0)
+    run(env, seen, "apply", "--auto-approve", check=0)
     r = run(env, seen, "state", "migrate", "--to", "file", "--force", check=0)
     assert "(replacing its state)" in r.out, r
     assert [k.split("/")[0] for k in store_entries(env.dir / "state" / "keys")] == ["web"]
@@ -63,7 +63,7 @@ def test_the_database_stopped_while_digicert_orders_are_in_flight_orders_nothing
     denv.repo.commit("two paid certificates")
     # DigiCert takes its time to answer the orders; the database goes away meanwhile.
     dc.ctl("fault", {"endpoint": "order_create", "mode": "delay", "seconds": 3, "count": 2})
-    proc = denv.popen("apply")
+    proc = denv.popen("apply", "--auto-approve")
     deadline = time.monotonic() + 30
     while dc.count("order_create") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -78,7 +78,7 @@ def test_the_database_stopped_while_digicert_orders_are_in_flight_orders_nothing
     pg_own.server.start()
     deadline = time.monotonic() + 30
     while True:
-        r = run(denv, seen, "apply")
+        r = run(denv, seen, "apply", "--auto-approve")
         if r.code == 0 or time.monotonic() > deadline:
             break
         assert "is locked by apply" in r.err, r

@@ -38,7 +38,7 @@ def test_a_400_on_zone_record_create_shows_every_field_message_and_the_request_i
                                           "ttl": ["is not a number"]}}})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    r = denv.run("apply", "--log-format", "json", check=1)
+    r = denv.run("apply", "--auto-approve", "--log-format", "json", check=1)
     text = r.out + r.err
     assert "Validation failed: content: can't be blank, is too short; ttl: is not a number" in text, r
     assert "not found" not in text, r  # not replaced by a follow-up lookup
@@ -61,7 +61,7 @@ def test_an_already_exists_400_whose_record_cannot_be_found_reports_the_create_e
                                "errors": {"base": ["Matching record already exists for this zone"]}}})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "HTTP 400 Validation failed: base: Matching record already exists for this zone" in r.err, r
     assert "TXT record" not in r.err, r
     assert dns.ctl("counters").get("listZoneRecords", 0) >= 1  # it did look, by name
@@ -77,7 +77,7 @@ def test_the_txt_lookup_follows_pages_and_filters_by_name(denv, dc, dns):
     dns.ctl("fault", {"endpoint": "createZoneRecord", "mode": "truncated_json", "count": 1})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    r = denv.run("apply", check=0)
+    r = denv.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     paths = [e["path"] for e in dns.ctl("log?op=listZoneRecords")]
     assert any("page=2" in p for p in paths), paths
@@ -159,7 +159,7 @@ def test_validate_online_ca_issuer_key_mismatch_and_mode(env, tmp_path):
     r = env.run("validate", "--online", check=0)
     assert "issuer internal (ca): ok: no CA yet: apply generates one in" in r.out, r
     assert not (env.dir / "ca").exists()  # validate writes nothing
-    env.run("apply", check=0)  # generates ca/
+    env.run("apply", "--auto-approve", check=0)  # generates ca/
     r = env.run("validate", "--online", check=0)
     assert "issuer internal (ca): ok" in r.out, r
     os.chmod(env.dir / "ca" / "ca.key", 0o644)
@@ -194,7 +194,7 @@ def test_the_plan_lists_the_authkey_creation_before_the_first_digicert_apply_onl
     saved = tmp_path / "plan.json"
     denv.run("plan", "--out", str(saved), check=0)
     assert json.loads(saved.read_text())["account_actions"] == p["account_actions"]
-    r = denv.run("apply", str(saved), check=0)
+    r = denv.run("apply", "--auto-approve", str(saved), check=0)
     assert "1 done" in r.out, r
     assert dc.count("auth_keys_list") >= 1
     # after the first apply the state shows the AuthKey in use: not listed again, even for a new certificate

@@ -354,7 +354,7 @@ def test_a_second_instance_is_refused_while_one_runs(env, daemons):
     env.repo.commit()
     d = daemons(env)
     d.wait_ready()
-    r = env.run("apply")
+    r = env.run("apply", "--auto-approve")
     assert r.code == 1 and "lock" in r.err, r
 
 
@@ -757,10 +757,10 @@ def test_run_refuses_paid_changes_when_the_state_is_lost_next_to_its_backup(env,
     run_config(env, interval="1h", extra_issuers=dns_issuer(sim, poll="1s"))
     env.repo.write("www.yaml", www())
     env.repo.commit()
-    env.run("apply", "--wait", "60s", check=0)
+    env.run("apply", "--auto-approve", "--wait", "60s", check=0)
     env.repo.write("api.yaml", manifest("api", ["api.example.test"]))
     env.repo.commit()
-    env.run("apply", check=0)  # a second save: state.json.backup now exists
+    env.run("apply", "--auto-approve", check=0)  # a second save: state.json.backup now exists
     assert Path(str(env.state) + ".backup").exists()
     env.state.unlink()
 

@@ -76,7 +76,7 @@ def ca_with_open_key(env):
     """Makes the built-in CA (apply with one certificate), then opens its key to the group: issuing fails."""
     env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
     env.repo.commit()
-    env.run("apply", check=0)
+    env.run("apply", "--auto-approve", check=0)
     key = env.dir / "ca" / "ca.key"
     assert key.exists(), list((env.dir / "ca").iterdir())
     key.chmod(0o644)
@@ -210,7 +210,7 @@ def test_explicit_retry_endpoint_and_sigusr2_while_run_holds_the_lock(env, sim, 
     key = ca_with_open_key(env)
     env.repo.write("www.yaml", www())
     env.repo.commit("add www")
-    r = env.run("apply")  # no token, an open CA key: both fail
+    r = env.run("apply", "--auto-approve")  # no token, an open CA key: both fail
     assert r.code == 1, r
     reject(env, "shop-www")
     reject(env, "b")
@@ -228,7 +228,7 @@ def test_explicit_retry_endpoint_and_sigusr2_while_run_holds_the_lock(env, sim, 
     assert code == 503 and {e["name"] for e in doc["not_ready"]} == {"b", "shop-www"}, doc
     assert all(e["failure_class"] == "rejected" for e in doc["not_ready"]), doc
     # apply --retry-failed is refused (run holds the lock) and says how to ask the running process.
-    r = env.run("apply", "--retry-failed")
+    r = env.run("apply", "--auto-approve", "--retry-failed")
     assert r.code == 1 and "locked by run" in r.err, r
     assert f"kill -USR2 {d.proc.pid}" in r.err and f"http://127.0.0.1:{env.port}/retry" in r.err, r.err
     assert "Authorization: Bearer" in r.err and ADMIN not in r.err, r.err

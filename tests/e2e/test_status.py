@@ -50,7 +50,7 @@ def test_ca_key_too_open_fails_as_config_and_converges_once_fixed(env):
     d = fixed_ca_env(env, 0o644)
     env.repo.write("www.yaml", manifest("www", ["www.example.test"], issuer="fixed"))
     env.repo.commit()
-    r = env.run("apply", check=1)
+    r = env.run("apply", "--auto-approve", check=1)
     assert "failed (config)" in r.err and "chmod 600" in r.err, r
     assert "fix the configuration or credentials" in r.err and "change the manifest" not in r.err, r
     rec = record(env, "www")
@@ -66,12 +66,12 @@ def test_ca_key_too_open_fails_as_config_and_converges_once_fixed(env):
     ch = plan["changes"][0]
     assert (ch["action"], ch["reason_code"], ch["failure_class"]) == ("resume", "retry", "config"), ch
     assert plan["summary"]["retry"] == 1 and plan["summary"]["has_changes"] is True
-    r = env.run("apply", check=1)  # still broken: fails again, backs off further
+    r = env.run("apply", "--auto-approve", check=1)  # still broken: fails again, backs off further
     assert record(env, "www")["attempts"] == 2
 
     os.chmod(d / "ca.key", 0o600)
     env.run("plan", "--detailed-exitcode", check=2)
-    r = env.run("apply", check=0)
+    r = env.run("apply", "--auto-approve", check=0)
     assert "1 done" in r.out, r
     rec = record(env, "www")
     assert rec["phase"] == "ready" and "failure_class" not in rec and "last_error" not in rec, rec
@@ -84,7 +84,7 @@ def test_ca_key_too_open_fails_as_config_and_converges_once_fixed(env):
 def test_missing_dnsimple_token_fails_as_config_and_converges_once_set(denv, sim):
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "DNSIMPLE_TOKEN" in r.err and "failed (config)" in r.err, r
     rec = record(denv, "shop-www")
     assert rec["failure_class"] == "config" and rec["phase"] == "failed", rec
@@ -96,7 +96,7 @@ def test_missing_dnsimple_token_fails_as_config_and_converges_once_set(denv, sim
     assert "purchase, or adopt a matching certificate if one exists" in r.out, r
 
     os.environ["DNSIMPLE_TOKEN"] = TOKEN
-    r = denv.run("apply", "--wait", "60s", check=0)
+    r = denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     assert "1 done" in r.out, r
     assert sim.count("purchaseLetsencryptCertificate") == 1
     assert (denv.cert_dir("shop-www") / "tls.crt").exists()
@@ -110,10 +110,10 @@ def test_rejected_certificate_is_listed_and_apply_exits_1_until_retried(denv, si
     sim.ctl("issue_delay", {"seconds": -1})
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", check=0)
+    denv.run("apply", "--auto-approve", check=0)
     cid = int(record(denv, "shop-www")["ids"]["dnsimple.pending_id"])
     sim.ctl("certificate_state", {"id": cid, "state": "failed"})
-    denv.run("apply", check=1)
+    denv.run("apply", "--auto-approve", check=1)
     rec = record(denv, "shop-www")
     assert rec["phase"] == "failed" and rec["failure_class"] == "rejected", rec
 
@@ -127,13 +127,13 @@ def test_rejected_certificate_is_listed_and_apply_exits_1_until_retried(denv, si
     assert plan["changes"] == [] and plan["summary"]["failed"] == 1 and plan["summary"]["unchanged"] == 0
     assert plan["failed"][0]["name"] == "shop-www" and plan["failed"][0]["failure_class"] == "rejected"
 
-    r = denv.run("apply", check=1)  # nothing to do, but the certificate is still failed
+    r = denv.run("apply", "--auto-approve", check=1)  # nothing to do, but the certificate is still failed
     assert "failed at the end of this apply" in r.out, r
     assert sim.count("purchaseLetsencryptCertificate") == 1
 
     sim.ctl("issue_delay", {"seconds": 0.2})
     denv.run("plan", "--retry-failed", "--detailed-exitcode", check=2)
-    denv.run("apply", "--retry-failed", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--retry-failed", "--wait", "60s", check=0)
     assert sim.count("purchaseLetsencryptCertificate") == 2
     denv.run("plan", "--detailed-exitcode", check=0)
 
@@ -164,7 +164,7 @@ def test_credential_quoted_in_an_error_body_is_never_stored_or_printed(denv, sim
     denv.repo.commit()
     texts = []
     for fmt in ("text", "json"):
-        r = denv.run("apply", "--log-format", fmt)
+        r = denv.run("apply", "--auto-approve", "--log-format", fmt)
         assert r.code == 1, r
         texts += [r.out, r.err]
     rec = record(denv, "shop-www")
@@ -207,7 +207,7 @@ def test_state_on_a_full_disk_reports_the_first_cause(env):
     try:
         # Two of four pages taken: the lock and the first journal lines fit, the rest does not.
         (state_dir / "filler").write_bytes(b"\0" * 8192)
-        r = env.run("apply", check=1)
+        r = env.run("apply", "--auto-approve", check=1)
         assert "state could not be written" in r.err, r
         assert "No space left on device" in r.err, r
         assert "no such file" not in r.err, r
@@ -221,17 +221,17 @@ def test_lost_state_with_a_backup_is_said_and_paid_changes_wait_for_the_operator
     os.environ["DNSIMPLE_TOKEN"] = TOKEN
     denv.repo.write("www.yaml", www())
     denv.repo.commit()
-    denv.run("apply", "--wait", "60s", check=0)
+    denv.run("apply", "--auto-approve", "--wait", "60s", check=0)
     denv.repo.write("api.yaml", manifest("api", ["api.example.test"]))
     denv.repo.commit()
-    denv.run("apply", check=0)  # a second save: state.json.backup now exists
+    denv.run("apply", "--auto-approve", check=0)  # a second save: state.json.backup now exists
     backup = Path(str(denv.state) + ".backup")
     assert backup.exists()
     denv.state.unlink()
 
     r = denv.run("plan")
     assert "state.json.backup" in r.out and "certsync state restore" in r.out, r
-    r = denv.run("apply", check=1)
+    r = denv.run("apply", "--auto-approve", check=1)
     assert "certsync state restore" in r.err and "--ignore-backup" in r.err, r
     assert sim.count("purchaseLetsencryptCertificate") == 1
     assert not denv.state.exists()

@@ -8,6 +8,7 @@
 # Each zone gets an SOA, NS ns1.<zone> (A 127.0.0.1) and "* A 127.0.0.1" (so
 # that http-01 names resolve for Pebble's VA). The TSIG key is named
 # "certsync-key." (hmac-sha256) and may update any TXT record in the zones.
+# Records in DIR/extra.<zone> (zone file syntax), when present, are added to <zone>.
 # DIR/named.log has named's log, including every update.
 set -eu
 cmd=$1 dir=$2
@@ -34,6 +35,7 @@ start)
 			echo "  update-policy { grant certsync-key. zonesub TXT; }; };"
 			printf '$TTL 60\n@ IN SOA ns1.%s. hostmaster.%s. ( 1 60 60 600 30 )\n  IN NS ns1.%s.\nns1 IN A 127.0.0.1\n* IN A 127.0.0.1\n' \
 				"$z" "$z" "$z" > "db.$z"
+			if [ -f "extra.$z" ]; then cat "extra.$z" >> "db.$z"; fi
 		done
 	} > named.conf
 	# As the user running the tests (root in CI): named's -u would need every

@@ -138,7 +138,7 @@ static void test_config_reports_all_problems_with_positions(void **state)
 	assert_string_equal(diag,
 		"/etc/certsync/certsync.yaml:3:3: unknown field \"reff\" in source (did you mean \"ref\"?)\n"
 		"/etc/certsync/certsync.yaml:4:13: source.interval: \"soon\" is not a duration (use units d, h, m, s: \"720h\", \"30d\", \"1h30m\")\n"
-		"/etc/certsync/certsync.yaml:9:11: issuers.internal.type: unknown issuer type \"acme\" (known types: ca, dnsimple, digicert)\n"
+		"/etc/certsync/certsync.yaml:9:11: issuers.internal.type: unknown issuer type \"acme\" (known types: ca, dnsimple, digicert, rfc2136)\n"
 		"/etc/certsync/certsync.yaml:11:5: issuers.self: give exactly one of ca: {certFile, keyFile}, generate: {dir}, or selfSigned: true\n"
 		"/etc/certsync/certsync.yaml:13:18: policy.maxPaidOrders: expected an integer, got \"lots\"\n"
 		"/etc/certsync/certsync.yaml:14:10: policy.prune: expected true or false, got \"yes\"\n");

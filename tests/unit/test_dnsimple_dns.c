@@ -51,10 +51,13 @@ static int start(void **state)
 		return -1;
 	fclose(f);
 	setenv("CERTSYNC_TEST_DNS_TOKEN", "t0k3n-dns", 1);
-	yaml = xasprintf("source: {repo: r}\nstate: {path: s.json}\noutput: {root: o}\nissuers:\n"
-			 "  dns:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: CERTSYNC_TEST_DNS_TOKEN}\n"
-			 "    baseURL: %s\n    zones: [pizza.company]\n",
-			 url);
+	yaml = xasprintf(
+		"source: {repo: r}\nstate: {path: s.json}\noutput: {root: o}\nissuers:\n"
+		"  dns:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: CERTSYNC_TEST_DNS_TOKEN}\n"
+		"    baseURL: %s\n    zones: [pizza.company]\n"
+		"  disc:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: CERTSYNC_TEST_DNS_TOKEN}\n"
+		"    baseURL: %s\n",
+		url, url);
 	config_parse("/tmp/c.yaml", yaml, strlen(yaml), &cfg, &d);
 	diags_print(&d, stderr);
 	diags_free(&d);
@@ -123,7 +126,7 @@ static void test_dns_txt_create_find_and_delete(void **state)
 	assert_int_equal(dns->txt_delete(is, "_dnsauth.www.pizza.company", "token-abc", ref), 0);
 	free(ref2);
 	ref2 = NULL;
-	assert_int_equal(dns->txt_create(is, "www.other.test", "x", &ref2), CS_EINVALID);
+	assert_int_equal(dns->txt_create(is, "www.other.test", "x", &ref2), CS_ENOTFOUND);
 	assert_null(ref2);
 	assert_non_null(strstr(cs_errmsg(), "no configured zone contains www.other.test"));
 	free(ref);
@@ -131,10 +134,77 @@ static void test_dns_txt_create_find_and_delete(void **state)
 	is->ops->end_run(is);
 }
 
+/* POSTs a JSON body to the simulator's control path; its answer (caller frees). */
+static char *sim_ctl(const char *path, const char *body)
+{
+	char *cmd = body ? xasprintf("curl -s -X POST -d '%s' %s/_sim/%s", body, url, path)
+			 : xasprintf("curl -s %s/_sim/%s", url, path);
+	FILE *p = popen(cmd, "r");
+	struct buf b = BUF_INIT;
+	char chunk[512];
+	size_t n;
+
+	while (p && (n = fread(chunk, 1, sizeof(chunk), p)) > 0)
+		buf_append(&b, chunk, n);
+	if (p)
+		pclose(p);
+	free(cmd);
+	return buf_detach(&b);
+}
+
+static void test_dns_zone_discovered_from_the_account_zone_list(void **state)
+{
+	const struct issuer *is = config_issuer(cfg, "disc");
+	const struct dns_driver *dns = is->ops->dns;
+	struct buf names = BUF_INIT;
+	char *ref = NULL, *zone = NULL, *out;
+
+	(void)state;
+	/* 150 zones: the list spans two pages of 100 */
+	buf_puts(&names, "{\"names\": [\"shop.test\", \"sub.shop.test\"");
+	for (int i = 0; i < 148; i++)
+		buf_printf(&names, ", \"z%03d.example\"", i);
+	buf_puts(&names, "]}");
+	free(sim_ctl("zones", names.data));
+	assert_non_null(dns->zone_for);
+	/* the longest suffix wins */
+	assert_int_equal(dns->zone_for(is, "_dnsauth.a.sub.shop.test", &zone), 0);
+	assert_string_equal(zone, "sub.shop.test");
+	free(zone);
+	assert_int_equal(dns->zone_for(is, "_dnsauth.shop.test", &zone), 0);
+	assert_string_equal(zone, "shop.test");
+	free(zone);
+	assert_int_equal(dns->zone_for(is, "_dnsauth.x.z147.example", &zone), 0); /* on the second page */
+	assert_string_equal(zone, "z147.example");
+	free(zone);
+	assert_int_equal(dns->zone_for(is, "_dnsauth.nowhere.test", &zone), CS_ENOTFOUND);
+	assert_non_null(strstr(cs_errmsg(), "no zone of DNSimple account 1010 contains _dnsauth.nowhere.test"));
+	/* the record goes into the discovered zone, relative to it */
+	assert_int_equal(dns->txt_create(is, "_dnsauth.a.sub.shop.test", "disc-token", &ref), 0);
+	assert_int_equal(strncmp(ref, "sub.shop.test/", 14), 0);
+	out = sim_ctl("zone/sub.shop.test/records", NULL);
+	assert_non_null(strstr(out, "\"name\": \"_dnsauth.a\""));
+	assert_non_null(strstr(out, "disc-token"));
+	free(out);
+	assert_int_equal(dns->txt_delete(is, "_dnsauth.a.sub.shop.test", "disc-token", NULL), 0);
+	out = sim_ctl("zone/sub.shop.test/records", NULL);
+	assert_string_equal(out, "[]");
+	free(out);
+	/* listed once for the run: two pages */
+	out = sim_ctl("counters", NULL);
+	if (!strstr(out, "\"listZones\": 2,") && !strstr(out, "\"listZones\": 2}"))
+		fail_msg("counters: %s", out);
+	free(out);
+	free(ref);
+	buf_free(&names);
+	is->ops->end_run(is);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dns_txt_create_find_and_delete),
+		cmocka_unit_test(test_dns_zone_discovered_from_the_account_zone_list),
 	};
 
 	return cmocka_run_group_tests(tests, start, stop);

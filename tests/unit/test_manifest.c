@@ -640,7 +640,8 @@ static void test_diag_format_escapes_control_characters(void **state)
 	diags_add(&d, "certs/x\nerror: fake\x1b[31m.yaml", 3, 4, "duplicate name (first in a\tb\x7f\xc2\x9b.yaml)");
 	diags_add(&d, "bad\xff\xfe.yaml", 0, 0, "caf\xc3\xa9 \\n stays");
 	s = diag_format(&d.v[0]);
-	assert_string_equal(s, "certs/x\\nerror: fake\\x1b[31m.yaml:3:4: duplicate name (first in a\\tb\\x7f\\u009b.yaml)");
+	assert_string_equal(
+		s, "certs/x\\nerror: fake\\x1b[31m.yaml:3:4: duplicate name (first in a\\tb\\x7f\\u009b.yaml)");
 	free(s);
 	s = diag_format(&d.v[1]);
 	assert_string_equal(s, "bad\\xff\\xfe.yaml: caf\xc3\xa9 \\n stays");
@@ -1671,12 +1672,117 @@ static void test_manifest_parses_and_checks_10000_certificates_in_linear_time(vo
 	assert_true(big < 40 * small + 50);
 }
 
+/* ---------- the X.509 profile and output formats (issue 14) ---------- */
+
+static void test_spec_x509_fields_are_read_and_normalised(void **state)
+{
+	struct cert_spec *s = one("  dnsNames: [a.example.test]\n"
+				  "  ipAddresses: [\"::0001\", 10.0.0.1, 10.0.0.1]\n"
+				  "  uris: [spiffe://cluster.local/ns/web/sa/api]\n"
+				  "  emailAddresses: [Ops@Example.TEST]\n"
+				  "  subject:\n    organizations: [Pizza Co, Pizza Co]\n    countries: [de]\n"
+				  "    serialNumber: \"42\"\n"
+				  "  usages: [Digital Signature, server auth, signing]\n"
+				  "  isCA: true\n  pathLen: 0\n"
+				  "  output: {formats: [tls.der, combined.pem]}\n");
+	char fm[MANIFEST_FORMATS_TEXT];
+
+	(void)state;
+	assert_int_equal(s->n_ips, 2);
+	assert_string_equal(s->ips[0], "10.0.0.1");
+	assert_string_equal(s->ips[1], "::1");
+	assert_int_equal(s->n_uris, 1);
+	assert_string_equal(s->emails[0], "Ops@example.test");
+	assert_int_equal(s->n_subject, 3); /* C, O (once), serialNumber */
+	assert_int_equal(s->subject[0].attr, SUBJ_C);
+	assert_string_equal(s->subject[0].value, "DE");
+	assert_int_equal(s->subject[1].attr, SUBJ_O);
+	assert_int_equal(s->usages, (1u << USAGE_DIGITAL_SIGNATURE) | (1u << USAGE_SERVER_AUTH));
+	assert_true(s->is_ca);
+	assert_int_equal(s->path_len, 0);
+	assert_int_equal(s->xpos[XF_IP][0], 7);
+	assert_int_equal(s->xpos[XF_ISCA][0], 15);
+	manifest_formats_text(s->formats, fm);
+	assert_string_equal(fm, "combined.pem,tls.der");
+	cert_spec_free(s);
+}
+
+static void test_spec_x509_fields_move_the_hash_only_when_written(void **state)
+{
+	struct cert_spec *plain = one("  dnsNames: [a.example.test]\n");
+	struct cert_spec *fmt = one("  dnsNames: [a.example.test]\n  output: {formats: [chain.pem]}\n");
+	struct cert_spec *ip = one("  dnsNames: [a.example.test]\n  ipAddresses: [10.0.0.1]\n");
+	struct cert_spec *ip6 = one("  dnsNames: [a.example.test]\n  ipAddresses: [\"::0001\"]\n");
+	struct cert_spec *ip6b = one("  dnsNames: [a.example.test]\n  ipAddresses: [\"0::1\"]\n");
+	struct cert_spec *org = one("  dnsNames: [a.example.test]\n  subject: {organizations: [A, B]}\n");
+	struct cert_spec *org2 = one("  dnsNames: [a.example.test]\n  subject: {organizations: [B, A, A]}\n");
+
+	(void)state;
+	/* formats are outputs, not the certificate: a change reinstalls */
+	assert_string_equal(plain->hash, fmt->hash);
+	assert_string_not_equal(plain->hash, ip->hash);
+	assert_string_equal(ip6->hash, ip6b->hash); /* one address, two spellings */
+	assert_string_equal(org->hash, org2->hash); /* order and repeats are cosmetic */
+	assert_string_not_equal(org->hash, plain->hash);
+	cert_spec_free(plain);
+	cert_spec_free(fmt);
+	cert_spec_free(ip);
+	cert_spec_free(ip6);
+	cert_spec_free(ip6b);
+	cert_spec_free(org);
+	cert_spec_free(org2);
+}
+
+static void test_spec_x509_field_errors_name_the_place(void **state)
+{
+	(void)state;
+	assert_problem("  dnsNames: [a.example.test]\n  ipAddresses: [10.0.0.300]\n",
+		       "x.yaml:7:17: spec.ipAddresses[0]: \"10.0.0.300\" is not an IPv4 or IPv6 address");
+	assert_problem("  dnsNames: [a.example.test]\n  uris: [\"no scheme\"]\n",
+		       "spec.uris[0]: \"no scheme\" holds a space");
+	assert_problem("  dnsNames: [a.example.test]\n  uris: [example.test/path]\n", "is not an absolute URI");
+	assert_problem("  dnsNames: [a.example.test]\n  emailAddresses: [ops]\n",
+		       "spec.emailAddresses[0]: \"ops\" is not an email address");
+	assert_problem("  dnsNames: [a.example.test]\n  subject: {countries: [Germany]}\n",
+		       "x.yaml:7:25: spec.subject.countries[0]: \"Germany\" is not a two-letter country code");
+	assert_problem("  dnsNames: [a.example.test]\n  subject: {organisations: [A]}\n",
+		       "unknown field \"organisations\" in spec.subject (did you mean \"organizations\"?)");
+	assert_problem("  dnsNames: [a.example.test]\n  usages: [server-auth]\n",
+		       "spec.usages[0]: \"server-auth\" is not a usage (did you mean \"server auth\"?)");
+	assert_problem("  dnsNames: [a.example.test]\n  pathLen: 1\n",
+		       "x.yaml:7:12: spec.pathLen: only a CA certificate has a path length (set isCA: true)");
+	assert_problem("  dnsNames: [a.example.test]\n  output: {formats: [fullchain.pem]}\n",
+		       "spec.output.formats[0]: \"fullchain.pem\" is not a format certsync writes");
+	/* a certificate of IP addresses only is fine */
+	cert_spec_free(one("  ipAddresses: [192.0.2.1]\n"));
+	assert_problem("  usages: [server auth]\n",
+		       "spec: at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses is required");
+}
+
+static void test_pasted_cert_manager_fields_get_a_hint(void **state)
+{
+	(void)state;
+	assert_problem("  dnsNames: [a.example.test]\n  secretName: shop-www-tls\n",
+		       "x.yaml:7:15: spec.secretName is cert-manager's field: certsync writes files, not Kubernetes "
+		       "Secrets: name the directory under the output root with spec.output.directory (e.g. output: "
+		       "{directory: shop-www-tls})");
+	assert_problem("  dnsNames: [a.example.test]\n  issuerRef: {name: le, kind: ClusterIssuer}\n",
+		       "spec.issuerRef is cert-manager's field: name a configured issuer with spec.issuer");
+	assert_problem("  dnsNames: [a.example.test]\n  additionalOutputFormats: [{type: CombinedPEM}]\n",
+		       "spec.additionalOutputFormats is cert-manager's field: write the extra files with "
+		       "spec.output.formats");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_manifest_bad_corpus_matches_expected_diagnostics),
 		cmocka_unit_test(test_manifest_good_corpus_parses_cleanly),
 		cmocka_unit_test(test_manifest_good_file_fields),
+		cmocka_unit_test(test_spec_x509_fields_are_read_and_normalised),
+		cmocka_unit_test(test_spec_x509_fields_move_the_hash_only_when_written),
+		cmocka_unit_test(test_spec_x509_field_errors_name_the_place),
+		cmocka_unit_test(test_pasted_cert_manager_fields_get_a_hint),
 		cmocka_unit_test(test_yaml_positions_are_one_based_lines_and_columns),
 		cmocka_unit_test(test_yaml_columns_count_characters_not_bytes),
 		cmocka_unit_test(test_yaml_rejects_anchor),

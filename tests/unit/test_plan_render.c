@@ -417,11 +417,11 @@ static void test_plan_from_json_rejects_bad_plans(void **state)
 	static const struct {
 		const char *from, *to, *msg;
 	} cases[] = {
-		{"\"format_version\": \"1.1\"", "\"format_version\": \"2.0\"",
+		{"\"format_version\": \"1.2\"", "\"format_version\": \"2.0\"",
 		 "plan.json: plan format 2.0 is not supported (this certsync reads 1.x)"},
-		{"\"format_version\": \"1.1\"", "\"format_version\": 1",
+		{"\"format_version\": \"1.2\"", "\"format_version\": 1",
 		 "plan.json: format_version: expected a string, got an integer"},
-		{"\"format_version\": \"1.1\"", "\"format_version\": \"one\"",
+		{"\"format_version\": \"1.2\"", "\"format_version\": \"one\"",
 		 "plan.json: format_version: expected a version such as \"1.0\", got \"one\""},
 		{"\"action\": \"create\"", "\"action\": \"grow\"",
 		 "plan.json: changes[0].action: unknown action \"grow\""},
@@ -509,12 +509,12 @@ static void test_plan_from_json_ignores_unknown_keys_and_reads_1x(void **state)
 	char *good = render(p, "json", 0), *t1, *t2, *t3, *again;
 
 	(void)state;
-	t1 = replace(good, "\"format_version\": \"1.1\"", "\"format_version\": \"1.7\",\n  \"future\": {\"x\": [1, 2]}");
+	t1 = replace(good, "\"format_version\": \"1.2\"", "\"format_version\": \"1.7\",\n  \"future\": {\"x\": [1, 2]}");
 	t2 = replace(t1, "\"action\": \"create\"", "\"action\": \"create\",\n      \"action_detail\": 3");
 	t3 = replace(t2, "\"has_changes\"", "\"cost_estimate\": 12.5,\n    \"has_changes\"");
 	assert_int_equal(plan_from_json(t3, strlen(t3), "plan.json", &q), 0);
 	again = render(q, "json", 0);
-	assert_string_equal(again, good); /* written back as 1.1, the unknown keys dropped */
+	assert_string_equal(again, good); /* written back as 1.2, the unknown keys dropped */
 	free(t1);
 	free(t2);
 	free(t3);

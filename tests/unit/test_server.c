@@ -142,6 +142,7 @@ static void test_metrics_render_certificate_gauges(void **s)
 	metrics_reset();
 	c[0].name = xstrdup("shop-www");
 	c[0].issuer = xstrdup("dns");
+	c[0].issuer_kind = xstrdup("dnsimple"); /* c[1] has none: "unknown" */
 	c[0].ready = 1;
 	c[0].not_before = 1000;
 	c[0].not_after = 2000;
@@ -157,26 +158,27 @@ static void test_metrics_render_certificate_gauges(void **s)
 	c[1].fail_class = xstrdup("config");
 	metrics_set_certs(c, 2);
 	text = render();
-	assert_non_null(find_line(
-		text, "certsync_certificate_expiration_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 2000"));
-	assert_non_null(find_line(
-		text, "certsync_certificate_renewal_timestamp_seconds{name=\"shop-www\",issuer=\"dns\"} 1700"));
-	assert_non_null(find_line(
-		text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",condition=\"True\"} 1"));
-	assert_non_null(find_line(
-		text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",condition=\"False\"} 0"));
-	assert_non_null(find_line(
-		text, "certsync_certificate_ready_status{name=\"new\",issuer=\"internal\",condition=\"Unknown\"} 1"));
-	assert_non_null(find_line(
-		text, "certsync_certificate_next_attempt_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1234"));
-	assert_non_null(find_line(text, "certsync_certificate_failed_attempts{name=\"new\",issuer=\"internal\"} 2"));
-	assert_non_null(find_line(
-		text, "certsync_certificate_last_failure_timestamp_seconds{name=\"new\",issuer=\"internal\"} 1200"));
+	assert_non_null(find_line(text, "certsync_certificate_expiration_timestamp_seconds{name=\"shop-www\",issuer="
+					"\"dns\",issuer_name=\"dns\",issuer_kind=\"dnsimple\"} 2000"));
+	assert_non_null(find_line(text, "certsync_certificate_renewal_timestamp_seconds{name=\"shop-www\",issuer="
+					"\"dns\",issuer_name=\"dns\",issuer_kind=\"dnsimple\"} 1700"));
+	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",issuer_"
+					"name=\"dns\",issuer_kind=\"dnsimple\",condition=\"True\"} 1"));
+	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"shop-www\",issuer=\"dns\",issuer_"
+					"name=\"dns\",issuer_kind=\"dnsimple\",condition=\"False\"} 0"));
+	assert_non_null(find_line(text, "certsync_certificate_ready_status{name=\"new\",issuer=\"internal\",issuer_"
+					"name=\"internal\",issuer_kind=\"unknown\",condition=\"Unknown\"} 1"));
+	assert_non_null(find_line(text, "certsync_certificate_next_attempt_timestamp_seconds{name=\"new\",issuer="
+					"\"internal\",issuer_name=\"internal\",issuer_kind=\"unknown\"} 1234"));
+	assert_non_null(find_line(text, "certsync_certificate_failed_attempts{name=\"new\",issuer=\"internal\",issuer_"
+					"name=\"internal\",issuer_kind=\"unknown\"} 2"));
+	assert_non_null(find_line(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"new\",issuer="
+					"\"internal\",issuer_name=\"internal\",issuer_kind=\"unknown\"} 1200"));
 	assert_null(strstr(text, "certsync_certificate_last_failure_timestamp_seconds{name=\"shop-www\""));
-	assert_non_null(
-		find_line(text, "certsync_certificate_failing{name=\"new\",issuer=\"internal\",class=\"config\"} 1"));
-	assert_non_null(
-		find_line(text, "certsync_certificate_failing{name=\"shop-www\",issuer=\"dns\",class=\"none\"} 0"));
+	assert_non_null(find_line(text, "certsync_certificate_failing{name=\"new\",issuer=\"internal\",issuer_name="
+					"\"internal\",issuer_kind=\"unknown\",class=\"config\"} 1"));
+	assert_non_null(find_line(text, "certsync_certificate_failing{name=\"shop-www\",issuer=\"dns\",issuer_name="
+					"\"dns\",issuer_kind=\"dnsimple\",class=\"none\"} 0"));
 	/* no certificate yet: no expiry series for it */
 	assert_null(strstr(text, "certsync_certificate_expiration_timestamp_seconds{name=\"new\""));
 	free(text);
@@ -245,7 +247,7 @@ static void test_metrics_every_family_has_one_help_and_type(void **s)
 		assert_int_equal(sscanf(line, "# TYPE %127s", name), 1);
 		snprintf(again, sizeof(again), "# TYPE %s ", name);
 		assert_null(strstr(line + 1, again)); /* a second TYPE line is a parse error for Prometheus */
-		assert_int_equal(strncmp(name, "certsync_", 9), 0);
+		assert_true(!strncmp(name, "certsync_", 9) || !strncmp(name, "process_", 8));
 	}
 	for (p = text; (line = strstr(p, "# HELP ")); p = line + 1)
 		n_help++;
@@ -407,6 +409,30 @@ static void test_server_queues_webhooks_and_answers_probes(void **s)
 	metrics_reset();
 }
 
+static void test_server_method_table_gives_405_with_allow(void **s)
+{
+	const char *allow;
+
+	(void)s;
+	assert_true(server_method_allowed("/healthz", "GET", &allow));
+	assert_true(server_method_allowed("/metrics", "HEAD", &allow));
+	assert_false(server_method_allowed("/metrics", "POST", &allow));
+	assert_string_equal(allow, "GET, HEAD");
+	assert_false(server_method_allowed("/readyz", "GE", &allow)); /* whole words only */
+	assert_false(server_method_allowed("/webhooks/dnsimple/x", "GET", &allow));
+	assert_string_equal(allow, "POST");
+	assert_true(server_method_allowed("/webhooks/dnsimple/x", "POST", &allow));
+	assert_false(server_method_allowed("/retry/shop-www", "PUT", &allow));
+	assert_string_equal(allow, "POST");
+	assert_false(server_method_allowed("/retry", "GET", &allow));
+	assert_false(server_method_allowed("/.well-known/acme-challenge/tok", "POST", &allow));
+	assert_string_equal(allow, "GET, HEAD");
+	/* not an endpoint: the handlers say 404 */
+	assert_true(server_method_allowed("/nothing", "DELETE", &allow));
+	assert_null(allow);
+	assert_true(server_method_allowed("/healthzz", "POST", &allow));
+}
+
 static long post_auth(struct http_client *c, const char *url, const char *auth, struct buf *out)
 {
 	struct http_request rq;
@@ -516,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_server_queues_webhooks_and_answers_probes),
 		cmocka_unit_test(test_server_retry_endpoint_needs_the_admin_token),
 		cmocka_unit_test(test_server_refuses_a_bad_listen_address),
+		cmocka_unit_test(test_server_method_table_gives_405_with_allow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

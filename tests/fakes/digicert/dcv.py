@@ -1,15 +1,20 @@
 """Where the simulator looks for tokens (digicert.md §4): DNS TXT/CNAME and fileauth.txt.
 
 DNS answers come from the DNSimple simulator's test endpoints
-(`GET {dns-url}/_sim/zones`, `GET {dns-url}/_sim/zone/<zone>/records`) plus
-records a test adds to this simulator directly (/_sim/dns_record). HTTP
+(`GET {dns-url}/_sim/zones`, `GET {dns-url}/_sim/zone/<zone>/records`), from
+a real authoritative server (--dns-server HOST:PORT, asked over UDP without
+recursion, as DigiCert's resolvers would reach it) plus records a test adds
+to this simulator directly (/_sim/dns_record). HTTP
 lookups go to http://<host>/.well-known/pki-validation/fileauth.txt, with the
 host mapped to a loopback address through --http-port-map: nothing leaves the
 machine, and an unmapped host simply is not reachable.
 """
 import http.client
 import json
+import random
 import re
+import socket
+import struct
 import urllib.request
 
 FILE_PATH = "/.well-known/pki-validation/fileauth.txt"
@@ -26,10 +31,71 @@ def unquote_txt(content):
     return c
 
 
-class DNS:
-    """Reads records from the DNSimple simulator's zone store and from local test records."""
+RTYPES = {"TXT": 16, "CNAME": 5}
+MAX_POINTERS = 32
 
-    def __init__(self, url, zones, timeout=5.0):
+
+def _wire_name(msg, off):
+    """(name, offset after it) of a possibly compressed name at off; raises ValueError on a malformed one."""
+    labels, end, hops = [], None, 0
+    while True:
+        if off >= len(msg):
+            raise ValueError("name past the end")
+        n = msg[off]
+        if n & 0xC0 == 0xC0:
+            if off + 1 >= len(msg) or hops >= MAX_POINTERS:
+                raise ValueError("bad compression pointer")
+            end = off + 2 if end is None else end
+            off, hops = ((n & 0x3F) << 8) | msg[off + 1], hops + 1
+            continue
+        if n == 0:
+            return ".".join(labels), (off + 1 if end is None else end)
+        labels.append(msg[off + 1:off + 1 + n].decode("ascii", "replace").lower())
+        off += 1 + n
+
+
+def dns_query(server, name, rtype, timeout=2.0):
+    """The records of rtype (TXT: strings joined; CNAME: the target) at name, asked of server ("host:port")
+    over UDP without recursion. [] on NXDOMAIN/NODATA; raises OSError/ValueError when there is no usable answer."""
+    host, port = server.rsplit(":", 1)
+    qid = random.randrange(65536)
+    q = struct.pack(">HHHHHH", qid, 0, 1, 0, 0, 0)
+    q += b"".join(bytes([len(label)]) + label.encode("ascii") for label in name.rstrip(".").split("."))
+    q += b"\0" + struct.pack(">HH", RTYPES[rtype], 1)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(q, (host.strip("[]"), int(port)))
+        msg = s.recv(65535)
+    rid, flags, qd, an = struct.unpack(">HHHH", msg[:8])
+    if rid != qid or not flags & 0x8000 or (flags & 0xF) not in (0, 3):
+        raise ValueError(f"answer id {rid} flags {flags:#x}")
+    off = 12
+    for _ in range(qd):
+        off = _wire_name(msg, off)[1] + 4
+    out = []
+    for _ in range(an):
+        owner, off = _wire_name(msg, off)
+        t, _c, _ttl, rdlen = struct.unpack(">HHIH", msg[off:off + 10])
+        off += 10
+        rdata = msg[off:off + rdlen]
+        if owner == name.lower().rstrip(".") and t == RTYPES[rtype]:
+            if rtype == "TXT":
+                parts, i = [], 0
+                while i < len(rdata):
+                    parts.append(rdata[i + 1:i + 1 + rdata[i]].decode("utf-8", "replace"))
+                    i += 1 + rdata[i]
+                out.append("".join(parts))
+            else:
+                out.append(_wire_name(msg, off)[0])
+        off += rdlen
+    return out
+
+
+class DNS:
+    """Reads records from the DNSimple simulator's zone store, a real DNS server and local test records."""
+
+    def __init__(self, url, zones, timeout=5.0, server=None):
+        self.server = server
         self.url = url.rstrip("/") if url else None
         self.flag_zones = [z.lower().rstrip(".") for z in zones]
         self.timeout = timeout
@@ -85,6 +151,11 @@ class View:
                     out.append(str(r.get("content", "")))
         if rtype == "TXT":
             out = [unquote_txt(c) for c in out]
+        if self.dns.server:
+            try:
+                out += dns_query(self.dns.server, fqdn, rtype)
+            except (OSError, ValueError) as e:
+                self.log.append(f"dns: {self.dns.server} {rtype} {fqdn}: {type(e).__name__}: {e}")
         return out
 
 

@@ -11,7 +11,7 @@ When this simulator and the document disagree, the document wins.
 
 Test controls live under /_sim/ (see control.py and README.md).
 
-usage: server.py --port 0 --state-dir DIR --api-key KEY [--dns-url http://127.0.0.1:P] [--zone NAME ...]
+usage: server.py --port 0 --state-dir DIR --api-key KEY [--dns-url http://127.0.0.1:P] [--dns-server HOST:PORT] [--zone NAME ...]
                  [--http-port-map host=127.0.0.1:P ...] [--auth-key VALUE] [--readonly-api-key KEY]
                  [--rate-limit N/SECONDS ...] [--verbose]
 Prints "READY http://127.0.0.1:PORT" on stdout once listening (127.0.0.1 only), and nothing else.
@@ -253,6 +253,8 @@ def parse_args(argv=None):
     ap.add_argument("--api-key", required=True, help="the X-DC-DEVKEY value accepted (full permissions)")
     ap.add_argument("--readonly-api-key", default=None, help="a view-only key (role 102: GET only)")
     ap.add_argument("--dns-url", default=None, help="the DNSimple simulator's base URL (its /_sim/ zone store)")
+    ap.add_argument("--dns-server", default=None, metavar="HOST:PORT",
+                    help="a real DNS server asked (UDP, no recursion) for TXT/CNAME tokens, e.g. a test BIND")
     ap.add_argument("--zone", action="append", default=[], help="zones to search if the DNS simulator has no "
                                                                 "/_sim/zones; repeatable")
     ap.add_argument("--http-port-map", action="append", default=[], metavar="HOST=127.0.0.1:PORT",

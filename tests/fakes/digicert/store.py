@@ -89,7 +89,7 @@ class Sim:
         self.args = args
         self.lock = threading.RLock()
         self.ca = CA(args.state_dir + "/ca")
-        self.dns = dcv.DNS(args.dns_url, args.zone)
+        self.dns = dcv.DNS(args.dns_url, args.zone, server=args.dns_server)
         self.http = dcv.HTTP(parse_port_map(args.http_port_map))
         self.faults = faults.Faults()
         self.rate = faults.RateLimiter()

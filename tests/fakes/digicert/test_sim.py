@@ -779,3 +779,70 @@ def test_zones_from_flags_when_dns_sim_has_no_zone_list(env, tmp_path):
         p.terminate()
         p.wait(5)
         dns.close()
+
+
+# ---------------------------------------------------------------- --dns-server: tokens from a real DNS server
+
+class _TinyDns:
+    """A UDP DNS server on loopback answering from a {(name, qtype): [rdata bytes]} table; "mangle" answers
+    a name with a compression loop."""
+
+    def __init__(self, table, mangle=()):
+        import socket
+        self.table, self.mangle = table, set(mangle)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import struct
+        while True:
+            try:
+                q, addr = self.sock.recvfrom(512)
+            except OSError:
+                return
+            qid, flags = struct.unpack(">HH", q[:4])
+            off, labels = 12, []
+            while q[off]:
+                labels.append(q[off + 1:off + 1 + q[off]].decode())
+                off += 1 + q[off]
+            qtype = struct.unpack(">H", q[off + 1:off + 3])[0]
+            question = q[12:off + 5]
+            name = ".".join(labels).lower()
+            answers = self.table.get((name, qtype), [])
+            body = b""
+            for rdata in answers:
+                owner = b"\xc0\x0c"  # a pointer to the question's name
+                if name in self.mangle:
+                    owner = b"\xc0\x30"  # points past the end: malformed
+                body += owner + struct.pack(">HHIH", qtype, 1, 60, len(rdata)) + rdata
+            rcode = 0 if any(k[0] == name for k in self.table) else 3
+            hdr = struct.pack(">HHHHHH", qid, 0x8400 | rcode, 1, len(answers), 0, 0)
+            self.sock.sendto(hdr + question + body, addr)
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_dns_query_reads_txt_and_cname_answers():
+    import dcv
+    txt = lambda *parts: b"".join(bytes([len(p)]) + p.encode() for p in parts)  # noqa: E731
+    srv = _TinyDns({("_dnsauth.a.test", 16): [txt("tok-", "one"), txt("other")],
+                    ("_dnsauth.b.test", 5): [b"\x03rv1\x03dcv\x08digicert\x03com\x00"],
+                    ("bad.test", 16): [txt("x")]}, mangle=["bad.test"])
+    try:
+        server = f"127.0.0.1:{srv.port}"
+        assert dcv.dns_query(server, "_dnsauth.a.test", "TXT") == ["tok-one", "other"]
+        assert dcv.dns_query(server, "_DNSAUTH.A.test.", "TXT") == ["tok-one", "other"]
+        assert dcv.dns_query(server, "_dnsauth.b.test", "CNAME") == ["rv1.dcv.digicert.com"]
+        assert dcv.dns_query(server, "_dnsauth.c.test", "TXT") == []  # NXDOMAIN
+        with pytest.raises(ValueError):
+            dcv.dns_query(server, "bad.test", "TXT")
+        # a View asks the server as well as the other sources, and notes a failure instead of raising
+        notes = []
+        view = dcv.DNS(None, ["a.test"], server=server).snapshot(notes)
+        assert view.records("_dnsauth.a.test", "TXT") == ["tok-one", "other"]
+        assert view.records("bad.test", "TXT") == [] and "bad.test" in notes[-1]
+    finally:
+        srv.stop()

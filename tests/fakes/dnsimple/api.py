@@ -131,6 +131,21 @@ RECORD_SORT = {"id": lambda r: r["id"], "name": lambda r: r["name"], "content": 
                "type": lambda r: r["type"]}
 
 
+ZONE_SORT = {"id": lambda z: z["id"], "name": lambda z: z["name"]}
+
+
+def list_zones(sim, req):
+    """listZones: the account's zones, name_like filter, sort id/name, paginated like every list."""
+    zones = list(sim.zones.values())
+    like = req.q("name_like")
+    if like:
+        zones = [z for z in zones if like.lower() in z["name"]]
+    zones = sort_items(zones, req.q("sort"), ZONE_SORT, "id:asc")
+    page = paginate(zones, req.query, sim.config)
+    page["data"] = [sim.zone_view(z) for z in page["data"]]
+    return 200, page
+
+
 def get_zone(sim, req):
     return 200, {"data": sim.zone_view(sim.zone(req.params["zone"]))}
 
@@ -207,6 +222,7 @@ ROUTES = [
     ("POST", LE + "/{certificate}/issue", "issueLetsencryptCertificate", issue),
     ("POST", LE + "/{certificate}/renewals", "purchaseRenewalLetsencryptCertificate", purchase_renewal),
     ("POST", LE + "/{certificate}/renewals/{renewal}/issue", "issueRenewalLetsencryptCertificate", issue_renewal),
+    ("GET", "/v2/{account}/zones", "listZones", list_zones),
     ("GET", "/v2/{account}/zones/{zone}", "getZone", get_zone),
     ("GET", RECORDS, "listZoneRecords", list_records),
     ("POST", RECORDS, "createZoneRecord", create_record),

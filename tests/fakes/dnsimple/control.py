@@ -242,7 +242,14 @@ def zone_records(sim, method, query, body, m):
 
 
 def zones(sim, method, query, body, m):
+    """GET: the zone names; POST {"names": [...]}: adds zones (without domains)."""
     with sim.lock:
+        if method == "POST":
+            names = need(body, "names")
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise ControlError(400, "names: a list of zone names")
+            for n in names:
+                sim.add_zone(n)
         return 200, sorted(sim.zones)
 
 
@@ -285,7 +292,7 @@ CONTROLS = [
     ("webhook_suppress", ("POST",), webhook_suppress),
     ("events", ("GET",), events),
     (r"zone/([^/]+)/records", ("GET",), zone_records),
-    ("zones", ("GET",), zones),
+    ("zones", ("GET", "POST"), zones),
     ("ca", ("GET",), ca),
     ("state", ("GET",), state),
     ("dump", ("POST",), dump),

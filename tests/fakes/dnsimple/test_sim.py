@@ -402,6 +402,25 @@ def test_zone_and_system_records(sim):
     assert r.status == 404 and r.json == {"message": "Zone `nope.test` not found"}
 
 
+def test_list_zones_paginated_filtered_sorted(sim):
+    r = sim.api("GET", "zones").json
+    assert [z["name"] for z in r["data"]] == ["pizza.company", "bingo.pizza"]  # id ascending
+    assert r["pagination"] == {"current_page": 1, "per_page": 30, "total_entries": 2, "total_pages": 1}
+    assert set(r["data"][0]) == {"id", "account_id", "name", "reverse", "secondary", "last_transferred_at", "active",
+                                 "created_at", "updated_at"}
+    assert r["data"][0]["account_id"] == int(ACCOUNT)
+    names = sim.ctl("zones", {"names": [f"z{i:02d}.example" for i in range(40)] + ["Shop.Test."]})
+    assert "shop.test" in names and len(names) == 43
+    p1 = sim.api("GET", "zones?per_page=20").json
+    assert p1["pagination"]["total_pages"] == 3 and len(p1["data"]) == 20
+    p3 = sim.api("GET", "zones?per_page=20&page=3").json
+    assert [z["name"] for z in p3["data"]] == ["z38.example", "z39.example", "shop.test"]
+    assert [z["name"] for z in sim.api("GET", "zones?name_like=shop").json["data"]] == ["shop.test"]
+    byname = sim.api("GET", "zones?sort=name:desc&per_page=100").json["data"]
+    assert byname[0]["name"] == "z39.example" and byname[-1]["name"] == "bingo.pizza"
+    assert sim.api("GET", "zones", token=None).status == 401
+
+
 def test_txt_records_create_quote_duplicate_list_delete(sim):
     r = sim.api("POST", "zones/pizza.company/records",
                 {"name": "_acme-challenge.www", "type": "TXT", "content": "tok-1", "ttl": 60})
