@@ -197,6 +197,13 @@ static void f_auto_renew(struct doc *c, const struct ynode *n, const char *what,
 	c->s->auto_renew_set = 1;
 }
 
+static void f_suspend(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v)
+{
+	(void)n;
+	(void)what;
+	c->s->suspend = (int)v->num;
+}
+
 static void f_duration(struct doc *c, const struct ynode *n, const char *what, const struct fvalue *v)
 {
 	(void)what;
@@ -328,6 +335,7 @@ static const struct field spec_fields[] = {
 	{.name = "dnsNames", .type = FT_SEQ, .read = f_dns_names},
 	{.name = "domain", .type = FT_STRING, .read = f_domain},
 	{.name = "autoRenew", .type = FT_BOOL, .read = f_auto_renew},
+	{.name = "suspend", .type = FT_BOOL, .read = f_suspend},
 	{.name = "duration", .type = FT_DURATION, .min = MIN_DURATION, STORE(duration), .read = f_duration},
 	{.name = "renewBefore",
 	 .type = FT_DURATION,

@@ -166,6 +166,7 @@ struct cert_spec {
 	char *domain;	      /* NULL when not given */
 	int auto_renew;	      /* 0/1 */
 	int auto_renew_set;   /* 1 if the manifest said it */
+	int suspend;	      /* spec.suspend: nothing is planned for it (Flux's suspend); not part of hash */
 	int64_t duration;     /* requested lifetime in seconds; 0 = issuer default */
 	int64_t renew_before; /* seconds; 0 = one third of the lifetime */
 	enum key_alg key_alg;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "../state/pgconn.h"
 #include "../state/state_pg.h"
 #include "provider.h"
+#include "source/gitsrc.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 #define CRED_MAX_BYTES (64 * 1024)
@@ -125,6 +127,30 @@ int config_cred_read(const struct cred *c, const char *what, struct buf *out)
 	return cs_error(CS_ERROR, "%s: bad credential", what);
 }
 
+#define CONFIG_PUBLIC_MAX (1024 * 1024)
+
+int config_public_read(const struct cred *c, const char *what, struct buf *out)
+{
+	const char *v;
+	int rc;
+
+	buf_init(out, CONFIG_PUBLIC_MAX);
+	if (c->kind == CRED_ENV) {
+		if (!(v = getenv(c->ref)) || !*v)
+			return cs_error(CS_EINVALID, "%s: environment variable %s (%s) is not set", what, c->ref,
+					c->where);
+		return buf_puts(out, v);
+	}
+	if (c->kind != CRED_FILE)
+		return cs_error(CS_EINVALID, "%s: not configured", what);
+	if ((rc = fsutil_read_file(c->ref, CONFIG_PUBLIC_MAX, out)))
+		return cs_error(rc == CS_ENOTFOUND ? CS_EINVALID : rc, "%s: cannot read %s (%s): %s", what, c->ref,
+				c->where, cs_errmsg());
+	if (!out->len || strspn(out->data, " \t\r\n") == out->len)
+		return cs_error(CS_EINVALID, "%s: %s is empty (%s)", what, c->ref, c->where);
+	return 0;
+}
+
 /* Reads an optional string field into *out (copied). */
 static void config_str(const struct ynode *map, const char *key, const char *file, const char *what, struct diags *d,
 		       char **out)
@@ -155,14 +181,55 @@ static void config_pathfield(const struct ynode *map, const char *key, const cha
 	}
 }
 
+/* A URL or an scp-like SSH remote (git@host:org/repo.git): anything that is not a local path. */
 static int config_is_url(const char *s)
 {
-	return strstr(s, "://") != NULL;
+	return gitsrc_is_remote(s);
+}
+
+/* source.verify: {mode: head, keys: {file|env}} (Flux's spec.verify; only the head commit is checked). */
+static void config_parse_verify(struct config *c, const struct ynode *n, const char *file, struct diags *d)
+{
+	static const char *const keys[] = {"mode", "keys", NULL};
+	const struct ynode *v;
+	const char *s;
+
+	if (ynode_expect(n, YNODE_MAP, file, "source.verify", d) || ynode_check_keys(n, keys, file, "source.verify", d))
+		return;
+	c->source.verify.on = 1;
+	if ((v = ynode_get(n, "mode")) && !ynode_string(v, file, "source.verify.mode", d, &s) && strcasecmp(s, "head"))
+		diags_add(d, file, v->line, v->col,
+			  "source.verify.mode: \"%s\" is not supported; use \"head\" (the commit the ref points at "
+			  "must be signed by one of source.verify.keys)",
+			  s);
+	if ((v = ynode_get(n, "keys")))
+		config_parse_cred(v, file, "source.verify.keys", 0, d, &c->source.verify.keys);
+	else
+		diags_add(d, file, n->line, n->col,
+			  "source.verify: missing required field \"keys\" (the trusted public keys: {file: PATH})");
+}
+
+/* SSH remotes need a deploy key and known host keys; the other settings only mean something for them. */
+static void config_check_ssh(struct config *c, const struct ynode *n, const char *file, struct diags *d)
+{
+	if (!c->source.repo || !gitsrc_is_ssh_url(c->source.repo))
+		return;
+	if (c->source.known_hosts.kind == CRED_NONE)
+		diags_add(d, file, n->line, n->col,
+			  "source: an SSH repository needs \"knownHosts\" ({file: PATH} in known_hosts format, e.g. "
+			  "from ssh-keyscan after checking the fingerprint): host keys are never accepted unchecked");
+	if (c->source.ssh_key.kind == CRED_NONE)
+		diags_add(d, file, n->line, n->col,
+			  "source: an SSH repository needs \"sshKey\" (the deploy key: {file: PATH} or {env: NAME})");
 }
 
 static void config_parse_source(struct config *c, const struct ynode *n, const char *file, struct diags *d)
 {
-	static const char *const keys[] = {"repo", "ref", "path", "interval", "token", "cacheDir", "caFile", NULL};
+	static const char *const keys[] = {"repo",	 "ref",	   "path",
+					   "interval",	 "token",  "cacheDir",
+					   "caFile",	 "sshKey", "sshKeyPassphrase",
+					   "knownHosts", "verify", "receiverSecret",
+					   "suspend",	 NULL};
 	const struct ynode *v;
 	const char *s;
 
@@ -193,6 +260,19 @@ static void config_parse_source(struct config *c, const struct ynode *n, const c
 		config_parse_cred(v, file, "source.token", 0, d, &c->source.token);
 	config_pathfield(n, "cacheDir", file, "source.cacheDir", d, &c->source.cache_dir);
 	config_pathfield(n, "caFile", file, "source.caFile", d, &c->source.ca_file);
+	if ((v = ynode_get(n, "sshKey")))
+		config_parse_cred(v, file, "source.sshKey", 0, d, &c->source.ssh_key);
+	if ((v = ynode_get(n, "sshKeyPassphrase")))
+		config_parse_cred(v, file, "source.sshKeyPassphrase", 0, d, &c->source.ssh_passphrase);
+	if ((v = ynode_get(n, "knownHosts")))
+		config_parse_cred(v, file, "source.knownHosts", 0, d, &c->source.known_hosts);
+	if ((v = ynode_get(n, "verify")))
+		config_parse_verify(c, v, file, d);
+	if ((v = ynode_get(n, "receiverSecret")))
+		config_parse_cred(v, file, "source.receiverSecret", 0, d, &c->source.receiver_secret);
+	if ((v = ynode_get(n, "suspend")))
+		ynode_bool(v, file, "source.suspend", d, &c->source.suspend);
+	config_check_ssh(c, n, file, d);
 }
 
 #define CONFIG_LEASE_MIN_S 3
@@ -602,6 +682,11 @@ void config_free(struct config *c)
 	free(c->source.ref);
 	free(c->source.path);
 	config_cred_free(&c->source.token);
+	config_cred_free(&c->source.ssh_key);
+	config_cred_free(&c->source.ssh_passphrase);
+	config_cred_free(&c->source.known_hosts);
+	config_cred_free(&c->source.verify.keys);
+	config_cred_free(&c->source.receiver_secret);
 	free(c->source.cache_dir);
 	free(c->source.ca_file);
 	free(c->state_path);

@@ -31,6 +31,13 @@ struct cred {
  */
 int config_cred_read(const struct cred *c, const char *what, struct buf *out);
 
+/*
+ * Reads public data given like a credential (source.knownHosts,
+ * source.verify.keys): no mode check, up to 1 MiB, the text kept as is.
+ * CS_EINVALID naming the reference and `what` when it is missing or empty.
+ */
+int config_public_read(const struct cred *c, const char *what, struct buf *out);
+
 struct provider_ops;
 
 struct issuer {
@@ -51,6 +58,15 @@ struct config {
 		struct cred token;
 		char *cache_dir;
 		char *ca_file;
+		struct cred ssh_key;	    /* SSH remotes: the deploy key (a secret) */
+		struct cred ssh_passphrase; /* its passphrase (a secret), optional */
+		struct cred known_hosts;    /* SSH remotes: required; {file} or {env}, not a secret */
+		struct {
+			int on;		  /* source.verify given: the head must carry a good signature */
+			struct cred keys; /* trusted public keys (OpenPGP armored and/or SSH lines), not a secret */
+		} verify;
+		struct cred receiver_secret; /* POST /webhooks/git/<secret>: a push triggers a fetch (a secret) */
+		int suspend;		     /* run neither fetches nor applies */
 	} source;
 	char *state_path; /* file backend: the state file (NULL with postgres unless given for state migrate) */
 	struct {

@@ -33,6 +33,9 @@ static struct {
 	double hist_sum;
 	int64_t last_fetch, last_good_fetch;
 	int fetch_ok, ready;
+	int verified;  /* source.verify: 1 head verified, 0 head refused, -1 verification off */
+	int suspended; /* source.suspend */
+	char *verify_head;
 	char *revision;
 	uint64_t serial;
 	int replica, leader; /* replica: metrics_set_replica was called */
@@ -48,7 +51,7 @@ static struct {
 		int64_t reset;
 	} rl[METRICS_MAX_PROVIDERS];
 	size_t n_rl;
-} M = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} M = {.mu = PTHREAD_MUTEX_INITIALIZER, .verified = -1};
 
 void metrics_cert_clear(struct metrics_cert *c)
 {
@@ -114,6 +117,10 @@ void metrics_reset(void)
 	M.hist_sum = 0;
 	M.last_fetch = M.last_good_fetch = 0;
 	M.fetch_ok = M.ready = 0;
+	M.verified = -1;
+	M.suspended = 0;
+	free(M.verify_head);
+	M.verify_head = NULL;
 	free(M.revision);
 	M.revision = NULL;
 	M.serial = 0;
@@ -258,6 +265,22 @@ void metrics_reconcile(const char *result, double seconds)
 			M.hist_counts[i]++;
 	M.hist_count++;
 	M.hist_sum += seconds;
+	pthread_mutex_unlock(&M.mu);
+}
+
+void metrics_source_verified(int verified, const char *head)
+{
+	pthread_mutex_lock(&M.mu);
+	M.verified = verified;
+	free(M.verify_head);
+	M.verify_head = xstrdup(head);
+	pthread_mutex_unlock(&M.mu);
+}
+
+void metrics_source_suspended(int suspended)
+{
+	pthread_mutex_lock(&M.mu);
+	M.suspended = suspended;
 	pthread_mutex_unlock(&M.mu);
 }
 
@@ -512,6 +535,17 @@ static void render_source(struct buf *b)
 	       "1 if the last fetch of the source succeeded, 0 if it failed (the last good revision is served).");
 	buf_printf(b, "certsync_source_fetch_ok %d\n", M.fetch_ok);
 	render_counter(b, "certsync_source_fetches_total", "Source fetches by result.", &M.fetches);
+	family(b, "certsync_source_suspended", "gauge",
+	       "1 while source.suspend is true (run neither fetches nor applies).");
+	buf_printf(b, "certsync_source_suspended %d\n", M.suspended);
+	if (M.verified >= 0) {
+		family(b, "certsync_source_verified", "gauge",
+		       "source.verify: 1 if the fetched head commit carries a good signature by a trusted key, 0 if it "
+		       "was refused (the last verified revision is served); label head: that commit.");
+		buf_puts(b, "certsync_source_verified{head=\"");
+		metrics_escape_label(b, M.verify_head ? M.verify_head : "");
+		buf_printf(b, "\"} %d\n", M.verified);
+	}
 }
 
 static void render_ratelimits(struct buf *b)

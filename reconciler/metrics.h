@@ -63,6 +63,12 @@ void metrics_reconcile(const char *result, double seconds);
 /* A source fetch at `when`: ok or not; revision "branch@sha1:<hex>" of the last good commit (NULL = none). */
 void metrics_fetch(int ok, int64_t when, const char *revision);
 
+/* source.verify: the head commit was verified (1) or refused (0); -1 = verification off (no series). */
+void metrics_source_verified(int verified, const char *head);
+
+/* source.suspend in effect (1) or not (0). */
+void metrics_source_suspended(int suspended);
+
 /* The loop completed a pass at `when` (unix s, fractional); /healthz fails after bound_s without another. */
 void metrics_set_loop(double when, int64_t bound_s);
 

@@ -495,30 +495,84 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
 	return 0;
 }
 
-/* The token is sent over http(s) only (gitsrc): a local path or another scheme never needs it. */
-static int reconcile_repo_is_http(const char *repo)
+/* Reads one secret of the source into b (registered for redaction); 0 when it is not configured. */
+static int reconcile_source_secret(const struct cred *c, const char *what, struct buf *b, const char **out)
 {
-	return repo && (!strncasecmp(repo, "http://", 7) || !strncasecmp(repo, "https://", 8));
+	int rc;
+
+	if (c->kind == CRED_NONE)
+		return 0;
+	if ((rc = config_cred_read(c, what, b)))
+		return rc;
+	log_add_secret(b->data);
+	*out = b->data;
+	return 0;
 }
 
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out)
 {
 	struct gitsrc_opts o;
-	struct buf token = BUF_INIT;
-	int rc;
+	struct buf token = BUF_INIT, key = BUF_INIT, pass = BUF_INIT, kh = BUF_INIT;
+	const char *repo = cfg->source.repo;
+	int rc = 0;
 
 	memset(&o, 0, sizeof(o));
-	o.repo = cfg->source.repo;
+	o.repo = repo;
 	o.cache_dir = cfg->source.cache_dir;
 	o.ca_file = cfg->source.ca_file;
-	/* A local repository has no use for source.token: its variable need not be set. */
-	if (cfg->source.token.kind != CRED_NONE && reconcile_repo_is_http(cfg->source.repo)) {
-		if ((rc = config_cred_read(&cfg->source.token, "source.token", &token)))
-			return rc;
-		log_add_secret(token.data);
-		o.token = token.data;
+	/* Each credential only where it is used: a local path or an SSH remote never asks for source.token. */
+	if (repo && (!strncasecmp(repo, "https://", 8) || !strncasecmp(repo, "http://", 7)))
+		rc = reconcile_source_secret(&cfg->source.token, "source.token", &token, &o.token);
+	if (!rc && repo && gitsrc_is_ssh_url(repo)) {
+		if (!(rc = reconcile_source_secret(&cfg->source.ssh_key, "source.sshKey", &key, &o.ssh_key)) &&
+		    key.data)
+			buf_puts(&key, "\n"); /* a key file's last newline was stripped; the key parser wants it */
+		o.ssh_key = key.data;
+		if (!rc)
+			rc = reconcile_source_secret(&cfg->source.ssh_passphrase, "source.sshKeyPassphrase", &pass,
+						     &o.ssh_passphrase);
+		if (!rc && cfg->source.known_hosts.kind != CRED_NONE &&
+		    !(rc = config_public_read(&cfg->source.known_hosts, "source.knownHosts", &kh)))
+			o.known_hosts = kh.data;
 	}
-	rc = gitsrc_open(&o, out);
+	if (!rc)
+		rc = gitsrc_open(&o, out);
 	buf_wipe(&token);
+	buf_wipe(&key);
+	buf_wipe(&pass);
+	buf_free(&kh);
+	return rc;
+}
+
+int reconcile_verify_head(const struct config *cfg, struct gitsrc *g, const char *commit, char **signer)
+{
+	struct buf keys = BUF_INIT, sig = BUF_INIT, data = BUF_INIT;
+	char *who = NULL;
+	int rc;
+
+	if (signer)
+		*signer = NULL;
+	if (!cfg->source.verify.on)
+		return 0;
+	if ((rc = config_public_read(&cfg->source.verify.keys, "source.verify.keys", &keys)))
+		goto out;
+	rc = gitsrc_commit_signature(g, commit, &sig, &data);
+	if (rc == CS_ENOTFOUND)
+		rc = cs_error(CS_EAUTH,
+			      "commit %.12s is not verified: it is unsigned (source.verify requires a signature by one "
+			      "of source.verify.keys); it is not applied",
+			      commit);
+	if (rc || (rc = gitsrc_verify_signature(commit, sig.data, sig.len, data.data, data.len, keys.data, &who)))
+		goto out;
+	log_debug("commit %.12s: signature verified (%s)", commit, who);
+	if (signer) {
+		*signer = who;
+		who = NULL;
+	}
+out:
+	free(who);
+	buf_free(&keys);
+	buf_free(&sig);
+	buf_free(&data);
 	return rc;
 }

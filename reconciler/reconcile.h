@@ -67,7 +67,15 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *base,
 		      const struct desired *head, const struct state *st, int64_t now, struct plan **out);
 
-/* Opens the configured source (URL or path) with the config's cache dir, token and CA file. */
+/*
+ * source.verify: checks that commit carries a good signature by one of
+ * source.verify.keys (a no-op without source.verify). *signer (may be NULL;
+ * caller frees) names the key. CS_EAUTH with a message naming the commit
+ * and the signing key, or "unsigned": such a commit is never applied.
+ */
+int reconcile_verify_head(const struct config *cfg, struct gitsrc *g, const char *commit, char **signer);
+
+/* Opens the configured source (URL or path) with the config's cache dir, token, SSH key and CA file. */
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out);
 
 #endif

@@ -191,6 +191,17 @@ void crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t
 	     "HMAC-SHA256");
 }
 
+/* Only for OpenSSH's hashed known_hosts names (|1|salt|hash), which are defined with HMAC-SHA1. */
+void crypto_hmac_sha1(const void *key, size_t key_len, const void *msg, size_t msg_len, unsigned char out[20])
+{
+	size_t n = 0;
+
+	must(EVP_Q_mac(NULL, "HMAC", NULL, "SHA1", NULL, key_len ? key : "", key_len, msg_len ? msg : "", msg_len, out,
+		       20, &n) != NULL &&
+		     n == 20,
+	     "HMAC-SHA1");
+}
+
 /* ---------- private keys ---------- */
 
 static struct crypto_key *key_wrap(EVP_PKEY *pk)

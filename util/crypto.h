@@ -163,6 +163,8 @@ void crypto_sha256_update(struct crypto_sha256_ctx *c, const void *data, size_t 
 void crypto_sha256_end_hex(struct crypto_sha256_ctx *c, char out[65]); /* frees c */
 
 void crypto_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len, unsigned char out[32]);
+/* HMAC-SHA1: only where a format defines it (OpenSSH hashed known_hosts names). */
+void crypto_hmac_sha1(const void *key, size_t key_len, const void *msg, size_t msg_len, unsigned char out[20]);
 
 /* Fills out with n cryptographically random bytes. CS_ERROR if the RNG fails. */
 int crypto_random(void *out, size_t n);

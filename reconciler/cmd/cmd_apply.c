@@ -297,7 +297,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		/* The plan names the ref it was made at: --ref need not be repeated. */
 		if (apply_load_plan(a.plan_file, &p) || reconcile_open_source(cfg, &src.git) ||
 		    gitsrc_resolve(src.git, p->ref && *p->ref ? p->ref : cfg->source.ref, head) ||
-		    apply_check_stale(p, st, has_state, head) ||
+		    reconcile_verify_head(cfg, src.git, head, NULL) || apply_check_stale(p, st, has_state, head) ||
 		    (rc = reconcile_desired(cfg, src.git, head, NULL, &src.desired))) {
 			cmd_fail("%s", cs_errmsg());
 			goto out;

@@ -7,11 +7,13 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../../state/keystore.h"
 #include "../../util/err.h"
 #include "../backends.h"
 #include "../provider.h"
+#include "../source/gitsrc.h"
 #include "cmd.h"
 
 enum { OPT_CREDENTIALS = OPT__GLOBAL_END, OPT_ONLINE };
@@ -49,17 +51,48 @@ static size_t validate_state(const struct config *cfg)
 	return 0;
 }
 
-/* The config's own references (source.token, server.webhookSecret), the state's database, then each issuer's check. */
+/*
+ * The source's references, each only where it is used (a local path needs no
+ * source.token): secrets must be readable and private, public key material
+ * (source.knownHosts, source.verify.keys) readable.
+ */
+static int validate_source_refs(const struct config *cfg, struct provider_check *c)
+{
+	const char *repo = cfg->source.repo ? cfg->source.repo : "";
+	struct buf b = BUF_INIT;
+	int n = cfg->source.receiver_secret.kind != CRED_NONE || cfg->source.verify.on;
+
+	if (!strncasecmp(repo, "https://", 8) || !strncasecmp(repo, "http://", 7)) {
+		provider_check_cred(c, &cfg->source.token, "source.token");
+		n += cfg->source.token.kind != CRED_NONE;
+	}
+	if (gitsrc_is_ssh_url(repo)) {
+		n++;
+		provider_check_cred(c, &cfg->source.ssh_key, "source.sshKey");
+		provider_check_cred(c, &cfg->source.ssh_passphrase, "source.sshKeyPassphrase");
+		if (config_public_read(&cfg->source.known_hosts, "source.knownHosts", &b))
+			provider_check_problem(c, "%s", cs_errmsg());
+		buf_free(&b);
+	}
+	if (cfg->source.verify.on && config_public_read(&cfg->source.verify.keys, "source.verify.keys", &b))
+		provider_check_problem(c, "%s", cs_errmsg());
+	buf_free(&b);
+	provider_check_cred(c, &cfg->source.receiver_secret, "source.receiverSecret");
+	return n;
+}
+
+/* The config's own references (source, server.webhookSecret), the state's database, then each issuer's check. */
 static size_t validate_credentials(const struct config *cfg, int online)
 {
 	struct provider_check c;
 	char who[200];
 	size_t problems = 0;
+	int checked;
 
 	memset(&c, 0, sizeof(c));
-	provider_check_cred(&c, &cfg->source.token, "source.token");
+	checked = validate_source_refs(cfg, &c);
 	provider_check_cred(&c, &cfg->server.webhook_secret, "server.webhookSecret");
-	if (cfg->source.token.kind != CRED_NONE || cfg->server.webhook_secret.kind != CRED_NONE)
+	if (checked || cfg->server.webhook_secret.kind != CRED_NONE)
 		problems += validate_report("source and server credentials", &c);
 	provider_check_free(&c);
 	problems += validate_state(cfg);

@@ -160,7 +160,8 @@ int cmd_open_source(const struct config *cfg, const char *commit_or_null, struct
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = reconcile_open_source(cfg, &out->git)) ||
-	    (rc = gitsrc_resolve(out->git, commit_or_null ? commit_or_null : cfg->source.ref, out->commit))) {
+	    (rc = gitsrc_resolve(out->git, commit_or_null ? commit_or_null : cfg->source.ref, out->commit)) ||
+	    (rc = reconcile_verify_head(cfg, out->git, out->commit, NULL))) {
 		cmd_fail("%s", cs_errmsg());
 		return rc;
 	}

@@ -176,6 +176,43 @@ static int daemon_load_commit(struct daemon *d, const char *commit)
 	return 0;
 }
 
+/*
+ * source.verify: a new head is loaded only with a good signature by a
+ * trusted key; a refused head is remembered (not checked again until the
+ * ref moves) and the last verified revision keeps being served.
+ */
+static int daemon_verify(struct daemon *d, const char *commit)
+{
+	char *signer = NULL, *rev;
+	int rc;
+
+	if (!d->cfg->source.verify.on) {
+		metrics_source_verified(-1, NULL); /* turned off by a reload: no series */
+		return 0;
+	}
+	if (!strcmp(commit, d->rejected))
+		return CS_EAUTH;
+	cs_error_clear();
+	if ((rc = reconcile_verify_head(d->cfg, d->git, commit, &signer))) {
+		rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
+		log_error("source: %s; serving %s", cs_errmsg(), rev ? rev : "nothing yet (no verified revision)");
+		free(rev);
+		free(d->verify_error);
+		d->verify_error = xstrdup(cs_errmsg());
+		metrics_source_verified(0, commit);
+		if (rc == CS_EAUTH) /* a verdict; gpg or ssh-keygen failing to run is tried again */
+			memcpy(d->rejected, commit, sizeof(d->rejected));
+		return rc;
+	}
+	log_info("commit %.12s: signature verified (%s)", commit, signer);
+	free(signer);
+	free(d->verify_error);
+	d->verify_error = NULL;
+	d->rejected[0] = '\0';
+	metrics_source_verified(1, commit);
+	return 0;
+}
+
 /* Fetches and resolves the ref; a new commit is loaded and makes a reason to reconcile. */
 static void daemon_fetch(struct daemon *d, int64_t now)
 {
@@ -195,6 +232,12 @@ static void daemon_fetch(struct daemon *d, int64_t now)
 		return;
 	}
 	if (strcmp(commit, d->commit) || !d->have_des) {
+		if (daemon_verify(d, commit)) {
+			rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
+			metrics_fetch(1, now, rev); /* the fetch worked; the head is what was refused */
+			free(rev);
+			return;
+		}
 		if (daemon_load_commit(d, commit)) {
 			daemon_fetch_failed(d, now);
 			return;
@@ -224,6 +267,9 @@ static void daemon_source_reset(struct daemon *d)
 	gitsrc_free(d->git);
 	d->git = NULL;
 	d->commit[0] = 0;
+	d->rejected[0] = 0; /* the keys may have changed */
+	free(d->verify_error);
+	d->verify_error = NULL;
 }
 
 /* ---------- config ---------- */
@@ -254,6 +300,25 @@ static void daemon_metrics_webhooks(const struct daemon *d)
 	for (size_t i = 0; i < d->cfg->n_issuers; i++)
 		if (d->cfg->issuers[i].ops && d->cfg->issuers[i].ops->webhook)
 			metrics_webhook_provider(d->cfg->issuers[i].ops->type);
+}
+
+/* source.receiverSecret: POST /webhooks/git/<secret> (a push fetches at once); without it the receiver is off. */
+static void daemon_apply_git_secret(struct daemon *d)
+{
+	struct buf sec = BUF_INIT;
+
+	if (d->cfg->source.receiver_secret.kind == CRED_NONE) {
+		http_server_set_git_secret(d->srv, NULL);
+		return;
+	}
+	if (config_cred_read(&d->cfg->source.receiver_secret, "source.receiverSecret", &sec)) {
+		log_error("%s; the git push receiver is off", cs_errmsg());
+		http_server_set_git_secret(d->srv, NULL);
+	} else {
+		log_add_secret(sec.data);
+		http_server_set_git_secret(d->srv, sec.data);
+	}
+	buf_wipe(&sec);
 }
 
 /* server.adminToken guards POST /retry; without it the endpoint is off. */
@@ -296,9 +361,13 @@ static void daemon_reload(struct daemon *d)
 	}
 	if (!util_streq(n->server.listen, d->cfg->server.listen))
 		log_warn("server.listen changed: it takes effect after a restart");
-	daemon_source_reset(d);
+	/* Suspending keeps serving what was loaded (readiness stays as it was); resuming reads the source afresh. */
+	if (!n->source.suspend)
+		daemon_source_reset(d);
+	d->suspend_logged = 0;
 	config_free(d->cfg);
 	d->cfg = n;
+	daemon_apply_git_secret(d);
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
 	daemon_metrics_webhooks(d);
@@ -339,11 +408,13 @@ static int daemon_start(struct daemon *d)
 			      "{\"ready\":false,\"reason\":\"starting\",\"reconciled\":false,\"not_ready_count\":0,"
 			      "\"not_ready\":[]}");
 	daemon_beat(d);
-	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret> /retry",
+	log_info("listening on %s (port %u): /healthz /readyz /metrics /webhooks/<provider>/<secret> "
+		 "/webhooks/git/<secret> /retry",
 		 d->cfg->server.listen, http_server_port(d->srv));
 	daemon_apply_secret(d);
 	daemon_apply_admin_token(d);
 	daemon_metrics_webhooks(d);
+	daemon_apply_git_secret(d);
 	d->cache = spec_cache_new();
 	d->after_owed = 1;    /* a hook a crash or failure left owed is found at the first look */
 	d->outputs_gc_at = 1; /* and replaced generations an earlier run left are swept after the first pass */
@@ -392,6 +463,27 @@ static void daemon_step(struct daemon *d)
 		log_info("SIGUSR1: reconciling now");
 		d->kick = d->force = 1;
 		d->next_fetch = 0;
+	}
+	if (http_server_take_git_push(d->srv)) {
+		if (d->cfg->source.suspend) {
+			log_info("git push received: ignored (source.suspend)");
+		} else {
+			log_info("git push received: fetching now");
+			d->next_fetch = 0;
+		}
+	}
+	metrics_source_suspended(d->cfg->source.suspend);
+	if (d->cfg->source.suspend) {
+		if (!d->suspend_logged)
+			log_warn("source.suspend is true: not fetching, planning or applying (set it to false and "
+				 "send SIGHUP to resume)");
+		d->suspend_logged = 1;
+		d->next_fetch = now + d->cfg->source.interval;
+		daemon_replica_step(d); /* keeps a lease; a follower still installs what the leader recorded */
+		daemon_webhooks(d);	/* drained, so deliveries do not pile up; nothing is applied */
+		daemon_observe(d, util_now());
+		daemon_beat(d);
+		return;
 	}
 	if (now >= d->next_fetch) {
 		d->next_fetch = now + daemon_jittered_interval(d->cfg->source.interval);
@@ -443,6 +535,7 @@ static void daemon_free(struct daemon *d)
 	gitsrc_free(d->git);
 	daemon_pass_free(d);
 	free(d->fetch_error);
+	free(d->verify_error);
 	config_free(d->cfg);
 }
 

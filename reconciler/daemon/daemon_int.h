@@ -24,6 +24,10 @@ struct daemon {
 	char commit[41]; /* the last good revision */
 	char *fetch_error;
 	int fetch_ok;
+	/* source.verify: the last head refused (not verified again until it moves) and why */
+	char rejected[41];
+	char *verify_error;
+	int suspend_logged; /* source.suspend: said once */
 	struct http_server *srv;
 	int64_t next_fetch;
 	int64_t next_due;  /* earliest future time something is due (0 = nothing) */

@@ -718,7 +718,7 @@ static void daemon_ready_entry(struct buf *b, const char *name, const char *why,
  * ready. */
 static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 {
-	size_t n_not = 0, listed = 0;
+	size_t n_not = 0, listed = 0, n_suspended = 0;
 	struct buf list = BUF_INIT;
 	char *rev = d->commit[0] ? daemon_revision(d->cfg->source.ref, d->commit) : NULL;
 	int ready;
@@ -726,9 +726,14 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++) {
 		const struct cert_spec *s = d->des.specs[i];
 		const struct state_cert *r = state_cert_get(d->st, s->name);
-		const char *why = daemon_not_ready(d, r, s, now);
+		const char *why;
 
-		if (!why)
+		/* spec.suspend: the operator asked for nothing to happen to it; it does not hold readiness back. */
+		if (s->suspend) {
+			n_suspended++;
+			continue;
+		}
+		if (!(why = daemon_not_ready(d, r, s, now)))
 			continue;
 		if (listed < READY_MAX_LISTED) {
 			if (listed++)
@@ -750,8 +755,22 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 		daemon_json_kv(b, "error", red);
 		free(red);
 	}
+	if (d->cfg->source.verify.on) {
+		/* The head was refused: the revision above is the last verified one. */
+		buf_printf(b, ",\"verified\":%s", d->verify_error ? "false" : "true");
+		if (d->verify_error) {
+			char *red = log_redacted(d->verify_error);
+
+			daemon_json_kv(b, "verify_error", red);
+			free(red);
+		}
+	}
+	buf_printf(b, ",\"suspended\":%s", d->cfg->source.suspend ? "true" : "false");
+	if (d->cfg->source.suspend)
+		daemon_json_kv(b, "reason", "suspended (source.suspend: true): not fetching or applying");
 	buf_printf(b, "},\"state_writable\":%s,\"reconciled\":%s", d->state_ok ? "true" : "false",
 		   d->first_done ? "true" : "false");
+	buf_printf(b, ",\"suspended_certificates\":%zu", n_suspended);
 	buf_printf(b, ",\"certificates\":%zu,\"invalid_certificates\":%zu,\"manifest_problems\":%zu",
 		   d->have_des ? d->des.n_specs : 0, d->have_des ? d->des.n_invalid : 0,
 		   d->have_des ? d->des.diags.n : 0);

@@ -304,6 +304,14 @@ static void plan_one(const struct plan_input *in, struct plan *p, size_t *cap, c
 	plan_copy_spec_info(c, s);
 }
 
+/* spec.suspend: nothing planned, whatever is due; said in every plan format (a warning). */
+static void plan_suspended(struct plan *p, const struct cert_spec *s)
+{
+	plan_add_warning(p, "%s: suspended (spec.suspend: true in %s:%d): no changes planned", s->name, s->file,
+			 s->line);
+	p->counts[CHANGE_NONE]++;
+}
+
 static int plan_drift_cmp(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct plan_drift *)elem)->name);
@@ -393,7 +401,9 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 		}
 		if (in->n_drift)
 			drift = bsearch(rec->name, in->drift, in->n_drift, sizeof(*in->drift), plan_drift_cmp);
-		if (s) {
+		if (s && s->suspend) {
+			plan_suspended(p, s);
+		} else if (s) {
 			plan_one(in, p, &cap, s, rec, in->outputs ? in->outputs[r] : OUTPUT_OK, drift);
 		} else {
 			struct plan_change *c = plan_add(p, &cap, rec->name, in->prune ? CHANGE_REMOVE : CHANGE_ORPHAN);
@@ -415,6 +425,10 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 
 		if (in->state && state_cert_get(in->state, s->name))
 			continue;
+		if (s->suspend) {
+			plan_suspended(p, s);
+			continue;
+		}
 		c = plan_add(p, &cap, s->name, CHANGE_CREATE);
 		plan_reason(c, "new", "new certificate");
 		plan_copy_spec_info(c, s);
@@ -651,14 +665,19 @@ int plan_pr_diff(const struct plan_pr_input *in, struct plan **out)
 
 		if (c < 0)
 			plan_add(p, &cap, in->base[i++]->name, CHANGE_REMOVE);
-		else if (c == 0)
+		else if (c == 0 && in->head[j]->suspend) {
+			i++; /* spec.suspend: nothing planned (said below) */
+			j++;
+		} else if (c == 0)
 			plan_pr_both(p, &cap, in->base[i++], in->head[j++]);
 		else
 			j++;
 	}
 	first_create = p->n_changes;
 	for (j = 0; j < in->n_head; j++)
-		if (!plan_spec_find(in->base, in->n_base, in->head[j]->name))
+		if (in->head[j]->suspend && !in->state) /* with a state, its pass (plan_diff) says it */
+			plan_suspended(p, in->head[j]);
+		else if (!in->head[j]->suspend && !plan_spec_find(in->base, in->n_base, in->head[j]->name))
 			plan_add(p, &cap, in->head[j]->name, CHANGE_CREATE);
 	n_created = p->n_changes - first_create;
 	/* Renames: a removed spec and a created one with the same hash are the same certificate renamed. */

@@ -47,6 +47,8 @@ struct http_server {
 	pthread_cond_t room; /* the loop took deliveries off a full queue */
 	char *secret;
 	char *admin_token;
+	char *git_secret; /* source.receiverSecret: POST /webhooks/git/<secret> */
+	int git_push;	  /* a push arrived: the loop fetches */
 	int ready;
 	char *ready_json;
 	int64_t beat_ms, beat_bound_ms; /* liveness: the loop's last pass (monotonic ms) and the bound */
@@ -62,6 +64,7 @@ struct srv_req {
 	char provider[SERVER_MAX_SEGMENT + 1];
 	struct buf body;
 	int too_big;
+	int git; /* a delivery to the git push receiver */
 };
 
 /* ---------- pure helpers ---------- */
@@ -547,6 +550,86 @@ size_t http_server_take(struct http_server *s, struct webhook_delivery *out, siz
 	return n;
 }
 
+/* ---------- the git push receiver ---------- */
+
+/* The path secret of /webhooks/git/<secret> against source.receiverSecret. */
+static int srv_git_allowed(struct http_server *s, const char *url)
+{
+	const char *prov, *sec;
+	size_t plen, slen;
+	int ok = 0;
+
+	if (!server_parse_webhook_path(url, &prov, &plen, &sec, &slen))
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->git_secret)
+		ok = server_secret_equal(sec, slen, s->git_secret, strlen(s->git_secret));
+	pthread_mutex_unlock(&s->mu);
+	return ok;
+}
+
+/* The whole body is in: check the forge's proof, then wake the loop for a fetch. */
+static enum MHD_Result srv_git_finish(struct http_server *s, struct MHD_Connection *c, struct srv_req *r)
+{
+	static const char *const labels[GIT_RX__MAX] = {"push", "ping", "other", "unknown"};
+	struct git_rx_headers h;
+	char *secret;
+	enum git_rx rx;
+
+	h.github_event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-GitHub-Event");
+	h.github_signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hub-Signature-256");
+	h.gitlab_event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitlab-Event");
+	h.gitlab_token = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitlab-Token");
+	h.gitea_event = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitea-Event");
+	h.gitea_signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Gitea-Signature");
+	h.signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Signature");
+	pthread_mutex_lock(&s->mu);
+	secret = xstrdup(s->git_secret);
+	pthread_mutex_unlock(&s->mu);
+	rx = server_git_receive(&h, r->body.data, r->body.len, secret);
+	if (secret)
+		crypto_wipe(secret, strlen(secret));
+	free(secret);
+	metrics_webhook_event("git", labels[rx], rx == GIT_RX_FORGED ? "forged" : rx == GIT_RX_FETCH ? "fetch" : "ok");
+	if (rx == GIT_RX_FORGED)
+		return srv_text(c, MHD_HTTP_FORBIDDEN,
+				"the signature (X-Hub-Signature-256) or token (X-Gitlab-Token) does not match\n");
+	if (rx == GIT_RX_PING)
+		return srv_text(c, MHD_HTTP_OK, "pong\n");
+	if (rx == GIT_RX_IGNORED)
+		return srv_text(c, MHD_HTTP_ACCEPTED, "ignored: not a push event\n");
+	pthread_mutex_lock(&s->mu);
+	s->git_push = 1;
+	pthread_mutex_unlock(&s->mu);
+	if (s->notify)
+		s->notify(s->notify_arg);
+	return srv_reply(c, MHD_HTTP_ACCEPTED, "application/json", "{\"queued\":\"fetch\"}\n", 19);
+}
+
+int http_server_take_git_push(struct http_server *s)
+{
+	int push;
+
+	pthread_mutex_lock(&s->mu);
+	push = s->git_push;
+	s->git_push = 0;
+	pthread_mutex_unlock(&s->mu);
+	return push;
+}
+
+void http_server_set_git_secret(struct http_server *s, const char *secret)
+{
+	char *old;
+
+	pthread_mutex_lock(&s->mu);
+	old = s->git_secret;
+	s->git_secret = secret && *secret ? xstrdup(secret) : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (old)
+		crypto_wipe(old, strlen(old));
+	free(old);
+}
+
 /* The first call of a POST (headers only): refuse early what is not wanted. */
 static enum MHD_Result srv_webhook_start(struct http_server *s, struct MHD_Connection *c, const char *url,
 					 void **con_cls)
@@ -554,8 +637,9 @@ static enum MHD_Result srv_webhook_start(struct http_server *s, struct MHD_Conne
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	struct srv_req *r;
 	char provider[SERVER_MAX_SEGMENT + 1];
+	int git = !strncmp(url, "/webhooks/git/", 14); /* "git" is the push receiver, never a provider */
 
-	if (!srv_webhook_allowed(s, url, provider)) {
+	if (git ? !srv_git_allowed(s, url) : !srv_webhook_allowed(s, url, provider)) {
 		metrics_webhook_event("any", "unknown", "forged");
 		return srv_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 	}
@@ -565,8 +649,13 @@ static enum MHD_Result srv_webhook_start(struct http_server *s, struct MHD_Conne
 		return srv_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large\n");
 	}
 	r = xcalloc(1, sizeof(*r));
+	if (git)
+		snprintf(provider, sizeof(provider), "git");
+	r->git = git;
 	memcpy(r->provider, provider, sizeof(provider));
-	buf_init(&r->body, SERVER_MAX_WEBHOOK_BODY);
+	/* A push payload lists its commits: GitHub's often pass 64 KiB. Only its signature is computed, never parsed.
+	 */
+	buf_init(&r->body, git ? SERVER_MAX_DRAIN : SERVER_MAX_WEBHOOK_BODY);
 	*con_cls = r;
 	return MHD_YES;
 }
@@ -584,6 +673,8 @@ static enum MHD_Result srv_webhook_data(struct http_server *s, struct MHD_Connec
 		metrics_webhook_event(r->provider, "unknown", "oversized");
 		return srv_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "body too large\n");
 	}
+	if (r->git)
+		return srv_git_finish(s, c, r);
 	if (srv_enqueue(s, r)) {
 		metrics_webhook_event(r->provider, "unknown", "queue_full");
 		return srv_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy, deliver again later\n");
@@ -708,6 +799,7 @@ void http_server_stop(struct http_server *s)
 		free(s->q[(s->q_head + i) % SERVER_MAX_QUEUE].body);
 	http_server_set_secret(s, NULL);
 	http_server_set_admin_token(s, NULL);
+	http_server_set_git_secret(s, NULL);
 	retry_request_free(&s->retry);
 	free(s->ready_json);
 	pthread_cond_destroy(&s->room);

@@ -85,7 +85,43 @@ int http_server_take_retries(struct http_server *s, struct retry_request *out);
 /* Moves up to max queued deliveries into out (oldest first); returns how many. */
 size_t http_server_take(struct http_server *s, struct webhook_delivery *out, size_t max);
 
+/*
+ * The git push receiver, POST /webhooks/git/<secret> (source.receiverSecret;
+ * NULL or "" turns it off: 404). The secret is copied; the old copy is wiped.
+ * A genuine push is answered 202 at once and wakes the loop.
+ */
+void http_server_set_git_secret(struct http_server *s, const char *secret);
+
+/* 1 if a push arrived since the last call (several pushes make one fetch). */
+int http_server_take_git_push(struct http_server *s);
+
 /* ---------- pure helpers (unit-tested) ---------- */
+
+/* What a delivery to the git receiver asks for. */
+enum git_rx { GIT_RX_FETCH, GIT_RX_PING, GIT_RX_IGNORED, GIT_RX_FORGED, GIT_RX__MAX };
+
+/* The headers the receiver reads (NULL when absent). */
+struct git_rx_headers {
+	const char *github_event;     /* X-GitHub-Event */
+	const char *github_signature; /* X-Hub-Signature-256: "sha256=<hex of HMAC-SHA256(secret, body)>" */
+	const char *gitlab_event;     /* X-Gitlab-Event */
+	const char *gitlab_token;     /* X-Gitlab-Token: the secret itself */
+	const char *gitea_event;      /* X-Gitea-Event */
+	const char *gitea_signature;  /* X-Gitea-Signature: hex of HMAC-SHA256(secret, body) */
+	const char *signature;	      /* X-Signature (Flux's generic-hmac): "sha256=<hex>" */
+};
+
+/*
+ * Decides a delivery whose path secret already matched: GitHub's
+ * (X-GitHub-Event) must carry a valid X-Hub-Signature-256 made with the
+ * same secret, Gitea's (X-Gitea-Event) a valid X-Gitea-Signature, GitLab's
+ * (X-Gitlab-Event or X-Gitlab-Token) the secret as X-Gitlab-Token
+ * (constant-time compare), a generic one with X-Signature a valid
+ * "sha256=" HMAC (Flux's generic-hmac); anything else is the generic form,
+ * for which the path is enough. push / Push Hook / Tag Push Hook fetch,
+ * GitHub's ping is answered, other events are ignored.
+ */
+enum git_rx server_git_receive(const struct git_rx_headers *h, const char *body, size_t len, const char *secret);
 
 /*
  * Whether method is one the endpoint at url answers. 1 (allow NULL) for a

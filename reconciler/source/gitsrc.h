@@ -1,5 +1,5 @@
 /*
- * The git source (libgit2, owned by reconciler/source/gitsrc.c): opens a local
+ * The git source (libgit2, owned by gitsrc.c and gitsrc_tree.c): opens a local
  * repository or a bare clone of a remote one kept in a cache directory,
  * resolves a ref to a commit, lists and reads manifest blobs from the
  * commit's tree (never a working tree), and lists files changed between two
@@ -17,10 +17,15 @@
 struct gitsrc;
 
 struct gitsrc_opts {
-	const char *repo;      /* local path (worktree or bare) or URL: file://, git://, https://, http:// */
+	const char *repo;      /* local path (worktree or bare) or URL: file://, git://, https://, http://, ssh://,
+				  user@host:path */
 	const char *cache_dir; /* where remote repositories are cloned (bare); required for URLs */
 	const char *token;     /* https token (sent as basic auth password), may be NULL; never logged */
 	const char *ca_file;   /* CA bundle for https, may be NULL; process-wide, replaces the system bundle */
+	/* SSH remotes only: */
+	const char *ssh_key; /* deploy key (private key PEM/OpenSSH text); never logged, copied and wiped on free */
+	const char *ssh_passphrase; /* its passphrase, may be NULL */
+	const char *known_hosts;    /* known_hosts text; required: an unknown or changed host key is refused */
 };
 
 /*
@@ -89,5 +94,67 @@ void gitsrc_paths_free(char **paths, size_t n);
 
 /* The repository as displayed: a URL without credentials, or the local path. */
 const char *gitsrc_display(const struct gitsrc *g);
+
+/*
+ * The signature of a commit (a full id or anything gitsrc_resolve accepts):
+ * the armored signature (the gpgsig header) and the signed data (the commit
+ * object without it), both NUL-terminated, caller frees with buf_free.
+ * CS_ENOTFOUND when the commit is not signed (no message: the caller says it).
+ */
+int gitsrc_commit_signature(struct gitsrc *g, const char *commit, struct buf *sig, struct buf *data);
+
+/* ---------- commit signature verification (gitsrc_verify.c) ---------- */
+
+/*
+ * Verifies sig over data with the trusted public keys (keys: text holding
+ * ASCII-armored OpenPGP public key blocks and/or SSH public key lines, as in
+ * authorized_keys). OpenPGP signatures are checked by gpg with a temporary
+ * GNUPGHOME holding only these keys (never the user's keyring); SSH
+ * signatures by `ssh-keygen -Y verify` with an allowed_signers file built
+ * from the keys, namespace "git". On success *signer (caller frees) names
+ * the key ("OpenPGP key 0123ABCD… (uid)", "SSH key SHA256:…"). Otherwise
+ * CS_EAUTH with a message naming commit (first 12 hex) and the signing key
+ * when known; CS_ERROR when gpg or ssh-keygen cannot run.
+ */
+int gitsrc_verify_signature(const char *commit, const char *sig, size_t sig_len, const char *data, size_t data_len,
+			    const char *keys, char **signer);
+
+/* ---------- SSH remotes (gitsrc_ssh.c, pure) ---------- */
+
+#define GITSRC_FP_LEN 64
+
+/* "user@host:path" as git reads it (a colon before the first slash, no scheme). */
+int gitsrc_is_scp_like(const char *s);
+
+/* ssh://, ssh+git://, git+ssh:// or scp-like. */
+int gitsrc_is_ssh_url(const char *s);
+
+/* A URL ("scheme://") or an scp-like remote: anything that is not a local path. */
+int gitsrc_is_remote(const char *s);
+
+struct gitsrc_ssh_url {
+	char *user; /* NULL when the URL names none */
+	char *host; /* lower-cased, without brackets */
+	unsigned port;
+	char *path;
+};
+
+/* Splits an SSH URL. CS_EINVALID with a message for anything else (a password in it too). */
+int gitsrc_ssh_parse(const char *url, struct gitsrc_ssh_url *out);
+void gitsrc_ssh_url_free(struct gitsrc_ssh_url *u);
+
+/* OpenSSH's fingerprint form: "SHA256:" + base64 without padding. */
+void gitsrc_ssh_fingerprint(const unsigned char sha256[32], char out[GITSRC_FP_LEN]);
+
+/*
+ * Checks a server's host key against known_hosts text for host (port 22:
+ * "host", else "[host]:port"; plain, wildcard, negated and hashed names;
+ * @revoked honoured; @cert-authority lines never match). The key is the raw
+ * blob (key, key_len) or, when key is NULL, its SHA-256. 0 when a line has
+ * this key; -1 with why (naming host and fingerprint) when the host is
+ * unknown, known with another key, or the key is revoked.
+ */
+int gitsrc_known_hosts_check(const char *known_hosts, const char *host, unsigned port, const unsigned char *key,
+			     size_t key_len, const unsigned char *sha256, char *why, size_t why_len);
 
 #endif

@@ -21,29 +21,28 @@
 #include "../../util/util.h"
 #include "testutil.h"
 
-static const char *good =
-	"source:\n"
-	"  repo: repo\n"
-	"  ref: main\n"
-	"  path: certificates\n"
-	"  interval: 2m\n"
-	"state:\n"
-	"  path: /var/lib/certsync/state.json\n"
-	"output:\n"
-	"  root: certs\n"
-	"issuers:\n"
-	"  internal:\n"
-	"    type: ca\n"
-	"    generate: {dir: ca}\n"
-	"  self:\n"
-	"    type: ca\n"
-	"    selfSigned: true\n"
-	"    duration: 30d\n"
-	"policy:\n"
-	"  prune: true\n"
-	"  maxPaidOrders: 3\n"
-	"hooks:\n"
-	"  onChange: [/usr/sbin/nginx, -s, reload]\n";
+static const char *good = "source:\n"
+			  "  repo: repo\n"
+			  "  ref: main\n"
+			  "  path: certificates\n"
+			  "  interval: 2m\n"
+			  "state:\n"
+			  "  path: /var/lib/certsync/state.json\n"
+			  "output:\n"
+			  "  root: certs\n"
+			  "issuers:\n"
+			  "  internal:\n"
+			  "    type: ca\n"
+			  "    generate: {dir: ca}\n"
+			  "  self:\n"
+			  "    type: ca\n"
+			  "    selfSigned: true\n"
+			  "    duration: 30d\n"
+			  "policy:\n"
+			  "  prune: true\n"
+			  "  maxPaidOrders: 3\n"
+			  "hooks:\n"
+			  "  onChange: [/usr/sbin/nginx, -s, reload]\n";
 
 /* Parses text as /etc/certsync/certsync.yaml; returns the config (or NULL) and the diagnostics as lines. */
 static struct config *parse(const char *text, char **diag_text)
@@ -135,13 +134,16 @@ static void test_config_reports_all_problems_with_positions(void **state)
 
 	(void)state;
 	assert_null(c);
-	assert_string_equal(diag,
-		"/etc/certsync/certsync.yaml:3:3: unknown field \"reff\" in source (did you mean \"ref\"?)\n"
-		"/etc/certsync/certsync.yaml:4:13: source.interval: \"soon\" is not a duration (use units d, h, m, s: \"720h\", \"30d\", \"1h30m\")\n"
-		"/etc/certsync/certsync.yaml:9:11: issuers.internal.type: unknown issuer type \"acme\" (known types: ca, dnsimple, digicert, rfc2136)\n"
-		"/etc/certsync/certsync.yaml:11:5: issuers.self: give exactly one of ca: {certFile, keyFile}, generate: {dir}, or selfSigned: true\n"
-		"/etc/certsync/certsync.yaml:13:18: policy.maxPaidOrders: expected an integer, got \"lots\"\n"
-		"/etc/certsync/certsync.yaml:14:10: policy.prune: expected true or false, got \"yes\"\n");
+	assert_string_equal(
+		diag, "/etc/certsync/certsync.yaml:3:3: unknown field \"reff\" in source (did you mean \"ref\"?)\n"
+		      "/etc/certsync/certsync.yaml:4:13: source.interval: \"soon\" is not a duration (use units d, h, "
+		      "m, s: \"720h\", \"30d\", \"1h30m\")\n"
+		      "/etc/certsync/certsync.yaml:9:11: issuers.internal.type: unknown issuer type \"acme\" (known "
+		      "types: ca, dnsimple, digicert, rfc2136)\n"
+		      "/etc/certsync/certsync.yaml:11:5: issuers.self: give exactly one of ca: {certFile, keyFile}, "
+		      "generate: {dir}, or selfSigned: true\n"
+		      "/etc/certsync/certsync.yaml:13:18: policy.maxPaidOrders: expected an integer, got \"lots\"\n"
+		      "/etc/certsync/certsync.yaml:14:10: policy.prune: expected true or false, got \"yes\"\n");
 	free(diag);
 }
 
@@ -455,6 +457,54 @@ static void test_config_state_postgres_remote_repo_needs_a_cache_dir(void **stat
 	free(diag);
 }
 
+static void test_config_git_ssh_verify_receiver_and_suspend(void **state)
+{
+	static const char *tail =
+		"state: {path: s.json}\noutput: {root: out}\nissuers: {ca: {type: ca, selfSigned: true}}\n";
+	char *diag, *text;
+	struct config *c;
+
+	(void)state;
+	/* An scp-like remote is a remote (never a path under the config's directory) and needs its key and host keys.
+	 */
+	text = xasprintf("source: {repo: \"git@git.example.test:acme/certs.git\"}\n%s", tail);
+	c = parse(text, &diag);
+	assert_null(c);
+	assert_non_null(strstr(diag, "1:9: source: an SSH repository needs \"knownHosts\""));
+	assert_non_null(strstr(diag, "1:9: source: an SSH repository needs \"sshKey\""));
+	free(diag);
+	free(text);
+	text = xasprintf(
+		"source:\n  repo: git@git.example.test:acme/certs.git\n  sshKey: {file: deploy}\n"
+		"  sshKeyPassphrase: {env: PASS}\n  knownHosts: {file: known_hosts}\n"
+		"  verify: {mode: HEAD, keys: {file: keys.asc}}\n  receiverSecret: {env: RX}\n  suspend: true\n%s",
+		tail);
+	c = parse(text, &diag);
+	assert_string_equal(diag, "");
+	assert_string_equal(c->source.repo, "git@git.example.test:acme/certs.git");
+	assert_string_equal(c->source.ssh_key.ref, "/etc/certsync/deploy");
+	assert_int_equal(c->source.ssh_passphrase.kind, CRED_ENV);
+	assert_string_equal(c->source.known_hosts.ref, "/etc/certsync/known_hosts");
+	assert_int_equal(c->source.verify.on, 1);
+	assert_string_equal(c->source.verify.keys.ref, "/etc/certsync/keys.asc");
+	assert_int_equal(c->source.receiver_secret.kind, CRED_ENV);
+	assert_int_equal(c->source.suspend, 1);
+	config_free(c);
+	free(diag);
+	free(text);
+	/* Bad values: each located, the secret never written inline. */
+	text = xasprintf(
+		"source:\n  repo: repo\n  verify: {mode: tag}\n  receiverSecret: hunter2\n  suspend: maybe\n%s", tail);
+	c = parse(text, &diag);
+	assert_null(c);
+	assert_non_null(strstr(diag, "3:18: source.verify.mode: \"tag\" is not supported"));
+	assert_non_null(strstr(diag, "3:11: source.verify: missing required field \"keys\""));
+	assert_non_null(strstr(diag, "4:19: source.receiverSecret: a secret cannot be written in the config"));
+	assert_non_null(strstr(diag, "5:12: source.suspend:"));
+	free(diag);
+	free(text);
+}
+
 static void test_config_state_override_selects_the_file_backend(void **state)
 {
 	char *diag;
@@ -668,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_config_state_postgres_errors_are_located),
 		cmocka_unit_test(test_config_state_postgres_remote_repo_needs_a_cache_dir),
 		cmocka_unit_test(test_config_state_override_selects_the_file_backend),
+		cmocka_unit_test(test_config_git_ssh_verify_receiver_and_suspend),
 		cmocka_unit_test(test_backends_file_is_the_state_file_and_key_dir),
 		cmocka_unit_test(test_backends_postgres_describe_and_secrets),
 		cmocka_unit_test(test_backends_postgres_open_and_wrong_key),

@@ -143,7 +143,7 @@ static int teardown(void **state)
 
 static struct gitsrc *open_path(const char *path)
 {
-	struct gitsrc_opts o = {path, NULL, NULL, NULL};
+	struct gitsrc_opts o = {path, NULL, NULL, NULL, NULL, NULL, NULL};
 	struct gitsrc *g = NULL;
 
 	assert_int_equal(gitsrc_open(&o, &g), 0);
@@ -153,7 +153,7 @@ static struct gitsrc *open_path(const char *path)
 
 static struct gitsrc *open_url(const char *url, const char *cache, const char *token, const char *ca)
 {
-	struct gitsrc_opts o = {url, cache, token, ca};
+	struct gitsrc_opts o = {url, cache, token, ca, NULL, NULL, NULL};
 	struct gitsrc *g = NULL;
 	int rc = gitsrc_open(&o, &g);
 
@@ -488,8 +488,9 @@ static void test_gitsrc_missing_repository_is_named(void **state)
 	struct fx *f = *state;
 	char *missing = fsutil_join(f->dir, "missing"), *sub = fsutil_join(f->repo, "certs");
 	char *cache = fsutil_join(f->dir, "cache"), *url = xasprintf("file://%s/missing.git", f->dir);
-	struct gitsrc_opts local = {missing, NULL, NULL, NULL}, inside = {sub, NULL, NULL, NULL};
-	struct gitsrc_opts remote = {url, cache, NULL, NULL};
+	struct gitsrc_opts local = {missing, NULL, NULL, NULL, NULL, NULL, NULL},
+			   inside = {sub, NULL, NULL, NULL, NULL, NULL, NULL};
+	struct gitsrc_opts remote = {url, cache, NULL, NULL, NULL, NULL, NULL};
 	struct gitsrc *g = NULL;
 
 	assert_int_equal(gitsrc_open(&local, &g), CS_ENOTFOUND);
@@ -515,13 +516,17 @@ static void test_gitsrc_refuses_unsupported_urls_and_urls_without_a_cache(void *
 {
 	struct fx *f = *state;
 	char *cache = fsutil_join(f->dir, "cache");
-	struct gitsrc_opts ssh = {"ssh://git@example.com/acme/certs.git", cache, NULL, NULL};
-	struct gitsrc_opts nocache = {"https://example.com/acme/certs.git", NULL, NULL, NULL};
-	struct gitsrc_opts empty = {"", NULL, NULL, NULL};
+	struct gitsrc_opts svn = {"svn://example.com/acme/certs", cache, NULL, NULL, NULL, NULL, NULL};
+	struct gitsrc_opts ssh = {"git@example.com:acme/certs.git", cache, NULL, NULL, "key", NULL, NULL};
+	struct gitsrc_opts nocache = {"https://example.com/acme/certs.git", NULL, NULL, NULL, NULL, NULL, NULL};
+	struct gitsrc_opts empty = {"", NULL, NULL, NULL, NULL, NULL, NULL};
 	struct gitsrc *g = NULL;
 
+	assert_int_equal(gitsrc_open(&svn, &g), CS_EINVALID);
+	assert_non_null(strstr(cs_errmsg(), "svn://example.com/acme/certs: unsupported URL scheme"));
+	/* An SSH remote (scp-like too, never a local path) is refused without known host keys. */
 	assert_int_equal(gitsrc_open(&ssh, &g), CS_EINVALID);
-	assert_non_null(strstr(cs_errmsg(), "ssh://example.com/acme/certs.git: unsupported URL scheme"));
+	assert_non_null(strstr(cs_errmsg(), "git@example.com:acme/certs.git: an SSH remote needs source.knownHosts"));
 	assert_int_equal(gitsrc_open(&nocache, &g), CS_EINVALID);
 	assert_non_null(strstr(cs_errmsg(), "cache directory"));
 	assert_int_equal(gitsrc_open(&empty, &g), CS_EINVALID);
@@ -601,7 +606,7 @@ static void test_gitsrc_fetch_failure_is_an_error_and_keeps_the_clone(void **sta
 	struct fx *f = *state;
 	char *bare = make_origin(f), *cache = fsutil_join(f->dir, "cache"), *url = xasprintf("file://%s", bare);
 	char *clone, *moved = xasprintf("%s.away", bare);
-	struct gitsrc_opts o = {url, cache, NULL, NULL};
+	struct gitsrc_opts o = {url, cache, NULL, NULL, NULL, NULL, NULL};
 	struct gitsrc *g = open_url(url, cache, NULL, NULL), *g2 = NULL;
 	char out[41];
 
@@ -634,8 +639,9 @@ static void test_gitsrc_never_shows_a_password_from_the_url(void **state)
 {
 	struct fx *f = *state;
 	char *cache = fsutil_join(f->dir, "cache");
-	struct gitsrc_opts o = {"https://user:hunter2secret@127.0.0.1:1/x.git", cache, "tok-zzz-secret", NULL};
-	struct gitsrc_opts p = {"http://ghp_tokenasuser@127.0.0.1:1/x.git", cache, NULL, NULL};
+	struct gitsrc_opts o = {
+		"https://user:hunter2secret@127.0.0.1:1/x.git", cache, "tok-zzz-secret", NULL, NULL, NULL, NULL};
+	struct gitsrc_opts p = {"http://ghp_tokenasuser@127.0.0.1:1/x.git", cache, NULL, NULL, NULL, NULL, NULL};
 	struct gitsrc *g = NULL;
 
 	assert_int_equal(gitsrc_open(&o, &g), CS_ETRANSIENT);
@@ -862,9 +868,9 @@ static void test_gitsrc_sends_the_token_over_http_and_gives_up_after_three_refus
 	port = start_githttp(f, NULL, NULL);
 	url = xasprintf("http://127.0.0.1:%d/origin.git", port);
 	pw_url = xasprintf("http://alice:pw-hidden-789@127.0.0.1:%d/origin.git", port);
-	wrong = (struct gitsrc_opts){url, cache, "tok-wrong-123", NULL};
-	nothing = (struct gitsrc_opts){url, cache, NULL, NULL};
-	pw_wrong = (struct gitsrc_opts){pw_url, cache, "tok-wrong-123", NULL};
+	wrong = (struct gitsrc_opts){url, cache, "tok-wrong-123", NULL, NULL, NULL, NULL};
+	nothing = (struct gitsrc_opts){url, cache, NULL, NULL, NULL, NULL, NULL};
+	pw_wrong = (struct gitsrc_opts){pw_url, cache, "tok-wrong-123", NULL, NULL, NULL, NULL};
 
 	g = open_url(url, cache, HTTP_TOKEN, NULL);
 	assert_int_equal(gitsrc_resolve(g, "main", out), 0);
@@ -930,8 +936,8 @@ static void test_gitsrc_clones_over_https_with_a_custom_ca(void **state)
 	missing_ca = fsutil_join(f->dir, "missing-ca.pem");
 	port = start_githttp(f, cert, key);
 	url = xasprintf("https://localhost:%d/origin.git", port);
-	no_ca = (struct gitsrc_opts){url, cache, HTTP_TOKEN, NULL};
-	bad_ca = (struct gitsrc_opts){url, cache, HTTP_TOKEN, missing_ca};
+	no_ca = (struct gitsrc_opts){url, cache, HTTP_TOKEN, NULL, NULL, NULL, NULL};
+	bad_ca = (struct gitsrc_opts){url, cache, HTTP_TOKEN, missing_ca, NULL, NULL, NULL};
 
 	/* Run first: the CA option is process-wide and sticks once set. */
 	assert_int_equal(gitsrc_open(&no_ca, &g), CS_ERROR);

@@ -1,0 +1,452 @@
+/* The git source's reads: refs to commits, commit trees and blobs (never a working tree), diffs, signatures. */
+#include "gitsrc_int.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../util/err.h"
+#include "../../util/util.h"
+
+/* One revision spec as a commit id: 0, GIT_ENOTFOUND, GIT_EAMBIGUOUS, or another libgit2 error. */
+static int gitsrc_revparse_commit(git_repository *repo, const char *spec, git_oid *out)
+{
+	git_object *obj = NULL, *commit = NULL;
+	int err;
+
+	if (!(err = git_revparse_single(&obj, repo, spec)) && !(err = git_object_peel(&commit, obj, GIT_OBJECT_COMMIT)))
+		git_oid_cpy(out, git_object_id(commit));
+	git_object_free(commit);
+	git_object_free(obj);
+	return err;
+}
+
+/*
+ * The specs tried for ref in a remote clone, in order: the fetched branch,
+ * a tag, then ref as is (ids, expressions). NULL past the last one.
+ */
+static char *gitsrc_remote_spec(const char *ref, size_t i)
+{
+	static const char *const forms[] = {"refs/remotes/origin/%s", "refs/tags/%s", "%s"};
+	/* A bare clone has no HEAD of its own: the remote's (recorded at fetch), then the usual defaults. */
+	static const char *const heads[] = {"refs/remotes/origin/HEAD", "refs/remotes/origin/main",
+					    "refs/remotes/origin/master"};
+
+	if (!strcmp(ref, "HEAD"))
+		return i < 3 ? xstrdup(heads[i]) : NULL;
+	if (!strncmp(ref, "refs/heads/", 11))
+		return i == 0 ? xasprintf("refs/remotes/origin/%s", ref + 11) : NULL;
+	return i < 3 ? xasprintf(forms[i], ref) : NULL;
+}
+
+/* Resolves ref to a commit id. CS_ENOTFOUND (or CS_EINVALID when ambiguous) naming the ref. */
+static int gitsrc_lookup(struct gitsrc *g, const char *ref, git_oid *out)
+{
+	char *spec;
+	int err = GIT_ENOTFOUND, ambiguous = 0;
+
+	if (!g->remote) {
+		err = gitsrc_revparse_commit(g->repo, ref, out);
+		ambiguous = err == GIT_EAMBIGUOUS;
+	} else {
+		for (size_t i = 0; err && (spec = gitsrc_remote_spec(ref, i)); i++) {
+			err = gitsrc_revparse_commit(g->repo, spec, out);
+			ambiguous |= err == GIT_EAMBIGUOUS;
+			free(spec);
+		}
+	}
+	git_error_clear();
+	if (!err)
+		return 0;
+	if (ambiguous)
+		return cs_error(CS_EINVALID, "git: %s: \"%s\" is ambiguous (give more of the commit id)", g->display,
+				ref);
+	return cs_error(CS_ENOTFOUND, "git: %s: no branch, tag or commit \"%s\"", g->display, ref);
+}
+
+int gitsrc_commit_id(struct gitsrc *g, const char *s, git_oid *out)
+{
+	if (strlen(s) == GIT_OID_HEXSZ && !git_oid_fromstr(out, s))
+		return 0;
+	git_error_clear();
+	return gitsrc_lookup(g, s, out);
+}
+
+int gitsrc_resolve(struct gitsrc *g, const char *ref, char out[41])
+{
+	git_oid id;
+	int rc;
+
+	if ((rc = gitsrc_lookup(g, ref && *ref ? ref : "HEAD", &id)))
+		return rc;
+	git_oid_tostr(out, GIT_OID_HEXSZ + 1, &id);
+	return 0;
+}
+
+int gitsrc_merge_base(struct gitsrc *g, const char *a, const char *b, char out[41])
+{
+	git_oid oa, ob, base;
+	int rc, err;
+
+	a = a && *a ? a : "HEAD";
+	b = b && *b ? b : "HEAD";
+	if ((rc = gitsrc_commit_id(g, a, &oa)) || (rc = gitsrc_commit_id(g, b, &ob)))
+		return rc;
+	if ((err = git_merge_base(&base, g->repo, &oa, &ob)))
+		return cs_error(err == GIT_ENOTFOUND ? CS_ENOTFOUND : CS_ERROR,
+				"git: %s: no merge base of %.12s and %.12s: %s", g->display, a, b, gitsrc_errmsg(g));
+	git_oid_tostr(out, GIT_OID_HEXSZ + 1, &base);
+	return 0;
+}
+
+/* dir without leading "./" or "/" and trailing "/": "" for the whole tree. Caller frees. */
+static char *gitsrc_normdir(const char *dir)
+{
+	const char *p = dir ? dir : "";
+	size_t len;
+
+	for (;;) {
+		if (*p == '/')
+			p++;
+		else if (p[0] == '.' && (p[1] == '/' || p[1] == '\0'))
+			p++;
+		else
+			break;
+	}
+	len = strlen(p);
+	while (len && p[len - 1] == '/')
+		len--;
+	return xstrndup(p, len);
+}
+
+/* The tree of commit, or of its subdirectory dir (normalised; "" = the root). */
+static int gitsrc_tree(struct gitsrc *g, const char *commit, const char *dir, git_tree **out)
+{
+	git_oid oid;
+	git_commit *c = NULL;
+	git_tree *root = NULL;
+	git_tree_entry *e = NULL;
+	int rc;
+
+	if (!commit || !*commit)
+		commit = "HEAD";
+	if ((rc = gitsrc_commit_id(g, commit, &oid)))
+		goto out;
+	if (git_commit_lookup(&c, g->repo, &oid) || git_commit_tree(&root, c)) {
+		rc = cs_error(CS_ENOTFOUND, "git: %s: commit %s: %s", g->display, commit, gitsrc_errmsg(g));
+		goto out;
+	}
+	if (!*dir) {
+		*out = root;
+		root = NULL;
+		goto out;
+	}
+	if (git_tree_entry_bypath(&e, root, dir) || git_tree_entry_type(e) != GIT_OBJECT_TREE ||
+	    git_tree_lookup(out, g->repo, git_tree_entry_id(e))) {
+		git_error_clear();
+		rc = cs_error(CS_ENOTFOUND, "git: %s: no directory \"%s\" at commit %.12s", g->display, dir, commit);
+	}
+out:
+	git_tree_entry_free(e);
+	git_tree_free(root);
+	git_commit_free(c);
+	return rc;
+}
+
+static size_t gitsrc_sizes_slot(const struct gitsrc_sizes *t, const git_oid *id)
+{
+	uint64_t h;
+	size_t i;
+
+	memcpy(&h, id->id, sizeof(h)); /* object ids are already uniformly distributed */
+	for (i = (size_t)h & (t->cap - 1); !git_oid_is_zero(&t->v[i].oid) && !git_oid_equal(&t->v[i].oid, id);
+	     i = (i + 1) & (t->cap - 1))
+		;
+	return i;
+}
+
+static int gitsrc_sizes_get(const struct gitsrc_sizes *t, const git_oid *id, size_t *size)
+{
+	size_t i;
+
+	if (!t->cap)
+		return 0;
+	i = gitsrc_sizes_slot(t, id);
+	if (git_oid_is_zero(&t->v[i].oid))
+		return 0;
+	*size = t->v[i].size;
+	return 1;
+}
+
+static void gitsrc_sizes_put(struct gitsrc_sizes *t, const git_oid *id, size_t size)
+{
+	size_t i;
+
+	if ((t->n + 1) * 2 > t->cap) {
+		struct gitsrc_sizes bigger = {NULL, t->cap ? t->cap * 2 : 1024, 0};
+
+		bigger.v = xcalloc(bigger.cap, sizeof(*bigger.v));
+		for (i = 0; i < t->cap; i++)
+			if (!git_oid_is_zero(&t->v[i].oid))
+				gitsrc_sizes_put(&bigger, &t->v[i].oid, t->v[i].size);
+		free(t->v);
+		*t = bigger;
+	}
+	i = gitsrc_sizes_slot(t, id);
+	if (git_oid_is_zero(&t->v[i].oid))
+		t->n++;
+	git_oid_cpy(&t->v[i].oid, id);
+	t->v[i].size = size;
+}
+
+struct gitsrc_walk {
+	struct gitsrc *g;
+	struct gitsrc_sizes sizes; /* this listing's: replaces g->sizes when it succeeds */
+	git_odb *odb;
+	const char *prefix; /* "dir/" or "" */
+	struct gitsrc_file *v;
+	size_t n, cap;
+	int rc; /* set (with its message) when the callback stops the walk */
+};
+
+static int gitsrc_walk_cb(const char *root, const git_tree_entry *e, void *payload)
+{
+	struct gitsrc_walk *w = payload;
+	const char *name = git_tree_entry_name(e);
+	git_filemode_t mode = git_tree_entry_filemode(e);
+	const git_oid *id = git_tree_entry_id(e);
+	git_object_t type;
+	size_t size = 0;
+	struct gitsrc_file *f;
+
+	/* Regular files only: symlinks (120000) and submodules (160000) are not manifests. */
+	if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE)
+		return 0;
+	if (!util_has_suffix(name, ".yaml") && !util_has_suffix(name, ".yml"))
+		return 0;
+	if (w->n >= GITSRC_MAX_FILES) {
+		w->rc = cs_error(CS_EINVALID, "git: %s: more than %d manifest files under \"%s\"", w->g->display,
+				 GITSRC_MAX_FILES, *w->prefix ? w->prefix : ".");
+		return -1;
+	}
+	/*
+	 * The header gives the size without inflating the blob, but in a pack
+	 * it walks the delta chain to the base: about 3 us a blob. Sizes seen
+	 * by the previous listing are reused, so a re-listing costs nothing.
+	 */
+	if (!gitsrc_sizes_get(&w->g->sizes, id, &size) && git_odb_read_header(&size, &type, w->odb, id)) {
+		w->rc = cs_error(CS_ERROR, "git: %s: %s%s%s: %s", w->g->display, w->prefix, root, name,
+				 gitsrc_errmsg(w->g));
+		return -1;
+	}
+	gitsrc_sizes_put(&w->sizes, id, size);
+	util_grow(&w->v, &w->cap, w->n + 1, sizeof(*w->v));
+	f = &w->v[w->n++];
+	f->path = xasprintf("%s%s%s", w->prefix, root, name);
+	git_oid_tostr(f->oid, sizeof(f->oid), id);
+	f->size = size;
+	return 0;
+}
+
+static int gitsrc_file_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct gitsrc_file *)a)->path, ((const struct gitsrc_file *)b)->path);
+}
+
+int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n)
+{
+	struct gitsrc_walk w;
+	git_tree *t = NULL;
+	char *norm = gitsrc_normdir(dir), *prefix = NULL;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	if ((rc = gitsrc_tree(g, commit, norm, &t)))
+		goto out;
+	prefix = *norm ? xasprintf("%s/", norm) : xstrdup("");
+	w.g = g;
+	w.prefix = prefix;
+	if (git_repository_odb(&w.odb, g->repo)) {
+		rc = cs_error(CS_ERROR, "git: %s: %s", g->display, gitsrc_errmsg(g));
+		goto out;
+	}
+	if (git_tree_walk(t, GIT_TREEWALK_PRE, gitsrc_walk_cb, &w)) {
+		rc = w.rc ? w.rc
+			  : cs_error(CS_ERROR, "git: %s: reading %s: %s", g->display, *norm ? norm : ".",
+				     gitsrc_errmsg(g));
+		goto out;
+	}
+	if (w.n)
+		qsort(w.v, w.n, sizeof(*w.v), gitsrc_file_cmp);
+	free(g->sizes.v);
+	g->sizes = w.sizes;
+	memset(&w.sizes, 0, sizeof(w.sizes));
+	*out = w.v;
+	*n = w.n;
+	w.v = NULL;
+	w.n = 0;
+out:
+	gitsrc_files_free(w.v, w.n);
+	free(w.sizes.v);
+	git_odb_free(w.odb);
+	git_tree_free(t);
+	free(prefix);
+	free(norm);
+	return rc;
+}
+
+void gitsrc_files_free(struct gitsrc_file *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+/* A blob's size from the last listing or from its header, without inflating it. GIT_ENOTFOUND if no such blob. */
+static int gitsrc_blob_size(struct gitsrc *g, const git_oid *id, size_t *size)
+{
+	git_odb *odb = NULL;
+	git_object_t type = GIT_OBJECT_INVALID;
+	int err;
+
+	if (gitsrc_sizes_get(&g->sizes, id, size))
+		return 0;
+	if (!(err = git_repository_odb(&odb, g->repo)) && !(err = git_odb_read_header(size, &type, odb, id)) &&
+	    type != GIT_OBJECT_BLOB)
+		err = GIT_ENOTFOUND;
+	git_odb_free(odb);
+	return err;
+}
+
+int gitsrc_read_blob(struct gitsrc *g, const char *oid, const char *path, size_t max, struct buf *out)
+{
+	git_oid id;
+	git_blob *b = NULL;
+	size_t size = 0;
+	int rc = 0;
+
+	if (!oid || strlen(oid) != GIT_OID_HEXSZ || git_oid_fromstr(&id, oid) || gitsrc_blob_size(g, &id, &size)) {
+		rc = cs_error(CS_ENOTFOUND, "git: %s: %s: no blob %s", g->display, path, oid ? oid : "(null)");
+		goto out;
+	}
+	/* Checked before the blob is inflated: an oversized file never reaches memory. */
+	if (max && size > max) {
+		rc = cs_error(CS_EINVALID, "%s: file is %zu bytes; the limit is %zu", path, size, max);
+		goto out;
+	}
+	if (git_blob_lookup(&b, g->repo, &id)) {
+		rc = cs_error(CS_ERROR, "git: %s: %s: reading blob %s: %s", g->display, path, oid, gitsrc_errmsg(g));
+		goto out;
+	}
+	buf_init(out, max);
+	buf_append(out, git_blob_rawcontent(b), (size_t)git_blob_rawsize(b));
+out:
+	git_error_clear();
+	git_blob_free(b);
+	return rc;
+}
+
+static int gitsrc_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts v and drops duplicates in place; returns the new count. */
+static size_t gitsrc_sort_unique(char **v, size_t n)
+{
+	size_t k = 0;
+
+	if (n)
+		qsort(v, n, sizeof(*v), gitsrc_str_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (k && !strcmp(v[k - 1], v[i]))
+			free(v[i]);
+		else
+			v[k++] = v[i];
+	}
+	return k;
+}
+
+int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const char *dir, char ***paths, size_t *n)
+{
+	git_tree *a = NULL, *b = NULL;
+	git_diff *diff = NULL;
+	git_diff_options o;
+	char *spec = gitsrc_normdir(dir);
+	char **v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	from = from && *from ? from : "HEAD";
+	to = to && *to ? to : "HEAD";
+	if ((rc = gitsrc_tree(g, from, "", &a)) || (rc = gitsrc_tree(g, to, "", &b)))
+		goto out;
+	git_diff_options_init(&o, GIT_DIFF_OPTIONS_VERSION);
+	/* dir is a literal path prefix ("certs" matches certs/a.yaml, not certs2/): no globbing. */
+	o.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH | GIT_DIFF_SKIP_BINARY_CHECK;
+	if (*spec) {
+		o.pathspec.strings = &spec;
+		o.pathspec.count = 1;
+	}
+	/* Without rename detection a rename is a delete plus an add: both sides are listed either way. */
+	if (git_diff_tree_to_tree(&diff, g->repo, a, b, &o)) {
+		rc = cs_error(CS_ERROR, "git: %s: diff %.12s..%.12s: %s", g->display, from, to, gitsrc_errmsg(g));
+		goto out;
+	}
+	for (size_t i = 0; i < git_diff_num_deltas(diff); i++) {
+		const git_diff_delta *d = git_diff_get_delta(diff, i);
+
+		util_grow(&v, &cap, cnt + 2, sizeof(*v));
+		if (d->old_file.path)
+			v[cnt++] = xstrdup(d->old_file.path);
+		if (d->new_file.path && (!d->old_file.path || strcmp(d->old_file.path, d->new_file.path)))
+			v[cnt++] = xstrdup(d->new_file.path);
+	}
+	*n = gitsrc_sort_unique(v, cnt);
+	*paths = v;
+	v = NULL;
+	cnt = 0;
+out:
+	gitsrc_paths_free(v, cnt);
+	git_diff_free(diff);
+	git_tree_free(a);
+	git_tree_free(b);
+	free(spec);
+	return rc;
+}
+
+void gitsrc_paths_free(char **paths, size_t n)
+{
+	for (size_t i = 0; paths && i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+int gitsrc_commit_signature(struct gitsrc *g, const char *commit, struct buf *sig, struct buf *data)
+{
+	git_buf s, d;
+	git_oid id;
+	int rc, err;
+
+	memset(&s, 0, sizeof(s));
+	memset(&d, 0, sizeof(d));
+	if ((rc = gitsrc_commit_id(g, commit && *commit ? commit : "HEAD", &id)))
+		return rc;
+	err = git_commit_extract_signature(&s, &d, g->repo, &id, NULL);
+	if (err == GIT_ENOTFOUND) {
+		git_error_clear();
+		rc = CS_ENOTFOUND;
+	} else if (err) {
+		rc = cs_error(CS_ERROR, "git: %s: reading the signature of %.12s: %s", g->display, commit,
+			      gitsrc_errmsg(g));
+	} else {
+		buf_init(sig, 0);
+		buf_append(sig, s.ptr, s.size);
+		buf_init(data, 0);
+		buf_append(data, d.ptr, d.size);
+	}
+	git_buf_dispose(&s);
+	git_buf_dispose(&d);
+	return rc;
+}
