@@ -257,7 +257,6 @@ struct acme_solver {
 	size_t n_nameservers;
 	int64_t propagation_timeout;  /* dns01.propagation.timeout, default 120 s; 0 = do not wait */
 	int64_t propagation_interval; /* dns01.propagation.interval, default 2 s */
-	int64_t ttl;		      /* dns01.ttl of the TXT record, default 60 */
 	char **match_names;	      /* match.dnsNames (exact, "*.x" matches the wildcard name itself) */
 	size_t n_match_names;
 	char **match_zones; /* match.dnsZones (the name or any name under it) */
@@ -279,7 +278,7 @@ struct acme {
 	int account_size;	     /* accountKey.size, default 256 */
 	int64_t timeout;	     /* HTTP whole-request limit, default 60 s */
 	int64_t poll_max;	     /* longest wait between polls, default 10 s */
-	int revoke_on_remove;	     /* revokeOnRemove (the issuer's; policy.revokeOnRemove sets the default) */
+	int revoke_on_remove;	     /* revokeOnRemove: 1/0, or -1 when not set (policy.revokeOnRemove decides) */
 	struct acme_solver *solvers;
 	size_t n_solvers;
 	pthread_mutex_t mu;	    /* guards the session below */
@@ -323,6 +322,33 @@ struct acme_keys {
  */
 int acme_session_with(struct acme *a, const struct acme_keys *k, struct acme_client **out);
 
+/* ---------- the steps (acme.c, acme_authz.c, acme_session.c) ---------- */
+
+/* Record ids of an issuance in progress and of the installed certificate (never secrets). */
+#define ACME_ID_ORDER "acme.order"			    /* the order URL, journaled as soon as newOrder answers */
+#define ACME_ID_ORDERING "acme.ordering"		    /* "1" while a newOrder is out (its answer not journaled) */
+#define ACME_ID_CERT "acme.certificate"			    /* the valid order's certificate URL */
+#define ACME_ID_INSTALLED_CERT "acme.installed_certificate" /* the installed certificate's URL (a free download) */
+#define ACME_ID_POLLS "acme.polls"			    /* polls of the current wait (the backoff) */
+
+/* Forgets the order in progress: the step becomes "order" (a new order). */
+void acme_order_forget(struct step_ctx *ctx);
+/* POST-as-GET of the recorded order; a gone order is forgotten (CS_ETRANSIENT: a new order follows). */
+int acme_order_read(struct step_ctx *ctx, struct acme_client *c, struct acme_order *o);
+/*
+ * Polls the order while its status is status: Retry-After honoured, else
+ * 250 ms doubling inside the step for up to 3 s, then *parked = 1 with
+ * *st = STEP_WAIT (up to pollInterval). *o holds the last answer.
+ */
+int acme_order_wait(struct step_ctx *ctx, struct acme *a, struct acme_client *c, const char *status,
+		    struct acme_order *o, enum step_status *st, int *parked);
+/* An invalid order: the failed challenge's problem in full, the order forgotten; the error's code and class. */
+int acme_order_invalid(struct step_ctx *ctx, struct acme_client *c, const struct acme_order *o);
+/* The authorize step. */
+int acme_step_authorize(struct step_ctx *ctx, struct acme *a, struct acme_client *c, enum step_status *st);
+/* provider_ops.check (validate --credentials / --online). */
+void acme_check(const struct issuer *is, int online, struct provider_check *out);
+
 /* ---------- ARI and revocation (acme_ari.c) ---------- */
 
 /*
@@ -355,6 +381,18 @@ char *acme_ari_replaces(const struct step_ctx *ctx);
 /* ---------- challenge solvers (acme_solve.c) ---------- */
 
 /*
+ * The state record of a challenge answer about to be placed (write-ahead;
+ * strings owned by t): method "http-01"/"dns-01", name, location (the file
+ * under the webroot, "serve", or the TXT owner name with a CNAME at
+ * _acme-challenge.<name> followed), issuer (the DNS driver's), ref (the
+ * token for http-01; the TXT value for dns-01). placed_at stays 0 until
+ * acme_solve_place succeeded. CS_ETRANSIENT for a token that is not
+ * base64url (untrusted input from the CA).
+ */
+int acme_solve_intent(struct step_ctx *ctx, const struct acme_solver *s, const char *name, const char *token,
+		      const char *key_authorization, struct state_token *t);
+
+/*
  * Places the answer to one challenge (journaled by the caller in
  * ctx->rec->tokens before this is called: method "http-01"/"dns-01", name,
  * location = file path / TXT FQDN / "serve", issuer = DNS driver): the
@@ -366,6 +404,12 @@ int acme_solve_place(struct step_ctx *ctx, const struct acme_solver *s, const st
 		     const char *key_authorization, char **ref);
 /* Removes what acme_solve_place placed (missing is success). */
 int acme_solve_remove(struct step_ctx *ctx, const struct state_token *t);
+/*
+ * Removes every answer recorded in ctx->rec->tokens and drops them from the
+ * record; those whose removal fails stay recorded (CS_ETRANSIENT naming the
+ * first failure) for a later attempt.
+ */
+int acme_solve_remove_all(struct step_ctx *ctx);
 /*
  * For dns-01: waits (bounded by propagation.timeout, sleeping between
  * checks with engine_stop_requested honoured) until every authoritative

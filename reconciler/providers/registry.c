@@ -3,13 +3,10 @@
 
 #include <string.h>
 
-extern const struct provider_ops provider_ca, provider_dnsimple, provider_digicert, provider_rfc2136;
+extern const struct provider_ops provider_ca, provider_dnsimple, provider_digicert, provider_rfc2136, provider_acme;
 
 static const struct provider_ops *const providers[] = {
-	&provider_ca,
-	&provider_dnsimple,
-	&provider_digicert,
-	&provider_rfc2136,
+	&provider_ca, &provider_dnsimple, &provider_digicert, &provider_rfc2136, &provider_acme,
 };
 
 const struct provider_ops *provider_find(const char *type)
@@ -22,5 +19,5 @@ const struct provider_ops *provider_find(const char *type)
 
 const char *provider_type_list(void)
 {
-	return "known types: ca, dnsimple, digicert, rfc2136";
+	return "known types: ca, dnsimple, digicert, rfc2136, acme";
 }
