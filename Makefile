@@ -220,12 +220,20 @@ fuzz: fuzz-regress
 $(BUILD)/pg_state_bench: bench/pg_state.c $(BUILD)/libcertsync.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libcertsync.a $(LDLIBS_ALL)
 
+# BENCH=acme runs only the ACME comparison (bench/acme.py), which the whole bench runs last. The ACME
+# clients are optional: when one cannot be installed, its row says so and the rest still runs.
+BENCH ?= all
 bench: test-deps
-	$(call need_debs,$(DEB_BENCH))
+	-$(call need_debs,$(DEB_BENCH))
+ifeq ($(BENCH),acme)
+	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all
+	$(PYTHON) bench/acme.py build/bench/certsync
+else
 	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all build/bench/pg_state_bench
 	@set -e; export PGTEST_DURABLE=1; $(call with_pg,bench); \
 	CERTSYNC_BENCH_PG_URL=$$url CERTSYNC_BENCH_STATE_KEY=$$(openssl rand -base64 32) \
 		$(PYTHON) bench/bench.py build/bench/certsync build/bench/pg_state_bench
+endif
 
 valgrind: $(BUILD)/certsync $(UNIT_BIN)
 	@set -e; $(WITH_PG); \

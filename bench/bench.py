@@ -22,6 +22,11 @@ Prints one table:
 - replicas on one PostgreSQL state: failover time (SIGKILL of the leader to
   the new leader's lease) and propagation leader → follower (bench/replicas.py).
 
+Then bench/acme.py's own table (BENCH_ACME=0 leaves it out): 50 new
+certificates from one Pebble by certsync, lego in a loop, lego x8, certbot
+and uacme (wall time, certificates per minute, CPU and ACME requests per
+certificate); a client that is not installed is skipped with a note.
+
 Each engine figure is the median of BENCH_RUNS runs (default 5); provider
 figures are one run each (they take minutes). The machine and the commit are
 printed. BENCH_QUICK=1 runs smaller provider figures (100 certificates).
@@ -41,6 +46,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import acme  # noqa: E402
 import providers  # noqa: E402
 import replicas  # noqa: E402
 
@@ -282,6 +288,12 @@ def main():
     print(f"{'measure':<{widths[0]}}  {'result':<{widths[1]}}  {'target':<{widths[2]}}  verdict")
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    sys.stdout.flush()
+    if os.environ.get("BENCH_ACME") != "0":
+        try:
+            acme.report(binary)  # its own table; a client that is missing or fails is a line in it
+        except Exception as e:  # the figures above are printed already: say what broke, never lose them
+            print(f"ACME bench failed: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
