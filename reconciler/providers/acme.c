@@ -137,15 +137,20 @@ void acme_order_forget(struct step_ctx *ctx)
 
 /* ---------- steps ---------- */
 
-/* The key for this order: the installed one when rotation is Never and it still fits, else a new one. */
+/*
+ * The key for this order: the installed one when rotation is Never and it
+ * still fits, else a new one. A revoked certificate's key is never reused
+ * (it may be the reason it was revoked, and CAs refuse keys revoked for
+ * keyCompromise).
+ */
 static int order_key(struct step_ctx *ctx, struct crypto_key **out)
 {
 	const struct cert_spec *s = ctx->spec;
 	enum crypto_alg want = s->key_alg == KEYALG_RSA ? CRYPTO_RSA : CRYPTO_ECDSA, alg;
 	struct buf kp = BUF_INIT;
-	int size;
+	int size, revoked = ctx->rec->serial && util_streq(state_cert_id(ctx->rec, ACME_ID_REVOKED), ctx->rec->serial);
 
-	if (s->rotation == ROTATE_NEVER && engine_installed_key(ctx, &kp) == 0 &&
+	if (s->rotation == ROTATE_NEVER && !revoked && engine_installed_key(ctx, &kp) == 0 &&
 	    crypto_key_from_pem(kp.data, kp.len, "installed key", out) == 0) {
 		crypto_key_describe(*out, &alg, &size);
 		buf_wipe(&kp);

@@ -201,6 +201,20 @@ def test_revoke_revokes_at_the_ca_with_the_reason_and_the_next_apply_replaces_it
     assert env.run("plan", "--detailed-exitcode").code == 0
 
 
+def test_a_revoked_certificate_key_is_not_reused_even_with_rotation_never(env, acme):
+    peb, ari = acme
+    setup_env(env, peb, ari)
+    env.repo.write("www.yaml", manifest("www", [NAME], issuer="le", extra="privateKey: {rotationPolicy: Never}"))
+    env.repo.commit()
+    env.run("apply", check=0)
+    crt = env.cert_dir("www") / "tls.crt"
+    old = pubkey(crt, False)
+    env.run("revoke", "www", "--reason", "keyCompromise", check=0)
+    env.run("apply", check=0)
+    check_outputs(env.cert_dir("www"), peb)
+    assert pubkey(crt, False) != old  # the replacement has a new key
+
+
 def test_revoke_refuses_what_it_cannot_revoke(env, acme):
     peb, ari = acme
     setup_env(env, peb, ari)
