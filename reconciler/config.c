@@ -376,7 +376,9 @@ static void config_parse_output(struct config *c, const struct ynode *n, const c
 	if (!ynode_get(n, "root"))
 		diags_add(d, file, n->line, n->col, "output: missing required field \"root\"");
 	if ((v = ynode_get(n, "keepPreviousFor"))) {
-		if (v->type == YNODE_SCALAR && !strcmp(v->str, "0"))
+		/* 0 (any unit: "0", "0s", "0m") removes a replaced generation at once; durations are otherwise > 0. */
+		if (v->type == YNODE_SCALAR && v->str[0] == '0' && strspn(v->str, "0") == strcspn(v->str, "smhd") &&
+		    strlen(v->str) <= strspn(v->str, "0") + 1)
 			c->output.keep_previous = 0;
 		else
 			ynode_duration(v, file, "output.keepPreviousFor", d, &c->output.keep_previous);

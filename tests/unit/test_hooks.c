@@ -235,6 +235,16 @@ static void test_config_output_and_hook_fields(void **state)
 	assert_int_equal(f->cfg->output.keep_previous, 0);
 	assert_int_equal(f->cfg->output.pkcs12_password.kind, CRED_ENV);
 	assert_int_equal(f->cfg->hooks.n_after_apply, 1);
+	/* Zero in any unit means "at once", as 0 does; other durations as written. */
+	config_free(f->cfg);
+	f->cfg = fx_config(f, 0, ", keepPreviousFor: 0s");
+	assert_int_equal(f->cfg->output.keep_previous, 0);
+	config_free(f->cfg);
+	f->cfg = fx_config(f, 0, ", keepPreviousFor: 0m");
+	assert_int_equal(f->cfg->output.keep_previous, 0);
+	config_free(f->cfg);
+	f->cfg = fx_config(f, 0, ", keepPreviousFor: 90s");
+	assert_int_equal(f->cfg->output.keep_previous, 90);
 	assert_int_not_equal(config_parse("/etc/c.yaml", bad, strlen(bad), &c, &d), 0);
 	assert_null(c);
 	text = xstrdup("");
