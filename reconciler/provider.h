@@ -327,6 +327,14 @@ int engine_issuer_secret_get(struct step_ctx *ctx, const char *slot, struct buf 
 long long step_id_num(const struct state_cert *rec, const char *key);
 void step_set_id_num(struct state_cert *rec, const char *key, long long v);
 
+/*
+ * Where a resumed change picks up: the first of the n NULL-terminated step
+ * sequences that holds step sets *seq and *start (its index there); when
+ * none does (or step is NULL), *seq is left as it is and *start is 0.
+ */
+void step_resume_point(const char *const *const *seqs, size_t n, const char *step, const char *const **seq,
+		       size_t *start);
+
 /* This step is done: rec->step becomes step. */
 void step_next(struct step_ctx *ctx, const char *step, enum step_status *st);
 

@@ -49,19 +49,10 @@ static int digicert_plan(const struct issuer *is, enum change_kind kind, const s
 
 	(void)s;
 	memset(out, 0, sizeof(*out));
-	if (kind == CHANGE_RESUME && rec && rec->step) {
+	if (kind == CHANGE_RESUME && rec) {
 		const char *const *seqs[] = {seq_order, seq_recover, seq_reinstall};
 
-		for (size_t k = 0; k < 3; k++) {
-			for (start = 0; seqs[k][start] && strcmp(seqs[k][start], rec->step); start++)
-				;
-			if (seqs[k][start]) {
-				seq = seqs[k];
-				break;
-			}
-		}
-		if (!seq[start])
-			start = 0;
+		step_resume_point(seqs, 3, rec->step, &seq, &start);
 	}
 	for (size_t i = start; seq[i] && out->n < PLAN_MAX_STEPS; i++) {
 		out->steps[out->n++] = seq[i];

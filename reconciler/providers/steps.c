@@ -1,6 +1,7 @@
 /* Step helpers shared by the drivers: numeric provider ids, moving on, polling later. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "../../util/err.h"
@@ -26,6 +27,19 @@ void step_set_id_num(struct state_cert *rec, const char *key, long long v)
 	}
 	snprintf(b, sizeof(b), "%lld", v);
 	state_cert_set_id(rec, key, b);
+}
+
+void step_resume_point(const char *const *const *seqs, size_t n, const char *step, const char *const **seq,
+		       size_t *start)
+{
+	*start = 0;
+	for (size_t k = 0; step && k < n; k++)
+		for (size_t i = 0; seqs[k][i]; i++)
+			if (!strcmp(seqs[k][i], step)) {
+				*seq = seqs[k];
+				*start = i;
+				return;
+			}
 }
 
 void step_next(struct step_ctx *ctx, const char *step, enum step_status *st)
