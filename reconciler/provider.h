@@ -379,6 +379,16 @@ void step_intent_clear(struct step_ctx *ctx, const char *prefix);
  */
 void step_intent_send_hook(struct step_ctx *ctx, const char *prefix, int64_t timeout);
 
+/*
+ * Removes the placed validation tokens [0, upto) of ctx->rec, last first,
+ * with remove(ctx, token, arg); a token whose removal fails stays in the
+ * record for a later retry, and the first failure is the CS_ETRANSIENT
+ * message "<name>: could not remove <what> (kept in state, retried): …".
+ */
+int step_remove_tokens(struct step_ctx *ctx, size_t upto,
+		       int (*remove)(struct step_ctx *, const struct state_token *, void *), void *arg,
+		       const char *what);
+
 /* Sleeps until when (unix seconds), in short slices; CS_ETRANSIENT when a stop is requested. */
 int step_sleep_until(struct step_ctx *ctx, int64_t when);
 

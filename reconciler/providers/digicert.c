@@ -229,29 +229,15 @@ static int token_usable(struct step_ctx *ctx, const struct digicert *dc, const s
 	return ok;
 }
 
+static int remove_token(struct step_ctx *ctx, const struct state_token *t, void *arg)
+{
+	return digicert_dcv_remove(ctx, arg, t, state_cert_id(ctx->rec, ID_TOKEN));
+}
+
 /* Removes the placed tokens [0, upto); keeps (for a later retry) those whose removal fails. */
 static int remove_tokens(struct step_ctx *ctx, struct digicert *dc, size_t upto)
 {
-	const char *current = state_cert_id(ctx->rec, ID_TOKEN);
-	char *first_err = NULL;
-	int rc = 0;
-
-	for (size_t i = upto; i-- > 0;) {
-		int r = digicert_dcv_remove(ctx, dc, &ctx->rec->tokens[i], current);
-
-		if (r) {
-			if (!first_err)
-				first_err = xstrdup(cs_errmsg());
-			rc = r;
-			continue;
-		}
-		state_cert_remove_token(ctx->rec, i);
-	}
-	if (rc)
-		cs_error(CS_ETRANSIENT, "%s: could not remove a placed DigiCert token (kept in state, retried): %s",
-			 ctx->rec->name, first_err);
-	free(first_err);
-	return rc ? CS_ETRANSIENT : 0;
+	return step_remove_tokens(ctx, upto, remove_token, dc, "a placed DigiCert token");
 }
 
 /* ---------- steps ---------- */

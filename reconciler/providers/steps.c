@@ -195,3 +195,28 @@ int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout)
 		 (long long)(lands_by - ctx->now));
 	return step_sleep_until(ctx, lands_by);
 }
+
+int step_remove_tokens(struct step_ctx *ctx, size_t upto,
+		       int (*remove)(struct step_ctx *, const struct state_token *, void *), void *arg,
+		       const char *what)
+{
+	char *first_err = NULL;
+	int rc = 0;
+
+	for (size_t i = upto; i-- > 0;) {
+		int r = remove(ctx, &ctx->rec->tokens[i], arg);
+
+		if (r) {
+			if (!first_err)
+				first_err = xstrdup(cs_errmsg());
+			rc = r;
+			continue;
+		}
+		state_cert_remove_token(ctx->rec, i);
+	}
+	if (rc)
+		cs_error(CS_ETRANSIENT, "%s: could not remove %s (kept in state, retried): %s", ctx->rec->name, what,
+			 first_err);
+	free(first_err);
+	return rc ? CS_ETRANSIENT : 0;
+}
