@@ -327,6 +327,14 @@ int engine_issuer_secret_get(struct step_ctx *ctx, const char *slot, struct buf 
 long long step_id_num(const struct state_cert *rec, const char *key);
 void step_set_id_num(struct state_cert *rec, const char *key, long long v);
 
+/*
+ * Where a resumed change picks up: the first of the n NULL-terminated step
+ * sequences that holds step sets *seq and *start (its index there); when
+ * none does (or step is NULL), *seq is left as it is and *start is 0.
+ */
+void step_resume_point(const char *const *const *seqs, size_t n, const char *step, const char *const **seq,
+		       size_t *start);
+
 /* This step is done: rec->step becomes step. */
 void step_next(struct step_ctx *ctx, const char *step, enum step_status *st);
 
@@ -370,6 +378,16 @@ void step_intent_clear(struct step_ctx *ctx, const char *prefix);
  * budget), the landing time is journaled anew from that send first.
  */
 void step_intent_send_hook(struct step_ctx *ctx, const char *prefix, int64_t timeout);
+
+/*
+ * Removes the placed validation tokens [0, upto) of ctx->rec, last first,
+ * with remove(ctx, token, arg); a token whose removal fails stays in the
+ * record for a later retry, and the first failure is the CS_ETRANSIENT
+ * message "<name>: could not remove <what> (kept in state, retried): …".
+ */
+int step_remove_tokens(struct step_ctx *ctx, size_t upto,
+		       int (*remove)(struct step_ctx *, const struct state_token *, void *), void *arg,
+		       const char *what);
 
 /* Sleeps until when (unix seconds), in short slices; CS_ETRANSIENT when a stop is requested. */
 int step_sleep_until(struct step_ctx *ctx, int64_t when);

@@ -370,6 +370,18 @@ const char *state_cert_id(const struct state_cert *c, const char *key)
 	return state_kv_get(c->ids, c->n_ids, key);
 }
 
+int64_t state_cert_id_time(const struct state_cert *c, const char *key)
+{
+	const char *v = state_cert_id(c, key);
+	char *end;
+	long long t;
+
+	if (!v)
+		return 0;
+	t = strtoll(v, &end, 10);
+	return *end || t <= 0 ? 0 : (int64_t)t;
+}
+
 void state_cert_set_id(struct state_cert *c, const char *key, const char *value)
 {
 	state_kv_set(&c->ids, &c->n_ids, key, value);

@@ -132,6 +132,8 @@ struct state_cert **state_cert_list(const struct state *st, size_t *n);
 
 /* Provider-owned key/value data on a record. get returns NULL when absent; set(NULL) deletes. */
 const char *state_cert_id(const struct state_cert *c, const char *key);
+/* The id key as unix seconds (a positive decimal integer), 0 when absent or not one. */
+int64_t state_cert_id_time(const struct state_cert *c, const char *key);
 void state_cert_set_id(struct state_cert *c, const char *key, const char *value);
 
 /* Appends to the record's bounded history (drops the oldest). */

@@ -108,6 +108,13 @@ int crypto_cert_from_pem(const char *pem, size_t len, const char *what, struct c
 int crypto_certs_from_pem(const char *pem, size_t len, const char *what, struct crypto_cert ***out, size_t *n);
 void crypto_certs_free(struct crypto_cert **v, size_t n);
 
+/*
+ * Splits a PEM chain (leaf first, as CAs send it) into cert (the leaf and
+ * intermediates: tls.crt) and ca (the self-signed roots at its end, or the
+ * top of the chain when it has none: ca.crt). what names it in errors.
+ */
+int crypto_split_chain(const char *pem, size_t len, const char *what, struct buf *cert, struct buf *ca);
+
 /* Appends the certificate as PEM (ending in a newline) to out. */
 int crypto_cert_to_pem(const struct crypto_cert *cert, struct buf *out);
 

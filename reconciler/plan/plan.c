@@ -45,18 +45,6 @@ static int plan_renewed_under(const struct cert_spec *spec, const struct state_c
 	return v && !strcmp(v, want);
 }
 
-static int64_t plan_id_time(const struct state_cert *rec, const char *key)
-{
-	const char *v = state_cert_id(rec, key);
-	char *end;
-	long long t;
-
-	if (!v)
-		return 0;
-	t = strtoll(v, &end, 10);
-	return *end || t <= 0 ? 0 : (int64_t)t;
-}
-
 int plan_ari_window(const struct state_cert *rec, struct plan_window *w)
 {
 	const char *serial = rec ? state_cert_id(rec, PLAN_ID_ARI_SERIAL) : NULL;
@@ -65,10 +53,10 @@ int plan_ari_window(const struct state_cert *rec, struct plan_window *w)
 	/* Recorded for another certificate (an install the window was not asked for yet): it says nothing. */
 	if (!serial || !rec->serial || strcmp(serial, rec->serial))
 		return 0;
-	w->start = plan_id_time(rec, PLAN_ID_ARI_START);
-	w->end = plan_id_time(rec, PLAN_ID_ARI_END);
-	w->at = plan_id_time(rec, PLAN_ID_ARI_AT);
-	w->next = plan_id_time(rec, PLAN_ID_ARI_NEXT);
+	w->start = state_cert_id_time(rec, PLAN_ID_ARI_START);
+	w->end = state_cert_id_time(rec, PLAN_ID_ARI_END);
+	w->at = state_cert_id_time(rec, PLAN_ID_ARI_AT);
+	w->next = state_cert_id_time(rec, PLAN_ID_ARI_NEXT);
 	return w->start > 0 && w->end >= w->start && w->at > 0;
 }
 

@@ -58,19 +58,10 @@ static int acme_plan(const struct issuer *is, enum change_kind kind, const struc
 	size_t start = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (kind == CHANGE_RESUME && rec && rec->step) {
+	if (kind == CHANGE_RESUME && rec) {
 		const char *const *seqs[] = {seq_order, seq_reinstall};
 
-		for (size_t k = 0; k < 2; k++) {
-			for (start = 0; seqs[k][start] && strcmp(seqs[k][start], rec->step); start++)
-				;
-			if (seqs[k][start]) {
-				seq = seqs[k];
-				break;
-			}
-		}
-		if (!seq[start])
-			start = 0;
+		step_resume_point(seqs, 2, rec->step, &seq, &start);
 	}
 	for (size_t i = start; seq[i] && out->n < PLAN_MAX_STEPS; i++) {
 		out->steps[out->n++] = seq[i];
@@ -85,27 +76,6 @@ static int acme_plan(const struct issuer *is, enum change_kind kind, const struc
 static int is_status(const char *s, const char *want)
 {
 	return s && !strcmp(s, want);
-}
-
-/* Splits the PEM chain into tls.crt (leaf + intermediates) and ca.crt (self-signed roots, else the top). */
-static int split_chain(const char *pem, size_t len, struct buf *cert, struct buf *ca)
-{
-	struct crypto_cert **v = NULL;
-	size_t n = 0, roots = 0;
-	int rc;
-
-	if ((rc = crypto_certs_from_pem(pem, len, "ACME certificate chain", &v, &n)))
-		return rc;
-	while (roots < n - 1 && crypto_cert_signed_by(v[n - 1 - roots], v[n - 1 - roots]))
-		roots++;
-	buf_clear(cert);
-	buf_clear(ca);
-	for (size_t i = 0; i < n - roots && !rc; i++)
-		rc = crypto_cert_to_pem(v[i], cert);
-	for (size_t i = roots ? n - roots : n - 1; i < n && !rc; i++)
-		rc = crypto_cert_to_pem(v[i], ca);
-	crypto_certs_free(v, n);
-	return rc;
 }
 
 /* 0 when the pending key and CSR are in the key store, CS_ENOTFOUND when not, CS_ETRANSIENT when it cannot tell. */
@@ -384,7 +354,7 @@ static int take_material(struct step_ctx *ctx, const struct buf *chain, int rein
 
 	material_wipe(&ctx->mat);
 	material_init(&ctx->mat);
-	if ((rc = split_chain(chain->data, chain->len, &ctx->mat.cert, &ctx->mat.ca)))
+	if ((rc = crypto_split_chain(chain->data, chain->len, "ACME certificate chain", &ctx->mat.cert, &ctx->mat.ca)))
 		return rc;
 	rc = engine_pending_get(ctx, "key", &ctx->mat.key);
 	if (rc == CS_ENOTFOUND && reinstall)

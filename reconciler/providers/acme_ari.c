@@ -38,18 +38,6 @@ static void ari_set_time(struct state_cert *rec, const char *key, int64_t t)
 	state_cert_set_id(rec, key, v);
 }
 
-static int64_t ari_get_time(const struct state_cert *rec, const char *key)
-{
-	const char *v = state_cert_id(rec, key);
-	char *end;
-	long long t;
-
-	if (!v)
-		return 0;
-	t = strtoll(v, &end, 10);
-	return *end || t < 0 ? 0 : (int64_t)t;
-}
-
 /* Forgets what was recorded about the window of a certificate that is no longer the installed one. */
 static void ari_clear(struct state_cert *rec)
 {
@@ -71,7 +59,7 @@ static int ari_ask(struct acme_client *c, const struct log_ctx *lc, struct state
 	const struct acme_directory *dir = NULL;
 	struct acme_renewal_info ri;
 	const char *id = state_cert_id(rec, ACME_ID_ARI_ID);
-	int64_t at = ari_get_time(rec, ACME_ID_ARI_AT);
+	int64_t at = state_cert_id_time(rec, ACME_ID_ARI_AT);
 	uint64_t r = 0;
 	int rc;
 
@@ -154,7 +142,7 @@ int64_t acme_ari_upkeep_due(const struct issuer *is, const struct state_cert *re
 	if (rec->phase != PHASE_READY || !rec->serial || !state_cert_id(rec, ACME_ID_ARI_ID) ||
 	    !util_streq(state_cert_id(rec, PLAN_ID_ARI_SERIAL), rec->serial))
 		return 0;
-	return ari_get_time(rec, ACME_ID_ARI_NEXT);
+	return state_cert_id_time(rec, ACME_ID_ARI_NEXT);
 }
 
 int acme_ari_upkeep(const struct issuer *is, struct state_cert *rec, int64_t now)

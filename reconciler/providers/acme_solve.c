@@ -232,27 +232,15 @@ int acme_solve_remove(struct step_ctx *ctx, const struct state_token *t)
 	return is->ops->dns->txt_delete(is, t->location, value, dref);
 }
 
+static int remove_one(struct step_ctx *ctx, const struct state_token *t, void *arg)
+{
+	(void)arg;
+	return acme_solve_remove(ctx, t);
+}
+
 int acme_solve_remove_all(struct step_ctx *ctx)
 {
-	char *first_err = NULL;
-	int rc = 0;
-
-	for (size_t i = ctx->rec->n_tokens; i-- > 0;) {
-		int r = acme_solve_remove(ctx, &ctx->rec->tokens[i]);
-
-		if (r) {
-			if (!first_err)
-				first_err = xstrdup(cs_errmsg());
-			rc = r;
-			continue;
-		}
-		state_cert_remove_token(ctx->rec, i);
-	}
-	if (rc)
-		cs_error(CS_ETRANSIENT, "%s: could not remove a challenge answer (kept in state, retried): %s",
-			 ctx->rec->name, first_err);
-	free(first_err);
-	return rc ? CS_ETRANSIENT : 0;
+	return step_remove_tokens(ctx, ctx->rec->n_tokens, remove_one, NULL, "a challenge answer");
 }
 
 /* ---------- propagation ---------- */

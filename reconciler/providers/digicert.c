@@ -49,19 +49,10 @@ static int digicert_plan(const struct issuer *is, enum change_kind kind, const s
 
 	(void)s;
 	memset(out, 0, sizeof(*out));
-	if (kind == CHANGE_RESUME && rec && rec->step) {
+	if (kind == CHANGE_RESUME && rec) {
 		const char *const *seqs[] = {seq_order, seq_recover, seq_reinstall};
 
-		for (size_t k = 0; k < 3; k++) {
-			for (start = 0; seqs[k][start] && strcmp(seqs[k][start], rec->step); start++)
-				;
-			if (seqs[k][start]) {
-				seq = seqs[k];
-				break;
-			}
-		}
-		if (!seq[start])
-			start = 0;
+		step_resume_point(seqs, 3, rec->step, &seq, &start);
 	}
 	for (size_t i = start; seq[i] && out->n < PLAN_MAX_STEPS; i++) {
 		out->steps[out->n++] = seq[i];
@@ -238,29 +229,15 @@ static int token_usable(struct step_ctx *ctx, const struct digicert *dc, const s
 	return ok;
 }
 
+static int remove_token(struct step_ctx *ctx, const struct state_token *t, void *arg)
+{
+	return digicert_dcv_remove(ctx, arg, t, state_cert_id(ctx->rec, ID_TOKEN));
+}
+
 /* Removes the placed tokens [0, upto); keeps (for a later retry) those whose removal fails. */
 static int remove_tokens(struct step_ctx *ctx, struct digicert *dc, size_t upto)
 {
-	const char *current = state_cert_id(ctx->rec, ID_TOKEN);
-	char *first_err = NULL;
-	int rc = 0;
-
-	for (size_t i = upto; i-- > 0;) {
-		int r = digicert_dcv_remove(ctx, dc, &ctx->rec->tokens[i], current);
-
-		if (r) {
-			if (!first_err)
-				first_err = xstrdup(cs_errmsg());
-			rc = r;
-			continue;
-		}
-		state_cert_remove_token(ctx->rec, i);
-	}
-	if (rc)
-		cs_error(CS_ETRANSIENT, "%s: could not remove a placed DigiCert token (kept in state, retried): %s",
-			 ctx->rec->name, first_err);
-	free(first_err);
-	return rc ? CS_ETRANSIENT : 0;
+	return step_remove_tokens(ctx, upto, remove_token, dc, "a placed DigiCert token");
 }
 
 /* ---------- steps ---------- */

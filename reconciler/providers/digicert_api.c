@@ -239,23 +239,7 @@ int digicert_status_terminal(const char *status)
 
 int digicert_split_chain(const char *pem, size_t len, struct buf *cert, struct buf *ca)
 {
-	struct crypto_cert **v = NULL;
-	size_t n = 0, roots = 0;
-	int rc;
-
-	if ((rc = crypto_certs_from_pem(pem, len, "DigiCert certificate chain", &v, &n)))
-		return rc;
-	/* Roots sit at the end of the chain; a chain without one gives its top as the trust anchor. */
-	while (roots < n - 1 && crypto_cert_signed_by(v[n - 1 - roots], v[n - 1 - roots]))
-		roots++;
-	buf_clear(cert);
-	buf_clear(ca);
-	for (size_t i = 0; i < n - roots && !rc; i++)
-		rc = crypto_cert_to_pem(v[i], cert);
-	for (size_t i = roots ? n - roots : n - 1; i < n && !rc; i++)
-		rc = crypto_cert_to_pem(v[i], ca);
-	crypto_certs_free(v, n);
-	return rc;
+	return crypto_split_chain(pem, len, "DigiCert certificate chain", cert, ca);
 }
 
 /* ---------- session ---------- */

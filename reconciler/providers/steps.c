@@ -1,6 +1,7 @@
 /* Step helpers shared by the drivers: numeric provider ids, moving on, polling later. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "../../util/err.h"
@@ -26,6 +27,19 @@ void step_set_id_num(struct state_cert *rec, const char *key, long long v)
 	}
 	snprintf(b, sizeof(b), "%lld", v);
 	state_cert_set_id(rec, key, b);
+}
+
+void step_resume_point(const char *const *const *seqs, size_t n, const char *step, const char *const **seq,
+		       size_t *start)
+{
+	*start = 0;
+	for (size_t k = 0; step && k < n; k++)
+		for (size_t i = 0; seqs[k][i]; i++)
+			if (!strcmp(seqs[k][i], step)) {
+				*seq = seqs[k];
+				*start = i;
+				return;
+			}
 }
 
 void step_next(struct step_ctx *ctx, const char *step, enum step_status *st)
@@ -180,4 +194,29 @@ int step_intent_wait(struct step_ctx *ctx, const char *prefix, int64_t timeout)
 		 "anything is sent again",
 		 (long long)(lands_by - ctx->now));
 	return step_sleep_until(ctx, lands_by);
+}
+
+int step_remove_tokens(struct step_ctx *ctx, size_t upto,
+		       int (*remove)(struct step_ctx *, const struct state_token *, void *), void *arg,
+		       const char *what)
+{
+	char *first_err = NULL;
+	int rc = 0;
+
+	for (size_t i = upto; i-- > 0;) {
+		int r = remove(ctx, &ctx->rec->tokens[i], arg);
+
+		if (r) {
+			if (!first_err)
+				first_err = xstrdup(cs_errmsg());
+			rc = r;
+			continue;
+		}
+		state_cert_remove_token(ctx->rec, i);
+	}
+	if (rc)
+		cs_error(CS_ETRANSIENT, "%s: could not remove %s (kept in state, retried): %s", ctx->rec->name, what,
+			 first_err);
+	free(first_err);
+	return rc ? CS_ETRANSIENT : 0;
 }
