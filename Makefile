@@ -163,7 +163,6 @@ test: test-deps
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 	@$(MAKE) --no-print-directory -j$(NPROC) WERROR=1 all
-	@$(MAKE) --no-print-directory WERROR=1 e2e
 
 # ---- fuzzing (fuzz/README.md): libFuzzer harnesses built with clang, ASan+UBSan, under build/fuzz ----
 # fuzz/ is not in LIB_SRC: the harnesses link the library, they are not part of it.
