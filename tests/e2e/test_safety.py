@@ -81,6 +81,11 @@ def test_kill_at_random_points_then_converge(env):
     """SIGKILL apply several times mid-flight; the next apply converges and
     never redoes a certificate that was already finished."""
     names = [f"c{i:02d}" for i in range(24)]
+    # Replaced generations go at once: a generation a killed apply had linked stays keepPreviousFor (60 s by
+    # default) after the next apply replaces it, and this test counts what is left behind.
+    env.config.write_text(env.config.read_text().replace("output:\n  root: certs\n",
+                                                         "output:\n  root: certs\n  keepPreviousFor: 0\n"))
+    assert "keepPreviousFor: 0" in env.config.read_text()
     for n in names:
         env.repo.write(f"{n}.yaml", manifest(n, [f"{n}.example.test"], extra="privateKey: {algorithm: RSA, size: 2048}"))
     env.repo.commit()
