@@ -634,17 +634,23 @@ int http_server_take_git_push(struct http_server *s)
 	return push;
 }
 
-void http_server_set_git_secret(struct http_server *s, const char *secret)
+/* Replaces the secret *slot with a copy of value (NULL or "" turns it off), wiping the old copy. */
+static void srv_set_secret(struct http_server *s, char **slot, const char *value)
 {
 	char *old;
 
 	pthread_mutex_lock(&s->mu);
-	old = s->git_secret;
-	s->git_secret = secret && *secret ? xstrdup(secret) : NULL;
+	old = *slot;
+	*slot = value && *value ? xstrdup(value) : NULL;
 	pthread_mutex_unlock(&s->mu);
 	if (old)
 		crypto_wipe(old, strlen(old));
 	free(old);
+}
+
+void http_server_set_git_secret(struct http_server *s, const char *secret)
+{
+	srv_set_secret(s, &s->git_secret, secret);
 }
 
 /* The first call of a POST (headers only): refuse early what is not wanted. */
@@ -833,28 +839,12 @@ unsigned http_server_port(const struct http_server *s)
 
 void http_server_set_secret(struct http_server *s, const char *secret)
 {
-	char *old;
-
-	pthread_mutex_lock(&s->mu);
-	old = s->secret;
-	s->secret = secret && *secret ? xstrdup(secret) : NULL;
-	pthread_mutex_unlock(&s->mu);
-	if (old)
-		crypto_wipe(old, strlen(old));
-	free(old);
+	srv_set_secret(s, &s->secret, secret);
 }
 
 void http_server_set_admin_token(struct http_server *s, const char *token)
 {
-	char *old;
-
-	pthread_mutex_lock(&s->mu);
-	old = s->admin_token;
-	s->admin_token = token && *token ? xstrdup(token) : NULL;
-	pthread_mutex_unlock(&s->mu);
-	if (old)
-		crypto_wipe(old, strlen(old));
-	free(old);
+	srv_set_secret(s, &s->admin_token, token);
 }
 
 void http_server_set_ready(struct http_server *s, int ready, const char *json)
