@@ -124,7 +124,8 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 	if ((rc = gitsrc_list_lazy(g, commit, cfg->source.path, &files, &n_files)))
 		goto out;
 	out->n_files = n_files;
-	spec_cache_reserve(cache, n_files);
+	if (n_files > cache->n)
+		spec_cache_reserve(cache, n_files - cache->n); /* a warm cache holds them already */
 	for (size_t i = 0; i < n_files; i++) {
 		struct cache_entry *e = spec_cache_slot(cache, files[i].oid, files[i].path);
 
