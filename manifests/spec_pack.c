@@ -16,7 +16,12 @@
 /* Counts first, so the unpacker sizes the block before it reads a string. */
 enum { PK_LABELS, PK_DNS, PK_IPS, PK_URIS, PK_EMAILS, PK_SUBJECT, PK__COUNTS };
 
-#define PK_MAX_ITEMS 4096 /* above any manifest limit: a larger count is a damaged record */
+#define PK_MAX_ITEMS 4096
+#define PK_NUMS 21 /* the integer fields cert_spec_pack writes */
+/* The bytes of a record that are not string bytes: counts, integers, X.509 positions, the hash. */
+#define PK_FIXED                                                                                                       \
+	(PK__COUNTS * 4 + PK_NUMS * 8 + XF__MAX * 16 +                                                                 \
+	 65) /* above any manifest limit: a larger count is a damaged record */
 
 static void pk_u32(struct buf *b, uint32_t v)
 {
@@ -58,7 +63,8 @@ void cert_spec_pack(const struct cert_spec *s, struct buf *b)
 	pk_u32(b, (uint32_t)s->n_uris);
 	pk_u32(b, (uint32_t)s->n_emails);
 	pk_u32(b, (uint32_t)s->n_subject);
-	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+	_Static_assert(sizeof(nums) / sizeof(nums[0]) == PK_NUMS, "PK_NUMS counts the integers packed");
+	for (size_t i = 0; i < PK_NUMS; i++)
 		pk_i64(b, nums[i]);
 	for (int f = 0; f < XF__MAX; f++) {
 		pk_i64(b, s->xpos[f][0]);
@@ -176,8 +182,10 @@ struct cert_spec *cert_spec_unpack(const void *data, size_t len)
 	n_ptrs = (size_t)counts[PK_DNS] + counts[PK_IPS] + counts[PK_URIS] + counts[PK_EMAILS];
 	arrays = counts[PK_LABELS] * sizeof(struct label) + n_ptrs * sizeof(char *) +
 		 counts[PK_SUBJECT] * sizeof(struct subject_entry);
-	/* the strings are no longer than the record: the record's length bounds the block */
-	s = xcalloc(1, sizeof(*s) + arrays + len);
+	/* the strings are the record less its fixed part: that bounds the block's string area */
+	if (len < PK_FIXED)
+		return NULL;
+	s = xcalloc(1, sizeof(*s) + arrays + len - PK_FIXED);
 	area = (unsigned char *)(s + 1);
 	u.strings = (char *)area + arrays;
 	s->packed = 1;

@@ -314,7 +314,7 @@ static void sc_read_entry(struct sc_reader *r, struct cache_entry *e)
 }
 
 /* Checks the header; the reason it is refused, or NULL. */
-static const char *sc_check_header(const struct buf *b, struct sc_header *h)
+static const char *sc_check_header(const struct fsutil_map *b, struct sc_header *h)
 {
 	struct sc_header want;
 	unsigned char sum[32];
@@ -338,7 +338,7 @@ static const char *sc_check_header(const struct buf *b, struct sc_header *h)
 
 size_t spec_cache_read(struct spec_cache *c, const char *path)
 {
-	struct buf b = BUF_INIT;
+	struct fsutil_map b;
 	struct sc_header h;
 	struct sc_reader r;
 	const char *why = NULL;
@@ -346,11 +346,10 @@ size_t spec_cache_read(struct spec_cache *c, const char *path)
 	size_t added = 0;
 	int rc;
 
-	if ((rc = fsutil_read_file(path, SPEC_CACHE_MAX_BYTES, &b))) {
+	if ((rc = fsutil_map_file(path, SPEC_CACHE_MAX_BYTES, &b))) {
 		if (rc != CS_ENOTFOUND)
 			log_debug("parse cache %s ignored: %s", path, cs_errmsg());
 		c->dirty = 1;
-		buf_free(&b);
 		return 0;
 	}
 	if ((why = sc_check_header(&b, &h)))
@@ -388,6 +387,6 @@ out:
 		added = 0;
 	}
 	c->dirty = why != NULL;
-	buf_free(&b);
+	fsutil_unmap(&b);
 	return added;
 }

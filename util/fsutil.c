@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +146,41 @@ out:
 	free(tmp);
 	free(dir);
 	return rc;
+}
+
+int fsutil_map_file(const char *path, size_t max, struct fsutil_map *out)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	out->data = NULL;
+	out->len = 0;
+	if (fd < 0)
+		return cs_error(errno == ENOENT ? CS_ENOTFOUND : CS_ERROR, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		rc = cs_error(CS_ERROR, "%s: not a regular file", path);
+	} else if ((uint64_t)st.st_size > max) {
+		rc = cs_error(CS_EINVALID, "%s: %lld bytes; the limit is %zu", path, (long long)st.st_size, max);
+	} else if (st.st_size > 0) {
+		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (p == MAP_FAILED) {
+			rc = cs_error(CS_ERROR, "%s: mmap: %s", path, strerror(errno));
+		} else {
+			out->data = p;
+			out->len = (size_t)st.st_size;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+void fsutil_unmap(struct fsutil_map *m)
+{
+	if (m->data)
+		munmap((void *)m->data, m->len);
+	m->data = NULL;
+	m->len = 0;
 }
 
 void fsutil_sweep_tmp(const char *path)
