@@ -2,10 +2,13 @@
 #include "state.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../util/crypto.h"
 #include "../util/err.h"
@@ -132,9 +135,83 @@ struct state_map {
 	struct state_index hooks;
 	char **hook_base;
 	size_t hook_start;
+	struct state_arena *arena; /* a snapshot load's shared memory, or NULL */
 };
 
 #define STATE_HOOK_SPAN (2 * STATE_WEBHOOK_IDS_MAX)
+
+/* ---------- snapshot memory: the live arenas ---------- */
+
+/*
+ * The setters get a field, not its record or state, so they ask here whether
+ * the old string is an arena's. Records know their arena (c->arena), so the
+ * bulk paths (state_free, state_cert_free) never take the lock.
+ */
+static pthread_mutex_t state_arenas_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct state_arena *state_arenas;
+static atomic_size_t state_n_arenas;
+
+/* 1 when p is one of a's strings or records. */
+static int state_arena_has(const struct state_arena *a, const void *p)
+{
+	uintptr_t x = (uintptr_t)p, s = (uintptr_t)a->strs, c = (uintptr_t)a->certs;
+
+	return (x >= s && x < s + a->strs_len) || (x >= c && x < c + a->n_certs * sizeof(*a->certs));
+}
+
+void state_set_arena(struct state *st, struct state_arena *a)
+{
+	assert(!st->certs->arena);
+	st->certs->arena = a;
+	pthread_mutex_lock(&state_arenas_mu);
+	a->next = state_arenas;
+	state_arenas = a;
+	atomic_fetch_add(&state_n_arenas, 1);
+	pthread_mutex_unlock(&state_arenas_mu);
+}
+
+static void state_arena_free(struct state_arena *a)
+{
+	struct state_arena **pp;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&state_arenas_mu);
+	for (pp = &state_arenas; *pp && *pp != a; pp = &(*pp)->next)
+		;
+	if (*pp) {
+		*pp = a->next;
+		atomic_fetch_sub(&state_n_arenas, 1);
+	}
+	pthread_mutex_unlock(&state_arenas_mu);
+	if (a->map)
+		munmap(a->map, a->map_len);
+	free(a->block);
+	free(a);
+}
+
+void state_mem_free(void *p)
+{
+	int owned = 0;
+
+	if (!p)
+		return;
+	if (atomic_load(&state_n_arenas)) {
+		pthread_mutex_lock(&state_arenas_mu);
+		for (const struct state_arena *a = state_arenas; a && !owned; a = a->next)
+			owned = state_arena_has(a, p);
+		pthread_mutex_unlock(&state_arenas_mu);
+	}
+	if (!owned)
+		free(p);
+}
+
+/* free(p) unless p is in the record's arena (no lock: the record says which). */
+static void state_part_free(const struct state_arena *a, void *p)
+{
+	if (!a || !state_arena_has(a, p))
+		free(p);
+}
 
 /* ---------- phases ---------- */
 
@@ -185,13 +262,13 @@ struct state *state_new(void)
 	return st;
 }
 
-static void state_kv_free(struct state_kv *v, size_t n)
+static void state_kv_free(const struct state_arena *a, struct state_kv *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		free(v[i].key);
-		free(v[i].value);
+		state_part_free(a, v[i].key);
+		state_part_free(a, v[i].value);
 	}
-	free(v);
+	state_part_free(a, v);
 }
 
 void state_free(struct state *st)
@@ -210,10 +287,11 @@ void state_free(struct state *st)
 		free(st->webhook_ids[i]);
 	free(m->hooks.v);
 	free(m->hook_base);
+	state_arena_free(m->arena); /* last: the records above may have lived in it */
 	free(m);
 	for (size_t i = 0; i < st->n_accounts; i++) {
 		free(st->accounts[i].issuer);
-		state_kv_free(st->accounts[i].kv, st->accounts[i].n_kv);
+		state_kv_free(NULL, st->accounts[i].kv, st->accounts[i].n_kv);
 	}
 	free(st->accounts);
 	free(st->source_url);
@@ -226,7 +304,7 @@ void state_str_set(char **field, const char *value)
 {
 	char *copy = xstrdup(value); /* before the free: value may be *field itself */
 
-	free(*field);
+	state_mem_free(*field);
 	*field = copy;
 }
 
@@ -352,8 +430,8 @@ void state_kv_set(struct state_kv **v, size_t *n, const char *key, const char *v
 	if (found && value) {
 		state_str_set(&(*v)[i].value, value);
 	} else if (found) {
-		free((*v)[i].key);
-		free((*v)[i].value);
+		state_mem_free((*v)[i].key);
+		state_mem_free((*v)[i].value);
 		memmove(&(*v)[i], &(*v)[i + 1], (*n - i - 1) * sizeof(**v));
 		(*n)--;
 	} else if (value) {
@@ -400,7 +478,7 @@ void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 	what = redact_dup(raw); /* events quote provider messages: never a credential in the state */
 	free(raw);
 	if (c->n_history == STATE_HISTORY_MAX) {
-		free(c->history[0].what);
+		state_mem_free(c->history[0].what);
 		memmove(&c->history[0], &c->history[1], (STATE_HISTORY_MAX - 1) * sizeof(c->history[0]));
 		c->n_history--;
 	}
@@ -412,7 +490,7 @@ void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 void state_cert_set_error(struct state_cert *c, int64_t when, const char *msg)
 {
 	/* A provider may quote a credential back in its error body: it is never stored. */
-	free(c->last_error);
+	state_mem_free(c->last_error);
 	c->last_error = redact_dup(msg);
 	c->last_error_time = msg ? when : 0;
 }
@@ -467,6 +545,7 @@ struct state_cert *state_cert_clone(const struct state_cert *c)
 	struct state_cert *d = xmalloc(sizeof(*d));
 
 	*d = *c;
+	d->arena = NULL;
 #define STATE_DUP(f) d->f = xstrdup(c->f);
 	STATE_CERT_STRINGS(STATE_DUP)
 #undef STATE_DUP
@@ -487,16 +566,16 @@ void state_cert_free(struct state_cert *c)
 {
 	if (!c)
 		return;
-#define STATE_FREE(f) free(c->f);
+#define STATE_FREE(f) state_part_free(c->arena, c->f);
 	STATE_CERT_STRINGS(STATE_FREE)
 #undef STATE_FREE
-	state_kv_free(c->ids, c->n_ids);
+	state_kv_free(c->arena, c->ids, c->n_ids);
 	for (size_t i = 0; i < c->n_tokens; i++)
-		state_token_clear(&c->tokens[i]);
+		state_token_clear(&c->tokens[i]); /* tokens are always malloc'd */
 	free(c->tokens);
 	for (size_t i = 0; i < c->n_history; i++)
-		free(c->history[i].what);
-	free(c);
+		state_part_free(c->arena, c->history[i].what);
+	state_part_free(c->arena, c);
 }
 
 /* ---------- accounts ---------- */

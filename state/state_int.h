@@ -54,6 +54,62 @@ extern const size_t state_n_event_fields;
 /* Length of the valid UTF-8 sequence at s (n bytes left, n >= 1), 0 if invalid (jansson's rules). */
 size_t state_utf8_len(const unsigned char *s, size_t n);
 
+/* ---------- snapshot memory ---------- */
+
+/*
+ * What a snapshot load (state_snap.c) shares between records instead of a
+ * malloc per string: one block of NUL-terminated strings and one array of
+ * records. Records and strings inside them are never passed to free(); a
+ * string replaced later by a setter is malloc'd as usual. The state owns its
+ * arena (state_set_arena) and frees it last in state_free.
+ */
+struct state_arena {
+	char *strs;
+	size_t strs_len;
+	struct state_cert *certs;
+	size_t n_certs;
+	void *block;		  /* malloc'd block holding certs and strs, or NULL when mapped */
+	void *map;		  /* else the anonymous mapping holding them (huge pages: few faults) */
+	size_t map_len;
+	struct state_arena *next; /* the registry of live arenas (state.c) */
+};
+
+/* Hands a to st (which must have none yet) and registers it for state_mem_free. */
+void state_set_arena(struct state *st, struct state_arena *a);
+
+/* free(p) unless p lies in a live arena. NULL is a no-op. */
+void state_mem_free(void *p);
+
+/* ---------- the file backend's decoded-state snapshot (state_snap.c) ---------- */
+
+#define STATE_SNAP_VERSION 1
+#define STATE_SNAP_SUFFIX ".snap" /* beside the state: state.json.snap */
+
+/*
+ * What a snapshot was decoded from: the state file's identity (ctime as the
+ * file was after its rename) and the lineage and serial written at its head.
+ */
+struct state_snap_key {
+	uint64_t dev, ino, size;
+	int64_t mtime_ns, ctime_ns;
+	char lineage[37];
+	uint64_t serial;
+};
+
+/* The snapshot of st (as decoded from the file key names), header and checksum included. */
+int state_snap_encode(const struct state *st, const struct state_snap_key *key, struct buf *out);
+
+/* Writes it to path atomically (a temporary file renamed over it, 0600, not fsync'd: it is a cache). */
+int state_snap_write(const char *path, const struct state *st, const struct state_snap_key *key);
+
+/*
+ * Loads the snapshot at path when it was made from exactly key: 0 with *out
+ * (lineage and serial from key; the journal is not in it). CS_ENOTFOUND when
+ * there is none; CS_EINVALID naming what is wrong (another key, version or
+ * byte order, a bad checksum, a length out of bounds): decode the JSON then.
+ */
+int state_snap_read(const char *path, const struct state_snap_key *key, struct state **out);
+
 /* ---------- helpers ---------- */
 
 /* Sets key to a copy of value in the key-sorted array *v (n entries); NULL value deletes. */

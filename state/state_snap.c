@@ -1,0 +1,667 @@
+/*
+ * The decoded-state snapshot of the file backend (<state>.snap): the records
+ * of state.json in a binary form that loads with two reads and a few
+ * allocations, keyed by the identity of the state.json it was decoded from.
+ * It is a cache: anything wrong with it (missing, short, another version,
+ * another key, a bad checksum, a length out of bounds) makes the caller
+ * decode the JSON as before. Layout (native byte order, checked):
+ *
+ *   magic "CSSNAP\r\n" | u32 version | u32 byte-order mark | u32 CRC-32 of
+ *   everything after it | u32 0 | u64 file length | key (dev, ino, size,
+ *   mtime_ns, ctime_ns, lineage[40], serial) | u64 records length | u64
+ *   strings length | u64 record count | records | strings
+ *
+ * The checksum is zlib's CRC-32: 4x faster than SHA-256 here (1.1 against
+ * 4.1 ms for 6.6 MB), and enough for what it guards against (a torn or
+ * damaged file); the snapshot is not a trust boundary, whoever can write it
+ * can write state.json. Strings are NUL-terminated in one table that ends in
+ * a NUL, referenced by a u32 offset (0 is NULL, so any offset inside the table
+ * is a bounded string); repeated short strings are stored once. The loaded
+ * records point into that table, which becomes the state's arena together
+ * with the records themselves. Large arenas are anonymous mappings with huge
+ * pages: on this kind of VM a page fault costs ~11 us, and 10,000 records
+ * touch ~8 MB (2,000 faults, 22 ms) where huge pages take 5.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "../util/err.h"
+#include "../util/fsutil.h"
+#include "../util/util.h"
+#include "state_int.h"
+
+#define SNAP_MAGIC "CSSNAP\r\n"
+#define SNAP_BOM 0x01020304u
+#define SNAP_SUM_AT 16		      /* the checksum's offset */
+#define SNAP_HASHED_AT (SNAP_SUM_AT + 8) /* what it covers starts here */
+#define SNAP_KEY_LEN (5 * 8 + 40 + 8)
+#define SNAP_HEAD_LEN (SNAP_HASHED_AT + 8 + SNAP_KEY_LEN + 3 * 8)
+#define SNAP_HUGE (2u << 20) /* a huge page; smaller blocks are malloc'd */
+#define SNAP_MAX_BYTES (2ull * STATE_MAX_BYTES)
+#define SNAP_DEDUP_MAX 48 /* strings up to this length are stored once */
+
+/* CRC-32 over three pieces (zlib takes at most UINT_MAX bytes at a time). */
+static uint32_t snap_crc(const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc)
+{
+	const void *p[3] = {a, b, c};
+	size_t n[3] = {na, nb, nc};
+	uLong crc = crc32(0L, Z_NULL, 0);
+
+	for (int i = 0; i < 3; i++) {
+		for (size_t off = 0; off < n[i];) {
+			size_t k = n[i] - off > (1u << 30) ? (1u << 30) : n[i] - off;
+
+			crc = crc32(crc, (const Bytef *)p[i] + off, (uInt)k);
+			off += k;
+		}
+	}
+	return (uint32_t)crc;
+}
+
+/* ---------- writing ---------- */
+
+struct snap_w {
+	struct buf recs, strs;
+	/* dedupe of short strings: offsets into strs, open addressing */
+	uint32_t *slots;
+	size_t cap, n;
+};
+
+static void sw_u32(struct snap_w *w, uint32_t v)
+{
+	buf_append(&w->recs, &v, sizeof(v));
+}
+
+static void sw_u64(struct snap_w *w, uint64_t v)
+{
+	buf_append(&w->recs, &v, sizeof(v));
+}
+
+static uint32_t sw_intern_new(struct snap_w *w, const char *s, size_t len)
+{
+	uint32_t off = (uint32_t)w->strs.len;
+
+	buf_append(&w->strs, s, len + 1);
+	return off;
+}
+
+static void sw_grow(struct snap_w *w)
+{
+	uint32_t *old = w->slots;
+	size_t old_cap = w->cap;
+
+	w->cap = w->cap ? 2 * w->cap : 1024;
+	w->slots = xcalloc(w->cap, sizeof(*w->slots));
+	for (size_t i = 0; i < old_cap; i++) {
+		if (old[i]) {
+			size_t j = (size_t)util_hash_str(w->strs.data + old[i]) & (w->cap - 1);
+
+			while (w->slots[j])
+				j = (j + 1) & (w->cap - 1);
+			w->slots[j] = old[i];
+		}
+	}
+	free(old);
+}
+
+/* A string reference: offset 0 is NULL. */
+static void sw_str(struct snap_w *w, const char *s)
+{
+	size_t len, j;
+	uint32_t off;
+
+	if (!s) {
+		sw_u32(w, 0);
+		return;
+	}
+	len = strlen(s);
+	if (len > SNAP_DEDUP_MAX) {
+		off = sw_intern_new(w, s, len);
+	} else {
+		if (2 * (w->n + 1) > w->cap)
+			sw_grow(w);
+		for (j = (size_t)util_hash_str(s) & (w->cap - 1); w->slots[j]; j = (j + 1) & (w->cap - 1)) {
+			if (!strcmp(w->strs.data + w->slots[j], s))
+				break;
+		}
+		if (!w->slots[j]) {
+			w->slots[j] = sw_intern_new(w, s, len);
+			w->n++;
+		}
+		off = w->slots[j];
+	}
+	sw_u32(w, off);
+}
+
+/* clang-format off */
+#define SNAP_CERT_STRINGS(X) \
+	X(name) X(issuer) X(provider) X(spec_hash) X(target_hash) X(output_dir) X(change) X(step) X(serial) \
+	X(fingerprint) X(out_hash) X(out_generation) X(last_error) X(failure_class)
+/* clang-format on */
+
+static void sw_cert(struct snap_w *w, const struct state_cert *c)
+{
+#define SNAP_W(f) sw_str(w, c->f);
+	SNAP_CERT_STRINGS(SNAP_W)
+#undef SNAP_W
+	sw_u32(w, (uint32_t)c->phase);
+	sw_u32(w, (uint32_t)c->attempts);
+	sw_u64(w, (uint64_t)c->next_try);
+	sw_u64(w, (uint64_t)c->not_before);
+	sw_u64(w, (uint64_t)c->not_after);
+	sw_u64(w, (uint64_t)c->last_error_time);
+	sw_u64(w, (uint64_t)c->last_success);
+	for (int i = 0; i < STATE_OUT_FILES; i++) {
+		sw_u64(w, (uint64_t)c->out_sig[i].size);
+		sw_u64(w, (uint64_t)c->out_sig[i].mtime_ns);
+		sw_u64(w, (uint64_t)c->out_sig[i].ino);
+	}
+	sw_u32(w, (uint32_t)c->n_ids);
+	for (size_t i = 0; i < c->n_ids; i++) {
+		sw_str(w, c->ids[i].key);
+		sw_str(w, c->ids[i].value);
+	}
+	sw_u32(w, (uint32_t)c->n_tokens);
+	for (size_t i = 0; i < c->n_tokens; i++) {
+		const struct state_token *t = &c->tokens[i];
+
+		sw_str(w, t->method);
+		sw_str(w, t->name);
+		sw_str(w, t->location);
+		sw_str(w, t->ref);
+		sw_str(w, t->issuer);
+		sw_u64(w, (uint64_t)t->placed_at);
+	}
+	sw_u32(w, (uint32_t)c->n_history);
+	for (size_t i = 0; i < c->n_history; i++) {
+		sw_u64(w, (uint64_t)c->history[i].time);
+		sw_str(w, c->history[i].what);
+	}
+}
+
+static void sw_state(struct snap_w *w, const struct state *st)
+{
+	struct state_cert **list;
+	size_t n;
+
+	sw_str(w, st->source_url);
+	sw_str(w, st->source_ref);
+	sw_str(w, st->source_commit);
+	sw_u32(w, (uint32_t)st->n_accounts);
+	for (size_t i = 0; i < st->n_accounts; i++) {
+		sw_str(w, st->accounts[i].issuer);
+		sw_u32(w, (uint32_t)st->accounts[i].n_kv);
+		for (size_t k = 0; k < st->accounts[i].n_kv; k++) {
+			sw_str(w, st->accounts[i].kv[k].key);
+			sw_str(w, st->accounts[i].kv[k].value);
+		}
+	}
+	sw_u32(w, (uint32_t)st->n_webhook_ids);
+	for (size_t i = 0; i < st->n_webhook_ids; i++)
+		sw_str(w, st->webhook_ids[i]);
+	list = state_cert_list(st, &n);
+	for (size_t i = 0; i < n; i++)
+		sw_cert(w, list[i]);
+	free(list);
+}
+
+static void snap_key_bytes(const struct state_snap_key *key, unsigned char out[SNAP_KEY_LEN])
+{
+	uint64_t v[5] = {key->dev, key->ino, key->size, (uint64_t)key->mtime_ns, (uint64_t)key->ctime_ns};
+
+	memset(out, 0, SNAP_KEY_LEN);
+	memcpy(out, v, sizeof(v));
+	memcpy(out + 40, key->lineage, strnlen(key->lineage, 36));
+	memcpy(out + 80, &key->serial, 8);
+}
+
+int state_snap_encode(const struct state *st, const struct state_snap_key *key, struct buf *out)
+{
+	struct snap_w w = {BUF_INIT, BUF_INIT, NULL, 0, 0};
+	unsigned char head[SNAP_HEAD_LEN], keyb[SNAP_KEY_LEN];
+	uint32_t version = STATE_SNAP_VERSION, bom = SNAP_BOM;
+	uint64_t total, lens[3];
+	uint32_t sum;
+	int rc = 0;
+
+	buf_append(&w.strs, "", 1); /* offset 0: NULL */
+	sw_state(&w, st);
+	if (w.strs.len > UINT32_MAX) {
+		rc = cs_error(CS_EINVALID, "state snapshot: %zu bytes of strings; the limit is %u", w.strs.len,
+			      UINT32_MAX);
+		goto out;
+	}
+	total = SNAP_HEAD_LEN + w.recs.len + w.strs.len;
+	memset(head, 0, sizeof(head));
+	memcpy(head, SNAP_MAGIC, 8);
+	memcpy(head + 8, &version, 4);
+	memcpy(head + 12, &bom, 4);
+	memcpy(head + SNAP_HASHED_AT, &total, 8);
+	snap_key_bytes(key, keyb);
+	memcpy(head + SNAP_HASHED_AT + 8, keyb, sizeof(keyb));
+	lens[0] = w.recs.len;
+	lens[1] = w.strs.len;
+	lens[2] = state_cert_count(st);
+	memcpy(head + SNAP_HASHED_AT + 8 + sizeof(keyb), lens, sizeof(lens));
+	sum = snap_crc(head + SNAP_HASHED_AT, SNAP_HEAD_LEN - SNAP_HASHED_AT, w.recs.data, w.recs.len, w.strs.data,
+		       w.strs.len);
+	memcpy(head + SNAP_SUM_AT, &sum, 4);
+	buf_clear(out);
+	buf_reserve(out, (size_t)total);
+	buf_append(out, head, sizeof(head));
+	buf_append(out, w.recs.data, w.recs.len);
+	buf_append(out, w.strs.data, w.strs.len);
+out:
+	buf_free(&w.recs);
+	buf_free(&w.strs);
+	free(w.slots);
+	return rc;
+}
+
+int state_snap_write(const char *path, const struct state *st, const struct state_snap_key *key)
+{
+	static atomic_uint counter;
+	struct buf data = BUF_INIT;
+	char *tmp = NULL;
+	int fd = -1, rc;
+
+	if ((rc = state_snap_encode(st, key, &data)))
+		goto out;
+	tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+	/* No fsync: a snapshot lost or torn by a crash fails its checksum and is rebuilt. */
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 || fchmod(fd, 0600) ||
+	    fsutil_write_all(fd, data.data, data.len) || close(fd)) {
+		rc = cs_error(CS_ERROR, "%s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path)) {
+		rc = cs_error(CS_ERROR, "%s: rename: %s", path, strerror(errno));
+		unlink(tmp);
+	}
+out:
+	free(tmp);
+	buf_free(&data);
+	return rc;
+}
+
+/* ---------- reading ---------- */
+
+/* A block for the arena or the records: huge pages when it is large. */
+struct snap_mem {
+	void *p;
+	void *map; /* NULL: p is malloc'd */
+	size_t map_len;
+};
+
+static void snap_mem_alloc(struct snap_mem *m, size_t len)
+{
+	size_t rounded = (len + SNAP_HUGE - 1) & ~(size_t)(SNAP_HUGE - 1);
+
+	memset(m, 0, sizeof(*m));
+	if (len >= SNAP_HUGE) {
+		m->map_len = rounded + SNAP_HUGE; /* room to align the start on a huge page */
+		m->map = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m->map != MAP_FAILED) {
+			m->p = (void *)(((uintptr_t)m->map + SNAP_HUGE - 1) & ~(uintptr_t)(SNAP_HUGE - 1));
+			(void)madvise(m->p, rounded, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+			return;
+		}
+		m->map = NULL;
+		m->map_len = 0;
+	}
+	m->p = xcalloc(1, len ? len : 1);
+}
+
+static void snap_mem_free(struct snap_mem *m)
+{
+	if (m->map)
+		munmap(m->map, m->map_len);
+	else
+		free(m->p);
+	memset(m, 0, sizeof(*m));
+}
+
+struct snap_r {
+	const unsigned char *p, *end;
+	char *strs;
+	size_t strs_len;
+	const char *bad; /* what was wrong first, NULL while nothing */
+};
+
+static int sr_fail(struct snap_r *r, const char *what)
+{
+	if (!r->bad)
+		r->bad = what;
+	r->p = r->end;
+	return -1;
+}
+
+static uint32_t sr_u32(struct snap_r *r)
+{
+	uint32_t v = 0;
+
+	if ((size_t)(r->end - r->p) < sizeof(v))
+		return (uint32_t)sr_fail(r, "records cut short");
+	memcpy(&v, r->p, sizeof(v));
+	r->p += sizeof(v);
+	return v;
+}
+
+static uint64_t sr_u64(struct snap_r *r)
+{
+	uint64_t v = 0;
+
+	if ((size_t)(r->end - r->p) < sizeof(v))
+		return (uint64_t)sr_fail(r, "records cut short");
+	memcpy(&v, r->p, sizeof(v));
+	r->p += sizeof(v);
+	return v;
+}
+
+/* A string reference: any offset inside the table is a bounded string (the table ends in a NUL). */
+static char *sr_str(struct snap_r *r)
+{
+	uint32_t off = sr_u32(r);
+
+	if (!off)
+		return NULL;
+	if (off >= r->strs_len) {
+		sr_fail(r, "a string out of bounds");
+		return NULL;
+	}
+	return r->strs + off;
+}
+
+/* A count of items of at least `each` bytes that must fit in what is left, and at most max. */
+static size_t sr_count(struct snap_r *r, size_t each, size_t max)
+{
+	uint64_t n = sr_u32(r);
+
+	if (n > max || n > (uint64_t)(r->end - r->p) / each) {
+		sr_fail(r, "a count out of bounds");
+		return 0;
+	}
+	return (size_t)n;
+}
+
+#define SR_REF 4					      /* bytes of a string reference */
+#define SR_CERT_MIN (14 * SR_REF + 8 + 5 * 8 + 9 * 8 + 3 * 4) /* the smallest record */
+
+static void sr_cert(struct snap_r *r, struct state_cert *c)
+{
+	uint32_t phase, attempts;
+	size_t n;
+
+#define SNAP_R(f) c->f = sr_str(r);
+	SNAP_CERT_STRINGS(SNAP_R)
+#undef SNAP_R
+	phase = sr_u32(r);
+	attempts = sr_u32(r);
+	if (phase >= PHASE__MAX || attempts > INT32_MAX)
+		sr_fail(r, "a phase or attempt count out of range");
+	c->phase = (enum cert_phase)phase;
+	c->attempts = (int)attempts;
+	c->next_try = (int64_t)sr_u64(r);
+	c->not_before = (int64_t)sr_u64(r);
+	c->not_after = (int64_t)sr_u64(r);
+	c->last_error_time = (int64_t)sr_u64(r);
+	c->last_success = (int64_t)sr_u64(r);
+	for (int i = 0; i < STATE_OUT_FILES; i++) {
+		c->out_sig[i].size = (int64_t)sr_u64(r);
+		c->out_sig[i].mtime_ns = (int64_t)sr_u64(r);
+		c->out_sig[i].ino = (int64_t)sr_u64(r);
+	}
+	if (!c->name || !*c->name)
+		sr_fail(r, "a record without a name");
+	n = sr_count(r, 2 * SR_REF, SIZE_MAX);
+	if (n) {
+		/* malloc'd: state_cert_set_id reallocs it */
+		c->ids = xmalloc(n * sizeof(*c->ids));
+		for (size_t i = 0; i < n && !r->bad; i++) {
+			c->ids[i].key = sr_str(r);
+			c->ids[i].value = sr_str(r);
+			c->n_ids = i + 1;
+			/* state_kv_get searches them: sorted, unique, no NULL */
+			if (!c->ids[i].key || !c->ids[i].value || (i && strcmp(c->ids[i - 1].key, c->ids[i].key) >= 0))
+				sr_fail(r, "ids not sorted or with a NULL");
+		}
+	}
+	n = sr_count(r, 5 * SR_REF + 8, STATE_MAX_TOKENS);
+	if (n) {
+		c->tokens = xcalloc(n, sizeof(*c->tokens));
+		for (size_t i = 0; i < n && !r->bad; i++) {
+			struct state_token *t = &c->tokens[i];
+
+			/* tokens are rare and the setters realloc them: malloc'd copies */
+			t->method = xstrdup(sr_str(r));
+			t->name = xstrdup(sr_str(r));
+			t->location = xstrdup(sr_str(r));
+			t->ref = xstrdup(sr_str(r));
+			t->issuer = xstrdup(sr_str(r));
+			t->placed_at = (int64_t)sr_u64(r);
+			c->n_tokens = i + 1;
+		}
+	}
+	n = sr_count(r, 8 + SR_REF, STATE_HISTORY_MAX);
+	for (size_t i = 0; i < n && !r->bad; i++) {
+		c->history[i].time = (int64_t)sr_u64(r);
+		c->history[i].what = sr_str(r);
+		c->n_history = i + 1;
+	}
+}
+
+static void sr_header(struct snap_r *r, struct state *st)
+{
+	size_t n;
+
+	st->source_url = xstrdup(sr_str(r));
+	st->source_ref = xstrdup(sr_str(r));
+	st->source_commit = xstrdup(sr_str(r));
+	n = sr_count(r, SR_REF + 4, SIZE_MAX);
+	for (size_t i = 0; i < n && !r->bad; i++) {
+		const char *issuer = sr_str(r);
+		size_t n_kv = sr_count(r, 2 * SR_REF, SIZE_MAX);
+
+		for (size_t k = 0; k < n_kv && !r->bad; k++) {
+			const char *key = sr_str(r), *value = sr_str(r);
+
+			if (!issuer || !key || !value)
+				sr_fail(r, "an account entry with a NULL");
+			else
+				state_account_set(st, issuer, key, value);
+		}
+	}
+	n = sr_count(r, SR_REF, STATE_WEBHOOK_IDS_MAX);
+	for (size_t i = 0; i < n && !r->bad; i++) {
+		const char *id = sr_str(r);
+
+		if (!id || state_webhook_seen(st, id))
+			sr_fail(r, "a NULL or repeated webhook id");
+	}
+}
+
+/* Frees what a record that did not make it into the map malloc'd (its strings are the arena's). */
+static void sr_cert_discard(struct state_cert *c)
+{
+	free(c->ids);
+	for (size_t k = 0; k < c->n_tokens; k++) {
+		struct state_token *t = &c->tokens[k];
+
+		free(t->method);
+		free(t->name);
+		free(t->location);
+		free(t->ref);
+		free(t->issuer);
+	}
+	free(c->tokens);
+}
+
+/* The n records into st, which owns the arena a (records and strings) already. */
+static int sr_state(struct snap_r *r, struct state *st, struct state_arena *a)
+{
+	size_t done = 0;
+
+	sr_header(r, st);
+	state_cert_reserve(st, a->n_certs);
+	for (size_t i = 0; i < a->n_certs && !r->bad; i++) {
+		struct state_cert *c = &a->certs[i];
+
+		c->arena = a;
+		done = i + 1;
+		sr_cert(r, c);
+		if (r->bad)
+			break;
+		if (state_cert_get(st, c->name)) {
+			sr_fail(r, "a record twice");
+			break;
+		}
+		state_cert_adopt(st, c);
+	}
+	for (size_t i = 0; r->bad && i < done; i++) {
+		if (!a->certs[i].name || state_cert_get(st, a->certs[i].name) != &a->certs[i])
+			sr_cert_discard(&a->certs[i]);
+	}
+	if (!r->bad && r->p != r->end)
+		sr_fail(r, "bytes after the records");
+	return r->bad ? -1 : 0;
+}
+
+/* Reads exactly len bytes at off. */
+static int snap_pread(int fd, void *p, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p = (char *)p + n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int snap_bad(const char *path, const char *what)
+{
+	return cs_error(CS_EINVALID, "%s: %s", path, what);
+}
+
+/* The fixed header: CS_EINVALID unless it is ours, for key, and its lengths add up to the file's size. */
+static int snap_check_head(const char *path, const unsigned char *head, uint64_t size,
+			   const struct state_snap_key *key, uint64_t lens[3])
+{
+	unsigned char keyb[SNAP_KEY_LEN];
+	uint32_t version, bom;
+	uint64_t total;
+
+	memcpy(&version, head + 8, 4);
+	memcpy(&bom, head + 12, 4);
+	memcpy(&total, head + SNAP_HASHED_AT, 8);
+	memcpy(lens, head + SNAP_HASHED_AT + 8 + SNAP_KEY_LEN, 3 * sizeof(*lens));
+	snap_key_bytes(key, keyb);
+	if (memcmp(head, SNAP_MAGIC, 8))
+		return snap_bad(path, "not a certsync state snapshot");
+	if (version != STATE_SNAP_VERSION || bom != SNAP_BOM)
+		return snap_bad(path, "another snapshot format or byte order");
+	if (memcmp(head + SNAP_HASHED_AT + 8, keyb, sizeof(keyb)))
+		return snap_bad(path, "made from another state file (or another version of it)");
+	if (total != size || total > SNAP_MAX_BYTES || lens[0] > total || lens[1] > total ||
+	    SNAP_HEAD_LEN + lens[0] + lens[1] != total || !lens[1] || lens[1] > UINT32_MAX ||
+	    lens[2] > lens[0] / SR_CERT_MIN)
+		return snap_bad(path, "its lengths do not add up to its size");
+	return 0;
+}
+
+int state_snap_read(const char *path, const struct state_snap_key *key, struct state **out)
+{
+	unsigned char head[SNAP_HEAD_LEN];
+	uint64_t lens[3];
+	struct snap_r r = {NULL, NULL, NULL, 0, NULL};
+	struct snap_mem recs = {NULL, NULL, 0}, arena = {NULL, NULL, 0};
+	struct state_arena *a;
+	struct state *st = NULL;
+	struct stat sb;
+	size_t certs_len;
+	uint32_t sum;
+	int fd, rc = 0;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? CS_ENOTFOUND : cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &sb) || (uint64_t)sb.st_size < SNAP_HEAD_LEN || snap_pread(fd, head, sizeof(head), 0)) {
+		rc = snap_bad(path, "shorter than its header");
+		goto out;
+	}
+	if ((rc = snap_check_head(path, head, (uint64_t)sb.st_size, key, lens)))
+		goto out;
+	/* the records (freed after decoding), and the arena: the records decoded, then the strings */
+	certs_len = (size_t)lens[2] * sizeof(struct state_cert);
+	snap_mem_alloc(&recs, (size_t)lens[0]);
+	snap_mem_alloc(&arena, certs_len + (size_t)lens[1]);
+	r.strs = (char *)arena.p + certs_len;
+	r.strs_len = (size_t)lens[1];
+	{
+		struct iovec iov[2] = {{recs.p, (size_t)lens[0]}, {r.strs, (size_t)lens[1]}};
+		ssize_t n = preadv(fd, iov, 2, SNAP_HEAD_LEN);
+
+		if (n != (ssize_t)(lens[0] + lens[1]) &&
+		    (snap_pread(fd, recs.p, (size_t)lens[0], SNAP_HEAD_LEN) ||
+		     snap_pread(fd, r.strs, (size_t)lens[1], (off_t)(SNAP_HEAD_LEN + lens[0])))) {
+			rc = snap_bad(path, "cut short");
+			goto out;
+		}
+	}
+	memcpy(&sum, head + SNAP_SUM_AT, 4);
+	if (sum != snap_crc(head + SNAP_HASHED_AT, SNAP_HEAD_LEN - SNAP_HASHED_AT, recs.p, (size_t)lens[0], r.strs,
+			    (size_t)lens[1])) {
+		rc = snap_bad(path, "checksum mismatch");
+		goto out;
+	}
+	if (r.strs[0] || r.strs[r.strs_len - 1]) {
+		rc = snap_bad(path, "a string table not starting and ending in NUL");
+		goto out;
+	}
+	r.p = recs.p;
+	r.end = r.p + lens[0];
+	st = state_alloc();
+	st->serial = key->serial;
+	memcpy(st->lineage, key->lineage, sizeof(st->lineage));
+	a = xcalloc(1, sizeof(*a));
+	a->certs = arena.p;
+	a->n_certs = (size_t)lens[2];
+	a->strs = r.strs;
+	a->strs_len = r.strs_len;
+	a->block = arena.map ? NULL : arena.p;
+	a->map = arena.map;
+	a->map_len = arena.map_len;
+	state_set_arena(st, a); /* from here on state_free frees the arena, records and strings */
+	memset(&arena, 0, sizeof(arena));
+	if (sr_state(&r, st, a)) {
+		rc = snap_bad(path, r.bad);
+		goto out;
+	}
+	*out = st;
+	st = NULL;
+out:
+	state_free(st);
+	snap_mem_free(&arena);
+	snap_mem_free(&recs);
+	close(fd);
+	return rc;
+}
