@@ -399,12 +399,36 @@ out:
 #define STATE_FILE_HEAD 512 /* enough for the version, a 36-character lineage and a serial */
 
 /*
+ * 1 when a key taken now may not tell a same-size rewrite in place from the
+ * file it names (see struct state_snap_key): its mtime is less than a margin
+ * old. The margin covers the kernel's coarse clock ticks (100 ms); times in
+ * whole 10 ms steps are a coarse filesystem (FAT: 2 s), given 2 s.
+ */
+static int state_file_racy(const struct state_snap_key *key)
+{
+	int64_t margin = key->mtime_ns % 10000000 ? 100000000 : INT64_C(2000000000);
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return key->mtime_ns + margin > (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+/* Marks a key racy (with the content's CRC) or not, for a snapshot written now. */
+static void state_file_key_racy(struct state_snap_key *key, const struct buf *content)
+{
+	key->racy = (uint32_t)state_file_racy(key);
+	key->content_crc = key->racy ? state_snap_crc(content->data, content->len) : 0;
+}
+
+/*
  * The state from its snapshot when the snapshot was made from exactly the
- * file open at fd (sb its fstat); *key gets that file's key either way.
- * Anything else (no snapshot, a stale or damaged one) is 1: decode the JSON.
+ * file open at fd (sb its fstat); *key gets that file's key either way. A
+ * racy snapshot is checked against the file's content, read into *data (and
+ * rewritten, no longer racy, once the file is old enough). Anything else (no
+ * snapshot, a stale or damaged one) is 1: decode the JSON.
  */
 static int state_file_snap_load(struct state_file *sf, int fd, const struct stat *sb, struct state_snap_key *key,
-				struct state **out)
+				struct buf *data, struct state **out)
 {
 	char head[STATE_FILE_HEAD];
 	ssize_t n;
@@ -415,10 +439,28 @@ static int state_file_snap_load(struct state_file *sf, int fd, const struct stat
 		;
 	if (n <= 0 || state_file_key_head(head, (size_t)n, key))
 		return 1;
-	rc = state_snap_read(sf->snap, key, out);
-	if (rc && rc != CS_ENOTFOUND)
-		log_debug("state: snapshot not used, decoding %s: %s", sf->path, cs_errmsg());
-	return rc ? 1 : 0;
+	if ((rc = state_snap_read(sf->snap, key, out))) {
+		if (rc != CS_ENOTFOUND)
+			log_debug("state: snapshot not used, decoding %s: %s", sf->path, cs_errmsg());
+		return 1;
+	}
+	if (!key->racy)
+		return 0;
+	if (fsutil_read_file(sf->path, STATE_MAX_BYTES, data))
+		buf_free(data); /* read again below, and reported there */
+	if (!data->data || state_snap_crc(data->data, data->len) != key->content_crc) {
+		log_debug("state: snapshot not used, decoding %s: it changed in the same clock tick", sf->path);
+		state_free(*out);
+		*out = NULL;
+		return 1;
+	}
+	if (!state_file_racy(key)) {
+		key->racy = 0;
+		key->content_crc = 0;
+		if (state_snap_write(sf->snap, *out, key))
+			log_debug("state: no snapshot written: %s", cs_errmsg());
+	}
+	return 0;
 }
 
 /*
@@ -439,6 +481,7 @@ static void state_file_snap_after_decode(struct state_file *sf, const struct buf
 	if (!state_file_same(key, &now) || state_file_key_head(data->data, data->len, key) ||
 	    strcmp(key->lineage, st->lineage) || key->serial != st->serial)
 		return;
+	state_file_key_racy(key, data);
 	if (state_snap_write(sf->snap, st, key))
 		log_debug("state: no snapshot written: %s", cs_errmsg());
 }
@@ -452,14 +495,12 @@ static int state_file_load(struct state_backend *be, struct state **out)
 	struct stat sb;
 	int rc = 0, refused = 0, fd = open(sf->path, O_RDONLY | O_CLOEXEC);
 
-	if (fd >= 0 && !fstat(fd, &sb) && S_ISREG(sb.st_mode) && !state_file_snap_load(sf, fd, &sb, &key, &st)) {
+	memset(&key, 0, sizeof(key));
+	if (fd >= 0 && !fstat(fd, &sb) && S_ISREG(sb.st_mode) && !state_file_snap_load(sf, fd, &sb, &key, &data, &st)) {
 		log_debug("state: %s read from its snapshot %s", sf->path, sf->snap);
 	} else {
-		if (fd < 0)
-			memset(&key, 0, sizeof(key));
-		else if (!st)
-			state_file_key_stat(&sb, &key);
-		rc = fsutil_read_file(sf->path, STATE_MAX_BYTES, &data);
+		if (!data.data)
+			rc = fsutil_read_file(sf->path, STATE_MAX_BYTES, &data);
 		if (rc == CS_ENOTFOUND) {
 			st = state_new();
 			rc = 0;
@@ -469,7 +510,7 @@ static int state_file_load(struct state_backend *be, struct state **out)
 			if (!refused)
 				rc = state_file_backup_hint(sf, rc);
 			goto out;
-		} else if (fd >= 0) {
+		} else if (fd >= 0 && key.ino) {
 			state_file_snap_after_decode(sf, &data, &key, st);
 		}
 	}
@@ -549,6 +590,7 @@ static int state_file_save(struct state_backend *be, struct state *st)
 	/* The next load (a cold plan) reads the snapshot instead of decoding the JSON. */
 	memcpy(key.lineage, st->lineage, sizeof(key.lineage));
 	key.serial = st->serial;
+	state_file_key_racy(&key, &doc);
 	if (key.ino && state_snap_write(sf->snap, st, &key))
 		log_debug("state: no snapshot written: %s", cs_errmsg());
 out:

@@ -68,8 +68,8 @@ struct state_arena {
 	size_t strs_len;
 	struct state_cert *certs;
 	size_t n_certs;
-	void *block;		  /* malloc'd block holding certs and strs, or NULL when mapped */
-	void *map;		  /* else the anonymous mapping holding them (huge pages: few faults) */
+	void *block; /* malloc'd block holding certs and strs, or NULL when mapped */
+	void *map;   /* else the anonymous mapping holding them (huge pages: few faults) */
 	size_t map_len;
 	struct state_arena *next; /* the registry of live arenas (state.c) */
 };
@@ -88,13 +88,26 @@ void state_mem_free(void *p);
 /*
  * What a snapshot was decoded from: the state file's identity (ctime as the
  * file was after its rename) and the lineage and serial written at its head.
+ *
+ * Racy keys (git's "racily clean" index entries): file times come from a
+ * coarse clock, so a same-size rewrite in place within the same tick as the
+ * one the key recorded keeps the identity. A key taken less than a margin
+ * after the file's mtime is marked racy and carries the CRC-32 of the file's
+ * content, which the next load checks (reading, not decoding, the JSON) before
+ * trusting the snapshot; a key taken later cannot be fooled that way.
  */
 struct state_snap_key {
 	uint64_t dev, ino, size;
 	int64_t mtime_ns, ctime_ns;
 	char lineage[37];
 	uint64_t serial;
+	/* not part of the match: */
+	uint32_t racy;	      /* 1: check content_crc against the file before use */
+	uint32_t content_crc; /* CRC-32 of the state file's bytes when racy */
 };
+
+/* zlib's CRC-32 of data (the content check of racy keys). */
+uint32_t state_snap_crc(const void *data, size_t len);
 
 /* The snapshot of st (as decoded from the file key names), header and checksum included. */
 int state_snap_encode(const struct state *st, const struct state_snap_key *key, struct buf *out);
@@ -104,11 +117,12 @@ int state_snap_write(const char *path, const struct state *st, const struct stat
 
 /*
  * Loads the snapshot at path when it was made from exactly key: 0 with *out
- * (lineage and serial from key; the journal is not in it). CS_ENOTFOUND when
+ * (lineage and serial from key; the journal is not in it) and key->racy and
+ * key->content_crc as the snapshot recorded them. CS_ENOTFOUND when
  * there is none; CS_EINVALID naming what is wrong (another key, version or
  * byte order, a bad checksum, a length out of bounds): decode the JSON then.
  */
-int state_snap_read(const char *path, const struct state_snap_key *key, struct state **out);
+int state_snap_read(const char *path, struct state_snap_key *key, struct state **out);
 
 /* ---------- helpers ---------- */
 
