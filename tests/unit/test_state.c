@@ -31,8 +31,7 @@
 static void fill_cert(struct state_cert *c, int k)
 {
 	char tmp[64];
-	struct state_token t = {"dns-txt-token", "www.pizza.company", "_dnsauth.www.pizza.company",
-				"rec-1",	 "dnsimple",	      T0};
+	struct state_token t = {"dns-txt-token", "www.pizza.company", "_dnsauth.www.pizza.company", "rec-1", "dnsimple", T0};
 
 	state_str_set(&c->issuer, "digicert");
 	state_str_set(&c->provider, "digicert");
@@ -284,6 +283,7 @@ static void test_state_encoding_is_stable_and_sorted(void **unused)
 	state_free(s2);
 }
 
+
 static void test_state_record_json_compact_and_pretty(void **unused)
 {
 	struct state *st = state_new();
@@ -295,12 +295,10 @@ static void test_state_record_json_compact_and_pretty(void **unused)
 	state_str_set(&c->serial, "0a1b");
 	state_cert_set_id(c, "certificate_id", "9");
 	assert_int_equal(state_cert_to_json(c, 0, &compact), 0);
-	assert_string_equal(compact.data,
-			    "{\"phase\":\"ready\",\"ids\":{\"certificate_id\":\"9\"},\"serial\":\"0a1b\"}");
+	assert_string_equal(compact.data, "{\"phase\":\"ready\",\"ids\":{\"certificate_id\":\"9\"},\"serial\":\"0a1b\"}");
 	assert_int_equal(state_cert_to_json(c, 1, &pretty), 0);
-	assert_string_equal(pretty.data,
-			    "{\n  \"phase\": \"ready\",\n  \"ids\": {\n    \"certificate_id\": \"9\"\n  },\n"
-			    "  \"serial\": \"0a1b\"\n}");
+	assert_string_equal(pretty.data, "{\n  \"phase\": \"ready\",\n  \"ids\": {\n    \"certificate_id\": \"9\"\n  },\n"
+					 "  \"serial\": \"0a1b\"\n}");
 	buf_free(&compact);
 	buf_free(&pretty);
 	state_free(st);
@@ -469,8 +467,7 @@ static void test_state_wrong_field_type_names_the_field(void **unused)
 	(void)unused;
 	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"not_after\": 5}}}",
 			      "state.json: certificates.\"www\".not_after: expected a time string");
-	assert_decode_refused(DOC_HEAD
-			      ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"not_after\": \"soon\"}}}",
+	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"not_after\": \"soon\"}}}",
 			      "certificates.\"www\".not_after: expected a time string");
 	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"attempts\": \"2\"}}}",
 			      "certificates.\"www\".attempts: expected an integer");
@@ -486,12 +483,10 @@ static void test_state_wrong_field_type_names_the_field(void **unused)
 	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", "
 				       "\"out_sig\": [{\"size\": \"big\"}]}}}",
 			      "certificates.\"www\".out_sig[0].size: expected an integer");
-	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": []}}",
-			      "certificates.\"www\": expected an object");
+	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": []}}", "certificates.\"www\": expected an object");
 	assert_decode_refused(DOC_HEAD ", \"certificates\": []}", "state.json: certificates: expected an object");
 	assert_decode_refused(DOC_HEAD ", \"source\": {\"url\": 1}}", "state.json: source.url: expected a string");
-	assert_decode_refused(DOC_HEAD ", \"webhook_ids\": [\"a\", 2]}",
-			      "state.json: webhook_ids[1]: expected a string");
+	assert_decode_refused(DOC_HEAD ", \"webhook_ids\": [\"a\", 2]}", "state.json: webhook_ids[1]: expected a string");
 	assert_decode_refused("{\"version\": 1, \"lineage\": \"x\", \"serial\": -1}",
 			      "state.json: serial: expected an integer");
 	assert_decode_refused("{\"version\": 1, \"serial\": 1}", "state.json: lineage: missing");
@@ -501,53 +496,15 @@ static void test_state_wrong_field_type_names_the_field(void **unused)
 static void test_state_decoder_is_strict_json(void **unused)
 {
 	static const char *const bad[] = {
-		"{\"a\": 1,}",
-		"[1,]",
-		"{\"a\" 1}",
-		"{'a': 1}",
-		"01",
-		"1.",
-		".5",
-		"-",
-		"1e",
-		"+1",
-		"[1 2]",
-		"tru",
-		"nul",
-		"\"\x01\"",
-		"\"\\ud800\"",
-		"\"\\udc00\"",
-		"\"\\ud800\\u0041\"",
-		"\"\\u0000\"",
-		"\"\\u12g4\"",
-		"\"\\q\"",
-		"\"abc",
-		"\"\xff\"",
-		"\"\xc0\xaf\"",
-		"\"\xed\xa0\x80\"",
-		"\"\xf4\x90\x80\x80\"",
-		"\"\xe2\x82\"",
-		"99999999999999999999",
-		"-9223372036854775809",
-		"[",
-		"{",
-		"{\"a\"}",
-		"[1]]",
-		"{\"a\": 1} {}",
+		"{\"a\": 1,}", "[1,]", "{\"a\" 1}", "{'a': 1}", "01", "1.", ".5", "-", "1e", "+1", "[1 2]", "tru", "nul",
+		"\"\x01\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\u0000\"", "\"\\u12g4\"", "\"\\q\"",
+		"\"abc", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"",
+		"99999999999999999999", "-9223372036854775809", "[", "{", "{\"a\"}", "[1]]", "{\"a\": 1} {}",
 	};
 	static const char *const good[] = {
-		"-0",
-		"0",
-		"1.5e-3",
-		"2E+10",
-		"-9223372036854775808",
-		"9223372036854775807",
-		"[]",
-		"{}",
-		"[true, false, null, {\"x\": [[]]}]",
-		"\"\\u00e9\\ud83d\\ude00\\n\\/\\\"\\\\\\b\\f\\r\\t\"",
-		"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"",
-		" \t\r\n 1 \n",
+		"-0", "0", "1.5e-3", "2E+10", "-9223372036854775808", "9223372036854775807", "[]", "{}",
+		"[true, false, null, {\"x\": [[]]}]", "\"\\u00e9\\ud83d\\ude00\\n\\/\\\"\\\\\\b\\f\\r\\t\"",
+		"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"", " \t\r\n 1 \n",
 	};
 	char doc[512];
 
@@ -556,8 +513,7 @@ static void test_state_decoder_is_strict_json(void **unused)
 		struct state *st = NULL;
 
 		snprintf(doc, sizeof(doc), DOC_HEAD ", \"x\": %s}", bad[i]);
-		if (state_from_json(doc, strlen(doc), "state.json", &st) != CS_EINVALID ||
-		    !strstr(cs_errmsg(), "valid JSON"))
+		if (state_from_json(doc, strlen(doc), "state.json", &st) != CS_EINVALID || !strstr(cs_errmsg(), "valid JSON"))
 			fail_msg("accepted %s (%s)", bad[i], cs_errmsg());
 		assert_null(st);
 	}
@@ -588,12 +544,10 @@ static void test_state_duplicate_keys_are_refused_with_position(void **unused)
 		DOC_HEAD ",\n\"serial\": 4}",
 		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\"},\n\"www\": {\"phase\": \"failed\"}}}",
 		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\",\n\"phase\": \"failed\"}}}",
-		DOC_HEAD
-		",\n\"certificates\": {\"www\": {\"phase\": \"ready\", \"ids\": {\"a\": \"1\",\n\"a\": \"2\"}}}}",
+		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\", \"ids\": {\"a\": \"1\",\n\"a\": \"2\"}}}}",
 		DOC_HEAD ",\n\"accounts\": {\"dns\": {}, \"x\": {},\n\"dns\": {}}}",
-		DOC_HEAD ",\n\"future\": {\"k\": 1,\n\"k\": 2}}", /* even inside an unknown key */
-		DOC_HEAD
-		",\n\"certificates\": {\"a\\u0062\": {\"phase\": \"ready\"},\n\"ab\": {}}}", /* same key, escaped */
+		DOC_HEAD ",\n\"future\": {\"k\": 1,\n\"k\": 2}}",		 /* even inside an unknown key */
+		DOC_HEAD ",\n\"certificates\": {\"a\\u0062\": {\"phase\": \"ready\"},\n\"ab\": {}}}", /* same key, escaped */
 	};
 
 	(void)unused;
@@ -604,8 +558,7 @@ static void test_state_duplicate_keys_are_refused_with_position(void **unused)
 	assert_decode_refused(docs[6], "state.json:3:1: duplicate key \"ab\"");
 	/* the same key in two different objects is fine */
 	{
-		const char *ok =
-			DOC_HEAD ", \"certificates\": {\"a\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}, "
+		const char *ok = DOC_HEAD ", \"certificates\": {\"a\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}, "
 				 "\"b\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}}}";
 		struct state *st = NULL;
 
@@ -767,8 +720,7 @@ static void test_state_decoder_bounds_lists(void **unused)
 	buf_clear(&doc);
 	buf_puts(&doc, DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"tokens\": [");
 	for (int i = 0; i <= STATE_MAX_TOKENS; i++)
-		buf_printf(&doc, "%s{\"method\": \"http-token\", \"name\": \"n%d\", \"location\": \"/l\"}",
-			   i ? ", " : "", i);
+		buf_printf(&doc, "%s{\"method\": \"http-token\", \"name\": \"n%d\", \"location\": \"/l\"}", i ? ", " : "", i);
 	buf_puts(&doc, "]}}}");
 	assert_int_equal(state_from_json(doc.data, doc.len, "state.json", &st), CS_EINVALID);
 	assert_non_null(strstr(cs_errmsg(), "certificates.\"www\".tokens: expected an array of at most 200 tokens"));
@@ -847,8 +799,7 @@ static void test_state_files_are_private_even_with_a_permissive_umask(void **unu
 {
 	char *dir = test_mkdtemp();
 	char *sub = fsutil_join(dir, "var/lib/certsync"), *path = fsutil_join(sub, "state.json");
-	char *bak = xasprintf("%s.backup", path), *jnl = xasprintf("%s.journal", path),
-	     *lck = xasprintf("%s.lock", path);
+	char *bak = xasprintf("%s.backup", path), *jnl = xasprintf("%s.journal", path), *lck = xasprintf("%s.lock", path);
 	struct state_backend *be = open_backend(path);
 	struct state *st = NULL;
 	mode_t old = umask(0);
