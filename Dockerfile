@@ -6,7 +6,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libyaml-dev libcurl4-openssl-dev libssl-dev libjansson-dev \
-      libgit2-dev libmicrohttpd-dev libpq-dev libldns-dev zlib1g-dev \
+      libgit2-dev libmicrohttpd-dev libpq-dev libldns-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,7 +14,7 @@ RUN make -j"$(nproc)" WERROR=1 all && make install PREFIX=/usr/local DESTDIR=/ou
 
 FROM debian:bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates libyaml-0-2 libcurl4 libssl3 libjansson4 libgit2-1.5 libmicrohttpd12 libpq5 libldns3 zlib1g \
+      ca-certificates libyaml-0-2 libcurl4 libssl3 libjansson4 libgit2-1.5 libmicrohttpd12 libpq5 libldns3 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 65532 certsync \
     && useradd --system --uid 65532 --gid 65532 --home-dir /var/lib/certsync --no-create-home \

@@ -28,7 +28,40 @@ struct state_index {
 	struct state_slot *v;
 	size_t cap; /* 0 or a power of two; kept at most half full */
 	size_t n;
+	struct state_bigmem mem; /* v's block: huge pages for a big state */
 };
+
+/* ---------- large blocks ---------- */
+
+#define STATE_HUGE (2u << 20)
+
+void state_bigmem_alloc(struct state_bigmem *m, size_t len)
+{
+	size_t rounded = (len + STATE_HUGE - 1) & ~(size_t)(STATE_HUGE - 1);
+
+	memset(m, 0, sizeof(*m));
+	if (len >= STATE_BIGMEM_MIN) {
+		m->map_len = rounded + STATE_HUGE; /* room to align the start on a huge page */
+		m->map = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m->map != MAP_FAILED) {
+			m->p = (void *)(((uintptr_t)m->map + STATE_HUGE - 1) & ~(uintptr_t)(STATE_HUGE - 1));
+			(void)madvise(m->p, rounded, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+			return;
+		}
+		m->map = NULL;
+		m->map_len = 0;
+	}
+	m->p = xcalloc(1, len ? len : 1);
+}
+
+void state_bigmem_free(struct state_bigmem *m)
+{
+	if (m->map)
+		munmap(m->map, m->map_len);
+	else
+		free(m->p);
+	memset(m, 0, sizeof(*m));
+}
 
 static size_t state_index_find(const struct state_index *ix, const char *key, uint64_t h)
 {
@@ -55,15 +88,25 @@ static void *state_index_get(const struct state_index *ix, const char *key, uint
 static void state_index_rehash(struct state_index *ix, size_t cap)
 {
 	struct state_slot *old = ix->v;
+	struct state_bigmem old_mem = ix->mem;
 	size_t old_cap = ix->cap;
 
-	ix->v = xcalloc(cap, sizeof(*ix->v));
+	state_bigmem_alloc(&ix->mem, cap * sizeof(*ix->v));
+	ix->v = ix->mem.p;
 	ix->cap = cap;
 	for (size_t i = 0; i < old_cap; i++) {
 		if (old[i].key)
 			ix->v[state_index_find(ix, old[i].key, old[i].hash)] = old[i];
 	}
-	free(old);
+	if (old)
+		state_bigmem_free(&old_mem);
+}
+
+static void state_index_free(struct state_index *ix)
+{
+	if (ix->v)
+		state_bigmem_free(&ix->mem);
+	ix->v = NULL;
 }
 
 static void state_index_reserve(struct state_index *ix, size_t n)
@@ -282,10 +325,10 @@ void state_free(struct state *st)
 		if (m->certs.v[i].key)
 			state_cert_free(m->certs.v[i].val);
 	}
-	free(m->certs.v);
+	state_index_free(&m->certs);
 	for (size_t i = 0; i < st->n_webhook_ids; i++)
 		free(st->webhook_ids[i]);
-	free(m->hooks.v);
+	state_index_free(&m->hooks);
 	free(m->hook_base);
 	state_arena_free(m->arena); /* last: the records above may have lived in it */
 	free(m);
@@ -340,6 +383,23 @@ void state_cert_adopt(struct state *st, struct state_cert *rec)
 		state_cert_free(old);
 }
 
+int state_cert_adopt_new(struct state *st, struct state_cert *rec)
+{
+	struct state_index *ix = &st->certs->certs;
+	uint64_t h = util_hash_str(rec->name);
+	size_t i;
+
+	state_index_reserve(ix, ix->n + 1);
+	i = state_index_find(ix, rec->name, h);
+	if (ix->v[i].key)
+		return -1;
+	ix->v[i].hash = h;
+	ix->v[i].key = rec->name;
+	ix->v[i].val = rec;
+	ix->n++;
+	return 0;
+}
+
 void state_cert_reserve(struct state *st, size_t n)
 {
 	state_index_reserve(&st->certs->certs, n);
@@ -382,6 +442,16 @@ int state_cert_rename(struct state *st, const char *from, const char *to)
 size_t state_cert_count(const struct state *st)
 {
 	return st->certs->certs.n;
+}
+
+void state_cert_foreach(const struct state *st, void (*fn)(struct state_cert *c, void *arg), void *arg)
+{
+	const struct state_index *ix = &st->certs->certs;
+
+	for (size_t i = 0; i < ix->cap; i++) {
+		if (ix->v[i].key)
+			fn(ix->v[i].val, arg);
+	}
 }
 
 static int state_cert_cmp(const void *a, const void *b)
