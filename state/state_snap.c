@@ -399,8 +399,23 @@ out:
 
 /* ---------- reading ---------- */
 
+/*
+ * The records are read through a window of SNAP_WINDOW bytes (the CRC
+ * follows the reads), not all at once: for 100,000 records that is 23 MB
+ * less at the peak. Decoding before the checksum is known is safe, every
+ * length and offset being bounded; the checksum decides afterwards.
+ */
+#define SNAP_WINDOW (512u * 1024)
+
 struct snap_r {
-	const unsigned char *p, *end;
+	const unsigned char *p, *end; /* what the window holds and has not been decoded */
+	unsigned char *buf;
+	size_t cap;
+	int fd;
+	off_t next;	 /* file offset of the first record byte not read yet */
+	uint64_t unread; /* record bytes not read yet */
+	uint32_t crc;	 /* running CRC-32C (not inverted) of what was read */
+	int io_error;
 	char *strs;
 	size_t strs_len;
 	const char *bad; /* what was wrong first, NULL while nothing */
@@ -414,11 +429,47 @@ static int sr_fail(struct snap_r *r, const char *what)
 	return -1;
 }
 
+static int snap_pread(int fd, void *p, size_t len, off_t off);
+
+/* Slides the window on: the undecoded tail first, then more of the file. */
+static void sr_refill(struct snap_r *r)
+{
+	size_t tail = (size_t)(r->end - r->p), want = r->cap - tail;
+
+	if (want > r->unread)
+		want = (size_t)r->unread;
+	memmove(r->buf, r->p, tail);
+	if (want && snap_pread(r->fd, r->buf + tail, want, r->next)) {
+		r->io_error = 1;
+		want = 0;
+		r->unread = 0;
+	}
+	r->crc = snap_crc_update(r->crc, r->buf + tail, want);
+	r->next += (off_t)want;
+	r->unread -= want;
+	r->p = r->buf;
+	r->end = r->buf + tail + want;
+}
+
+/* 1 when k more bytes are there to decode. */
+static int sr_have(struct snap_r *r, size_t k)
+{
+	if ((size_t)(r->end - r->p) < k && r->unread && !r->bad)
+		sr_refill(r);
+	return (size_t)(r->end - r->p) >= k;
+}
+
+/* Record bytes left, read or not. */
+static uint64_t sr_left(const struct snap_r *r)
+{
+	return (uint64_t)(r->end - r->p) + r->unread;
+}
+
 static uint32_t sr_u32(struct snap_r *r)
 {
 	uint32_t v = 0;
 
-	if ((size_t)(r->end - r->p) < sizeof(v))
+	if (!sr_have(r, sizeof(v)))
 		return (uint32_t)sr_fail(r, "records cut short");
 	memcpy(&v, r->p, sizeof(v));
 	r->p += sizeof(v);
@@ -429,7 +480,7 @@ static uint64_t sr_u64(struct snap_r *r)
 {
 	uint64_t v = 0;
 
-	if ((size_t)(r->end - r->p) < sizeof(v))
+	if (!sr_have(r, sizeof(v)))
 		return (uint64_t)sr_fail(r, "records cut short");
 	memcpy(&v, r->p, sizeof(v));
 	r->p += sizeof(v);
@@ -455,7 +506,7 @@ static size_t sr_count(struct snap_r *r, size_t each, size_t max)
 {
 	uint64_t n = sr_u32(r);
 
-	if (n > max || n > (uint64_t)(r->end - r->p) / each) {
+	if (n > max || n > sr_left(r) / each) {
 		sr_fail(r, "a count out of bounds");
 		return 0;
 	}
@@ -598,7 +649,7 @@ static int sr_state(struct snap_r *r, struct state *st, struct state_arena *a)
 		if (!a->certs[i].name || state_cert_get(st, a->certs[i].name) != &a->certs[i])
 			sr_cert_discard(&a->certs[i]);
 	}
-	if (!r->bad && r->p != r->end)
+	if (!r->bad && sr_left(r))
 		sr_fail(r, "bytes after the records");
 	return r->bad ? -1 : 0;
 }
@@ -653,19 +704,33 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 	return 0;
 }
 
+/* The CRC-32C of everything the checksum covers, reading what the decoder left unread. */
+static uint32_t sr_sum(struct snap_r *r)
+{
+	uint32_t crc;
+
+	while (r->unread && !r->io_error) {
+		r->p = r->end; /* nothing more is decoded: only read */
+		sr_refill(r);
+	}
+	crc = snap_crc_update(r->crc, r->strs, r->strs_len);
+	return ~crc;
+}
+
 int state_snap_read(const char *path, struct state_snap_key *key, struct state **out)
 {
 	unsigned char head[SNAP_HEAD_LEN];
 	uint64_t lens[3];
-	struct snap_r r = {NULL, NULL, NULL, 0, NULL};
-	struct state_bigmem recs = {NULL, NULL, 0}, arena = {NULL, NULL, 0};
+	struct snap_r r;
+	struct state_bigmem arena = {NULL, NULL, 0};
 	struct state_arena *a;
 	struct state *st = NULL;
 	struct stat sb;
 	size_t certs_len;
 	uint32_t sum;
-	int fd, rc = 0;
+	int fd, rc = 0, decoded;
 
+	memset(&r, 0, sizeof(r));
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return errno == ENOENT ? CS_ENOTFOUND : cs_error(CS_ERROR, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &sb) || (uint64_t)sb.st_size < SNAP_HEAD_LEN || snap_pread(fd, head, sizeof(head), 0)) {
@@ -674,35 +739,26 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	}
 	if ((rc = snap_check_head(path, head, (uint64_t)sb.st_size, key, lens)))
 		goto out;
-	/* the records (freed after decoding), and the arena: the records decoded, then the strings */
+	/* the arena: the records decoded, then the strings (read whole: the records point into them) */
 	certs_len = (size_t)lens[2] * sizeof(struct state_cert);
-	state_bigmem_alloc(&recs, (size_t)lens[0]);
 	state_bigmem_alloc(&arena, certs_len + (size_t)lens[1]);
 	r.strs = (char *)arena.p + certs_len;
 	r.strs_len = (size_t)lens[1];
-	{
-		struct iovec iov[2] = {{recs.p, (size_t)lens[0]}, {r.strs, (size_t)lens[1]}};
-		ssize_t n = preadv(fd, iov, 2, SNAP_HEAD_LEN);
-
-		if (n != (ssize_t)(lens[0] + lens[1]) &&
-		    (snap_pread(fd, recs.p, (size_t)lens[0], SNAP_HEAD_LEN) ||
-		     snap_pread(fd, r.strs, (size_t)lens[1], (off_t)(SNAP_HEAD_LEN + lens[0])))) {
-			rc = snap_bad(path, "cut short");
-			goto out;
-		}
-	}
-	memcpy(&sum, head + SNAP_SUM_AT, 4);
-	if (sum != snap_crc(head + SNAP_HASHED_AT, SNAP_HEAD_LEN - SNAP_HASHED_AT, recs.p, (size_t)lens[0], r.strs,
-			    (size_t)lens[1])) {
-		rc = snap_bad(path, "checksum mismatch");
+	if (snap_pread(fd, r.strs, r.strs_len, (off_t)(SNAP_HEAD_LEN + lens[0]))) {
+		rc = snap_bad(path, "cut short");
 		goto out;
 	}
 	if (r.strs[0] || r.strs[r.strs_len - 1]) {
 		rc = snap_bad(path, "a string table not starting and ending in NUL");
 		goto out;
 	}
-	r.p = recs.p;
-	r.end = r.p + lens[0];
+	r.fd = fd;
+	r.next = SNAP_HEAD_LEN;
+	r.unread = lens[0];
+	r.cap = lens[0] < SNAP_WINDOW ? (size_t)lens[0] + 8 : SNAP_WINDOW;
+	r.buf = xmalloc(r.cap);
+	r.p = r.end = r.buf;
+	r.crc = snap_crc_update(0xffffffffu, head + SNAP_HASHED_AT, SNAP_HEAD_LEN - SNAP_HASHED_AT);
 	st = state_alloc();
 	st->serial = key->serial;
 	memcpy(st->lineage, key->lineage, sizeof(st->lineage));
@@ -716,16 +772,23 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	a->map_len = arena.map_len;
 	state_set_arena(st, a); /* from here on state_free frees the arena, records and strings */
 	memset(&arena, 0, sizeof(arena));
-	if (sr_state(&r, st, a)) {
+	decoded = sr_state(&r, st, a) == 0;
+	memcpy(&sum, head + SNAP_SUM_AT, 4);
+	/* a damaged file is named as such, whatever the decoder tripped on first */
+	if (r.io_error)
+		rc = snap_bad(path, "cut short");
+	else if (sum != sr_sum(&r))
+		rc = snap_bad(path, "checksum mismatch");
+	else if (!decoded)
 		rc = snap_bad(path, r.bad);
+	if (rc)
 		goto out;
-	}
 	*out = st;
 	st = NULL;
 out:
 	state_free(st);
 	state_bigmem_free(&arena);
-	state_bigmem_free(&recs);
+	free(r.buf);
 	close(fd);
 	return rc;
 }
