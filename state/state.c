@@ -197,9 +197,10 @@ static atomic_size_t state_n_arenas;
 /* 1 when p is one of a's strings or records. */
 static int state_arena_has(const struct state_arena *a, const void *p)
 {
-	uintptr_t x = (uintptr_t)p, s = (uintptr_t)a->strs, c = (uintptr_t)a->certs;
+	uintptr_t x = (uintptr_t)p, s = (uintptr_t)a->strs, c = (uintptr_t)a->certs, e = (uintptr_t)a->events;
 
-	return (x >= s && x < s + a->strs_len) || (x >= c && x < c + a->n_certs * sizeof(*a->certs));
+	return (x >= s && x < s + a->strs_len) || (x >= c && x < c + a->n_certs * sizeof(*a->certs)) ||
+	       (x >= e && x < e + a->n_events * sizeof(*a->events));
 }
 
 void state_set_arena(struct state *st, struct state_arena *a)
@@ -537,6 +538,18 @@ void state_cert_set_id(struct state_cert *c, const char *key, const char *value)
 
 /* ---------- history, errors, tokens ---------- */
 
+void state_cert_history_room(struct state_cert *c)
+{
+	struct state_event *v;
+
+	if (c->history && !(c->arena && state_arena_has(c->arena, c->history)))
+		return;
+	v = xmalloc(STATE_HISTORY_MAX * sizeof(*v));
+	if (c->n_history)
+		memcpy(v, c->history, c->n_history * sizeof(*v));
+	c->history = v;
+}
+
 void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 {
 	va_list ap;
@@ -547,6 +560,7 @@ void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 	va_end(ap);
 	what = redact_dup(raw); /* events quote provider messages: never a credential in the state */
 	free(raw);
+	state_cert_history_room(c);
 	if (c->n_history == STATE_HISTORY_MAX) {
 		state_mem_free(c->history[0].what);
 		memmove(&c->history[0], &c->history[1], (STATE_HISTORY_MAX - 1) * sizeof(c->history[0]));
@@ -627,8 +641,14 @@ struct state_cert *state_cert_clone(const struct state_cert *c)
 	d->tokens = c->n_tokens ? xmalloc(c->n_tokens * sizeof(*d->tokens)) : NULL;
 	for (size_t i = 0; i < c->n_tokens; i++)
 		state_token_copy(&d->tokens[i], &c->tokens[i]);
-	for (size_t i = 0; i < c->n_history; i++)
-		d->history[i].what = xstrdup(c->history[i].what);
+	d->history = NULL;
+	if (c->n_history) {
+		d->history = xmalloc(STATE_HISTORY_MAX * sizeof(*d->history));
+		for (size_t i = 0; i < c->n_history; i++) {
+			d->history[i].time = c->history[i].time;
+			d->history[i].what = xstrdup(c->history[i].what);
+		}
+	}
 	return d;
 }
 
@@ -645,6 +665,7 @@ void state_cert_free(struct state_cert *c)
 	free(c->tokens);
 	for (size_t i = 0; i < c->n_history; i++)
 		state_part_free(c->arena, c->history[i].what);
+	state_part_free(c->arena, c->history);
 	state_part_free(c->arena, c);
 }
 

@@ -95,8 +95,8 @@ struct state_cert {
 	int64_t last_error_time;
 	char *failure_class; /* why the last attempt failed: STATE_FAIL_* (NULL when it did not) */
 	int64_t last_success;
-	struct state_event history[STATE_HISTORY_MAX];
-	size_t n_history; /* oldest first */
+	struct state_event *history; /* n_history events, oldest first (state_cert_event makes room) */
+	size_t n_history;
 	/*
 	 * Internal to state/: the snapshot memory some of this record's strings
 	 * (and the record itself) live in, NULL when every part is malloc'd. The

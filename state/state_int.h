@@ -68,6 +68,8 @@ struct state_arena {
 	size_t strs_len;
 	struct state_cert *certs;
 	size_t n_certs;
+	struct state_event *events; /* the records' histories */
+	size_t n_events;
 	void *block; /* malloc'd block holding certs and strs, or NULL when mapped */
 	void *map;   /* else the anonymous mapping holding them (huge pages: few faults) */
 	size_t map_len;
@@ -143,6 +145,12 @@ void state_kv_set(struct state_kv **v, size_t *n, const char *key, const char *v
 
 /* The value for key in a key-sorted array, or NULL (binary search). */
 const char *state_kv_get(const struct state_kv *v, size_t n, const char *key);
+
+/*
+ * Makes c->history a malloc'd array with room for STATE_HISTORY_MAX events
+ * (it is NULL, or exactly as long as a snapshot's history, until written).
+ */
+void state_cert_history_room(struct state_cert *c);
 
 /* A new empty record named name (phase PENDING), not in any state. Free with state_cert_free. */
 struct state_cert *state_cert_new(const char *name);

@@ -9,7 +9,8 @@
  *   magic "CSSNAP\r\n" | u32 version | u32 byte-order mark | u32 CRC-32C of
  *   everything after it | u32 0 | u64 file length | key (dev, ino, size,
  *   mtime_ns, ctime_ns, lineage[40], serial) | u64 records length | u64
- *   strings length | u64 record count | u32 racy | u32 content CRC-32C |
+ *   strings length | u64 record count | u64 event count | u32 racy | u32
+ *   content CRC-32C |
  *   records | strings
  *
  * The checksum is CRC-32C: enough for what it guards against (a torn or
@@ -46,7 +47,7 @@
 #define SNAP_SUM_AT 16			 /* the checksum's offset */
 #define SNAP_HASHED_AT (SNAP_SUM_AT + 8) /* what it covers starts here */
 #define SNAP_KEY_LEN (5 * 8 + 40 + 8)
-#define SNAP_HEAD_LEN (SNAP_HASHED_AT + 8 + SNAP_KEY_LEN + 3 * 8 + 2 * 4)
+#define SNAP_HEAD_LEN (SNAP_HASHED_AT + 8 + SNAP_KEY_LEN + 4 * 8 + 2 * 4)
 #define SNAP_RACY_AT (SNAP_HEAD_LEN - 8)
 #define SNAP_MAX_BYTES (2ull * STATE_MAX_BYTES)
 #define SNAP_DEDUP_MAX 48 /* strings up to this length are stored once */
@@ -165,7 +166,7 @@ struct snap_w {
 	size_t n_slots;
 	/* the sizing pass only counts */
 	int sizing;
-	size_t recs_len, strs_max;
+	size_t recs_len, strs_max, n_events;
 };
 
 static void sw_u32(struct snap_w *w, uint32_t v)
@@ -285,6 +286,8 @@ static void sw_cert(struct state_cert *c, void *arg)
 		sw_u64(w, (uint64_t)t->placed_at);
 	}
 	sw_u32(w, (uint32_t)c->n_history);
+	if (w->sizing)
+		w->n_events += c->n_history;
 	for (size_t i = 0; i < c->n_history; i++) {
 		sw_u64(w, (uint64_t)c->history[i].time);
 		sw_str(w, c->history[i].what);
@@ -327,7 +330,7 @@ static int snap_encode(const struct state *st, const struct state_snap_key *key,
 	struct snap_w w;
 	unsigned char *head, keyb[SNAP_KEY_LEN];
 	uint32_t version = STATE_SNAP_VERSION, bom = SNAP_BOM, sum;
-	uint64_t total, lens[3];
+	uint64_t total, lens[4];
 
 	memset(&w, 0, sizeof(w));
 	w.sizing = 1;
@@ -349,6 +352,7 @@ static int snap_encode(const struct state *st, const struct state_snap_key *key,
 	free(w.slots);
 	lens[1] = w.strs_len;
 	lens[2] = state_cert_count(st);
+	lens[3] = w.n_events;
 	total = SNAP_HEAD_LEN + lens[0] + lens[1];
 	memcpy(head, SNAP_MAGIC, 8);
 	memcpy(head + 8, &version, 4);
@@ -418,6 +422,7 @@ struct snap_r {
 	int io_error;
 	char *strs;
 	size_t strs_len;
+	size_t events;	 /* events handed out of the arena so far */
 	const char *bad; /* what was wrong first, NULL while nothing */
 };
 
@@ -516,7 +521,7 @@ static size_t sr_count(struct snap_r *r, size_t each, size_t max)
 #define SR_REF 4					      /* bytes of a string reference */
 #define SR_CERT_MIN (14 * SR_REF + 8 + 5 * 8 + 9 * 8 + 3 * 4) /* the smallest record */
 
-static void sr_cert(struct snap_r *r, struct state_cert *c)
+static void sr_cert(struct snap_r *r, const struct state_arena *a, struct state_cert *c)
 {
 	uint32_t phase, attempts;
 	size_t n;
@@ -572,6 +577,12 @@ static void sr_cert(struct snap_r *r, struct state_cert *c)
 		}
 	}
 	n = sr_count(r, 8 + SR_REF, STATE_HISTORY_MAX);
+	if (n > a->n_events - r->events) {
+		sr_fail(r, "more events than the header counts");
+		return;
+	}
+	c->history = n ? a->events + r->events : NULL;
+	r->events += n;
 	for (size_t i = 0; i < n && !r->bad; i++) {
 		c->history[i].time = (int64_t)sr_u64(r);
 		c->history[i].what = sr_str(r);
@@ -637,7 +648,7 @@ static int sr_state(struct snap_r *r, struct state *st, struct state_arena *a)
 
 		c->arena = a;
 		done = i + 1;
-		sr_cert(r, c);
+		sr_cert(r, a, c);
 		if (r->bad)
 			break;
 		if (state_cert_adopt_new(st, c)) {
@@ -651,6 +662,8 @@ static int sr_state(struct snap_r *r, struct state *st, struct state_arena *a)
 	}
 	if (!r->bad && sr_left(r))
 		sr_fail(r, "bytes after the records");
+	if (!r->bad && r->events != a->n_events)
+		sr_fail(r, "fewer events than the header counts");
 	return r->bad ? -1 : 0;
 }
 
@@ -678,7 +691,7 @@ static int snap_bad(const char *path, const char *what)
 
 /* The fixed header: CS_EINVALID unless it is ours, for key, and its lengths add up to the file's size. */
 static int snap_check_head(const char *path, const unsigned char *head, uint64_t size, struct state_snap_key *key,
-			   uint64_t lens[3])
+			   uint64_t lens[4])
 {
 	unsigned char keyb[SNAP_KEY_LEN];
 	uint32_t version, bom;
@@ -687,7 +700,7 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 	memcpy(&version, head + 8, 4);
 	memcpy(&bom, head + 12, 4);
 	memcpy(&total, head + SNAP_HASHED_AT, 8);
-	memcpy(lens, head + SNAP_HASHED_AT + 8 + SNAP_KEY_LEN, 3 * sizeof(*lens));
+	memcpy(lens, head + SNAP_HASHED_AT + 8 + SNAP_KEY_LEN, 4 * sizeof(*lens));
 	memcpy(&key->racy, head + SNAP_RACY_AT, 4);
 	memcpy(&key->content_crc, head + SNAP_RACY_AT + 4, 4);
 	snap_key_bytes(key, keyb);
@@ -699,7 +712,8 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 		return snap_bad(path, "made from another state file (or another version of it)");
 	if (total != size || total > SNAP_MAX_BYTES || lens[0] > total || lens[1] > total ||
 	    SNAP_HEAD_LEN + lens[0] + lens[1] != total || !lens[1] || lens[1] > UINT32_MAX ||
-	    lens[2] > lens[0] / SR_CERT_MIN)
+	    lens[2] > lens[0] / SR_CERT_MIN || lens[3] > lens[2] * STATE_HISTORY_MAX ||
+	    lens[3] > lens[0] / (8 + SR_REF))
 		return snap_bad(path, "its lengths do not add up to its size");
 	return 0;
 }
@@ -720,7 +734,7 @@ static uint32_t sr_sum(struct snap_r *r)
 int state_snap_read(const char *path, struct state_snap_key *key, struct state **out)
 {
 	unsigned char head[SNAP_HEAD_LEN];
-	uint64_t lens[3];
+	uint64_t lens[4];
 	struct snap_r r;
 	struct state_bigmem arena = {NULL, NULL, 0};
 	struct state_arena *a;
@@ -739,8 +753,8 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	}
 	if ((rc = snap_check_head(path, head, (uint64_t)sb.st_size, key, lens)))
 		goto out;
-	/* the arena: the records decoded, then the strings (read whole: the records point into them) */
-	certs_len = (size_t)lens[2] * sizeof(struct state_cert);
+	/* the arena: the records, their histories, the strings (read whole: the records point into them) */
+	certs_len = (size_t)lens[2] * sizeof(struct state_cert) + (size_t)lens[3] * sizeof(struct state_event);
 	state_bigmem_alloc(&arena, certs_len + (size_t)lens[1]);
 	r.strs = (char *)arena.p + certs_len;
 	r.strs_len = (size_t)lens[1];
@@ -765,6 +779,8 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	a = xcalloc(1, sizeof(*a));
 	a->certs = arena.p;
 	a->n_certs = (size_t)lens[2];
+	a->events = (struct state_event *)(a->certs + a->n_certs);
+	a->n_events = (size_t)lens[3];
 	a->strs = r.strs;
 	a->strs_len = r.strs_len;
 	a->block = arena.map ? NULL : arena.p;
