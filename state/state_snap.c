@@ -499,7 +499,8 @@ static char *sr_str(struct snap_r *r)
 
 	if (!off)
 		return NULL;
-	if (off >= r->strs_len) {
+	/* the table is valid UTF-8: a string starting on a character is too */
+	if (off >= r->strs_len || ((unsigned char)r->strs[off] & 0xc0) == 0x80) {
 		sr_fail(r, "a string out of bounds");
 		return NULL;
 	}
@@ -574,6 +575,9 @@ static void sr_cert(struct snap_r *r, const struct state_arena *a, struct state_
 			t->issuer = xstrdup(sr_str(r));
 			t->placed_at = (int64_t)sr_u64(r);
 			c->n_tokens = i + 1;
+			/* what the JSON decoder requires of a token */
+			if (!t->method || !*t->method || !t->name || !*t->name || !t->location || !*t->location)
+				sr_fail(r, "a token without its method, name or location");
 		}
 	}
 	n = sr_count(r, 8 + SR_REF, STATE_HISTORY_MAX);
@@ -708,7 +712,7 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 		return snap_bad(path, "not a certsync state snapshot");
 	if (version != STATE_SNAP_VERSION || bom != SNAP_BOM)
 		return snap_bad(path, "another snapshot format or byte order");
-	if (memcmp(head + SNAP_HASHED_AT + 8, keyb, sizeof(keyb)))
+	if (memcmp(head + SNAP_HASHED_AT + 8, keyb, sizeof(keyb)) || key->serial > INT64_MAX)
 		return snap_bad(path, "made from another state file (or another version of it)");
 	if (total != size || total > SNAP_MAX_BYTES || lens[0] > total || lens[1] > total ||
 	    SNAP_HEAD_LEN + lens[0] + lens[1] != total || !lens[1] || lens[1] > UINT32_MAX ||
@@ -716,6 +720,33 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 	    lens[3] > lens[0] / (8 + SR_REF))
 		return snap_bad(path, "its lengths do not add up to its size");
 	return 0;
+}
+
+/*
+ * 1 when the string table is UTF-8 as strict as the JSON decoder's (a state
+ * loaded from a snapshot holds nothing its JSON could not). ASCII is
+ * skipped 8 bytes at a time.
+ */
+static int snap_utf8(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+	while (p < end) {
+		uint64_t v;
+		size_t k;
+
+		if (end - p >= 8) {
+			memcpy(&v, p, 8);
+			if (!(v & UINT64_C(0x8080808080808080))) {
+				p += 8;
+				continue;
+			}
+		}
+		if (!(k = state_utf8_len(p, (size_t)(end - p))))
+			return 0;
+		p += k;
+	}
+	return 1;
 }
 
 /* The CRC-32C of everything the checksum covers, reading what the decoder left unread. */
@@ -764,6 +795,10 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	}
 	if (r.strs[0] || r.strs[r.strs_len - 1]) {
 		rc = snap_bad(path, "a string table not starting and ending in NUL");
+		goto out;
+	}
+	if (!snap_utf8(r.strs, r.strs_len)) {
+		rc = snap_bad(path, "a string that is not UTF-8");
 		goto out;
 	}
 	r.fd = fd;
