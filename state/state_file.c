@@ -491,9 +491,9 @@ static int state_file_snap_load(struct state_file *sf, int fd, const struct stat
  * After a JSON decode of data, read from the file whose key is *key (before
  * the read): a snapshot for the next load, unless the file changed meanwhile
  * or does not start as ours. Best effort: a plan in a read-only directory
- * simply has none.
+ * simply has none. data is freed when a snapshot is written.
  */
-static void state_file_snap_after_decode(struct state_file *sf, const struct buf *data, struct state_snap_key *key,
+static void state_file_snap_after_decode(struct state_file *sf, struct buf *data, struct state_snap_key *key,
 					 const struct state *st)
 {
 	struct state_snap_key now;
@@ -506,6 +506,7 @@ static void state_file_snap_after_decode(struct state_file *sf, const struct buf
 	    strcmp(key->lineage, st->lineage) || key->serial != st->serial)
 		return;
 	state_file_key_racy(key, data);
+	buf_free(data); /* decoded: the text need not be at the peak with the snapshot (125 + 59 MB at 100,000) */
 	if (state_snap_write(sf->snap, st, key))
 		log_debug("state: no snapshot written: %s", cs_errmsg());
 }
