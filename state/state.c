@@ -2,10 +2,13 @@
 #include "state.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../util/crypto.h"
 #include "../util/err.h"
@@ -25,7 +28,40 @@ struct state_index {
 	struct state_slot *v;
 	size_t cap; /* 0 or a power of two; kept at most half full */
 	size_t n;
+	struct state_bigmem mem; /* v's block: huge pages for a big state */
 };
+
+/* ---------- large blocks ---------- */
+
+#define STATE_HUGE (2u << 20)
+
+void state_bigmem_alloc(struct state_bigmem *m, size_t len)
+{
+	size_t rounded = (len + STATE_HUGE - 1) & ~(size_t)(STATE_HUGE - 1);
+
+	memset(m, 0, sizeof(*m));
+	if (len >= STATE_BIGMEM_MIN) {
+		m->map_len = rounded + STATE_HUGE; /* room to align the start on a huge page */
+		m->map = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m->map != MAP_FAILED) {
+			m->p = (void *)(((uintptr_t)m->map + STATE_HUGE - 1) & ~(uintptr_t)(STATE_HUGE - 1));
+			(void)madvise(m->p, rounded, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+			return;
+		}
+		m->map = NULL;
+		m->map_len = 0;
+	}
+	m->p = xcalloc(1, len ? len : 1);
+}
+
+void state_bigmem_free(struct state_bigmem *m)
+{
+	if (m->map)
+		munmap(m->map, m->map_len);
+	else
+		free(m->p);
+	memset(m, 0, sizeof(*m));
+}
 
 static size_t state_index_find(const struct state_index *ix, const char *key, uint64_t h)
 {
@@ -52,15 +88,25 @@ static void *state_index_get(const struct state_index *ix, const char *key, uint
 static void state_index_rehash(struct state_index *ix, size_t cap)
 {
 	struct state_slot *old = ix->v;
+	struct state_bigmem old_mem = ix->mem;
 	size_t old_cap = ix->cap;
 
-	ix->v = xcalloc(cap, sizeof(*ix->v));
+	state_bigmem_alloc(&ix->mem, cap * sizeof(*ix->v));
+	ix->v = ix->mem.p;
 	ix->cap = cap;
 	for (size_t i = 0; i < old_cap; i++) {
 		if (old[i].key)
 			ix->v[state_index_find(ix, old[i].key, old[i].hash)] = old[i];
 	}
-	free(old);
+	if (old)
+		state_bigmem_free(&old_mem);
+}
+
+static void state_index_free(struct state_index *ix)
+{
+	if (ix->v)
+		state_bigmem_free(&ix->mem);
+	ix->v = NULL;
 }
 
 static void state_index_reserve(struct state_index *ix, size_t n)
@@ -132,9 +178,84 @@ struct state_map {
 	struct state_index hooks;
 	char **hook_base;
 	size_t hook_start;
+	struct state_arena *arena; /* a snapshot load's shared memory, or NULL */
 };
 
 #define STATE_HOOK_SPAN (2 * STATE_WEBHOOK_IDS_MAX)
+
+/* ---------- snapshot memory: the live arenas ---------- */
+
+/*
+ * The setters get a field, not its record or state, so they ask here whether
+ * the old string is an arena's. Records know their arena (c->arena), so the
+ * bulk paths (state_free, state_cert_free) never take the lock.
+ */
+static pthread_mutex_t state_arenas_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct state_arena *state_arenas;
+static atomic_size_t state_n_arenas;
+
+/* 1 when p is one of a's strings or records. */
+static int state_arena_has(const struct state_arena *a, const void *p)
+{
+	uintptr_t x = (uintptr_t)p, s = (uintptr_t)a->strs, c = (uintptr_t)a->certs, e = (uintptr_t)a->events;
+
+	return (x >= s && x < s + a->strs_len) || (x >= c && x < c + a->n_certs * sizeof(*a->certs)) ||
+	       (x >= e && x < e + a->n_events * sizeof(*a->events));
+}
+
+void state_set_arena(struct state *st, struct state_arena *a)
+{
+	assert(!st->certs->arena);
+	st->certs->arena = a;
+	pthread_mutex_lock(&state_arenas_mu);
+	a->next = state_arenas;
+	state_arenas = a;
+	atomic_fetch_add(&state_n_arenas, 1);
+	pthread_mutex_unlock(&state_arenas_mu);
+}
+
+static void state_arena_free(struct state_arena *a)
+{
+	struct state_arena **pp;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&state_arenas_mu);
+	for (pp = &state_arenas; *pp && *pp != a; pp = &(*pp)->next)
+		;
+	if (*pp) {
+		*pp = a->next;
+		atomic_fetch_sub(&state_n_arenas, 1);
+	}
+	pthread_mutex_unlock(&state_arenas_mu);
+	if (a->map)
+		munmap(a->map, a->map_len);
+	free(a->block);
+	free(a);
+}
+
+void state_mem_free(void *p)
+{
+	int owned = 0;
+
+	if (!p)
+		return;
+	if (atomic_load(&state_n_arenas)) {
+		pthread_mutex_lock(&state_arenas_mu);
+		for (const struct state_arena *a = state_arenas; a && !owned; a = a->next)
+			owned = state_arena_has(a, p);
+		pthread_mutex_unlock(&state_arenas_mu);
+	}
+	if (!owned)
+		free(p);
+}
+
+/* free(p) unless p is in the record's arena (no lock: the record says which). */
+static void state_part_free(const struct state_arena *a, void *p)
+{
+	if (!a || !state_arena_has(a, p))
+		free(p);
+}
 
 /* ---------- phases ---------- */
 
@@ -185,13 +306,13 @@ struct state *state_new(void)
 	return st;
 }
 
-static void state_kv_free(struct state_kv *v, size_t n)
+static void state_kv_free(const struct state_arena *a, struct state_kv *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		free(v[i].key);
-		free(v[i].value);
+		state_part_free(a, v[i].key);
+		state_part_free(a, v[i].value);
 	}
-	free(v);
+	state_part_free(a, v);
 }
 
 void state_free(struct state *st)
@@ -205,15 +326,16 @@ void state_free(struct state *st)
 		if (m->certs.v[i].key)
 			state_cert_free(m->certs.v[i].val);
 	}
-	free(m->certs.v);
+	state_index_free(&m->certs);
 	for (size_t i = 0; i < st->n_webhook_ids; i++)
 		free(st->webhook_ids[i]);
-	free(m->hooks.v);
+	state_index_free(&m->hooks);
 	free(m->hook_base);
+	state_arena_free(m->arena); /* last: the records above may have lived in it */
 	free(m);
 	for (size_t i = 0; i < st->n_accounts; i++) {
 		free(st->accounts[i].issuer);
-		state_kv_free(st->accounts[i].kv, st->accounts[i].n_kv);
+		state_kv_free(NULL, st->accounts[i].kv, st->accounts[i].n_kv);
 	}
 	free(st->accounts);
 	free(st->source_url);
@@ -226,7 +348,7 @@ void state_str_set(char **field, const char *value)
 {
 	char *copy = xstrdup(value); /* before the free: value may be *field itself */
 
-	free(*field);
+	state_mem_free(*field);
 	*field = copy;
 }
 
@@ -260,6 +382,23 @@ void state_cert_adopt(struct state *st, struct state_cert *rec)
 
 	if (old && old != rec)
 		state_cert_free(old);
+}
+
+int state_cert_adopt_new(struct state *st, struct state_cert *rec)
+{
+	struct state_index *ix = &st->certs->certs;
+	uint64_t h = util_hash_str(rec->name);
+	size_t i;
+
+	state_index_reserve(ix, ix->n + 1);
+	i = state_index_find(ix, rec->name, h);
+	if (ix->v[i].key)
+		return -1;
+	ix->v[i].hash = h;
+	ix->v[i].key = rec->name;
+	ix->v[i].val = rec;
+	ix->n++;
+	return 0;
 }
 
 void state_cert_reserve(struct state *st, size_t n)
@@ -304,6 +443,16 @@ int state_cert_rename(struct state *st, const char *from, const char *to)
 size_t state_cert_count(const struct state *st)
 {
 	return st->certs->certs.n;
+}
+
+void state_cert_foreach(const struct state *st, void (*fn)(struct state_cert *c, void *arg), void *arg)
+{
+	const struct state_index *ix = &st->certs->certs;
+
+	for (size_t i = 0; i < ix->cap; i++) {
+		if (ix->v[i].key)
+			fn(ix->v[i].val, arg);
+	}
 }
 
 static int state_cert_cmp(const void *a, const void *b)
@@ -352,8 +501,8 @@ void state_kv_set(struct state_kv **v, size_t *n, const char *key, const char *v
 	if (found && value) {
 		state_str_set(&(*v)[i].value, value);
 	} else if (found) {
-		free((*v)[i].key);
-		free((*v)[i].value);
+		state_mem_free((*v)[i].key);
+		state_mem_free((*v)[i].value);
 		memmove(&(*v)[i], &(*v)[i + 1], (*n - i - 1) * sizeof(**v));
 		(*n)--;
 	} else if (value) {
@@ -389,6 +538,18 @@ void state_cert_set_id(struct state_cert *c, const char *key, const char *value)
 
 /* ---------- history, errors, tokens ---------- */
 
+void state_cert_history_room(struct state_cert *c)
+{
+	struct state_event *v;
+
+	if (c->history && !(c->arena && state_arena_has(c->arena, c->history)))
+		return;
+	v = xmalloc(STATE_HISTORY_MAX * sizeof(*v));
+	if (c->n_history)
+		memcpy(v, c->history, c->n_history * sizeof(*v));
+	c->history = v;
+}
+
 void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 {
 	va_list ap;
@@ -399,8 +560,9 @@ void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 	va_end(ap);
 	what = redact_dup(raw); /* events quote provider messages: never a credential in the state */
 	free(raw);
+	state_cert_history_room(c);
 	if (c->n_history == STATE_HISTORY_MAX) {
-		free(c->history[0].what);
+		state_mem_free(c->history[0].what);
 		memmove(&c->history[0], &c->history[1], (STATE_HISTORY_MAX - 1) * sizeof(c->history[0]));
 		c->n_history--;
 	}
@@ -412,7 +574,7 @@ void state_cert_event(struct state_cert *c, int64_t when, const char *fmt, ...)
 void state_cert_set_error(struct state_cert *c, int64_t when, const char *msg)
 {
 	/* A provider may quote a credential back in its error body: it is never stored. */
-	free(c->last_error);
+	state_mem_free(c->last_error);
 	c->last_error = redact_dup(msg);
 	c->last_error_time = msg ? when : 0;
 }
@@ -467,6 +629,7 @@ struct state_cert *state_cert_clone(const struct state_cert *c)
 	struct state_cert *d = xmalloc(sizeof(*d));
 
 	*d = *c;
+	d->arena = NULL;
 #define STATE_DUP(f) d->f = xstrdup(c->f);
 	STATE_CERT_STRINGS(STATE_DUP)
 #undef STATE_DUP
@@ -478,8 +641,14 @@ struct state_cert *state_cert_clone(const struct state_cert *c)
 	d->tokens = c->n_tokens ? xmalloc(c->n_tokens * sizeof(*d->tokens)) : NULL;
 	for (size_t i = 0; i < c->n_tokens; i++)
 		state_token_copy(&d->tokens[i], &c->tokens[i]);
-	for (size_t i = 0; i < c->n_history; i++)
-		d->history[i].what = xstrdup(c->history[i].what);
+	d->history = NULL;
+	if (c->n_history) {
+		d->history = xmalloc(STATE_HISTORY_MAX * sizeof(*d->history));
+		for (size_t i = 0; i < c->n_history; i++) {
+			d->history[i].time = c->history[i].time;
+			d->history[i].what = xstrdup(c->history[i].what);
+		}
+	}
 	return d;
 }
 
@@ -487,16 +656,17 @@ void state_cert_free(struct state_cert *c)
 {
 	if (!c)
 		return;
-#define STATE_FREE(f) free(c->f);
+#define STATE_FREE(f) state_part_free(c->arena, c->f);
 	STATE_CERT_STRINGS(STATE_FREE)
 #undef STATE_FREE
-	state_kv_free(c->ids, c->n_ids);
+	state_kv_free(c->arena, c->ids, c->n_ids);
 	for (size_t i = 0; i < c->n_tokens; i++)
-		state_token_clear(&c->tokens[i]);
+		state_token_clear(&c->tokens[i]); /* tokens are always malloc'd */
 	free(c->tokens);
 	for (size_t i = 0; i < c->n_history; i++)
-		free(c->history[i].what);
-	free(c);
+		state_part_free(c->arena, c->history[i].what);
+	state_part_free(c->arena, c->history);
+	state_part_free(c->arena, c);
 }
 
 /* ---------- accounts ---------- */

@@ -95,8 +95,15 @@ struct state_cert {
 	int64_t last_error_time;
 	char *failure_class; /* why the last attempt failed: STATE_FAIL_* (NULL when it did not) */
 	int64_t last_success;
-	struct state_event history[STATE_HISTORY_MAX];
-	size_t n_history; /* oldest first */
+	struct state_event *history; /* n_history events, oldest first (state_cert_event makes room) */
+	size_t n_history;
+	/*
+	 * Internal to state/: the snapshot memory some of this record's strings
+	 * (and the record itself) live in, NULL when every part is malloc'd. The
+	 * setters above know; code outside state/ only changes strings through
+	 * them (state_str_set, state_cert_set_id, ...), never with free().
+	 */
+	const struct state_arena *arena;
 };
 
 struct state {

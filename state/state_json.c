@@ -229,6 +229,7 @@ static int jd_history(struct jd *d, struct state_cert *c)
 			free(ev.what);
 			break;
 		}
+		state_cert_history_room(c);
 		if (c->n_history == STATE_HISTORY_MAX) {
 			free(c->history[0].what);
 			memmove(&c->history[0], &c->history[1], (STATE_HISTORY_MAX - 1) * sizeof(c->history[0]));

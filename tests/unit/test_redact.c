@@ -120,6 +120,7 @@ static void test_redact_error_messages_state_and_logs(void **state)
 	free(logged);
 	free(c.last_error);
 	free(c.history[0].what);
+	free(c.history);
 }
 
 int main(void)

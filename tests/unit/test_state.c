@@ -774,12 +774,13 @@ static void test_state_save_is_atomic_and_keeps_a_backup(void **unused)
 	assert_string_equal(back->lineage, st->lineage);
 	assert_cert_equal(state_cert_get(st, "b"), state_cert_get(back, "b"));
 
-	/* Only the state and its backup: no temp files left behind. */
+	/* Only the state, its backup and its snapshot: no temp files left behind. */
 	assert_non_null(d = opendir(dir));
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
-		if (strcmp(e->d_name, "state.json") && strcmp(e->d_name, "state.json.backup"))
+		if (strcmp(e->d_name, "state.json") && strcmp(e->d_name, "state.json.backup") &&
+		    strcmp(e->d_name, "state.json.snap"))
 			fail_msg("unexpected file %s", e->d_name);
 	}
 	closedir(d);
