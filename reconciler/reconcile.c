@@ -12,6 +12,7 @@
 #include "../util/log.h"
 #include "../util/util.h"
 #include "outputs.h"
+#include "outwatch.h"
 #include "provider.h"
 
 /* ---------- the parse cache: blob id → specs and diagnostics ---------- */
@@ -356,15 +357,35 @@ static void reconcile_check_outputs(const char *root, struct state_cert *const *
 		close(rootfd);
 }
 
+static void reconcile_check_fn(void *arg, const char *root, struct state_cert *const *recs, size_t n,
+			       enum output_status *outs)
+{
+	(void)arg;
+	reconcile_check_outputs(root, recs, n, outs);
+}
+
 enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n_out)
 {
-	size_t n = 0;
+	return reconcile_observe_watched(cfg, st, NULL, 0, n_out);
+}
+
+enum output_status *reconcile_observe_watched(const struct config *cfg, const struct state *st, struct outwatch *w,
+					      int64_t now, size_t *n_out)
+{
+	size_t n = 0, checked;
 	struct state_cert **recs = st ? state_cert_list(st, &n) : NULL;
 	enum output_status *outs = xcalloc(n + 1, sizeof(*outs));
 	int64_t t0 = util_mono_ms();
 
-	reconcile_check_outputs(cfg->output_root, recs, n, outs);
-	log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
+	if (w) {
+		checked = outwatch_observe(w, recs, n, outs, now, reconcile_check_fn, NULL);
+		log_debug("outputs of %zu certificates checked in %" PRId64 " ms (%zu looked at again, the rest "
+			  "unchanged since the last look%s)",
+			  n, util_mono_ms() - t0, checked, outwatch_active(w) ? "" : "; inotify is off");
+	} else {
+		reconcile_check_outputs(cfg->output_root, recs, n, outs);
+		log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
+	}
 	free(recs);
 	if (n_out)
 		*n_out = n;

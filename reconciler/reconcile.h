@@ -55,6 +55,15 @@ struct reconcile_opts {
  */
 enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n);
 
+/*
+ * The same for certsync run: w (outwatch.h; NULL: as reconcile_observe)
+ * checks again only the certificates whose directories had events since its
+ * last look; now (unix s) times its periodic full check.
+ */
+struct outwatch;
+enum output_status *reconcile_observe_watched(const struct config *cfg, const struct state *st, struct outwatch *w,
+					      int64_t now, size_t *n);
+
 /* Observes outputs (and the providers with refresh) and diffs. */
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out);

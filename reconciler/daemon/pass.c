@@ -14,6 +14,7 @@
 #include "../hooks.h"
 #include "../metrics.h"
 #include "../outputs.h"
+#include "../outwatch.h"
 #include "../provider.h"
 
 #define HOOK_BACKOFF_BASE 30
@@ -97,6 +98,8 @@ void daemon_pass_free(struct daemon *d)
 	d->forced = d->retry = NULL;
 	d->cap_forced = d->cap_retry = 0;
 	daemon_outnotes_clear(d);
+	outwatch_free(d->outwatch);
+	d->outwatch = NULL;
 }
 
 /*
@@ -323,6 +326,18 @@ static void daemon_log_retry(const struct daemon *d)
 	}
 }
 
+/* The recorded certificates' outputs, through the watcher of the configured root (made anew if that changed). */
+static enum output_status *daemon_observe_outputs(struct daemon *d, int64_t now)
+{
+	if (d->outwatch && strcmp(outwatch_root(d->outwatch), d->cfg->output_root)) {
+		outwatch_free(d->outwatch);
+		d->outwatch = NULL;
+	}
+	if (!d->outwatch)
+		d->outwatch = outwatch_new(d->cfg->output_root);
+	return reconcile_observe_watched(d->cfg, d->st, d->outwatch, now, NULL);
+}
+
 void daemon_pass(struct daemon *d)
 {
 	struct reconcile_opts ro;
@@ -341,7 +356,7 @@ void daemon_pass(struct daemon *d)
 	/* What upkeep learns (the CA's renewal window, ARI) counts in this pass; saved with the next save. */
 	if (reconcile_upkeep(d->cfg, d->st, now, (volatile int *)d->stop))
 		d->dirty = 1;
-	outs = reconcile_observe(d->cfg, d->st, NULL);
+	outs = daemon_observe_outputs(d, now);
 	ro.observed = outs;
 	daemon_note_outputs(d, outs);
 	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro, &p)) {
@@ -353,7 +368,7 @@ void daemon_pass(struct daemon *d)
 	if (due) {
 		daemon_apply(d, p, due);
 		free(outs);
-		outs = reconcile_observe(d->cfg, d->st, NULL);
+		outs = daemon_observe_outputs(d, util_now());
 		daemon_note_outputs(d, outs);
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
