@@ -515,56 +515,71 @@ static void ow_keep(struct outwatch *w, struct state_cert *const *recs, size_t n
 	w->n_prev = n;
 }
 
+/* Checks recs[idx[0..k)] (deep or not) into outs. */
+static void ow_check(struct outwatch *w, struct state_cert *const *recs, const size_t *idx, size_t k,
+		     enum output_status *outs, int deep, outwatch_check_fn check, void *arg)
+{
+	struct state_cert **sub;
+	enum output_status *subouts;
+
+	if (!k)
+		return;
+	sub = xmalloc(k * sizeof(*sub));
+	subouts = xcalloc(k, sizeof(*subouts));
+	for (size_t t = 0; t < k; t++)
+		sub[t] = recs[idx[t]];
+	check(arg, w->root, sub, k, subouts, deep);
+	for (size_t t = 0; t < k; t++)
+		outs[idx[t]] = subouts[t];
+	free(sub);
+	free(subouts);
+}
+
 size_t outwatch_observe(struct outwatch *w, struct state_cert *const *recs, size_t n, enum output_status *outs,
 			int64_t now, outwatch_check_fn check, void *arg)
 {
-	size_t *idx = xmalloc((n + 1) * sizeof(*idx)), k = 0, cur = 0;
+	size_t *idx = xmalloc((n + 1) * sizeof(*idx)), k = 0, kd = n, cur = 0;
 	long *match = xmalloc((n + 1) * sizeof(*match));
 	unsigned char *fresh = xcalloc(n + 1, 1); /* 1: checked now, 2: checked now and watched */
-	struct state_cert **sub;
-	enum output_status *subouts;
 	int all;
 
 	ow_drain(w);
 	all = w->fd < 0 || !w->looked || w->all_once || now - w->last_full >= OUTWATCH_FULL_EVERY || now < w->last_full;
+	/* idx[0..k): checked by signature; idx[kd..n): had events, checked by content */
 	for (size_t i = 0; i < n; i++) {
 		const struct ow_prev *p;
+		int same, touched;
 
 		match[i] = ow_match(w, recs[i]->name, &cur);
 		p = match[i] >= 0 ? &w->prev[match[i]] : NULL;
-		if (p && ow_same(p, recs[i]) &&
-		    (!recs[i]->out_generation || (!all && p->covered && !ow_touched(w, recs[i])))) {
+		same = p && ow_same(p, recs[i]);
+		touched = same && recs[i]->out_generation && ow_touched(w, recs[i]);
+		if (same && (!recs[i]->out_generation || (!all && p->covered && !touched))) {
 			outs[i] = p->status;
 			continue;
 		}
 		fresh[i] = 1;
-		if (recs[i]->out_generation)
-			idx[k++] = i;
-		else
+		if (!recs[i]->out_generation)
 			outs[i] = OUTPUT_OK; /* nothing installed yet: nothing to look at */
+		else if (touched)
+			idx[--kd] = i;
+		else
+			idx[k++] = i;
 	}
 	ow_map_clear(&w->touched);
 	w->all_once = 0;
 	/* Watched before checked: a change after the check is an event at the next look. */
-	for (size_t t = 0; t < k && w->fd >= 0; t++)
-		if (ow_cover(w, recs[idx[t]]))
+	for (size_t t = 0; t < n && w->fd >= 0; t++)
+		if ((t < k || t >= kd) && ow_cover(w, recs[idx[t]]))
 			fresh[idx[t]] = 2;
-	sub = xmalloc((k + 1) * sizeof(*sub));
-	subouts = xcalloc(k + 1, sizeof(*subouts));
-	for (size_t t = 0; t < k; t++)
-		sub[t] = recs[idx[t]];
-	if (k)
-		check(arg, w->root, sub, k, subouts);
-	for (size_t t = 0; t < k; t++)
-		outs[idx[t]] = subouts[t];
+	ow_check(w, recs, idx, k, outs, 0, check, arg);
+	ow_check(w, recs, idx + kd, n - kd, outs, 1, check, arg);
 	ow_keep(w, recs, n, outs, match, fresh);
 	if (all)
 		w->last_full = now;
 	w->looked = w->fd >= 0;
-	free(sub);
-	free(subouts);
 	free(idx);
 	free(match);
 	free(fresh);
-	return k;
+	return k + (n - kd);
 }

@@ -27,9 +27,13 @@
 
 struct outwatch;
 
-/* Checks recs[0..n) on disk into outs (reconcile's threaded stat check). */
+/*
+ * Checks recs[0..n) on disk into outs: by their signatures (stat), or with
+ * deep (their directories had events) by their contents too, since an edit
+ * in place may keep size and mtime.
+ */
 typedef void (*outwatch_check_fn)(void *arg, const char *root, struct state_cert *const *recs, size_t n,
-				  enum output_status *outs);
+				  enum output_status *outs, int deep);
 
 /* A watcher of root (always returned; it checks everything when watching is off). */
 struct outwatch *outwatch_new(const char *root);
@@ -42,8 +46,8 @@ const char *outwatch_root(const struct outwatch *w);
  * Observes recs (state_cert_list order: sorted by name) into outs: drains
  * the events, watches the directories of the certificates it checks (before
  * checking them, so a change after the check is an event at the next look)
- * and calls check on those only. now is for the periodic full check. Returns
- * how many certificates were checked.
+ * and calls check on those only (deep for those with events). now is for
+ * the periodic full check. Returns how many certificates were checked.
  */
 size_t outwatch_observe(struct outwatch *w, struct state_cert *const *recs, size_t n, enum output_status *outs,
 			int64_t now, outwatch_check_fn check, void *arg);

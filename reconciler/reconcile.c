@@ -358,10 +358,15 @@ static void reconcile_check_outputs(const char *root, struct state_cert *const *
 }
 
 static void reconcile_check_fn(void *arg, const char *root, struct state_cert *const *recs, size_t n,
-			       enum output_status *outs)
+			       enum output_status *outs, int deep)
 {
 	(void)arg;
-	reconcile_check_outputs(root, recs, n, outs);
+	if (!deep) {
+		reconcile_check_outputs(root, recs, n, outs);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		outs[i] = outputs_check_deep(root, recs[i]);
 }
 
 enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n_out)
