@@ -444,40 +444,130 @@ static int plan_fill_steps(const struct plan_input *in, struct plan *p, struct c
 	return 0;
 }
 
+/* Whether the specs' names are strictly ascending (the desired set's order). */
+static int plan_specs_sorted(struct cert_spec *const *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1]->name, v[i]->name) >= 0)
+			return 0;
+	return 1;
+}
+
+static int plan_recs_sorted(struct state_cert *const *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1]->name, v[i]->name) >= 0)
+			return 0;
+	return 1;
+}
+
+/* Desired specs by name, for inputs that are not both in name order: open addressing, index + 1. */
+struct plan_index {
+	size_t *bucket;
+	size_t nbucket;
+};
+
+static void plan_index_build(struct plan_index *x, struct cert_spec *const *v, size_t n)
+{
+	x->nbucket = 1;
+	while (x->nbucket < 2 * (n + 1))
+		x->nbucket *= 2;
+	x->bucket = xcalloc(x->nbucket, sizeof(*x->bucket));
+	for (size_t i = 0; i < n; i++) {
+		size_t h = util_hash_str(v[i]->name) & (x->nbucket - 1);
+
+		while (x->bucket[h])
+			h = (h + 1) & (x->nbucket - 1);
+		x->bucket[h] = i + 1;
+	}
+}
+
+/* The index of the spec named name, or -1. */
+static long plan_index_find(const struct plan_index *x, struct cert_spec *const *v, const char *name)
+{
+	for (size_t h = util_hash_str(name) & (x->nbucket - 1); x->bucket[h]; h = (h + 1) & (x->nbucket - 1))
+		if (!strcmp(v[x->bucket[h] - 1]->name, name))
+			return (long)x->bucket[h] - 1;
+	return -1;
+}
+
+/*
+ * Pairs each recorded certificate with its desired spec (spec_of[r], -1:
+ * none) and marks the specs that have a record (has_rec). Both lists are
+ * in name order from reconcile (the desired set, state_cert_list): then one
+ * merge walk; otherwise a hash of the specs.
+ */
+static void plan_pair(const struct plan_input *in, int sorted, long *spec_of, unsigned char *has_rec)
+{
+	struct plan_index x;
+	size_t j = 0;
+
+	if (!sorted) {
+		plan_index_build(&x, in->desired, in->n_desired);
+		for (size_t r = 0; r < in->n_recorded; r++)
+			if ((spec_of[r] = plan_index_find(&x, in->desired, in->recorded[r]->name)) >= 0)
+				has_rec[spec_of[r]] = 1;
+		free(x.bucket);
+		return;
+	}
+	for (size_t r = 0; r < in->n_recorded; r++) {
+		int c = 1;
+
+		while (j < in->n_desired && (c = strcmp(in->desired[j]->name, in->recorded[r]->name)) < 0)
+			j++;
+		spec_of[r] = j < in->n_desired && c == 0 ? (long)j : -1;
+		if (spec_of[r] >= 0)
+			has_rec[j++] = 1;
+	}
+}
+
+/* Each change's spec (changes and specs both in name order when sorted) and record, for the provider planner. */
+static void plan_change_inputs(const struct plan_input *in, int sorted, const struct plan *p,
+			       struct cert_spec **spec_for, struct state_cert **rec_for)
+{
+	struct plan_index x;
+	size_t j = 0;
+
+	if (!sorted)
+		plan_index_build(&x, in->desired, in->n_desired);
+	for (size_t i = 0; i < p->n_changes; i++) {
+		const char *name = p->changes[i].name;
+		long k = -1;
+		int c = 1;
+
+		if (sorted) {
+			while (j < in->n_desired && (c = strcmp(in->desired[j]->name, name)) < 0)
+				j++;
+			k = j < in->n_desired && c == 0 ? (long)j : -1;
+		} else {
+			k = plan_index_find(&x, in->desired, name);
+		}
+		spec_for[i] = k >= 0 ? in->desired[k] : NULL;
+		rec_for[i] = in->state ? state_cert_get(in->state, name) : NULL;
+	}
+	if (!sorted)
+		free(x.bucket);
+}
+
 int plan_diff(const struct plan_input *in, struct plan **out)
 {
 	struct plan *p = xcalloc(1, sizeof(*p));
-	size_t cap = 0, nbucket = 1;
-	size_t *bucket = NULL; /* open addressing over desired specs, by name: index + 1 */
+	size_t cap = 0;
+	long *spec_of = xmalloc((in->n_recorded + 1) * sizeof(*spec_of));
+	unsigned char *has_rec = xcalloc(in->n_desired + 1, 1);
 	struct cert_spec **spec_for = NULL;
 	struct state_cert **rec_for = NULL;
+	int sorted = plan_specs_sorted(in->desired, in->n_desired) && plan_recs_sorted(in->recorded, in->n_recorded);
 	int rc = 0;
 
 	plan_header(p, in->repo, in->ref, in->commit, in->state, in->max_paid);
-	while (nbucket < 2 * (in->n_desired + 1))
-		nbucket *= 2;
-	bucket = xcalloc(nbucket, sizeof(*bucket));
-	for (size_t i = 0; i < in->n_desired; i++) {
-		size_t h = util_hash_str(in->desired[i]->name) & (nbucket - 1);
-
-		while (bucket[h])
-			h = (h + 1) & (nbucket - 1);
-		bucket[h] = i + 1;
-	}
+	plan_pair(in, sorted, spec_of, has_rec);
 	/* Recorded certificates: same as desired → decide; absent → remove or orphan. */
 	for (size_t r = 0; r < in->n_recorded; r++) {
 		const struct state_cert *rec = in->recorded[r];
 		const struct plan_drift *drift = NULL;
-		size_t h = util_hash_str(rec->name) & (nbucket - 1);
-		const struct cert_spec *s = NULL;
+		const struct cert_spec *s = spec_of[r] >= 0 ? in->desired[spec_of[r]] : NULL;
 
-		while (bucket[h]) {
-			if (!strcmp(in->desired[bucket[h] - 1]->name, rec->name)) {
-				s = in->desired[bucket[h] - 1];
-				break;
-			}
-			h = (h + 1) & (nbucket - 1);
-		}
 		if (in->n_drift)
 			drift = bsearch(rec->name, in->drift, in->n_drift, sizeof(*in->drift), plan_drift_cmp);
 		if (s && s->suspend) {
@@ -498,12 +588,12 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 			c->issuer = xstrdup(rec->issuer);
 		}
 	}
-	/* Desired certificates with no record: create. */
+	/* Desired certificates with no record: create (recorded is the state's whole list). */
 	for (size_t i = 0; i < in->n_desired; i++) {
 		const struct cert_spec *s = in->desired[i];
 		struct plan_change *c;
 
-		if (in->state && state_cert_get(in->state, s->name))
+		if (in->state && has_rec[i])
 			continue;
 		if (s->suspend) {
 			plan_suspended(p, s);
@@ -517,24 +607,14 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 		qsort(p->changes, p->n_changes, sizeof(*p->changes), plan_cmp);
 	if (p->n_windows)
 		qsort(p->windows, p->n_windows, sizeof(*p->windows), plan_window_cmp);
-	/* Look up each change's spec and record once, for the provider planner. */
 	spec_for = xcalloc(p->n_changes + 1, sizeof(*spec_for));
 	rec_for = xcalloc(p->n_changes + 1, sizeof(*rec_for));
-	for (size_t i = 0; i < p->n_changes; i++) {
-		size_t h = util_hash_str(p->changes[i].name) & (nbucket - 1);
-
-		while (bucket[h]) {
-			if (!strcmp(in->desired[bucket[h] - 1]->name, p->changes[i].name)) {
-				spec_for[i] = in->desired[bucket[h] - 1];
-				break;
-			}
-			h = (h + 1) & (nbucket - 1);
-		}
-		rec_for[i] = in->state ? state_cert_get(in->state, p->changes[i].name) : NULL;
+	plan_change_inputs(in, sorted, p, spec_for, rec_for);
+	for (size_t i = 0; i < p->n_changes; i++)
 		p->counts[p->changes[i].kind]++;
-	}
 	rc = plan_fill_steps(in, p, spec_for, rec_for);
-	free(bucket);
+	free(spec_of);
+	free(has_rec);
 	free(spec_for);
 	free(rec_for);
 	if (rc) {
