@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../util/crypto.h"
@@ -292,11 +293,9 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 }
 
 /* Remembers which recorded certificates' outputs are not as installed (for /readyz), in name order. */
-static void daemon_note_outputs(struct daemon *d, const enum output_status *outs)
+static void daemon_note_outputs(struct daemon *d, struct state_cert *const *recs, size_t n,
+				const enum output_status *outs)
 {
-	size_t n = 0;
-	struct state_cert **recs = state_cert_list(d->st, &n);
-
 	daemon_outnotes_clear(d);
 	for (size_t i = 0; i < n; i++) {
 		if (outs[i] == OUTPUT_OK)
@@ -305,7 +304,6 @@ static void daemon_note_outputs(struct daemon *d, const enum output_status *outs
 		d->outnotes[d->n_outnotes].name = xstrdup(recs[i]->name);
 		d->outnotes[d->n_outnotes++].status = outs[i];
 	}
-	free(recs);
 }
 
 /* Logs what an explicit retry is about to do, once per request. */
@@ -326,25 +324,45 @@ static void daemon_log_retry(const struct daemon *d)
 	}
 }
 
-/* The recorded certificates' outputs, through the watcher of the configured root (made anew if that changed). */
-static enum output_status *daemon_observe_outputs(struct daemon *d, int64_t now)
+/* The process CPU time (us): a pass's own cost, apart from the wall time other processes take on a busy host. */
+static int64_t daemon_cpu_us(void)
 {
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts))
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The recorded certificates' outputs (recs: state_cert_list order), through
+ * the watcher of the configured root (made anew if that changed); noted for
+ * /readyz.
+ */
+static enum output_status *daemon_observe_outputs(struct daemon *d, struct state_cert *const *recs, size_t n,
+						  int64_t now)
+{
+	enum output_status *outs;
+
 	if (d->outwatch && strcmp(outwatch_root(d->outwatch), d->cfg->output_root)) {
 		outwatch_free(d->outwatch);
 		d->outwatch = NULL;
 	}
 	if (!d->outwatch)
 		d->outwatch = outwatch_new(d->cfg->output_root);
-	return reconcile_observe_watched(d->cfg, d->st, d->outwatch, now, NULL);
+	outs = reconcile_observe_watched(d->cfg, recs, n, d->outwatch, now);
+	daemon_note_outputs(d, recs, n, outs);
+	return outs;
 }
 
 void daemon_pass(struct daemon *d)
 {
 	struct reconcile_opts ro;
 	struct plan *p = NULL;
-	int64_t now = util_now(), t0 = util_mono_ms();
+	int64_t now = util_now(), t0 = util_mono_ms(), cpu0 = daemon_cpu_us(), t_out;
+	struct state_cert **recs;
 	enum output_status *outs;
-	size_t due;
+	size_t n_recs = 0, due;
 
 	d->kick = 0;
 	d->last_plan = now;
@@ -353,23 +371,32 @@ void daemon_pass(struct daemon *d)
 	ro.now = now;
 	/* Only failed certificates an explicit retry names are kept from this (daemon_filter). */
 	ro.retry_failed = d->retry_all || d->n_retry;
+	/* One sorted list of the records for the whole pass (upkeep changes records, never which there are). */
+	recs = state_cert_list(d->st, &n_recs);
+	ro.recorded = recs;
+	ro.n_recorded = n_recs;
 	/* What upkeep learns (the CA's renewal window, ARI) counts in this pass; saved with the next save. */
-	if (reconcile_upkeep(d->cfg, d->st, now, (volatile int *)d->stop))
+	if (reconcile_upkeep_recs(d->cfg, recs, n_recs, now, (volatile int *)d->stop))
 		d->dirty = 1;
-	outs = daemon_observe_outputs(d, now);
+	t_out = util_mono_ms();
+	outs = daemon_observe_outputs(d, recs, n_recs, now);
 	ro.observed = outs;
-	daemon_note_outputs(d, outs);
+	t_out = util_mono_ms() - t_out;
 	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro, &p)) {
 		log_error("plan: %s", cs_errmsg());
 		goto out;
 	}
 	due = daemon_filter(d, p, now);
-	log_debug("planned %zu certificates in %" PRId64 " ms: %zu due", d->des.n_specs, util_mono_ms() - t0, due);
+	log_debug("planned %zu certificates in %" PRId64 " ms (outputs %" PRId64 " ms, the rest %" PRId64
+		  " ms; %" PRId64 " ms of CPU): %zu due",
+		  d->des.n_specs, util_mono_ms() - t0, t_out, util_mono_ms() - t0 - t_out,
+		  (daemon_cpu_us() - cpu0) / 1000, due);
 	if (due) {
 		daemon_apply(d, p, due);
 		free(outs);
-		outs = daemon_observe_outputs(d, util_now());
-		daemon_note_outputs(d, outs);
+		free(recs);
+		recs = state_cert_list(d->st, &n_recs); /* the apply added and removed records */
+		outs = daemon_observe_outputs(d, recs, n_recs, util_now());
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 		d->dirty = 1;
@@ -378,6 +405,7 @@ void daemon_pass(struct daemon *d)
 		d->first_done = 1;
 out:
 	free(outs);
+	free(recs);
 	daemon_forced_clear(d);
 	plan_free(p);
 }
