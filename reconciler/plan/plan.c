@@ -5,6 +5,7 @@
 #include "plan.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,21 +445,57 @@ static int plan_fill_steps(const struct plan_input *in, struct plan *p, struct c
 	return 0;
 }
 
-/* Whether the specs' names are strictly ascending (the desired set's order). */
-static int plan_specs_sorted(struct cert_spec *const *v, size_t n)
+/*
+ * Specs and records lie scattered over the heap, so walking 10,000 of them
+ * waits on memory at each one. Asking for the ones a few steps ahead (the
+ * structs at PLAN_AHEAD, the strings they point to at half that, once the
+ * struct is there) lets those waits overlap.
+ */
+#define PLAN_AHEAD 16
+
+/* Prefetches bytes [0, len) of p, a line at a time. */
+static void plan_prefetch_bytes(const void *p, size_t len)
 {
-	for (size_t i = 1; i < n; i++)
-		if (strcmp(v[i - 1]->name, v[i]->name) >= 0)
-			return 0;
-	return 1;
+	for (size_t o = 0; o < len; o += 64)
+		__builtin_prefetch((const char *)p + o);
 }
 
-static int plan_recs_sorted(struct state_cert *const *v, size_t n)
+static void plan_prefetch_spec(const struct cert_spec *s, int deep)
 {
-	for (size_t i = 1; i < n; i++)
-		if (strcmp(v[i - 1]->name, v[i]->name) >= 0)
-			return 0;
-	return 1;
+	if (!deep) {
+		plan_prefetch_bytes(s, offsetof(struct cert_spec, hash) + sizeof(s->hash));
+		return;
+	}
+	__builtin_prefetch(s->name);
+	__builtin_prefetch(s->issuer);
+	__builtin_prefetch(s->output_dir);
+}
+
+static void plan_prefetch_rec(const struct state_cert *r, int deep)
+{
+	if (!deep) {
+		plan_prefetch_bytes(r, offsetof(struct state_cert, out_generation) + sizeof(r->out_generation));
+		return;
+	}
+	__builtin_prefetch(r->name);
+	__builtin_prefetch(r->issuer);
+	__builtin_prefetch(r->spec_hash);
+	__builtin_prefetch(r->output_dir);
+	__builtin_prefetch(r->ids);
+}
+
+/* Prefetches what the walk at record r and spec j touches a few steps on. */
+static void plan_prefetch_at(struct cert_spec *const *v, size_t nv, size_t j, struct state_cert *const *recs, size_t nr,
+			     size_t r)
+{
+	if (j + PLAN_AHEAD < nv)
+		plan_prefetch_spec(v[j + PLAN_AHEAD], 0);
+	if (j + PLAN_AHEAD / 2 < nv)
+		plan_prefetch_spec(v[j + PLAN_AHEAD / 2], 1);
+	if (r + PLAN_AHEAD < nr)
+		plan_prefetch_rec(recs[r + PLAN_AHEAD], 0);
+	if (r + PLAN_AHEAD / 2 < nr)
+		plan_prefetch_rec(recs[r + PLAN_AHEAD / 2], 1);
 }
 
 /* Desired specs by name, for inputs that are not both in name order: open addressing, index + 1. */
@@ -493,32 +530,48 @@ static long plan_index_find(const struct plan_index *x, struct cert_spec *const 
 
 /*
  * Pairs each recorded certificate with its desired spec (spec_of[r], -1:
- * none) and marks the specs that have a record (has_rec). Both lists are
- * in name order from reconcile (the desired set, state_cert_list): then one
- * merge walk; otherwise a hash of the specs.
+ * none) and marks the specs that have a record (has_rec). Both lists come
+ * in name order from reconcile (the desired set, state_cert_list): one merge
+ * walk, which also checks that order; out of order, a hash of the specs.
+ * Returns whether the lists were in order.
  */
-static void plan_pair(const struct plan_input *in, int sorted, long *spec_of, unsigned char *has_rec)
+static int plan_pair(const struct plan_input *in, long *spec_of, unsigned char *has_rec)
 {
+	struct state_cert *const *recs = in->recorded;
+	struct cert_spec *const *v = in->desired;
+	size_t j = 0, nv = in->n_desired, nr = in->n_recorded;
 	struct plan_index x;
-	size_t j = 0;
 
-	if (!sorted) {
-		plan_index_build(&x, in->desired, in->n_desired);
-		for (size_t r = 0; r < in->n_recorded; r++)
-			if ((spec_of[r] = plan_index_find(&x, in->desired, in->recorded[r]->name)) >= 0)
-				has_rec[spec_of[r]] = 1;
-		free(x.bucket);
-		return;
-	}
-	for (size_t r = 0; r < in->n_recorded; r++) {
+	for (size_t r = 0; r < nr; r++) {
 		int c = 1;
 
-		while (j < in->n_desired && (c = strcmp(in->desired[j]->name, in->recorded[r]->name)) < 0)
+		plan_prefetch_at(v, nv, j, recs, nr, r);
+		if (r && strcmp(recs[r - 1]->name, recs[r]->name) >= 0)
+			goto unsorted;
+		while (j < nv && (c = strcmp(v[j]->name, recs[r]->name)) < 0) {
+			if (j && strcmp(v[j - 1]->name, v[j]->name) >= 0)
+				goto unsorted;
 			j++;
-		spec_of[r] = j < in->n_desired && c == 0 ? (long)j : -1;
+			plan_prefetch_at(v, nv, j, recs, nr, r);
+		}
+		if (j && j < nv && strcmp(v[j - 1]->name, v[j]->name) >= 0)
+			goto unsorted;
+		spec_of[r] = j < nv && c == 0 ? (long)j : -1;
 		if (spec_of[r] >= 0)
 			has_rec[j++] = 1;
 	}
+	for (j = j ? j : 1; j < nv; j++)
+		if (strcmp(v[j - 1]->name, v[j]->name) >= 0)
+			goto unsorted;
+	return 1;
+unsorted:
+	memset(has_rec, 0, nv);
+	plan_index_build(&x, v, nv);
+	for (size_t r = 0; r < nr; r++)
+		if ((spec_of[r] = plan_index_find(&x, v, recs[r]->name)) >= 0)
+			has_rec[spec_of[r]] = 1;
+	free(x.bucket);
+	return 0;
 }
 
 /* Each change's spec (changes and specs both in name order when sorted) and record, for the provider planner. */
@@ -557,17 +610,21 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 	unsigned char *has_rec = xcalloc(in->n_desired + 1, 1);
 	struct cert_spec **spec_for = NULL;
 	struct state_cert **rec_for = NULL;
-	int sorted = plan_specs_sorted(in->desired, in->n_desired) && plan_recs_sorted(in->recorded, in->n_recorded);
-	int rc = 0;
+	int sorted, rc = 0;
 
 	plan_header(p, in->repo, in->ref, in->commit, in->state, in->max_paid);
-	plan_pair(in, sorted, spec_of, has_rec);
+	sorted = plan_pair(in, spec_of, has_rec);
 	/* Recorded certificates: same as desired → decide; absent → remove or orphan. */
 	for (size_t r = 0; r < in->n_recorded; r++) {
 		const struct state_cert *rec = in->recorded[r];
 		const struct plan_drift *drift = NULL;
 		const struct cert_spec *s = spec_of[r] >= 0 ? in->desired[spec_of[r]] : NULL;
 
+		if (r + PLAN_AHEAD < in->n_recorded && spec_of[r + PLAN_AHEAD] >= 0)
+			plan_prefetch_spec(in->desired[spec_of[r + PLAN_AHEAD]], 0);
+		if (r + PLAN_AHEAD / 2 < in->n_recorded && spec_of[r + PLAN_AHEAD / 2] >= 0)
+			plan_prefetch_spec(in->desired[spec_of[r + PLAN_AHEAD / 2]], 1);
+		plan_prefetch_at(NULL, 0, 0, in->recorded, in->n_recorded, r);
 		if (in->n_drift)
 			drift = bsearch(rec->name, in->drift, in->n_drift, sizeof(*in->drift), plan_drift_cmp);
 		if (s && s->suspend) {
