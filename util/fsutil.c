@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,65 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
 out:
 	free(tmp);
 	free(dir);
+	return rc;
+}
+
+void fsutil_sweep_tmp(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = fsutil_dirname(path), *prefix = xasprintf("%s.tmp.", slash ? slash + 1 : path);
+	size_t pl = strlen(prefix);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char *end, *p;
+		long pid;
+
+		if (strncmp(e->d_name, prefix, pl))
+			continue;
+		pid = strtol(e->d_name + pl, &end, 10);
+		if (end == e->d_name + pl || *end != '.' || pid <= 0 || pid == (long)getpid() ||
+		    !(kill((pid_t)pid, 0) && errno == ESRCH))
+			continue;
+		p = fsutil_join(dir, e->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	free(prefix);
+	free(dir);
+}
+
+int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode)
+{
+	static atomic_uint counter;
+	char *tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+	int fd, rc = 0;
+
+	fsutil_sweep_tmp(path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0) {
+		rc = cs_error(CS_ERROR, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (fsutil_write_all(fd, data, len)) {
+		rc = cs_error(CS_ERROR, "%s: write: %s", tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (close(fd)) {
+		rc = cs_error(CS_ERROR, "%s: close: %s", tmp, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, path)) {
+		rc = cs_error(CS_ERROR, "%s: rename: %s", path, strerror(errno));
+		unlink(tmp);
+	}
+out:
+	free(tmp);
 	return rc;
 }
 

@@ -17,6 +17,19 @@ int fsutil_read_file(const char *path, size_t max, struct buf *out);
  */
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/*
+ * Removes "<path>.tmp.<pid>.<n>" files that a killed process left (that pid
+ * gone) in path's directory.
+ */
+void fsutil_sweep_tmp(const char *path);
+
+/*
+ * Replaces a cache file: like fsutil_write_atomic (temp, rename) but without
+ * fsync, for files whose reader checks them (a checksum) and rebuilds them
+ * when they are damaged. Sweeps the temp files of killed writers first.
+ */
+int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode);
+
 /* Writes all of data to fd, retrying short writes and EINTR. 0 or -1 (errno set). */
 int fsutil_write_all(int fd, const void *data, size_t len);
 

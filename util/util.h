@@ -54,4 +54,7 @@ size_t util_bsearch_name(const void *base, size_t n, size_t size, const char *ke
 /* FNV-1a 64-bit hash of a NUL-terminated string (hash tables). */
 uint64_t util_hash_str(const char *s);
 
+/* The running program's GNU build id in hex (changes with any change to the code), NULL if it has none. */
+const char *util_build_id(void);
+
 #endif
