@@ -30,7 +30,7 @@ def one_pass(d):
     """Sends SIGUSR1 and waits for the whole pass; returns (looked at again, due, the pass's messages)."""
     start = len(d.messages())
     d.signal(signal.SIGUSR1)
-    i = d.wait_log(r"^planned \d+ certificates in \d+ ms: \d+ due", start=start)
+    i = d.wait_log(r"^planned \d+ certificates in \d+ ms .*: \d+ due", start=start)
     msgs = d.messages()
     due = int(re.search(r": (\d+) due", msgs[i]).group(1))
     end = i
