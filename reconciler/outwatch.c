@@ -81,8 +81,9 @@ static void ow_map_grow(struct ow_map *m)
 {
 	struct ow_map old = *m;
 
-	m->cap = old.cap ? old.cap * 2 : 64;
-	while (old.n * 2 >= m->cap)
+	/* Sized for the live entries: a table that filled up with tombstones is rebuilt at its size. */
+	m->cap = 64;
+	while ((old.n + 1) * 2 >= m->cap)
 		m->cap *= 2;
 	m->v = xcalloc(m->cap, sizeof(*m->v));
 	m->used = m->n = 0;
@@ -161,7 +162,7 @@ struct outwatch {
 	int64_t last_full;
 	long max_watches;      /* CERTSYNC_OUTWATCH_MAX (0: the kernel's limit only) */
 	struct ow_map cover;   /* directory (relative to root, "" the root) -> wd */
-	struct ow_map wds;     /* wd (as text) -> the directory it was added for (val: 1) */
+	struct ow_map wds;     /* wd (as text) -> the directory it was added for (str; gen) */
 	struct ow_map touched; /* paths (relative) with events since the last look */
 	struct ow_prev *prev;  /* by name */
 	size_t n_prev;
@@ -239,9 +240,11 @@ struct outwatch *outwatch_new(const char *root)
 	w->root = xstrdup(root);
 	w->fd = -1;
 	if (max && *max)
-		w->max_watches = strtol(max, NULL, 10) > 0 ? strtol(max, NULL, 10) : 1;
-	if (env && !strcmp(env, "off")) {
-		log_info("outputs: CERTSYNC_OUTWATCH=off: every output is checked by stat at every pass");
+		w->max_watches = strtol(max, NULL, 10);
+	if ((env && !strcmp(env, "off")) || (max && *max && w->max_watches <= 0)) {
+		log_info("outputs: %s: every output is checked by stat at every pass",
+			 env && !strcmp(env, "off") ? "CERTSYNC_OUTWATCH=off"
+						    : "CERTSYNC_OUTWATCH_MAX is not a positive number");
 		w->off = 1;
 	} else if (ow_remote_fs(root)) {
 		log_info("outputs: %s is on a network or FUSE file system, where inotify misses changes made "

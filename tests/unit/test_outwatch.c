@@ -163,6 +163,16 @@ static void test_outwatch_checks_all_first_then_only_what_had_events(void **stat
 	assert_string_equal(f.seen.names[0], "b");
 	assert_int_equal(status_of(&f, "b"), OUTPUT_OK);
 	assert_int_equal(look(w, &f), 0);
+	/* many reinstalls (old generations deleted, their watches dropped): each is one look, then quiet */
+	for (int i = 0; i < 300; i++) {
+		publish(&f, "c", "team/c");
+		assert_int_equal(look(w, &f), 1);
+		assert_int_equal(status_of(&f, "c"), OUTPUT_OK);
+	}
+	assert_int_equal(look(w, &f), 0);
+	edit_in_place(f.root, "team/c/tls.crt");
+	assert_int_equal(look(w, &f), 1);
+	assert_int_equal(status_of(&f, "c"), OUTPUT_ALTERED);
 	outwatch_free(w);
 	fixture_free(&f);
 }
