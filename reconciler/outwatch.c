@@ -537,9 +537,17 @@ static long ow_match(const struct outwatch *w, const char *name, size_t *cur)
 static void ow_keep(struct outwatch *w, struct state_cert *const *recs, size_t n, const enum output_status *outs,
 		    const long *match, const unsigned char *fresh)
 {
-	struct ow_prev *np = xcalloc(n + 1, sizeof(*np));
-	unsigned char *taken = xcalloc(w->n_prev + 1, 1);
+	struct ow_prev *np;
+	unsigned char *taken;
+	size_t same = 0;
 
+	/* A quiet look with the same records: the table stands as it is. */
+	while (same < n && n == w->n_prev && !fresh[same] && match[same] == (long)same)
+		same++;
+	if (same == n && n == w->n_prev)
+		return;
+	np = xcalloc(n + 1, sizeof(*np));
+	taken = xcalloc(w->n_prev + 1, 1);
 	for (size_t i = 0; i < n; i++) {
 		if (!fresh[i]) {
 			np[i] = w->prev[match[i]];
