@@ -23,9 +23,23 @@ int64_t plan_renewal_at(const struct cert_spec *spec, int64_t not_before, int64_
 	return not_after - before;
 }
 
+/* As "%lld" writes it, without printf's machinery (the diff formats one per certificate). */
 static void plan_fmt_renew_before(const struct cert_spec *spec, char out[32])
 {
-	snprintf(out, 32, "%lld", (long long)(spec ? spec->renew_before : 0));
+	int64_t v = spec ? spec->renew_before : 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	char digits[24];
+	size_t n = 0, k = 0;
+
+	do {
+		digits[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		out[k++] = '-';
+	while (n)
+		out[k++] = digits[--n];
+	out[k] = '\0';
 }
 
 void plan_note_renew_before(struct state_cert *rec, const struct cert_spec *spec)
@@ -303,9 +317,11 @@ static int plan_formats_changed(const struct state_cert *rec, const struct cert_
 {
 	const char *had = state_cert_id(rec, "outputs.formats"); /* OUTPUTS_ID_FORMATS */
 
-	snprintf(fa, MANIFEST_FORMATS_TEXT, "%s", had ? had : "");
 	manifest_formats_text(s->formats, fb);
-	return strcmp(fa, fb) != 0;
+	if (!strcmp(had ? had : "", fb))
+		return 0;
+	snprintf(fa, MANIFEST_FORMATS_TEXT, "%s", had ? had : "");
+	return 1;
 }
 
 /* Decides the change for a certificate that is both desired and recorded. */
