@@ -991,6 +991,25 @@ static void test_plan_pairs_by_merge_or_hash_alike(void **state)
 	free(shuffled);
 }
 
+static void test_plan_notes_renew_before_as_decimal_seconds(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	static const int64_t v[] = {0, 1, 9, 10, 2592000, -5, INT64_MAX, INT64_MIN};
+	char want[32];
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		f->specs[0]->renew_before = v[i];
+		plan_note_renew_before(r, f->specs[0]);
+		snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+		assert_string_equal(state_cert_id(r, PLAN_ID_RENEW_BEFORE), want);
+	}
+	plan_note_renew_before(r, NULL);
+	assert_string_equal(state_cert_id(r, PLAN_ID_RENEW_BEFORE), "0");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1037,6 +1056,7 @@ int main(void)
 		cmocka_unit_test(test_plan_spec_diff_lists_fields),
 		cmocka_unit_test_setup_teardown(test_plan_scales_linearly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_pairs_by_merge_or_hash_alike, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_notes_renew_before_as_decimal_seconds, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
