@@ -766,7 +766,7 @@ static void daemon_ready_entry(struct buf *b, const char *name, const char *why,
 
 /* The /readyz body and verdict: ready once a pass completed, the state is writable and every desired certificate is
  * ready. */
-static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
+static int daemon_readiness(struct daemon *d, int64_t now, struct state_cert *const *rec_of, struct buf *b)
 {
 	size_t n_not = 0, listed = 0, n_suspended = 0;
 	struct buf list = BUF_INIT;
@@ -775,7 +775,7 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++) {
 		const struct cert_spec *s = d->des.specs[i];
-		const struct state_cert *r = state_cert_get(d->st, s->name);
+		const struct state_cert *r = rec_of[i];
 		const char *why;
 
 		/* spec.suspend: the operator asked for nothing to happen to it; it does not hold readiness back. */
@@ -831,19 +831,54 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 	return ready;
 }
 
+/*
+ * Pairs the records (state_cert_list: by name) with the desired specs (by
+ * name): spec_of[i] for recs[i], rec_of[j] for the j-th spec. One merge walk
+ * instead of a binary search per record and a hash lookup per spec; names
+ * out of order (never, from those two) fall back to the lookups.
+ */
+static void daemon_pair(const struct daemon *d, struct state_cert *const *recs, size_t n,
+			const struct cert_spec **spec_of, struct state_cert **rec_of)
+{
+	struct cert_spec *const *v = d->des.specs;
+	size_t j = 0, nv = d->have_des ? d->des.n_specs : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int c = 1;
+
+		if (i && strcmp(recs[i - 1]->name, recs[i]->name) >= 0)
+			goto lookup;
+		while (j < nv && (c = strcmp(v[j]->name, recs[i]->name)) < 0)
+			j++;
+		if (j < nv && c == 0) {
+			spec_of[i] = v[j];
+			rec_of[j++] = recs[i];
+		}
+	}
+	return;
+lookup:
+	for (size_t i = 0; i < n; i++)
+		spec_of[i] = nv ? daemon_spec(d, recs[i]->name) : NULL;
+	for (j = 0; j < nv; j++)
+		rec_of[j] = state_cert_get(d->st, v[j]->name);
+}
+
 void daemon_observe(struct daemon *d, int64_t now)
 {
 	size_t n = 0, k = 0;
 	struct state_cert **recs = state_cert_list(d->st, &n);
 	struct metrics_cert *m = xcalloc(n + d->des.n_specs + 1, sizeof(*m));
+	const struct cert_spec **spec_of = xcalloc(n + 1, sizeof(*spec_of));
+	struct state_cert **rec_of = xcalloc(d->des.n_specs + 1, sizeof(*rec_of));
 	int64_t due = 0, after = d->have_des ? d->last_plan : now;
 	struct buf body = BUF_INIT;
 	char *dir;
 	int ready;
 
+	daemon_pair(d, recs, n, spec_of, rec_of);
 	for (size_t i = 0; i < n; i++) {
 		const struct state_cert *r = recs[i];
-		const struct cert_spec *s = d->have_des ? daemon_spec(d, r->name) : NULL;
+		const struct cert_spec *s = spec_of[i];
 		const char *hn = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
 
 		if (r->step && (r->phase == PHASE_PENDING || (r->phase == PHASE_FAILED && daemon_retries_alone(r))))
@@ -861,9 +896,10 @@ void daemon_observe(struct daemon *d, int64_t now)
 		daemon_cert_snapshot(d, r, s, r->name, now, &m[k++]);
 	}
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++)
-		if (!state_cert_get(d->st, d->des.specs[i]->name))
+		if (!rec_of[i])
 			daemon_cert_snapshot(d, NULL, d->des.specs[i], d->des.specs[i]->name, now, &m[k++]);
 	free(recs);
+	free(spec_of);
 	d->next_due = d->leader ? due : 0; /* a follower's passes are the leader's */
 	metrics_set_certs(m, k);
 	metrics_set_state_serial(d->st->serial);
@@ -875,7 +911,8 @@ void daemon_observe(struct daemon *d, int64_t now)
 			d->state_ok = 1;
 		free(dir);
 	}
-	ready = daemon_readiness(d, now, &body);
+	ready = daemon_readiness(d, now, rec_of, &body);
+	free(rec_of);
 	metrics_set_ready(ready);
 	http_server_set_ready(d->srv, ready, body.data ? body.data : "{}");
 	buf_free(&body);
