@@ -361,7 +361,19 @@ int outputs_root_open(const char *root)
 	return open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+static enum output_status outputs_check_full(const char *root, const struct state_cert *rec, int deep);
+
 enum output_status outputs_check(const char *root, const struct state_cert *rec)
+{
+	return outputs_check_full(root, rec, 0);
+}
+
+enum output_status outputs_check_deep(const char *root, const struct state_cert *rec)
+{
+	return outputs_check_full(root, rec, 1);
+}
+
+static enum output_status outputs_check_full(const char *root, const struct state_cert *rec, int deep)
 {
 	char *parent = NULL, *base = NULL, *link = NULL, *gendir = NULL;
 	char target[PATH_MAX], hash[65], fsigs[FMT_SIG_TEXT];
@@ -408,7 +420,7 @@ enum output_status outputs_check(const char *root, const struct state_cert *rec)
 			res = OUTPUT_MISSING;
 		else if (hr || !util_streq(hash, rec->out_hash))
 			res = OUTPUT_ALTERED;
-	} else if (!same && (outputs_hash(gendir, 0, hash, NULL, NULL) || !util_streq(hash, rec->out_hash))) {
+	} else if ((!same || deep) && (outputs_hash(gendir, 0, hash, NULL, NULL) || !util_streq(hash, rec->out_hash))) {
 		res = OUTPUT_ALTERED;
 	}
 out:

@@ -63,6 +63,12 @@ size_t outputs_gc(const char *root, const struct state *st, int64_t keep_previou
 /* Whether rec's installed files are present and unaltered (cheap stat check first, hash on doubt). */
 enum output_status outputs_check(const char *root, const struct state_cert *rec);
 
+/*
+ * The same, hashing the files even when their signatures match: for a
+ * directory with events, where an edit may have kept size and mtime.
+ */
+enum output_status outputs_check_deep(const char *root, const struct state_cert *rec);
+
 /* The same against root opened once with outputs_root_open (-1 if it could not be: all missing). */
 int outputs_root_open(const char *root);
 enum output_status outputs_check_at(int rootfd, const char *root, const struct state_cert *rec);

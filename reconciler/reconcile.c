@@ -13,6 +13,7 @@
 #include "../util/log.h"
 #include "../util/util.h"
 #include "outputs.h"
+#include "outwatch.h"
 #include "provider.h"
 #include "spec_cache.h"
 
@@ -283,18 +284,46 @@ static void reconcile_check_outputs(const char *root, struct state_cert *const *
 		close(rootfd);
 }
 
+static void reconcile_check_fn(void *arg, const char *root, struct state_cert *const *recs, size_t n,
+			       enum output_status *outs, int deep)
+{
+	(void)arg;
+	if (!deep) {
+		reconcile_check_outputs(root, recs, n, outs);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		outs[i] = outputs_check_deep(root, recs[i]);
+}
+
 enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n_out)
 {
 	size_t n = 0;
 	struct state_cert **recs = st ? state_cert_list(st, &n) : NULL;
-	enum output_status *outs = xcalloc(n + 1, sizeof(*outs));
-	int64_t t0 = util_mono_ms();
+	enum output_status *outs = reconcile_observe_watched(cfg, recs, n, NULL, 0);
 
-	reconcile_check_outputs(cfg->output_root, recs, n, outs);
-	log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
 	free(recs);
 	if (n_out)
 		*n_out = n;
+	return outs;
+}
+
+enum output_status *reconcile_observe_watched(const struct config *cfg, struct state_cert *const *recs, size_t n,
+					      struct outwatch *w, int64_t now)
+{
+	enum output_status *outs = xcalloc(n + 1, sizeof(*outs));
+	int64_t t0 = util_mono_ms();
+	size_t checked;
+
+	if (w) {
+		checked = outwatch_observe(w, recs, n, outs, now, reconcile_check_fn, NULL);
+		log_debug("outputs of %zu certificates checked in %" PRId64 " ms (%zu looked at again, the rest "
+			  "unchanged since the last look%s)",
+			  n, util_mono_ms() - t0, checked, outwatch_active(w) ? "" : "; inotify is off");
+	} else {
+		reconcile_check_outputs(cfg->output_root, recs, n, outs);
+		log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
+	}
 	return outs;
 }
 
@@ -340,16 +369,19 @@ int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, 
 	int rc;
 
 	memset(&in, 0, sizeof(in));
-	if (st)
+	if (st && o->recorded) {
+		n_recs = o->n_recorded;
+	} else if (st) {
 		recs = state_cert_list(st, &n_recs);
+	}
 	if (!o->observed)
 		outs = reconcile_observe(cfg, st, NULL);
 	if (o->refresh)
-		reconcile_refresh(cfg, recs, n_recs, o->now, &drift, &n_drift, warnings);
+		reconcile_refresh(cfg, recs ? recs : o->recorded, n_recs, o->now, &drift, &n_drift, warnings);
 	in.desired = des->specs;
 	in.n_desired = des->n_specs;
 	in.state = has_state ? st : NULL;
-	in.recorded = recs;
+	in.recorded = recs ? recs : o->recorded;
 	in.n_recorded = n_recs;
 	in.outputs = o->observed ? o->observed : outs;
 	in.drift = drift;
@@ -424,8 +456,18 @@ int reconcile_pr_plan(const struct config *cfg, const char *repo, const char *re
 
 size_t reconcile_upkeep(const struct config *cfg, struct state *st, int64_t now, volatile int *stop)
 {
-	size_t n = 0, changed = 0;
+	size_t n = 0, changed;
 	struct state_cert **recs = state_cert_list(st, &n);
+
+	changed = reconcile_upkeep_recs(cfg, recs, n, now, stop);
+	free(recs);
+	return changed;
+}
+
+size_t reconcile_upkeep_recs(const struct config *cfg, struct state_cert *const *recs, size_t n, int64_t now,
+			     volatile int *stop)
+{
+	size_t changed = 0;
 
 	for (size_t i = 0; i < n && !(stop && __atomic_load_n(stop, __ATOMIC_RELAXED)); i++) {
 		const struct issuer *is = recs[i]->issuer ? config_issuer(cfg, recs[i]->issuer) : NULL;
@@ -437,7 +479,6 @@ size_t reconcile_upkeep(const struct config *cfg, struct state *st, int64_t now,
 		if (due && due <= now)
 			changed += is->ops->upkeep(is, recs[i], now) != 0;
 	}
-	free(recs);
 	return changed;
 }
 

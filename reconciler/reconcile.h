@@ -46,6 +46,9 @@ struct reconcile_opts {
 	int64_t now;
 	/* The outputs already observed (reconcile_observe on the same state), or NULL. */
 	const enum output_status *observed;
+	/* state_cert_list of the state, when the caller has it (one sort per pass), or NULL. */
+	struct state_cert *const *recorded;
+	size_t n_recorded;
 };
 
 /*
@@ -54,6 +57,16 @@ struct reconcile_opts {
  * state, so a caller can run it while the manifests load.
  */
 enum output_status *reconcile_observe(const struct config *cfg, const struct state *st, size_t *n);
+
+/*
+ * The same over recs (state_cert_list order) for certsync run: w
+ * (outwatch.h; NULL: all checked) checks again only the certificates whose
+ * directories had events since its last look; now (unix s) times its
+ * periodic full check.
+ */
+struct outwatch;
+enum output_status *reconcile_observe_watched(const struct config *cfg, struct state_cert *const *recs, size_t n,
+					      struct outwatch *w, int64_t now);
 
 /* Observes outputs (and the providers with refresh) and diffs. */
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
@@ -83,6 +96,10 @@ int reconcile_verify_head(const struct config *cfg, struct gitsrc *g, const char
  * be saved).
  */
 size_t reconcile_upkeep(const struct config *cfg, struct state *st, int64_t now, volatile int *stop);
+
+/* The same over recs (state_cert_list of the state) when the caller has them. */
+size_t reconcile_upkeep_recs(const struct config *cfg, struct state_cert *const *recs, size_t n, int64_t now,
+			     volatile int *stop);
 
 /* Opens the configured source (URL or path) with the config's cache dir, token, SSH key and CA file. */
 int reconcile_open_source(const struct config *cfg, struct gitsrc **out);

@@ -71,11 +71,12 @@ struct daemon {
 	char **lagging;		 /* follower: shared records not installed yet (retried at the next sync) */
 	size_t n_lagging, cap_lagging;
 	/* hooks.afterApply (pass.c): a failed run is owed and retried with backoff */
-	int after_owed;	       /* some record may owe it (set at start and after a failure) */
-	int after_fresh;       /* follower: a certificate was installed since the last run */
-	int after_attempts;    /* failed runs in a row */
-	int64_t after_next;    /* no retry before (unix s; 0 = now) */
-	int64_t outputs_gc_at; /* the next time a kept previous generation expires (0 = none known) */
+	int after_owed;		   /* some record may owe it (set at start and after a failure) */
+	int after_fresh;	   /* follower: a certificate was installed since the last run */
+	int after_attempts;	   /* failed runs in a row */
+	int64_t after_next;	   /* no retry before (unix s; 0 = now) */
+	int64_t outputs_gc_at;	   /* the next time a kept previous generation expires (0 = none known) */
+	struct outwatch *outwatch; /* leader: inotify on the output root, so a pass stats only what changed */
 };
 
 /* A certificate whose output files were found missing or altered at the last look. */

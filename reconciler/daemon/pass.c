@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../util/crypto.h"
@@ -14,6 +15,7 @@
 #include "../hooks.h"
 #include "../metrics.h"
 #include "../outputs.h"
+#include "../outwatch.h"
 #include "../provider.h"
 
 #define HOOK_BACKOFF_BASE 30
@@ -97,6 +99,8 @@ void daemon_pass_free(struct daemon *d)
 	d->forced = d->retry = NULL;
 	d->cap_forced = d->cap_retry = 0;
 	daemon_outnotes_clear(d);
+	outwatch_free(d->outwatch);
+	d->outwatch = NULL;
 }
 
 /*
@@ -289,11 +293,9 @@ static void daemon_apply(struct daemon *d, struct plan *p, size_t due)
 }
 
 /* Remembers which recorded certificates' outputs are not as installed (for /readyz), in name order. */
-static void daemon_note_outputs(struct daemon *d, const enum output_status *outs)
+static void daemon_note_outputs(struct daemon *d, struct state_cert *const *recs, size_t n,
+				const enum output_status *outs)
 {
-	size_t n = 0;
-	struct state_cert **recs = state_cert_list(d->st, &n);
-
 	daemon_outnotes_clear(d);
 	for (size_t i = 0; i < n; i++) {
 		if (outs[i] == OUTPUT_OK)
@@ -302,7 +304,6 @@ static void daemon_note_outputs(struct daemon *d, const enum output_status *outs
 		d->outnotes[d->n_outnotes].name = xstrdup(recs[i]->name);
 		d->outnotes[d->n_outnotes++].status = outs[i];
 	}
-	free(recs);
 }
 
 /* Logs what an explicit retry is about to do, once per request. */
@@ -323,13 +324,45 @@ static void daemon_log_retry(const struct daemon *d)
 	}
 }
 
+/* The process CPU time (us): a pass's own cost, apart from the wall time other processes take on a busy host. */
+static int64_t daemon_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts))
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The recorded certificates' outputs (recs: state_cert_list order), through
+ * the watcher of the configured root (made anew if that changed); noted for
+ * /readyz.
+ */
+static enum output_status *daemon_observe_outputs(struct daemon *d, struct state_cert *const *recs, size_t n,
+						  int64_t now)
+{
+	enum output_status *outs;
+
+	if (d->outwatch && strcmp(outwatch_root(d->outwatch), d->cfg->output_root)) {
+		outwatch_free(d->outwatch);
+		d->outwatch = NULL;
+	}
+	if (!d->outwatch)
+		d->outwatch = outwatch_new(d->cfg->output_root);
+	outs = reconcile_observe_watched(d->cfg, recs, n, d->outwatch, now);
+	daemon_note_outputs(d, recs, n, outs);
+	return outs;
+}
+
 void daemon_pass(struct daemon *d)
 {
 	struct reconcile_opts ro;
 	struct plan *p = NULL;
-	int64_t now = util_now(), t0 = util_mono_ms();
+	int64_t now = util_now(), t0 = util_mono_ms(), cpu0 = daemon_cpu_us(), t_out;
+	struct state_cert **recs;
 	enum output_status *outs;
-	size_t due;
+	size_t n_recs = 0, due;
 
 	d->kick = 0;
 	d->last_plan = now;
@@ -338,23 +371,32 @@ void daemon_pass(struct daemon *d)
 	ro.now = now;
 	/* Only failed certificates an explicit retry names are kept from this (daemon_filter). */
 	ro.retry_failed = d->retry_all || d->n_retry;
+	/* One sorted list of the records for the whole pass (upkeep changes records, never which there are). */
+	recs = state_cert_list(d->st, &n_recs);
+	ro.recorded = recs;
+	ro.n_recorded = n_recs;
 	/* What upkeep learns (the CA's renewal window, ARI) counts in this pass; saved with the next save. */
-	if (reconcile_upkeep(d->cfg, d->st, now, (volatile int *)d->stop))
+	if (reconcile_upkeep_recs(d->cfg, recs, n_recs, now, (volatile int *)d->stop))
 		d->dirty = 1;
-	outs = reconcile_observe(d->cfg, d->st, NULL);
+	t_out = util_mono_ms();
+	outs = daemon_observe_outputs(d, recs, n_recs, now);
 	ro.observed = outs;
-	daemon_note_outputs(d, outs);
+	t_out = util_mono_ms() - t_out;
 	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro, &p)) {
 		log_error("plan: %s", cs_errmsg());
 		goto out;
 	}
 	due = daemon_filter(d, p, now);
-	log_debug("planned %zu certificates in %" PRId64 " ms: %zu due", d->des.n_specs, util_mono_ms() - t0, due);
+	log_debug("planned %zu certificates in %" PRId64 " ms (outputs %" PRId64 " ms, the rest %" PRId64
+		  " ms; %" PRId64 " ms of CPU): %zu due",
+		  d->des.n_specs, util_mono_ms() - t0, t_out, util_mono_ms() - t0 - t_out,
+		  (daemon_cpu_us() - cpu0) / 1000, due);
 	if (due) {
 		daemon_apply(d, p, due);
 		free(outs);
-		outs = reconcile_observe(d->cfg, d->st, NULL);
-		daemon_note_outputs(d, outs);
+		free(recs);
+		recs = state_cert_list(d->st, &n_recs); /* the apply added and removed records */
+		outs = daemon_observe_outputs(d, recs, n_recs, util_now());
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
 		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
 		d->dirty = 1;
@@ -363,6 +405,7 @@ void daemon_pass(struct daemon *d)
 		d->first_done = 1;
 out:
 	free(outs);
+	free(recs);
 	daemon_forced_clear(d);
 	plan_free(p);
 }
@@ -723,7 +766,7 @@ static void daemon_ready_entry(struct buf *b, const char *name, const char *why,
 
 /* The /readyz body and verdict: ready once a pass completed, the state is writable and every desired certificate is
  * ready. */
-static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
+static int daemon_readiness(struct daemon *d, int64_t now, struct state_cert *const *rec_of, struct buf *b)
 {
 	size_t n_not = 0, listed = 0, n_suspended = 0;
 	struct buf list = BUF_INIT;
@@ -732,7 +775,7 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++) {
 		const struct cert_spec *s = d->des.specs[i];
-		const struct state_cert *r = state_cert_get(d->st, s->name);
+		const struct state_cert *r = rec_of[i];
 		const char *why;
 
 		/* spec.suspend: the operator asked for nothing to happen to it; it does not hold readiness back. */
@@ -788,19 +831,54 @@ static int daemon_readiness(struct daemon *d, int64_t now, struct buf *b)
 	return ready;
 }
 
+/*
+ * Pairs the records (state_cert_list: by name) with the desired specs (by
+ * name): spec_of[i] for recs[i], rec_of[j] for the j-th spec. One merge walk
+ * instead of a binary search per record and a hash lookup per spec; names
+ * out of order (never, from those two) fall back to the lookups.
+ */
+static void daemon_pair(const struct daemon *d, struct state_cert *const *recs, size_t n,
+			const struct cert_spec **spec_of, struct state_cert **rec_of)
+{
+	struct cert_spec *const *v = d->des.specs;
+	size_t j = 0, nv = d->have_des ? d->des.n_specs : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int c = 1;
+
+		if (i && strcmp(recs[i - 1]->name, recs[i]->name) >= 0)
+			goto lookup;
+		while (j < nv && (c = strcmp(v[j]->name, recs[i]->name)) < 0)
+			j++;
+		if (j < nv && c == 0) {
+			spec_of[i] = v[j];
+			rec_of[j++] = recs[i];
+		}
+	}
+	return;
+lookup:
+	for (size_t i = 0; i < n; i++)
+		spec_of[i] = nv ? daemon_spec(d, recs[i]->name) : NULL;
+	for (j = 0; j < nv; j++)
+		rec_of[j] = state_cert_get(d->st, v[j]->name);
+}
+
 void daemon_observe(struct daemon *d, int64_t now)
 {
 	size_t n = 0, k = 0;
 	struct state_cert **recs = state_cert_list(d->st, &n);
 	struct metrics_cert *m = xcalloc(n + d->des.n_specs + 1, sizeof(*m));
+	const struct cert_spec **spec_of = xcalloc(n + 1, sizeof(*spec_of));
+	struct state_cert **rec_of = xcalloc(d->des.n_specs + 1, sizeof(*rec_of));
 	int64_t due = 0, after = d->have_des ? d->last_plan : now;
 	struct buf body = BUF_INIT;
 	char *dir;
 	int ready;
 
+	daemon_pair(d, recs, n, spec_of, rec_of);
 	for (size_t i = 0; i < n; i++) {
 		const struct state_cert *r = recs[i];
-		const struct cert_spec *s = d->have_des ? daemon_spec(d, r->name) : NULL;
+		const struct cert_spec *s = spec_of[i];
 		const char *hn = state_cert_id(r, ENGINE_ID_HOOK_NEXT);
 
 		if (r->step && (r->phase == PHASE_PENDING || (r->phase == PHASE_FAILED && daemon_retries_alone(r))))
@@ -818,9 +896,10 @@ void daemon_observe(struct daemon *d, int64_t now)
 		daemon_cert_snapshot(d, r, s, r->name, now, &m[k++]);
 	}
 	for (size_t i = 0; d->have_des && i < d->des.n_specs; i++)
-		if (!state_cert_get(d->st, d->des.specs[i]->name))
+		if (!rec_of[i])
 			daemon_cert_snapshot(d, NULL, d->des.specs[i], d->des.specs[i]->name, now, &m[k++]);
 	free(recs);
+	free(spec_of);
 	d->next_due = d->leader ? due : 0; /* a follower's passes are the leader's */
 	metrics_set_certs(m, k);
 	metrics_set_state_serial(d->st->serial);
@@ -832,7 +911,8 @@ void daemon_observe(struct daemon *d, int64_t now)
 			d->state_ok = 1;
 		free(dir);
 	}
-	ready = daemon_readiness(d, now, &body);
+	ready = daemon_readiness(d, now, rec_of, &body);
+	free(rec_of);
 	metrics_set_ready(ready);
 	http_server_set_ready(d->srv, ready, body.data ? body.data : "{}");
 	buf_free(&body);

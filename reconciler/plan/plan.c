@@ -5,6 +5,7 @@
 #include "plan.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,23 @@ int64_t plan_renewal_at(const struct cert_spec *spec, int64_t not_before, int64_
 	return not_after - before;
 }
 
+/* As "%lld" writes it, without printf's machinery (the diff formats one per certificate). */
 static void plan_fmt_renew_before(const struct cert_spec *spec, char out[32])
 {
-	snprintf(out, 32, "%lld", (long long)(spec ? spec->renew_before : 0));
+	int64_t v = spec ? spec->renew_before : 0;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	char digits[24];
+	size_t n = 0, k = 0;
+
+	do {
+		digits[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		out[k++] = '-';
+	while (n)
+		out[k++] = digits[--n];
+	out[k] = '\0';
 }
 
 void plan_note_renew_before(struct state_cert *rec, const struct cert_spec *spec)
@@ -302,9 +317,11 @@ static int plan_formats_changed(const struct state_cert *rec, const struct cert_
 {
 	const char *had = state_cert_id(rec, "outputs.formats"); /* OUTPUTS_ID_FORMATS */
 
-	snprintf(fa, MANIFEST_FORMATS_TEXT, "%s", had ? had : "");
 	manifest_formats_text(s->formats, fb);
-	return strcmp(fa, fb) != 0;
+	if (!strcmp(had ? had : "", fb))
+		return 0;
+	snprintf(fa, MANIFEST_FORMATS_TEXT, "%s", had ? had : "");
+	return 1;
 }
 
 /* Decides the change for a certificate that is both desired and recorded. */
@@ -444,40 +461,186 @@ static int plan_fill_steps(const struct plan_input *in, struct plan *p, struct c
 	return 0;
 }
 
+/*
+ * Specs and records lie scattered over the heap, so walking 10,000 of them
+ * waits on memory at each one. Asking for the ones a few steps ahead (the
+ * structs at PLAN_AHEAD, the strings they point to at half that, once the
+ * struct is there) lets those waits overlap.
+ */
+#define PLAN_AHEAD 16
+
+/* Prefetches bytes [0, len) of p, a line at a time. */
+static void plan_prefetch_bytes(const void *p, size_t len)
+{
+	for (size_t o = 0; o < len; o += 64)
+		__builtin_prefetch((const char *)p + o);
+}
+
+static void plan_prefetch_spec(const struct cert_spec *s, int deep)
+{
+	if (!deep) {
+		plan_prefetch_bytes(s, offsetof(struct cert_spec, hash) + sizeof(s->hash));
+		return;
+	}
+	__builtin_prefetch(s->name);
+	__builtin_prefetch(s->issuer);
+	__builtin_prefetch(s->output_dir);
+}
+
+static void plan_prefetch_rec(const struct state_cert *r, int deep)
+{
+	if (!deep) {
+		plan_prefetch_bytes(r, offsetof(struct state_cert, out_generation) + sizeof(r->out_generation));
+		return;
+	}
+	__builtin_prefetch(r->name);
+	__builtin_prefetch(r->issuer);
+	__builtin_prefetch(r->spec_hash);
+	__builtin_prefetch(r->output_dir);
+	__builtin_prefetch(r->ids);
+}
+
+/* Prefetches what the walk at record r and spec j touches a few steps on. */
+static void plan_prefetch_at(struct cert_spec *const *v, size_t nv, size_t j, struct state_cert *const *recs, size_t nr,
+			     size_t r)
+{
+	if (j + PLAN_AHEAD < nv)
+		plan_prefetch_spec(v[j + PLAN_AHEAD], 0);
+	if (j + PLAN_AHEAD / 2 < nv)
+		plan_prefetch_spec(v[j + PLAN_AHEAD / 2], 1);
+	if (r + PLAN_AHEAD < nr)
+		plan_prefetch_rec(recs[r + PLAN_AHEAD], 0);
+	if (r + PLAN_AHEAD / 2 < nr)
+		plan_prefetch_rec(recs[r + PLAN_AHEAD / 2], 1);
+}
+
+/* Desired specs by name, for inputs that are not both in name order: open addressing, index + 1. */
+struct plan_index {
+	size_t *bucket;
+	size_t nbucket;
+};
+
+static void plan_index_build(struct plan_index *x, struct cert_spec *const *v, size_t n)
+{
+	x->nbucket = 1;
+	while (x->nbucket < 2 * (n + 1))
+		x->nbucket *= 2;
+	x->bucket = xcalloc(x->nbucket, sizeof(*x->bucket));
+	for (size_t i = 0; i < n; i++) {
+		size_t h = util_hash_str(v[i]->name) & (x->nbucket - 1);
+
+		while (x->bucket[h])
+			h = (h + 1) & (x->nbucket - 1);
+		x->bucket[h] = i + 1;
+	}
+}
+
+/* The index of the spec named name, or -1. */
+static long plan_index_find(const struct plan_index *x, struct cert_spec *const *v, const char *name)
+{
+	for (size_t h = util_hash_str(name) & (x->nbucket - 1); x->bucket[h]; h = (h + 1) & (x->nbucket - 1))
+		if (!strcmp(v[x->bucket[h] - 1]->name, name))
+			return (long)x->bucket[h] - 1;
+	return -1;
+}
+
+/*
+ * Pairs each recorded certificate with its desired spec (spec_of[r], -1:
+ * none) and marks the specs that have a record (has_rec). Both lists come
+ * in name order from reconcile (the desired set, state_cert_list): one merge
+ * walk, which also checks that order; out of order, a hash of the specs.
+ * Returns whether the lists were in order.
+ */
+static int plan_pair(const struct plan_input *in, long *spec_of, unsigned char *has_rec)
+{
+	struct state_cert *const *recs = in->recorded;
+	struct cert_spec *const *v = in->desired;
+	size_t j = 0, nv = in->n_desired, nr = in->n_recorded;
+	struct plan_index x;
+
+	for (size_t r = 0; r < nr; r++) {
+		int c = 1;
+
+		plan_prefetch_at(v, nv, j, recs, nr, r);
+		if (r && strcmp(recs[r - 1]->name, recs[r]->name) >= 0)
+			goto unsorted;
+		while (j < nv && (c = strcmp(v[j]->name, recs[r]->name)) < 0) {
+			if (j && strcmp(v[j - 1]->name, v[j]->name) >= 0)
+				goto unsorted;
+			j++;
+			plan_prefetch_at(v, nv, j, recs, nr, r);
+		}
+		if (j && j < nv && strcmp(v[j - 1]->name, v[j]->name) >= 0)
+			goto unsorted;
+		spec_of[r] = j < nv && c == 0 ? (long)j : -1;
+		if (spec_of[r] >= 0)
+			has_rec[j++] = 1;
+	}
+	for (j = j ? j : 1; j < nv; j++)
+		if (strcmp(v[j - 1]->name, v[j]->name) >= 0)
+			goto unsorted;
+	return 1;
+unsorted:
+	memset(has_rec, 0, nv);
+	plan_index_build(&x, v, nv);
+	for (size_t r = 0; r < nr; r++)
+		if ((spec_of[r] = plan_index_find(&x, v, recs[r]->name)) >= 0)
+			has_rec[spec_of[r]] = 1;
+	free(x.bucket);
+	return 0;
+}
+
+/* Each change's spec (changes and specs both in name order when sorted) and record, for the provider planner. */
+static void plan_change_inputs(const struct plan_input *in, int sorted, const struct plan *p,
+			       struct cert_spec **spec_for, struct state_cert **rec_for)
+{
+	struct plan_index x;
+	size_t j = 0;
+
+	if (!sorted)
+		plan_index_build(&x, in->desired, in->n_desired);
+	for (size_t i = 0; i < p->n_changes; i++) {
+		const char *name = p->changes[i].name;
+		long k = -1;
+		int c = 1;
+
+		if (sorted) {
+			while (j < in->n_desired && (c = strcmp(in->desired[j]->name, name)) < 0)
+				j++;
+			k = j < in->n_desired && c == 0 ? (long)j : -1;
+		} else {
+			k = plan_index_find(&x, in->desired, name);
+		}
+		spec_for[i] = k >= 0 ? in->desired[k] : NULL;
+		rec_for[i] = in->state ? state_cert_get(in->state, name) : NULL;
+	}
+	if (!sorted)
+		free(x.bucket);
+}
+
 int plan_diff(const struct plan_input *in, struct plan **out)
 {
 	struct plan *p = xcalloc(1, sizeof(*p));
-	size_t cap = 0, nbucket = 1;
-	size_t *bucket = NULL; /* open addressing over desired specs, by name: index + 1 */
+	size_t cap = 0;
+	long *spec_of = xmalloc((in->n_recorded + 1) * sizeof(*spec_of));
+	unsigned char *has_rec = xcalloc(in->n_desired + 1, 1);
 	struct cert_spec **spec_for = NULL;
 	struct state_cert **rec_for = NULL;
-	int rc = 0;
+	int sorted, rc = 0;
 
 	plan_header(p, in->repo, in->ref, in->commit, in->state, in->max_paid);
-	while (nbucket < 2 * (in->n_desired + 1))
-		nbucket *= 2;
-	bucket = xcalloc(nbucket, sizeof(*bucket));
-	for (size_t i = 0; i < in->n_desired; i++) {
-		size_t h = util_hash_str(in->desired[i]->name) & (nbucket - 1);
-
-		while (bucket[h])
-			h = (h + 1) & (nbucket - 1);
-		bucket[h] = i + 1;
-	}
+	sorted = plan_pair(in, spec_of, has_rec);
 	/* Recorded certificates: same as desired → decide; absent → remove or orphan. */
 	for (size_t r = 0; r < in->n_recorded; r++) {
 		const struct state_cert *rec = in->recorded[r];
 		const struct plan_drift *drift = NULL;
-		size_t h = util_hash_str(rec->name) & (nbucket - 1);
-		const struct cert_spec *s = NULL;
+		const struct cert_spec *s = spec_of[r] >= 0 ? in->desired[spec_of[r]] : NULL;
 
-		while (bucket[h]) {
-			if (!strcmp(in->desired[bucket[h] - 1]->name, rec->name)) {
-				s = in->desired[bucket[h] - 1];
-				break;
-			}
-			h = (h + 1) & (nbucket - 1);
-		}
+		if (r + PLAN_AHEAD < in->n_recorded && spec_of[r + PLAN_AHEAD] >= 0)
+			plan_prefetch_spec(in->desired[spec_of[r + PLAN_AHEAD]], 0);
+		if (r + PLAN_AHEAD / 2 < in->n_recorded && spec_of[r + PLAN_AHEAD / 2] >= 0)
+			plan_prefetch_spec(in->desired[spec_of[r + PLAN_AHEAD / 2]], 1);
+		plan_prefetch_at(NULL, 0, 0, in->recorded, in->n_recorded, r);
 		if (in->n_drift)
 			drift = bsearch(rec->name, in->drift, in->n_drift, sizeof(*in->drift), plan_drift_cmp);
 		if (s && s->suspend) {
@@ -498,12 +661,12 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 			c->issuer = xstrdup(rec->issuer);
 		}
 	}
-	/* Desired certificates with no record: create. */
+	/* Desired certificates with no record: create (recorded is the state's whole list). */
 	for (size_t i = 0; i < in->n_desired; i++) {
 		const struct cert_spec *s = in->desired[i];
 		struct plan_change *c;
 
-		if (in->state && state_cert_get(in->state, s->name))
+		if (in->state && has_rec[i])
 			continue;
 		if (s->suspend) {
 			plan_suspended(p, s);
@@ -517,24 +680,14 @@ int plan_diff(const struct plan_input *in, struct plan **out)
 		qsort(p->changes, p->n_changes, sizeof(*p->changes), plan_cmp);
 	if (p->n_windows)
 		qsort(p->windows, p->n_windows, sizeof(*p->windows), plan_window_cmp);
-	/* Look up each change's spec and record once, for the provider planner. */
 	spec_for = xcalloc(p->n_changes + 1, sizeof(*spec_for));
 	rec_for = xcalloc(p->n_changes + 1, sizeof(*rec_for));
-	for (size_t i = 0; i < p->n_changes; i++) {
-		size_t h = util_hash_str(p->changes[i].name) & (nbucket - 1);
-
-		while (bucket[h]) {
-			if (!strcmp(in->desired[bucket[h] - 1]->name, p->changes[i].name)) {
-				spec_for[i] = in->desired[bucket[h] - 1];
-				break;
-			}
-			h = (h + 1) & (nbucket - 1);
-		}
-		rec_for[i] = in->state ? state_cert_get(in->state, p->changes[i].name) : NULL;
+	plan_change_inputs(in, sorted, p, spec_for, rec_for);
+	for (size_t i = 0; i < p->n_changes; i++)
 		p->counts[p->changes[i].kind]++;
-	}
 	rc = plan_fill_steps(in, p, spec_for, rec_for);
-	free(bucket);
+	free(spec_of);
+	free(has_rec);
 	free(spec_for);
 	free(rec_for);
 	if (rc) {

@@ -937,6 +937,79 @@ static void test_plan_scales_linearly(void **state)
 	plan_free(p);
 }
 
+/* The plan's changes as "name:kind:reason:spec-issuer" lines, for comparing two diffs. */
+static char *plan_summary(const struct plan *p)
+{
+	struct buf b = BUF_INIT;
+
+	for (size_t i = 0; i < p->n_changes; i++)
+		buf_printf(&b, "%s:%d:%s:%s:%zu\n", p->changes[i].name, (int)p->changes[i].kind,
+			   p->changes[i].reason_code, p->changes[i].issuer ? p->changes[i].issuer : "-",
+			   p->changes[i].n_steps);
+	for (size_t k = 0; k < CHANGE__MAX; k++)
+		buf_printf(&b, "%zu,", p->counts[k]);
+	return b.data ? b.data : xstrdup("");
+}
+
+static void test_plan_pairs_by_merge_or_hash_alike(void **state)
+{
+	struct fixture *f = *state;
+	struct plan *p;
+	char name[32], host[64], *sorted, *shuffled;
+
+	/* desired c000..c199; recorded: every third of them, some changed, and orphans between them */
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "c%03d", i);
+		snprintf(host, sizeof(host), "h%d.example.com", i);
+		add_spec(f, spec(name, "internal", host, NULL));
+		if (i % 3 == 0)
+			record(f, f->specs[f->n - 1]);
+		if (i % 9 == 0)
+			state_str_set(&state_cert_get(f->st, name)->spec_hash, "changed");
+		if (i % 7 == 0) {
+			snprintf(name, sizeof(name), "c%03d-gone", i);
+			orphan_record(f, name);
+		}
+	}
+	p = diff(f, 1, 1000, 0); /* in name order: the merge walk */
+	sorted = plan_summary(p);
+	assert_int_equal(p->counts[CHANGE_CREATE], 133);
+	assert_int_equal(p->counts[CHANGE_REPLACE], 23);
+	assert_int_equal(p->counts[CHANGE_REMOVE], 29);
+	plan_free(p);
+	for (size_t i = 0; i + 1 < f->n; i += 2) { /* out of order: the hash */
+		struct cert_spec *t = f->specs[i];
+
+		f->specs[i] = f->specs[i + 1];
+		f->specs[i + 1] = t;
+	}
+	p = diff(f, 1, 1000, 0);
+	shuffled = plan_summary(p);
+	assert_string_equal(sorted, shuffled);
+	plan_free(p);
+	free(sorted);
+	free(shuffled);
+}
+
+static void test_plan_notes_renew_before_as_decimal_seconds(void **state)
+{
+	struct fixture *f = *state;
+	struct state_cert *r;
+	static const int64_t v[] = {0, 1, 9, 10, 2592000, -5, INT64_MAX, INT64_MIN};
+	char want[32];
+
+	add_spec(f, spec("www", "internal", "www.example.com", NULL));
+	r = record(f, f->specs[0]);
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		f->specs[0]->renew_before = v[i];
+		plan_note_renew_before(r, f->specs[0]);
+		snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+		assert_string_equal(state_cert_id(r, PLAN_ID_RENEW_BEFORE), want);
+	}
+	plan_note_renew_before(r, NULL);
+	assert_string_equal(state_cert_id(r, PLAN_ID_RENEW_BEFORE), "0");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -982,6 +1055,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plan_is_pure_and_deterministic, setup, teardown),
 		cmocka_unit_test(test_plan_spec_diff_lists_fields),
 		cmocka_unit_test_setup_teardown(test_plan_scales_linearly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_pairs_by_merge_or_hash_alike, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plan_notes_renew_before_as_decimal_seconds, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
