@@ -68,8 +68,8 @@ static struct cache_entry *cache_find(struct spec_cache *c, const char *oid, con
 	return &c->v[h];
 }
 
-/* Rebuilds the table at cap; with drop_unused, the entries the last load did not use are cleared. */
-static void cache_rehash(struct spec_cache *c, size_t cap, int drop_unused)
+/* Rebuilds the table at cap. */
+static void cache_rehash(struct spec_cache *c, size_t cap)
 {
 	struct cache_entry *old = c->v;
 	size_t oldcap = c->cap;
@@ -80,13 +80,6 @@ static void cache_rehash(struct spec_cache *c, size_t cap, int drop_unused)
 	for (size_t i = 0; i < oldcap; i++) {
 		if (!old[i].oid[0])
 			continue;
-		if (drop_unused && !old[i].used) {
-			spec_cache_entry_clear(&old[i]);
-			c->dirty = 1;
-			continue;
-		}
-		if (drop_unused)
-			old[i].used = 0;
 		*cache_find(c, old[i].oid, old[i].path) = old[i];
 		c->n++;
 	}
@@ -100,7 +93,7 @@ void spec_cache_reserve(struct spec_cache *c, size_t n)
 	while ((c->n + n + 1) * 2 > cap)
 		cap *= 2;
 	if (cap != c->cap)
-		cache_rehash(c, cap, 0);
+		cache_rehash(c, cap);
 }
 
 struct cache_entry *spec_cache_slot(struct spec_cache *c, const char *oid, const char *path)
@@ -109,16 +102,42 @@ struct cache_entry *spec_cache_slot(struct spec_cache *c, const char *oid, const
 	return cache_find(c, oid, path);
 }
 
+/*
+ * Clears slot i and shifts back the entries of its probe chain that may
+ * move (linear probing's deletion): no rebuild of the table, so a pass that
+ * drops one blob touches a few slots, not every page of it.
+ */
+static void cache_delete_at(struct spec_cache *c, size_t i)
+{
+	size_t mask = c->cap - 1, j = i;
+
+	spec_cache_entry_clear(&c->v[i]);
+	c->n--;
+	c->dirty = 1;
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & mask;
+		if (!c->v[j].oid[0])
+			return;
+		home = cache_hash(c->v[j].oid) & mask;
+		/* entry j stays when its home lies cyclically in (i, j] */
+		if (i <= j ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		c->v[i] = c->v[j];
+		memset(&c->v[j], 0, sizeof(c->v[j]));
+		i = j;
+	}
+}
+
 void spec_cache_evict_unused(struct spec_cache *c)
 {
-	size_t unused = 0;
-
-	for (size_t i = 0; i < c->cap; i++)
-		unused += c->v[i].oid[0] && !c->v[i].used;
-	if (unused) {
-		cache_rehash(c, c->cap, 1); /* a cleared slot would break the probe chains behind it */
-		return;
-	}
+	/* A slot is looked at again after a deletion: an entry of its chain may have moved into it. */
+	for (size_t i = 0; i < c->cap;)
+		if (c->v[i].oid[0] && !c->v[i].used)
+			cache_delete_at(c, i);
+		else
+			i++;
 	for (size_t i = 0; i < c->cap; i++)
 		c->v[i].used = 0;
 }

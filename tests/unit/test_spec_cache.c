@@ -331,6 +331,47 @@ static void test_eviction_keeps_the_used_entries_only(void **state)
 	test_rmdir(dir);
 }
 
+/* Many entries in a small table (long probe chains, wrapping), random halves dropped, rounds on rounds. */
+static void test_eviction_in_place_keeps_every_chain_reachable(void **state)
+{
+	struct spec_cache *c = spec_cache_new();
+	char oid[41], path[32];
+	unsigned char kept[600] = {0};
+
+	(void)state;
+	srand(7);
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < 600; i++) {
+			struct cache_entry *e;
+
+			/* ids sharing their first hex digits land in the same region of the table */
+			snprintf(oid, sizeof(oid), "%016x%024d", (unsigned)(i % 7), i);
+			snprintf(path, sizeof(path), "f%d.yaml", i);
+			if (rand() % 3 == 0)
+				continue; /* not in this listing */
+			e = spec_cache_slot(c, oid, path);
+			if (!e->oid[0]) {
+				assert_int_equal(kept[i], 0);
+				memcpy(e->oid, oid, sizeof(oid));
+				e->path = xstrdup(path);
+				c->n++;
+			} else {
+				assert_int_equal(kept[i], 1);
+			}
+			e->used = 1;
+			kept[i] = 2;
+		}
+		spec_cache_evict_unused(c);
+		for (int i = 0; i < 600; i++) {
+			kept[i] = kept[i] == 2;
+			snprintf(oid, sizeof(oid), "%016x%024d", (unsigned)(i % 7), i);
+			snprintf(path, sizeof(path), "f%d.yaml", i);
+			assert_int_equal(spec_cache_slot(c, oid, path)->oid[0] != 0, kept[i]);
+		}
+	}
+	spec_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_cache_file_reads_back_what_was_written),
 		cmocka_unit_test(test_a_damaged_or_foreign_cache_file_is_ignored_whole),
 		cmocka_unit_test(test_eviction_keeps_the_used_entries_only),
+		cmocka_unit_test(test_eviction_in_place_keeps_every_chain_reachable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
