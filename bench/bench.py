@@ -63,40 +63,38 @@ GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMM
                GIT_COMMITTER_EMAIL="b@b")
 
 
-def measure(cmd, cwd, env=None):
-    walls, rss = [], []
-    for _ in range(RUNS):
-        out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], cwd=cwd, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, env=env)
-        if out.returncode not in (0, 2):
-            sys.exit(f"bench: {' '.join(cmd)} failed: {out.stderr[-500:]}")
-        w, m = out.stderr.strip().splitlines()[-1].split()
-        walls.append(float(w))
-        rss.append(int(m) / 1024)
-    return statistics.median(walls), statistics.median(rss)
+def time_once(cmd, cwd, env=None, before=None):
+    """One run's wall time (s) and peak RSS (MiB) by /usr/bin/time; before() runs first (untimed)."""
+    if before:
+        before()
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], cwd=cwd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    if out.returncode not in (0, 2):
+        sys.exit(f"bench: {' '.join(cmd)} failed: {out.stderr[-500:]}")
+    w, m = out.stderr.strip().splitlines()[-1].split()
+    return float(w), int(m) / 1024
+
+
+def measure(cmd, cwd, env=None, before=None):
+    """Median wall time and RSS of RUNS runs."""
+    runs = [time_once(cmd, cwd, env, (lambda i=i: before(i)) if before else None) for i in range(RUNS)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def verdict(ok):
     return "met" if ok else "NOT met"
 
 
-def one_file_commits(binary, d, k, first=0):
-    """The plan right after each of k one-file commits (one certificate's renewBefore edited, a different file
+def one_file_commits(binary, d):
+    """The plan right after each of RUNS one-file commits (one certificate's renewBefore edited, a different file
     each time): the first process to see the commit, so its parse cache misses that file. Median wall, RSS."""
     files = sorted((d / "repo" / "certificates").rglob("*.yaml"))
-    walls, rss = [], []
-    for i in range(k):
-        f = files[first + i]
-        f.write_text(f.read_text().replace("renewBefore: 720h", "renewBefore: 30d", 1))
+
+    def commit(i):
+        files[i].write_text(files[i].read_text().replace("renewBefore: 720h", "renewBefore: 30d", 1))
         subprocess.run(["git", "-C", str(d / "repo"), "commit", "-qam", f"one file {i}"], check=True, env=GIT_ENV)
-        out = subprocess.run(["/usr/bin/time", "-f", "%e %M", binary, "plan", "--config", "certsync.yaml"], cwd=d,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if out.returncode not in (0, 2):
-            sys.exit(f"bench: plan after a one-file commit failed: {out.stderr[-500:]}")
-        w, m = out.stderr.strip().splitlines()[-1].split()
-        walls.append(float(w))
-        rss.append(int(m) / 1024)
-    return statistics.median(walls), statistics.median(rss)
+
+    return measure([binary, "plan", "--config", "certsync.yaml"], d, before=commit)
 
 
 def commit_phases(binary, d, index):
@@ -136,7 +134,7 @@ def engine_rows(binary, tmp, rows):
             rows.append((f"  apply of {n} new certs, built-in CA, parallelism 2 (to set it up)", f"{apply_s:.0f} s",
                          "", ""))
         # One-file commit: one certificate's renewBefore (a setting: no new certificate).
-        wall, rss = one_file_commits(binary, d, RUNS)
+        wall, rss = one_file_commits(binary, d)
         rows.append((f"plan after a one-file commit (cold: the first plan to see it), {n} certs, {per_file}/file",
                      f"{wall:.3f} s, {rss:.1f} MiB", "≤ 0.05 s" if n == 10000 else "",
                      verdict(wall <= 0.05) if n == 10000 else ""))

@@ -31,7 +31,8 @@
 static void fill_cert(struct state_cert *c, int k)
 {
 	char tmp[64];
-	struct state_token t = {"dns-txt-token", "www.pizza.company", "_dnsauth.www.pizza.company", "rec-1", "dnsimple", T0};
+	struct state_token t = {"dns-txt-token", "www.pizza.company", "_dnsauth.www.pizza.company",
+				"rec-1",	 "dnsimple",	      T0};
 
 	state_str_set(&c->issuer, "digicert");
 	state_str_set(&c->provider, "digicert");
@@ -141,25 +142,6 @@ static void assert_decode_refused(const char *text, const char *want)
 	assert_null(st);
 	if (!strstr(cs_errmsg(), want))
 		fail_msg("message \"%s\" does not contain \"%s\"", cs_errmsg(), want);
-}
-
-static struct state_backend *open_backend(const char *path)
-{
-	struct state_backend *be = NULL;
-
-	assert_int_equal(state_file_open(path, &be), 0);
-	return be;
-}
-
-static struct state *load_ok(const char *path)
-{
-	struct state_backend *be = open_backend(path);
-	struct state *st = NULL;
-
-	if (state_load(be, &st))
-		fail_msg("load failed: %s", cs_errmsg());
-	state_backend_free(be);
-	return st;
 }
 
 static int file_mode(const char *path)
@@ -283,7 +265,6 @@ static void test_state_encoding_is_stable_and_sorted(void **unused)
 	state_free(s2);
 }
 
-
 static void test_state_record_json_compact_and_pretty(void **unused)
 {
 	struct state *st = state_new();
@@ -295,10 +276,12 @@ static void test_state_record_json_compact_and_pretty(void **unused)
 	state_str_set(&c->serial, "0a1b");
 	state_cert_set_id(c, "certificate_id", "9");
 	assert_int_equal(state_cert_to_json(c, 0, &compact), 0);
-	assert_string_equal(compact.data, "{\"phase\":\"ready\",\"ids\":{\"certificate_id\":\"9\"},\"serial\":\"0a1b\"}");
+	assert_string_equal(compact.data,
+			    "{\"phase\":\"ready\",\"ids\":{\"certificate_id\":\"9\"},\"serial\":\"0a1b\"}");
 	assert_int_equal(state_cert_to_json(c, 1, &pretty), 0);
-	assert_string_equal(pretty.data, "{\n  \"phase\": \"ready\",\n  \"ids\": {\n    \"certificate_id\": \"9\"\n  },\n"
-					 "  \"serial\": \"0a1b\"\n}");
+	assert_string_equal(pretty.data,
+			    "{\n  \"phase\": \"ready\",\n  \"ids\": {\n    \"certificate_id\": \"9\"\n  },\n"
+			    "  \"serial\": \"0a1b\"\n}");
 	buf_free(&compact);
 	buf_free(&pretty);
 	state_free(st);
@@ -467,7 +450,8 @@ static void test_state_wrong_field_type_names_the_field(void **unused)
 	(void)unused;
 	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"not_after\": 5}}}",
 			      "state.json: certificates.\"www\".not_after: expected a time string");
-	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"not_after\": \"soon\"}}}",
+	assert_decode_refused(DOC_HEAD
+			      ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"not_after\": \"soon\"}}}",
 			      "certificates.\"www\".not_after: expected a time string");
 	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"attempts\": \"2\"}}}",
 			      "certificates.\"www\".attempts: expected an integer");
@@ -483,10 +467,12 @@ static void test_state_wrong_field_type_names_the_field(void **unused)
 	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", "
 				       "\"out_sig\": [{\"size\": \"big\"}]}}}",
 			      "certificates.\"www\".out_sig[0].size: expected an integer");
-	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": []}}", "certificates.\"www\": expected an object");
+	assert_decode_refused(DOC_HEAD ", \"certificates\": {\"www\": []}}",
+			      "certificates.\"www\": expected an object");
 	assert_decode_refused(DOC_HEAD ", \"certificates\": []}", "state.json: certificates: expected an object");
 	assert_decode_refused(DOC_HEAD ", \"source\": {\"url\": 1}}", "state.json: source.url: expected a string");
-	assert_decode_refused(DOC_HEAD ", \"webhook_ids\": [\"a\", 2]}", "state.json: webhook_ids[1]: expected a string");
+	assert_decode_refused(DOC_HEAD ", \"webhook_ids\": [\"a\", 2]}",
+			      "state.json: webhook_ids[1]: expected a string");
 	assert_decode_refused("{\"version\": 1, \"lineage\": \"x\", \"serial\": -1}",
 			      "state.json: serial: expected an integer");
 	assert_decode_refused("{\"version\": 1, \"serial\": 1}", "state.json: lineage: missing");
@@ -496,15 +482,53 @@ static void test_state_wrong_field_type_names_the_field(void **unused)
 static void test_state_decoder_is_strict_json(void **unused)
 {
 	static const char *const bad[] = {
-		"{\"a\": 1,}", "[1,]", "{\"a\" 1}", "{'a': 1}", "01", "1.", ".5", "-", "1e", "+1", "[1 2]", "tru", "nul",
-		"\"\x01\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\u0000\"", "\"\\u12g4\"", "\"\\q\"",
-		"\"abc", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"",
-		"99999999999999999999", "-9223372036854775809", "[", "{", "{\"a\"}", "[1]]", "{\"a\": 1} {}",
+		"{\"a\": 1,}",
+		"[1,]",
+		"{\"a\" 1}",
+		"{'a': 1}",
+		"01",
+		"1.",
+		".5",
+		"-",
+		"1e",
+		"+1",
+		"[1 2]",
+		"tru",
+		"nul",
+		"\"\x01\"",
+		"\"\\ud800\"",
+		"\"\\udc00\"",
+		"\"\\ud800\\u0041\"",
+		"\"\\u0000\"",
+		"\"\\u12g4\"",
+		"\"\\q\"",
+		"\"abc",
+		"\"\xff\"",
+		"\"\xc0\xaf\"",
+		"\"\xed\xa0\x80\"",
+		"\"\xf4\x90\x80\x80\"",
+		"\"\xe2\x82\"",
+		"99999999999999999999",
+		"-9223372036854775809",
+		"[",
+		"{",
+		"{\"a\"}",
+		"[1]]",
+		"{\"a\": 1} {}",
 	};
 	static const char *const good[] = {
-		"-0", "0", "1.5e-3", "2E+10", "-9223372036854775808", "9223372036854775807", "[]", "{}",
-		"[true, false, null, {\"x\": [[]]}]", "\"\\u00e9\\ud83d\\ude00\\n\\/\\\"\\\\\\b\\f\\r\\t\"",
-		"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"", " \t\r\n 1 \n",
+		"-0",
+		"0",
+		"1.5e-3",
+		"2E+10",
+		"-9223372036854775808",
+		"9223372036854775807",
+		"[]",
+		"{}",
+		"[true, false, null, {\"x\": [[]]}]",
+		"\"\\u00e9\\ud83d\\ude00\\n\\/\\\"\\\\\\b\\f\\r\\t\"",
+		"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"",
+		" \t\r\n 1 \n",
 	};
 	char doc[512];
 
@@ -513,7 +537,8 @@ static void test_state_decoder_is_strict_json(void **unused)
 		struct state *st = NULL;
 
 		snprintf(doc, sizeof(doc), DOC_HEAD ", \"x\": %s}", bad[i]);
-		if (state_from_json(doc, strlen(doc), "state.json", &st) != CS_EINVALID || !strstr(cs_errmsg(), "valid JSON"))
+		if (state_from_json(doc, strlen(doc), "state.json", &st) != CS_EINVALID ||
+		    !strstr(cs_errmsg(), "valid JSON"))
 			fail_msg("accepted %s (%s)", bad[i], cs_errmsg());
 		assert_null(st);
 	}
@@ -544,10 +569,12 @@ static void test_state_duplicate_keys_are_refused_with_position(void **unused)
 		DOC_HEAD ",\n\"serial\": 4}",
 		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\"},\n\"www\": {\"phase\": \"failed\"}}}",
 		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\",\n\"phase\": \"failed\"}}}",
-		DOC_HEAD ",\n\"certificates\": {\"www\": {\"phase\": \"ready\", \"ids\": {\"a\": \"1\",\n\"a\": \"2\"}}}}",
+		DOC_HEAD
+		",\n\"certificates\": {\"www\": {\"phase\": \"ready\", \"ids\": {\"a\": \"1\",\n\"a\": \"2\"}}}}",
 		DOC_HEAD ",\n\"accounts\": {\"dns\": {}, \"x\": {},\n\"dns\": {}}}",
-		DOC_HEAD ",\n\"future\": {\"k\": 1,\n\"k\": 2}}",		 /* even inside an unknown key */
-		DOC_HEAD ",\n\"certificates\": {\"a\\u0062\": {\"phase\": \"ready\"},\n\"ab\": {}}}", /* same key, escaped */
+		DOC_HEAD ",\n\"future\": {\"k\": 1,\n\"k\": 2}}", /* even inside an unknown key */
+		DOC_HEAD
+		",\n\"certificates\": {\"a\\u0062\": {\"phase\": \"ready\"},\n\"ab\": {}}}", /* same key, escaped */
 	};
 
 	(void)unused;
@@ -558,7 +585,8 @@ static void test_state_duplicate_keys_are_refused_with_position(void **unused)
 	assert_decode_refused(docs[6], "state.json:3:1: duplicate key \"ab\"");
 	/* the same key in two different objects is fine */
 	{
-		const char *ok = DOC_HEAD ", \"certificates\": {\"a\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}, "
+		const char *ok =
+			DOC_HEAD ", \"certificates\": {\"a\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}, "
 				 "\"b\": {\"phase\": \"ready\", \"ids\": {\"phase\": \"x\"}}}}";
 		struct state *st = NULL;
 
@@ -616,7 +644,7 @@ static void test_state_journal_line_with_a_duplicate_key_is_refused(void **unuse
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back = NULL;
 	const char *text = "{\"serial\":2,\"name\":\"b\",\"record\":{\"phase\":\"ready\"}}\n"
 			   "{\"serial\":3,\"name\":\"b\",\"name\":\"c\",\"record\":null}\n"
@@ -720,7 +748,8 @@ static void test_state_decoder_bounds_lists(void **unused)
 	buf_clear(&doc);
 	buf_puts(&doc, DOC_HEAD ", \"certificates\": {\"www\": {\"phase\": \"ready\", \"tokens\": [");
 	for (int i = 0; i <= STATE_MAX_TOKENS; i++)
-		buf_printf(&doc, "%s{\"method\": \"http-token\", \"name\": \"n%d\", \"location\": \"/l\"}", i ? ", " : "", i);
+		buf_printf(&doc, "%s{\"method\": \"http-token\", \"name\": \"n%d\", \"location\": \"/l\"}",
+			   i ? ", " : "", i);
 	buf_puts(&doc, "]}}}");
 	assert_int_equal(state_from_json(doc.data, doc.len, "state.json", &st), CS_EINVALID);
 	assert_non_null(strstr(cs_errmsg(), "certificates.\"www\".tokens: expected an array of at most 200 tokens"));
@@ -747,7 +776,7 @@ static void test_state_save_is_atomic_and_keeps_a_backup(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json"), *bak = xasprintf("%s.backup", path);
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back;
 	struct buf first = BUF_INIT, now = BUF_INIT, prev = BUF_INIT;
 	DIR *d;
@@ -769,7 +798,7 @@ static void test_state_save_is_atomic_and_keeps_a_backup(void **unused)
 	assert_int_equal(prev.len, first.len);
 	assert_memory_equal(prev.data, first.data, first.len);
 	assert_int_equal(fsutil_read_file(path, 0, &now), 0);
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 2);
 	assert_string_equal(back->lineage, st->lineage);
 	assert_cert_equal(state_cert_get(st, "b"), state_cert_get(back, "b"));
@@ -799,8 +828,9 @@ static void test_state_files_are_private_even_with_a_permissive_umask(void **unu
 {
 	char *dir = test_mkdtemp();
 	char *sub = fsutil_join(dir, "var/lib/certsync"), *path = fsutil_join(sub, "state.json");
-	char *bak = xasprintf("%s.backup", path), *jnl = xasprintf("%s.journal", path), *lck = xasprintf("%s.lock", path);
-	struct state_backend *be = open_backend(path);
+	char *bak = xasprintf("%s.backup", path), *jnl = xasprintf("%s.journal", path),
+	     *lck = xasprintf("%s.lock", path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL;
 	mode_t old = umask(0);
 
@@ -830,7 +860,7 @@ static void test_state_journal_replays_in_serial_order(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back;
 	struct state_cert *a, *b;
 
@@ -851,7 +881,7 @@ static void test_state_journal_replays_in_serial_order(void **unused)
 	assert_int_equal(state_journal(be, st, "c", state_cert_put(st, "c")), 0);
 	assert_int_equal(st->serial, 6);
 
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 6);
 	assert_string_equal(back->lineage, st->lineage);
 	assert_int_equal(state_cert_count(back), 2);
@@ -862,7 +892,7 @@ static void test_state_journal_replays_in_serial_order(void **unused)
 
 	/* A line at or below the state's serial is already in it: skipped. */
 	append_text(jnl, "{\"serial\":5,\"name\":\"stale\",\"record\":{\"phase\":\"ready\"}}\n");
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_null(state_cert_get(back, "stale"));
 	assert_int_equal(back->serial, 6);
 	state_free(back);
@@ -871,14 +901,14 @@ static void test_state_journal_replays_in_serial_order(void **unused)
 	assert_int_equal(state_save(be, st), 0);
 	assert_int_equal(st->serial, 7);
 	assert_false(fsutil_exists(jnl));
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 7);
 	assert_cert_equal(a, state_cert_get(back, "a"));
 	state_free(back);
 
 	/* Journal lines older than the saved file (a crash before the journal was removed) change nothing. */
 	append_text(jnl, "{\"serial\":4,\"name\":\"a\",\"record\":null}\n");
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_non_null(state_cert_get(back, "a"));
 	state_free(back);
 
@@ -893,7 +923,7 @@ static void test_state_journal_alone_recovers_a_fresh_state(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json");
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back;
 
 	(void)unused;
@@ -901,7 +931,7 @@ static void test_state_journal_alone_recovers_a_fresh_state(void **unused)
 	fill_cert(state_cert_put(st, "www"), 7);
 	assert_int_equal(state_journal(be, st, "www", state_cert_get(st, "www")), 0);
 	assert_false(fsutil_exists(path));
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 1);
 	assert_cert_equal(state_cert_get(st, "www"), state_cert_get(back, "www"));
 	state_free(back);
@@ -915,7 +945,7 @@ static void test_state_truncated_last_journal_line_is_ignored(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back;
 
 	(void)unused;
@@ -924,16 +954,16 @@ static void test_state_truncated_last_journal_line_is_ignored(void **unused)
 	state_backend_free(be);
 	/* A crash mid-append: the line has no end. */
 	append_text(jnl, "{\"serial\":2,\"name\":\"b\",\"record\":{\"phase\":\"rea");
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 1);
 	assert_non_null(state_cert_get(back, "a"));
 	assert_null(state_cert_get(back, "b"));
 	state_free(back);
 
 	/* The next writer cuts the partial line before appending, so it never ends up in the middle. */
-	be = open_backend(path);
+	be = test_state_open(path);
 	assert_int_equal(state_journal(be, st, "c", state_cert_put(st, "c")), 0);
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 2);
 	assert_non_null(state_cert_get(back, "c"));
 	assert_null(state_cert_get(back, "b"));
@@ -951,7 +981,7 @@ static void test_state_corrupt_journal_line_in_the_middle_is_refused(void **unus
 	const char *text;
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back = NULL;
 
 	(void)unused;
@@ -981,7 +1011,7 @@ static void test_state_corrupt_file_is_refused_naming_the_backup(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json");
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back = NULL;
 
 	(void)unused;
@@ -1025,7 +1055,7 @@ static void test_state_lock_contention_names_the_holder(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json");
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	int ready[2], go[2], status = 0;
 	char c = 0, *pid_text;
 	pid_t pid;
@@ -1058,7 +1088,7 @@ static void test_state_lock_contention_names_the_holder(void **unused)
 	close(go[0]);
 	close(go[1]);
 	state_backend_free(be); /* releases the lock */
-	be = open_backend(path);
+	be = test_state_open(path);
 	assert_int_equal(state_lock(be, "apply"), 0);
 	state_backend_free(be);
 	free(path);
@@ -1085,7 +1115,7 @@ static void test_state_journal_is_safe_from_threads(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json");
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = NULL, *back;
 	struct journal_thread t[8];
 	pthread_t th[8];
@@ -1107,7 +1137,7 @@ static void test_state_journal_is_safe_from_threads(void **unused)
 		assert_int_equal(t[i].rc, 0);
 	}
 	assert_int_equal(st->serial, 200);
-	back = load_ok(path);
+	back = test_state_load(path);
 	assert_int_equal(back->serial, 200);
 	assert_int_equal(state_cert_count(back), 8);
 	assert_cert_equal(t[3].rec, state_cert_get(back, "t3"));

@@ -127,23 +127,6 @@ static struct state *full_state(int n)
 	return st;
 }
 
-static char *encode(const struct state *st)
-{
-	struct buf b = BUF_INIT;
-
-	state_to_json(st, &b);
-	return buf_detach(&b);
-}
-
-static void assert_same_state(const struct state *a, const struct state *b)
-{
-	char *x = encode(a), *y = encode(b);
-
-	assert_string_equal(x, y);
-	free(x);
-	free(y);
-}
-
 static int has_name(char **v, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
@@ -250,7 +233,7 @@ static void test_round_trip_of_a_full_state_encodes_as_the_file_backend(void **u
 	assert_int_equal(state_save(a, st), 0);
 	assert_int_equal(st->serial, 1);
 	assert_int_equal(state_load(b, &got), 0);
-	assert_same_state(st, got);
+	test_assert_same_state(st, got);
 	assert_string_equal(got->lineage, st->lineage);
 	assert_int_equal(got->n_webhook_ids, 2);
 	assert_string_equal(state_account_get(got, "dnsimple", "account_id"), "1010");
@@ -259,10 +242,10 @@ static void test_round_trip_of_a_full_state_encodes_as_the_file_backend(void **u
 	assert_int_equal(state_file_open(path, &file), 0);
 	assert_int_equal(state_save(file, st), 0);
 	assert_int_equal(fsutil_read_file(path, STATE_MAX_BYTES, &text), 0);
-	want = encode(got);
+	want = test_state_json(got);
 	assert_string_equal(text.data, want);
 	assert_int_equal(state_load(file, &from_file), 0);
-	assert_same_state(from_file, got);
+	test_assert_same_state(from_file, got);
 	free(want);
 	buf_free(&text);
 	state_free(st);
@@ -328,7 +311,7 @@ static void test_save_writes_only_the_records_that_changed(void **unused)
 	be = open_pg(schema, "a2");
 	assert_int_equal(state_lock(be, "apply"), 0);
 	assert_int_equal(state_load(be, &again), 0);
-	assert_same_state(again, st);
+	test_assert_same_state(again, st);
 	assert_int_equal(state_save(be, again), 0);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".certs WHERE changed_serial = 5", schema);
 	assert_int_equal(sql_int(c, sql), 0);
@@ -426,7 +409,7 @@ static void test_journal_writes_one_record_and_a_removal(void **unused)
 	snprintf(sql, sizeof(sql), "SELECT removed_serial FROM \"%s\".removed WHERE name = 'c02.example'", schema);
 	assert_int_equal(sql_int(c, sql), 4);
 	assert_int_equal(state_load(b, &got), 0);
-	assert_same_state(got, st);
+	test_assert_same_state(got, st);
 	/* a save after journals writes nothing the journals wrote */
 	assert_int_equal(state_save(a, st), 0);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".certs WHERE changed_serial = 5", schema);
@@ -471,7 +454,7 @@ static void test_refresh_brings_in_another_writers_changes(void **unused)
 	assert_true(has_name(names, n, "c01.example"));
 	assert_true(has_name(names, n, "c02.example"));
 	free_names(names, n);
-	assert_same_state(theirs, mine);
+	test_assert_same_state(theirs, mine);
 	/* and again: nothing */
 	assert_int_equal(state_refresh(follower, theirs, &names, &n), 0);
 	assert_int_equal(n, 0);
@@ -481,7 +464,7 @@ static void test_refresh_brings_in_another_writers_changes(void **unused)
 	assert_int_equal(state_refresh(follower, theirs, &names, &n), 0);
 	assert_int_equal(n, 1);
 	free_names(names, n);
-	assert_same_state(theirs, mine);
+	test_assert_same_state(theirs, mine);
 	state_free(mine);
 	state_free(theirs);
 	state_backend_free(leader);
@@ -511,7 +494,7 @@ static void test_refresh_after_another_lineage_replaces_everything(void **unused
 	assert_int_equal(state_refresh(b, seen, &names, &n), 0);
 	assert_true(has_name(names, n, "c01.example"));
 	free_names(names, n);
-	assert_same_state(seen, other);
+	test_assert_same_state(seen, other);
 	PQfinish(c);
 	state_free(first);
 	state_free(seen);
@@ -641,7 +624,7 @@ static void test_a_read_is_not_blocked_by_an_open_write(void **unused)
 	free(sql1(c, "%s", sql));
 	assert_int_equal(state_load(reader, &got), 0);
 	assert_int_equal(got->serial, 1);
-	assert_same_state(got, st);
+	test_assert_same_state(got, st);
 	free(sql1(c, "ROLLBACK"));
 	PQfinish(c);
 	state_free(st);
@@ -670,7 +653,7 @@ static void test_a_lost_connection_is_reopened_and_the_listener_says_so(void **u
 	state_cert_get(st, "c01.example")->attempts = 4;
 	assert_int_equal(state_journal(be, st, "c01.example", state_cert_get(st, "c01.example")), 0);
 	assert_int_equal(state_load(other, &got), 0);
-	assert_same_state(got, st);
+	test_assert_same_state(got, st);
 	state_free(got);
 	/* the listener's connection dropped: it reconnects and wakes the daemon (a change may be missed) */
 	free(sql1(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"certsync_%s\"'",
@@ -683,7 +666,7 @@ static void test_a_lost_connection_is_reopened_and_the_listener_says_so(void **u
 	pid = PQbackendPID(((struct state_pg *)be)->conn);
 	free(sql1(c, "SELECT pg_terminate_backend(%d)", pid));
 	assert_int_equal(state_load(be, &got), 0);
-	assert_same_state(got, st);
+	test_assert_same_state(got, st);
 	state_free(got);
 	PQfinish(c);
 	state_free(st);
@@ -740,7 +723,7 @@ static void test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnecte
 	assert_int_equal(state_journal(be, st, c->name, c), 0);
 	assert_int_equal(st->serial, 2);
 	assert_int_equal(state_load(other, &got), 0);
-	assert_same_state(got, st);
+	test_assert_same_state(got, st);
 	state_free(got);
 	buf_free(&text);
 	free(portfile);

@@ -101,53 +101,6 @@ static struct state *make_state(int n)
 	return st;
 }
 
-/* The state's JSON: equal JSON, equal states (the encoding is stable and covers every field). */
-static char *json_of(const struct state *st)
-{
-	struct buf b = BUF_INIT;
-
-	state_to_json(st, &b);
-	return buf_detach(&b);
-}
-
-static void assert_same_state(const struct state *a, const struct state *b)
-{
-	char *ja = json_of(a), *jb = json_of(b);
-
-	if (strcmp(ja, jb))
-		fail_msg("the states differ:\n%.600s\n---\n%.600s", ja, jb);
-	free(ja);
-	free(jb);
-}
-
-static struct state_backend *open_backend(const char *path)
-{
-	struct state_backend *be = NULL;
-
-	assert_int_equal(state_file_open(path, &be), 0);
-	return be;
-}
-
-static struct state *load_ok(const char *path)
-{
-	struct state_backend *be = open_backend(path);
-	struct state *st = NULL;
-
-	if (state_load(be, &st))
-		fail_msg("load failed: %s", cs_errmsg());
-	state_backend_free(be);
-	return st;
-}
-
-static void save_ok(const char *path, struct state *st)
-{
-	struct state_backend *be = open_backend(path);
-
-	if (state_save(be, st))
-		fail_msg("save failed: %s", cs_errmsg());
-	state_backend_free(be);
-}
-
 /* The key of the state file at path as it is now, for a state of this lineage and serial. */
 static struct state_snap_key key_of(const char *path, const struct state *st)
 {
@@ -235,7 +188,7 @@ static void test_snap_written_on_save_and_read_back(void **unused)
 	struct stat sb;
 
 	(void)unused;
-	save_ok(path, st);
+	test_state_save(path, st);
 	assert_int_equal(stat(snap, &sb), 0);
 	assert_int_equal(sb.st_mode & 07777, 0600);
 	/* 5,000 records: the arena is a huge-page mapping; read straight */
@@ -243,10 +196,10 @@ static void test_snap_written_on_save_and_read_back(void **unused)
 	assert_int_equal(state_cert_count(back), 5000);
 	assert_int_equal(back->serial, st->serial);
 	assert_string_equal(back->lineage, st->lineage);
-	assert_same_state(st, back);
+	test_assert_same_state(st, back);
 	/* and through the backend */
-	loaded = load_ok(path);
-	assert_same_state(st, loaded);
+	loaded = test_state_load(path);
+	test_assert_same_state(st, loaded);
 	state_free(loaded);
 	state_free(back);
 	state_free(st);
@@ -290,18 +243,18 @@ static void test_snap_records_change_like_decoded_ones(void **unused)
 	struct buf doc = BUF_INIT;
 
 	(void)unused;
-	save_ok(path, st);
+	test_state_save(path, st);
 	assert_int_equal(snap_read(path, st, &from_snap, NULL), 0);
 	assert_int_equal(fsutil_read_file(path, 0, &doc), 0);
 	assert_int_equal(state_from_json(doc.data, doc.len, "state.json", &from_json), 0);
 	mutate(from_snap);
 	mutate(from_json);
-	assert_same_state(from_json, from_snap);
+	test_assert_same_state(from_json, from_snap);
 	/* and it saves and loads back like any state */
-	save_ok(path, from_snap);
+	test_state_save(path, from_snap);
 	state_free(st);
-	st = load_ok(path);
-	assert_same_state(from_snap, st);
+	st = test_state_load(path);
+	test_assert_same_state(from_snap, st);
 	buf_free(&doc);
 	state_free(from_json);
 	state_free(from_snap);
@@ -417,7 +370,7 @@ static void test_snap_damaged_is_ignored_and_rebuilt(void **unused)
 	struct buf pristine = BUF_INIT, img = BUF_INIT;
 
 	(void)unused;
-	save_ok(path, st);
+	test_state_save(path, st);
 	assert_int_equal(fsutil_read_file(snap, 0, &pristine), 0);
 	for (size_t i = 0; i < sizeof(damages) / sizeof(damages[0]); i++) {
 		buf_clear(&img);
@@ -431,11 +384,11 @@ static void test_snap_damaged_is_ignored_and_rebuilt(void **unused)
 		if (!strstr(cs_errmsg(), damages[i].want))
 			fail_msg("%s: message \"%s\" lacks \"%s\"", damages[i].what, cs_errmsg(), damages[i].want);
 		/* the state still loads (from the JSON) and the snapshot is good again afterwards */
-		got = load_ok(path);
-		assert_same_state(st, got);
+		got = test_state_load(path);
+		test_assert_same_state(st, got);
 		state_free(got);
 		assert_int_equal(snap_read(path, st, &got, NULL), 0);
-		assert_same_state(st, got);
+		test_assert_same_state(st, got);
 		state_free(got);
 	}
 	buf_free(&img);
@@ -455,14 +408,14 @@ static void test_snap_of_another_state_file_is_ignored(void **unused)
 	struct buf img = BUF_INIT;
 
 	(void)unused;
-	save_ok(a, sa);
-	save_ok(b, sb);
+	test_state_save(a, sa);
+	test_state_save(b, sb);
 	assert_int_equal(fsutil_read_file(snap_b, 0, &img), 0);
 	write_bytes(snap_a, img.data, img.len);
 	assert_int_equal(snap_read(a, sa, &got, NULL), CS_EINVALID);
 	assert_non_null(strstr(cs_errmsg(), "made from another state file"));
-	got = load_ok(a);
-	assert_same_state(sa, got);
+	got = test_state_load(a);
+	test_assert_same_state(sa, got);
 	state_free(got);
 	buf_free(&img);
 	state_free(sa);
@@ -485,50 +438,50 @@ static void test_snap_other_writers_are_noticed(void **unused)
 	struct timespec old[2];
 
 	(void)unused;
-	save_ok(path, st); /* serial 1 */
-	save_ok(path, st); /* serial 2; the backup is serial 1 */
+	test_state_save(path, st); /* serial 1 */
+	test_state_save(path, st); /* serial 2; the backup is serial 1 */
 
 	/* another process saves a change */
-	other = load_ok(path);
+	other = test_state_load(path);
 	state_str_set(&state_cert_get(other, "cert-00003")->spec_hash, "changed-elsewhere");
-	save_ok(path, other);
-	got = load_ok(path);
+	test_state_save(path, other);
+	got = test_state_load(path);
 	assert_string_equal(state_cert_get(got, "cert-00003")->spec_hash, "changed-elsewhere");
 	assert_int_equal(got->serial, 3);
 	state_free(got);
 
 	/* a restore puts the backup (serial 2) back */
 	assert_int_equal(unlink(path), 0);
-	be = open_backend(path);
+	be = test_state_open(path);
 	assert_int_equal(state_file_restore(be), 0);
 	state_backend_free(be);
-	got = load_ok(path);
+	got = test_state_load(path);
 	assert_int_equal(got->serial, 2);
 	st->serial = 2;
-	assert_same_state(st, got);
+	test_assert_same_state(st, got);
 	state_free(got);
 
 	/* an edit in place right after a save (same size, same serial, likely the same clock tick) */
-	save_ok(path, other); /* serial 4 */
+	test_state_save(path, other); /* serial 4 */
 	edit_in_place(path, "\"not_after\": \"2027-02-21", "\"not_after\": \"2027-02-22");
-	got = load_ok(path);
+	got = test_state_load(path);
 	assert_int_equal(got->serial, other->serial);
 	assert_int_equal(state_cert_get(got, "cert-00000")->not_after,
 			 state_cert_get(other, "cert-00000")->not_after + 86400);
 	state_free(got);
 
 	/* an old state file: its snapshot is not racy, and an edit in place changes the mtime */
-	save_ok(path, other); /* serial 5 */
+	test_state_save(path, other); /* serial 5 */
 	old[0].tv_sec = old[1].tv_sec = time(NULL) - 3600;
 	old[0].tv_nsec = old[1].tv_nsec = 123456789;
 	assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
-	got = load_ok(path); /* a new key: decoded from the JSON, snapshot rewritten */
+	got = test_state_load(path); /* a new key: decoded from the JSON, snapshot rewritten */
 	state_free(got);
 	assert_int_equal(snap_read(path, other, &got, &key), 0);
 	assert_int_equal(key.racy, 0);
 	state_free(got);
 	edit_in_place(path, "\"not_after\": \"2027-02-21", "\"not_after\": \"2027-02-20");
-	got = load_ok(path);
+	got = test_state_load(path);
 	assert_int_equal(state_cert_get(got, "cert-00000")->not_after,
 			 state_cert_get(other, "cert-00000")->not_after - 86400);
 	state_free(got);
@@ -557,7 +510,7 @@ static void test_snap_racy_key_checks_the_content(void **unused)
 	uint64_t id[5];
 
 	(void)unused;
-	save_ok(path, st); /* just written: a racy key */
+	test_state_save(path, st); /* just written: a racy key */
 	assert_int_equal(fsutil_read_file(snap, 0, &img), 0);
 	memcpy(&racy, img.data + SNAP_HEAD_LEN - 8, 4);
 	assert_int_equal(racy, 1);
@@ -571,7 +524,7 @@ static void test_snap_racy_key_checks_the_content(void **unused)
 	memcpy(img.data + SNAP_HASHED_AT + 8, id, sizeof(id));
 	fix_sum(&img);
 	write_bytes(snap, img.data, img.len);
-	got = load_ok(path);
+	got = test_state_load(path);
 	assert_int_equal(state_cert_get(got, "cert-00000")->not_after,
 			 state_cert_get(st, "cert-00000")->not_after + 2 * 86400);
 	state_free(got);
@@ -586,7 +539,7 @@ static void test_snap_then_journal(void **unused)
 {
 	char *dir = test_mkdtemp();
 	char *path = fsutil_join(dir, "state.json");
-	struct state_backend *be = open_backend(path);
+	struct state_backend *be = test_state_open(path);
 	struct state *st = make_state(8), *got;
 	struct state_cert *rec;
 
@@ -597,7 +550,7 @@ static void test_snap_then_journal(void **unused)
 	assert_int_equal(state_journal(be, st, rec->name, rec), 0);
 	assert_int_equal(state_journal(be, st, "cert-00002", NULL), 0);
 	state_backend_free(be);
-	got = load_ok(path); /* the snapshot of serial 1, then the journal's two entries */
+	got = test_state_load(path); /* the snapshot of serial 1, then the journal's two entries */
 	assert_int_equal(got->serial, 3);
 	assert_string_equal(state_cert_get(got, "cert-00001")->step, "journaled");
 	assert_null(state_cert_get(got, "cert-00002"));

@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../state/state.h"
 #include "../../util/buf.h"
+#include "../../util/err.h"
 #include "../../util/fsutil.h"
 #include "../../util/util.h"
 #include "testutil.h"
@@ -109,4 +111,51 @@ char *test_pg_schema(void)
 	char *s = xasprintf("t_%ld_%u_%u", (long)getpid(), (unsigned)time(NULL) % 100000u, counter++);
 
 	return s;
+}
+
+struct state_backend *test_state_open(const char *path)
+{
+	struct state_backend *be = NULL;
+
+	if (state_file_open(path, &be))
+		fail_msg("cannot open the state %s: %s", path, cs_errmsg());
+	return be;
+}
+
+struct state *test_state_load(const char *path)
+{
+	struct state_backend *be = test_state_open(path);
+	struct state *st = NULL;
+
+	if (state_load(be, &st))
+		fail_msg("load failed: %s", cs_errmsg());
+	state_backend_free(be);
+	return st;
+}
+
+void test_state_save(const char *path, struct state *st)
+{
+	struct state_backend *be = test_state_open(path);
+
+	if (state_save(be, st))
+		fail_msg("save failed: %s", cs_errmsg());
+	state_backend_free(be);
+}
+
+char *test_state_json(const struct state *st)
+{
+	struct buf b = BUF_INIT;
+
+	state_to_json(st, &b);
+	return buf_detach(&b);
+}
+
+void test_assert_same_state(const struct state *a, const struct state *b)
+{
+	char *ja = test_state_json(a), *jb = test_state_json(b);
+
+	if (strcmp(ja, jb))
+		fail_msg("the states differ:\n%.600s\n---\n%.600s", ja, jb);
+	free(ja);
+	free(jb);
 }

@@ -30,4 +30,18 @@ char *test_pg_schema(void);
  */
 void test_golden(const char *rel, const char *text, size_t len);
 
+/* ---------- the file state backend ---------- */
+
+struct state;
+struct state_backend;
+
+/* The file backend at path (fails the test when it cannot open). */
+struct state_backend *test_state_open(const char *path);
+/* Loads / saves the state at path through a backend of its own (fails the test with the error). */
+struct state *test_state_load(const char *path);
+void test_state_save(const char *path, struct state *st);
+/* The state's JSON (the encoding is stable and covers every field: equal JSON, equal states). Caller frees. */
+char *test_state_json(const struct state *st);
+void test_assert_same_state(const struct state *a, const struct state *b);
+
 #endif
