@@ -61,7 +61,7 @@ def write_config(d, issuers, max_paid):
 
 def apply(binary, d, parallelism, env):
     t0 = time.perf_counter()
-    r = subprocess.run([binary, "apply", "--config", "certsync.yaml", "--parallelism", str(parallelism), "--wait",
+    r = subprocess.run([binary, "apply", "--config", "certsync.yaml", "--parallelism", str(parallelism), "--auto-approve", "--wait",
                         "3600s"], cwd=d, capture_output=True, text=True, env=dict(os.environ, **env))
     wall = time.perf_counter() - t0
     if r.returncode != 0:

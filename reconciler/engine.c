@@ -103,16 +103,21 @@ static void engine_set_fatal(struct engine *e, const char *name)
 	__atomic_store_n(&e->fatal, 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * Journals the worker's own record. Not under e->mu: the backends serialise
+ * their writes themselves (and touch only st's serial), so a worker waiting
+ * for its fsync never holds up the others taking, parking or finishing jobs.
+ */
 int engine_journal(struct step_ctx *ctx)
 {
 	struct engine *e = ctx->engine;
-	int rc;
+	int rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
 
-	pthread_mutex_lock(&e->mu);
-	rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
-	if (rc)
+	if (rc) {
+		pthread_mutex_lock(&e->mu);
 		engine_set_fatal(e, ctx->rec->name);
-	pthread_mutex_unlock(&e->mu);
+		pthread_mutex_unlock(&e->mu);
+	}
 	return rc;
 }
 

@@ -47,12 +47,8 @@ static void dnsimple_free(void *priv)
 	for (size_t i = 0; i < d->n_zones; i++)
 		free(d->zones[i]);
 	free(d->zones);
-	for (size_t i = 0; i < d->n_dlocks; i++) {
-		pthread_mutex_destroy(&d->dlocks[i]->mu);
-		free(d->dlocks[i]->domain);
-		free(d->dlocks[i]);
-	}
-	free(d->dlocks);
+	for (size_t i = 0; i < DNSIMPLE_BUY_LOCKS; i++)
+		pthread_mutex_destroy(&d->buy_locks[i]);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
 }
@@ -91,6 +87,8 @@ static int dnsimple_config(const struct ynode *node, const char *file, const cha
 	int sandbox = 0;
 
 	pthread_mutex_init(&d->mu, NULL);
+	for (size_t i = 0; i < DNSIMPLE_BUY_LOCKS; i++)
+		pthread_mutex_init(&d->buy_locks[i], NULL);
 	d->name = xstrdup(name);
 	d->sig_alg = xstrdup("ECDSA");
 	d->poll_min = 15;
@@ -367,7 +365,7 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 	if (intent && (rc = step_intent_wait(ctx, ID_INTENT_RULE, d->timeout)))
 		return rc;
 	for (int look = 0;; look++) {
-		if ((rc = dnsimple_list_certs(d, o->domain, intent, &l)))
+		if ((rc = dnsimple_list_certs(d, o->domain, o, intent, &l)))
 			return rc;
 		if ((best = dnsimple_best(ctx, &l, o)) || !intent || look == 1)
 			break;
@@ -396,13 +394,16 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 }
 
 /*
- * Buys under the domain's lock, on a list taken under it: a certificate
- * another worker just bought for the same names (or a lost purchase that
- * landed since) is adopted, never bought twice.
+ * Buys under the order's lock, on the run's list as it stands under it
+ * (every certificate this process bought since the first look is in it, and
+ * a purchase of unknown outcome made it stale, so it is listed again): a
+ * certificate another worker just bought for the same names, or a lost
+ * purchase that landed since, is adopted, never bought twice. Orders for
+ * other names buy in parallel.
  */
 static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
-	pthread_mutex_t *mu = dnsimple_domain_lock(d, o->domain);
+	pthread_mutex_t *mu = dnsimple_order_lock(d, o);
 	const struct dnsimple_cert *best;
 	struct dnsimple_list l;
 	long long id = 0;
@@ -410,7 +411,7 @@ static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	int rc;
 
 	pthread_mutex_lock(mu);
-	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
+	if ((rc = dnsimple_list_certs(d, o->domain, o, 0, &l)))
 		goto out;
 	if ((best = dnsimple_best(ctx, &l, o))) {
 		rc = dnsimple_adopt(ctx, best, st);
@@ -427,6 +428,7 @@ static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	step_intent_send_hook(ctx, ID_INTENT_RULE, d->timeout);
 	rc = dnsimple_purchase(d, o, ctx->spec->auto_renew, &id);
 	step_intent_send_hook(NULL, NULL, 0);
+	dnsimple_list_bought(d, o, rc == 0, id);
 	if (rc)
 		goto out; /* the step stays "find": a retry looks (by the in-flight rule) before it buys */
 	log_emit(LV_INFO, &ctx->log, "purchased DNSimple certificate %lld", id);
@@ -615,7 +617,7 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
 	int rc;
 
-	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
+	if ((rc = dnsimple_list_certs(d, o->domain, o, 1, &l)))
 		return rc;
 	for (size_t i = 0; i < l.n; i++) {
 		const struct dnsimple_cert *c = &l.v[i];
