@@ -77,8 +77,8 @@ static void dnsimple_parse_zones(struct dnsimple *d, const struct ynode *v, cons
 static int dnsimple_config(const struct ynode *node, const char *file, const char *name, struct diags *dg, void **priv)
 {
 	static const char *const keys[] = {
-		"type",	 "account", "token",	    "baseURL", "sandbox", "signatureAlgorithm",
-		"zones", "caFile",  "pollInterval", "timeout", NULL};
+		"type",	 "account", "token",	    "baseURL", "sandbox",    "signatureAlgorithm",
+		"zones", "caFile",  "pollInterval", "timeout", "rateWindow", NULL};
 	struct dnsimple *d = xcalloc(1, sizeof(*d));
 	char *what = xasprintf("issuers.%s", name);
 	const struct ynode *v;
@@ -132,6 +132,10 @@ static int dnsimple_config(const struct ynode *node, const char *file, const cha
 	d->timeout = 60;
 	if ((v = ynode_get(node, "timeout")))
 		ynode_duration(v, file, "timeout", dg, &d->timeout);
+	d->rate_window = 3600; /* "X-RateLimit-Limit: maximum requests per hour" */
+	if ((v = ynode_get(node, "rateWindow")) && !ynode_duration(v, file, "rateWindow", dg, &d->rate_window) &&
+	    (d->rate_window < 1 || d->rate_window > 86400))
+		diags_add(dg, file, v->line, v->col, "rateWindow: must be between 1s and 24h");
 	free(what);
 	if (dg->n > before) {
 		dnsimple_free(d);
@@ -737,6 +741,73 @@ static int dnsimple_refresh(const struct issuer *is, const struct state_cert *re
 	return 0;
 }
 
+/* Provider requests per step, for the finish estimate (find's list is cached: one per run). */
+static const struct {
+	const char *step;
+	int requests;
+} dnsimple_step_requests[] = {
+	{"find", 0},	{"purchase", 1},  {"issue", 1},		 {"await", 1},	     {"download", 2},
+	{"install", 0}, {"reinstall", 0}, {"renew-purchase", 1}, {"renew-issue", 1}, {"find-renewal", 1},
+};
+
+static int dnsimple_step_cost(const char *step)
+{
+	for (size_t i = 0; i < sizeof(dnsimple_step_requests) / sizeof(dnsimple_step_requests[0]); i++)
+		if (!strcmp(step, dnsimple_step_requests[i].step))
+			return dnsimple_step_requests[i].requests;
+	return 1;
+}
+
+static int dnsimple_requests_left(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
+				  const struct state_cert *rec)
+{
+	const char *const *seq = dnsimple_sequence(kind, s, rec ? rec->change : NULL);
+	size_t i = 0;
+	int n = 0;
+
+	(void)is;
+	if (kind == CHANGE_REMOVE)
+		return 0;
+	if (rec && rec->step) {
+		while (seq[i] && strcmp(seq[i], rec->step))
+			i++;
+		if (!seq[i]) {
+			seq = seq_create; /* a step of another sequence (find after a failed renewal) */
+			for (i = 0; seq[i] && strcmp(seq[i], rec->step); i++)
+				;
+			if (!seq[i])
+				i = 0;
+		}
+	}
+	for (; seq[i]; i++)
+		n += dnsimple_step_cost(seq[i]);
+	return n;
+}
+
+static void dnsimple_budget(const struct issuer *is, struct provider_budget *out)
+{
+	struct dnsimple *d = is->priv;
+	struct http_ratelimit rl;
+	struct http_client_stats hs;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&d->mu);
+	out->window = d->rate_window;
+	if (d->http) {
+		http_client_ratelimit(d->http, &rl);
+		http_client_stats(d->http, &hs);
+		out->have = rl.have && rl.limit > 0;
+		out->limit = rl.limit;
+		out->remaining = rl.remaining;
+		out->reset = rl.reset;
+		out->sent = hs.answered + hs.inflight;
+		out->inflight = hs.inflight;
+		out->busy_ms = hs.busy_ms;
+		out->waited_ms = hs.waited_ms;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
 static void dnsimple_end_run(const struct issuer *is)
 {
 	dnsimple_session_end(is->priv);
@@ -764,6 +835,8 @@ const struct provider_ops provider_dnsimple = {
 	.end_run = dnsimple_end_run,
 	.check = dnsimple_check,
 	.account_plan = dnsimple_account_plan,
+	.requests_left = dnsimple_requests_left,
+	.budget = dnsimple_budget,
 };
 
 /* ---------- import (state import) ---------- */

@@ -62,9 +62,10 @@ struct dnsimple {
 	char **zones;
 	size_t n_zones;
 	int64_t poll_min, poll_max;
-	int64_t timeout;    /* per request, seconds */
-	pthread_mutex_t mu; /* guards everything below */
-	int open;	    /* the per-run session is set up */
+	int64_t timeout;     /* per request, seconds */
+	int64_t rate_window; /* seconds X-RateLimit-Limit counts over (rateWindow; DNSimple: one hour) */
+	pthread_mutex_t mu;  /* guards everything below */
+	int open;	     /* the per-run session is set up */
 	char *account_id;
 	char *auth; /* "Authorization: Bearer …" (secret) */
 	struct http_client *http;
