@@ -836,6 +836,7 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		log_emit(LV_DEBUG, &ctx->log, "running step");
 		cs_error_clear();
 		provider_fail_class_take(); /* forget a class left by an earlier step */
+		ctx->read_only = 0;
 		rc = ctx->issuer->ops->step(ctx, &status);
 		ctx->now = util_now();
 		engine_step_done(e, job);
@@ -886,9 +887,11 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		/*
 		 * attempts is not reset on STEP_CONTINUE: a driver whose failing step
 		 * starts over at a lookup (find → purchase fails → find) would
-		 * otherwise never back off further than the first delay.
+		 * otherwise never back off further than the first delay. A step that
+		 * only read is journaled with the next one (the record is written
+		 * whole): a crash in between runs it again, which is harmless.
 		 */
-		if (engine_journal(ctx))
+		if (!ctx->read_only && engine_journal(ctx))
 			break;
 	}
 out:

@@ -55,6 +55,13 @@ struct step_ctx {
 	 * mismatch). NULL lets the engine derive it from the code.
 	 */
 	const char *fail_class;
+	/*
+	 * Out, with STEP_CONTINUE: the step only read (provider GETs, the key
+	 * store) and changed nothing outside the record, so running it again
+	 * after a crash is harmless: the engine journals the record with the
+	 * next step instead of after this one. Cleared before every step.
+	 */
+	int read_only;
 	struct engine *engine;
 };
 

@@ -364,6 +364,7 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 	int intent = state_cert_id(ctx->rec, ID_INTENT) != NULL;
 	int rc;
 
+	ctx->read_only = 1; /* a look: the engine journals with the next step */
 	state_cert_set_id(ctx->rec, ID_DOMAIN, o->domain);
 	state_cert_set_id(ctx->rec, ID_CN, o->common_name);
 	if (intent && (rc = step_intent_wait(ctx, ID_INTENT_RULE, d->timeout)))
@@ -479,6 +480,7 @@ static int step_await(struct step_ctx *ctx, struct dnsimple *d, const struct dns
 	struct dnsimple_cert c;
 	int rc = dnsimple_get_cert(d, o->domain, step_id_num(ctx->rec, ID_PENDING), &c);
 
+	ctx->read_only = 1; /* a GET: the engine journals with the next step */
 	if (rc == CS_ENOTFOUND) {
 		long long gone = step_id_num(ctx->rec, ID_PENDING);
 
@@ -509,6 +511,7 @@ static int step_download(struct step_ctx *ctx, struct dnsimple *d, const struct 
 							 : step_id_num(ctx->rec, ID_INSTALLED);
 	int rc = dnsimple_download(d, o->domain, id, &ctx->mat);
 
+	ctx->read_only = 1; /* GETs into memory: install journals */
 	if (rc == CS_ETRANSIENT && cs_errmsg()[0] && strstr(cs_errmsg(), "HTTP 428")) {
 		/* Not issued yet after all (§2.9): back to waiting. */
 		state_str_set(&ctx->rec->step, "await");
@@ -621,6 +624,7 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
 	int rc;
 
+	ctx->read_only = 1; /* a look: the engine journals with the next step */
 	if ((rc = dnsimple_list_certs(d, o->domain, o, 1, &l)))
 		return rc;
 	for (size_t i = 0; i < l.n; i++) {
