@@ -1162,9 +1162,12 @@ static struct engine_job *engine_next_job(struct engine *e)
 			return NULL;
 		engine_progress(e);
 		{
-			/* Short slices: a stop request is a flag set by a signal handler, not a broadcast. */
+			/*
+			 * Short slices: a stop request is a flag set by a signal handler,
+			 * not a broadcast. Nobody signals when a parked job's time comes:
+			 * the slice ends then.
+			 */
 			struct timespec ts;
-
 			int64_t t0 = util_mono_ms();
 
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -1172,6 +1175,11 @@ static struct engine_job *engine_next_job(struct engine *e)
 			if (ts.tv_nsec >= 1000000000) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
+			}
+			if (e->n_parked && e->parked[first]->wake_at <= (int64_t)ts.tv_sec &&
+			    e->parked[first]->wake_at > now) {
+				ts.tv_sec = (time_t)e->parked[first]->wake_at;
+				ts.tv_nsec = 0;
 			}
 			pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 			e->idle_ms += util_mono_ms() - t0;
