@@ -71,6 +71,7 @@ struct engine {
 	/* The finish estimate (engine_estimate): worker threads, their time waiting for parked jobs, lines. */
 	size_t n_threads;
 	int64_t idle_ms;
+	int announced;	      /* the providers counted the apply's requests: the first estimate is shown at once */
 	int eta_shown;	      /* an estimate was printed */
 	double cycle_s;	      /* worker time per request, recent (smoothed) */
 	long long cycle_sent; /* requests sent and worker time at the last measure of cycle_s */
@@ -1084,7 +1085,7 @@ static void engine_progress(struct engine *e)
 	size_t first = 0;
 	int known;
 
-	if (e->finished >= e->n_jobs || (!by_count && !due && e->eta_shown))
+	if (e->finished >= e->n_jobs || (!by_count && !due && (e->eta_shown || !e->announced)))
 		return;
 	known = engine_estimate(e, real, &est, why, sizeof(why));
 	if (!known && !by_count && !due)
@@ -1095,9 +1096,10 @@ static void engine_progress(struct engine *e)
 		engine_eta_format(est.finish, real, when, sizeof(when));
 		snprintf(eta, sizeof(eta), "; ETA %s, %s", when, why);
 		e->eta_shown = 1;
-		e->eta_every_ms = every < ENGINE_PROGRESS_MIN_MS ? ENGINE_PROGRESS_MIN_MS
-				  : every > ENGINE_PROGRESS_MS	 ? ENGINE_PROGRESS_MS
-								 : (int64_t)every;
+		if (e->announced)
+			e->eta_every_ms = every < ENGINE_PROGRESS_MIN_MS ? ENGINE_PROGRESS_MIN_MS
+					  : every > ENGINE_PROGRESS_MS	 ? ENGINE_PROGRESS_MS
+									 : (int64_t)every;
 		metrics_set_apply_eta(est.finish, est.rate_bound);
 	}
 	while (e->next_mark <= e->finished)
@@ -1218,12 +1220,13 @@ static void *engine_worker(void *arg)
 }
 
 /* The line an apply starts with when its providers can say what it costs: certificates and requests. */
-static void engine_announce(const struct engine *e)
+static void engine_announce(struct engine *e)
 {
 	long total = 0;
 
 	for (size_t i = 0; i < e->n_jobs; i++)
 		total += e->jobs[i].left0;
+	e->announced = total > 0;
 	if (total > 0)
 		log_info("apply: %zu certificate%s to change, about %ld provider request%s; the finish is estimated "
 			 "from the first answers",
