@@ -21,6 +21,7 @@
 #include "../util/crypto.h"
 #include "../util/fsutil.h"
 #include "../util/err.h"
+#include "../util/http.h"
 #include "../util/log.h"
 #include "../util/util.h"
 #include "engine_eta.h"
@@ -716,7 +717,7 @@ const char *engine_failure_class(int rc, const char *driver_class)
  * a transient failure leaves the certificate pending; the others make it
  * failed, and the plan decides what retries it (see plan_one).
  */
-static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
+static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc, int64_t retry_at)
 {
 	struct state_cert *rec = ctx->rec;
 	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
@@ -735,6 +736,8 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 	if (rec->attempts < INT_MAX)
 		rec->attempts++;
 	rec->next_try = ctx->now + engine_backoff(rec->attempts);
+	if (retry_at > rec->next_try)
+		rec->next_try = retry_at; /* the provider's rate-limit window opens then */
 	if (!strcmp(cls, STATE_FAIL_TRANSIENT)) {
 		state_cert_event(rec, ctx->now, "step %s failed (attempt %d), retrying later: %s", rec->step,
 				 rec->attempts, msg);
@@ -794,6 +797,22 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 static void engine_step_done(struct engine *e, struct engine_job *job);
 
 /*
+ * apply --wait: a step stopped by the provider's rate limit (its request
+ * unsent, or refused with a 429) waits for the window, parked, instead of
+ * failing: the record says when it goes on. 0 to park.
+ */
+static int engine_wait_budget(struct step_ctx *ctx, int64_t retry)
+{
+	char when[32];
+
+	util_fmt_time(retry, when);
+	log_emit(LV_INFO, &ctx->log, "the provider's rate limit is spent: the step goes on at %s (%s)", when,
+		 cs_errmsg());
+	ctx->rec->next_try = retry;
+	return engine_journal(ctx);
+}
+
+/*
  * Runs a job's steps until it is done, failed, or waits on its provider.
  * Returns 1 when the job waits within apply --wait: the caller parks it
  * (job->wake_at) and runs other jobs meanwhile; the job's context is kept.
@@ -838,13 +857,22 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		cs_error_clear();
 		provider_fail_class_take(); /* forget a class left by an earlier step */
 		ctx->read_only = 0;
+		http_take_retry_at(); /* forget one left by an earlier step */
 		rc = ctx->issuer->ops->step(ctx, &status);
 		ctx->now = util_now();
 		engine_step_done(e, job);
 		if (rc && !ctx->fail_class)
 			ctx->fail_class = provider_fail_class_take(); /* the provider's answer: config/rejected */
 		if (rc) {
-			engine_fail(e, ctx, rc);
+			int64_t retry = rc == CS_ETRANSIENT ? http_take_retry_at() : 0;
+
+			if (retry && e->deadline && retry <= e->deadline && !engine_stopping(e) &&
+			    !engine_wait_budget(ctx, retry)) {
+				job->wake_at = retry;
+				ctx->log.step = NULL;
+				return 1;
+			}
+			engine_fail(e, ctx, rc, retry);
 			break;
 		}
 		if (status == STEP_DONE) {

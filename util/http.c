@@ -35,6 +35,15 @@ static http_global_observer_fn http_global_observer;
 static void *http_global_observer_arg;
 static __thread int (*http_send_hook)(void *);
 static __thread void *http_send_hook_arg;
+static __thread int64_t http_retry_at; /* see http_take_retry_at */
+
+int64_t http_take_retry_at(void)
+{
+	int64_t t = http_retry_at;
+
+	http_retry_at = 0;
+	return t;
+}
 
 void http_set_send_hook(int (*fn)(void *arg), void *arg)
 {
@@ -517,6 +526,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 	int rc = 0, overflow = 0, fenced = 0;
 
 	memset(res, 0, sizeof(*res));
+	http_retry_at = 0;
 	http_url_path(req->url, path, sizeof(path));
 	if (!h)
 		return cs_error(CS_ERROR, "%s: cannot create an HTTP handle", req->op);
@@ -548,6 +558,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		}
 		if (wait) {
 			res->retry_after = now + wait;
+			http_retry_at = res->retry_after; /* not sent */
 			rc = cs_error(CS_ETRANSIENT, "%s: rate limit budget spent until the window resets in %llds",
 				      req->op, (long long)wait);
 			break;
@@ -626,6 +637,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			wait = http_backoff(attempt);
 		if (wait > c->o.max_inline_wait) {
 			res->retry_after = now + wait;
+			if (res->status == 429)
+				http_retry_at = res->retry_after; /* refused unprocessed: safe to send again then */
 			break;
 		}
 		http_count_wait(c, wait);

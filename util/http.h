@@ -104,6 +104,14 @@ void http_response_free(struct http_response *res);
 /* 1 if the response body is HTML (a proxy error page), judged by type or content. */
 int http_is_html(const struct http_response *res);
 
+/*
+ * When this thread's last http_do gave up waiting because the wait was too
+ * long to sleep in place, and nothing was processed (a spent rate-limit
+ * budget: not sent; a 429: refused): the unix time it may be sent again.
+ * 0 otherwise. Reading clears it.
+ */
+int64_t http_take_retry_at(void);
+
 /* The last rate-limit state seen by this client (for budgeting and metrics). */
 void http_client_ratelimit(struct http_client *c, struct http_ratelimit *out);
 

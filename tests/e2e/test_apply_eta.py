@@ -146,3 +146,22 @@ def test_run_exports_the_estimated_finish_while_a_pass_applies(env, rsim, daemon
         assert TOKEN not in d.metrics() and TOKEN not in "".join(d.raw)
     finally:
         os.environ.pop("DNSIMPLE_TOKEN", None)
+
+
+def test_apply_wait_parks_a_certificate_until_a_long_window_resets(env, rsim):
+    """A window too long to sleep through in place (over 30 s): apply --wait parks the certificate until the
+    reset instead of failing it, and its ETA says so."""
+    rsim.ctl("ratelimit", {"limit": 100, "remaining": 2, "reset_in": 33})
+    env.write_config(extra_issuers=issuer(rsim, window="1h"))
+    manifests(env, 1)
+    start, end, lines, out, code = timed_apply(env)
+    text = out + "".join(l for _, l in lines)
+    assert code == 0, text
+    assert rsim.count("_ratelimited") == 0, text
+    assert rsim.count("purchaseLetsencryptCertificate") == 1, text
+    assert "the provider's rate limit is spent: the step goes on at" in text, text
+    assert end - start >= 28, text
+    found = etas(lines)
+    assert found and found[0][2] == "rate", text
+    assert abs(found[0][1] - end) <= 0.25 * (end - start) + 1, (found[0][1] - end, text)
+    assert TOKEN not in text
