@@ -11,6 +11,8 @@
 
 #include "../util/diag.h"
 
+struct buf;
+
 /* ---------- limits (DESIGN §7) ---------- */
 
 #define MANIFEST_MAX_FILE_BYTES (1024 * 1024)
@@ -198,9 +200,18 @@ struct cert_spec {
 	 * case, trailing dots, "720h" vs "30d") do not move it.
 	 */
 	char hash[65];
+	int packed; /* one block from cert_spec_unpack: cert_spec_free frees the block, not each field */
 };
 
 void cert_spec_free(struct cert_spec *s);
+
+/*
+ * A spec as bytes (appended to b) and back, for the on-disk parse cache.
+ * unpack checks every count and length against len and returns NULL for a
+ * damaged record; the spec it returns is one allocation (packed = 1).
+ */
+void cert_spec_pack(const struct cert_spec *s, struct buf *b);
+struct cert_spec *cert_spec_unpack(const void *data, size_t len);
 
 /*
  * Parses the `Certificate` documents of one parsed YAML file. Checks

@@ -40,7 +40,7 @@ static void stable_free(struct stable *t)
 /* The slot holding key, or the empty slot where it would go. */
 static size_t stable_slot(const struct stable *t, const char *key)
 {
-	size_t h = (size_t)util_hash_str(key) & t->mask;
+	size_t h = (size_t)util_hash_mix(util_hash_str(key)) & t->mask;
 
 	while (t->keys[h] && strcmp(t->keys[h], key))
 		h = (h + 1) & t->mask;

@@ -273,6 +273,10 @@ void cert_spec_free(struct cert_spec *s)
 {
 	if (!s)
 		return;
+	if (s->packed) {
+		free(s);
+		return;
+	}
 	free(s->name);
 	free(s->file);
 	for (size_t i = 0; i < s->n_labels; i++) {

@@ -208,44 +208,14 @@ static int outputs_is_ours(const char *name, const char *base)
 	return strspn(tail, "0123456789abcdef") == n;
 }
 
+/* Removes every generation and temporary link of base in parent (defined with outputs_gc below). */
+static size_t outputs_sweep(const char *parent, const char *base);
+
 /*
- * Removes base's generations other than keep whose retirement (their
- * directory's mtime, stamped at the swap) is grace seconds or more before
- * now, and leftover temporary links. *next (may be NULL) gets the earliest
- * future expiry of one kept. Returns how many were removed.
+ * A replaced generation: removed at once without a grace period, else its
+ * retirement time is stamped (its mtime: the grace period counts from the swap).
  */
-static size_t outputs_sweep(const char *parent, const char *base, const char *keep, int64_t grace, int64_t now,
-			    int64_t *next)
-{
-	DIR *d = opendir(parent);
-	struct dirent *e;
-	size_t removed = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		struct stat st;
-		int64_t until;
-		char *p;
-
-		if (!outputs_is_ours(e->d_name, base) || (keep && !strcmp(e->d_name, keep)))
-			continue;
-		p = fsutil_join(parent, e->d_name);
-		until = lstat(p, &st) == 0 && S_ISDIR(st.st_mode) ? (int64_t)st.st_mtim.tv_sec + grace : 0;
-		if (grace > 0 && until > now) {
-			if (next && (!*next || until < *next))
-				*next = until;
-		} else if (!fsutil_rm_rf(p)) {
-			removed++;
-		}
-		free(p);
-	}
-	closedir(d);
-	return removed;
-}
-
-/* Stamps a replaced generation's retirement time (its mtime): the grace period counts from the swap. */
-static void outputs_retire(const char *parent, const char *prev, const char *base, const char *gen)
+static void outputs_retire(const char *parent, const char *prev, const char *base, const char *gen, int64_t grace)
 {
 	struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
 	char *p;
@@ -253,7 +223,10 @@ static void outputs_retire(const char *parent, const char *prev, const char *bas
 	if (!prev || !strcmp(prev, gen) || !outputs_is_ours(prev, base))
 		return;
 	p = fsutil_join(parent, prev);
-	utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW);
+	if (grace > 0)
+		utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW);
+	else
+		fsutil_rm_rf(p);
 	free(p);
 }
 
@@ -299,12 +272,14 @@ int outputs_publish(const char *root, const char *dir, const struct output_files
 		goto out;
 	/*
 	 * The new generation is live: the previous one stays keep_previous
-	 * seconds for readers that resolved the link before the swap; older
-	 * ones and a crash's leftovers go now.
+	 * seconds for readers that resolved the link before the swap (0: it
+	 * goes now). Older ones and a crash's leftovers go with outputs_gc,
+	 * which reads each parent directory once per apply or pass: a sweep
+	 * here would read the whole parent at every install, quadratic in a
+	 * directory of thousands of certificates.
 	 */
 	outputs_stamp(root, dir); /* after the swap: a watcher that fires reads the new files */
-	outputs_retire(parent, prev, base, gen);
-	outputs_sweep(parent, base, gen, keep_previous, (int64_t)time(NULL), NULL);
+	outputs_retire(parent, prev, base, gen, keep_previous);
 	state_str_set(&rec->out_generation, gen);
 	state_str_set(&rec->out_hash, hash);
 	memcpy(rec->out_sig, sigs, sizeof(sigs));
@@ -473,7 +448,7 @@ int outputs_remove(const char *root, const struct state_cert *rec)
 		rc = fsutil_rm_rf(gendir);
 	}
 	if (!rc) {
-		outputs_sweep(parent, base, NULL, 0, 0, NULL);
+		outputs_sweep(parent, base);
 		fsutil_fsync_dir(parent);
 	}
 	free(parent);
@@ -559,6 +534,13 @@ static size_t gc_parent(const struct gc_dir *v, size_t n, int64_t grace, int64_t
 	}
 	closedir(d);
 	return removed;
+}
+
+static size_t outputs_sweep(const char *parent, const char *base)
+{
+	struct gc_dir one = {(char *)parent, (char *)base, ""}; /* "" keeps nothing: no entry is named so */
+
+	return gc_parent(&one, 1, 0, 0, NULL);
 }
 
 /* Each parent directory is read once, however many certificates live in it (10,000 in one root). */

@@ -9,100 +9,12 @@
 #include <unistd.h>
 
 #include "../util/err.h"
+#include "../util/fsutil.h"
 #include "../util/log.h"
 #include "../util/util.h"
 #include "outputs.h"
 #include "provider.h"
-
-/* ---------- the parse cache: blob id → specs and diagnostics ---------- */
-
-struct cache_entry {
-	char oid[41];
-	char *path; /* the file path the diagnostics name */
-	struct cert_spec **specs;
-	size_t n;
-	struct diags diags;
-	int used; /* seen in the current load (mark for eviction) */
-};
-
-struct spec_cache {
-	struct cache_entry *v; /* open addressing */
-	size_t cap, n;
-};
-
-struct spec_cache *spec_cache_new(void)
-{
-	struct spec_cache *c = xcalloc(1, sizeof(*c));
-
-	c->cap = 64;
-	c->v = xcalloc(c->cap, sizeof(*c->v));
-	return c;
-}
-
-static void cache_entry_clear(struct cache_entry *e)
-{
-	for (size_t i = 0; i < e->n; i++)
-		cert_spec_free(e->specs[i]);
-	free(e->specs);
-	free(e->path);
-	diags_free(&e->diags);
-	memset(e, 0, sizeof(*e));
-}
-
-void spec_cache_free(struct spec_cache *c)
-{
-	if (!c)
-		return;
-	for (size_t i = 0; i < c->cap; i++)
-		if (c->v[i].oid[0])
-			cache_entry_clear(&c->v[i]);
-	free(c->v);
-	free(c);
-}
-
-static struct cache_entry *cache_slot(struct spec_cache *c, const char *oid)
-{
-	size_t h = util_hash_str(oid) & (c->cap - 1);
-
-	while (c->v[h].oid[0] && strcmp(c->v[h].oid, oid))
-		h = (h + 1) & (c->cap - 1);
-	return &c->v[h];
-}
-
-static void cache_grow(struct spec_cache *c)
-{
-	struct cache_entry *old = c->v;
-	size_t oldcap = c->cap;
-
-	c->cap *= 2;
-	c->v = xcalloc(c->cap, sizeof(*c->v));
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].oid[0])
-			*cache_slot(c, old[i].oid) = old[i];
-	free(old);
-}
-
-/* Drops the entries not used by the last load, so the cache follows the repository. */
-static void cache_evict_unused(struct spec_cache *c)
-{
-	struct cache_entry *old = c->v;
-	size_t oldcap = c->cap;
-
-	c->v = xcalloc(c->cap, sizeof(*c->v));
-	c->n = 0;
-	for (size_t i = 0; i < oldcap; i++) {
-		if (!old[i].oid[0])
-			continue;
-		if (!old[i].used) {
-			cache_entry_clear(&old[i]);
-			continue;
-		}
-		old[i].used = 0;
-		*cache_slot(c, old[i].oid) = old[i];
-		c->n++;
-	}
-	free(old);
-}
+#include "spec_cache.h"
 
 /* ---------- desired set ---------- */
 
@@ -169,8 +81,8 @@ static int reconcile_parse_file(struct gitsrc *g, const struct gitsrc_file *f, s
 	memcpy(e->oid, f->oid, sizeof(e->oid));
 	e->path = xstrdup(f->path);
 	rc = gitsrc_read_blob(g, f->oid, f->path, MANIFEST_MAX_FILE_BYTES, &b);
-	if (rc == CS_EINVALID) {
-		diags_add(&e->diags, f->path, 0, 0, "file is %zu bytes; the limit is %d", f->size,
+	if (!gitsrc_blob_size_of(g, f->oid, &e->size) && rc == CS_EINVALID) {
+		diags_add(&e->diags, f->path, 0, 0, "file is %zu bytes; the limit is %d", e->size,
 			  MANIFEST_MAX_FILE_BYTES);
 		return 0;
 	}
@@ -181,42 +93,54 @@ static int reconcile_parse_file(struct gitsrc *g, const struct gitsrc_file *f, s
 	return 0;
 }
 
+/* The parse cache file of a CLI run: <source.cacheDir>/manifests.cache, NULL without a cache directory. */
+static char *reconcile_cache_path(const struct config *cfg)
+{
+	return cfg->source.cache_dir ? fsutil_join(cfg->source.cache_dir, SPEC_CACHE_FILE) : NULL;
+}
+
 int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
 		      struct desired *out)
 {
 	struct spec_cache *own = NULL;
 	struct gitsrc_file *files = NULL;
-	size_t n_files = 0, cap = 0, n_all = 0;
+	size_t n_files = 0, cap = 0, n_all = 0, parsed = 0;
 	struct cert_spec **all = NULL;
 	unsigned char *bad = NULL;
 	struct check_arg arg = {cfg};
 	struct manifest_ctx mctx = {check_issuer_exists, check_issuer, &arg, check_issuer_at};
+	char *disk = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->commit, sizeof(out->commit), "%s", commit);
-	if (!cache)
+	if (!cache) {
+		/* A CLI run: the parse cache on disk stands in for the daemon's memory. */
 		cache = own = spec_cache_new();
-	if ((rc = gitsrc_list(g, commit, cfg->source.path, &files, &n_files)))
+		if ((disk = reconcile_cache_path(cfg)))
+			spec_cache_read(own, disk);
+	}
+	/* Blobs found in the cache are never opened: their sizes are not read either. */
+	if ((rc = gitsrc_list_lazy(g, commit, cfg->source.path, &files, &n_files)))
 		goto out;
 	out->n_files = n_files;
+	if (n_files > cache->n)
+		spec_cache_reserve(cache, n_files - cache->n); /* a warm cache holds them already */
 	for (size_t i = 0; i < n_files; i++) {
-		struct cache_entry *e;
+		struct cache_entry *e = spec_cache_slot(cache, files[i].oid, files[i].path);
 
-		if ((cache->n + 1) * 2 > cache->cap)
-			cache_grow(cache);
-		e = cache_slot(cache, files[i].oid);
 		if (!e->oid[0]) {
 			if ((rc = reconcile_parse_file(g, &files[i], e))) {
-				cache_entry_clear(e);
+				spec_cache_entry_clear(e);
 				goto out;
 			}
 			cache->n++;
+			cache->dirty = 1;
+			parsed++;
 		}
 		e->used = 1;
-		/* The same blob may sit at two paths: diagnostics name this one. */
 		for (size_t k = 0; k < e->diags.n; k++)
-			diags_add(&out->diags, files[i].path, e->diags.v[k].line, e->diags.v[k].col, "%s",
+			diags_add(&out->diags, e->diags.v[k].file, e->diags.v[k].line, e->diags.v[k].col, "%s",
 				  e->diags.v[k].msg);
 		util_grow(&all, &cap, n_all + e->n, sizeof(*all));
 		for (size_t k = 0; k < e->n; k++)
@@ -234,12 +158,15 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 	if (out->n_specs)
 		qsort(out->specs, out->n_specs, sizeof(*out->specs), spec_name_cmp);
 	diags_sort(&out->diags);
-	if (!own)
-		cache_evict_unused(cache);
+	spec_cache_evict_unused(cache);
+	if (disk)
+		spec_cache_write(cache, disk);
+	log_debug("manifests: %zu files, %zu parsed, %zu from the parse cache", n_files, parsed, n_files - parsed);
 out:
 	gitsrc_files_free(files, n_files);
 	free(all);
 	free(bad);
+	free(disk);
 	out->owned = own; /* specs are borrowed from the cache: a private one lives as long as out */
 	return rc;
 }

@@ -4,10 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,6 +145,100 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
 out:
 	free(tmp);
 	free(dir);
+	return rc;
+}
+
+int fsutil_map_file(const char *path, size_t max, struct fsutil_map *out)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	out->data = NULL;
+	out->len = 0;
+	if (fd < 0)
+		return cs_error(errno == ENOENT ? CS_ENOTFOUND : CS_ERROR, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		rc = cs_error(CS_ERROR, "%s: not a regular file", path);
+	} else if ((uint64_t)st.st_size > max) {
+		rc = cs_error(CS_EINVALID, "%s: %lld bytes; the limit is %zu", path, (long long)st.st_size, max);
+	} else if (st.st_size > 0) {
+		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+		if (p == MAP_FAILED) {
+			rc = cs_error(CS_ERROR, "%s: mmap: %s", path, strerror(errno));
+		} else {
+			out->data = p;
+			out->len = (size_t)st.st_size;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+void fsutil_unmap(struct fsutil_map *m)
+{
+	if (m->data)
+		munmap((void *)m->data, m->len);
+	m->data = NULL;
+	m->len = 0;
+}
+
+void fsutil_sweep_tmp(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = fsutil_dirname(path), *prefix = xasprintf("%s.tmp.", slash ? slash + 1 : path);
+	size_t pl = strlen(prefix);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char *end, *p;
+		long pid;
+
+		if (strncmp(e->d_name, prefix, pl))
+			continue;
+		pid = strtol(e->d_name + pl, &end, 10);
+		if (end == e->d_name + pl || *end != '.' || pid <= 0 || pid == (long)getpid() ||
+		    !(kill((pid_t)pid, 0) && errno == ESRCH))
+			continue;
+		p = fsutil_join(dir, e->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	free(prefix);
+	free(dir);
+}
+
+int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode)
+{
+	static atomic_uint counter;
+	char *tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+	int fd, rc = 0;
+
+	fsutil_sweep_tmp(path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0) {
+		rc = cs_error(CS_ERROR, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (fsutil_write_all(fd, data, len)) {
+		rc = cs_error(CS_ERROR, "%s: write: %s", tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (close(fd)) {
+		rc = cs_error(CS_ERROR, "%s: close: %s", tmp, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, path)) {
+		rc = cs_error(CS_ERROR, "%s: rename: %s", path, strerror(errno));
+		unlink(tmp);
+	}
+out:
+	free(tmp);
 	return rc;
 }
 

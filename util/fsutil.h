@@ -17,6 +17,33 @@ int fsutil_read_file(const char *path, size_t max, struct buf *out);
  */
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/*
+ * Maps a whole file read-only (at most max bytes; CS_ENOTFOUND if missing,
+ * CS_EINVALID if larger), its pages read in at once: a large cache file
+ * costs no copy and no zeroed memory. The file must not be truncated in
+ * place while mapped (the caches are replaced by rename). An empty file
+ * maps to data NULL, len 0. fsutil_unmap releases it.
+ */
+struct fsutil_map {
+	const char *data;
+	size_t len;
+};
+int fsutil_map_file(const char *path, size_t max, struct fsutil_map *out);
+void fsutil_unmap(struct fsutil_map *m);
+
+/*
+ * Removes "<path>.tmp.<pid>.<n>" files that a killed process left (that pid
+ * gone) in path's directory.
+ */
+void fsutil_sweep_tmp(const char *path);
+
+/*
+ * Replaces a cache file: like fsutil_write_atomic (temp, rename) but without
+ * fsync, for files whose reader checks them (a checksum) and rebuilds them
+ * when they are damaged. Sweeps the temp files of killed writers first.
+ */
+int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode);
+
 /* Writes all of data to fd, retrying short writes and EINTR. 0 or -1 (errno set). */
 int fsutil_write_all(int fd, const void *data, size_t len);
 

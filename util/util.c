@@ -315,6 +315,16 @@ uint64_t util_hash_str(const char *s)
 	return h;
 }
 
+uint64_t util_hash_mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= UINT64_C(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	h *= UINT64_C(0xc4ceb9fe1a85ec53);
+	h ^= h >> 33;
+	return h;
+}
+
 size_t util_bsearch_name(const void *base, size_t n, size_t size, const char *key, int *found)
 {
 	size_t lo = 0, hi = n;

@@ -54,4 +54,16 @@ size_t util_bsearch_name(const void *base, size_t n, size_t size, const char *ke
 /* FNV-1a 64-bit hash of a NUL-terminated string (hash tables). */
 uint64_t util_hash_str(const char *s);
 
+/*
+ * MurmurHash3's finaliser: every bit of h moves every bit of the result.
+ * util_hash_str's low bits follow the last characters weakly: keys that
+ * differ only there ("team-3/cert-00051", "team-3/cert-00052") cluster
+ * when a table takes h & mask; mix first. (util_hash_str itself stays as
+ * it is: its values name advisory locks other processes compute too.)
+ */
+uint64_t util_hash_mix(uint64_t h);
+
+/* The running program's GNU build id in hex (changes with any change to the code), NULL if it has none. */
+const char *util_build_id(void);
+
 #endif

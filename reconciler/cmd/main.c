@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../../util/err.h"
+#include "../../util/heap.h"
 #include "../../util/log.h"
 #include "../../util/util.h"
 #include "../backends.h"
@@ -257,6 +258,9 @@ static int main_in(const char *const *list, const char *word, size_t len)
 	return 0;
 }
 
+/* How far the heap of a one-shot command grows at a time (heap_tune): untouched, it costs nothing. */
+#define MAIN_HEAP_PAD (256u * 1024 * 1024)
+
 static const struct cmd *main_find(const char *name)
 {
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -401,6 +405,9 @@ int main(int argc, char **argv)
 	for (int i = first + 1; i < argc; i++)
 		args[n++] = argv[i];
 	cmd_setup_logging(&g);
+	/* The daemon keeps per-thread arenas (its webhook threads); a one-shot command builds everything at once. */
+	if (c != &cmd_run)
+		heap_tune(MAIN_HEAP_PAD);
 	rc = c->run(&g, n, args);
 	free(args);
 	log_clear_secrets();

@@ -76,6 +76,18 @@ struct gitsrc_file {
  * message. Symlinks and submodules are skipped. *out is freed with gitsrc_files_free.
  */
 int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n);
+
+/*
+ * gitsrc_list without reading each blob's header: a size the previous
+ * listing did not see is GITSRC_SIZE_UNKNOWN (a cold listing of 10,000 loose
+ * objects would open every one). For a caller that reads few blobs, each with
+ * gitsrc_read_blob (which checks the size itself) or gitsrc_blob_size.
+ */
+#define GITSRC_SIZE_UNKNOWN ((size_t)-1)
+int gitsrc_list_lazy(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n);
+
+/* A blob's size (from the last listing or its header). CS_ENOTFOUND if there is no such blob. */
+int gitsrc_blob_size_of(struct gitsrc *g, const char *oid, size_t *size);
 void gitsrc_files_free(struct gitsrc_file *v, size_t n);
 
 /*

@@ -205,6 +205,7 @@ struct gitsrc_walk {
 	struct gitsrc_sizes sizes; /* this listing's: replaces g->sizes when it succeeds */
 	git_odb *odb;
 	const char *prefix; /* "dir/" or "" */
+	int lazy;	    /* sizes not read from the object database (GITSRC_SIZE_UNKNOWN) */
 	struct gitsrc_file *v;
 	size_t n, cap;
 	int rc; /* set (with its message) when the callback stops the walk */
@@ -235,12 +236,17 @@ static int gitsrc_walk_cb(const char *root, const git_tree_entry *e, void *paylo
 	 * it walks the delta chain to the base: about 3 us a blob. Sizes seen
 	 * by the previous listing are reused, so a re-listing costs nothing.
 	 */
-	if (!gitsrc_sizes_get(&w->g->sizes, id, &size) && git_odb_read_header(&size, &type, w->odb, id)) {
+	if (gitsrc_sizes_get(&w->g->sizes, id, &size)) {
+		gitsrc_sizes_put(&w->sizes, id, size);
+	} else if (w->lazy) {
+		size = GITSRC_SIZE_UNKNOWN;
+	} else if (git_odb_read_header(&size, &type, w->odb, id)) {
 		w->rc = cs_error(CS_ERROR, "git: %s: %s%s%s: %s", w->g->display, w->prefix, root, name,
 				 gitsrc_errmsg(w->g));
 		return -1;
+	} else {
+		gitsrc_sizes_put(&w->sizes, id, size);
 	}
-	gitsrc_sizes_put(&w->sizes, id, size);
 	util_grow(&w->v, &w->cap, w->n + 1, sizeof(*w->v));
 	f = &w->v[w->n++];
 	f->path = xasprintf("%s%s%s", w->prefix, root, name);
@@ -254,7 +260,8 @@ static int gitsrc_file_cmp(const void *a, const void *b)
 	return strcmp(((const struct gitsrc_file *)a)->path, ((const struct gitsrc_file *)b)->path);
 }
 
-int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n)
+static int gitsrc_list_at(struct gitsrc *g, const char *commit, const char *dir, int lazy, struct gitsrc_file **out,
+			  size_t *n)
 {
 	struct gitsrc_walk w;
 	git_tree *t = NULL;
@@ -262,6 +269,7 @@ int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gi
 	int rc;
 
 	memset(&w, 0, sizeof(w));
+	w.lazy = lazy;
 	if ((rc = gitsrc_tree(g, commit, norm, &t)))
 		goto out;
 	prefix = *norm ? xasprintf("%s/", norm) : xstrdup("");
@@ -296,6 +304,16 @@ out:
 	return rc;
 }
 
+int gitsrc_list(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n)
+{
+	return gitsrc_list_at(g, commit, dir, 0, out, n);
+}
+
+int gitsrc_list_lazy(struct gitsrc *g, const char *commit, const char *dir, struct gitsrc_file **out, size_t *n)
+{
+	return gitsrc_list_at(g, commit, dir, 1, out, n);
+}
+
 void gitsrc_files_free(struct gitsrc_file *v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)
@@ -317,6 +335,15 @@ static int gitsrc_blob_size(struct gitsrc *g, const git_oid *id, size_t *size)
 		err = GIT_ENOTFOUND;
 	git_odb_free(odb);
 	return err;
+}
+
+int gitsrc_blob_size_of(struct gitsrc *g, const char *oid, size_t *size)
+{
+	git_oid id;
+	int err = strlen(oid) != GIT_OID_HEXSZ || git_oid_fromstr(&id, oid) || gitsrc_blob_size(g, &id, size);
+
+	git_error_clear();
+	return err ? cs_error(CS_ENOTFOUND, "git: %s: no blob %s", g->display, oid) : 0;
 }
 
 int gitsrc_read_blob(struct gitsrc *g, const char *oid, const char *path, size_t max, struct buf *out)

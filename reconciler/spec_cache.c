@@ -1,0 +1,392 @@
+/* The parse cache, in memory and on disk (spec_cache.h). */
+#include "spec_cache.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/crypto.h"
+#include "../util/err.h"
+#include "../util/fsutil.h"
+#include "../util/log.h"
+#include "../util/util.h"
+#include "source/gitsrc.h"
+
+/* ---------- in memory ---------- */
+
+struct spec_cache *spec_cache_new(void)
+{
+	struct spec_cache *c = xcalloc(1, sizeof(*c));
+
+	c->cap = 64;
+	c->v = xcalloc(c->cap, sizeof(*c->v));
+	return c;
+}
+
+void spec_cache_entry_clear(struct cache_entry *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		cert_spec_free(e->specs[i]);
+	free(e->specs);
+	free(e->path);
+	diags_free(&e->diags);
+	memset(e, 0, sizeof(*e));
+}
+
+void spec_cache_free(struct spec_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->cap; i++)
+		if (c->v[i].oid[0])
+			spec_cache_entry_clear(&c->v[i]);
+	free(c->v);
+	free(c);
+}
+
+/*
+ * The blob id alone places an entry: ids are uniform, so its first 16 hex
+ * digits are the hash (hashing 10,000 paths was a tenth of a cold load).
+ * The same blob at two paths (rare) probes on.
+ */
+static size_t cache_hash(const char *oid)
+{
+	uint64_t h = 0;
+
+	for (int i = 0; i < 16 && oid[i]; i++)
+		h = h << 4 | (uint64_t)(oid[i] <= '9' ? oid[i] - '0' : (oid[i] | 0x20) - 'a' + 10);
+	return (size_t)(h ^ h >> 29);
+}
+
+static struct cache_entry *cache_find(struct spec_cache *c, const char *oid, const char *path)
+{
+	size_t h = cache_hash(oid) & (c->cap - 1);
+
+	while (c->v[h].oid[0] && (strcmp(c->v[h].oid, oid) || strcmp(c->v[h].path, path)))
+		h = (h + 1) & (c->cap - 1);
+	return &c->v[h];
+}
+
+/* Rebuilds the table at cap; with drop_unused, the entries the last load did not use are cleared. */
+static void cache_rehash(struct spec_cache *c, size_t cap, int drop_unused)
+{
+	struct cache_entry *old = c->v;
+	size_t oldcap = c->cap;
+
+	c->cap = cap;
+	c->v = xcalloc(c->cap, sizeof(*c->v));
+	c->n = 0;
+	for (size_t i = 0; i < oldcap; i++) {
+		if (!old[i].oid[0])
+			continue;
+		if (drop_unused && !old[i].used) {
+			spec_cache_entry_clear(&old[i]);
+			c->dirty = 1;
+			continue;
+		}
+		if (drop_unused)
+			old[i].used = 0;
+		*cache_find(c, old[i].oid, old[i].path) = old[i];
+		c->n++;
+	}
+	free(old);
+}
+
+void spec_cache_reserve(struct spec_cache *c, size_t n)
+{
+	size_t cap = c->cap;
+
+	while ((c->n + n + 1) * 2 > cap)
+		cap *= 2;
+	if (cap != c->cap)
+		cache_rehash(c, cap, 0);
+}
+
+struct cache_entry *spec_cache_slot(struct spec_cache *c, const char *oid, const char *path)
+{
+	spec_cache_reserve(c, 1);
+	return cache_find(c, oid, path);
+}
+
+void spec_cache_evict_unused(struct spec_cache *c)
+{
+	size_t unused = 0;
+
+	for (size_t i = 0; i < c->cap; i++)
+		unused += c->v[i].oid[0] && !c->v[i].used;
+	if (unused) {
+		cache_rehash(c, c->cap, 1); /* a cleared slot would break the probe chains behind it */
+		return;
+	}
+	for (size_t i = 0; i < c->cap; i++)
+		c->v[i].used = 0;
+}
+
+/* ---------- on disk ---------- */
+
+/*
+ * header: magic, format version, byte order, the writer's build id, body
+ * length, SHA-256 of the body. body: u32 count, then per entry: oid (40
+ * hex), path, u64 blob size, u32 diagnostics {i32 line, i32 col, msg},
+ * u32 specs {u32 length, cert_spec_pack bytes}. Strings are u32 length +
+ * bytes.
+ */
+#define SC_MAGIC "CSPARSE1"
+#define SC_VERSION 1u
+#define SC_ORDER 0x01020304u
+#define SC_BUILD 132
+#define SC_MAX_PATH 4096
+#define SC_MAX_MSG 65536
+#define SC_MAX_ITEMS 100000
+
+struct sc_header {
+	char magic[8];
+	uint32_t version, order;
+	char build[SC_BUILD];
+	uint64_t body_len;
+	unsigned char sha256[32];
+};
+
+static void sc_u32(struct buf *b, uint32_t v)
+{
+	buf_append(b, &v, sizeof(v));
+}
+
+static void sc_str(struct buf *b, const char *s)
+{
+	sc_u32(b, (uint32_t)strlen(s));
+	buf_puts(b, s);
+}
+
+static void sc_entry(struct buf *b, const struct cache_entry *e, struct buf *tmp)
+{
+	uint64_t size = e->size;
+
+	buf_append(b, e->oid, 40);
+	sc_str(b, e->path);
+	buf_append(b, &size, sizeof(size));
+	sc_u32(b, (uint32_t)e->diags.n);
+	for (size_t k = 0; k < e->diags.n; k++) {
+		int32_t lc[2] = {e->diags.v[k].line, e->diags.v[k].col};
+
+		buf_append(b, lc, sizeof(lc));
+		sc_str(b, e->diags.v[k].msg);
+	}
+	sc_u32(b, (uint32_t)e->n);
+	for (size_t k = 0; k < e->n; k++) {
+		buf_clear(tmp);
+		cert_spec_pack(e->specs[k], tmp);
+		sc_u32(b, (uint32_t)tmp->len);
+		buf_append(b, tmp->data, tmp->len);
+	}
+}
+
+static int sc_header_for(struct sc_header *h)
+{
+	const char *id = util_build_id();
+
+	memset(h, 0, sizeof(*h));
+	if (!id)
+		return -1; /* no build id: nothing tells this build's cache from another's */
+	memcpy(h->magic, SC_MAGIC, sizeof(h->magic));
+	h->version = SC_VERSION;
+	h->order = SC_ORDER;
+	snprintf(h->build, sizeof(h->build), "%s", id);
+	return 0;
+}
+
+void spec_cache_write(struct spec_cache *c, const char *path)
+{
+	struct sc_header h;
+	struct buf b = BUF_INIT, tmp = BUF_INIT;
+	uint32_t count = 0;
+	char *dir;
+
+	if (!c->dirty || sc_header_for(&h))
+		return;
+	buf_append(&b, &h, sizeof(h));
+	buf_append(&b, &count, sizeof(count));
+	for (size_t i = 0; i < c->cap; i++)
+		if (c->v[i].oid[0]) {
+			sc_entry(&b, &c->v[i], &tmp);
+			count++;
+		}
+	memcpy(b.data + sizeof(h), &count, sizeof(count));
+	h.body_len = b.len - sizeof(h);
+	crypto_sha256(b.data + sizeof(h), h.body_len, h.sha256);
+	memcpy(b.data, &h, sizeof(h));
+	dir = fsutil_dirname(path);
+	if (fsutil_mkdir_p(dir, 0700) || fsutil_write_cache(path, b.data, b.len, 0600))
+		log_debug("parse cache %s not written: %s", path, cs_errmsg());
+	else
+		c->dirty = 0;
+	free(dir);
+	buf_free(&tmp);
+	buf_free(&b);
+}
+
+struct sc_reader {
+	const unsigned char *p, *end;
+	int bad;
+};
+
+static const void *sc_take(struct sc_reader *r, size_t n)
+{
+	const void *p = r->p;
+
+	if (r->bad || (size_t)(r->end - r->p) < n) {
+		r->bad = 1;
+		return NULL;
+	}
+	r->p += n;
+	return p;
+}
+
+static uint32_t sc_get_u32(struct sc_reader *r, uint32_t max)
+{
+	const void *p = sc_take(r, sizeof(uint32_t));
+	uint32_t v = 0;
+
+	if (p)
+		memcpy(&v, p, sizeof(v));
+	if (v > max)
+		r->bad = 1;
+	return r->bad ? 0 : v;
+}
+
+/* A string of at most max bytes and no NUL inside (the caller frees it), or NULL (r->bad) when bad. */
+static char *sc_get_str(struct sc_reader *r, uint32_t max)
+{
+	uint32_t n = sc_get_u32(r, max);
+	const char *p = sc_take(r, n);
+
+	if (!p || memchr(p, '\0', n)) {
+		r->bad = 1;
+		return NULL;
+	}
+	return xstrndup(p, n);
+}
+
+/* One entry into e (cleared by the caller when r->bad). */
+static void sc_read_entry(struct sc_reader *r, struct cache_entry *e)
+{
+	const char *oid = sc_take(r, 40);
+	const void *p;
+	uint64_t size = 0;
+	uint32_t n;
+
+	if (!oid || strspn(oid, "0123456789abcdef") < 40) {
+		r->bad = 1;
+		return;
+	}
+	memcpy(e->oid, oid, 40);
+	e->oid[40] = '\0';
+	if (!(e->path = sc_get_str(r, SC_MAX_PATH)) || !(p = sc_take(r, sizeof(size))))
+		return;
+	memcpy(&size, p, sizeof(size));
+	e->size = (size_t)size;
+	n = sc_get_u32(r, SC_MAX_ITEMS);
+	for (uint32_t k = 0; k < n && !r->bad; k++) {
+		const void *lcp = sc_take(r, 2 * sizeof(int32_t));
+		int32_t lc[2] = {0, 0};
+		char *msg;
+
+		if (lcp)
+			memcpy(lc, lcp, sizeof(lc));
+		if (lc[0] < 0 || lc[1] < 0)
+			r->bad = 1;
+		if ((msg = sc_get_str(r, SC_MAX_MSG)))
+			diags_add(&e->diags, e->path, lc[0], lc[1], "%s", msg);
+		free(msg);
+	}
+	n = sc_get_u32(r, SC_MAX_ITEMS);
+	e->specs = xcalloc(n + 1, sizeof(*e->specs));
+	for (uint32_t k = 0; k < n && !r->bad; k++) {
+		uint32_t len = sc_get_u32(r, MANIFEST_MAX_FILE_BYTES);
+		const void *sp = sc_take(r, len);
+
+		if (!sp || !(e->specs[e->n] = cert_spec_unpack(sp, len)) || strcmp(e->specs[e->n]->file, e->path))
+			r->bad = 1;
+		else
+			e->n++;
+	}
+}
+
+/* Checks the header; the reason it is refused, or NULL. */
+static const char *sc_check_header(const struct fsutil_map *b, struct sc_header *h)
+{
+	struct sc_header want;
+	unsigned char sum[32];
+
+	if (b->len < sizeof(*h))
+		return "shorter than its header";
+	memcpy(h, b->data, sizeof(*h));
+	if (sc_header_for(&want))
+		return "this build has no build id";
+	if (memcmp(h->magic, want.magic, sizeof(h->magic)) || h->version != want.version || h->order != want.order)
+		return "not a parse cache of this version";
+	if (memcmp(h->build, want.build, sizeof(h->build)))
+		return "written by another build";
+	if (h->body_len != b->len - sizeof(*h))
+		return "truncated or extended";
+	crypto_sha256(b->data + sizeof(*h), (size_t)h->body_len, sum);
+	if (memcmp(sum, h->sha256, sizeof(sum)))
+		return "checksum mismatch";
+	return NULL;
+}
+
+size_t spec_cache_read(struct spec_cache *c, const char *path)
+{
+	struct fsutil_map b;
+	struct sc_header h;
+	struct sc_reader r;
+	const char *why = NULL;
+	uint32_t count;
+	size_t added = 0;
+	int rc;
+
+	if ((rc = fsutil_map_file(path, SPEC_CACHE_MAX_BYTES, &b))) {
+		if (rc != CS_ENOTFOUND)
+			log_debug("parse cache %s ignored: %s", path, cs_errmsg());
+		c->dirty = 1;
+		return 0;
+	}
+	if ((why = sc_check_header(&b, &h)))
+		goto out;
+	r.p = (const unsigned char *)b.data + sizeof(h);
+	r.end = (const unsigned char *)b.data + b.len;
+	r.bad = 0;
+	count = sc_get_u32(&r, GITSRC_MAX_FILES);
+	spec_cache_reserve(c, count);
+	for (uint32_t i = 0; i < count && !r.bad; i++) {
+		struct cache_entry e;
+		struct cache_entry *slot;
+
+		memset(&e, 0, sizeof(e));
+		sc_read_entry(&r, &e);
+		if (r.bad || (slot = spec_cache_slot(c, e.oid, e.path))->oid[0]) {
+			r.bad = 1; /* damaged, or the same key twice: the writer never does that */
+			spec_cache_entry_clear(&e);
+			break;
+		}
+		*slot = e;
+		c->n++;
+		added++;
+	}
+	if (r.bad || r.p != r.end)
+		why = "damaged entries";
+out:
+	if (why) {
+		/* Nothing from a refused file is kept: drop what was added before the damage was seen. */
+		log_debug("parse cache %s ignored (%s); it is rebuilt", path, why);
+		for (size_t i = 0; i < c->cap; i++)
+			if (c->v[i].oid[0])
+				spec_cache_entry_clear(&c->v[i]);
+		c->n = 0;
+		added = 0;
+	}
+	c->dirty = why != NULL;
+	fsutil_unmap(&b);
+	return added;
+}

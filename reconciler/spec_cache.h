@@ -1,0 +1,61 @@
+/*
+ * The parse cache: parsed manifests by (blob id, path), in memory for a
+ * process (the daemon keeps one across passes) and on disk between
+ * processes, so a cold plan parses only the blobs that changed.
+ *
+ * The file (<source.cacheDir>/manifests.cache) is versioned, carries the
+ * build id of the program that wrote it and a SHA-256 of its body: a file
+ * that is damaged, foreign, of another version or from another build is
+ * ignored and rebuilt, never trusted. It holds what the manifests say (no
+ * secret is ever in a manifest) and is written without fsync (temp +
+ * rename): a torn file fails its checksum.
+ */
+#ifndef CS_RECONCILER_SPEC_CACHE_H
+#define CS_RECONCILER_SPEC_CACHE_H
+
+#include <stddef.h>
+
+#include "../manifests/manifest.h"
+#include "../util/diag.h"
+#include "reconcile.h"
+
+#define SPEC_CACHE_FILE "manifests.cache"
+#define SPEC_CACHE_MAX_BYTES (1024u * 1024 * 1024)
+
+struct cache_entry {
+	char oid[41];
+	char *path;  /* the file path (part of the key: specs and diagnostics name it) */
+	size_t size; /* the blob's size */
+	struct cert_spec **specs;
+	size_t n;
+	struct diags diags;
+	int used; /* seen in the current load (mark for eviction) */
+};
+
+struct spec_cache {
+	struct cache_entry *v; /* open addressing */
+	size_t cap, n;
+	int dirty; /* entries added or evicted since the file was read */
+};
+
+/* Makes room for n more entries (one allocation instead of doubling steps). */
+void spec_cache_reserve(struct spec_cache *c, size_t n);
+
+/* The entry for (oid, path): an empty slot (oid[0] == 0) when absent. Grows the table first. */
+struct cache_entry *spec_cache_slot(struct spec_cache *c, const char *oid, const char *path);
+void spec_cache_entry_clear(struct cache_entry *e);
+
+/* Drops the entries the last load did not use, so the cache follows the repository. */
+void spec_cache_evict_unused(struct spec_cache *c);
+
+/*
+ * Fills an empty cache from the file at path (missing, damaged, foreign:
+ * nothing is added, the reason is logged at debug level, and the cache is
+ * marked dirty so it is written again). Returns the number of entries read.
+ */
+size_t spec_cache_read(struct spec_cache *c, const char *path);
+
+/* Writes every entry to path (temp + rename, 0600), when dirty; a failure is logged, never fatal. */
+void spec_cache_write(struct spec_cache *c, const char *path);
+
+#endif

@@ -1,0 +1,345 @@
+/*
+ * The parse cache: cert_spec_pack/unpack round trips every field and
+ * refuses every damaged record; the cache file is read back whole, and a
+ * file that is truncated, flipped, of another version or from another build
+ * is ignored (nothing from it is kept) and marked for rewriting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../manifests/manifest.h"
+#include "../../reconciler/spec_cache.h"
+#include "../../util/buf.h"
+#include "../../util/fsutil.h"
+#include "../../util/util.h"
+#include "testutil.h"
+
+static const char every_field[] = "apiVersion: certsync/v1\n"
+				  "kind: Certificate\n"
+				  "metadata:\n"
+				  "  name: web\n"
+				  "  labels: {team: a, app: b}\n"
+				  "spec:\n"
+				  "  issuer: internal\n"
+				  "  commonName: www.example.com\n"
+				  "  dnsNames: [www.example.com, Api.Example.com., \"*.x.example.com\"]\n"
+				  "  ipAddresses: [192.0.2.1, \"2001:db8::1\"]\n"
+				  "  uris: [\"spiffe://example.com/web\"]\n"
+				  "  emailAddresses: [ops@Example.com]\n"
+				  "  subject: {organizations: [Example], countries: [FR], localities: [Paris]}\n"
+				  "  usages: [digital signature, server auth, client auth]\n"
+				  "  isCA: true\n"
+				  "  domain: example.com\n"
+				  "  validation: {method: dns-txt-token}\n"
+				  "  duration: 90d\n"
+				  "  renewBefore: 720h\n"
+				  "  suspend: true\n"
+				  "  privateKey: {algorithm: ECDSA, size: 384, rotationPolicy: Always}\n"
+				  "  output: {directory: web/www, formats: [combined.pem, tls.der]}\n"
+				  "---\n"
+				  "apiVersion: certsync/v1\n"
+				  "kind: Certificate\n"
+				  "metadata: {name: plain}\n"
+				  "spec: {issuer: internal, dnsNames: [plain.example.com]}\n";
+
+static struct cert_spec **parse(const char *path, const char *text, size_t *n, struct diags *d)
+{
+	struct cert_spec **v = NULL;
+
+	manifest_parse_file(path, text, strlen(text), &v, n, d);
+	return v;
+}
+
+static void free_specs(struct cert_spec **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cert_spec_free(v[i]);
+	free(v);
+}
+
+static void assert_str_eq(const char *a, const char *b)
+{
+	if (!a || !b)
+		assert_ptr_equal(a, b);
+	else
+		assert_string_equal(a, b);
+}
+
+static void assert_strs_eq(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	assert_int_equal(na, nb);
+	for (size_t i = 0; i < na; i++)
+		assert_string_equal(a[i], b[i]);
+}
+
+/* Every field of struct cert_spec, one by one (a field the packer forgot fails here). */
+static void assert_spec_equal(const struct cert_spec *a, const struct cert_spec *b)
+{
+	assert_str_eq(a->name, b->name);
+	assert_str_eq(a->file, b->file);
+	assert_int_equal(a->line, b->line);
+	assert_int_equal(a->col, b->col);
+	assert_int_equal(a->n_labels, b->n_labels);
+	for (size_t i = 0; i < a->n_labels; i++) {
+		assert_string_equal(a->labels[i].key, b->labels[i].key);
+		assert_string_equal(a->labels[i].value, b->labels[i].value);
+	}
+	assert_str_eq(a->issuer, b->issuer);
+	assert_int_equal(a->issuer_line, b->issuer_line);
+	assert_int_equal(a->issuer_col, b->issuer_col);
+	assert_str_eq(a->common_name, b->common_name);
+	assert_int_equal(a->common_name_set, b->common_name_set);
+	assert_strs_eq(a->dns_names, a->n_dns, b->dns_names, b->n_dns);
+	assert_str_eq(a->domain, b->domain);
+	assert_int_equal(a->auto_renew, b->auto_renew);
+	assert_int_equal(a->auto_renew_set, b->auto_renew_set);
+	assert_int_equal(a->suspend, b->suspend);
+	assert_int_equal(a->duration, b->duration);
+	assert_int_equal(a->renew_before, b->renew_before);
+	assert_int_equal(a->key_alg, b->key_alg);
+	assert_int_equal(a->key_size, b->key_size);
+	assert_int_equal(a->rotation, b->rotation);
+	assert_str_eq(a->validation, b->validation);
+	assert_str_eq(a->output_dir, b->output_dir);
+	assert_int_equal(a->output_line, b->output_line);
+	assert_int_equal(a->output_col, b->output_col);
+	assert_int_equal(a->formats, b->formats);
+	assert_int_equal(a->formats_line, b->formats_line);
+	assert_int_equal(a->formats_col, b->formats_col);
+	assert_strs_eq(a->ips, a->n_ips, b->ips, b->n_ips);
+	assert_strs_eq(a->uris, a->n_uris, b->uris, b->n_uris);
+	assert_strs_eq(a->emails, a->n_emails, b->emails, b->n_emails);
+	assert_int_equal(a->n_subject, b->n_subject);
+	for (size_t i = 0; i < a->n_subject; i++) {
+		assert_int_equal(a->subject[i].attr, b->subject[i].attr);
+		assert_string_equal(a->subject[i].value, b->subject[i].value);
+	}
+	assert_int_equal(a->usages, b->usages);
+	assert_int_equal(a->is_ca, b->is_ca);
+	assert_int_equal(a->path_len, b->path_len);
+	assert_memory_equal(a->xpos, b->xpos, sizeof(a->xpos));
+	assert_string_equal(a->hash, b->hash);
+}
+
+static void test_pack_round_trips_every_field(void **state)
+{
+	struct diags d = {0};
+	size_t n = 0;
+	struct cert_spec **v = parse("certs/web.yaml", every_field, &n, &d);
+
+	(void)state;
+	assert_int_equal(d.n, 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		struct buf a = BUF_INIT, b = BUF_INIT;
+		struct cert_spec *u;
+
+		cert_spec_pack(v[i], &a);
+		u = cert_spec_unpack(a.data, a.len);
+		assert_non_null(u);
+		assert_int_equal(u->packed, 1);
+		cert_spec_pack(u, &b);
+		assert_int_equal(a.len, b.len);
+		assert_memory_equal(a.data, b.data, a.len);
+		assert_spec_equal(u, v[i]);
+		cert_spec_free(u);
+		buf_free(&a);
+		buf_free(&b);
+	}
+	/* the first spec used every list: a field the packer forgot would not round-trip above */
+	assert_int_equal(v[0]->n_ips, 2);
+	assert_int_equal(v[0]->n_uris, 1);
+	assert_int_equal(v[0]->n_emails, 1);
+	assert_int_equal(v[0]->n_subject, 3);
+	assert_int_equal(v[0]->n_labels, 2);
+	assert_true(v[0]->is_ca);
+	assert_true(v[0]->usages != 0);
+	assert_true(v[0]->formats != 0);
+	free_specs(v, n);
+	diags_free(&d);
+}
+
+static void test_unpack_refuses_every_truncation_and_trailing_bytes(void **state)
+{
+	struct diags d = {0};
+	size_t n = 0;
+	struct cert_spec **v = parse("certs/web.yaml", every_field, &n, &d);
+	struct buf a = BUF_INIT;
+	unsigned char *copy;
+
+	(void)state;
+	cert_spec_pack(v[0], &a);
+	for (size_t len = 0; len < a.len; len++) {
+		copy = xmalloc(len + 1); /* exactly len bytes readable (ASan sees an over-read) */
+		memcpy(copy, a.data, len);
+		assert_null(cert_spec_unpack(copy, len));
+		free(copy);
+	}
+	copy = xmalloc(a.len + 1);
+	memcpy(copy, a.data, a.len);
+	copy[a.len] = 0;
+	assert_null(cert_spec_unpack(copy, a.len + 1));
+	/* a count larger than any manifest allows */
+	memset(copy, 0xff, 4);
+	assert_null(cert_spec_unpack(copy, a.len));
+	free(copy);
+	buf_free(&a);
+	free_specs(v, n);
+	diags_free(&d);
+}
+
+/* A cache of two files (one with a problem), written to dir/manifests.cache. */
+static char *write_cache(const char *dir)
+{
+	struct spec_cache *c = spec_cache_new();
+	struct cache_entry *e;
+	char *path = fsutil_join(dir, SPEC_CACHE_FILE);
+
+	e = spec_cache_slot(c, "1111111111111111111111111111111111111111", "certs/web.yaml");
+	memcpy(e->oid, "1111111111111111111111111111111111111111", 41);
+	e->path = xstrdup("certs/web.yaml");
+	e->size = sizeof(every_field) - 1;
+	e->specs = parse(e->path, every_field, &e->n, &e->diags);
+	c->n++;
+	e = spec_cache_slot(c, "2222222222222222222222222222222222222222", "certs/bad.yaml");
+	memcpy(e->oid, "2222222222222222222222222222222222222222", 41);
+	e->path = xstrdup("certs/bad.yaml");
+	e->specs = parse(e->path, "apiVersion: certsync/v1\nkind: Certificate\nmetadata: {name: x}\nspec: {}\n", &e->n,
+			 &e->diags);
+	c->n++;
+	assert_true(e->diags.n > 0);
+	c->dirty = 1;
+	spec_cache_write(c, path);
+	assert_int_equal(c->dirty, 0);
+	spec_cache_free(c);
+	return path;
+}
+
+static void test_cache_file_reads_back_what_was_written(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_cache(dir);
+	struct spec_cache *c = spec_cache_new();
+	struct cache_entry *e;
+
+	(void)state;
+	assert_int_equal(spec_cache_read(c, path), 2);
+	assert_int_equal(c->dirty, 0);
+	e = spec_cache_slot(c, "1111111111111111111111111111111111111111", "certs/web.yaml");
+	assert_non_null(e->path);
+	assert_int_equal(e->n, 2);
+	assert_string_equal(e->specs[0]->name, "web");
+	assert_string_equal(e->specs[0]->file, "certs/web.yaml");
+	assert_int_equal(e->size, sizeof(every_field) - 1);
+	/* keyed by path too: the same blob at another path is another entry (specs name their file) */
+	assert_null(spec_cache_slot(c, "1111111111111111111111111111111111111111", "certs/moved.yaml")->path);
+	e = spec_cache_slot(c, "2222222222222222222222222222222222222222", "certs/bad.yaml");
+	assert_int_equal(e->n, 0);
+	assert_true(e->diags.n > 0);
+	assert_string_equal(e->diags.v[0].file, "certs/bad.yaml");
+	spec_cache_free(c);
+	free(path);
+	test_rmdir(dir);
+}
+
+/* Rewrites the file with one byte changed at offset (or cut to offset when cut). */
+static void damage(const char *path, size_t offset, int cut)
+{
+	struct buf b = BUF_INIT;
+
+	assert_int_equal(fsutil_read_file(path, SPEC_CACHE_MAX_BYTES, &b), 0);
+	assert_true(offset < b.len);
+	if (cut)
+		b.len = offset;
+	else
+		b.data[offset] ^= 0x5a;
+	assert_int_equal(fsutil_write_cache(path, b.data, b.len, 0600), 0);
+	buf_free(&b);
+}
+
+static void assert_ignored(const char *path)
+{
+	struct spec_cache *c = spec_cache_new();
+
+	assert_int_equal(spec_cache_read(c, path), 0);
+	assert_int_equal(c->n, 0);
+	assert_int_equal(c->dirty, 1); /* so the next load writes a good one */
+	spec_cache_free(c);
+}
+
+static void test_a_damaged_or_foreign_cache_file_is_ignored_whole(void **state)
+{
+	/* offsets in the header: magic 0, version 8, order 12, build id 16, then length and checksum */
+	static const size_t header_bytes[] = {0, 8, 12, 16, 16 + 131};
+	char *dir = test_mkdtemp(), *path;
+	struct buf b = BUF_INIT;
+	size_t len;
+
+	(void)state;
+	path = write_cache(dir);
+	assert_int_equal(fsutil_read_file(path, SPEC_CACHE_MAX_BYTES, &b), 0);
+	len = b.len;
+	buf_free(&b);
+	for (size_t i = 0; i < sizeof(header_bytes) / sizeof(header_bytes[0]); i++) {
+		free(write_cache(dir));
+		damage(path, header_bytes[i], 0);
+		assert_ignored(path);
+	}
+	/* every 97th byte of the body (the checksum catches each), and cuts at many lengths */
+	for (size_t off = 200; off < len; off += 97) {
+		free(write_cache(dir));
+		damage(path, off, 0);
+		assert_ignored(path);
+		free(write_cache(dir));
+		damage(path, off, 1);
+		assert_ignored(path);
+	}
+	/* not a cache at all, and an empty file */
+	assert_int_equal(fsutil_write_cache(path, "hello", 5, 0600), 0);
+	assert_ignored(path);
+	assert_int_equal(fsutil_write_cache(path, "", 0, 0600), 0);
+	assert_ignored(path);
+	free(path);
+	test_rmdir(dir);
+}
+
+static void test_eviction_keeps_the_used_entries_only(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_cache(dir);
+	struct spec_cache *c = spec_cache_new();
+
+	(void)state;
+	assert_int_equal(spec_cache_read(c, path), 2);
+	spec_cache_slot(c, "1111111111111111111111111111111111111111", "certs/web.yaml")->used = 1;
+	spec_cache_evict_unused(c);
+	assert_int_equal(c->n, 1);
+	assert_int_equal(c->dirty, 1);
+	assert_null(spec_cache_slot(c, "2222222222222222222222222222222222222222", "certs/bad.yaml")->path);
+	assert_non_null(spec_cache_slot(c, "1111111111111111111111111111111111111111", "certs/web.yaml")->path);
+	spec_cache_write(c, path);
+	spec_cache_free(c);
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 1);
+	spec_cache_free(c);
+	free(path);
+	test_rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pack_round_trips_every_field),
+		cmocka_unit_test(test_unpack_refuses_every_truncation_and_trailing_bytes),
+		cmocka_unit_test(test_cache_file_reads_back_what_was_written),
+		cmocka_unit_test(test_a_damaged_or_foreign_cache_file_is_ignored_whole),
+		cmocka_unit_test(test_eviction_keeps_the_used_entries_only),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
