@@ -305,6 +305,12 @@ def provider_rows(binary, tmp, rows):
     rows.append((f"apply, {rl['n']} certs, DNSimple sim limited to {rl['limit']}/{rl['window']} s",
                  f"{rl['used'] * 100:.0f}% of the allowed rate, {rl['429']} 429s, {rl['wall']:.0f} s",
                  "≥ 90%, 0 429s", verdict(rl["used"] >= 0.9 and rl["429"] == 0)))
+    e = rl["eta"]
+    errs = [e["first"]] + [e[p] for p in (25, 50, 75) if e[p] is not None]
+    rows.append(("  its ETA vs the actual finish (error / run time)",
+                 f"first {e['first'] * 100:.1f}% ({e['bound']}-bound, printed at {e['first_at']:.1f} s), "
+                 + ", ".join(f"at {p}%: " + (f"{e[p] * 100:.1f}%" if e[p] is not None else "none") for p in (25, 50, 75))
+                 + f"; {e['printed']} lines", "within 10%", verdict(max(errs) <= 0.10)))
 
 
 def main():

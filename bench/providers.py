@@ -5,11 +5,13 @@ Each function starts its own simulator, generates a repository, runs the real
 binary and reads the simulator's counters. Nothing here is a test: the
 figures are printed, and compared with DESIGN §10 by the caller.
 """
+import calendar
 import json
 import re
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -59,18 +61,60 @@ def write_config(d, issuers, max_paid):
         f"policy: {{prune: true, maxPaidOrders: {max_paid}}}\n")
 
 
-def apply(binary, d, parallelism, env):
+ETA_RE = re.compile(r"ETA (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) \(in [^)]*\), (rate|latency)-bound")
+
+
+def apply(binary, d, parallelism, env, log=None):
+    """Runs apply --wait; returns its wall time. log, a list, gets (unix time, line) for every stderr line as it
+    arrives, and (start, None) and (end, None) around the run."""
     t0 = time.perf_counter()
-    r = subprocess.run([binary, "apply", "--config", "certsync.yaml", "--parallelism", str(parallelism), "--wait",
-                        "3600s"], cwd=d, capture_output=True, text=True, env=dict(os.environ, **env))
+    start = time.time()
+    p = subprocess.Popen([binary, "apply", "--config", "certsync.yaml", "--parallelism", str(parallelism),
+                          "--auto-approve", "--wait", "3600s"], cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, **env))
+    err = []
+
+    def read_err():
+        for line in p.stderr:
+            err.append((time.time(), line))
+
+    reader = threading.Thread(target=read_err, daemon=True)
+    reader.start()
+    out = p.stdout.read()
+    rc = p.wait()
+    reader.join(timeout=30)
     wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"bench: apply failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-2000:]}")
+    if log is not None:
+        log.append((start, None))
+        log.extend(err)
+        log.append((start + wall, None))
+    if rc != 0:
+        raise SystemExit(f"bench: apply failed ({rc}): {out[-2000:]}{''.join(l for _, l in err)[-2000:]}")
     return wall
 
 
+def eta_errors(log):
+    """The finish estimates an apply printed against its actual finish: the first one (and when it came), and
+    the latest one printed by 25, 50 and 75 % of the run. Errors are |estimate - finish| / run time."""
+    start, end = log[0][0], log[-1][0]
+    run = end - start
+    etas = []
+    for t, line in log[1:-1]:
+        m = ETA_RE.search(line)
+        if m:
+            etas.append((t, calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ")), m.group(2)))
+    if not etas:
+        raise SystemExit("bench: the apply printed no ETA")
+    out = {"run": run, "printed": len(etas), "first_at": etas[0][0] - start, "bound": etas[0][2],
+           "first": abs(etas[0][1] - end) / run}
+    for pct in (25, 50, 75):
+        seen = [e for e in etas if e[0] - start <= run * pct / 100]
+        out[pct] = abs(seen[-1][1] - end) / run if seen else None
+    return out
+
+
 def dnsimple_apply(binary, tmp, n, latency, parallelism, rate_limit=10**9, rate_window=3600):
-    """Applies n new certificates through the DNSimple simulator. Returns the figures."""
+    """Applies n new certificates through the DNSimple simulator. Returns the figures (and the ETA errors)."""
     d = tmp / f"dnsimple-{n}-{rate_limit}"
     sim = Sim(FAKES / "dnsimple" / "server.py",
               ["--state-dir", str(tmp / f"sim-dnsimple-{n}-{rate_limit}"), "--token", TOKEN, "--account", "1010",
@@ -79,13 +123,16 @@ def dnsimple_apply(binary, tmp, n, latency, parallelism, rate_limit=10**9, rate_
         sim.ctl("config", {"latency": latency})
         gen(d, n, "dns", "bench.test")
         write_config(d, "  dns:\n    type: dnsimple\n    account: \"1010\"\n    token: {env: BENCH_DNSIMPLE_TOKEN}\n"
-                     f"    baseURL: {sim.url}\n    zones: [bench.test]\n    pollInterval: 1s\n", n + 10)
-        wall = apply(binary, d, parallelism, {"BENCH_DNSIMPLE_TOKEN": TOKEN})
+                     f"    baseURL: {sim.url}\n    zones: [bench.test]\n    pollInterval: 1s\n"
+                     f"    rateWindow: {rate_window}s\n", n + 10)
+        log = []
+        wall = apply(binary, d, parallelism, {"BENCH_DNSIMPLE_TOKEN": TOKEN}, log)
         counters = sim.ctl("counters")
         reqs = sim.api_requests()
         total = sum(reqs.values())
         return {"wall": wall, "requests": total, "per_cert": total / n, "by_op": reqs,
-                "bound": total * latency / parallelism, "429": counters.get("_ratelimited", 0)}
+                "bound": total * latency / parallelism, "429": counters.get("_ratelimited", 0),
+                "eta": eta_errors(log)}
     finally:
         sim.stop()
 
@@ -103,7 +150,7 @@ def dnsimple_rate_limited(binary, tmp, n, limit, window):
     spent = max(r["wall"], (windows - 1) * window)
     return {"n": n, "limit": limit, "window": window, "wall": r["wall"], "429": r["429"],
             "used": min(1.0, r["requests"] / (limit / window * spent)) if spent else 1.0,
-            "requests": r["requests"]}
+            "requests": r["requests"], "eta": r["eta"]}
 
 
 DC_KEY = "bench-digicert-devkey-0123456789"

@@ -21,9 +21,12 @@
 #include "../util/crypto.h"
 #include "../util/fsutil.h"
 #include "../util/err.h"
+#include "../util/http.h"
 #include "../util/log.h"
 #include "../util/util.h"
+#include "engine_eta.h"
 #include "hooks.h"
+#include "metrics.h"
 #include "outputs.h"
 #include "provider.h"
 
@@ -40,6 +43,10 @@ struct engine_job {
 	/* A job waiting on its provider (apply --wait) is parked, and its worker takes other jobs. */
 	struct step_ctx ctx;
 	int64_t wake_at; /* parked until then (unix seconds) */
+	/* The finish estimate: the issuer, provider requests still needed (at the start, now), no more this run. */
+	const struct issuer *issuer;
+	int left0, left; /* left: written by the job's worker, read under e->mu (atomics) */
+	int over;	 /* under e->mu */
 };
 
 struct engine {
@@ -62,10 +69,21 @@ struct engine {
 	/* Progress lines: every ENGINE_PROGRESS_EVERY finished jobs, and at least every ENGINE_PROGRESS_MS. */
 	int64_t t0_ms, last_progress_ms;
 	size_t finished, next_mark;
+	/* The finish estimate (engine_estimate): worker threads, their time waiting for parked jobs, lines. */
+	size_t n_threads;
+	int64_t idle_ms;
+	int announced;	      /* the providers counted the apply's requests: the first estimate is shown at once */
+	int eta_shown;	      /* an estimate was printed */
+	double cycle_s;	      /* worker time per request, recent (smoothed) */
+	long long cycle_sent; /* requests sent and worker time at the last measure of cycle_s */
+	int64_t cycle_worker_ms;
+	int64_t eta_every_ms; /* the progress interval the last estimate set */
 };
 
 #define ENGINE_PROGRESS_EVERY 100
 #define ENGINE_PROGRESS_MS 10000
+#define ENGINE_PROGRESS_MIN_MS 2000 /* a short apply's estimate is refreshed this often at most */
+#define ENGINE_ETA_PRIOR 10	    /* requests of weight the providers' per-step guesses keep */
 
 void material_init(struct material *m)
 {
@@ -103,16 +121,21 @@ static void engine_set_fatal(struct engine *e, const char *name)
 	__atomic_store_n(&e->fatal, 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * Journals the worker's own record. Not under e->mu: the backends serialise
+ * their writes themselves (and touch only st's serial), so a worker waiting
+ * for its fsync never holds up the others taking, parking or finishing jobs.
+ */
 int engine_journal(struct step_ctx *ctx)
 {
 	struct engine *e = ctx->engine;
-	int rc;
+	int rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
 
-	pthread_mutex_lock(&e->mu);
-	rc = state_journal(e->be, e->st, ctx->rec->name, ctx->rec);
-	if (rc)
+	if (rc) {
+		pthread_mutex_lock(&e->mu);
 		engine_set_fatal(e, ctx->rec->name);
-	pthread_mutex_unlock(&e->mu);
+		pthread_mutex_unlock(&e->mu);
+	}
 	return rc;
 }
 
@@ -694,7 +717,7 @@ const char *engine_failure_class(int rc, const char *driver_class)
  * a transient failure leaves the certificate pending; the others make it
  * failed, and the plan decides what retries it (see plan_one).
  */
-static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
+static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc, int64_t retry_at)
 {
 	struct state_cert *rec = ctx->rec;
 	const char *msg = cs_errmsg()[0] ? cs_errmsg() : cs_strcode(rc);
@@ -713,6 +736,8 @@ static void engine_fail(struct engine *e, struct step_ctx *ctx, int rc)
 	if (rec->attempts < INT_MAX)
 		rec->attempts++;
 	rec->next_try = ctx->now + engine_backoff(rec->attempts);
+	if (retry_at > rec->next_try)
+		rec->next_try = retry_at; /* the provider's rate-limit window opens then */
 	if (!strcmp(cls, STATE_FAIL_TRANSIENT)) {
 		state_cert_event(rec, ctx->now, "step %s failed (attempt %d), retrying later: %s", rec->step,
 				 rec->attempts, msg);
@@ -769,6 +794,24 @@ static void engine_remove(struct engine *e, struct step_ctx *ctx)
 	free(name);
 }
 
+static void engine_step_done(struct engine *e, struct engine_job *job);
+
+/*
+ * apply --wait: a step stopped by the provider's rate limit (its request
+ * unsent, or refused with a 429) waits for the window, parked, instead of
+ * failing: the record says when it goes on. 0 to park.
+ */
+static int engine_wait_budget(struct step_ctx *ctx, int64_t retry)
+{
+	char when[32];
+
+	util_fmt_time(retry, when);
+	log_emit(LV_INFO, &ctx->log, "the provider's rate limit is spent: the step goes on at %s (%s)", when,
+		 cs_errmsg());
+	ctx->rec->next_try = retry;
+	return engine_journal(ctx);
+}
+
 /*
  * Runs a job's steps until it is done, failed, or waits on its provider.
  * Returns 1 when the job waits within apply --wait: the caller parks it
@@ -813,12 +856,23 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		log_emit(LV_DEBUG, &ctx->log, "running step");
 		cs_error_clear();
 		provider_fail_class_take(); /* forget a class left by an earlier step */
+		ctx->read_only = 0;
+		http_take_retry_at(); /* forget one left by an earlier step */
 		rc = ctx->issuer->ops->step(ctx, &status);
 		ctx->now = util_now();
+		engine_step_done(e, job);
 		if (rc && !ctx->fail_class)
 			ctx->fail_class = provider_fail_class_take(); /* the provider's answer: config/rejected */
 		if (rc) {
-			engine_fail(e, ctx, rc);
+			int64_t retry = rc == CS_ETRANSIENT ? http_take_retry_at() : 0;
+
+			if (retry && e->deadline && retry <= e->deadline && !engine_stopping(e) &&
+			    !engine_wait_budget(ctx, retry)) {
+				job->wake_at = retry;
+				ctx->log.step = NULL;
+				return 1;
+			}
+			engine_fail(e, ctx, rc, retry);
 			break;
 		}
 		if (status == STEP_DONE) {
@@ -862,9 +916,11 @@ static int engine_run_job(struct engine *e, struct engine_job *job)
 		/*
 		 * attempts is not reset on STEP_CONTINUE: a driver whose failing step
 		 * starts over at a lookup (find → purchase fails → find) would
-		 * otherwise never back off further than the first delay.
+		 * otherwise never back off further than the first delay. A step that
+		 * only read is journaled with the next one (the record is written
+		 * whole): a crash in between runs it again, which is harmless.
 		 */
-		if (engine_journal(ctx))
+		if (!ctx->read_only && engine_journal(ctx))
 			break;
 	}
 out:
@@ -873,37 +929,210 @@ out:
 	return 0;
 }
 
-/* How long the work left should take at the rate so far ("" before the first job finishes). */
-static void engine_eta(const struct engine *e, int64_t elapsed_ms, char *out, size_t n)
+/* Realtime now, fractional unix seconds. */
+static double engine_now_real(void)
 {
-	char d[32];
+	struct timespec ts;
 
-	out[0] = '\0';
-	if (!e->finished || e->finished >= e->n_jobs)
-		return;
-	util_fmt_duration((elapsed_ms * (int64_t)(e->n_jobs - e->finished) / (int64_t)e->finished + 999) / 1000, d);
-	snprintf(out, n, "; ETA %s at this rate", d);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The provider requests job still needs from its record's current step (its worker, or before it starts). */
+static int engine_job_requests(const struct engine_job *job)
+{
+	const struct issuer *is = job->issuer;
+
+	if (!is || !is->ops->requests_left || job->change->kind == CHANGE_REMOVE)
+		return 0;
+	return is->ops->requests_left(is, job->change->kind, job->spec, job->rec);
+}
+
+/* One issuer's part of the estimate (under e->mu). */
+struct engine_issuer_eta {
+	const struct issuer *is;
+	struct provider_budget b;
+	double left, guessed, parked_finish; /* requests by the per-step guesses; done so far; parked jobs' end */
+	size_t open;			     /* jobs with requests still to send */
+};
+
+static void engine_issuer_sums(const struct engine *e, struct engine_issuer_eta *x, double now, double cycle_s)
+{
+	for (size_t i = 0; i < e->n_jobs; i++) {
+		const struct engine_job *job = &e->jobs[i];
+		int left = __atomic_load_n(&job->left, __ATOMIC_RELAXED);
+
+		if (job->issuer != x->is)
+			continue;
+		x->guessed += job->left0 - left;
+		if (job->over || left <= 0)
+			continue;
+		x->left += left;
+		x->open++;
+	}
+	for (size_t i = 0; i < e->n_parked; i++) {
+		const struct engine_job *job = e->parked[i];
+		double end = (double)job->wake_at + job->left * cycle_s;
+
+		if (job->issuer == x->is && end > x->parked_finish)
+			x->parked_finish = end > now ? end : now;
+	}
+}
+
+/*
+ * The finish estimate (under e->mu) into *out with its reason in why: 0
+ * when it cannot be made yet (a provider with requests left has not
+ * answered once, or no certificate of an issuer without a per-step guess
+ * has finished). Requests left are the providers' per-step guesses,
+ * corrected by the requests actually sent; the pace is the workers'
+ * measured time per request (waits for parked jobs and for a spent budget
+ * left out); the budget is the provider's X-RateLimit-* as last seen.
+ */
+static int engine_estimate(struct engine *e, double now, struct engine_eta *out, char *why, size_t n)
+{
+	struct engine_issuer_eta x[16];
+	size_t nx = 0, unguessed = 0, threads = e->n_threads ? e->n_threads : 1;
+	long long sent = 0, answered = 0;
+	int64_t waited = 0, busy = 0, worker_ms;
+	double cycle_s;
+	const struct engine_issuer_eta *worst = NULL;
+
+	memset(out, 0, sizeof(*out));
+	why[0] = '\0';
+	for (size_t i = 0; i < e->cfg->n_issuers && nx < sizeof(x) / sizeof(x[0]); i++) {
+		const struct issuer *is = &e->cfg->issuers[i];
+
+		if (!is->ops->requests_left || !is->ops->budget)
+			continue;
+		memset(&x[nx], 0, sizeof(x[nx]));
+		x[nx].is = is;
+		is->ops->budget(is, &x[nx].b);
+		sent += x[nx].b.sent;
+		answered += x[nx].b.sent - x[nx].b.inflight;
+		waited += x[nx].b.waited_ms;
+		busy += x[nx].b.busy_ms;
+		nx++;
+	}
+	for (size_t i = 0; i < e->n_jobs; i++)
+		if (!e->jobs[i].over &&
+		    (!e->jobs[i].issuer || !e->jobs[i].issuer->ops->requests_left || !e->jobs[i].issuer->ops->budget))
+			unguessed++;
+	/*
+	 * The pace: worker time per request sent (everything but waiting for
+	 * parked jobs and for a spent budget), over the requests since the last
+	 * measure and smoothed, as the mix of steps changes along an apply.
+	 * Until the workers have sent a few each, the requests' own duration.
+	 */
+	worker_ms = (int64_t)threads * (util_mono_ms() - e->t0_ms) - e->idle_ms - waited;
+	if (sent - e->cycle_sent >= (long long)threads * 4 && worker_ms > e->cycle_worker_ms) {
+		double recent = (double)(worker_ms - e->cycle_worker_ms) / 1000.0 / (double)(sent - e->cycle_sent);
+
+		e->cycle_s = e->cycle_s > 0 ? (e->cycle_s + recent) / 2 : recent;
+		e->cycle_sent = sent;
+		e->cycle_worker_ms = worker_ms;
+	}
+	cycle_s = e->cycle_s > 0 ? e->cycle_s : answered > 0 ? (double)busy / 1000.0 / (double)answered : 0;
+	for (size_t k = 0; k < nx; k++) {
+		struct engine_issuer_eta *xi = &x[k];
+		struct engine_eta eta;
+		size_t par;
+
+		engine_issuer_sums(e, xi, now, cycle_s);
+		if (!xi->open)
+			continue;
+		if (!xi->b.sent || cycle_s <= 0)
+			return 0; /* no answer yet: neither the pace nor the budget is known */
+		xi->left *= engine_eta_correction((double)xi->b.sent, xi->guessed, ENGINE_ETA_PRIOR);
+		par = xi->open < threads ? xi->open : threads;
+		engine_eta_finish(now, xi->left, (double)par / cycle_s, &xi->b, &eta);
+		if (!eta.rate_bound && xi->parked_finish > eta.finish)
+			eta.finish = xi->parked_finish; /* a poll's wait is the longer part */
+		if (!worst || eta.finish > out->finish) {
+			*out = eta;
+			worst = xi;
+		}
+	}
+	if (unguessed) {
+		double at;
+
+		if (!e->finished)
+			return 0;
+		at = now + (double)(util_mono_ms() - e->t0_ms) / 1000.0 * (double)unguessed / (double)e->finished;
+		if (!worst || at > out->finish) {
+			memset(out, 0, sizeof(*out));
+			out->finish = at;
+			snprintf(why, n, "latency-bound: at the pace of the certificates finished so far");
+			return 1;
+		}
+	}
+	if (!worst)
+		return 0;
+	if (out->rate_bound) {
+		char win[32], reset[32];
+		int64_t r = worst->b.reset - (int64_t)now;
+
+		util_fmt_duration(worst->b.window, win);
+		util_fmt_duration(r > 0 ? r : 0, reset);
+		snprintf(why, n,
+			 "rate-bound: issuer %s needs about %.0f more requests at %ld per %s (%ld left in this window, "
+			 "which resets in %s)",
+			 worst->is->name, out->requests, worst->b.limit, win,
+			 worst->b.remaining > 0 ? worst->b.remaining : 0, reset);
+	} else if (worst->b.have) {
+		/* A window that has ended is a fresh one at the next request. */
+		long left = worst->b.reset <= (int64_t)now ? worst->b.limit : worst->b.remaining;
+
+		snprintf(why, n,
+			 "latency-bound: issuer %s needs about %.0f more requests, within its rate limit (%ld left in "
+			 "this window)",
+			 worst->is->name, out->requests, left > 0 ? left : 0);
+	} else {
+		snprintf(why, n, "latency-bound: issuer %s needs about %.0f more requests (no rate limit reported)",
+			 worst->is->name, out->requests);
+	}
+	return 1;
 }
 
 /*
  * A progress line (under e->mu) on a long apply: what it waits for, when
- * it polls next and when --wait gives up, and how far it is. Printed every
- * ENGINE_PROGRESS_EVERY certificates on a large apply and at least every
- * ENGINE_PROGRESS_MS while something takes time.
+ * it polls next and when --wait gives up, how far it is and when it should
+ * finish. Printed every ENGINE_PROGRESS_EVERY certificates on a large
+ * apply, at once when the first estimate can be made, then at least every
+ * ENGINE_PROGRESS_MS (sooner on a short apply: a tenth of the time left,
+ * but not more often than ENGINE_PROGRESS_MIN_MS). The estimate is also
+ * `certsync run`'s certsync_apply_estimated_finish_timestamp_seconds.
  */
 static void engine_progress(struct engine *e)
 {
 	int64_t now_ms = util_mono_ms(), now = util_now();
 	int by_count = e->n_jobs >= ENGINE_PROGRESS_EVERY && e->finished >= e->next_mark;
-	char eta[96], poll[32], left[32];
+	int due = now_ms - e->last_progress_ms >= e->eta_every_ms;
+	struct engine_eta est;
+	char eta[512] = "", why[320], when[96], poll[32], left[32];
+	double real = engine_now_real();
 	size_t first = 0;
+	int known;
 
-	if (e->finished >= e->n_jobs || (!by_count && now_ms - e->last_progress_ms < ENGINE_PROGRESS_MS))
+	if (e->finished >= e->n_jobs || (!by_count && !due && (e->eta_shown || !e->announced)))
 		return;
+	known = engine_estimate(e, real, &est, why, sizeof(why));
+	if (!known && !by_count && !due)
+		return; /* the first estimate waits for the first answers */
+	if (known) {
+		double every = (est.finish - real) * 100.0; /* a tenth of the time left, in ms */
+
+		engine_eta_format(est.finish, real, when, sizeof(when));
+		snprintf(eta, sizeof(eta), "; ETA %s, %s", when, why);
+		e->eta_shown = 1;
+		if (e->announced)
+			e->eta_every_ms = every < ENGINE_PROGRESS_MIN_MS ? ENGINE_PROGRESS_MIN_MS
+					  : every > ENGINE_PROGRESS_MS	 ? ENGINE_PROGRESS_MS
+									 : (int64_t)every;
+		metrics_set_apply_eta(est.finish, est.rate_bound);
+	}
 	while (e->next_mark <= e->finished)
 		e->next_mark += ENGINE_PROGRESS_EVERY;
 	e->last_progress_ms = now_ms;
-	engine_eta(e, now_ms - e->t0_ms, eta, sizeof(eta));
 	if (!e->n_parked) {
 		log_info("progress: %zu of %zu certificates finished (%zu done, %zu failed, %zu left waiting), %zu in "
 			 "progress%s",
@@ -920,6 +1149,15 @@ static void engine_progress(struct engine *e)
 		 e->n_parked, e->n_parked == 1 ? "" : "s", e->parked[first]->ctx.rec->name,
 		 e->parked[first]->ctx.rec->step ? e->parked[first]->ctx.rec->step : "?", poll, left, e->finished,
 		 e->n_jobs, eta);
+}
+
+/* After a step: the job's requests left, and a progress line when one is due. */
+static void engine_step_done(struct engine *e, struct engine_job *job)
+{
+	__atomic_store_n(&job->left, engine_job_requests(job), __ATOMIC_RELAXED);
+	pthread_mutex_lock(&e->mu);
+	engine_progress(e);
+	pthread_mutex_unlock(&e->mu);
 }
 
 /*
@@ -954,8 +1192,13 @@ static struct engine_job *engine_next_job(struct engine *e)
 			return NULL;
 		engine_progress(e);
 		{
-			/* Short slices: a stop request is a flag set by a signal handler, not a broadcast. */
+			/*
+			 * Short slices: a stop request is a flag set by a signal handler,
+			 * not a broadcast. Nobody signals when a parked job's time comes:
+			 * the slice ends then.
+			 */
 			struct timespec ts;
+			int64_t t0 = util_mono_ms();
 
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += 200 * 1000 * 1000;
@@ -963,7 +1206,13 @@ static struct engine_job *engine_next_job(struct engine *e)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
+			if (e->n_parked && e->parked[first]->wake_at <= (int64_t)ts.tv_sec &&
+			    e->parked[first]->wake_at > now) {
+				ts.tv_sec = (time_t)e->parked[first]->wake_at;
+				ts.tv_nsec = 0;
+			}
 			pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+			e->idle_ms += util_mono_ms() - t0;
 		}
 	}
 }
@@ -987,14 +1236,29 @@ static void *engine_worker(void *arg)
 		if (parked) {
 			e->parked[e->n_parked++] = job;
 		} else {
+			job->over = 1;
 			e->finished++;
-			engine_progress(e);
 		}
+		engine_progress(e);
 		pthread_cond_broadcast(&e->cv);
 	}
 	pthread_cond_broadcast(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
+}
+
+/* The line an apply starts with when its providers can say what it costs: certificates and requests. */
+static void engine_announce(struct engine *e)
+{
+	long total = 0;
+
+	for (size_t i = 0; i < e->n_jobs; i++)
+		total += e->jobs[i].left0;
+	e->announced = total > 0;
+	if (total > 0)
+		log_info("apply: %zu certificate%s to change, about %ld provider request%s; the finish is estimated "
+			 "from the first answers",
+			 e->n_jobs, e->n_jobs == 1 ? "" : "s", total, total == 1 ? "" : "s");
 }
 
 static int engine_spec_cmp(const void *key, const void *elem)
@@ -1034,6 +1298,7 @@ static int engine_prepare(struct engine *e, const struct plan *plan, struct cert
 		if (ch->kind == CHANGE_REMOVE) {
 			if (!(job->rec = state_cert_get(e->st, ch->name)))
 				continue;
+			job->issuer = config_issuer(e->cfg, job->rec->issuer);
 			e->n_jobs++;
 			continue;
 		}
@@ -1054,6 +1319,8 @@ static int engine_prepare(struct engine *e, const struct plan *plan, struct cert
 			rc = cs_error(CS_ECONFLICT, "%s: nothing to resume (stale plan?)", ch->name);
 			goto out;
 		}
+		job->issuer = config_issuer(e->cfg, job->spec->issuer);
+		job->left0 = job->left = engine_job_requests(job);
 		e->n_jobs++;
 	}
 out:
@@ -1086,14 +1353,17 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 		e.deadline = util_now() + opts->wait;
 	e.t0_ms = e.last_progress_ms = util_mono_ms();
 	e.next_mark = ENGINE_PROGRESS_EVERY;
+	e.eta_every_ms = ENGINE_PROGRESS_MS;
 	if ((rc = engine_prepare(&e, plan, specs, n_specs)))
 		goto out;
+	engine_announce(&e);
 	e.parked = xcalloc(e.n_jobs + 1, sizeof(*e.parked));
 	n_threads = opts->parallelism > 0 ? (size_t)opts->parallelism : 4;
 	if (n_threads > ENGINE_MAX_PARALLELISM)
 		n_threads = ENGINE_MAX_PARALLELISM;
 	if (n_threads > e.n_jobs)
 		n_threads = e.n_jobs;
+	e.n_threads = n_threads ? n_threads : 1;
 	for (size_t i = 0; i < n_threads; i++) {
 		if (pthread_create(&threads[i], NULL, engine_worker, &e)) {
 			n_threads = i;
@@ -1114,6 +1384,7 @@ int engine_apply(const struct config *cfg, struct state_backend *be, struct stat
 		if (cfg->issuers[i].priv && cfg->issuers[i].ops->end_run)
 			cfg->issuers[i].ops->end_run(&cfg->issuers[i]);
 out:
+	metrics_set_apply_eta(0, 0); /* no apply in progress: no estimate */
 	*res = e.res;
 	free(e.jobs);
 	free(e.parked);

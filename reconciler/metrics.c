@@ -43,6 +43,8 @@ static struct {
 	double lag;
 	double loop_last;
 	int64_t loop_bound;
+	double apply_eta; /* 0: no apply in progress with an estimate */
+	int apply_rate_bound;
 	struct metrics_cert *certs;
 	size_t n_certs;
 	struct {
@@ -129,6 +131,8 @@ void metrics_reset(void)
 	M.lag = 0;
 	M.loop_last = 0;
 	M.loop_bound = 0;
+	M.apply_eta = 0;
+	M.apply_rate_bound = 0;
 	M.n_rl = 0;
 	for (size_t i = 0; i < M.n_certs; i++)
 		metrics_cert_clear(&M.certs[i]);
@@ -203,6 +207,14 @@ static const char *op_split(const char *op, char provider[32])
 
 	snprintf(provider, 32, "%.*s", sp ? (int)(sp - op) : 7, sp ? op : "unknown");
 	return sp ? sp + 1 : "request";
+}
+
+void metrics_set_apply_eta(double finish, int rate_bound)
+{
+	pthread_mutex_lock(&M.mu);
+	M.apply_eta = finish > 0 ? finish : 0;
+	M.apply_rate_bound = finish > 0 && rate_bound;
+	pthread_mutex_unlock(&M.mu);
 }
 
 void metrics_provider_ratelimit(const char *op, long limit, long remaining, int64_t reset)
@@ -594,6 +606,16 @@ int metrics_render(struct buf *out)
 		       "HTTP requests to providers by provider, operation and status code (none = no response).",
 		       &M.provider_requests);
 	render_ratelimits(&b);
+	if (M.apply_eta > 0) {
+		family(&b, "certsync_apply_estimated_finish_timestamp_seconds", "gauge",
+		       "When the apply in progress should finish, from the requests left, the providers' rate "
+		       "budgets and the pace so far (absent when no apply is in progress).");
+		buf_printf(&b, "certsync_apply_estimated_finish_timestamp_seconds %.3f\n", M.apply_eta);
+		family(&b, "certsync_apply_rate_limited", "gauge",
+		       "1 while the estimate is rate-bound (a provider's spent budget holds the apply), 0 while it "
+		       "is latency-bound.");
+		buf_printf(&b, "certsync_apply_rate_limited %d\n", M.apply_rate_bound);
+	}
 	render_counter(&b, "certsync_webhook_events_total", "Webhook deliveries by provider, event and outcome.",
 		       &M.webhook_events);
 	render_source(&b);

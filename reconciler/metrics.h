@@ -54,6 +54,13 @@ void metrics_provider_request(const char *op, long status);
 /* The rate-limit budget a provider reported (op as above: the provider is its first word). */
 void metrics_provider_ratelimit(const char *op, long limit, long remaining, int64_t reset);
 
+/*
+ * The estimated finish of the apply in progress (unix seconds) and whether
+ * a provider's rate budget bounds it; finish 0: no apply in progress (the
+ * gauges are absent). The engine sets it with each estimate.
+ */
+void metrics_set_apply_eta(double finish, int rate_bound);
+
 /* A webhook delivery: provider type, event name (bounded by the caller) and outcome. */
 void metrics_webhook_event(const char *provider, const char *event, const char *outcome);
 

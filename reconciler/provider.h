@@ -55,6 +55,13 @@ struct step_ctx {
 	 * mismatch). NULL lets the engine derive it from the code.
 	 */
 	const char *fail_class;
+	/*
+	 * Out, with STEP_CONTINUE: the step only read (provider GETs, the key
+	 * store) and changed nothing outside the record, so running it again
+	 * after a crash is harmless: the engine journals the record with the
+	 * next step instead of after this one. Cleared before every step.
+	 */
+	int read_only;
 	struct engine *engine;
 };
 
@@ -97,6 +104,19 @@ struct provider_check {
 	char **problems; /* one line each, naming the issuer and what to fix */
 	size_t n_problems;
 	char *note; /* when all is well: "account 1010 (Example Account)"; may be NULL */
+};
+
+/* An issuer session's rate budget and requests so far (apply's finish estimate). */
+struct provider_budget {
+	int have;	   /* the provider reported a rate limit */
+	long limit;	   /* requests per window */
+	long remaining;	   /* left in the current window, requests in flight already taken */
+	int64_t reset;	   /* unix seconds: the current window ends */
+	int64_t window;	   /* seconds per window */
+	long long sent;	   /* requests sent in this session */
+	long inflight;	   /* sent and not answered yet */
+	int64_t busy_ms;   /* summed duration of the answered requests */
+	int64_t waited_ms; /* summed time requests waited for the budget (or a Retry-After) before being sent */
 };
 
 struct provider_ops {
@@ -200,6 +220,19 @@ struct provider_ops {
 	 */
 	int64_t (*upkeep_due)(const struct issuer *is, const struct state_cert *rec);
 	int (*upkeep)(const struct issuer *is, struct state_cert *rec, int64_t now);
+
+	/*
+	 * For apply's estimate of its finish: requests_left, the provider
+	 * requests a change of kind for s still needs from rec's current step
+	 * (rec->step; NULL or another sequence's step: from the start), a pure
+	 * guess the engine corrects with the requests actually sent; budget, the
+	 * session's rate budget and request counts now (all 0 before the
+	 * session opens). Both may be NULL (the estimate is then from the
+	 * certificates finished so far).
+	 */
+	int (*requests_left)(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
+			     const struct state_cert *rec);
+	void (*budget)(const struct issuer *is, struct provider_budget *out);
 };
 
 /* The driver for an issuer type, or NULL. */

@@ -24,6 +24,7 @@ struct http_client {
 	size_t n_pool;
 	struct http_ratelimit rl; /* last seen, less the requests sent since (the budget left to spend) */
 	long inflight;		  /* requests sent and not answered yet */
+	struct http_client_stats stats;
 	http_observer_fn observer;
 	void *observer_arg;
 };
@@ -34,6 +35,15 @@ static http_global_observer_fn http_global_observer;
 static void *http_global_observer_arg;
 static __thread int (*http_send_hook)(void *);
 static __thread void *http_send_hook_arg;
+static __thread int64_t http_retry_at; /* see http_take_retry_at */
+
+int64_t http_take_retry_at(void)
+{
+	int64_t t = http_retry_at;
+
+	http_retry_at = 0;
+	return t;
+}
 
 void http_set_send_hook(int (*fn)(void *arg), void *arg)
 {
@@ -146,6 +156,22 @@ void http_client_ratelimit(struct http_client *c, struct http_ratelimit *out)
 {
 	pthread_mutex_lock(&c->mu);
 	*out = c->rl;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void http_client_stats(struct http_client *c, struct http_client_stats *out)
+{
+	pthread_mutex_lock(&c->mu);
+	*out = c->stats;
+	out->inflight = c->inflight;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Counts a wait of secs seconds a request spent before it was sent (budget, Retry-After, backoff). */
+static void http_count_wait(struct http_client *c, int64_t secs)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stats.waited_ms += secs * 1000;
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -500,11 +526,12 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 	int rc = 0, overflow = 0, fenced = 0;
 
 	memset(res, 0, sizeof(*res));
+	http_retry_at = 0;
 	http_url_path(req->url, path, sizeof(path));
 	if (!h)
 		return cs_error(CS_ERROR, "%s: cannot create an HTTP handle", req->op);
 	for (int attempt = 0;; attempt++) {
-		int64_t t0 = util_mono_ms(), now, wait;
+		int64_t t0 = util_mono_ms(), t_sent, now, wait;
 		int transient, retryable, waited = attempt > 0;
 		CURLcode cc;
 
@@ -525,11 +552,13 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			pthread_mutex_unlock(&c->mu);
 			if (!wait || wait > c->o.max_inline_wait || http_aborted())
 				break;
+			http_count_wait(c, wait);
 			http_sleep(wait);
 			waited = 1;
 		}
 		if (wait) {
 			res->retry_after = now + wait;
+			http_retry_at = res->retry_after; /* not sent */
 			rc = cs_error(CS_ETRANSIENT, "%s: rate limit budget spent until the window resets in %llds",
 				      req->op, (long long)wait);
 			break;
@@ -542,6 +571,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			break;
 		}
 		res->attempts++;
+		t_sent = util_mono_ms();
 		cc = http_attempt(c, h, req, res, &overflow, &fenced);
 		if (fenced) { /* refused by the gate on the connection, before a byte of the request */
 			pthread_mutex_lock(&c->mu);
@@ -560,6 +590,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 					     util_mono_ms() - t0, res->rl.have ? &res->rl : NULL);
 		pthread_mutex_lock(&c->mu);
 		c->inflight--;
+		c->stats.answered++;
+		c->stats.busy_ms += util_mono_ms() - t_sent;
 		if (res->rl.have) {
 			/*
 			 * The answer counts this request; the others still in flight
@@ -605,8 +637,11 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 			wait = http_backoff(attempt);
 		if (wait > c->o.max_inline_wait) {
 			res->retry_after = now + wait;
+			if (res->status == 429)
+				http_retry_at = res->retry_after; /* refused unprocessed: safe to send again then */
 			break;
 		}
+		http_count_wait(c, wait);
 		http_sleep(wait);
 		if (http_aborted())
 			break;

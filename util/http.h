@@ -104,8 +104,25 @@ void http_response_free(struct http_response *res);
 /* 1 if the response body is HTML (a proxy error page), judged by type or content. */
 int http_is_html(const struct http_response *res);
 
+/*
+ * When this thread's last http_do gave up waiting because the wait was too
+ * long to sleep in place, and nothing was processed (a spent rate-limit
+ * budget: not sent; a 429: refused): the unix time it may be sent again.
+ * 0 otherwise. Reading clears it.
+ */
+int64_t http_take_retry_at(void);
+
 /* The last rate-limit state seen by this client (for budgeting and metrics). */
 void http_client_ratelimit(struct http_client *c, struct http_ratelimit *out);
+
+/* What a client has sent so far (apply's finish estimate). */
+struct http_client_stats {
+	long long answered; /* attempts answered (or failed on the wire) */
+	long inflight;	    /* sent and not answered yet */
+	int64_t busy_ms;    /* summed duration of the answered attempts */
+	int64_t waited_ms;  /* summed time requests waited for a spent rate-limit budget or a Retry-After */
+};
+void http_client_stats(struct http_client *c, struct http_client_stats *out);
 
 /* Parses a Retry-After value (delta seconds or HTTP-date) relative to now. 0 if unparsable. */
 int64_t http_parse_retry_after(const char *value, int64_t now);

@@ -47,12 +47,8 @@ static void dnsimple_free(void *priv)
 	for (size_t i = 0; i < d->n_zones; i++)
 		free(d->zones[i]);
 	free(d->zones);
-	for (size_t i = 0; i < d->n_dlocks; i++) {
-		pthread_mutex_destroy(&d->dlocks[i]->mu);
-		free(d->dlocks[i]->domain);
-		free(d->dlocks[i]);
-	}
-	free(d->dlocks);
+	for (size_t i = 0; i < DNSIMPLE_BUY_LOCKS; i++)
+		pthread_mutex_destroy(&d->buy_locks[i]);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
 }
@@ -81,8 +77,8 @@ static void dnsimple_parse_zones(struct dnsimple *d, const struct ynode *v, cons
 static int dnsimple_config(const struct ynode *node, const char *file, const char *name, struct diags *dg, void **priv)
 {
 	static const char *const keys[] = {
-		"type",	 "account", "token",	    "baseURL", "sandbox", "signatureAlgorithm",
-		"zones", "caFile",  "pollInterval", "timeout", NULL};
+		"type",	 "account", "token",	    "baseURL", "sandbox",    "signatureAlgorithm",
+		"zones", "caFile",  "pollInterval", "timeout", "rateWindow", NULL};
 	struct dnsimple *d = xcalloc(1, sizeof(*d));
 	char *what = xasprintf("issuers.%s", name);
 	const struct ynode *v;
@@ -91,6 +87,8 @@ static int dnsimple_config(const struct ynode *node, const char *file, const cha
 	int sandbox = 0;
 
 	pthread_mutex_init(&d->mu, NULL);
+	for (size_t i = 0; i < DNSIMPLE_BUY_LOCKS; i++)
+		pthread_mutex_init(&d->buy_locks[i], NULL);
 	d->name = xstrdup(name);
 	d->sig_alg = xstrdup("ECDSA");
 	d->poll_min = 15;
@@ -134,6 +132,10 @@ static int dnsimple_config(const struct ynode *node, const char *file, const cha
 	d->timeout = 60;
 	if ((v = ynode_get(node, "timeout")))
 		ynode_duration(v, file, "timeout", dg, &d->timeout);
+	d->rate_window = 3600; /* "X-RateLimit-Limit: maximum requests per hour" */
+	if ((v = ynode_get(node, "rateWindow")) && !ynode_duration(v, file, "rateWindow", dg, &d->rate_window) &&
+	    (d->rate_window < 1 || d->rate_window > 86400))
+		diags_add(dg, file, v->line, v->col, "rateWindow: must be between 1s and 24h");
 	free(what);
 	if (dg->n > before) {
 		dnsimple_free(d);
@@ -362,12 +364,13 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 	int intent = state_cert_id(ctx->rec, ID_INTENT) != NULL;
 	int rc;
 
+	ctx->read_only = 1; /* a look: the engine journals with the next step */
 	state_cert_set_id(ctx->rec, ID_DOMAIN, o->domain);
 	state_cert_set_id(ctx->rec, ID_CN, o->common_name);
 	if (intent && (rc = step_intent_wait(ctx, ID_INTENT_RULE, d->timeout)))
 		return rc;
 	for (int look = 0;; look++) {
-		if ((rc = dnsimple_list_certs(d, o->domain, intent, &l)))
+		if ((rc = dnsimple_list_certs(d, o->domain, o, intent, &l)))
 			return rc;
 		if ((best = dnsimple_best(ctx, &l, o)) || !intent || look == 1)
 			break;
@@ -396,13 +399,16 @@ static int step_find(struct step_ctx *ctx, struct dnsimple *d, const struct dnsi
 }
 
 /*
- * Buys under the domain's lock, on a list taken under it: a certificate
- * another worker just bought for the same names (or a lost purchase that
- * landed since) is adopted, never bought twice.
+ * Buys under the order's lock, on the run's list as it stands under it
+ * (every certificate this process bought since the first look is in it, and
+ * a purchase of unknown outcome made it stale, so it is listed again): a
+ * certificate another worker just bought for the same names, or a lost
+ * purchase that landed since, is adopted, never bought twice. Orders for
+ * other names buy in parallel.
  */
 static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct dnsimple_order *o, enum step_status *st)
 {
-	pthread_mutex_t *mu = dnsimple_domain_lock(d, o->domain);
+	pthread_mutex_t *mu = dnsimple_order_lock(d, o);
 	const struct dnsimple_cert *best;
 	struct dnsimple_list l;
 	long long id = 0;
@@ -410,7 +416,7 @@ static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	int rc;
 
 	pthread_mutex_lock(mu);
-	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
+	if ((rc = dnsimple_list_certs(d, o->domain, o, 0, &l)))
 		goto out;
 	if ((best = dnsimple_best(ctx, &l, o))) {
 		rc = dnsimple_adopt(ctx, best, st);
@@ -427,6 +433,7 @@ static int step_purchase(struct step_ctx *ctx, struct dnsimple *d, const struct 
 	step_intent_send_hook(ctx, ID_INTENT_RULE, d->timeout);
 	rc = dnsimple_purchase(d, o, ctx->spec->auto_renew, &id);
 	step_intent_send_hook(NULL, NULL, 0);
+	dnsimple_list_bought(d, o, rc == 0, id);
 	if (rc)
 		goto out; /* the step stays "find": a retry looks (by the in-flight rule) before it buys */
 	log_emit(LV_INFO, &ctx->log, "purchased DNSimple certificate %lld", id);
@@ -473,6 +480,7 @@ static int step_await(struct step_ctx *ctx, struct dnsimple *d, const struct dns
 	struct dnsimple_cert c;
 	int rc = dnsimple_get_cert(d, o->domain, step_id_num(ctx->rec, ID_PENDING), &c);
 
+	ctx->read_only = 1; /* a GET: the engine journals with the next step */
 	if (rc == CS_ENOTFOUND) {
 		long long gone = step_id_num(ctx->rec, ID_PENDING);
 
@@ -503,6 +511,7 @@ static int step_download(struct step_ctx *ctx, struct dnsimple *d, const struct 
 							 : step_id_num(ctx->rec, ID_INSTALLED);
 	int rc = dnsimple_download(d, o->domain, id, &ctx->mat);
 
+	ctx->read_only = 1; /* GETs into memory: install journals */
 	if (rc == CS_ETRANSIENT && cs_errmsg()[0] && strstr(cs_errmsg(), "HTTP 428")) {
 		/* Not issued yet after all (§2.9): back to waiting. */
 		state_str_set(&ctx->rec->step, "await");
@@ -615,7 +624,8 @@ static int step_find_renewal(struct step_ctx *ctx, struct dnsimple *d, const str
 	long long installed = step_id_num(ctx->rec, ID_INSTALLED);
 	int rc;
 
-	if ((rc = dnsimple_list_certs(d, o->domain, 1, &l)))
+	ctx->read_only = 1; /* a look: the engine journals with the next step */
+	if ((rc = dnsimple_list_certs(d, o->domain, o, 1, &l)))
 		return rc;
 	for (size_t i = 0; i < l.n; i++) {
 		const struct dnsimple_cert *c = &l.v[i];
@@ -735,6 +745,73 @@ static int dnsimple_refresh(const struct issuer *is, const struct state_cert *re
 	return 0;
 }
 
+/* Provider requests per step, for the finish estimate (find's list is cached: one per run). */
+static const struct {
+	const char *step;
+	int requests;
+} dnsimple_step_requests[] = {
+	{"find", 0},	{"purchase", 1},  {"issue", 1},		 {"await", 1},	     {"download", 2},
+	{"install", 0}, {"reinstall", 0}, {"renew-purchase", 1}, {"renew-issue", 1}, {"find-renewal", 1},
+};
+
+static int dnsimple_step_cost(const char *step)
+{
+	for (size_t i = 0; i < sizeof(dnsimple_step_requests) / sizeof(dnsimple_step_requests[0]); i++)
+		if (!strcmp(step, dnsimple_step_requests[i].step))
+			return dnsimple_step_requests[i].requests;
+	return 1;
+}
+
+static int dnsimple_requests_left(const struct issuer *is, enum change_kind kind, const struct cert_spec *s,
+				  const struct state_cert *rec)
+{
+	const char *const *seq = dnsimple_sequence(kind, s, rec ? rec->change : NULL);
+	size_t i = 0;
+	int n = 0;
+
+	(void)is;
+	if (kind == CHANGE_REMOVE)
+		return 0;
+	if (rec && rec->step) {
+		while (seq[i] && strcmp(seq[i], rec->step))
+			i++;
+		if (!seq[i]) {
+			seq = seq_create; /* a step of another sequence (find after a failed renewal) */
+			for (i = 0; seq[i] && strcmp(seq[i], rec->step); i++)
+				;
+			if (!seq[i])
+				i = 0;
+		}
+	}
+	for (; seq[i]; i++)
+		n += dnsimple_step_cost(seq[i]);
+	return n;
+}
+
+static void dnsimple_budget(const struct issuer *is, struct provider_budget *out)
+{
+	struct dnsimple *d = is->priv;
+	struct http_ratelimit rl;
+	struct http_client_stats hs;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&d->mu);
+	out->window = d->rate_window;
+	if (d->http) {
+		http_client_ratelimit(d->http, &rl);
+		http_client_stats(d->http, &hs);
+		out->have = rl.have && rl.limit > 0;
+		out->limit = rl.limit;
+		out->remaining = rl.remaining;
+		out->reset = rl.reset;
+		out->sent = hs.answered + hs.inflight;
+		out->inflight = hs.inflight;
+		out->busy_ms = hs.busy_ms;
+		out->waited_ms = hs.waited_ms;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
 static void dnsimple_end_run(const struct issuer *is)
 {
 	dnsimple_session_end(is->priv);
@@ -762,6 +839,8 @@ const struct provider_ops provider_dnsimple = {
 	.end_run = dnsimple_end_run,
 	.check = dnsimple_check,
 	.account_plan = dnsimple_account_plan,
+	.requests_left = dnsimple_requests_left,
+	.budget = dnsimple_budget,
 };
 
 /* ---------- import (state import) ---------- */

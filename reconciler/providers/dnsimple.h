@@ -33,17 +33,24 @@ struct dnsimple_cert {
 
 void dnsimple_cert_clear(struct dnsimple_cert *c);
 
-/* Serialises the look-then-buy of one domain between workers. */
-struct dnsimple_dlock {
-	char *domain;
-	pthread_mutex_t mu;
-};
+/*
+ * Orders that could adopt each other's certificate (same common name and
+ * alternate names) look-then-buy under the same one of these locks; others
+ * buy in parallel.
+ */
+#define DNSIMPLE_BUY_LOCKS 64
 
-/* Per-domain certificate list cached for one run. */
+/*
+ * Per-domain certificate list cached for one run: what DNSimple listed at
+ * the first look, plus every certificate this process bought since (kept
+ * newest first). A purchase whose outcome is unknown makes it stale: the
+ * next look lists again.
+ */
 struct dnsimple_list {
 	char *domain;
 	struct dnsimple_cert *v;
 	size_t n;
+	int stale;
 };
 
 struct dnsimple {
@@ -55,16 +62,16 @@ struct dnsimple {
 	char **zones;
 	size_t n_zones;
 	int64_t poll_min, poll_max;
-	int64_t timeout;    /* per request, seconds */
-	pthread_mutex_t mu; /* guards everything below */
-	int open;	    /* the per-run session is set up */
+	int64_t timeout;     /* per request, seconds */
+	int64_t rate_window; /* seconds X-RateLimit-Limit counts over (rateWindow; DNSimple: one hour) */
+	pthread_mutex_t mu;  /* guards everything below */
+	int open;	     /* the per-run session is set up */
 	char *account_id;
 	char *auth; /* "Authorization: Bearer …" (secret) */
 	struct http_client *http;
 	struct dnsimple_list *lists; /* the run's cache: callers only ever get copies */
 	size_t n_lists;
-	struct dnsimple_dlock **dlocks; /* per-domain purchase locks (kept until the issuer is freed) */
-	size_t n_dlocks;
+	pthread_mutex_t buy_locks[DNSIMPLE_BUY_LOCKS]; /* see dnsimple_order_lock */
 	char **acct_zones; /* the account's zone names, listed once per run when no zones are configured */
 	size_t n_acct_zones;
 	int acct_zones_listed;
@@ -113,15 +120,29 @@ int dnsimple_session(struct dnsimple *d);
 void dnsimple_session_end(struct dnsimple *d);
 
 /*
- * Every certificate of domain (all pages), cached for the run unless fresh.
- * *out is the caller's own copy (free it with dnsimple_list_clear): another
- * worker refreshing the cache never changes it.
+ * The certificates of domain for order o (dnsimple_matches; all of them
+ * when o is NULL), newest first, from the run's cache (all pages, listed at
+ * the first look) unless fresh or the cache is stale. *out is the caller's
+ * own copy (free it with dnsimple_list_clear): another worker refreshing
+ * the cache never changes it.
  */
-int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, struct dnsimple_list *out);
+int dnsimple_list_certs(struct dnsimple *d, const char *domain, const struct dnsimple_order *o, int fresh,
+			struct dnsimple_list *out);
 void dnsimple_list_clear(struct dnsimple_list *l);
 
-/* The lock held while a worker looks for a certificate of domain and buys one if there is none. */
-pthread_mutex_t *dnsimple_domain_lock(struct dnsimple *d, const char *domain);
+/*
+ * After a purchase for o: ok with the new certificate's id joins the
+ * cache (state "new"), so a later look-then-buy for the same names adopts
+ * it; !ok (the purchase may or may not have landed) makes the cache stale.
+ */
+void dnsimple_list_bought(struct dnsimple *d, const struct dnsimple_order *o, int ok, long long id);
+
+/*
+ * The lock held while a worker looks for a certificate for o and buys one
+ * if there is none: the same for every order dnsimple_matches the same
+ * certificates, so two workers never both buy them.
+ */
+pthread_mutex_t *dnsimple_order_lock(struct dnsimple *d, const struct dnsimple_order *o);
 int dnsimple_get_cert(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out);
 int dnsimple_purchase(struct dnsimple *d, const struct dnsimple_order *o, int auto_renew, long long *cert_id);
 int dnsimple_issue(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out);

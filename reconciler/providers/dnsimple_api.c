@@ -391,7 +391,18 @@ static void dnsimple_cert_copy(const struct dnsimple_cert *c, struct dnsimple_ce
 		out->alt[i] = xstrdup(c->alt[i]);
 }
 
-int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, struct dnsimple_list *out)
+/* Drops the cached certificates of l (under d->mu). */
+static void dnsimple_list_empty(struct dnsimple_list *l)
+{
+	for (size_t k = 0; k < l->n; k++)
+		dnsimple_cert_clear(&l->v[k]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+int dnsimple_list_certs(struct dnsimple *d, const char *domain, const struct dnsimple_order *o, int fresh,
+			struct dnsimple_list *out)
 {
 	struct dnsimple_list *l;
 	int rc = 0;
@@ -399,12 +410,9 @@ int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, struc
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&d->mu);
 	l = dnsimple_list_slot(d, domain);
-	if (fresh || !l->v) {
-		for (size_t k = 0; k < l->n; k++)
-			dnsimple_cert_clear(&l->v[k]);
-		free(l->v);
-		l->v = NULL;
-		l->n = 0;
+	if (fresh || l->stale || !l->v) {
+		dnsimple_list_empty(l);
+		l->stale = 0;
 		rc = dnsimple_fetch_list(d, domain, l);
 		if (!rc && !l->v)
 			l->v = xcalloc(1, sizeof(*l->v)); /* fetched, and empty */
@@ -413,39 +421,56 @@ int dnsimple_list_certs(struct dnsimple *d, const char *domain, int fresh, struc
 		out->domain = xstrdup(domain);
 		out->v = xcalloc(l->n + 1, sizeof(*out->v));
 		for (size_t k = 0; k < l->n; k++)
-			dnsimple_cert_copy(&l->v[k], &out->v[k]);
-		out->n = l->n;
+			if (!o || dnsimple_matches(&l->v[k], o))
+				dnsimple_cert_copy(&l->v[k], &out->v[out->n++]);
 	} else {
-		/* a half-fetched list is not a cache: the next caller fetches again */
-		for (size_t k = 0; k < l->n; k++)
-			dnsimple_cert_clear(&l->v[k]);
-		free(l->v);
-		l->v = NULL;
-		l->n = 0;
+		dnsimple_list_empty(l); /* a half-fetched list is not a cache: the next caller fetches again */
 	}
 	pthread_mutex_unlock(&d->mu);
 	return rc;
 }
 
-pthread_mutex_t *dnsimple_domain_lock(struct dnsimple *d, const char *domain)
+void dnsimple_list_bought(struct dnsimple *d, const struct dnsimple_order *o, int ok, long long id)
 {
-	pthread_mutex_t *mu = NULL;
+	struct dnsimple_list *l;
+	struct dnsimple_cert *c;
 
 	pthread_mutex_lock(&d->mu);
-	for (size_t i = 0; i < d->n_dlocks && !mu; i++)
-		if (!strcmp(d->dlocks[i]->domain, domain))
-			mu = &d->dlocks[i]->mu;
-	if (!mu) {
-		struct dnsimple_dlock *dl = xcalloc(1, sizeof(*dl));
-
-		dl->domain = xstrdup(domain);
-		pthread_mutex_init(&dl->mu, NULL);
-		d->dlocks = xrealloc(d->dlocks, (d->n_dlocks + 1) * sizeof(*d->dlocks));
-		d->dlocks[d->n_dlocks++] = dl;
-		mu = &dl->mu;
+	l = dnsimple_list_slot(d, o->domain);
+	if (!ok || !l->v) {
+		l->stale = 1;
+		goto out;
 	}
+	/* Newest first, as DNSimple lists them. */
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	memmove(&l->v[1], &l->v[0], l->n * sizeof(*l->v));
+	l->n++;
+	c = &l->v[0];
+	memset(c, 0, sizeof(*c));
+	c->id = id;
+	c->state = xstrdup("new");
+	c->name = xstrdup(o->name);
+	c->common_name = xstrdup(o->common_name);
+	c->alt = xcalloc(o->n_alt + 1, sizeof(char *));
+	for (size_t i = 0; i < o->n_alt; i++)
+		c->alt[i] = xstrdup(o->alt[i]);
+	c->n_alt = o->n_alt;
+out:
 	pthread_mutex_unlock(&d->mu);
-	return mu;
+}
+
+pthread_mutex_t *dnsimple_order_lock(struct dnsimple *d, const struct dnsimple_order *o)
+{
+	uint32_t h = 2166136261u; /* FNV-1a over what dnsimple_matches compares */
+
+	for (const char *p = o->common_name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (size_t i = 0; i < o->n_alt; i++) {
+		h = (h ^ 0xffu) * 16777619u;
+		for (const char *p = o->alt[i]; *p; p++)
+			h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	return &d->buy_locks[h % DNSIMPLE_BUY_LOCKS];
 }
 
 int dnsimple_get_cert(struct dnsimple *d, const char *domain, long long id, struct dnsimple_cert *out)

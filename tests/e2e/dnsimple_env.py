@@ -14,10 +14,10 @@ TOKEN = "dnsimple-e2e-secret-token-0123456789"
 
 
 class Sim:
-    def __init__(self, tmp):
+    def __init__(self, tmp, args=()):
         self.proc = subprocess.Popen([sys.executable if "pytest" in sys.modules else "python3", str(SIM), "--port", "0",
                                       "--state-dir", str(tmp / "sim"), "--token", TOKEN, "--account", "1010",
-                                      "--domain", "pizza.company", "--issue-delay", "0.3"],
+                                      "--domain", "pizza.company", "--issue-delay", "0.3", *args],
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("READY "), line
