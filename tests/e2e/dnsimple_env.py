@@ -52,8 +52,9 @@ def sim(tmp_path):
     s.stop()
 
 
-def dns_issuer(sim, poll="1s", timeout="3s"):
-    """The config of issuer "dns" on the simulator (token from DNSIMPLE_TOKEN)."""
+def dns_issuer(sim, poll="1s", timeout="3s", rate_window=None):
+    """The config of issuer "dns" on the simulator (token from DNSIMPLE_TOKEN); rate_window: its rateWindow."""
+    window = f"          rateWindow: {rate_window}\n" if rate_window else ""
     return f"""\
         dns:
           type: dnsimple
@@ -63,7 +64,7 @@ def dns_issuer(sim, poll="1s", timeout="3s"):
           zones: [pizza.company]
           pollInterval: {poll}
           timeout: {timeout}
-        """
+{window}        """
 
 
 def with_dnsimple(env, sim, timeout="3s", token=TOKEN):

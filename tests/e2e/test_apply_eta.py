@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import manifest
-from dnsimple_env import TOKEN, Sim
+from dnsimple_env import TOKEN, Sim, dns_issuer
 from test_run import Daemon, daemons, run_config  # noqa: F401 (daemons is a fixture)
 
 ETA = re.compile(r"ETA (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) \(in [^)]*\), (rate|latency)-bound")
@@ -27,17 +27,7 @@ def rsim(tmp_path):
 
 
 def issuer(sim, window=f"{WINDOW}s"):
-    return f"""\
-        dns:
-          type: dnsimple
-          account: "1010"
-          token: {{env: DNSIMPLE_TOKEN}}
-          baseURL: {sim.url}
-          zones: [pizza.company]
-          pollInterval: 1s
-          timeout: 5s
-          rateWindow: {window}
-        """
+    return dns_issuer(sim, timeout="5s", rate_window=window)
 
 
 def manifests(env, n):
