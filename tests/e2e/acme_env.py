@@ -204,6 +204,7 @@ class WebrootServer:
         cls = type("_Handler", (_QuietHandler,), {"server_obj": self})
         handler = functools.partial(cls, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -237,6 +238,12 @@ class Peers:
 
     def webroot_server(self, root, port):
         return self._keep(WebrootServer(root, port))
+
+    def pebble_with_webroot(self, dns, root, **kw):
+        """A web root server on a port the kernel picked, then Pebble validating http-01 against it: no window
+        in which another process can take a port chosen free (that race failed a run once)."""
+        srv = self.webroot_server(root, 0)
+        return self.pebble(dns, http_port=srv.port, **kw), srv
 
     def close(self):
         for p in reversed(self.started):
@@ -301,9 +308,8 @@ class Http01:
 
     def __init__(self, peers, root, **pebble_kw):
         self.cts = peers.challtestsrv()
-        self.pebble = peers.pebble(dns=self.cts.server, **pebble_kw)
         self.webroot = Path(root)
-        self.server = peers.webroot_server(self.webroot, self.pebble.http_port)
+        self.pebble, self.server = peers.pebble_with_webroot(self.cts.server, self.webroot, **pebble_kw)
 
     def issuer_yaml(self, name="le", extra="  pollInterval: 1s\n"):
         return self.pebble.issuer_yaml(name, solvers=f"- http01: {{webroot: {self.webroot}}}\n", extra=extra)

@@ -40,9 +40,8 @@ def no_secret_in(env):
 def web(env, peers):
     """Pebble validating http-01 against a web root served on its http port (every name is 127.0.0.1)."""
     cts = peers.challtestsrv()
-    pebble = peers.pebble(dns=cts.server, env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0"})
     root = env.dir / "www"
-    peers.webroot_server(root, pebble.http_port)
+    pebble, _ = peers.pebble_with_webroot(cts.server, root, env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0"})
     env.write_config(extra_issuers=pebble.issuer_yaml(solvers=f"- http01: {{webroot: {root}}}\n"))
     env.pebble, env.webroot = pebble, root
     return env
@@ -135,9 +134,8 @@ def test_renewal_orders_again_with_a_new_key(web):
 def test_webroot_per_host(env, peers):
     """"{host}" in the webroot: the answer goes under the name's own document root."""
     cts = peers.challtestsrv()
-    pebble = peers.pebble(dns=cts.server, env={"PEBBLE_VA_NOSLEEP": "1"})
     root = env.dir / "sites"
-    peers.webroot_server(root / "one.peers.test", pebble.http_port)
+    pebble, _ = peers.pebble_with_webroot(cts.server, root / "one.peers.test", env={"PEBBLE_VA_NOSLEEP": "1"})
     env.write_config(extra_issuers=pebble.issuer_yaml(solvers=f"- http01: {{webroot: \"{root}/{{host}}\"}}\n"))
     env.repo.write("one.yaml", manifest("one", ["one.peers.test"], issuer="le"))
     env.repo.commit()
@@ -294,9 +292,8 @@ class RetryAfterFront:
 def test_retry_after_is_honoured_between_polls(env, peers):
     """The CA's Retry-After decides when an unfinished order is read again (never sooner)."""
     cts = peers.challtestsrv()
-    pebble = peers.pebble(dns=cts.server, env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0"})
     root = env.dir / "www"
-    peers.webroot_server(root, pebble.http_port)
+    pebble, _ = peers.pebble_with_webroot(cts.server, root, env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_AUTHZREUSE": "0"})
     front = peers._keep(RetryAfterFront(pebble, 2))
     yaml = pebble.issuer_yaml(solvers=f"- http01: {{webroot: {root}}}\n").replace(pebble.directory, front.directory)
     env.write_config(extra_issuers=yaml)
