@@ -82,13 +82,15 @@ static int reconcile_parse_file(struct gitsrc *g, const struct gitsrc_file *f, s
 	memcpy(e->oid, f->oid, sizeof(e->oid));
 	e->path = xstrdup(f->path);
 	rc = gitsrc_read_blob(g, f->oid, f->path, MANIFEST_MAX_FILE_BYTES, &b);
-	if (!gitsrc_blob_size_of(g, f->oid, &e->size) && rc == CS_EINVALID) {
+	/* Only a file over the limit needs its size asked again: it was never read. */
+	if (rc == CS_EINVALID && !gitsrc_blob_size_of(g, f->oid, &e->size)) {
 		diags_add(&e->diags, f->path, 0, 0, "file is %zu bytes; the limit is %d", e->size,
 			  MANIFEST_MAX_FILE_BYTES);
 		return 0;
 	}
 	if (rc)
 		return rc;
+	e->size = b.len;
 	manifest_parse_file(f->path, b.data, b.len, &e->specs, &e->n, &e->diags);
 	buf_free(&b);
 	return 0;

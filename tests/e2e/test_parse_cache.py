@@ -149,3 +149,14 @@ def test_a_cold_plan_notices_an_output_edited_in_place(env):
     _, plan = plan_v(env)
     assert [(c["name"], c["action"], c["reason_code"]) for c in plan["changes"]] == [
         ("c1", "reinstall", "output_altered")], plan
+
+
+def test_an_oversized_file_is_named_with_its_size_cold_and_from_the_cache(env):
+    env.repo.write("a.yaml", manifest("a", ["a.example.test"]))
+    env.repo.write("big.yaml", "# " + "x" * (1024 * 1024) + "\n")
+    env.repo.commit()
+    want = "certificates/big.yaml: file is 1048579 bytes; the limit is 1048576"
+    for parsed in (2, 0):  # the first run reads both files, the second takes both from the cache
+        r = env.run("validate", "-v")
+        assert r.code != 0 and want in r.err + r.out, r
+        assert re.search(rf"\b{parsed} parsed", r.err), r
