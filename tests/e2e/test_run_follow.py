@@ -123,4 +123,10 @@ def test_run_follows_each_commit_from_the_last_set_and_agrees_with_a_whole_read(
         p.unlink()
     (n, problems, _), inc = follow(env, d, "remove team-1")
     assert (n, problems, inc) == (4, 0, True)
+
+    # history rewritten (a force-push): the tree diff does not need the new head to descend from the old
+    env.repo.git("reset", "-q", "--hard", "HEAD~2")
+    env.repo.write("team-0/after-reset.yaml", manifest("r1", ["r1.example.test"]))
+    (n, problems, _), inc = follow(env, d, "force-push")
+    assert problems == 0 and inc is True
     d.wait_log(r"^reconcile done", start=0)
