@@ -263,12 +263,12 @@ int state_file_open(const char *path, struct state_backend **out);
 /*
  * The file backend's journal size from which state_note_source does a full
  * save (folding the journal into state.json and emptying it) instead of
- * appending. A source line is ~150-250 bytes, so a daemon that follows only
- * no-op commits folds about every 300 of them: one full save (~150 ms at
- * 10,000 certificates) spread over 300 commits is under 0.5 ms each, and
- * every load reads and replays at most 64 KiB of lines (well under 1 ms)
- * over the snapshot. Record lines of an interrupted apply count too: a fold
- * takes them in as well.
+ * appending. A source line is ~120 bytes (a local path) to ~250 (a long
+ * URL), so a daemon that follows only no-op commits folds every 250-550 of
+ * them: one full save (~150-250 ms of CPU at 10,000 certificates) spread
+ * over them is under 1 ms each, and every load reads and replays at most
+ * 64 KiB of lines over the snapshot (measured: 0.3 ms for 538 lines). Record
+ * lines of an interrupted apply count too: a fold takes them in as well.
  */
 #define STATE_FILE_JOURNAL_FOLD (64u * 1024)
 
