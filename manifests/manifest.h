@@ -252,6 +252,27 @@ struct manifest_ctx {
 int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct manifest_ctx *ctx, unsigned char *bad,
 		       struct diags *d);
 
+/*
+ * The set checks kept from one revision to the next (run): the names, the
+ * output directories and their parents of a set manifest_check_set found
+ * clean, so a revision that removes a few specs and adds a few checks only
+ * those. Keys are borrowed from the specs: remove a spec before freeing it.
+ */
+struct manifest_set_index;
+struct manifest_set_index *manifest_set_index_new(struct cert_spec *const *specs, size_t n);
+
+/*
+ * Whether (the indexed set - removed) + added is clean: no duplicate name,
+ * no output directory shared or inside another's, and every added spec
+ * passes the issuer checks of ctx. 1 when clean: idx then describes the new
+ * set. 0 when manifest_check_set would report something: idx is unchanged
+ * (the caller checks the whole set, for the messages). removed are specs of
+ * the indexed set; added are not in it.
+ */
+int manifest_set_index_update(struct manifest_set_index *idx, struct cert_spec *const *removed, size_t n_removed,
+			      struct cert_spec *const *added, size_t n_added, const struct manifest_ctx *ctx);
+void manifest_set_index_free(struct manifest_set_index *idx);
+
 /* Validation helpers shared with the config parser. 0 if valid, else a reason string. */
 const char *manifest_check_dns_name(const char *name, int allow_wildcard);
 const char *manifest_check_relpath(const char *path);

@@ -231,3 +231,259 @@ int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct ma
 	free(dup);
 	return problems;
 }
+
+/* ---------- the index kept between revisions ---------- */
+
+/*
+ * An open-addressing table from strings to a spec (names, directories) or
+ * to a count (parents of directories, whose keys it owns), with tombstones:
+ * a revision removes a few keys and adds a few, never rebuilding the table.
+ */
+struct imap_slot {
+	const char *key; /* NULL: empty; IMAP_TOMB: deleted */
+	const struct cert_spec *spec;
+	size_t count;
+};
+
+struct imap {
+	struct imap_slot *v;
+	size_t cap, used, n; /* used: live + tombstones */
+	int owns_keys;
+};
+
+static const char imap_tomb;
+#define IMAP_TOMB (&imap_tomb)
+
+struct manifest_set_index {
+	struct imap names;   /* metadata.name -> spec */
+	struct imap dirs;    /* output directory -> spec */
+	struct imap parents; /* every proper parent of an output directory -> how many directories are under it */
+};
+
+static uint64_t imap_hash(const char *k, size_t len)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a over the key's bytes */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+	return util_hash_mix(h);
+}
+
+/* The slot of key[0..len), or the slot where it would go (the first tombstone passed, else the empty one). */
+static struct imap_slot *imap_find(const struct imap *m, const char *key, size_t len)
+{
+	size_t mask = m->cap - 1, i = (size_t)imap_hash(key, len) & mask;
+	struct imap_slot *tomb = NULL;
+
+	for (;; i = (i + 1) & mask) {
+		struct imap_slot *s = &m->v[i];
+
+		if (!s->key)
+			return tomb ? tomb : s;
+		if (s->key == IMAP_TOMB) {
+			if (!tomb)
+				tomb = s;
+		} else if (!strncmp(s->key, key, len) && s->key[len] == '\0') {
+			return s;
+		}
+	}
+}
+
+static int imap_live(const struct imap_slot *s)
+{
+	return s->key && s->key != IMAP_TOMB;
+}
+
+static void imap_init(struct imap *m, size_t n, int owns_keys)
+{
+	m->cap = 16;
+	while (m->cap < 2 * n + 2)
+		m->cap *= 2;
+	m->v = xcalloc(m->cap, sizeof(*m->v));
+	m->used = m->n = 0;
+	m->owns_keys = owns_keys;
+}
+
+/* Room for one more key: rebuilt (tombstones dropped) when live + tombstones pass half the slots. */
+static void imap_reserve(struct imap *m)
+{
+	struct imap old = *m;
+
+	if ((m->used + 1) * 2 <= m->cap)
+		return;
+	imap_init(m, old.n + 1, old.owns_keys);
+	for (size_t i = 0; i < old.cap; i++)
+		if (imap_live(&old.v[i])) {
+			*imap_find(m, old.v[i].key, strlen(old.v[i].key)) = old.v[i];
+			m->used++;
+			m->n++;
+		}
+	free(old.v);
+}
+
+static struct imap_slot *imap_get(const struct imap *m, const char *key, size_t len)
+{
+	struct imap_slot *s = imap_find(m, key, len);
+
+	return imap_live(s) ? s : NULL;
+}
+
+/* The slot of key, added (with a copy of the key when the table owns its keys) when absent. */
+static struct imap_slot *imap_put(struct imap *m, const char *key, size_t len)
+{
+	struct imap_slot *s;
+
+	imap_reserve(m);
+	s = imap_find(m, key, len);
+	if (imap_live(s))
+		return s;
+	if (!s->key)
+		m->used++;
+	m->n++;
+	s->key = m->owns_keys ? xstrndup(key, len) : key;
+	s->spec = NULL;
+	s->count = 0;
+	return s;
+}
+
+static void imap_del(struct imap *m, struct imap_slot *s)
+{
+	if (m->owns_keys)
+		free((char *)s->key);
+	s->key = IMAP_TOMB;
+	m->n--;
+}
+
+static void imap_free(struct imap *m)
+{
+	for (size_t i = 0; m->owns_keys && i < m->cap; i++)
+		if (imap_live(&m->v[i]))
+			free((char *)m->v[i].key);
+	free(m->v);
+}
+
+/* Adds delta to the count of every proper parent of dir ("a/b/c": "a/b", "a"), dropping those at zero. */
+static void index_parents(struct imap *parents, const char *dir, long delta)
+{
+	for (const char *slash = strrchr(dir, '/'); slash; slash = memrchr(dir, '/', (size_t)(slash - dir))) {
+		size_t len = (size_t)(slash - dir);
+		struct imap_slot *s = delta > 0 ? imap_put(parents, dir, len) : imap_get(parents, dir, len);
+
+		if (!s)
+			continue;
+		s->count += (size_t)delta;
+		if (!s->count)
+			imap_del(parents, s);
+	}
+}
+
+static void index_add(struct manifest_set_index *idx, const struct cert_spec *s)
+{
+	imap_put(&idx->names, s->name, strlen(s->name))->spec = s;
+	imap_put(&idx->dirs, s->output_dir, strlen(s->output_dir))->spec = s;
+	index_parents(&idx->parents, s->output_dir, 1);
+}
+
+static void index_remove(struct manifest_set_index *idx, const struct cert_spec *s)
+{
+	struct imap_slot *k;
+
+	if ((k = imap_get(&idx->names, s->name, strlen(s->name))) && k->spec == s)
+		imap_del(&idx->names, k);
+	if ((k = imap_get(&idx->dirs, s->output_dir, strlen(s->output_dir))) && k->spec == s)
+		imap_del(&idx->dirs, k);
+	index_parents(&idx->parents, s->output_dir, -1);
+}
+
+struct manifest_set_index *manifest_set_index_new(struct cert_spec *const *specs, size_t n)
+{
+	struct manifest_set_index *idx = xcalloc(1, sizeof(*idx));
+
+	imap_init(&idx->names, n, 0);
+	imap_init(&idx->dirs, n, 0);
+	imap_init(&idx->parents, 16, 1);
+	for (size_t i = 0; i < n; i++)
+		index_add(idx, specs[i]);
+	return idx;
+}
+
+void manifest_set_index_free(struct manifest_set_index *idx)
+{
+	if (!idx)
+		return;
+	imap_free(&idx->names);
+	imap_free(&idx->dirs);
+	imap_free(&idx->parents);
+	free(idx);
+}
+
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (const void *const *)a, y = (uintptr_t) * (const void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* 1 when the spec an index slot names is one of the removed (sorted by address). */
+static int index_gone(const struct imap_slot *s, const struct cert_spec **removed, size_t n_removed)
+{
+	return s && bsearch(&s->spec, removed, n_removed, sizeof(*removed), ptr_cmp);
+}
+
+/* How many of the removed specs' directories lie under dir. */
+static size_t removed_under(const char *dir, const struct cert_spec **removed, size_t n_removed)
+{
+	size_t len = strlen(dir), k = 0;
+
+	for (size_t i = 0; i < n_removed; i++)
+		k += !strncmp(removed[i]->output_dir, dir, len) && removed[i]->output_dir[len] == '/';
+	return k;
+}
+
+/* 1 when an added spec meets a kept one: the same name or directory, or one directory inside the other. */
+static int index_collides(const struct manifest_set_index *idx, const struct cert_spec *a,
+			  const struct cert_spec **removed, size_t n_removed)
+{
+	const char *dir = a->output_dir;
+	const struct imap_slot *s;
+
+	if ((s = imap_get(&idx->names, a->name, strlen(a->name))) && !index_gone(s, removed, n_removed))
+		return 1;
+	if ((s = imap_get(&idx->dirs, dir, strlen(dir))) && !index_gone(s, removed, n_removed))
+		return 1;
+	for (const char *slash = strrchr(dir, '/'); slash; slash = memrchr(dir, '/', (size_t)(slash - dir)))
+		if ((s = imap_get(&idx->dirs, dir, (size_t)(slash - dir))) && !index_gone(s, removed, n_removed))
+			return 1;
+	s = imap_get(&idx->parents, dir, strlen(dir));
+	return s && s->count > removed_under(dir, removed, n_removed);
+}
+
+int manifest_set_index_update(struct manifest_set_index *idx, struct cert_spec *const *removed, size_t n_removed,
+			      struct cert_spec *const *added, size_t n_added, const struct manifest_ctx *ctx)
+{
+	const struct cert_spec **gone = xcalloc(n_removed + 1, sizeof(*gone));
+	unsigned char *bad = xcalloc(n_added + 1, 1);
+	struct diags d = {0};
+	int clean = 0;
+
+	/* The added among themselves, and each against the issuers: the full checks over the few. */
+	if (manifest_check_set(added, n_added, ctx, bad, &d) || d.n)
+		goto out;
+	if (n_removed) {
+		memcpy(gone, removed, n_removed * sizeof(*gone));
+		qsort(gone, n_removed, sizeof(*gone), ptr_cmp);
+	}
+	for (size_t i = 0; i < n_added; i++)
+		if (index_collides(idx, added[i], gone, n_removed))
+			goto out;
+	for (size_t i = 0; i < n_removed; i++)
+		index_remove(idx, removed[i]);
+	for (size_t i = 0; i < n_added; i++)
+		index_add(idx, added[i]);
+	clean = 1;
+out:
+	diags_free(&d);
+	free(bad);
+	free(gone);
+	return clean;
+}

@@ -161,6 +161,8 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 	if (out->n_specs)
 		qsort(out->specs, out->n_specs, sizeof(*out->specs), spec_name_cmp);
 	diags_sort(&out->diags);
+	if (!own && !out->diags.n && !out->n_invalid)
+		out->index = manifest_set_index_new(out->specs, out->n_specs);
 	spec_cache_evict_unused(cache);
 	if (disk)
 		spec_cache_write(cache, disk);
@@ -174,9 +176,158 @@ out:
 	return rc;
 }
 
+/* Where key would go in the name-sorted v[0..n) (the first element not before it). */
+static size_t spec_lower_bound(struct cert_spec *const *v, size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(v[mid]->name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int spec_ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (const void *const *)a, y = (uintptr_t) * (const void *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* prev's sorted specs without removed (sorted by address), with added (sorted by name) merged in. */
+static struct cert_spec **desired_merge(const struct desired *prev, struct cert_spec **removed, size_t n_removed,
+					struct cert_spec **added, size_t n_added, size_t *n_out)
+{
+	struct cert_spec **v = xcalloc(prev->n_specs + n_added + 1, sizeof(*v));
+	size_t n = 0, i = 0;
+
+	for (size_t j = 0; j <= n_added; j++) {
+		size_t upto =
+			j < n_added ? spec_lower_bound(prev->specs, prev->n_specs, added[j]->name) : prev->n_specs;
+
+		for (; i < upto; i++)
+			if (!n_removed || !bsearch(&prev->specs[i], removed, n_removed, sizeof(*removed), spec_ptr_cmp))
+				v[n++] = prev->specs[i];
+		if (j < n_added)
+			v[n++] = added[j];
+	}
+	*n_out = n;
+	return v;
+}
+
+/*
+ * The changed manifests' specs: the removed side's (from the cache: prev
+ * has them) and the added side's (parsed when the cache lacks them).
+ * Returns an error of the source; *clean = 0 when the caller must read the
+ * whole tree instead (a file with problems, an entry prev should have).
+ */
+static int desired_changed_specs(struct gitsrc *g, struct spec_cache *cache, const struct gitsrc_delta *dl, size_t n_dl,
+				 struct cert_spec ***removed, size_t *n_removed, struct cert_spec ***added,
+				 size_t *n_added, size_t *files, size_t *parsed, int *clean)
+{
+	size_t cap_r = 0, cap_a = 0;
+	int rc;
+
+	for (size_t i = 0; i < n_dl && *clean; i++) {
+		struct cache_entry *e;
+
+		if (dl[i].old_path) {
+			e = spec_cache_slot(cache, dl[i].old_oid, dl[i].old_path);
+			if (!e->oid[0] || e->diags.n || !*files) {
+				*clean = 0;
+				break;
+			}
+			if (e->n) {
+				util_grow(removed, &cap_r, *n_removed + e->n, sizeof(**removed));
+				memcpy(*removed + *n_removed, e->specs, e->n * sizeof(**removed));
+				*n_removed += e->n;
+			}
+			(*files)--;
+		}
+		if (!dl[i].new_path)
+			continue;
+		e = spec_cache_slot(cache, dl[i].new_oid, dl[i].new_path);
+		if (!e->oid[0]) {
+			struct gitsrc_file f = {dl[i].new_path, {0}, GITSRC_SIZE_UNKNOWN};
+
+			memcpy(f.oid, dl[i].new_oid, sizeof(f.oid));
+			if ((rc = reconcile_parse_file(g, &f, e))) {
+				spec_cache_entry_clear(e);
+				return rc;
+			}
+			cache->n++;
+			cache->dirty = 1;
+			(*parsed)++;
+		}
+		if (e->diags.n) {
+			*clean = 0;
+			break;
+		}
+		if (e->n) {
+			util_grow(added, &cap_a, *n_added + e->n, sizeof(**added));
+			memcpy(*added + *n_added, e->specs, e->n * sizeof(**added));
+			*n_added += e->n;
+		}
+		(*files)++;
+	}
+	return 0;
+}
+
+int reconcile_desired_next(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
+			   struct desired *prev, struct desired *out)
+{
+	struct gitsrc_delta *dl = NULL;
+	struct cert_spec **removed = NULL, **added = NULL;
+	size_t n_dl = 0, n_removed = 0, n_added = 0, files = prev->n_files, parsed = 0;
+	struct check_arg arg = {cfg};
+	struct manifest_ctx mctx = {check_issuer_exists, check_issuer, &arg, check_issuer_at};
+	int rc = 0, clean = prev->index != NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (clean && gitsrc_diff_manifests(g, prev->commit, commit, cfg->source.path, &dl, &n_dl)) {
+		log_debug("manifests: no diff from %.12s (%s); reading the whole tree", prev->commit, cs_errmsg());
+		cs_error_clear();
+		clean = 0;
+	}
+	if (clean && (rc = desired_changed_specs(g, cache, dl, n_dl, &removed, &n_removed, &added, &n_added, &files,
+						 &parsed, &clean)))
+		goto out;
+	/* An empty or over-full tree: the whole listing says why. */
+	if (!clean || !files || files > GITSRC_MAX_FILES ||
+	    !manifest_set_index_update(prev->index, removed, n_removed, added, n_added, &mctx)) {
+		rc = reconcile_desired(cfg, g, commit, cache, out);
+		goto out;
+	}
+	snprintf(out->commit, sizeof(out->commit), "%s", commit);
+	out->n_files = files;
+	if (n_removed)
+		qsort(removed, n_removed, sizeof(*removed), spec_ptr_cmp);
+	if (n_added)
+		qsort(added, n_added, sizeof(*added), spec_name_cmp);
+	out->specs = desired_merge(prev, removed, n_removed, added, n_added, &out->n_specs);
+	out->index = prev->index;
+	prev->index = NULL;
+	/* Last: deleting entries moves others in the table (the specs themselves stay where they are). */
+	for (size_t i = 0; i < n_dl; i++)
+		if (dl[i].old_path)
+			spec_cache_remove(cache, dl[i].old_oid, dl[i].old_path);
+	log_debug("manifests: %zu files, %zu changed since %.12s, %zu parsed", files, n_dl, prev->commit, parsed);
+out:
+	gitsrc_deltas_free(dl, n_dl);
+	free(removed);
+	free(added);
+	return rc;
+}
+
 void desired_free(struct desired *d)
 {
 	free(d->specs);
+	manifest_set_index_free(d->index);
 	diags_free(&d->diags);
 	spec_cache_free(d->owned);
 	memset(d, 0, sizeof(*d));

@@ -29,6 +29,8 @@ struct desired {
 	size_t n_invalid;	  /* documents or certificates left out for errors */
 	struct diags diags;	  /* every problem, sorted by file:line:col */
 	struct spec_cache *owned; /* the private cache when none was given */
+	/* With a caller's cache and no problem: the set checks, kept for reconcile_desired_next. */
+	struct manifest_set_index *index;
 };
 
 /*
@@ -38,6 +40,18 @@ struct desired {
  */
 int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
 		      struct desired *out);
+
+/*
+ * The desired set at commit from prev, the set at prev->commit read with the
+ * same cfg and cache: only the manifests git's tree diff names are looked
+ * up, parsed and checked, and the sorted specs are merged. Falls back to
+ * reconcile_desired (the whole tree) when prev had problems, the new files
+ * have any, or the diff cannot be made: the result is the same either way.
+ * On success prev's index moves to out (prev stays usable otherwise; free
+ * it with desired_free as before).
+ */
+int reconcile_desired_next(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
+			   struct desired *prev, struct desired *out);
 void desired_free(struct desired *d);
 
 struct reconcile_opts {

@@ -130,6 +130,17 @@ static void cache_delete_at(struct spec_cache *c, size_t i)
 	}
 }
 
+void spec_cache_remove(struct spec_cache *c, const char *oid, const char *path)
+{
+	struct cache_entry *e;
+
+	if (!c->cap)
+		return;
+	e = cache_find(c, oid, path);
+	if (e->oid[0])
+		cache_delete_at(c, (size_t)(e - c->v));
+}
+
 void spec_cache_evict_unused(struct spec_cache *c)
 {
 	/* A slot is looked at again after a deletion: an entry of its chain may have moved into it. */

@@ -45,6 +45,9 @@ void spec_cache_reserve(struct spec_cache *c, size_t n);
 struct cache_entry *spec_cache_slot(struct spec_cache *c, const char *oid, const char *path);
 void spec_cache_entry_clear(struct cache_entry *e);
 
+/* Drops the entry for (oid, path) if there is one (entries after it in the table may move). */
+void spec_cache_remove(struct spec_cache *c, const char *oid, const char *path);
+
 /* Drops the entries the last load did not use, so the cache follows the repository. */
 void spec_cache_evict_unused(struct spec_cache *c);
 

@@ -158,7 +158,9 @@ static int daemon_load_commit(struct daemon *d, const char *commit)
 	int64_t t0 = util_mono_ms();
 	int rc;
 
-	if ((rc = reconcile_desired(d->cfg, d->git, commit, d->cache, &des)))
+	/* From the last set loaded, git's diff names what to read again: the cost follows the commit. */
+	if ((rc = d->have_des ? reconcile_desired_next(d->cfg, d->git, commit, d->cache, &d->des, &des)
+			      : reconcile_desired(d->cfg, d->git, commit, d->cache, &des)))
 		return rc;
 	log_debug("manifests at %.12s loaded in %" PRId64 " ms (%zu files; unchanged blobs not parsed again)", commit,
 		  util_mono_ms() - t0, des.n_files);
@@ -364,6 +366,10 @@ static void daemon_reload(struct daemon *d)
 	/* Suspending keeps serving what was loaded (readiness stays as it was); resuming reads the source afresh. */
 	if (!n->source.suspend)
 		daemon_source_reset(d);
+	else if (d->have_des) { /* the set was checked against the old issuers: the next commit checks it all */
+		manifest_set_index_free(d->des.index);
+		d->des.index = NULL;
+	}
 	d->suspend_logged = 0;
 	config_free(d->cfg);
 	d->cfg = n;

@@ -104,6 +104,24 @@ int gitsrc_read_blob(struct gitsrc *g, const char *oid, const char *path, size_t
 int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const char *dir, char ***paths, size_t *n);
 void gitsrc_paths_free(char **paths, size_t n);
 
+/* A manifest file that changed between two commits: a side is NULL where there is no manifest. */
+struct gitsrc_delta {
+	char *old_path, *new_path;
+	char old_oid[41], new_oid[41];
+};
+
+/*
+ * The manifests (the files gitsrc_list lists) under dir that were added,
+ * removed or changed from one commit to the other, in git's diff order.
+ * A rename is a removal plus an addition (one delta or two); a change of
+ * mode alone is not listed. Subtrees that are the same object on both sides
+ * are never opened, so a one-file commit costs one path, not the tree.
+ * *out is freed with gitsrc_deltas_free.
+ */
+int gitsrc_diff_manifests(struct gitsrc *g, const char *from, const char *to, const char *dir,
+			  struct gitsrc_delta **out, size_t *n);
+void gitsrc_deltas_free(struct gitsrc_delta *v, size_t n);
+
 /* The repository as displayed: a URL without credentials, or the local path. */
 const char *gitsrc_display(const struct gitsrc *g);
 

@@ -200,6 +200,13 @@ static void gitsrc_sizes_put(struct gitsrc_sizes *t, const git_oid *id, size_t s
 	t->v[i].size = size;
 }
 
+/* A manifest: a regular file (not a symlink, 120000, nor a submodule, 160000) named *.yaml or *.yml. */
+static int gitsrc_is_manifest(const char *name, git_filemode_t mode)
+{
+	return (mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE) &&
+	       (util_has_suffix(name, ".yaml") || util_has_suffix(name, ".yml"));
+}
+
 struct gitsrc_walk {
 	struct gitsrc *g;
 	struct gitsrc_sizes sizes; /* this listing's: replaces g->sizes when it succeeds */
@@ -221,10 +228,7 @@ static int gitsrc_walk_cb(const char *root, const git_tree_entry *e, void *paylo
 	size_t size = 0;
 	struct gitsrc_file *f;
 
-	/* Regular files only: symlinks (120000) and submodules (160000) are not manifests. */
-	if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE)
-		return 0;
-	if (!util_has_suffix(name, ".yaml") && !util_has_suffix(name, ".yml"))
+	if (!gitsrc_is_manifest(name, mode))
 		return 0;
 	if (w->n >= GITSRC_MAX_FILES) {
 		w->rc = cs_error(CS_EINVALID, "git: %s: more than %d manifest files under \"%s\"", w->g->display,
@@ -395,14 +399,12 @@ static size_t gitsrc_sort_unique(char **v, size_t n)
 	return k;
 }
 
-int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const char *dir, char ***paths, size_t *n)
+/* The tree diff of two commits under dir (a literal path prefix), without rename detection. */
+static int gitsrc_diff(struct gitsrc *g, const char *from, const char *to, const char *dir, git_diff **out)
 {
 	git_tree *a = NULL, *b = NULL;
-	git_diff *diff = NULL;
 	git_diff_options o;
 	char *spec = gitsrc_normdir(dir);
-	char **v = NULL;
-	size_t cnt = 0, cap = 0;
 	int rc;
 
 	from = from && *from ? from : "HEAD";
@@ -416,11 +418,29 @@ int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const cha
 		o.pathspec.strings = &spec;
 		o.pathspec.count = 1;
 	}
-	/* Without rename detection a rename is a delete plus an add: both sides are listed either way. */
-	if (git_diff_tree_to_tree(&diff, g->repo, a, b, &o)) {
+	/*
+	 * Without rename detection a rename is a delete plus an add: both sides
+	 * are listed either way. Subtrees with the same id on both sides are
+	 * not opened: the cost follows the change, not the tree.
+	 */
+	if (git_diff_tree_to_tree(out, g->repo, a, b, &o))
 		rc = cs_error(CS_ERROR, "git: %s: diff %.12s..%.12s: %s", g->display, from, to, gitsrc_errmsg(g));
+out:
+	git_tree_free(a);
+	git_tree_free(b);
+	free(spec);
+	return rc;
+}
+
+int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const char *dir, char ***paths, size_t *n)
+{
+	git_diff *diff = NULL;
+	char **v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	if ((rc = gitsrc_diff(g, from, to, dir, &diff)))
 		goto out;
-	}
 	for (size_t i = 0; i < git_diff_num_deltas(diff); i++) {
 		const git_diff_delta *d = git_diff_get_delta(diff, i);
 
@@ -437,10 +457,64 @@ int gitsrc_changed(struct gitsrc *g, const char *from, const char *to, const cha
 out:
 	gitsrc_paths_free(v, cnt);
 	git_diff_free(diff);
-	git_tree_free(a);
-	git_tree_free(b);
-	free(spec);
 	return rc;
+}
+
+/* One side of a delta as a manifest: *path set (and oid) only when that side is one. */
+static void gitsrc_delta_side(const git_diff_file *f, int present, char **path, char oid[41])
+{
+	if (!present || !f->path || !gitsrc_is_manifest(f->path, (git_filemode_t)f->mode))
+		return;
+	*path = xstrdup(f->path);
+	git_oid_tostr(oid, 41, &f->id);
+}
+
+int gitsrc_diff_manifests(struct gitsrc *g, const char *from, const char *to, const char *dir,
+			  struct gitsrc_delta **out, size_t *n)
+{
+	git_diff *diff = NULL;
+	struct gitsrc_delta *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = gitsrc_diff(g, from, to, dir, &diff)))
+		goto out;
+	for (size_t i = 0; i < git_diff_num_deltas(diff); i++) {
+		const git_diff_delta *d = git_diff_get_delta(diff, i);
+		struct gitsrc_delta x;
+
+		memset(&x, 0, sizeof(x));
+		gitsrc_delta_side(&d->old_file, d->status != GIT_DELTA_ADDED, &x.old_path, x.old_oid);
+		gitsrc_delta_side(&d->new_file, d->status != GIT_DELTA_DELETED, &x.new_path, x.new_oid);
+		/* Neither side a manifest, or only the mode changed (644 <-> 755): nothing changed for us. */
+		if ((!x.old_path && !x.new_path) ||
+		    (x.old_path && x.new_path && !strcmp(x.old_path, x.new_path) && !strcmp(x.old_oid, x.new_oid))) {
+			free(x.old_path);
+			free(x.new_path);
+			continue;
+		}
+		util_grow(&v, &cap, cnt + 1, sizeof(*v));
+		v[cnt++] = x;
+	}
+	*out = v;
+	*n = cnt;
+	v = NULL;
+	cnt = 0;
+out:
+	gitsrc_deltas_free(v, cnt);
+	git_diff_free(diff);
+	return rc;
+}
+
+void gitsrc_deltas_free(struct gitsrc_delta *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		free(v[i].old_path);
+		free(v[i].new_path);
+	}
+	free(v);
 }
 
 void gitsrc_paths_free(char **paths, size_t n)

@@ -428,6 +428,97 @@ static void test_gitsrc_changed_lists_added_modified_deleted_and_renamed_paths(v
 	gitsrc_free(g);
 }
 
+/* from's listing with the deltas applied (a delta's old side removed, its new side added), sorted by path. */
+static void apply_deltas(struct gitsrc_file **v, size_t *n, const struct gitsrc_delta *dl, size_t n_dl)
+{
+	for (size_t i = 0; i < n_dl; i++) {
+		if (dl[i].old_path) {
+			size_t k = 0;
+
+			for (size_t j = 0; j < *n; j++)
+				if (!strcmp((*v)[j].path, dl[i].old_path))
+					assert_string_equal((*v)[j].oid, dl[i].old_oid), free((*v)[j].path);
+				else
+					(*v)[k++] = (*v)[j];
+			assert_int_equal(k, *n - 1); /* the removed side was in the listing */
+			*n = k;
+		}
+		if (dl[i].new_path) {
+			*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+			(*v)[*n].path = xstrdup(dl[i].new_path);
+			memcpy((*v)[*n].oid, dl[i].new_oid, sizeof((*v)[*n].oid));
+			(*n)++;
+		}
+	}
+}
+
+static int file_path_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct gitsrc_file *)a)->path, ((const struct gitsrc_file *)b)->path);
+}
+
+/* The listing at `from` plus the manifest deltas to `to` is the listing at `to`: nothing more, nothing less. */
+static void assert_deltas_make_listing(struct gitsrc *g, const char *from, const char *to, const char *dir,
+				       size_t want_deltas)
+{
+	struct gitsrc_file *a = NULL, *b = NULL;
+	struct gitsrc_delta *dl = NULL;
+	size_t na = 0, nb = 0, n_dl = 0;
+
+	assert_int_equal(gitsrc_list(g, from, dir, &a, &na), 0);
+	assert_int_equal(gitsrc_list(g, to, dir, &b, &nb), 0);
+	assert_int_equal(gitsrc_diff_manifests(g, from, to, dir, &dl, &n_dl), 0);
+	assert_int_equal(n_dl, want_deltas);
+	apply_deltas(&a, &na, dl, n_dl);
+	if (na)
+		qsort(a, na, sizeof(*a), file_path_cmp);
+	assert_int_equal(na, nb);
+	for (size_t i = 0; i < na; i++) {
+		assert_string_equal(a[i].path, b[i].path);
+		assert_string_equal(a[i].oid, b[i].oid);
+	}
+	gitsrc_deltas_free(dl, n_dl);
+	gitsrc_files_free(a, na);
+	gitsrc_files_free(b, nb);
+}
+
+static void test_gitsrc_diff_manifests_turns_one_listing_into_the_next(void **state)
+{
+	struct fx *f = *state;
+	struct gitsrc *g;
+	char c2[41], c3[41], c4[41];
+
+	/* edit, add, delete, rename, a non-manifest, a sibling sharing the prefix, a change of mode alone */
+	put(f->repo, "certs/a.yaml", "a: 2\n");
+	put(f->repo, "certs/d.yaml", "d: 1\n");
+	put(f->repo, "certs/README.md", "still not a manifest\n");
+	sh("git -C '%s' rm -q certs/z/deep/e.yaml && git -C '%s' mv certs/team/b.yml certs/team/b2.yml", f->repo,
+	   f->repo);
+	sh("chmod 0644 '%s/certs/exec.yaml'", f->repo);
+	put(f->repo, "certs-old/x.yaml", "x: 2\n");
+	commit_all(f->repo, "second", c2);
+	/* a symlink becomes a file; a file becomes a symlink; a manifest becomes a directory of manifests */
+	sh("cd '%s/certs' && rm link.yaml && printf 'l: 1\\n' > link.yaml && rm d.yaml && ln -s a.yaml d.yaml && "
+	   "git rm -q a.yaml && mkdir a.yaml && printf 'in: 1\\n' > a.yaml/in.yaml",
+	   f->repo);
+	commit_all(f->repo, "third", c3);
+	/* the whole directory goes */
+	sh("git -C '%s' rm -q -r certs", f->repo);
+	put(f->repo, "other/c.yaml", "c: 9\n");
+	commit_all(f->repo, "fourth", c4);
+	g = open_path(f->repo);
+	/* a.yaml edited, d.yaml added, e.yaml removed, b.yml -> b2.yml (two sides): the mode change is not one */
+	assert_deltas_make_listing(g, f->first, c2, "certs", 5);
+	/* a.yaml gone and a.yaml/in.yaml added, d.yaml now a link (gone), link.yaml now a file (added) */
+	assert_deltas_make_listing(g, c2, c3, "certs", 4);
+	assert_deltas_make_listing(g, f->first, c3, "certs", 6);
+	assert_deltas_make_listing(g, c2, c2, "certs", 0);
+	/* the whole tree: certs/ goes (4 manifests), other/c.yaml changes; certs-old/x.yaml is the same */
+	assert_deltas_make_listing(g, c2, c4, "", 5);
+	assert_deltas_make_listing(g, c4, f->first, "", 6);
+	gitsrc_free(g);
+}
+
 static void test_gitsrc_merge_base_of_two_branches(void **state)
 {
 	struct fx *f = *state;
@@ -970,6 +1061,7 @@ int main(void)
 		T(test_gitsrc_read_blob_returns_the_committed_bytes_within_the_cap),
 		T(test_gitsrc_list_refuses_more_than_the_file_cap),
 		T(test_gitsrc_resolves_branches_tags_ids_and_expressions),
+		T(test_gitsrc_diff_manifests_turns_one_listing_into_the_next),
 		T(test_gitsrc_changed_lists_added_modified_deleted_and_renamed_paths),
 		T(test_gitsrc_merge_base_of_two_branches),
 		T(test_gitsrc_opens_bare_repositories_and_linked_worktrees_by_path),

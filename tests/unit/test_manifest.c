@@ -1773,10 +1773,122 @@ static void test_pasted_cert_manager_fields_get_a_hint(void **state)
 		       "spec.output.formats");
 }
 
+/* ---------- the set index kept between revisions ---------- */
+
+/* A spec from a small pool of names, directories (nested ones among them) and issuers, so collisions are common. */
+static struct cert_spec *random_spec(unsigned *seed, size_t serial)
+{
+	static const char *const dirs[] = {"a", "a/b", "a/b/c", "b", "c/d", "c/e", "d/e/f", "d", "e", "f/g"};
+	static const char *const issuers[] = {"ca", "ca", "ca", "ca", "ca", "ca", "internal", "nosuch"};
+	char text[512], file[32];
+	struct cert_spec **v = NULL, *s;
+	struct diags d = DIAGS_INIT;
+	size_t n = 0;
+	int r = rand_r(seed);
+	const char *dns = r % 29 == 0 ? "x.forbidden.test" : "x.example.test";
+
+	/* names c0..c19; a directory from the pool, or the default (the name) */
+	snprintf(text, sizeof(text),
+		 "apiVersion: certsync/v1\nkind: Certificate\nmetadata: {name: c%d}\nspec: {issuer: %s, "
+		 "dnsNames: [%s]%s%s%s}\n",
+		 rand_r(seed) % 20, issuers[rand_r(seed) % 8], dns, r % 3 ? ", output: {directory: " : "",
+		 r % 3 ? dirs[rand_r(seed) % 10] : "", r % 3 ? "}" : "");
+	snprintf(file, sizeof(file), "f%zu.yaml", serial);
+	manifest_parse_file(file, text, strlen(text), &v, &n, &d);
+	assert_int_equal(n, 1);
+	assert_int_equal(d.n, 0);
+	s = v[0];
+	free(v);
+	diags_free(&d);
+	return s;
+}
+
+static int set_is_clean(struct cert_spec **v, size_t n)
+{
+	struct diags d = DIAGS_INIT;
+	unsigned char *bad = xcalloc(n + 1, 1);
+	int problems = manifest_check_set(v, n, &fake_ctx, bad, &d), clean = !problems && !d.n;
+
+	diags_free(&d);
+	free(bad);
+	return clean;
+}
+
+/*
+ * Thousands of revisions, each removing and adding a few specs: the index
+ * says "clean" exactly when the full check over the whole new set finds
+ * nothing, and a refused revision leaves it as it was.
+ */
+static void test_set_index_agrees_with_the_full_check_revision_after_revision(void **state)
+{
+	struct cert_spec **set = NULL, **all = NULL, **next;
+	size_t n = 0, n_all = 0, cap_all = 0, serial = 0, cleans = 0, refusals = 0;
+	struct manifest_set_index *idx;
+	unsigned seed = 16;
+
+	(void)state;
+	idx = manifest_set_index_new(set, n);
+	for (int round = 0; round < 4000; round++) {
+		struct cert_spec *removed[3], *added[3];
+		size_t n_r = n ? (size_t)(rand_r(&seed) % 3) : 0, n_a = (size_t)(rand_r(&seed) % 3), k = 0;
+		int expect, got;
+
+		if (n_r > n)
+			n_r = n;
+		/* removed: distinct specs of the set (a run of them from a random start) */
+		for (size_t i = 0, at = n ? (size_t)rand_r(&seed) % n : 0; i < n_r; i++)
+			removed[i] = set[(at + i) % n];
+		for (size_t i = 0; i < n_a; i++) {
+			added[i] = random_spec(&seed, serial++);
+			util_grow(&all, &cap_all, n_all + 1, sizeof(*all));
+			all[n_all++] = added[i];
+		}
+		next = xcalloc(n + n_a + 1, sizeof(*next));
+		for (size_t i = 0; i < n; i++) {
+			int gone = 0;
+
+			for (size_t j = 0; j < n_r; j++)
+				gone |= set[i] == removed[j];
+			if (!gone)
+				next[k++] = set[i];
+		}
+		for (size_t i = 0; i < n_a; i++)
+			next[k++] = added[i];
+		expect = set_is_clean(next, k);
+		got = manifest_set_index_update(idx, removed, n_r, added, n_a, &fake_ctx);
+		assert_int_equal(got, expect);
+		if (got) {
+			free(set);
+			set = next;
+			n = k;
+			cleans++;
+		} else {
+			free(next);
+			refusals++;
+		}
+	}
+	/* both outcomes were exercised many times, and the set grew past its first few */
+	assert_true(cleans > 500 && refusals > 500);
+	manifest_set_index_free(idx);
+	/* an index built at once from the final set agrees with the one kept through the revisions */
+	idx = manifest_set_index_new(set, n);
+	for (size_t i = 0; i < n; i++) {
+		struct cert_spec *again = set[i];
+
+		assert_int_equal(manifest_set_index_update(idx, NULL, 0, &again, 1, &fake_ctx), 0); /* its own twin */
+	}
+	manifest_set_index_free(idx);
+	free(set);
+	for (size_t i = 0; i < n_all; i++)
+		cert_spec_free(all[i]);
+	free(all);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_manifest_bad_corpus_matches_expected_diagnostics),
+		cmocka_unit_test(test_set_index_agrees_with_the_full_check_revision_after_revision),
 		cmocka_unit_test(test_manifest_good_corpus_parses_cleanly),
 		cmocka_unit_test(test_manifest_good_file_fields),
 		cmocka_unit_test(test_spec_x509_fields_are_read_and_normalised),
