@@ -359,6 +359,40 @@ void state_set_source(struct state *st, const char *url, const char *ref, const 
 	state_str_set(&st->source_commit, commit);
 }
 
+/* CS_EINVALID unless s is non-empty, at most max bytes, valid UTF-8 without control characters. */
+static int state_source_text(const char *field, const char *s, size_t max)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	if (!len)
+		return cs_error(CS_EINVALID, "%s: missing", field);
+	if (len > max)
+		return cs_error(CS_EINVALID, "%s: %zu bytes; the limit is %zu", field, len, max);
+	for (size_t i = 0, n; i < len; i += n) {
+		const unsigned char *p = (const unsigned char *)s + i;
+
+		if (*p < 0x20 || *p == 0x7f || !(n = state_utf8_len(p, len - i)))
+			return cs_error(CS_EINVALID, "%s: expected printable UTF-8 text", field);
+	}
+	return 0;
+}
+
+int state_source_check(const char *url, const char *ref, const char *commit)
+{
+	size_t len = commit ? strlen(commit) : 0;
+	int rc;
+
+	if ((rc = state_source_text("url", url, STATE_SOURCE_URL_MAX)) ||
+	    (rc = state_source_text("ref", ref, STATE_SOURCE_REF_MAX)))
+		return rc;
+	if (len != 40 && len != 64)
+		return cs_error(CS_EINVALID, "commit: expected 40 or 64 lowercase hex digits");
+	for (size_t i = 0; i < len; i++)
+		if (!((commit[i] >= '0' && commit[i] <= '9') || (commit[i] >= 'a' && commit[i] <= 'f')))
+			return cs_error(CS_EINVALID, "commit: expected 40 or 64 lowercase hex digits");
+	return 0;
+}
+
 /* ---------- records ---------- */
 
 struct state_cert *state_cert_new(const char *name)

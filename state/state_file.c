@@ -242,30 +242,36 @@ static void state_file_journal_close(struct state_file *sf)
 	sf->journal_fd = -1;
 }
 
-static int state_file_journal(struct state_backend *be, struct state *st, const char *name,
-			      const struct state_cert *rec)
+/* Appends one encoded line durably and moves st->serial to serial (sf->mu held). */
+static int state_file_append(struct state_file *sf, struct state *st, uint64_t serial, const struct buf *line)
 {
-	struct state_file *sf = state_file_of(be);
-	struct buf line = BUF_INIT;
-	uint64_t serial;
 	off_t end;
-	int rc = 0;
+	int rc;
 
-	pthread_mutex_lock(&sf->mu);
 	if ((rc = state_file_journal_open(sf)))
-		goto out;
-	serial = st->serial + 1;
-	state_journal_encode(serial, name, rec, &line);
-	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 || fsutil_write_all(sf->journal_fd, line.data, line.len) ||
+		return rc;
+	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 || fsutil_write_all(sf->journal_fd, line->data, line->len) ||
 	    fdatasync(sf->journal_fd)) {
 		rc = cs_error(CS_ERROR, "%s: append: %s", sf->journal, strerror(errno));
 		if (end >= 0 && ftruncate(sf->journal_fd, end))
 			end = -1;	      /* nothing more to do: the next open trims a partial line anyway */
 		state_file_journal_close(sf); /* the next append re-checks the tail */
-		goto out;
+		return rc;
 	}
 	st->serial = serial;
-out:
+	return 0;
+}
+
+static int state_file_journal(struct state_backend *be, struct state *st, const char *name,
+			      const struct state_cert *rec)
+{
+	struct state_file *sf = state_file_of(be);
+	struct buf line = BUF_INIT;
+	int rc;
+
+	pthread_mutex_lock(&sf->mu);
+	state_journal_encode(st->serial + 1, name, rec, &line);
+	rc = state_file_append(sf, st, st->serial + 1, &line);
 	pthread_mutex_unlock(&sf->mu);
 	buf_free(&line);
 	return rc;
@@ -274,26 +280,24 @@ out:
 /* Applies one journal line when it is newer than the state. */
 static int state_file_replay_line(struct state_file *sf, struct state *st, const char *line, size_t len, size_t lineno)
 {
-	struct state_cert *rec = NULL;
-	char *name = NULL;
-	uint64_t serial = 0;
+	struct state_journal_entry e;
 	int rc;
 
-	if ((rc = state_journal_decode(line, len, sf->journal, lineno, &serial, &name, &rec)))
-		goto out;
-	if (serial <= st->serial)
-		goto out;
-	if (rec) {
-		state_cert_adopt(st, rec);
-		rec = NULL;
-	} else if (state_cert_get(st, name)) {
-		state_cert_remove(st, name);
+	if ((rc = state_journal_decode(line, len, sf->journal, lineno, &e)))
+		return rc;
+	if (e.serial > st->serial) {
+		if (!e.name) {
+			state_set_source(st, e.source_url, e.source_ref, e.source_commit);
+		} else if (e.rec) {
+			state_cert_adopt(st, e.rec);
+			e.rec = NULL;
+		} else if (state_cert_get(st, e.name)) {
+			state_cert_remove(st, e.name);
+		}
+		st->serial = e.serial;
 	}
-	st->serial = serial;
-out:
-	state_cert_free(rec);
-	free(name);
-	return rc;
+	state_journal_entry_clear(&e);
+	return 0;
 }
 
 static int state_file_replay(struct state_file *sf, struct state *st)
@@ -588,15 +592,14 @@ out:
 	return rc;
 }
 
-static int state_file_save(struct state_backend *be, struct state *st)
+/* A full save (sf->mu held). */
+static int state_file_save_locked(struct state_file *sf, struct state *st)
 {
-	struct state_file *sf = state_file_of(be);
 	struct buf doc = BUF_INIT, old = BUF_INIT;
 	struct state_snap_key key;
 	uint64_t prev = st->serial;
 	int rc;
 
-	pthread_mutex_lock(&sf->mu);
 	if ((rc = state_file_mkdir(sf)))
 		goto out;
 	st->serial++;
@@ -620,9 +623,58 @@ static int state_file_save(struct state_backend *be, struct state *st)
 out:
 	if (rc)
 		st->serial = prev;
-	pthread_mutex_unlock(&sf->mu);
 	buf_free(&doc);
 	buf_free(&old);
+	return rc;
+}
+
+static int state_file_save(struct state_backend *be, struct state *st)
+{
+	struct state_file *sf = state_file_of(be);
+	int rc;
+
+	pthread_mutex_lock(&sf->mu);
+	rc = state_file_save_locked(sf, st);
+	pthread_mutex_unlock(&sf->mu);
+	return rc;
+}
+
+/*
+ * A source line in the journal; a full save instead when there is no state
+ * file (a journal alone is replayed over a fresh state, whose lineage is new
+ * at every load) or the journal has reached STATE_FILE_JOURNAL_FOLD bytes
+ * (the fold bounds both the journal and what every load replays).
+ */
+static int state_file_note_source(struct state_backend *be, struct state *st)
+{
+	struct state_file *sf = state_file_of(be);
+	struct buf line = BUF_INIT;
+	struct stat sb;
+	int rc;
+
+	pthread_mutex_lock(&sf->mu);
+	if (access(sf->path, F_OK)) {
+		log_debug("state: no %s yet: the source is recorded by a full save", sf->path);
+		rc = state_file_save_locked(sf, st);
+		goto out;
+	}
+	if ((rc = state_file_journal_open(sf)))
+		goto out;
+	if (fstat(sf->journal_fd, &sb)) {
+		rc = cs_error(CS_ERROR, "%s: %s", sf->journal, strerror(errno));
+		goto out;
+	}
+	if ((uint64_t)sb.st_size >= STATE_FILE_JOURNAL_FOLD) {
+		log_debug("state: %s holds %lld bytes: folded into %s by a full save", sf->journal,
+			  (long long)sb.st_size, sf->path);
+		rc = state_file_save_locked(sf, st);
+		goto out;
+	}
+	state_journal_encode_source(st->serial + 1, st->source_url, st->source_ref, st->source_commit, &line);
+	rc = state_file_append(sf, st, st->serial + 1, &line);
+out:
+	pthread_mutex_unlock(&sf->mu);
+	buf_free(&line);
 	return rc;
 }
 
@@ -714,6 +766,7 @@ static const struct state_backend_ops state_file_ops = {
 	.load = state_file_load,
 	.save = state_file_save,
 	.journal = state_file_journal,
+	.note_source = state_file_note_source,
 	.free = state_file_free,
 	.leading = state_file_leading,
 };
@@ -765,6 +818,19 @@ int state_save(struct state_backend *be, struct state *st)
 int state_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec)
 {
 	return be->ops->journal(be, st, name, rec);
+}
+
+int state_note_source(struct state_backend *be, struct state *st, const char *url, const char *ref, const char *commit)
+{
+	state_set_source(st, url, ref, commit);
+	if (!be->ops->note_source)
+		return be->ops->save(be, st);
+	if (state_source_check(url, ref, commit)) {
+		log_debug("state: the source is recorded by a full save (not as a journal line: %s)", cs_errmsg());
+		cs_error_clear();
+		return be->ops->save(be, st);
+	}
+	return be->ops->note_source(be, st);
 }
 
 void state_backend_free(struct state_backend *be)

@@ -191,11 +191,50 @@ void state_webhooks_to_json(const struct state *st, struct buf *out);
 void state_journal_encode(uint64_t serial, const char *name, const struct state_cert *rec, struct buf *out);
 
 /*
- * Decodes one journal line (without its '\n'). *rec is NULL for a removal;
- * *name and *rec are the caller's. CS_EINVALID with "origin:lineno: ...".
+ * The bounds of a source a journal line may carry (state_note_source): the
+ * repository as displayed (gitsrc_display: no credentials), the ref, the
+ * commit id in hex (SHA-1 or SHA-256).
  */
-int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial, char **name,
-			 struct state_cert **rec);
+#define STATE_SOURCE_URL_MAX 4096
+#define STATE_SOURCE_REF_MAX 1024
+
+/*
+ * 0 when url, ref and commit fit a source line: url and ref non-empty
+ * printable text within their bounds, commit 40 or 64 lowercase hex digits.
+ * CS_EINVALID naming the field otherwise (no origin: the caller adds it).
+ */
+int state_source_check(const char *url, const char *ref, const char *commit);
+
+/*
+ * Appends one source line, `{"serial":N,"source":{"url":…,"ref":…,"commit":…}}`
+ * and '\n', to out: "the source is now at commit" (state_note_source). The
+ * fields must pass state_source_check.
+ */
+void state_journal_encode_source(uint64_t serial, const char *url, const char *ref, const char *commit,
+				 struct buf *out);
+
+/*
+ * One decoded journal line: a record line (name set; rec the new record, NULL
+ * for a removal) or a source line (name NULL, source_* set). Everything in it
+ * is the holder's: state_journal_entry_clear.
+ */
+struct state_journal_entry {
+	uint64_t serial;
+	char *name;
+	struct state_cert *rec;
+	char *source_url, *source_ref, *source_commit;
+};
+
+void state_journal_entry_clear(struct state_journal_entry *e);
+
+/*
+ * Decodes one journal line (without its '\n') into *e (cleared first). A
+ * line is either a record line or a source line, never both. CS_EINVALID with
+ * "origin:lineno: ..." for anything else (bad JSON, a missing or mistyped
+ * member, a source out of state_source_check's bounds).
+ */
+int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno,
+			 struct state_journal_entry *e);
 
 /* Who holds the state lock (the JSON written into the lock file). */
 struct state_lockinfo {

@@ -32,6 +32,7 @@ struct jd {
 	const char *cert; /* record name, or NULL */
 	size_t line;	  /* journal line, or 0 */
 	int record;	  /* decoding one record alone (state_cert_from_json) */
+	int source;	  /* inside a journal line's source object (messages say "source.x", not "record.x") */
 };
 
 static void jd_init(struct jd *d, const char *data, size_t len, const char *origin, size_t line)
@@ -41,6 +42,7 @@ static void jd_init(struct jd *d, const char *data, size_t len, const char *orig
 	d->cert = NULL;
 	d->line = line;
 	d->record = 0;
+	d->source = 0;
 }
 
 /* The text is not JSON: jansson's wording and position (ours if jansson disagrees). */
@@ -89,7 +91,8 @@ static int jd_fail(const struct jd *d, const char *parent, long index, const cha
 	else
 		snprintf(path, sizeof(path), "%s", field ? field : "");
 	if (d->line)
-		return cs_error(CS_EINVALID, "%s:%zu: record.%s: %s", d->origin, d->line, path, what);
+		return cs_error(CS_EINVALID, "%s:%zu: %s%s: %s", d->origin, d->line, d->source ? "" : "record.", path,
+				what);
 	if (d->cert)
 		return cs_error(CS_EINVALID, "%s: certificates.\"%s\".%s: %s", d->origin, d->cert, path, what);
 	return cs_error(CS_EINVALID, "%s: %s: %s", d->origin, path, what);
@@ -631,49 +634,102 @@ out:
 
 /* ---------- journal lines ---------- */
 
-struct jd_entry {
-	long long serial;
-	char *name;
-	struct state_cert *rec;
-	int has_record;
+/* A source line's object: all three required (state_source_check bounds them after). */
+static const struct state_field jd_entry_source_fields[] = {
+	{"url", SF_STR, offsetof(struct state_journal_entry, source_url), 1},
+	{"ref", SF_STR, offsetof(struct state_journal_entry, source_ref), 1},
+	{"commit", SF_STR, offsetof(struct state_journal_entry, source_commit), 1},
 };
 
-static int jd_entry_member(struct jd *d, struct jd_entry *e)
+struct jd_entry {
+	long long serial;
+	struct state_journal_entry *e;
+	int has_record, has_source;
+};
+
+static int jd_entry_source(struct jd *d, struct jd_entry *je)
 {
+	enum state_jt t;
+	int rc;
+
+	je->has_source = 1;
+	if ((rc = jd_value(d, &t)))
+		return rc;
+	if (t != STATE_JT_OBJECT)
+		return cs_error(CS_EINVALID, "%s:%zu: source: expected an object", d->origin, d->line);
+	d->source = 1;
+	rc = jd_object(d, je->e, jd_entry_source_fields,
+		       sizeof(jd_entry_source_fields) / sizeof(jd_entry_source_fields[0]), "source", -1);
+	d->source = 0;
+	return rc;
+}
+
+static int jd_entry_member(struct jd *d, struct jd_entry *je)
+{
+	struct state_journal_entry *e = je->e;
 	const char *key = d->jp.key.data;
 	enum state_jt t;
 	int rc;
 
 	if (!strcmp(key, "record")) {
-		e->has_record = 1;
+		je->has_record = 1;
 		state_cert_free(e->rec);
 		e->rec = NULL;
 		if ((rc = jd_value(d, &t)) || t == STATE_JT_NULL)
 			return rc;
 		return jd_cert(d, t, "(journal)", &e->rec); /* renamed once the name is known */
 	}
+	if (!strcmp(key, "source"))
+		return jd_entry_source(d, je);
 	if ((rc = jd_value(d, &t)))
 		return rc;
 	if (!strcmp(key, "serial") && t == STATE_JT_INTEGER)
-		e->serial = d->jp.num;
+		je->serial = d->jp.num;
 	else if (!strcmp(key, "name") && t == STATE_JT_STRING)
 		state_str_set(&e->name, d->jp.str.data);
 	else if (!strcmp(key, "serial") || !strcmp(key, "name"))
-		e->serial = -1; /* refused below */
+		je->serial = -1; /* refused below */
 	else
 		rc = jd_skip(d, t);
 	return rc;
 }
 
-int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, uint64_t *serial, char **name,
-			 struct state_cert **rec)
+/* After the members: a record line or a source line, whole and alone. */
+static int jd_entry_check(const struct jd *d, const struct jd_entry *je)
+{
+	const struct state_journal_entry *e = je->e;
+	int record = e->name || je->has_record;
+
+	if (je->serial <= 0 || (record && je->has_source) ||
+	    (!je->has_source && (!e->name || !*e->name || !je->has_record)))
+		return cs_error(
+			CS_EINVALID,
+			"%s:%zu: not a journal entry (expected serial > 0 and either name and record, or source)",
+			d->origin, d->line);
+	if (je->has_source && state_source_check(e->source_url, e->source_ref, e->source_commit))
+		return cs_error(CS_EINVALID, "%s:%zu: source.%s", d->origin, d->line, cs_errmsg());
+	return 0;
+}
+
+void state_journal_entry_clear(struct state_journal_entry *e)
+{
+	free(e->name);
+	state_cert_free(e->rec);
+	free(e->source_url);
+	free(e->source_ref);
+	free(e->source_commit);
+	memset(e, 0, sizeof(*e));
+}
+
+int state_journal_decode(const char *line, size_t len, const char *origin, size_t lineno, struct state_journal_entry *e)
 {
 	struct jd d;
-	struct jd_entry e = {0, NULL, NULL, 0};
+	struct jd_entry je = {0, e, 0, 0};
 	enum state_jt t;
 	size_t n = 0;
 	int rc;
 
+	memset(e, 0, sizeof(*e));
 	jd_init(&d, line, len, origin, lineno);
 	if ((rc = jd_value(&d, &t)))
 		goto out;
@@ -682,26 +738,17 @@ int state_journal_decode(const char *line, size_t len, const char *origin, size_
 		goto out;
 	}
 	while (jd_member(&d, &n, &rc)) {
-		if ((rc = jd_entry_member(&d, &e)))
+		if ((rc = jd_entry_member(&d, &je)))
 			goto out;
 	}
-	if (rc || (state_jp_finish(&d.jp) && (rc = jd_syntax(&d))))
+	if (rc || (state_jp_finish(&d.jp) && (rc = jd_syntax(&d))) || (rc = jd_entry_check(&d, &je)))
 		goto out;
-	if (e.serial <= 0 || !e.name || !*e.name || !e.has_record) {
-		rc = cs_error(CS_EINVALID, "%s:%zu: not a journal entry (expected serial > 0, name and record)", origin,
-			      lineno);
-		goto out;
-	}
-	if (e.rec)
-		state_str_set(&e.rec->name, e.name);
-	*serial = (uint64_t)e.serial;
-	*name = e.name;
-	*rec = e.rec;
-	e.name = NULL;
-	e.rec = NULL;
+	if (e->rec)
+		state_str_set(&e->rec->name, e->name);
+	e->serial = (uint64_t)je.serial;
 out:
-	free(e.name);
-	state_cert_free(e.rec);
+	if (rc)
+		state_journal_entry_clear(e);
 	state_jp_free(&d.jp);
 	return rc;
 }

@@ -476,6 +476,23 @@ void state_journal_encode(uint64_t serial, const char *name, const struct state_
 	jw_raw(&w, "\n", 1);
 }
 
+void state_journal_encode_source(uint64_t serial, const char *url, const char *ref, const char *commit, struct buf *out)
+{
+	struct jw w = {out, 0, 0, 1, 0};
+
+	jw_open(&w, '{', 0);
+	jw_key(&w, "serial");
+	jw_int(&w, (long long)serial);
+	jw_key(&w, "source");
+	jw_open(&w, '{', 0);
+	jw_kstr(&w, "url", url);
+	jw_kstr(&w, "ref", ref);
+	jw_kstr(&w, "commit", commit);
+	jw_close(&w, '}');
+	jw_close(&w, '}');
+	jw_raw(&w, "\n", 1);
+}
+
 void state_lockinfo_encode(const struct state_lockinfo *li, struct buf *out)
 {
 	struct jw w = {out, 0, 0, 1, 0};

@@ -172,6 +172,7 @@ static const struct state_backend_ops state_pg_ops = {
 	.load = state_pg_load,
 	.save = state_pg_save,
 	.journal = state_pg_journal,
+	.note_source = state_pg_note_source,
 	.free = state_pg_free,
 	.leading = state_pg_leading,
 	.epoch = state_pg_epoch,

@@ -86,6 +86,8 @@ int state_pg_dig_usable(const struct state_pg_store *s, const struct state *st);
 
 int state_pg_save(struct state_backend *be, struct state *st);
 int state_pg_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec);
+/* ops->note_source: the header's source columns and serial alone (fenced, compare-and-swap, NOTIFY). */
+int state_pg_note_source(struct state_backend *be, struct state *st);
 
 /* ---------- state_pg_read.c ---------- */
 

@@ -477,3 +477,47 @@ out:
 	buf_free(&doc);
 	return rc;
 }
+
+/* ---------- the source alone ---------- */
+
+static int state_pg_note_source_body(struct state_pg *pg, struct state_pg_write *w)
+{
+	struct state_pg_store *s = state_pg_store_of(pg);
+	struct state_pg_hparams h;
+	char *sql =
+		xasprintf("WITH w AS (" STATE_PG_HEADER_INSERT
+			  " ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, source_url = excluded.source_url,"
+			  " source_ref = excluded.source_ref, source_commit = excluded.source_commit,"
+			  " updated_at = now() WHERE h.serial = $9::bigint AND h.lineage = $2 RETURNING serial)"
+			  " SELECT pg_notify($10, serial::text) FROM w",
+			  s->t_header);
+	int rc;
+
+	state_pg_hparams_init(&h, pg, w->st, w->new_serial, 1);
+	rc = state_pg_exec_cas(pg, w, sql, 10, h.v);
+	state_pg_hparams_free(&h);
+	return rc;
+}
+
+int state_pg_note_source(struct state_backend *be, struct state *st)
+{
+	struct state_pg *pg = state_pg_of(be);
+	struct state_pg_store *s = state_pg_store_of(pg);
+	struct state_pg_write w = {state_pg_note_source_body, st, 0, 0, NULL};
+	int rc, usable;
+
+	if (!st->serial)
+		return state_pg_save(be, st); /* nothing stored yet: the header and every record */
+	pthread_mutex_lock(&pg->mu);
+	w.old_serial = st->serial;
+	w.new_serial = st->serial + 1;
+	usable = state_pg_dig_usable(s, st);
+	if ((rc = state_pg_run(pg, &w)))
+		goto out;
+	st->serial = w.new_serial;
+	if (usable)
+		s->dig_serial = st->serial; /* no row changed */
+out:
+	pthread_mutex_unlock(&pg->mu);
+	return rc;
+}

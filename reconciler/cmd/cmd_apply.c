@@ -305,7 +305,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct engine_opts eo;
 	struct engine_result res;
 	struct http_server *srv = NULL;
-	int has_state = 0, changed = 0, rc, status = EXIT_FAIL;
+	int has_state = 0, changed = 0, moved, rc, status = EXIT_FAIL;
+	const char *ref;
 	size_t cleared = 0;
 	size_t failed_end;
 
@@ -382,12 +383,20 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	if (!hooks_after_apply(cfg, st, src.desired.specs, src.desired.n_specs, &cleared) && cleared)
 		changed = 1;
 	outputs_gc(cfg->output_root, st, cfg->output.keep_previous, util_now(), NULL);
-	/* Nothing happened and nothing moved: leave the state (and its serial) alone. */
-	if (res.done || res.failed || res.pending || res.skipped || !util_streq(st->source_commit, src.commit) ||
-	    !util_streq(st->source_url, gitsrc_display(src.git)))
+	/*
+	 * Nothing happened and nothing moved: leave the state (and its serial)
+	 * alone. Only the source moved (a commit that changes no certificate):
+	 * record that alone, not the whole state.
+	 */
+	if (res.done || res.failed || res.pending || res.skipped)
 		changed = 1;
-	state_set_source(st, gitsrc_display(src.git), p->ref && *p->ref ? p->ref : cfg->source.ref, src.commit);
-	if (changed && state_save(be, st)) {
+	moved = !util_streq(st->source_commit, src.commit) || !util_streq(st->source_url, gitsrc_display(src.git));
+	ref = p->ref && *p->ref ? p->ref : cfg->source.ref;
+	if (moved && !changed)
+		rc = state_note_source(be, st, gitsrc_display(src.git), ref, src.commit);
+	else
+		state_set_source(st, gitsrc_display(src.git), ref, src.commit);
+	if ((moved && !changed && rc) || (changed && state_save(be, st))) {
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}

@@ -398,8 +398,14 @@ void daemon_pass(struct daemon *d)
 		recs = state_cert_list(d->st, &n_recs); /* the apply added and removed records */
 		outs = daemon_observe_outputs(d, recs, n_recs, util_now());
 	} else if (!util_streq(d->st->source_commit, d->commit)) {
-		state_set_source(d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit);
-		d->dirty = 1;
+		/* A commit that changes nothing: a few bytes say so, not a rewrite of the whole state. */
+		if (state_note_source(d->be, d->st, gitsrc_display(d->git), d->cfg->source.ref, d->commit)) {
+			log_warn("recording revision %.12s: %s (the state is saved in full instead)", d->commit,
+				 cs_errmsg());
+			d->dirty = 1;
+		} else {
+			d->has_state = 1;
+		}
 	}
 	if (!__atomic_load_n(d->stop, __ATOMIC_RELAXED))
 		d->first_done = 1;

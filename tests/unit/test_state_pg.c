@@ -423,6 +423,69 @@ static void test_journal_writes_one_record_and_a_removal(void **unused)
 	free(schema);
 }
 
+/* state_note_source: the header's source and serial alone, fenced and compare-and-swapped; others see it. */
+static void test_note_source_writes_the_header_alone(void **unused)
+{
+	static const char c2[] = "2222222222222222222222222222222222222222";
+	static const char c3[] = "3333333333333333333333333333333333333333";
+	char *schema = test_pg_schema(), *v;
+	struct state_backend *a = open_pg(schema, "a"), *b = open_pg(schema, "b");
+	struct state *st = full_state(3), *got = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	PGconn *c = raw_conn();
+	char sql[256];
+
+	(void)unused;
+	assert_int_equal(state_lock(a, "run"), 0);
+	assert_int_equal(state_save(a, st), 0);
+	assert_int_equal(state_load(b, &got), 0);
+	assert_int_equal(state_note_source(a, st, "https://git.example/certs.git", "main", c2), 0);
+	assert_int_equal(st->serial, 2);
+	snprintf(sql, sizeof(sql), "SELECT serial || ' ' || source_commit FROM \"%s\".header", schema);
+	v = sql1(c, "%s", sql);
+	assert_string_equal(v, "2 2222222222222222222222222222222222222222");
+	free(v);
+	/* no record row written, accounts and webhook ids kept */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".certs WHERE changed_serial = 2", schema);
+	assert_int_equal(sql_int(c, sql), 0);
+	/* a reader refreshes the header: the source, nothing else changed */
+	assert_int_equal(state_refresh(b, got, &names, &n), 0);
+	assert_int_equal(n, 0);
+	free_names(names, n);
+	test_assert_same_state(got, st);
+	state_free(got);
+	got = NULL;
+	assert_int_equal(state_load(b, &got), 0);
+	test_assert_same_state(got, st);
+	/* a save after it writes no record either (the digests still describe the rows) */
+	assert_int_equal(state_save(a, st), 0);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\".certs WHERE changed_serial = 3", schema);
+	assert_int_equal(sql_int(c, sql), 0);
+	/* another writer moved the serial: a conflict, nothing written */
+	snprintf(sql, sizeof(sql), "UPDATE \"%s\".header SET serial = serial + 5", schema);
+	free(sql1(c, "%s", sql));
+	assert_int_equal(state_note_source(a, st, "https://git.example/certs.git", "main", c3), CS_ECONFLICT);
+	assert_int_equal(st->serial, 3);
+	snprintf(sql, sizeof(sql), "SELECT source_commit FROM \"%s\".header", schema);
+	v = sql1(c, "%s", sql);
+	assert_string_equal(v, c2);
+	free(v);
+	/* without the lease: fenced */
+	state_unlock(a);
+	st->serial = 8;
+	assert_int_equal(state_note_source(a, st, "https://git.example/certs.git", "main", c3), CS_EFENCED);
+	v = sql1(c, "%s", sql);
+	assert_string_equal(v, c2);
+	free(v);
+	PQfinish(c);
+	state_free(st);
+	state_free(got);
+	state_backend_free(a);
+	state_backend_free(b);
+	free(schema);
+}
+
 static void test_refresh_brings_in_another_writers_changes(void **unused)
 {
 	char *schema = test_pg_schema();
@@ -760,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_a_serial_moved_by_another_writer_is_a_conflict),
 		cmocka_unit_test(test_a_write_without_the_lease_is_fenced),
 		cmocka_unit_test(test_journal_writes_one_record_and_a_removal),
+		cmocka_unit_test(test_note_source_writes_the_header_alone),
 		cmocka_unit_test(test_refresh_brings_in_another_writers_changes),
 		cmocka_unit_test(test_refresh_after_another_lineage_replaces_everything),
 		cmocka_unit_test(test_on_change_fires_for_other_writers_not_our_own),
