@@ -271,24 +271,34 @@ static int state_pg_exec_cas(struct state_pg *pg, struct state_pg_write *w, char
 	return rc;
 }
 
-static int state_pg_save_header(struct state_pg *pg, struct state_pg_write *w)
+/*
+ * The header row written under the compare-and-swap on serial and lineage
+ * (with NOTIFY): `set` lists the columns taken from the new values.
+ */
+static int state_pg_write_header(struct state_pg *pg, struct state_pg_write *w, const char *set)
 {
 	struct state_pg_store *s = state_pg_store_of(pg);
 	struct state_pg_hparams h;
-	char *sql = xasprintf("WITH w AS (" STATE_PG_HEADER_INSERT
-			      " ON CONFLICT (id) DO UPDATE SET version = excluded.version, serial = excluded.serial,"
-			      " source_url = excluded.source_url, source_ref = excluded.source_ref,"
-			      " source_commit = excluded.source_commit, accounts = excluded.accounts,"
-			      " webhook_ids = excluded.webhook_ids, updated_at = now()"
-			      " WHERE h.serial = $9::bigint AND h.lineage = $2 RETURNING serial)"
-			      " SELECT pg_notify($10, serial::text) FROM w",
-			      s->t_header);
+	char *sql =
+		xasprintf("WITH w AS (" STATE_PG_HEADER_INSERT " ON CONFLICT (id) DO UPDATE SET %s, updated_at = now()"
+			  " WHERE h.serial = $9::bigint AND h.lineage = $2 RETURNING serial)"
+			  " SELECT pg_notify($10, serial::text) FROM w",
+			  s->t_header, set);
 	int rc;
 
 	state_pg_hparams_init(&h, pg, w->st, w->new_serial, 1);
 	rc = state_pg_exec_cas(pg, w, sql, 10, h.v);
 	state_pg_hparams_free(&h);
 	return rc;
+}
+
+static int state_pg_save_header(struct state_pg *pg, struct state_pg_write *w)
+{
+	return state_pg_write_header(pg, w,
+				     "version = excluded.version, serial = excluded.serial,"
+				     " source_url = excluded.source_url, source_ref = excluded.source_ref,"
+				     " source_commit = excluded.source_commit, accounts = excluded.accounts,"
+				     " webhook_ids = excluded.webhook_ids");
 }
 
 /* Upserts the changed records, STATE_PG_CHUNK_ROWS per statement. */
@@ -482,21 +492,9 @@ out:
 
 static int state_pg_note_source_body(struct state_pg *pg, struct state_pg_write *w)
 {
-	struct state_pg_store *s = state_pg_store_of(pg);
-	struct state_pg_hparams h;
-	char *sql =
-		xasprintf("WITH w AS (" STATE_PG_HEADER_INSERT
-			  " ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, source_url = excluded.source_url,"
-			  " source_ref = excluded.source_ref, source_commit = excluded.source_commit,"
-			  " updated_at = now() WHERE h.serial = $9::bigint AND h.lineage = $2 RETURNING serial)"
-			  " SELECT pg_notify($10, serial::text) FROM w",
-			  s->t_header);
-	int rc;
-
-	state_pg_hparams_init(&h, pg, w->st, w->new_serial, 1);
-	rc = state_pg_exec_cas(pg, w, sql, 10, h.v);
-	state_pg_hparams_free(&h);
-	return rc;
+	return state_pg_write_header(pg, w,
+				     "serial = excluded.serial, source_url = excluded.source_url,"
+				     " source_ref = excluded.source_ref, source_commit = excluded.source_commit");
 }
 
 int state_pg_note_source(struct state_backend *be, struct state *st)
