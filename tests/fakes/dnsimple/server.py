@@ -46,6 +46,7 @@ class Handler(simcommon.SimHandler):
     # ---------- plumbing ----------
 
     def respond(self, status, data=b"", ctype="application/json", headers=(), entry=None, declared_length=None):
+        self.wait_latency()
         self.send_response(status)
         if status != 204 and not (status == 405 and not data):
             self.send_header("Content-Type", ctype)
@@ -60,8 +61,10 @@ class Handler(simcommon.SimHandler):
         self.flush_headers()
         if entry is not None:
             entry["status"] = status
+            entry["answered"] = time.time()
 
     def dispatch(self):
+        self.answer_at = None
         try:
             raw = self.read_body()
         except (ValueError, OSError):
@@ -127,9 +130,9 @@ class Handler(simcommon.SimHandler):
         route, found = api.match(self.command, path)
         entry = self.begin(route, path, query, raw)
         entry["request_id"] = str(uuid.uuid4())
-        latency = float(sim.config["latency"])
-        if latency > 0:
-            time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
+        # make bench's injected round trip (the server is threaded, so requests overlap): the answer is due
+        # latency seconds from now, and the work below happens meanwhile
+        self.start_latency(float(sim.config.get("latency") or 0))
         principal = self.principal()
         window = sim.rate if principal else sim.rate_unauth
         if not window.take():
