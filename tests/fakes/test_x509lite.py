@@ -221,3 +221,93 @@ def test_der_reader_rejects_truncation():
             x.parse(cert[:cut])
     with pytest.raises(x.DERError):
         x.parse(cert + b"\x00")
+
+
+# ---------- the DigiCert simulator: leaves for the client's CSR, signed by RSA intermediates ----------
+
+def _digicert_ca(tmp_path_factory):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("digicert_ca", os.path.join(HERE, "digicert", "ca.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, mod.CA(str(tmp_path_factory.mktemp("dcca")))
+
+
+@pytest.fixture(scope="module")
+def dc(tmp_path_factory):
+    return _digicert_ca(tmp_path_factory)
+
+
+@pytest.mark.parametrize("keyopts,key_type,md,brand", [
+    (["-newkey", "rsa:2048"], "rsa", "sha256", "geotrust"),
+    (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], "ecc", "sha384", "rapidssl"),
+    (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"], "ecc", "sha512", "geotrust"),
+])
+def test_digicert_leaf_for_openssl_csr(dc, tmp_path, keyopts, key_type, md, brand):
+    mod, ca_ = dc
+    names = ["shop.example.com", "www.shop.example.com", "*.img.example.com"] + \
+        [f"n{i}-{'x' * 30}.example.com" for i in range(8)]
+    csr_pem = openssl("req", "-new", *keyopts, "-nodes", "-subj", "/CN=ignored.example.com", "-keyout",
+                      str(tmp_path / "k.pem")).stdout
+    info = mod.parse_csr(csr_pem.replace("\n", "\r\n"))
+    assert info.sig_ok and info.key_type == key_type and info.names() == ["ignored.example.com"]
+    now = time.time()
+    leaf = ca_.issue(info.pem, key_type, names, brand, now - 60, now + 30 * 86400 - 1, md)
+    (tmp_path / "leaf.pem").write_text(leaf.pem)
+    stem = mod.INTERMEDIATES[brand][0]
+    r = openssl("verify", "-CAfile", ca_.path("root.pem"), "-untrusted", ca_.path(stem + ".pem"),
+                str(tmp_path / "leaf.pem"))
+    assert r.stdout.strip().endswith(": OK")
+    text = openssl("x509", "-noout", "-text", data=leaf.pem).stdout
+    assert f"Signature Algorithm: {md}WithRSAEncryption" in text
+    assert re.search(r"^\s*Subject: CN = shop.example.com$", text, re.M)
+    assert f"Issuer: C = US, O = Simulated DigiCert Inc, OU = www.digicert.com, CN = {mod.INTERMEDIATES[brand][1]}" \
+        in text
+    assert "Policy: 2.23.140.1.2.1" in text
+    assert re.search(r"X509v3 Subject Alternative Name: \n\s*(.*)\n", text).group(1) == \
+        ", ".join("DNS:" + n for n in names)
+    usage = "Digital Signature, Key Encipherment" if key_type == "rsa" else "Digital Signature"
+    assert re.search(r"X509v3 Key Usage: critical\n\s*" + usage + "\n", text)
+    assert f"Not Before: {openssl_date(now - 60)}" in text and f"Not After : {openssl_date(now + 30 * 86400 - 1)}" in text
+    assert openssl("x509", "-noout", "-serial", data=leaf.pem).stdout.strip() == "serial=" + leaf.serial
+    fp = openssl("x509", "-noout", "-fingerprint", "-sha1", data=leaf.pem).stdout.strip().split("=")[1]
+    assert fp.replace(":", "") == leaf.thumbprint
+    assert openssl("x509", "-noout", "-pubkey", data=leaf.pem).stdout == \
+        openssl("pkey", "-pubout", "-in", str(tmp_path / "k.pem")).stdout
+    # a long first name: no CN, as the openssl path did (-subj /O=Simulated)
+    long = "l" * 70 + ".example.com"
+    leaf = ca_.issue(info.pem, key_type, [long], brand, now - 60, now + 86400, md)
+    assert re.search(r"^\s*Subject: O = Simulated$", openssl("x509", "-noout", "-text", data=leaf.pem).stdout, re.M)
+
+
+def test_digicert_csr_checks(dc, tmp_path):
+    mod, _ = dc
+    with pytest.raises(ValueError, match="not a PEM or base64"):
+        mod.parse_csr("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match="cannot parse the request"):
+        mod.parse_csr("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+    good = openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=a.example.com", "-keyout",
+                   str(tmp_path / "k.pem"), "-addext", "subjectAltName=DNS:a.example.com,DNS:b.example.com").stdout
+    info = mod.parse_csr(good)
+    assert info.sig_ok and info.key_bits == 2048 and info.names() == ["a.example.com", "b.example.com"]
+    assert info.sig_alg == "sha256WithRSAEncryption"
+    # one changed byte in the signed part: the signature no longer verifies (as openssl says too)
+    der = bytearray(x.unpem(good)[1])
+    i = bytes(der).index(b"b.example.com")
+    der[i] = ord("c")
+    bad = x.pem("CERTIFICATE REQUEST", bytes(der))
+    r = openssl("req", "-noout", "-verify", data=bad, check=False)
+    assert "verify failure" in r.stderr  # (openssl 3.0 still exits 0 then)
+    assert not mod.parse_csr(bad).sig_ok
+    # an old SHA-1 request still verifies (openssl 3 accepts it); 1024-bit RSA is read as such
+    sha1 = openssl("req", "-new", "-newkey", "rsa:1024", "-sha1", "-nodes", "-subj", "/CN=old.example.com",
+                   "-keyout", str(tmp_path / "k1.pem")).stdout
+    info = mod.parse_csr(sha1)
+    assert info.sig_ok and info.key_bits == 1024 and info.sig_alg == "sha1WithRSAEncryption"
+    # key types not computed in Python: openssl checks the signature, the type is reported for the refusal
+    for opts, kt, curve in ((["-newkey", "ed25519"], "ed25519", None),
+                            (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp521r1"], "ecc", "secp521r1")):
+        pem_ = openssl("req", "-new", *opts, "-nodes", "-subj", "/CN=e.example.com", "-keyout",
+                       str(tmp_path / "k2.pem")).stdout
+        info = mod.parse_csr(pem_)
+        assert info.sig_ok and info.key_type == kt and info.curve == curve

@@ -204,6 +204,7 @@ SIG_OIDS = {  # signature algorithm OID: (key type, hash)
     "1.2.840.10045.4.3.2": ("ec", "sha256"), "1.2.840.10045.4.3.3": ("ec", "sha384"),
     "1.2.840.10045.4.3.4": ("ec", "sha512"), "1.2.840.113549.1.1.11": ("rsa", "sha256"),
     "1.2.840.113549.1.1.12": ("rsa", "sha384"), "1.2.840.113549.1.1.13": ("rsa", "sha512"),
+    "1.2.840.10045.4.1": ("ec", "sha1"), "1.2.840.113549.1.1.5": ("rsa", "sha1"),  # old, still verified by openssl
 }
 SIG_NAMES = {  # as openssl names them in -text output
     "1.2.840.10045.4.3.2": "ecdsa-with-SHA256", "1.2.840.10045.4.3.3": "ecdsa-with-SHA384",
@@ -212,9 +213,10 @@ SIG_NAMES = {  # as openssl names them in -text output
     "1.2.840.113549.1.1.5": "sha1WithRSAEncryption", "1.2.840.113549.1.1.4": "md5WithRSAEncryption",
     "1.2.840.10045.4.1": "ecdsa-with-SHA1", "1.3.101.112": "ED25519", "1.3.101.113": "ED448",
 }
-SIG_ALG = {("ec", h): seq(oid(o)) for o, (k, h) in SIG_OIDS.items() if k == "ec"}
-SIG_ALG.update({("rsa", h): seq(oid(o), NULL) for o, (k, h) in SIG_OIDS.items() if k == "rsa"})
+SIG_ALG = {("ec", h): seq(oid(o)) for o, (k, h) in SIG_OIDS.items() if k == "ec" and h != "sha1"}
+SIG_ALG.update({("rsa", h): seq(oid(o), NULL) for o, (k, h) in SIG_OIDS.items() if k == "rsa" and h != "sha1"})
 DIGEST_INFO = {  # RFC 8017 9.2 note 1
+    "sha1": bytes.fromhex("3021300906052b0e03021a05000414"),
     "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
     "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
     "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
@@ -567,6 +569,12 @@ KEY_USAGE = {  # named bits, as the DER BIT STRING (unused-bits byte first) open
 }
 
 
+def cert_serial_hex(der):
+    """The serial number of a certificate (DER) as `openssl x509 -serial` prints it: the content bytes, hex."""
+    tbs = parse(der).children()[0].children()
+    return tbs[1 if tbs[0].tag == 0xA0 else 0].content.hex().upper()
+
+
 def _ext(oid_, value, critical=False):
     return seq(oid(oid_), boolean(True), octets(value)) if critical else seq(oid(oid_), octets(value))
 
@@ -594,9 +602,10 @@ class Issuer:
 
     def sign_leaf(self, public_key, subject_der, names, not_before, not_after, key_usage, hash_name="sha256",
                   policies=None):
-        """The leaf certificate (DER) for public_key (an ECKey/RSAKey or (spki DER, public key bits))."""
-        if isinstance(public_key, tuple):
-            spki, pub_bits = public_key
+        """The leaf certificate (DER) for public_key: an ECKey/RSAKey, or a CSR (its SubjectPublicKeyInfo is
+        copied as is, as `openssl ca` does). policies: certificatePolicies OIDs (before the SANs)."""
+        if isinstance(public_key, CSR):
+            spki, pub_bits = public_key.spki.raw, public_key.public_bits
         else:
             spki, pub_bits = public_key.spki(), public_key.public_bits()
         exts = [
@@ -669,6 +678,11 @@ class CSR:
                         self.sans += [g.content.decode("ascii", "replace")
                                       for g in parse(e[-1].content).children() if g.tag == 0x82]
         self.sig_ok = self._verify(info.raw, sig.bitstring())
+
+    def can_verify(self):
+        """False for keys whose signatures are not computed here (Ed25519, Ed448, other curves): sig_ok is then
+        False, and a caller that must know asks openssl."""
+        return self._pub is not None
 
     def _verify(self, tbs, sig):
         alg = SIG_OIDS.get(self.sig_oid)
