@@ -54,7 +54,6 @@ class Handler(simcommon.SimHandler):
     # ---------- plumbing ----------
 
     def respond(self, status, data=b"", ctype="application/json", entry=None, declared_length=None):
-        self.wait_latency()
         self.send_response(status)
         if status != 204:
             self.send_header("Content-Type", ctype)
@@ -63,6 +62,7 @@ class Handler(simcommon.SimHandler):
             data = b""
         # Headers and body in one write (two small writes meet Nagle + delayed ACK).
         self._headers_buffer.append(b"\r\n" + data)
+        self.wait_latency()  # the answer is ready: only its write is left after the injected latency
         self.flush_headers()
         if entry is not None:
             entry["status"] = status

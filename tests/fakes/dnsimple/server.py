@@ -46,7 +46,6 @@ class Handler(simcommon.SimHandler):
     # ---------- plumbing ----------
 
     def respond(self, status, data=b"", ctype="application/json", headers=(), entry=None, declared_length=None):
-        self.wait_latency()
         self.send_response(status)
         if status != 204 and not (status == 405 and not data):
             self.send_header("Content-Type", ctype)
@@ -58,6 +57,7 @@ class Handler(simcommon.SimHandler):
             self.send_header("X-Request-Id", entry["request_id"])
         # Headers and body in one write: two small writes would meet Nagle + delayed ACK (40 ms each).
         self._headers_buffer.append(b"\r\n" + data)
+        self.wait_latency()  # the answer is ready: only its write is left after the injected latency
         self.flush_headers()
         if entry is not None:
             entry["status"] = status
