@@ -625,9 +625,10 @@ class Issuer:
 
 
 class CSR:
-    """What a PKCS#10 request holds, parsed from DER and its signature checked."""
+    """What a PKCS#10 request holds, parsed from DER and its signature checked (sig_ok; None with verify=False,
+    for a request checked before)."""
 
-    def __init__(self, der):
+    def __init__(self, der, verify=True):
         root = parse(der)
         parts = root.children()
         if root.tag != 0x30 or len(parts) != 3:
@@ -677,7 +678,7 @@ class CSR:
                     if e[0].oid() == OID_SAN:
                         self.sans += [g.content.decode("ascii", "replace")
                                       for g in parse(e[-1].content).children() if g.tag == 0x82]
-        self.sig_ok = self._verify(info.raw, sig.bitstring())
+        self.sig_ok = self._verify(info.raw, sig.bitstring()) if verify else None
 
     def can_verify(self):
         """False for keys whose signatures are not computed here (Ed25519, Ed448, other curves): sig_ok is then

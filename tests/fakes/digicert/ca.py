@@ -228,7 +228,7 @@ class CA:
 
     def issue(self, csr_pem, key_type, names, brand, not_before, not_after, signature_hash="sha256"):
         """A leaf for the CSR's public key with names (the first is the subject CN, if it fits in 64)."""
-        csr = x509lite.CSR(x509lite.unpem(csr_pem)[1])
+        csr = x509lite.CSR(x509lite.unpem(csr_pem)[1], verify=False)  # checked when the order was placed
         usage = "digitalSignature,keyEncipherment" if key_type == "rsa" else "digitalSignature"
         der = self.issuer(brand).sign_leaf(csr, x509lite.leaf_subject(names), names, not_before, not_after, usage,
                                            signature_hash, policies=["2.23.140.1.2.1"])
