@@ -80,10 +80,6 @@ def utf8(s):
     return tlv(0x0C, s.encode())
 
 
-def ia5(s):
-    return tlv(0x16, s.encode("ascii"))
-
-
 NULL = b"\x05\x00"
 
 
@@ -369,11 +365,16 @@ P256 = Curve("prime256v1", "1.2.840.10045.3.1.7",
              0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5,
              0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551)
 P384 = Curve("secp384r1", "1.3.132.0.34",
-             int("fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff", 16),
-             int("b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef", 16),
-             int("aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7", 16),
-             int("3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f", 16),
-             int("ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16))
+             int("ffffffffffffffffffffffffffffffffffffffffffffffff"
+                 "fffffffffffffffeffffffff0000000000000000ffffffff", 16),
+             int("b3312fa7e23ee7e4988e056be3f82d19181d9c6efe814112"
+                 "0314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef", 16),
+             int("aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b98"
+                 "59f741e082542a385502f25dbf55296c3a545e3872760ab7", 16),
+             int("3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147c"
+                 "e9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f", 16),
+             int("ffffffffffffffffffffffffffffffffffffffffffffffff"
+                 "c7634d81f4372ddf581a0db248b0a77aecec196accc52973", 16))
 CURVES = {c.oid: c for c in (P256, P384)}
 CURVE_NAMES = {"1.3.132.0.35": "secp521r1", "1.3.132.0.10": "secp256k1"}  # known but not computed on here
 
