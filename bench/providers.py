@@ -42,6 +42,15 @@ class Sim:
         """Requests to the provider API by route ("POST /v2/{account}/..."), from the simulator's counters."""
         return {k: v for k, v in self.ctl("counters").items() if re.match(r"(GET|POST|PUT|PATCH|DELETE) /", k)}
 
+    def cpu(self):
+        """CPU seconds the simulator used so far, with its children (openssl, if any), from /proc."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -132,7 +141,7 @@ def dnsimple_apply(binary, tmp, n, latency, parallelism, rate_limit=10**9, rate_
         total = sum(reqs.values())
         return {"wall": wall, "requests": total, "per_cert": total / n, "by_op": reqs,
                 "bound": total * latency / parallelism, "429": counters.get("_ratelimited", 0),
-                "eta": eta_errors(log)}
+                "eta": eta_errors(log), "sim_cpu": sim.cpu()}
     finally:
         sim.stop()
 
@@ -181,7 +190,7 @@ def digicert_apply(binary, tmp, n, latency, parallelism):
         dc_reqs, dns_reqs = dc.api_requests(), dns.api_requests()
         total = sum(dc_reqs.values()) + sum(dns_reqs.values())
         return {"wall": wall, "requests": total, "per_cert": total / n, "dc": dc_reqs, "dns": dns_reqs,
-                "bound": total * latency / parallelism,
+                "bound": total * latency / parallelism, "sim_cpu": {"digicert": dc.cpu(), "dnsimple": dns.cpu()},
                 "429": dc.ctl("counters").get("_ratelimited", 0) + dns.ctl("counters").get("_ratelimited", 0)}
     finally:
         if dc:

@@ -61,6 +61,30 @@ class SimHandler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(n) if n else b""
 
+    answer_at = None  # time.monotonic() when the current API answer is due (the injected latency), or None
+    arrived = None  # time.monotonic() when the current request line had been read
+
+    def parse_request(self):
+        self.arrived = time.monotonic()
+        return super().parse_request()
+
+    def start_latency(self, latency):
+        """make bench's injected round trip: the answer goes out latency seconds after the request line arrived.
+
+        The simulator's own work (headers, body, auth, JSON, locks, signing) happens within that time instead of
+        being added to it, so a request costs the client the latency it was told, and what is measured beyond
+        the latency bound is the client's (the simulator's work only shows when it takes longer than that).
+        """
+        self.answer_at = (self.arrived or time.monotonic()) + latency if latency > 0 else None
+
+    def wait_latency(self):
+        """Sleeps until the answer is due (called by respond before it writes)."""
+        if self.answer_at is not None:
+            left = self.answer_at - time.monotonic()
+            self.answer_at = None
+            if left > 0:
+                time.sleep(left)
+
     def hang(self, seconds, entry, label):
         """Accepts the request and never answers: sleeps, then closes the connection."""
         if entry is not None:

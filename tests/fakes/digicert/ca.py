@@ -1,4 +1,4 @@
-"""A DigiCert-like CA for the simulator, driven through the openssl CLI.
+"""A DigiCert-like CA for the simulator.
 
 One root ("Simulated DigiCert Global Root G2") and two intermediates signed by
 it, as DigiCert's DV brands have: "Simulated GeoTrust TLS RSA CA G1" for the
@@ -6,13 +6,16 @@ GeoTrust products and "Simulated RapidSSL TLS RSA CA G1" for RapidSSL. They are
 generated once per state directory (under a file lock, so simulators sharing a
 directory agree) and reused.
 
-Leaves are signed for the CSR's own public key with `openssl ca` in a private
-scratch directory per call, so issuances can run in parallel. The subject and
-SANs come from the order body, not from the CSR (digicert.md §5.2: the API does
-not read names from the CSR).
+The CA certificates are made once with the openssl CLI. Leaves are signed
+in-process by ../x509lite.py (pure Python, RSA PKCS#1 v1.5 with the CRT: a few
+ms and no process) for the CSR's own public key, in the shape `openssl ca` gave
+them (version 3, 159-bit random serial, the [leaf] extensions below, the
+order's signature hash). The subject and SANs come from the order body, not from
+the CSR (digicert.md §5.2: the API does not read names from the CSR).
 
-Also here: CSR parsing (`openssl req -noout -text -verify`) and the download
-formats of §6.4.
+Also here: CSR parsing (x509lite's DER reader; signatures of RSA and P-256/P-384
+keys checked in Python, other key types by `openssl req -verify`) and the
+download formats of §6.4.
 """
 import base64
 import datetime as dt
@@ -23,8 +26,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import x509lite  # noqa: E402
 
 ROOT = ("root", "Simulated DigiCert Global Root G2",
         "/C=US/O=Simulated DigiCert Inc/OU=www.digicert.com/CN=Simulated DigiCert Global Root G2")
@@ -61,14 +68,6 @@ keyUsage = critical,digitalSignature,keyCertSign,cRLSign
 extendedKeyUsage = serverAuth,clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
-[ leaf ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,{key_usage}
-extendedKeyUsage = serverAuth,clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-certificatePolicies = 2.23.140.1.2.1
-subjectAltName = {san}
 """
 
 
@@ -131,36 +130,15 @@ def parse_csr(text):
     pem = normalise_csr(text)
     if pem is None:
         raise ValueError("not a PEM or base64 certificate request")
-    p = subprocess.run(["openssl", "req", "-noout", "-text", "-verify"], input=pem, capture_output=True,
-                       text=True)
-    out = p.stdout
-    if "Certificate Request:" not in out:
-        raise ValueError("openssl cannot parse the request: " + (p.stderr.strip().splitlines() or ["?"])[-1])
-    sig_ok = p.returncode == 0 and "verify OK" in (p.stderr + out)
-    key_type, bits, curve = "unknown", 0, None
-    m = re.search(r"Public Key Algorithm: (\S+)", out)
-    alg = m.group(1) if m else ""
-    m = re.search(r"Public-Key: \((\d+) bit\)", out)
-    bits = int(m.group(1)) if m else 0
-    if alg == "rsaEncryption":
-        key_type = "rsa"
-    elif alg == "id-ecPublicKey":
-        key_type = "ecc"
-        m = re.search(r"(?:ASN1 OID|NIST CURVE): (\S+)", out)
-        curve = m.group(1) if m else None
-    elif alg in ("ED25519", "ED448"):
-        key_type = alg.lower()
-    cn = None
-    m = re.search(r"^\s*Subject:(.*)$", out, re.M)
-    if m:
-        c = re.search(r"CN\s*=\s*([^,/]+)", m.group(1))
-        cn = c.group(1).strip() if c else None
-    sans = []
-    m = re.search(r"X509v3 Subject Alternative Name:.*?\n\s*(.+)", out)
-    if m:
-        sans = [s.strip()[4:] for s in m.group(1).split(",") if s.strip().startswith("DNS:")]
-    m = re.search(r"Signature Algorithm: (\S+)", out)
-    return CSRInfo(pem, key_type, bits, curve, cn, sans, sig_ok, m.group(1) if m else None)
+    try:
+        c = x509lite.CSR(x509lite.unpem(pem)[1])
+    except Exception as e:  # any malformed DER: the request cannot be read
+        raise ValueError(f"cannot parse the request: {e}") from None
+    sig_ok = c.sig_ok
+    if not c.can_verify():  # Ed25519, other curves: openssl checks those signatures
+        p = subprocess.run(["openssl", "req", "-noout", "-verify"], input=pem, capture_output=True, text=True)
+        sig_ok = p.returncode == 0 and "verify OK" in (p.stderr + p.stdout)
+    return CSRInfo(pem, c.key_type, c.key_bits, c.curve, c.subject_cn, c.sans, sig_ok, c.sig_alg)
 
 
 def pem_der(pem):
@@ -191,6 +169,7 @@ class CA:
         self.root_pem = self._read("root.pem")
         self.root_cn = ROOT[1]
         self.intermediate_pem = {b: self._read(v[0] + ".pem") for b, v in INTERMEDIATES.items()}
+        self._issuers = {}
 
     def _read(self, name):
         with open(os.path.join(self.dir, name)) as f:
@@ -212,7 +191,7 @@ class CA:
                         "-out", stem + ".csr", cwd=work)
                 self._sign(work, os.path.join(work, stem + ".csr"), os.path.join(work, "root.pem"),
                            os.path.join(work, "root.key"), "intermediate", now - 86400, now + 10 * 365 * 86400,
-                           os.path.join(work, stem + ".pem"), key_usage="", san="", subject=None)
+                           os.path.join(work, stem + ".pem"))
                 names += [stem + ".key", stem + ".pem"]
             for name in names:
                 os.chmod(os.path.join(work, name), 0o600 if name.endswith(".key") else 0o644)
@@ -223,41 +202,39 @@ class CA:
             shutil.rmtree(work, ignore_errors=True)
 
     @staticmethod
-    def _sign(work, csr, ca_cert, ca_key, section, not_before, not_after, out, key_usage, san, subject,
-              md="sha256"):
+    def _sign(work, csr, ca_cert, ca_key, section, not_before, not_after, out, md="sha256"):
         db = tempfile.mkdtemp(prefix="db-", dir=work)
         with open(os.path.join(db, "ca.cnf"), "w") as f:
-            f.write(CA_CONFIG.format(key_usage=key_usage or "digitalSignature", san=san or "email:copy", md=md))
+            f.write(CA_CONFIG.format(md=md))
         open(os.path.join(db, "index.txt"), "w").close()
         with open(os.path.join(db, "serial"), "w") as f:
             f.write("01\n")
         args = ["ca", "-batch", "-config", "ca.cnf", "-extensions", section, "-notext", "-rand_serial",
                 "-in", csr, "-cert", ca_cert, "-keyfile", ca_key,
                 "-startdate", asn1_time(not_before), "-enddate", asn1_time(not_after), "-out", out]
-        if subject is not None:
-            args += ["-subj", subject]
         openssl(*args, cwd=db)
+
+    def issuer(self, brand):
+        """The x509lite.Issuer of a brand's intermediate, loaded once (its key from the PEM openssl wrote)."""
+        iss = self._issuers.get(brand)
+        if iss is None:
+            stem = INTERMEDIATES[brand][0]
+            try:
+                iss = x509lite.Issuer(self._read(stem + ".pem"), self._read(stem + ".key"))
+            except (ValueError, KeyError, IndexError) as e:
+                raise OpenSSLError(f"cannot load the {stem} intermediate: {e}") from e
+            self._issuers[brand] = iss
+        return iss
 
     def issue(self, csr_pem, key_type, names, brand, not_before, not_after, signature_hash="sha256"):
         """A leaf for the CSR's public key with names (the first is the subject CN, if it fits in 64)."""
-        stem = INTERMEDIATES[brand][0]
-        work = tempfile.mkdtemp(prefix="leaf-", dir=self.dir)
-        try:
-            with open(os.path.join(work, "req.pem"), "w") as f:
-                f.write(csr_pem)
-            subject = f"/CN={names[0]}" if len(names[0]) <= 64 else "/O=Simulated"
-            usage = "digitalSignature,keyEncipherment" if key_type == "rsa" else "digitalSignature"
-            out = os.path.join(work, "cert.pem")
-            self._sign(work, os.path.join(work, "req.pem"), self.path(stem + ".pem"), self.path(stem + ".key"),
-                       "leaf", not_before, not_after, out, key_usage=usage,
-                       san=",".join("DNS:" + n for n in names), subject=subject, md=signature_hash)
-            with open(out) as f:
-                pem = split_pems(f.read())[0]
-            serial = openssl("x509", "-noout", "-serial", data=pem).strip().split("=", 1)[1].upper()
-            thumb = hashlib.sha1(pem_der(pem)).hexdigest().upper()
-            return Leaf(pem, serial, thumb, int(not_before), int(not_after))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        csr = x509lite.CSR(x509lite.unpem(csr_pem)[1], verify=False)  # checked when the order was placed
+        usage = "digitalSignature,keyEncipherment" if key_type == "rsa" else "digitalSignature"
+        der = self.issuer(brand).sign_leaf(csr, x509lite.leaf_subject(names), names, not_before, not_after, usage,
+                                           signature_hash, policies=["2.23.140.1.2.1"])
+        pem = x509lite.pem("CERTIFICATE", der)
+        return Leaf(pem, x509lite.cert_serial_hex(der), hashlib.sha1(der).hexdigest().upper(), int(not_before),
+                    int(not_after))
 
     def ca_cert_view(self, brand):
         return {"id": INTERMEDIATES[brand][3], "name": INTERMEDIATES[brand][1]}

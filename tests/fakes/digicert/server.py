@@ -62,11 +62,13 @@ class Handler(simcommon.SimHandler):
             data = b""
         # Headers and body in one write (two small writes meet Nagle + delayed ACK).
         self._headers_buffer.append(b"\r\n" + data)
+        self.wait_latency()  # the answer is ready: only its write is left after the injected latency
         self.flush_headers()
         if entry is not None:
             entry["status"] = status
 
     def dispatch(self):
+        self.answer_at = None
         try:
             raw = self.read_body()
         except (ValueError, OSError):
@@ -138,9 +140,9 @@ class Handler(simcommon.SimHandler):
         route, found = api.match(self.command, sub.rstrip("/") or "/") if sub is not None else (None, [])
         role, devkey = self.role()
         entry = self.begin(route, path, query, raw, devkey)
-        latency = float(sim.config.get("latency") or 0)
-        if latency > 0:
-            time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
+        # make bench's injected round trip (the server is threaded, so requests overlap): the answer is due
+        # latency seconds from now, and the work below happens meanwhile
+        self.start_latency(float(sim.config.get("latency") or 0))
         if role is None:
             sim.bump("_unauthorized")
             if devkey == "missing":

@@ -1,20 +1,29 @@
-"""A Let's Encrypt-like CA for the DNSimple simulator, driven through the openssl CLI.
+"""A Let's Encrypt-like CA for the DNSimple simulator.
 
 One root ("Simulated ISRG Root X1", RSA) and two intermediates signed by it, as
 Let's Encrypt has: "Simulated R11" (RSA) signs RSA leaves and "Simulated E5"
 (ECDSA P-384) signs ECDSA leaves. The CA is generated once per state directory
 (under a file lock, so simulators sharing a directory agree) and reused.
 
-Leaves are signed with `openssl ca` in a private scratch directory per call, so
-issuances can run in parallel and carry explicit notBefore/notAfter dates (the
-certificate's expires_at is exactly its notAfter).
+The CA certificates are made once with the openssl CLI. Leaves are made
+in-process by ../x509lite.py (pure Python): an ECDSA leaf (P-256 key, CSR signed
+by it, certificate signed by E5 with ecdsa-with-SHA256) costs ~3 ms of CPU and no
+process; an RSA leaf costs one `openssl genrsa` for its key, the rest in Python.
+They have the shape `openssl req` + `openssl ca` gave them before (version 3,
+159-bit random serial, explicit notBefore/notAfter, so the certificate's
+expires_at is exactly its notAfter; the same extensions), which test_sim.py and
+test_x509lite.py check against openssl.
 """
 import datetime as dt
 import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import x509lite  # noqa: E402
 
 ROOT_SUBJECT = "/C=US/O=Simulated Internet Security Research Group/CN=Simulated ISRG Root X1"
 INTERMEDIATES = {
@@ -22,10 +31,6 @@ INTERMEDIATES = {
     "RSA": ("r11", "/C=US/O=Simulated Let's Encrypt/CN=Simulated R11", ["-newkey", "rsa:2048"]),
     "ECDSA": ("e5", "/C=US/O=Simulated Let's Encrypt/CN=Simulated E5",
               ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"]),
-}
-LEAF_KEY = {
-    "RSA": ["-newkey", "rsa:2048"],
-    "ECDSA": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],  # DNSimple: prime256v1
 }
 
 CA_CONFIG = """\
@@ -50,13 +55,6 @@ keyUsage = critical,digitalSignature,keyCertSign,cRLSign
 extendedKeyUsage = serverAuth,clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
-[ leaf ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,{key_usage}
-extendedKeyUsage = serverAuth,clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-subjectAltName = {san}
 """
 
 
@@ -93,6 +91,7 @@ class CA:
                 self._generate()
         self.root_pem = self._read("root.pem")
         self.chain_pem = {alg: self._read(stem + ".pem") for alg, (stem, _, _) in INTERMEDIATES.items()}
+        self._issuers = {}
 
     def _read(self, name):
         with open(os.path.join(self.dir, name)) as f:
@@ -115,7 +114,7 @@ class CA:
                 openssl("req", "-new", *keyopts, "-nodes", "-subj", subject, "-keyout", stem + ".key",
                         "-out", stem + ".csr", cwd=work)
                 self._sign(work, w(stem + ".csr"), w("root.pem"), w("root.key"), "intermediate", now - 86400,
-                           now + 5 * 365 * 86400, w(stem + ".pem"), key_usage="", san="")
+                           now + 5 * 365 * 86400, w(stem + ".pem"))
             stems = [s for s, _, _ in INTERMEDIATES.values()]
             for name in ["root.key", "root.pem"] + [s + e for s in stems for e in (".key", ".pem")]:
                 os.chmod(os.path.join(work, name), 0o600 if name.endswith(".key") else 0o644)
@@ -126,11 +125,11 @@ class CA:
             shutil.rmtree(work, ignore_errors=True)
 
     @staticmethod
-    def _sign(work, csr, ca_cert, ca_key, section, not_before, not_after, out, key_usage, san):
+    def _sign(work, csr, ca_cert, ca_key, section, not_before, not_after, out):
         """Signs csr with `openssl ca` in its own scratch database under work (parallel-safe); paths are absolute."""
         db = tempfile.mkdtemp(prefix="db-", dir=work)
         with open(os.path.join(db, "ca.cnf"), "w") as f:
-            f.write(CA_CONFIG.format(key_usage=key_usage or "digitalSignature", san=san or "email:copy"))
+            f.write(CA_CONFIG)
         open(os.path.join(db, "index.txt"), "w").close()
         with open(os.path.join(db, "serial"), "w") as f:
             f.write("01\n")
@@ -138,31 +137,35 @@ class CA:
                 "-in", csr, "-cert", ca_cert, "-keyfile", ca_key,
                 "-startdate", asn1_time(not_before), "-enddate", asn1_time(not_after), "-out", out, cwd=db)
 
+    def issuer(self, algorithm):
+        """The x509lite.Issuer of an intermediate, loaded once (its key from the PEM openssl wrote)."""
+        iss = self._issuers.get(algorithm)
+        if iss is None:
+            stem = INTERMEDIATES[algorithm][0]
+            try:
+                iss = x509lite.Issuer(self._read(stem + ".pem"), self._read(stem + ".key"))
+            except (ValueError, KeyError, IndexError) as e:
+                raise OpenSSLError(f"cannot load the {stem} intermediate: {e}") from e
+            self._issuers[algorithm] = iss
+        return iss
+
     def issue(self, names, algorithm, not_before, not_after, ec_key_format="sec1"):
         """A fresh key and CSR for names (the first is the subject CN), signed by the matching intermediate.
 
-        RSA keys come back in PKCS#1 ("BEGIN RSA PRIVATE KEY", as the fixture); ECDSA keys in SEC1
-        ("BEGIN EC PRIVATE KEY") or PKCS#8 ("BEGIN PRIVATE KEY") per ec_key_format.
+        RSA keys come back in PKCS#1 ("BEGIN RSA PRIVATE KEY", as the fixture); ECDSA keys (P-256, as DNSimple's)
+        in SEC1 ("BEGIN EC PRIVATE KEY") or PKCS#8 ("BEGIN PRIVATE KEY") per ec_key_format.
         """
-        stem = INTERMEDIATES[algorithm][0]
-        work = tempfile.mkdtemp(prefix="leaf-", dir=self.dir)
-        try:
-            # A CN over 64 characters is not allowed: Let's Encrypt then leaves it out.
-            subject = f"/CN={names[0]}" if len(names[0]) <= 64 else "/O=Simulated"
-            openssl("req", "-new", *LEAF_KEY[algorithm], "-nodes", "-subj", subject, "-keyout", "key.pem",
-                    "-out", "csr.pem", cwd=work)
-            usage = "digitalSignature,keyEncipherment" if algorithm == "RSA" else "digitalSignature"
-            self._sign(work, os.path.join(work, "csr.pem"), self.path(stem + ".pem"), self.path(stem + ".key"),
-                       "leaf", not_before, not_after, os.path.join(work, "cert.pem"), key_usage=usage,
-                       san=",".join("DNS:" + n for n in names))
-            if algorithm == "RSA" or ec_key_format == "sec1":
-                key_pem = openssl("pkey", "-in", "key.pem", "-traditional", cwd=work)
-            else:
-                key_pem = openssl("pkey", "-in", "key.pem", cwd=work)
-            with open(os.path.join(work, "cert.pem")) as f:
-                cert_pem = f.read()
-            with open(os.path.join(work, "csr.pem")) as f:
-                csr_pem = f.read()
-            return Issued(cert_pem, key_pem, csr_pem, int(not_before), int(not_after))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        issuer = self.issuer(algorithm)
+        if algorithm == "RSA":
+            key_pem = openssl("genrsa", "-traditional", "2048")
+            key = x509lite.load_private_key(key_pem)
+            usage = "digitalSignature,keyEncipherment"
+        else:
+            key = x509lite.ECKey.generate(x509lite.P256)
+            key_pem = key.pem("sec1" if ec_key_format == "sec1" else "pkcs8")
+            usage = "digitalSignature"
+        subject = x509lite.leaf_subject(names)  # a CN over 64 characters: Let's Encrypt leaves it out
+        csr = x509lite.make_csr(key, subject)
+        cert = issuer.sign_leaf(key, subject, names, not_before, not_after, usage)
+        return Issued(x509lite.pem("CERTIFICATE", cert), key_pem, x509lite.pem("CERTIFICATE REQUEST", csr),
+                      int(not_before), int(not_after))

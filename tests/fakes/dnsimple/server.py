@@ -57,11 +57,14 @@ class Handler(simcommon.SimHandler):
             self.send_header("X-Request-Id", entry["request_id"])
         # Headers and body in one write: two small writes would meet Nagle + delayed ACK (40 ms each).
         self._headers_buffer.append(b"\r\n" + data)
+        self.wait_latency()  # the answer is ready: only its write is left after the injected latency
         self.flush_headers()
         if entry is not None:
             entry["status"] = status
+            entry["answered"] = time.time()
 
     def dispatch(self):
+        self.answer_at = None
         try:
             raw = self.read_body()
         except (ValueError, OSError):
@@ -127,9 +130,9 @@ class Handler(simcommon.SimHandler):
         route, found = api.match(self.command, path)
         entry = self.begin(route, path, query, raw)
         entry["request_id"] = str(uuid.uuid4())
-        latency = float(sim.config["latency"])
-        if latency > 0:
-            time.sleep(latency)  # an injected round trip (make bench): the server is threaded, so it overlaps
+        # make bench's injected round trip (the server is threaded, so requests overlap): the answer is due
+        # latency seconds from now, and the work below happens meanwhile
+        self.start_latency(float(sim.config.get("latency") or 0))
         principal = self.principal()
         window = sim.rate if principal else sim.rate_unauth
         if not window.take():
