@@ -1,6 +1,6 @@
 /*
  * The publication stamp: <output.root>/.certsync-published, rewritten
- * atomically (temp file, rename) each time a certificate's outputs are
+ * atomically (temp file, rename; no fsync) each time a certificate's outputs are
  * published. A systemd .path unit with PathChanged= on it sees every
  * publication, however deep the output directory (inotify does not recurse).
  * Content: one line "<unix time> <output directory>" of the last one.

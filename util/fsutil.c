@@ -211,18 +211,18 @@ void fsutil_sweep_tmp(const char *path)
 	free(dir);
 }
 
-int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode)
+int fsutil_replace_nosync(const char *path, const void *data, size_t len, mode_t mode)
 {
 	static atomic_uint counter;
 	char *tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
 	int fd, rc = 0;
 
-	fsutil_sweep_tmp(path);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0) {
 		rc = cs_error(CS_ERROR, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (fsutil_write_all(fd, data, len)) {
+	/* the mode as asked, whatever the umask (the stamp is 0644 for a reader under another user) */
+	if (fchmod(fd, mode) || fsutil_write_all(fd, data, len)) {
 		rc = cs_error(CS_ERROR, "%s: write: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -242,11 +242,22 @@ out:
 	return rc;
 }
 
+int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode)
+{
+	fsutil_sweep_tmp(path);
+	return fsutil_replace_nosync(path, data, len, mode);
+}
+
 int fsutil_mkdir_p(const char *path, mode_t mode)
 {
-	char *p = xstrdup(path);
+	struct stat whole;
+	char *p;
 	int rc = 0;
 
+	/* The usual case, a directory that is there: one call, not a mkdir and a stat per component. */
+	if (!stat(path, &whole) && S_ISDIR(whole.st_mode))
+		return 0;
+	p = xstrdup(path);
 	for (char *s = p + 1;; s++) {
 		if (*s == '/' || *s == '\0') {
 			char c = *s;

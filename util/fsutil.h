@@ -44,6 +44,9 @@ void fsutil_sweep_tmp(const char *path);
  */
 int fsutil_write_cache(const char *path, const void *data, size_t len, mode_t mode);
 
+/* fsutil_write_cache without the sweep: temp file, rename, no fsync (the caller sweeps when it sees fit). */
+int fsutil_replace_nosync(const char *path, const void *data, size_t len, mode_t mode);
+
 /* Writes all of data to fd, retrying short writes and EINTR. 0 or -1 (errno set). */
 int fsutil_write_all(int fd, const void *data, size_t len);
 
