@@ -96,6 +96,8 @@ void daemon_force(struct daemon *d, const char *name);
 
 /* One reconcile pass: plan, keep what is due, apply, save. */
 void daemon_pass(struct daemon *d);
+/* The process CPU time (us): a pass's own cost, apart from the wall time other processes take on a busy host. */
+int64_t daemon_cpu_us(void);
 
 /* Handles the queued webhook deliveries (names go to d->forced). */
 void daemon_webhooks(struct daemon *d);

@@ -324,8 +324,7 @@ static void daemon_log_retry(const struct daemon *d)
 	}
 }
 
-/* The process CPU time (us): a pass's own cost, apart from the wall time other processes take on a busy host. */
-static int64_t daemon_cpu_us(void)
+int64_t daemon_cpu_us(void)
 {
 	struct timespec ts;
 

@@ -460,52 +460,143 @@ out:
 	return rc;
 }
 
-/* One side of a delta as a manifest: *path set (and oid) only when that side is one. */
-static void gitsrc_delta_side(const git_diff_file *f, int present, char **path, char oid[41])
+/*
+ * A diff of two trees that follows the change: entries with the same id on
+ * both sides are skipped without being opened (libgit2's tree-to-tree diff
+ * walks every blob of both trees: 5-8 ms for 10,000 files where this is a
+ * few subtrees). Manifests only; a file on both sides is one delta.
+ */
+#define GITSRC_TDIFF_DEPTH 256
+
+struct gitsrc_tdiff {
+	struct gitsrc *g;
+	struct gitsrc_delta *v;
+	size_t n, cap;
+	int rc; /* set (with its message) when a tree cannot be read */
+};
+
+static int gitsrc_entry_is_tree(const git_tree_entry *e)
 {
-	if (!present || !f->path || !gitsrc_is_manifest(f->path, (git_filemode_t)f->mode))
+	return e && git_tree_entry_type(e) == GIT_OBJECT_TREE;
+}
+
+/* The delta for a file present on either side (a NULL entry: absent), if a side is a manifest. */
+static void gitsrc_tdiff_file(struct gitsrc_tdiff *t, const char *path, const git_tree_entry *a,
+			      const git_tree_entry *b)
+{
+	struct gitsrc_delta x;
+
+	memset(&x, 0, sizeof(x));
+	if (a && gitsrc_is_manifest(path, git_tree_entry_filemode(a))) {
+		x.old_path = xstrdup(path);
+		git_oid_tostr(x.old_oid, sizeof(x.old_oid), git_tree_entry_id(a));
+	}
+	if (b && gitsrc_is_manifest(path, git_tree_entry_filemode(b))) {
+		x.new_path = xstrdup(path);
+		git_oid_tostr(x.new_oid, sizeof(x.new_oid), git_tree_entry_id(b));
+	}
+	/* Neither side a manifest, or only the mode changed (644 <-> 755): nothing changed for us. */
+	if ((!x.old_path && !x.new_path) || (x.old_path && x.new_path && !strcmp(x.old_oid, x.new_oid))) {
+		free(x.old_path);
+		free(x.new_path);
 		return;
-	*path = xstrdup(f->path);
-	git_oid_tostr(oid, 41, &f->id);
+	}
+	util_grow(&t->v, &t->cap, t->n + 1, sizeof(*t->v));
+	t->v[t->n++] = x;
+}
+
+static void gitsrc_tdiff_trees(struct gitsrc_tdiff *t, const char *prefix, const git_tree *a, const git_tree *b,
+			       int depth);
+
+/* Entry e (a tree) of one side: opened, and compared with nothing on the other side. */
+static void gitsrc_tdiff_subtree(struct gitsrc_tdiff *t, const char *path, const git_tree_entry *a,
+				 const git_tree_entry *b, int depth)
+{
+	git_tree *ta = NULL, *tb = NULL;
+
+	if ((a && git_tree_lookup(&ta, t->g->repo, git_tree_entry_id(a))) ||
+	    (b && git_tree_lookup(&tb, t->g->repo, git_tree_entry_id(b)))) {
+		t->rc = cs_error(CS_ERROR, "git: %s: reading %s: %s", t->g->display, path, gitsrc_errmsg(t->g));
+	} else {
+		char *sub = xasprintf("%s/", path);
+
+		gitsrc_tdiff_trees(t, sub, ta, tb, depth + 1);
+		free(sub);
+	}
+	git_tree_free(ta);
+	git_tree_free(tb);
+}
+
+/* One name's entries on each side (NULL: absent on that side). */
+static void gitsrc_tdiff_entry(struct gitsrc_tdiff *t, const char *prefix, const git_tree_entry *a,
+			       const git_tree_entry *b, int depth)
+{
+	char *path = xasprintf("%s%s", prefix, git_tree_entry_name(a ? a : b));
+
+	if (a && b && git_oid_equal(git_tree_entry_id(a), git_tree_entry_id(b)) && gitsrc_entry_is_tree(a) &&
+	    gitsrc_entry_is_tree(b))
+		; /* the same subtree: nothing under it changed */
+	else if (gitsrc_entry_is_tree(a) && gitsrc_entry_is_tree(b))
+		gitsrc_tdiff_subtree(t, path, a, b, depth);
+	else if (!gitsrc_entry_is_tree(a) && !gitsrc_entry_is_tree(b))
+		gitsrc_tdiff_file(t, path, a, b);
+	else if (gitsrc_entry_is_tree(a)) /* a directory became a file, or went */
+		gitsrc_tdiff_subtree(t, path, a, NULL, depth), gitsrc_tdiff_file(t, path, NULL, b);
+	else
+		gitsrc_tdiff_file(t, path, a, NULL), gitsrc_tdiff_subtree(t, path, NULL, b, depth);
+	free(path);
+}
+
+/* Both trees' entries in git's order, paired by name (either tree may be NULL: all added or all removed). */
+static void gitsrc_tdiff_trees(struct gitsrc_tdiff *t, const char *prefix, const git_tree *a, const git_tree *b,
+			       int depth)
+{
+	size_t na = a ? git_tree_entrycount(a) : 0, nb = b ? git_tree_entrycount(b) : 0, i = 0, j = 0;
+
+	if (depth > GITSRC_TDIFF_DEPTH) {
+		t->rc = cs_error(CS_EINVALID, "git: %s: %s: trees nested more than %d deep", t->g->display, prefix,
+				 GITSRC_TDIFF_DEPTH);
+		return;
+	}
+	while ((i < na || j < nb) && !t->rc) {
+		const git_tree_entry *ea = i < na ? git_tree_entry_byindex(a, i) : NULL;
+		const git_tree_entry *eb = j < nb ? git_tree_entry_byindex(b, j) : NULL;
+		/* git's order (a tree's name compares as if it ended in '/'), which both trees are sorted by */
+		int c = !ea ? 1 : !eb ? -1 : git_tree_entry_cmp(ea, eb);
+
+		/* the same entry on both sides, or the side that comes first alone */
+		gitsrc_tdiff_entry(t, prefix, c <= 0 ? ea : NULL, c >= 0 ? eb : NULL, depth);
+		i += c <= 0;
+		j += c >= 0;
+	}
 }
 
 int gitsrc_diff_manifests(struct gitsrc *g, const char *from, const char *to, const char *dir,
 			  struct gitsrc_delta **out, size_t *n)
 {
-	git_diff *diff = NULL;
-	struct gitsrc_delta *v = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
+	struct gitsrc_tdiff t;
+	git_tree *a = NULL, *b = NULL;
+	char *norm = gitsrc_normdir(dir), *prefix = *norm ? xasprintf("%s/", norm) : xstrdup("");
 
+	memset(&t, 0, sizeof(t));
+	t.g = g;
 	*out = NULL;
 	*n = 0;
-	if ((rc = gitsrc_diff(g, from, to, dir, &diff)))
-		goto out;
-	for (size_t i = 0; i < git_diff_num_deltas(diff); i++) {
-		const git_diff_delta *d = git_diff_get_delta(diff, i);
-		struct gitsrc_delta x;
-
-		memset(&x, 0, sizeof(x));
-		gitsrc_delta_side(&d->old_file, d->status != GIT_DELTA_ADDED, &x.old_path, x.old_oid);
-		gitsrc_delta_side(&d->new_file, d->status != GIT_DELTA_DELETED, &x.new_path, x.new_oid);
-		/* Neither side a manifest, or only the mode changed (644 <-> 755): nothing changed for us. */
-		if ((!x.old_path && !x.new_path) ||
-		    (x.old_path && x.new_path && !strcmp(x.old_path, x.new_path) && !strcmp(x.old_oid, x.new_oid))) {
-			free(x.old_path);
-			free(x.new_path);
-			continue;
-		}
-		util_grow(&v, &cap, cnt + 1, sizeof(*v));
-		v[cnt++] = x;
+	if (!(t.rc = gitsrc_tree(g, from, norm, &a)) && !(t.rc = gitsrc_tree(g, to, norm, &b)) &&
+	    !git_oid_equal(git_tree_id(a), git_tree_id(b)))
+		gitsrc_tdiff_trees(&t, prefix, a, b, 0);
+	if (!t.rc) {
+		*out = t.v;
+		*n = t.n;
+		t.v = NULL;
+		t.n = 0;
 	}
-	*out = v;
-	*n = cnt;
-	v = NULL;
-	cnt = 0;
-out:
-	gitsrc_deltas_free(v, cnt);
-	git_diff_free(diff);
-	return rc;
+	gitsrc_deltas_free(t.v, t.n);
+	git_tree_free(a);
+	git_tree_free(b);
+	free(prefix);
+	free(norm);
+	return t.rc;
 }
 
 void gitsrc_deltas_free(struct gitsrc_delta *v, size_t n)

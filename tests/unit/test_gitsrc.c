@@ -496,7 +496,14 @@ static void test_gitsrc_diff_manifests_turns_one_listing_into_the_next(void **st
 	   f->repo);
 	sh("chmod 0644 '%s/certs/exec.yaml'", f->repo);
 	put(f->repo, "certs-old/x.yaml", "x: 2\n");
+	/* names where git's order (a tree sorts as "x/") and strcmp's differ: x-y.yaml < x.yaml < x/ */
+	put(f->repo, "certs/x/in.yaml", "xi: 1\n");
+	put(f->repo, "certs/x-y.yaml", "xy: 1\n");
+	put(f->repo, "certs/x.yaml", "x: 1\n");
 	commit_all(f->repo, "second", c2);
+	/* x/in.yaml changes and x.yaml goes: a merge by strcmp's order would pair x.yaml with x/ */
+	put(f->repo, "certs/x/in.yaml", "xi: 2\n");
+	sh("git -C '%s' rm -q certs/x.yaml", f->repo);
 	/* a symlink becomes a file; a file becomes a symlink; a manifest becomes a directory of manifests */
 	sh("cd '%s/certs' && rm link.yaml && printf 'l: 1\\n' > link.yaml && rm d.yaml && ln -s a.yaml d.yaml && "
 	   "git rm -q a.yaml && mkdir a.yaml && printf 'in: 1\\n' > a.yaml/in.yaml",
@@ -507,14 +514,14 @@ static void test_gitsrc_diff_manifests_turns_one_listing_into_the_next(void **st
 	put(f->repo, "other/c.yaml", "c: 9\n");
 	commit_all(f->repo, "fourth", c4);
 	g = open_path(f->repo);
-	/* a.yaml edited, d.yaml added, e.yaml removed, b.yml -> b2.yml (two sides): the mode change is not one */
-	assert_deltas_make_listing(g, f->first, c2, "certs", 5);
-	/* a.yaml gone and a.yaml/in.yaml added, d.yaml now a link (gone), link.yaml now a file (added) */
-	assert_deltas_make_listing(g, c2, c3, "certs", 4);
-	assert_deltas_make_listing(g, f->first, c3, "certs", 6);
+	/* a.yaml edited, d.yaml added, e.yaml removed, b.yml -> b2.yml (two sides), 3 x files: the mode change is not one */
+	assert_deltas_make_listing(g, f->first, c2, "certs", 8);
+	/* a.yaml gone and a.yaml/in.yaml added, d.yaml now a link (gone), link.yaml now a file (added), x/in.yaml, x.yaml */
+	assert_deltas_make_listing(g, c2, c3, "certs", 6);
+	assert_deltas_make_listing(g, f->first, c3, "certs", 8);
 	assert_deltas_make_listing(g, c2, c2, "certs", 0);
-	/* the whole tree: certs/ goes (4 manifests), other/c.yaml changes; certs-old/x.yaml is the same */
-	assert_deltas_make_listing(g, c2, c4, "", 5);
+	/* the whole tree: certs/ goes (7 manifests), other/c.yaml changes; certs-old/x.yaml is the same */
+	assert_deltas_make_listing(g, c2, c4, "", 8);
 	assert_deltas_make_listing(g, c4, f->first, "", 6);
 	gitsrc_free(g);
 }
