@@ -508,7 +508,7 @@ static void gitsrc_tdiff_file(struct gitsrc_tdiff *t, const char *path, const gi
 static void gitsrc_tdiff_trees(struct gitsrc_tdiff *t, const char *prefix, const git_tree *a, const git_tree *b,
 			       int depth);
 
-/* Entry e (a tree) of one side: opened, and compared with nothing on the other side. */
+/* The subtrees named path on each side (a NULL entry: none on that side), opened and compared. */
 static void gitsrc_tdiff_subtree(struct gitsrc_tdiff *t, const char *path, const git_tree_entry *a,
 				 const git_tree_entry *b, int depth)
 {
@@ -531,19 +531,18 @@ static void gitsrc_tdiff_subtree(struct gitsrc_tdiff *t, const char *path, const
 static void gitsrc_tdiff_entry(struct gitsrc_tdiff *t, const char *prefix, const git_tree_entry *a,
 			       const git_tree_entry *b, int depth)
 {
-	char *path = xasprintf("%s%s", prefix, git_tree_entry_name(a ? a : b));
+	char *path;
 
-	if (a && b && git_oid_equal(git_tree_entry_id(a), git_tree_entry_id(b)) && gitsrc_entry_is_tree(a) &&
-	    gitsrc_entry_is_tree(b))
-		; /* the same subtree: nothing under it changed */
-	else if (gitsrc_entry_is_tree(a) && gitsrc_entry_is_tree(b))
+	/* the same subtree or file (and mode): nothing changed there */
+	if (a && b && git_oid_equal(git_tree_entry_id(a), git_tree_entry_id(b)) &&
+	    git_tree_entry_filemode(a) == git_tree_entry_filemode(b))
+		return;
+	path = xasprintf("%s%s", prefix, git_tree_entry_name(a ? a : b));
+	/* Paired in git's order, a tree never meets a file of the same name: that is two entries. */
+	if (gitsrc_entry_is_tree(a) || gitsrc_entry_is_tree(b))
 		gitsrc_tdiff_subtree(t, path, a, b, depth);
-	else if (!gitsrc_entry_is_tree(a) && !gitsrc_entry_is_tree(b))
-		gitsrc_tdiff_file(t, path, a, b);
-	else if (gitsrc_entry_is_tree(a)) /* a directory became a file, or went */
-		gitsrc_tdiff_subtree(t, path, a, NULL, depth), gitsrc_tdiff_file(t, path, NULL, b);
 	else
-		gitsrc_tdiff_file(t, path, a, NULL), gitsrc_tdiff_subtree(t, path, NULL, b, depth);
+		gitsrc_tdiff_file(t, path, a, b);
 	free(path);
 }
 
