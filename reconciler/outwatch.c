@@ -37,20 +37,9 @@ struct ow_map {
 
 static char ow_tomb[1];
 
-static uint64_t ow_hash(const char *s, size_t len)
-{
-	uint64_t h = UINT64_C(1469598103934665603);
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
-}
-
 static struct ow_slot *ow_map_find(const struct ow_map *m, const char *key, size_t len)
 {
-	uint64_t h = ow_hash(key, len);
+	uint64_t h = util_hash_mem(key, len);
 
 	if (!m->n)
 		return NULL;
@@ -112,7 +101,7 @@ static struct ow_slot *ow_map_put(struct ow_map *m, const char *key, size_t len)
 		return s;
 	if ((m->used + 1) * 4 >= m->cap * 3)
 		ow_map_grow(m);
-	h = ow_hash(key, len);
+	h = util_hash_mem(key, len);
 	for (i = h & (m->cap - 1); m->v[i].key && m->v[i].key != ow_tomb; i = (i + 1) & (m->cap - 1)) {
 	}
 	s = &m->v[i];

@@ -192,13 +192,6 @@ static size_t spec_lower_bound(struct cert_spec *const *v, size_t n, const char 
 	return lo;
 }
 
-static int spec_ptr_cmp(const void *a, const void *b)
-{
-	uintptr_t x = (uintptr_t) * (const void *const *)a, y = (uintptr_t) * (const void *const *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* prev's sorted specs without removed (sorted by address), with added (sorted by name) merged in. */
 static struct cert_spec **desired_merge(const struct desired *prev, struct cert_spec **removed, size_t n_removed,
 					struct cert_spec **added, size_t n_added, size_t *n_out)
@@ -211,13 +204,23 @@ static struct cert_spec **desired_merge(const struct desired *prev, struct cert_
 			j < n_added ? spec_lower_bound(prev->specs, prev->n_specs, added[j]->name) : prev->n_specs;
 
 		for (; i < upto; i++)
-			if (!n_removed || !bsearch(&prev->specs[i], removed, n_removed, sizeof(*removed), spec_ptr_cmp))
+			if (!n_removed || !bsearch(&prev->specs[i], removed, n_removed, sizeof(*removed), util_ptr_cmp))
 				v[n++] = prev->specs[i];
 		if (j < n_added)
 			v[n++] = added[j];
 	}
 	*n_out = n;
 	return v;
+}
+
+/* Appends a cache entry's specs to v[0..*n). */
+static void specs_append(struct cert_spec ***v, size_t *cap, size_t *n, const struct cache_entry *e)
+{
+	if (!e->n)
+		return;
+	util_grow(v, cap, *n + e->n, sizeof(**v));
+	memcpy(*v + *n, e->specs, e->n * sizeof(**v));
+	*n += e->n;
 }
 
 /*
@@ -242,11 +245,7 @@ static int desired_changed_specs(struct gitsrc *g, struct spec_cache *cache, con
 				*clean = 0;
 				break;
 			}
-			if (e->n) {
-				util_grow(removed, &cap_r, *n_removed + e->n, sizeof(**removed));
-				memcpy(*removed + *n_removed, e->specs, e->n * sizeof(**removed));
-				*n_removed += e->n;
-			}
+			specs_append(removed, &cap_r, n_removed, e);
 			(*files)--;
 		}
 		if (!dl[i].new_path)
@@ -268,11 +267,7 @@ static int desired_changed_specs(struct gitsrc *g, struct spec_cache *cache, con
 			*clean = 0;
 			break;
 		}
-		if (e->n) {
-			util_grow(added, &cap_a, *n_added + e->n, sizeof(**added));
-			memcpy(*added + *n_added, e->specs, e->n * sizeof(**added));
-			*n_added += e->n;
-		}
+		specs_append(added, &cap_a, n_added, e);
 		(*files)++;
 	}
 	return 0;
@@ -306,7 +301,7 @@ int reconcile_desired_next(const struct config *cfg, struct gitsrc *g, const cha
 	snprintf(out->commit, sizeof(out->commit), "%s", commit);
 	out->n_files = files;
 	if (n_removed)
-		qsort(removed, n_removed, sizeof(*removed), spec_ptr_cmp);
+		qsort(removed, n_removed, sizeof(*removed), util_ptr_cmp);
 	if (n_added)
 		qsort(added, n_added, sizeof(*added), spec_name_cmp);
 	out->specs = desired_merge(prev, removed, n_removed, added, n_added, &out->n_specs);

@@ -304,15 +304,28 @@ size_t util_edit_distance(const char *a, const char *b)
 	return row[lb];
 }
 
-uint64_t util_hash_str(const char *s)
+uint64_t util_hash_mem(const void *p, size_t len)
 {
+	const unsigned char *c = p;
 	uint64_t h = UINT64_C(1469598103934665603);
 
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
+	for (size_t i = 0; i < len; i++) {
+		h ^= c[i];
 		h *= UINT64_C(1099511628211);
 	}
 	return h;
+}
+
+uint64_t util_hash_str(const char *s)
+{
+	return util_hash_mem(s, strlen(s));
+}
+
+int util_ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (const void *const *)a, y = (uintptr_t) * (const void *const *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 uint64_t util_hash_mix(uint64_t h)

@@ -51,8 +51,12 @@ size_t util_edit_distance(const char *a, const char *b);
  */
 size_t util_bsearch_name(const void *base, size_t n, size_t size, const char *key, int *found);
 
-/* FNV-1a 64-bit hash of a NUL-terminated string (hash tables). */
+/* FNV-1a 64-bit hash of len bytes, and of a NUL-terminated string (hash tables). */
+uint64_t util_hash_mem(const void *p, size_t len);
 uint64_t util_hash_str(const char *s);
+
+/* qsort/bsearch comparator for an array of pointers, by address. */
+int util_ptr_cmp(const void *a, const void *b);
 
 /*
  * MurmurHash3's finaliser: every bit of h moves every bit of the result.
