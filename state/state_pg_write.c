@@ -455,35 +455,50 @@ static int state_pg_journal_body(struct state_pg *pg, struct state_pg_write *w)
 	return rc;
 }
 
+/*
+ * Runs w as the next write of st (w->st; serial + 1) under pg->mu. The
+ * record digests follow the one row it changed (name, with sha; sha NULL:
+ * removed), or none (name NULL); they are dropped when they were not in
+ * step with the state.
+ */
+static int state_pg_write_next(struct state_pg *pg, struct state *st, struct state_pg_write *w, const char *name,
+			       const unsigned char *sha)
+{
+	struct state_pg_store *s = state_pg_store_of(pg);
+	int rc, usable;
+
+	pthread_mutex_lock(&pg->mu);
+	w->old_serial = st->serial;
+	w->new_serial = st->serial + 1;
+	usable = state_pg_dig_usable(s, st);
+	if (!(rc = state_pg_run(pg, w))) {
+		st->serial = w->new_serial;
+		if (!usable) {
+			state_pg_dig_clear(s);
+		} else {
+			if (name)
+				state_pg_dig_set(s, name, sha);
+			s->dig_serial = st->serial;
+		}
+	}
+	pthread_mutex_unlock(&pg->mu);
+	return rc;
+}
+
 int state_pg_journal(struct state_backend *be, struct state *st, const char *name, const struct state_cert *rec)
 {
 	struct state_pg *pg = state_pg_of(be);
-	struct state_pg_store *s = state_pg_store_of(pg);
 	struct buf doc = BUF_INIT;
 	struct state_pg_entry e = {name, rec ? &doc : NULL};
 	struct state_pg_write w = {state_pg_journal_body, st, 0, 0, &e};
 	unsigned char sha[32];
-	int rc, usable;
+	int rc;
 
 	if (rec) {
 		state_cert_to_json(rec, 0, &doc);
 		state_pg_sha(doc.data, doc.len, sha);
 	}
-	pthread_mutex_lock(&pg->mu);
-	w.old_serial = st->serial;
-	w.new_serial = st->serial + 1;
-	usable = state_pg_dig_usable(s, st);
-	if ((rc = state_pg_run(pg, &w)))
-		goto out;
-	st->serial = w.new_serial;
-	if (usable) {
-		state_pg_dig_set(s, name, rec ? sha : NULL);
-		s->dig_serial = st->serial;
-	} else {
-		state_pg_dig_clear(s);
-	}
-out:
-	pthread_mutex_unlock(&pg->mu);
+	rc = state_pg_write_next(pg, st, &w, name, rec ? sha : NULL);
 	buf_free(&doc);
 	return rc;
 }
@@ -499,23 +514,9 @@ static int state_pg_note_source_body(struct state_pg *pg, struct state_pg_write 
 
 int state_pg_note_source(struct state_backend *be, struct state *st)
 {
-	struct state_pg *pg = state_pg_of(be);
-	struct state_pg_store *s = state_pg_store_of(pg);
 	struct state_pg_write w = {state_pg_note_source_body, st, 0, 0, NULL};
-	int rc, usable;
 
 	if (!st->serial)
 		return state_pg_save(be, st); /* nothing stored yet: the header and every record */
-	pthread_mutex_lock(&pg->mu);
-	w.old_serial = st->serial;
-	w.new_serial = st->serial + 1;
-	usable = state_pg_dig_usable(s, st);
-	if ((rc = state_pg_run(pg, &w)))
-		goto out;
-	st->serial = w.new_serial;
-	if (usable)
-		s->dig_serial = st->serial; /* no row changed */
-out:
-	pthread_mutex_unlock(&pg->mu);
-	return rc;
+	return state_pg_write_next(state_pg_of(be), st, &w, NULL, NULL);
 }
