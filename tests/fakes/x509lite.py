@@ -625,6 +625,18 @@ class Issuer:
         return _signed(tbs, self.key, hash_name)
 
 
+def cached_issuer(cache, key, read, stem, error):
+    """The Issuer of intermediate `stem` (read(stem + ".pem"), read(stem + ".key"): the PEMs openssl wrote),
+    loaded once into cache[key]; one that cannot be loaded raises error(message)."""
+    iss = cache.get(key)
+    if iss is None:
+        try:
+            iss = Issuer(read(stem + ".pem"), read(stem + ".key"))
+        except (ValueError, KeyError, IndexError) as e:
+            raise error(f"cannot load the {stem} intermediate: {e}") from e
+        cache[key] = iss
+    return iss
+
 class CSR:
     """What a PKCS#10 request holds, parsed from DER and its signature checked (sig_ok; None with verify=False,
     for a request checked before)."""

@@ -216,15 +216,7 @@ class CA:
 
     def issuer(self, brand):
         """The x509lite.Issuer of a brand's intermediate, loaded once (its key from the PEM openssl wrote)."""
-        iss = self._issuers.get(brand)
-        if iss is None:
-            stem = INTERMEDIATES[brand][0]
-            try:
-                iss = x509lite.Issuer(self._read(stem + ".pem"), self._read(stem + ".key"))
-            except (ValueError, KeyError, IndexError) as e:
-                raise OpenSSLError(f"cannot load the {stem} intermediate: {e}") from e
-            self._issuers[brand] = iss
-        return iss
+        return x509lite.cached_issuer(self._issuers, brand, self._read, INTERMEDIATES[brand][0], OpenSSLError)
 
     def issue(self, csr_pem, key_type, names, brand, not_before, not_after, signature_hash="sha256"):
         """A leaf for the CSR's public key with names (the first is the subject CN, if it fits in 64)."""

@@ -139,15 +139,7 @@ class CA:
 
     def issuer(self, algorithm):
         """The x509lite.Issuer of an intermediate, loaded once (its key from the PEM openssl wrote)."""
-        iss = self._issuers.get(algorithm)
-        if iss is None:
-            stem = INTERMEDIATES[algorithm][0]
-            try:
-                iss = x509lite.Issuer(self._read(stem + ".pem"), self._read(stem + ".key"))
-            except (ValueError, KeyError, IndexError) as e:
-                raise OpenSSLError(f"cannot load the {stem} intermediate: {e}") from e
-            self._issuers[algorithm] = iss
-        return iss
+        return x509lite.cached_issuer(self._issuers, algorithm, self._read, INTERMEDIATES[algorithm][0], OpenSSLError)
 
     def issue(self, names, algorithm, not_before, not_after, ec_key_format="sec1"):
         """A fresh key and CSR for names (the first is the subject CN), signed by the matching intermediate.
