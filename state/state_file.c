@@ -30,10 +30,33 @@
 struct state_file {
 	struct state_backend base; /* first: the ops are handed a struct state_backend * */
 	char *path, *backup, *journal, *lockpath, *dir, *snap;
-	int lock_fd;	    /* held while locked, -1 otherwise */
-	int journal_fd;	    /* opened on the first append, -1 otherwise */
-	pthread_mutex_t mu; /* serialises appends and saves (the journal fd and st->serial) */
+	int lock_fd;	/* held while locked, -1 otherwise */
+	int journal_fd; /* opened on the first append, -1 otherwise */
+	pthread_mutex_t
+		mu; /* serialises appends and saves (the journal fd and st->serial) and guards the fields below */
+	/*
+	 * Group commit (see state_file_wait_durable). Positions are logical: bytes
+	 * ever appended through this handle, never reset (a save or a reopen does
+	 * not move them), so a waiter's position keeps its meaning whatever
+	 * happens to the file while it sleeps.
+	 */
+	pthread_cond_t synced; /* broadcast when a sync ends (done or failed) */
+	uint64_t appended;     /* logical end of the lines written */
+	uint64_t durable;      /* logical end of the lines a sync made durable; <= appended */
+	off_t phys_durable;    /* the journal file's size that durable stands for (the truncation point on failure) */
+	int syncing;	       /* 1 while one thread runs the sync, outside mu */
+	int broken;	       /* a sync or write failed: the lines past durable are lost */
+	unsigned waiting;      /* appenders inside state_file_wait_durable */
+	char *fail_msg;	       /* why the journal broke, for every waiter it fails */
 };
+
+/* The call that makes the journal's written lines durable (state_file_set_datasync). */
+static int (*state_file_datasync_fn)(int fd) = fdatasync;
+
+void state_file_set_datasync(int (*fn)(int fd))
+{
+	__atomic_store_n(&state_file_datasync_fn, fn ? fn : fdatasync, __ATOMIC_RELEASE);
+}
 
 static struct state_file *state_file_of(struct state_backend *be)
 {
@@ -227,6 +250,10 @@ static int state_file_journal_open(struct state_file *sf)
 	/* The directory entry must be durable before the first acknowledged line. */
 	if ((rc = state_file_trim_tail(sf, fd)) || (rc = fsutil_fsync_dir(sf->dir)))
 		goto out;
+	if ((sf->phys_durable = lseek(fd, 0, SEEK_END)) < 0) {
+		rc = cs_error(CS_ERROR, "%s: %s", sf->journal, strerror(errno));
+		goto out;
+	}
 	sf->journal_fd = fd;
 	fd = -1;
 out:
@@ -242,24 +269,126 @@ static void state_file_journal_close(struct state_file *sf)
 	sf->journal_fd = -1;
 }
 
-/* Appends one encoded line durably and moves st->serial to serial (sf->mu held). */
+/*
+ * Marks the journal broken after a failed write or sync (sf->mu held, no
+ * sync running): the lines past the last durable end are cut off (as a crash
+ * would have lost them), the file is closed, and every appender waiting for
+ * them fails with msg (taken). After a failed fdatasync the kernel may have
+ * dropped the dirty pages' error state, so a later sync proving nothing, the
+ * journal is not written again until every waiter has seen the failure and
+ * the next append reopens it (state_file_append).
+ */
+static void state_file_break(struct state_file *sf, char *msg)
+{
+	free(sf->fail_msg);
+	sf->fail_msg = msg;
+	sf->broken = 1;
+	if (sf->journal_fd >= 0 && ftruncate(sf->journal_fd, sf->phys_durable)) {
+		/* nothing more to do: the lines were never acknowledged, and the next open trims a partial one */
+	}
+	state_file_journal_close(sf);
+	pthread_cond_broadcast(&sf->synced);
+}
+
+/*
+ * One sync of everything written so far, run by the calling thread with
+ * sf->mu released meanwhile (sf->mu held on entry and return, no sync
+ * running). Appenders keep writing lines while it runs; the next sync takes
+ * them all.
+ */
+static void state_file_sync(struct state_file *sf)
+{
+	uint64_t target = sf->appended;
+	off_t phys = sf->phys_durable + (off_t)(sf->appended - sf->durable);
+	int (*fn)(int fd) = __atomic_load_n(&state_file_datasync_fn, __ATOMIC_ACQUIRE);
+	int fd = sf->journal_fd, r, err;
+
+	sf->syncing = 1;
+	pthread_mutex_unlock(&sf->mu);
+	r = fn(fd);
+	err = errno;
+	pthread_mutex_lock(&sf->mu);
+	sf->syncing = 0;
+	if (r) {
+		state_file_break(sf, xasprintf("%s: append: fdatasync: %s", sf->journal, strerror(err)));
+		return;
+	}
+	sf->durable = target;
+	sf->phys_durable = phys;
+	pthread_cond_broadcast(&sf->synced);
+}
+
+/*
+ * Group commit: returns once the journal is durable up to the logical
+ * position upto (0), or fails when a sync covering it failed (sf->mu held on
+ * entry and return; the lock is released while waiting or syncing). One
+ * thread at a time runs the sync; every line written before it started is
+ * covered by it, so N appenders arriving together cost about two syncs, not N.
+ */
+static int state_file_wait_durable(struct state_file *sf, uint64_t upto)
+{
+	int rc = 0;
+
+	sf->waiting++;
+	for (;;) {
+		if (upto <= sf->durable)
+			break;
+		if (sf->broken) {
+			rc = cs_error(CS_ERROR, "%s", sf->fail_msg);
+			break;
+		}
+		if (sf->syncing)
+			pthread_cond_wait(&sf->synced, &sf->mu);
+		else
+			state_file_sync(sf);
+	}
+	sf->waiting--;
+	return rc;
+}
+
+/* Waits until no sync runs (sf->mu held; released while waiting, so lines may be appended meanwhile). */
+static void state_file_sync_wait(struct state_file *sf)
+{
+	while (sf->syncing)
+		pthread_cond_wait(&sf->synced, &sf->mu);
+}
+
+/*
+ * Appends one encoded line and moves st->serial to serial (sf->mu held),
+ * returning once the line is durable. The line is written under the lock
+ * (the file's order is the serials' order); its sync is shared with the
+ * appenders around it (state_file_wait_durable).
+ */
 static int state_file_append(struct state_file *sf, struct state *st, uint64_t serial, const struct buf *line)
 {
-	off_t end;
+	uint64_t mine;
 	int rc;
 
+	if (sf->broken) {
+		if (sf->waiting)
+			return cs_error(CS_ERROR,
+					"%s (the journal is reopened once the appends it failed have returned)",
+					sf->fail_msg);
+		/* Everyone the failure concerned has been told: the lost lines are forgotten and the journal reopened.
+		 */
+		sf->broken = 0;
+		sf->appended = sf->durable;
+	}
 	if ((rc = state_file_journal_open(sf)))
 		return rc;
-	if ((end = lseek(sf->journal_fd, 0, SEEK_END)) < 0 || fsutil_write_all(sf->journal_fd, line->data, line->len) ||
-	    fdatasync(sf->journal_fd)) {
+	if (fsutil_write_all(sf->journal_fd, line->data, line->len)) {
 		rc = cs_error(CS_ERROR, "%s: append: %s", sf->journal, strerror(errno));
-		if (end >= 0 && ftruncate(sf->journal_fd, end))
-			end = -1;	      /* nothing more to do: the next open trims a partial line anyway */
-		state_file_journal_close(sf); /* the next append re-checks the tail */
+		sf->waiting++; /* no reopen before this thread has broken the journal it wrote to */
+		state_file_sync_wait(sf);
+		sf->waiting--;
+		if (!sf->broken)
+			state_file_break(sf, xstrdup(cs_errmsg()));
 		return rc;
 	}
-	st->serial = serial;
-	return 0;
+	sf->appended += line->len;
+	mine = sf->appended;
+	st->serial = serial; /* the next line's serial follows this one even if this sync fails: serials never repeat */
+	return state_file_wait_durable(sf, mine);
 }
 
 static int state_file_journal(struct state_backend *be, struct state *st, const char *name,
@@ -597,9 +726,16 @@ static int state_file_save_locked(struct state_file *sf, struct state *st)
 {
 	struct buf doc = BUF_INIT, old = BUF_INIT;
 	struct state_snap_key key;
-	uint64_t prev = st->serial;
+	uint64_t prev;
 	int rc;
 
+	/*
+	 * No sync may run while the journal is closed below; waiting first and
+	 * then holding sf->mu throughout, every line in the journal is one whose
+	 * record is in st as encoded here.
+	 */
+	state_file_sync_wait(sf);
+	prev = st->serial;
 	if ((rc = state_file_mkdir(sf)))
 		goto out;
 	st->serial++;
@@ -611,7 +747,16 @@ static int state_file_save_locked(struct state_file *sf, struct state *st)
 		goto out;
 	if ((rc = state_file_write_keyed(sf, &doc, &key)))
 		goto out;
-	/* The journal's serials are all below the saved one now: removing it is tidiness, not correctness. */
+	/*
+	 * The journal's serials are all below the saved one now: removing it is
+	 * tidiness, not correctness. Lines still waiting for their sync are
+	 * durable in the saved file: their appenders return 0 (unless a failed
+	 * sync has already told them otherwise).
+	 */
+	if (!sf->broken && sf->durable < sf->appended) {
+		sf->durable = sf->appended;
+		pthread_cond_broadcast(&sf->synced);
+	}
 	state_file_journal_close(sf);
 	unlink(sf->journal);
 	/* The next load (a cold plan) reads the snapshot instead of decoding the JSON. */
@@ -743,7 +888,9 @@ static void state_file_free(struct state_backend *be)
 
 	state_file_unlock(be);
 	state_file_journal_close(sf);
+	pthread_cond_destroy(&sf->synced);
 	pthread_mutex_destroy(&sf->mu);
+	free(sf->fail_msg);
 	free(sf->path);
 	free(sf->backup);
 	free(sf->journal);
@@ -788,6 +935,7 @@ int state_file_open(const char *path, struct state_backend **out)
 	sf->lock_fd = -1;
 	sf->journal_fd = -1;
 	pthread_mutex_init(&sf->mu, NULL);
+	pthread_cond_init(&sf->synced, NULL);
 	*out = &sf->base;
 	return 0;
 }

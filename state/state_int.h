@@ -138,6 +138,16 @@ int state_snap_write(const char *path, const struct state *st, const struct stat
  */
 int state_snap_read(const char *path, struct state_snap_key *key, struct state **out);
 
+/* ---------- the file backend's journal ---------- */
+
+/*
+ * For tests: the call the file backend's journal makes its written lines
+ * durable with (fdatasync; NULL restores it), to count the syncs a group
+ * commit shares or to make one fail. Set it before the appending threads
+ * start.
+ */
+void state_file_set_datasync(int (*fn)(int fd));
+
 /* ---------- helpers ---------- */
 
 /* Sets key to a copy of value in the key-sorted array *v (n entries); NULL value deletes. */

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,9 +15,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../state/state.h"
+#include "../../state/state_int.h"
 #include "../../util/buf.h"
 #include "../../util/err.h"
 #include "../../util/fsutil.h"
@@ -1148,6 +1151,262 @@ static void test_state_journal_is_safe_from_threads(void **unused)
 	test_rmdir(dir);
 }
 
+/* ---------- group commit: concurrent appends share their fdatasync ---------- */
+
+/*
+ * The journal's sync seam (state_file_set_datasync): counts calls; the call
+ * numbered hold_call first waits (polling the file, bounded) until the
+ * journal holds hold_lines lines, so the other appenders are known to be
+ * waiting behind it; the call numbered fail_call fails with EIO.
+ */
+static struct {
+	int calls;
+	int hold_call, hold_lines;
+	int fail_call;
+} gc_sync;
+
+static int gc_lines_in(int fd)
+{
+	char chunk[4096];
+	off_t pos = 0;
+	ssize_t n;
+	int lines = 0;
+
+	while ((n = pread(fd, chunk, sizeof(chunk), pos)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			lines += chunk[i] == '\n';
+		pos += n;
+	}
+	return lines;
+}
+
+static int gc_datasync(int fd)
+{
+	int call = __atomic_add_fetch(&gc_sync.calls, 1, __ATOMIC_SEQ_CST);
+
+	if (call == gc_sync.hold_call) {
+		struct timespec ts = {0, 1000 * 1000};
+
+		for (int i = 0; i < 5000 && gc_lines_in(fd) < gc_sync.hold_lines; i++)
+			nanosleep(&ts, NULL); /* 5 s at most: appenders blocked behind this sync never write */
+	}
+	if (call == gc_sync.fail_call) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static void gc_sync_reset(int hold_call, int hold_lines, int fail_call)
+{
+	gc_sync.calls = 0;
+	gc_sync.hold_call = hold_call;
+	gc_sync.hold_lines = hold_lines;
+	gc_sync.fail_call = fail_call;
+	state_file_set_datasync(gc_datasync);
+}
+
+#define GC_THREADS 8
+
+struct gc_thread {
+	struct state_backend *be;
+	struct state *st;
+	struct state_cert *rec;
+	int appends;
+	int rc, n_ok;
+	char msg[512];
+};
+
+/* Appends its record `appends` times, attempts = 1, 2, ... (so each line says which append it is). */
+static void *gc_worker(void *arg)
+{
+	struct gc_thread *t = arg;
+
+	for (int i = 1; i <= t->appends && !t->rc; i++) {
+		t->rec->attempts = i;
+		t->rc = state_journal(t->be, t->st, t->rec->name, t->rec);
+		if (!t->rc)
+			t->n_ok++;
+		else
+			snprintf(t->msg, sizeof(t->msg), "%s", cs_errmsg());
+	}
+	return NULL;
+}
+
+/* Runs GC_THREADS appenders of `appends` lines each on records g0..g7 of st. */
+static void gc_run(struct state_backend *be, struct state *st, struct gc_thread *t, int appends)
+{
+	pthread_t th[GC_THREADS];
+
+	for (int i = 0; i < GC_THREADS; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "g%d", i);
+		t[i] = (struct gc_thread){.be = be, .st = st, .rec = state_cert_put(st, name), .appends = appends};
+		fill_cert(t[i].rec, i);
+	}
+	for (int i = 0; i < GC_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, gc_worker, &t[i]), 0);
+	for (int i = 0; i < GC_THREADS; i++)
+		pthread_join(th[i], NULL);
+}
+
+/*
+ * Many threads appending at once: every line is in the journal, in serial
+ * order (1, 2, 3, ... line by line), each thread's lines in the order it
+ * wrote them, and the state reloads with every record's last version.
+ */
+static void test_state_journal_group_commit_keeps_every_line_in_order(void **unused)
+{
+	char *dir = test_mkdtemp();
+	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
+	struct state_backend *be = test_state_open(path);
+	struct state *st = NULL, *back;
+	struct gc_thread t[GC_THREADS];
+	struct buf data = BUF_INIT;
+	int last[GC_THREADS] = {0};
+	uint64_t lineno = 0;
+
+	(void)unused;
+	gc_sync_reset(0, 0, 0);
+	assert_int_equal(state_lock(be, "apply"), 0);
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(state_save(be, st), 0); /* serial 1 */
+	gc_run(be, st, t, 40);
+	for (int i = 0; i < GC_THREADS; i++) {
+		if (t[i].rc)
+			fail_msg("thread %d: %s", i, t[i].msg);
+		assert_int_equal(t[i].n_ok, 40);
+	}
+	assert_int_equal(st->serial, 1 + GC_THREADS * 40);
+	assert_true(gc_sync.calls >= 1 && gc_sync.calls <= GC_THREADS * 40);
+
+	assert_int_equal(fsutil_read_file(jnl, STATE_MAX_BYTES, &data), 0);
+	for (const char *p = data.data, *end = p + data.len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		struct state_journal_entry e;
+		int k;
+
+		assert_non_null(nl);
+		lineno++;
+		assert_int_equal(state_journal_decode(p, (size_t)(nl - p), jnl, (size_t)lineno, &e), 0);
+		assert_int_equal(e.serial, 1 + lineno);
+		assert_non_null(e.rec);
+		k = e.name[1] - '0';
+		assert_int_equal(e.rec->attempts, last[k] + 1); /* each thread's lines in its order */
+		last[k] = e.rec->attempts;
+		state_journal_entry_clear(&e);
+		p = nl + 1;
+	}
+	assert_int_equal(lineno, GC_THREADS * 40);
+
+	back = test_state_load(path);
+	assert_int_equal(back->serial, 1 + GC_THREADS * 40);
+	for (int i = 0; i < GC_THREADS; i++)
+		assert_cert_equal(t[i].rec, state_cert_get(back, t[i].rec->name));
+	state_free(back);
+	state_file_set_datasync(NULL);
+	buf_free(&data);
+	state_free(st);
+	state_backend_free(be);
+	free(jnl);
+	free(path);
+	test_rmdir(dir);
+}
+
+/*
+ * Eight appenders arriving while a sync runs share the next one: the first
+ * sync (held until all eight lines are written) covers the first line, one
+ * more covers the other seven. Holding the lock across the sync would make
+ * it eight.
+ */
+static void test_state_journal_group_commit_shares_one_sync(void **unused)
+{
+	char *dir = test_mkdtemp();
+	char *path = fsutil_join(dir, "state.json");
+	struct state_backend *be = test_state_open(path);
+	struct state *st = NULL, *back;
+	struct gc_thread t[GC_THREADS];
+
+	(void)unused;
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(state_save(be, st), 0);
+	gc_sync_reset(1, GC_THREADS, 0);
+	gc_run(be, st, t, 1);
+	for (int i = 0; i < GC_THREADS; i++)
+		assert_int_equal(t[i].rc, 0);
+	assert_int_equal(gc_sync.calls, 2);
+	back = test_state_load(path);
+	assert_int_equal(back->serial, 1 + GC_THREADS);
+	assert_int_equal(state_cert_count(back), GC_THREADS);
+	state_free(back);
+	state_file_set_datasync(NULL);
+	state_free(st);
+	state_backend_free(be);
+	free(path);
+	test_rmdir(dir);
+}
+
+/*
+ * A failed fdatasync fails every append it covered, and only those: the
+ * first appender (its own sync succeeded) returns 0, the seven behind it
+ * fail naming the journal and the error. Their lines are cut off, so the
+ * journal reopens cleanly: the next append works and a load sees the first
+ * record and the new one, none of the failed ones.
+ */
+static void test_state_journal_failed_sync_fails_every_covered_append(void **unused)
+{
+	char *dir = test_mkdtemp();
+	char *path = fsutil_join(dir, "state.json"), *jnl = xasprintf("%s.journal", path);
+	struct state_backend *be = test_state_open(path);
+	struct state *st = NULL, *back;
+	struct gc_thread t[GC_THREADS];
+	struct buf data = BUF_INIT;
+	const char *ok_name = NULL;
+	int failed = 0;
+
+	(void)unused;
+	assert_int_equal(state_load(be, &st), 0);
+	assert_int_equal(state_save(be, st), 0); /* serial 1 */
+	gc_sync_reset(1, GC_THREADS, 2);
+	gc_run(be, st, t, 1);
+	for (int i = 0; i < GC_THREADS; i++) {
+		if (!t[i].rc) {
+			assert_null(ok_name);
+			ok_name = t[i].rec->name;
+			continue;
+		}
+		failed++;
+		if (!strstr(t[i].msg, "state.json.journal: append: fdatasync: Input/output error"))
+			fail_msg("thread %d: unexpected message: %s", i, t[i].msg);
+	}
+	assert_non_null(ok_name);
+	assert_int_equal(failed, GC_THREADS - 1);
+	assert_int_equal(gc_sync.calls, 2);
+
+	/* Cut back to the durable line: one line in the file. */
+	assert_int_equal(fsutil_read_file(jnl, STATE_MAX_BYTES, &data), 0);
+	assert_non_null(memchr(data.data, '\n', data.len));
+	assert_ptr_equal(memchr(data.data, '\n', data.len), data.data + data.len - 1);
+
+	/* Reopened on the next append (serials never repeat: the failed ones are skipped). */
+	assert_int_equal(state_journal(be, st, "after", state_cert_put(st, "after")), 0);
+	assert_int_equal(st->serial, 2 + GC_THREADS);
+	back = test_state_load(path);
+	assert_int_equal(back->serial, 2 + GC_THREADS);
+	assert_int_equal(state_cert_count(back), 2);
+	assert_non_null(state_cert_get(back, ok_name));
+	assert_non_null(state_cert_get(back, "after"));
+	state_free(back);
+	state_file_set_datasync(NULL);
+	buf_free(&data);
+	state_free(st);
+	state_backend_free(be);
+	free(jnl);
+	free(path);
+	test_rmdir(dir);
+}
+
 static void test_state_ten_thousand_records_round_trip(void **unused)
 {
 	struct state *st = state_new(), *back;
@@ -1207,6 +1466,9 @@ int main(void)
 		cmocka_unit_test(test_state_corrupt_file_is_refused_naming_the_backup),
 		cmocka_unit_test(test_state_lock_contention_names_the_holder),
 		cmocka_unit_test(test_state_journal_is_safe_from_threads),
+		cmocka_unit_test(test_state_journal_group_commit_keeps_every_line_in_order),
+		cmocka_unit_test(test_state_journal_group_commit_shares_one_sync),
+		cmocka_unit_test(test_state_journal_failed_sync_fails_every_covered_append),
 		cmocka_unit_test(test_state_ten_thousand_records_round_trip),
 	};
 
