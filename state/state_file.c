@@ -32,13 +32,14 @@ struct state_file {
 	char *path, *backup, *journal, *lockpath, *dir, *snap;
 	int lock_fd;	/* held while locked, -1 otherwise */
 	int journal_fd; /* opened on the first append, -1 otherwise */
-	pthread_mutex_t
-		mu; /* serialises appends and saves (the journal fd and st->serial) and guards the fields below */
+	/* mu serialises appends and saves (the journal fd and st->serial) and guards the fields below. */
+	pthread_mutex_t mu;
 	/*
 	 * Group commit (see state_file_wait_durable). Positions are logical: bytes
-	 * ever appended through this handle, never reset (a save or a reopen does
-	 * not move them), so a waiter's position keeps its meaning whatever
-	 * happens to the file while it sleeps.
+	 * ever appended through this handle. A save or a reopen does not move
+	 * them, so a waiter's position keeps its meaning whatever happens to the
+	 * file while it sleeps; only the lines a failed sync lost are forgotten
+	 * (appended back to durable), once nobody waits for them.
 	 */
 	pthread_cond_t synced; /* broadcast when a sync ends (done or failed) */
 	uint64_t appended;     /* logical end of the lines written */
@@ -274,7 +275,8 @@ static void state_file_journal_close(struct state_file *sf)
  * sync running): the lines past the last durable end are cut off (as a crash
  * would have lost them), the file is closed, and every appender waiting for
  * them fails with msg (taken). After a failed fdatasync the kernel may have
- * dropped the dirty pages' error state, so a later sync proving nothing, the
+ * dropped the dirty pages and their error, so a later successful sync proves
+ * nothing about those lines: none of them is ever acknowledged, and the
  * journal is not written again until every waiter has seen the failure and
  * the next append reopens it (state_file_append).
  */
