@@ -20,7 +20,7 @@ TESTPKGS := cmocka
 # Debian packages: what `make deps` installs when something is missing.
 DEB_BUILD := build-essential pkg-config git openssl libyaml-dev libcurl4-openssl-dev libssl-dev \
              libjansson-dev libgit2-dev libmicrohttpd-dev libpq-dev libldns-dev
-DEB_TEST  := libcmocka-dev postgresql python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev \
+DEB_TEST  := libcmocka-dev postgresql python3 python3-pytest python3-pytest-xdist curl prometheus wrk clang libclang-rt-14-dev strace \
              pebble bind9 bind9-utils bind9-dnsutils systemd man-db groff-base python3-yaml nginx openssh-server openssh-client gpg gpgconf
 # The ACME clients `make bench` compares certsync with.
 DEB_BENCH := lego certbot uacme
