@@ -157,75 +157,37 @@ static int outputs_format(const struct output_files *f, int fmt, struct buf *out
 	}
 }
 
-/*
- * The files of one generation being written: each is written and its
- * writeback started (sync_file_range, no wait) as it comes, and all are
- * fsync'ed only after the last one is written (outputs_gen_sync), so that
- * one filesystem commit can cover them all instead of one per file. Every
- * file is still fsync'ed, and successfully, before the generation's
- * directory is and before any link names it (tests/e2e/test_outputs_sync_order.py).
- */
-struct outputs_gen {
-	const char *dir;
-	int fds[STATE_OUT_FILES + OUTFMT__MAX];
-	const char *names[STATE_OUT_FILES + OUTFMT__MAX];
-	size_t n;
-};
-
-static int outputs_gen_add(struct outputs_gen *g, const char *name, const void *data, size_t len, mode_t mode)
-{
-	char *p = fsutil_join(g->dir, name);
-	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode), rc = 0;
-
-	if (fd < 0 || fchmod(fd, mode) || fsutil_write_all(fd, data ? data : "", len)) {
-		rc = cs_error(CS_ERROR, "%s: %s", p, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-	} else {
-		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: the fsync below decides */
-		g->fds[g->n] = fd;
-		g->names[g->n++] = name;
-	}
-	free(p);
-	return rc;
-}
-
-/* Closes every file added, fsync'ing each first unless rc (an earlier error, returned) is set; the first error. */
-static int outputs_gen_sync(struct outputs_gen *g, int rc)
-{
-	for (size_t i = 0; i < g->n; i++) {
-		if (!rc && fsync(g->fds[i]))
-			rc = cs_error(CS_ERROR, "%s/%s: fsync: %s", g->dir, g->names[i], strerror(errno));
-		if (close(g->fds[i]) && !rc)
-			rc = cs_error(CS_ERROR, "%s/%s: %s", g->dir, g->names[i], strerror(errno));
-	}
-	g->n = 0;
-	return rc;
-}
-
 static int outputs_write_generation(const char *gendir, const struct output_files *f)
 {
 	const struct buf *files[STATE_OUT_FILES] = {f->cert, f->key, f->ca};
-	struct outputs_gen g = {.dir = gendir};
-	int rc = 0;
+	int rc;
 
 	if (mkdir(gendir, 0755))
 		return cs_error(CS_ERROR, "%s: mkdir: %s", gendir, strerror(errno));
-	for (int i = 0; i < STATE_OUT_FILES && !rc; i++)
-		rc = outputs_gen_add(&g, out_files[i], files[i]->data, files[i]->len, out_modes[i]);
-	for (int i = 0; i < OUTFMT__MAX && !rc; i++) {
+	for (int i = 0; i < STATE_OUT_FILES; i++) {
+		char *p = fsutil_join(gendir, out_files[i]);
+
+		rc = fsutil_write_new(p, files[i]->data ? files[i]->data : "", files[i]->len, out_modes[i]);
+		free(p);
+		if (rc)
+			return rc;
+	}
+	for (int i = 0; i < OUTFMT__MAX; i++) {
 		struct buf b = BUF_INIT;
+		char *p;
 
 		if (!(f->formats & (1u << i)))
 			continue;
+		p = fsutil_join(gendir, manifest_format_files[i]);
 		if (!(rc = outputs_format(f, i, &b)))
-			rc = outputs_gen_add(&g, manifest_format_files[i], b.data, b.len, fmt_modes[i]);
+			rc = fsutil_write_new(p, b.data ? b.data : "", b.len, fmt_modes[i]);
 		else if (rc != CS_EAUTH)
 			rc = cs_error(CS_EINVALID, "%s: %s", manifest_format_files[i], cs_errmsg());
 		buf_wipe(&b);
+		free(p);
+		if (rc)
+			return rc;
 	}
-	if ((rc = outputs_gen_sync(&g, rc)))
-		return rc;
 	return fsutil_fsync_dir(gendir);
 }
 
