@@ -247,7 +247,7 @@ int main(int argc, char **argv)
 {
 	long n = argc > 2 ? strtol(argv[2], NULL, 10) : 10000;
 	char dir[] = "/tmp/pg-state-bench.XXXXXX", path[64], schema[48], name[32];
-	struct state_pg_opts o = {argc > 1 ? argv[1] : NULL, schema, 120000, "bench"};
+	struct state_pg_opts o = {argc > 1 ? argv[1] : NULL, schema, 120000, "bench", NULL};
 	struct state_backend *file = NULL, *pg = NULL;
 	struct state *st = state_new(), *got = NULL;
 	double fl[5], pl[5], jr[100], jc[100], sv[100], sc[100], fetch, decode, rtt, mb;
