@@ -223,6 +223,11 @@ def pg_state_rows(tool, rows):
                  f"{pl:.0f} | {fl:.0f} ms = {pl / fl:.2f}x", "", ""))
     rows.append(("  postgres load: fetch | decode (records + digests) | rest",
                  f"{fetch:.0f} ms ({mb:.1f} MB) | {decode:.0f} ms | {max(pl - fetch - decode, 0):.0f} ms", "", ""))
+    if "postgres with a local snapshot" in f:
+        sopen, sfirst, snext = nums("postgres with a local snapshot")
+        rows.append(("  postgres with a local snapshot (cacheDir): open | first load | next loads",
+                     f"{sopen:.0f} ms (connect, schema check) | {sfirst:.0f} ms (rows, snapshot written) | "
+                     f"{snext:.0f} ms (header row, snapshot)", "", ""))
     rows.append(("one-certificate change written (journal()), 10000-record state, median of 100",
                  f"{jmed:.2f} ms (max {jmax:.1f} ms); {jrt:.0f} round trips of {rtt:.2f} ms, client CPU {jcpu:.2f} ms",
                  "≤ 5 ms", verdict(jmed <= 5)))
