@@ -220,6 +220,7 @@ static int state_pg_read_all(struct state_pg *pg, struct state **out)
 	PGresult *hdr = NULL, *rows = NULL;
 	struct state_pg_digest *dig = NULL;
 	struct state *st = NULL;
+	size_t n;
 	int rc;
 
 	for (int attempt = 0;; attempt++) {
@@ -236,13 +237,14 @@ static int state_pg_read_all(struct state_pg *pg, struct state **out)
 	if (rc)
 		return rc;
 	rc = state_pg_assemble(pg, hdr, rows, &st, &dig);
+	n = (size_t)PQntuples(rows);
+	PQclear(rows); /* decoded: the 10 MB of text need not be at the peak with the snapshot being written */
 	if (!rc) {
-		state_pg_dig_take(state_pg_store_of(pg), st, dig, (size_t)PQntuples(rows));
-		state_pg_snap_save(pg, hdr, st, dig, (size_t)PQntuples(rows));
+		state_pg_dig_take(state_pg_store_of(pg), st, dig, n);
+		state_pg_snap_save(pg, hdr, st, dig, n);
 		*out = st;
 	}
 	PQclear(hdr);
-	PQclear(rows);
 	return rc;
 }
 
