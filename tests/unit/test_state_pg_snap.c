@@ -323,12 +323,17 @@ static void test_a_damaged_snapshot_is_ignored_and_rebuilt(void **unused)
 	read_snap(path, &good);
 	cuts[3] = good.len - 1;
 	edit_row_behind_our_back(schema, "c05.example"); /* so a row load shows itself */
-	for (int k = 0; k < 5; k++) {
-		/* a byte flipped inside the records and strings, or the file cut short at several places */
+	for (int k = 0; k < 6; k++) {
+		/*
+		 * the file cut short at several places, a byte flipped inside the
+		 * records and strings, or in the row digests at the end
+		 */
 		buf_init(&bad, 0);
 		buf_append(&bad, good.data, k < 4 ? cuts[k] : good.len);
 		if (k == 4)
 			bad.data[good.len / 2] ^= 0x20;
+		if (k == 5)
+			bad.data[good.len - 5] ^= 0x01;
 		write_snap(path, &bad);
 		buf_free(&bad);
 		assert_int_equal(state_load(be, &got), 0);
