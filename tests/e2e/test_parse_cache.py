@@ -40,11 +40,15 @@ def test_a_cold_plan_parses_only_the_files_a_commit_changed(env):
     r, again = plan_v(env)
     assert counts(r) == (0, 6) and again == first
     env.run("apply", check=0)
+    before = (env.dir / CACHE).stat()
     env.repo.write("team-1/c3.yaml", manifest("c3", ["c3.example.test", "www.c3.example.test"]))
     env.repo.commit()
     r, plan = plan_v(env)
     assert counts(r) == (1, 5)
     assert changes(plan) == [("c3", "replace")], plan
+    # the one parsed file was appended to the cache, not the whole cache written again
+    after = (env.dir / CACHE).stat()
+    assert after.st_ino == before.st_ino and before.st_size < after.st_size < before.st_size * 1.5, (before, after)
     # what the cache gave is what a parse gives: the same plan with the cache removed
     (env.dir / CACHE).unlink()
     r, fresh = plan_v(env)
@@ -76,10 +80,30 @@ def test_a_damaged_or_foreign_cache_is_ignored_and_rebuilt(env):
     _, good = plan_v(env)
     assert good["changes"] == [] or all(c["action"] == "no-op" for c in good["changes"]), good
     assert damage_and_check(env, flip(-5), "checksum mismatch") == good
-    assert damage_and_check(env, lambda d: bytes(d[: len(d) // 2]), "truncated or extended") == good
+    assert damage_and_check(env, lambda d: bytes(d[: len(d) // 2]), "truncated") == good
     assert damage_and_check(env, flip(20), "written by another build") == good
     assert damage_and_check(env, flip(0), "not a parse cache of this version") == good
     assert damage_and_check(env, lambda d: b"junk", "shorter than its header") == good
+
+
+def test_a_torn_append_keeps_the_rest_and_the_next_plan_writes_the_cache_whole(env):
+    fleet(env, 12)
+    env.run("apply", check=0)
+    path = env.dir / CACHE
+    whole = path.stat().st_size
+    env.repo.write("team-0/c0.yaml", manifest("c0", ["c0.example.test", "www.c0.example.test"]))
+    env.repo.commit()
+    r, plan = plan_v(env)
+    assert counts(r) == (1, 11) and path.stat().st_size > whole
+    # a crash in the middle of the append: the segment is cut short
+    path.write_bytes(path.read_bytes()[:-9])
+    r, again = plan_v(env)
+    assert counts(r) == (1, 11) and again == plan, r.err
+    assert "is torn and ignored; the file is written whole next" in r.err, r.err
+    assert path.stat().st_size > whole  # written whole, with the file it parsed again
+    r, third = plan_v(env)
+    assert counts(r) == (0, 12) and "is torn and ignored" not in r.err, r.err
+    assert third == plan, (third, plan)
 
 
 def test_a_cache_with_the_same_names_but_other_content_is_never_taken(env, tmp_path):
