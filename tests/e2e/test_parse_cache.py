@@ -5,6 +5,7 @@ import json
 import re
 
 from conftest import manifest
+from test_run import daemons, run_config  # noqa: F401 (daemons is a fixture)
 
 CACHE = "state/cache/manifests.cache"
 
@@ -184,3 +185,25 @@ def test_an_oversized_file_is_named_with_its_size_cold_and_from_the_cache(env):
         r = env.run("validate", "-v")
         assert r.code != 0 and want in r.err + r.out, r
         assert re.search(rf"\b{parsed} parsed", r.err), r
+
+
+def test_run_starts_from_the_parse_cache_and_adds_what_it_parsed(env, daemons):  # noqa: F811
+    """A restarted `run` (a sidecar's pod, a service) parses only what the cache on disk does not hold."""
+    run_config(env, interval="1s")
+    fleet(env, 6)
+    r, _ = plan_v(env)
+    assert counts(r) == (6, 0)
+    env.repo.write("team-1/c3.yaml", manifest("c3", ["c3.example.test", "www.c3.example.test"]))
+    env.repo.commit()
+    d = daemons(env, args=("-v",))
+    d.wait_log(r"^manifests: 6 files, 1 parsed, 5 from the parse cache")
+    d.wait_log(r"^source at main@sha1:\w+: 6 certificates, 0 problems")
+    d.stop()
+    r, _ = plan_v(env)
+    assert counts(r) == (0, 6), r.err  # run added the file it parsed
+    # without a cache, run parses everything (and writes one)
+    (env.dir / CACHE).unlink()
+    d = daemons(env, args=("-v",))
+    d.wait_log(r"^manifests: 6 files, 6 parsed, 0 from the parse cache")
+    d.stop()
+    assert (env.dir / CACHE).exists()
