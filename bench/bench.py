@@ -277,8 +277,8 @@ def provider_rows(binary, tmp, rows):
     n = 100 if QUICK else 1000
     r = providers.dnsimple_apply(binary, tmp, n, LATENCY, PARALLELISM)
     rows.append((f"apply, {n} new certs, DNSimple sim, {LATENCY * 1000:.0f} ms/request, parallelism {PARALLELISM}",
-                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)", "≤ 2x bound",
-                 verdict(r["wall"] <= 2 * r["bound"])))
+                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)",
+                 "≤ 2x bound; issue 16: ≤ 1.1x", verdict(r["wall"] <= 1.1 * r["bound"])))
     rows.append(("DNSimple requests per issued cert (apply --wait, polling)", f"{r['per_cert']:.2f}",
                  "4 + polls", verdict(r["per_cert"] <= 6)))
     ops = ", ".join(f"{k.replace('/v2/{account}/domains/{domain}/certificates', '…')} {v / n:g}"
