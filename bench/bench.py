@@ -223,6 +223,11 @@ def pg_state_rows(tool, rows):
                  f"{pl:.0f} | {fl:.0f} ms = {pl / fl:.2f}x", "", ""))
     rows.append(("  postgres load: fetch | decode (records + digests) | rest",
                  f"{fetch:.0f} ms ({mb:.1f} MB) | {decode:.0f} ms | {max(pl - fetch - decode, 0):.0f} ms", "", ""))
+    if "postgres with a local snapshot" in f:
+        sopen, sfirst, snext = nums("postgres with a local snapshot")
+        rows.append(("  postgres with a local snapshot (cacheDir): open | first load | next loads",
+                     f"{sopen:.0f} ms (connect, schema check) | {sfirst:.0f} ms (rows, snapshot written) | "
+                     f"{snext:.0f} ms (header row, snapshot)", "", ""))
     rows.append(("one-certificate change written (journal()), 10000-record state, median of 100",
                  f"{jmed:.2f} ms (max {jmax:.1f} ms); {jrt:.0f} round trips of {rtt:.2f} ms, client CPU {jcpu:.2f} ms",
                  "≤ 5 ms", verdict(jmed <= 5)))
@@ -273,12 +278,22 @@ def daemon_commit_pass(binary, d, passes=5):
     return {"load": load, "plan": plan, "total": load + plan}
 
 
+def eta_row(e, target):
+    """The row of an apply's printed finish time against its actual finish."""
+    errs = [e["first"]] + [e[p] for p in (25, 50, 75) if e[p] is not None]
+    return ("  its ETA vs the actual finish (error / run time)",
+            f"first {e['first'] * 100:.1f}% ({e['bound']}-bound, printed at {e['first_at']:.1f} s), "
+            + ", ".join(f"at {p}%: " + (f"{e[p] * 100:.1f}%" if e[p] is not None else "none") for p in (25, 50, 75))
+            + f"; {e['printed']} lines", target, verdict(max(errs) <= 0.10) if target else "")
+
+
 def provider_rows(binary, tmp, rows):
     n = 100 if QUICK else 1000
     r = providers.dnsimple_apply(binary, tmp, n, LATENCY, PARALLELISM)
     rows.append((f"apply, {n} new certs, DNSimple sim, {LATENCY * 1000:.0f} ms/request, parallelism {PARALLELISM}",
-                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)", "≤ 2x bound",
-                 verdict(r["wall"] <= 2 * r["bound"])))
+                 f"{r['wall']:.1f} s (bound {r['bound']:.1f} s, {r['wall'] / r['bound']:.2f}x)",
+                 "≤ 2x bound; issue 16: ≤ 1.1x", verdict(r["wall"] <= 1.1 * r["bound"])))
+    rows.append(eta_row(r["eta"], ""))
     rows.append(("DNSimple requests per issued cert (apply --wait, polling)", f"{r['per_cert']:.2f}",
                  "4 + polls", verdict(r["per_cert"] <= 6)))
     ops = ", ".join(f"{k.replace('/v2/{account}/domains/{domain}/certificates', '…')} {v / n:g}"
@@ -305,13 +320,7 @@ def provider_rows(binary, tmp, rows):
     rows.append((f"apply, {rl['n']} certs, DNSimple sim limited to {rl['limit']}/{rl['window']} s",
                  f"{rl['used'] * 100:.0f}% of the allowed rate, {rl['429']} 429s, {rl['wall']:.0f} s",
                  "≥ 90%, 0 429s", verdict(rl["used"] >= 0.9 and rl["429"] == 0)))
-    e = rl["eta"]
-    errs = [e["first"]] + [e[p] for p in (25, 50, 75) if e[p] is not None]
-    rows.append(("  its ETA vs the actual finish (error / run time)",
-                 f"first {e['first'] * 100:.1f}% ({e['bound']}-bound, printed at {e['first_at']:.1f} s), "
-                 + ", ".join(f"at {p}%: " + (f"{e[p] * 100:.1f}%" if e[p] is not None else "none") for p in (25, 50, 75))
-                 + f"; {e['printed']} lines", "within 10%", verdict(max(errs) <= 0.10)))
-
+    rows.append(eta_row(rl["eta"], "within 10%"))
 
 def main():
     binary = str(Path(sys.argv[1]).resolve())

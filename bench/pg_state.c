@@ -4,6 +4,9 @@
  * - load on both backends (median of 5), and the postgres load's parts: the
  *   rows fetched alone on a connection of their own, and their decode
  *   (records and digests);
+ * - the postgres backend with a cache directory: opening it (connect, schema
+ *   check), the first load (rows, then the local snapshot written) and the
+ *   next ones (the header row, then the snapshot), medians of 5;
  * - one round trip (SELECT 1, median of 100);
  * - one record's journal() and a one-record save() (median of 100; wall,
  *   the calling thread's CPU), and the round trips each makes with each
@@ -243,14 +246,57 @@ static void fetch_and_decode(const char *url, const char *schema, double *fetch,
 	PQfinish(side);
 }
 
+/*
+ * A backend with a cache directory (the local snapshot, state_pg_snap.c):
+ * out[0] opening it (connect, schema check), out[1] its first load (every
+ * row, then the snapshot written), out[2] a load after that (the header row,
+ * then the snapshot); medians of 5 backends.
+ */
+static void snap_loads(const struct state_pg_opts *base, const char *dir, double out[3])
+{
+	struct state_pg_opts o = *base;
+	char cache[64];
+	double t[3][5];
+
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	o.cache_dir = cache;
+	for (int i = 0; i < 5; i++) {
+		struct state_backend *be = NULL;
+		struct state *got = NULL;
+		double t0 = now_ms();
+		char *snap;
+
+		if (state_pg_open(&o, &be))
+			die("postgres open");
+		t[0][i] = now_ms() - t0;
+		snap = xstrdup(((struct state_pg *)be)->snap_path);
+		unlink(snap);
+		t0 = now_ms();
+		if (state_load(be, &got))
+			die("postgres load (rows)");
+		t[1][i] = now_ms() - t0;
+		state_free(got);
+		t0 = now_ms();
+		if (state_load(be, &got))
+			die("postgres load (snapshot)");
+		t[2][i] = now_ms() - t0;
+		state_free(got);
+		state_backend_free(be);
+		unlink(snap);
+		free(snap);
+	}
+	for (int k = 0; k < 3; k++)
+		out[k] = median(t[k], 5);
+}
+
 int main(int argc, char **argv)
 {
 	long n = argc > 2 ? strtol(argv[2], NULL, 10) : 10000;
 	char dir[] = "/tmp/pg-state-bench.XXXXXX", path[64], schema[48], name[32];
-	struct state_pg_opts o = {argc > 1 ? argv[1] : NULL, schema, 120000, "bench"};
+	struct state_pg_opts o = {argc > 1 ? argv[1] : NULL, schema, 120000, "bench", NULL};
 	struct state_backend *file = NULL, *pg = NULL;
 	struct state *st = state_new(), *got = NULL;
-	double fl[5], pl[5], jr[100], jc[100], sv[100], sc[100], fetch, decode, rtt, mb;
+	double fl[5], pl[5], snap[3], jr[100], jc[100], sv[100], sc[100], fetch, decode, rtt, mb;
 	struct trips tj, ts;
 
 	if (!o.conninfo || n < 1 || n > 1000000 || !mkdtemp(dir))
@@ -279,6 +325,7 @@ int main(int argc, char **argv)
 		pl[i] = now_ms() - t;
 		state_free(got);
 	}
+	snap_loads(&o, dir, snap);
 	fetch_and_decode(o.conninfo, schema, &fetch, &decode, &rtt, &mb);
 	if (state_load(pg, &got))
 		die("postgres load");
@@ -310,6 +357,8 @@ int main(int argc, char **argv)
 	printf("load file: median %.1f ms\n", median(fl, 5));
 	printf("load postgres: median %.1f ms = %.2f x file\n", median(pl, 5), median(pl, 5) / median(fl, 5));
 	printf("load postgres parts: fetch %.1f ms (%.1f MB), decode and digests %.1f ms\n", fetch, mb, decode);
+	printf("postgres with a local snapshot: open %.1f ms, first load %.1f ms, then %.1f ms\n", snap[0], snap[1],
+	       snap[2]);
 	printf("round trip: median %.3f ms\n", rtt);
 	printf("journal: median %.2f ms, max %.2f ms, client CPU %.2f ms, %d round trips\n", median(jr, 100),
 	       (qsort(jr, 100, sizeof(double), cmp_double), jr[99]), median(jc, 100), tj.n);
@@ -326,6 +375,10 @@ int main(int argc, char **argv)
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/state.json.backup", dir);
 	unlink(path);
+	snprintf(path, sizeof(path), "%s/state.json.snap", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/cache", dir);
+	rmdir(path);
 	rmdir(dir);
 	return 0;
 }

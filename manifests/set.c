@@ -7,135 +7,22 @@
 #include <string.h>
 
 #include "../util/buf.h"
+#include "../util/strmap.h"
 #include "../util/util.h"
 #include "internal.h"
 
 #define NONE ((size_t)-1)
 #define MAX_LISTED_ISSUERS 10
 
-/*
- * An open-addressing table from strings to a spec or an index (names,
- * directories) or to a count (parents of directories, whose keys it owns),
- * with tombstones: the index kept between revisions removes a few keys and
- * adds a few, never rebuilding the table.
- */
-struct imap_slot {
-	const char *key; /* NULL: empty; IMAP_TOMB: deleted */
-	const struct cert_spec *spec;
-	size_t count;
-};
-
-struct imap {
-	struct imap_slot *v;
-	size_t cap, used, n; /* used: live + tombstones */
-	int owns_keys;
-};
-
-static const char imap_tomb;
-#define IMAP_TOMB (&imap_tomb)
-
-/* The slot of key[0..len), or the slot where it would go (the first tombstone passed, else the empty one). */
-static struct imap_slot *imap_find(const struct imap *m, const char *key, size_t len)
-{
-	size_t mask = m->cap - 1, i = (size_t)util_hash_mix(util_hash_mem(key, len)) & mask;
-	struct imap_slot *tomb = NULL;
-
-	for (;; i = (i + 1) & mask) {
-		struct imap_slot *s = &m->v[i];
-
-		if (!s->key)
-			return tomb ? tomb : s;
-		if (s->key == IMAP_TOMB) {
-			if (!tomb)
-				tomb = s;
-		} else if (!strncmp(s->key, key, len) && s->key[len] == '\0') {
-			return s;
-		}
-	}
-}
-
-static int imap_live(const struct imap_slot *s)
-{
-	return s->key && s->key != IMAP_TOMB;
-}
-
-static void imap_init(struct imap *m, size_t n, int owns_keys)
-{
-	m->cap = 16;
-	while (m->cap < 2 * n + 2)
-		m->cap *= 2;
-	m->v = xcalloc(m->cap, sizeof(*m->v));
-	m->used = m->n = 0;
-	m->owns_keys = owns_keys;
-}
-
-/* Room for one more key: rebuilt (tombstones dropped) when live + tombstones pass half the slots. */
-static void imap_reserve(struct imap *m)
-{
-	struct imap old = *m;
-
-	if ((m->used + 1) * 2 <= m->cap)
-		return;
-	imap_init(m, old.n + 1, old.owns_keys);
-	for (size_t i = 0; i < old.cap; i++)
-		if (imap_live(&old.v[i])) {
-			*imap_find(m, old.v[i].key, strlen(old.v[i].key)) = old.v[i];
-			m->used++;
-			m->n++;
-		}
-	free(old.v);
-}
-
-static struct imap_slot *imap_get(const struct imap *m, const char *key, size_t len)
-{
-	struct imap_slot *s = imap_find(m, key, len);
-
-	return imap_live(s) ? s : NULL;
-}
-
-/* The slot of key, added (with a copy of the key when the table owns its keys) when absent. */
-static struct imap_slot *imap_put(struct imap *m, const char *key, size_t len)
-{
-	struct imap_slot *s;
-
-	imap_reserve(m);
-	s = imap_find(m, key, len);
-	if (imap_live(s))
-		return s;
-	if (!s->key)
-		m->used++;
-	m->n++;
-	s->key = m->owns_keys ? xstrndup(key, len) : key;
-	s->spec = NULL;
-	s->count = 0;
-	return s;
-}
-
-static void imap_del(struct imap *m, struct imap_slot *s)
-{
-	if (m->owns_keys)
-		free((char *)s->key);
-	s->key = IMAP_TOMB;
-	m->n--;
-}
-
-static void imap_free(struct imap *m)
-{
-	for (size_t i = 0; m->owns_keys && i < m->cap; i++)
-		if (imap_live(&m->v[i]))
-			free((char *)m->v[i].key);
-	free(m->v);
-}
-
 /* Adds key -> index unless present; returns the index already there, or NONE. */
-static size_t imap_put_first(struct imap *m, const char *key, size_t index)
+static size_t set_put_first(struct strmap *m, const char *key, size_t index)
 {
 	size_t before = m->n;
-	struct imap_slot *s = imap_put(m, key, strlen(key));
+	struct strmap_slot *s = strmap_put(m, key, strlen(key));
 
 	if (m->n == before)
-		return s->count;
-	s->count = index;
+		return s->num;
+	s->num = index;
 	return NONE;
 }
 
@@ -149,13 +36,13 @@ static void output_pos(const struct cert_spec *s, int *line, int *col)
 /* Flags both ends of every duplicate name in dup[]. */
 static int set_check_names(struct cert_spec *const *specs, size_t n, unsigned char *dup, struct diags *d)
 {
-	struct imap names;
+	struct strmap names;
 	int problems = 0;
 
-	imap_init(&names, n, 0);
+	strmap_init(&names, n, 0);
 	for (size_t i = 0; i < n; i++) {
 		const struct cert_spec *s = specs[i], *p;
-		size_t first = imap_put_first(&names, s->name, i);
+		size_t first = set_put_first(&names, s->name, i);
 
 		if (first == NONE)
 			continue;
@@ -167,7 +54,7 @@ static int set_check_names(struct cert_spec *const *specs, size_t n, unsigned ch
 		dup[i] = dup[first] = 1;
 		problems += 2;
 	}
-	imap_free(&names);
+	strmap_free(&names);
 	return problems;
 }
 
@@ -199,16 +86,16 @@ static int set_report_dirs(const struct cert_spec *a, const struct cert_spec *b,
 static int set_check_dirs(struct cert_spec *const *specs, size_t n, const unsigned char *dup, unsigned char *bad,
 			  struct diags *d)
 {
-	struct imap dirs;
+	struct strmap dirs;
 	int problems = 0;
 
-	imap_init(&dirs, n, 0);
+	strmap_init(&dirs, n, 0);
 	for (size_t i = 0; i < n; i++) {
 		size_t first;
 
 		if (dup[i])
 			continue; /* a duplicate name already collides here through the default directory */
-		first = imap_put_first(&dirs, specs[i]->output_dir, i);
+		first = set_put_first(&dirs, specs[i]->output_dir, i);
 		if (first != NONE) {
 			problems += set_report_dirs(specs[i], specs[first], 0, d);
 			bad[i] = bad[first] = 1;
@@ -219,16 +106,16 @@ static int set_check_dirs(struct cert_spec *const *specs, size_t n, const unsign
 		const char *dir = specs[i]->output_dir;
 
 		for (const char *slash = strrchr(dir, '/'); slash; slash = memrchr(dir, '/', (size_t)(slash - dir))) {
-			const struct imap_slot *outer = imap_get(&dirs, dir, (size_t)(slash - dir));
+			const struct strmap_slot *outer = strmap_get(&dirs, dir, (size_t)(slash - dir));
 
-			if (outer && outer->count != i) {
-				problems += set_report_dirs(specs[i], specs[outer->count], 1, d);
-				bad[i] = bad[outer->count] = 1;
+			if (outer && outer->num != i) {
+				problems += set_report_dirs(specs[i], specs[outer->num], 1, d);
+				bad[i] = bad[outer->num] = 1;
 				break;
 			}
 		}
 	}
-	imap_free(&dirs);
+	strmap_free(&dirs);
 	return problems;
 }
 
@@ -305,41 +192,41 @@ int manifest_check_set(struct cert_spec *const *specs, size_t n, const struct ma
 /* ---------- the index kept between revisions ---------- */
 
 struct manifest_set_index {
-	struct imap names;   /* metadata.name -> spec */
-	struct imap dirs;    /* output directory -> spec */
-	struct imap parents; /* every proper parent of an output directory -> how many directories are under it */
+	struct strmap names;   /* metadata.name -> spec */
+	struct strmap dirs;    /* output directory -> spec */
+	struct strmap parents; /* every proper parent of an output directory -> how many directories are under it */
 };
 
 /* Adds delta to the count of every proper parent of dir ("a/b/c": "a/b", "a"), dropping those at zero. */
-static void index_parents(struct imap *parents, const char *dir, long delta)
+static void index_parents(struct strmap *parents, const char *dir, long delta)
 {
 	for (const char *slash = strrchr(dir, '/'); slash; slash = memrchr(dir, '/', (size_t)(slash - dir))) {
 		size_t len = (size_t)(slash - dir);
-		struct imap_slot *s = delta > 0 ? imap_put(parents, dir, len) : imap_get(parents, dir, len);
+		struct strmap_slot *s = delta > 0 ? strmap_put(parents, dir, len) : strmap_get(parents, dir, len);
 
 		if (!s)
 			continue;
-		s->count += (size_t)delta;
-		if (!s->count)
-			imap_del(parents, s);
+		s->num += (size_t)delta;
+		if (!s->num)
+			strmap_del(parents, s);
 	}
 }
 
 static void index_add(struct manifest_set_index *idx, const struct cert_spec *s)
 {
-	imap_put(&idx->names, s->name, strlen(s->name))->spec = s;
-	imap_put(&idx->dirs, s->output_dir, strlen(s->output_dir))->spec = s;
+	strmap_put(&idx->names, s->name, strlen(s->name))->ptr = (void *)s;
+	strmap_put(&idx->dirs, s->output_dir, strlen(s->output_dir))->ptr = (void *)s;
 	index_parents(&idx->parents, s->output_dir, 1);
 }
 
 static void index_remove(struct manifest_set_index *idx, const struct cert_spec *s)
 {
-	struct imap_slot *k;
+	struct strmap_slot *k;
 
-	if ((k = imap_get(&idx->names, s->name, strlen(s->name))) && k->spec == s)
-		imap_del(&idx->names, k);
-	if ((k = imap_get(&idx->dirs, s->output_dir, strlen(s->output_dir))) && k->spec == s)
-		imap_del(&idx->dirs, k);
+	if ((k = strmap_get(&idx->names, s->name, strlen(s->name))) && k->ptr == s)
+		strmap_del(&idx->names, k);
+	if ((k = strmap_get(&idx->dirs, s->output_dir, strlen(s->output_dir))) && k->ptr == s)
+		strmap_del(&idx->dirs, k);
 	index_parents(&idx->parents, s->output_dir, -1);
 }
 
@@ -347,9 +234,9 @@ struct manifest_set_index *manifest_set_index_new(struct cert_spec *const *specs
 {
 	struct manifest_set_index *idx = xcalloc(1, sizeof(*idx));
 
-	imap_init(&idx->names, n, 0);
-	imap_init(&idx->dirs, n, 0);
-	imap_init(&idx->parents, 16, 1);
+	strmap_init(&idx->names, n, 0);
+	strmap_init(&idx->dirs, n, 0);
+	strmap_init(&idx->parents, 16, 1);
 	for (size_t i = 0; i < n; i++)
 		index_add(idx, specs[i]);
 	return idx;
@@ -359,16 +246,16 @@ void manifest_set_index_free(struct manifest_set_index *idx)
 {
 	if (!idx)
 		return;
-	imap_free(&idx->names);
-	imap_free(&idx->dirs);
-	imap_free(&idx->parents);
+	strmap_free(&idx->names);
+	strmap_free(&idx->dirs);
+	strmap_free(&idx->parents);
 	free(idx);
 }
 
 /* 1 when the spec an index slot names is one of the removed (sorted by address). */
-static int index_gone(const struct imap_slot *s, const struct cert_spec **removed, size_t n_removed)
+static int index_gone(const struct strmap_slot *s, const struct cert_spec **removed, size_t n_removed)
 {
-	return s && bsearch(&s->spec, removed, n_removed, sizeof(*removed), util_ptr_cmp);
+	return s && bsearch(&s->ptr, removed, n_removed, sizeof(*removed), util_ptr_cmp);
 }
 
 /* How many of the removed specs' directories lie under dir. */
@@ -386,17 +273,17 @@ static int index_collides(const struct manifest_set_index *idx, const struct cer
 			  const struct cert_spec **removed, size_t n_removed)
 {
 	const char *dir = a->output_dir;
-	const struct imap_slot *s;
+	const struct strmap_slot *s;
 
-	if ((s = imap_get(&idx->names, a->name, strlen(a->name))) && !index_gone(s, removed, n_removed))
+	if ((s = strmap_get(&idx->names, a->name, strlen(a->name))) && !index_gone(s, removed, n_removed))
 		return 1;
-	if ((s = imap_get(&idx->dirs, dir, strlen(dir))) && !index_gone(s, removed, n_removed))
+	if ((s = strmap_get(&idx->dirs, dir, strlen(dir))) && !index_gone(s, removed, n_removed))
 		return 1;
 	for (const char *slash = strrchr(dir, '/'); slash; slash = memrchr(dir, '/', (size_t)(slash - dir)))
-		if ((s = imap_get(&idx->dirs, dir, (size_t)(slash - dir))) && !index_gone(s, removed, n_removed))
+		if ((s = strmap_get(&idx->dirs, dir, (size_t)(slash - dir))) && !index_gone(s, removed, n_removed))
 			return 1;
-	s = imap_get(&idx->parents, dir, strlen(dir));
-	return s && s->count > removed_under(dir, removed, n_removed);
+	s = strmap_get(&idx->parents, dir, strlen(dir));
+	return s && s->num > removed_under(dir, removed, n_removed);
 }
 
 int manifest_set_index_update(struct manifest_set_index *idx, struct cert_spec *const *removed, size_t n_removed,

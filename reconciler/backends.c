@@ -126,6 +126,7 @@ int backends_open_state_as(const struct config *c, int backend, struct state_bac
 	o.schema = c->state.schema;
 	o.lease_ms = c->state.lease_ms;
 	o.replica_id = id;
+	o.cache_dir = c->source.cache_dir; /* the local decoded snapshot, beside the parse cache */
 	rc = state_pg_open(&o, out);
 	free(id);
 	buf_wipe(&url);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/strmap.h"
 #include "../util/util.h"
 
 #define OW_MASK                                                                                                        \
@@ -20,109 +21,20 @@
 #define OW_READ_BUF 65536
 #define OW_AHEAD 8 /* records prefetched ahead of a walk (ow_prefetch) */
 
-/* ---------- a small string map (open addressing; a tombstone keeps probe chains) ---------- */
+/*
+ * The maps own their keys. cover: num is the wd, flag says a generation
+ * directory (its children's events are its own). wds: ptr is the directory
+ * the watch was added for (owned), flag the same. touched: keys only.
+ */
 
-struct ow_slot {
-	char *key; /* NULL: empty; ow_tomb: deleted */
-	uint64_t h;
-	int val;
-	int gen;   /* the directory is a generation directory (its children's events are its own) */
-	char *str; /* wds: the directory the watch was added for */
-};
-
-struct ow_map {
-	struct ow_slot *v;
-	size_t cap, used, n; /* used counts tombstones too */
-};
-
-static char ow_tomb[1];
-
-static struct ow_slot *ow_map_find(const struct ow_map *m, const char *key, size_t len)
+/* Empties m (freeing its ptrs when they are owned, as in wds); it stays a table that owns its keys. */
+static void ow_map_clear(struct strmap *m, int own_ptrs)
 {
-	uint64_t h = util_hash_mem(key, len);
-
-	if (!m->n)
-		return NULL;
-	for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-		struct ow_slot *s = &m->v[i];
-
-		if (!s->key)
-			return NULL;
-		if (s->key != ow_tomb && s->h == h && !strncmp(s->key, key, len) && !s->key[len])
-			return s;
-	}
-}
-
-static void ow_map_clear(struct ow_map *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		if (m->v[i].key != ow_tomb) {
-			free(m->v[i].key);
-			free(m->v[i].str);
-		}
-	free(m->v);
-	memset(m, 0, sizeof(*m));
-}
-
-static struct ow_slot *ow_map_put(struct ow_map *m, const char *key, size_t len);
-
-static void ow_map_grow(struct ow_map *m)
-{
-	struct ow_map old = *m;
-
-	/* Sized for the live entries: a table that filled up with tombstones is rebuilt at its size. */
-	m->cap = 64;
-	while ((old.n + 1) * 2 >= m->cap)
-		m->cap *= 2;
-	m->v = xcalloc(m->cap, sizeof(*m->v));
-	m->used = m->n = 0;
-	for (size_t i = 0; i < old.cap; i++) {
-		struct ow_slot *s = &old.v[i], *t;
-
-		if (!s->key || s->key == ow_tomb)
-			continue;
-		t = ow_map_put(m, s->key, strlen(s->key));
-		t->val = s->val;
-		t->gen = s->gen;
-		t->str = s->str;
-		free(s->key);
-	}
-	free(old.v);
-}
-
-/* The slot of key, added (val 0) if missing. */
-static struct ow_slot *ow_map_put(struct ow_map *m, const char *key, size_t len)
-{
-	struct ow_slot *s = ow_map_find(m, key, len);
-	uint64_t h;
-	size_t i;
-
-	if (s)
-		return s;
-	if ((m->used + 1) * 4 >= m->cap * 3)
-		ow_map_grow(m);
-	h = util_hash_mem(key, len);
-	for (i = h & (m->cap - 1); m->v[i].key && m->v[i].key != ow_tomb; i = (i + 1) & (m->cap - 1)) {
-	}
-	s = &m->v[i];
-	if (!s->key)
-		m->used++;
-	s->key = xstrndup(key, len);
-	s->h = h;
-	s->val = 0;
-	s->gen = 0;
-	s->str = NULL;
-	m->n++;
-	return s;
-}
-
-static void ow_map_del(struct ow_map *m, struct ow_slot *s)
-{
-	free(s->key);
-	free(s->str);
-	s->key = ow_tomb;
-	s->str = NULL;
-	m->n--;
+	for (size_t i = 0; own_ptrs && i < m->cap; i++)
+		if (strmap_live(&m->v[i]))
+			free(m->v[i].ptr);
+	strmap_free(m);
+	m->owns_keys = 1;
 }
 
 /* ---------- the watcher ---------- */
@@ -150,9 +62,9 @@ struct outwatch {
 	int all_once; /* the next look checks everything (overflow, the root itself changed) */
 	int64_t last_full;
 	long max_watches;      /* CERTSYNC_OUTWATCH_MAX (0: the kernel's limit only) */
-	struct ow_map cover;   /* directory (relative to root, "" the root) -> wd */
-	struct ow_map wds;     /* wd (as text) -> the directory it was added for (str; gen) */
-	struct ow_map touched; /* paths (relative) with events since the last look */
+	struct strmap cover;   /* directory (relative to root, "" the root) -> wd */
+	struct strmap wds;     /* wd (as text) -> the directory it was added for */
+	struct strmap touched; /* paths (relative) with events since the last look */
 	struct ow_prev *prev;  /* by name */
 	size_t n_prev;
 };
@@ -178,9 +90,9 @@ static void ow_reset(struct outwatch *w)
 	if (w->fd >= 0)
 		close(w->fd);
 	w->fd = w->off ? -1 : inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	ow_map_clear(&w->cover);
-	ow_map_clear(&w->wds);
-	ow_map_clear(&w->touched);
+	ow_map_clear(&w->cover, 0);
+	ow_map_clear(&w->wds, 1);
+	ow_map_clear(&w->touched, 0);
 	w->looked = 0;
 	if (w->fd < 0 && !w->off) {
 		log_warn("outputs: inotify is unavailable (%s): every output is checked by stat at every pass",
@@ -251,9 +163,9 @@ void outwatch_free(struct outwatch *w)
 		return;
 	if (w->fd >= 0)
 		close(w->fd);
-	ow_map_clear(&w->cover);
-	ow_map_clear(&w->wds);
-	ow_map_clear(&w->touched);
+	ow_map_clear(&w->cover, 0);
+	ow_map_clear(&w->wds, 1);
+	ow_map_clear(&w->touched, 0);
 	for (size_t i = 0; i < w->n_prev; i++)
 		ow_prev_free(&w->prev[i]);
 	free(w->prev);
@@ -266,34 +178,34 @@ static void ow_touch(struct outwatch *w, const char *rel, size_t len)
 	if (!len)
 		w->all_once = 1; /* the root itself: everything under it */
 	else
-		ow_map_put(&w->touched, rel, len);
+		strmap_put(&w->touched, rel, len);
 }
 
 /* A directory no longer is the one watched (moved, deleted): it and, for a tree directory, all below it. */
 static void ow_uncover(struct outwatch *w, const char *rel, size_t len)
 {
-	struct ow_slot *s = ow_map_find(&w->cover, rel, len);
-	int tree = s && !s->gen;
+	struct strmap_slot *s = strmap_get(&w->cover, rel, len);
+	int tree = s && !s->flag;
 
 	if (s)
-		ow_map_del(&w->cover, s);
+		strmap_del(&w->cover, s);
 	if (!len) {
 		w->all_once = 1;
 		ow_reset(w); /* the root went: nothing watched below it holds */
 		return;
 	}
 	for (size_t i = 0; tree && i < w->cover.cap; i++) {
-		struct ow_slot *c = &w->cover.v[i];
+		struct strmap_slot *c = &w->cover.v[i];
 
-		if (c->key && c->key != ow_tomb && !strncmp(c->key, rel, len) && c->key[len] == '/')
-			ow_map_del(&w->cover, c);
+		if (strmap_live(c) && !strncmp(c->key, rel, len) && c->key[len] == '/')
+			strmap_del(&w->cover, c);
 	}
 }
 
 static void ow_event(struct outwatch *w, const struct inotify_event *ev)
 {
 	char key[24], path[PATH_MAX];
-	struct ow_slot *s, *c;
+	struct strmap_slot *s, *c;
 	size_t rl;
 	int gen, n;
 
@@ -304,14 +216,16 @@ static void ow_event(struct outwatch *w, const struct inotify_event *ev)
 		return;
 	}
 	snprintf(key, sizeof(key), "%d", ev->wd);
-	if (!(s = ow_map_find(&w->wds, key, strlen(key))))
+	if (!(s = strmap_get(&w->wds, key, strlen(key))))
 		return; /* a watch dropped already */
-	rl = strlen(s->str);
-	memcpy(path, s->str, rl + 1); /* built below PATH_MAX by ow_watch */
-	gen = s->gen;
-	if (ev->mask & IN_IGNORED)
-		ow_map_del(&w->wds, s); /* the kernel dropped the watch: its wd may be given out again */
-	if ((ev->mask & OW_GONE) && (c = ow_map_find(&w->cover, path, rl)) && c->val == ev->wd) {
+	rl = strlen(s->ptr);
+	memcpy(path, s->ptr, rl + 1); /* built below PATH_MAX by ow_watch */
+	gen = s->flag;
+	if (ev->mask & IN_IGNORED) { /* the kernel dropped the watch: its wd may be given out again */
+		free(s->ptr);
+		strmap_del(&w->wds, s);
+	}
+	if ((ev->mask & OW_GONE) && (c = strmap_get(&w->cover, path, rl)) && c->num == (size_t)ev->wd) {
 		ow_touch(w, path, rl);
 		ow_uncover(w, path, rl);
 		return;
@@ -382,10 +296,10 @@ static size_t ow_gendir(const struct state_cert *rec, char *out, size_t cap)
 static int ow_watch(struct outwatch *w, const char *rel, size_t len, int gen)
 {
 	char path[PATH_MAX], key[24];
-	struct ow_slot *s, *c;
+	struct strmap_slot *s, *c;
 	int wd, n;
 
-	if (ow_map_find(&w->cover, rel, len))
+	if (strmap_get(&w->cover, rel, len))
 		return 1;
 	if (w->fd < 0)
 		return 0;
@@ -402,17 +316,17 @@ static int ow_watch(struct outwatch *w, const char *rel, size_t len, int gen)
 		return 0; /* missing or unreadable: checked by stat until it can be watched */
 	}
 	snprintf(key, sizeof(key), "%d", wd);
-	s = ow_map_find(&w->wds, key, strlen(key));
-	if (s && (strlen(s->str) != len || strncmp(s->str, rel, len)) &&
-	    (c = ow_map_find(&w->cover, s->str, strlen(s->str))) && c->val == wd)
+	s = strmap_get(&w->wds, key, strlen(key));
+	if (s && (strlen(s->ptr) != len || strncmp(s->ptr, rel, len)) &&
+	    (c = strmap_get(&w->cover, s->ptr, strlen(s->ptr))) && c->num == (size_t)wd)
 		return 0; /* one directory under two names (a symlink): its events name one; the other is stat-ed */
-	s = ow_map_put(&w->wds, key, strlen(key));
-	free(s->str);
-	s->str = xstrndup(rel, len);
-	s->gen = gen;
-	c = ow_map_put(&w->cover, rel, len);
-	c->val = wd;
-	c->gen = gen;
+	s = strmap_put(&w->wds, key, strlen(key));
+	free(s->ptr);
+	s->ptr = xstrndup(rel, len);
+	s->flag = gen;
+	c = strmap_put(&w->cover, rel, len);
+	c->num = (size_t)wd;
+	c->flag = gen;
 	return 1;
 }
 
@@ -443,9 +357,9 @@ static int ow_touched(const struct outwatch *w, const struct state_cert *rec)
 	if (!ow_path_ok(rec) || !(gl = ow_gendir(rec, gd, sizeof(gd))))
 		return 1;
 	for (const char *p = d; (slash = strchr(p, '/')); p = slash + 1)
-		if (ow_map_find(&w->touched, d, (size_t)(slash - d)))
+		if (strmap_get(&w->touched, d, (size_t)(slash - d)))
 			return 1;
-	return ow_map_find(&w->touched, d, strlen(d)) || ow_map_find(&w->touched, gd, gl);
+	return strmap_get(&w->touched, d, strlen(d)) || strmap_get(&w->touched, gd, gl);
 }
 
 /* ---------- the last results ---------- */
@@ -630,7 +544,7 @@ size_t outwatch_observe(struct outwatch *w, struct state_cert *const *recs, size
 		else
 			idx[k++] = i;
 	}
-	ow_map_clear(&w->touched);
+	ow_map_clear(&w->touched, 0);
 	w->all_once = 0;
 	/* Watched before checked: a change after the check is an event at the next look. */
 	for (size_t t = 0; t < n && w->fd >= 0; t++)

@@ -117,12 +117,11 @@ int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *co
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->commit, sizeof(out->commit), "%s", commit);
-	if (!cache) {
-		/* A CLI run: the parse cache on disk stands in for the daemon's memory. */
+	if (!cache)
 		cache = own = spec_cache_new();
-		if ((disk = reconcile_cache_path(cfg)))
-			spec_cache_read(own, disk);
-	}
+	/* A CLI run, or run's first load (a restart): the parse cache on disk stands in for memory. */
+	if (!cache->n && (disk = reconcile_cache_path(cfg)))
+		spec_cache_read(cache, disk);
 	/* Blobs found in the cache are never opened: their sizes are not read either. */
 	if ((rc = gitsrc_list_lazy(g, commit, cfg->source.path, &files, &n_files)))
 		goto out;

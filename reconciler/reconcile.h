@@ -35,8 +35,10 @@ struct desired {
 
 /*
  * Reads and checks the manifests under cfg->source.path at commit. Files
- * whose blob id is in cache are not parsed again. Problems go to
- * out->diags; returns an error only when the source itself failed.
+ * whose blob id is in cache are not parsed again; an empty or absent cache
+ * is first filled from the parse cache file (source.cacheDir), which gets
+ * what was parsed. Problems go to out->diags; returns an error only when
+ * the source itself failed.
  */
 int reconcile_desired(const struct config *cfg, struct gitsrc *g, const char *commit, struct spec_cache *cache,
 		      struct desired *out);

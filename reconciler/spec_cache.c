@@ -2,9 +2,12 @@
 #include "spec_cache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../util/crypto.h"
 #include "../util/err.h"
@@ -111,6 +114,7 @@ static void cache_delete_at(struct spec_cache *c, size_t i)
 {
 	size_t mask = c->cap - 1, j = i;
 
+	c->disk_dropped += c->v[i].on_disk != 0;
 	spec_cache_entry_clear(&c->v[i]);
 	c->n--;
 	c->dirty = 1;
@@ -160,10 +164,12 @@ void spec_cache_evict_unused(struct spec_cache *c)
  * length, SHA-256 of the body. body: u32 count, then per entry: oid (40
  * hex), path, u64 blob size, u32 diagnostics {i32 line, i32 col, msg},
  * u32 specs {u32 length, cert_spec_pack bytes}. Strings are u32 length +
- * bytes.
+ * bytes. Segments follow the body: magic, body length, SHA-256 of the
+ * body, then a body of the same form (entries added by a later load).
  */
 #define SC_MAGIC "CSPARSE1"
-#define SC_VERSION 1u
+#define SC_SEG_MAGIC "CSPSEG01"
+#define SC_VERSION 2u
 #define SC_ORDER 0x01020304u
 #define SC_BUILD 132
 #define SC_MAX_PATH 4096
@@ -174,6 +180,12 @@ struct sc_header {
 	char magic[8];
 	uint32_t version, order;
 	char build[SC_BUILD];
+	uint64_t body_len;
+	unsigned char sha256[32];
+};
+
+struct sc_segment {
+	char magic[8];
 	uint64_t body_len;
 	unsigned char sha256[32];
 };
@@ -226,33 +238,99 @@ static int sc_header_for(struct sc_header *h)
 	return 0;
 }
 
+/* Appends to b a body: u32 count, then the entries (only those not on disk when fresh_only). Returns the count. */
+static uint32_t sc_body(struct spec_cache *c, struct buf *b, int fresh_only)
+{
+	struct buf tmp = BUF_INIT;
+	size_t at = b->len;
+	uint32_t count = 0;
+
+	sc_u32(b, 0);
+	for (size_t i = 0; i < c->cap; i++)
+		if (c->v[i].oid[0] && !(fresh_only && c->v[i].on_disk)) {
+			sc_entry(b, &c->v[i], &tmp);
+			count++;
+		}
+	memcpy(b->data + at, &count, sizeof(count));
+	buf_free(&tmp);
+	return count;
+}
+
+static void sc_mark_on_disk(struct spec_cache *c)
+{
+	for (size_t i = 0; i < c->cap; i++)
+		if (c->v[i].oid[0])
+			c->v[i].on_disk = 1;
+}
+
+/*
+ * Appends the entries not on disk as one segment to the file that was read:
+ * 0 when done (or nothing to add), -1 when the file must be written whole
+ * (replaced or cut since it was read, segments past a quarter of it, or the
+ * append failed: a partial segment fails its checksum and ends the next read).
+ */
+static int sc_append(struct spec_cache *c, const char *path)
+{
+	struct sc_segment sg;
+	struct buf b = BUF_INIT;
+	struct stat st;
+	int fd = -1, rc = -1;
+
+	memset(&sg, 0, sizeof(sg));
+	buf_append(&b, &sg, sizeof(sg));
+	if (!sc_body(c, &b, 1)) {
+		rc = 0; /* only evictions: the file keeps those entries until it is written whole */
+		goto out;
+	}
+	if ((c->disk_len - c->disk_base + b.len) * 4 > c->disk_base)
+		goto out;
+	memcpy(sg.magic, SC_SEG_MAGIC, sizeof(sg.magic));
+	sg.body_len = b.len - sizeof(sg);
+	crypto_sha256(b.data + sizeof(sg), sg.body_len, sg.sha256);
+	memcpy(b.data, &sg, sizeof(sg));
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)) < 0 || fstat(fd, &st) ||
+	    st.st_dev != c->disk_dev || st.st_ino != c->disk_ino || (size_t)st.st_size < c->disk_len)
+		goto out;
+	if (fsutil_write_all(fd, b.data, b.len)) {
+		log_debug("parse cache %s: append: %s", path, strerror(errno));
+		goto out;
+	}
+	c->disk_len = (size_t)st.st_size + b.len;
+	sc_mark_on_disk(c);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	buf_free(&b);
+	return rc;
+}
+
 void spec_cache_write(struct spec_cache *c, const char *path)
 {
 	struct sc_header h;
-	struct buf b = BUF_INIT, tmp = BUF_INIT;
-	uint32_t count = 0;
+	struct buf b = BUF_INIT;
 	char *dir;
 
 	if (!c->dirty || sc_header_for(&h))
 		return;
+	if (c->disk_ok && c->disk_dropped * 4 <= c->disk_n && !sc_append(c, path)) {
+		c->dirty = 0;
+		return;
+	}
+	c->disk_ok = 0;
 	buf_append(&b, &h, sizeof(h));
-	buf_append(&b, &count, sizeof(count));
-	for (size_t i = 0; i < c->cap; i++)
-		if (c->v[i].oid[0]) {
-			sc_entry(&b, &c->v[i], &tmp);
-			count++;
-		}
-	memcpy(b.data + sizeof(h), &count, sizeof(count));
+	sc_body(c, &b, 0);
 	h.body_len = b.len - sizeof(h);
 	crypto_sha256(b.data + sizeof(h), h.body_len, h.sha256);
 	memcpy(b.data, &h, sizeof(h));
 	dir = fsutil_dirname(path);
-	if (fsutil_mkdir_p(dir, 0700) || fsutil_write_cache(path, b.data, b.len, 0600))
+	if (fsutil_mkdir_p(dir, 0700) || fsutil_write_cache(path, b.data, b.len, 0600)) {
 		log_debug("parse cache %s not written: %s", path, cs_errmsg());
-	else
+	} else {
+		sc_mark_on_disk(c);
 		c->dirty = 0;
+	}
 	free(dir);
-	buf_free(&tmp);
 	buf_free(&b);
 }
 
@@ -358,12 +436,68 @@ static const char *sc_check_header(const struct fsutil_map *b, struct sc_header 
 		return "not a parse cache of this version";
 	if (memcmp(h->build, want.build, sizeof(h->build)))
 		return "written by another build";
-	if (h->body_len != b->len - sizeof(*h))
-		return "truncated or extended";
+	if (h->body_len > b->len - sizeof(*h))
+		return "truncated";
 	crypto_sha256(b->data + sizeof(*h), (size_t)h->body_len, sum);
 	if (memcmp(sum, h->sha256, sizeof(sum)))
 		return "checksum mismatch";
 	return NULL;
+}
+
+/*
+ * Reads one body (u32 count, then entries) up to r->end into c. A key read
+ * before is damage in the first body (its writer never does that), and is
+ * skipped in a segment: two processes may append the same new blob.
+ */
+static void sc_read_body(struct spec_cache *c, struct sc_reader *r, int segment, size_t *added)
+{
+	uint32_t count = sc_get_u32(r, GITSRC_MAX_FILES);
+
+	spec_cache_reserve(c, count);
+	for (uint32_t i = 0; i < count && !r->bad; i++) {
+		struct cache_entry e, *slot;
+
+		memset(&e, 0, sizeof(e));
+		sc_read_entry(r, &e);
+		if (!r->bad && !(slot = spec_cache_slot(c, e.oid, e.path))->oid[0]) {
+			e.on_disk = 1;
+			*slot = e;
+			c->n++;
+			(*added)++;
+			continue;
+		}
+		if (!segment)
+			r->bad = 1;
+		spec_cache_entry_clear(&e);
+	}
+	if (r->p != r->end)
+		r->bad = 1;
+}
+
+/*
+ * One segment from r->p (the file ends at end): 0 when read, 1 when it is
+ * torn (short, or its checksum fails: a crash or a failed append; the read
+ * stops there), r->bad when its checksum holds but its entries do not.
+ */
+static int sc_read_segment(struct spec_cache *c, struct sc_reader *r, const unsigned char *end, size_t *added)
+{
+	size_t left = (size_t)(end - r->p);
+	struct sc_segment sg;
+	unsigned char sum[32];
+
+	if (left < sizeof(sg))
+		return 1;
+	memcpy(&sg, r->p, sizeof(sg));
+	if (memcmp(sg.magic, SC_SEG_MAGIC, sizeof(sg.magic)) || sg.body_len > left - sizeof(sg))
+		return 1;
+	crypto_sha256(r->p + sizeof(sg), (size_t)sg.body_len, sum);
+	if (memcmp(sum, sg.sha256, sizeof(sum)))
+		return 1;
+	r->p += sizeof(sg);
+	r->end = r->p + sg.body_len;
+	sc_read_body(c, r, 1, added);
+	r->end = end;
+	return 0;
 }
 
 size_t spec_cache_read(struct spec_cache *c, const char *path)
@@ -371,10 +505,10 @@ size_t spec_cache_read(struct spec_cache *c, const char *path)
 	struct fsutil_map b;
 	struct sc_header h;
 	struct sc_reader r;
+	const unsigned char *end;
 	const char *why = NULL;
-	uint32_t count;
 	size_t added = 0;
-	int rc;
+	int rc, torn = 0;
 
 	if ((rc = fsutil_map_file(path, SPEC_CACHE_MAX_BYTES, &b))) {
 		if (rc != CS_ENOTFOUND)
@@ -384,27 +518,17 @@ size_t spec_cache_read(struct spec_cache *c, const char *path)
 	}
 	if ((why = sc_check_header(&b, &h)))
 		goto out;
+	end = (const unsigned char *)b.data + b.len;
 	r.p = (const unsigned char *)b.data + sizeof(h);
-	r.end = (const unsigned char *)b.data + b.len;
+	r.end = r.p + h.body_len;
 	r.bad = 0;
-	count = sc_get_u32(&r, GITSRC_MAX_FILES);
-	spec_cache_reserve(c, count);
-	for (uint32_t i = 0; i < count && !r.bad; i++) {
-		struct cache_entry e;
-		struct cache_entry *slot;
-
-		memset(&e, 0, sizeof(e));
-		sc_read_entry(&r, &e);
-		if (r.bad || (slot = spec_cache_slot(c, e.oid, e.path))->oid[0]) {
-			r.bad = 1; /* damaged, or the same key twice: the writer never does that */
-			spec_cache_entry_clear(&e);
-			break;
-		}
-		*slot = e;
-		c->n++;
-		added++;
-	}
-	if (r.bad || r.p != r.end)
+	sc_read_body(c, &r, 0, &added);
+	while (!r.bad && r.p < end && !torn)
+		if ((torn = sc_read_segment(c, &r, end, &added)))
+			log_debug("parse cache %s: the segment at byte %zu is torn and ignored; the file is written "
+				  "whole next",
+				  path, (size_t)(r.p - (const unsigned char *)b.data));
+	if (r.bad)
 		why = "damaged entries";
 out:
 	if (why) {
@@ -416,7 +540,14 @@ out:
 		c->n = 0;
 		added = 0;
 	}
-	c->dirty = why != NULL;
+	c->dirty = why != NULL || torn;
+	c->disk_ok = !c->dirty;
+	c->disk_dev = b.dev;
+	c->disk_ino = b.ino;
+	c->disk_base = why ? 0 : sizeof(h) + (size_t)h.body_len;
+	c->disk_len = b.len;
+	c->disk_n = added;
+	c->disk_dropped = 0;
 	fsutil_unmap(&b);
 	return added;
 }

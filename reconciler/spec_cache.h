@@ -9,11 +9,21 @@
  * ignored and rebuilt, never trusted. It holds what the manifests say (no
  * secret is ever in a manifest) and is written without fsync (temp +
  * rename): a torn file fails its checksum.
+ *
+ * A load that parsed a few blobs appends them to the file it read as one
+ * segment with its own length and checksum, instead of rewriting every
+ * entry (a one-file commit wrote 6.6 MB at 10,000 files). A segment that is
+ * torn or damaged ends the read there: what came before it is kept (entries
+ * are keyed by blob id, so an old one is never wrong, only unused) and the
+ * next write is a whole one. Entries the repository no longer uses stay in
+ * the file until they, or the segments, pass a quarter of it: then the whole
+ * file is written again without them.
  */
 #ifndef CS_RECONCILER_SPEC_CACHE_H
 #define CS_RECONCILER_SPEC_CACHE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "../manifests/manifest.h"
 #include "../util/diag.h"
@@ -29,13 +39,20 @@ struct cache_entry {
 	struct cert_spec **specs;
 	size_t n;
 	struct diags diags;
-	int used; /* seen in the current load (mark for eviction) */
+	int used;    /* seen in the current load (mark for eviction) */
+	int on_disk; /* read from the file, or written to it */
 };
 
 struct spec_cache {
 	struct cache_entry *v; /* open addressing */
 	size_t cap, n;
 	int dirty; /* entries added or evicted since the file was read */
+	/* The file as read: a write appends to it while it is the same file and small enough. */
+	int disk_ok; /* read whole, of this build and version: appends may go to it */
+	dev_t disk_dev;
+	ino_t disk_ino;
+	size_t disk_base, disk_len;  /* the end of its first body; its length as read */
+	size_t disk_n, disk_dropped; /* entries read from it; those of them evicted since */
 };
 
 /* Makes room for n more entries (one allocation instead of doubling steps). */
@@ -58,7 +75,12 @@ void spec_cache_evict_unused(struct spec_cache *c);
  */
 size_t spec_cache_read(struct spec_cache *c, const char *path);
 
-/* Writes every entry to path (temp + rename, 0600), when dirty; a failure is logged, never fatal. */
+/*
+ * Writes what changed to path, when dirty: the new entries appended as one
+ * segment to the file read, or every entry (temp + rename, 0600) when that
+ * file is gone, replaced, damaged, or would carry more than a quarter of
+ * unused entries or segments. A failure is logged, never fatal.
+ */
 void spec_cache_write(struct spec_cache *c, const char *path);
 
 #endif

@@ -98,7 +98,7 @@ void state_mem_free(void *p);
 
 /* ---------- the file backend's decoded-state snapshot (state_snap.c) ---------- */
 
-#define STATE_SNAP_VERSION 1
+#define STATE_SNAP_VERSION 2	  /* 2: an extra section (the postgres backend's row digests) */
 #define STATE_SNAP_SUFFIX ".snap" /* beside the state: state.json.snap */
 
 /*
@@ -137,6 +137,16 @@ int state_snap_write(const char *path, const struct state *st, const struct stat
  * byte order, a bad checksum, a length out of bounds): decode the JSON then.
  */
 int state_snap_read(const char *path, struct state_snap_key *key, struct state **out);
+
+/*
+ * The same with an extra section: bytes of the caller's kept with the
+ * records under the same key and checksum (NULL or empty: none). _read_x
+ * hands them to *extra (emptied when the file has none; NULL: not wanted,
+ * still checked).
+ */
+int state_snap_write_x(const char *path, const struct state *st, const struct state_snap_key *key,
+		       const struct buf *extra);
+int state_snap_read_x(const char *path, struct state_snap_key *key, struct state **out, struct buf *extra);
 
 /* ---------- the file backend's journal ---------- */
 

@@ -162,6 +162,8 @@ static void state_pg_free(struct state_backend *be)
 	free(pg->schema);
 	free(pg->where);
 	free(pg->replica_id);
+	free(pg->snap_dir);
+	free(pg->snap_path);
 	free(pg);
 }
 
@@ -239,6 +241,7 @@ int state_pg_open(const struct state_pg_opts *o, struct state_backend **out)
 	pg = state_pg_alloc(&opts);
 	if ((rc = state_pg_ready(pg)) || (rc = pgconn_migrate(pg->conn, pg->schema, pg->where)))
 		goto out;
+	state_pg_snap_init(pg, o->cache_dir);
 	pg->lease = state_pg_lease_new(pg);
 	*out = &pg->base;
 	pg = NULL;

@@ -22,6 +22,7 @@ struct state_pg_opts {
 	const char *schema;	/* created when missing, migrated to the current version */
 	int64_t lease_ms;	/* the leader lease (default STATE_PG_DEFAULT_LEASE_MS) */
 	const char *replica_id; /* names this process in the lease row (default: host name and pid) */
+	const char *cache_dir;	/* where the local decoded snapshot is kept (state_pg_snap.c); NULL: none */
 };
 
 /*

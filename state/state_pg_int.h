@@ -30,6 +30,9 @@ struct state_pg {
 	PGconn *conn;	    /* load/save/journal/refresh (reconnected on loss) */
 	struct state_pg_lease *lease;
 	void *store; /* state_pg.c's bookkeeping (per-record digests, serial read, listener) */
+	/* the local decoded snapshot (state_pg_snap.c): NULL path without a cache directory */
+	char *snap_dir, *snap_path;
+	uint64_t snap_id; /* hash of the server, database, role and schema */
 };
 
 /* A new connection to pg's server (pgconn_open with pg->where). */

@@ -89,13 +89,24 @@ static int state_pg_dig_cmp(const void *a, const void *b)
 
 /* ---------- load ---------- */
 
+/*
+ * The header row for a load: state_pg_load_cols, then what changes with every
+ * write of it besides the serial (the row version's xmin, updated_at), which
+ * the local snapshot's key covers too (state_pg_snap.c).
+ */
+static char *state_pg_header_sql(const struct state_pg_store *s)
+{
+	return xasprintf("SELECT version::text, lineage, serial::text, source_url, source_ref, source_commit,"
+			 " accounts, webhook_ids, xmin::text,"
+			 " floor(extract(epoch FROM updated_at) * 1000000)::bigint::text FROM %s WHERE id = 1",
+			 s->t_header);
+}
+
 /* Reads header and rows in one REPEATABLE READ READ ONLY transaction. */
 static int state_pg_read_rows(struct state_pg *pg, PGresult **hdr, PGresult **rows)
 {
 	struct state_pg_store *s = state_pg_store_of(pg);
-	char *q1 = xasprintf("SELECT version::text, lineage, serial::text, source_url, source_ref, source_commit,"
-			     " accounts, webhook_ids FROM %s WHERE id = 1",
-			     s->t_header);
+	char *q1 = state_pg_header_sql(s);
 	char *q2 = xasprintf("SELECT name, doc FROM %s", s->t_certs);
 	int rc;
 
@@ -164,19 +175,61 @@ out:
 	return rc;
 }
 
-/* Reads the whole state (pg->mu held); the digests become the rows read. */
+/* The digests become dig (n of them, sorted by name): the rows as st was read. */
+static void state_pg_dig_take(struct state_pg_store *s, const struct state *st, struct state_pg_digest *dig, size_t n)
+{
+	state_pg_dig_clear(s);
+	s->dig = dig;
+	s->n_dig = n;
+	s->dig_valid = 1;
+	s->dig_serial = st->serial;
+	memcpy(s->dig_lineage, st->lineage, sizeof(s->dig_lineage));
+}
+
+/*
+ * The header row alone (one statement, consistent by itself) and, when the
+ * local snapshot was made from exactly that row, the state from it: 0 with
+ * *out, 1 when the rows must be read, or an error of the statement.
+ */
+static int state_pg_read_snap(struct state_pg *pg, struct state **out)
+{
+	struct state_pg_digest *dig = NULL;
+	PGresult *hdr = NULL;
+	char *sql;
+	size_t n = 0;
+	int rc;
+
+	if (!pg->snap_path)
+		return 1;
+	sql = state_pg_header_sql(state_pg_store_of(pg));
+	rc = pgconn_exec(pg->conn, pg->where, &hdr, sql, 0, NULL);
+	free(sql);
+	if (!rc && !(rc = state_pg_snap_load(pg, hdr, out, &dig, &n)))
+		state_pg_dig_take(state_pg_store_of(pg), *out, dig, n);
+	PQclear(hdr);
+	return rc;
+}
+
+/*
+ * Reads the whole state (pg->mu held): from the local snapshot when it is
+ * the header row's, else every row (and the snapshot is written for the next
+ * load). The digests become the rows read.
+ */
 static int state_pg_read_all(struct state_pg *pg, struct state **out)
 {
-	struct state_pg_store *s = state_pg_store_of(pg);
 	PGresult *hdr = NULL, *rows = NULL;
 	struct state_pg_digest *dig = NULL;
 	struct state *st = NULL;
+	size_t n;
 	int rc;
 
 	for (int attempt = 0;; attempt++) {
 		if ((rc = state_pg_ready(pg)))
 			return rc;
-		rc = state_pg_read_rows(pg, &hdr, &rows);
+		if ((rc = state_pg_read_snap(pg, out)) <= 0 && (!rc || !state_pg_lost(pg) || attempt))
+			return rc;
+		if (rc == 1)
+			rc = state_pg_read_rows(pg, &hdr, &rows);
 		if (!rc || !state_pg_lost(pg) || attempt)
 			break;
 		state_pg_drop(pg); /* a read is always safe to repeat */
@@ -184,17 +237,14 @@ static int state_pg_read_all(struct state_pg *pg, struct state **out)
 	if (rc)
 		return rc;
 	rc = state_pg_assemble(pg, hdr, rows, &st, &dig);
+	n = (size_t)PQntuples(rows);
+	PQclear(rows); /* decoded: the 10 MB of text need not be at the peak with the snapshot being written */
 	if (!rc) {
-		state_pg_dig_clear(s);
-		s->dig = dig;
-		s->n_dig = (size_t)PQntuples(rows);
-		s->dig_valid = 1;
-		s->dig_serial = st->serial;
-		memcpy(s->dig_lineage, st->lineage, sizeof(s->dig_lineage));
+		state_pg_dig_take(state_pg_store_of(pg), st, dig, n);
+		state_pg_snap_save(pg, hdr, st, dig, n);
 		*out = st;
 	}
 	PQclear(hdr);
-	PQclear(rows);
 	return rc;
 }
 

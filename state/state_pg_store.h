@@ -94,6 +94,22 @@ int state_pg_note_source(struct state_backend *be, struct state *st);
 int state_pg_load(struct state_backend *be, struct state **out);
 int state_pg_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
 
+/* ---------- state_pg_snap.c ---------- */
+
+/* Names the snapshot file for pg's database (pg->conn connected) in cache_dir (NULL or "": no snapshot). */
+void state_pg_snap_init(struct state_pg *pg, const char *cache_dir);
+/*
+ * The state and its row digests (sorted by name) from the snapshot when it
+ * was made from exactly the header row hdr (row 0, columns as state_pg_read.c
+ * selects them for a load): 0. Anything else (no snapshot, a stale, foreign
+ * or damaged one): 1, read the rows.
+ */
+int state_pg_snap_load(struct state_pg *pg, const PGresult *hdr, struct state **out, struct state_pg_digest **dig,
+		       size_t *n_dig);
+/* After a load that read hdr and the rows into st and dig: the snapshot for the next load (best effort). */
+void state_pg_snap_save(struct state_pg *pg, const PGresult *hdr, const struct state *st,
+			const struct state_pg_digest *dig, size_t n_dig);
+
 /* ---------- state_pg_listen.c ---------- */
 
 void state_pg_on_change(struct state_backend *be, void (*fn)(void *arg), void *arg);

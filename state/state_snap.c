@@ -9,9 +9,13 @@
  *   magic "CSSNAP\r\n" | u32 version | u32 byte-order mark | u32 CRC-32C of
  *   everything after it | u32 0 | u64 file length | key (dev, ino, size,
  *   mtime_ns, ctime_ns, lineage[40], serial) | u64 records length | u64
- *   strings length | u64 record count | u64 event count | u32 racy | u32
- *   content CRC-32C |
- *   records | strings
+ *   strings length | u64 record count | u64 event count | u64 extra length |
+ *   u32 racy | u32 content CRC-32C |
+ *   records | strings | extra
+ *
+ * The extra section is the caller's own bytes, kept with the records under
+ * the same key and checksum (the postgres backend keeps its per-row digests
+ * there); the file backend has none.
  *
  * The checksum is CRC-32C: enough for what it guards against (a torn or
  * damaged file), and the snapshot is not a trust boundary: whoever can write
@@ -37,6 +41,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../util/buf.h"
 #include "../util/err.h"
 #include "../util/fsutil.h"
 #include "../util/util.h"
@@ -47,7 +52,8 @@
 #define SNAP_SUM_AT 16			 /* the checksum's offset */
 #define SNAP_HASHED_AT (SNAP_SUM_AT + 8) /* what it covers starts here */
 #define SNAP_KEY_LEN (5 * 8 + 40 + 8)
-#define SNAP_HEAD_LEN (SNAP_HASHED_AT + 8 + SNAP_KEY_LEN + 4 * 8 + 2 * 4)
+#define SNAP_N_LENS 5 /* records, strings, record count, event count, extra */
+#define SNAP_HEAD_LEN (SNAP_HASHED_AT + 8 + SNAP_KEY_LEN + SNAP_N_LENS * 8 + 2 * 4)
 #define SNAP_RACY_AT (SNAP_HEAD_LEN - 8)
 #define SNAP_MAX_BYTES (2ull * STATE_MAX_BYTES)
 #define SNAP_DEDUP_MAX 48 /* strings up to this length are stored once */
@@ -325,12 +331,14 @@ static void snap_key_bytes(const struct state_snap_key *key, unsigned char out[S
 }
 
 /* The whole file into mem; *len its length. */
-static int snap_encode(const struct state *st, const struct state_snap_key *key, struct state_bigmem *mem, size_t *len)
+static int snap_encode(const struct state *st, const struct state_snap_key *key, const struct buf *extra,
+		       struct state_bigmem *mem, size_t *len)
 {
 	struct snap_w w;
 	unsigned char *head, keyb[SNAP_KEY_LEN];
 	uint32_t version = STATE_SNAP_VERSION, bom = SNAP_BOM, sum;
-	uint64_t total, lens[4];
+	uint64_t total, lens[SNAP_N_LENS];
+	size_t extra_len = extra ? extra->len : 0;
 
 	memset(&w, 0, sizeof(w));
 	w.sizing = 1;
@@ -339,7 +347,10 @@ static int snap_encode(const struct state *st, const struct state_snap_key *key,
 	if (w.strs_max > UINT32_MAX)
 		return cs_error(CS_EINVALID, "state snapshot: %zu bytes of strings; the limit is %u", w.strs_max,
 				UINT32_MAX);
-	state_bigmem_alloc(mem, SNAP_HEAD_LEN + w.recs_len + w.strs_max);
+	if (extra_len > SNAP_MAX_BYTES)
+		return cs_error(CS_EINVALID, "state snapshot: %zu bytes of extra data; the limit is %llu", extra_len,
+				(unsigned long long)SNAP_MAX_BYTES);
+	state_bigmem_alloc(mem, SNAP_HEAD_LEN + w.recs_len + w.strs_max + extra_len);
 	head = mem->p;
 	lens[0] = w.recs_len;
 	w.sizing = 0;
@@ -353,7 +364,10 @@ static int snap_encode(const struct state *st, const struct state_snap_key *key,
 	lens[1] = w.strs_len;
 	lens[2] = state_cert_count(st);
 	lens[3] = w.n_events;
-	total = SNAP_HEAD_LEN + lens[0] + lens[1];
+	lens[4] = extra_len;
+	if (extra_len)
+		memcpy(w.strs + w.strs_len, extra->data, extra_len);
+	total = SNAP_HEAD_LEN + lens[0] + lens[1] + lens[4];
 	memcpy(head, SNAP_MAGIC, 8);
 	memcpy(head + 8, &version, 4);
 	memcpy(head + 12, &bom, 4);
@@ -372,13 +386,19 @@ static int snap_encode(const struct state *st, const struct state_snap_key *key,
 
 int state_snap_write(const char *path, const struct state *st, const struct state_snap_key *key)
 {
+	return state_snap_write_x(path, st, key, NULL);
+}
+
+int state_snap_write_x(const char *path, const struct state *st, const struct state_snap_key *key,
+		       const struct buf *extra)
+{
 	static atomic_uint counter;
 	struct state_bigmem mem = {NULL, NULL, 0};
 	char *tmp = NULL;
 	size_t len = 0;
 	int fd = -1, rc;
 
-	if ((rc = snap_encode(st, key, &mem, &len)))
+	if ((rc = snap_encode(st, key, extra, &mem, &len)))
 		goto out;
 	tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
 	/* No fsync: a snapshot lost or torn by a crash fails its checksum and is rebuilt. */
@@ -695,7 +715,7 @@ static int snap_bad(const char *path, const char *what)
 
 /* The fixed header: CS_EINVALID unless it is ours, for key, and its lengths add up to the file's size. */
 static int snap_check_head(const char *path, const unsigned char *head, uint64_t size, struct state_snap_key *key,
-			   uint64_t lens[4])
+			   uint64_t lens[SNAP_N_LENS])
 {
 	unsigned char keyb[SNAP_KEY_LEN];
 	uint32_t version, bom;
@@ -704,7 +724,7 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 	memcpy(&version, head + 8, 4);
 	memcpy(&bom, head + 12, 4);
 	memcpy(&total, head + SNAP_HASHED_AT, 8);
-	memcpy(lens, head + SNAP_HASHED_AT + 8 + SNAP_KEY_LEN, 4 * sizeof(*lens));
+	memcpy(lens, head + SNAP_HASHED_AT + 8 + SNAP_KEY_LEN, SNAP_N_LENS * sizeof(*lens));
 	memcpy(&key->racy, head + SNAP_RACY_AT, 4);
 	memcpy(&key->content_crc, head + SNAP_RACY_AT + 4, 4);
 	snap_key_bytes(key, keyb);
@@ -714,8 +734,8 @@ static int snap_check_head(const char *path, const unsigned char *head, uint64_t
 		return snap_bad(path, "another snapshot format or byte order");
 	if (memcmp(head + SNAP_HASHED_AT + 8, keyb, sizeof(keyb)) || key->serial > INT64_MAX)
 		return snap_bad(path, "made from another state file (or another version of it)");
-	if (total != size || total > SNAP_MAX_BYTES || lens[0] > total || lens[1] > total ||
-	    SNAP_HEAD_LEN + lens[0] + lens[1] != total || !lens[1] || lens[1] > UINT32_MAX ||
+	if (total != size || total > SNAP_MAX_BYTES || lens[0] > total || lens[1] > total || lens[4] > total ||
+	    SNAP_HEAD_LEN + lens[0] + lens[1] + lens[4] != total || !lens[1] || lens[1] > UINT32_MAX ||
 	    lens[2] > lens[0] / SR_CERT_MIN || lens[3] > lens[2] * STATE_HISTORY_MAX ||
 	    lens[3] > lens[0] / (8 + SR_REF))
 		return snap_bad(path, "its lengths do not add up to its size");
@@ -750,7 +770,7 @@ static int snap_utf8(const char *s, size_t n)
 }
 
 /* The CRC-32C of everything the checksum covers, reading what the decoder left unread. */
-static uint32_t sr_sum(struct snap_r *r)
+static uint32_t sr_sum(struct snap_r *r, const struct buf *extra)
 {
 	uint32_t crc;
 
@@ -759,13 +779,35 @@ static uint32_t sr_sum(struct snap_r *r)
 		sr_refill(r);
 	}
 	crc = snap_crc_update(r->crc, r->strs, r->strs_len);
+	if (extra->len)
+		crc = snap_crc_update(crc, extra->data, extra->len);
 	return ~crc;
+}
+
+/* The extra section (lens[4] bytes after the strings) into extra. */
+static int snap_read_extra(int fd, const uint64_t lens[SNAP_N_LENS], struct buf *extra)
+{
+	buf_clear(extra);
+	if (!lens[4])
+		return 0;
+	buf_reserve(extra, (size_t)lens[4]);
+	if (snap_pread(fd, extra->data, (size_t)lens[4], (off_t)(SNAP_HEAD_LEN + lens[0] + lens[1])))
+		return -1;
+	extra->len = (size_t)lens[4];
+	extra->data[extra->len] = '\0';
+	return 0;
 }
 
 int state_snap_read(const char *path, struct state_snap_key *key, struct state **out)
 {
+	return state_snap_read_x(path, key, out, NULL);
+}
+
+int state_snap_read_x(const char *path, struct state_snap_key *key, struct state **out, struct buf *extra_out)
+{
 	unsigned char head[SNAP_HEAD_LEN];
-	uint64_t lens[4];
+	uint64_t lens[SNAP_N_LENS];
+	struct buf extra = BUF_INIT;
 	struct snap_r r;
 	struct state_bigmem arena = {NULL, NULL, 0};
 	struct state_arena *a;
@@ -789,7 +831,7 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	state_bigmem_alloc(&arena, certs_len + (size_t)lens[1]);
 	r.strs = (char *)arena.p + certs_len;
 	r.strs_len = (size_t)lens[1];
-	if (snap_pread(fd, r.strs, r.strs_len, (off_t)(SNAP_HEAD_LEN + lens[0]))) {
+	if (snap_pread(fd, r.strs, r.strs_len, (off_t)(SNAP_HEAD_LEN + lens[0])) || snap_read_extra(fd, lens, &extra)) {
 		rc = snap_bad(path, "cut short");
 		goto out;
 	}
@@ -828,7 +870,7 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 	/* a damaged file is named as such, whatever the decoder tripped on first */
 	if (r.io_error)
 		rc = snap_bad(path, "cut short");
-	else if (sum != sr_sum(&r))
+	else if (sum != sr_sum(&r, &extra))
 		rc = snap_bad(path, "checksum mismatch");
 	else if (!decoded)
 		rc = snap_bad(path, r.bad);
@@ -836,7 +878,13 @@ int state_snap_read(const char *path, struct state_snap_key *key, struct state *
 		goto out;
 	*out = st;
 	st = NULL;
+	if (extra_out) {
+		buf_free(extra_out);
+		*extra_out = extra;
+		memset(&extra, 0, sizeof(extra));
+	}
 out:
+	buf_free(&extra);
 	state_free(st);
 	state_bigmem_free(&arena);
 	free(r.buf);

@@ -156,19 +156,25 @@ int fsutil_map_file(const char *path, size_t max, struct fsutil_map *out)
 
 	out->data = NULL;
 	out->len = 0;
+	out->dev = 0;
+	out->ino = 0;
 	if (fd < 0)
 		return cs_error(errno == ENOENT ? CS_ENOTFOUND : CS_ERROR, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		rc = cs_error(CS_ERROR, "%s: not a regular file", path);
 	} else if ((uint64_t)st.st_size > max) {
 		rc = cs_error(CS_EINVALID, "%s: %lld bytes; the limit is %zu", path, (long long)st.st_size, max);
-	} else if (st.st_size > 0) {
-		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-		if (p == MAP_FAILED) {
-			rc = cs_error(CS_ERROR, "%s: mmap: %s", path, strerror(errno));
-		} else {
-			out->data = p;
-			out->len = (size_t)st.st_size;
+	} else {
+		out->dev = st.st_dev;
+		out->ino = st.st_ino;
+		if (st.st_size > 0) {
+			p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+			if (p == MAP_FAILED) {
+				rc = cs_error(CS_ERROR, "%s: mmap: %s", path, strerror(errno));
+			} else {
+				out->data = p;
+				out->len = (size_t)st.st_size;
+			}
 		}
 	}
 	close(fd);

@@ -22,11 +22,15 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
  * CS_EINVALID if larger), its pages read in at once: a large cache file
  * costs no copy and no zeroed memory. The file must not be truncated in
  * place while mapped (the caches are replaced by rename). An empty file
- * maps to data NULL, len 0. fsutil_unmap releases it.
+ * maps to data NULL, len 0. fsutil_unmap releases it. dev and ino name the
+ * file that was mapped (a caller appending to it later checks it is still
+ * that file).
  */
 struct fsutil_map {
 	const char *data;
 	size_t len;
+	dev_t dev;
+	ino_t ino;
 };
 int fsutil_map_file(const char *path, size_t max, struct fsutil_map *out);
 void fsutil_unmap(struct fsutil_map *m);

@@ -5,6 +5,7 @@ import json
 import re
 
 from conftest import manifest
+from test_run import daemons, run_config  # noqa: F401 (daemons is a fixture)
 
 CACHE = "state/cache/manifests.cache"
 
@@ -40,11 +41,15 @@ def test_a_cold_plan_parses_only_the_files_a_commit_changed(env):
     r, again = plan_v(env)
     assert counts(r) == (0, 6) and again == first
     env.run("apply", check=0)
+    before = (env.dir / CACHE).stat()
     env.repo.write("team-1/c3.yaml", manifest("c3", ["c3.example.test", "www.c3.example.test"]))
     env.repo.commit()
     r, plan = plan_v(env)
     assert counts(r) == (1, 5)
     assert changes(plan) == [("c3", "replace")], plan
+    # the one parsed file was appended to the cache, not the whole cache written again
+    after = (env.dir / CACHE).stat()
+    assert after.st_ino == before.st_ino and before.st_size < after.st_size < before.st_size * 1.5, (before, after)
     # what the cache gave is what a parse gives: the same plan with the cache removed
     (env.dir / CACHE).unlink()
     r, fresh = plan_v(env)
@@ -76,10 +81,30 @@ def test_a_damaged_or_foreign_cache_is_ignored_and_rebuilt(env):
     _, good = plan_v(env)
     assert good["changes"] == [] or all(c["action"] == "no-op" for c in good["changes"]), good
     assert damage_and_check(env, flip(-5), "checksum mismatch") == good
-    assert damage_and_check(env, lambda d: bytes(d[: len(d) // 2]), "truncated or extended") == good
+    assert damage_and_check(env, lambda d: bytes(d[: len(d) // 2]), "truncated") == good
     assert damage_and_check(env, flip(20), "written by another build") == good
     assert damage_and_check(env, flip(0), "not a parse cache of this version") == good
     assert damage_and_check(env, lambda d: b"junk", "shorter than its header") == good
+
+
+def test_a_torn_append_keeps_the_rest_and_the_next_plan_writes_the_cache_whole(env):
+    fleet(env, 12)
+    env.run("apply", check=0)
+    path = env.dir / CACHE
+    whole = path.stat().st_size
+    env.repo.write("team-0/c0.yaml", manifest("c0", ["c0.example.test", "www.c0.example.test"]))
+    env.repo.commit()
+    r, plan = plan_v(env)
+    assert counts(r) == (1, 11) and path.stat().st_size > whole
+    # a crash in the middle of the append: the segment is cut short
+    path.write_bytes(path.read_bytes()[:-9])
+    r, again = plan_v(env)
+    assert counts(r) == (1, 11) and again == plan, r.err
+    assert "is torn and ignored; the file is written whole next" in r.err, r.err
+    assert path.stat().st_size > whole  # written whole, with the file it parsed again
+    r, third = plan_v(env)
+    assert counts(r) == (0, 12) and "is torn and ignored" not in r.err, r.err
+    assert third == plan, (third, plan)
 
 
 def test_a_cache_with_the_same_names_but_other_content_is_never_taken(env, tmp_path):
@@ -160,3 +185,25 @@ def test_an_oversized_file_is_named_with_its_size_cold_and_from_the_cache(env):
         r = env.run("validate", "-v")
         assert r.code != 0 and want in r.err + r.out, r
         assert re.search(rf"\b{parsed} parsed", r.err), r
+
+
+def test_run_starts_from_the_parse_cache_and_adds_what_it_parsed(env, daemons):  # noqa: F811
+    """A restarted `run` (a sidecar's pod, a service) parses only what the cache on disk does not hold."""
+    run_config(env, interval="1s")
+    fleet(env, 6)
+    r, _ = plan_v(env)
+    assert counts(r) == (6, 0)
+    env.repo.write("team-1/c3.yaml", manifest("c3", ["c3.example.test", "www.c3.example.test"]))
+    env.repo.commit()
+    d = daemons(env, args=("-v",))
+    d.wait_log(r"^manifests: 6 files, 1 parsed, 5 from the parse cache")
+    d.wait_log(r"^source at main@sha1:\w+: 6 certificates, 0 problems")
+    d.stop()
+    r, _ = plan_v(env)
+    assert counts(r) == (0, 6), r.err  # run added the file it parsed
+    # without a cache, run parses everything (and writes one)
+    (env.dir / CACHE).unlink()
+    d = daemons(env, args=("-v",))
+    d.wait_log(r"^manifests: 6 files, 6 parsed, 0 from the parse cache")
+    d.stop()
+    assert (env.dir / CACHE).exists()

@@ -78,7 +78,9 @@ class Cluster:
         if self.public_port:
             server += f"  publicURL: http://127.0.0.1:{self.public_port}/\n"
         cfg = self.env.dir / f"r{i}.yaml"
-        cfg.write_text(self.base.replace("  root: certs\n", f"  root: certs-r{i}\n", 1) + server)
+        # each replica keeps its own local state snapshot (state-pg-*.snap), as a Pod on its own disk would
+        cfg.write_text(self.base.replace("  root: certs\n", f"  root: certs-r{i}\n", 1).replace(
+            "  interval: 1s\n", f"  interval: 1s\n  cacheDir: cache-r{i}\n", 1) + server)
         ns = SimpleNamespace(config=cfg, dir=self.env.dir, port=port, out=self.env.dir / f"certs-r{i}")
         d = Daemon(ns)
         d.name, d.out = f"r{i}", ns.out

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../../manifests/manifest.h"
 #include "../../reconciler/spec_cache.h"
 #include "../../util/buf.h"
+#include "../../util/crypto.h"
 #include "../../util/fsutil.h"
 #include "../../util/util.h"
 #include "testutil.h"
@@ -332,6 +334,261 @@ static void test_eviction_keeps_the_used_entries_only(void **state)
 }
 
 /* Many entries in a small table (long probe chains, wrapping), random halves dropped, rounds on rounds. */
+/* Adds the entry of file i (a one-certificate manifest named f<i>) to c, as a load that parsed it does. */
+static void add_file(struct spec_cache *c, int i)
+{
+	char oid[41], path[32], text[256];
+	struct cache_entry *e;
+
+	snprintf(oid, sizeof(oid), "%040x", (unsigned)i + 0x1000);
+	snprintf(path, sizeof(path), "certs/f%d.yaml", i);
+	snprintf(text, sizeof(text),
+		 "apiVersion: certsync/v1\nkind: Certificate\nmetadata: {name: f%d}\n"
+		 "spec: {issuer: internal, dnsNames: [f%d.example.com]}\n",
+		 i, i);
+	e = spec_cache_slot(c, oid, path);
+	assert_int_equal(e->oid[0], 0);
+	memcpy(e->oid, oid, sizeof(oid));
+	e->path = xstrdup(path);
+	e->size = strlen(text);
+	e->specs = parse(e->path, text, &e->n, &e->diags);
+	assert_int_equal(e->n, 1);
+	c->n++;
+	c->dirty = 1;
+}
+
+static int has_file(struct spec_cache *c, int i)
+{
+	char oid[41], path[32];
+
+	snprintf(oid, sizeof(oid), "%040x", (unsigned)i + 0x1000);
+	snprintf(path, sizeof(path), "certs/f%d.yaml", i);
+	return spec_cache_slot(c, oid, path)->oid[0] != 0;
+}
+
+static struct stat stat_of(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return st;
+}
+
+/* A cache file of files 0..n-1, written whole. */
+static char *write_files(const char *dir, int n)
+{
+	struct spec_cache *c = spec_cache_new();
+	char *path = fsutil_join(dir, SPEC_CACHE_FILE);
+
+	for (int i = 0; i < n; i++)
+		add_file(c, i);
+	spec_cache_write(c, path);
+	assert_int_equal(c->dirty, 0);
+	spec_cache_free(c);
+	return path;
+}
+
+static void test_a_load_that_parsed_few_blobs_appends_them(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_files(dir, 40);
+	struct stat before = stat_of(path), after;
+	struct spec_cache *c = spec_cache_new();
+
+	(void)state;
+	assert_int_equal(spec_cache_read(c, path), 40);
+	assert_int_equal(c->dirty, 0);
+	add_file(c, 40);
+	spec_cache_write(c, path);
+	assert_int_equal(c->dirty, 0);
+	after = stat_of(path);
+	/* the same file, grown by one segment: not rewritten */
+	assert_int_equal(after.st_ino, before.st_ino);
+	assert_true(after.st_size > before.st_size);
+	assert_true(after.st_size < before.st_size + before.st_size / 20);
+	assert_int_equal(after.st_mode & 0777, 0600);
+	/* nothing new: nothing written */
+	spec_cache_write(c, path);
+	assert_int_equal(stat_of(path).st_size, after.st_size);
+	spec_cache_free(c);
+	/* a second load appends a second segment; a third reads all of them back */
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 41);
+	add_file(c, 41);
+	add_file(c, 42);
+	spec_cache_write(c, path);
+	spec_cache_free(c);
+	assert_int_equal(stat_of(path).st_ino, before.st_ino);
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 43);
+	assert_int_equal(c->dirty, 0);
+	for (int i = 0; i < 43; i++)
+		assert_true(has_file(c, i));
+	assert_string_equal(
+		spec_cache_slot(c, "0000000000000000000000000000000000001029", "certs/f41.yaml")->specs[0]->name,
+		"f41");
+	spec_cache_free(c);
+	free(path);
+	test_rmdir(dir);
+}
+
+/* Appends file 40 to a 40-file cache; the offset where its segment starts. */
+static size_t append_one(const char *path)
+{
+	struct spec_cache *c = spec_cache_new();
+	size_t base = (size_t)stat_of(path).st_size;
+
+	assert_int_equal(spec_cache_read(c, path), 40);
+	add_file(c, 40);
+	spec_cache_write(c, path);
+	spec_cache_free(c);
+	assert_true((size_t)stat_of(path).st_size > base);
+	return base;
+}
+
+static void test_a_torn_segment_keeps_what_came_before_and_forces_a_whole_write(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_files(dir, 40);
+	size_t base = (size_t)stat_of(path).st_size, len;
+	struct spec_cache *c;
+
+	(void)state;
+	assert_int_equal(append_one(path), base);
+	len = (size_t)stat_of(path).st_size;
+	/* cuts and flipped bytes every 7 bytes inside the segment: the base is kept, the segment is not */
+	for (size_t off = base; off < len; off += 7) {
+		for (int cut = 0; cut < (off == base ? 1 : 2); cut++) { /* cut at the segment's start: the old file */
+			free(write_files(dir, 40));
+			append_one(path);
+			damage(path, off, cut);
+			c = spec_cache_new();
+			assert_int_equal(spec_cache_read(c, path), 40);
+			assert_false(has_file(c, 40));
+			assert_int_equal(c->dirty, 1);
+			assert_int_equal(c->disk_ok, 0);
+			spec_cache_free(c);
+		}
+	}
+	/* the load after a torn segment writes the file whole: a new file without segments */
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 40);
+	add_file(c, 40);
+	spec_cache_write(c, path);
+	spec_cache_free(c);
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 41);
+	assert_int_equal(c->disk_base, c->disk_len);
+	spec_cache_free(c);
+	free(path);
+	test_rmdir(dir);
+}
+
+static void test_a_segment_with_bad_entries_under_a_good_checksum_refuses_the_file(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_files(dir, 40);
+	size_t base = append_one(path);
+	struct buf b = BUF_INIT;
+	unsigned char *seg;
+	uint64_t body_len;
+
+	(void)state;
+	assert_int_equal(fsutil_read_file(path, SPEC_CACHE_MAX_BYTES, &b), 0);
+	seg = (unsigned char *)b.data + base;
+	memcpy(&body_len, seg + 8, sizeof(body_len));
+	assert_int_equal(body_len, b.len - base - 48);
+	seg[48 + 4] = 'z'; /* the entry's blob id: not hex */
+	crypto_sha256(seg + 48, (size_t)body_len, seg + 16);
+	assert_int_equal(fsutil_write_cache(path, b.data, b.len, 0600), 0);
+	assert_ignored(path);
+	buf_free(&b);
+	free(path);
+	test_rmdir(dir);
+}
+
+static void test_two_loads_appending_the_same_blob_read_back_once(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_files(dir, 40);
+	struct spec_cache *a = spec_cache_new(), *b = spec_cache_new();
+
+	(void)state;
+	/* two processes after the same commit: both parse the new blob, both append it */
+	assert_int_equal(spec_cache_read(a, path), 40);
+	assert_int_equal(spec_cache_read(b, path), 40);
+	add_file(a, 40);
+	add_file(b, 40);
+	spec_cache_write(a, path);
+	spec_cache_write(b, path);
+	spec_cache_free(a);
+	spec_cache_free(b);
+	a = spec_cache_new();
+	assert_int_equal(spec_cache_read(a, path), 41);
+	assert_int_equal(a->dirty, 0);
+	assert_true(has_file(a, 40));
+	spec_cache_free(a);
+	free(path);
+	test_rmdir(dir);
+}
+
+/* Marks files [from, to) used, evicts the rest, adds file add (if >= 0) and writes. */
+static void evict_and_write(const char *path, int from, int to, int add)
+{
+	struct spec_cache *c = spec_cache_new();
+
+	spec_cache_read(c, path);
+	for (int i = from; i < to; i++) {
+		char oid[41], p[32];
+
+		snprintf(oid, sizeof(oid), "%040x", (unsigned)i + 0x1000);
+		snprintf(p, sizeof(p), "certs/f%d.yaml", i);
+		spec_cache_slot(c, oid, p)->used = 1;
+	}
+	spec_cache_evict_unused(c);
+	if (add >= 0)
+		add_file(c, add);
+	spec_cache_write(c, path);
+	spec_cache_free(c);
+}
+
+static void test_unused_entries_or_segments_past_a_quarter_write_the_file_whole(void **state)
+{
+	char *dir = test_mkdtemp(), *path = write_files(dir, 40);
+	ino_t ino = stat_of(path).st_ino;
+	struct spec_cache *c;
+	int next = 40;
+
+	(void)state;
+	/* 10 of 40 unused (a quarter): still appended; they stay in the file */
+	evict_and_write(path, 10, 40, next++);
+	assert_int_equal(stat_of(path).st_ino, ino);
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 41);
+	spec_cache_free(c);
+	/* 11 of 41 unused: the file is written whole, without them */
+	evict_and_write(path, 11, 41, next++);
+	assert_true(stat_of(path).st_ino != ino);
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), 31);
+	assert_false(has_file(c, 10));
+	assert_true(has_file(c, 41));
+	assert_int_equal(c->disk_base, c->disk_len);
+	spec_cache_free(c);
+	/* one file added per load: segments until they pass a quarter of the file, then a whole write */
+	ino = stat_of(path).st_ino;
+	for (int round = 0; round < 40; round++) {
+		evict_and_write(path, 11, next, next);
+		next++;
+		if (stat_of(path).st_ino != ino)
+			break;
+	}
+	assert_true(stat_of(path).st_ino != ino);
+	assert_true(next - 42 >= 5); /* several appends first (a segment is ~1/30 of the file) */
+	c = spec_cache_new();
+	assert_int_equal(spec_cache_read(c, path), (size_t)(next - 11));
+	assert_int_equal(c->disk_base, c->disk_len);
+	spec_cache_free(c);
+	free(path);
+	test_rmdir(dir);
+}
+
 static void test_eviction_in_place_keeps_every_chain_reachable(void **state)
 {
 	struct spec_cache *c = spec_cache_new();
@@ -381,6 +638,11 @@ int main(void)
 		cmocka_unit_test(test_a_damaged_or_foreign_cache_file_is_ignored_whole),
 		cmocka_unit_test(test_eviction_keeps_the_used_entries_only),
 		cmocka_unit_test(test_eviction_in_place_keeps_every_chain_reachable),
+		cmocka_unit_test(test_a_load_that_parsed_few_blobs_appends_them),
+		cmocka_unit_test(test_a_torn_segment_keeps_what_came_before_and_forces_a_whole_write),
+		cmocka_unit_test(test_a_segment_with_bad_entries_under_a_good_checksum_refuses_the_file),
+		cmocka_unit_test(test_two_loads_appending_the_same_blob_read_back_once),
+		cmocka_unit_test(test_unused_entries_or_segments_past_a_quarter_write_the_file_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@
 
 static struct state_backend *open_pg(const char *schema, const char *replica)
 {
-	struct state_pg_opts o = {test_pg_url(), schema, 15000, replica};
+	struct state_pg_opts o = {test_pg_url(), schema, 15000, replica, NULL};
 	struct state_backend *be = NULL;
 
 	if (state_pg_open(&o, &be))
@@ -800,8 +800,9 @@ static void test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnecte
 
 static void test_open_refuses_a_bad_schema_and_names_an_absent_server(void **unused)
 {
-	struct state_pg_opts o = {test_pg_url(), "Bad-Name", 15000, NULL};
-	struct state_pg_opts down = {"postgresql://u:pw-never-shown@127.0.0.1:1/db?connect_timeout=2", NULL, 0, NULL};
+	struct state_pg_opts o = {test_pg_url(), "Bad-Name", 15000, NULL, NULL};
+	struct state_pg_opts down = {"postgresql://u:pw-never-shown@127.0.0.1:1/db?connect_timeout=2", NULL, 0, NULL,
+				     NULL};
 	struct state_backend *be = NULL;
 
 	(void)unused;

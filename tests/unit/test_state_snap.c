@@ -32,8 +32,8 @@
 /* The layout (state/state_snap.c): where the checksum sits, what it covers, where the records start. */
 #define SNAP_SUM_AT 16
 #define SNAP_HASHED_AT 24
-#define SNAP_LENS_AT (SNAP_HASHED_AT + 8 + 88) /* records length, strings length, record count, event count */
-#define SNAP_HEAD_LEN (SNAP_LENS_AT + 4 * 8 + 8)
+#define SNAP_LENS_AT (SNAP_HASHED_AT + 8 + 88) /* records, strings, record count, event count, extra */
+#define SNAP_HEAD_LEN (SNAP_LENS_AT + 5 * 8 + 8)
 
 /* ---------- helpers ---------- */
 

@@ -1,0 +1,144 @@
+"""The postgres backend's local decoded snapshot (docs/state.md): `plan` keeps the state it read in
+<source.cacheDir>/state-pg-<id>.snap and reads it instead of every row while the header row is the
+one it was made from. Every write by another process (apply's journal, state rm, a second apply) is
+seen by the next plan; a damaged or foreign snapshot is ignored and rebuilt; a cache directory that
+cannot be written is no error; nothing secret is in the file."""
+import json
+import shutil
+
+from conftest import manifest
+from pg_env import use_postgres
+
+SNAPSHOT_USED = "read from its snapshot"
+SNAPSHOT_NOT_USED = "snapshot not used"
+
+
+def pg_env(env, pg, cache="cache", schema="certsync"):
+    env.write_config()
+    text = env.config.read_text().replace("  path: certificates\n", f"  path: certificates\n  cacheDir: {cache}\n", 1)
+    env.config.write_text(text)
+    use_postgres(env, pg, schema=schema)
+    return env
+
+
+def add_cert(env, name):
+    env.repo.write(f"{name}.yaml", manifest(name, [f"{name}.example.test"]))
+    env.repo.commit(f"add {name}")
+
+
+def snapshots(env, cache="cache"):
+    return sorted((env.dir / cache).glob("state-pg-*.snap"))
+
+
+def header(pg):
+    lineage, serial = pg.psql("SELECT lineage || ' ' || serial FROM certsync.header").split()
+    return lineage, int(serial)
+
+
+def plan(env, code=0):
+    """`plan -v`: (stdout, stderr); the plan must say the stored lineage and serial."""
+    r = env.run("plan", "-v", "--detailed-exitcode", check=code)
+    return r.out, r.err
+
+
+def assert_plan_is_current(env, pg, code=0):
+    out, err = plan(env, code)
+    lineage, serial = header(pg)
+    assert f"state {lineage[:8]} serial {serial}" in out, out
+    return out, err
+
+
+def test_plan_reads_the_snapshot_and_sees_every_write_by_another_process(env, pg):
+    pg_env(env, pg)
+    add_cert(env, "web")
+    add_cert(env, "api")
+    env.run("apply", check=0)
+    assert not snapshots(env)  # apply read an empty database: nothing to keep
+    out, err = assert_plan_is_current(env, pg)
+    assert SNAPSHOT_USED not in err and "No changes" in out, err
+    [snap] = snapshots(env)
+    assert oct(snap.stat().st_mode & 0o777) == "0o600"
+    out, err = assert_plan_is_current(env, pg)
+    assert SNAPSHOT_USED in err and "No changes" in out, err
+
+    # state rm in another process: the next plan creates the certificate again
+    env.run("state", "rm", "web", check=0)
+    out, err = assert_plan_is_current(env, pg, code=2)
+    assert SNAPSHOT_USED not in err and "+ web" in out, out
+    out, err = assert_plan_is_current(env, pg, code=2)
+    assert SNAPSHOT_USED in err and "+ web" in out, out
+
+    # apply in another process (its journal writes and its save): the next plan has nothing to do
+    env.run("apply", check=0)
+    out, err = assert_plan_is_current(env, pg)
+    assert SNAPSHOT_USED not in err and "No changes" in out, out
+    rec = json.loads(env.run("state", "show", "web", check=0).out)
+    assert rec["phase"] == "ready"
+
+    # a new certificate applied by another process, then a source-only commit
+    add_cert(env, "mail")
+    env.run("apply", check=0)
+    out, _ = assert_plan_is_current(env, pg)
+    assert "No changes" in out, out
+    before = header(pg)
+    env.repo.write("README", "not a certificate\n")
+    env.repo.commit("docs only")
+    env.run("apply", check=0)
+    assert header(pg)[1] > before[1]  # the source alone was written
+    out, err = assert_plan_is_current(env, pg)
+    assert "No changes" in out and SNAPSHOT_USED not in err, out
+    assert [ln.split()[0] for ln in env.run("state", "list", check=0).out.splitlines()[1:]] == ["api", "mail", "web"]
+
+    # nothing secret in the snapshot: no key material, no database password, no encryption key
+    [snap] = snapshots(env)
+    data = snap.read_bytes()
+    assert b"PRIVATE KEY" not in data and b"BEGIN" not in data
+    assert pg.password.encode() not in data and pg.key.encode() not in data
+    for name in ("web", "api", "mail"):
+        key = (env.cert_dir(name) / "tls.key").read_bytes()
+        body = b"".join(key.splitlines()[1:-1])
+        assert body[:40] not in data
+    assert pg.password not in snap.name
+
+
+def test_a_damaged_or_foreign_snapshot_is_ignored_and_rebuilt(env, pg):
+    pg_env(env, pg)
+    add_cert(env, "web")
+    env.run("apply", check=0)
+    plan(env)
+    [snap] = snapshots(env)
+    good = snap.read_bytes()
+    for bad in (b"", b"CSSNAP\r\n", good[: len(good) // 2], good[:-1] + bytes([good[-1] ^ 1])):
+        snap.write_bytes(bad)
+        out, err = assert_plan_is_current(env, pg)
+        assert SNAPSHOT_NOT_USED in err and SNAPSHOT_USED not in err and "No changes" in out, err
+        out, err = assert_plan_is_current(env, pg)  # rebuilt by the plan before
+        assert SNAPSHOT_USED in err, err
+
+    # another schema on the same server and cache: its own snapshot; the first one's, put in its place, is not used
+    other = env.dir / "other.yaml"
+    other.write_text(env.config.read_text().replace("schema: certsync", "schema: other"))
+    r = env.run("state", "list", check=0)  # reads certsync: the snapshot stays
+    assert "web" in r.out
+    env.config.write_text(other.read_text())
+    r = env.run("plan", "-v", "--detailed-exitcode", check=2)  # an empty schema: everything to create
+    assert "+ web" in r.out, r
+    env.run("apply", check=0)
+    r = env.run("plan", "-v", "--detailed-exitcode", check=0)
+    [snap_other] = [s for s in snapshots(env) if s != snap]
+    shutil.copy(snap, snap_other)
+    r = env.run("plan", "-v", "--detailed-exitcode", check=0)
+    assert SNAPSHOT_NOT_USED in r.err and SNAPSHOT_USED not in r.err, r.err
+    lineage = pg.psql("SELECT lineage FROM other.header")
+    assert f"state {lineage[:8]}" in r.out, r.out
+
+
+def test_a_cache_directory_that_cannot_be_written_only_costs_time(env, pg):
+    (env.dir / "blocker").write_text("a file where the cache directory would be\n")
+    pg_env(env, pg, cache="blocker/cache")
+    add_cert(env, "web")
+    env.run("apply", check=0)
+    for _ in range(2):
+        out, err = assert_plan_is_current(env, pg)
+        assert "No changes" in out and SNAPSHOT_USED not in err, err
+    assert (env.dir / "blocker").is_file()
