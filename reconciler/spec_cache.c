@@ -514,6 +514,7 @@ size_t spec_cache_read(struct spec_cache *c, const char *path)
 		if (rc != CS_ENOTFOUND)
 			log_debug("parse cache %s ignored: %s", path, cs_errmsg());
 		c->dirty = 1;
+		c->disk_ok = 0; /* no file to append to: the next write is a whole one */
 		return 0;
 	}
 	if ((why = sc_check_header(&b, &h)))
