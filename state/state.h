@@ -212,6 +212,14 @@ struct state_backend_ops {
 	 * NULL: state_note_source saves.
 	 */
 	int (*note_source)(struct state_backend *be, struct state *st);
+	/*
+	 * After a command's last write: keeps a local decoded copy of st as
+	 * written (st must be what the last save or journal wrote), so the next
+	 * process's load need not read every record. Never an error: without
+	 * it, the next load is only slower. NULL: nothing to keep (the file
+	 * backend writes its snapshot with every save).
+	 */
+	void (*keep_snapshot)(struct state_backend *be, const struct state *st);
 	void (*free)(struct state_backend *be);
 	/*
 	 * Shared backends (postgres). The file backend implements leading (its
@@ -313,6 +321,8 @@ int state_journal(struct state_backend *be, struct state *st, const char *name, 
  * records it.
  */
 int state_note_source(struct state_backend *be, struct state *st, const char *url, const char *ref, const char *commit);
+/* After the last write of a command (apply, run stopping): see ops->keep_snapshot. */
+void state_keep_snapshot(struct state_backend *be, const struct state *st);
 void state_backend_free(struct state_backend *be);
 /* 1 while the lock is surely held (see ops->leading); file backend: while locked. */
 int state_leading(struct state_backend *be);

@@ -983,6 +983,12 @@ int state_note_source(struct state_backend *be, struct state *st, const char *ur
 	return be->ops->note_source(be, st);
 }
 
+void state_keep_snapshot(struct state_backend *be, const struct state *st)
+{
+	if (be && be->ops->keep_snapshot)
+		be->ops->keep_snapshot(be, st);
+}
+
 void state_backend_free(struct state_backend *be)
 {
 	if (be)

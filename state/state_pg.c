@@ -175,6 +175,7 @@ static const struct state_backend_ops state_pg_ops = {
 	.save = state_pg_save,
 	.journal = state_pg_journal,
 	.note_source = state_pg_note_source,
+	.keep_snapshot = state_pg_keep_snapshot,
 	.free = state_pg_free,
 	.leading = state_pg_leading,
 	.epoch = state_pg_epoch,

@@ -259,6 +259,32 @@ int state_pg_load(struct state_backend *be, struct state **out)
 	return rc;
 }
 
+/*
+ * After this process's last write: the snapshot of st as written, when the
+ * digests are the rows of st's serial and the header row is still that
+ * serial's (state_pg_snap_save checks lineage and serial against it). The
+ * first plan after an apply then reads the header row alone.
+ */
+void state_pg_keep_snapshot(struct state_backend *be, const struct state *st)
+{
+	struct state_pg *pg = state_pg_of(be);
+	struct state_pg_store *s = state_pg_store_of(pg);
+	PGresult *hdr = NULL;
+	char *sql;
+
+	pthread_mutex_lock(&pg->mu);
+	if (pg->snap_path && pg->conn && state_pg_dig_usable(s, st)) {
+		sql = state_pg_header_sql(s);
+		if (!pgconn_exec(pg->conn, pg->where, &hdr, sql, 0, NULL))
+			state_pg_snap_save(pg, hdr, st, s->dig, s->n_dig);
+		else
+			cs_error_clear(); /* best effort: the next load reads the rows */
+		PQclear(hdr);
+		free(sql);
+	}
+	pthread_mutex_unlock(&pg->mu);
+}
+
 /* ---------- refresh ---------- */
 
 /* Names that changed, for the caller. */

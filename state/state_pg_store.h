@@ -92,6 +92,7 @@ int state_pg_note_source(struct state_backend *be, struct state *st);
 /* ---------- state_pg_read.c ---------- */
 
 int state_pg_load(struct state_backend *be, struct state **out);
+void state_pg_keep_snapshot(struct state_backend *be, const struct state *st);
 int state_pg_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
 
 /* ---------- state_pg_snap.c ---------- */
@@ -106,7 +107,11 @@ void state_pg_snap_init(struct state_pg *pg, const char *cache_dir);
  */
 int state_pg_snap_load(struct state_pg *pg, const PGresult *hdr, struct state **out, struct state_pg_digest **dig,
 		       size_t *n_dig);
-/* After a load that read hdr and the rows into st and dig: the snapshot for the next load (best effort). */
+/*
+ * The snapshot for the next load (best effort) of st and its row digests dig,
+ * when hdr (row 0) is st's header row: after a load that read hdr and the
+ * rows, or after this process's own last write (state_pg_keep_snapshot).
+ */
 void state_pg_snap_save(struct state_pg *pg, const PGresult *hdr, const struct state *st,
 			const struct state_pg_digest *dig, size_t n_dig);
 

@@ -400,6 +400,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		cmd_fail("%s", cs_errmsg());
 		goto out;
 	}
+	if (moved || changed)
+		state_keep_snapshot(be, st); /* postgres: the next plan reads the header row, not every record */
 	failed_end = apply_failed_at_end(st, &src.desired);
 	if (plan_has_changes(p) || res.done || res.failed || failed_end)
 		apply_summary(&res, p);

@@ -589,6 +589,8 @@ int daemon_run(struct config *cfg, const struct daemon_opts *o)
 			log_error("%s", cs_errmsg());
 			rc = CS_ERROR;
 		} else {
+			/* postgres: a restart reads the header row, not every record */
+			state_keep_snapshot(d.be, d.st);
 			log_info("stopped");
 		}
 	}

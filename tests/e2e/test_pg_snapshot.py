@@ -1,6 +1,6 @@
 """The postgres backend's local decoded snapshot (docs/state.md): `plan` keeps the state it read in
-<source.cacheDir>/state-pg-<id>.snap and reads it instead of every row while the header row is the
-one it was made from. Every write by another process (apply's journal, state rm, a second apply) is
+<source.cacheDir>/state-pg-<id>.snap (and `apply` the state it wrote last) and reads it instead of
+every row while the header row is the one it was made from. Every write by another process (apply's journal, state rm, a second apply) is
 seen by the next plan; a damaged or foreign snapshot is ignored and rebuilt; a cache directory that
 cannot be written is no error; nothing secret is in the file."""
 import json
@@ -8,6 +8,7 @@ import shutil
 
 from conftest import manifest
 from pg_env import use_postgres
+from test_run import daemons, run_config  # noqa: F401 (daemons is a fixture)
 
 SNAPSHOT_USED = "read from its snapshot"
 SNAPSHOT_NOT_USED = "snapshot not used"
@@ -53,11 +54,13 @@ def test_plan_reads_the_snapshot_and_sees_every_write_by_another_process(env, pg
     add_cert(env, "web")
     add_cert(env, "api")
     env.run("apply", check=0)
-    assert not snapshots(env)  # apply read an empty database: nothing to keep
+    [snap] = snapshots(env)  # apply keeps the snapshot of what it wrote last
+    assert oct(snap.stat().st_mode & 0o777) == "0o600"
+    out, err = assert_plan_is_current(env, pg)
+    assert SNAPSHOT_USED in err and "No changes" in out, err
+    snap.unlink()  # without it: the rows, and the plan writes one
     out, err = assert_plan_is_current(env, pg)
     assert SNAPSHOT_USED not in err and "No changes" in out, err
-    [snap] = snapshots(env)
-    assert oct(snap.stat().st_mode & 0o777) == "0o600"
     out, err = assert_plan_is_current(env, pg)
     assert SNAPSHOT_USED in err and "No changes" in out, err
 
@@ -68,10 +71,11 @@ def test_plan_reads_the_snapshot_and_sees_every_write_by_another_process(env, pg
     out, err = assert_plan_is_current(env, pg, code=2)
     assert SNAPSHOT_USED in err and "+ web" in out, out
 
-    # apply in another process (its journal writes and its save): the next plan has nothing to do
+    # apply in another process (its journal writes and its save): the next plan has nothing to do, from
+    # the snapshot that apply kept of what it wrote
     env.run("apply", check=0)
     out, err = assert_plan_is_current(env, pg)
-    assert SNAPSHOT_USED not in err and "No changes" in out, out
+    assert SNAPSHOT_USED in err and "No changes" in out, out
     rec = json.loads(env.run("state", "show", "web", check=0).out)
     assert rec["phase"] == "ready"
 
@@ -86,7 +90,7 @@ def test_plan_reads_the_snapshot_and_sees_every_write_by_another_process(env, pg
     env.run("apply", check=0)
     assert header(pg)[1] > before[1]  # the source alone was written
     out, err = assert_plan_is_current(env, pg)
-    assert "No changes" in out and SNAPSHOT_USED not in err, out
+    assert "No changes" in out and SNAPSHOT_USED in err, out  # kept by that apply after its source write
     assert [ln.split()[0] for ln in env.run("state", "list", check=0).out.splitlines()[1:]] == ["api", "mail", "web"]
 
     # nothing secret in the snapshot: no key material, no database password, no encryption key
@@ -142,3 +146,20 @@ def test_a_cache_directory_that_cannot_be_written_only_costs_time(env, pg):
         out, err = assert_plan_is_current(env, pg)
         assert "No changes" in out and SNAPSHOT_USED not in err, err
     assert (env.dir / "blocker").is_file()
+
+
+def test_run_keeps_the_snapshot_of_what_it_wrote_when_it_stops(env, pg, daemons):  # noqa: F811
+    run_config(env, interval="1s")
+    text = env.config.read_text().replace("  path: certificates\n", "  path: certificates\n  cacheDir: cache\n", 1)
+    env.config.write_text(text)
+    use_postgres(env, pg)
+    add_cert(env, "web")
+    d = daemons(env, args=("-v",))
+    d.wait_log(r"^reconcile done: 1 done", timeout=60)
+    d.wait_ready()
+    for snap in snapshots(env):
+        snap.unlink()  # whatever run's own loads left: the one that counts is written as it stops
+    d.stop()
+    assert snapshots(env)
+    out, err = assert_plan_is_current(env, pg)  # the header row alone: run kept what it saved last
+    assert SNAPSHOT_USED in err and "No changes" in out, err

@@ -449,6 +449,59 @@ static void test_an_empty_database_makes_no_snapshot(void **unused)
 	free(schema);
 }
 
+/*
+ * A writer keeps the snapshot of what it saved last (apply's end, run
+ * stopping): the next process reads it, not the rows, and finds exactly
+ * that state; a writer whose state another process has since moved past
+ * keeps none, and the next load reads the rows.
+ */
+static void test_a_writer_keeps_the_snapshot_of_what_it_wrote_last(void **unused)
+{
+	char *schema = test_pg_schema(), *dir = test_mkdtemp();
+	struct state_backend *w = open_pg(schema, dir), *other;
+	struct state *st = make_state(12), *b, *o = NULL;
+	struct stat sb;
+
+	(void)unused;
+	assert_int_equal(state_lock(w, "apply"), 0);
+	assert_int_equal(state_save(w, st), 0);
+	state_cert_get(st, "c04.example")->attempts = 3;
+	assert_int_equal(state_journal(w, st, "c04.example", state_cert_get(st, "c04.example")), 0);
+	assert_int_equal(state_save(w, st), 0);
+	assert_int_not_equal(stat(snap_path(w), &sb), 0); /* a save alone writes none */
+	state_keep_snapshot(w, st);
+	assert_int_equal(stat(snap_path(w), &sb), 0);
+	edit_row_behind_our_back(schema, "c03.example");
+	b = load_fresh(schema, dir);
+	assert_true(from_snapshot(b, "c03.example"));
+	test_assert_same_state(b, st);
+	assert_int_equal(b->serial, st->serial);
+	state_free(b);
+
+	/* another process writes after w's last save: what w keeps then is not the state */
+	state_unlock(w);
+	other = open_pg(schema, NULL);
+	assert_int_equal(state_lock(other, "apply"), 0);
+	assert_int_equal(state_load(other, &o), 0);
+	state_cert_get(o, "c05.example")->attempts = 9;
+	assert_int_equal(state_save(other, o), 0);
+	state_unlock(other);
+	unlink(snap_path(w));
+	state_keep_snapshot(w, st);
+	assert_int_not_equal(stat(snap_path(w), &sb), 0);
+	b = load_fresh(schema, dir);
+	assert_false(from_snapshot(b, "c03.example"));
+	assert_int_equal(state_cert_get(b, "c05.example")->attempts, 9);
+	state_free(b);
+
+	state_backend_free(other);
+	state_backend_free(w);
+	state_free(st);
+	state_free(o);
+	test_rmdir(dir);
+	free(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -460,6 +513,7 @@ int main(void)
 		cmocka_unit_test(test_a_snapshot_of_another_schema_is_not_used),
 		cmocka_unit_test(test_a_cache_directory_that_cannot_be_written_is_no_error),
 		cmocka_unit_test(test_an_empty_database_makes_no_snapshot),
+		cmocka_unit_test(test_a_writer_keeps_the_snapshot_of_what_it_wrote_last),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
