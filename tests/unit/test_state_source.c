@@ -130,6 +130,16 @@ static void assert_source(const struct state *st, const char *url, const char *r
 	assert_string_equal(st->source_commit, commit);
 }
 
+/* A load of path has serial and the source (URL, main, commit). */
+static void assert_loads_as(const char *path, uint64_t serial, const char *commit)
+{
+	struct state *back = test_state_load(path);
+
+	assert_int_equal(back->serial, serial);
+	assert_source(back, URL, "main", commit);
+	state_free(back);
+}
+
 /* Loading refuses the journal with a message containing want. */
 static void assert_load_refused(const char *path, const char *want)
 {
@@ -231,10 +241,7 @@ static void test_note_source_appends_a_line_and_leaves_the_state_file(void **unu
 	assert_int_equal(state_note_source(f.be, f.st, URL, "main", C3), 0);
 	assert_int_equal(f.st->serial, 3);
 	assert_ident_same(f.path, &before);
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 3);
-	assert_source(back, URL, "main", C3);
-	state_free(back);
+	assert_loads_as(f.path, 3, C3);
 	free(before.text);
 	fixture_close(&f);
 }
@@ -252,16 +259,10 @@ static void test_source_line_is_replayed_over_the_snapshot(void **unused)
 	back = test_state_load(f.path);		/* a load from it (and a non-racy rewrite, if needed) */
 	state_free(back);
 	assert_int_equal(state_note_source(f.be, f.st, URL, "main", C2), 0);
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 2);
-	assert_source(back, URL, "main", C2);
-	state_free(back);
+	assert_loads_as(f.path, 2, C2);
 	/* without the snapshot (decoding the JSON) the same */
 	assert_int_equal(unlink(f.snap), 0);
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 2);
-	assert_source(back, URL, "main", C2);
-	state_free(back);
+	assert_loads_as(f.path, 2, C2);
 	fixture_close(&f);
 }
 
@@ -299,17 +300,13 @@ static void test_a_full_save_folds_the_source_line(void **unused)
 
 	/* a source line older than the saved file (a crash before the journal went) changes nothing */
 	append_text(f.jnl, "{\"serial\":3,\"source\":{\"url\":\"" URL "\",\"ref\":\"main\",\"commit\":\"" C1 "\"}}\n");
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 5);
-	assert_source(back, URL, "main", C3);
-	state_free(back);
+	assert_loads_as(f.path, 5, C3);
 	fixture_close(&f);
 }
 
 static void test_an_older_source_line_is_ignored(void **unused)
 {
 	struct fixture f;
-	struct state *back;
 
 	(void)unused;
 	fixture_open(&f);
@@ -317,17 +314,13 @@ static void test_an_older_source_line_is_ignored(void **unused)
 	/* at or below the state's serial: already in it */
 	append_text(f.jnl, "{\"serial\":2,\"source\":{\"url\":\"" URL "\",\"ref\":\"main\",\"commit\":\"" C3 "\"}}\n");
 	append_text(f.jnl, "{\"serial\":1,\"source\":{\"url\":\"" URL "\",\"ref\":\"main\",\"commit\":\"" C3 "\"}}\n");
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 2);
-	assert_source(back, URL, "main", C2);
-	state_free(back);
+	assert_loads_as(f.path, 2, C2);
 	fixture_close(&f);
 }
 
 static void test_a_torn_last_source_line_is_ignored(void **unused)
 {
 	struct fixture f;
-	struct state *back;
 
 	(void)unused;
 	fixture_open(&f);
@@ -335,18 +328,12 @@ static void test_a_torn_last_source_line_is_ignored(void **unused)
 	state_backend_free(f.be);
 	/* a crash mid-append: the line has no end, it was never acknowledged */
 	append_text(f.jnl, "{\"serial\":3,\"source\":{\"url\":\"" URL "\",\"ref\":\"main\",\"commit\":\"3333");
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 2);
-	assert_source(back, URL, "main", C2);
-	state_free(back);
+	assert_loads_as(f.path, 2, C2);
 	/* the next writer cuts it before appending */
 	f.be = test_state_open(f.path);
 	assert_int_equal(state_note_source(f.be, f.st, URL, "main", C3), 0);
 	assert_int_equal(file_lines(f.jnl), 2);
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 3);
-	assert_source(back, URL, "main", C3);
-	state_free(back);
+	assert_loads_as(f.path, 3, C3);
 	fixture_close(&f);
 }
 
@@ -499,7 +486,6 @@ static void test_a_source_out_of_bounds_is_a_full_save(void **unused)
 static void test_a_failed_note_leaves_the_source_for_a_save(void **unused)
 {
 	struct fixture f;
-	struct state *back;
 
 	(void)unused;
 	fixture_open(&f);
@@ -510,10 +496,7 @@ static void test_a_failed_note_leaves_the_source_for_a_save(void **unused)
 	assert_source(f.st, URL, "main", C2);
 	assert_int_equal(rmdir(f.jnl), 0);
 	assert_int_equal(state_save(f.be, f.st), 0);
-	back = test_state_load(f.path);
-	assert_int_equal(back->serial, 2);
-	assert_source(back, URL, "main", C2);
-	state_free(back);
+	assert_loads_as(f.path, 2, C2);
 	fixture_close(&f);
 }
 
