@@ -96,10 +96,12 @@ static const char *outputs_file_at(unsigned formats, int i)
 /*
  * SHA-256 over the files of a generation directory, each length-prefixed
  * (with no formats, the same as before formats existed). fsigs (may be
- * NULL) gets the format files' signatures.
+ * NULL) gets the format files' signatures, *newest_ns (may be NULL) the
+ * latest mtime among the files. Each file is stat-ed before it is read: an
+ * edit after the read moves the signature recorded from that stat.
  */
 static int outputs_hash(const char *gendir, unsigned formats, char out[65], struct state_filesig sigs[STATE_OUT_FILES],
-			char *fsigs)
+			char *fsigs, int64_t *newest_ns)
 {
 	struct crypto_sha256_ctx *h = crypto_sha256_begin();
 	const char *name;
@@ -118,6 +120,8 @@ static int outputs_hash(const char *gendir, unsigned formats, char out[65], stru
 			outputs_sig(&st, &sigs[i]);
 		if (!rc && fsigs && i >= STATE_OUT_FILES)
 			outputs_fmt_sig_add(fsigs, &st);
+		if (!rc && newest_ns && (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec > *newest_ns)
+			*newest_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 		if (!rc) {
 			snprintf(len, sizeof(len), "%zu:", b.len);
 			crypto_sha256_update(h, len, strlen(len));
@@ -257,7 +261,7 @@ int outputs_publish(const char *root, const char *dir, const struct output_files
 	gendir = fsutil_join(parent, gen);
 	if ((rc = outputs_write_generation(gendir, f)))
 		goto out;
-	if ((rc = outputs_hash(gendir, f->formats, hash, sigs, fsigs)))
+	if ((rc = outputs_hash(gendir, f->formats, hash, sigs, fsigs, NULL)))
 		goto out;
 	pl = readlink(link, prev, sizeof(prev) - 1);
 	prev[pl > 0 ? pl : 0] = '\0';
@@ -415,13 +419,18 @@ static enum output_status outputs_check_full(const char *root, const struct stat
 	formats = outputs_rec_formats(rec);
 	if (formats) {
 		/* the format files have no place in out_sig: hash them along (they are few and small) */
-		hr = outputs_hash(gendir, formats, hash, NULL, fsigs);
+		hr = outputs_hash(gendir, formats, hash, NULL, fsigs, NULL);
 		if (hr == CS_ENOTFOUND)
 			res = OUTPUT_MISSING;
 		else if (hr || !util_streq(hash, rec->out_hash))
 			res = OUTPUT_ALTERED;
-	} else if ((!same || deep) && (outputs_hash(gendir, 0, hash, NULL, NULL) || !util_streq(hash, rec->out_hash))) {
-		res = OUTPUT_ALTERED;
+		else if (!same || !util_streq(fsigs, state_cert_id(rec, OUTPUTS_ID_FORMAT_SIGS)))
+			res = OUTPUT_OK_BY_CONTENT;
+	} else if (!same || deep) {
+		if (outputs_hash(gendir, 0, hash, NULL, NULL, NULL) || !util_streq(hash, rec->out_hash))
+			res = OUTPUT_ALTERED;
+		else if (!same)
+			res = OUTPUT_OK_BY_CONTENT;
 	}
 out:
 	free(parent);
@@ -429,6 +438,48 @@ out:
 	free(link);
 	free(gendir);
 	return res;
+}
+
+int outputs_restamp(const char *root, struct state_cert *rec, int64_t now)
+{
+	char *parent = NULL, *base = NULL, *link = NULL, *gendir = NULL;
+	char target[PATH_MAX], hash[65], fsigs[FMT_SIG_TEXT];
+	struct state_filesig sigs[STATE_OUT_FILES];
+	unsigned formats = outputs_rec_formats(rec);
+	const char *want_fsigs;
+	int64_t newest = 0;
+	ssize_t n;
+	int changed = 0;
+
+	if (!rec->output_dir || !rec->out_generation || !rec->out_hash)
+		return 0;
+	outputs_split(root, rec->output_dir, &parent, &base);
+	link = fsutil_join(parent, base);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		goto out;
+	target[n] = '\0';
+	if (strcmp(target, rec->out_generation))
+		goto out;
+	gendir = fsutil_join(parent, rec->out_generation);
+	if (outputs_hash(gendir, formats, hash, sigs, fsigs, &newest) || !util_streq(hash, rec->out_hash))
+		goto out;
+	/* Written within the last seconds: a second write in the same timestamp tick would keep this signature. */
+	if (newest > (now - OUTPUTS_RESTAMP_SETTLE) * INT64_C(1000000000))
+		goto out;
+	want_fsigs = formats ? fsigs : NULL;
+	if (!memcmp(sigs, rec->out_sig, sizeof(sigs)) &&
+	    util_streq(want_fsigs, state_cert_id(rec, OUTPUTS_ID_FORMAT_SIGS)))
+		goto out;
+	memcpy(rec->out_sig, sigs, sizeof(sigs));
+	state_cert_set_id(rec, OUTPUTS_ID_FORMAT_SIGS, want_fsigs);
+	changed = 1;
+out:
+	free(parent);
+	free(base);
+	free(link);
+	free(gendir);
+	return changed;
 }
 
 int outputs_remove(const char *root, const struct state_cert *rec)

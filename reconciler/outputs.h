@@ -60,7 +60,11 @@ int outputs_publish_spec(const struct config *cfg, const struct cert_spec *s, co
  */
 size_t outputs_gc(const char *root, const struct state *st, int64_t keep_previous, int64_t now, int64_t *next);
 
-/* Whether rec's installed files are present and unaltered (cheap stat check first, hash on doubt). */
+/*
+ * Whether rec's installed files are present and unaltered (cheap stat check
+ * first, hash on doubt): OUTPUT_OK_BY_CONTENT when the hash shows them
+ * unaltered but their signatures moved.
+ */
 enum output_status outputs_check(const char *root, const struct state_cert *rec);
 
 /*
@@ -72,6 +76,18 @@ enum output_status outputs_check_deep(const char *root, const struct state_cert 
 /* The same against root opened once with outputs_root_open (-1 if it could not be: all missing). */
 int outputs_root_open(const char *root);
 enum output_status outputs_check_at(int rootfd, const char *root, const struct state_cert *rec);
+
+/*
+ * After OUTPUT_OK_BY_CONTENT (the output root copied or restored, a file
+ * touched: every later check would hash the files again): records in rec
+ * the signatures its files have now, when the link still names its
+ * generation and their content is what was installed. Files modified less
+ * than OUTPUTS_RESTAMP_SETTLE seconds before now (unix s) are left for a
+ * later look: a second write within the same timestamp tick would keep the
+ * signature taken now. Returns 1 when rec changed (the caller saves it).
+ */
+#define OUTPUTS_RESTAMP_SETTLE 2
+int outputs_restamp(const char *root, struct state_cert *rec, int64_t now);
 
 /* Deletes rec's published directory and symlink (only what certsync created). */
 int outputs_remove(const char *root, const struct state_cert *rec);

@@ -376,6 +376,15 @@ static void reconcile_refresh(const struct config *cfg, struct state_cert *const
 		qsort(*out, *n_out, sizeof(**out), drift_cmp);
 }
 
+size_t reconcile_outputs_moved(const enum output_status *outs, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += outs[i] == OUTPUT_OK_BY_CONTENT;
+	return k;
+}
+
 /* One slice of the output checks (they are syscalls only: threads overlap them). */
 struct check_slice {
 	int rootfd;
@@ -460,18 +469,45 @@ enum output_status *reconcile_observe_watched(const struct config *cfg, struct s
 {
 	enum output_status *outs = xcalloc(n + 1, sizeof(*outs));
 	int64_t t0 = util_mono_ms();
-	size_t checked;
+	size_t checked, moved;
 
 	if (w) {
 		checked = outwatch_observe(w, recs, n, outs, now, reconcile_check_fn, NULL);
+		moved = reconcile_outputs_moved(outs, n);
 		log_debug("outputs of %zu certificates checked in %" PRId64 " ms (%zu looked at again, the rest "
-			  "unchanged since the last look%s)",
-			  n, util_mono_ms() - t0, checked, outwatch_active(w) ? "" : "; inotify is off");
+			  "unchanged since the last look%s; %zu by content)",
+			  n, util_mono_ms() - t0, checked, outwatch_active(w) ? "" : "; inotify is off", moved);
 	} else {
 		reconcile_check_outputs(cfg->output_root, recs, n, outs);
-		log_debug("outputs of %zu certificates checked in %" PRId64 " ms", n, util_mono_ms() - t0);
+		moved = reconcile_outputs_moved(outs, n);
+		log_debug("outputs of %zu certificates checked in %" PRId64 " ms (%zu by content)", n,
+			  util_mono_ms() - t0, moved);
 	}
 	return outs;
+}
+
+size_t reconcile_restamp_outputs(const struct config *cfg, struct state_cert *const *recs, size_t n,
+				 const enum output_status *outs, int64_t now)
+{
+	size_t moved = 0, changed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (outs[i] != OUTPUT_OK_BY_CONTENT)
+			continue;
+		moved++;
+		changed += (size_t)outputs_restamp(cfg->output_root, recs[i], now);
+	}
+	if (changed)
+		log_info("the files of %zu certificate%s outputs were copied, restored or touched, their content "
+			 "unchanged: their new signatures are recorded, so later checks stat them again instead of "
+			 "reading them",
+			 changed, changed == 1 ? "'s" : "s'");
+	if (moved > changed)
+		log_debug("%zu certificates' outputs were shown unchanged by their content but not recorded again "
+			  "(written "
+			  "in the last %d s, or changed since): a later look does it",
+			  moved - changed, OUTPUTS_RESTAMP_SETTLE);
+	return changed;
 }
 
 /*

@@ -84,6 +84,18 @@ struct outwatch;
 enum output_status *reconcile_observe_watched(const struct config *cfg, struct state_cert *const *recs, size_t n,
 					      struct outwatch *w, int64_t now);
 
+/* How many of outs are OUTPUT_OK_BY_CONTENT. */
+size_t reconcile_outputs_moved(const enum output_status *outs, size_t n);
+
+/*
+ * For apply and run after they observed: records the new signatures of the
+ * outputs found OUTPUT_OK_BY_CONTENT (outputs_restamp), so a copied or
+ * restored output root costs one hashing, not one per plan. Returns how
+ * many records changed (the caller saves the state).
+ */
+size_t reconcile_restamp_outputs(const struct config *cfg, struct state_cert *const *recs, size_t n,
+				 const enum output_status *outs, int64_t now);
+
 /* Observes outputs (and the providers with refresh) and diffs. */
 int reconcile_plan(const struct config *cfg, const char *repo, const char *ref, const struct desired *des,
 		   const struct state *st, int has_state, const struct reconcile_opts *o, struct plan **out);

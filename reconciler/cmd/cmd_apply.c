@@ -292,6 +292,25 @@ static int apply_serve(const struct config *cfg, struct http_server **srv)
 	return 0;
 }
 
+/* The recorded certificates' outputs as apply observed them (state_cert_list order). */
+struct apply_seen {
+	struct state_cert **recs;
+	size_t n;
+	enum output_status *outs;
+};
+
+/*
+ * Observes the outputs and records the new signatures of those shown
+ * unchanged by their content (a copied or restored output root is hashed by
+ * this apply, not by every plan after it). Returns 1 when records changed.
+ */
+static int apply_observe(const struct config *cfg, struct state *st, int64_t now, struct apply_seen *seen)
+{
+	seen->recs = state_cert_list(st, &seen->n);
+	seen->outs = reconcile_observe_watched(cfg, seen->recs, seen->n, NULL, 0);
+	return reconcile_restamp_outputs(cfg, seen->recs, seen->n, seen->outs, now) > 0;
+}
+
 static int apply_run(struct cmd_globals *g, int argc, char **argv)
 {
 	struct apply_args a;
@@ -305,6 +324,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 	struct engine_opts eo;
 	struct engine_result res;
 	struct http_server *srv = NULL;
+	struct apply_seen seen = {NULL, 0, NULL};
 	int has_state = 0, changed = 0, moved, rc, status = EXIT_FAIL;
 	const char *ref;
 	size_t cleared = 0;
@@ -331,6 +351,7 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 			goto out;
 		}
 		memcpy(src.commit, head, sizeof(head));
+		changed = apply_observe(cfg, st, util_now(), &seen);
 		for (size_t i = 0; i < src.desired.diags.n; i++)
 			diags_add(&p->errors, src.desired.diags.v[i].file, src.desired.diags.v[i].line,
 				  src.desired.diags.v[i].col, "%s", src.desired.diags.v[i].msg);
@@ -343,6 +364,11 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 			goto out;
 		/* A cron-driven apply keeps the CA's renewal windows (ARI) fresh as run does. */
 		changed = reconcile_upkeep(cfg, st, ro.now, (volatile int *)&cmd_stop) > 0;
+		if (apply_observe(cfg, st, ro.now, &seen))
+			changed = 1;
+		ro.observed = seen.outs;
+		ro.recorded = seen.recs;
+		ro.n_recorded = seen.n;
 		if (reconcile_plan(cfg, gitsrc_display(src.git), cfg->source.ref, &src.desired, st, has_state, &ro,
 				   &p)) {
 			cmd_fail("%s", cs_errmsg());
@@ -410,6 +436,8 @@ static int apply_run(struct cmd_globals *g, int argc, char **argv)
 		       failed_end, failed_end == 1 ? " is" : "s are");
 	status = res.failed || failed_end || res.deferred || res.skipped || src.desired.diags.n ? EXIT_FAIL : EXIT_OK;
 out:
+	free(seen.recs);
+	free(seen.outs);
 	http_server_stop(srv);
 	state_unlock(be);
 	state_backend_free(be);

@@ -7,6 +7,7 @@
 
 #include "../../util/err.h"
 #include "../../util/fsutil.h"
+#include "../../util/log.h"
 #include "../../util/util.h"
 #include "../source/gitsrc.h"
 #include "cmd.h"
@@ -92,6 +93,20 @@ struct plan_bg {
 	char err[1024];
 };
 
+/* The outputs, and a word when some had to be read (a plan records nothing: apply does). */
+static void plan_observe(struct plan_bg *b)
+{
+	size_t n = 0, moved;
+
+	b->observed = reconcile_observe(b->cfg, b->st, &n);
+	moved = reconcile_outputs_moved(b->observed, n);
+	if (moved)
+		log_info("the files of %zu certificate%s outputs were copied, restored or touched since they were "
+			 "installed, their content unchanged: this plan read them; certsync apply records their new "
+			 "signatures, so later plans stat them again",
+			 moved, moved == 1 ? "'s" : "s'");
+}
+
 static void *plan_bg_run(void *arg)
 {
 	struct plan_bg *b = arg;
@@ -99,7 +114,7 @@ static void *plan_bg_run(void *arg)
 	if ((b->rc = cmd_load_state(b->cfg, &b->be, &b->st, &b->has_state)))
 		snprintf(b->err, sizeof(b->err), "%s", cs_errmsg());
 	else
-		b->observed = reconcile_observe(b->cfg, b->st, NULL);
+		plan_observe(b);
 	return NULL;
 }
 

@@ -298,7 +298,7 @@ static void daemon_note_outputs(struct daemon *d, struct state_cert *const *recs
 {
 	daemon_outnotes_clear(d);
 	for (size_t i = 0; i < n; i++) {
-		if (outs[i] == OUTPUT_OK)
+		if (output_as_installed(outs[i]))
 			continue;
 		d->outnotes = xrealloc(d->outnotes, (d->n_outnotes + 1) * sizeof(*d->outnotes));
 		d->outnotes[d->n_outnotes].name = xstrdup(recs[i]->name);
@@ -380,6 +380,9 @@ void daemon_pass(struct daemon *d)
 	t_out = util_mono_ms();
 	outs = daemon_observe_outputs(d, recs, n_recs, now);
 	ro.observed = outs;
+	/* A copied or restored output root: its signatures are recorded once, saved with the next save. */
+	if (reconcile_restamp_outputs(d->cfg, recs, n_recs, outs, now))
+		d->dirty = 1;
 	t_out = util_mono_ms() - t_out;
 	if (reconcile_plan(d->cfg, gitsrc_display(d->git), d->cfg->source.ref, &d->des, d->st, d->has_state, &ro, &p)) {
 		log_error("plan: %s", cs_errmsg());

@@ -32,8 +32,19 @@ enum change_kind {
 const char *plan_change_name(enum change_kind k);
 int plan_change_parse(const char *s, enum change_kind *out);
 
-/* What is on disk for a recorded certificate (observed before the diff). */
-enum output_status { OUTPUT_OK, OUTPUT_MISSING, OUTPUT_ALTERED, OUTPUT__MAX };
+/*
+ * What is on disk for a recorded certificate (observed before the diff).
+ * OUTPUT_OK_BY_CONTENT: as installed, shown by the content because the
+ * files' signatures moved (the output root copied or restored, a file
+ * touched); apply and run record the new signatures (outputs_restamp).
+ */
+enum output_status { OUTPUT_OK, OUTPUT_MISSING, OUTPUT_ALTERED, OUTPUT_OK_BY_CONTENT, OUTPUT__MAX };
+
+/* 1 when the outputs are as installed (OUTPUT_OK or OUTPUT_OK_BY_CONTENT). */
+static inline int output_as_installed(enum output_status s)
+{
+	return s == OUTPUT_OK || s == OUTPUT_OK_BY_CONTENT;
+}
 
 /* Provider drift found by refresh (plan --refresh). */
 struct plan_drift {
