@@ -219,6 +219,10 @@ fuzz: fuzz-regress
 $(BUILD)/pg_state_bench: bench/pg_state.c $(BUILD)/libcertsync.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libcertsync.a $(LDLIBS_ALL)
 
+# The output check's floor (the same stat calls alone), beside the cold plan's figure.
+$(BUILD)/stat_floor: bench/stat_floor.c
+	$(CC) $(ALL_CFLAGS) -o $@ $< -pthread
+
 # BENCH=acme runs only the ACME comparison (bench/acme.py), which the whole bench runs last. The ACME
 # clients are optional: when one cannot be installed, its row says so and the rest still runs.
 BENCH ?= all
@@ -228,10 +232,11 @@ ifeq ($(BENCH),acme)
 	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all
 	$(PYTHON) bench/acme.py build/bench/certsync
 else
-	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all build/bench/pg_state_bench
+	@$(MAKE) --no-print-directory BUILD=build/bench OPT="-O2 -DNDEBUG" all build/bench/pg_state_bench \
+		build/bench/stat_floor
 	@set -e; export PGTEST_DURABLE=1; $(call with_pg,bench); \
 	CERTSYNC_BENCH_PG_URL=$$url CERTSYNC_BENCH_STATE_KEY=$$(openssl rand -base64 32) \
-		$(PYTHON) bench/bench.py build/bench/certsync build/bench/pg_state_bench
+		$(PYTHON) bench/bench.py build/bench/certsync build/bench/pg_state_bench build/bench/stat_floor
 endif
 
 valgrind: $(BUILD)/certsync $(UNIT_BIN)

@@ -6,7 +6,11 @@ Prints one table:
   10,000 certificates, one and ten per file, and 100,000 one per file
   (BENCH_100K=0 leaves that size out: setting it up is a 100,000-certificate apply);
 - the plan after a one-file commit in those repositories, cold: the first plan
-  process after each of BENCH_RUNS commits (its parse cache misses that file);
+  process after each of BENCH_RUNS commits (its parse cache misses that file),
+  and beside it, at 10,000, its floor on this machine: the same output stat
+  calls alone (bench/stat_floor.c) and a process start;
+- at 10,000, the output root restored from a copy (new inodes): the plan
+  before and after the apply that records the new signatures;
 - apply of 1,000 new certificates on the built-in CA;
 - apply of 1,000 new certificates against the DNSimple and DigiCert
   simulators with 50 ms injected per request, beside the bound
@@ -111,7 +115,48 @@ def commit_phases(binary, d, index):
             f"state {p['state']} ms, then outputs {p['outputs']} ms")
 
 
-def engine_rows(binary, tmp, rows):
+def output_paths(root):
+    """Every published output file under root, relative to it, as certsync's cold check stats them (through the
+    link)."""
+    paths = []
+    for dirpath, dirnames, _ in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in sorted(dirnames):
+            if not name.startswith(".") and os.path.islink(os.path.join(dirpath, name)):
+                link = name if rel == "." else f"{rel}/{name}"
+                paths += [f"{link}/tls.crt", f"{link}/tls.key", f"{link}/ca.crt"]
+    return paths
+
+
+def floor(binary, floor_tool, d):
+    """What no cold plan can go under on this machine, measured beside it: the same fstatat calls alone
+    (bench/stat_floor.c, threads as certsync uses them), and a process start with certsync's libraries."""
+    paths = output_paths(d / "certs")
+    listing = d / "floor-paths"
+    listing.write_text("\n".join(paths) + "\n")
+    threads = str(min(4, os.cpu_count() or 1, max(1, len(paths) // 3 // 1024)))
+    runs = [float(run_or_die([floor_tool, str(d / "certs"), str(listing), threads]).split()[1]) for _ in range(RUNS)]
+    start, _ = measure([binary, "version"], d)
+    return (f"{len(paths)} fstatat on {threads} threads {statistics.median(runs):.0f} ms | "
+            f"{start * 1000:.0f} ms")
+
+
+def restored_root(binary, d):
+    """The output root copied with cp -a (what a backup restore or a move to a new volume does: the same bytes,
+    new inodes): the plans read every file until an apply records the new signatures, once."""
+    root = d / "certs"
+    copy = d / "certs.copy"
+    run_or_die([binary, "apply", "--config", "certsync.yaml"], cwd=d)  # what the commits before asked: done first
+    run_or_die(["cp", "-a", str(root), str(copy)])
+    shutil.rmtree(root)
+    copy.rename(root)
+    before, _ = measure([binary, "plan", "--config", "certsync.yaml"], d)
+    apply_wall, _ = time_once([binary, "apply", "--config", "certsync.yaml"], d)
+    after, _ = measure([binary, "plan", "--config", "certsync.yaml"], d)
+    return f"{before:.3f} s | {apply_wall:.2f} s | {after:.3f} s"
+
+
+def engine_rows(binary, tmp, rows, floor_tool=None):
     sizes = [(1000, 10), (1000, 1), (10000, 10), (10000, 1)]
     if os.environ.get("BENCH_100K") != "0":
         sizes.append((100000, 1))
@@ -140,6 +185,9 @@ def engine_rows(binary, tmp, rows):
                      verdict(wall <= 0.05) if n == 10000 else ""))
         if n >= 10000 and per_file == 1:
             rows.append(("  where it goes (one plan -v after one more commit)", commit_phases(binary, d, RUNS), "", ""))
+        if n == 10000 and per_file == 1 and floor_tool:
+            rows.append(("  its floor here: the outputs' stat calls alone | a process start (certsync version)",
+                         floor(binary, floor_tool, d), "", ""))
         if n == 10000 and per_file == 1:
             ms = daemon_commit_pass(binary, d)
             rows.append((f"certsync run: pass after a one-file commit, {n} certs, {per_file}/file",
@@ -147,6 +195,9 @@ def engine_rows(binary, tmp, rows):
                          verdict(ms["total"] <= 20)))
         if n == 1000 and per_file == 10:
             rows.append(("apply, 1000 new certs, built-in CA, parallelism 2", f"{apply_s:.2f} s", "", ""))
+        if n == 10000 and per_file == 1:
+            rows.append((f"output root restored from a copy (new inodes), {n} certs: plan | the apply after it | "
+                         "plan", restored_root(binary, d), "", ""))
         shutil.rmtree(d)
 
 
@@ -325,6 +376,7 @@ def provider_rows(binary, tmp, rows):
 def main():
     binary = str(Path(sys.argv[1]).resolve())
     pg_tool = str(Path(sys.argv[2]).resolve()) if len(sys.argv) > 2 else None
+    floor_tool = str(Path(sys.argv[3]).resolve()) if len(sys.argv) > 3 else None
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
                             text=True).stdout.strip()
     print(f"certsync bench: commit {commit}, {platform.machine()}, {os.cpu_count()} cores, "
@@ -332,7 +384,7 @@ def main():
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="certsync-bench-"))
     try:
-        engine_rows(binary, tmp, rows)
+        engine_rows(binary, tmp, rows, floor_tool)
         pg_state_rows(pg_tool, rows)
         replicas.replica_rows(binary, tmp, rows)  # failover and propagation on a server of its own
         provider_rows(binary, tmp, rows)
