@@ -81,7 +81,8 @@ int main(int argc, char **argv)
 	fclose(f);
 	t0 = floor_ms();
 	for (long t = 0; t < k; t++) {
-		s[t] = (struct floor_slice){rootfd, paths, n * (size_t)t / (size_t)k, n * (size_t)(t + 1) / (size_t)k, 0};
+		s[t] = (struct floor_slice){rootfd, paths, n * (size_t)t / (size_t)k, n * (size_t)(t + 1) / (size_t)k,
+					    0};
 		if (t > 0 && pthread_create(&tid[t], NULL, floor_run, &s[t]))
 			return 1;
 	}
