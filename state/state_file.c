@@ -726,7 +726,7 @@ out:
 /* A full save (sf->mu held). */
 static int state_file_save_locked(struct state_file *sf, struct state *st)
 {
-	struct buf doc = BUF_INIT, old = BUF_INIT;
+	struct buf doc = BUF_INIT;
 	struct state_snap_key key;
 	uint64_t prev;
 	int rc;
@@ -742,10 +742,11 @@ static int state_file_save_locked(struct state_file *sf, struct state *st)
 		goto out;
 	st->serial++;
 	state_to_json(st, &doc);
-	rc = fsutil_read_file(sf->path, STATE_MAX_BYTES, &old);
+	/* The previous state becomes the backup, copied in the kernel: no read of it into memory. */
+	rc = fsutil_copy_atomic(sf->path, sf->backup, STATE_MAX_BYTES, STATE_FILE_MODE);
 	if (rc == CS_ENOTFOUND)
 		rc = 0;
-	else if (rc || (rc = fsutil_write_atomic(sf->backup, old.data, old.len, STATE_FILE_MODE)))
+	else if (rc)
 		goto out;
 	if ((rc = state_file_write_keyed(sf, &doc, &key)))
 		goto out;
@@ -771,7 +772,6 @@ out:
 	if (rc)
 		st->serial = prev;
 	buf_free(&doc);
-	buf_free(&old);
 	return rc;
 }
 

@@ -126,25 +126,117 @@ int fsutil_fsync_dir(const char *dir)
 	return 0;
 }
 
-int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+/* "<path>.tmp.<pid>.<n>": a temp file in path's directory, unique in this process (fsutil_sweep_tmp knows it). */
+static char *fsutil_tmp_name(const char *path)
 {
 	static atomic_uint counter;
-	char *tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-	char *dir = fsutil_dirname(path);
+
+	return xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+}
+
+/* Renames tmp (written and synced) over path and syncs the directory; tmp is removed if the rename fails. */
+static int fsutil_rename_synced(const char *tmp, const char *path)
+{
+	char *dir;
 	int rc;
 
-	unlink(tmp);
-	if ((rc = fsutil_write_new(tmp, data, len, mode)))
-		goto out;
 	if (rename(tmp, path)) {
 		rc = cs_error(CS_ERROR, "%s: rename: %s", path, strerror(errno));
 		unlink(tmp);
+		return rc;
+	}
+	dir = fsutil_dirname(path);
+	rc = fsutil_fsync_dir(dir);
+	free(dir);
+	return rc;
+}
+
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char *tmp = fsutil_tmp_name(path);
+	int rc;
+
+	unlink(tmp);
+	if (!(rc = fsutil_write_new(tmp, data, len, mode)))
+		rc = fsutil_rename_synced(tmp, path);
+	free(tmp);
+	return rc;
+}
+
+/*
+ * len bytes (fewer if in ends first) from in to out, in the kernel where the
+ * filesystems allow it (copy_file_range), else through a small buffer. 0 or
+ * -1 (errno set).
+ */
+static int fsutil_copy_fd(int in, int out, size_t len)
+{
+	char chunk[65536];
+	int in_kernel = 1;
+
+	while (len > 0) {
+		size_t want = len < ((size_t)1 << 30) ? len : (size_t)1 << 30;
+		ssize_t n;
+
+		if (in_kernel) {
+			n = copy_file_range(in, NULL, out, NULL, want, 0);
+			/* another filesystem, or one without it: the offsets have not moved, copy by hand */
+			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+				in_kernel = 0;
+				continue;
+			}
+		} else {
+			n = read(in, chunk, want < sizeof(chunk) ? want : sizeof(chunk));
+			if (n > 0 && fsutil_write_all(out, chunk, (size_t)n))
+				return -1;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fsutil_copy_atomic(const char *src, const char *dst, size_t max, mode_t mode)
+{
+	struct stat st;
+	char *tmp = NULL;
+	int in = open(src, O_RDONLY | O_CLOEXEC), out, rc = 0;
+
+	if (in < 0)
+		return cs_error(errno == ENOENT ? CS_ENOTFOUND : CS_ERROR, "%s: %s", src, strerror(errno));
+	if (fstat(in, &st) || !S_ISREG(st.st_mode)) {
+		rc = cs_error(CS_ERROR, "%s: not a regular file", src);
 		goto out;
 	}
-	rc = fsutil_fsync_dir(dir);
+	if ((uint64_t)st.st_size > max) {
+		rc = cs_error(CS_EINVALID, "%s: %lld bytes; the limit is %zu", src, (long long)st.st_size, max);
+		goto out;
+	}
+	tmp = fsutil_tmp_name(dst);
+	unlink(tmp);
+	if ((out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0) {
+		rc = cs_error(CS_ERROR, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (fchmod(out, mode) || fsutil_copy_fd(in, out, (size_t)st.st_size) || fsync(out)) {
+		int e = errno;
+
+		close(out);
+		rc = cs_error(CS_ERROR, "%s: copying %s: %s", tmp, src, strerror(e));
+		unlink(tmp);
+	} else if (close(out)) {
+		rc = cs_error(CS_ERROR, "%s: %s", tmp, strerror(errno));
+		unlink(tmp);
+	} else {
+		rc = fsutil_rename_synced(tmp, dst);
+	}
 out:
+	close(in);
 	free(tmp);
-	free(dir);
 	return rc;
 }
 
@@ -219,8 +311,7 @@ void fsutil_sweep_tmp(const char *path)
 
 int fsutil_replace_nosync(const char *path, const void *data, size_t len, mode_t mode)
 {
-	static atomic_uint counter;
-	char *tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+	char *tmp = fsutil_tmp_name(path);
 	int fd, rc = 0;
 
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0) {

@@ -18,6 +18,15 @@ int fsutil_read_file(const char *path, size_t max, struct buf *out);
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /*
+ * Replaces dst atomically with a copy of src (at most max bytes: CS_EINVALID
+ * if larger; CS_ENOTFOUND if src is missing), as fsutil_write_atomic does:
+ * temp file with mode, fsync, rename, fsync of the directory. The bytes move
+ * in the kernel (copy_file_range) where the filesystems allow it: a 12 MB
+ * state's backup costs no read into memory. On error dst has not changed.
+ */
+int fsutil_copy_atomic(const char *src, const char *dst, size_t max, mode_t mode);
+
+/*
  * Maps a whole file read-only (at most max bytes; CS_ENOTFOUND if missing,
  * CS_EINVALID if larger), its pages read in at once: a large cache file
  * costs no copy and no zeroed memory. The file must not be truncated in
