@@ -98,6 +98,19 @@ static void test_previous_generation_kept_then_collected(void **state)
 	test_rmdir(dir);
 }
 
+/* Fresh material in cert/key, described by f with formats, published as rec's directory "a" under dir. */
+static void publish_a(const char *dir, struct state_cert *rec, unsigned formats, struct buf *cert, struct buf *key,
+		      struct output_files *f)
+{
+	material(cert, key);
+	memset(f, 0, sizeof(*f));
+	f->cert = f->ca = cert;
+	f->key = key;
+	f->formats = formats;
+	state_str_set(&rec->output_dir, "a");
+	assert_int_equal(outputs_publish(dir, "a", f, 60, rec), 0);
+}
+
 static void test_formats_are_checked_like_the_rest(void **state)
 {
 	char *dir = test_mkdtemp(), *p = NULL;
@@ -108,13 +121,7 @@ static void test_formats_are_checked_like_the_rest(void **state)
 	int rootfd;
 
 	(void)state;
-	material(&cert, &key);
-	memset(&f, 0, sizeof(f));
-	f.cert = f.ca = &cert;
-	f.key = &key;
-	f.formats = (1u << OUTFMT_COMBINED) | (1u << OUTFMT_CERT_DER);
-	state_str_set(&rec->output_dir, "a");
-	assert_int_equal(outputs_publish(dir, "a", &f, 60, rec), 0);
+	publish_a(dir, rec, (1u << OUTFMT_COMBINED) | (1u << OUTFMT_CERT_DER), &cert, &key, &f);
 	assert_string_equal(state_cert_id(rec, OUTPUTS_ID_FORMATS), "combined.pem,tls.der");
 	rootfd = outputs_root_open(dir);
 	assert_int_equal(outputs_check_at(rootfd, dir, rec), OUTPUT_OK);
@@ -166,13 +173,7 @@ static void test_copied_outputs_are_recorded_again(void **state)
 	int rootfd;
 
 	(void)state;
-	material(&cert, &key);
-	memset(&f, 0, sizeof(f));
-	f.cert = f.ca = &cert;
-	f.key = &key;
-	f.formats = 1u << OUTFMT_COMBINED;
-	state_str_set(&rec->output_dir, "a");
-	assert_int_equal(outputs_publish(dir, "a", &f, 60, rec), 0);
+	publish_a(dir, rec, 1u << OUTFMT_COMBINED, &cert, &key, &f);
 	rootfd = outputs_root_open(dir);
 	assert_int_equal(outputs_check_at(rootfd, dir, rec), OUTPUT_OK);
 	assert_int_equal(outputs_restamp(dir, rec, util_now() + 10), 0); /* nothing moved: nothing to record */
@@ -237,12 +238,7 @@ static void test_repointed_link_is_not_recorded(void **state)
 	struct output_files f;
 
 	(void)state;
-	material(&cert, &key);
-	memset(&f, 0, sizeof(f));
-	f.cert = f.ca = &cert;
-	f.key = &key;
-	state_str_set(&rec->output_dir, "a");
-	assert_int_equal(outputs_publish(dir, "a", &f, 60, rec), 0);
+	publish_a(dir, rec, 0, &cert, &key, &f);
 	memcpy(before, rec->out_sig, sizeof(before));
 	gen = xasprintf("%s/%s", dir, rec->out_generation);
 	copy = xasprintf("%s/.a.copy00000000", dir);
