@@ -62,6 +62,15 @@ int pgconn_schema_valid(const char *schema)
 	return strncmp(schema, "pg_", 3) != 0;
 }
 
+void pgconn_channel(const char *schema, char out[PGCONN_CHANNEL_MAX + 1])
+{
+	if (strlen("certsync_") + strlen(schema) <= PGCONN_CHANNEL_MAX)
+		snprintf(out, PGCONN_CHANNEL_MAX + 1, "certsync_%s", schema);
+	else
+		snprintf(out, PGCONN_CHANNEL_MAX + 1, "certsync_%.37s_%016llx", schema,
+			 (unsigned long long)util_hash_str(schema));
+}
+
 char *pgconn_table(const char *schema, const char *table)
 {
 	return xasprintf("\"%s\".%s", schema, table);
@@ -181,7 +190,13 @@ int pgconn_exec(PGconn *conn, const char *where, PGresult **res, const char *sql
 
 /* ---------- migrations ---------- */
 
-/* Each entry runs with @S replaced by the quoted schema; its ';'-separated statements run in order. */
+/* The trigger condition of migration 3: the statement is not one of certsync's own writes. */
+#define PGCONN_NOT_CERTSYNC "current_setting('" PGCONN_WRITER_SETTING "', true) IS DISTINCT FROM 'on'"
+
+/*
+ * Each entry runs with @S replaced by the quoted schema and @C by its change
+ * channel; its ';'-separated statements (pgconn_stmt_len) run in order.
+ */
 static const char *const pgconn_migrations[] = {
 	/* 1: the state and the lease */
 	"CREATE TABLE @S.header (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL, lineage text NOT NULL,"
@@ -198,21 +213,111 @@ static const char *const pgconn_migrations[] = {
 	"CREATE TABLE @S.keys (cert text NOT NULL, slot text NOT NULL, sealed bytea NOT NULL,"
 	" key_id text NOT NULL, stored_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (cert, slot));"
 	"CREATE TABLE @S.keycheck (id int PRIMARY KEY CHECK (id = 1), key_id text NOT NULL, sealed bytea NOT NULL)",
+	/*
+	 * 3: a change to certs or removed that certsync did not make (SQL by
+	 * hand) moves the header row in its transaction, as a certsync write
+	 * does: a statement on certs takes the serial one up (once per
+	 * transaction: not when the header row is already this transaction's,
+	 * which is also what a certsync write that lost its setting finds),
+	 * marks the rows it writes with it, leaves tombstones for the rows it
+	 * removes and NOTIFYs; one on removed only touches the row (no record
+	 * changes). certsync's writes set certsync.writer (the fence) and fire
+	 * none of them.
+	 */
+	"CREATE FUNCTION @S.note_edit() RETURNS trigger LANGUAGE plpgsql AS $$"
+	" DECLARE s bigint;"
+	" BEGIN"
+	" UPDATE @S.header SET serial = serial + 1, updated_at = now()"
+	" WHERE id = 1 AND xmin <> pg_current_xact_id()::xid RETURNING serial INTO s;"
+	" IF s IS NOT NULL THEN PERFORM pg_notify('@C', s::text); END IF;"
+	" IF TG_OP = 'TRUNCATE' THEN"
+	" INSERT INTO @S.removed (name, removed_serial) SELECT c.name, h.serial FROM @S.certs c, @S.header h"
+	" WHERE h.id = 1 ON CONFLICT (name) DO UPDATE SET removed_serial = excluded.removed_serial;"
+	" END IF;"
+	" RETURN NULL;"
+	" END $$;"
+	"CREATE FUNCTION @S.note_edited_row() RETURNS trigger LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	" NEW.changed_serial := coalesce((SELECT serial FROM @S.header WHERE id = 1), NEW.changed_serial, 0);"
+	" RETURN NEW;"
+	" END $$;"
+	"CREATE FUNCTION @S.note_gone_row() RETURNS trigger LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	" IF TG_OP = 'DELETE' OR OLD.name IS DISTINCT FROM NEW.name THEN"
+	" INSERT INTO @S.removed (name, removed_serial) SELECT OLD.name, serial FROM @S.header WHERE id = 1"
+	" ON CONFLICT (name) DO UPDATE SET removed_serial = excluded.removed_serial;"
+	" END IF;"
+	" RETURN NULL;"
+	" END $$;"
+	"CREATE FUNCTION @S.note_removed_edit() RETURNS trigger LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	" UPDATE @S.header SET updated_at = now() WHERE id = 1 AND xmin <> pg_current_xact_id()::xid;"
+	" RETURN NULL;"
+	" END $$;"
+	"CREATE TRIGGER hand_edit BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @S.certs"
+	" FOR EACH STATEMENT WHEN (" PGCONN_NOT_CERTSYNC ") EXECUTE FUNCTION @S.note_edit();"
+	"CREATE TRIGGER hand_edited_row BEFORE INSERT OR UPDATE ON @S.certs"
+	" FOR EACH ROW WHEN (" PGCONN_NOT_CERTSYNC ") EXECUTE FUNCTION @S.note_edited_row();"
+	"CREATE TRIGGER hand_gone_row AFTER DELETE OR UPDATE OF name ON @S.certs"
+	" FOR EACH ROW WHEN (" PGCONN_NOT_CERTSYNC ") EXECUTE FUNCTION @S.note_gone_row();"
+	"CREATE TRIGGER hand_edit AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @S.removed"
+	" FOR EACH STATEMENT WHEN (" PGCONN_NOT_CERTSYNC ") EXECUTE FUNCTION @S.note_removed_edit()",
 };
 
-/* script with every "@S" replaced by the quoted schema. Caller frees. */
-static char *pgconn_subst(const char *script, const char *q)
+/* script with every "@S" replaced by the quoted schema q and every "@C" by the channel ch. Caller frees. */
+static char *pgconn_subst(const char *script, const char *q, const char *ch)
 {
 	struct buf b = BUF_INIT;
 	const char *p;
 
-	while ((p = strstr(script, "@S"))) {
+	while ((p = strchr(script, '@'))) {
 		buf_append(&b, script, (size_t)(p - script));
-		buf_puts(&b, q);
-		script = p + 2;
+		if (p[1] == 'S' || p[1] == 'C') {
+			buf_puts(&b, p[1] == 'S' ? q : ch);
+			script = p + 2;
+		} else {
+			buf_append(&b, p, 1);
+			script = p + 1;
+		}
 	}
 	buf_puts(&b, script);
 	return b.data;
+}
+
+/* The length of a dollar-quote opening tag at p ("$$", "$body$"), 0 when p does not open one ("$1", "$"). */
+static size_t pgconn_dollar_tag(const char *p)
+{
+	size_t n = 1;
+
+	if (p[1] >= '0' && p[1] <= '9')
+		return 0;
+	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= '0' && p[n] <= '9') ||
+	       p[n] == '_')
+		n++;
+	return p[n] == '$' ? n + 1 : 0;
+}
+
+size_t pgconn_stmt_len(const char *script)
+{
+	const char *p = script, *end;
+	size_t tag;
+
+	while (*p && *p != ';') {
+		if (*p == '\'' || *p == '"') {
+			/* a doubled quote inside is two quoted runs in a row: the same scan */
+			end = strchr(p + 1, *p);
+			p = end ? end + 1 : p + strlen(p);
+		} else if (*p == '$' && (tag = pgconn_dollar_tag(p))) {
+			char close[PGCONN_TAG_MAX + 1];
+
+			snprintf(close, sizeof(close), "%.*s", (int)(tag < PGCONN_TAG_MAX ? tag : PGCONN_TAG_MAX), p);
+			end = tag <= PGCONN_TAG_MAX ? strstr(p + tag, close) : NULL;
+			p = end ? end + tag : p + strlen(p);
+		} else {
+			p++;
+		}
+	}
+	return (size_t)(p - script);
 }
 
 /* One simple-query run (several statements), errors classified like pgconn_exec. */
@@ -223,13 +328,18 @@ static int pgconn_simple(PGconn *conn, const char *where, const char *sql)
 
 static int pgconn_run_script(PGconn *conn, const char *where, const char *script)
 {
-	/* PQexecParams takes one statement: split on ';' (the scripts hold no quoted ';'). */
-	char *copy = xstrdup(script), *save = NULL;
+	/* PQexecParams takes one statement: split on the ';' outside quotes and dollar quotes (function bodies). */
 	int rc = 0;
 
-	for (char *stmt = strtok_r(copy, ";", &save); stmt && !rc; stmt = strtok_r(NULL, ";", &save))
-		rc = pgconn_simple(conn, where, stmt);
-	free(copy);
+	while (*script && !rc) {
+		size_t n = pgconn_stmt_len(script);
+		char *stmt = xstrndup(script, n);
+
+		if (stmt[strspn(stmt, " \t\n")])
+			rc = pgconn_simple(conn, where, stmt);
+		free(stmt);
+		script += n + (script[n] == ';');
+	}
 	return rc;
 }
 
@@ -267,7 +377,7 @@ static int pgconn_current(PGconn *conn, const char *q, int latest)
 int pgconn_migrate(PGconn *conn, const char *schema, const char *where)
 {
 	const int latest = (int)(sizeof(pgconn_migrations) / sizeof(pgconn_migrations[0]));
-	char q[PGCONN_SCHEMA_MAX + 3], *sql = NULL;
+	char q[PGCONN_SCHEMA_MAX + 3], ch[PGCONN_CHANNEL_MAX + 1], *sql = NULL;
 	const char *params[1] = {schema};
 	int rc, version = 0;
 
@@ -275,6 +385,7 @@ int pgconn_migrate(PGconn *conn, const char *schema, const char *where)
 		return cs_error(CS_EINVALID, "state.schema \"%s\": use lowercase letters, digits and _ (not pg_…)",
 				schema);
 	snprintf(q, sizeof(q), "\"%s\"", schema);
+	pgconn_channel(schema, ch);
 	if (pgconn_current(conn, q, latest))
 		return 0;
 	if ((rc = pgconn_simple(conn, where, "BEGIN")))
@@ -306,7 +417,7 @@ int pgconn_migrate(PGconn *conn, const char *schema, const char *where)
 		free(sql);
 		sql = xasprintf("INSERT INTO %s.migrations (version) VALUES ($1)", q);
 		snprintf(num, sizeof(num), "%d", v);
-		script = pgconn_subst(pgconn_migrations[v - 1], q);
+		script = pgconn_subst(pgconn_migrations[v - 1], q, ch);
 		rc = pgconn_run_script(conn, where, script);
 		free(script);
 		if (!rc)

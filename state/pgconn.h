@@ -13,6 +13,15 @@
 
 #define PGCONN_WHERE_MAX 256
 #define PGCONN_SCHEMA_MAX 63
+#define PGCONN_CHANNEL_MAX 63 /* PostgreSQL identifiers (NAMEDATALEN - 1) */
+#define PGCONN_TAG_MAX 64     /* the longest dollar-quote tag pgconn_stmt_len matches ("$body$") */
+
+/*
+ * The setting certsync's write transactions set (transaction-local, with
+ * the fence: state_pg_fence) so that the schema's hand-edit triggers
+ * (version 3) leave its statements alone.
+ */
+#define PGCONN_WRITER_SETTING "certsync.writer"
 
 /*
  * "postgres host=db port=5432 dbname=certsync user=certsync": the server a
@@ -73,9 +82,35 @@ const char *pgconn_last_sqlstate(void);
  *   keys(cert text, slot text, sealed bytea not null, key_id text not null,
  *        stored_at timestamptz not null default now(), primary key (cert, slot))
  *   keycheck(id int primary key check (id = 1), key_id text not null, sealed bytea not null)
+ * Version 3 (a hand edit is seen; PostgreSQL 13 or later): on certs, for a
+ * statement without PGCONN_WRITER_SETTING = 'on' (SQL by hand), triggers
+ * that move the header row in the same transaction — serial + 1 and
+ * updated_at once per transaction (not when the header row was already
+ * written in it, as a certsync write that lost the setting has done) and a
+ * NOTIFY on the channel — set changed_serial of the rows written to that
+ * serial and leave a tombstone in removed for each row deleted, renamed
+ * or truncated; on removed, one that touches the header row (updated_at).
+ *   functions note_edit(), note_edited_row(), note_gone_row(), note_removed_edit()
+ *   triggers certs.hand_edit, certs.hand_edited_row, certs.hand_gone_row, removed.hand_edit
  */
-#define PGCONN_SCHEMA_VERSION 2
+#define PGCONN_SCHEMA_VERSION 3
 int pgconn_migrate(PGconn *conn, const char *schema, const char *where);
+
+/*
+ * The schema's change channel (LISTEN/NOTIFY): "certsync_<schema>", or for a
+ * schema too long for an identifier its first 37 characters and a hash.
+ */
+void pgconn_channel(const char *schema, char out[PGCONN_CHANNEL_MAX + 1]);
+
+/*
+ * The length of script's first statement: up to its first ';' outside
+ * '…' strings (a doubled '' inside is fine), "…" identifiers and dollar
+ * quotes ($$…$$, $tag$…$tag$; "$1" is a parameter, not a quote), without
+ * that ';'; the whole of script when there is none. An unterminated quote
+ * runs to the end. No comments, no E'…' backslash escapes (the migrations
+ * use neither).
+ */
+size_t pgconn_stmt_len(const char *script);
 
 /* "\"schema\".table" for statements (schema already validated). Caller frees. */
 char *pgconn_table(const char *schema, const char *table);

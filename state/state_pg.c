@@ -186,16 +186,6 @@ static const struct state_backend_ops state_pg_ops = {
 	.holder = state_pg_holder,
 };
 
-/* "certsync_<schema>", or for a long schema its first characters and a hash (identifiers stop at 63 bytes). */
-static void state_pg_channel(const char *schema, char out[STATE_PG_CHANNEL_MAX + 1])
-{
-	if (strlen("certsync_") + strlen(schema) <= STATE_PG_CHANNEL_MAX)
-		snprintf(out, STATE_PG_CHANNEL_MAX + 1, "certsync_%s", schema);
-	else
-		snprintf(out, STATE_PG_CHANNEL_MAX + 1, "certsync_%.37s_%016llx", schema,
-			 (unsigned long long)util_hash_str(schema));
-}
-
 static struct state_pg *state_pg_alloc(const struct state_pg_opts *o)
 {
 	struct state_pg *pg = xcalloc(1, sizeof(*pg));
@@ -216,7 +206,7 @@ static struct state_pg *state_pg_alloc(const struct state_pg_opts *o)
 	}
 	pg->lease_ms = o->lease_ms > 0 ? o->lease_ms : STATE_PG_DEFAULT_LEASE_MS;
 	pthread_mutex_init(&pg->mu, NULL);
-	state_pg_channel(o->schema, s->channel);
+	pgconn_channel(o->schema, s->channel);
 	s->t_header = pgconn_table(o->schema, "header");
 	s->t_certs = pgconn_table(o->schema, "certs");
 	s->t_removed = pgconn_table(o->schema, "removed");

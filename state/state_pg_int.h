@@ -4,7 +4,8 @@
  * state_pg_lease.c (the leader lease, its renewal thread, fencing).
  *
  * Schema: see pgconn_migrate (state/pgconn.h): header, certs, removed,
- * lease (version 1); keys, keycheck (version 2, used by keystore_pg.c).
+ * lease (version 1); keys, keycheck (version 2, used by keystore_pg.c);
+ * the hand-edit triggers on certs and removed (version 3).
  */
 #ifndef CS_STATE_STATE_PG_INT_H
 #define CS_STATE_STATE_PG_INT_H

@@ -38,7 +38,9 @@
  * wait for that row lock, so it is ordered after the write commits; and the
  * fence sets idle_in_transaction_session_timeout to one lease for that
  * transaction, so a leader paused in the middle of a write (SIGSTOP) loses
- * its session, and with it the row lock, within a lease.
+ * its session, and with it the row lock, within a lease. It also sets
+ * certsync.writer for the transaction: the schema's hand-edit triggers
+ * (pgconn.h, version 3) leave certsync's own statements alone.
  */
 #include "state_pg_int.h"
 
@@ -775,7 +777,8 @@ static void lease_sql(struct state_pg_lease *l)
 			  t);
 	/* The row lock orders a takeover after this write; a paused writer loses its session within a lease. */
 	l->sql_fence =
-		xasprintf("SELECT set_config('idle_in_transaction_session_timeout', $3, true) FROM %s"
+		xasprintf("SELECT set_config('idle_in_transaction_session_timeout', $3, true),"
+			  " set_config('" PGCONN_WRITER_SETTING "', 'on', true) FROM %s"
 			  " WHERE id = 1 AND holder = $1 AND epoch = $2::bigint AND expires_at > clock_timestamp()"
 			  " FOR SHARE",
 			  t);

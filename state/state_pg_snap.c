@@ -10,8 +10,10 @@
  * Exact because every certsync write (save, journal, the source alone,
  * clear) changes the header row in the transaction that changes the rows:
  * its serial (compare-and-swap), its updated_at, and PostgreSQL gives the
- * new row version a new xmin. The key is the hash of all of them with every
- * other header column, and the lineage and serial in the clear. Anything
+ * new row version a new xmin; and since schema version 3 (pgconn.c) the
+ * triggers on certs and removed do the same for SQL run on the rows by hand.
+ * The key is the hash of all of them with every other header column, and
+ * the lineage and serial in the clear. Anything
  * wrong with the snapshot (missing, foreign, stale, damaged, unreadable) is
  * a full load that writes it anew; a cache directory that cannot be written
  * only means no snapshot. Nothing secret is in it: the rows hold no key

@@ -17,7 +17,7 @@
 #define STATE_PG_KICKS_MAX 1000 /* names kept between two take_kicks calls */
 #define STATE_PG_OWN_PIDS 4	/* this process's recent server pids (its connection is re-opened on loss) */
 #define STATE_PG_CHUNK_ROWS 512 /* records per upsert statement */
-#define STATE_PG_CHANNEL_MAX 63 /* PostgreSQL identifiers (NAMEDATALEN - 1) */
+#define STATE_PG_CHANNEL_MAX PGCONN_CHANNEL_MAX
 
 /* One stored record: its name and the SHA-256 of the doc text in its row. */
 struct state_pg_digest {

@@ -1,13 +1,18 @@
 """The postgres backend's local decoded snapshot (docs/state.md): `plan` keeps the state it read in
 <source.cacheDir>/state-pg-<id>.snap (and `apply` the state it wrote last) and reads it instead of
 every row while the header row is the one it was made from. Every write by another process (apply's journal, state rm, a second apply) is
-seen by the next plan; a damaged or foreign snapshot is ignored and rebuilt; a cache directory that
+seen by the next plan, and so is SQL run on the rows by hand (the schema's triggers move the header row), by running
+replicas too; a damaged or foreign snapshot is ignored and rebuilt; a cache directory that
 cannot be written is no error; nothing secret is in the file."""
 import json
+import re
 import shutil
+import time
+from types import SimpleNamespace
 
 from conftest import manifest
 from pg_env import use_postgres
+from pg_env import free_port
 from test_run import daemons, run_config  # noqa: F401 (daemons is a fixture)
 
 SNAPSHOT_USED = "read from its snapshot"
@@ -163,3 +168,96 @@ def test_run_keeps_the_snapshot_of_what_it_wrote_when_it_stops(env, pg, daemons)
     assert snapshots(env)
     out, err = assert_plan_is_current(env, pg)  # the header row alone: run kept what it saved last
     assert SNAPSHOT_USED in err and "No changes" in out, err
+
+
+def test_a_hand_edit_of_the_rows_is_seen_by_the_next_plan(env, pg):
+    """SQL by hand on certs (DELETE, UPDATE, TRUNCATE) moves the header row (schema version 3's triggers): the
+    next plan reads the rows, not the snapshot, and shows what the edit means."""
+    pg_env(env, pg)
+    add_cert(env, "web")
+    add_cert(env, "api")
+    env.run("apply", check=0)
+    out, err = assert_plan_is_current(env, pg)
+    assert SNAPSHOT_USED in err and "No changes" in out, err
+    _, serial = header(pg)
+
+    pg.psql("DELETE FROM certsync.certs WHERE name = 'web'")
+    out, err = plan(env, code=None)
+    assert "+ web" in out and "api" not in out and SNAPSHOT_USED not in err, out
+    assert header(pg)[1] == serial + 1  # the edit took the serial one up (replicas follow it)
+    out, err = assert_plan_is_current(env, pg, code=2)
+    out, err = assert_plan_is_current(env, pg, code=2)  # the snapshot that plan wrote: the same answer
+    assert SNAPSHOT_USED in err and "+ web" in out, out
+    env.run("apply", check=0)
+    out, _ = assert_plan_is_current(env, pg)
+    assert "No changes" in out, out
+
+    pg.psql("UPDATE certsync.certs SET doc = jsonb_set(doc::jsonb, '{spec_hash}', '\"edited\"')::text"
+            " WHERE name = 'api'")
+    out, err = assert_plan_is_current(env, pg, code=2)
+    assert SNAPSHOT_USED not in err and "api" in out and "web" not in out, out
+    env.run("apply", check=0)
+
+    pg.psql("TRUNCATE certsync.certs")
+    out, err = assert_plan_is_current(env, pg, code=2)
+    assert SNAPSHOT_USED not in err and "+ web" in out and "+ api" in out, out
+
+
+def wait_cert_log(d, pattern, cert, start=0, timeout=30):
+    """The index of d's first log line from start on whose message matches pattern, about certificate cert."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with d.lock:
+            lines = list(d.lines[start:])
+        for i, line in enumerate(lines):
+            if line.get("certificate") == cert and re.search(pattern, line.get("message", "")):
+                return start + i
+        assert d.proc.poll() is None, f"certsync run exited {d.proc.returncode}: {d.raw}"
+        time.sleep(0.05)
+    raise AssertionError(f"no log line about {cert} matching {pattern!r} in {d.messages()}")
+
+
+def test_running_replicas_see_a_hand_edit(env, pg, daemons):  # noqa: F811
+    """A hand DELETE of a certificate's row while two replicas run: the follower hears of it (NOTIFY) and
+    its refresh drops the certificate (its outputs pruned); the leader's next write finds the serial moved,
+    fails as for any other writer, reads the state again and issues the certificate anew, which the follower
+    installs again."""
+    run_config(env, interval="1s")
+    base = env.config.read_text().replace("  path: certificates\n", "  path: certificates\n  cacheDir: cache\n", 1)
+    env.config.write_text(base)
+    use_postgres(env, pg, lease="3s")
+    base = env.config.read_text()
+    reps = []
+    for i in range(2):
+        port = free_port()
+        cfg = env.dir / f"r{i}.yaml"
+        cfg.write_text(base.replace("  root: certs\n", f"  root: certs-r{i}\n", 1)
+                       .replace("  cacheDir: cache\n", f"  cacheDir: cache-r{i}\n", 1)
+                       .replace(f"listen: 127.0.0.1:{env.port}", f"listen: 127.0.0.1:{port}", 1))
+        reps.append(SimpleNamespace(config=cfg, dir=env.dir, port=port))
+    add_cert(env, "web")
+    add_cert(env, "api")
+    leader = daemons(reps[0])
+    leader.wait_log(r"^reconcile done: 2 done", timeout=60)
+    follower = daemons(reps[1])
+    for name in ("web", "api"):
+        wait_cert_log(follower, r"installed certificate [0-9a-f]+ from the shared state", name)
+    assert (env.dir / "certs-r1" / "web").is_dir()
+    _, serial = header(pg)
+
+    pg.psql("DELETE FROM certsync.certs WHERE name = 'web'")
+    at = wait_cert_log(follower, r"^removed from the shared state", "web")
+    assert not (env.dir / "certs-r1" / "web").exists()
+    assert header(pg)[1] == serial + 1
+
+    # the leader learns of it at its next write: a new certificate in the repository
+    mark = len(leader.messages())
+    add_cert(env, "mail")
+    leader.wait_log(r"changed under this process \(serial %d, this process read %d\)" % (serial + 1, serial),
+                    start=mark)
+    leader.wait_log(r"^read the state again after a failed write", start=mark)
+    for name in ("web", "mail"):
+        wait_cert_log(follower, r"installed certificate [0-9a-f]+ from the shared state", name, start=at)
+    assert (env.dir / "certs-r1" / "web").is_dir()
+    listed = env.run("state", "list", check=0).out.splitlines()[1:]
+    assert [ln.split()[0] for ln in listed] == ["api", "mail", "web"], listed

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../state/pgconn.h"
+#include "../../util/buf.h"
 #include "../../util/err.h"
 #include "../../util/util.h"
 #include "testutil.h"
@@ -97,7 +98,7 @@ static void test_migrate_is_idempotent_and_refuses_a_newer_schema(void **unused)
 	assert_int_equal(pgconn_migrate(c, schema, "test"), 0);
 	sql = xasprintf("SELECT count(*), max(version) FROM \"%s\".migrations", schema);
 	assert_int_equal(pgconn_exec(c, "test", &r, sql, 0, NULL), 0);
-	assert_string_equal(PQgetvalue(r, 0, 0), "2");
+	assert_int_equal(atoi(PQgetvalue(r, 0, 0)), PGCONN_SCHEMA_VERSION);
 	assert_int_equal(atoi(PQgetvalue(r, 0, 1)), PGCONN_SCHEMA_VERSION);
 	PQclear(r);
 	free(sql);
@@ -121,6 +122,52 @@ static void test_migrate_is_idempotent_and_refuses_a_newer_schema(void **unused)
 	free(schema);
 }
 
+/* The statements of script as pgconn_stmt_len cuts them, joined by '|'. */
+static char *split(const char *script)
+{
+	struct buf b = BUF_INIT;
+
+	for (;;) {
+		size_t n = pgconn_stmt_len(script);
+
+		buf_append(&b, script, n);
+		if (!script[n])
+			break;
+		buf_puts(&b, "|");
+		script += n + 1;
+	}
+	return b.data ? b.data : xstrdup("");
+}
+
+static void assert_split(const char *script, const char *want)
+{
+	char *got = split(script);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_scripts_split_on_semicolons_outside_quotes(void **unused)
+{
+	(void)unused;
+	assert_split("", "");
+	assert_split("SELECT 1", "SELECT 1");
+	assert_split("SELECT 1;SELECT 2;", "SELECT 1|SELECT 2|");
+	assert_split("SELECT 'a;b';SELECT 'it''s; fine'", "SELECT 'a;b'|SELECT 'it''s; fine'");
+	assert_split("CREATE TABLE \"x;y\" (a int);SELECT 1", "CREATE TABLE \"x;y\" (a int)|SELECT 1");
+	/* function bodies: $$ and tagged dollar quotes, with ';' and other quotes inside */
+	assert_split("CREATE FUNCTION f() RETURNS int AS $$ BEGIN PERFORM 1; RETURN 2; END $$;SELECT 3",
+		     "CREATE FUNCTION f() RETURNS int AS $$ BEGIN PERFORM 1; RETURN 2; END $$|SELECT 3");
+	assert_split("DO $body$ BEGIN RAISE NOTICE '$$;'; END $body$;SELECT 1",
+		     "DO $body$ BEGIN RAISE NOTICE '$$;'; END $body$|SELECT 1");
+	assert_split("DO $a$ x $b$; $a$;x", "DO $a$ x $b$; $a$|x");
+	/* $1 is a parameter, not a quote; a lone $ is nothing */
+	assert_split("SELECT $1;SELECT $2::int, 'x';SELECT $", "SELECT $1|SELECT $2::int, 'x'|SELECT $");
+	/* an unterminated quote runs to the end */
+	assert_split("SELECT 'a;b", "SELECT 'a;b");
+	assert_split("SELECT $$ a; b", "SELECT $$ a; b");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -129,6 +176,7 @@ int main(void)
 		cmocka_unit_test(test_a_server_that_is_not_there_is_transient_and_names_no_password),
 		cmocka_unit_test(test_a_refused_login_is_one_clean_line),
 		cmocka_unit_test(test_migrate_is_idempotent_and_refuses_a_newer_schema),
+		cmocka_unit_test(test_scripts_split_on_semicolons_outside_quotes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
