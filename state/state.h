@@ -247,6 +247,14 @@ struct state_backend_ops {
 	/* The names kicked since the last call (NOTIFY payloads; caller frees each and the array). */
 	int (*take_kicks)(struct state_backend *be, char ***names, size_t *n);
 	/*
+	 * 1 when, since the last call, another process committed a change (not
+	 * a kick) or the listener reconnected (one may have been missed). The
+	 * leader alone writes: for it such a commit is an edit by hand (schema
+	 * version 3's triggers) or a writer it fenced out, and what it holds in
+	 * memory is stale.
+	 */
+	int (*take_foreign)(struct state_backend *be);
+	/*
 	 * Brings st up to date with the stored state: records changed or removed
 	 * since it was loaded or last refreshed (only those are read), header
 	 * fields, serial. *changed (caller frees each and the array) gets the
@@ -336,6 +344,9 @@ void state_on_change(struct state_backend *be, void (*fn)(void *arg), void *arg)
 int state_kick(struct state_backend *be, const char *name);
 /* ops->take_kicks; none when the backend has none. */
 int state_take_kicks(struct state_backend *be, char ***names, size_t *n);
+
+/* ops->take_foreign; 0 when the backend has none. */
+int state_take_foreign(struct state_backend *be);
 /* ops->refresh; a no-op (nothing changed) when the backend has none. */
 int state_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed);
 /* ops->holder; "" when the backend has none. */

@@ -1032,6 +1032,11 @@ int state_take_kicks(struct state_backend *be, char ***names, size_t *n)
 	return 0;
 }
 
+int state_take_foreign(struct state_backend *be)
+{
+	return be && be->ops->take_foreign ? be->ops->take_foreign(be) : 0;
+}
+
 int state_refresh(struct state_backend *be, struct state *st, char ***changed, size_t *n_changed)
 {
 	*changed = NULL;

@@ -182,6 +182,7 @@ static const struct state_backend_ops state_pg_ops = {
 	.on_change = state_pg_on_change,
 	.kick = state_pg_kick,
 	.take_kicks = state_pg_take_kicks,
+	.take_foreign = state_pg_take_foreign,
 	.refresh = state_pg_refresh,
 	.holder = state_pg_holder,
 };

@@ -101,9 +101,12 @@ static void state_pg_notices(struct state_pg *pg, PGconn *c)
 		const char *p = n->extra ? n->extra : "";
 		int other = !state_pg_own(s, n->be_pid);
 
-		if (other && !strncmp(p, STATE_PG_KICK_PREFIX, strlen(STATE_PG_KICK_PREFIX)) &&
-		    state_pg_name_valid(p + strlen(STATE_PG_KICK_PREFIX)))
-			state_pg_kick_add(s, p + strlen(STATE_PG_KICK_PREFIX));
+		if (other && !strncmp(p, STATE_PG_KICK_PREFIX, strlen(STATE_PG_KICK_PREFIX))) {
+			if (state_pg_name_valid(p + strlen(STATE_PG_KICK_PREFIX)))
+				state_pg_kick_add(s, p + strlen(STATE_PG_KICK_PREFIX));
+		} else if (other) {
+			atomic_store(&s->foreign, 1); /* a commit (payload: its serial) */
+		}
 		PQfreemem(n);
 		if (other)
 			state_pg_wake_daemon(s);
@@ -138,6 +141,7 @@ static void *state_pg_listen_main(void *arg)
 				continue;
 			}
 			backoff = STATE_PG_BACKOFF_MIN_MS;
+			atomic_store(&s->foreign, 1);
 			state_pg_wake_daemon(s); /* changes may have been committed while it was away */
 		}
 		if (state_pg_wait(s, PQsocket(c), -1))
@@ -234,6 +238,11 @@ int state_pg_kick(struct state_backend *be, const char *name)
 	}
 	pthread_mutex_unlock(&pg->mu);
 	return rc;
+}
+
+int state_pg_take_foreign(struct state_backend *be)
+{
+	return atomic_exchange(&state_pg_store_of(state_pg_of(be))->foreign, 0);
 }
 
 int state_pg_take_kicks(struct state_backend *be, char ***names, size_t *n)

@@ -48,6 +48,7 @@ struct state_pg_store {
 	void *arg;
 	char **kicks;
 	size_t n_kicks;
+	_Atomic int foreign; /* another process committed, or the listener reconnected, since take_foreign */
 	int started;
 	pthread_t thread;
 	int wake[2]; /* self-pipe: a byte asks the listener to stop */
@@ -120,6 +121,7 @@ void state_pg_snap_save(struct state_pg *pg, const PGresult *hdr, const struct s
 void state_pg_on_change(struct state_backend *be, void (*fn)(void *arg), void *arg);
 int state_pg_kick(struct state_backend *be, const char *name);
 int state_pg_take_kicks(struct state_backend *be, char ***names, size_t *n);
+int state_pg_take_foreign(struct state_backend *be);
 /* Stops the listener thread (if it runs) and closes its connection. */
 void state_pg_listen_stop(struct state_pg *pg);
 

@@ -437,6 +437,7 @@ static void replica_promote(struct daemon *d)
 {
 	struct state *st = NULL;
 
+	(void)state_take_foreign(d->be); /* what others committed so far is in the load below */
 	if (state_load(d->be, &st)) {
 		log_error("took the state's lease but could not read the state (%s); giving the lease up", cs_errmsg());
 		state_unlock(d->be);
@@ -485,17 +486,18 @@ static void replica_demote(struct daemon *d, const char *why)
 }
 
 /*
- * A leader whose state write failed (the database went away, a conflict)
- * reads the state again, as after a crash: the write-ahead records resume
- * what was in flight, and nothing held only in memory is trusted.
+ * A leader whose state write failed (the database went away, a conflict),
+ * or that heard another process commit (an edit by hand), reads the state
+ * again, as after a crash: the write-ahead records resume what was in
+ * flight, and nothing held only in memory is trusted. why ends the log line.
  */
-static void replica_reload(struct daemon *d)
+static void replica_reload(struct daemon *d, const char *why)
 {
 	struct state *st = NULL;
 
 	cs_error_clear();
 	if (state_load(d->be, &st)) {
-		replica_error_once("reading the state again after a failed write");
+		replica_error_once("reading the state again");
 		return;
 	}
 	replica_local_from(d, d->st); /* this replica's outputs, as the records in memory describe them */
@@ -508,7 +510,7 @@ static void replica_reload(struct daemon *d)
 	d->state_ok = 1;
 	d->has_state = st->serial > 0 || state_cert_count(st) > 0;
 	replica_last_error[0] = 0;
-	log_info("read the state again after a failed write (serial %llu): the journal resumes what was in flight",
+	log_info("read the state again %s (serial %llu): the journal resumes what was in flight", why,
 		 (unsigned long long)st->serial);
 }
 
@@ -623,8 +625,11 @@ void daemon_replica_step(struct daemon *d)
 		replica_try_lead(d);
 	if (d->leader) {
 		__atomic_store_n(&d->changed, 0, __ATOMIC_RELEASE);
+		/* The leader alone writes: a commit by another process (an edit by hand) makes what it holds stale. */
+		if (state_take_foreign(d->be) && !d->reload)
+			replica_reload(d, "after another process changed it");
 		if (d->reload)
-			replica_reload(d);
+			replica_reload(d, "after a failed write");
 		replica_take_kicks(d);
 	} else {
 		replica_follow(d);

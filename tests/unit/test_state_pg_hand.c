@@ -447,6 +447,49 @@ static void test_a_replica_refresh_brings_in_a_hand_edit(void **unused)
 }
 
 /*
+ * The leader (the one writer) hears of a commit by another process
+ * (state_take_foreign: then it reads the state again), not of its own
+ * commits nor of a follower's kick.
+ */
+static void test_a_leader_hears_a_foreign_commit_not_its_own_or_a_kick(void **unused)
+{
+	char *schema = test_pg_schema();
+	struct state_backend *l = open_pg(schema, NULL), *f = open_pg(schema, NULL);
+	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct state *st = make_state(3);
+	PGconn *c = raw();
+	char **names = NULL;
+	size_t n = 0;
+
+	(void)unused;
+	assert_int_equal(state_lock(l, "run"), 0);
+	state_on_change(l, counter_bump, &cnt);
+	(void)state_take_foreign(l);
+	assert_int_equal(state_save(l, st), 0); /* its own commit: a NOTIFY it ignores */
+	assert_int_equal(state_kick(f, "c01.example"), 0);
+	/* notifications come in order: once the kick is here, the save's came before it */
+	assert_int_equal(counter_wait(&cnt, 1), 1);
+	assert_int_equal(state_take_kicks(l, &names, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names[0], "c01.example");
+	free_names(names, n);
+	assert_int_equal(state_take_foreign(l), 0);
+
+	sqlv(c, schema, "DELETE FROM @S.certs WHERE name = 'c02.example'");
+	assert_int_equal(counter_wait(&cnt, 2), 2);
+	assert_int_equal(state_take_foreign(l), 1);
+	assert_int_equal(state_take_foreign(l), 0); /* taken */
+	assert_int_equal(state_take_foreign(NULL), 0);
+	state_on_change(l, NULL, NULL);
+	state_unlock(l);
+	PQfinish(c);
+	state_backend_free(l);
+	state_backend_free(f);
+	state_free(st);
+	free(schema);
+}
+
+/*
  * A writer holding the state from before a hand edit: its next write fails
  * as for another writer (the serial moved), and after a load it writes
  * again; no later snapshot hides the edit.
@@ -596,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_certsyncs_own_writes_fire_no_trigger),
 		cmocka_unit_test(test_one_hand_transaction_is_one_serial),
 		cmocka_unit_test(test_a_replica_refresh_brings_in_a_hand_edit),
+		cmocka_unit_test(test_a_leader_hears_a_foreign_commit_not_its_own_or_a_kick),
 		cmocka_unit_test(test_a_writer_behind_a_hand_edit_gets_a_conflict),
 		cmocka_unit_test(test_a_write_that_lost_its_setting_moves_the_serial_once),
 		cmocka_unit_test(test_a_version_2_schema_migrates_to_3_with_its_data),
