@@ -414,10 +414,9 @@ static void sc_read_entry(struct sc_reader *r, struct cache_entry *e)
 		uint32_t len = sc_get_u32(r, MANIFEST_MAX_FILE_BYTES);
 		const void *sp = sc_take(r, len);
 
-		if (!sp || !(e->specs[e->n] = cert_spec_unpack(sp, len)) || strcmp(e->specs[e->n]->file, e->path))
+		/* counted once unpacked, so the entry's clear frees a spec that names another file too */
+		if (!sp || !(e->specs[e->n] = cert_spec_unpack(sp, len)) || strcmp(e->specs[e->n++]->file, e->path))
 			r->bad = 1;
-		else
-			e->n++;
 	}
 }
 

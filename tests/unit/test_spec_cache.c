@@ -311,6 +311,36 @@ static void test_a_damaged_or_foreign_cache_file_is_ignored_whole(void **state)
 	test_rmdir(dir);
 }
 
+/*
+ * An entry whose path is not the file its specs name (damage under a good
+ * checksum) refuses the file, and the spec read before the mismatch is freed
+ * (fuzz_spec_cache found it leaked: LeakSanitizer fails this test without the
+ * fix).
+ */
+static void test_an_entry_whose_specs_name_another_file_refuses_the_file(void **state)
+{
+	static const char oid[] = "1111111111111111111111111111111111111111";
+	char *dir = test_mkdtemp(), *path = write_cache(dir);
+	struct buf b = BUF_INIT;
+	char *at;
+	uint64_t body_len;
+
+	(void)state;
+	assert_int_equal(fsutil_read_file(path, SPEC_CACHE_MAX_BYTES, &b), 0);
+	/* header: body length at 152, its SHA-256 at 160, the body at 192; an entry: oid, u32 length, path */
+	at = memmem(b.data + 192, b.len - 192, oid, 40);
+	assert_non_null(at);
+	assert_memory_equal(at + 44, "certs/web.yaml", 14);
+	at[44 + 8] = 'x'; /* certs/wex.yaml: its specs still say certs/web.yaml */
+	memcpy(&body_len, b.data + 152, sizeof(body_len));
+	crypto_sha256((unsigned char *)b.data + 192, (size_t)body_len, (unsigned char *)b.data + 160);
+	assert_int_equal(fsutil_write_cache(path, b.data, b.len, 0600), 0);
+	assert_ignored(path);
+	buf_free(&b);
+	free(path);
+	test_rmdir(dir);
+}
+
 static void test_eviction_keeps_the_used_entries_only(void **state)
 {
 	char *dir = test_mkdtemp(), *path = write_cache(dir);
@@ -636,6 +666,7 @@ int main(void)
 		cmocka_unit_test(test_unpack_refuses_every_truncation_and_trailing_bytes),
 		cmocka_unit_test(test_cache_file_reads_back_what_was_written),
 		cmocka_unit_test(test_a_damaged_or_foreign_cache_file_is_ignored_whole),
+		cmocka_unit_test(test_an_entry_whose_specs_name_another_file_refuses_the_file),
 		cmocka_unit_test(test_eviction_keeps_the_used_entries_only),
 		cmocka_unit_test(test_eviction_in_place_keeps_every_chain_reachable),
 		cmocka_unit_test(test_a_load_that_parsed_few_blobs_appends_them),
