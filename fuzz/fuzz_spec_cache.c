@@ -10,11 +10,13 @@
  * - every entry it accepts is within bounds (hex id, path, diagnostics,
  *   specs that name its path), and each spec packs into bytes that
  *   cert_spec_unpack accepts and that pack the same again;
- * - an append after the read (one new entry) leaves a file that reads back
- *   with every entry, and what that read gives, written whole, reads back
- *   the same (keys, specs, diagnostics).
+ * - a load after the read that used some of the entries and parsed one new
+ *   blob: an append (only while the unused entries and the segments stay
+ *   within a quarter) leaves a file that reads back with every entry read
+ *   and the new one; a whole write, with the entries kept; and what that
+ *   read gives, written whole, reads back the same (keys, sizes, specs,
+ *   diagnostics).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
@@ -31,10 +33,7 @@
 #include "fuzz.h"
 
 /* The layout (reconciler/spec_cache.c: struct sc_header, struct sc_segment); checked once against a real file. */
-#define H_VERSION 8
-#define H_ORDER 12
 #define H_BUILD 16
-#define H_BUILD_LEN 132
 #define H_BODY_LEN 152
 #define H_SUM 160
 #define H_LEN 192
