@@ -175,6 +175,9 @@ void spec_cache_evict_unused(struct spec_cache *c)
 #define SC_MAX_PATH 4096
 #define SC_MAX_MSG 65536
 #define SC_MAX_ITEMS 100000
+#define SC_MIN_ENTRY (40 + 4 + 8 + 4 + 4) /* oid, empty path, size, no diagnostics, no specs */
+#define SC_MIN_DIAG (2 * 4 + 4)
+#define SC_MIN_SPEC 4
 
 struct sc_header {
 	char magic[8];
@@ -363,6 +366,19 @@ static uint32_t sc_get_u32(struct sc_reader *r, uint32_t max)
 	return r->bad ? 0 : v;
 }
 
+/*
+ * A count of items of at least item bytes each, at most max: one the rest of
+ * the body cannot hold is damage, refused before room is made for it.
+ */
+static uint32_t sc_get_count(struct sc_reader *r, uint32_t max, size_t item)
+{
+	uint32_t n = sc_get_u32(r, max);
+
+	if (n > (size_t)(r->end - r->p) / item)
+		r->bad = 1;
+	return r->bad ? 0 : n;
+}
+
 /* A string of at most max bytes and no NUL inside (the caller frees it), or NULL (r->bad) when bad. */
 static char *sc_get_str(struct sc_reader *r, uint32_t max)
 {
@@ -384,17 +400,19 @@ static void sc_read_entry(struct sc_reader *r, struct cache_entry *e)
 	uint64_t size = 0;
 	uint32_t n;
 
-	if (!oid || strspn(oid, "0123456789abcdef") < 40) {
+	if (!oid)
+		return;
+	memcpy(e->oid, oid, 40); /* checked once terminated: the hex may run on to the end of the file */
+	e->oid[40] = '\0';
+	if (strspn(e->oid, "0123456789abcdef") < 40) {
 		r->bad = 1;
 		return;
 	}
-	memcpy(e->oid, oid, 40);
-	e->oid[40] = '\0';
 	if (!(e->path = sc_get_str(r, SC_MAX_PATH)) || !(p = sc_take(r, sizeof(size))))
 		return;
 	memcpy(&size, p, sizeof(size));
 	e->size = (size_t)size;
-	n = sc_get_u32(r, SC_MAX_ITEMS);
+	n = sc_get_count(r, SC_MAX_ITEMS, SC_MIN_DIAG);
 	for (uint32_t k = 0; k < n && !r->bad; k++) {
 		const void *lcp = sc_take(r, 2 * sizeof(int32_t));
 		int32_t lc[2] = {0, 0};
@@ -408,16 +426,15 @@ static void sc_read_entry(struct sc_reader *r, struct cache_entry *e)
 			diags_add(&e->diags, e->path, lc[0], lc[1], "%s", msg);
 		free(msg);
 	}
-	n = sc_get_u32(r, SC_MAX_ITEMS);
+	n = sc_get_count(r, SC_MAX_ITEMS, SC_MIN_SPEC);
 	e->specs = xcalloc(n + 1, sizeof(*e->specs));
 	for (uint32_t k = 0; k < n && !r->bad; k++) {
 		uint32_t len = sc_get_u32(r, MANIFEST_MAX_FILE_BYTES);
 		const void *sp = sc_take(r, len);
 
-		if (!sp || !(e->specs[e->n] = cert_spec_unpack(sp, len)) || strcmp(e->specs[e->n]->file, e->path))
+		/* counted once unpacked, so the entry's clear frees a spec that names another file too */
+		if (!sp || !(e->specs[e->n] = cert_spec_unpack(sp, len)) || strcmp(e->specs[e->n++]->file, e->path))
 			r->bad = 1;
-		else
-			e->n++;
 	}
 }
 
@@ -451,7 +468,7 @@ static const char *sc_check_header(const struct fsutil_map *b, struct sc_header 
  */
 static void sc_read_body(struct spec_cache *c, struct sc_reader *r, int segment, size_t *added)
 {
-	uint32_t count = sc_get_u32(r, GITSRC_MAX_FILES);
+	uint32_t count = sc_get_count(r, GITSRC_MAX_FILES, SC_MIN_ENTRY);
 
 	spec_cache_reserve(c, count);
 	for (uint32_t i = 0; i < count && !r->bad; i++) {

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "../../manifests/manifest.h"
 #include "../../reconciler/spec_cache.h"
@@ -308,6 +311,143 @@ static void test_a_damaged_or_foreign_cache_file_is_ignored_whole(void **state)
 	assert_int_equal(fsutil_write_cache(path, "", 0, 0600), 0);
 	assert_ignored(path);
 	free(path);
+	test_rmdir(dir);
+}
+
+/*
+ * An entry whose path is not the file its specs name (damage under a good
+ * checksum) refuses the file, and the spec read before the mismatch is freed
+ * (fuzz_spec_cache found it leaked: LeakSanitizer fails this test without the
+ * fix).
+ */
+static void test_an_entry_whose_specs_name_another_file_refuses_the_file(void **state)
+{
+	static const char oid[] = "1111111111111111111111111111111111111111";
+	char *dir = test_mkdtemp(), *path = write_cache(dir);
+	struct buf b = BUF_INIT;
+	char *at;
+	uint64_t body_len;
+
+	(void)state;
+	assert_int_equal(fsutil_read_file(path, SPEC_CACHE_MAX_BYTES, &b), 0);
+	/* header: body length at 152, its SHA-256 at 160, the body at 192; an entry: oid, u32 length, path */
+	at = memmem(b.data + 192, b.len - 192, oid, 40);
+	assert_non_null(at);
+	assert_memory_equal(at + 44, "certs/web.yaml", 14);
+	at[44 + 8] = 'x'; /* certs/wex.yaml: its specs still say certs/web.yaml */
+	memcpy(&body_len, b.data + 152, sizeof(body_len));
+	crypto_sha256((unsigned char *)b.data + 192, (size_t)body_len, (unsigned char *)b.data + 160);
+	assert_int_equal(fsutil_write_cache(path, b.data, b.len, 0600), 0);
+	assert_ignored(path);
+	buf_free(&b);
+	free(path);
+	test_rmdir(dir);
+}
+
+/*
+ * mmap for this test binary (the library's calls come here): while
+ * guard_maps is set, a file is mapped right before a page that cannot be
+ * read, so a reader that goes past the end of a mapped file faults instead
+ * of reading whatever the kernel placed there. Otherwise the system call.
+ */
+static int guard_maps;
+static char *guard_page;
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), span = (len + page - 1) / page * page;
+	char *p;
+
+	if (!guard_maps || addr || fd < 0)
+		return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	p = (char *)syscall(SYS_mmap, NULL, span + page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return p;
+	guard_page = p + span;
+	return (void *)syscall(SYS_mmap, p, len, prot, flags | MAP_FIXED, fd, off);
+}
+
+/* A cache file of exactly one page: this build's header, then body (its length and checksum made right). */
+static void write_page_file(const char *path, const char *hdr_from, void (*fill)(unsigned char *body, size_t len))
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char *img = xcalloc(1, page);
+	uint64_t body_len = page - 192;
+	struct buf b = BUF_INIT;
+
+	assert_int_equal(fsutil_read_file(hdr_from, SPEC_CACHE_MAX_BYTES, &b), 0);
+	memcpy(img, b.data, 152); /* magic, version, order, build id */
+	memcpy(img + 152, &body_len, sizeof(body_len));
+	fill(img + 192, (size_t)body_len);
+	crypto_sha256(img + 192, (size_t)body_len, img + 160);
+	assert_int_equal(fsutil_write_cache(path, img, page, 0600), 0);
+	buf_free(&b);
+	free(img);
+}
+
+/* One entry whose blob id runs on in hex to the end of the file. */
+static void fill_hex_to_the_end(unsigned char *body, size_t len)
+{
+	uint32_t count = 1;
+
+	memcpy(body, &count, sizeof(count));
+	memset(body + 4, 'a', len - 4);
+}
+
+static void test_a_blob_id_is_read_within_its_40_bytes(void **state)
+{
+	char *dir = test_mkdtemp(), *good = write_cache(dir), *path = fsutil_join(dir, "page.cache");
+
+	(void)state;
+	write_page_file(path, good, fill_hex_to_the_end);
+	guard_maps = 1;
+	assert_ignored(path); /* its path length is "aaaa": refused, without reading past the file */
+	guard_maps = 0;
+	assert_non_null(guard_page);
+	munmap(guard_page, (size_t)sysconf(_SC_PAGESIZE));
+	guard_page = NULL;
+	free(path);
+	free(good);
+	test_rmdir(dir);
+}
+
+/* A body that says it holds 100,000 entries (the most a listing has) in its 3,900 bytes. */
+static void fill_big_count(unsigned char *body, size_t len)
+{
+	uint32_t count = 100000;
+
+	memset(body, 0, len);
+	memcpy(body, &count, sizeof(count));
+}
+
+/* A spec count of 100,000 in an entry of a few bytes (refused either way; the bound spares an 800 KB array). */
+static void fill_big_spec_count(unsigned char *body, size_t len)
+{
+	uint32_t one = 1, specs = 100000;
+
+	memset(body, 0, len);
+	memcpy(body, &one, 4);
+	memset(body + 4, 'a', 40);
+	/* path "" (length 0), blob size 0, no diagnostics, then the spec count */
+	memcpy(body + 4 + 40 + 4 + 8 + 4, &specs, 4);
+}
+
+static void test_counts_larger_than_the_body_holds_are_refused_before_any_room_is_made(void **state)
+{
+	char *dir = test_mkdtemp(), *good = write_cache(dir), *path = fsutil_join(dir, "page.cache");
+	struct spec_cache *c = spec_cache_new();
+
+	(void)state;
+	write_page_file(path, good, fill_big_count);
+	assert_int_equal(spec_cache_read(c, path), 0);
+	assert_int_equal(c->dirty, 1);
+	/* the table was not grown for 100,000 entries (2^18 slots, 29 MB touched to free) */
+	assert_true(c->cap <= 256);
+	spec_cache_free(c);
+	write_page_file(path, good, fill_big_spec_count);
+	assert_ignored(path);
+	free(path);
+	free(good);
 	test_rmdir(dir);
 }
 
@@ -636,6 +776,9 @@ int main(void)
 		cmocka_unit_test(test_unpack_refuses_every_truncation_and_trailing_bytes),
 		cmocka_unit_test(test_cache_file_reads_back_what_was_written),
 		cmocka_unit_test(test_a_damaged_or_foreign_cache_file_is_ignored_whole),
+		cmocka_unit_test(test_an_entry_whose_specs_name_another_file_refuses_the_file),
+		cmocka_unit_test(test_a_blob_id_is_read_within_its_40_bytes),
+		cmocka_unit_test(test_counts_larger_than_the_body_holds_are_refused_before_any_room_is_made),
 		cmocka_unit_test(test_eviction_keeps_the_used_entries_only),
 		cmocka_unit_test(test_eviction_in_place_keeps_every_chain_reachable),
 		cmocka_unit_test(test_a_load_that_parsed_few_blobs_appends_them),
