@@ -504,8 +504,7 @@ size_t reconcile_restamp_outputs(const struct config *cfg, struct state_cert *co
 			 changed, changed == 1 ? "'s" : "s'");
 	if (moved > changed)
 		log_debug("%zu certificates' outputs were shown unchanged by their content but not recorded again "
-			  "(written "
-			  "in the last %d s, or changed since): a later look does it",
+			  "(written in the last %d s, or changed since): a later look does it",
 			  moved - changed, OUTPUTS_RESTAMP_SETTLE);
 	return changed;
 }
