@@ -23,6 +23,7 @@
 #include "../../util/err.h"
 #include "../../util/fsutil.h"
 #include "../../util/util.h"
+#include "pgfix.h"
 #include "testutil.h"
 
 #define T0 INT64_C(1795411863) /* 2026-11-23T05:31:03Z */
@@ -31,12 +32,7 @@
 
 static struct state_backend *open_pg(const char *schema, const char *replica)
 {
-	struct state_pg_opts o = {test_pg_url(), schema, 15000, replica, NULL};
-	struct state_backend *be = NULL;
-
-	if (state_pg_open(&o, &be))
-		fail_msg("state_pg_open: %s", cs_errmsg());
-	return be;
+	return pgfix_open(schema, replica, NULL);
 }
 
 static PGconn *raw_conn(void)
@@ -127,69 +123,21 @@ static struct state *full_state(int n)
 	return st;
 }
 
-static int has_name(char **v, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(v[i], name))
-			return 1;
-	return 0;
-}
-
-static void free_names(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-/* A counter the listener bumps; tests wait on it (with a deadline), never sleep. */
-struct counter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int n;
-};
-
-static void counter_bump(void *arg)
-{
-	struct counter *c = arg;
-
-	pthread_mutex_lock(&c->mu);
-	c->n++;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-}
-
-/* Waits until the counter reaches at least want (10 s at most); returns its value. */
-static int counter_wait(struct counter *c, int want)
-{
-	struct timespec until;
-	int n;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	pthread_mutex_lock(&c->mu);
-	while (c->n < want && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
-		;
-	n = c->n;
-	pthread_mutex_unlock(&c->mu);
-	return n;
-}
-
 /*
  * Waits until the listener of be received a kick for name (sent after what
  * the test wants processed: notices arrive in commit order on one connection).
  */
-static void wait_kick(struct state_backend *be, struct counter *cnt, const char *name)
+static void wait_kick(struct state_backend *be, struct pgfix_counter *cnt, const char *name)
 {
 	for (int want = 1; want < 1000; want++) {
 		char **names = NULL;
 		size_t n = 0;
 		int found;
 
-		counter_wait(cnt, want);
+		pgfix_counter_wait(cnt, want);
 		assert_int_equal(state_take_kicks(be, &names, &n), 0);
-		found = has_name(names, n, name);
-		free_names(names, n);
+		found = pgfix_has_name(names, n, name);
+		pgfix_free_names(names, n);
 		if (found)
 			return;
 	}
@@ -452,7 +400,7 @@ static void test_note_source_writes_the_header_alone(void **unused)
 	/* a reader refreshes the header: the source, nothing else changed */
 	assert_int_equal(state_refresh(b, got, &names, &n), 0);
 	assert_int_equal(n, 0);
-	free_names(names, n);
+	pgfix_free_names(names, n);
 	test_assert_same_state(got, st);
 	state_free(got);
 	got = NULL;
@@ -512,11 +460,11 @@ static void test_refresh_brings_in_another_writers_changes(void **unused)
 	assert_int_equal(state_journal(leader, mine, "c01.example", state_cert_get(mine, "c01.example")), 0);
 	assert_int_equal(state_refresh(follower, theirs, &names, &n), 0);
 	assert_int_equal(n, 4);
-	assert_true(has_name(names, n, "added.example"));
-	assert_true(has_name(names, n, "c00.example"));
-	assert_true(has_name(names, n, "c01.example"));
-	assert_true(has_name(names, n, "c02.example"));
-	free_names(names, n);
+	assert_true(pgfix_has_name(names, n, "added.example"));
+	assert_true(pgfix_has_name(names, n, "c00.example"));
+	assert_true(pgfix_has_name(names, n, "c01.example"));
+	assert_true(pgfix_has_name(names, n, "c02.example"));
+	pgfix_free_names(names, n);
 	test_assert_same_state(theirs, mine);
 	/* and again: nothing */
 	assert_int_equal(state_refresh(follower, theirs, &names, &n), 0);
@@ -526,7 +474,7 @@ static void test_refresh_brings_in_another_writers_changes(void **unused)
 	assert_int_equal(state_journal(leader, mine, "c02.example", state_cert_get(mine, "c02.example")), 0);
 	assert_int_equal(state_refresh(follower, theirs, &names, &n), 0);
 	assert_int_equal(n, 1);
-	free_names(names, n);
+	pgfix_free_names(names, n);
 	test_assert_same_state(theirs, mine);
 	state_free(mine);
 	state_free(theirs);
@@ -555,8 +503,8 @@ static void test_refresh_after_another_lineage_replaces_everything(void **unused
 	other->serial = 0;
 	assert_int_equal(state_save(a, other), 0);
 	assert_int_equal(state_refresh(b, seen, &names, &n), 0);
-	assert_true(has_name(names, n, "c01.example"));
-	free_names(names, n);
+	assert_true(pgfix_has_name(names, n, "c01.example"));
+	pgfix_free_names(names, n);
 	test_assert_same_state(seen, other);
 	PQfinish(c);
 	state_free(first);
@@ -571,12 +519,12 @@ static void test_on_change_fires_for_other_writers_not_our_own(void **unused)
 {
 	char *schema = test_pg_schema();
 	struct state_backend *a = open_pg(schema, "a"), *b = open_pg(schema, "b");
-	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct pgfix_counter cnt = PGFIX_COUNTER_INIT;
 	struct state *st = full_state(2), *bst = NULL;
 
 	(void)unused;
-	state_on_change(a, counter_bump, &cnt);
-	state_on_change(a, counter_bump, &cnt); /* once only */
+	state_on_change(a, pgfix_counter_bump, &cnt);
+	state_on_change(a, pgfix_counter_bump, &cnt); /* once only */
 	assert_int_equal(state_lock(a, "apply"), 0);
 	assert_int_equal(state_save(a, st), 0); /* our own: no wake-up */
 	assert_int_equal(state_journal(a, st, "c00.example", state_cert_get(st, "c00.example")), 0);
@@ -587,7 +535,7 @@ static void test_on_change_fires_for_other_writers_not_our_own(void **unused)
 	assert_int_equal(state_kick(b, "sentinel.example"), 0);
 	/* notices arrive in commit order: once b's kick is in, a's two writes were seen and did not count */
 	wait_kick(a, &cnt, "sentinel.example");
-	assert_int_equal(counter_wait(&cnt, 2), 2);
+	assert_int_equal(pgfix_counter_wait(&cnt, 2), 2);
 	state_on_change(a, NULL, NULL);
 	state_free(st);
 	state_free(bst);
@@ -600,33 +548,33 @@ static void test_kicks_reach_the_other_process_deduplicated(void **unused)
 {
 	char *schema = test_pg_schema();
 	struct state_backend *leader = open_pg(schema, "leader"), *follower = open_pg(schema, "follower");
-	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct pgfix_counter cnt = PGFIX_COUNTER_INIT;
 	char **names = NULL;
 	size_t n = 0;
 
 	(void)unused;
-	state_on_change(leader, counter_bump, &cnt);
+	state_on_change(leader, pgfix_counter_bump, &cnt);
 	assert_int_equal(state_kick(follower, "www.example"), 0);
 	assert_int_equal(state_kick(follower, "www.example"), 0);
 	assert_int_equal(state_kick(follower, "api.example"), 0);
 	assert_int_equal(state_kick(follower, "Bad Name"), CS_EINVALID);
 	assert_int_equal(state_kick(follower, ""), CS_EINVALID);
-	assert_int_equal(counter_wait(&cnt, 3), 3);
+	assert_int_equal(pgfix_counter_wait(&cnt, 3), 3);
 	assert_int_equal(state_take_kicks(leader, &names, &n), 0);
 	assert_int_equal(n, 2);
-	assert_true(has_name(names, n, "www.example"));
-	assert_true(has_name(names, n, "api.example"));
-	free_names(names, n);
+	assert_true(pgfix_has_name(names, n, "www.example"));
+	assert_true(pgfix_has_name(names, n, "api.example"));
+	pgfix_free_names(names, n);
 	assert_int_equal(state_take_kicks(leader, &names, &n), 0);
 	assert_int_equal(n, 0);
 	/* the kicker's own kicks are not its own work */
 	assert_int_equal(state_kick(leader, "self.example"), 0);
 	assert_int_equal(state_kick(follower, "other.example"), 0);
-	assert_int_equal(counter_wait(&cnt, 4), 4);
+	assert_int_equal(pgfix_counter_wait(&cnt, 4), 4);
 	assert_int_equal(state_take_kicks(leader, &names, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(names[0], "other.example");
-	free_names(names, n);
+	pgfix_free_names(names, n);
 	state_backend_free(leader);
 	state_backend_free(follower);
 	free(schema);
@@ -701,13 +649,13 @@ static void test_a_lost_connection_is_reopened_and_the_listener_says_so(void **u
 {
 	char *schema = test_pg_schema();
 	struct state_backend *be = open_pg(schema, "a"), *other = open_pg(schema, "b");
-	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct pgfix_counter cnt = PGFIX_COUNTER_INIT;
 	struct state *st = full_state(2), *got = NULL;
 	PGconn *c = raw_conn();
 	int pid;
 
 	(void)unused;
-	state_on_change(be, counter_bump, &cnt);
+	state_on_change(be, pgfix_counter_bump, &cnt);
 	assert_int_equal(state_lock(be, "apply"), 0);
 	assert_int_equal(state_save(be, st), 0);
 	/* the server drops the backend's connection: the next write reconnects and goes through */
@@ -721,10 +669,10 @@ static void test_a_lost_connection_is_reopened_and_the_listener_says_so(void **u
 	/* the listener's connection dropped: it reconnects and wakes the daemon (a change may be missed) */
 	free(sql1(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"certsync_%s\"'",
 		  schema));
-	assert_int_equal(counter_wait(&cnt, 1), 1);
+	assert_int_equal(pgfix_counter_wait(&cnt, 1), 1);
 	/* and listens again */
 	assert_int_equal(state_kick(other, "x.example"), 0);
-	assert_int_equal(counter_wait(&cnt, 2), 2);
+	assert_int_equal(pgfix_counter_wait(&cnt, 2), 2);
 	/* reads reconnect too */
 	pid = PQbackendPID(((struct state_pg *)be)->conn);
 	free(sql1(c, "SELECT pg_terminate_backend(%d)", pid));
@@ -752,7 +700,7 @@ static void test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnecte
 	const char *dir = getenv("CERTSYNC_TEST_PG_DIR");
 	char *schema = test_pg_schema(), *portfile, *port, *where;
 	struct state_backend *be, *other;
-	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct pgfix_counter cnt = PGFIX_COUNTER_INIT;
 	struct state *st = full_state(2), *got = NULL;
 	struct buf text = BUF_INIT;
 	struct state_cert *c;
@@ -766,7 +714,7 @@ static void test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnecte
 	where = xasprintf("host=127.0.0.1 port=%s", port);
 	be = open_pg(schema, "a");
 	other = open_pg(schema, "b");
-	state_on_change(be, counter_bump, &cnt);
+	state_on_change(be, pgfix_counter_bump, &cnt);
 	assert_int_equal(state_lock(be, "apply"), 0);
 	assert_int_equal(state_save(be, st), 0);
 
@@ -782,7 +730,7 @@ static void test_a_stopped_server_is_transient_and_a_restarted_one_is_reconnecte
 
 	pgtest("start", dir, port);
 	/* the listener comes back by itself and wakes the daemon: changes may have been missed */
-	assert_true(counter_wait(&cnt, 1) >= 1);
+	assert_true(pgfix_counter_wait(&cnt, 1) >= 1);
 	assert_int_equal(state_journal(be, st, c->name, c), 0);
 	assert_int_equal(st->serial, 2);
 	assert_int_equal(state_load(other, &got), 0);

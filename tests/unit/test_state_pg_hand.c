@@ -28,20 +28,16 @@
 #include "../../state/state_pg.h"
 #include "../../util/err.h"
 #include "../../util/util.h"
+#include "pgfix.h"
 #include "testutil.h"
 
-#define T0 INT64_C(1795411863) /* 2026-11-23T05:31:03Z */
+#define T0 PGFIX_T0
 
 /* ---------- helpers ---------- */
 
 static struct state_backend *open_pg(const char *schema, const char *cache_dir)
 {
-	struct state_pg_opts o = {test_pg_url(), schema, 15000, "hand-test", cache_dir};
-	struct state_backend *be = NULL;
-
-	if (state_pg_open(&o, &be))
-		fail_msg("state_pg_open: %s", cs_errmsg());
-	return be;
+	return pgfix_open(schema, "hand-test", cache_dir);
 }
 
 static PGconn *raw(void)
@@ -81,37 +77,6 @@ static long long sqlv(PGconn *c, const char *schema, const char *fmt, ...)
 	return v;
 }
 
-static void fill_cert(struct state_cert *c, int k)
-{
-	char tmp[64];
-
-	state_str_set(&c->issuer, "digicert");
-	state_str_set(&c->provider, "digicert");
-	snprintf(tmp, sizeof(tmp), "spec-%d", k);
-	state_str_set(&c->spec_hash, tmp);
-	state_str_set(&c->output_dir, "shop/www");
-	c->phase = PHASE_READY;
-	state_cert_set_id(c, "order_id", "12345");
-	snprintf(tmp, sizeof(tmp), "%x", 0xabc000 + k);
-	state_str_set(&c->serial, tmp);
-	c->not_before = T0 - 86400;
-	c->not_after = T0 + 90 * 86400;
-	state_cert_event(c, T0, "issued %d", k);
-}
-
-static struct state *make_state(int n)
-{
-	struct state *st = state_new();
-	char name[32];
-
-	state_set_source(st, "https://git.example/certs.git", "main", "0123abcd");
-	for (int i = 0; i < n; i++) {
-		snprintf(name, sizeof(name), "c%02d.example", i);
-		fill_cert(state_cert_put(st, name), i);
-	}
-	return st;
-}
-
 /* A load through a new backend (as a new certsync process would). */
 static struct state *load_fresh(const char *schema, const char *cache_dir)
 {
@@ -146,53 +111,6 @@ static void mark_rows(PGconn *c, const char *schema, int n)
 	sqlv(c, schema, "RESET " PGCONN_WRITER_SETTING);
 }
 
-/* A listener counter; tests wait on it (with a deadline), never sleep. */
-struct counter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int n;
-};
-
-static void counter_bump(void *arg)
-{
-	struct counter *c = arg;
-
-	pthread_mutex_lock(&c->mu);
-	c->n++;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-}
-
-static int counter_wait(struct counter *c, int want)
-{
-	struct timespec until;
-	int n;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
-	pthread_mutex_lock(&c->mu);
-	while (c->n < want && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
-		;
-	n = c->n;
-	pthread_mutex_unlock(&c->mu);
-	return n;
-}
-
-static int has_name(char **v, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(v[i], name))
-			return 1;
-	return 0;
-}
-
-static void free_names(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* ---------- tests ---------- */
 
 /*
@@ -205,7 +123,7 @@ static void test_a_hand_edit_is_seen_by_the_next_load(void **unused)
 {
 	char *schema = test_pg_schema(), *dir = test_mkdtemp();
 	struct state_backend *w = open_pg(schema, NULL);
-	struct state *st = make_state(6), *got;
+	struct state *st = pgfix_make_state(6), *got;
 	PGconn *c = raw();
 	long long serial;
 
@@ -314,7 +232,7 @@ static void test_certsyncs_own_writes_fire_no_trigger(void **unused)
 {
 	char *schema = test_pg_schema();
 	struct state_backend *w = open_pg(schema, NULL);
-	struct state *st = make_state(4);
+	struct state *st = pgfix_make_state(4);
 	PGconn *c = raw();
 
 	(void)unused;
@@ -333,7 +251,7 @@ static void test_certsyncs_own_writes_fire_no_trigger(void **unused)
 	assert_int_equal(state_note_source(w, st, "https://git.example/certs.git", "main", "4567cdef"), 0);
 	assert_counts(c, schema, 4, 1);
 	assert_int_equal(state_cert_remove(st, "c03.example"), 0);
-	fill_cert(state_cert_put(st, "new.example"), 9);
+	pgfix_fill_cert(state_cert_put(st, "new.example"), 9);
 	assert_int_equal(state_save(w, st), 0);
 	assert_counts(c, schema, 5, 2);
 	assert_int_equal(sqlv(c, schema, "SELECT serial FROM @S.header"), (long long)st->serial);
@@ -360,7 +278,7 @@ static void test_one_hand_transaction_is_one_serial(void **unused)
 {
 	char *schema = test_pg_schema();
 	struct state_backend *w = open_pg(schema, NULL);
-	struct state *st = make_state(5);
+	struct state *st = pgfix_make_state(5);
 	PGconn *c = raw();
 	long long s;
 
@@ -398,8 +316,8 @@ static void test_a_replica_refresh_brings_in_a_hand_edit(void **unused)
 {
 	char *schema = test_pg_schema();
 	struct state_backend *w = open_pg(schema, NULL), *f = open_pg(schema, NULL);
-	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-	struct state *st = make_state(5), *seen = NULL, *want;
+	struct pgfix_counter cnt = PGFIX_COUNTER_INIT;
+	struct state *st = pgfix_make_state(5), *seen = NULL, *want;
 	PGconn *c = raw();
 	char **names = NULL;
 	size_t n = 0;
@@ -409,7 +327,7 @@ static void test_a_replica_refresh_brings_in_a_hand_edit(void **unused)
 	assert_int_equal(state_save(w, st), 0);
 	state_unlock(w);
 	assert_int_equal(state_load(f, &seen), 0);
-	state_on_change(f, counter_bump, &cnt);
+	state_on_change(f, pgfix_counter_bump, &cnt);
 	sqlv(c, schema, "BEGIN");
 	sqlv(c, schema,
 	     "UPDATE @S.certs SET doc = jsonb_set(doc::jsonb, '{attempts}', '42')::text WHERE name = 'c01.example'");
@@ -418,13 +336,13 @@ static void test_a_replica_refresh_brings_in_a_hand_edit(void **unused)
 	     "INSERT INTO @S.certs (name, doc, changed_serial) SELECT 'copy.example', doc, 0 FROM @S.certs"
 	     " WHERE name = 'c03.example'");
 	sqlv(c, schema, "COMMIT");
-	assert_true(counter_wait(&cnt, 1) >= 1);
+	assert_true(pgfix_counter_wait(&cnt, 1) >= 1);
 	assert_int_equal(state_refresh(f, seen, &names, &n), 0);
 	assert_int_equal(n, 3);
-	assert_true(has_name(names, n, "c01.example"));
-	assert_true(has_name(names, n, "c02.example"));
-	assert_true(has_name(names, n, "copy.example"));
-	free_names(names, n);
+	assert_true(pgfix_has_name(names, n, "c01.example"));
+	assert_true(pgfix_has_name(names, n, "c02.example"));
+	assert_true(pgfix_has_name(names, n, "copy.example"));
+	pgfix_free_names(names, n);
 	want = load_fresh(schema, NULL);
 	test_assert_same_state(seen, want);
 	assert_int_equal(seen->serial, st->serial + 1);
@@ -435,7 +353,7 @@ static void test_a_replica_refresh_brings_in_a_hand_edit(void **unused)
 	sqlv(c, schema, "TRUNCATE @S.certs");
 	assert_int_equal(state_refresh(f, seen, &names, &n), 0);
 	assert_int_equal(n, 5);
-	free_names(names, n);
+	pgfix_free_names(names, n);
 	assert_int_equal(state_cert_count(seen), 0);
 	state_on_change(f, NULL, NULL);
 	PQfinish(c);
@@ -455,28 +373,28 @@ static void test_a_leader_hears_a_foreign_commit_not_its_own_or_a_kick(void **un
 {
 	char *schema = test_pg_schema();
 	struct state_backend *l = open_pg(schema, NULL), *f = open_pg(schema, NULL);
-	struct counter cnt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-	struct state *st = make_state(3);
+	struct pgfix_counter cnt = PGFIX_COUNTER_INIT;
+	struct state *st = pgfix_make_state(3);
 	PGconn *c = raw();
 	char **names = NULL;
 	size_t n = 0;
 
 	(void)unused;
 	assert_int_equal(state_lock(l, "run"), 0);
-	state_on_change(l, counter_bump, &cnt);
+	state_on_change(l, pgfix_counter_bump, &cnt);
 	(void)state_take_foreign(l);
 	assert_int_equal(state_save(l, st), 0); /* its own commit: a NOTIFY it ignores */
 	assert_int_equal(state_kick(f, "c01.example"), 0);
 	/* notifications come in order: once the kick is here, the save's came before it */
-	assert_int_equal(counter_wait(&cnt, 1), 1);
+	assert_int_equal(pgfix_counter_wait(&cnt, 1), 1);
 	assert_int_equal(state_take_kicks(l, &names, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(names[0], "c01.example");
-	free_names(names, n);
+	pgfix_free_names(names, n);
 	assert_int_equal(state_take_foreign(l), 0);
 
 	sqlv(c, schema, "DELETE FROM @S.certs WHERE name = 'c02.example'");
-	assert_int_equal(counter_wait(&cnt, 2), 2);
+	assert_int_equal(pgfix_counter_wait(&cnt, 2), 2);
 	assert_int_equal(state_take_foreign(l), 1);
 	assert_int_equal(state_take_foreign(l), 0); /* taken */
 	assert_int_equal(state_take_foreign(NULL), 0);
@@ -498,7 +416,7 @@ static void test_a_writer_behind_a_hand_edit_gets_a_conflict(void **unused)
 {
 	char *schema = test_pg_schema(), *dir = test_mkdtemp();
 	struct state_backend *w = open_pg(schema, dir);
-	struct state *st = make_state(4), *again = NULL, *got;
+	struct state *st = pgfix_make_state(4), *again = NULL, *got;
 	PGconn *c = raw();
 
 	(void)unused;
@@ -535,7 +453,7 @@ static void test_a_write_that_lost_its_setting_moves_the_serial_once(void **unus
 {
 	char *schema = test_pg_schema();
 	struct state_backend *w = open_pg(schema, NULL);
-	struct state *st = make_state(3), *got = NULL;
+	struct state *st = pgfix_make_state(3), *got = NULL;
 	PGconn *c = raw();
 	long long s;
 
@@ -594,7 +512,7 @@ static void test_a_version_2_schema_migrates_to_3_with_its_data(void **unused)
 {
 	char *schema = test_pg_schema(), *dir = test_mkdtemp();
 	struct state_backend *w = open_pg(schema, NULL), *be;
-	struct state *st = make_state(4), *got;
+	struct state *st = pgfix_make_state(4), *got;
 	PGconn *c = raw();
 	const char *triggers = "SELECT count(*) FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid"
 			       " JOIN pg_namespace n ON n.oid = r.relnamespace WHERE n.nspname = '%s'"

@@ -32,20 +32,16 @@
 #include "../../util/err.h"
 #include "../../util/fsutil.h"
 #include "../../util/util.h"
+#include "pgfix.h"
 #include "testutil.h"
 
-#define T0 INT64_C(1795411863) /* 2026-11-23T05:31:03Z */
+#define T0 PGFIX_T0
 
 /* ---------- helpers ---------- */
 
 static struct state_backend *open_pg(const char *schema, const char *cache_dir)
 {
-	struct state_pg_opts o = {test_pg_url(), schema, 15000, "snap-test", cache_dir};
-	struct state_backend *be = NULL;
-
-	if (state_pg_open(&o, &be))
-		fail_msg("state_pg_open: %s", cs_errmsg());
-	return be;
+	return pgfix_open(schema, "snap-test", cache_dir);
 }
 
 static const char *snap_path(struct state_backend *be)
@@ -77,34 +73,10 @@ static void sql_as(int unseen, const char *fmt, ...)
 	free(q);
 }
 
-static void fill_cert(struct state_cert *c, int k)
-{
-	char tmp[64];
-
-	state_str_set(&c->issuer, "digicert");
-	state_str_set(&c->provider, "digicert");
-	snprintf(tmp, sizeof(tmp), "spec-%d", k);
-	state_str_set(&c->spec_hash, tmp);
-	state_str_set(&c->output_dir, "shop/www");
-	c->phase = PHASE_READY;
-	state_cert_set_id(c, "order_id", "12345");
-	snprintf(tmp, sizeof(tmp), "%x", 0xabc000 + k);
-	state_str_set(&c->serial, tmp);
-	c->not_before = T0 - 86400;
-	c->not_after = T0 + 90 * 86400;
-	state_cert_event(c, T0, "issued %d", k);
-}
-
 static struct state *make_state(int n)
 {
-	struct state *st = state_new();
-	char name[32];
+	struct state *st = pgfix_make_state(n);
 
-	state_set_source(st, "https://git.example/certs.git", "main", "0123abcd");
-	for (int i = 0; i < n; i++) {
-		snprintf(name, sizeof(name), "c%02d.example", i);
-		fill_cert(state_cert_put(st, name), i);
-	}
 	state_account_set(st, "dnsimple", "account_id", "1010");
 	state_webhook_seen(st, "req-1");
 	return st;
@@ -261,7 +233,7 @@ static void test_every_write_by_another_process_is_seen_by_the_next_load(void **
 	assert_next_load_is(schema, dir, st);
 
 	/* a full save with a new record, a changed one and a removal */
-	fill_cert(state_cert_put(st, "new.example"), 99);
+	pgfix_fill_cert(state_cert_put(st, "new.example"), 99);
 	state_cert_get(st, "c00.example")->attempts = 7;
 	assert_int_equal(state_cert_remove(st, "c05.example"), 0);
 	assert_int_equal(state_save(w, st), 0);
